@@ -1,0 +1,49 @@
+// Vector similarity kernels with runtime CPU dispatch.
+//
+// Scores are "higher is more similar" for every metric:
+//   kCosine: dot product of L2-normalised vectors (callers normalise once).
+//   kDot:    inner product.
+//   kL2:     negated squared Euclidean distance, -||a - b||^2.
+#ifndef QUIVER_ANN_DISTANCE_H_
+#define QUIVER_ANN_DISTANCE_H_
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace quiver::ann {
+
+enum class Metric { kCosine, kDot, kL2 };
+
+std::string_view MetricName(Metric m);
+
+// One instruction set's kernels. Pointers are never null; inputs need no
+// alignment; n may be any size including 0.
+struct DistanceKernels {
+  const char* name;  // "scalar", "avx2", "avx512"
+  float (*dot)(const float* a, const float* b, size_t n);
+  float (*l2_squared)(const float* a, const float* b, size_t n);
+};
+
+// The portable reference implementation.
+const DistanceKernels& ScalarKernels();
+// Every kernel set this CPU can run, the reference first.
+std::vector<const DistanceKernels*> SupportedKernels();
+// The fastest supported set, chosen once on first call (thread-safe).
+const DistanceKernels& BestKernels();
+
+// Similarity of `a` and `b` under `metric` (see above). For kCosine both
+// vectors must already be normalised.
+inline float Similarity(const DistanceKernels& k, Metric metric, const float* a, const float* b,
+                        size_t n) {
+  return metric == Metric::kL2 ? -k.l2_squared(a, b, n) : k.dot(a, b, n);
+}
+
+// Scales `v` to unit L2 norm and returns the norm it had. A zero vector is
+// left unchanged (and 0 returned).
+float NormalizeInPlace(std::span<float> v);
+
+}  // namespace quiver::ann
+
+#endif  // QUIVER_ANN_DISTANCE_H_

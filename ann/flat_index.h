@@ -1,0 +1,95 @@
+// Exact (brute-force) top-k search: the correctness oracle for the
+// approximate indexes and the planner's fallback for selective filters.
+#ifndef QUIVER_ANN_FLAT_INDEX_H_
+#define QUIVER_ANN_FLAT_INDEX_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "ann/distance.h"
+#include "common/thread_pool.h"
+
+namespace quiver::ann {
+
+// A search result: `label` is the caller's id for the vector.
+struct Hit {
+  uint64_t label;
+  float score;  // Higher is more similar (see distance.h).
+};
+
+// Keeps a candidate when it returns true. Called concurrently from several
+// threads when the search is parallel, so it must be thread-safe for reads.
+using LabelFilter = std::function<bool(uint64_t label)>;
+
+struct SearchParams {
+  size_t top_k = 10;                    // REQUIRES: >= 1.
+  const LabelFilter* filter = nullptr;  // Null: every vector qualifies.
+  ThreadPool* pool = nullptr;           // Null: search on the calling thread.
+};
+
+// Orders hits best first; equal scores by ascending label, so results are
+// deterministic.
+bool HitBefore(const Hit& a, const Hit& b);
+
+// Keeps the best k of a stream of hits.
+class TopK {
+ public:
+  explicit TopK(size_t k) : k_(k) { heap_.reserve(k + 1); }
+  void Push(uint64_t label, float score);
+  // Best first. Leaves the collector empty.
+  std::vector<Hit> Take();
+  size_t k() const { return k_; }
+
+ private:
+  size_t k_;
+  std::vector<Hit> heap_;  // Heap whose front is the worst kept hit.
+};
+
+// Not internally synchronised: concurrent const calls are safe; a mutation
+// needs exclusive access (the caller holds a reader/writer lock).
+class FlatIndex {
+ public:
+  // REQUIRES: dimension >= 1.
+  FlatIndex(size_t dimension, Metric metric, const DistanceKernels& kernels = BestKernels());
+
+  // Inserts the vector of `label`, or replaces it when the label exists.
+  // For kCosine the vector is normalised here (a zero vector stays zero).
+  // REQUIRES: vector.size() == dimension().
+  void Upsert(uint64_t label, std::span<const float> vector);
+  // Returns false when the label was not present.
+  bool Remove(uint64_t label);
+  bool Contains(uint64_t label) const { return slot_of_.contains(label); }
+  void Clear();
+
+  // The best `params.top_k` vectors for `query` (normalised here for kCosine),
+  // best first. Fewer when fewer qualify. REQUIRES: query.size() == dimension().
+  std::vector<Hit> Search(std::span<const float> query, const SearchParams& params) const;
+
+  // Score of one stored vector against `query`; false when absent.
+  bool Score(std::span<const float> query, uint64_t label, float* score) const;
+
+  size_t size() const { return labels_.size(); }
+  size_t dimension() const { return dim_; }
+  Metric metric() const { return metric_; }
+  // Memory per stored vector: the floats plus the label bookkeeping.
+  size_t BytesPerVector() const;
+
+ private:
+  void ScanRange(const float* query, size_t begin, size_t end, const LabelFilter* filter,
+                 TopK* top) const;
+
+  const size_t dim_;
+  const Metric metric_;
+  const DistanceKernels& kernels_;
+  std::vector<float> data_;          // (size, dim_) row-major, row i belongs to labels_[i].
+  std::vector<uint64_t> labels_;     // (size)
+  absl::flat_hash_map<uint64_t, uint32_t> slot_of_;  // label -> row.
+};
+
+}  // namespace quiver::ann
+
+#endif  // QUIVER_ANN_FLAT_INDEX_H_

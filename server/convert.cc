@@ -1,0 +1,158 @@
+#include "server/convert.h"
+
+#include "common/strings.h"
+#include "common/status_macros.h"
+
+namespace quiver::server {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl::StatusCode values are defined to match grpc::StatusCode one to one.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+Json ValueToJson(const google::protobuf::Value& v) {
+  using google::protobuf::Value;
+  switch (v.kind_case()) {
+    case Value::kNumberValue: return Json(v.number_value());
+    case Value::kStringValue: return Json(v.string_value());
+    case Value::kBoolValue: return Json(v.bool_value());
+    case Value::kStructValue: return StructToJson(v.struct_value());
+    case Value::kListValue: {
+      Json::Array arr;
+      for (const Value& e : v.list_value().values()) arr.push_back(ValueToJson(e));
+      return Json(std::move(arr));
+    }
+    case Value::kNullValue:
+    case Value::KIND_NOT_SET: break;
+  }
+  return Json();
+}
+
+Json StructToJson(const google::protobuf::Struct& s) {
+  Json::Object obj;
+  for (const auto& [k, v] : s.fields()) obj.emplace(k, ValueToJson(v));
+  return Json(std::move(obj));
+}
+
+void JsonToValue(const Json& j, google::protobuf::Value* v) {
+  switch (j.type()) {
+    case Json::Type::kNull: v->set_null_value(google::protobuf::NULL_VALUE); break;
+    case Json::Type::kBool: v->set_bool_value(j.as_bool()); break;
+    case Json::Type::kNumber: v->set_number_value(j.as_number()); break;
+    case Json::Type::kString: v->set_string_value(j.as_string()); break;
+    case Json::Type::kArray: {
+      auto* list = v->mutable_list_value();
+      for (const Json& e : j.as_array()) JsonToValue(e, list->add_values());
+      break;
+    }
+    case Json::Type::kObject: JsonToStruct(j, v->mutable_struct_value()); break;
+  }
+}
+
+void JsonToStruct(const Json& j, google::protobuf::Struct* s) {
+  for (const auto& [k, v] : j.as_object()) JsonToValue(v, &(*s->mutable_fields())[k]);
+}
+
+storage::SparseVector SparseFromProto(const v1::SparseValues& proto) {
+  storage::SparseVector out;
+  out.indices.assign(proto.indices().begin(), proto.indices().end());
+  out.values.assign(proto.values().begin(), proto.values().end());
+  return out;
+}
+
+void SparseToProto(const storage::SparseVector& sparse, v1::SparseValues* proto) {
+  proto->mutable_indices()->Add(sparse.indices.begin(), sparse.indices.end());
+  proto->mutable_values()->Add(sparse.values.begin(), sparse.values.end());
+}
+
+absl::StatusOr<storage::Record> RecordFromProto(const v1::Record& proto) {
+  storage::Record r;
+  r.id = proto.id();
+  r.values.assign(proto.values().begin(), proto.values().end());
+  r.sparse = SparseFromProto(proto.sparse_values());
+  if (proto.has_metadata()) {
+    auto md = storage::MetadataFromJson(StructToJson(proto.metadata()));
+    if (!md.ok()) {
+      return absl::InvalidArgumentError(
+          StrCat("record \"", proto.id(), "\": ", md.status().message()));
+    }
+    r.metadata = *std::move(md);
+  }
+  r.text = proto.text();
+  return r;
+}
+
+void RecordToProto(const storage::Record& record, v1::Record* proto) {
+  proto->set_id(record.id);
+  proto->mutable_values()->Add(record.values.begin(), record.values.end());
+  if (!record.sparse.empty()) SparseToProto(record.sparse, proto->mutable_sparse_values());
+  if (!record.metadata.empty()) {
+    JsonToStruct(storage::MetadataToJson(record.metadata), proto->mutable_metadata());
+  }
+  proto->set_text(record.text);
+}
+
+absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionConfig& proto) {
+  storage::CollectionConfig c;
+  c.name = proto.name();
+  c.dimension = proto.dimension();
+  switch (proto.metric()) {
+    case v1::METRIC_UNSPECIFIED:
+    case v1::METRIC_COSINE: c.metric = storage::MetricKind::kCosine; break;
+    case v1::METRIC_DOT: c.metric = storage::MetricKind::kDot; break;
+    case v1::METRIC_L2: c.metric = storage::MetricKind::kL2; break;
+    default:
+      return absl::InvalidArgumentError(StrCat("unknown metric ", static_cast<int>(proto.metric())));
+  }
+  if (proto.index().has_hnsw()) {
+    return absl::UnimplementedError(
+        "the HNSW index is not built yet; create the collection with index {flat {}} "
+        "(exact search) for now");
+  }
+  c.index = storage::IndexKind::kFlat;
+  if (proto.text().enabled()) {
+    return absl::UnimplementedError(
+        "BM25 text search is not built yet; create the collection without text.enabled");
+  }
+  if (!proto.embedding().model().empty()) {
+    return absl::UnimplementedError(
+        "embedding models are not built yet; create the collection without an embedding binding");
+  }
+  RETURN_IF_ERROR(c.Validate());
+  return c;
+}
+
+void CollectionInfoToProto(const CollectionInfo& info, v1::CollectionInfo* proto) {
+  const storage::CollectionConfig& c = info.meta.config;
+  v1::CollectionConfig* pc = proto->mutable_config();
+  pc->set_name(c.name);
+  pc->set_dimension(c.dimension);
+  switch (c.metric) {
+    case storage::MetricKind::kCosine: pc->set_metric(v1::METRIC_COSINE); break;
+    case storage::MetricKind::kDot: pc->set_metric(v1::METRIC_DOT); break;
+    case storage::MetricKind::kL2: pc->set_metric(v1::METRIC_L2); break;
+  }
+  if (c.index == storage::IndexKind::kHnsw) {
+    auto* h = pc->mutable_index()->mutable_hnsw();
+    h->set_m(c.hnsw.m);
+    h->set_ef_construction(c.hnsw.ef_construction);
+    h->set_ef_search(c.hnsw.ef_search);
+  } else {
+    pc->mutable_index()->mutable_flat();
+  }
+  if (c.text.enabled) {
+    auto* t = pc->mutable_text();
+    t->set_enabled(true);
+    t->set_analyzer(c.text.analyzer);
+    t->set_bm25_k1(c.text.bm25_k1);
+    t->set_bm25_b(c.text.bm25_b);
+    t->set_text_field(c.text.text_field);
+  }
+  if (!c.embedding_model.empty()) pc->mutable_embedding()->set_model(c.embedding_model);
+  proto->set_record_count(info.record_count);
+  proto->set_namespace_count(info.namespace_count);
+  proto->set_created_unix_ms(info.meta.created_unix_ms);
+}
+
+}  // namespace quiver::server

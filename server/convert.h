@@ -1,0 +1,41 @@
+// Conversions between the public API (quiver.v1 protos) and domain types, and
+// the one place absl::Status becomes grpc::Status.
+#ifndef QUIVER_SERVER_CONVERT_H_
+#define QUIVER_SERVER_CONVERT_H_
+
+#include "absl/status/statusor.h"
+#include "common/json.h"
+#include "google/protobuf/struct.pb.h"
+#include "grpcpp/support/status.h"
+#include "quiver/v1/collections.pb.h"
+#include "quiver/v1/common.pb.h"
+#include "quiver/v1/search.pb.h"
+#include "server/engine.h"
+#include "storage/collection_config.h"
+#include "storage/record.h"
+
+namespace quiver::server {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+Json StructToJson(const google::protobuf::Struct& s);
+Json ValueToJson(const google::protobuf::Value& v);
+void JsonToValue(const Json& j, google::protobuf::Value* v);
+// REQUIRES: j.is_object().
+void JsonToStruct(const Json& j, google::protobuf::Struct* s);
+
+// INVALID_ARGUMENT for bad metadata; UNIMPLEMENTED never (records carry no
+// engine choices).
+absl::StatusOr<storage::Record> RecordFromProto(const v1::Record& proto);
+void RecordToProto(const storage::Record& record, v1::Record* proto);
+storage::SparseVector SparseFromProto(const v1::SparseValues& proto);
+void SparseToProto(const storage::SparseVector& sparse, v1::SparseValues* proto);
+
+// UNIMPLEMENTED for settings whose engine is not built yet (HNSW, BM25 text
+// search, embedding bindings), INVALID_ARGUMENT for unknown enum values.
+absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionConfig& proto);
+void CollectionInfoToProto(const CollectionInfo& info, v1::CollectionInfo* proto);
+
+}  // namespace quiver::server
+
+#endif  // QUIVER_SERVER_CONVERT_H_

@@ -1,0 +1,168 @@
+// The database engine: collections, their records in the store and their
+// in-memory indexes. It speaks domain types only (no gRPC), validates every
+// request and returns absl::Status codes a client can act on. Thread-safe.
+#ifndef QUIVER_SERVER_ENGINE_H_
+#define QUIVER_SERVER_ENGINE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/json.h"
+#include "common/thread_pool.h"
+#include "server/limits.h"
+#include "storage/collection_config.h"
+#include "storage/filter.h"
+#include "storage/record.h"
+#include "storage/store.h"
+
+namespace quiver::server {
+
+class Collection;  // engine.cc
+
+struct EngineOptions {
+  storage::StoreOptions store;
+  Limits limits;
+  size_t search_threads = 2;  // Workers for parallel exact scans. REQUIRES: >= 1.
+};
+
+struct CollectionInfo {
+  storage::CollectionMeta meta;
+  uint64_t record_count = 0;
+  uint32_t namespace_count = 0;
+};
+
+struct FetchResult {
+  std::vector<storage::Record> records;  // In request order.
+  std::vector<std::string> missing_ids;
+};
+
+// Partial update of one record; unset parts stay as they are.
+struct UpdateSpec {
+  std::string id;
+  std::optional<std::vector<float>> values;
+  std::optional<storage::SparseVector> sparse;
+  std::optional<Json> set_metadata;  // Object merged key by key.
+  std::optional<std::string> text;
+};
+
+struct ListIdsResult {
+  std::vector<std::string> ids;
+  std::string next_pagination_token;  // Empty at the end.
+};
+
+struct NamespaceStatsResult {
+  uint64_t record_count = 0;
+};
+struct StatsResult {
+  uint32_t dimension = 0;
+  uint64_t total_record_count = 0;
+  std::map<std::string, NamespaceStatsResult> namespaces;
+  storage::MetricKind metric = storage::MetricKind::kCosine;
+  storage::IndexKind index = storage::IndexKind::kFlat;
+  uint64_t index_bytes_per_vector = 0;
+};
+
+struct QueryRequest {
+  std::string ns;
+  uint32_t top_k = 0;
+  std::vector<float> vector;  // Either a vector ...
+  std::string id;             // ... or the id of a stored record.
+  std::optional<Json> filter;
+  bool include_values = false;
+  bool include_metadata = false;
+  bool exact = false;
+  uint32_t ef_search = 0;
+};
+
+struct Match {
+  std::string id;
+  float score = 0;
+  std::vector<float> values;          // When include_values.
+  storage::SparseVector sparse;       // When include_values.
+  std::optional<storage::Metadata> metadata;  // When include_metadata.
+  std::string text;                   // When include_metadata.
+};
+
+struct QueryResult {
+  std::vector<Match> matches;
+  bool exact = true;
+  uint64_t scanned_count = 0;
+};
+
+class Engine {
+ public:
+  // Opens the store and loads every collection. A collection that fails to
+  // load is reported by damaged_collections() and not served; the others are.
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(const EngineOptions& options);
+  ~Engine();
+
+  absl::StatusOr<CollectionInfo> CreateCollection(const storage::CollectionConfig& config);
+  absl::StatusOr<CollectionInfo> GetCollection(std::string_view name);
+  std::vector<CollectionInfo> ListCollections();
+  absl::Status DropCollection(std::string_view name);
+
+  // Inserts or replaces all `records` atomically; returns how many.
+  absl::StatusOr<size_t> Upsert(std::string_view collection, std::string_view ns,
+                                std::vector<storage::Record> records);
+  absl::StatusOr<FetchResult> Fetch(std::string_view collection, std::string_view ns,
+                                    const std::vector<std::string>& ids);
+  // NOT_FOUND when the record does not exist.
+  absl::Status Update(std::string_view collection, std::string_view ns, UpdateSpec spec);
+  // Each returns the number of records deleted (ids that do not exist are
+  // skipped, as Pinecone does).
+  absl::StatusOr<uint64_t> DeleteIds(std::string_view collection, std::string_view ns,
+                                     const std::vector<std::string>& ids);
+  absl::StatusOr<uint64_t> DeleteByFilter(std::string_view collection, std::string_view ns,
+                                          const Json& filter);
+  absl::StatusOr<uint64_t> DeleteAll(std::string_view collection, std::string_view ns);
+
+  absl::StatusOr<ListIdsResult> ListIds(std::string_view collection, std::string_view ns,
+                                        std::string_view prefix, uint32_t limit,
+                                        std::string_view pagination_token);
+  absl::StatusOr<StatsResult> DescribeStats(std::string_view collection,
+                                            const std::optional<Json>& filter);
+  absl::StatusOr<std::vector<std::string>> ListNamespaces(std::string_view collection);
+
+  absl::StatusOr<QueryResult> Query(std::string_view collection, const QueryRequest& request);
+
+  // Point-in-time copy of the database under <data dir>/snapshots/<name>.
+  // Returns the path.
+  absl::StatusOr<std::string> Snapshot(std::string_view name);
+
+  std::vector<std::string> damaged_collections() const;
+  const EngineOptions& options() const { return options_; }
+  uint64_t total_record_count();
+
+ private:
+  Engine(EngineOptions options, std::unique_ptr<storage::Store> store);
+  absl::StatusOr<std::shared_ptr<Collection>> Find(std::string_view name);
+  absl::Status LoadCollection(const storage::CollectionMeta& meta);
+  absl::Status ValidateRecord(const storage::CollectionConfig& config,
+                              storage::Record* record) const;
+  absl::StatusOr<uint64_t> DeleteWhere(Collection& c, std::string_view ns,
+                                       const storage::Filter* filter,
+                                       const std::vector<std::string>* ids);
+
+  const EngineOptions options_;
+  std::unique_ptr<storage::Store> store_;
+  ThreadPool search_pool_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<Collection>, std::less<>> collections_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> damaged_ ABSL_GUARDED_BY(mu_);
+};
+
+// Namespace names: 0..255 bytes of valid UTF-8.
+absl::Status ValidateNamespace(std::string_view ns);
+
+}  // namespace quiver::server
+
+#endif  // QUIVER_SERVER_ENGINE_H_

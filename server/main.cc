@@ -1,0 +1,201 @@
+// quiverd: the Quiver server.
+//
+//   quiverd [--data_dir=./quiver-data] [--listen=127.0.0.1:50051] [--config=FILE] ...
+//
+// Flags may be spelled with '-' or '_' (--data-dir == --data_dir). A config
+// file holds one `name = value` per line ('#' starts a comment); flags given
+// on the command line win over the file.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "common/strings.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "ann/distance.h"
+#include "common/log.h"
+#include "server/server.h"
+#include "storage/store.h"
+
+ABSL_FLAG(std::string, config, "", "Optional config file of `name = value` lines");
+ABSL_FLAG(std::string, data_dir, "./quiver-data", "RocksDB data directory");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "Comma-separated gRPC listen addresses (host:port; port 0 picks a free one)");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the bound gRPC port is written here once the server accepts calls");
+ABSL_FLAG(int, threads, 16, "Most RPC handlers running at once");
+ABSL_FLAG(int, search_threads, 0, "Workers for parallel exact scans (0: one per CPU core)");
+ABSL_FLAG(std::string, sync, "batch",
+          "When writes are fsync'ed: always (before the ack), batch (group commit every "
+          "--sync_interval_ms; the WAL is written before the ack), none");
+ABSL_FLAG(int, sync_interval_ms, 20, "Group-commit interval for --sync=batch");
+ABSL_FLAG(int, block_cache_mb, 256, "RocksDB block cache size");
+ABSL_FLAG(std::string, device, "auto", "Compute device for models: auto, cpu or cuda");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
+ABSL_FLAG(uint32_t, max_batch_records, 1000, "Records per Upsert request");
+ABSL_FLAG(uint32_t, max_top_k, 10000, "Largest Query top_k");
+ABSL_FLAG(uint32_t, max_id_bytes, 512, "Longest record id in bytes");
+ABSL_FLAG(uint32_t, max_metadata_bytes, 40960, "Largest metadata per record (compact JSON bytes)");
+ABSL_FLAG(uint32_t, max_text_bytes, 1 << 20, "Largest record text in bytes");
+ABSL_FLAG(uint32_t, max_message_bytes, 64 << 20, "Largest gRPC message in bytes");
+ABSL_FLAG(uint32_t, max_fetch_ids, 1000, "Ids per Fetch or Delete request");
+
+namespace {
+
+using quiver::Log;
+using quiver::LogLevel;
+
+// Rewrites "--some-flag=..." as "--some_flag=..." so both spellings work.
+std::string NormaliseFlag(std::string arg) {
+  if (arg.rfind("--", 0) != 0) return arg;
+  const size_t end = std::min(arg.find('='), arg.size());
+  for (size_t i = 2; i < end; ++i) {
+    if (arg[i] == '-') arg[i] = '_';
+  }
+  return arg;
+}
+
+// Reads `name = value` lines into "--name=value" arguments.
+bool ReadConfigFile(const std::string& path, std::vector<std::string>* args) {
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "quiverd: cannot read config file %s\n", path.c_str());
+    return false;
+  }
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    std::string_view l = quiver::StripWhitespace(line);
+    if (l.empty() || l[0] == '#') continue;
+    const size_t eq = l.find('=');
+    if (eq == std::string_view::npos) {
+      std::fprintf(stderr, "quiverd: %s:%d: expected `name = value`\n", path.c_str(), lineno);
+      return false;
+    }
+    std::string name(quiver::StripWhitespace(l.substr(0, eq)));
+    std::string value(quiver::StripWhitespace(l.substr(eq + 1)));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      value = value.substr(1, value.size() - 2);
+    }
+    args->push_back(NormaliseFlag(quiver::StrCat("--", name, "=", value)));
+  }
+  return true;
+}
+
+std::vector<std::string> ConfigPathFromArgs(int argc, char** argv) {
+  std::vector<std::string> paths;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = NormaliseFlag(argv[i]);
+    if (a.rfind("--config=", 0) == 0) paths.push_back(a.substr(9));
+    if (a == "--config" && i + 1 < argc) paths.push_back(argv[i + 1]);
+  }
+  return paths;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("quiverd: the Quiver vector database server");
+
+  // Config file arguments come first so the command line overrides them.
+  std::vector<std::string> args = {argv[0]};
+  for (const std::string& path : ConfigPathFromArgs(argc, argv)) {
+    if (!ReadConfigFile(path, &args)) return 2;
+  }
+  for (int i = 1; i < argc; ++i) args.push_back(NormaliseFlag(argv[i]));
+  std::vector<char*> cargs;
+  for (std::string& a : args) cargs.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(cargs.size()), cargs.data());
+
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  if (level == "debug") quiver::SetLogLevel(LogLevel::kDebug);
+  else if (level == "info") quiver::SetLogLevel(LogLevel::kInfo);
+  else if (level == "warn") quiver::SetLogLevel(LogLevel::kWarning);
+  else if (level == "error") quiver::SetLogLevel(LogLevel::kError);
+  else {
+    std::fprintf(stderr, "quiverd: --log_level must be debug, info, warn or error\n");
+    return 2;
+  }
+  const std::string device = absl::GetFlag(FLAGS_device);
+  if (device != "auto" && device != "cpu" && device != "cuda") {
+    std::fprintf(stderr, "quiverd: --device must be auto, cpu or cuda\n");
+    return 2;
+  }
+
+  quiver::server::ServerOptions options;
+  auto sync = quiver::storage::ParseSyncPolicy(absl::GetFlag(FLAGS_sync));
+  if (!sync.ok()) {
+    std::fprintf(stderr, "quiverd: --sync: %s\n", std::string(sync.status().message()).c_str());
+    return 2;
+  }
+  options.engine.store.path = absl::GetFlag(FLAGS_data_dir);
+  options.engine.store.sync = *sync;
+  options.engine.store.batch_sync_interval_ms = absl::GetFlag(FLAGS_sync_interval_ms);
+  options.engine.store.block_cache_bytes =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_block_cache_mb))) << 20;
+  int search_threads = absl::GetFlag(FLAGS_search_threads);
+  if (search_threads <= 0) search_threads = std::max(1u, std::thread::hardware_concurrency());
+  options.engine.search_threads = static_cast<size_t>(search_threads);
+  quiver::server::Limits& lim = options.engine.limits;
+  lim.max_batch_records = absl::GetFlag(FLAGS_max_batch_records);
+  lim.max_top_k = absl::GetFlag(FLAGS_max_top_k);
+  lim.max_id_bytes = absl::GetFlag(FLAGS_max_id_bytes);
+  lim.max_metadata_bytes = absl::GetFlag(FLAGS_max_metadata_bytes);
+  lim.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
+  lim.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  lim.max_fetch_ids = absl::GetFlag(FLAGS_max_fetch_ids);
+  options.listen = absl::StrSplit(absl::GetFlag(FLAGS_listen), ',', absl::SkipWhitespace());
+  options.rpc_threads = absl::GetFlag(FLAGS_threads);
+
+  // Block the shutdown signals in every thread; one thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  Log(LogLevel::kInfo, "starting",
+      {{"version", quiver::server::kVersion}, {"data_dir", options.engine.store.path},
+       {"sync", absl::GetFlag(FLAGS_sync)}, {"device", device}});
+  auto server = quiver::server::Server::Start(options);
+  if (!server.ok()) {
+    Log(LogLevel::kError, "failed to start", {{"error", server.status().ToString()}});
+    return 1;
+  }
+  std::vector<std::string> bound;
+  for (size_t i = 0; i < options.listen.size(); ++i) {
+    const std::string& addr = options.listen[i];
+    bound.push_back(quiver::StrCat(addr.substr(0, addr.rfind(':')), ":", (*server)->bound_ports()[i]));
+  }
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    // Write then rename, so a reader never sees a partial file.
+    const std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << (*server)->bound_ports()[0] << "\n";
+    std::rename(tmp.c_str(), port_file.c_str());
+  }
+  Log(LogLevel::kInfo, "serving",
+      {{"grpc", absl::StrJoin(bound, ",")}, {"kernels", quiver::ann::BestKernels().name}});
+
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    Log(LogLevel::kInfo, "signal received", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+    (*server)->Shutdown(absl::Seconds(10));
+  });
+  (*server)->Wait();
+  signal_waiter.join();
+  server->reset();
+  Log(LogLevel::kInfo, "stopped");
+  return 0;
+}

@@ -1,0 +1,93 @@
+#include "server/server.h"
+
+#include <mutex>
+
+#include "common/strings.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "ann/distance.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
+#include "grpcpp/server_builder.h"
+
+namespace quiver::server {
+
+absl::Status ServerOptions::Validate() const {
+  if (listen.empty()) return absl::InvalidArgumentError("at least one listen address is needed");
+  if (rpc_threads < 1) return absl::InvalidArgumentError("rpc threads must be >= 1");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<Server> s(new Server());
+  ASSIGN_OR_RETURN(s->engine_, Engine::Open(options.engine));
+
+  ServerFacts facts;
+  facts.version = kVersion;
+  facts.sync_policy = std::string(storage::SyncPolicyName(options.engine.store.sync));
+  facts.cpu_kernels = ann::BestKernels().name;
+  facts.threads = static_cast<uint32_t>(options.rpc_threads);
+  facts.started = absl::Now();
+  s->collections_ = std::make_unique<CollectionsService>(s->engine_.get());
+  s->points_ = std::make_unique<PointsService>(s->engine_.get());
+  s->search_ = std::make_unique<SearchService>(s->engine_.get());
+  s->models_ = std::make_unique<ModelsService>();
+  s->rag_ = std::make_unique<RagService>();
+  s->admin_ = std::make_unique<AdminService>(s->engine_.get(), facts);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  s->ports_.assign(options.listen.size(), 0);
+  for (size_t i = 0; i < options.listen.size(); ++i) {
+    builder.AddListeningPort(options.listen[i], grpc::InsecureServerCredentials(), &s->ports_[i]);
+  }
+  const int max_msg = static_cast<int>(options.engine.limits.max_message_bytes);
+  builder.SetMaxReceiveMessageSize(max_msg);
+  builder.SetMaxSendMessageSize(max_msg);
+  grpc::ResourceQuota quota("quiverd");
+  quota.SetMaxThreads(options.rpc_threads + 2);  // +2: gRPC's own polling threads.
+  builder.SetResourceQuota(quota);
+  builder.RegisterService(s->collections_.get());
+  builder.RegisterService(s->points_.get());
+  builder.RegisterService(s->search_.get());
+  builder.RegisterService(s->models_.get());
+  builder.RegisterService(s->rag_.get());
+  builder.RegisterService(s->admin_.get());
+  s->grpc_ = builder.BuildAndStart();
+  if (s->grpc_ == nullptr) {
+    return absl::UnavailableError(StrCat("cannot listen on ",
+                                               absl::StrJoin(options.listen, ", "),
+                                               " (address in use or invalid?)"));
+  }
+  for (size_t i = 0; i < s->ports_.size(); ++i) {
+    if (s->ports_[i] == 0) {
+      return absl::UnavailableError(StrCat("cannot listen on ", options.listen[i]));
+    }
+  }
+  return s;
+}
+
+Server::~Server() {
+  Shutdown(absl::Seconds(1));
+  Wait();
+}
+
+void Server::Shutdown(absl::Duration grace) {
+  std::call_once(shutdown_once_, [&] {
+    if (grpc_ == nullptr) return;
+    Log(LogLevel::kInfo, "shutting down", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
+    grpc_->GetHealthCheckService()->Shutdown();
+    grpc_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  });
+}
+
+void Server::Wait() {
+  if (grpc_ != nullptr) grpc_->Wait();
+}
+
+}  // namespace quiver::server

@@ -1,0 +1,60 @@
+// quiverd's gRPC server: the Engine behind the quiver.v1 services, gRPC
+// reflection and the standard grpc.health.v1 service.
+#ifndef QUIVER_SERVER_SERVER_H_
+#define QUIVER_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "server/engine.h"
+#include "server/services.h"
+
+namespace quiver::server {
+
+inline constexpr char kVersion[] = "0.1.0";
+
+struct ServerOptions {
+  EngineOptions engine;
+  // host:port addresses; port 0 picks a free port (see bound_ports()).
+  std::vector<std::string> listen = {"127.0.0.1:50051"};
+  int rpc_threads = 16;  // Most concurrent RPC handlers. REQUIRES: >= 1.
+  absl::Status Validate() const;
+};
+
+class Server {
+ public:
+  // Opens the engine (loading every collection), then starts listening.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  ~Server();  // Shuts down if still running.
+
+  // The port each listen address got, in order.
+  const std::vector<int>& bound_ports() const { return ports_; }
+  // Stops accepting calls, lets running ones finish until `deadline`, then
+  // cancels the rest. Idempotent; thread-safe.
+  void Shutdown(absl::Duration grace = absl::Seconds(10));
+  // Blocks until Shutdown has completed.
+  void Wait();
+  Engine* engine() { return engine_.get(); }
+
+ private:
+  Server() = default;
+
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<CollectionsService> collections_;
+  std::unique_ptr<PointsService> points_;
+  std::unique_ptr<SearchService> search_;
+  std::unique_ptr<ModelsService> models_;
+  std::unique_ptr<RagService> rag_;
+  std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<grpc::Server> grpc_;
+  std::vector<int> ports_;
+  std::once_flag shutdown_once_;
+};
+
+}  // namespace quiver::server
+
+#endif  // QUIVER_SERVER_SERVER_H_

@@ -1,0 +1,279 @@
+#include "server/services.h"
+
+#include "common/strings.h"
+#include "absl/time/clock.h"
+#include "server/convert.h"
+#include "storage/collection_config.h"
+
+namespace quiver::server {
+
+// ---- Collections ----------------------------------------------------------
+
+grpc::Status CollectionsService::Create(grpc::ServerContext*,
+                                        const v1::CreateCollectionRequest* req,
+                                        v1::CreateCollectionResponse* resp) {
+  auto config = ConfigFromProto(req->config());
+  if (!config.ok()) return ToGrpcStatus(config.status());
+  auto info = engine_->CreateCollection(*config);
+  if (!info.ok()) return ToGrpcStatus(info.status());
+  CollectionInfoToProto(*info, resp->mutable_collection());
+  return grpc::Status::OK;
+}
+
+grpc::Status CollectionsService::Get(grpc::ServerContext*, const v1::GetCollectionRequest* req,
+                                     v1::GetCollectionResponse* resp) {
+  auto info = engine_->GetCollection(req->name());
+  if (!info.ok()) return ToGrpcStatus(info.status());
+  CollectionInfoToProto(*info, resp->mutable_collection());
+  return grpc::Status::OK;
+}
+
+grpc::Status CollectionsService::List(grpc::ServerContext*, const v1::ListCollectionsRequest*,
+                                      v1::ListCollectionsResponse* resp) {
+  for (const CollectionInfo& info : engine_->ListCollections()) {
+    CollectionInfoToProto(info, resp->add_collections());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CollectionsService::Delete(grpc::ServerContext*,
+                                        const v1::DeleteCollectionRequest* req,
+                                        v1::DeleteCollectionResponse*) {
+  return ToGrpcStatus(engine_->DropCollection(req->name()));
+}
+
+// ---- Points ---------------------------------------------------------------
+
+grpc::Status PointsService::Upsert(grpc::ServerContext*, const v1::UpsertRequest* req,
+                                   v1::UpsertResponse* resp) {
+  std::vector<storage::Record> records;
+  records.reserve(req->records_size());
+  for (const v1::Record& r : req->records()) {
+    auto record = RecordFromProto(r);
+    if (!record.ok()) return ToGrpcStatus(record.status());
+    records.push_back(*std::move(record));
+  }
+  auto n = engine_->Upsert(req->collection(), req->namespace_(), std::move(records));
+  if (!n.ok()) return ToGrpcStatus(n.status());
+  resp->set_upserted_count(static_cast<uint32_t>(*n));
+  return grpc::Status::OK;
+}
+
+grpc::Status PointsService::Fetch(grpc::ServerContext*, const v1::FetchRequest* req,
+                                  v1::FetchResponse* resp) {
+  std::vector<std::string> ids(req->ids().begin(), req->ids().end());
+  auto result = engine_->Fetch(req->collection(), req->namespace_(), ids);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  for (const storage::Record& r : result->records) RecordToProto(r, resp->add_records());
+  for (const std::string& id : result->missing_ids) resp->add_missing_ids(id);
+  resp->set_namespace_(req->namespace_());
+  return grpc::Status::OK;
+}
+
+grpc::Status PointsService::Update(grpc::ServerContext*, const v1::UpdateRequest* req,
+                                   v1::UpdateResponse*) {
+  UpdateSpec spec;
+  spec.id = req->id();
+  if (req->values_size() > 0) spec.values.emplace(req->values().begin(), req->values().end());
+  if (req->has_sparse_values()) spec.sparse = SparseFromProto(req->sparse_values());
+  if (req->has_set_metadata()) spec.set_metadata = StructToJson(req->set_metadata());
+  if (req->has_text()) spec.text = req->text();
+  if (!spec.values && !spec.sparse && !spec.set_metadata && !spec.text) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "update changes nothing: set values, sparse_values, set_metadata or text");
+  }
+  return ToGrpcStatus(engine_->Update(req->collection(), req->namespace_(), std::move(spec)));
+}
+
+grpc::Status PointsService::Delete(grpc::ServerContext*, const v1::DeleteRequest* req,
+                                   v1::DeleteResponse* resp) {
+  absl::StatusOr<uint64_t> n;
+  switch (req->target_case()) {
+    case v1::DeleteRequest::kIds: {
+      std::vector<std::string> ids(req->ids().ids().begin(), req->ids().ids().end());
+      n = engine_->DeleteIds(req->collection(), req->namespace_(), ids);
+      break;
+    }
+    case v1::DeleteRequest::kFilter:
+      n = engine_->DeleteByFilter(req->collection(), req->namespace_(),
+                                  StructToJson(req->filter()));
+      break;
+    case v1::DeleteRequest::kDeleteAll:
+      if (!req->delete_all()) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "delete_all must be true when set");
+      }
+      n = engine_->DeleteAll(req->collection(), req->namespace_());
+      break;
+    case v1::DeleteRequest::TARGET_NOT_SET:
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "delete needs one of ids, filter or delete_all");
+  }
+  if (!n.ok()) return ToGrpcStatus(n.status());
+  resp->set_deleted_count(*n);
+  return grpc::Status::OK;
+}
+
+grpc::Status PointsService::ListIds(grpc::ServerContext*, const v1::ListIdsRequest* req,
+                                    v1::ListIdsResponse* resp) {
+  auto result = engine_->ListIds(req->collection(), req->namespace_(), req->prefix(), req->limit(),
+                                 req->pagination_token());
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  for (const std::string& id : result->ids) resp->add_ids(id);
+  resp->set_next_pagination_token(result->next_pagination_token);
+  return grpc::Status::OK;
+}
+
+grpc::Status PointsService::DescribeStats(grpc::ServerContext*,
+                                          const v1::DescribeStatsRequest* req,
+                                          v1::DescribeStatsResponse* resp) {
+  std::optional<Json> filter;
+  if (req->has_filter()) filter = StructToJson(req->filter());
+  auto stats = engine_->DescribeStats(req->collection(), filter);
+  if (!stats.ok()) return ToGrpcStatus(stats.status());
+  resp->set_dimension(stats->dimension);
+  resp->set_total_record_count(stats->total_record_count);
+  for (const auto& [name, ns] : stats->namespaces) {
+    (*resp->mutable_namespaces())[name].set_record_count(ns.record_count);
+  }
+  resp->set_metric(std::string(storage::MetricKindName(stats->metric)));
+  resp->set_index_type(std::string(storage::IndexKindName(stats->index)));
+  resp->set_index_bytes_per_vector(stats->index_bytes_per_vector);
+  return grpc::Status::OK;
+}
+
+grpc::Status PointsService::ListNamespaces(grpc::ServerContext*,
+                                           const v1::ListNamespacesRequest* req,
+                                           v1::ListNamespacesResponse* resp) {
+  auto names = engine_->ListNamespaces(req->collection());
+  if (!names.ok()) return ToGrpcStatus(names.status());
+  for (const std::string& n : *names) resp->add_namespaces(n);
+  return grpc::Status::OK;
+}
+
+// ---- Search ---------------------------------------------------------------
+
+grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* req,
+                                  v1::QueryResponse* resp) {
+  if (req->has_sparse_vector() && req->sparse_vector().indices_size() > 0) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "sparse vector search is not built yet; query with vector or id");
+  }
+  if (!req->text().empty()) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "text (BM25) search is not built yet; query with vector or id");
+  }
+  if (req->has_hybrid()) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "hybrid search is not built yet; query with vector or id");
+  }
+  QueryRequest q;
+  q.ns = req->namespace_();
+  q.top_k = req->top_k();
+  q.vector.assign(req->vector().begin(), req->vector().end());
+  q.id = req->id();
+  if (req->has_filter()) q.filter = StructToJson(req->filter());
+  q.include_values = req->include_values();
+  q.include_metadata = req->include_metadata();
+  q.exact = req->exact();
+  q.ef_search = req->ef_search();
+  auto result = engine_->Query(req->collection(), q);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  uint32_t rank = 0;
+  for (Match& m : result->matches) {
+    v1::ScoredRecord* out = resp->add_matches();
+    out->set_id(m.id);
+    out->set_score(m.score);
+    out->mutable_values()->Add(m.values.begin(), m.values.end());
+    if (!m.sparse.empty()) SparseToProto(m.sparse, out->mutable_sparse_values());
+    if (m.metadata && !m.metadata->empty()) {
+      JsonToStruct(storage::MetadataToJson(*m.metadata), out->mutable_metadata());
+    }
+    out->set_text(m.text);
+    if (req->explain()) {
+      v1::ScoreComponent* c = out->add_explanation();
+      c->set_source("dense");
+      c->set_rank(++rank);
+      c->set_score(m.score);
+    }
+  }
+  resp->set_namespace_(req->namespace_());
+  resp->set_exact(result->exact);
+  resp->set_scanned_count(result->scanned_count);
+  return grpc::Status::OK;
+}
+
+// ---- Models and RAG -------------------------------------------------------
+
+namespace {
+grpc::Status NotBuilt(std::string_view what) {
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                      StrCat(what, " is not built yet in this server"));
+}
+}  // namespace
+
+grpc::Status ModelsService::Embed(grpc::ServerContext*, const v1::EmbedRequest*,
+                                  v1::EmbedResponse*) {
+  return NotBuilt("Models.Embed: the embedding engine (nn/, embed/)");
+}
+grpc::Status ModelsService::Rerank(grpc::ServerContext*, const v1::RerankRequest*,
+                                   v1::RerankResponse*) {
+  return NotBuilt("Models.Rerank: the cross-encoder reranker (embed/)");
+}
+grpc::Status ModelsService::Generate(grpc::ServerContext*, const v1::GenerateRequest*,
+                                     grpc::ServerWriter<v1::GenerateResponse>*) {
+  return NotBuilt("Models.Generate: the LLM engine (llm/)");
+}
+grpc::Status ModelsService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+                                       v1::ListModelsResponse*) {
+  return grpc::Status::OK;  // No model is loaded: an empty list is the truth.
+}
+grpc::Status RagService::Ask(grpc::ServerContext*, const v1::AskRequest*,
+                             grpc::ServerWriter<v1::AskResponse>*) {
+  return NotBuilt("Rag.Ask: the RAG pipeline (rag/, embed/, llm/)");
+}
+
+// ---- Admin ----------------------------------------------------------------
+
+grpc::Status AdminService::Health(grpc::ServerContext*, const v1::HealthRequest*,
+                                  v1::HealthResponse* resp) {
+  resp->set_serving(true);
+  for (const std::string& name : engine_->damaged_collections()) {
+    resp->add_damaged_collections(name);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ServerInfo(grpc::ServerContext*, const v1::ServerInfoRequest*,
+                                      v1::ServerInfoResponse* resp) {
+  const EngineOptions& o = engine_->options();
+  resp->set_version(facts_.version);
+  resp->set_data_dir(o.store.path);
+  resp->set_uptime_ms(absl::ToInt64Milliseconds(absl::Now() - facts_.started));
+  resp->set_sync_policy(facts_.sync_policy);
+  resp->set_cpu_kernels(facts_.cpu_kernels);
+  resp->set_threads(facts_.threads);
+#ifdef QUIVER_HAVE_CUDA
+  resp->set_cuda_compiled(true);
+#endif
+  v1::Limits* l = resp->mutable_limits();
+  l->set_max_dimension(storage::kMaxDimension);
+  l->set_max_batch_records(o.limits.max_batch_records);
+  l->set_max_top_k(o.limits.max_top_k);
+  l->set_max_id_bytes(o.limits.max_id_bytes);
+  l->set_max_metadata_bytes(o.limits.max_metadata_bytes);
+  l->set_max_message_bytes(o.limits.max_message_bytes);
+  l->set_max_text_bytes(o.limits.max_text_bytes);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::Snapshot(grpc::ServerContext*, const v1::SnapshotRequest* req,
+                                    v1::SnapshotResponse* resp) {
+  const uint64_t count = engine_->total_record_count();
+  auto path = engine_->Snapshot(req->name());
+  if (!path.ok()) return ToGrpcStatus(path.status());
+  resp->set_path(*path);
+  resp->set_record_count(count);
+  return grpc::Status::OK;
+}
+
+}  // namespace quiver::server

@@ -1,0 +1,109 @@
+// gRPC handlers: each converts proto -> domain, calls the Engine, converts
+// back, and maps the Status in one place (convert.h).
+#ifndef QUIVER_SERVER_SERVICES_H_
+#define QUIVER_SERVER_SERVICES_H_
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "quiver/v1/admin.grpc.pb.h"
+#include "quiver/v1/collections.grpc.pb.h"
+#include "quiver/v1/models.grpc.pb.h"
+#include "quiver/v1/points.grpc.pb.h"
+#include "quiver/v1/rag.grpc.pb.h"
+#include "quiver/v1/search.grpc.pb.h"
+#include "server/engine.h"
+
+namespace quiver::server {
+
+class CollectionsService final : public v1::Collections::Service {
+ public:
+  explicit CollectionsService(Engine* engine) : engine_(engine) {}
+  grpc::Status Create(grpc::ServerContext*, const v1::CreateCollectionRequest*,
+                      v1::CreateCollectionResponse*) override;
+  grpc::Status Get(grpc::ServerContext*, const v1::GetCollectionRequest*,
+                   v1::GetCollectionResponse*) override;
+  grpc::Status List(grpc::ServerContext*, const v1::ListCollectionsRequest*,
+                    v1::ListCollectionsResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteCollectionRequest*,
+                      v1::DeleteCollectionResponse*) override;
+
+ private:
+  Engine* engine_;
+};
+
+class PointsService final : public v1::Points::Service {
+ public:
+  explicit PointsService(Engine* engine) : engine_(engine) {}
+  grpc::Status Upsert(grpc::ServerContext*, const v1::UpsertRequest*,
+                      v1::UpsertResponse*) override;
+  grpc::Status Fetch(grpc::ServerContext*, const v1::FetchRequest*, v1::FetchResponse*) override;
+  grpc::Status Update(grpc::ServerContext*, const v1::UpdateRequest*,
+                      v1::UpdateResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*,
+                      v1::DeleteResponse*) override;
+  grpc::Status ListIds(grpc::ServerContext*, const v1::ListIdsRequest*,
+                       v1::ListIdsResponse*) override;
+  grpc::Status DescribeStats(grpc::ServerContext*, const v1::DescribeStatsRequest*,
+                             v1::DescribeStatsResponse*) override;
+  grpc::Status ListNamespaces(grpc::ServerContext*, const v1::ListNamespacesRequest*,
+                              v1::ListNamespacesResponse*) override;
+
+ private:
+  Engine* engine_;
+};
+
+class SearchService final : public v1::Search::Service {
+ public:
+  explicit SearchService(Engine* engine) : engine_(engine) {}
+  grpc::Status Query(grpc::ServerContext*, const v1::QueryRequest*, v1::QueryResponse*) override;
+
+ private:
+  Engine* engine_;
+};
+
+// Embedding, reranking and generation engines are not built yet: every RPC
+// answers UNIMPLEMENTED naming what is missing.
+class ModelsService final : public v1::Models::Service {
+ public:
+  grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*) override;
+  grpc::Status Rerank(grpc::ServerContext*, const v1::RerankRequest*,
+                      v1::RerankResponse*) override;
+  grpc::Status Generate(grpc::ServerContext*, const v1::GenerateRequest*,
+                        grpc::ServerWriter<v1::GenerateResponse>*) override;
+  grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+                          v1::ListModelsResponse*) override;
+};
+
+class RagService final : public v1::Rag::Service {
+ public:
+  grpc::Status Ask(grpc::ServerContext*, const v1::AskRequest*,
+                   grpc::ServerWriter<v1::AskResponse>*) override;
+};
+
+struct ServerFacts {
+  std::string version;
+  std::string sync_policy;
+  std::string cpu_kernels;
+  uint32_t threads = 0;
+  absl::Time started;
+};
+
+class AdminService final : public v1::Admin::Service {
+ public:
+  AdminService(Engine* engine, ServerFacts facts) : engine_(engine), facts_(std::move(facts)) {}
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
+                      v1::HealthResponse*) override;
+  grpc::Status ServerInfo(grpc::ServerContext*, const v1::ServerInfoRequest*,
+                          v1::ServerInfoResponse*) override;
+  grpc::Status Snapshot(grpc::ServerContext*, const v1::SnapshotRequest*,
+                        v1::SnapshotResponse*) override;
+
+ private:
+  Engine* engine_;
+  const ServerFacts facts_;
+};
+
+}  // namespace quiver::server
+
+#endif  // QUIVER_SERVER_SERVICES_H_

@@ -1,0 +1,66 @@
+// A collection's settings as the catalog stores them.
+#ifndef QUIVER_STORAGE_COLLECTION_CONFIG_H_
+#define QUIVER_STORAGE_COLLECTION_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace quiver::storage {
+
+enum class MetricKind : uint8_t { kCosine = 1, kDot = 2, kL2 = 3 };
+enum class IndexKind : uint8_t { kFlat = 1, kHnsw = 2 };
+
+// Collection names: 1..kMaxCollectionNameBytes of [A-Za-z0-9_-], first char
+// alphanumeric.
+inline constexpr size_t kMaxCollectionNameBytes = 64;
+// Dense vectors: 1..kMaxDimension values.
+inline constexpr uint32_t kMaxDimension = 20000;
+
+struct HnswParams {
+  uint32_t m = 16;                // REQUIRES: 2..128.
+  uint32_t ef_construction = 200; // REQUIRES: >= 1, <= 4096.
+  uint32_t ef_search = 64;        // REQUIRES: >= 1, <= 10000.
+};
+
+struct TextParams {
+  bool enabled = false;
+  std::string analyzer = "standard";
+  float bm25_k1 = 0.9f;
+  float bm25_b = 0.4f;
+  std::string text_field;         // Empty: Record.text.
+};
+
+struct CollectionConfig {
+  std::string name;
+  uint32_t dimension = 0;
+  MetricKind metric = MetricKind::kCosine;  // Default: cosine.
+  IndexKind index = IndexKind::kFlat;       // Default: flat.
+  HnswParams hnsw;                          // Used when index == kHnsw.
+  TextParams text;
+  std::string embedding_model;              // Empty: none bound.
+
+  // INVALID_ARGUMENT naming the field for a bad name, dimension or parameter.
+  absl::Status Validate() const;
+};
+
+// A catalog entry: the config plus what the server assigned.
+struct CollectionMeta {
+  uint32_t id = 0;          // Key prefix of the collection's records; never reused.
+  int64_t created_unix_ms = 0;
+  CollectionConfig config;
+};
+
+absl::Status ValidateCollectionName(std::string_view name);
+std::string_view MetricKindName(MetricKind m);
+std::string_view IndexKindName(IndexKind k);
+
+std::string EncodeCollectionMeta(const CollectionMeta& meta);
+// DATA_LOSS for a damaged entry or one from an unknown format version.
+absl::StatusOr<CollectionMeta> DecodeCollectionMeta(std::string_view value);
+
+}  // namespace quiver::storage
+
+#endif  // QUIVER_STORAGE_COLLECTION_CONFIG_H_

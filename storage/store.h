@@ -1,0 +1,134 @@
+// The RocksDB-backed store: the collection catalog and every record.
+// Layout and encodings: docs/storage_format.md.
+#ifndef QUIVER_STORAGE_STORE_H_
+#define QUIVER_STORAGE_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+#include "storage/collection_config.h"
+#include "storage/record.h"
+
+namespace quiver::storage {
+
+// When an acknowledged write is fsync'ed.
+//   kAlways: before the write is acknowledged (survives power loss; RocksDB
+//            groups concurrent writers into one fsync).
+//   kBatch:  the write is in the WAL (OS page cache) before it is
+//            acknowledged, so it survives a crash of the process (kill -9);
+//            a background group commit fsyncs the WAL every
+//            batch_sync_interval_ms, bounding loss on power failure.
+//   kNone:   like kBatch without the background fsync (the OS decides).
+enum class SyncPolicy { kAlways, kBatch, kNone };
+absl::StatusOr<SyncPolicy> ParseSyncPolicy(std::string_view name);
+std::string_view SyncPolicyName(SyncPolicy policy);
+
+// Namespaces: 0..kMaxNamespaceBytes bytes; "" is the default namespace.
+inline constexpr size_t kMaxNamespaceBytes = 255;
+
+struct StoreOptions {
+  std::string path;                       // REQUIRES: not empty.
+  SyncPolicy sync = SyncPolicy::kBatch;   // Default: kBatch.
+  int batch_sync_interval_ms = 20;        // Default 20. REQUIRES: 1..10000.
+  size_t block_cache_bytes = 256 << 20;   // Default 256 MiB.
+  absl::Status Validate() const;
+};
+
+// Writes to be applied atomically by Store::Write.
+class RecordBatch {
+ public:
+  void Put(uint32_t collection_id, std::string_view ns, const StoredRecord& stored);
+  void Delete(uint32_t collection_id, std::string_view ns, std::string_view id);
+  // Deletes every record of the namespace.
+  void DeleteNamespace(uint32_t collection_id, std::string_view ns);
+  size_t count() const { return count_; }
+
+ private:
+  friend class Store;
+  explicit RecordBatch(rocksdb::ColumnFamilyHandle* records) : records_(records) {}
+  rocksdb::ColumnFamilyHandle* records_;
+  rocksdb::WriteBatch batch_;
+  size_t count_ = 0;
+};
+
+// Thread-safe.
+class Store {
+ public:
+  // Opens or creates the database at options.path.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  // Syncs the WAL and closes the database.
+  ~Store();
+
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Catalog. CreateCollection validates the config, assigns a fresh id and
+  // returns ALREADY_EXISTS when the name is taken.
+  absl::StatusOr<CollectionMeta> CreateCollection(const CollectionConfig& config,
+                                                  int64_t created_unix_ms);
+  // Removes the catalog entry and all of the collection's records atomically.
+  absl::Status DropCollection(const CollectionMeta& meta);
+  // Every catalog entry that decodes; names of damaged entries go to `damaged`.
+  absl::StatusOr<std::vector<CollectionMeta>> LoadCatalog(std::vector<std::string>* damaged);
+
+  RecordBatch NewBatch() { return RecordBatch(records_); }
+  // Applies the batch atomically with the store's sync policy.
+  absl::Status Write(RecordBatch* batch);
+
+  // The record, or nullopt when absent.
+  absl::StatusOr<std::optional<StoredRecord>> Get(uint32_t collection_id, std::string_view ns,
+                                                  std::string_view id);
+  // Calls fn(namespace, record) for every record of a collection, in
+  // (namespace, id) order; stops at the first error fn returns.
+  absl::Status ScanCollection(
+      uint32_t collection_id,
+      const std::function<absl::Status(std::string_view ns, StoredRecord stored)>& fn);
+  // Ids in `ns` that start with `prefix` and sort after `start_after` (all
+  // when empty), in byte order, at most `limit`.
+  absl::StatusOr<std::vector<std::string>> ListIds(uint32_t collection_id, std::string_view ns,
+                                                   std::string_view prefix,
+                                                   std::string_view start_after, size_t limit);
+
+  // Writes a consistent point-in-time copy of the database to `dir`, which
+  // must not exist. The copy opens as a normal data directory.
+  absl::Status CreateCheckpoint(const std::string& dir);
+
+  const StoreOptions& options() const { return options_; }
+
+ private:
+  Store(StoreOptions options, std::unique_ptr<rocksdb::DB> db,
+        std::vector<rocksdb::ColumnFamilyHandle*> handles);
+  void SyncLoop();
+
+  const StoreOptions options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* catalog_;   // Owned by handles_.
+  rocksdb::ColumnFamilyHandle* records_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+
+  absl::Mutex catalog_mu_;  // Serialises catalog changes (id allocation).
+
+  absl::Mutex sync_mu_;
+  bool stopping_ ABSL_GUARDED_BY(sync_mu_) = false;
+  std::atomic<bool> wal_dirty_{false};
+  std::thread syncer_;  // Runs for kBatch only.
+};
+
+// rocksdb::Status -> absl::Status with the same meaning.
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view context);
+
+}  // namespace quiver::storage
+
+#endif  // QUIVER_STORAGE_STORE_H_
