@@ -1,0 +1,589 @@
+#include "client/commands.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "absl/time/clock.h"
+#include "client/args.h"
+#include "client/import.h"
+#include "client/output.h"
+#include "common/json.h"
+#include "common/strings.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "quiver/v1/admin.grpc.pb.h"
+#include "quiver/v1/collections.grpc.pb.h"
+#include "quiver/v1/points.grpc.pb.h"
+#include "quiver/v1/search.grpc.pb.h"
+
+namespace quiver::client {
+namespace {
+
+constexpr char kUsage[] = R"(usage: quiver [--addr=HOST:PORT] [--json] [--timeout=SECONDS] COMMAND ...
+
+Global options:
+  --addr       server address (default $QUIVER_ADDR or 127.0.0.1:50051)
+  --json       print responses as JSON instead of tables
+  --timeout    seconds to wait for each call (default 30)
+
+Commands:
+  health                                   server health
+  info                                     version, limits, settings
+  collections create NAME --dimension=N [--metric=cosine|dot|l2]
+  collections list
+  collections get NAME
+  collections delete NAME
+  import COLLECTION FILE.jsonl [--namespace=NS] [--batch=500] [--parallel=4]
+                               [--resume] [--progress=auto|always|never]
+      Each line is a record: {"id": "a", "values": [...], "metadata": {...},
+      "sparse_values": {"indices": [...], "values": [...]}, "text": "..."}
+  query COLLECTION (--vector='[0.1, ...]' | --id=ID) [--top-k=10] [--filter=JSON]
+                   [--namespace=NS] [--include-values] [--include-metadata] [--explain]
+  fetch COLLECTION ID... [--namespace=NS]
+  update COLLECTION ID [--values=JSON] [--set-metadata=JSON] [--text=TEXT] [--namespace=NS]
+  delete COLLECTION (ID... | --filter=JSON | --all) [--namespace=NS]
+  list-ids COLLECTION [--prefix=P] [--limit=100] [--token=T] [--namespace=NS]
+  stats COLLECTION [--filter=JSON]
+  namespaces COLLECTION
+  snapshot [NAME]
+)";
+
+const std::set<std::string> kKnownOptions = {
+    "addr", "json", "timeout", "help", "dimension", "metric", "index", "namespace", "batch",
+    "parallel", "resume", "progress", "vector", "id", "top-k", "filter", "include-values",
+    "include-metadata", "explain", "exact", "values", "set-metadata", "text", "all", "prefix",
+    "limit", "token"};
+
+const std::set<std::string> kBooleans = {"json", "resume", "include-values", "include-metadata",
+                                         "explain", "all", "help", "exact"};
+
+struct UsageError {
+  std::string message;
+};
+
+class Cli {
+ public:
+  explicit Cli(const Args& args) : args_(args) {}
+
+  int Dispatch() {
+    const auto& pos = args_.positional();
+    if (pos.empty() || pos[0] == "help" || args_.Has("help")) {
+      std::fputs(kUsage, stdout);
+      return pos.empty() && !args_.Has("help") ? 2 : 0;
+    }
+    if (auto unknown = args_.Unknown(kKnownOptions); !unknown.empty()) {
+      return Usage(StrCat("unknown option --", unknown[0]));
+    }
+    std::string addr = args_.Get("addr");
+    if (addr.empty()) {
+      const char* env = std::getenv("QUIVER_ADDR");
+      addr = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
+    }
+    auto timeout = args_.GetInt("timeout", 30, 1, 86400);
+    if (!timeout.ok()) return Usage(std::string(timeout.status().message()));
+    timeout_ = absl::Seconds(*timeout);
+    json_ = args_.Has("json");
+    grpc::ChannelArguments ch_args;
+    ch_args.SetMaxReceiveMessageSize(256 << 20);
+    ch_args.SetMaxSendMessageSize(256 << 20);
+    channel_ = grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), ch_args);
+
+    const std::string& cmd = pos[0];
+    static const std::map<std::string, std::function<int(Cli*)>> kCommands = {
+        {"health", &Cli::Health},        {"info", &Cli::Info},
+        {"collections", &Cli::Collections}, {"import", &Cli::Import},
+        {"query", &Cli::Query},          {"fetch", &Cli::Fetch},
+        {"update", &Cli::Update},        {"delete", &Cli::Delete},
+        {"list-ids", &Cli::ListIds},     {"stats", &Cli::Stats},
+        {"namespaces", &Cli::Namespaces}, {"snapshot", &Cli::Snapshot},
+    };
+    auto it = kCommands.find(cmd);
+    if (it == kCommands.end()) return Usage(StrCat("unknown command \"", cmd, "\""));
+    return it->second(this);
+  }
+
+ private:
+  static int Usage(const std::string& message) {
+    std::fprintf(stderr, "quiver: %s\nRun `quiver help` for usage.\n", message.c_str());
+    return 2;
+  }
+
+  void Context(grpc::ClientContext* ctx) const {
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  }
+
+  static int Failed(const grpc::Status& s) {
+    static const char* const kNames[] = {
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+        "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+        "UNAUTHENTICATED"};
+    const int code = static_cast<int>(s.error_code());
+    std::fprintf(stderr, "error: %s: %s\n", code >= 0 && code <= 16 ? kNames[code] : "?",
+                 s.error_message().c_str());
+    return 1;
+  }
+
+  // Positional argument i, or a usage error.
+  bool Positional(size_t i, const char* what, std::string* out) const {
+    if (args_.positional().size() <= i) {
+      std::fprintf(stderr, "quiver: %s is missing\nRun `quiver help` for usage.\n", what);
+      return false;
+    }
+    *out = args_.positional()[i];
+    return true;
+  }
+
+  // Parses --name as a JSON object into a Struct.
+  bool StructOption(const std::string& name, google::protobuf::Struct* out, bool* present) const {
+    *present = args_.Has(name);
+    if (!*present) return true;
+    auto st = google::protobuf::util::JsonStringToMessage(args_.Get(name), out);
+    if (!st.ok()) {
+      Usage(StrCat("--", name, " must be a JSON object: ", std::string(st.message())));
+      return false;
+    }
+    return true;
+  }
+
+  bool FloatsOption(const std::string& name, google::protobuf::RepeatedField<float>* out) const {
+    auto j = ParseJson(args_.Get(name));
+    if (!j.ok() || !j->is_array()) {
+      Usage(StrCat("--", name, " must be a JSON array of numbers"));
+      return false;
+    }
+    for (const Json& e : j->as_array()) {
+      if (!e.is_number()) {
+        Usage(StrCat("--", name, " must be a JSON array of numbers"));
+        return false;
+      }
+      out->Add(static_cast<float>(e.as_number()));
+    }
+    return true;
+  }
+
+  void Print(const std::string& s) const { std::fwrite(s.data(), 1, s.size(), stdout); }
+
+  int Health() {
+    auto stub = v1::Admin::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    v1::HealthResponse resp;
+    grpc::Status s = stub->Health(&ctx, v1::HealthRequest(), &resp);
+    if (!s.ok()) return Failed(s);
+    if (json_) {
+      Print(ToJson(resp) + "\n");
+    } else {
+      Print(StrCat("serving: ", resp.serving() ? "yes" : "no", "\n"));
+      for (const std::string& d : resp.damaged_collections()) {
+        Print(StrCat("damaged collection: ", d, "\n"));
+      }
+    }
+    return 0;
+  }
+
+  int Info() {
+    auto stub = v1::Admin::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    v1::ServerInfoResponse resp;
+    grpc::Status s = stub->ServerInfo(&ctx, v1::ServerInfoRequest(), &resp);
+    if (!s.ok()) return Failed(s);
+    if (json_) {
+      Print(ToJson(resp) + "\n");
+      return 0;
+    }
+    Table t({"SETTING", "VALUE"});
+    t.AddRow({"version", resp.version()});
+    t.AddRow({"data_dir", resp.data_dir()});
+    t.AddRow({"uptime_s", StrCat(resp.uptime_ms() / 1000)});
+    t.AddRow({"sync_policy", resp.sync_policy()});
+    t.AddRow({"cpu_kernels", resp.cpu_kernels()});
+    t.AddRow({"cuda_compiled", resp.cuda_compiled() ? "yes" : "no"});
+    t.AddRow({"max_dimension", StrCat(resp.limits().max_dimension())});
+    t.AddRow({"max_batch_records", StrCat(resp.limits().max_batch_records())});
+    t.AddRow({"max_top_k", StrCat(resp.limits().max_top_k())});
+    t.AddRow({"max_metadata_bytes", StrCat(resp.limits().max_metadata_bytes())});
+    t.AddRow({"max_message_bytes", StrCat(resp.limits().max_message_bytes())});
+    Print(t.Render());
+    return 0;
+  }
+
+  static std::string MetricName(v1::Metric m) {
+    switch (m) {
+      case v1::METRIC_COSINE: return "cosine";
+      case v1::METRIC_DOT: return "dot";
+      case v1::METRIC_L2: return "l2";
+      default: return "?";
+    }
+  }
+
+  void PrintCollections(const std::vector<const v1::CollectionInfo*>& infos) const {
+    Table t({"NAME", "DIMENSION", "METRIC", "INDEX", "RECORDS", "NAMESPACES"});
+    for (const v1::CollectionInfo* c : infos) {
+      t.AddRow({c->config().name(), StrCat(c->config().dimension()),
+                MetricName(c->config().metric()),
+                c->config().index().has_hnsw() ? "hnsw" : "flat", StrCat(c->record_count()),
+                StrCat(c->namespace_count())});
+    }
+    Print(t.Render());
+  }
+
+  int Collections() {
+    std::string sub;
+    if (!Positional(1, "collections subcommand (create, list, get, delete)", &sub)) return 2;
+    auto stub = v1::Collections::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    if (sub == "list") {
+      v1::ListCollectionsResponse resp;
+      grpc::Status s = stub->List(&ctx, v1::ListCollectionsRequest(), &resp);
+      if (!s.ok()) return Failed(s);
+      if (json_) {
+        Print(ToJson(resp) + "\n");
+      } else {
+        std::vector<const v1::CollectionInfo*> infos;
+        for (const auto& c : resp.collections()) infos.push_back(&c);
+        PrintCollections(infos);
+      }
+      return 0;
+    }
+    std::string name;
+    if (!Positional(2, "collection name", &name)) return 2;
+    if (sub == "create") {
+      v1::CreateCollectionRequest req;
+      v1::CollectionConfig* c = req.mutable_config();
+      c->set_name(name);
+      auto dim = args_.GetInt("dimension", 0, 1, 1 << 30);
+      if (!dim.ok()) return Usage(std::string(dim.status().message()));
+      if (*dim == 0) return Usage("--dimension is required");
+      c->set_dimension(static_cast<uint32_t>(*dim));
+      const std::string metric = args_.Get("metric", "cosine");
+      if (metric == "cosine") c->set_metric(v1::METRIC_COSINE);
+      else if (metric == "dot") c->set_metric(v1::METRIC_DOT);
+      else if (metric == "l2" || metric == "euclidean") c->set_metric(v1::METRIC_L2);
+      else return Usage("--metric must be cosine, dot or l2");
+      const std::string index = args_.Get("index", "flat");
+      if (index == "hnsw") {
+        auto* h = c->mutable_index()->mutable_hnsw();
+        h->set_m(16);
+        h->set_ef_construction(200);
+        h->set_ef_search(64);
+      } else if (index == "flat") {
+        c->mutable_index()->mutable_flat();
+      } else {
+        return Usage("--index must be flat or hnsw");
+      }
+      v1::CreateCollectionResponse resp;
+      grpc::Status s = stub->Create(&ctx, req, &resp);
+      if (!s.ok()) return Failed(s);
+      if (json_) {
+        Print(ToJson(resp) + "\n");
+      } else {
+        PrintCollections({&resp.collection()});
+      }
+      return 0;
+    }
+    if (sub == "get") {
+      v1::GetCollectionRequest req;
+      req.set_name(name);
+      v1::GetCollectionResponse resp;
+      grpc::Status s = stub->Get(&ctx, req, &resp);
+      if (!s.ok()) return Failed(s);
+      if (json_) {
+        Print(ToJson(resp) + "\n");
+      } else {
+        PrintCollections({&resp.collection()});
+      }
+      return 0;
+    }
+    if (sub == "delete") {
+      v1::DeleteCollectionRequest req;
+      req.set_name(name);
+      v1::DeleteCollectionResponse resp;
+      grpc::Status s = stub->Delete(&ctx, req, &resp);
+      if (!s.ok()) return Failed(s);
+      Print(json_ ? "{}\n" : StrCat("deleted collection ", name, "\n"));
+      return 0;
+    }
+    return Usage(StrCat("unknown collections subcommand \"", sub, "\""));
+  }
+
+  int Import() {
+    ImportOptions o;
+    if (!Positional(1, "collection", &o.collection) || !Positional(2, "JSONL file", &o.path)) {
+      return 2;
+    }
+    o.ns = args_.Get("namespace");
+    auto batch = args_.GetInt("batch", 500, 1, 100000);
+    auto parallel = args_.GetInt("parallel", 4, 1, 64);
+    if (!batch.ok()) return Usage(std::string(batch.status().message()));
+    if (!parallel.ok()) return Usage(std::string(parallel.status().message()));
+    o.batch_records = static_cast<int>(*batch);
+    o.parallel = static_cast<int>(*parallel);
+    o.resume = args_.Has("resume");
+    o.rpc_timeout = std::max(timeout_, absl::Seconds(60));
+    const std::string progress = args_.Get("progress", "auto");
+    if (progress == "always") o.progress = ImportOptions::Progress::kAlways;
+    else if (progress == "never") o.progress = ImportOptions::Progress::kNever;
+    else if (progress != "auto") return Usage("--progress must be auto, always or never");
+    auto stub = v1::Points::NewStub(channel_);
+    auto result = ImportJsonl(stub.get(), o);
+    if (!result.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(result.status().message()).c_str());
+      return 1;
+    }
+    const double rate = result->records / std::max(1e-9, result->seconds);
+    if (json_) {
+      Print(StrCat("{\"imported\":", result->records, ",\"skipped\":", result->skipped_records,
+                   ",\"seconds\":", result->seconds, ",\"records_per_second\":", rate, "}\n"));
+    } else {
+      char line[256];
+      std::snprintf(line, sizeof(line),
+                    "imported %llu records into %s in %.2f s (%.0f records/s)\n",
+                    static_cast<unsigned long long>(result->records), o.collection.c_str(),
+                    result->seconds, rate);
+      Print(line);
+    }
+    return 0;
+  }
+
+  int Query() {
+    v1::QueryRequest req;
+    std::string collection;
+    if (!Positional(1, "collection", &collection)) return 2;
+    req.set_collection(collection);
+    req.set_namespace_(args_.Get("namespace"));
+    auto top_k = args_.GetInt("top-k", 10, 1, 1 << 30);
+    if (!top_k.ok()) return Usage(std::string(top_k.status().message()));
+    req.set_top_k(static_cast<uint32_t>(*top_k));
+    if (args_.Has("vector") == args_.Has("id")) return Usage("give exactly one of --vector or --id");
+    if (args_.Has("vector") && !FloatsOption("vector", req.mutable_vector())) return 2;
+    req.set_id(args_.Get("id"));
+    bool has_filter;
+    if (!StructOption("filter", req.mutable_filter(), &has_filter)) return 2;
+    if (!has_filter) req.clear_filter();
+    req.set_include_values(args_.Has("include-values"));
+    req.set_include_metadata(args_.Has("include-metadata"));
+    req.set_explain(args_.Has("explain"));
+    req.set_exact(args_.Has("exact"));
+    auto stub = v1::Search::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    v1::QueryResponse resp;
+    grpc::Status s = stub->Query(&ctx, req, &resp);
+    if (!s.ok()) return Failed(s);
+    if (json_) {
+      Print(ToJson(resp) + "\n");
+      return 0;
+    }
+    std::vector<std::string> header = {"RANK", "ID", "SCORE"};
+    if (req.include_values()) header.push_back("VALUES");
+    if (req.include_metadata()) header.push_back("METADATA");
+    Table t(header);
+    int rank = 0;
+    for (const v1::ScoredRecord& m : resp.matches()) {
+      std::vector<std::string> row = {StrCat(++rank), m.id(), StrCat(m.score())};
+      if (req.include_values()) row.push_back(PreviewFloats(m.values()));
+      if (req.include_metadata()) row.push_back(StructToCompactJson(m.metadata()));
+      t.AddRow(std::move(row));
+    }
+    Print(t.Render());
+    return 0;
+  }
+
+  int Fetch() {
+    v1::FetchRequest req;
+    std::string collection;
+    if (!Positional(1, "collection", &collection)) return 2;
+    if (args_.positional().size() < 3) return Usage("fetch needs at least one id");
+    req.set_collection(collection);
+    req.set_namespace_(args_.Get("namespace"));
+    for (size_t i = 2; i < args_.positional().size(); ++i) req.add_ids(args_.positional()[i]);
+    auto stub = v1::Points::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    v1::FetchResponse resp;
+    grpc::Status s = stub->Fetch(&ctx, req, &resp);
+    if (!s.ok()) return Failed(s);
+    if (json_) {
+      Print(ToJson(resp) + "\n");
+      return 0;
+    }
+    Table t({"ID", "VALUES", "METADATA", "TEXT"});
+    for (const v1::Record& r : resp.records()) {
+      t.AddRow({r.id(), PreviewFloats(r.values()), StructToCompactJson(r.metadata()), r.text()});
+    }
+    Print(t.Render());
+    for (const std::string& id : resp.missing_ids()) Print(StrCat("not found: ", id, "\n"));
+    return 0;
+  }
+
+  int Update() {
+    v1::UpdateRequest req;
+    std::string collection, id;
+    if (!Positional(1, "collection", &collection) || !Positional(2, "id", &id)) return 2;
+    req.set_collection(collection);
+    req.set_id(id);
+    req.set_namespace_(args_.Get("namespace"));
+    if (args_.Has("values") && !FloatsOption("values", req.mutable_values())) return 2;
+    bool has_md;
+    if (!StructOption("set-metadata", req.mutable_set_metadata(), &has_md)) return 2;
+    if (!has_md) req.clear_set_metadata();
+    if (args_.Has("text")) req.set_text(args_.Get("text"));
+    auto stub = v1::Points::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    v1::UpdateResponse resp;
+    grpc::Status s = stub->Update(&ctx, req, &resp);
+    if (!s.ok()) return Failed(s);
+    Print(json_ ? "{}\n" : StrCat("updated ", id, "\n"));
+    return 0;
+  }
+
+  int Delete() {
+    v1::DeleteRequest req;
+    std::string collection;
+    if (!Positional(1, "collection", &collection)) return 2;
+    req.set_collection(collection);
+    req.set_namespace_(args_.Get("namespace"));
+    const bool has_ids = args_.positional().size() > 2;
+    if (has_ids + args_.Has("filter") + args_.Has("all") != 1) {
+      return Usage("delete needs exactly one of: ids, --filter, --all");
+    }
+    if (has_ids) {
+      for (size_t i = 2; i < args_.positional().size(); ++i) {
+        req.mutable_ids()->add_ids(args_.positional()[i]);
+      }
+    } else if (args_.Has("all")) {
+      req.set_delete_all(true);
+    } else {
+      bool present;
+      if (!StructOption("filter", req.mutable_filter(), &present)) return 2;
+    }
+    auto stub = v1::Points::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    v1::DeleteResponse resp;
+    grpc::Status s = stub->Delete(&ctx, req, &resp);
+    if (!s.ok()) return Failed(s);
+    Print(json_ ? ToJson(resp) + "\n" : StrCat("deleted ", resp.deleted_count(), " records\n"));
+    return 0;
+  }
+
+  int ListIds() {
+    v1::ListIdsRequest req;
+    std::string collection;
+    if (!Positional(1, "collection", &collection)) return 2;
+    req.set_collection(collection);
+    req.set_namespace_(args_.Get("namespace"));
+    req.set_prefix(args_.Get("prefix"));
+    auto limit = args_.GetInt("limit", 100, 1, 1 << 30);
+    if (!limit.ok()) return Usage(std::string(limit.status().message()));
+    req.set_limit(static_cast<uint32_t>(*limit));
+    req.set_pagination_token(args_.Get("token"));
+    auto stub = v1::Points::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    v1::ListIdsResponse resp;
+    grpc::Status s = stub->ListIds(&ctx, req, &resp);
+    if (!s.ok()) return Failed(s);
+    if (json_) {
+      Print(ToJson(resp) + "\n");
+      return 0;
+    }
+    for (const std::string& id : resp.ids()) Print(id + "\n");
+    if (!resp.next_pagination_token().empty()) {
+      std::fprintf(stderr, "more: --token=%s\n", resp.next_pagination_token().c_str());
+    }
+    return 0;
+  }
+
+  int Stats() {
+    v1::DescribeStatsRequest req;
+    std::string collection;
+    if (!Positional(1, "collection", &collection)) return 2;
+    req.set_collection(collection);
+    bool has_filter;
+    if (!StructOption("filter", req.mutable_filter(), &has_filter)) return 2;
+    if (!has_filter) req.clear_filter();
+    auto stub = v1::Points::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    v1::DescribeStatsResponse resp;
+    grpc::Status s = stub->DescribeStats(&ctx, req, &resp);
+    if (!s.ok()) return Failed(s);
+    if (json_) {
+      Print(ToJson(resp) + "\n");
+      return 0;
+    }
+    Print(StrCat("dimension: ", resp.dimension(), "\nmetric: ", resp.metric(),
+                 "\nindex: ", resp.index_type(), "\nindex bytes per vector: ",
+                 resp.index_bytes_per_vector(), "\ntotal records: ",
+                 resp.total_record_count(), "\n"));
+    Table t({"NAMESPACE", "RECORDS"});
+    std::map<std::string, uint64_t> sorted;
+    for (const auto& [name, ns] : resp.namespaces()) sorted[name] = ns.record_count();
+    for (const auto& [name, count] : sorted) {
+      t.AddRow({name.empty() ? "\"\"" : name, StrCat(count)});
+    }
+    Print(t.Render());
+    return 0;
+  }
+
+  int Namespaces() {
+    v1::ListNamespacesRequest req;
+    std::string collection;
+    if (!Positional(1, "collection", &collection)) return 2;
+    req.set_collection(collection);
+    auto stub = v1::Points::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    v1::ListNamespacesResponse resp;
+    grpc::Status s = stub->ListNamespaces(&ctx, req, &resp);
+    if (!s.ok()) return Failed(s);
+    if (json_) {
+      Print(ToJson(resp) + "\n");
+      return 0;
+    }
+    for (const std::string& n : resp.namespaces()) Print((n.empty() ? "\"\"" : n) + "\n");
+    return 0;
+  }
+
+  int Snapshot() {
+    v1::SnapshotRequest req;
+    if (args_.positional().size() > 1) req.set_name(args_.positional()[1]);
+    auto stub = v1::Admin::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    v1::SnapshotResponse resp;
+    grpc::Status s = stub->Snapshot(&ctx, req, &resp);
+    if (!s.ok()) return Failed(s);
+    Print(json_ ? ToJson(resp) + "\n"
+                : StrCat("snapshot written to ", resp.path(), " (", resp.record_count(),
+                         " records)\n"));
+    return 0;
+  }
+
+  const Args& args_;
+  std::shared_ptr<grpc::Channel> channel_;
+  absl::Duration timeout_;
+  bool json_ = false;
+};
+
+}  // namespace
+
+int Run(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, kBooleans);
+  if (!args.ok()) {
+    std::fprintf(stderr, "quiver: %s\n", std::string(args.status().message()).c_str());
+    return 2;
+  }
+  return Cli(*args).Dispatch();
+}
+
+}  // namespace quiver::client
