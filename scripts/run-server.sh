@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine, builds Quiver and starts quiverd with its
+# embedded defaults (data in ./quiver-data, gRPC on 127.0.0.1:50051).
+# Extra arguments go to quiverd, e.g. scripts/run-server.sh --sync=always
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+QUIVER_BUILD_TYPE=${QUIVER_BUILD_TYPE:-Release} scripts/build.sh -DQUIVER_BUILD_TESTS=OFF -DQUIVER_BUILD_BENCH=OFF
+exec build/server/quiverd "$@"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine, builds Quiver with its tests and runs the
+# whole suite; ends with ctest's summary. Fixtures are read from
+# $QUIVER_FIXTURES (default ../shared/fixtures); tests needing absent
+# fixtures or a GPU skip with a message.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON
+cd "${QUIVER_BUILD_DIR:-build}"
+ctest --output-on-failure -j "${QUIVER_JOBS:-$(nproc)}" --timeout 600

@@ -1,0 +1,137 @@
+// Acknowledged writes survive kill -9, and a batch in flight at the kill
+// lands whole or not at all.
+#include <signal.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "quiver/v1/collections.grpc.pb.h"
+#include "quiver/v1/points.grpc.pb.h"
+#include "quiver/v1/search.grpc.pb.h"
+#include "tests/testing/quiverd_process.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver {
+namespace {
+
+constexpr int kDim = 8;
+constexpr int kBatch = 40;
+
+std::string Id(int writer, int batch, int i) {
+  return "w" + std::to_string(writer) + "-b" + std::to_string(batch) + "-r" + std::to_string(i);
+}
+float Value(int writer, int batch, int i, int d) {
+  return 1.0f + writer * 0.001f + batch * 0.01f + i * 0.1f + d;
+}
+
+class CrashTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
+  testing::TempDir dir;
+  testing::QuiverdProcess server(dir.path() + "/data", {"--sync=" + GetParam()});
+  QUIVER_ASSERT_OK(server.Start());
+  {
+    auto stub = v1::Collections::NewStub(server.NewChannel());
+    v1::CreateCollectionRequest req;
+    req.mutable_config()->set_name("crash");
+    req.mutable_config()->set_dimension(kDim);
+    req.mutable_config()->set_metric(v1::METRIC_L2);
+    v1::CreateCollectionResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->Create(&ctx, req, &resp).ok());
+  }
+
+  constexpr int kWriters = 4;
+  std::mutex mu;
+  std::vector<std::vector<int>> acked(kWriters);  // Batches acknowledged per writer.
+  std::vector<int> attempted(kWriters, 0);        // Batches sent per writer.
+  std::atomic<bool> stop{false};
+  std::atomic<int> total_acked{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      auto stub = v1::Points::NewStub(server.NewChannel());
+      for (int b = 0; !stop.load(); ++b) {
+        v1::UpsertRequest req;
+        req.set_collection("crash");
+        for (int i = 0; i < kBatch; ++i) {
+          v1::Record* r = req.add_records();
+          r->set_id(Id(w, b, i));
+          for (int d = 0; d < kDim; ++d) r->add_values(Value(w, b, i, d));
+        }
+        {
+          std::lock_guard<std::mutex> l(mu);
+          attempted[w] = b + 1;
+        }
+        v1::UpsertResponse resp;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+        if (!stub->Upsert(&ctx, req, &resp).ok()) return;  // The server died.
+        std::lock_guard<std::mutex> l(mu);
+        acked[w].push_back(b);
+        total_acked.fetch_add(1);
+      }
+    });
+  }
+  // Kill in the middle of the stream, once a good number of writes landed.
+  while (total_acked.load() < 60) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  server.Stop(SIGKILL);
+  stop = true;
+  for (auto& t : writers) t.join();
+
+  QUIVER_ASSERT_OK(server.Start());
+  auto points = v1::Points::NewStub(server.NewChannel());
+  uint64_t expected_min = 0, expected_max = 0;
+  for (int w = 0; w < kWriters; ++w) {
+    std::set<int> acked_set(acked[w].begin(), acked[w].end());
+    for (int b = 0; b < attempted[w]; ++b) {
+      v1::FetchRequest f;
+      f.set_collection("crash");
+      for (int i = 0; i < kBatch; ++i) f.add_ids(Id(w, b, i));
+      v1::FetchResponse fr;
+      grpc::ClientContext ctx;
+      ASSERT_TRUE(points->Fetch(&ctx, f, &fr).ok());
+      if (acked_set.contains(b)) {
+        ASSERT_EQ(fr.records_size(), kBatch) << "acknowledged batch " << b << " of writer " << w
+                                             << " lost " << fr.missing_ids_size() << " records";
+        for (const v1::Record& r : fr.records()) {
+          ASSERT_EQ(r.values_size(), kDim);
+        }
+        EXPECT_FLOAT_EQ(fr.records(3).values(2), Value(w, b, 3, 2));
+        expected_min += kBatch;
+        expected_max += kBatch;
+      } else {
+        EXPECT_TRUE(fr.records_size() == 0 || fr.records_size() == kBatch)
+            << "batch " << b << " of writer " << w << " landed partially: "
+            << fr.records_size();
+        expected_max += kBatch;
+      }
+    }
+  }
+  // The index agrees with the store: exactly the records that landed are searchable.
+  v1::DescribeStatsRequest sr;
+  sr.set_collection("crash");
+  v1::DescribeStatsResponse stats;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(points->DescribeStats(&ctx, sr, &stats).ok());
+  EXPECT_GE(stats.total_record_count(), expected_min);
+  EXPECT_LE(stats.total_record_count(), expected_max);
+  auto search = v1::Search::NewStub(server.NewChannel());
+  v1::QueryRequest q;
+  q.set_collection("crash");
+  q.set_top_k(1);
+  for (int d = 0; d < kDim; ++d) q.add_vector(Value(0, acked[0].front(), 0, d));
+  v1::QueryResponse qr;
+  grpc::ClientContext qctx;
+  ASSERT_TRUE(search->Query(&qctx, q, &qr).ok());
+  ASSERT_EQ(qr.matches_size(), 1);
+  EXPECT_EQ(qr.matches(0).id(), Id(0, acked[0].front(), 0));
+}
+
+INSTANTIATE_TEST_SUITE_P(SyncPolicies, CrashTest, ::testing::Values("batch", "always", "none"));
+
+}  // namespace
+}  // namespace quiver

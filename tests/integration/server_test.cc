@@ -1,0 +1,345 @@
+// quiverd as a user sees it: a real process on a loopback port, driven over
+// gRPC.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "quiver/v1/admin.grpc.pb.h"
+#include "quiver/v1/collections.grpc.pb.h"
+#include "quiver/v1/models.grpc.pb.h"
+#include "quiver/v1/points.grpc.pb.h"
+#include "quiver/v1/rag.grpc.pb.h"
+#include "quiver/v1/search.grpc.pb.h"
+#include "tests/testing/quiverd_process.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<testing::QuiverdProcess>(dir_.path() + "/data");
+    QUIVER_ASSERT_OK(server_->Start());
+    Connect();
+    v1::CreateCollectionRequest req;
+    req.mutable_config()->set_name("docs");
+    req.mutable_config()->set_dimension(4);
+    req.mutable_config()->set_metric(v1::METRIC_COSINE);
+    v1::CreateCollectionResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(collections_->Create(&ctx, req, &resp).ok());
+  }
+  void Connect() {
+    auto ch = server_->NewChannel();
+    collections_ = v1::Collections::NewStub(ch);
+    points_ = v1::Points::NewStub(ch);
+    search_ = v1::Search::NewStub(ch);
+    admin_ = v1::Admin::NewStub(ch);
+    models_ = v1::Models::NewStub(ch);
+    rag_ = v1::Rag::NewStub(ch);
+    channel_ = ch;
+  }
+
+  static v1::Record Rec(const std::string& id, std::vector<float> v, const std::string& genre = "") {
+    v1::Record r;
+    r.set_id(id);
+    for (float x : v) r.add_values(x);
+    if (!genre.empty()) (*r.mutable_metadata()->mutable_fields())["genre"].set_string_value(genre);
+    return r;
+  }
+
+  grpc::Status Upsert(std::vector<v1::Record> recs, const std::string& collection = "docs",
+                      const std::string& ns = "") {
+    v1::UpsertRequest req;
+    req.set_collection(collection);
+    req.set_namespace_(ns);
+    for (auto& r : recs) *req.add_records() = r;
+    v1::UpsertResponse resp;
+    grpc::ClientContext ctx;
+    return points_->Upsert(&ctx, req, &resp);
+  }
+
+  grpc::Status Query(v1::QueryRequest req, v1::QueryResponse* resp) {
+    if (req.collection().empty()) req.set_collection("docs");
+    grpc::ClientContext ctx;
+    return search_->Query(&ctx, req, resp);
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<testing::QuiverdProcess> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Collections::Stub> collections_;
+  std::unique_ptr<v1::Points::Stub> points_;
+  std::unique_ptr<v1::Search::Stub> search_;
+  std::unique_ptr<v1::Admin::Stub> admin_;
+  std::unique_ptr<v1::Models::Stub> models_;
+  std::unique_ptr<v1::Rag::Stub> rag_;
+};
+
+TEST_F(ServerTest, UpsertQueryFetchUpdateDeleteRoundTrip) {
+  ASSERT_TRUE(Upsert({Rec("a", {1, 0, 0, 0}, "drama"), Rec("b", {0, 1, 0, 0}, "comedy"),
+                      Rec("c", {1, 1, 0, 0}, "drama")})
+                  .ok());
+  v1::QueryRequest q;
+  for (float x : {1.f, 0.f, 0.f, 0.f}) q.add_vector(x);
+  q.set_top_k(10);
+  q.set_include_metadata(true);
+  q.set_include_values(true);
+  (*q.mutable_filter()->mutable_fields())["genre"].set_string_value("drama");
+  v1::QueryResponse resp;
+  ASSERT_TRUE(Query(q, &resp).ok());
+  ASSERT_EQ(resp.matches_size(), 2);
+  EXPECT_EQ(resp.matches(0).id(), "a");
+  EXPECT_FLOAT_EQ(resp.matches(0).score(), 1.0f);
+  EXPECT_EQ(resp.matches(0).values_size(), 4);
+  EXPECT_EQ(resp.matches(0).metadata().fields().at("genre").string_value(), "drama");
+  EXPECT_EQ(resp.matches(1).id(), "c");
+
+  v1::UpdateRequest u;
+  u.set_collection("docs");
+  u.set_id("b");
+  (*u.mutable_set_metadata()->mutable_fields())["genre"].set_string_value("drama");
+  v1::UpdateResponse ur;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(points_->Update(&ctx, u, &ur).ok());
+  }
+  resp.Clear();
+  ASSERT_TRUE(Query(q, &resp).ok());
+  EXPECT_EQ(resp.matches_size(), 3);
+
+  v1::DeleteRequest d;
+  d.set_collection("docs");
+  d.mutable_ids()->add_ids("a");
+  v1::DeleteResponse dr;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(points_->Delete(&ctx, d, &dr).ok());
+  }
+  EXPECT_EQ(dr.deleted_count(), 1u);
+  v1::FetchRequest f;
+  f.set_collection("docs");
+  f.add_ids("a");
+  f.add_ids("b");
+  v1::FetchResponse fr;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(points_->Fetch(&ctx, f, &fr).ok());
+  ASSERT_EQ(fr.records_size(), 1);
+  EXPECT_EQ(fr.records(0).id(), "b");
+  EXPECT_THAT(fr.missing_ids(), ::testing::ElementsAre("a"));
+}
+
+TEST_F(ServerTest, ValidationErrorsComeBackAsInvalidArgumentWithMessages) {
+  struct Case {
+    std::vector<v1::Record> recs;
+    std::string collection = "docs";
+    std::string ns;
+    grpc::StatusCode code;
+    std::string needle;
+  };
+  v1::Record nan = Rec("n", {1, 0, 0, 0});
+  nan.set_values(1, std::numeric_limits<float>::quiet_NaN());
+  v1::Record bad_md = Rec("m", {1, 0, 0, 0});
+  (*bad_md.mutable_metadata()->mutable_fields())["x"].mutable_struct_value();
+  v1::Record huge_md = Rec("h", {1, 0, 0, 0});
+  (*huge_md.mutable_metadata()->mutable_fields())["x"].set_string_value(std::string(50000, 'x'));
+  std::vector<Case> cases = {
+      {{Rec("a", {1, 2, 3})}, "docs", "", grpc::INVALID_ARGUMENT,
+       "vector for id \"a\" has 3 values; collection \"docs\" expects 4"},
+      {{nan}, "docs", "", grpc::INVALID_ARGUMENT, "non-finite"},
+      {{Rec("", {1, 0, 0, 0})}, "docs", "", grpc::INVALID_ARGUMENT, "id must not be empty"},
+      {{Rec(std::string(600, 'x'), {1, 0, 0, 0})}, "docs", "", grpc::INVALID_ARGUMENT, "600 bytes"},
+      {{Rec("d", {1, 0, 0, 0}), Rec("d", {0, 1, 0, 0})}, "docs", "", grpc::INVALID_ARGUMENT,
+       "more than once"},
+      {{bad_md}, "docs", "", grpc::INVALID_ARGUMENT, "record \"m\""},
+      {{huge_md}, "docs", "", grpc::INVALID_ARGUMENT, "limit is 40960"},
+      {{Rec("z", {0, 0, 0, 0})}, "docs", "", grpc::INVALID_ARGUMENT, "all zeros"},
+      {{Rec("a", {1, 0, 0, 0})}, "ghost", "", grpc::NOT_FOUND, "collection \"ghost\" does not exist"},
+      {{Rec("a", {1, 0, 0, 0})}, "docs", std::string(300, 'n'), grpc::INVALID_ARGUMENT,
+       "namespace"},
+      {{}, "docs", "", grpc::INVALID_ARGUMENT, "no records"},
+  };
+  for (const Case& c : cases) {
+    grpc::Status s = Upsert(c.recs, c.collection, c.ns);
+    EXPECT_EQ(s.error_code(), c.code) << c.needle << ": " << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr(c.needle));
+  }
+
+  v1::QueryRequest q;
+  q.add_vector(1);
+  q.set_top_k(5);
+  v1::QueryResponse resp;
+  grpc::Status s = Query(q, &resp);
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+  q.clear_vector();
+  for (int i = 0; i < 4; ++i) q.add_vector(1);
+  q.set_top_k(0);
+  EXPECT_EQ(Query(q, &resp).error_code(), grpc::INVALID_ARGUMENT);
+  q.set_top_k(10001);
+  EXPECT_THAT(Query(q, &resp).error_message(), HasSubstr("1..10000"));
+  q.set_top_k(5);
+  q.set_namespace_("ghost");
+  EXPECT_EQ(Query(q, &resp).error_code(), grpc::NOT_FOUND);
+  q.set_namespace_("");
+  (*q.mutable_filter()->mutable_fields())["x"].mutable_struct_value()->mutable_fields()->insert(
+      {"$bogus", google::protobuf::Value()});
+  EXPECT_THAT(Query(q, &resp).error_message(), HasSubstr("$bogus"));
+
+  // A request over the message limit is refused by gRPC itself.
+  v1::UpsertRequest big;
+  big.set_collection("docs");
+  v1::Record* r = big.add_records();
+  r->set_id("big");
+  r->set_text(std::string(70 << 20, 'x'));
+  v1::UpsertResponse br;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(points_->Upsert(&ctx, big, &br).error_code(), grpc::RESOURCE_EXHAUSTED);
+
+  v1::CreateCollectionRequest cc;
+  cc.mutable_config()->set_name("docs");
+  cc.mutable_config()->set_dimension(4);
+  v1::CreateCollectionResponse ccr;
+  grpc::ClientContext ctx2;
+  EXPECT_EQ(collections_->Create(&ctx2, cc, &ccr).error_code(), grpc::ALREADY_EXISTS);
+  cc.mutable_config()->set_name("bad name!");
+  grpc::ClientContext ctx3;
+  EXPECT_EQ(collections_->Create(&ctx3, cc, &ccr).error_code(), grpc::INVALID_ARGUMENT);
+}
+
+TEST_F(ServerTest, FailedBatchIsAtomic) {
+  ASSERT_FALSE(Upsert({Rec("ok1", {1, 0, 0, 0}), Rec("ok2", {0, 1, 0, 0}), Rec("bad", {1})}).ok());
+  v1::DescribeStatsRequest sr;
+  sr.set_collection("docs");
+  v1::DescribeStatsResponse stats;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(points_->DescribeStats(&ctx, sr, &stats).ok());
+  EXPECT_EQ(stats.total_record_count(), 0u);
+}
+
+TEST_F(ServerTest, UnbuiltEnginesAnswerUnimplementedWithAReason) {
+  v1::EmbedRequest er;
+  v1::EmbedResponse eresp;
+  grpc::ClientContext c1;
+  grpc::Status s = models_->Embed(&c1, er, &eresp);
+  EXPECT_EQ(s.error_code(), grpc::UNIMPLEMENTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("embedding"));
+  grpc::ClientContext c2;
+  v1::GenerateResponse gr;
+  auto reader = models_->Generate(&c2, v1::GenerateRequest());
+  while (reader->Read(&gr)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::UNIMPLEMENTED);
+  grpc::ClientContext c3;
+  auto ask = rag_->Ask(&c3, v1::AskRequest());
+  v1::AskResponse ar;
+  while (ask->Read(&ar)) {
+  }
+  EXPECT_EQ(ask->Finish().error_code(), grpc::UNIMPLEMENTED);
+  v1::QueryRequest q;
+  q.set_collection("docs");
+  q.set_top_k(1);
+  q.set_text("hello");
+  v1::QueryResponse qr;
+  EXPECT_EQ(Query(q, &qr).error_code(), grpc::UNIMPLEMENTED);
+  v1::CreateCollectionRequest cc;
+  cc.mutable_config()->set_name("h");
+  cc.mutable_config()->set_dimension(4);
+  cc.mutable_config()->mutable_index()->mutable_hnsw()->set_m(16);
+  v1::CreateCollectionResponse ccr;
+  grpc::ClientContext c4;
+  EXPECT_EQ(collections_->Create(&c4, cc, &ccr).error_code(), grpc::UNIMPLEMENTED);
+}
+
+// Calls a unary method by name with raw bytes (for services whose generated
+// stubs are not installed: grpc.health.v1).
+grpc::Status RawUnary(grpc::Channel* channel, const std::string& method, const std::string& req,
+                      std::string* resp) {
+  grpc::GenericStub stub(channel->shared_from_this());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice slice(req);
+  grpc::ByteBuffer request(&slice, 1), response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status result;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> l(mu);
+    result = s;
+    done = true;
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return done; });
+  std::vector<grpc::Slice> slices;
+  if (result.ok() && response.Dump(&slices).ok()) {
+    for (const auto& s : slices) resp->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return result;
+}
+
+TEST_F(ServerTest, StandardHealthServiceReportsServing) {
+  std::string resp;
+  grpc::Status s = RawUnary(channel_.get(), "/grpc.health.v1.Health/Check", "", &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp, std::string("\x08\x01", 2));  // status: SERVING
+  v1::HealthResponse h;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(admin_->Health(&ctx, v1::HealthRequest(), &h).ok());
+  EXPECT_TRUE(h.serving());
+}
+
+TEST_F(ServerTest, ServerInfoReportsLimitsAndKernels) {
+  v1::ServerInfoResponse info;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(admin_->ServerInfo(&ctx, v1::ServerInfoRequest(), &info).ok());
+  EXPECT_EQ(info.limits().max_top_k(), 10000u);
+  EXPECT_EQ(info.limits().max_batch_records(), 1000u);
+  EXPECT_EQ(info.sync_policy(), "batch");
+  EXPECT_FALSE(info.cpu_kernels().empty());
+}
+
+TEST_F(ServerTest, SigtermShutsDownCleanlyAndDataSurvives) {
+  ASSERT_TRUE(Upsert({Rec("a", {1, 0, 0, 0})}).ok());
+  const int status = server_->Stop(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_THAT(server_->Log(), HasSubstr("msg=stopped"));
+  QUIVER_ASSERT_OK(server_->Start());
+  Connect();
+  v1::FetchRequest f;
+  f.set_collection("docs");
+  f.add_ids("a");
+  v1::FetchResponse fr;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(points_->Fetch(&ctx, f, &fr).ok());
+  EXPECT_EQ(fr.records_size(), 1);
+}
+
+TEST_F(ServerTest, NamespacesPartitionRecords) {
+  ASSERT_TRUE(Upsert({Rec("a", {1, 0, 0, 0})}, "docs", "left").ok());
+  ASSERT_TRUE(Upsert({Rec("a", {0, 1, 0, 0})}, "docs", "right").ok());
+  v1::QueryRequest q;
+  for (float x : {1.f, 0.f, 0.f, 0.f}) q.add_vector(x);
+  q.set_top_k(5);
+  q.set_namespace_("right");
+  v1::QueryResponse resp;
+  ASSERT_TRUE(Query(q, &resp).ok());
+  ASSERT_EQ(resp.matches_size(), 1);
+  EXPECT_FLOAT_EQ(resp.matches(0).score(), 0);
+  v1::ListNamespacesRequest lr;
+  lr.set_collection("docs");
+  v1::ListNamespacesResponse lresp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(points_->ListNamespaces(&ctx, lr, &lresp).ok());
+  EXPECT_THAT(lresp.namespaces(), ::testing::ElementsAre("left", "right"));
+}
+
+}  // namespace
+}  // namespace quiver

@@ -1,0 +1,62 @@
+#include "server/convert.h"
+
+#include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver::server {
+namespace {
+
+using ::quiver::testing::StatusIs;
+
+TEST(ConvertTest, StructAndJsonRoundTrip) {
+  auto j = ParseJson(R"({"a": 1, "b": "x", "c": true, "d": ["p", "q"], "e": {"f": null}})");
+  ASSERT_TRUE(j.ok());
+  google::protobuf::Struct s;
+  JsonToStruct(*j, &s);
+  EXPECT_EQ(StructToJson(s), *j);
+}
+
+TEST(ConvertTest, RecordRoundTripAndMetadataErrorsNameTheRecord) {
+  v1::Record p;
+  p.set_id("r1");
+  p.add_values(1);
+  p.add_values(2);
+  (*p.mutable_metadata()->mutable_fields())["k"].set_string_value("v");
+  auto r = RecordFromProto(p);
+  ASSERT_TRUE(r.ok());
+  v1::Record back;
+  RecordToProto(*r, &back);
+  EXPECT_EQ(back.SerializeAsString(), p.SerializeAsString());
+
+  (*p.mutable_metadata()->mutable_fields())["bad"].mutable_struct_value();
+  auto bad = RecordFromProto(p);
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_NE(bad.status().message().find("r1"), std::string::npos);
+}
+
+TEST(ConvertTest, UnbuiltEnginesAreUnimplemented) {
+  v1::CollectionConfig c;
+  c.set_name("x");
+  c.set_dimension(4);
+  EXPECT_TRUE(ConfigFromProto(c).ok());
+  EXPECT_EQ(ConfigFromProto(c)->metric, storage::MetricKind::kCosine);
+  v1::CollectionConfig hnsw = c;
+  hnsw.mutable_index()->mutable_hnsw()->set_m(16);
+  EXPECT_THAT(ConfigFromProto(hnsw), StatusIs(absl::StatusCode::kUnimplemented));
+  v1::CollectionConfig text = c;
+  text.mutable_text()->set_enabled(true);
+  EXPECT_THAT(ConfigFromProto(text), StatusIs(absl::StatusCode::kUnimplemented));
+  v1::CollectionConfig bad = c;
+  bad.set_metric(static_cast<v1::Metric>(42));
+  EXPECT_THAT(ConfigFromProto(bad), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(ConvertTest, AbslCodesMapOneToOne) {
+  EXPECT_EQ(ToGrpcStatus(absl::NotFoundError("x")).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(ToGrpcStatus(absl::DataLossError("x")).error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(ToGrpcStatus(absl::InvalidArgumentError("msg")).error_message(), "msg");
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+}
+
+}  // namespace
+}  // namespace quiver::server

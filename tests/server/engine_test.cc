@@ -1,0 +1,316 @@
+#include "server/engine.h"
+
+#include <cmath>
+#include <limits>
+
+#include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver::server {
+namespace {
+
+using ::quiver::testing::StatusIs;
+using ::quiver::testing::TempDir;
+using storage::Record;
+
+Record Rec(const std::string& id, std::vector<float> v, const char* md = nullptr) {
+  Record r;
+  r.id = id;
+  r.values = std::move(v);
+  if (md != nullptr) r.metadata = *storage::MetadataFromJson(*ParseJson(md));
+  return r;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Open();
+    storage::CollectionConfig c;
+    c.name = "docs";
+    c.dimension = 3;
+    c.metric = storage::MetricKind::kCosine;
+    QUIVER_ASSERT_OK(engine_->CreateCollection(c));
+  }
+  void Open() {
+    engine_.reset();
+    EngineOptions o;
+    o.store.path = dir_.path() + "/data";
+    auto e = Engine::Open(o);
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine_ = *std::move(e);
+  }
+  QueryRequest Q(std::vector<float> v, uint32_t k = 10) {
+    QueryRequest q;
+    q.vector = std::move(v);
+    q.top_k = k;
+    return q;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(EngineTest, UpsertQueryFetchRoundTrip) {
+  ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("a", {1, 0, 0}, R"({"g":"x"})"),
+                                           Rec("b", {0, 1, 0}), Rec("c", {1, 1, 0})})
+                  .ok());
+  auto r = engine_->Query("docs", Q({1, 0.1f, 0}, 2));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->matches.size(), 2u);
+  EXPECT_EQ(r->matches[0].id, "a");
+  EXPECT_EQ(r->matches[1].id, "c");
+  auto f = engine_->Fetch("docs", "", {"a", "zz"});
+  ASSERT_TRUE(f.ok());
+  ASSERT_EQ(f->records.size(), 1u);
+  EXPECT_EQ(f->records[0].values, std::vector<float>({1, 0, 0}));
+  EXPECT_EQ(f->missing_ids, std::vector<std::string>({"zz"}));
+}
+
+TEST_F(EngineTest, WrongDimensionNamesIdAndSizes) {
+  auto s = engine_->Upsert("docs", "", {Rec("a", {1, 2})});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(s.status().message(), "vector for id \"a\" has 2 values; collection \"docs\" expects 3");
+}
+
+TEST_F(EngineTest, ValidationErrors) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  auto bad = [&](std::vector<Record> records, std::string ns = "") {
+    return engine_->Upsert("docs", ns, std::move(records)).status();
+  };
+  EXPECT_THAT(bad({Rec("a", {nan, 0, 0})}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(bad({Rec("a", {inf, 0, 0})}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(bad({Rec("a", {0, 0, 0})}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(bad({Rec("", {1, 0, 0})}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(bad({Rec(std::string(513, 'x'), {1, 0, 0})}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(bad({Rec("\xff", {1, 0, 0})}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(bad({Rec("a", {1, 0, 0}), Rec("a", {0, 1, 0})}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(bad({}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(bad({Rec("a", {1, 0, 0})}, std::string(256, 'n')),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  Record big = Rec("a", {1, 0, 0});
+  big.metadata["k"] = std::string(50000, 'x');
+  EXPECT_THAT(bad({big}), StatusIs(absl::StatusCode::kInvalidArgument));
+  Record sparse = Rec("a", {1, 0, 0});
+  sparse.sparse = {{1, 2}, {0.5f}};
+  EXPECT_THAT(bad({sparse}), StatusIs(absl::StatusCode::kInvalidArgument));
+  sparse.sparse = {{2, 2}, {0.5f, 1}};
+  EXPECT_THAT(bad({sparse}), StatusIs(absl::StatusCode::kInvalidArgument));
+  std::vector<Record> too_many;
+  for (int i = 0; i < 1001; ++i) too_many.push_back(Rec("r" + std::to_string(i), {1, 0, 0}));
+  EXPECT_THAT(bad(std::move(too_many)), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(engine_->Upsert("nope", "", {Rec("a", {1, 0, 0})}),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  EXPECT_THAT(engine_->Query("docs", Q({1, 0, 0}, 0)), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(engine_->Query("docs", Q({1, 0, 0}, 10001)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(engine_->Query("docs", Q({1, 0})), StatusIs(absl::StatusCode::kInvalidArgument));
+  QueryRequest both = Q({1, 0, 0});
+  both.id = "a";
+  EXPECT_THAT(engine_->Query("docs", both), StatusIs(absl::StatusCode::kInvalidArgument));
+  QueryRequest missing_ns = Q({1, 0, 0});
+  missing_ns.ns = "ghost";
+  EXPECT_THAT(engine_->Query("docs", missing_ns), StatusIs(absl::StatusCode::kNotFound));
+  QueryRequest bad_filter = Q({1, 0, 0});
+  bad_filter.filter = *ParseJson(R"({"a": {"$near": 1}})");
+  EXPECT_THAT(engine_->Query("docs", bad_filter), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(EngineTest, FailingBatchLeavesNothingBehind) {
+  ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("keep", {1, 0, 0})}).ok());
+  auto s = engine_->Upsert("docs", "", {Rec("new1", {1, 0, 0}), Rec("keep", {0, 0, 1}),
+                                        Rec("bad", {1, 0})});
+  ASSERT_FALSE(s.ok());
+  auto f = engine_->Fetch("docs", "", {"new1", "keep", "bad"});
+  ASSERT_TRUE(f.ok());
+  ASSERT_EQ(f->records.size(), 1u);
+  EXPECT_EQ(f->records[0].values, std::vector<float>({1, 0, 0}));
+  EXPECT_EQ(engine_->DescribeStats("docs", std::nullopt)->total_record_count, 1u);
+}
+
+TEST_F(EngineTest, ReupsertReplacesAndDeleteRemovesFromSearch) {
+  ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("a", {1, 0, 0}), Rec("b", {0, 1, 0})}).ok());
+  ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("a", {0, 0, 1})}).ok());
+  auto r = engine_->Query("docs", Q({1, 0, 0}, 10));
+  ASSERT_EQ(r->matches.size(), 2u);
+  for (const Match& m : r->matches) EXPECT_LT(m.score, 0.5f) << "stale vector of " << m.id;
+  EXPECT_EQ(*engine_->DeleteIds("docs", "", {"a", "ghost"}), 1u);
+  r = engine_->Query("docs", Q({0, 0, 1}, 10));
+  ASSERT_EQ(r->matches.size(), 1u);
+  EXPECT_EQ(r->matches[0].id, "b");
+}
+
+TEST_F(EngineTest, FiltersApplyToQueryDeleteAndStats) {
+  std::vector<Record> recs;
+  for (int i = 0; i < 100; ++i) {
+    recs.push_back(Rec("r" + std::to_string(i), {1, float(i), 0},
+                       i % 10 == 0 ? R"({"rare": true, "n": 1})" : R"({"n": 2})"));
+  }
+  ASSERT_TRUE(engine_->Upsert("docs", "ns", std::move(recs)).ok());
+  QueryRequest q = Q({1, 0, 0}, 50);
+  q.ns = "ns";
+  q.filter = *ParseJson(R"({"rare": true})");
+  q.include_metadata = true;
+  auto r = engine_->Query("docs", q);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->matches.size(), 10u);
+  for (const Match& m : r->matches) EXPECT_TRUE(m.metadata->contains("rare"));
+  EXPECT_EQ(engine_->DescribeStats("docs", *ParseJson(R"({"n": 1})"))->total_record_count, 10u);
+  EXPECT_EQ(*engine_->DeleteByFilter("docs", "ns", *ParseJson(R"({"n": {"$gt": 1}})")), 90u);
+  EXPECT_THAT(engine_->DeleteByFilter("docs", "ns", *ParseJson("{}")),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(engine_->DescribeStats("docs", std::nullopt)->namespaces.at("ns").record_count, 10u);
+  EXPECT_EQ(*engine_->DeleteAll("docs", "ns"), 10u);
+  EXPECT_TRUE(engine_->ListNamespaces("docs")->empty());
+}
+
+TEST_F(EngineTest, UpdateMergesMetadataAndReplacesVector) {
+  ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("a", {1, 0, 0}, R"({"x": 1, "y": "k"})")}).ok());
+  UpdateSpec u;
+  u.id = "a";
+  u.values = std::vector<float>{0, 1, 0};
+  u.set_metadata = *ParseJson(R"({"x": 2, "z": true})");
+  ASSERT_TRUE(engine_->Update("docs", "", u).ok());
+  auto f = engine_->Fetch("docs", "", {"a"});
+  EXPECT_EQ(storage::MetadataToJson(f->records[0].metadata).Dump(), R"({"x":2,"y":"k","z":true})");
+  EXPECT_EQ(engine_->Query("docs", Q({0, 1, 0}, 1))->matches[0].score, 1.0f);
+  u.id = "ghost";
+  EXPECT_THAT(engine_->Update("docs", "", u), StatusIs(absl::StatusCode::kNotFound));
+  UpdateSpec bad;
+  bad.id = "a";
+  bad.values = std::vector<float>{1};
+  EXPECT_THAT(engine_->Update("docs", "", bad), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(EngineTest, QueryByIdUsesTheStoredVector) {
+  ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("a", {1, 0, 0}), Rec("b", {0.9f, 0.1f, 0}),
+                                           Rec("c", {0, 0, 1})})
+                  .ok());
+  QueryRequest q;
+  q.id = "a";
+  q.top_k = 2;
+  auto r = engine_->Query("docs", q);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->matches[0].id, "a");
+  EXPECT_EQ(r->matches[1].id, "b");
+  q.id = "ghost";
+  EXPECT_THAT(engine_->Query("docs", q), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(EngineTest, ListIdsPaginatesWithOpaqueTokens) {
+  std::vector<Record> recs;
+  for (int i = 0; i < 25; ++i) recs.push_back(Rec("id" + std::to_string(100 + i), {1, 0, 0}));
+  ASSERT_TRUE(engine_->Upsert("docs", "", std::move(recs)).ok());
+  std::vector<std::string> all;
+  std::string token;
+  int pages = 0;
+  do {
+    auto page = engine_->ListIds("docs", "", "id1", 10, token);
+    ASSERT_TRUE(page.ok()) << page.status();
+    all.insert(all.end(), page->ids.begin(), page->ids.end());
+    token = page->next_pagination_token;
+    ++pages;
+  } while (!token.empty());
+  EXPECT_EQ(all.size(), 25u);
+  EXPECT_EQ(pages, 3);
+  EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
+  EXPECT_THAT(engine_->ListIds("docs", "", "", 10, "!!bad!!"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(EngineTest, EverythingSurvivesReopen) {
+  ASSERT_TRUE(engine_->Upsert("docs", "a", {Rec("x", {1, 0, 0}, R"({"k": "v"})")}).ok());
+  ASSERT_TRUE(engine_->Upsert("docs", "b", {Rec("y", {0, 1, 0})}).ok());
+  Open();
+  auto info = engine_->GetCollection("docs");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->record_count, 2u);
+  EXPECT_EQ(info->namespace_count, 2u);
+  QueryRequest q = Q({1, 0, 0}, 5);
+  q.ns = "a";
+  q.filter = *ParseJson(R"({"k": "v"})");
+  auto r = engine_->Query("docs", q);
+  ASSERT_EQ(r->matches.size(), 1u);
+  EXPECT_EQ(r->matches[0].id, "x");
+  // New records after a restart get fresh internal ids (no collision).
+  ASSERT_TRUE(engine_->Upsert("docs", "a", {Rec("z", {0, 0, 1})}).ok());
+  EXPECT_EQ(engine_->Query("docs", q)->matches.size(), 1u);
+  q.filter.reset();
+  EXPECT_EQ(engine_->Query("docs", q)->matches.size(), 2u);
+}
+
+TEST_F(EngineTest, DropAndRecreate) {
+  ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("x", {1, 0, 0})}).ok());
+  ASSERT_TRUE(engine_->DropCollection("docs").ok());
+  EXPECT_THAT(engine_->DropCollection("docs"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(engine_->Query("docs", Q({1, 0, 0})), StatusIs(absl::StatusCode::kNotFound));
+  storage::CollectionConfig c;
+  c.name = "docs";
+  c.dimension = 2;
+  ASSERT_TRUE(engine_->CreateCollection(c).ok());
+  EXPECT_EQ(engine_->GetCollection("docs")->record_count, 0u);
+  Open();
+  EXPECT_EQ(engine_->GetCollection("docs")->meta.config.dimension, 2u);
+  EXPECT_EQ(engine_->GetCollection("docs")->record_count, 0u);
+}
+
+TEST_F(EngineTest, SnapshotWritesACopy) {
+  ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("x", {1, 0, 0})}).ok());
+  auto path = engine_->Snapshot("s1");
+  ASSERT_TRUE(path.ok()) << path.status();
+  EXPECT_THAT(engine_->Snapshot("s1"), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(engine_->Snapshot("../x"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EngineOptions o;
+  o.store.path = *path;
+  auto copy = Engine::Open(o);
+  ASSERT_TRUE(copy.ok());
+  EXPECT_EQ((*copy)->GetCollection("docs")->record_count, 1u);
+}
+
+}  // namespace
+}  // namespace quiver::server
+
+namespace quiver::server {
+namespace {
+
+TEST(EngineDamageTest, ADamagedCollectionDoesNotStopTheOthers) {
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/data";
+  {
+    storage::StoreOptions so;
+    so.path = path;
+    auto store = storage::Store::Open(so);
+    ASSERT_TRUE(store.ok());
+    storage::CollectionConfig c;
+    c.dimension = 2;
+    c.name = "broken";
+    auto broken = (*store)->CreateCollection(c, 0);
+    c.name = "fine";
+    auto fine = (*store)->CreateCollection(c, 0);
+    ASSERT_TRUE(broken.ok() && fine.ok());
+    storage::RecordBatch b = (*store)->NewBatch();
+    storage::StoredRecord bad;
+    bad.internal_id = 1;
+    bad.record.id = "x";
+    bad.record.values = {1, 2, 3};  // Wrong dimension: the collection cannot load.
+    b.Put(broken->id, "", bad);
+    storage::StoredRecord good = bad;
+    good.record.values = {1, 2};
+    b.Put(fine->id, "", good);
+    ASSERT_TRUE((*store)->Write(&b).ok());
+  }
+  EngineOptions o;
+  o.store.path = path;
+  auto engine = Engine::Open(o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ((*engine)->damaged_collections(), std::vector<std::string>({"broken"}));
+  EXPECT_THAT((*engine)->GetCollection("broken"),
+              testing::StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ((*engine)->GetCollection("fine")->record_count, 1u);
+}
+
+}  // namespace
+}  // namespace quiver::server

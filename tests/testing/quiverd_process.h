@@ -1,0 +1,50 @@
+// Runs a real quiverd process on a free loopback port for integration tests
+// and benchmarks.
+#ifndef QUIVER_TESTS_TESTING_QUIVERD_PROCESS_H_
+#define QUIVER_TESTS_TESTING_QUIVERD_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "grpcpp/channel.h"
+
+namespace quiver::testing {
+
+class QuiverdProcess {
+ public:
+  // `data_dir` is used as --data_dir; extra flags are appended.
+  QuiverdProcess(std::string data_dir, std::vector<std::string> extra_flags = {});
+  ~QuiverdProcess();  // SIGKILLs the process if it still runs.
+
+  // Starts the server and waits (up to 30 s) until it accepts calls.
+  absl::Status Start();
+  // Sends `signal` and waits for the process to exit; returns its raw wait
+  // status (see waitpid).
+  int Stop(int signal);
+  bool running() const { return pid_ > 0; }
+  int port() const { return port_; }
+  std::string address() const;
+  std::shared_ptr<grpc::Channel> NewChannel() const;
+  // The server's stderr (its log) so far.
+  std::string Log() const;
+
+ private:
+  std::string data_dir_;
+  std::vector<std::string> flags_;
+  std::string port_file_;
+  std::string log_file_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+// Runs the quiver CLI with `args`; returns its exit code and fills
+// `output` with stdout (and stderr, when `stderr_too`).
+int RunCli(const std::vector<std::string>& args, std::string* output, bool stderr_too = true);
+
+}  // namespace quiver::testing
+
+#endif  // QUIVER_TESTS_TESTING_QUIVERD_PROCESS_H_

@@ -1,0 +1,59 @@
+#include "tests/testing/test_util.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace quiver::testing {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base != nullptr && *base ? base : "/tmp") + "/quiver-test-XXXXXX";
+  char* made = mkdtemp(tmpl.data());
+  if (made == nullptr) std::abort();
+  path_ = made;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string FixturesDir() {
+  const char* env = std::getenv("QUIVER_FIXTURES");
+  if (env != nullptr && *env != '\0') return env;
+  return QUIVER_DEFAULT_FIXTURES;
+}
+
+std::string FixturePath(const std::string& relative) {
+  std::string p = FixturesDir() + "/" + relative;
+  std::error_code ec;
+  return std::filesystem::exists(p, ec) ? p : "";
+}
+
+namespace {
+template <typename T>
+std::vector<std::vector<T>> ReadVecs(const std::string& path) {
+  std::vector<std::vector<T>> rows;
+  std::ifstream in(path, std::ios::binary);
+  int32_t dim;
+  while (in.read(reinterpret_cast<char*>(&dim), sizeof(dim))) {
+    if (dim <= 0 || dim > (1 << 20)) return {};
+    std::vector<T> row(dim);
+    if (!in.read(reinterpret_cast<char*>(row.data()), dim * sizeof(T))) return {};
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+}  // namespace
+
+std::vector<std::vector<float>> ReadFvecs(const std::string& path) { return ReadVecs<float>(path); }
+std::vector<std::vector<int32_t>> ReadIvecs(const std::string& path) {
+  return ReadVecs<int32_t>(path);
+}
+
+std::string QuiverdPath() { return QUIVERD_PATH; }
+std::string QuiverCliPath() { return QUIVER_CLI_PATH; }
+
+}  // namespace quiver::testing

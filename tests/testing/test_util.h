@@ -1,0 +1,66 @@
+// Helpers shared by the test suites.
+#ifndef QUIVER_TESTS_TESTING_TEST_UTIL_H_
+#define QUIVER_TESTS_TESTING_TEST_UTIL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gmock/gmock.h"
+
+namespace quiver::testing {
+
+// A fresh directory under $TMPDIR, removed with everything in it when the
+// object is destroyed.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// $QUIVER_FIXTURES, or ../shared/fixtures next to the repository.
+std::string FixturesDir();
+// FixturesDir()/relative when it exists; "" otherwise.
+std::string FixturePath(const std::string& relative);
+
+// Rows of a texmex .fvecs / .ivecs file (int32 dimension, then that many
+// float32 / int32 values, little-endian, per row). Empty on error.
+std::vector<std::vector<float>> ReadFvecs(const std::string& path);
+std::vector<std::vector<int32_t>> ReadIvecs(const std::string& path);
+
+std::string QuiverdPath();
+std::string QuiverCliPath();
+
+// The status of an absl::Status or absl::StatusOr.
+inline const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+// Matches an absl::Status (or StatusOr) with the given code.
+MATCHER_P(StatusIs, code, "") {
+  const absl::Status& s = StatusOf(arg);
+  if (s.code() == code) return true;
+  *result_listener << "status is " << s.ToString();
+  return false;
+}
+
+}  // namespace quiver::testing
+
+#define QUIVER_ASSERT_OK(expr)                              \
+  do {                                                      \
+    const auto& quiver_s_ = (expr);                         \
+    ASSERT_TRUE(quiver_s_.ok())                             \
+        << #expr << ": " << ::quiver::testing::StatusOf(quiver_s_); \
+  } while (0)
+
+#endif  // QUIVER_TESTS_TESTING_TEST_UTIL_H_
