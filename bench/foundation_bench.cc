@@ -1,0 +1,202 @@
+// Foundation benchmark: import throughput through the CLI and exact-search
+// latency through the server, plus our exact scan against faiss's
+// IndexFlat on the same data in the same run.
+//
+//   build/bench/foundation_bench [--n=100000] [--dim=128] [--queries=200]
+//
+// Data: clustered Gaussian vectors (100 centres, unit spread), not uniform
+// noise, fixed seed.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ann/flat_index.h"
+#include "grpcpp/grpcpp.h"
+#include "quiver/v1/collections.grpc.pb.h"
+#include "quiver/v1/search.grpc.pb.h"
+#include "tests/testing/quiverd_process.h"
+#include "tests/testing/test_util.h"
+
+#ifdef QUIVER_BENCH_HAVE_FAISS
+#include <faiss/IndexFlat.h>
+#include <omp.h>
+#endif
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+}
+
+std::vector<float> Clustered(size_t n, size_t dim, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g;
+  std::vector<float> centres(100 * dim);
+  for (auto& c : centres) c = 3 * g(rng);
+  std::vector<float> out(n * dim);
+  std::uniform_int_distribution<size_t> pick(0, 99);
+  for (size_t i = 0; i < n; ++i) {
+    const float* c = centres.data() + pick(rng) * dim;
+    for (size_t d = 0; d < dim; ++d) out[i * dim + d] = c[d] + g(rng);
+  }
+  return out;
+}
+
+long Flag(int argc, char** argv, const std::string& name, long fallback) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--" + name + "=", 0) == 0) return std::stol(a.substr(name.size() + 3));
+  }
+  return fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const size_t n = Flag(argc, argv, "n", 100000);
+  const size_t dim = Flag(argc, argv, "dim", 128);
+  const size_t nq = Flag(argc, argv, "queries", 200);
+  const size_t k = 10;
+  std::printf("foundation_bench: n=%zu dim=%zu queries=%zu top_k=%zu kernels=%s\n", n, dim, nq, k,
+              quiver::ann::BestKernels().name);
+  const std::vector<float> base = Clustered(n, dim, 1);
+  const std::vector<float> queries = Clustered(nq, dim, 2);
+
+  // ---- 1. End to end: CLI import and Query RPC latency --------------------
+  quiver::testing::TempDir dir;
+  const std::string jsonl = dir.path() + "/base.jsonl";
+  {
+    std::ofstream out(jsonl);
+    char buf[32];
+    for (size_t i = 0; i < n; ++i) {
+      out << "{\"id\":\"v" << i << "\",\"values\":[";
+      for (size_t d = 0; d < dim; ++d) {
+        std::snprintf(buf, sizeof(buf), d ? ",%.6g" : "%.6g", base[i * dim + d]);
+        out << buf;
+      }
+      out << "],\"metadata\":{\"bucket\":" << (i % 100) << "}}\n";
+    }
+  }
+  quiver::testing::QuiverdProcess server(dir.path() + "/data");
+  if (auto s = server.Start(); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 1;
+  }
+  auto channel = server.NewChannel();
+  {
+    auto stub = quiver::v1::Collections::NewStub(channel);
+    quiver::v1::CreateCollectionRequest req;
+    req.mutable_config()->set_name("bench");
+    req.mutable_config()->set_dimension(static_cast<uint32_t>(dim));
+    req.mutable_config()->set_metric(quiver::v1::METRIC_COSINE);
+    quiver::v1::CreateCollectionResponse resp;
+    grpc::ClientContext ctx;
+    if (!stub->Create(&ctx, req, &resp).ok()) return 1;
+  }
+  std::string out;
+  const auto t0 = Clock::now();
+  const int rc = quiver::testing::RunCli(
+      {"--addr=" + server.address(), "import", "bench", jsonl, "--progress=never"}, &out);
+  const double import_s = Seconds(t0, Clock::now());
+  if (rc != 0) {
+    std::fprintf(stderr, "import failed: %s\n", out.c_str());
+    return 1;
+  }
+  std::printf("\n[server] CLI import of %zu x %zu-d: %.2f s wall, %.0f vectors/s\n  cli: %s", n,
+              dim, import_s, n / import_s, out.c_str());
+
+  auto search = quiver::v1::Search::NewStub(channel);
+  auto run_queries = [&](const char* label, bool filtered) {
+    std::vector<double> lat;
+    for (size_t q = 0; q < nq; ++q) {
+      quiver::v1::QueryRequest req;
+      req.set_collection("bench");
+      req.set_top_k(k);
+      req.mutable_vector()->Add(queries.begin() + q * dim, queries.begin() + (q + 1) * dim);
+      if (filtered) (*req.mutable_filter()->mutable_fields())["bucket"].set_number_value(7);
+      quiver::v1::QueryResponse resp;
+      grpc::ClientContext ctx;
+      const auto a = Clock::now();
+      if (!search->Query(&ctx, req, &resp).ok() || resp.matches_size() != static_cast<int>(k)) {
+        std::fprintf(stderr, "query failed\n");
+        std::exit(1);
+      }
+      lat.push_back(Seconds(a, Clock::now()) * 1e3);
+    }
+    std::printf("[server] exact Query RPC %-22s median %.2f ms  p99 %.2f ms  (%.0f QPS, 1 client)\n",
+                label, Percentile(lat, 0.5), Percentile(lat, 0.99), 1e3 / Percentile(lat, 0.5));
+  };
+  run_queries("(no filter)", false);
+  run_queries("(filter keeps 1%)", true);
+  server.Stop(15);
+
+  // ---- 2. In process: our exact scan vs faiss IndexFlat -------------------
+  quiver::ann::FlatIndex flat(dim, quiver::ann::Metric::kDot);
+  for (size_t i = 0; i < n; ++i) flat.Upsert(i, std::span<const float>(&base[i * dim], dim));
+  auto time_ours = [&](quiver::ThreadPool* pool) {
+    std::vector<double> per;
+    for (int rep = 0; rep < 5; ++rep) {
+      const auto a = Clock::now();
+      for (size_t q = 0; q < nq; ++q) {
+        flat.Search(std::span<const float>(&queries[q * dim], dim), {.top_k = k, .pool = pool});
+      }
+      per.push_back(Seconds(a, Clock::now()) / nq * 1e3);
+    }
+    return Percentile(per, 0.5);
+  };
+  const double ours_1t = time_ours(nullptr);
+  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  quiver::ThreadPool pool(threads > 1 ? threads - 1 : 1);
+  const double ours_mt = time_ours(&pool);
+  std::printf("\n[in-process] exact top-%zu, inner product, one query at a time (median of 5 runs)\n",
+              k);
+  std::printf("  quiver FlatIndex   1 thread : %.3f ms/query\n", ours_1t);
+  std::printf("  quiver FlatIndex  %2u threads: %.3f ms/query\n", threads, ours_mt);
+#ifdef QUIVER_BENCH_HAVE_FAISS
+  faiss::IndexFlatIP peer(static_cast<faiss::Index::idx_t>(dim));
+  peer.add(static_cast<faiss::Index::idx_t>(n), base.data());
+  std::vector<float> dist(k);
+  std::vector<faiss::Index::idx_t> labels(k);
+  auto time_faiss = [&](int omp_threads) {
+    omp_set_num_threads(omp_threads);
+    std::vector<double> per;
+    for (int rep = 0; rep < 5; ++rep) {
+      const auto a = Clock::now();
+      for (size_t q = 0; q < nq; ++q) peer.search(1, &queries[q * dim], k, dist.data(), labels.data());
+      per.push_back(Seconds(a, Clock::now()) / nq * 1e3);
+    }
+    return Percentile(per, 0.5);
+  };
+  const double faiss_1t = time_faiss(1);
+  const double faiss_mt = time_faiss(static_cast<int>(threads));
+  std::printf("  faiss IndexFlatIP  1 thread : %.3f ms/query   ratio faiss/quiver = %.2fx\n",
+              faiss_1t, faiss_1t / ours_1t);
+  std::printf("  faiss IndexFlatIP %2u threads: %.3f ms/query   ratio faiss/quiver = %.2fx\n",
+              threads, faiss_mt, faiss_mt / ours_mt);
+  // Same answers: compare top-10 ids for the first queries.
+  size_t agree = 0;
+  for (size_t q = 0; q < std::min<size_t>(nq, 20); ++q) {
+    peer.search(1, &queries[q * dim], k, dist.data(), labels.data());
+    auto hits = flat.Search(std::span<const float>(&queries[q * dim], dim), {.top_k = k});
+    for (size_t i = 0; i < k; ++i) agree += hits[i].label == static_cast<uint64_t>(labels[i]);
+  }
+  std::printf("  top-%zu agreement with faiss on 20 queries: %zu/%zu\n", k, agree,
+              std::min<size_t>(nq, 20) * k);
+#else
+  std::printf("  faiss not available (install libfaiss-dev): no peer comparison\n");
+#endif
+  return 0;
+}
