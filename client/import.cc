@@ -13,7 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/strings.h"
-#include "google/protobuf/util/json_util.h"
+#include "client/record_json.h"
 #include "grpcpp/client_context.h"
 
 namespace quiver::client {
@@ -25,6 +25,8 @@ struct Batch {
   uint64_t first_line = 0;
   uint64_t end_offset = 0;  // File offset just past the batch's last line.
   uint64_t end_line = 0;    // Number of the batch's last line.
+  std::vector<std::string> lines;     // Raw JSON, parsed by the worker that sends it.
+  std::vector<uint64_t> line_numbers;
   v1::UpsertRequest request;
 };
 
@@ -115,31 +117,39 @@ class Importer {
     std::string line;
     uint64_t seq = 0;
     auto batch = std::make_unique<Batch>();
-    google::protobuf::util::JsonParseOptions popts;
-    popts.ignore_unknown_fields = false;
+    auto flush = [&]() {
+      batch->end_offset = std::min<uint64_t>(offset, total_bytes_);
+      batch->end_line = line_no;
+      const bool more = Enqueue(std::move(batch), seq++);
+      batch = std::make_unique<Batch>();
+      return more;
+    };
     while (std::getline(in, line)) {
       ++line_no;
       offset += line.size() + 1;
       if (StripWhitespace(line).empty()) continue;
-      if (batch->request.records_size() == 0) batch->first_line = line_no;
-      v1::Record* r = batch->request.add_records();
-      auto st = google::protobuf::util::JsonStringToMessage(line, r, popts);
+      if (batch->lines.empty()) batch->first_line = line_no;
+      batch->lines.push_back(std::move(line));
+      batch->line_numbers.push_back(line_no);
+      if (batch->lines.size() >= static_cast<size_t>(o_.batch_records) && !flush()) {
+        return absl::OkStatus();
+      }
+    }
+    if (!batch->lines.empty()) flush();
+    return absl::OkStatus();
+  }
+
+  // Parses a batch's lines into its request (on a worker thread, so parsing
+  // runs in parallel).
+  absl::Status Parse(Batch* b) {
+    for (size_t i = 0; i < b->lines.size(); ++i) {
+      absl::Status st = ParseRecordJson(b->lines[i], b->request.add_records());
       if (!st.ok()) {
-        return absl::InvalidArgumentError(
-            StrCat(o_.path, ":", line_no, ": not a valid record: ", std::string(st.message())));
-      }
-      if (batch->request.records_size() >= o_.batch_records) {
-        batch->end_offset = std::min<uint64_t>(offset, total_bytes_);
-        batch->end_line = line_no;
-        if (!Enqueue(std::move(batch), seq++)) return absl::OkStatus();
-        batch = std::make_unique<Batch>();
+        return absl::InvalidArgumentError(StrCat(o_.path, ":", b->line_numbers[i],
+                                                 ": not a valid record: ", st.message()));
       }
     }
-    if (batch->request.records_size() > 0) {
-      batch->end_offset = std::min<uint64_t>(offset, total_bytes_);
-      batch->end_line = line_no;
-      Enqueue(std::move(batch), seq++);
-    }
+    b->lines.clear();
     return absl::OkStatus();
   }
 
@@ -170,6 +180,11 @@ class Importer {
         if (!error_.ok() || queue_.empty()) return;
         b = std::move(queue_.front());
         queue_.pop_front();
+      }
+      if (absl::Status parsed = Parse(b.get()); !parsed.ok()) {
+        absl::MutexLock l(&mu_);
+        if (error_.ok()) error_ = parsed;
+        return;
       }
       grpc::ClientContext ctx;
       ctx.set_deadline(absl::ToChronoTime(absl::Now() + o_.rpc_timeout));

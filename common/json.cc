@@ -1,6 +1,7 @@
 #include "common/json.h"
 
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 
@@ -190,8 +191,12 @@ class Parser {
       }
       while (pos_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[pos_]))) ++pos_;
     }
-    const std::string num(s_.substr(start, pos_ - start));
-    *out = Json(std::strtod(num.c_str(), nullptr));
+    // The grammar is checked above, so from_chars sees a valid number; it
+    // does not allocate (strtod would need a NUL-terminated copy).
+    double value = 0;
+    const auto r = std::from_chars(s_.data() + start, s_.data() + pos_, value);
+    if (r.ec == std::errc::result_out_of_range) return Fail("number out of range");
+    *out = Json(value);
     return true;
   }
 

@@ -5,7 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/json.h"
-#include "google/protobuf/struct.pb.h"
+#include "proto/struct_json.h"
 #include "grpcpp/support/status.h"
 #include "quiver/v1/collections.pb.h"
 #include "quiver/v1/common.pb.h"
@@ -18,11 +18,6 @@ namespace quiver::server {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-Json StructToJson(const google::protobuf::Struct& s);
-Json ValueToJson(const google::protobuf::Value& v);
-void JsonToValue(const Json& j, google::protobuf::Value* v);
-// REQUIRES: j.is_object().
-void JsonToStruct(const Json& j, google::protobuf::Struct* s);
 
 // INVALID_ARGUMENT for bad metadata; UNIMPLEMENTED never (records carry no
 // engine choices).
