@@ -168,35 +168,44 @@ class Cli {
 
   void Print(const std::string& s) const { std::fwrite(s.data(), 1, s.size(), stdout); }
 
-  int Health() {
-    auto stub = v1::Admin::NewStub(channel_);
+  // Calls one unary RPC; on success prints the response as JSON (--json) or
+  // through `human`. Returns the exit code.
+  template <typename Stub, typename Req, typename Resp>
+  int Call(Stub* stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+           const Req& req, const std::function<void(const Resp&)>& human) {
     grpc::ClientContext ctx;
     Context(&ctx);
-    v1::HealthResponse resp;
-    grpc::Status s = stub->Health(&ctx, v1::HealthRequest(), &resp);
+    Resp resp;
+    grpc::Status s = (stub->*method)(&ctx, req, &resp);
     if (!s.ok()) return Failed(s);
     if (json_) {
       Print(ToJson(resp) + "\n");
     } else {
-      Print(StrCat("serving: ", resp.serving() ? "yes" : "no", "\n"));
-      for (const std::string& d : resp.damaged_collections()) {
-        Print(StrCat("damaged collection: ", d, "\n"));
-      }
+      human(resp);
     }
     return 0;
   }
 
+  int Health() {
+    auto stub = v1::Admin::NewStub(channel_);
+    return Call<v1::Admin::Stub, v1::HealthRequest, v1::HealthResponse>(
+        stub.get(), &v1::Admin::Stub::Health, v1::HealthRequest(),
+        [&](const v1::HealthResponse& resp) {
+          Print(StrCat("serving: ", resp.serving() ? "yes" : "no", "\n"));
+          for (const std::string& d : resp.damaged_collections()) {
+            Print(StrCat("damaged collection: ", d, "\n"));
+          }
+        });
+  }
+
   int Info() {
     auto stub = v1::Admin::NewStub(channel_);
-    grpc::ClientContext ctx;
-    Context(&ctx);
-    v1::ServerInfoResponse resp;
-    grpc::Status s = stub->ServerInfo(&ctx, v1::ServerInfoRequest(), &resp);
-    if (!s.ok()) return Failed(s);
-    if (json_) {
-      Print(ToJson(resp) + "\n");
-      return 0;
-    }
+    return Call<v1::Admin::Stub, v1::ServerInfoRequest, v1::ServerInfoResponse>(
+        stub.get(), &v1::Admin::Stub::ServerInfo, v1::ServerInfoRequest(),
+        [&](const v1::ServerInfoResponse& resp) { PrintInfo(resp); });
+  }
+
+  void PrintInfo(const v1::ServerInfoResponse& resp) const {
     Table t({"SETTING", "VALUE"});
     t.AddRow({"version", resp.version()});
     t.AddRow({"data_dir", resp.data_dir()});
@@ -210,7 +219,6 @@ class Cli {
     t.AddRow({"max_metadata_bytes", StrCat(resp.limits().max_metadata_bytes())});
     t.AddRow({"max_message_bytes", StrCat(resp.limits().max_message_bytes())});
     Print(t.Render());
-    return 0;
   }
 
   static std::string MetricName(v1::Metric m) {
@@ -237,20 +245,15 @@ class Cli {
     std::string sub;
     if (!Positional(1, "collections subcommand (create, list, get, delete)", &sub)) return 2;
     auto stub = v1::Collections::NewStub(channel_);
-    grpc::ClientContext ctx;
-    Context(&ctx);
+    auto print_one = [&](const auto& resp) { PrintCollections({&resp.collection()}); };
     if (sub == "list") {
-      v1::ListCollectionsResponse resp;
-      grpc::Status s = stub->List(&ctx, v1::ListCollectionsRequest(), &resp);
-      if (!s.ok()) return Failed(s);
-      if (json_) {
-        Print(ToJson(resp) + "\n");
-      } else {
-        std::vector<const v1::CollectionInfo*> infos;
-        for (const auto& c : resp.collections()) infos.push_back(&c);
-        PrintCollections(infos);
-      }
-      return 0;
+      return Call<v1::Collections::Stub, v1::ListCollectionsRequest, v1::ListCollectionsResponse>(
+          stub.get(), &v1::Collections::Stub::List, v1::ListCollectionsRequest(),
+          [&](const v1::ListCollectionsResponse& resp) {
+            std::vector<const v1::CollectionInfo*> infos;
+            for (const auto& c : resp.collections()) infos.push_back(&c);
+            PrintCollections(infos);
+          });
     }
     std::string name;
     if (!Positional(2, "collection name", &name)) return 2;
@@ -278,37 +281,23 @@ class Cli {
       } else {
         return Usage("--index must be flat or hnsw");
       }
-      v1::CreateCollectionResponse resp;
-      grpc::Status s = stub->Create(&ctx, req, &resp);
-      if (!s.ok()) return Failed(s);
-      if (json_) {
-        Print(ToJson(resp) + "\n");
-      } else {
-        PrintCollections({&resp.collection()});
-      }
-      return 0;
+      return Call<v1::Collections::Stub, v1::CreateCollectionRequest, v1::CreateCollectionResponse>(
+          stub.get(), &v1::Collections::Stub::Create, req, print_one);
     }
     if (sub == "get") {
       v1::GetCollectionRequest req;
       req.set_name(name);
-      v1::GetCollectionResponse resp;
-      grpc::Status s = stub->Get(&ctx, req, &resp);
-      if (!s.ok()) return Failed(s);
-      if (json_) {
-        Print(ToJson(resp) + "\n");
-      } else {
-        PrintCollections({&resp.collection()});
-      }
-      return 0;
+      return Call<v1::Collections::Stub, v1::GetCollectionRequest, v1::GetCollectionResponse>(
+          stub.get(), &v1::Collections::Stub::Get, req, print_one);
     }
     if (sub == "delete") {
       v1::DeleteCollectionRequest req;
       req.set_name(name);
-      v1::DeleteCollectionResponse resp;
-      grpc::Status s = stub->Delete(&ctx, req, &resp);
-      if (!s.ok()) return Failed(s);
-      Print(json_ ? "{}\n" : StrCat("deleted collection ", name, "\n"));
-      return 0;
+      return Call<v1::Collections::Stub, v1::DeleteCollectionRequest, v1::DeleteCollectionResponse>(
+          stub.get(), &v1::Collections::Stub::Delete, req,
+          [&](const v1::DeleteCollectionResponse&) {
+            Print(StrCat("deleted collection ", name, "\n"));
+          });
     }
     return Usage(StrCat("unknown collections subcommand \"", sub, "\""));
   }
@@ -372,28 +361,21 @@ class Cli {
     req.set_explain(args_.Has("explain"));
     req.set_exact(args_.Has("exact"));
     auto stub = v1::Search::NewStub(channel_);
-    grpc::ClientContext ctx;
-    Context(&ctx);
-    v1::QueryResponse resp;
-    grpc::Status s = stub->Query(&ctx, req, &resp);
-    if (!s.ok()) return Failed(s);
-    if (json_) {
-      Print(ToJson(resp) + "\n");
-      return 0;
-    }
-    std::vector<std::string> header = {"RANK", "ID", "SCORE"};
-    if (req.include_values()) header.push_back("VALUES");
-    if (req.include_metadata()) header.push_back("METADATA");
-    Table t(header);
-    int rank = 0;
-    for (const v1::ScoredRecord& m : resp.matches()) {
-      std::vector<std::string> row = {StrCat(++rank), m.id(), StrCat(m.score())};
-      if (req.include_values()) row.push_back(PreviewFloats(m.values()));
-      if (req.include_metadata()) row.push_back(StructToCompactJson(m.metadata()));
-      t.AddRow(std::move(row));
-    }
-    Print(t.Render());
-    return 0;
+    return Call<v1::Search::Stub, v1::QueryRequest, v1::QueryResponse>(
+        stub.get(), &v1::Search::Stub::Query, req, [&](const v1::QueryResponse& resp) {
+        std::vector<std::string> header = {"RANK", "ID", "SCORE"};
+        if (req.include_values()) header.push_back("VALUES");
+        if (req.include_metadata()) header.push_back("METADATA");
+        Table t(header);
+        int rank = 0;
+        for (const v1::ScoredRecord& m : resp.matches()) {
+          std::vector<std::string> row = {StrCat(++rank), m.id(), StrCat(m.score())};
+          if (req.include_values()) row.push_back(PreviewFloats(m.values()));
+          if (req.include_metadata()) row.push_back(StructToCompactJson(m.metadata()));
+          t.AddRow(std::move(row));
+        }
+        Print(t.Render());
+        });
   }
 
   int Fetch() {
@@ -405,22 +387,15 @@ class Cli {
     req.set_namespace_(args_.Get("namespace"));
     for (size_t i = 2; i < args_.positional().size(); ++i) req.add_ids(args_.positional()[i]);
     auto stub = v1::Points::NewStub(channel_);
-    grpc::ClientContext ctx;
-    Context(&ctx);
-    v1::FetchResponse resp;
-    grpc::Status s = stub->Fetch(&ctx, req, &resp);
-    if (!s.ok()) return Failed(s);
-    if (json_) {
-      Print(ToJson(resp) + "\n");
-      return 0;
-    }
-    Table t({"ID", "VALUES", "METADATA", "TEXT"});
-    for (const v1::Record& r : resp.records()) {
-      t.AddRow({r.id(), PreviewFloats(r.values()), StructToCompactJson(r.metadata()), r.text()});
-    }
-    Print(t.Render());
-    for (const std::string& id : resp.missing_ids()) Print(StrCat("not found: ", id, "\n"));
-    return 0;
+    return Call<v1::Points::Stub, v1::FetchRequest, v1::FetchResponse>(
+        stub.get(), &v1::Points::Stub::Fetch, req, [&](const v1::FetchResponse& resp) {
+        Table t({"ID", "VALUES", "METADATA", "TEXT"});
+        for (const v1::Record& r : resp.records()) {
+          t.AddRow({r.id(), PreviewFloats(r.values()), StructToCompactJson(r.metadata()), r.text()});
+        }
+        Print(t.Render());
+        for (const std::string& id : resp.missing_ids()) Print(StrCat("not found: ", id, "\n"));
+        });
   }
 
   int Update() {
@@ -436,13 +411,9 @@ class Cli {
     if (!has_md) req.clear_set_metadata();
     if (args_.Has("text")) req.set_text(args_.Get("text"));
     auto stub = v1::Points::NewStub(channel_);
-    grpc::ClientContext ctx;
-    Context(&ctx);
-    v1::UpdateResponse resp;
-    grpc::Status s = stub->Update(&ctx, req, &resp);
-    if (!s.ok()) return Failed(s);
-    Print(json_ ? "{}\n" : StrCat("updated ", id, "\n"));
-    return 0;
+    return Call<v1::Points::Stub, v1::UpdateRequest, v1::UpdateResponse>(
+        stub.get(), &v1::Points::Stub::Update, req,
+        [&](const v1::UpdateResponse&) { Print(StrCat("updated ", id, "\n")); });
   }
 
   int Delete() {
@@ -466,13 +437,9 @@ class Cli {
       if (!StructOption("filter", req.mutable_filter(), &present)) return 2;
     }
     auto stub = v1::Points::NewStub(channel_);
-    grpc::ClientContext ctx;
-    Context(&ctx);
-    v1::DeleteResponse resp;
-    grpc::Status s = stub->Delete(&ctx, req, &resp);
-    if (!s.ok()) return Failed(s);
-    Print(json_ ? ToJson(resp) + "\n" : StrCat("deleted ", resp.deleted_count(), " records\n"));
-    return 0;
+    return Call<v1::Points::Stub, v1::DeleteRequest, v1::DeleteResponse>(
+        stub.get(), &v1::Points::Stub::Delete, req,
+        [&](const v1::DeleteResponse& resp) { Print(StrCat("deleted ", resp.deleted_count(), " records\n")); });
   }
 
   int ListIds() {
@@ -487,20 +454,13 @@ class Cli {
     req.set_limit(static_cast<uint32_t>(*limit));
     req.set_pagination_token(args_.Get("token"));
     auto stub = v1::Points::NewStub(channel_);
-    grpc::ClientContext ctx;
-    Context(&ctx);
-    v1::ListIdsResponse resp;
-    grpc::Status s = stub->ListIds(&ctx, req, &resp);
-    if (!s.ok()) return Failed(s);
-    if (json_) {
-      Print(ToJson(resp) + "\n");
-      return 0;
-    }
-    for (const std::string& id : resp.ids()) Print(id + "\n");
-    if (!resp.next_pagination_token().empty()) {
-      std::fprintf(stderr, "more: --token=%s\n", resp.next_pagination_token().c_str());
-    }
-    return 0;
+    return Call<v1::Points::Stub, v1::ListIdsRequest, v1::ListIdsResponse>(
+        stub.get(), &v1::Points::Stub::ListIds, req, [&](const v1::ListIdsResponse& resp) {
+        for (const std::string& id : resp.ids()) Print(id + "\n");
+        if (!resp.next_pagination_token().empty()) {
+          std::fprintf(stderr, "more: --token=%s\n", resp.next_pagination_token().c_str());
+        }
+        });
   }
 
   int Stats() {
@@ -512,27 +472,20 @@ class Cli {
     if (!StructOption("filter", req.mutable_filter(), &has_filter)) return 2;
     if (!has_filter) req.clear_filter();
     auto stub = v1::Points::NewStub(channel_);
-    grpc::ClientContext ctx;
-    Context(&ctx);
-    v1::DescribeStatsResponse resp;
-    grpc::Status s = stub->DescribeStats(&ctx, req, &resp);
-    if (!s.ok()) return Failed(s);
-    if (json_) {
-      Print(ToJson(resp) + "\n");
-      return 0;
-    }
-    Print(StrCat("dimension: ", resp.dimension(), "\nmetric: ", resp.metric(),
-                 "\nindex: ", resp.index_type(), "\nindex bytes per vector: ",
-                 resp.index_bytes_per_vector(), "\ntotal records: ",
-                 resp.total_record_count(), "\n"));
-    Table t({"NAMESPACE", "RECORDS"});
-    std::map<std::string, uint64_t> sorted;
-    for (const auto& [name, ns] : resp.namespaces()) sorted[name] = ns.record_count();
-    for (const auto& [name, count] : sorted) {
-      t.AddRow({name.empty() ? "\"\"" : name, StrCat(count)});
-    }
-    Print(t.Render());
-    return 0;
+    return Call<v1::Points::Stub, v1::DescribeStatsRequest, v1::DescribeStatsResponse>(
+        stub.get(), &v1::Points::Stub::DescribeStats, req, [&](const v1::DescribeStatsResponse& resp) {
+        Print(StrCat("dimension: ", resp.dimension(), "\nmetric: ", resp.metric(),
+                     "\nindex: ", resp.index_type(), "\nindex bytes per vector: ",
+                     resp.index_bytes_per_vector(), "\ntotal records: ",
+                     resp.total_record_count(), "\n"));
+        Table t({"NAMESPACE", "RECORDS"});
+        std::map<std::string, uint64_t> sorted;
+        for (const auto& [name, ns] : resp.namespaces()) sorted[name] = ns.record_count();
+        for (const auto& [name, count] : sorted) {
+          t.AddRow({name.empty() ? "\"\"" : name, StrCat(count)});
+        }
+        Print(t.Render());
+        });
   }
 
   int Namespaces() {
@@ -541,32 +494,20 @@ class Cli {
     if (!Positional(1, "collection", &collection)) return 2;
     req.set_collection(collection);
     auto stub = v1::Points::NewStub(channel_);
-    grpc::ClientContext ctx;
-    Context(&ctx);
-    v1::ListNamespacesResponse resp;
-    grpc::Status s = stub->ListNamespaces(&ctx, req, &resp);
-    if (!s.ok()) return Failed(s);
-    if (json_) {
-      Print(ToJson(resp) + "\n");
-      return 0;
-    }
-    for (const std::string& n : resp.namespaces()) Print((n.empty() ? "\"\"" : n) + "\n");
-    return 0;
+    return Call<v1::Points::Stub, v1::ListNamespacesRequest, v1::ListNamespacesResponse>(
+        stub.get(), &v1::Points::Stub::ListNamespaces, req, [&](const v1::ListNamespacesResponse& resp) {
+        for (const std::string& n : resp.namespaces()) Print((n.empty() ? "\"\"" : n) + "\n");
+        });
   }
 
   int Snapshot() {
     v1::SnapshotRequest req;
     if (args_.positional().size() > 1) req.set_name(args_.positional()[1]);
     auto stub = v1::Admin::NewStub(channel_);
-    grpc::ClientContext ctx;
-    Context(&ctx);
-    v1::SnapshotResponse resp;
-    grpc::Status s = stub->Snapshot(&ctx, req, &resp);
-    if (!s.ok()) return Failed(s);
-    Print(json_ ? ToJson(resp) + "\n"
-                : StrCat("snapshot written to ", resp.path(), " (", resp.record_count(),
-                         " records)\n"));
-    return 0;
+    return Call<v1::Admin::Stub, v1::SnapshotRequest, v1::SnapshotResponse>(
+        stub.get(), &v1::Admin::Stub::Snapshot, req,
+        [&](const v1::SnapshotResponse& resp) { Print(StrCat("snapshot written to ", resp.path(), " (", resp.record_count(),
+                         " records)\n")); });
   }
 
   const Args& args_;
