@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <fstream>
+
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -339,6 +341,41 @@ TEST_F(ServerTest, NamespacesPartitionRecords) {
   grpc::ClientContext ctx;
   ASSERT_TRUE(points_->ListNamespaces(&ctx, lr, &lresp).ok());
   EXPECT_THAT(lresp.namespaces(), ::testing::ElementsAre("left", "right"));
+}
+
+}  // namespace
+}  // namespace quiver
+
+namespace quiver {
+namespace {
+
+TEST(ServerConfigTest, ConfigFileSetsFlagsAndTheCommandLineWins) {
+  testing::TempDir dir;
+  const std::string config = dir.path() + "/quiverd.conf";
+  std::ofstream(config) << "# quiverd settings\n"
+                        << "sync = always\n"
+                        << "max-top-k = 5\n"
+                        << "max_batch_records = \"7\"\n";
+  testing::QuiverdProcess server(dir.path() + "/data",
+                                 {"--config=" + config, "--max_batch_records=9"});
+  QUIVER_ASSERT_OK(server.Start());
+  auto admin = v1::Admin::NewStub(server.NewChannel());
+  v1::ServerInfoResponse info;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(admin->ServerInfo(&ctx, v1::ServerInfoRequest(), &info).ok());
+  EXPECT_EQ(info.sync_policy(), "always");
+  EXPECT_EQ(info.limits().max_top_k(), 5u);
+  EXPECT_EQ(info.limits().max_batch_records(), 9u);
+}
+
+TEST(ServerConfigTest, BadSettingsRefuseToStart) {
+  testing::TempDir dir;
+  testing::QuiverdProcess bad_sync(dir.path() + "/a", {"--sync=sometimes"});
+  EXPECT_FALSE(bad_sync.Start().ok());
+  const std::string config = dir.path() + "/bad.conf";
+  std::ofstream(config) << "this line has no equals sign\n";
+  testing::QuiverdProcess bad_config(dir.path() + "/b", {"--config=" + config});
+  EXPECT_FALSE(bad_config.Start().ok());
 }
 
 }  // namespace
