@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/status_macros.h"
+#include "common/thread_pool.h"
 
 namespace quiver::ann {
 
@@ -13,34 +14,7 @@ namespace {
 constexpr size_t kMinParallelWork = 1 << 18;
 // Rows per parallel task: large enough to amortise the per-task heap.
 constexpr size_t kMinRowsPerTask = 2048;
-
-// Heap order: the worst hit at the front.
-bool WorseFirst(const Hit& a, const Hit& b) { return HitBefore(a, b); }
 }  // namespace
-
-bool HitBefore(const Hit& a, const Hit& b) {
-  if (a.score != b.score) return a.score > b.score;
-  return a.label < b.label;
-}
-
-void TopK::Push(uint64_t label, float score) {
-  const Hit h{label, score};
-  if (heap_.size() < k_) {
-    heap_.push_back(h);
-    std::push_heap(heap_.begin(), heap_.end(), WorseFirst);
-  } else if (HitBefore(h, heap_.front())) {
-    std::pop_heap(heap_.begin(), heap_.end(), WorseFirst);
-    heap_.back() = h;
-    std::push_heap(heap_.begin(), heap_.end(), WorseFirst);
-  }
-}
-
-std::vector<Hit> TopK::Take() {
-  std::vector<Hit> out = std::move(heap_);
-  heap_.clear();
-  std::sort(out.begin(), out.end(), HitBefore);
-  return out;
-}
 
 FlatIndex::FlatIndex(size_t dimension, Metric metric, const DistanceKernels& kernels)
     : dim_(dimension), metric_(metric), kernels_(kernels) {

@@ -11,47 +11,14 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "ann/distance.h"
+#include "ann/vector_index.h"
 #include "common/thread_pool.h"
 
 namespace quiver::ann {
 
-// A search result: `label` is the caller's id for the vector.
-struct Hit {
-  uint64_t label;
-  float score;  // Higher is more similar (see distance.h).
-};
-
-// Keeps a candidate when it returns true. Called concurrently from several
-// threads when the search is parallel, so it must be thread-safe for reads.
-using LabelFilter = std::function<bool(uint64_t label)>;
-
-struct SearchParams {
-  size_t top_k = 10;                    // REQUIRES: >= 1.
-  const LabelFilter* filter = nullptr;  // Null: every vector qualifies.
-  ThreadPool* pool = nullptr;           // Null: search on the calling thread.
-};
-
-// Orders hits best first; equal scores by ascending label, so results are
-// deterministic.
-bool HitBefore(const Hit& a, const Hit& b);
-
-// Keeps the best k of a stream of hits.
-class TopK {
- public:
-  explicit TopK(size_t k) : k_(k) { heap_.reserve(k + 1); }
-  void Push(uint64_t label, float score);
-  // Best first. Leaves the collector empty.
-  std::vector<Hit> Take();
-  size_t k() const { return k_; }
-
- private:
-  size_t k_;
-  std::vector<Hit> heap_;  // Heap whose front is the worst kept hit.
-};
-
 // Not internally synchronised: concurrent const calls are safe; a mutation
 // needs exclusive access (the caller holds a reader/writer lock).
-class FlatIndex {
+class FlatIndex final : public VectorIndex {
  public:
   // REQUIRES: dimension >= 1.
   FlatIndex(size_t dimension, Metric metric, const DistanceKernels& kernels = BestKernels());
@@ -59,24 +26,29 @@ class FlatIndex {
   // Inserts the vector of `label`, or replaces it when the label exists.
   // For kCosine the vector is normalised here (a zero vector stays zero).
   // REQUIRES: vector.size() == dimension().
-  void Upsert(uint64_t label, std::span<const float> vector);
+  void Upsert(uint64_t label, std::span<const float> vector) override;
   // Returns false when the label was not present.
-  bool Remove(uint64_t label);
-  bool Contains(uint64_t label) const { return slot_of_.contains(label); }
+  bool Remove(uint64_t label) override;
+  bool Contains(uint64_t label) const override { return slot_of_.contains(label); }
   void Clear();
 
   // The best `params.top_k` vectors for `query` (normalised here for kCosine),
   // best first. Fewer when fewer qualify. REQUIRES: query.size() == dimension().
-  std::vector<Hit> Search(std::span<const float> query, const SearchParams& params) const;
+  std::vector<Hit> Search(std::span<const float> query,
+                          const SearchParams& params) const override;
+  std::vector<Hit> SearchExact(std::span<const float> query,
+                               const SearchParams& params) const override {
+    return Search(query, params);
+  }
 
   // Score of one stored vector against `query`; false when absent.
   bool Score(std::span<const float> query, uint64_t label, float* score) const;
 
-  size_t size() const { return labels_.size(); }
-  size_t dimension() const { return dim_; }
-  Metric metric() const { return metric_; }
+  size_t size() const override { return labels_.size(); }
+  size_t dimension() const override { return dim_; }
+  Metric metric() const override { return metric_; }
   // Memory per stored vector: the floats plus the label bookkeeping.
-  size_t BytesPerVector() const;
+  size_t BytesPerVector() const override;
 
  private:
   void ScanRange(const float* query, size_t begin, size_t end, const LabelFilter* filter,

@@ -136,11 +136,13 @@ constexpr std::array<uint32_t, 256> MakeCrc32cTable() {
 constexpr std::array<uint32_t, 256> kCrc32cTable = MakeCrc32cTable();
 }  // namespace
 
-uint32_t Crc32c(std::string_view data) {
-  uint32_t crc = 0xFFFFFFFFu;
+uint32_t Crc32cExtend(uint32_t crc, std::string_view data) {
+  crc ^= 0xFFFFFFFFu;
   for (unsigned char c : data) crc = kCrc32cTable[(crc ^ c) & 0xff] ^ (crc >> 8);
   return crc ^ 0xFFFFFFFFu;
 }
+
+uint32_t Crc32c(std::string_view data) { return Crc32cExtend(0, data); }
 
 bool IsValidUtf8(std::string_view s) {
   size_t i = 0;

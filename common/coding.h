@@ -32,6 +32,8 @@ void PutDouble(std::string* dst, double d);
 
 // CRC-32C (Castagnoli) of `data`, for checksummed files.
 uint32_t Crc32c(std::string_view data);
+// The CRC-32C of A+data given `crc` = Crc32c(A), for data arriving in pieces.
+uint32_t Crc32cExtend(uint32_t crc, std::string_view data);
 
 // True when `s` is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF).
 bool IsValidUtf8(std::string_view s);

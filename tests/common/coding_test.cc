@@ -65,6 +65,7 @@ TEST(CodingTest, FloatsAndDoublesKeepTheirBits) {
 TEST(CodingTest, Crc32cMatchesTheStandardCheckValue) {
   EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
   EXPECT_EQ(Crc32c(""), 0u);
+  EXPECT_EQ(Crc32cExtend(Crc32c("1234"), "56789"), Crc32c("123456789"));
 }
 
 TEST(CodingTest, Utf8Validation) {

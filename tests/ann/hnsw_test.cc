@@ -1,0 +1,291 @@
+#include "ann/hnsw.h"
+
+#include <algorithm>
+#include <atomic>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "ann/flat_index.h"
+#include "common/thread_pool.h"
+#include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver::ann {
+namespace {
+
+using ::quiver::testing::StatusIs;
+
+// Clustered data: 50 Gaussian centres with unit spread around them.
+std::vector<std::vector<float>> Clustered(size_t n, size_t dim, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g;
+  std::vector<std::vector<float>> centres(50, std::vector<float>(dim));
+  std::mt19937 crng(1234);
+  for (auto& c : centres) {
+    for (auto& x : c) x = 4 * g(crng);
+  }
+  std::uniform_int_distribution<size_t> pick(0, centres.size() - 1);
+  std::vector<std::vector<float>> out(n, std::vector<float>(dim));
+  for (auto& v : out) {
+    const auto& c = centres[pick(rng)];
+    for (size_t d = 0; d < dim; ++d) v[d] = c[d] + g(rng);
+  }
+  return out;
+}
+
+HnswOptions Options(size_t dim, Metric metric, uint32_t m = 16, uint32_t efc = 100) {
+  HnswOptions o;
+  o.dimension = dim;
+  o.metric = metric;
+  o.m = m;
+  o.ef_construction = efc;
+  o.ef_search = 64;
+  return o;
+}
+
+double Recall(const VectorIndex& approx, const VectorIndex& exact,
+              const std::vector<std::vector<float>>& queries, size_t k, size_t ef,
+              const LabelFilter* filter = nullptr) {
+  size_t found = 0, total = 0;
+  for (const auto& q : queries) {
+    auto want = exact.SearchExact(q, {.top_k = k, .filter = filter});
+    std::set<uint64_t> truth;
+    for (const Hit& h : want) truth.insert(h.label);
+    for (const Hit& h : approx.Search(q, {.top_k = k, .ef = ef, .filter = filter})) {
+      found += truth.count(h.label);
+    }
+    total += want.size();
+  }
+  return total == 0 ? 1.0 : static_cast<double>(found) / total;
+}
+
+TEST(HnswTest, OptionsAreValidated) {
+  EXPECT_TRUE(Options(8, Metric::kL2).Validate().ok());
+  EXPECT_FALSE(Options(0, Metric::kL2).Validate().ok());
+  EXPECT_FALSE(Options(8, Metric::kL2, 1).Validate().ok());
+  EXPECT_FALSE(Options(8, Metric::kL2, 16, 0).Validate().ok());
+}
+
+TEST(HnswTest, EmptyAndSingleNode) {
+  HnswIndex index(Options(3, Metric::kL2));
+  EXPECT_TRUE(index.Search(std::vector<float>{1, 2, 3}, {.top_k = 5}).empty());
+  index.Upsert(7, std::vector<float>{1, 2, 3});
+  auto hits = index.Search(std::vector<float>{1, 2, 4}, {.top_k = 5});
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0].label, 7u);
+  EXPECT_FLOAT_EQ(hits[0].score, -1.0f);
+}
+
+class HnswRecallTest : public ::testing::TestWithParam<Metric> {};
+
+TEST_P(HnswRecallTest, RecallAgainstTheFlatOracleOnClusteredData) {
+  const size_t dim = 32, n = 6000;
+  auto base = Clustered(n, dim, 1);
+  HnswIndex index(Options(dim, GetParam()));
+  FlatIndex flat(dim, GetParam());
+  for (size_t i = 0; i < n; ++i) {
+    index.Upsert(i, base[i]);
+    flat.Upsert(i, base[i]);
+  }
+  auto queries = Clustered(100, dim, 2);
+  EXPECT_GE(Recall(index, flat, queries, 10, 64), 0.95) << MetricName(GetParam());
+  EXPECT_GE(Recall(index, flat, queries, 10, 256), 0.99) << MetricName(GetParam());
+  // Exact search over the graph's own vectors is the oracle itself.
+  EXPECT_EQ(Recall(flat, index, queries, 10, 0), 1.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllMetrics, HnswRecallTest,
+                         ::testing::Values(Metric::kCosine, Metric::kDot, Metric::kL2));
+
+TEST(HnswTest, GloveFixtureReaches099Recall) {
+  const std::string dir = testing::FixturePath("glove50-ann-derived");
+  if (dir.empty()) GTEST_SKIP() << "fixture glove50-ann-derived not found under $QUIVER_FIXTURES";
+  auto base = testing::ReadFvecs(dir + "/base.fvecs");
+  auto queries = testing::ReadFvecs(dir + "/query.fvecs");
+  for (auto [metric, file] : {std::pair{Metric::kCosine, "groundtruth.angular.top100.ivecs"},
+                              std::pair{Metric::kL2, "groundtruth.l2.top100.ivecs"}}) {
+    auto truth = testing::ReadIvecs(dir + "/" + file);
+    HnswIndex index(Options(50, metric, 16, 200));
+    ThreadPool pool(2);
+    std::vector<uint64_t> labels(base.size());
+    std::vector<float> flat;
+    for (size_t i = 0; i < base.size(); ++i) {
+      labels[i] = i;
+      flat.insert(flat.end(), base[i].begin(), base[i].end());
+    }
+    index.UpsertBatch(labels, flat.data(), &pool);
+    for (auto [ef, floor] : {std::pair{size_t{64}, 0.90}, std::pair{size_t{400}, 0.99}}) {
+      size_t found = 0;
+      for (size_t q = 0; q < queries.size(); ++q) {
+        std::set<uint64_t> want(truth[q].begin(), truth[q].begin() + 10);
+        for (const Hit& h : index.Search(queries[q], {.top_k = 10, .ef = ef})) {
+          found += want.count(h.label);
+        }
+      }
+      EXPECT_GE(found / 1000.0, floor) << MetricName(metric) << " ef=" << ef;
+    }
+  }
+}
+
+class HnswFilterTest : public ::testing::TestWithParam<int> {};
+
+// The filter is applied while walking the graph, so even a filter that keeps
+// a small fraction of records fills top_k with correct matches.
+TEST_P(HnswFilterTest, FilteredSearchFindsTheFilteredNeighbours) {
+  const int keep_per_mille = GetParam();
+  const size_t dim = 24, n = 8000;
+  auto base = Clustered(n, dim, 3);
+  HnswIndex index(Options(dim, Metric::kL2));
+  FlatIndex flat(dim, Metric::kL2);
+  for (size_t i = 0; i < n; ++i) {
+    index.Upsert(i, base[i]);
+    flat.Upsert(i, base[i]);
+  }
+  LabelFilter keep = [&](uint64_t label) {
+    return static_cast<int>((label * 7919) % 1000) < keep_per_mille;
+  };
+  auto queries = Clustered(50, dim, 4);
+  for (const auto& q : queries) {
+    auto hits = index.Search(q, {.top_k = 10, .ef = 64, .filter = &keep});
+    EXPECT_EQ(hits.size(), 10u);
+    for (const Hit& h : hits) EXPECT_TRUE(keep(h.label));
+  }
+  EXPECT_GE(Recall(index, flat, queries, 10, 64, &keep), 0.90) << keep_per_mille << "/1000";
+}
+
+INSTANTIATE_TEST_SUITE_P(Selectivity, HnswFilterTest, ::testing::Values(500, 50, 5));
+
+TEST(HnswTest, DeletedAndReplacedVectorsAreNeverReturned) {
+  const size_t dim = 16, n = 3000;
+  auto base = Clustered(n, dim, 5);
+  HnswIndex index(Options(dim, Metric::kDot));
+  for (size_t i = 0; i < n; ++i) index.Upsert(i, base[i]);
+  for (size_t i = 0; i < n; i += 2) ASSERT_TRUE(index.Remove(i));
+  EXPECT_FALSE(index.Remove(0));
+  // Re-upsert some odd labels with new vectors.
+  auto fresh = Clustered(200, dim, 99);
+  auto far = [&](size_t label) { return fresh[label]; };
+  for (size_t i = 1; i < 200; i += 2) index.Upsert(i, far(i));
+  EXPECT_EQ(index.size(), n / 2);
+  EXPECT_EQ(index.deleted_count(), n / 2 + 100);
+  for (const auto& q : Clustered(50, dim, 6)) {
+    for (const Hit& h : index.Search(q, {.top_k = 20, .ef = 100})) {
+      EXPECT_EQ(h.label % 2, 1u) << "deleted label returned";
+      if (h.label < 200) {
+        // The only vector left for a re-upserted label is the new one.
+        float dot = 0;
+        for (size_t d = 0; d < dim; ++d) dot += far(h.label)[d] * q[d];
+        EXPECT_NEAR(h.score, dot, 1e-2 * std::fabs(dot) + 1e-3);
+      }
+    }
+  }
+  // Compaction drops deleted nodes and keeps answering the same.
+  ThreadPool pool(2);
+  auto compacted = index.Compact(&pool);
+  EXPECT_EQ(compacted->node_count(), n / 2);
+  EXPECT_EQ(compacted->deleted_count(), 0u);
+  FlatIndex flat(dim, Metric::kDot);
+  for (size_t i = 1; i < n; i += 2) flat.Upsert(i, i < 200 ? far(i) : base[i]);
+  EXPECT_GE(Recall(*compacted, flat, Clustered(50, dim, 7), 10, 100), 0.95);
+}
+
+TEST(HnswTest, ConcurrentInsertsAndSearches) {
+  const size_t dim = 16, n = 8000;
+  auto base = Clustered(n, dim, 8);
+  HnswIndex index(Options(dim, Metric::kL2, 12, 64));
+  std::atomic<size_t> next{0};
+  std::atomic<bool> done{false};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 3; ++w) {
+    threads.emplace_back([&] {
+      for (size_t i; (i = next.fetch_add(1)) < n;) index.Upsert(i, base[i]);
+    });
+  }
+  std::atomic<size_t> searches{0};
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      std::mt19937 rng(r);
+      while (!done.load()) {
+        const auto& q = base[rng() % n];
+        for (const Hit& h : index.Search(q, {.top_k = 5, .ef = 32})) {
+          ASSERT_LT(h.label, n);
+        }
+        searches.fetch_add(1);
+      }
+    });
+  }
+  for (int w = 0; w < 3; ++w) threads[w].join();
+  done = true;
+  for (size_t t = 3; t < threads.size(); ++t) threads[t].join();
+  EXPECT_GT(searches.load(), 0u);
+  EXPECT_EQ(index.size(), n);
+  FlatIndex flat(dim, Metric::kL2);
+  for (size_t i = 0; i < n; ++i) flat.Upsert(i, base[i]);
+  EXPECT_GE(Recall(index, flat, Clustered(50, dim, 9), 10, 64), 0.93);
+}
+
+TEST(HnswTest, SaveAndLoadRoundTripExactly) {
+  const size_t dim = 20, n = 2500;
+  auto base = Clustered(n, dim, 10);
+  HnswIndex index(Options(dim, Metric::kCosine));
+  for (size_t i = 0; i < n; ++i) index.Upsert(1000 + i, base[i]);
+  for (size_t i = 0; i < n; i += 10) index.Remove(1000 + i);
+  std::stringstream buf;
+  QUIVER_ASSERT_OK(index.Save(buf));
+  const std::string bytes = buf.str();
+  std::istringstream in(bytes);
+  auto loaded = HnswIndex::Load(in);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->size(), index.size());
+  EXPECT_EQ((*loaded)->node_count(), index.node_count());
+  EXPECT_EQ((*loaded)->options().m, 16u);
+  for (const auto& q : Clustered(20, dim, 11)) {
+    auto a = index.Search(q, {.top_k = 10});
+    auto b = (*loaded)->Search(q, {.top_k = 10});
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].label, b[i].label);
+      EXPECT_EQ(a[i].score, b[i].score);
+    }
+  }
+  // The loaded graph keeps growing like the original.
+  (*loaded)->Upsert(1, base[0]);
+  EXPECT_TRUE((*loaded)->Contains(1));
+
+  // Any flipped byte or missing tail is detected, never a crash.
+  for (size_t pos : {size_t{3}, size_t{40}, size_t{100}, bytes.size() / 2, bytes.size() - 1}) {
+    std::string damaged = bytes;
+    damaged[pos] ^= 0x5a;
+    std::istringstream din(damaged);
+    EXPECT_THAT(HnswIndex::Load(din), StatusIs(absl::StatusCode::kDataLoss)) << "byte " << pos;
+  }
+  std::istringstream tin(bytes.substr(0, bytes.size() - 7));
+  EXPECT_THAT(HnswIndex::Load(tin), StatusIs(absl::StatusCode::kDataLoss));
+  std::string future = bytes;
+  future[8] = 9;  // Version field; the header checksum catches it first.
+  std::istringstream fin(future);
+  EXPECT_FALSE(HnswIndex::Load(fin).ok());
+}
+
+TEST(HnswTest, BulkBuildMatchesSerialQuality) {
+  const size_t dim = 32, n = 6000;
+  auto base = Clustered(n, dim, 12);
+  std::vector<uint64_t> labels(n);
+  std::vector<float> flat_vectors;
+  for (size_t i = 0; i < n; ++i) {
+    labels[i] = i;
+    flat_vectors.insert(flat_vectors.end(), base[i].begin(), base[i].end());
+  }
+  ThreadPool pool(3);
+  HnswIndex index(Options(dim, Metric::kL2));
+  index.UpsertBatch(labels, flat_vectors.data(), &pool);
+  EXPECT_EQ(index.size(), n);
+  FlatIndex flat(dim, Metric::kL2);
+  for (size_t i = 0; i < n; ++i) flat.Upsert(i, base[i]);
+  EXPECT_GE(Recall(index, flat, Clustered(100, dim, 13), 10, 64), 0.95);
+}
+
+}  // namespace
+}  // namespace quiver::ann
