@@ -126,7 +126,7 @@ void HnswIndex::EnsureSegment(NodeId id) {
   const int k = 63 - __builtin_clzll(scaled);
   QUIVER_CHECK(k < static_cast<int>(kMaxSegments));
   if (segments_[k].load(std::memory_order_acquire) != nullptr) return;
-  absl::MutexLock lock(&segment_mu_);
+  std::lock_guard<std::mutex> lock(segment_mu_);
   if (segments_[k].load(std::memory_order_relaxed) != nullptr) return;
   auto seg = std::make_unique<Segment>();
   seg->capacity = size_t{1} << (k + kFirstSegmentBits);
@@ -209,7 +209,7 @@ void HnswIndex::Upsert(uint64_t label, std::span<const float> vector) {
   QUIVER_CHECK(vector.size() == options_.dimension);
   const NodeId id = NewNode(label, vector);
   {
-    absl::MutexLock lock(&label_mu_);
+    std::lock_guard<std::mutex> lock(label_mu_);
     auto [it, inserted] = node_of_.try_emplace(label, id);
     if (!inserted) {
       SetState(it->second, kDeleted);
@@ -228,7 +228,7 @@ void HnswIndex::Link(NodeId id) {
   if (ep == kNoEntry || level > static_cast<int>(ep & 0xff)) {
     // A new top level (or the first node): hold the entry lock throughout so
     // the entry point changes only after the node is fully linked.
-    absl::MutexLock lock(&entry_mu_);
+    std::lock_guard<std::mutex> lock(entry_mu_);
     ep = entry_.load(std::memory_order_acquire);
     if (ep == kNoEntry) {
       entry_.store(uint64_t{id} << 8 | static_cast<uint64_t>(level), std::memory_order_release);
@@ -243,7 +243,7 @@ void HnswIndex::Link(NodeId id) {
         const auto chosen = SelectNeighbours(found, options_.m);
         std::atomic<NodeId>* mine = Links(id, l);
         {
-          absl::MutexLock node_lock(&LockOf(id));
+          std::lock_guard<std::mutex> node_lock(LockOf(id));
           for (size_t i = 0; i < chosen.size(); ++i) mine[1 + i].store(chosen[i], std::memory_order_release);
           mine[0].store(static_cast<NodeId>(chosen.size()), std::memory_order_release);
         }
@@ -261,7 +261,7 @@ void HnswIndex::Link(NodeId id) {
     const auto chosen = SelectNeighbours(found, options_.m);
     std::atomic<NodeId>* mine = Links(id, l);
     {
-      absl::MutexLock node_lock(&LockOf(id));
+      std::lock_guard<std::mutex> node_lock(LockOf(id));
       for (size_t i = 0; i < chosen.size(); ++i) mine[1 + i].store(chosen[i], std::memory_order_release);
       mine[0].store(static_cast<NodeId>(chosen.size()), std::memory_order_release);
     }
@@ -273,7 +273,7 @@ void HnswIndex::ConnectBack(NodeId neighbour, NodeId id, int level) {
   if (neighbour == id) return;
   const uint32_t max_links = MaxLinks(level);
   std::atomic<NodeId>* links = Links(neighbour, level);
-  absl::MutexLock lock(&LockOf(neighbour));
+  std::lock_guard<std::mutex> lock(LockOf(neighbour));
   const uint32_t count = links[0].load(std::memory_order_relaxed);
   for (uint32_t i = 0; i < count; ++i) {
     if (links[1 + i].load(std::memory_order_relaxed) == id) return;
@@ -460,7 +460,7 @@ std::vector<Hit> HnswIndex::SearchExact(std::span<const float> query,
 }
 
 bool HnswIndex::Remove(uint64_t label) {
-  absl::MutexLock lock(&label_mu_);
+  std::lock_guard<std::mutex> lock(label_mu_);
   auto it = node_of_.find(label);
   if (it == node_of_.end()) return false;
   SetState(it->second, kDeleted);
@@ -470,12 +470,12 @@ bool HnswIndex::Remove(uint64_t label) {
 }
 
 bool HnswIndex::Contains(uint64_t label) const {
-  absl::MutexLock lock(&label_mu_);
+  std::lock_guard<std::mutex> lock(label_mu_);
   return node_of_.contains(label);
 }
 
 size_t HnswIndex::size() const {
-  absl::MutexLock lock(&label_mu_);
+  std::lock_guard<std::mutex> lock(label_mu_);
   return node_of_.size();
 }
 
@@ -713,7 +713,7 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
     }
     s.states[off].store(state, std::memory_order_relaxed);
     if (state == kLive) {
-      absl::MutexLock lock(&index->label_mu_);
+      std::lock_guard<std::mutex> lock(index->label_mu_);
       index->node_of_[label] = id;
     } else {
       index->deleted_.fetch_add(1, std::memory_order_relaxed);

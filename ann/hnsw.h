@@ -22,13 +22,13 @@
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "ann/distance.h"
 #include "ann/vector_index.h"
 
@@ -102,7 +102,9 @@ class HnswIndex final : public VectorIndex {
   // address never changes as the index grows.
   static constexpr size_t kFirstSegmentBits = 6;
   static constexpr size_t kMaxSegments = 32;
-  static constexpr size_t kLockStripes = 1024;
+  // std::mutex rather than absl::Mutex: Debian ships Abseil without
+  // ThreadSanitizer annotations, and TSAN must see every lock.
+  static constexpr size_t kLockStripes = 512;
 
   Segment& SegmentOf(NodeId id, size_t* offset) const;
   void EnsureSegment(NodeId id);
@@ -112,7 +114,7 @@ class HnswIndex final : public VectorIndex {
   int LevelOf(NodeId id) const;
   NodeState StateOf(NodeId id) const;
   void SetState(NodeId id, NodeState s);
-  absl::Mutex& LockOf(NodeId id) const { return link_locks_[id % kLockStripes]; }
+  std::mutex& LockOf(NodeId id) const { return link_locks_[id % kLockStripes]; }
 
   float Dist(const float* a, const float* b) const {
     return options_.metric == Metric::kL2 ? kernels_.l2_squared(a, b, options_.dimension)
@@ -145,7 +147,7 @@ class HnswIndex final : public VectorIndex {
   const size_t block_bytes_;   // links0_bytes_ + vector_bytes_: one node on level 0.
 
   std::array<std::atomic<Segment*>, kMaxSegments> segments_{};
-  absl::Mutex segment_mu_;  // Serialises segment allocation.
+  std::mutex segment_mu_;  // Serialises segment allocation.
   std::atomic<NodeId> next_node_{0};
   std::atomic<size_t> deleted_{0};
 
@@ -153,11 +155,11 @@ class HnswIndex final : public VectorIndex {
   // which an insert above the top level holds throughout.
   static constexpr uint64_t kNoEntry = ~uint64_t{0};
   std::atomic<uint64_t> entry_{kNoEntry};
-  absl::Mutex entry_mu_;
+  std::mutex entry_mu_;
 
-  mutable std::array<absl::Mutex, kLockStripes> link_locks_;
+  mutable std::array<std::mutex, kLockStripes> link_locks_;
 
-  mutable absl::Mutex label_mu_;
+  mutable std::mutex label_mu_;
   absl::flat_hash_map<uint64_t, NodeId> node_of_ ABSL_GUARDED_BY(label_mu_);
 };
 

@@ -1,5 +1,6 @@
 #include "common/thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 
@@ -15,9 +16,10 @@ ThreadPool::ThreadPool(size_t num_threads) {
 
 ThreadPool::~ThreadPool() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
+  wake_.notify_all();
   for (std::thread& t : workers_) t.join();
 }
 
@@ -25,12 +27,8 @@ void ThreadPool::WorkerLoop() {
   while (true) {
     std::function<void()> task;
     {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](ThreadPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return p->stopping_ || !p->queue_.empty();
-          },
-          this));
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // Stopping and drained.
       task = std::move(queue_.back());
       queue_.pop_back();
@@ -49,33 +47,30 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
   // loop finishes even when every worker is busy with other callers' tasks.
   struct State {
     std::atomic<size_t> next{0};
-    absl::Mutex mu;
-    size_t done ABSL_GUARDED_BY(mu) = 0;
+    std::mutex mu;
+    std::condition_variable done_cv;
+    size_t done = 0;  // Guarded by mu.
   };
   auto state = std::make_shared<State>();
   auto run = [state, n, &fn] {
     size_t i;
     while ((i = state->next.fetch_add(1)) < n) {
       fn(i);
-      absl::MutexLock lock(&state->mu);
-      ++state->done;
+      std::lock_guard<std::mutex> lock(state->mu);
+      if (++state->done == n) state->done_cv.notify_all();
     }
   };
   const size_t helpers = std::min(n - 1, workers_.size());
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     for (size_t k = 0; k < helpers; ++k) queue_.push_back(run);
   }
+  wake_.notify_all();
   run();
   // Helpers that start after every item is claimed exit without touching fn,
   // so waiting for completed items is enough.
-  absl::MutexLock lock(&state->mu);
-  std::pair<State*, size_t> wait_arg(state.get(), n);
-  state->mu.Await(absl::Condition(
-      +[](std::pair<State*, size_t>* p) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return p->first->done == p->second;
-      },
-      &wait_arg));
+  std::unique_lock<std::mutex> lock(state->mu);
+  state->done_cv.wait(lock, [&] { return state->done == n; });
 }
 
 }  // namespace quiver

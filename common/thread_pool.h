@@ -2,18 +2,19 @@
 #ifndef QUIVER_COMMON_THREAD_POOL_H_
 #define QUIVER_COMMON_THREAD_POOL_H_
 
+#include <condition_variable>
 #include <cstddef>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
-
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 
 namespace quiver {
 
 // Thread-safe: any number of callers may submit work concurrently; their
-// tasks share the workers.
+// tasks share the workers. Uses std::mutex (not absl::Mutex) so that
+// ThreadSanitizer, which cannot see inside Debian's uninstrumented Abseil,
+// checks the code running on it.
 class ThreadPool {
  public:
   // REQUIRES: num_threads >= 1.
@@ -32,10 +33,11 @@ class ThreadPool {
  private:
   void WorkerLoop();
 
-  absl::Mutex mu_;
-  std::vector<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> workers_;  // Constant after construction.
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::vector<std::function<void()>> queue_;  // Guarded by mu_.
+  bool stopping_ = false;                     // Guarded by mu_.
+  std::vector<std::thread> workers_;          // Constant after construction.
 };
 
 }  // namespace quiver

@@ -1,0 +1,333 @@
+// HNSW benchmark: our HnswIndex, hnswlib and faiss IndexHNSWFlat on the same
+// data with the same m and ef_construction, sweeping ef_search.
+//
+//   build/bench/hnsw_bench --data=glove50            (the GloVe fixture, angular and l2)
+//   build/bench/hnsw_bench --data=clustered --n=100000 --dim=128 [--metric=l2]
+//   build/bench/hnsw_bench --base=B.fvecs --query=Q.fvecs --gt=G.ivecs --metric=l2|angular
+//   common flags: --m=16 --efc=200 --nq=1000 --build_threads=1
+//
+// Prints per library: build seconds, then per ef: recall@10 and
+// single-thread queries/s; then our QPS ratio to each peer at recall@10
+// 0.90 / 0.95 / 0.99 (each library's QPS at the smallest swept ef reaching
+// the target; linear interpolation between sweep points).
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <faiss/IndexHNSW.h>
+#include <hnswlib/hnswlib.h>
+
+#include "ann/flat_index.h"
+#include "ann/hnsw.h"
+#include "common/thread_pool.h"
+#include "tests/testing/test_util.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::map<std::string, std::string> g_flags;
+std::string Flag(const std::string& name, const std::string& fallback) {
+  auto it = g_flags.find(name);
+  return it == g_flags.end() ? fallback : it->second;
+}
+long IntFlag(const std::string& name, long fallback) {
+  auto it = g_flags.find(name);
+  return it == g_flags.end() ? fallback : std::stol(it->second);
+}
+
+struct Dataset {
+  std::string name;
+  bool angular = false;  // Cosine (vectors normalised) vs squared L2.
+  size_t dim = 0;
+  std::vector<float> base;     // (n, dim)
+  std::vector<float> queries;  // (nq, dim)
+  std::vector<std::vector<int>> truth;  // top-10 ids per query
+  size_t n() const { return base.size() / dim; }
+  size_t nq() const { return queries.size() / dim; }
+};
+
+void Normalise(std::vector<float>* v, size_t dim) {
+  for (size_t i = 0; i < v->size() / dim; ++i) {
+    quiver::ann::NormalizeInPlace(std::span<float>(v->data() + i * dim, dim));
+  }
+}
+
+// Exact top-10 with our flat index (the oracle), multi-threaded.
+void ComputeTruth(Dataset* d) {
+  quiver::ann::FlatIndex flat(d->dim, d->angular ? quiver::ann::Metric::kCosine
+                                                 : quiver::ann::Metric::kL2);
+  for (size_t i = 0; i < d->n(); ++i) flat.Upsert(i, std::span<const float>(&d->base[i * d->dim], d->dim));
+  quiver::ThreadPool pool(std::max(1u, std::thread::hardware_concurrency()));
+  d->truth.assign(d->nq(), {});
+  pool.ParallelFor(d->nq(), [&](size_t q) {
+    for (const auto& h : flat.Search(std::span<const float>(&d->queries[q * d->dim], d->dim), {.top_k = 10})) {
+      d->truth[q].push_back(static_cast<int>(h.label));
+    }
+  });
+}
+
+std::vector<float> Flatten(const std::vector<std::vector<float>>& rows) {
+  std::vector<float> out;
+  for (const auto& r : rows) out.insert(out.end(), r.begin(), r.end());
+  return out;
+}
+
+std::vector<float> Clustered(size_t n, size_t dim, uint32_t seed, size_t centres = 1000) {
+  std::mt19937 crng(7);
+  std::normal_distribution<float> g;
+  std::vector<float> c(centres * dim);
+  for (auto& x : c) x = g(crng);
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<size_t> pick(0, centres - 1);
+  std::vector<float> out(n * dim);
+  for (size_t i = 0; i < n; ++i) {
+    const float* cc = &c[pick(rng) * dim];
+    for (size_t k = 0; k < dim; ++k) out[i * dim + k] = cc[k] + 0.35f * g(rng);
+  }
+  return out;
+}
+
+struct SweepPoint {
+  size_t ef;
+  double recall;
+  double qps;
+};
+
+struct Result {
+  std::string lib;
+  double build_s = 0;
+  std::vector<SweepPoint> sweep;
+};
+
+using SearchFn = std::function<void(const float* q, size_t ef, int* out10)>;
+
+SweepPoint Measure(const Dataset& d, size_t ef, const SearchFn& search) {
+  std::vector<int> out(10);
+  size_t found = 0;
+  for (size_t q = 0; q < d.nq(); ++q) {
+    search(&d.queries[q * d.dim], ef, out.data());
+    std::set<int> want(d.truth[q].begin(), d.truth[q].end());
+    for (int id : out) found += want.count(id);
+  }
+  std::vector<double> rates;
+  for (int rep = 0; rep < 3; ++rep) {
+    size_t done = 0;
+    const auto t = Clock::now();
+    while (Since(t) < 0.25) {
+      for (size_t q = 0; q < d.nq(); ++q) search(&d.queries[q * d.dim], ef, out.data());
+      done += d.nq();
+    }
+    rates.push_back(done / Since(t));
+  }
+  std::sort(rates.begin(), rates.end());
+  return {ef, static_cast<double>(found) / (10.0 * d.nq()), rates[1]};
+}
+
+double QpsAtRecall(const Result& r, double target) {
+  for (size_t i = 0; i < r.sweep.size(); ++i) {
+    if (r.sweep[i].recall >= target) {
+      if (i == 0) return r.sweep[0].qps;
+      const SweepPoint& a = r.sweep[i - 1];
+      const SweepPoint& b = r.sweep[i];
+      const double t = (target - a.recall) / std::max(1e-9, b.recall - a.recall);
+      return a.qps + t * (b.qps - a.qps);
+    }
+  }
+  return 0;  // Not reached.
+}
+
+void RunDataset(const Dataset& d) {
+  const size_t m = IntFlag("m", 16), efc = IntFlag("efc", 200);
+  const int threads = static_cast<int>(IntFlag("build_threads", 1));
+  const std::vector<size_t> efs = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
+  std::printf("\n=== %s: n=%zu nq=%zu dim=%zu metric=%s m=%zu ef_construction=%zu build_threads=%d\n",
+              d.name.c_str(), d.n(), d.nq(), d.dim, d.angular ? "angular" : "l2", m, efc, threads);
+  std::vector<Result> results;
+
+  {  // Ours.
+    Result r{"quiver"};
+    quiver::ann::HnswOptions o;
+    o.dimension = d.dim;
+    o.metric = d.angular ? quiver::ann::Metric::kCosine : quiver::ann::Metric::kL2;
+    o.m = static_cast<uint32_t>(m);
+    o.ef_construction = static_cast<uint32_t>(efc);
+    quiver::ann::HnswIndex index(o);
+    std::vector<uint64_t> labels(d.n());
+    for (size_t i = 0; i < d.n(); ++i) labels[i] = i;
+    const auto t = Clock::now();
+    if (threads > 1) {
+      quiver::ThreadPool pool(threads - 1);
+      index.UpsertBatch(labels, d.base.data(), &pool);
+    } else {
+      index.UpsertBatch(labels, d.base.data(), nullptr);
+    }
+    r.build_s = Since(t);
+    for (size_t ef : efs) {
+      r.sweep.push_back(Measure(d, ef, [&](const float* q, size_t e, int* out) {
+        auto hits = index.Search(std::span<const float>(q, d.dim), {.top_k = 10, .ef = e});
+        for (size_t i = 0; i < 10; ++i) out[i] = i < hits.size() ? static_cast<int>(hits[i].label) : -1;
+      }));
+    }
+    std::printf("quiver: %zu bytes/vector\n", index.BytesPerVector());
+    results.push_back(std::move(r));
+  }
+  {  // hnswlib.
+    Result r{"hnswlib"};
+    std::unique_ptr<hnswlib::SpaceInterface<float>> space;
+    if (d.angular) {
+      space = std::make_unique<hnswlib::InnerProductSpace>(d.dim);
+    } else {
+      space = std::make_unique<hnswlib::L2Space>(d.dim);
+    }
+    hnswlib::HierarchicalNSW<float> index(space.get(), d.n(), m, efc, 100);
+    const auto t = Clock::now();
+    if (threads > 1) {
+      quiver::ThreadPool pool(threads - 1);
+      index.addPoint(d.base.data(), 0);
+      pool.ParallelFor((d.n() + 63) / 64, [&](size_t c) {
+        for (size_t i = std::max<size_t>(1, c * 64); i < std::min(d.n(), (c + 1) * 64); ++i) {
+          index.addPoint(&d.base[i * d.dim], i);
+        }
+      });
+    } else {
+      for (size_t i = 0; i < d.n(); ++i) index.addPoint(&d.base[i * d.dim], i);
+    }
+    r.build_s = Since(t);
+    for (size_t ef : efs) {
+      r.sweep.push_back(Measure(d, ef, [&](const float* q, size_t e, int* out) {
+        index.setEf(e);
+        auto pq = index.searchKnn(q, 10);
+        int i = static_cast<int>(pq.size()) - 1;
+        for (int k = 0; k < 10; ++k) out[k] = -1;
+        while (!pq.empty()) {
+          if (i < 10) out[i] = static_cast<int>(pq.top().second);
+          pq.pop();
+          --i;
+        }
+      }));
+    }
+    results.push_back(std::move(r));
+  }
+  {  // faiss.
+    Result r{"faiss"};
+    omp_set_num_threads(threads);
+    faiss::IndexHNSWFlat index(static_cast<int>(d.dim), static_cast<int>(m),
+                               d.angular ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2);
+    index.hnsw.efConstruction = static_cast<int>(efc);
+    const auto t = Clock::now();
+    index.add(static_cast<faiss::Index::idx_t>(d.n()), d.base.data());
+    r.build_s = Since(t);
+    omp_set_num_threads(1);
+    std::vector<float> dist(10);
+    std::vector<faiss::Index::idx_t> labels(10);
+    for (size_t ef : efs) {
+      r.sweep.push_back(Measure(d, ef, [&](const float* q, size_t e, int* out) {
+        index.hnsw.efSearch = static_cast<int>(e);
+        index.search(1, q, 10, dist.data(), labels.data());
+        for (int k = 0; k < 10; ++k) out[k] = static_cast<int>(labels[k]);
+      }));
+    }
+    results.push_back(std::move(r));
+  }
+
+  for (const Result& r : results) {
+    std::printf("%-8s build %.2f s\n", r.lib.c_str(), r.build_s);
+    for (const SweepPoint& p : r.sweep) {
+      std::printf("  %-8s ef=%-4zu recall@10=%.4f  qps=%.0f\n", r.lib.c_str(), p.ef, p.recall, p.qps);
+    }
+  }
+  std::printf("%s summary (single-thread QPS at recall@10; ratio = quiver / peer)\n", d.name.c_str());
+  std::printf("  %-7s %10s %10s %10s %9s %9s\n", "recall", "quiver", "hnswlib", "faiss", "vs hnsw", "vs faiss");
+  for (double target : {0.90, 0.95, 0.99}) {
+    const double ours = QpsAtRecall(results[0], target);
+    const double hl = QpsAtRecall(results[1], target);
+    const double fa = QpsAtRecall(results[2], target);
+    std::printf("  %-7.2f %10.0f %10.0f %10.0f %8.2fx %8.2fx\n", target, ours, hl, fa,
+                hl > 0 ? ours / hl : 0, fa > 0 ? ours / fa : 0);
+  }
+  std::printf("  build: quiver %.2f s, hnswlib %.2f s (ratio %.2f), faiss %.2f s (ratio %.2f)\n",
+              results[0].build_s, results[1].build_s, results[1].build_s / results[0].build_s,
+              results[2].build_s, results[2].build_s / results[0].build_s);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0) continue;
+    const size_t eq = a.find('=');
+    g_flags[a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2)] =
+        eq == std::string::npos ? "1" : a.substr(eq + 1);
+  }
+  const std::string data = Flag("data", g_flags.contains("base") ? "files" : "glove50");
+  std::printf("hnsw_bench: kernels=%s\n", quiver::ann::BestKernels().name);
+  if (data == "glove50") {
+    const std::string dir = quiver::testing::FixturePath("glove50-ann-derived");
+    if (dir.empty()) {
+      std::fprintf(stderr, "fixture glove50-ann-derived not found ($QUIVER_FIXTURES)\n");
+      return 1;
+    }
+    for (bool angular : {true, false}) {
+      Dataset d;
+      d.name = angular ? "glove50-angular" : "glove50-l2";
+      d.angular = angular;
+      d.dim = 50;
+      d.base = Flatten(quiver::testing::ReadFvecs(dir + "/base.fvecs"));
+      d.queries = Flatten(quiver::testing::ReadFvecs(dir + "/query.fvecs"));
+      auto gt = quiver::testing::ReadIvecs(dir + (angular ? "/groundtruth.angular.top100.ivecs"
+                                                          : "/groundtruth.l2.top100.ivecs"));
+      for (auto& row : gt) d.truth.emplace_back(row.begin(), row.begin() + 10);
+      if (angular) {
+        Normalise(&d.base, d.dim);
+        Normalise(&d.queries, d.dim);
+      }
+      RunDataset(d);
+    }
+    return 0;
+  }
+  Dataset d;
+  d.angular = Flag("metric", "l2") == "angular";
+  if (data == "clustered") {
+    const size_t n = IntFlag("n", 100000);
+    d.dim = IntFlag("dim", 128);
+    d.name = "clustered-" + std::to_string(n) + "x" + std::to_string(d.dim);
+    d.base = Clustered(n, d.dim, 1);
+    d.queries = Clustered(IntFlag("nq", 1000), d.dim, 2);
+  } else {
+    d.name = Flag("base", "");
+    auto base = quiver::testing::ReadFvecs(Flag("base", ""));
+    auto queries = quiver::testing::ReadFvecs(Flag("query", ""));
+    if (base.empty() || queries.empty()) {
+      std::fprintf(stderr, "cannot read --base/--query .fvecs\n");
+      return 1;
+    }
+    d.dim = base[0].size();
+    d.base = Flatten(base);
+    d.queries = Flatten(queries);
+    if (g_flags.contains("gt")) {
+      for (auto& row : quiver::testing::ReadIvecs(Flag("gt", ""))) {
+        d.truth.emplace_back(row.begin(), row.begin() + std::min<size_t>(10, row.size()));
+      }
+    }
+  }
+  if (d.angular) {
+    Normalise(&d.base, d.dim);
+    Normalise(&d.queries, d.dim);
+  }
+  if (d.truth.empty()) ComputeTruth(&d);
+  RunDataset(d);
+  return 0;
+}
