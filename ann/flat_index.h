@@ -44,6 +44,7 @@ class FlatIndex final : public VectorIndex {
   // Score of one stored vector against `query`; false when absent.
   bool Score(std::span<const float> query, uint64_t label, float* score) const;
 
+  bool concurrent_writes() const override { return false; }
   size_t size() const override { return labels_.size(); }
   size_t dimension() const override { return dim_; }
   Metric metric() const override { return metric_; }

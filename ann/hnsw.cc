@@ -479,6 +479,22 @@ size_t HnswIndex::size() const {
   return node_of_.size();
 }
 
+void HnswIndex::ForEachLabel(const std::function<void(uint64_t)>& fn) const {
+  const NodeId n = next_node_.load(std::memory_order_acquire);
+  for (NodeId id = 0; id < n; ++id) {
+    if (StateOf(id) == kLive) fn(LabelOf(id));
+  }
+}
+
+uint64_t HnswIndex::LabelWatermark() const {
+  uint64_t watermark = 0;
+  const NodeId n = next_node_.load(std::memory_order_acquire);
+  for (NodeId id = 0; id < n; ++id) {
+    if (StateOf(id) != kUnready) watermark = std::max(watermark, LabelOf(id) + 1);
+  }
+  return watermark;
+}
+
 size_t HnswIndex::BytesPerVector() const {
   // Level-0 block, per-node label/level/state/upper pointer, the label map
   // entry (key, value, control byte), and upper levels: a node has on

@@ -20,6 +20,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <mutex>
@@ -80,7 +81,12 @@ class HnswIndex final : public VectorIndex {
   static absl::StatusOr<std::unique_ptr<HnswIndex>> Load(
       std::istream& in, const DistanceKernels& kernels = BestKernels());
 
+  bool concurrent_writes() const override { return true; }
   size_t size() const override;  // Live nodes.
+  // One past the largest label of any node, live or deleted (0 when empty).
+  uint64_t LabelWatermark() const;
+  // Calls fn(label) for every live node. REQUIRES: no concurrent Upsert/Remove.
+  void ForEachLabel(const std::function<void(uint64_t)>& fn) const;
   size_t node_count() const { return next_node_.load(std::memory_order_acquire); }
   size_t deleted_count() const { return deleted_.load(std::memory_order_relaxed); }
   size_t dimension() const override { return options_.dimension; }

@@ -34,6 +34,10 @@ class VectorIndex {
   virtual std::vector<Hit> SearchExact(std::span<const float> query,
                                        const SearchParams& params) const = 0;
 
+  // True when Upsert/Remove may run concurrently with Search (HNSW); false
+  // when mutations need exclusive access (flat).
+  virtual bool concurrent_writes() const = 0;
+
   virtual size_t size() const = 0;  // Live vectors.
   virtual size_t dimension() const = 0;
   virtual Metric metric() const = 0;

@@ -1,6 +1,6 @@
 // In-memory state of one collection: per namespace, the vector index and the
 // id map with each record's metadata (for filters). Records themselves live
-// in the store; this is rebuilt from it at start-up.
+// in the store; this is rebuilt from it (and index checkpoints) at start-up.
 #ifndef QUIVER_SERVER_COLLECTION_H_
 #define QUIVER_SERVER_COLLECTION_H_
 
@@ -15,7 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "ann/distance.h"
-#include "ann/flat_index.h"
+#include "ann/vector_index.h"
 #include "common/strings.h"
 #include "storage/collection_config.h"
 #include "storage/record.h"
@@ -27,18 +27,22 @@ struct NamespaceState {
     std::string id;
     storage::Metadata metadata;
   };
-  NamespaceState(size_t dimension, ann::Metric metric) : index(dimension, metric) {}
-
-  ann::FlatIndex index;                                  // Labels are internal ids.
-  absl::flat_hash_map<std::string, uint64_t, StringHash, StringEq> internal_of;  // External id -> internal id.
-  absl::flat_hash_map<uint64_t, Entry> entries;          // Internal id -> record facts.
+  std::unique_ptr<ann::VectorIndex> index;  // Labels are internal ids.
+  absl::flat_hash_map<std::string, uint64_t, StringHash, StringEq> internal_of;  // id -> label.
+  absl::flat_hash_map<uint64_t, Entry> entries;  // Internal id -> record facts.
+  // Vectors inserted since the index was last checkpointed (HNSW only).
+  uint64_t inserts_since_checkpoint = 0;
 };
 
 ann::Metric ToAnnMetric(storage::MetricKind m);
+// An empty index of the collection's kind.
+std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& config);
 
 // Locking: writers hold write_mu for the whole write (store, then memory) so
-// writes to one collection apply in order; they take mu exclusively only to
-// change the in-memory state. Readers take mu shared.
+// writes to one collection apply in order, and take mu exclusively only to
+// change the maps (and a flat index). HNSW indexes take inserts while
+// readers search, so a writer inserts vectors before taking mu; readers skip
+// labels the maps do not know yet. Readers take mu shared.
 class Collection {
  public:
   explicit Collection(storage::CollectionMeta meta) : meta_(std::move(meta)) {}
@@ -52,15 +56,22 @@ class Collection {
   bool dropped ABSL_GUARDED_BY(write_mu) = false;
   uint64_t next_internal_id ABSL_GUARDED_BY(write_mu) = 1;
 
-  // Inserts or replaces a record's index entry (creating the namespace).
-  void ApplyPut(std::string_view ns, uint64_t internal_id, storage::Record record)
+  // The namespace's state, created (empty) when missing.
+  NamespaceState* GetOrCreate(std::string_view ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Records `record` under `label`, replacing (and un-indexing) the label the
+  // id had before. The vector must already be in a concurrent index; a flat
+  // index gets it here.
+  void ApplyPut(NamespaceState* state, uint64_t label, storage::Record record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // Removes a record's index entry; drops the namespace when it empties.
+  // Replaces only the metadata of an existing record.
+  void ApplyMetadata(NamespaceState* state, uint64_t label, storage::Metadata metadata)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Removes a record; drops the namespace when it empties.
   void ApplyDelete(std::string_view ns, std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void ApplyDeleteNamespace(std::string_view ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // Null when the namespace holds no records.
-  const NamespaceState* FindNamespace(std::string_view ns) const ABSL_SHARED_LOCKS_REQUIRED(mu);
+  NamespaceState* FindNamespace(std::string_view ns) const ABSL_SHARED_LOCKS_REQUIRED(mu);
   std::optional<uint64_t> InternalId(std::string_view ns, std::string_view id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu);
   const std::map<std::string, std::unique_ptr<NamespaceState>, std::less<>>& namespaces() const

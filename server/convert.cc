@@ -63,11 +63,15 @@ absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionCo
       return absl::InvalidArgumentError(StrCat("unknown metric ", static_cast<int>(proto.metric())));
   }
   if (proto.index().has_hnsw()) {
-    return absl::UnimplementedError(
-        "the HNSW index is not built yet; create the collection with index {flat {}} "
-        "(exact search) for now");
+    // Zero means "the default" for each parameter.
+    const v1::HnswIndexConfig& h = proto.index().hnsw();
+    c.index = storage::IndexKind::kHnsw;
+    if (h.m() != 0) c.hnsw.m = h.m();
+    if (h.ef_construction() != 0) c.hnsw.ef_construction = h.ef_construction();
+    if (h.ef_search() != 0) c.hnsw.ef_search = h.ef_search();
+  } else {
+    c.index = storage::IndexKind::kFlat;
   }
-  c.index = storage::IndexKind::kFlat;
   if (proto.text().enabled()) {
     return absl::UnimplementedError(
         "BM25 text search is not built yet; create the collection without text.enabled");

@@ -10,6 +10,7 @@
 #include "common/coding.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "ann/hnsw.h"
 #include "server/collection.h"
 
 namespace quiver::server {
@@ -77,9 +78,30 @@ absl::Status ValidateDense(const CollectionConfig& config, std::string_view what
 Engine::Engine(EngineOptions options, std::unique_ptr<storage::Store> store)
     : options_(std::move(options)),
       store_(std::move(store)),
+      index_files_(options_.store.path),
       search_pool_(std::max<size_t>(1, options_.search_threads)) {}
 
-Engine::~Engine() = default;
+Engine::~Engine() {
+  // Checkpoint what changed, so the next start loads instead of inserting.
+  for (const auto& c : [this] {
+         absl::MutexLock lock(&mu_);
+         std::vector<std::shared_ptr<Collection>> all;
+         for (const auto& [name, c] : collections_) all.push_back(c);
+         return all;
+       }()) {
+    if (c->config().index != storage::IndexKind::kHnsw) continue;
+    absl::MutexLock wl(&c->write_mu);
+    if (c->dropped) continue;
+    std::vector<std::pair<std::string, NamespaceState*>> dirty;
+    {
+      absl::ReaderMutexLock l(&c->mu);
+      for (const auto& [ns, state] : c->namespaces()) {
+        if (state->inserts_since_checkpoint > 0) dirty.emplace_back(ns, state.get());
+      }
+    }
+    for (auto& [ns, state] : dirty) CheckpointNamespace(*c, ns, state);
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   RETURN_IF_ERROR(options.limits.Validate());
@@ -108,25 +130,126 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
 
 absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
   auto c = std::make_shared<Collection>(meta);
-  uint64_t max_internal = 0;
-  {
-    absl::MutexLock wl(&c->write_mu);
-    absl::MutexLock l(&c->mu);
-    RETURN_IF_ERROR(store_->ScanCollection(
-        meta.id, [&](std::string_view ns, StoredRecord stored) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          if (stored.record.values.size() != meta.config.dimension) {
-            return absl::DataLossError(StrCat("record ", Quoted(stored.record.id),
-                                                    " has the wrong dimension"));
-          }
-          max_internal = std::max(max_internal, stored.internal_id);
-          c->ApplyPut(ns, stored.internal_id, std::move(stored.record));
-          return absl::OkStatus();
-        }));
-    c->next_internal_id = max_internal + 1;
+  const bool hnsw = meta.config.index == storage::IndexKind::kHnsw;
+  uint64_t next_label = 1;
+  // Vectors written after the last checkpoint, per namespace, to insert in
+  // parallel once the scan is done.
+  struct Pending {
+    std::vector<uint64_t> labels;
+    std::vector<float> vectors;
+  };
+  std::map<std::string, Pending, std::less<>> pending;
+  absl::MutexLock wl(&c->write_mu);
+  absl::MutexLock l(&c->mu);
+  RETURN_IF_ERROR(store_->ScanCollection(
+      meta.id, [&](std::string_view ns, StoredRecord stored) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        if (stored.record.values.size() != meta.config.dimension) {
+          return absl::DataLossError(StrCat("record ", Quoted(stored.record.id),
+                                                  " has the wrong dimension"));
+        }
+        NamespaceState* state = c->FindNamespace(ns);
+        if (state == nullptr) {
+          state = c->GetOrCreate(ns);
+          if (hnsw) LoadCheckpoint(meta, ns, state, &next_label);
+        }
+        const uint64_t label = stored.internal_id;
+        next_label = std::max(next_label, label + 1);
+        if (hnsw && !state->index->Contains(label)) {
+          Pending& p = pending[std::string(ns)];
+          p.labels.push_back(label);
+          p.vectors.insert(p.vectors.end(), stored.record.values.begin(),
+                           stored.record.values.end());
+        }
+        c->ApplyPut(state, label, std::move(stored.record));
+        return absl::OkStatus();
+      }));
+  if (hnsw) {
+    for (const auto& [ns, state] : c->namespaces()) {
+      // Checkpointed nodes whose records are gone were deleted after it.
+      auto* index = static_cast<ann::HnswIndex*>(state->index.get());
+      std::vector<uint64_t> stale;
+      index->ForEachLabel([&](uint64_t label) {
+        if (!state->entries.contains(label)) stale.push_back(label);
+      });
+      for (uint64_t label : stale) index->Remove(label);
+      auto it = pending.find(ns);
+      if (it != pending.end()) {
+        index->UpsertBatch(it->second.labels, it->second.vectors.data(), &search_pool_);
+        state->inserts_since_checkpoint += it->second.labels.size();
+      }
+      Log(LogLevel::kInfo, "hnsw index ready",
+          {{"collection", meta.config.name}, {"namespace", ns},
+           {"from_checkpoint", index->size() - (it == pending.end() ? 0 : it->second.labels.size())},
+           {"inserted", it == pending.end() ? 0 : it->second.labels.size()},
+           {"removed", stale.size()}});
+    }
   }
+  c->next_internal_id = next_label;
   absl::MutexLock lock(&mu_);
   collections_[meta.config.name] = std::move(c);
   return absl::OkStatus();
+}
+
+void Engine::LoadCheckpoint(const CollectionMeta& meta, std::string_view ns, NamespaceState* state,
+                            uint64_t* next_label) {
+  absl::Status s = index_files_.Read(meta.id, ns, [&](std::istream& in) -> absl::Status {
+    ASSIGN_OR_RETURN(std::unique_ptr<ann::HnswIndex> index, ann::HnswIndex::Load(in));
+    if (index->dimension() != meta.config.dimension ||
+        index->metric() != ToAnnMetric(meta.config.metric)) {
+      return absl::DataLossError("checkpoint does not match the collection's dimension or metric");
+    }
+    *next_label = std::max(*next_label, index->LabelWatermark());
+    state->index = std::move(index);
+    return absl::OkStatus();
+  });
+  if (!s.ok() && !absl::IsNotFound(s)) {
+    Log(LogLevel::kWarning, "ignoring unusable index checkpoint; rebuilding from records",
+        {{"collection", meta.config.name}, {"namespace", ns}, {"error", s.ToString()}});
+  }
+}
+
+void Engine::MaintainIndex(Collection& c, std::string_view ns, NamespaceState* state) {
+  if (c.config().index != storage::IndexKind::kHnsw || state == nullptr) return;
+  auto* index = static_cast<ann::HnswIndex*>(state->index.get());
+  // Compaction: once half the nodes are deleted, rebuild from the live ones.
+  // Each rebuild follows as many deletions as it keeps nodes, so its cost
+  // per deletion is constant.
+  if (index->node_count() >= 1000 && index->deleted_count() * 2 >= index->node_count()) {
+    const absl::Time start = absl::Now();
+    std::unique_ptr<ann::HnswIndex> fresh = index->Compact(&search_pool_);
+    Log(LogLevel::kInfo, "hnsw index compacted",
+        {{"collection", c.config().name}, {"namespace", ns}, {"live", fresh->size()},
+         {"dropped", index->deleted_count()},
+         {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
+    {
+      absl::MutexLock l(&c.mu);
+      state->index = std::move(fresh);
+    }
+    index = static_cast<ann::HnswIndex*>(state->index.get());
+    state->inserts_since_checkpoint = std::max<uint64_t>(state->inserts_since_checkpoint, 1);
+    CheckpointNamespace(c, ns, state);
+    return;
+  }
+  if (state->inserts_since_checkpoint >=
+      std::max<uint64_t>(options_.checkpoint_min_inserts, index->size() / 4)) {
+    CheckpointNamespace(c, ns, state);
+  }
+}
+
+void Engine::CheckpointNamespace(Collection& c, std::string_view ns, NamespaceState* state) {
+  const absl::Time start = absl::Now();
+  const auto* index = static_cast<const ann::HnswIndex*>(state->index.get());
+  absl::Status s = index_files_.WriteAtomically(
+      c.meta().id, ns, [&](std::ostream& out) { return index->Save(out); });
+  if (!s.ok()) {
+    Log(LogLevel::kError, "index checkpoint failed",
+        {{"collection", c.config().name}, {"namespace", ns}, {"error", s.ToString()}});
+    return;
+  }
+  state->inserts_since_checkpoint = 0;
+  Log(LogLevel::kInfo, "index checkpoint written",
+      {{"collection", c.config().name}, {"namespace", ns}, {"nodes", index->node_count()},
+       {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
 }
 
 absl::StatusOr<std::shared_ptr<Collection>> Engine::Find(std::string_view name) {
@@ -192,6 +315,7 @@ absl::Status Engine::DropCollection(std::string_view name) {
   if (c->dropped) return CollectionGone(name);
   RETURN_IF_ERROR(store_->DropCollection(c->meta()));
   c->dropped = true;
+  index_files_.RemoveCollection(c->meta().id);
   absl::MutexLock lock(&mu_);
   collections_.erase(std::string(name));
   Log(LogLevel::kInfo, "collection dropped", {{"collection", name}});
@@ -283,26 +407,46 @@ absl::StatusOr<size_t> Engine::Upsert(std::string_view collection, std::string_v
 
   absl::MutexLock wl(&c->write_mu);
   if (c->dropped) return CollectionGone(collection);
-  std::vector<uint64_t> internal(records.size());
-  {
-    absl::ReaderMutexLock l(&c->mu);
-    for (size_t i = 0; i < records.size(); ++i) {
-      std::optional<uint64_t> existing = c->InternalId(ns, records[i].id);
-      internal[i] = existing ? *existing : c->next_internal_id++;
-    }
-  }
+  // Every write of a vector gets a fresh label, so an index never sees a
+  // label's vector change under a reader.
+  std::vector<uint64_t> labels(records.size());
+  for (uint64_t& label : labels) label = c->next_internal_id++;
   storage::RecordBatch batch = store_->NewBatch();
   StoredRecord stored;
   for (size_t i = 0; i < records.size(); ++i) {
-    stored.internal_id = internal[i];
+    stored.internal_id = labels[i];
     stored.record = std::move(records[i]);
     batch.Put(c->meta().id, ns, stored);
     records[i] = std::move(stored.record);
   }
   RETURN_IF_ERROR(store_->Write(&batch));
-  absl::MutexLock l(&c->mu);
-  for (size_t i = 0; i < records.size(); ++i) c->ApplyPut(ns, internal[i], std::move(records[i]));
-  return records.size();
+  ApplyWrites(*c, ns, labels, std::move(records));
+  return labels.size();
+}
+
+void Engine::ApplyWrites(Collection& c, std::string_view ns, const std::vector<uint64_t>& labels,
+                         std::vector<Record> records) {
+  NamespaceState* state;
+  {
+    absl::MutexLock l(&c.mu);
+    state = c.GetOrCreate(ns);
+  }
+  if (state->index->concurrent_writes()) {
+    // Insert while readers search; they ignore labels the maps lack.
+    const size_t dim = c.config().dimension;
+    std::vector<float> vectors(records.size() * dim);
+    for (size_t i = 0; i < records.size(); ++i) {
+      std::copy(records[i].values.begin(), records[i].values.end(), vectors.begin() + i * dim);
+    }
+    auto* index = static_cast<ann::HnswIndex*>(state->index.get());
+    index->UpsertBatch(labels, vectors.data(), &search_pool_);
+    state->inserts_since_checkpoint += records.size();
+  }
+  {
+    absl::MutexLock l(&c.mu);
+    for (size_t i = 0; i < records.size(); ++i) c.ApplyPut(state, labels[i], std::move(records[i]));
+  }
+  MaintainIndex(c, ns, state);
 }
 
 absl::StatusOr<FetchResult> Engine::Fetch(std::string_view collection, std::string_view ns,
@@ -354,6 +498,7 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
   ASSIGN_OR_RETURN(std::optional<StoredRecord> stored, store_->Get(c->meta().id, ns, spec.id));
   if (!stored) return absl::InternalError("record is indexed but missing from the store");
   Record& r = stored->record;
+  const bool new_vector = spec.values.has_value();
   if (spec.values) r.values = std::move(*spec.values);
   if (spec.sparse) r.sparse = std::move(*spec.sparse);
   if (set_metadata) {
@@ -361,11 +506,18 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
   }
   if (spec.text) r.text = std::move(*spec.text);
   RETURN_IF_ERROR(ValidateRecord(c->config(), &r));
+  if (new_vector) stored->internal_id = c->next_internal_id++;
   storage::RecordBatch batch = store_->NewBatch();
   batch.Put(c->meta().id, ns, *stored);
   RETURN_IF_ERROR(store_->Write(&batch));
-  absl::MutexLock l(&c->mu);
-  c->ApplyPut(ns, *internal, std::move(r));
+  if (new_vector) {
+    std::vector<Record> one;
+    one.push_back(std::move(r));
+    ApplyWrites(*c, ns, {stored->internal_id}, std::move(one));
+  } else {
+    absl::MutexLock l(&c->mu);
+    c->ApplyMetadata(c->FindNamespace(ns), *internal, std::move(r.metadata));
+  }
   return absl::OkStatus();
 }
 
@@ -404,11 +556,20 @@ absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
     for (const std::string& id : doomed) batch.Delete(c.meta().id, ns, id);
   }
   RETURN_IF_ERROR(store_->Write(&batch));
-  absl::MutexLock l(&c.mu);
-  if (whole_namespace) {
-    c.ApplyDeleteNamespace(ns);
+  NamespaceState* left;
+  {
+    absl::MutexLock l(&c.mu);
+    if (whole_namespace) {
+      c.ApplyDeleteNamespace(ns);
+    } else {
+      for (const std::string& id : doomed) c.ApplyDelete(ns, id);
+    }
+    left = c.FindNamespace(ns);
+  }
+  if (left == nullptr) {
+    index_files_.Remove(c.meta().id, ns);
   } else {
-    for (const std::string& id : doomed) c.ApplyDelete(ns, id);
+    MaintainIndex(c, ns, left);
   }
   return doomed.size();
 }
@@ -488,7 +649,7 @@ absl::StatusOr<StatsResult> Engine::DescribeStats(std::string_view collection,
   out.dimension = c->config().dimension;
   out.metric = c->config().metric;
   out.index = c->config().index;
-  out.index_bytes_per_vector = ann::FlatIndex(out.dimension, ToAnnMetric(out.metric)).BytesPerVector();
+  out.index_bytes_per_vector = NewIndex(c->config())->BytesPerVector();
   absl::ReaderMutexLock l(&c->mu);
   for (const auto& [name, state] : c->namespaces()) {
     uint64_t count = 0;
@@ -509,6 +670,17 @@ absl::StatusOr<std::vector<std::string>> Engine::ListNamespaces(std::string_view
   std::vector<std::string> out;
   for (const auto& [name, state] : c->namespaces()) out.push_back(name);
   return out;
+}
+
+double Engine::EstimateSelectivity(const NamespaceState& state, const storage::Filter& filter) {
+  // The hash map's iteration order is unrelated to insertion order, so its
+  // first entries are a fair sample.
+  size_t seen = 0, kept = 0;
+  for (const auto& [label, entry] : state.entries) {
+    kept += filter.Matches(entry.metadata);
+    if (++seen == kSelectivitySample) break;
+  }
+  return seen == 0 ? 1.0 : static_cast<double>(kept) / seen;
 }
 
 absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const QueryRequest& req) {
@@ -545,6 +717,7 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
       }
       return out;
     }
+    ann::LabelFilter known = [&](uint64_t label) { return state->entries.contains(label); };
     std::vector<float> query = req.vector;
     if (!req.id.empty()) {
       if (!state->internal_of.contains(req.id)) {
@@ -562,14 +735,24 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
     };
     ann::SearchParams params;
     params.top_k = req.top_k;
+    params.ef = req.ef_search;
     params.filter = filter.MatchesAll() ? nullptr : &keep;
     params.pool = &search_pool_;
-    hits = state->index.Search(query, params);
-    out.scanned_count = state->index.size();
-    for (const ann::Hit& h : hits) hit_ids.push_back(state->entries.at(h.label).id);
+    const ann::VectorIndex& index = *state->index;
+    out.exact = req.exact || !index.concurrent_writes() ||
+                (!filter.MatchesAll() && EstimateSelectivity(*state, filter) < kExactScanSelectivity);
+    // A concurrent index may hold labels whose maps are not applied yet (an
+    // insert in flight); they are not results yet.
+    if (params.filter == nullptr && index.concurrent_writes()) params.filter = &known;
+    hits = out.exact ? index.SearchExact(query, params) : index.Search(query, params);
+    out.scanned_count = out.exact ? index.size() : 0;
+    for (const ann::Hit& h : hits) {
+      auto it = state->entries.find(h.label);
+      if (it != state->entries.end()) hit_ids.push_back(it->second.id);
+    }
   }
   out.matches.reserve(hits.size());
-  for (size_t i = 0; i < hits.size(); ++i) {
+  for (size_t i = 0; i < hit_ids.size(); ++i) {
     Match m;
     m.id = std::move(hit_ids[i]);
     m.score = hits[i].score;

@@ -19,18 +19,34 @@
 #include "server/limits.h"
 #include "storage/collection_config.h"
 #include "storage/filter.h"
+#include "storage/index_files.h"
 #include "storage/record.h"
 #include "storage/store.h"
 
 namespace quiver::server {
 
-class Collection;  // engine.cc
+class Collection;      // collection.h
+struct NamespaceState;  // collection.h
 
 struct EngineOptions {
   storage::StoreOptions store;
   Limits limits;
-  size_t search_threads = 2;  // Workers for parallel exact scans. REQUIRES: >= 1.
+  // Workers for parallel exact scans and HNSW bulk inserts. REQUIRES: >= 1.
+  size_t search_threads = 2;
+  // An HNSW namespace is checkpointed once max(this, a quarter of its size)
+  // vectors were inserted since the last checkpoint, and at shutdown.
+  uint64_t checkpoint_min_inserts = 50000;
 };
+
+// Query planning for filtered search on an HNSW collection: the filter is
+// evaluated on a sample of kSelectivitySample records; when the share that
+// passes is below kExactScanSelectivity the exact scan answers (every
+// record is tested once, distances only for matches), otherwise the HNSW
+// traversal with the filter applied during the walk. Below 1% the walk would
+// visit more than ef/1% nodes to fill its results, which costs more than
+// testing every record's metadata and reads recall down.
+inline constexpr size_t kSelectivitySample = 2048;
+inline constexpr double kExactScanSelectivity = 0.01;
 
 struct CollectionInfo {
   storage::CollectionMeta meta;
@@ -149,9 +165,21 @@ class Engine {
   absl::StatusOr<uint64_t> DeleteWhere(Collection& c, std::string_view ns,
                                        const storage::Filter* filter,
                                        const std::vector<std::string>* ids);
+  // Applies acknowledged writes of vectors to the in-memory state.
+  // REQUIRES: c.write_mu held.
+  void ApplyWrites(Collection& c, std::string_view ns, const std::vector<uint64_t>& labels,
+                   std::vector<storage::Record> records);
+  // Loads the namespace's HNSW checkpoint into `state` if a usable one exists.
+  void LoadCheckpoint(const storage::CollectionMeta& meta, std::string_view ns,
+                      NamespaceState* state, uint64_t* next_label);
+  // Compacts or checkpoints an HNSW namespace when due. REQUIRES: c.write_mu held.
+  void MaintainIndex(Collection& c, std::string_view ns, NamespaceState* state);
+  void CheckpointNamespace(Collection& c, std::string_view ns, NamespaceState* state);
+  static double EstimateSelectivity(const NamespaceState& state, const storage::Filter& filter);
 
   const EngineOptions options_;
   std::unique_ptr<storage::Store> store_;
+  const storage::IndexFiles index_files_;
   ThreadPool search_pool_;
 
   mutable absl::Mutex mu_;

@@ -39,6 +39,8 @@ ABSL_FLAG(std::string, sync, "batch",
           "--sync_interval_ms; the WAL is written before the ack), none");
 ABSL_FLAG(int, sync_interval_ms, 20, "Group-commit interval for --sync=batch");
 ABSL_FLAG(int, block_cache_mb, 256, "RocksDB block cache size");
+ABSL_FLAG(uint64_t, checkpoint_min_inserts, 50000,
+          "HNSW checkpoint after max(this, a quarter of the namespace) inserted vectors");
 ABSL_FLAG(std::string, device, "auto", "Compute device for models: auto, cpu or cuda");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 ABSL_FLAG(uint32_t, max_batch_records, 1000, "Records per Upsert request");
@@ -146,6 +148,7 @@ int main(int argc, char** argv) {
   int search_threads = absl::GetFlag(FLAGS_search_threads);
   if (search_threads <= 0) search_threads = std::max(1u, std::thread::hardware_concurrency());
   options.engine.search_threads = static_cast<size_t>(search_threads);
+  options.engine.checkpoint_min_inserts = absl::GetFlag(FLAGS_checkpoint_min_inserts);
   quiver::server::Limits& lim = options.engine.limits;
   lim.max_batch_records = absl::GetFlag(FLAGS_max_batch_records);
   lim.max_top_k = absl::GetFlag(FLAGS_max_top_k);

@@ -23,15 +23,20 @@ constexpr int kBatch = 40;
 std::string Id(int writer, int batch, int i) {
   return "w" + std::to_string(writer) + "-b" + std::to_string(batch) + "-r" + std::to_string(i);
 }
+// Distinct for every (writer, batch < 1000, record) so each vector is unique.
 float Value(int writer, int batch, int i, int d) {
-  return 1.0f + writer * 0.001f + batch * 0.01f + i * 0.1f + d;
+  return 1.0f + d + (d == 0 ? writer * 10.0f : 0.0f) + i * 0.1f + batch * 0.0001f;
 }
 
-class CrashTest : public ::testing::TestWithParam<std::string> {};
+// (sync policy, index kind)
+class CrashTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
 TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
   testing::TempDir dir;
-  testing::QuiverdProcess server(dir.path() + "/data", {"--sync=" + GetParam()});
+  const auto& [sync, index] = GetParam();
+  // Small checkpoint interval: HNSW checkpoints happen during the stream.
+  testing::QuiverdProcess server(dir.path() + "/data",
+                                 {"--sync=" + sync, "--checkpoint_min_inserts=300"});
   QUIVER_ASSERT_OK(server.Start());
   {
     auto stub = v1::Collections::NewStub(server.NewChannel());
@@ -39,6 +44,7 @@ TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
     req.mutable_config()->set_name("crash");
     req.mutable_config()->set_dimension(kDim);
     req.mutable_config()->set_metric(v1::METRIC_L2);
+    if (index == "hnsw") req.mutable_config()->mutable_index()->mutable_hnsw();
     v1::CreateCollectionResponse resp;
     grpc::ClientContext ctx;
     ASSERT_TRUE(stub->Create(&ctx, req, &resp).ok());
@@ -119,19 +125,30 @@ TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
   ASSERT_TRUE(points->DescribeStats(&ctx, sr, &stats).ok());
   EXPECT_GE(stats.total_record_count(), expected_min);
   EXPECT_LE(stats.total_record_count(), expected_max);
+  // Every acknowledged record is found by its own vector, through the index.
   auto search = v1::Search::NewStub(server.NewChannel());
-  v1::QueryRequest q;
-  q.set_collection("crash");
-  q.set_top_k(1);
-  for (int d = 0; d < kDim; ++d) q.add_vector(Value(0, acked[0].front(), 0, d));
-  v1::QueryResponse qr;
-  grpc::ClientContext qctx;
-  ASSERT_TRUE(search->Query(&qctx, q, &qr).ok());
-  ASSERT_EQ(qr.matches_size(), 1);
-  EXPECT_EQ(qr.matches(0).id(), Id(0, acked[0].front(), 0));
+  int checked = 0;
+  for (int w = 0; w < kWriters; ++w) {
+    for (size_t k = 0; k < acked[w].size(); k += 3) {
+      const int b = acked[w][k];
+      v1::QueryRequest q;
+      q.set_collection("crash");
+      q.set_top_k(1);
+      for (int d = 0; d < kDim; ++d) q.add_vector(Value(w, b, 5, d));
+      v1::QueryResponse qr;
+      grpc::ClientContext qctx;
+      ASSERT_TRUE(search->Query(&qctx, q, &qr).ok());
+      ASSERT_EQ(qr.matches_size(), 1);
+      EXPECT_EQ(qr.matches(0).id(), Id(w, b, 5));
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 10);
 }
 
-INSTANTIATE_TEST_SUITE_P(SyncPolicies, CrashTest, ::testing::Values("batch", "always", "none"));
+INSTANTIATE_TEST_SUITE_P(SyncPoliciesAndIndexes, CrashTest,
+                         ::testing::Combine(::testing::Values("batch", "always", "none"),
+                                            ::testing::Values("flat", "hnsw")));
 
 }  // namespace
 }  // namespace quiver

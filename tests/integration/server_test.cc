@@ -250,9 +250,9 @@ TEST_F(ServerTest, UnbuiltEnginesAnswerUnimplementedWithAReason) {
   v1::QueryResponse qr;
   EXPECT_EQ(Query(q, &qr).error_code(), grpc::UNIMPLEMENTED);
   v1::CreateCollectionRequest cc;
-  cc.mutable_config()->set_name("h");
+  cc.mutable_config()->set_name("t");
   cc.mutable_config()->set_dimension(4);
-  cc.mutable_config()->mutable_index()->mutable_hnsw()->set_m(16);
+  cc.mutable_config()->mutable_text()->set_enabled(true);
   v1::CreateCollectionResponse ccr;
   grpc::ClientContext c4;
   EXPECT_EQ(collections_->Create(&c4, cc, &ccr).error_code(), grpc::UNIMPLEMENTED);

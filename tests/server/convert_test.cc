@@ -34,15 +34,21 @@ TEST(ConvertTest, RecordRoundTripAndMetadataErrorsNameTheRecord) {
   EXPECT_NE(bad.status().message().find("r1"), std::string::npos);
 }
 
-TEST(ConvertTest, UnbuiltEnginesAreUnimplemented) {
+TEST(ConvertTest, IndexSettingsAndUnbuiltEngines) {
   v1::CollectionConfig c;
   c.set_name("x");
   c.set_dimension(4);
   EXPECT_TRUE(ConfigFromProto(c).ok());
   EXPECT_EQ(ConfigFromProto(c)->metric, storage::MetricKind::kCosine);
   v1::CollectionConfig hnsw = c;
-  hnsw.mutable_index()->mutable_hnsw()->set_m(16);
-  EXPECT_THAT(ConfigFromProto(hnsw), StatusIs(absl::StatusCode::kUnimplemented));
+  hnsw.mutable_index()->mutable_hnsw()->set_m(24);
+  auto h = ConfigFromProto(hnsw);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->index, storage::IndexKind::kHnsw);
+  EXPECT_EQ(h->hnsw.m, 24u);
+  EXPECT_EQ(h->hnsw.ef_construction, 200u);  // Zero means the default.
+  hnsw.mutable_index()->mutable_hnsw()->set_m(1);
+  EXPECT_THAT(ConfigFromProto(hnsw), StatusIs(absl::StatusCode::kInvalidArgument));
   v1::CollectionConfig text = c;
   text.mutable_text()->set_enabled(true);
   EXPECT_THAT(ConfigFromProto(text), StatusIs(absl::StatusCode::kUnimplemented));

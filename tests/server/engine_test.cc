@@ -1,9 +1,15 @@
 #include "server/engine.h"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
 #include <limits>
 
 #include "gtest/gtest.h"
+#include "storage/index_files.h"
 #include "tests/testing/test_util.h"
 
 namespace quiver::server {
@@ -310,6 +316,203 @@ TEST(EngineDamageTest, ADamagedCollectionDoesNotStopTheOthers) {
   EXPECT_THAT((*engine)->GetCollection("broken"),
               testing::StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ((*engine)->GetCollection("fine")->record_count, 1u);
+}
+
+}  // namespace
+}  // namespace quiver::server
+
+namespace quiver::server {
+namespace {
+
+std::vector<float> RandomVector(std::mt19937* rng, size_t dim) {
+  std::normal_distribution<float> g;
+  std::vector<float> v(dim);
+  for (float& x : v) x = g(*rng);
+  return v;
+}
+
+class HnswEngineTest : public ::testing::Test {
+ protected:
+  static constexpr size_t kDim = 16;
+  void Open(uint64_t checkpoint_min = 500) {
+    engine_.reset();
+    EngineOptions o;
+    o.store.path = dir_.path() + "/data";
+    o.checkpoint_min_inserts = checkpoint_min;
+    auto e = Engine::Open(o);
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine_ = *std::move(e);
+  }
+  void SetUp() override {
+    Open();
+    storage::CollectionConfig c;
+    c.name = "h";
+    c.dimension = kDim;
+    c.metric = storage::MetricKind::kL2;
+    c.index = storage::IndexKind::kHnsw;
+    c.hnsw.m = 12;
+    c.hnsw.ef_construction = 100;
+    QUIVER_ASSERT_OK(engine_->CreateCollection(c));
+  }
+  // Upserts ids [begin, end) with vectors from `seed`; metadata {"g": id % 100}.
+  void Put(int begin, int end, uint32_t seed) {
+    std::mt19937 rng(seed);
+    for (int start = begin; start < end; start += 500) {
+      std::vector<storage::Record> batch;
+      for (int i = start; i < std::min(end, start + 500); ++i) {
+        storage::Record r;
+        r.id = "r" + std::to_string(i);
+        r.values = RandomVector(&rng, kDim);
+        r.metadata["g"] = static_cast<double>(i % 100);
+        r.metadata["k"] = static_cast<double>(i % 1000);
+        vectors_[r.id] = r.values;
+        batch.push_back(std::move(r));
+      }
+      ASSERT_TRUE(engine_->Upsert("h", "", std::move(batch)).ok());
+    }
+  }
+  // Recall@10 of the HNSW answer against the exact one, over `queries`.
+  double Recall(int queries, const char* filter = nullptr) {
+    std::mt19937 rng(77);
+    size_t found = 0, total = 0;
+    for (int q = 0; q < queries; ++q) {
+      QueryRequest req;
+      req.vector = RandomVector(&rng, kDim);
+      req.top_k = 10;
+      if (filter != nullptr) req.filter = *ParseJson(filter);
+      auto approx = engine_->Query("h", req);
+      req.exact = true;
+      auto exact = engine_->Query("h", req);
+      EXPECT_TRUE(approx.ok() && exact.ok());
+      std::set<std::string> want;
+      for (const Match& m : exact->matches) want.insert(m.id);
+      for (const Match& m : approx->matches) found += want.count(m.id);
+      total += want.size();
+    }
+    return total ? static_cast<double>(found) / total : 1.0;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Engine> engine_;
+  std::map<std::string, std::vector<float>> vectors_;
+};
+
+TEST_F(HnswEngineTest, SearchesTheGraphAndReportsItsMemory) {
+  Put(0, 3000, 1);
+  EXPECT_GE(Recall(30), 0.95);
+  QueryRequest req;
+  req.vector = vectors_["r5"];
+  req.top_k = 3;
+  auto r = engine_->Query("h", req);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->exact);
+  EXPECT_EQ(r->matches[0].id, "r5");
+  EXPECT_EQ(r->matches[0].score, 0);
+  auto stats = engine_->DescribeStats("h", std::nullopt);
+  EXPECT_EQ(stats->index, storage::IndexKind::kHnsw);
+  EXPECT_GT(stats->index_bytes_per_vector, kDim * sizeof(float));
+}
+
+TEST_F(HnswEngineTest, PlannerUsesTheGraphForBroadFiltersAndExactScanForSelectiveOnes) {
+  Put(0, 4000, 2);
+  QueryRequest req;
+  std::mt19937 rng(3);
+  req.vector = RandomVector(&rng, kDim);
+  req.top_k = 10;
+  req.filter = *ParseJson(R"({"g": {"$lt": 50}})");  // 50%.
+  auto broad = engine_->Query("h", req);
+  ASSERT_TRUE(broad.ok());
+  EXPECT_FALSE(broad->exact);
+  req.filter = *ParseJson(R"({"k": {"$in": [7, 8, 9]}})");  // 0.3%.
+  auto narrow = engine_->Query("h", req);
+  ASSERT_TRUE(narrow.ok());
+  EXPECT_TRUE(narrow->exact);
+  EXPECT_EQ(narrow->matches.size(), 10u);
+  for (const Match& m : narrow->matches) {
+    const int k = std::stoi(m.id.substr(1)) % 1000;
+    EXPECT_TRUE(k >= 7 && k <= 9) << m.id;
+  }
+  EXPECT_GE(Recall(20, R"({"g": {"$lt": 50}})"), 0.9);   // 50%: graph.
+  EXPECT_GE(Recall(20, R"({"g": {"$lt": 5}})"), 0.9);    // 5%: graph.
+  EXPECT_EQ(Recall(20, R"({"k": {"$lt": 5}})"), 1.0);    // 0.5%: exact.
+}
+
+TEST_F(HnswEngineTest, RestartLoadsTheCheckpointAndReplaysLaterWrites) {
+  Put(0, 2000, 4);  // Crosses the checkpoint threshold.
+  const std::string ckpt = storage::IndexFiles(dir_.path() + "/data").Path(1, "");
+  ASSERT_TRUE(std::filesystem::exists(ckpt));
+  // After the checkpoint: replace some vectors, delete some records.
+  Put(0, 100, 5);
+  ASSERT_EQ(*engine_->DeleteIds("h", "", {"r150", "r151", "r1999"}), 3u);
+  // Simulate a crash: drop the engine without its shutdown checkpoint by
+  // copying the data directory as it is now.
+  const std::string copy = dir_.path() + "/copy";
+  std::filesystem::copy(dir_.path() + "/data", copy, std::filesystem::copy_options::recursive);
+  EngineOptions o;
+  o.store.path = copy;
+  auto crashed = Engine::Open(o);
+  ASSERT_TRUE(crashed.ok()) << crashed.status();
+  for (const std::string id : {"r150", "r151", "r1999"}) {
+    QueryRequest q;
+    q.vector = vectors_.count(id) ? vectors_[id] : vectors_["r0"];
+    q.top_k = 5;
+    auto r = (*crashed)->Query("h", q);
+    for (const Match& m : r->matches) EXPECT_NE(m.id, id) << "deleted record came back";
+  }
+  for (int i = 0; i < 100; i += 7) {
+    QueryRequest q;
+    const std::string id = "r" + std::to_string(i);
+    q.vector = vectors_[id];  // The replacement vector.
+    q.top_k = 1;
+    auto r = (*crashed)->Query("h", q);
+    ASSERT_EQ(r->matches.size(), 1u);
+    EXPECT_EQ(r->matches[0].id, id);
+    EXPECT_EQ(r->matches[0].score, 0) << "old vector of " << id << " answered";
+  }
+  EXPECT_EQ((*crashed)->GetCollection("h")->record_count, 1997u);
+  // New writes after the restart get labels that never collide with
+  // checkpointed nodes.
+  storage::Record fresh;
+  fresh.id = "new";
+  fresh.values.assign(kDim, 0.5f);
+  ASSERT_TRUE((*crashed)->Upsert("h", "", {fresh}).ok());
+  QueryRequest q;
+  q.vector = fresh.values;
+  q.top_k = 1;
+  EXPECT_EQ((*crashed)->Query("h", q)->matches[0].id, "new");
+}
+
+TEST_F(HnswEngineTest, DamagedCheckpointIsRebuiltFromRecords) {
+  Put(0, 1500, 6);
+  engine_.reset();  // Shutdown checkpoint.
+  const std::string ckpt = storage::IndexFiles(dir_.path() + "/data").Path(1, "");
+  ASSERT_TRUE(std::filesystem::exists(ckpt));
+  {
+    std::fstream f(ckpt, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(5000);
+    f.put('\x7f');
+  }
+  Open();
+  EXPECT_EQ(engine_->GetCollection("h")->record_count, 1500u);
+  EXPECT_GE(Recall(20), 0.95);
+}
+
+TEST_F(HnswEngineTest, DeletingMostRecordsCompactsTheGraph) {
+  Put(0, 3000, 8);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2000; ++i) ids.push_back("r" + std::to_string(i));
+  for (size_t i = 0; i < ids.size(); i += 1000) {
+    std::vector<std::string> part(ids.begin() + i, ids.begin() + std::min(ids.size(), i + 1000));
+    ASSERT_TRUE(engine_->DeleteIds("h", "", part).ok());
+  }
+  EXPECT_EQ(engine_->GetCollection("h")->record_count, 1000u);
+  EXPECT_GE(Recall(20), 0.95);
+  QueryRequest q;
+  q.vector = vectors_["r10"];
+  q.top_k = 3;
+  auto result = engine_->Query("h", q);
+  ASSERT_TRUE(result.ok());
+  for (const Match& m : result->matches) EXPECT_GE(std::stoi(m.id.substr(1)), 2000);
 }
 
 }  // namespace
