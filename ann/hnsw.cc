@@ -397,7 +397,12 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId 
       }
     }
     for (uint32_t i = 0; i < fresh; ++i) {
-      if (i + 1 < fresh) __builtin_prefetch(fresh_vecs[i + 1] + 16);
+      // Pull in the rest of the next vector (the loop above fetched its
+      // first cache line) while this one is compared.
+      if (i + 1 < fresh) {
+        const char* next = reinterpret_cast<const char*>(fresh_vecs[i + 1]);
+        for (size_t line = 64; line < vector_bytes_; line += 64) __builtin_prefetch(next + line);
+      }
       const float d = dist(fresh_vecs[i]);
       if (results.size() < ef || d < bound) {
         const NodeId n = fresh_ids[i];

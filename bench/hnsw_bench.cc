@@ -3,6 +3,7 @@
 //
 //   build/bench/hnsw_bench --data=glove50            (the GloVe fixture, angular and l2)
 //   build/bench/hnsw_bench --data=clustered --n=100000 --dim=128 [--metric=l2]
+//                          [--centres=10 --spread=1]
 //   build/bench/hnsw_bench --base=B.fvecs --query=Q.fvecs --gt=G.ivecs --metric=l2|angular
 //   common flags: --m=16 --efc=200 --nq=1000 --build_threads=1
 //
@@ -84,7 +85,9 @@ std::vector<float> Flatten(const std::vector<std::vector<float>>& rows) {
   return out;
 }
 
-std::vector<float> Clustered(size_t n, size_t dim, uint32_t seed, size_t centres = 1000) {
+// Gaussian clusters: `centres` unit-variance centres, points at `spread`
+// around them. Smaller spread = easier (more separated clusters).
+std::vector<float> Clustered(size_t n, size_t dim, uint32_t seed, size_t centres, float spread) {
   std::mt19937 crng(7);
   std::normal_distribution<float> g;
   std::vector<float> c(centres * dim);
@@ -94,7 +97,7 @@ std::vector<float> Clustered(size_t n, size_t dim, uint32_t seed, size_t centres
   std::vector<float> out(n * dim);
   for (size_t i = 0; i < n; ++i) {
     const float* cc = &c[pick(rng) * dim];
-    for (size_t k = 0; k < dim; ++k) out[i * dim + k] = cc[k] + 0.35f * g(rng);
+    for (size_t k = 0; k < dim; ++k) out[i * dim + k] = cc[k] + spread * g(rng);
   }
   return out;
 }
@@ -303,9 +306,12 @@ int main(int argc, char** argv) {
   if (data == "clustered") {
     const size_t n = IntFlag("n", 100000);
     d.dim = IntFlag("dim", 128);
-    d.name = "clustered-" + std::to_string(n) + "x" + std::to_string(d.dim);
-    d.base = Clustered(n, d.dim, 1);
-    d.queries = Clustered(IntFlag("nq", 1000), d.dim, 2);
+    const size_t centres = IntFlag("centres", 10);
+    const float spread = std::stof(Flag("spread", "1"));
+    d.name = "clustered-" + std::to_string(n) + "x" + std::to_string(d.dim) + "-c" +
+             std::to_string(centres) + "-s" + Flag("spread", "1");
+    d.base = Clustered(n, d.dim, 1, centres, spread);
+    d.queries = Clustered(IntFlag("nq", 1000), d.dim, 2, centres, spread);
   } else {
     d.name = Flag("base", "");
     auto base = quiver::testing::ReadFvecs(Flag("base", ""));
