@@ -706,7 +706,7 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
 
   QueryResult out;
   std::vector<ann::Hit> hits;
-  std::vector<std::string> hit_ids;
+  std::vector<std::pair<std::string, float>> hit_ids;  // Known records, best first.
   {
     absl::ReaderMutexLock l(&c->mu);
     const NamespaceState* state = c->FindNamespace(req.ns);
@@ -741,21 +741,30 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
     const ann::VectorIndex& index = *state->index;
     out.exact = req.exact || !index.concurrent_writes() ||
                 (!filter.MatchesAll() && EstimateSelectivity(*state, filter) < kExactScanSelectivity);
-    // A concurrent index may hold labels whose maps are not applied yet (an
-    // insert in flight); they are not results yet.
-    if (params.filter == nullptr && index.concurrent_writes()) params.filter = &known;
-    hits = out.exact ? index.SearchExact(query, params) : index.Search(query, params);
-    out.scanned_count = out.exact ? index.size() : 0;
-    for (const ann::Hit& h : hits) {
-      auto it = state->entries.find(h.label);
-      if (it != state->entries.end()) hit_ids.push_back(it->second.id);
+    auto run = [&] {
+      hits = out.exact ? index.SearchExact(query, params) : index.Search(query, params);
+      hit_ids.clear();
+      for (const ann::Hit& h : hits) {
+        auto it = state->entries.find(h.label);
+        if (it != state->entries.end()) hit_ids.emplace_back(it->second.id, h.score);
+      }
+    };
+    run();
+    // A concurrent index may hold labels of an insert still in flight (not
+    // in the maps yet): they are dropped above. If that left top_k short,
+    // search again, skipping them during the walk.
+    if (params.filter == nullptr && hit_ids.size() < hits.size() &&
+        hit_ids.size() < req.top_k) {
+      params.filter = &known;
+      run();
     }
+    out.scanned_count = out.exact ? index.size() : 0;
   }
-  out.matches.reserve(hits.size());
-  for (size_t i = 0; i < hit_ids.size(); ++i) {
+  out.matches.reserve(hit_ids.size());
+  for (auto& [id, score] : hit_ids) {
     Match m;
-    m.id = std::move(hit_ids[i]);
-    m.score = hits[i].score;
+    m.id = std::move(id);
+    m.score = score;
     if (req.include_values || req.include_metadata) {
       ASSIGN_OR_RETURN(std::optional<StoredRecord> stored, store_->Get(c->meta().id, req.ns, m.id));
       if (!stored) continue;  // Deleted since the search: leave it out.

@@ -47,7 +47,7 @@ absl::Status QuiverdProcess::Start() {
     _exit(127);
   }
   pid_ = pid;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(start_timeout_s_);
   while (std::chrono::steady_clock::now() < deadline) {
     std::ifstream in(port_file_);
     if (in >> port_ && port_ > 0) return absl::OkStatus();

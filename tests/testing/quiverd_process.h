@@ -20,8 +20,10 @@ class QuiverdProcess {
   QuiverdProcess(std::string data_dir, std::vector<std::string> extra_flags = {});
   ~QuiverdProcess();  // SIGKILLs the process if it still runs.
 
-  // Starts the server and waits (up to 30 s) until it accepts calls.
+  // Starts the server and waits (up to start_timeout_s, default 30) until it
+  // accepts calls.
   absl::Status Start();
+  void set_start_timeout_s(int seconds) { start_timeout_s_ = seconds; }
   // Sends `signal` and waits for the process to exit; returns its raw wait
   // status (see waitpid).
   int Stop(int signal);
@@ -39,6 +41,7 @@ class QuiverdProcess {
   std::string log_file_;
   pid_t pid_ = -1;
   int port_ = 0;
+  int start_timeout_s_ = 30;
 };
 
 // Runs the quiver CLI with `args`; returns its exit code and fills
