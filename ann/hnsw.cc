@@ -225,33 +225,17 @@ void HnswIndex::Link(NodeId id) {
   const int level = LevelOf(id);
   const float* q = Vector(id);
   uint64_t ep = entry_.load(std::memory_order_acquire);
+  // A node above the top level (or the first node) holds the entry lock
+  // throughout, so the entry point moves only after it is fully linked.
+  std::unique_lock<std::mutex> top_lock;
   if (ep == kNoEntry || level > static_cast<int>(ep & 0xff)) {
-    // A new top level (or the first node): hold the entry lock throughout so
-    // the entry point changes only after the node is fully linked.
-    std::lock_guard<std::mutex> lock(entry_mu_);
+    top_lock = std::unique_lock<std::mutex>(entry_mu_);
     ep = entry_.load(std::memory_order_acquire);
     if (ep == kNoEntry) {
       entry_.store(uint64_t{id} << 8 | static_cast<uint64_t>(level), std::memory_order_release);
       return;
     }
-    if (level > static_cast<int>(ep & 0xff)) {
-      NodeId cur = static_cast<NodeId>(ep >> 8);
-      const int top = static_cast<int>(ep & 0xff);
-      for (int l = top; l >= 0; --l) {
-        auto found = SearchLayer(q, cur, options_.ef_construction, l, false, nullptr);
-        cur = found.front().node;
-        const auto chosen = SelectNeighbours(found, options_.m);
-        std::atomic<NodeId>* mine = Links(id, l);
-        {
-          std::lock_guard<std::mutex> node_lock(LockOf(id));
-          for (size_t i = 0; i < chosen.size(); ++i) mine[1 + i].store(chosen[i], std::memory_order_release);
-          mine[0].store(static_cast<NodeId>(chosen.size()), std::memory_order_release);
-        }
-        for (NodeId n : chosen) ConnectBack(n, id, l);
-      }
-      entry_.store(uint64_t{id} << 8 | static_cast<uint64_t>(level), std::memory_order_release);
-      return;
-    }
+    if (level <= static_cast<int>(ep & 0xff)) top_lock.unlock();  // Raised meanwhile.
   }
   const int top = static_cast<int>(ep & 0xff);
   NodeId cur = GreedyDescend(q, static_cast<NodeId>(ep >> 8), top, level);
@@ -266,6 +250,9 @@ void HnswIndex::Link(NodeId id) {
       mine[0].store(static_cast<NodeId>(chosen.size()), std::memory_order_release);
     }
     for (NodeId n : chosen) ConnectBack(n, id, l);
+  }
+  if (top_lock.owns_lock()) {
+    entry_.store(uint64_t{id} << 8 | static_cast<uint64_t>(level), std::memory_order_release);
   }
 }
 
