@@ -108,6 +108,15 @@ std::vector<Hit> FlatIndex::Search(std::span<const float> query,
   return merged.Take();
 }
 
+const float* FlatIndex::Find(uint64_t label) const {
+  auto it = slot_of_.find(label);
+  return it == slot_of_.end() ? nullptr : data_.data() + size_t{it->second} * dim_;
+}
+
+std::vector<uint64_t> FlatIndex::SomeLabels(size_t max) const {
+  return std::vector<uint64_t>(labels_.begin(), labels_.begin() + std::min(max, labels_.size()));
+}
+
 bool FlatIndex::Score(std::span<const float> query, uint64_t label, float* score) const {
   QUIVER_CHECK(query.size() == dim_);
   auto it = slot_of_.find(label);

@@ -41,6 +41,12 @@ class FlatIndex final : public VectorIndex {
     return Search(query, params);
   }
 
+  // The stored (for kCosine: normalised) vector of `label`; null when absent.
+  // Valid until the next mutation.
+  const float* Find(uint64_t label) const;
+  // Up to `max` labels, in storage order.
+  std::vector<uint64_t> SomeLabels(size_t max) const;
+
   // Score of one stored vector against `query`; false when absent.
   bool Score(std::span<const float> query, uint64_t label, float* score) const;
 

@@ -41,6 +41,7 @@ void Collection::ApplyPut(NamespaceState* state, uint64_t label, storage::Record
   auto [it, inserted] = state->internal_of.try_emplace(record.id, label);
   if (!inserted && it->second != label) {
     state->index->Remove(it->second);
+    if (state->catchup != nullptr) state->catchup->Remove(it->second);
     state->entries.erase(it->second);
     it->second = label;
   }
@@ -61,6 +62,7 @@ void Collection::ApplyDelete(std::string_view ns, std::string_view id) {
   auto idit = state.internal_of.find(id);
   if (idit == state.internal_of.end()) return;
   state.index->Remove(idit->second);
+  if (state.catchup != nullptr) state.catchup->Remove(idit->second);
   state.entries.erase(idit->second);
   state.internal_of.erase(idit);
   if (state.entries.empty()) namespaces_.erase(it);

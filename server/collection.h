@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "ann/distance.h"
+#include "ann/flat_index.h"
 #include "ann/vector_index.h"
 #include "common/strings.h"
 #include "storage/collection_config.h"
@@ -28,6 +29,10 @@ struct NamespaceState {
     storage::Metadata metadata;
   };
   std::unique_ptr<ann::VectorIndex> index;  // Labels are internal ids.
+  // After a restart: records written after the HNSW checkpoint that the graph
+  // does not hold yet. Searched exactly (and merged) until a background task
+  // has moved them all into the graph; then null.
+  std::unique_ptr<ann::FlatIndex> catchup;
   absl::flat_hash_map<std::string, uint64_t, StringHash, StringEq> internal_of;  // id -> label.
   absl::flat_hash_map<uint64_t, Entry> entries;  // Internal id -> record facts.
   // Vectors inserted since the index was last checkpointed (HNSW only).

@@ -82,6 +82,8 @@ Engine::Engine(EngineOptions options, std::unique_ptr<storage::Store> store)
       search_pool_(std::max<size_t>(1, options_.search_threads)) {}
 
 Engine::~Engine() {
+  stopping_.store(true);
+  if (catchup_thread_.joinable()) catchup_thread_.join();
   // Checkpoint what changed, so the next start loads instead of inserting.
   for (const auto& c : [this] {
          absl::MutexLock lock(&mu_);
@@ -123,9 +125,65 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
         {{"collection", meta.config.name},
          {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
   }
-  absl::MutexLock lock(&engine->mu_);
-  engine->damaged_ = std::move(damaged);
+  {
+    absl::MutexLock lock(&engine->mu_);
+    engine->damaged_ = std::move(damaged);
+  }
+  Engine* raw = engine.get();
+  engine->catchup_thread_ = std::thread([raw] { raw->CatchUp(); });
   return engine;
+}
+
+void Engine::CatchUp() {
+  // Vectors per step: the collection's writers wait for one step (about a
+  // second at 1M x 128-d on two cores).
+  constexpr size_t kChunk = 2000;
+  std::vector<std::shared_ptr<Collection>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, c] : collections_) all.push_back(c);
+  }
+  for (const auto& c : all) {
+    if (c->config().index != storage::IndexKind::kHnsw) continue;
+    while (!stopping_.load()) {
+      absl::MutexLock wl(&c->write_mu);
+      if (c->dropped) break;
+      NamespaceState* state = nullptr;
+      std::string ns;
+      std::vector<uint64_t> labels;
+      std::vector<float> vectors;
+      {
+        absl::ReaderMutexLock l(&c->mu);
+        for (const auto& [name, st] : c->namespaces()) {
+          if (st->catchup != nullptr) {
+            state = st.get();
+            ns = name;
+            break;
+          }
+        }
+        if (state == nullptr) break;
+        labels = state->catchup->SomeLabels(kChunk);
+        for (uint64_t label : labels) {
+          const float* v = state->catchup->Find(label);
+          vectors.insert(vectors.end(), v, v + c->config().dimension);
+        }
+      }
+      static_cast<ann::HnswIndex*>(state->index.get())
+          ->UpsertBatch(labels, vectors.data(), &search_pool_);
+      state->inserts_since_checkpoint += labels.size();
+      bool done;
+      {
+        absl::MutexLock l(&c->mu);
+        for (uint64_t label : labels) state->catchup->Remove(label);
+        done = state->catchup->size() == 0;
+        if (done) state->catchup.reset();
+      }
+      if (done) {
+        Log(LogLevel::kInfo, "hnsw index caught up", {{"collection", c->config().name}, {"namespace", ns}});
+        MaintainIndex(*c, ns, state);
+      }
+    }
+  }
 }
 
 absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
@@ -173,15 +231,21 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
       });
       for (uint64_t label : stale) index->Remove(label);
       auto it = pending.find(ns);
-      if (it != pending.end()) {
-        index->UpsertBatch(it->second.labels, it->second.vectors.data(), &search_pool_);
-        state->inserts_since_checkpoint += it->second.labels.size();
+      const size_t later = it == pending.end() ? 0 : it->second.labels.size();
+      if (later > 0) {
+        // Searchable at once by exact scan; moved into the graph in the
+        // background (CatchUp).
+        state->catchup = std::make_unique<ann::FlatIndex>(meta.config.dimension,
+                                                          ToAnnMetric(meta.config.metric));
+        const size_t dim = meta.config.dimension;
+        for (size_t i = 0; i < later; ++i) {
+          state->catchup->Upsert(it->second.labels[i],
+                                 std::span<const float>(&it->second.vectors[i * dim], dim));
+        }
       }
       Log(LogLevel::kInfo, "hnsw index ready",
           {{"collection", meta.config.name}, {"namespace", ns},
-           {"from_checkpoint", index->size() - (it == pending.end() ? 0 : it->second.labels.size())},
-           {"inserted", it == pending.end() ? 0 : it->second.labels.size()},
-           {"removed", stale.size()}});
+           {"from_checkpoint", index->size()}, {"to_catch_up", later}, {"removed", stale.size()}});
     }
   }
   c->next_internal_id = next_label;
@@ -660,6 +724,7 @@ absl::StatusOr<StatsResult> Engine::DescribeStats(std::string_view collection,
     }
     out.namespaces[name].record_count = count;
     out.total_record_count += count;
+    if (state->catchup != nullptr) out.catching_up_count += state->catchup->size();
   }
   return out;
 }
@@ -670,6 +735,19 @@ absl::StatusOr<std::vector<std::string>> Engine::ListNamespaces(std::string_view
   std::vector<std::string> out;
   for (const auto& [name, state] : c->namespaces()) out.push_back(name);
   return out;
+}
+
+std::vector<ann::Hit> Engine::MergeHits(std::vector<ann::Hit> a, const std::vector<ann::Hit>& b,
+                                        size_t top_k) {
+  // A label moving into the graph may briefly be in both lists.
+  absl::flat_hash_set<uint64_t> seen;
+  ann::TopK top(top_k);
+  for (const std::vector<ann::Hit>* list : {static_cast<const std::vector<ann::Hit>*>(&a), &b}) {
+    for (const ann::Hit& h : *list) {
+      if (seen.insert(h.label).second) top.Push(h.label, h.score);
+    }
+  }
+  return top.Take();
 }
 
 double Engine::EstimateSelectivity(const NamespaceState& state, const storage::Filter& filter) {
@@ -743,6 +821,10 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
                 (!filter.MatchesAll() && EstimateSelectivity(*state, filter) < kExactScanSelectivity);
     auto run = [&] {
       hits = out.exact ? index.SearchExact(query, params) : index.Search(query, params);
+      if (state->catchup != nullptr) {
+        // Records not in the graph yet (restart catch-up): exact, merged.
+        hits = MergeHits(std::move(hits), state->catchup->Search(query, params), req.top_k);
+      }
       hit_ids.clear();
       for (const ann::Hit& h : hits) {
         auto it = state->entries.find(h.label);

@@ -138,6 +138,7 @@ grpc::Status PointsService::DescribeStats(grpc::ServerContext*,
   resp->set_metric(std::string(storage::MetricKindName(stats->metric)));
   resp->set_index_type(std::string(storage::IndexKindName(stats->index)));
   resp->set_index_bytes_per_vector(stats->index_bytes_per_vector);
+  resp->set_catching_up_count(stats->catching_up_count);
   return grpc::Status::OK;
 }
 

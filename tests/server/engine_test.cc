@@ -6,6 +6,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 #include <limits>
 
 #include "gtest/gtest.h"
@@ -480,6 +481,42 @@ TEST_F(HnswEngineTest, RestartLoadsTheCheckpointAndReplaysLaterWrites) {
   q.vector = fresh.values;
   q.top_k = 1;
   EXPECT_EQ((*crashed)->Query("h", q)->matches[0].id, "new");
+}
+
+TEST_F(HnswEngineTest, AfterACrashLaterRecordsAreSearchableAtOnceAndCaughtUpInTheBackground) {
+  Open(/*checkpoint_min=*/1000000);  // No periodic checkpoint.
+  Put(0, 1000, 9);
+  engine_.reset();  // Shutdown checkpoint: 1000 nodes.
+  Open(/*checkpoint_min=*/1000000);
+  Put(1000, 5000, 10);  // Only in the records.
+  // Crash: copy the data directory as it is, without a shutdown checkpoint.
+  const std::string copy = dir_.path() + "/copy";
+  std::filesystem::copy(dir_.path() + "/data", copy, std::filesystem::copy_options::recursive);
+  EngineOptions o;
+  o.store.path = copy;
+  auto crashed = Engine::Open(o);
+  ASSERT_TRUE(crashed.ok()) << crashed.status();
+  // Every record answers for its own vector right away, caught up or not.
+  for (int i = 0; i < 5000; i += 97) {
+    QueryRequest q;
+    const std::string id = "r" + std::to_string(i);
+    q.vector = vectors_[id];
+    q.top_k = 1;
+    auto r = (*crashed)->Query("h", q);
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->matches.size(), 1u);
+    EXPECT_EQ(r->matches[0].id, id);
+  }
+  // The background task moves the 4000 later records into the graph.
+  for (int wait = 0; wait < 600; ++wait) {
+    if ((*crashed)->DescribeStats("h", std::nullopt)->catching_up_count == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto stats = (*crashed)->DescribeStats("h", std::nullopt);
+  EXPECT_EQ(stats->catching_up_count, 0u);
+  EXPECT_EQ(stats->total_record_count, 5000u);
+  engine_ = *std::move(crashed);
+  EXPECT_GE(Recall(30), 0.95);
 }
 
 TEST_F(HnswEngineTest, DamagedCheckpointIsRebuiltFromRecords) {
