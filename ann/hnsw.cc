@@ -383,13 +383,17 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId 
         fresh_vecs[fresh++] = v;
       }
     }
+    // Pull in whole vectors two ahead of the one being compared (the loop
+    // above fetched only first cache lines): on 384-d vectors one ahead is
+    // too late to hide memory latency.
+    auto prefetch_rest = [&](uint32_t k) {
+      const char* p = reinterpret_cast<const char*>(fresh_vecs[k]);
+      for (size_t line = 64; line < vector_bytes_; line += 64) __builtin_prefetch(p + line);
+    };
+    if (fresh > 0) prefetch_rest(0);
+    if (fresh > 1) prefetch_rest(1);
     for (uint32_t i = 0; i < fresh; ++i) {
-      // Pull in the rest of the next vector (the loop above fetched its
-      // first cache line) while this one is compared.
-      if (i + 1 < fresh) {
-        const char* next = reinterpret_cast<const char*>(fresh_vecs[i + 1]);
-        for (size_t line = 64; line < vector_bytes_; line += 64) __builtin_prefetch(next + line);
-      }
+      if (i + 2 < fresh) prefetch_rest(i + 2);
       const float d = dist(fresh_vecs[i]);
       if (results.size() < ef || d < bound) {
         const NodeId n = fresh_ids[i];
