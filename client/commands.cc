@@ -34,6 +34,7 @@ Commands:
   health                                   server health
   info                                     version, limits, settings
   collections create NAME --dimension=N [--metric=cosine|dot|l2]
+                     [--index=flat|hnsw [--m=16 --ef-construction=200 --ef-search=64]]
   collections list
   collections get NAME
   collections delete NAME
@@ -43,6 +44,7 @@ Commands:
       "sparse_values": {"indices": [...], "values": [...]}, "text": "..."}
   query COLLECTION (--vector='[0.1, ...]' | --id=ID) [--top-k=10] [--filter=JSON]
                    [--namespace=NS] [--include-values] [--include-metadata] [--explain]
+                   [--ef-search=N] [--exact]
   fetch COLLECTION ID... [--namespace=NS]
   update COLLECTION ID [--values=JSON] [--set-metadata=JSON] [--text=TEXT] [--namespace=NS]
   delete COLLECTION (ID... | --filter=JSON | --all) [--namespace=NS]
@@ -56,7 +58,7 @@ const std::set<std::string> kKnownOptions = {
     "addr", "json", "timeout", "help", "dimension", "metric", "index", "namespace", "batch",
     "parallel", "resume", "progress", "vector", "id", "top-k", "filter", "include-values",
     "include-metadata", "explain", "exact", "values", "set-metadata", "text", "all", "prefix",
-    "limit", "token"};
+    "limit", "token", "m", "ef-construction", "ef-search"};
 
 const std::set<std::string> kBooleans = {"json", "resume", "include-values", "include-metadata",
                                          "explain", "all", "help", "exact"};
@@ -273,9 +275,15 @@ class Cli {
       const std::string index = args_.Get("index", "flat");
       if (index == "hnsw") {
         auto* h = c->mutable_index()->mutable_hnsw();
-        h->set_m(16);
-        h->set_ef_construction(200);
-        h->set_ef_search(64);
+        auto m = args_.GetInt("m", 16, 2, 128);
+        auto efc = args_.GetInt("ef-construction", 200, 1, 4096);
+        auto efs = args_.GetInt("ef-search", 64, 1, 10000);
+        for (const auto* v : {&m, &efc, &efs}) {
+          if (!v->ok()) return Usage(std::string(v->status().message()));
+        }
+        h->set_m(static_cast<uint32_t>(*m));
+        h->set_ef_construction(static_cast<uint32_t>(*efc));
+        h->set_ef_search(static_cast<uint32_t>(*efs));
       } else if (index == "flat") {
         c->mutable_index()->mutable_flat();
       } else {
@@ -360,6 +368,9 @@ class Cli {
     req.set_include_metadata(args_.Has("include-metadata"));
     req.set_explain(args_.Has("explain"));
     req.set_exact(args_.Has("exact"));
+    auto ef = args_.GetInt("ef-search", 0, 0, 10000);
+    if (!ef.ok()) return Usage(std::string(ef.status().message()));
+    req.set_ef_search(static_cast<uint32_t>(*ef));
     auto stub = v1::Search::NewStub(channel_);
     return Call<v1::Search::Stub, v1::QueryRequest, v1::QueryResponse>(
         stub.get(), &v1::Search::Stub::Query, req, [&](const v1::QueryResponse& resp) {
@@ -478,6 +489,9 @@ class Cli {
                      "\nindex: ", resp.index_type(), "\nindex bytes per vector: ",
                      resp.index_bytes_per_vector(), "\ntotal records: ",
                      resp.total_record_count(), "\n"));
+        if (resp.catching_up_count() > 0) {
+          Print(StrCat("catching up after restart: ", resp.catching_up_count(), " records\n"));
+        }
         Table t({"NAMESPACE", "RECORDS"});
         std::map<std::string, uint64_t> sorted;
         for (const auto& [name, ns] : resp.namespaces()) sorted[name] = ns.record_count();

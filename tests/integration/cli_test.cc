@@ -108,6 +108,29 @@ TEST_F(CliTest, ImportReportsTheBadLineAndResumes) {
   EXPECT_THAT(out, HasSubstr("g.jsonl:2"));
 }
 
+TEST_F(CliTest, HnswCollectionThroughTheCli) {
+  std::string out;
+  ASSERT_EQ(Cli({"collections", "create", "g", "--dimension=2", "--metric=l2", "--index=hnsw",
+                 "--m=8", "--ef-construction=64"},
+                &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("hnsw"));
+  std::string jsonl;
+  for (int i = 0; i < 300; ++i) {
+    jsonl += "{\"id\": \"p" + std::to_string(i) + "\", \"values\": [" + std::to_string(i) +
+             ", " + std::to_string(i % 7) + "]}\n";
+  }
+  ASSERT_EQ(Cli({"import", "g", WriteFile("g.jsonl", jsonl)}, &out), 0) << out;
+  ASSERT_EQ(Cli({"query", "g", "--vector=[42, 0]", "--top-k=1", "--ef-search=32"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("p42 "));
+  ASSERT_EQ(Cli({"stats", "g"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("index: hnsw"));
+  EXPECT_THAT(out, HasSubstr("total records: 300"));
+  EXPECT_EQ(Cli({"collections", "create", "bad", "--dimension=2", "--index=hnsw", "--m=1"}, &out),
+            2);
+}
+
 TEST_F(CliTest, UsageErrorsExitWithTwo) {
   std::string out;
   EXPECT_EQ(Cli({"frobnicate"}, &out), 2);
