@@ -12,6 +12,7 @@
 #include "common/status_macros.h"
 #include "ann/hnsw.h"
 #include "server/collection.h"
+#include "server/engine_internal.h"
 
 namespace quiver::server {
 
@@ -38,7 +39,7 @@ absl::Status ValidateNamespace(std::string_view ns) {
   return absl::OkStatus();
 }
 
-namespace {
+namespace internal {
 
 std::string Quoted(std::string_view s) { return StrCat("\"", s, "\""); }
 
@@ -73,7 +74,12 @@ absl::Status ValidateDense(const CollectionConfig& config, std::string_view what
   return absl::OkStatus();
 }
 
-}  // namespace
+}  // namespace internal
+
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
+using internal::ValidateDense;
 
 Engine::Engine(EngineOptions options, std::unique_ptr<storage::Store> store)
     : options_(std::move(options)),
@@ -85,12 +91,7 @@ Engine::~Engine() {
   stopping_.store(true);
   if (catchup_thread_.joinable()) catchup_thread_.join();
   // Checkpoint what changed, so the next start loads instead of inserting.
-  for (const auto& c : [this] {
-         absl::MutexLock lock(&mu_);
-         std::vector<std::shared_ptr<Collection>> all;
-         for (const auto& [name, c] : collections_) all.push_back(c);
-         return all;
-       }()) {
+  for (const auto& c : AllCollections()) {
     if (c->config().index != storage::IndexKind::kHnsw) continue;
     absl::MutexLock wl(&c->write_mu);
     if (c->dropped) continue;
@@ -132,188 +133,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
   Engine* raw = engine.get();
   engine->catchup_thread_ = std::thread([raw] { raw->CatchUp(); });
   return engine;
-}
-
-void Engine::CatchUp() {
-  // Vectors per step: the collection's writers wait for one step (about a
-  // second at 1M x 128-d on two cores).
-  constexpr size_t kChunk = 2000;
-  std::vector<std::shared_ptr<Collection>> all;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [name, c] : collections_) all.push_back(c);
-  }
-  for (const auto& c : all) {
-    if (c->config().index != storage::IndexKind::kHnsw) continue;
-    while (!stopping_.load()) {
-      absl::MutexLock wl(&c->write_mu);
-      if (c->dropped) break;
-      NamespaceState* state = nullptr;
-      std::string ns;
-      std::vector<uint64_t> labels;
-      std::vector<float> vectors;
-      {
-        absl::ReaderMutexLock l(&c->mu);
-        for (const auto& [name, st] : c->namespaces()) {
-          if (st->catchup != nullptr) {
-            state = st.get();
-            ns = name;
-            break;
-          }
-        }
-        if (state == nullptr) break;
-        labels = state->catchup->SomeLabels(kChunk);
-        for (uint64_t label : labels) {
-          const float* v = state->catchup->Find(label);
-          vectors.insert(vectors.end(), v, v + c->config().dimension);
-        }
-      }
-      static_cast<ann::HnswIndex*>(state->index.get())
-          ->UpsertBatch(labels, vectors.data(), &search_pool_);
-      state->inserts_since_checkpoint += labels.size();
-      bool done;
-      {
-        absl::MutexLock l(&c->mu);
-        for (uint64_t label : labels) state->catchup->Remove(label);
-        done = state->catchup->size() == 0;
-        if (done) state->catchup.reset();
-      }
-      if (done) {
-        Log(LogLevel::kInfo, "hnsw index caught up", {{"collection", c->config().name}, {"namespace", ns}});
-        MaintainIndex(*c, ns, state);
-      }
-    }
-  }
-}
-
-absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
-  auto c = std::make_shared<Collection>(meta);
-  const bool hnsw = meta.config.index == storage::IndexKind::kHnsw;
-  uint64_t next_label = 1;
-  // Vectors written after the last checkpoint, per namespace, to insert in
-  // parallel once the scan is done.
-  struct Pending {
-    std::vector<uint64_t> labels;
-    std::vector<float> vectors;
-  };
-  std::map<std::string, Pending, std::less<>> pending;
-  absl::MutexLock wl(&c->write_mu);
-  absl::MutexLock l(&c->mu);
-  RETURN_IF_ERROR(store_->ScanCollection(
-      meta.id, [&](std::string_view ns, StoredRecord stored) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        if (stored.record.values.size() != meta.config.dimension) {
-          return absl::DataLossError(StrCat("record ", Quoted(stored.record.id),
-                                                  " has the wrong dimension"));
-        }
-        NamespaceState* state = c->FindNamespace(ns);
-        if (state == nullptr) {
-          state = c->GetOrCreate(ns);
-          if (hnsw) LoadCheckpoint(meta, ns, state, &next_label);
-        }
-        const uint64_t label = stored.internal_id;
-        next_label = std::max(next_label, label + 1);
-        if (hnsw && !state->index->Contains(label)) {
-          Pending& p = pending[std::string(ns)];
-          p.labels.push_back(label);
-          p.vectors.insert(p.vectors.end(), stored.record.values.begin(),
-                           stored.record.values.end());
-        }
-        c->ApplyPut(state, label, std::move(stored.record));
-        return absl::OkStatus();
-      }));
-  if (hnsw) {
-    for (const auto& [ns, state] : c->namespaces()) {
-      // Checkpointed nodes whose records are gone were deleted after it.
-      auto* index = static_cast<ann::HnswIndex*>(state->index.get());
-      std::vector<uint64_t> stale;
-      index->ForEachLabel([&](uint64_t label) {
-        if (!state->entries.contains(label)) stale.push_back(label);
-      });
-      for (uint64_t label : stale) index->Remove(label);
-      auto it = pending.find(ns);
-      const size_t later = it == pending.end() ? 0 : it->second.labels.size();
-      if (later > 0) {
-        // Searchable at once by exact scan; moved into the graph in the
-        // background (CatchUp).
-        state->catchup = std::make_unique<ann::FlatIndex>(meta.config.dimension,
-                                                          ToAnnMetric(meta.config.metric));
-        const size_t dim = meta.config.dimension;
-        for (size_t i = 0; i < later; ++i) {
-          state->catchup->Upsert(it->second.labels[i],
-                                 std::span<const float>(&it->second.vectors[i * dim], dim));
-        }
-      }
-      Log(LogLevel::kInfo, "hnsw index ready",
-          {{"collection", meta.config.name}, {"namespace", ns},
-           {"from_checkpoint", index->size()}, {"to_catch_up", later}, {"removed", stale.size()}});
-    }
-  }
-  c->next_internal_id = next_label;
-  absl::MutexLock lock(&mu_);
-  collections_[meta.config.name] = std::move(c);
-  return absl::OkStatus();
-}
-
-void Engine::LoadCheckpoint(const CollectionMeta& meta, std::string_view ns, NamespaceState* state,
-                            uint64_t* next_label) {
-  absl::Status s = index_files_.Read(meta.id, ns, [&](std::istream& in) -> absl::Status {
-    ASSIGN_OR_RETURN(std::unique_ptr<ann::HnswIndex> index, ann::HnswIndex::Load(in));
-    if (index->dimension() != meta.config.dimension ||
-        index->metric() != ToAnnMetric(meta.config.metric)) {
-      return absl::DataLossError("checkpoint does not match the collection's dimension or metric");
-    }
-    *next_label = std::max(*next_label, index->LabelWatermark());
-    state->index = std::move(index);
-    return absl::OkStatus();
-  });
-  if (!s.ok() && !absl::IsNotFound(s)) {
-    Log(LogLevel::kWarning, "ignoring unusable index checkpoint; rebuilding from records",
-        {{"collection", meta.config.name}, {"namespace", ns}, {"error", s.ToString()}});
-  }
-}
-
-void Engine::MaintainIndex(Collection& c, std::string_view ns, NamespaceState* state) {
-  if (c.config().index != storage::IndexKind::kHnsw || state == nullptr) return;
-  auto* index = static_cast<ann::HnswIndex*>(state->index.get());
-  // Compaction: once half the nodes are deleted, rebuild from the live ones.
-  // Each rebuild follows as many deletions as it keeps nodes, so its cost
-  // per deletion is constant.
-  if (index->node_count() >= 1000 && index->deleted_count() * 2 >= index->node_count()) {
-    const absl::Time start = absl::Now();
-    std::unique_ptr<ann::HnswIndex> fresh = index->Compact(&search_pool_);
-    Log(LogLevel::kInfo, "hnsw index compacted",
-        {{"collection", c.config().name}, {"namespace", ns}, {"live", fresh->size()},
-         {"dropped", index->deleted_count()},
-         {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
-    {
-      absl::MutexLock l(&c.mu);
-      state->index = std::move(fresh);
-    }
-    index = static_cast<ann::HnswIndex*>(state->index.get());
-    state->inserts_since_checkpoint = std::max<uint64_t>(state->inserts_since_checkpoint, 1);
-    CheckpointNamespace(c, ns, state);
-    return;
-  }
-  if (state->inserts_since_checkpoint >=
-      std::max<uint64_t>(options_.checkpoint_min_inserts, index->size() / 4)) {
-    CheckpointNamespace(c, ns, state);
-  }
-}
-
-void Engine::CheckpointNamespace(Collection& c, std::string_view ns, NamespaceState* state) {
-  const absl::Time start = absl::Now();
-  const auto* index = static_cast<const ann::HnswIndex*>(state->index.get());
-  absl::Status s = index_files_.WriteAtomically(
-      c.meta().id, ns, [&](std::ostream& out) { return index->Save(out); });
-  if (!s.ok()) {
-    Log(LogLevel::kError, "index checkpoint failed",
-        {{"collection", c.config().name}, {"namespace", ns}, {"error", s.ToString()}});
-    return;
-  }
-  state->inserts_since_checkpoint = 0;
-  Log(LogLevel::kInfo, "index checkpoint written",
-      {{"collection", c.config().name}, {"namespace", ns}, {"nodes", index->node_count()},
-       {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
 }
 
 absl::StatusOr<std::shared_ptr<Collection>> Engine::Find(std::string_view name) {
@@ -358,14 +177,16 @@ absl::StatusOr<CollectionInfo> Engine::GetCollection(std::string_view name) {
                         static_cast<uint32_t>(c->namespaces().size())};
 }
 
-std::vector<CollectionInfo> Engine::ListCollections() {
+std::vector<std::shared_ptr<Collection>> Engine::AllCollections() {
+  absl::MutexLock lock(&mu_);
   std::vector<std::shared_ptr<Collection>> all;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [name, c] : collections_) all.push_back(c);
-  }
+  for (const auto& [name, c] : collections_) all.push_back(c);
+  return all;
+}
+
+std::vector<CollectionInfo> Engine::ListCollections() {
   std::vector<CollectionInfo> out;
-  for (const auto& c : all) {
+  for (const auto& c : AllCollections()) {
     absl::ReaderMutexLock l(&c->mu);
     out.push_back(CollectionInfo{c->meta(), c->record_count(),
                                  static_cast<uint32_t>(c->namespaces().size())});
@@ -734,133 +555,6 @@ absl::StatusOr<std::vector<std::string>> Engine::ListNamespaces(std::string_view
   absl::ReaderMutexLock l(&c->mu);
   std::vector<std::string> out;
   for (const auto& [name, state] : c->namespaces()) out.push_back(name);
-  return out;
-}
-
-std::vector<ann::Hit> Engine::MergeHits(std::vector<ann::Hit> a, const std::vector<ann::Hit>& b,
-                                        size_t top_k) {
-  // A label moving into the graph may briefly be in both lists.
-  absl::flat_hash_set<uint64_t> seen;
-  ann::TopK top(top_k);
-  for (const std::vector<ann::Hit>* list : {static_cast<const std::vector<ann::Hit>*>(&a), &b}) {
-    for (const ann::Hit& h : *list) {
-      if (seen.insert(h.label).second) top.Push(h.label, h.score);
-    }
-  }
-  return top.Take();
-}
-
-double Engine::EstimateSelectivity(const NamespaceState& state, const storage::Filter& filter) {
-  // The hash map's iteration order is unrelated to insertion order, so its
-  // first entries are a fair sample.
-  size_t seen = 0, kept = 0;
-  for (const auto& [label, entry] : state.entries) {
-    kept += filter.Matches(entry.metadata);
-    if (++seen == kSelectivitySample) break;
-  }
-  return seen == 0 ? 1.0 : static_cast<double>(kept) / seen;
-}
-
-absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const QueryRequest& req) {
-  ASSIGN_OR_RETURN(auto c, Find(collection));
-  RETURN_IF_ERROR(ValidateNamespace(req.ns));
-  const CollectionConfig& config = c->config();
-  if (req.top_k < 1 || req.top_k > options_.limits.max_top_k) {
-    return absl::InvalidArgumentError(StrCat("top_k is ", req.top_k, "; it must be in 1..",
-                                                   options_.limits.max_top_k));
-  }
-  if (req.vector.empty() == req.id.empty()) {
-    return absl::InvalidArgumentError("a query needs exactly one of vector or id");
-  }
-  if (!req.vector.empty()) RETURN_IF_ERROR(ValidateDense(config, "query vector", req.vector));
-  if (req.ef_search > 10000) {
-    return absl::InvalidArgumentError(
-        StrCat("ef_search is ", req.ef_search, "; it must be in 0..10000"));
-  }
-  storage::Filter filter;
-  if (req.filter) {
-    ASSIGN_OR_RETURN(filter, storage::Filter::Parse(*req.filter));
-  }
-
-  QueryResult out;
-  std::vector<ann::Hit> hits;
-  std::vector<std::pair<std::string, float>> hit_ids;  // Known records, best first.
-  {
-    absl::ReaderMutexLock l(&c->mu);
-    const NamespaceState* state = c->FindNamespace(req.ns);
-    if (state == nullptr) {
-      if (!req.ns.empty()) return NamespaceNotFound(*c, req.ns);
-      if (!req.id.empty()) {
-        return absl::NotFoundError(StrCat("query id ", Quoted(req.id), " does not exist"));
-      }
-      return out;
-    }
-    ann::LabelFilter known = [&](uint64_t label) { return state->entries.contains(label); };
-    std::vector<float> query = req.vector;
-    if (!req.id.empty()) {
-      if (!state->internal_of.contains(req.id)) {
-        return absl::NotFoundError(StrCat("query id ", Quoted(req.id),
-                                                " does not exist in namespace ", Quoted(req.ns)));
-      }
-      ASSIGN_OR_RETURN(std::optional<StoredRecord> stored,
-                       store_->Get(c->meta().id, req.ns, req.id));
-      if (!stored) return absl::InternalError("record is indexed but missing from the store");
-      query = std::move(stored->record.values);
-    }
-    ann::LabelFilter keep = [&](uint64_t label) {
-      auto it = state->entries.find(label);
-      return it != state->entries.end() && filter.Matches(it->second.metadata);
-    };
-    ann::SearchParams params;
-    params.top_k = req.top_k;
-    params.ef = req.ef_search;
-    params.filter = filter.MatchesAll() ? nullptr : &keep;
-    params.pool = &search_pool_;
-    const ann::VectorIndex& index = *state->index;
-    out.exact = req.exact || !index.concurrent_writes() ||
-                (!filter.MatchesAll() && EstimateSelectivity(*state, filter) < kExactScanSelectivity);
-    auto run = [&] {
-      hits = out.exact ? index.SearchExact(query, params) : index.Search(query, params);
-      if (state->catchup != nullptr) {
-        // Records not in the graph yet (restart catch-up): exact, merged.
-        hits = MergeHits(std::move(hits), state->catchup->Search(query, params), req.top_k);
-      }
-      hit_ids.clear();
-      for (const ann::Hit& h : hits) {
-        auto it = state->entries.find(h.label);
-        if (it != state->entries.end()) hit_ids.emplace_back(it->second.id, h.score);
-      }
-    };
-    run();
-    // A concurrent index may hold labels of an insert still in flight (not
-    // in the maps yet): they are dropped above. If that left top_k short,
-    // search again, skipping them during the walk.
-    if (params.filter == nullptr && hit_ids.size() < hits.size() &&
-        hit_ids.size() < req.top_k) {
-      params.filter = &known;
-      run();
-    }
-    out.scanned_count = out.exact ? index.size() : 0;
-  }
-  out.matches.reserve(hit_ids.size());
-  for (auto& [id, score] : hit_ids) {
-    Match m;
-    m.id = std::move(id);
-    m.score = score;
-    if (req.include_values || req.include_metadata) {
-      ASSIGN_OR_RETURN(std::optional<StoredRecord> stored, store_->Get(c->meta().id, req.ns, m.id));
-      if (!stored) continue;  // Deleted since the search: leave it out.
-      if (req.include_values) {
-        m.values = std::move(stored->record.values);
-        m.sparse = std::move(stored->record.sparse);
-      }
-      if (req.include_metadata) {
-        m.metadata = std::move(stored->record.metadata);
-        m.text = std::move(stored->record.text);
-      }
-    }
-    out.matches.push_back(std::move(m));
-  }
   return out;
 }
 

@@ -165,6 +165,7 @@ class Engine {
  private:
   Engine(EngineOptions options, std::unique_ptr<storage::Store> store);
   absl::StatusOr<std::shared_ptr<Collection>> Find(std::string_view name);
+  std::vector<std::shared_ptr<Collection>> AllCollections();
   absl::Status LoadCollection(const storage::CollectionMeta& meta);
   absl::Status ValidateRecord(const storage::CollectionConfig& config,
                               storage::Record* record) const;

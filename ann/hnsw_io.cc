@@ -1,0 +1,220 @@
+// HnswIndex checkpoints: Save and Load (format: docs/hnsw_format.md).
+#include <cstring>
+#include <istream>
+#include <limits>
+#include <ostream>
+#include <string_view>
+
+#include "ann/hnsw.h"
+#include "ann/hnsw_internal.h"
+#include "common/coding.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+
+namespace quiver::ann {
+
+using NodeId = HnswIndex::NodeId;
+
+namespace {
+
+constexpr char kMagic[8] = {'Q', 'V', 'H', 'N', 'S', 'W', '\r', '\n'};
+constexpr uint32_t kFormatVersion = 1;
+
+struct FileHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t header_bytes;
+  uint32_t dimension;
+  uint32_t metric;
+  uint32_t m;
+  uint32_t ef_construction;
+  uint32_t ef_search;
+  uint32_t entry_node;
+  int32_t entry_level;  // -1: empty graph.
+  uint32_t body_crc;    // CRC-32C of everything after the header.
+  uint64_t seed;
+  uint64_t node_count;
+  uint32_t header_crc;  // CRC-32C of this header with header_crc = 0.
+  uint32_t reserved;
+};
+static_assert(sizeof(FileHeader) == 72, "checkpoint header is 72 bytes");
+
+// Writes through a CRC; the body is streamed, never held whole in memory.
+class CrcWriter {
+ public:
+  explicit CrcWriter(std::ostream& out) : out_(out) {}
+  void Write(const void* p, size_t n) {
+    const std::string_view bytes(static_cast<const char*>(p), n);
+    crc_ = Crc32cExtend(crc_, bytes);
+    out_.write(bytes.data(), static_cast<std::streamsize>(n));
+  }
+  template <typename T>
+  void Put(const T& v) {
+    Write(&v, sizeof(v));
+  }
+  uint32_t crc() const { return crc_; }
+
+ private:
+  std::ostream& out_;
+  uint32_t crc_ = 0;
+};
+
+class CrcReader {
+ public:
+  explicit CrcReader(std::istream& in) : in_(in) {}
+  bool Read(void* p, size_t n) {
+    if (!in_.read(static_cast<char*>(p), static_cast<std::streamsize>(n))) return false;
+    crc_ = Crc32cExtend(crc_, std::string_view(static_cast<const char*>(p), n));
+    return true;
+  }
+  template <typename T>
+  bool Get(T* v) {
+    return Read(v, sizeof(*v));
+  }
+  uint32_t crc() const { return crc_; }
+
+ private:
+  std::istream& in_;
+  uint32_t crc_ = 0;
+};
+
+}  // namespace
+
+absl::Status HnswIndex::Save(std::ostream& out) const {
+  FileHeader h{};
+  std::memcpy(h.magic, kMagic, sizeof(kMagic));
+  h.version = kFormatVersion;
+  h.header_bytes = sizeof(FileHeader);
+  h.dimension = static_cast<uint32_t>(options_.dimension);
+  h.metric = static_cast<uint32_t>(options_.metric);
+  h.m = options_.m;
+  h.ef_construction = options_.ef_construction;
+  h.ef_search = options_.ef_search;
+  h.seed = options_.seed;
+  const uint64_t ep = entry_.load(std::memory_order_acquire);
+  h.entry_node = ep == kNoEntry ? 0 : static_cast<uint32_t>(ep >> 8);
+  h.entry_level = ep == kNoEntry ? -1 : static_cast<int32_t>(ep & 0xff);
+  h.node_count = next_node_.load(std::memory_order_acquire);
+  // The header goes first with placeholder CRCs, then is rewritten.
+  const std::streampos start = out.tellp();
+  out.write(reinterpret_cast<const char*>(&h), sizeof(h));
+  CrcWriter w(out);
+  std::vector<NodeId> ids;
+  for (NodeId id = 0; id < h.node_count; ++id) {
+    const NodeState state = StateOf(id);
+    QUIVER_CHECK(state != kUnready);  // Writers must be stopped.
+    w.Put<uint64_t>(LabelOf(id));
+    w.Put<uint8_t>(static_cast<uint8_t>(LevelOf(id)));
+    w.Put<uint8_t>(state);
+    w.Write(Vector(id), options_.dimension * sizeof(float));
+    for (int l = 0; l <= LevelOf(id); ++l) {
+      const std::atomic<NodeId>* links = Links(id, l);
+      const uint32_t count = links[0].load(std::memory_order_acquire);
+      ids.resize(count);
+      for (uint32_t i = 0; i < count; ++i) ids[i] = links[1 + i].load(std::memory_order_acquire);
+      w.Put<uint32_t>(count);
+      w.Write(ids.data(), count * sizeof(NodeId));
+    }
+  }
+  h.body_crc = w.crc();
+  h.header_crc = 0;
+  h.header_crc = Crc32c(std::string_view(reinterpret_cast<const char*>(&h), sizeof(h)));
+  const std::streampos end = out.tellp();
+  out.seekp(start);
+  out.write(reinterpret_cast<const char*>(&h), sizeof(h));
+  out.seekp(end);
+  out.flush();
+  if (!out) return absl::InternalError("writing the HNSW checkpoint failed");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
+                                                           const DistanceKernels& kernels) {
+  FileHeader h;
+  if (!in.read(reinterpret_cast<char*>(&h), sizeof(h))) {
+    return absl::DataLossError("HNSW checkpoint is shorter than its header");
+  }
+  if (std::memcmp(h.magic, kMagic, sizeof(kMagic)) != 0) {
+    return absl::DataLossError("not an HNSW checkpoint (bad magic)");
+  }
+  const uint32_t stored_crc = h.header_crc;
+  h.header_crc = 0;
+  if (Crc32c(std::string_view(reinterpret_cast<const char*>(&h), sizeof(h))) != stored_crc) {
+    return absl::DataLossError("HNSW checkpoint header is damaged (checksum mismatch)");
+  }
+  if (h.version != kFormatVersion || h.header_bytes != sizeof(FileHeader)) {
+    return absl::FailedPreconditionError(
+        StrCat("HNSW checkpoint has format version ", h.version, "; this server reads version ",
+               kFormatVersion));
+  }
+  HnswOptions o;
+  o.dimension = h.dimension;
+  o.metric = static_cast<Metric>(h.metric);
+  o.m = h.m;
+  o.ef_construction = h.ef_construction;
+  o.ef_search = h.ef_search;
+  o.seed = h.seed;
+  if (h.metric > 2 || !o.Validate().ok() || h.node_count >= std::numeric_limits<NodeId>::max()) {
+    return absl::DataLossError("HNSW checkpoint header holds impossible parameters");
+  }
+  auto index = std::make_unique<HnswIndex>(o, kernels);
+  CrcReader r(in);
+  auto truncated = [] { return absl::DataLossError("HNSW checkpoint is truncated"); };
+  const uint64_t n = h.node_count;
+  std::vector<float> vec(o.dimension);
+  for (uint64_t i = 0; i < n; ++i) {
+    const NodeId id = static_cast<NodeId>(i);
+    uint64_t label;
+    uint8_t level, state;
+    if (!r.Get(&label) || !r.Get(&level) || !r.Get(&state) ||
+        !r.Read(vec.data(), vec.size() * sizeof(float))) {
+      return truncated();
+    }
+    if (state > kDeleted || level > 30) return absl::DataLossError("HNSW checkpoint node is damaged");
+    index->next_node_.store(id + 1, std::memory_order_relaxed);
+    index->EnsureSegment(id);
+    size_t off;
+    Segment& s = index->SegmentOf(id, &off);
+    s.labels[off] = label;
+    s.levels[off] = level;
+    std::memcpy(s.blocks.get() + off * index->block_bytes_ + index->links0_bytes_, vec.data(),
+                vec.size() * sizeof(float));
+    if (level > 0) {
+      const size_t slots = static_cast<size_t>(level) * (1 + o.m);
+      s.upper[off] = std::make_unique<std::atomic<NodeId>[]>(slots);
+    }
+    for (int l = 0; l <= level; ++l) {
+      uint32_t count;
+      if (!r.Get(&count)) return truncated();
+      if (count > index->MaxLinks(l)) return absl::DataLossError("HNSW checkpoint links are damaged");
+      std::atomic<NodeId>* links = index->Links(id, l);
+      for (uint32_t k = 0; k < count; ++k) {
+        NodeId nb;
+        if (!r.Get(&nb)) return truncated();
+        if (nb >= n) return absl::DataLossError("HNSW checkpoint links point past the graph");
+        links[1 + k].store(nb, std::memory_order_relaxed);
+      }
+      links[0].store(count, std::memory_order_relaxed);
+    }
+    s.states[off].store(state, std::memory_order_relaxed);
+    if (state == kLive) {
+      std::lock_guard<std::mutex> lock(index->label_mu_);
+      index->node_of_[label] = id;
+    } else {
+      index->deleted_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (r.crc() != h.body_crc) {
+    return absl::DataLossError("HNSW checkpoint body is damaged (checksum mismatch)");
+  }
+  if (h.entry_level >= 0) {
+    if (h.entry_node >= n || index->LevelOf(h.entry_node) != h.entry_level) {
+      return absl::DataLossError("HNSW checkpoint entry point is damaged");
+    }
+    index->entry_.store(uint64_t{h.entry_node} << 8 | static_cast<uint64_t>(h.entry_level),
+                        std::memory_order_release);
+  }
+  return index;
+}
+
+}  // namespace quiver::ann

@@ -1,0 +1,148 @@
+// Engine: query planning and search.
+#include "absl/container/flat_hash_set.h"
+#include "ann/hnsw.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "server/collection.h"
+#include "server/engine.h"
+#include "server/engine_internal.h"
+
+namespace quiver::server {
+
+using storage::CollectionConfig;
+using storage::CollectionMeta;
+using storage::StoredRecord;
+using internal::NamespaceNotFound;
+using internal::Quoted;
+using internal::ValidateDense;
+
+std::vector<ann::Hit> Engine::MergeHits(std::vector<ann::Hit> a, const std::vector<ann::Hit>& b,
+                                        size_t top_k) {
+  // A label moving into the graph may briefly be in both lists.
+  absl::flat_hash_set<uint64_t> seen;
+  ann::TopK top(top_k);
+  for (const std::vector<ann::Hit>* list : {static_cast<const std::vector<ann::Hit>*>(&a), &b}) {
+    for (const ann::Hit& h : *list) {
+      if (seen.insert(h.label).second) top.Push(h.label, h.score);
+    }
+  }
+  return top.Take();
+}
+
+double Engine::EstimateSelectivity(const NamespaceState& state, const storage::Filter& filter) {
+  // The hash map's iteration order is unrelated to insertion order, so its
+  // first entries are a fair sample.
+  size_t seen = 0, kept = 0;
+  for (const auto& [label, entry] : state.entries) {
+    kept += filter.Matches(entry.metadata);
+    if (++seen == kSelectivitySample) break;
+  }
+  return seen == 0 ? 1.0 : static_cast<double>(kept) / seen;
+}
+
+absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const QueryRequest& req) {
+  ASSIGN_OR_RETURN(auto c, Find(collection));
+  RETURN_IF_ERROR(ValidateNamespace(req.ns));
+  const CollectionConfig& config = c->config();
+  if (req.top_k < 1 || req.top_k > options_.limits.max_top_k) {
+    return absl::InvalidArgumentError(StrCat("top_k is ", req.top_k, "; it must be in 1..",
+                                                   options_.limits.max_top_k));
+  }
+  if (req.vector.empty() == req.id.empty()) {
+    return absl::InvalidArgumentError("a query needs exactly one of vector or id");
+  }
+  if (!req.vector.empty()) RETURN_IF_ERROR(ValidateDense(config, "query vector", req.vector));
+  if (req.ef_search > 10000) {
+    return absl::InvalidArgumentError(
+        StrCat("ef_search is ", req.ef_search, "; it must be in 0..10000"));
+  }
+  storage::Filter filter;
+  if (req.filter) {
+    ASSIGN_OR_RETURN(filter, storage::Filter::Parse(*req.filter));
+  }
+
+  QueryResult out;
+  std::vector<ann::Hit> hits;
+  std::vector<std::pair<std::string, float>> hit_ids;  // Known records, best first.
+  {
+    absl::ReaderMutexLock l(&c->mu);
+    const NamespaceState* state = c->FindNamespace(req.ns);
+    if (state == nullptr) {
+      if (!req.ns.empty()) return NamespaceNotFound(*c, req.ns);
+      if (!req.id.empty()) {
+        return absl::NotFoundError(StrCat("query id ", Quoted(req.id), " does not exist"));
+      }
+      return out;
+    }
+    ann::LabelFilter known = [&](uint64_t label) { return state->entries.contains(label); };
+    std::vector<float> query = req.vector;
+    if (!req.id.empty()) {
+      if (!state->internal_of.contains(req.id)) {
+        return absl::NotFoundError(StrCat("query id ", Quoted(req.id),
+                                                " does not exist in namespace ", Quoted(req.ns)));
+      }
+      ASSIGN_OR_RETURN(std::optional<StoredRecord> stored,
+                       store_->Get(c->meta().id, req.ns, req.id));
+      if (!stored) return absl::InternalError("record is indexed but missing from the store");
+      query = std::move(stored->record.values);
+    }
+    ann::LabelFilter keep = [&](uint64_t label) {
+      auto it = state->entries.find(label);
+      return it != state->entries.end() && filter.Matches(it->second.metadata);
+    };
+    ann::SearchParams params;
+    params.top_k = req.top_k;
+    params.ef = req.ef_search;
+    params.filter = filter.MatchesAll() ? nullptr : &keep;
+    params.pool = &search_pool_;
+    const ann::VectorIndex& index = *state->index;
+    out.exact = req.exact || !index.concurrent_writes() ||
+                (!filter.MatchesAll() && EstimateSelectivity(*state, filter) < kExactScanSelectivity);
+    auto run = [&] {
+      hits = out.exact ? index.SearchExact(query, params) : index.Search(query, params);
+      if (state->catchup != nullptr) {
+        // Records not in the graph yet (restart catch-up): exact, merged.
+        hits = MergeHits(std::move(hits), state->catchup->Search(query, params), req.top_k);
+      }
+      hit_ids.clear();
+      for (const ann::Hit& h : hits) {
+        auto it = state->entries.find(h.label);
+        if (it != state->entries.end()) hit_ids.emplace_back(it->second.id, h.score);
+      }
+    };
+    run();
+    // A concurrent index may hold labels of an insert still in flight (not
+    // in the maps yet): they are dropped above. If that left top_k short,
+    // search again, skipping them during the walk.
+    if (params.filter == nullptr && hit_ids.size() < hits.size() &&
+        hit_ids.size() < req.top_k) {
+      params.filter = &known;
+      run();
+    }
+    out.scanned_count = out.exact ? index.size() : 0;
+  }
+  out.matches.reserve(hit_ids.size());
+  for (auto& [id, score] : hit_ids) {
+    Match m;
+    m.id = std::move(id);
+    m.score = score;
+    if (req.include_values || req.include_metadata) {
+      ASSIGN_OR_RETURN(std::optional<StoredRecord> stored, store_->Get(c->meta().id, req.ns, m.id));
+      if (!stored) continue;  // Deleted since the search: leave it out.
+      if (req.include_values) {
+        m.values = std::move(stored->record.values);
+        m.sparse = std::move(stored->record.sparse);
+      }
+      if (req.include_metadata) {
+        m.metadata = std::move(stored->record.metadata);
+        m.text = std::move(stored->record.text);
+      }
+    }
+    out.matches.push_back(std::move(m));
+  }
+  return out;
+}
+
+
+}  // namespace quiver::server
