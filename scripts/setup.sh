@@ -9,7 +9,7 @@ packages=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  libopenblas-dev libomp-dev
+  libopenblas-dev libomp-dev libicu-dev
 )
 if [[ "${QUIVER_SETUP_BENCH_PEERS:-1}" == "1" ]]; then
   packages+=(libhnswlib-dev libfaiss-dev)
