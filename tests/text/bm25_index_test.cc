@@ -1,0 +1,98 @@
+#include "text/bm25_index.h"
+
+#include <cmath>
+#include <random>
+
+#include "gtest/gtest.h"
+
+namespace quiver::text {
+namespace {
+
+using Terms = std::vector<std::string>;
+
+// Three documents, worked out by hand with k1 = 1.2, b = 0.75:
+//   d1 = "a b", d2 = "a c c c", d3 = "b b"; N = 3, avg length = 8/3.
+TEST(Bm25IndexTest, ScoresMatchAHandComputedExample) {
+  Bm25Index index({.k1 = 1.2f, .b = 0.75f});
+  index.Upsert(1, {"a", "b"});
+  index.Upsert(2, {"a", "c", "c", "c"});
+  index.Upsert(3, {"b", "b"});
+  auto bm25 = [](double tf, double df, double len) {
+    const double idf = std::log(1 + (3 - df + 0.5) / (df + 0.5));
+    return idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / (8.0 / 3)));
+  };
+  auto hits = index.SearchExhaustive({"a", "c"}, 10);
+  ASSERT_EQ(hits.size(), 2u);
+  EXPECT_EQ(hits[0].doc, 2u);
+  EXPECT_NEAR(hits[0].score, bm25(1, 2, 4) + bm25(3, 1, 4), 1e-5);
+  EXPECT_EQ(hits[1].doc, 1u);
+  EXPECT_NEAR(hits[1].score, bm25(1, 2, 2), 1e-5);
+  // A term repeated in the query counts twice.
+  auto twice = index.SearchExhaustive({"b", "b"}, 1);
+  EXPECT_NEAR(twice[0].score, 2 * bm25(2, 2, 2), 1e-5);
+  EXPECT_TRUE(index.Search({"zzz"}, 5).empty());
+}
+
+TEST(Bm25IndexTest, StatisticsStayExactAcrossUpdatesAndDeletes) {
+  Bm25Index index;
+  index.Upsert(1, {"x", "y", "y"});
+  index.Upsert(2, {"y", "z"});
+  EXPECT_EQ(index.doc_count(), 2u);
+  EXPECT_EQ(index.total_length(), 5u);
+  EXPECT_EQ(index.doc_frequency("y"), 2u);
+  index.Upsert(1, {"z"});  // Replace.
+  EXPECT_EQ(index.doc_count(), 2u);
+  EXPECT_EQ(index.total_length(), 3u);
+  EXPECT_EQ(index.doc_frequency("y"), 1u);
+  EXPECT_EQ(index.doc_frequency("x"), 0u);
+  EXPECT_EQ(index.doc_frequency("z"), 2u);
+  EXPECT_TRUE(index.Remove(2));
+  EXPECT_FALSE(index.Remove(2));
+  EXPECT_EQ(index.doc_count(), 1u);
+  EXPECT_EQ(index.total_length(), 1u);
+  EXPECT_EQ(index.term_count(), 1u);
+  // Same scores as an index built from scratch with the final documents.
+  Bm25Index fresh;
+  fresh.Upsert(1, {"z"});
+  EXPECT_EQ(index.Search({"z"}, 1)[0].score, fresh.Search({"z"}, 1)[0].score);
+}
+
+// MaxScore pruning must return exactly the exhaustive top k.
+TEST(Bm25IndexTest, PrunedSearchEqualsExhaustiveSearch) {
+  std::mt19937 rng(5);
+  // Zipf-like vocabulary: frequent and rare terms.
+  std::vector<std::string> vocab;
+  for (int i = 0; i < 400; ++i) vocab.push_back("t" + std::to_string(i));
+  std::vector<double> weights;
+  for (int i = 0; i < 400; ++i) weights.push_back(1.0 / (i + 1));
+  std::discrete_distribution<int> pick(weights.begin(), weights.end());
+  Bm25Index index;
+  for (uint64_t d = 0; d < 3000; ++d) {
+    Terms doc;
+    const int len = 5 + static_cast<int>(rng() % 60);
+    for (int k = 0; k < len; ++k) doc.push_back(vocab[pick(rng)]);
+    index.Upsert(d * 3, doc);  // Sparse, increasing labels.
+  }
+  for (uint64_t d = 0; d < 3000; d += 7) index.Remove(d * 3);
+  std::function<bool(uint64_t)> even = [](uint64_t doc) { return doc % 2 == 0; };
+  for (int q = 0; q < 200; ++q) {
+    Terms query;
+    const int len = 1 + static_cast<int>(rng() % 6);
+    for (int k = 0; k < len; ++k) query.push_back(vocab[pick(rng)]);
+    for (size_t k : {1, 10, 100}) {
+      const std::function<bool(uint64_t)>* filters[] = {nullptr, &even};
+      for (const auto* filter : filters) {
+        auto pruned = index.Search(query, k, filter);
+        auto exact = index.SearchExhaustive(query, k, filter);
+        ASSERT_EQ(pruned.size(), exact.size());
+        for (size_t i = 0; i < exact.size(); ++i) {
+          EXPECT_EQ(pruned[i].doc, exact[i].doc) << "query " << q << " k " << k << " rank " << i;
+          EXPECT_FLOAT_EQ(pruned[i].score, exact[i].score);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace quiver::text
