@@ -35,6 +35,7 @@ Commands:
   info                                     version, limits, settings
   collections create NAME --dimension=N [--metric=cosine|dot|l2]
                      [--index=flat|hnsw [--m=16 --ef-construction=200 --ef-search=64]]
+                     [--text-analyzer=standard|english|cjk]   (enables BM25 text search)
   collections list
   collections get NAME
   collections delete NAME
@@ -42,7 +43,7 @@ Commands:
                                [--resume] [--progress=auto|always|never]
       Each line is a record: {"id": "a", "values": [...], "metadata": {...},
       "sparse_values": {"indices": [...], "values": [...]}, "text": "..."}
-  query COLLECTION (--vector='[0.1, ...]' | --id=ID) [--top-k=10] [--filter=JSON]
+  query COLLECTION (--vector='[0.1, ...]' | --id=ID | --text=WORDS) [--top-k=10] [--filter=JSON]
                    [--namespace=NS] [--include-values] [--include-metadata] [--explain]
                    [--ef-search=N] [--exact]
   fetch COLLECTION ID... [--namespace=NS]
@@ -58,7 +59,7 @@ const std::set<std::string> kKnownOptions = {
     "addr", "json", "timeout", "help", "dimension", "metric", "index", "namespace", "batch",
     "parallel", "resume", "progress", "vector", "id", "top-k", "filter", "include-values",
     "include-metadata", "explain", "exact", "values", "set-metadata", "text", "all", "prefix",
-    "limit", "token", "m", "ef-construction", "ef-search"};
+    "limit", "token", "m", "ef-construction", "ef-search", "text-analyzer"};
 
 const std::set<std::string> kBooleans = {"json", "resume", "include-values", "include-metadata",
                                          "explain", "all", "help", "exact"};
@@ -272,6 +273,10 @@ class Cli {
       else if (metric == "dot") c->set_metric(v1::METRIC_DOT);
       else if (metric == "l2" || metric == "euclidean") c->set_metric(v1::METRIC_L2);
       else return Usage("--metric must be cosine, dot or l2");
+      if (args_.Has("text-analyzer")) {
+        c->mutable_text()->set_enabled(true);
+        c->mutable_text()->set_analyzer(args_.Get("text-analyzer"));
+      }
       const std::string index = args_.Get("index", "flat");
       if (index == "hnsw") {
         auto* h = c->mutable_index()->mutable_hnsw();
@@ -358,7 +363,10 @@ class Cli {
     auto top_k = args_.GetInt("top-k", 10, 1, 1 << 30);
     if (!top_k.ok()) return Usage(std::string(top_k.status().message()));
     req.set_top_k(static_cast<uint32_t>(*top_k));
-    if (args_.Has("vector") == args_.Has("id")) return Usage("give exactly one of --vector or --id");
+    if (args_.Has("vector") + args_.Has("id") + args_.Has("text") != 1) {
+      return Usage("give exactly one of --vector, --id or --text");
+    }
+    req.set_text(args_.Get("text"));
     if (args_.Has("vector") && !FloatsOption("vector", req.mutable_vector())) return 2;
     req.set_id(args_.Get("id"));
     bool has_filter;

@@ -2,6 +2,7 @@
 
 #include "ann/flat_index.h"
 #include "ann/hnsw.h"
+#include "common/status_macros.h"
 
 namespace quiver::server {
 
@@ -27,11 +28,41 @@ std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& conf
   return std::make_unique<ann::FlatIndex>(config.dimension, ToAnnMetric(config.metric));
 }
 
+Collection::Collection(storage::CollectionMeta meta) : meta_(std::move(meta)) {
+  if (meta_.config.text.enabled) {
+    auto a = text::Analyzer::Named(meta_.config.text.analyzer);
+    // The catalog only holds validated configs.
+    QUIVER_CHECK(a.ok());
+    analyzer_ = *std::move(a);
+  }
+}
+
+std::string_view Collection::TextOf(const storage::Record& record) const {
+  const std::string& field = config().text.text_field;
+  if (field.empty()) return record.text;
+  auto it = record.metadata.find(field);
+  if (it == record.metadata.end()) return {};
+  const std::string* s = std::get_if<std::string>(&it->second);
+  return s == nullptr ? std::string_view() : std::string_view(*s);
+}
+
+void Collection::IndexText(NamespaceState* state, uint64_t label, const storage::Record& record) {
+  if (state->bm25 == nullptr) return;
+  // Record text and string metadata are valid UTF-8 (checked at the edge),
+  // so analysis cannot fail here.
+  auto terms = analyzer_->Analyze(TextOf(record));
+  state->bm25->Upsert(label, terms.ok() ? *terms : std::vector<std::string>{});
+}
+
 NamespaceState* Collection::GetOrCreate(std::string_view ns) {
   auto it = namespaces_.find(ns);
   if (it == namespaces_.end()) {
     auto state = std::make_unique<NamespaceState>();
     state->index = NewIndex(config());
+    if (analyzer_) {
+      state->bm25 = std::make_unique<text::Bm25Index>(
+          text::Bm25Params{config().text.bm25_k1, config().text.bm25_b});
+    }
     it = namespaces_.emplace(std::string(ns), std::move(state)).first;
   }
   return it->second.get();
@@ -42,17 +73,19 @@ void Collection::ApplyPut(NamespaceState* state, uint64_t label, storage::Record
   if (!inserted && it->second != label) {
     state->index->Remove(it->second);
     if (state->catchup != nullptr) state->catchup->Remove(it->second);
+    if (state->bm25 != nullptr) state->bm25->Remove(it->second);
     state->entries.erase(it->second);
     it->second = label;
   }
   if (!state->index->concurrent_writes()) state->index->Upsert(label, record.values);
+  IndexText(state, label, record);
   state->entries[label] = NamespaceState::Entry{std::move(record.id), std::move(record.metadata)};
 }
 
-void Collection::ApplyMetadata(NamespaceState* state, uint64_t label,
-                               storage::Metadata metadata) {
+void Collection::ApplyFields(NamespaceState* state, uint64_t label, storage::Record record) {
+  IndexText(state, label, record);
   auto it = state->entries.find(label);
-  if (it != state->entries.end()) it->second.metadata = std::move(metadata);
+  if (it != state->entries.end()) it->second.metadata = std::move(record.metadata);
 }
 
 void Collection::ApplyDelete(std::string_view ns, std::string_view id) {
@@ -63,6 +96,7 @@ void Collection::ApplyDelete(std::string_view ns, std::string_view id) {
   if (idit == state.internal_of.end()) return;
   state.index->Remove(idit->second);
   if (state.catchup != nullptr) state.catchup->Remove(idit->second);
+  if (state.bm25 != nullptr) state.bm25->Remove(idit->second);
   state.entries.erase(idit->second);
   state.internal_of.erase(idit);
   if (state.entries.empty()) namespaces_.erase(it);

@@ -16,6 +16,8 @@
 #include "absl/synchronization/mutex.h"
 #include "ann/distance.h"
 #include "ann/flat_index.h"
+#include "text/analyzer.h"
+#include "text/bm25_index.h"
 #include "ann/vector_index.h"
 #include "common/strings.h"
 #include "storage/collection_config.h"
@@ -33,6 +35,9 @@ struct NamespaceState {
   // does not hold yet. Searched exactly (and merged) until a background task
   // has moved them all into the graph; then null.
   std::unique_ptr<ann::FlatIndex> catchup;
+  // BM25 over each record's text (collections with text enabled), rebuilt
+  // from the records at start-up.
+  std::unique_ptr<text::Bm25Index> bm25;
   absl::flat_hash_map<std::string, uint64_t, StringHash, StringEq> internal_of;  // id -> label.
   absl::flat_hash_map<uint64_t, Entry> entries;  // Internal id -> record facts.
   // Vectors inserted since the index was last checkpointed (HNSW only).
@@ -50,7 +55,7 @@ std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& conf
 // labels the maps do not know yet. Readers take mu shared.
 class Collection {
  public:
-  explicit Collection(storage::CollectionMeta meta) : meta_(std::move(meta)) {}
+  explicit Collection(storage::CollectionMeta meta);
 
   const storage::CollectionMeta& meta() const { return meta_; }
   const storage::CollectionConfig& config() const { return meta_.config; }
@@ -68,9 +73,12 @@ class Collection {
   // index gets it here.
   void ApplyPut(NamespaceState* state, uint64_t label, storage::Record record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // Replaces only the metadata of an existing record.
-  void ApplyMetadata(NamespaceState* state, uint64_t label, storage::Metadata metadata)
+  // Replaces the metadata and text of an existing record whose vector is
+  // unchanged (re-indexing its text).
+  void ApplyFields(NamespaceState* state, uint64_t label, storage::Record record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Null unless the collection has text enabled.
+  const text::Analyzer* analyzer() const { return analyzer_ ? &*analyzer_ : nullptr; }
   // Removes a record; drops the namespace when it empties.
   void ApplyDelete(std::string_view ns, std::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void ApplyDeleteNamespace(std::string_view ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -86,7 +94,14 @@ class Collection {
   uint64_t record_count() const ABSL_SHARED_LOCKS_REQUIRED(mu);
 
  private:
+  // The text to index for `record`: its text, or the configured metadata
+  // field when that is a string.
+  std::string_view TextOf(const storage::Record& record) const;
+  void IndexText(NamespaceState* state, uint64_t label, const storage::Record& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
   const storage::CollectionMeta meta_;
+  std::optional<text::Analyzer> analyzer_;  // Set when text is enabled.
   std::map<std::string, std::unique_ptr<NamespaceState>, std::less<>> namespaces_
       ABSL_GUARDED_BY(mu);
 };

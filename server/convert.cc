@@ -2,6 +2,7 @@
 
 #include "common/strings.h"
 #include "common/status_macros.h"
+#include "text/analyzer.h"
 
 namespace quiver::server {
 
@@ -73,8 +74,16 @@ absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionCo
     c.index = storage::IndexKind::kFlat;
   }
   if (proto.text().enabled()) {
-    return absl::UnimplementedError(
-        "BM25 text search is not built yet; create the collection without text.enabled");
+    const v1::TextConfig& t = proto.text();
+    c.text.enabled = true;
+    if (!t.analyzer().empty()) c.text.analyzer = t.analyzer();
+    RETURN_IF_ERROR(text::Analyzer::Named(c.text.analyzer).status());
+    // Both zero means "the defaults" (k1 = 0.9, b = 0.4, as Anserini).
+    if (t.bm25_k1() != 0 || t.bm25_b() != 0) {
+      c.text.bm25_k1 = t.bm25_k1();
+      c.text.bm25_b = t.bm25_b();
+    }
+    c.text.text_field = t.text_field();
   }
   if (!proto.embedding().model().empty()) {
     return absl::UnimplementedError(

@@ -401,7 +401,7 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
     ApplyWrites(*c, ns, {stored->internal_id}, std::move(one));
   } else {
     absl::MutexLock l(&c->mu);
-    c->ApplyMetadata(c->FindNamespace(ns), *internal, std::move(r.metadata));
+    c->ApplyFields(c->FindNamespace(ns), *internal, std::move(r));
   }
   return absl::OkStatus();
 }

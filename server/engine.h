@@ -94,8 +94,9 @@ struct StatsResult {
 struct QueryRequest {
   std::string ns;
   uint32_t top_k = 0;
-  std::vector<float> vector;  // Either a vector ...
-  std::string id;             // ... or the id of a stored record.
+  std::vector<float> vector;  // Either a vector,
+  std::string id;             // the id of a stored record,
+  std::string text;           // or text for BM25 (collections with text enabled).
   std::optional<Json> filter;
   bool include_values = false;
   bool include_metadata = false;
@@ -185,6 +186,16 @@ class Engine {
   static double EstimateSelectivity(const NamespaceState& state, const storage::Filter& filter);
   static std::vector<ann::Hit> MergeHits(std::vector<ann::Hit> a, const std::vector<ann::Hit>& b,
                                          size_t top_k);
+  // Dense search (graph, exact scan or catch-up merge) for Query.
+  // REQUIRES: c.mu held shared.
+  absl::Status SearchVectors(const Collection& c, const NamespaceState& state,
+                             const QueryRequest& req, const storage::Filter& filter,
+                             QueryResult* out, std::vector<std::pair<std::string, float>>* hits);
+  // Turns (id, score) hits into matches, reading values and metadata from
+  // the store when asked for.
+  absl::StatusOr<QueryResult> FillMatches(const Collection& c, const QueryRequest& req,
+                                          std::vector<std::pair<std::string, float>> hits,
+                                          QueryResult out);
   // Moves records written after a checkpoint into their HNSW graphs, a
   // chunk at a time, until done or stopping_.
   void CatchUp();

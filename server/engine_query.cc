@@ -49,8 +49,23 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
     return absl::InvalidArgumentError(StrCat("top_k is ", req.top_k, "; it must be in 1..",
                                                    options_.limits.max_top_k));
   }
-  if (req.vector.empty() == req.id.empty()) {
-    return absl::InvalidArgumentError("a query needs exactly one of vector or id");
+  if (!req.vector.empty() + !req.id.empty() + !req.text.empty() != 1) {
+    return absl::InvalidArgumentError(
+        "a query needs exactly one of vector, id or text (hybrid queries are not built yet)");
+  }
+  std::vector<std::string> text_terms;
+  if (!req.text.empty()) {
+    if (c->analyzer() == nullptr) {
+      return absl::FailedPreconditionError(StrCat(
+          "collection ", Quoted(config.name),
+          " has no text index; create it with text.enabled to query by text"));
+    }
+    if (req.text.size() > options_.limits.max_text_bytes) {
+      return absl::InvalidArgumentError(StrCat("query text is ", req.text.size(),
+                                               " bytes; the limit is ",
+                                               options_.limits.max_text_bytes));
+    }
+    ASSIGN_OR_RETURN(text_terms, c->analyzer()->Analyze(req.text));
   }
   if (!req.vector.empty()) RETURN_IF_ERROR(ValidateDense(config, "query vector", req.vector));
   if (req.ef_search > 10000) {
@@ -63,7 +78,6 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
   }
 
   QueryResult out;
-  std::vector<ann::Hit> hits;
   std::vector<std::pair<std::string, float>> hit_ids;  // Known records, best first.
   {
     absl::ReaderMutexLock l(&c->mu);
@@ -75,6 +89,34 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
       }
       return out;
     }
+    if (!req.text.empty()) {
+      // BM25 over the namespace's text index (MaxScore-pruned, exact).
+      std::function<bool(uint64_t)> keep = [&](uint64_t label) {
+        auto it = state->entries.find(label);
+        return it != state->entries.end() && filter.Matches(it->second.metadata);
+      };
+      for (const text::ScoredDoc& d :
+           state->bm25->Search(text_terms, req.top_k, filter.MatchesAll() ? nullptr : &keep)) {
+        auto it = state->entries.find(d.doc);
+        if (it != state->entries.end()) hit_ids.emplace_back(it->second.id, d.score);
+      }
+      out.scanned_count = state->bm25->doc_count();
+    } else {
+      RETURN_IF_ERROR(SearchVectors(*c, *state, req, filter, &out, &hit_ids));
+    }
+  }
+  return FillMatches(*c, req, std::move(hit_ids), std::move(out));
+}
+
+absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& state_ref,
+                                   const QueryRequest& req, const storage::Filter& filter,
+                                   QueryResult* result,
+                                   std::vector<std::pair<std::string, float>>* hit_ids_out) {
+  const NamespaceState* state = &state_ref;
+  QueryResult& out = *result;
+  std::vector<std::pair<std::string, float>>& hit_ids = *hit_ids_out;
+  std::vector<ann::Hit> hits;
+  {
     ann::LabelFilter known = [&](uint64_t label) { return state->entries.contains(label); };
     std::vector<float> query = req.vector;
     if (!req.id.empty()) {
@@ -83,7 +125,7 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
                                                 " does not exist in namespace ", Quoted(req.ns)));
       }
       ASSIGN_OR_RETURN(std::optional<StoredRecord> stored,
-                       store_->Get(c->meta().id, req.ns, req.id));
+                       store_->Get(c.meta().id, req.ns, req.id));
       if (!stored) return absl::InternalError("record is indexed but missing from the store");
       query = std::move(stored->record.values);
     }
@@ -122,13 +164,19 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
     }
     out.scanned_count = out.exact ? index.size() : 0;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<QueryResult> Engine::FillMatches(const Collection& c, const QueryRequest& req,
+                                                std::vector<std::pair<std::string, float>> hit_ids,
+                                                QueryResult out) {
   out.matches.reserve(hit_ids.size());
   for (auto& [id, score] : hit_ids) {
     Match m;
     m.id = std::move(id);
     m.score = score;
     if (req.include_values || req.include_metadata) {
-      ASSIGN_OR_RETURN(std::optional<StoredRecord> stored, store_->Get(c->meta().id, req.ns, m.id));
+      ASSIGN_OR_RETURN(std::optional<StoredRecord> stored, store_->Get(c.meta().id, req.ns, m.id));
       if (!stored) continue;  // Deleted since the search: leave it out.
       if (req.include_values) {
         m.values = std::move(stored->record.values);

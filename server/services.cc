@@ -159,10 +159,6 @@ grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* 
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                         "sparse vector search is not built yet; query with vector or id");
   }
-  if (!req->text().empty()) {
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "text (BM25) search is not built yet; query with vector or id");
-  }
   if (req->has_hybrid()) {
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                         "hybrid search is not built yet; query with vector or id");
@@ -172,6 +168,7 @@ grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* 
   q.top_k = req->top_k();
   q.vector.assign(req->vector().begin(), req->vector().end());
   q.id = req->id();
+  q.text = req->text();
   if (req->has_filter()) q.filter = StructToJson(req->filter());
   q.include_values = req->include_values();
   q.include_metadata = req->include_metadata();
@@ -192,7 +189,7 @@ grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* 
     out->set_text(m.text);
     if (req->explain()) {
       v1::ScoreComponent* c = out->add_explanation();
-      c->set_source("dense");
+      c->set_source(req->text().empty() ? "dense" : "text");
       c->set_rank(++rank);
       c->set_score(m.score);
     }

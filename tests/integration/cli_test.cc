@@ -131,6 +131,20 @@ TEST_F(CliTest, HnswCollectionThroughTheCli) {
             2);
 }
 
+TEST_F(CliTest, TextSearchThroughTheCli) {
+  std::string out;
+  ASSERT_EQ(Cli({"collections", "create", "n", "--dimension=2", "--text-analyzer=english"}, &out), 0)
+      << out;
+  const std::string file = WriteFile(
+      "n.jsonl",
+      "{\"id\": \"x\", \"values\": [1, 0], \"text\": \"Indexing vectors quickly\"}\n"
+      "{\"id\": \"y\", \"values\": [0, 1], \"text\": \"Cooking pasta\"}\n");
+  ASSERT_EQ(Cli({"import", "n", file}, &out), 0) << out;
+  ASSERT_EQ(Cli({"query", "n", "--text=vector index", "--top-k=5"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("x "));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("y ")));
+}
+
 TEST_F(CliTest, UsageErrorsExitWithTwo) {
   std::string out;
   EXPECT_EQ(Cli({"frobnicate"}, &out), 2);

@@ -246,16 +246,60 @@ TEST_F(ServerTest, UnbuiltEnginesAnswerUnimplementedWithAReason) {
   v1::QueryRequest q;
   q.set_collection("docs");
   q.set_top_k(1);
-  q.set_text("hello");
+  q.mutable_sparse_vector()->add_indices(1);
+  q.mutable_sparse_vector()->add_values(1);
   v1::QueryResponse qr;
   EXPECT_EQ(Query(q, &qr).error_code(), grpc::UNIMPLEMENTED);
   v1::CreateCollectionRequest cc;
-  cc.mutable_config()->set_name("t");
+  cc.mutable_config()->set_name("e");
   cc.mutable_config()->set_dimension(4);
-  cc.mutable_config()->mutable_text()->set_enabled(true);
+  cc.mutable_config()->mutable_embedding()->set_model("minilm");
   v1::CreateCollectionResponse ccr;
   grpc::ClientContext c4;
   EXPECT_EQ(collections_->Create(&c4, cc, &ccr).error_code(), grpc::UNIMPLEMENTED);
+}
+
+TEST_F(ServerTest, TextQueriesUseBm25OnTextEnabledCollections) {
+  v1::QueryRequest q;
+  q.set_collection("docs");
+  q.set_top_k(3);
+  q.set_text("hello");
+  v1::QueryResponse qr;
+  EXPECT_EQ(Query(q, &qr).error_code(), grpc::FAILED_PRECONDITION);  // No text index.
+
+  v1::CreateCollectionRequest cc;
+  cc.mutable_config()->set_name("notes");
+  cc.mutable_config()->set_dimension(2);
+  cc.mutable_config()->mutable_text()->set_enabled(true);
+  cc.mutable_config()->mutable_text()->set_analyzer("english");
+  v1::CreateCollectionResponse ccr;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(collections_->Create(&ctx, cc, &ccr).ok());
+  }
+  EXPECT_EQ(ccr.collection().config().text().analyzer(), "english");
+  EXPECT_FLOAT_EQ(ccr.collection().config().text().bm25_k1(), 0.9f);
+  auto rec = [](const std::string& id, const std::string& text) {
+    v1::Record r = Rec(id, {1, 1});
+    r.set_text(text);
+    return r;
+  };
+  ASSERT_TRUE(Upsert({rec("a", "Running databases on servers"), rec("b", "A server runs"),
+                      rec("c", "벡터 데이터베이스 서버"), rec("d", "unrelated words")},
+                     "notes")
+                  .ok());
+  q.set_collection("notes");
+  q.set_text("database server");
+  q.set_explain(true);
+  ASSERT_TRUE(Query(q, &qr).ok());
+  ASSERT_GE(qr.matches_size(), 2);
+  EXPECT_EQ(qr.matches(0).id(), "a");  // Both stemmed terms.
+  EXPECT_EQ(qr.matches(0).explanation(0).source(), "text");
+  q.set_text("데이터베이스");
+  qr.Clear();
+  ASSERT_TRUE(Query(q, &qr).ok());
+  ASSERT_EQ(qr.matches_size(), 1);
+  EXPECT_EQ(qr.matches(0).id(), "c");
 }
 
 // Calls a unary method by name with raw bytes (for services whose generated

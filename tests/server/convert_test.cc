@@ -51,7 +51,19 @@ TEST(ConvertTest, IndexSettingsAndUnbuiltEngines) {
   EXPECT_THAT(ConfigFromProto(hnsw), StatusIs(absl::StatusCode::kInvalidArgument));
   v1::CollectionConfig text = c;
   text.mutable_text()->set_enabled(true);
-  EXPECT_THAT(ConfigFromProto(text), StatusIs(absl::StatusCode::kUnimplemented));
+  auto t = ConfigFromProto(text);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->text.analyzer, "standard");
+  EXPECT_FLOAT_EQ(t->text.bm25_k1, 0.9f);  // Both zero: the defaults.
+  EXPECT_FLOAT_EQ(t->text.bm25_b, 0.4f);
+  text.mutable_text()->set_analyzer("klingon");
+  EXPECT_THAT(ConfigFromProto(text), StatusIs(absl::StatusCode::kInvalidArgument));
+  text.mutable_text()->set_analyzer("english");
+  text.mutable_text()->set_bm25_b(2);
+  EXPECT_THAT(ConfigFromProto(text), StatusIs(absl::StatusCode::kInvalidArgument));
+  v1::CollectionConfig embedding = c;
+  embedding.mutable_embedding()->set_model("minilm");
+  EXPECT_THAT(ConfigFromProto(embedding), StatusIs(absl::StatusCode::kUnimplemented));
   v1::CollectionConfig bad = c;
   bad.set_metric(static_cast<v1::Metric>(42));
   EXPECT_THAT(ConfigFromProto(bad), StatusIs(absl::StatusCode::kInvalidArgument));

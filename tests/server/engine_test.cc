@@ -558,3 +558,82 @@ TEST_F(HnswEngineTest, DeletingMostRecordsCompactsTheGraph) {
 
 }  // namespace
 }  // namespace quiver::server
+
+namespace quiver::server {
+namespace {
+
+class TextEngineTest : public ::testing::Test {
+ protected:
+  void Open() {
+    engine_.reset();
+    EngineOptions o;
+    o.store.path = dir_.path() + "/data";
+    auto e = Engine::Open(o);
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine_ = *std::move(e);
+  }
+  void SetUp() override {
+    Open();
+    storage::CollectionConfig c;
+    c.name = "t";
+    c.dimension = 2;
+    c.text.enabled = true;
+    c.text.analyzer = "english";
+    QUIVER_ASSERT_OK(engine_->CreateCollection(c));
+  }
+  std::vector<std::string> Ids(const std::string& text, const char* filter = nullptr) {
+    QueryRequest q;
+    q.text = text;
+    q.top_k = 10;
+    if (filter != nullptr) q.filter = *ParseJson(filter);
+    auto r = engine_->Query("t", q);
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::vector<std::string> ids;
+    if (r.ok()) {
+      for (const Match& m : r->matches) ids.push_back(m.id);
+    }
+    return ids;
+  }
+  storage::Record Doc(const std::string& id, const std::string& text, const char* md = "{}") {
+    storage::Record r;
+    r.id = id;
+    r.values = {1, 0};
+    r.text = text;
+    r.metadata = *storage::MetadataFromJson(*ParseJson(md));
+    return r;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(TextEngineTest, Bm25FollowsUpsertsUpdatesDeletesAndRestarts) {
+  ASSERT_TRUE(engine_->Upsert("t", "", {Doc("a", "vector databases index embeddings", R"({"y": 1})"),
+                                        Doc("b", "a database of recipes", R"({"y": 2})"),
+                                        Doc("c", "embedding models for text")})
+                  .ok());
+  EXPECT_EQ(Ids("database"), std::vector<std::string>({"b", "a"}));  // Shorter doc first.
+  EXPECT_EQ(Ids("database", R"({"y": 1})"), std::vector<std::string>({"a"}));
+  EXPECT_EQ(Ids("embedding"), std::vector<std::string>({"c", "a"}));
+  // Text changes without a vector change re-index the record.
+  UpdateSpec u;
+  u.id = "b";
+  u.text = "cooking recipes";
+  ASSERT_TRUE(engine_->Update("t", "", u).ok());
+  EXPECT_EQ(Ids("database"), std::vector<std::string>({"a"}));
+  ASSERT_TRUE(engine_->Upsert("t", "", {Doc("c", "nothing relevant")}).ok());
+  EXPECT_EQ(Ids("embedding"), std::vector<std::string>({"a"}));
+  EXPECT_EQ(*engine_->DeleteIds("t", "", {"a"}), 1u);
+  EXPECT_TRUE(Ids("embedding").empty());
+  Open();  // Rebuilt from the records.
+  EXPECT_EQ(Ids("recipes"), std::vector<std::string>({"b"}));
+  EXPECT_TRUE(Ids("database").empty());
+  QueryRequest bad;
+  bad.text = "x";
+  bad.vector = {1, 0};
+  bad.top_k = 1;
+  EXPECT_THAT(engine_->Query("t", bad), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace quiver::server
