@@ -1,6 +1,7 @@
 #include "ann/top_k.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace quiver::ann {
 namespace {
@@ -23,6 +24,10 @@ void TopK::Push(uint64_t label, float score) {
     heap_.back() = h;
     std::push_heap(heap_.begin(), heap_.end(), WorseFirst);
   }
+}
+
+float TopK::threshold() const {
+  return heap_.size() < k_ ? -std::numeric_limits<float>::infinity() : heap_.front().score;
 }
 
 std::vector<Hit> TopK::Take() {

@@ -42,6 +42,9 @@ class TopK {
   // Best first. Leaves the collector empty.
   std::vector<Hit> Take();
   size_t k() const { return k_; }
+  // While full, a hit scoring below this cannot enter (an equal score can,
+  // with a smaller label); -infinity until k hits are kept.
+  float threshold() const;
 
  private:
   size_t k_;

@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
     auto j = quiver::ParseJson(line);
     auto terms = analyzer->Analyze(j->Find("text")->as_string());
     for (const auto& hit : index.Search(*terms, 1000)) {
-      run[j->Find("_id")->as_string()].push_back(doc_ids[hit.doc]);
+      run[j->Find("_id")->as_string()].push_back(doc_ids[hit.label]);
     }
   }
   const auto [map, p30] = Evaluate(qrels, run);

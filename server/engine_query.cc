@@ -97,7 +97,7 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
       };
       for (const text::ScoredDoc& d :
            state->bm25->Search(text_terms, req.top_k, filter.MatchesAll() ? nullptr : &keep)) {
-        auto it = state->entries.find(d.doc);
+        auto it = state->entries.find(d.label);
         if (it != state->entries.end()) hit_ids.emplace_back(it->second.id, d.score);
       }
       out.scanned_count = state->bm25->doc_count();

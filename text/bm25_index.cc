@@ -4,44 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "absl/container/flat_hash_set.h"
-
 namespace quiver::text {
-namespace {
-
-// Keeps the best k; the heap's front is the worst kept document.
-class TopDocs {
- public:
-  explicit TopDocs(size_t k) : k_(k) {}
-  static bool Better(const ScoredDoc& a, const ScoredDoc& b) {
-    return a.score != b.score ? a.score > b.score : a.doc < b.doc;
-  }
-  void Push(uint64_t doc, float score) {
-    const ScoredDoc d{doc, score};
-    if (heap_.size() < k_) {
-      heap_.push_back(d);
-      std::push_heap(heap_.begin(), heap_.end(), Better);
-    } else if (Better(d, heap_.front())) {
-      std::pop_heap(heap_.begin(), heap_.end(), Better);
-      heap_.back() = d;
-      std::push_heap(heap_.begin(), heap_.end(), Better);
-    }
-  }
-  // Scores at or below this cannot enter (while full).
-  float threshold() const {
-    return heap_.size() < k_ ? -std::numeric_limits<float>::infinity() : heap_.front().score;
-  }
-  std::vector<ScoredDoc> Take() {
-    std::sort(heap_.begin(), heap_.end(), Better);
-    return std::move(heap_);
-  }
-
- private:
-  size_t k_;
-  std::vector<ScoredDoc> heap_;
-};
-
-}  // namespace
 
 void Bm25Index::Upsert(uint64_t doc, const std::vector<std::string>& terms) {
   Remove(doc);
@@ -126,7 +89,7 @@ std::vector<ScoredDoc> Bm25Index::SearchExhaustive(const std::vector<std::string
   for (const QueryTerm& t : Resolve(query)) {
     for (const Posting& p : *t.postings) acc[p.doc] += TermScore(t, p.tf, doc_len_.at(p.doc));
   }
-  TopDocs top(top_k);
+  ann::TopK top(top_k);
   for (const auto& [doc, score] : acc) {
     if (keep == nullptr || (*keep)(doc)) top.Push(doc, score);
   }
@@ -144,7 +107,7 @@ std::vector<ScoredDoc> Bm25Index::Search(const std::vector<std::string>& query, 
   std::vector<float> prefix_bound(n + 1, 0);  // prefix_bound[i] = sum of bounds of terms [0, i).
   for (size_t i = 0; i < n; ++i) prefix_bound[i + 1] = prefix_bound[i] + terms[i].max_score;
   std::vector<size_t> cursor(n, 0);
-  TopDocs top(top_k);
+  ann::TopK top(top_k);
   size_t first_essential = 0;
   auto advance_to = [&](size_t i, uint64_t doc) {
     const auto& list = *terms[i].postings;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "ann/top_k.h"
 #include "common/strings.h"
 
 namespace quiver::text {
@@ -28,10 +29,8 @@ struct Bm25Params {
   float b = 0.4f;   // REQUIRES: 0..1.
 };
 
-struct ScoredDoc {
-  uint64_t doc;
-  float score;
-};
+// A scored document: label = the document, score = its BM25 score.
+using ScoredDoc = ann::Hit;
 
 class Bm25Index {
  public:
@@ -45,7 +44,7 @@ class Bm25Index {
 
   // Best `top_k` documents for the query terms (repeated terms count once
   // per occurrence, as in Lucene's BooleanQuery of term clauses), best first,
-  // ties by ascending doc. `keep` (may be null) filters documents.
+  // ties by ascending label. `keep` (may be null) filters documents.
   // Uses MaxScore pruning; SearchExhaustive scores every candidate.
   std::vector<ScoredDoc> Search(const std::vector<std::string>& query, size_t top_k,
                                 const std::function<bool(uint64_t)>* keep = nullptr) const;

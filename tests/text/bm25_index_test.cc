@@ -23,9 +23,9 @@ TEST(Bm25IndexTest, ScoresMatchAHandComputedExample) {
   };
   auto hits = index.SearchExhaustive({"a", "c"}, 10);
   ASSERT_EQ(hits.size(), 2u);
-  EXPECT_EQ(hits[0].doc, 2u);
+  EXPECT_EQ(hits[0].label, 2u);
   EXPECT_NEAR(hits[0].score, bm25(1, 2, 4) + bm25(3, 1, 4), 1e-5);
-  EXPECT_EQ(hits[1].doc, 1u);
+  EXPECT_EQ(hits[1].label, 1u);
   EXPECT_NEAR(hits[1].score, bm25(1, 2, 2), 1e-5);
   // A term repeated in the query counts twice.
   auto twice = index.SearchExhaustive({"b", "b"}, 1);
@@ -86,7 +86,7 @@ TEST(Bm25IndexTest, PrunedSearchEqualsExhaustiveSearch) {
         auto exact = index.SearchExhaustive(query, k, filter);
         ASSERT_EQ(pruned.size(), exact.size());
         for (size_t i = 0; i < exact.size(); ++i) {
-          EXPECT_EQ(pruned[i].doc, exact[i].doc) << "query " << q << " k " << k << " rank " << i;
+          EXPECT_EQ(pruned[i].label, exact[i].label) << "query " << q << " k " << k << " rank " << i;
           EXPECT_FLOAT_EQ(pruned[i].score, exact[i].score);
         }
       }
