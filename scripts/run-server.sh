@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 QUIVER_BUILD_TYPE=${QUIVER_BUILD_TYPE:-Release} scripts/build.sh -DQUIVER_BUILD_TESTS=OFF -DQUIVER_BUILD_BENCH=OFF
-exec build/server/quiverd "$@"
+exec "${QUIVER_BUILD_DIR:-build}/server/quiverd" "$@"
