@@ -12,8 +12,12 @@ void Bm25Index::Upsert(uint64_t doc, const std::vector<std::string>& terms) {
   for (const std::string& t : terms) ++tf[t];
   auto& mine = doc_terms_[doc];
   mine.reserve(tf.size());
+  const uint32_t doc_len = static_cast<uint32_t>(terms.size());
   for (const auto& [term, count] : tf) {
-    auto& list = postings_[term].postings;
+    PostingList& pl = postings_[term];
+    pl.max_tf = std::max(pl.max_tf, count);
+    pl.min_doc_len = std::min(pl.min_doc_len, doc_len);
+    auto& list = pl.postings;
     // Keep doc order: appends are the common case (increasing labels).
     const Posting p{doc, count};
     if (list.empty() || list.back().doc < doc) {
@@ -25,7 +29,7 @@ void Bm25Index::Upsert(uint64_t doc, const std::vector<std::string>& terms) {
     }
     mine.emplace_back(std::string(term), count);
   }
-  doc_len_[doc] = static_cast<uint32_t>(terms.size());
+  doc_len_[doc] = doc_len;
   total_len_ += terms.size();
 }
 
@@ -69,10 +73,12 @@ std::vector<Bm25Index::QueryTerm> Bm25Index::Resolve(const std::vector<std::stri
   for (const auto& [term, weight] : weights) {
     auto it = postings_.find(term);
     if (it == postings_.end()) continue;
-    QueryTerm t{&it->second.postings, Idf(it->second.postings.size()), weight, 0};
-    for (const Posting& p : it->second.postings) {
-      t.max_score = std::max(t.max_score, TermScore(t, p.tf, doc_len_.at(p.doc)));
-    }
+    const PostingList& pl = it->second;
+    QueryTerm t{&pl.postings, Idf(pl.postings.size()), weight, 0};
+    // The score grows with tf and shrinks with document length, so the
+    // largest tf at the shortest length bounds every posting: O(1) per term
+    // instead of a pass over its postings.
+    t.max_score = TermScore(t, pl.max_tf, pl.min_doc_len);
     out.push_back(t);
   }
   // Both searches add term scores in this order, so they agree to the bit.

@@ -63,6 +63,11 @@ class Bm25Index {
   };
   struct PostingList {
     std::vector<Posting> postings;  // Sorted by doc.
+    // For the term's score bound without reading its postings: the largest
+    // tf and the shortest document ever indexed with it. Removals leave them
+    // as they are, which keeps them valid (if looser) bounds.
+    uint32_t max_tf = 0;
+    uint32_t min_doc_len = UINT32_MAX;
   };
   // One query term resolved against the index.
   struct QueryTerm {

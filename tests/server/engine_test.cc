@@ -28,6 +28,16 @@ Record Rec(const std::string& id, std::vector<float> v, const char* md = nullptr
   return r;
 }
 
+// Opens an engine on `path` (a test failure when it cannot).
+std::unique_ptr<Engine> OpenEngine(const std::string& path, uint64_t checkpoint_min = 50000) {
+  EngineOptions o;
+  o.store.path = path;
+  o.checkpoint_min_inserts = checkpoint_min;
+  auto e = Engine::Open(o);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return e.ok() ? *std::move(e) : nullptr;
+}
+
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -40,11 +50,8 @@ class EngineTest : public ::testing::Test {
   }
   void Open() {
     engine_.reset();
-    EngineOptions o;
-    o.store.path = dir_.path() + "/data";
-    auto e = Engine::Open(o);
-    ASSERT_TRUE(e.ok()) << e.status();
-    engine_ = *std::move(e);
+    engine_ = OpenEngine(dir_.path() + "/data");
+    ASSERT_NE(engine_, nullptr);
   }
   QueryRequest Q(std::vector<float> v, uint32_t k = 10) {
     QueryRequest q;
@@ -337,12 +344,8 @@ class HnswEngineTest : public ::testing::Test {
   static constexpr size_t kDim = 16;
   void Open(uint64_t checkpoint_min = 500) {
     engine_.reset();
-    EngineOptions o;
-    o.store.path = dir_.path() + "/data";
-    o.checkpoint_min_inserts = checkpoint_min;
-    auto e = Engine::Open(o);
-    ASSERT_TRUE(e.ok()) << e.status();
-    engine_ = *std::move(e);
+    engine_ = OpenEngine(dir_.path() + "/data", checkpoint_min);
+    ASSERT_NE(engine_, nullptr);
   }
   void SetUp() override {
     Open();
@@ -566,11 +569,8 @@ class TextEngineTest : public ::testing::Test {
  protected:
   void Open() {
     engine_.reset();
-    EngineOptions o;
-    o.store.path = dir_.path() + "/data";
-    auto e = Engine::Open(o);
-    ASSERT_TRUE(e.ok()) << e.status();
-    engine_ = *std::move(e);
+    engine_ = OpenEngine(dir_.path() + "/data");
+    ASSERT_NE(engine_, nullptr);
   }
   void SetUp() override {
     Open();
