@@ -182,4 +182,27 @@ bool IsValidUtf8(std::string_view s) {
   return true;
 }
 
+uint64_t Fingerprint64(std::string_view data) {
+  // 8 bytes per step, each mixed with a multiply-xorshift (the finaliser of
+  // SplitMix64), seeded with the length so prefixes differ.
+  constexpr uint64_t kMul = 0x9E3779B97F4A7C15ull;
+  auto mix = [](uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  uint64_t h = mix(data.size() * kMul + 0x1234567);
+  size_t i = 0;
+  for (; i + 8 <= data.size(); i += 8) {
+    uint64_t w = 0;
+    for (int b = 0; b < 8; ++b) w |= static_cast<uint64_t>(static_cast<uint8_t>(data[i + b])) << (8 * b);
+    h = mix(h ^ (w * kMul)) + kMul;
+  }
+  uint64_t tail = 0;
+  for (size_t b = 0; i + b < data.size(); ++b) {
+    tail |= static_cast<uint64_t>(static_cast<uint8_t>(data[i + b])) << (8 * b);
+  }
+  return mix(h ^ (tail * kMul) ^ 0xFF51AFD7ED558CCDull);
+}
+
 }  // namespace quiver

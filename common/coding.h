@@ -35,6 +35,11 @@ uint32_t Crc32c(std::string_view data);
 // The CRC-32C of A+data given `crc` = Crc32c(A), for data arriving in pieces.
 uint32_t Crc32cExtend(uint32_t crc, std::string_view data);
 
+// A 64-bit fingerprint of `data`, stable across processes and versions (it
+// is stored): equal inputs give equal values, different ones almost surely
+// differ. Not cryptographic.
+uint64_t Fingerprint64(std::string_view data);
+
 // True when `s` is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF).
 bool IsValidUtf8(std::string_view s);
 

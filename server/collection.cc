@@ -2,6 +2,7 @@
 
 #include "ann/flat_index.h"
 #include "ann/hnsw.h"
+#include "common/coding.h"
 #include "common/status_macros.h"
 
 namespace quiver::server {
@@ -48,10 +49,30 @@ std::string_view Collection::TextOf(const storage::Record& record) const {
 
 void Collection::IndexText(NamespaceState* state, uint64_t label, const storage::Record& record) {
   if (state->bm25 == nullptr) return;
+  const std::string_view text = TextOf(record);
+  const uint64_t fingerprint = Fingerprint64(text);
+  uint64_t indexed;
+  const bool present = state->bm25->FindFingerprint(label, &indexed);
+  if (present ? indexed == fingerprint : text.empty()) return;
   // Record text and string metadata are valid UTF-8 (checked at the edge),
   // so analysis cannot fail here.
-  auto terms = analyzer_->Analyze(TextOf(record));
-  state->bm25->Upsert(label, terms.ok() ? *terms : std::vector<std::string>{});
+  auto terms = analyzer_->Analyze(text);
+  state->bm25->Upsert(label, terms.ok() ? *terms : std::vector<std::string>{}, fingerprint);
+  ++state->postings_changes;
+}
+
+void Collection::IndexSparse(NamespaceState* state, uint64_t label, const storage::Record& record) {
+  const storage::SparseVector& v = record.sparse;
+  uint64_t indexed;
+  const bool present = state->sparse->FindFingerprint(label, &indexed);
+  if (present ? indexed == text::SparseIndex::Fingerprint(v.indices, v.values) : v.empty()) return;
+  state->sparse->Upsert(label, v.indices, v.values);
+  ++state->postings_changes;
+}
+
+void Collection::UnindexPostings(NamespaceState* state, uint64_t label) {
+  if (state->bm25 != nullptr) state->postings_changes += state->bm25->Remove(label);
+  state->postings_changes += state->sparse->Remove(label);
 }
 
 NamespaceState* Collection::GetOrCreate(std::string_view ns) {
@@ -59,6 +80,7 @@ NamespaceState* Collection::GetOrCreate(std::string_view ns) {
   if (it == namespaces_.end()) {
     auto state = std::make_unique<NamespaceState>();
     state->index = NewIndex(config());
+    state->sparse = std::make_unique<text::SparseIndex>();
     if (analyzer_) {
       state->bm25 = std::make_unique<text::Bm25Index>(
           text::Bm25Params{config().text.bm25_k1, config().text.bm25_b});
@@ -73,17 +95,19 @@ void Collection::ApplyPut(NamespaceState* state, uint64_t label, storage::Record
   if (!inserted && it->second != label) {
     state->index->Remove(it->second);
     if (state->catchup != nullptr) state->catchup->Remove(it->second);
-    if (state->bm25 != nullptr) state->bm25->Remove(it->second);
+    UnindexPostings(state, it->second);
     state->entries.erase(it->second);
     it->second = label;
   }
   if (!state->index->concurrent_writes()) state->index->Upsert(label, record.values);
   IndexText(state, label, record);
+  IndexSparse(state, label, record);
   state->entries[label] = NamespaceState::Entry{std::move(record.id), std::move(record.metadata)};
 }
 
 void Collection::ApplyFields(NamespaceState* state, uint64_t label, storage::Record record) {
   IndexText(state, label, record);
+  IndexSparse(state, label, record);
   auto it = state->entries.find(label);
   if (it != state->entries.end()) it->second.metadata = std::move(record.metadata);
 }
@@ -96,7 +120,7 @@ void Collection::ApplyDelete(std::string_view ns, std::string_view id) {
   if (idit == state.internal_of.end()) return;
   state.index->Remove(idit->second);
   if (state.catchup != nullptr) state.catchup->Remove(idit->second);
-  if (state.bm25 != nullptr) state.bm25->Remove(idit->second);
+  UnindexPostings(&state, idit->second);
   state.entries.erase(idit->second);
   state.internal_of.erase(idit);
   if (state.entries.empty()) namespaces_.erase(it);

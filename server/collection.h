@@ -18,6 +18,7 @@
 #include "ann/flat_index.h"
 #include "text/analyzer.h"
 #include "text/bm25_index.h"
+#include "text/sparse_index.h"
 #include "ann/vector_index.h"
 #include "common/strings.h"
 #include "storage/collection_config.h"
@@ -35,9 +36,14 @@ struct NamespaceState {
   // does not hold yet. Searched exactly (and merged) until a background task
   // has moved them all into the graph; then null.
   std::unique_ptr<ann::FlatIndex> catchup;
-  // BM25 over each record's text (collections with text enabled), rebuilt
-  // from the records at start-up.
+  // BM25 over each record's text (collections with text enabled) and the
+  // records' sparse vectors. Saved in the store (postings checkpoints); at
+  // start-up loaded and brought up to date with the records.
   std::unique_ptr<text::Bm25Index> bm25;
+  std::unique_ptr<text::SparseIndex> sparse;
+  // Documents (re-)indexed or removed in bm25 and sparse since their last
+  // checkpoint.
+  uint64_t postings_changes = 0;
   absl::flat_hash_map<std::string, uint64_t, StringHash, StringEq> internal_of;  // id -> label.
   absl::flat_hash_map<uint64_t, Entry> entries;  // Internal id -> record facts.
   // Vectors inserted since the index was last checkpointed (HNSW only).
@@ -97,8 +103,15 @@ class Collection {
   // The text to index for `record`: its text, or the configured metadata
   // field when that is a string.
   std::string_view TextOf(const storage::Record& record) const;
+  // (Re-)index the record's text and sparse vector; a label already indexed
+  // with the same content (fingerprint) is left as it is, which makes
+  // loading records over a postings checkpoint cheap.
   void IndexText(NamespaceState* state, uint64_t label, const storage::Record& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void IndexSparse(NamespaceState* state, uint64_t label, const storage::Record& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Removes a label from the postings indexes.
+  static void UnindexPostings(NamespaceState* state, uint64_t label);
 
   const storage::CollectionMeta meta_;
   std::optional<text::Analyzer> analyzer_;  // Set when text is enabled.

@@ -52,6 +52,39 @@ absl::Status CollectionGone(std::string_view name) {
   return absl::NotFoundError(StrCat("collection ", Quoted(name), " does not exist"));
 }
 
+absl::Status ValidateSparse(const Limits& lim, std::string_view what, storage::SparseVector* v) {
+  storage::SparseVector& sp = *v;
+  if (sp.indices.size() != sp.values.size()) {
+    return absl::InvalidArgumentError(StrCat(what, " has ", sp.indices.size(), " indices but ",
+                                             sp.values.size(), " values"));
+  }
+  if (sp.indices.size() > lim.max_sparse_entries) {
+    return absl::InvalidArgumentError(StrCat(what, " has ", sp.indices.size(),
+                                             " entries; the limit is ", lim.max_sparse_entries));
+  }
+  if (!std::is_sorted(sp.indices.begin(), sp.indices.end())) {
+    std::vector<size_t> order(sp.indices.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return sp.indices[a] < sp.indices[b]; });
+    storage::SparseVector sorted;
+    for (size_t i : order) {
+      sorted.indices.push_back(sp.indices[i]);
+      sorted.values.push_back(sp.values[i]);
+    }
+    sp = std::move(sorted);
+  }
+  for (size_t i = 0; i < sp.indices.size(); ++i) {
+    if (i > 0 && sp.indices[i] == sp.indices[i - 1]) {
+      return absl::InvalidArgumentError(StrCat(what, " repeats index ", sp.indices[i]));
+    }
+    if (!std::isfinite(sp.values[i])) {
+      return absl::InvalidArgumentError(StrCat(what, " has a non-finite value"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateDense(const CollectionConfig& config, std::string_view what,
                            const std::vector<float>& values) {
   if (values.size() != config.dimension) {
@@ -80,6 +113,7 @@ using internal::CollectionGone;
 using internal::NamespaceNotFound;
 using internal::Quoted;
 using internal::ValidateDense;
+using internal::ValidateSparse;
 
 Engine::Engine(EngineOptions options, std::unique_ptr<storage::Store> store)
     : options_(std::move(options)),
@@ -92,17 +126,19 @@ Engine::~Engine() {
   if (catchup_thread_.joinable()) catchup_thread_.join();
   // Checkpoint what changed, so the next start loads instead of inserting.
   for (const auto& c : AllCollections()) {
-    if (c->config().index != storage::IndexKind::kHnsw) continue;
     absl::MutexLock wl(&c->write_mu);
     if (c->dropped) continue;
-    std::vector<std::pair<std::string, NamespaceState*>> dirty;
+    std::vector<std::pair<std::string, NamespaceState*>> namespaces;
     {
       absl::ReaderMutexLock l(&c->mu);
-      for (const auto& [ns, state] : c->namespaces()) {
-        if (state->inserts_since_checkpoint > 0) dirty.emplace_back(ns, state.get());
+      for (const auto& [ns, state] : c->namespaces()) namespaces.emplace_back(ns, state.get());
+    }
+    for (auto& [ns, state] : namespaces) {
+      if (state->postings_changes > 0) CheckpointPostings(*c, ns, state);
+      if (c->config().index == storage::IndexKind::kHnsw && state->inserts_since_checkpoint > 0) {
+        CheckpointNamespace(*c, ns, state);
       }
     }
-    for (auto& [ns, state] : dirty) CheckpointNamespace(*c, ns, state);
   }
 }
 
@@ -219,39 +255,7 @@ absl::Status Engine::ValidateRecord(const CollectionConfig& config, Record* r) c
   const std::string what = StrCat("vector for id ", Quoted(r->id));
   RETURN_IF_ERROR(ValidateDense(config, what, r->values));
 
-  storage::SparseVector& sp = r->sparse;
-  if (sp.indices.size() != sp.values.size()) {
-    return absl::InvalidArgumentError(StrCat(
-        "sparse vector for id ", Quoted(r->id), " has ", sp.indices.size(), " indices but ",
-        sp.values.size(), " values"));
-  }
-  if (sp.indices.size() > lim.max_sparse_entries) {
-    return absl::InvalidArgumentError(StrCat(
-        "sparse vector for id ", Quoted(r->id), " has ", sp.indices.size(),
-        " entries; the limit is ", lim.max_sparse_entries));
-  }
-  if (!std::is_sorted(sp.indices.begin(), sp.indices.end())) {
-    std::vector<size_t> order(sp.indices.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(),
-              [&](size_t a, size_t b) { return sp.indices[a] < sp.indices[b]; });
-    storage::SparseVector sorted;
-    for (size_t i : order) {
-      sorted.indices.push_back(sp.indices[i]);
-      sorted.values.push_back(sp.values[i]);
-    }
-    sp = std::move(sorted);
-  }
-  for (size_t i = 0; i < sp.indices.size(); ++i) {
-    if (i > 0 && sp.indices[i] == sp.indices[i - 1]) {
-      return absl::InvalidArgumentError(StrCat(
-          "sparse vector for id ", Quoted(r->id), " repeats index ", sp.indices[i]));
-    }
-    if (!std::isfinite(sp.values[i])) {
-      return absl::InvalidArgumentError(StrCat(
-          "sparse vector for id ", Quoted(r->id), " has a non-finite value"));
-    }
-  }
+  RETURN_IF_ERROR(ValidateSparse(lim, StrCat("sparse vector for id ", Quoted(r->id)), &r->sparse));
   const size_t md_bytes = storage::MetadataJsonBytes(r->metadata);
   if (md_bytes > lim.max_metadata_bytes) {
     return absl::InvalidArgumentError(StrCat("metadata for id ", Quoted(r->id), " is ",
@@ -400,8 +404,13 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
     one.push_back(std::move(r));
     ApplyWrites(*c, ns, {stored->internal_id}, std::move(one));
   } else {
-    absl::MutexLock l(&c->mu);
-    c->ApplyFields(c->FindNamespace(ns), *internal, std::move(r));
+    NamespaceState* state;
+    {
+      absl::MutexLock l(&c->mu);
+      state = c->FindNamespace(ns);
+      c->ApplyFields(state, *internal, std::move(r));
+    }
+    MaintainIndex(*c, ns, state);
   }
   return absl::OkStatus();
 }
@@ -453,6 +462,10 @@ absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
   }
   if (left == nullptr) {
     index_files_.Remove(c.meta().id, ns);
+    if (absl::Status s = store_->DeleteIndexData(c.meta().id, ns); !s.ok()) {
+      Log(LogLevel::kWarning, "could not drop postings checkpoints",
+          {{"collection", c.config().name}, {"namespace", ns}, {"error", s.ToString()}});
+    }
   } else {
     MaintainIndex(c, ns, left);
   }

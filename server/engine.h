@@ -91,17 +91,44 @@ struct StatsResult {
   uint64_t catching_up_count = 0;
 };
 
+// How Query fuses several ranked lists (hybrid search).
+struct HybridSpec {
+  enum class Fusion { kRrf, kWeighted };
+  // kRrf: score = sum over lists of weight / (rrf_k + rank), rank 1-based.
+  // kWeighted: score = sum over lists of weight * (s - min) / (max - min),
+  // min and max over the list's candidates (1 when they are equal); a
+  // document missing from a list gets 0 from it.
+  Fusion fusion = Fusion::kRrf;
+  float rrf_k = 60;  // REQUIRES: > 0.
+  // Per list; all zero means 1 each. REQUIRES: >= 0.
+  float dense_weight = 0, sparse_weight = 0, text_weight = 0;
+  uint32_t candidate_depth = 0;  // Candidates per list; 0: max(4 * top_k, 40).
+};
+
 struct QueryRequest {
   std::string ns;
   uint32_t top_k = 0;
-  std::vector<float> vector;  // Either a vector,
-  std::string id;             // the id of a stored record,
-  std::string text;           // or text for BM25 (collections with text enabled).
+  // Any of a dense query (vector, or the id of a stored record), a sparse
+  // vector and text for BM25 (collections with text enabled). Several are
+  // fused by `hybrid`.
+  std::vector<float> vector;
+  std::string id;
+  storage::SparseVector sparse;
+  std::string text;
+  HybridSpec hybrid;
   std::optional<Json> filter;
   bool include_values = false;
   bool include_metadata = false;
   bool exact = false;
   uint32_t ef_search = 0;
+};
+
+// One list's part in a match: its source ("dense", "sparse", "text"), the
+// match's 1-based rank there and its score there.
+struct ScoreComponent {
+  std::string source;
+  uint32_t rank = 0;
+  float score = 0;
 };
 
 struct Match {
@@ -111,6 +138,7 @@ struct Match {
   storage::SparseVector sparse;       // When include_values.
   std::optional<storage::Metadata> metadata;  // When include_metadata.
   std::string text;                   // When include_metadata.
+  std::vector<ScoreComponent> explanation;  // One per list that ranked it.
 };
 
 struct QueryResult {
@@ -118,6 +146,8 @@ struct QueryResult {
   bool exact = true;
   uint64_t scanned_count = 0;
 };
+
+using RankedHit = std::pair<std::string, float>;  // (record id, score), best first.
 
 class Engine {
  public:
@@ -180,7 +210,12 @@ class Engine {
   // Loads the namespace's HNSW checkpoint into `state` if a usable one exists.
   void LoadCheckpoint(const storage::CollectionMeta& meta, std::string_view ns,
                       NamespaceState* state, uint64_t* next_label);
-  // Compacts or checkpoints an HNSW namespace when due. REQUIRES: c.write_mu held.
+  // Loads the namespace's postings checkpoints (BM25, sparse) if any.
+  void LoadPostings(const storage::CollectionMeta& meta, std::string_view ns,
+                    NamespaceState* state);
+  void CheckpointPostings(Collection& c, std::string_view ns, NamespaceState* state);
+  // After writes: checkpoints postings and HNSW graphs that changed enough,
+  // compacts graphs with many deleted nodes. REQUIRES: c.write_mu held.
   void MaintainIndex(Collection& c, std::string_view ns, NamespaceState* state);
   void CheckpointNamespace(Collection& c, std::string_view ns, NamespaceState* state);
   static double EstimateSelectivity(const NamespaceState& state, const storage::Filter& filter);
@@ -190,12 +225,10 @@ class Engine {
   // REQUIRES: c.mu held shared.
   absl::Status SearchVectors(const Collection& c, const NamespaceState& state,
                              const QueryRequest& req, const storage::Filter& filter,
-                             QueryResult* out, std::vector<std::pair<std::string, float>>* hits);
-  // Turns (id, score) hits into matches, reading values and metadata from
-  // the store when asked for.
+                             size_t top_k, QueryResult* out, std::vector<RankedHit>* hits);
+  // Adds values and metadata from the store to matches when asked for.
   absl::StatusOr<QueryResult> FillMatches(const Collection& c, const QueryRequest& req,
-                                          std::vector<std::pair<std::string, float>> hits,
-                                          QueryResult out);
+                                          std::vector<Match> matches, QueryResult out);
   // Moves records written after a checkpoint into their HNSW graphs, a
   // chunk at a time, until done or stopping_.
   void CatchUp();

@@ -88,6 +88,7 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
         if (state == nullptr) {
           state = c->GetOrCreate(ns);
           if (hnsw) LoadCheckpoint(meta, ns, state, &next_label);
+          LoadPostings(meta, ns, state);
         }
         const uint64_t label = stored.internal_id;
         next_label = std::max(next_label, label + 1);
@@ -100,6 +101,27 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
         c->ApplyPut(state, label, std::move(stored.record));
         return absl::OkStatus();
       }));
+  for (const auto& [ns, state] : c->namespaces()) {
+    // Checkpointed postings of records deleted (or re-written under a new
+    // label) after the checkpoint. Records re-indexed during the scan were
+    // counted as changes there.
+    std::vector<uint64_t> stale;
+    auto find_stale = [&](uint64_t label) {
+      if (!state->entries.contains(label)) stale.push_back(label);
+    };
+    if (state->bm25 != nullptr) state->bm25->ForEachDoc(find_stale);
+    state->sparse->ForEachDoc(find_stale);
+    for (uint64_t label : stale) {
+      state->postings_changes += (state->bm25 != nullptr && state->bm25->Remove(label));
+      state->postings_changes += state->sparse->Remove(label);
+    }
+    if (state->bm25 != nullptr || state->sparse->doc_count() > 0) {
+      Log(LogLevel::kInfo, "postings ready",
+          {{"collection", meta.config.name}, {"namespace", ns},
+           {"text_docs", state->bm25 != nullptr ? state->bm25->doc_count() : 0},
+           {"sparse_docs", state->sparse->doc_count()}, {"changed", state->postings_changes}});
+    }
+  }
   if (hnsw) {
     for (const auto& [ns, state] : c->namespaces()) {
       // Checkpointed nodes whose records are gone were deleted after it.
@@ -151,8 +173,66 @@ void Engine::LoadCheckpoint(const CollectionMeta& meta, std::string_view ns, Nam
   }
 }
 
+namespace {
+constexpr char kBm25Kind = 'b';
+constexpr char kSparseKind = 's';
+}  // namespace
+
+void Engine::LoadPostings(const CollectionMeta& meta, std::string_view ns, NamespaceState* state) {
+  auto scan = [&](char kind) {
+    return [this, &meta, ns, kind](const text::InvertedIndex::KvVisitor& visit) {
+      return store_->ScanIndexData(meta.id, ns, kind, visit);
+    };
+  };
+  auto report = [&](const absl::Status& s, std::string_view what) {
+    if (!s.ok() && !absl::IsNotFound(s)) {
+      Log(LogLevel::kWarning, "ignoring unusable postings checkpoint; re-indexing from records",
+          {{"collection", meta.config.name}, {"namespace", ns}, {"index", what},
+           {"error", s.ToString()}});
+    }
+  };
+  if (state->bm25 != nullptr) {
+    auto bm25 = text::Bm25Index::Load({meta.config.text.bm25_k1, meta.config.text.bm25_b},
+                                      scan(kBm25Kind));
+    if (bm25.ok()) state->bm25 = *std::move(bm25);
+    report(bm25.status(), "text");
+  }
+  auto sparse = text::SparseIndex::Load(scan(kSparseKind));
+  if (sparse.ok()) state->sparse = *std::move(sparse);
+  report(sparse.status(), "sparse");
+}
+
+void Engine::CheckpointPostings(Collection& c, std::string_view ns, NamespaceState* state) {
+  const absl::Time start = absl::Now();
+  absl::Status s = absl::OkStatus();
+  if (state->bm25 != nullptr) {
+    s = store_->ReplaceIndexData(c.meta().id, ns, kBm25Kind,
+                                 [&](KvSink& out) { return state->bm25->Save(out); });
+  }
+  if (s.ok()) {
+    s = store_->ReplaceIndexData(c.meta().id, ns, kSparseKind,
+                                 [&](KvSink& out) { return state->sparse->Save(out); });
+  }
+  if (!s.ok()) {
+    Log(LogLevel::kError, "postings checkpoint failed",
+        {{"collection", c.config().name}, {"namespace", ns}, {"error", s.ToString()}});
+    return;
+  }
+  state->postings_changes = 0;
+  Log(LogLevel::kInfo, "postings checkpoint written",
+      {{"collection", c.config().name}, {"namespace", ns},
+       {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
+}
+
 void Engine::MaintainIndex(Collection& c, std::string_view ns, NamespaceState* state) {
-  if (c.config().index != storage::IndexKind::kHnsw || state == nullptr) return;
+  if (state == nullptr) return;
+  const uint64_t docs =
+      (state->bm25 != nullptr ? state->bm25->doc_count() : 0) + state->sparse->doc_count();
+  if (state->postings_changes > 0 &&
+      state->postings_changes >= std::max<uint64_t>(options_.checkpoint_min_inserts, docs / 4)) {
+    CheckpointPostings(c, ns, state);
+  }
+  if (c.config().index != storage::IndexKind::kHnsw) return;
   auto* index = static_cast<ann::HnswIndex*>(state->index.get());
   // Compaction: once half the nodes are deleted, rebuild from the live ones.
   // Each rebuild follows as many deletions as it keeps nodes, so its cost

@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "server/limits.h"
 #include "storage/collection_config.h"
+#include "storage/record.h"
 
 namespace quiver::server {
 class Collection;
@@ -22,6 +24,10 @@ absl::Status CollectionGone(std::string_view name);
 // and (for cosine) not all zeros; `what` names the vector in the message.
 absl::Status ValidateDense(const storage::CollectionConfig& config, std::string_view what,
                            const std::vector<float>& values);
+
+// INVALID_ARGUMENT unless indices and values pair up, indices are distinct,
+// values finite and the entries within the limit; sorts by index.
+absl::Status ValidateSparse(const Limits& lim, std::string_view what, storage::SparseVector* v);
 
 }  // namespace internal
 }  // namespace quiver::server

@@ -1,4 +1,6 @@
 // Engine: query planning and search.
+#include <cmath>
+
 #include "absl/container/flat_hash_set.h"
 #include "ann/hnsw.h"
 #include "common/log.h"
@@ -7,6 +9,7 @@
 #include "server/collection.h"
 #include "server/engine.h"
 #include "server/engine_internal.h"
+#include "server/fusion.h"
 
 namespace quiver::server {
 
@@ -16,6 +19,7 @@ using storage::StoredRecord;
 using internal::NamespaceNotFound;
 using internal::Quoted;
 using internal::ValidateDense;
+using internal::ValidateSparse;
 
 std::vector<ann::Hit> Engine::MergeHits(std::vector<ann::Hit> a, const std::vector<ann::Hit>& b,
                                         size_t top_k) {
@@ -41,36 +45,68 @@ double Engine::EstimateSelectivity(const NamespaceState& state, const storage::F
   return seen == 0 ? 1.0 : static_cast<double>(kept) / seen;
 }
 
-absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const QueryRequest& req) {
+absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const QueryRequest& req_in) {
   ASSIGN_OR_RETURN(auto c, Find(collection));
-  RETURN_IF_ERROR(ValidateNamespace(req.ns));
+  RETURN_IF_ERROR(ValidateNamespace(req_in.ns));
   const CollectionConfig& config = c->config();
-  if (req.top_k < 1 || req.top_k > options_.limits.max_top_k) {
-    return absl::InvalidArgumentError(StrCat("top_k is ", req.top_k, "; it must be in 1..",
-                                                   options_.limits.max_top_k));
-  }
-  if (!req.vector.empty() + !req.id.empty() + !req.text.empty() != 1) {
+  QueryRequest req = req_in;
+  const Limits& lim = options_.limits;
+  if (req.top_k < 1 || req.top_k > lim.max_top_k) {
     return absl::InvalidArgumentError(
-        "a query needs exactly one of vector, id or text (hybrid queries are not built yet)");
+        StrCat("top_k is ", req.top_k, "; it must be in 1..", lim.max_top_k));
+  }
+  if (!req.vector.empty() && !req.id.empty()) {
+    return absl::InvalidArgumentError("a query takes a vector or an id, not both");
+  }
+  const bool dense = !req.vector.empty() || !req.id.empty();
+  const bool sparse = !req.sparse.empty() || !req.sparse.values.empty();
+  const bool text = !req.text.empty();
+  const int lists = dense + sparse + text;
+  if (lists == 0) {
+    return absl::InvalidArgumentError(
+        "a query needs a vector, an id, a sparse_vector or text (several make a hybrid query)");
   }
   std::vector<std::string> text_terms;
-  if (!req.text.empty()) {
+  if (text) {
     if (c->analyzer() == nullptr) {
       return absl::FailedPreconditionError(StrCat(
           "collection ", Quoted(config.name),
           " has no text index; create it with text.enabled to query by text"));
     }
-    if (req.text.size() > options_.limits.max_text_bytes) {
+    if (req.text.size() > lim.max_text_bytes) {
       return absl::InvalidArgumentError(StrCat("query text is ", req.text.size(),
-                                               " bytes; the limit is ",
-                                               options_.limits.max_text_bytes));
+                                               " bytes; the limit is ", lim.max_text_bytes));
     }
     ASSIGN_OR_RETURN(text_terms, c->analyzer()->Analyze(req.text));
   }
+  if (sparse) RETURN_IF_ERROR(ValidateSparse(lim, "query sparse_vector", &req.sparse));
   if (!req.vector.empty()) RETURN_IF_ERROR(ValidateDense(config, "query vector", req.vector));
   if (req.ef_search > 10000) {
     return absl::InvalidArgumentError(
         StrCat("ef_search is ", req.ef_search, "; it must be in 0..10000"));
+  }
+  HybridSpec& h = req.hybrid;
+  if (!(h.rrf_k > 0) || !std::isfinite(h.rrf_k)) {
+    return absl::InvalidArgumentError(StrCat("hybrid rrf_k is ", h.rrf_k, "; it must be > 0"));
+  }
+  for (float w : {h.dense_weight, h.sparse_weight, h.text_weight}) {
+    if (!(w >= 0) || !std::isfinite(w)) {
+      return absl::InvalidArgumentError(
+          StrCat("hybrid weights must be finite and >= 0; got ", w));
+    }
+  }
+  if (h.candidate_depth > lim.max_top_k) {
+    return absl::InvalidArgumentError(StrCat("hybrid candidate_depth is ", h.candidate_depth,
+                                             "; it must be in 0..", lim.max_top_k));
+  }
+  if (h.dense_weight == 0 && h.sparse_weight == 0 && h.text_weight == 0) {
+    h.dense_weight = h.sparse_weight = h.text_weight = 1;
+  }
+  // One list answers with its own scores; several are fused from deeper lists.
+  size_t depth = req.top_k;
+  if (lists > 1) {
+    depth = h.candidate_depth > 0 ? h.candidate_depth : std::max<size_t>(4 * req.top_k, 40);
+    depth = std::clamp<size_t>(depth, req.top_k, lim.max_top_k);
   }
   storage::Filter filter;
   if (req.filter) {
@@ -78,7 +114,8 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
   }
 
   QueryResult out;
-  std::vector<std::pair<std::string, float>> hit_ids;  // Known records, best first.
+  out.exact = !dense;
+  std::vector<RankedList> ranked;
   {
     absl::ReaderMutexLock l(&c->mu);
     const NamespaceState* state = c->FindNamespace(req.ns);
@@ -89,32 +126,60 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
       }
       return out;
     }
-    if (!req.text.empty()) {
-      // BM25 over the namespace's text index (MaxScore-pruned, exact).
-      std::function<bool(uint64_t)> keep = [&](uint64_t label) {
-        auto it = state->entries.find(label);
-        return it != state->entries.end() && filter.Matches(it->second.metadata);
-      };
-      for (const text::ScoredDoc& d :
-           state->bm25->Search(text_terms, req.top_k, filter.MatchesAll() ? nullptr : &keep)) {
+    text::DocFilter keep = [&](uint64_t label) {
+      auto it = state->entries.find(label);
+      return it != state->entries.end() && filter.Matches(it->second.metadata);
+    };
+    const text::DocFilter* keep_ptr = filter.MatchesAll() ? nullptr : &keep;
+    auto to_ranked = [&](std::string source, float weight, const std::vector<ann::Hit>& hits) {
+      RankedList list{std::move(source), weight, {}};
+      for (const ann::Hit& d : hits) {
         auto it = state->entries.find(d.label);
-        if (it != state->entries.end()) hit_ids.emplace_back(it->second.id, d.score);
+        if (it != state->entries.end()) list.hits.emplace_back(it->second.id, d.score);
       }
-      out.scanned_count = state->bm25->doc_count();
-    } else {
-      RETURN_IF_ERROR(SearchVectors(*c, *state, req, filter, &out, &hit_ids));
+      ranked.push_back(std::move(list));
+    };
+    if (dense) {
+      RankedList list{"dense", h.dense_weight, {}};
+      RETURN_IF_ERROR(SearchVectors(*c, *state, req, filter, depth, &out, &list.hits));
+      ranked.push_back(std::move(list));
+    }
+    if (sparse) {
+      // Dot product over the postings (MaxScore-pruned, exact).
+      to_ranked("sparse", h.sparse_weight,
+                state->sparse->Search(req.sparse.indices, req.sparse.values, depth, keep_ptr));
+      out.scanned_count += state->sparse->doc_count();
+    }
+    if (text) {
+      // BM25 over the namespace's text index (MaxScore-pruned, exact).
+      to_ranked("text", h.text_weight, state->bm25->Search(text_terms, depth, keep_ptr));
+      out.scanned_count += state->bm25->doc_count();
     }
   }
-  return FillMatches(*c, req, std::move(hit_ids), std::move(out));
+  std::vector<Match> matches;
+  if (lists == 1) {
+    uint32_t rank = 0;
+    for (auto& [id, score] : ranked[0].hits) {
+      Match m;
+      m.id = std::move(id);
+      m.score = score;
+      m.explanation.push_back({ranked[0].source, ++rank, score});
+      matches.push_back(std::move(m));
+    }
+  } else {
+    const auto fusion = h.fusion;
+    matches = Fuse(ranked, fusion, h.rrf_k, req.top_k);
+  }
+  return FillMatches(*c, req, std::move(matches), std::move(out));
 }
 
 absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& state_ref,
                                    const QueryRequest& req, const storage::Filter& filter,
-                                   QueryResult* result,
-                                   std::vector<std::pair<std::string, float>>* hit_ids_out) {
+                                   size_t top_k, QueryResult* result,
+                                   std::vector<RankedHit>* hit_ids_out) {
   const NamespaceState* state = &state_ref;
   QueryResult& out = *result;
-  std::vector<std::pair<std::string, float>>& hit_ids = *hit_ids_out;
+  std::vector<RankedHit>& hit_ids = *hit_ids_out;
   std::vector<ann::Hit> hits;
   {
     ann::LabelFilter known = [&](uint64_t label) { return state->entries.contains(label); };
@@ -134,7 +199,7 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
       return it != state->entries.end() && filter.Matches(it->second.metadata);
     };
     ann::SearchParams params;
-    params.top_k = req.top_k;
+    params.top_k = top_k;
     params.ef = req.ef_search;
     params.filter = filter.MatchesAll() ? nullptr : &keep;
     params.pool = &search_pool_;
@@ -145,7 +210,7 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
       hits = out.exact ? index.SearchExact(query, params) : index.Search(query, params);
       if (state->catchup != nullptr) {
         // Records not in the graph yet (restart catch-up): exact, merged.
-        hits = MergeHits(std::move(hits), state->catchup->Search(query, params), req.top_k);
+        hits = MergeHits(std::move(hits), state->catchup->Search(query, params), top_k);
       }
       hit_ids.clear();
       for (const ann::Hit& h : hits) {
@@ -158,7 +223,7 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
     // in the maps yet): they are dropped above. If that left top_k short,
     // search again, skipping them during the walk.
     if (params.filter == nullptr && hit_ids.size() < hits.size() &&
-        hit_ids.size() < req.top_k) {
+        hit_ids.size() < top_k) {
       params.filter = &known;
       run();
     }
@@ -168,13 +233,9 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
 }
 
 absl::StatusOr<QueryResult> Engine::FillMatches(const Collection& c, const QueryRequest& req,
-                                                std::vector<std::pair<std::string, float>> hit_ids,
-                                                QueryResult out) {
-  out.matches.reserve(hit_ids.size());
-  for (auto& [id, score] : hit_ids) {
-    Match m;
-    m.id = std::move(id);
-    m.score = score;
+                                                std::vector<Match> matches, QueryResult out) {
+  out.matches.reserve(matches.size());
+  for (Match& m : matches) {
     if (req.include_values || req.include_metadata) {
       ASSIGN_OR_RETURN(std::optional<StoredRecord> stored, store_->Get(c.meta().id, req.ns, m.id));
       if (!stored) continue;  // Deleted since the search: leave it out.

@@ -155,15 +155,26 @@ grpc::Status PointsService::ListNamespaces(grpc::ServerContext*,
 
 grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* req,
                                   v1::QueryResponse* resp) {
-  if (req->has_sparse_vector() && req->sparse_vector().indices_size() > 0) {
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "sparse vector search is not built yet; query with vector or id");
-  }
-  if (req->has_hybrid()) {
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "hybrid search is not built yet; query with vector or id");
-  }
   QueryRequest q;
+  if (req->has_sparse_vector()) q.sparse = SparseFromProto(req->sparse_vector());
+  if (req->has_hybrid()) {
+    const v1::HybridOptions& h = req->hybrid();
+    switch (h.fusion()) {
+      case v1::HybridOptions::FUSION_UNSPECIFIED:
+      case v1::HybridOptions::FUSION_RRF: q.hybrid.fusion = HybridSpec::Fusion::kRrf; break;
+      case v1::HybridOptions::FUSION_WEIGHTED:
+        q.hybrid.fusion = HybridSpec::Fusion::kWeighted;
+        break;
+      default:
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            StrCat("unknown hybrid fusion ", static_cast<int>(h.fusion())));
+    }
+    if (h.rrf_k() != 0) q.hybrid.rrf_k = h.rrf_k();
+    q.hybrid.dense_weight = h.dense_weight();
+    q.hybrid.sparse_weight = h.sparse_weight();
+    q.hybrid.text_weight = h.text_weight();
+    q.hybrid.candidate_depth = h.candidate_depth();
+  }
   q.ns = req->namespace_();
   q.top_k = req->top_k();
   q.vector.assign(req->vector().begin(), req->vector().end());
@@ -176,7 +187,6 @@ grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* 
   q.ef_search = req->ef_search();
   auto result = engine_->Query(req->collection(), q);
   if (!result.ok()) return ToGrpcStatus(result.status());
-  uint32_t rank = 0;
   for (Match& m : result->matches) {
     v1::ScoredRecord* out = resp->add_matches();
     out->set_id(m.id);
@@ -188,10 +198,12 @@ grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* 
     }
     out->set_text(m.text);
     if (req->explain()) {
-      v1::ScoreComponent* c = out->add_explanation();
-      c->set_source(req->text().empty() ? "dense" : "text");
-      c->set_rank(++rank);
-      c->set_score(m.score);
+      for (const ScoreComponent& part : m.explanation) {
+        v1::ScoreComponent* c = out->add_explanation();
+        c->set_source(part.source);
+        c->set_rank(part.rank);
+        c->set_score(part.score);
+      }
     }
   }
   resp->set_namespace_(req->namespace_());

@@ -19,6 +19,7 @@ namespace {
 
 constexpr char kCatalogCf[] = "catalog";
 constexpr char kRecordsCf[] = "records";
+constexpr char kIndexDataCf[] = "index_data";
 // Catalog key holding the next collection id (a fixed32). Collection names
 // cannot start with '\0', so it never collides with an entry.
 constexpr std::string_view kNextIdKey("\0next_collection_id", 19);
@@ -106,6 +107,8 @@ void RecordBatch::DeleteNamespace(uint32_t collection_id, std::string_view ns) {
   // every key of the namespace.
   const std::string begin = NamespacePrefix(collection_id, ns);
   batch_.DeleteRange(records_, begin, begin + "\xff");
+  // Index data keys continue the prefix with a kind byte below 0xFF.
+  batch_.DeleteRange(index_data_, begin, begin + "\xff");
   ++count_;
 }
 
@@ -136,6 +139,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
       {rocksdb::kDefaultColumnFamilyName, cf_options},
       {kCatalogCf, cf_options},
       {kRecordsCf, records_options},
+      {kIndexDataCf, cf_options},
   };
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
@@ -151,6 +155,7 @@ Store::Store(StoreOptions options, std::unique_ptr<rocksdb::DB> db,
       db_(std::move(db)),
       catalog_(handles[1]),
       records_(handles[2]),
+      index_data_(handles[3]),
       handles_(std::move(handles)) {
   if (options_.sync == SyncPolicy::kBatch) syncer_ = std::thread([this] { SyncLoop(); });
 }
@@ -228,6 +233,7 @@ absl::Status Store::DropCollection(const CollectionMeta& meta) {
   const std::string begin = CollectionPrefix(meta.id);
   const std::string end = CollectionPrefix(meta.id + 1);
   wb.DeleteRange(records_, begin, end);
+  wb.DeleteRange(index_data_, begin, end);
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync != SyncPolicy::kNone;
   return FromRocks(db_->Write(wo, &wb), "dropping collection");
@@ -283,6 +289,117 @@ absl::Status Store::ScanCollection(
     RETURN_IF_ERROR(fn(ns, std::move(stored)));
   }
   return FromRocks(it->status(), "scanning records");
+}
+
+namespace {
+
+// Index data keys: namespace prefix, kind, then 'P' (the current generation,
+// a fixed64) or 'G' + big-endian generation + the index's own key.
+std::string IndexDataPrefix(uint32_t collection_id, std::string_view ns, char kind) {
+  std::string key = NamespacePrefix(collection_id, ns);
+  key.push_back(kind);
+  return key;
+}
+
+std::string GenerationPrefix(const std::string& prefix, uint64_t generation) {
+  std::string key = prefix + "G";
+  PutBigEndian64(&key, generation);
+  return key;
+}
+
+// Collects pairs into write batches of a few MiB (a large index is written
+// in many batches; the generation switch makes them visible at once).
+class BatchingSink : public KvSink {
+ public:
+  BatchingSink(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, std::string prefix)
+      : db_(db), cf_(cf), prefix_(std::move(prefix)) {}
+  absl::Status Put(std::string_view key, std::string_view value) override {
+    key_.assign(prefix_);
+    key_.append(key);
+    batch_.Put(cf_, key_, ToSlice(value));
+    return batch_.GetDataSize() >= (4 << 20) ? Flush() : absl::OkStatus();
+  }
+  absl::Status Flush() {
+    if (batch_.Count() == 0) return absl::OkStatus();
+    RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch_), "writing index data"));
+    batch_.Clear();
+    return absl::OkStatus();
+  }
+
+ private:
+  rocksdb::DB* db_;
+  rocksdb::ColumnFamilyHandle* cf_;
+  std::string prefix_, key_;
+  rocksdb::WriteBatch batch_;
+};
+
+}  // namespace
+
+absl::Status Store::ReplaceIndexData(uint32_t collection_id, std::string_view ns, char kind,
+                                     const std::function<absl::Status(KvSink&)>& write) {
+  const std::string prefix = IndexDataPrefix(collection_id, ns, kind);
+  const std::string pointer = prefix + "P";
+  uint64_t current = 0;
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), index_data_, pointer, &value);
+  if (s.ok()) {
+    std::string_view in(value);
+    if (!GetFixed64(&in, &current)) current = 0;
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "reading index data");
+  }
+  const uint64_t next = current + 1;
+  // Leftovers of an interrupted replacement, and the generation in use.
+  rocksdb::WriteBatch cleanup;
+  cleanup.DeleteRange(index_data_, GenerationPrefix(prefix, next),
+                      GenerationPrefix(prefix, UINT64_MAX));
+  RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &cleanup), "writing index data"));
+  BatchingSink sink(db_.get(), index_data_, GenerationPrefix(prefix, next));
+  RETURN_IF_ERROR(write(sink));
+  RETURN_IF_ERROR(sink.Flush());
+  // Syncing the WAL with the switch makes every batch before it durable too.
+  rocksdb::WriteBatch flip;
+  std::string gen;
+  PutFixed64(&gen, next);
+  flip.Put(index_data_, pointer, gen);
+  flip.DeleteRange(index_data_, GenerationPrefix(prefix, 0), GenerationPrefix(prefix, next));
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync != SyncPolicy::kNone;
+  return FromRocks(db_->Write(wo, &flip), "switching index data");
+}
+
+absl::Status Store::DeleteIndexData(uint32_t collection_id, std::string_view ns) {
+  const std::string begin = NamespacePrefix(collection_id, ns);
+  rocksdb::WriteBatch wb;
+  wb.DeleteRange(index_data_, begin, begin + "\xff");
+  return FromRocks(db_->Write(rocksdb::WriteOptions(), &wb), "deleting index data");
+}
+
+absl::Status Store::ScanIndexData(
+    uint32_t collection_id, std::string_view ns, char kind,
+    const std::function<absl::Status(std::string_view key, std::string_view value)>& visit) {
+  const std::string prefix = IndexDataPrefix(collection_id, ns, kind);
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), index_data_, prefix + "P", &value);
+  if (s.IsNotFound()) return absl::NotFoundError("no index data saved");
+  RETURN_IF_ERROR(FromRocks(s, "reading index data"));
+  std::string_view in(value);
+  uint64_t generation;
+  if (!GetFixed64(&in, &generation)) return absl::DataLossError("damaged index data pointer");
+  const std::string begin = GenerationPrefix(prefix, generation);
+  const std::string end = GenerationPrefix(prefix, generation + 1);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;
+  ro.readahead_size = 2 << 20;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, index_data_));
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    std::string_view key(it->key().data(), it->key().size());
+    key.remove_prefix(begin.size());
+    RETURN_IF_ERROR(visit(key, std::string_view(it->value().data(), it->value().size())));
+  }
+  return FromRocks(it->status(), "scanning index data");
 }
 
 absl::StatusOr<std::vector<std::string>> Store::ListIds(uint32_t collection_id, std::string_view ns,

@@ -16,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/kv.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "storage/collection_config.h"
@@ -51,14 +52,16 @@ class RecordBatch {
  public:
   void Put(uint32_t collection_id, std::string_view ns, const StoredRecord& stored);
   void Delete(uint32_t collection_id, std::string_view ns, std::string_view id);
-  // Deletes every record of the namespace.
+  // Deletes every record of the namespace and its saved index data.
   void DeleteNamespace(uint32_t collection_id, std::string_view ns);
   size_t count() const { return count_; }
 
  private:
   friend class Store;
-  explicit RecordBatch(rocksdb::ColumnFamilyHandle* records) : records_(records) {}
+  RecordBatch(rocksdb::ColumnFamilyHandle* records, rocksdb::ColumnFamilyHandle* index_data)
+      : records_(records), index_data_(index_data) {}
   rocksdb::ColumnFamilyHandle* records_;
+  rocksdb::ColumnFamilyHandle* index_data_;
   rocksdb::WriteBatch batch_;
   size_t count_ = 0;
 };
@@ -83,7 +86,7 @@ class Store {
   // Every catalog entry that decodes; names of damaged entries go to `damaged`.
   absl::StatusOr<std::vector<CollectionMeta>> LoadCatalog(std::vector<std::string>* damaged);
 
-  RecordBatch NewBatch() { return RecordBatch(records_); }
+  RecordBatch NewBatch() { return RecordBatch(records_, index_data_); }
   // Applies the batch atomically with the store's sync policy.
   absl::Status Write(RecordBatch* batch);
 
@@ -101,6 +104,21 @@ class Store {
                                                    std::string_view prefix,
                                                    std::string_view start_after, size_t limit);
 
+  // Index data: what an index saves of itself (text and sparse postings),
+  // one set of key/value pairs per (collection, namespace, kind), replaced
+  // as a whole. ReplaceIndexData writes a new generation through `write`
+  // and switches to it atomically once all of it is durable; a crash before
+  // that leaves the previous generation in place.
+  absl::Status ReplaceIndexData(uint32_t collection_id, std::string_view ns, char kind,
+                                const std::function<absl::Status(KvSink&)>& write);
+  // Drops every kind of index data of the namespace.
+  absl::Status DeleteIndexData(uint32_t collection_id, std::string_view ns);
+  // Passes the current generation's pairs to `visit` in key order;
+  // NOT_FOUND when none was saved.
+  absl::Status ScanIndexData(
+      uint32_t collection_id, std::string_view ns, char kind,
+      const std::function<absl::Status(std::string_view key, std::string_view value)>& visit);
+
   // Writes a consistent point-in-time copy of the database to `dir`, which
   // must not exist. The copy opens as a normal data directory.
   absl::Status CreateCheckpoint(const std::string& dir);
@@ -116,6 +134,7 @@ class Store {
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* catalog_;   // Owned by handles_.
   rocksdb::ColumnFamilyHandle* records_;
+  rocksdb::ColumnFamilyHandle* index_data_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 
   absl::Mutex catalog_mu_;  // Serialises catalog changes (id allocation).

@@ -243,13 +243,6 @@ TEST_F(ServerTest, UnbuiltEnginesAnswerUnimplementedWithAReason) {
   while (ask->Read(&ar)) {
   }
   EXPECT_EQ(ask->Finish().error_code(), grpc::UNIMPLEMENTED);
-  v1::QueryRequest q;
-  q.set_collection("docs");
-  q.set_top_k(1);
-  q.mutable_sparse_vector()->add_indices(1);
-  q.mutable_sparse_vector()->add_values(1);
-  v1::QueryResponse qr;
-  EXPECT_EQ(Query(q, &qr).error_code(), grpc::UNIMPLEMENTED);
   v1::CreateCollectionRequest cc;
   cc.mutable_config()->set_name("e");
   cc.mutable_config()->set_dimension(4);

@@ -629,10 +629,111 @@ TEST_F(TextEngineTest, Bm25FollowsUpsertsUpdatesDeletesAndRestarts) {
   EXPECT_EQ(Ids("recipes"), std::vector<std::string>({"b"}));
   EXPECT_TRUE(Ids("database").empty());
   QueryRequest bad;
-  bad.text = "x";
+  bad.id = "b";
   bad.vector = {1, 0};
   bad.top_k = 1;
   EXPECT_THAT(engine_->Query("t", bad), StatusIs(absl::StatusCode::kInvalidArgument));
+  QueryRequest none;
+  none.top_k = 1;
+  EXPECT_THAT(engine_->Query("t", none), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// Records with a dense vector, a sparse vector and text; each list ranks
+// them differently so fusion is visible.
+TEST_F(TextEngineTest, SparseAndHybridQueries) {
+  auto doc = [&](const std::string& id, std::vector<float> v, storage::SparseVector sp,
+                 const std::string& text, const char* md) {
+    storage::Record r = Doc(id, text, md);
+    r.values = std::move(v);
+    r.sparse = std::move(sp);
+    return r;
+  };
+  ASSERT_TRUE(engine_->Upsert("t", "",
+                              {doc("a", {1, 0}, {{1, 5}, {1.0f, 0.5f}}, "apple pie", R"({"k": 1})"),
+                               doc("b", {0.8f, 0.6f}, {{1}, {3.0f}}, "apple apple tart", R"({"k": 2})"),
+                               doc("c", {0, 1}, {{5, 9}, {2.0f, 1.0f}}, "pear", R"({"k": 1})"),
+                               doc("d", {0.6f, 0.8f}, {}, "plum", R"({"k": 2})")})
+                  .ok());
+  auto run = [&](QueryRequest q) {
+    q.top_k = q.top_k == 0 ? 4 : q.top_k;
+    auto r = engine_->Query("t", q);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->matches : std::vector<Match>{};
+  };
+  auto ids = [](const std::vector<Match>& ms) {
+    std::vector<std::string> out;
+    for (const Match& m : ms) out.push_back(m.id);
+    return out;
+  };
+  // Sparse alone: dot products b = 3, c = 2 * 1 + 1 * 0 ... with q = {1: 1, 5: 1}.
+  QueryRequest sq;
+  sq.sparse = {{5, 1}, {1.0f, 1.0f}};  // Unsorted on purpose: the engine sorts.
+  auto sparse = run(sq);
+  ASSERT_EQ(ids(sparse), (std::vector<std::string>{"b", "c", "a"}));
+  EXPECT_FLOAT_EQ(sparse[0].score, 3.0f);
+  EXPECT_FLOAT_EQ(sparse[1].score, 2.0f);
+  EXPECT_FLOAT_EQ(sparse[2].score, 1.5f);
+  ASSERT_EQ(sparse[0].explanation.size(), 1u);
+  EXPECT_EQ(sparse[0].explanation[0].source, "sparse");
+  // Dense (cosine to [1, 0]): a, b, d, c. Text "apple": b (tf 2), a.
+  // RRF with k = 60: a = 1/61 + 1/62 (+ sparse 1/63), b = 1/62 + 1/61 (+ 1/61).
+  QueryRequest hq;
+  hq.vector = {1, 0};
+  hq.text = "apple";
+  hq.sparse = sq.sparse;
+  auto fused = run(hq);
+  ASSERT_EQ(fused.size(), 4u);
+  EXPECT_EQ(fused[0].id, "b");
+  EXPECT_NEAR(fused[0].score, 1.0 / 62 + 1.0 / 61 + 1.0 / 61, 1e-6);
+  EXPECT_EQ(fused[1].id, "a");
+  EXPECT_NEAR(fused[1].score, 1.0 / 61 + 1.0 / 63 + 1.0 / 62, 1e-6);
+  ASSERT_EQ(fused[0].explanation.size(), 3u);
+  EXPECT_EQ(fused[0].explanation[0].source, "dense");
+  EXPECT_EQ(fused[0].explanation[0].rank, 2u);
+  EXPECT_EQ(fused[0].explanation[1].source, "sparse");
+  EXPECT_EQ(fused[0].explanation[1].rank, 1u);
+  EXPECT_FLOAT_EQ(fused[0].explanation[1].score, 3.0f);
+  EXPECT_EQ(fused[0].explanation[2].source, "text");
+  EXPECT_EQ(fused[0].explanation[2].rank, 1u);
+  // d only in the dense list (rank 3): 1/63; c: dense rank 4 + sparse rank 2.
+  EXPECT_EQ(fused[2].id, "c");
+  EXPECT_EQ(fused[3].id, "d");
+  // Weighted fusion of normalised scores, dense only counting: the dense order.
+  hq.hybrid.fusion = HybridSpec::Fusion::kWeighted;
+  hq.hybrid.dense_weight = 1;
+  auto dense_only = run(hq);
+  EXPECT_EQ(ids(dense_only), (std::vector<std::string>{"a", "b", "d", "c"}));
+  EXPECT_FLOAT_EQ(dense_only[0].score, 1.0f);  // The best dense score normalises to 1.
+  EXPECT_FLOAT_EQ(dense_only[3].score, 0.0f);  // The worst to 0.
+  // Text weighted heavily: b first (best text score, 1 * 2 + dense part).
+  hq.hybrid.text_weight = 2;
+  EXPECT_EQ(run(hq)[0].id, "b");
+  // The filter applies to every list; top_k cuts the fused list.
+  hq.filter = *ParseJson(R"({"k": 1})");
+  hq.top_k = 1;
+  EXPECT_EQ(ids(run(hq)), (std::vector<std::string>{"a"}));
+  // Bad hybrid settings.
+  QueryRequest bad = hq;
+  bad.hybrid.rrf_k = -1;
+  EXPECT_THAT(engine_->Query("t", bad), StatusIs(absl::StatusCode::kInvalidArgument));
+  bad = hq;
+  bad.hybrid.sparse_weight = -0.5f;
+  EXPECT_THAT(engine_->Query("t", bad), StatusIs(absl::StatusCode::kInvalidArgument));
+  bad = hq;
+  bad.hybrid.candidate_depth = 1000000;
+  EXPECT_THAT(engine_->Query("t", bad), StatusIs(absl::StatusCode::kInvalidArgument));
+  bad = hq;
+  bad.sparse = {{3, 3}, {1, 1}};
+  EXPECT_THAT(engine_->Query("t", bad), StatusIs(absl::StatusCode::kInvalidArgument));
+  // Sparse vectors follow updates, deletes and restarts.
+  UpdateSpec u;
+  u.id = "c";
+  u.sparse = storage::SparseVector{{1}, {10.0f}};
+  QUIVER_ASSERT_OK(engine_->Update("t", "", u));
+  EXPECT_EQ(run(sq)[0].id, "c");
+  QUIVER_ASSERT_OK(engine_->DeleteIds("t", "", {"b"}).status());
+  Open();
+  EXPECT_EQ(ids(run(sq)), (std::vector<std::string>{"c", "a"}));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "storage/store.h"
 
 #include <filesystem>
+#include <map>
 
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
@@ -152,6 +153,67 @@ TEST_F(StoreTest, CheckpointOpensAsADataDirectory) {
   auto got = (*copy)->Get(a->id, "", "x");
   ASSERT_TRUE(got.ok() && got->has_value());
   EXPECT_EQ((*got)->record.values[0], 5);
+}
+
+// Index data as a map, or the scan's error.
+absl::StatusOr<std::map<std::string, std::string>> ReadIndexData(Store& store, uint32_t c,
+                                                                 std::string_view ns, char kind) {
+  std::map<std::string, std::string> out;
+  absl::Status s = store.ScanIndexData(c, ns, kind, [&](std::string_view k, std::string_view v) {
+    out[std::string(k)] = std::string(v);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::Status WritePairs(Store& store, uint32_t c, std::string_view ns, char kind,
+                        const std::map<std::string, std::string>& pairs, bool fail = false) {
+  return store.ReplaceIndexData(c, ns, kind, [&](KvSink& sink) -> absl::Status {
+    for (const auto& [k, v] : pairs) {
+      if (absl::Status s = sink.Put(k, v); !s.ok()) return s;
+    }
+    return fail ? absl::InternalError("writer failed") : absl::OkStatus();
+  });
+}
+
+TEST_F(StoreTest, IndexDataIsReplacedAsAWhole) {
+  using Pairs = std::map<std::string, std::string>;
+  EXPECT_THAT(ReadIndexData(*store_, 1, "", 'b').status(), StatusIs(absl::StatusCode::kNotFound));
+  QUIVER_ASSERT_OK(WritePairs(*store_, 1, "", 'b', {{"a", "1"}, {"b", "2"}}));
+  QUIVER_ASSERT_OK(WritePairs(*store_, 1, "", 's', {{"x", "9"}}));
+  QUIVER_ASSERT_OK(WritePairs(*store_, 1, "ns", 'b', {{"n", "3"}}));
+  QUIVER_ASSERT_OK(WritePairs(*store_, 1, "", 'b', {{"c", "3"}}));
+  EXPECT_EQ(*ReadIndexData(*store_, 1, "", 'b'), (Pairs{{"c", "3"}}));
+  // A replacement that fails part-way leaves the previous generation.
+  EXPECT_FALSE(WritePairs(*store_, 1, "", 'b', {{"d", "4"}, {"e", "5"}}, /*fail=*/true).ok());
+  EXPECT_EQ(*ReadIndexData(*store_, 1, "", 'b'), (Pairs{{"c", "3"}}));
+  // Large replacements span several write batches.
+  Pairs big;
+  for (int i = 0; i < 3000; ++i) big[std::to_string(i)] = std::string(4000, 'v');
+  QUIVER_ASSERT_OK(WritePairs(*store_, 1, "", 'b', big));
+  Open();
+  EXPECT_EQ(ReadIndexData(*store_, 1, "", 'b')->size(), big.size());
+  EXPECT_EQ(*ReadIndexData(*store_, 1, "", 's'), (Pairs{{"x", "9"}}));
+  // Deleting a namespace drops its index data, and only its.
+  RecordBatch batch = store_->NewBatch();
+  batch.DeleteNamespace(1, "");
+  QUIVER_ASSERT_OK(store_->Write(&batch));
+  EXPECT_THAT(ReadIndexData(*store_, 1, "", 'b').status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(ReadIndexData(*store_, 1, "", 's').status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(*ReadIndexData(*store_, 1, "ns", 'b'), (Pairs{{"n", "3"}}));
+}
+
+TEST_F(StoreTest, DropCollectionDropsItsIndexData) {
+  auto a = store_->CreateCollection(Config("a"), 0);
+  auto b = store_->CreateCollection(Config("b"), 0);
+  ASSERT_TRUE(a.ok() && b.ok());
+  QUIVER_ASSERT_OK(WritePairs(*store_, a->id, "", 'b', {{"k", "v"}}));
+  QUIVER_ASSERT_OK(WritePairs(*store_, b->id, "", 'b', {{"k", "w"}}));
+  QUIVER_ASSERT_OK(store_->DropCollection(*a));
+  EXPECT_THAT(ReadIndexData(*store_, a->id, "", 'b').status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(ReadIndexData(*store_, b->id, "", 'b')->at("k"), "w");
 }
 
 TEST(StoreOptionsTest, ParsesSyncPolicies) {

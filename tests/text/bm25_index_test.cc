@@ -1,14 +1,18 @@
 #include "text/bm25_index.h"
 
 #include <cmath>
+#include <map>
 #include <random>
 
+#include "common/status_macros.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
 
 namespace quiver::text {
 namespace {
 
 using Terms = std::vector<std::string>;
+using ::quiver::testing::StatusIs;
 
 // Three documents, worked out by hand with k1 = 1.2, b = 0.75:
 //   d1 = "a b", d2 = "a c c c", d3 = "b b"; N = 3, avg length = 8/3.
@@ -74,6 +78,10 @@ TEST(Bm25IndexTest, PrunedSearchEqualsExhaustiveSearch) {
     index.Upsert(d * 3, doc);  // Sparse, increasing labels.
   }
   for (uint64_t d = 0; d < 3000; d += 7) index.Remove(d * 3);
+  // Re-adding removed documents revives their tombstoned postings; removing
+  // most of a list compacts it.
+  for (uint64_t d = 0; d < 3000; d += 14) index.Upsert(d * 3, {vocab[d % 50], vocab[1]});
+  for (uint64_t d = 1; d < 3000; d += 3) index.Remove(d * 3);
   std::function<bool(uint64_t)> even = [](uint64_t doc) { return doc % 2 == 0; };
   for (int q = 0; q < 200; ++q) {
     Terms query;
@@ -92,6 +100,89 @@ TEST(Bm25IndexTest, PrunedSearchEqualsExhaustiveSearch) {
       }
     }
   }
+}
+
+// An in-memory key/value store standing in for RocksDB.
+class MemoryKv : public KvSink {
+ public:
+  absl::Status Put(std::string_view key, std::string_view value) override {
+    EXPECT_TRUE(kv_.emplace(std::string(key), std::string(value)).second) << "repeated key";
+    return absl::OkStatus();
+  }
+  InvertedIndex::KvScan Scan() const {
+    return [this](const InvertedIndex::KvVisitor& visit) {
+      for (const auto& [k, v] : kv_) RETURN_IF_ERROR(visit(k, v));
+      return absl::OkStatus();
+    };
+  }
+  std::map<std::string, std::string>& pairs() { return kv_; }
+
+ private:
+  std::map<std::string, std::string> kv_;
+};
+
+TEST(Bm25IndexTest, SavedIndexLoadsWithTheSameStatisticsAndScores) {
+  std::mt19937 rng(9);
+  Bm25Index index({.k1 = 1.1f, .b = 0.6f});
+  for (uint64_t d = 1; d <= 9000; ++d) {  // Lists longer than one block.
+    Terms doc;
+    for (int k = 0; k < 3 + static_cast<int>(rng() % 20); ++k) {
+      doc.push_back("w" + std::to_string(rng() % (k == 0 ? 3 : 500)));
+    }
+    index.Upsert(d * 5, doc, /*fingerprint=*/d * 77);
+  }
+  for (uint64_t d = 1; d <= 9000; d += 4) index.Remove(d * 5);
+  MemoryKv kv;
+  QUIVER_ASSERT_OK(index.Save(kv));
+  auto loaded = Bm25Index::Load({.k1 = 1.1f, .b = 0.6f}, kv.Scan());
+  QUIVER_ASSERT_OK(loaded.status());
+  EXPECT_EQ((*loaded)->doc_count(), index.doc_count());
+  EXPECT_EQ((*loaded)->term_count(), index.term_count());
+  EXPECT_EQ((*loaded)->total_length(), index.total_length());
+  EXPECT_EQ((*loaded)->doc_frequency("w1"), index.doc_frequency("w1"));
+  uint64_t fp = 0;
+  ASSERT_TRUE((*loaded)->FindFingerprint(10, &fp));
+  EXPECT_EQ(fp, 2u * 77);
+  EXPECT_FALSE((*loaded)->FindFingerprint(5, &fp));  // Removed before the save.
+  for (const Terms& q : {Terms{"w0", "w17"}, Terms{"w2", "w400", "w33", "w1"}}) {
+    auto a = index.Search(q, 20);
+    auto b = (*loaded)->Search(q, 20);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].label, b[i].label);
+      EXPECT_EQ(a[i].score, b[i].score);
+    }
+  }
+  // The loaded index keeps working incrementally.
+  (*loaded)->Upsert(7, {"w17", "w17"});
+  EXPECT_EQ((*loaded)->Search({"w17"}, 1)[0].label, 7u);
+}
+
+TEST(Bm25IndexTest, DamagedOrMissingSaveIsReported) {
+  Bm25Index index;
+  index.Upsert(1, {"a", "b"});
+  index.Upsert(2, {"b"});
+  MemoryKv empty;
+  EXPECT_THAT(Bm25Index::Load({}, empty.Scan()).status(), StatusIs(absl::StatusCode::kNotFound));
+  MemoryKv kv;
+  QUIVER_ASSERT_OK(index.Save(kv));
+  for (auto& [key, value] : kv.pairs()) {
+    MemoryKv damaged;
+    for (const auto& [k, v] : kv.pairs()) {
+      std::string copy = v;
+      if (k == key) copy.back() ^= 1;
+      QUIVER_ASSERT_OK(damaged.Put(k, copy));
+    }
+    EXPECT_THAT(Bm25Index::Load({}, damaged.Scan()).status(),
+                StatusIs(absl::StatusCode::kDataLoss))
+        << "flipped a bit of key " << key.size() << " bytes long";
+  }
+  // A lost posting block.
+  MemoryKv missing;
+  for (const auto& [k, v] : kv.pairs()) {
+    if (k[0] != 'T' || k.find('a') == std::string::npos) QUIVER_ASSERT_OK(missing.Put(k, v));
+  }
+  EXPECT_THAT(Bm25Index::Load({}, missing.Scan()).status(), StatusIs(absl::StatusCode::kDataLoss));
 }
 
 }  // namespace

@@ -1,0 +1,27 @@
+// Rank fusion for hybrid search: several ranked lists of record ids (dense,
+// sparse, text) become one.
+#ifndef QUIVER_SERVER_FUSION_H_
+#define QUIVER_SERVER_FUSION_H_
+
+#include <string>
+#include <vector>
+
+#include "server/engine.h"
+
+namespace quiver::server {
+
+struct RankedList {
+  std::string source;           // "dense", "sparse" or "text".
+  float weight = 1;             // >= 0.
+  std::vector<RankedHit> hits;  // Best first, distinct ids.
+};
+
+// The best `top_k` ids by fused score (HybridSpec explains the formulas),
+// ties by ascending id, each with its rank and score in every list that
+// holds it (in list order).
+std::vector<Match> Fuse(const std::vector<RankedList>& lists, HybridSpec::Fusion fusion,
+                        float rrf_k, size_t top_k);
+
+}  // namespace quiver::server
+
+#endif  // QUIVER_SERVER_FUSION_H_

@@ -1,0 +1,132 @@
+// Weighted postings -- term -> (document, weight) sorted by document -- with
+// exact top-k search pruned by MaxScore. BM25 (weight = term frequency) and
+// sparse vectors (weight = the component's value) are both built on it.
+//
+// Deletion leaves a tombstone in each of the document's posting lists (found
+// by binary search, so no list is shifted); a list is compacted once half of
+// it is tombstones. Statistics (document count, document frequencies, total
+// length) count live documents only and stay exact.
+//
+// Persistence: Save writes the live postings as compressed blocks through a
+// KvSink; Load reads them back (format: docs/text_index_format.md).
+//
+// Not internally synchronised: concurrent const calls are safe; mutations
+// need exclusive access.
+#ifndef QUIVER_TEXT_INVERTED_INDEX_H_
+#define QUIVER_TEXT_INVERTED_INDEX_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "ann/top_k.h"
+#include "common/kv.h"
+#include "common/strings.h"
+
+namespace quiver::text {
+
+// Keeps a document when it returns true (null: every document).
+using DocFilter = std::function<bool(uint64_t doc)>;
+
+class InvertedIndex {
+ public:
+  struct TermWeight {
+    std::string_view term;
+    float weight;  // REQUIRES: finite.
+  };
+  struct DocInfo {
+    uint32_t length = 0;       // The caller's measure (BM25: terms in the doc).
+    uint64_t fingerprint = 0;  // The caller's digest of what was indexed.
+  };
+  // How a posting's weight contributes to a document's score.
+  struct Clause {
+    uint32_t term;
+    float query_weight;
+    float bound;  // >= every contribution of this term; >= 0.
+  };
+  struct TermStats {
+    size_t df = 0;  // Live documents holding the term.
+    float max_weight = 0;
+    float min_weight = 0;
+    uint32_t min_doc_len = 0;  // Shortest document ever indexed with it.
+  };
+
+  // `integer_weights`: every weight is a whole number (term frequencies),
+  // which Save stores as varints.
+  explicit InvertedIndex(bool integer_weights) : integer_weights_(integer_weights) {}
+
+  // Indexes `doc` with its distinct terms, replacing what it had.
+  void Upsert(uint64_t doc, std::span<const TermWeight> terms, DocInfo info);
+  // False when `doc` was not indexed.
+  bool Remove(uint64_t doc);
+
+  const DocInfo* FindDoc(uint64_t doc) const;
+  void ForEachDoc(const std::function<void(uint64_t doc)>& fn) const;
+  size_t doc_count() const { return docs_.size(); }
+  uint64_t total_length() const { return total_length_; }
+  size_t term_count() const { return dictionary_.size(); }
+  // The term's id and statistics; false when no live document has it.
+  bool FindTerm(std::string_view term, uint32_t* id, TermStats* stats) const;
+
+  // Best `top_k` documents by the sum over clauses of
+  // score(clause, posting weight, document), best first, ties by ascending
+  // document. Each score must be <= its clause's bound; documents matching
+  // no clause never appear. Search prunes with MaxScore and returns exactly what
+  // SearchExhaustive does (same summation order, so equal to the bit).
+  using ScoreFn = std::function<float(const Clause& clause, float weight, const DocInfo& doc)>;
+  std::vector<ann::Hit> Search(std::vector<Clause> clauses, size_t top_k, const DocFilter* keep,
+                               const ScoreFn& score) const;
+  std::vector<ann::Hit> SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
+                                         const DocFilter* keep, const ScoreFn& score) const;
+
+  // Writes every live posting and document under unique keys.
+  absl::Status Save(KvSink& out) const;
+  // Rebuilds an index from the pairs of one Save, which `scan` passes to
+  // its argument in byte order of the keys. NOT_FOUND when there are none;
+  // DATA_LOSS when a pair is damaged, missing or inconsistent.
+  using KvVisitor = std::function<absl::Status(std::string_view key, std::string_view value)>;
+  using KvScan = std::function<absl::Status(const KvVisitor&)>;
+  static absl::StatusOr<std::unique_ptr<InvertedIndex>> Load(bool integer_weights,
+                                                             const KvScan& scan);
+
+ private:
+  static constexpr float kTombstone = -std::numeric_limits<float>::infinity();
+  struct Term {
+    std::string key;
+    std::vector<uint64_t> docs;  // Ascending.
+    std::vector<float> weights;  // kTombstone: the document was removed.
+    size_t dead = 0;
+    float max_weight = -std::numeric_limits<float>::infinity();
+    float min_weight = std::numeric_limits<float>::infinity();
+    uint32_t min_doc_len = UINT32_MAX;
+    size_t live() const { return docs.size() - dead; }
+  };
+  struct Doc {
+    DocInfo info;
+    std::vector<uint32_t> terms;
+  };
+  // Orders clauses by ascending bound (ties by term), the summation order.
+  static void SortClauses(std::vector<Clause>* clauses);
+  uint32_t InternTerm(std::string_view key);
+  void AddPosting(uint32_t term, uint64_t doc, float weight, uint32_t doc_len);
+  void Compact(Term& t);
+
+  bool integer_weights_;
+  std::vector<Term> terms_;  // By term id; a freed id has no key.
+  std::vector<uint32_t> free_terms_;
+  absl::flat_hash_map<std::string, uint32_t, StringHash, StringEq> dictionary_;
+  absl::flat_hash_map<uint64_t, Doc> docs_;
+  uint64_t total_length_ = 0;
+};
+
+}  // namespace quiver::text
+
+#endif  // QUIVER_TEXT_INVERTED_INDEX_H_
