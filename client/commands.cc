@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "client/args.h"
 #include "client/import.h"
@@ -43,9 +44,13 @@ Commands:
                                [--resume] [--progress=auto|always|never]
       Each line is a record: {"id": "a", "values": [...], "metadata": {...},
       "sparse_values": {"indices": [...], "values": [...]}, "text": "..."}
-  query COLLECTION (--vector='[0.1, ...]' | --id=ID | --text=WORDS) [--top-k=10] [--filter=JSON]
+  query COLLECTION [--vector='[0.1, ...]' | --id=ID] [--sparse='{"indices": [..], "values": [..]}']
+                   [--text=WORDS] [--top-k=10] [--filter=JSON]
                    [--namespace=NS] [--include-values] [--include-metadata] [--explain]
                    [--ef-search=N] [--exact]
+                   several of vector/id, sparse and text make a hybrid query, fused with
+                   [--fusion=rrf|weighted] [--rrf-k=60] [--candidates=N]
+                   [--dense-weight=W] [--sparse-weight=W] [--text-weight=W]
   fetch COLLECTION ID... [--namespace=NS]
   update COLLECTION ID [--values=JSON] [--set-metadata=JSON] [--text=TEXT] [--namespace=NS]
   delete COLLECTION (ID... | --filter=JSON | --all) [--namespace=NS]
@@ -59,7 +64,8 @@ const std::set<std::string> kKnownOptions = {
     "addr", "json", "timeout", "help", "dimension", "metric", "index", "namespace", "batch",
     "parallel", "resume", "progress", "vector", "id", "top-k", "filter", "include-values",
     "include-metadata", "explain", "exact", "values", "set-metadata", "text", "all", "prefix",
-    "limit", "token", "m", "ef-construction", "ef-search", "text-analyzer"};
+    "limit", "token", "m", "ef-construction", "ef-search", "text-analyzer", "sparse", "fusion",
+    "rrf-k", "candidates", "dense-weight", "sparse-weight", "text-weight"};
 
 const std::set<std::string> kBooleans = {"json", "resume", "include-values", "include-metadata",
                                          "explain", "all", "help", "exact"};
@@ -149,6 +155,42 @@ class Cli {
     if (!st.ok()) {
       Usage(StrCat("--", name, " must be a JSON object: ", std::string(st.message())));
       return false;
+    }
+    return true;
+  }
+
+  // --fusion, --rrf-k, --candidates and the per-list weights.
+  bool HybridOptions(v1::HybridOptions* h) const {
+    const std::string fusion = args_.Get("fusion");
+    if (fusion == "weighted") {
+      h->set_fusion(v1::HybridOptions::FUSION_WEIGHTED);
+    } else if (fusion == "rrf") {
+      h->set_fusion(v1::HybridOptions::FUSION_RRF);
+    } else if (!fusion.empty()) {
+      Usage("--fusion must be rrf or weighted");
+      return false;
+    }
+    auto candidates = args_.GetInt("candidates", 0, 0, 1 << 30);
+    if (!candidates.ok()) {
+      Usage(std::string(candidates.status().message()));
+      return false;
+    }
+    h->set_candidate_depth(static_cast<uint32_t>(*candidates));
+    struct {
+      const char* name;
+      void (v1::HybridOptions::*set)(float);
+    } floats[] = {{"rrf-k", &v1::HybridOptions::set_rrf_k},
+                  {"dense-weight", &v1::HybridOptions::set_dense_weight},
+                  {"sparse-weight", &v1::HybridOptions::set_sparse_weight},
+                  {"text-weight", &v1::HybridOptions::set_text_weight}};
+    for (const auto& f : floats) {
+      if (!args_.Has(f.name)) continue;
+      float v;
+      if (!absl::SimpleAtof(std::string(args_.Get(f.name)), &v)) {
+        Usage(StrCat("--", f.name, " must be a number"));
+        return false;
+      }
+      (h->*f.set)(v);
     }
     return true;
   }
@@ -363,10 +405,21 @@ class Cli {
     auto top_k = args_.GetInt("top-k", 10, 1, 1 << 30);
     if (!top_k.ok()) return Usage(std::string(top_k.status().message()));
     req.set_top_k(static_cast<uint32_t>(*top_k));
-    if (args_.Has("vector") + args_.Has("id") + args_.Has("text") != 1) {
-      return Usage("give exactly one of --vector, --id or --text");
+    if (args_.Has("vector") && args_.Has("id")) return Usage("give --vector or --id, not both");
+    if (!args_.Has("vector") && !args_.Has("id") && !args_.Has("text") && !args_.Has("sparse")) {
+      return Usage("give at least one of --vector, --id, --sparse or --text");
     }
     req.set_text(args_.Get("text"));
+    if (args_.Has("sparse")) {
+      auto st = google::protobuf::util::JsonStringToMessage(args_.Get("sparse"),
+                                                            req.mutable_sparse_vector());
+      if (!st.ok()) {
+        return Usage(StrCat("--sparse must be {\"indices\": [...], \"values\": [...]}: ",
+                            std::string(st.message())));
+      }
+    }
+    if (!HybridOptions(req.mutable_hybrid())) return 2;
+    if (req.hybrid().ByteSizeLong() == 0) req.clear_hybrid();
     if (args_.Has("vector") && !FloatsOption("vector", req.mutable_vector())) return 2;
     req.set_id(args_.Get("id"));
     bool has_filter;
@@ -383,12 +436,20 @@ class Cli {
     return Call<v1::Search::Stub, v1::QueryRequest, v1::QueryResponse>(
         stub.get(), &v1::Search::Stub::Query, req, [&](const v1::QueryResponse& resp) {
         std::vector<std::string> header = {"RANK", "ID", "SCORE"};
+        if (req.explain()) header.push_back("EXPLAIN");
         if (req.include_values()) header.push_back("VALUES");
         if (req.include_metadata()) header.push_back("METADATA");
         Table t(header);
         int rank = 0;
         for (const v1::ScoredRecord& m : resp.matches()) {
           std::vector<std::string> row = {StrCat(++rank), m.id(), StrCat(m.score())};
+          if (req.explain()) {
+            std::string parts;
+            for (const v1::ScoreComponent& c : m.explanation()) {
+              StrAppend(&parts, parts.empty() ? "" : " ", c.source(), "#", c.rank(), "=", c.score());
+            }
+            row.push_back(parts);
+          }
           if (req.include_values()) row.push_back(PreviewFloats(m.values()));
           if (req.include_metadata()) row.push_back(StructToCompactJson(m.metadata()));
           t.AddRow(std::move(row));

@@ -12,7 +12,7 @@ packages=(
   libopenblas-dev libomp-dev libicu-dev
 )
 if [[ "${QUIVER_SETUP_BENCH_PEERS:-1}" == "1" ]]; then
-  packages+=(libhnswlib-dev libfaiss-dev)
+  packages+=(libhnswlib-dev libfaiss-dev libxapian-dev python3-torch)
 fi
 
 missing=()

@@ -138,11 +138,25 @@ TEST_F(CliTest, TextSearchThroughTheCli) {
   const std::string file = WriteFile(
       "n.jsonl",
       "{\"id\": \"x\", \"values\": [1, 0], \"text\": \"Indexing vectors quickly\"}\n"
-      "{\"id\": \"y\", \"values\": [0, 1], \"text\": \"Cooking pasta\"}\n");
+      "{\"id\": \"y\", \"values\": [0, 1], \"text\": \"Cooking pasta\", "
+      "\"sparse_values\": {\"indices\": [4], \"values\": [2.5]}}\n");
   ASSERT_EQ(Cli({"import", "n", file}, &out), 0) << out;
   ASSERT_EQ(Cli({"query", "n", "--text=vector index", "--top-k=5"}, &out), 0) << out;
   EXPECT_THAT(out, HasSubstr("x "));
   EXPECT_THAT(out, ::testing::Not(HasSubstr("y ")));
+  ASSERT_EQ(Cli({"query", "n", R"(--sparse={"indices": [4], "values": [2]})", "--explain"}, &out), 0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("sparse#1=5"));
+  // Hybrid: text finds x, the vector prefers y; weights decide.
+  ASSERT_EQ(Cli({"query", "n", "--text=vector", "--vector=[0, 1]", "--fusion=weighted",
+                 "--text-weight=3", "--explain", "--top-k=1"},
+                &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("x "));
+  EXPECT_THAT(out, HasSubstr("dense#2"));
+  EXPECT_THAT(out, HasSubstr("text#1"));
+  EXPECT_EQ(Cli({"query", "n", "--text=vector", "--vector=[0, 1]", "--fusion=borda"}, &out), 2);
 }
 
 TEST_F(CliTest, UsageErrorsExitWithTwo) {
