@@ -38,15 +38,13 @@ size_t Bm25Index::doc_frequency(std::string_view term) const {
   return index_->FindTerm(term, &id, &stats) ? stats.df : 0;
 }
 
-float Bm25Index::TermScore(float idf, float tf, uint32_t doc_len) const {
+Bm25Index::Scorer Bm25Index::MakeScorer() const {
   const double n = static_cast<double>(index_->doc_count());
-  const double avg = n == 0 ? 1.0 : static_cast<double>(index_->total_length()) / n;
-  const double norm = params_.k1 * (1.0 - params_.b + params_.b * doc_len / avg);
-  return static_cast<float>(idf * tf * (params_.k1 + 1.0) / (tf + norm));
+  return Scorer(params_, n == 0 ? 1.0 : static_cast<double>(index_->total_length()) / n);
 }
 
-std::vector<InvertedIndex::Clause> Bm25Index::Resolve(
-    const std::vector<std::string>& query) const {
+std::vector<InvertedIndex::Clause> Bm25Index::Resolve(const std::vector<std::string>& query,
+                                                      const Scorer& scorer) const {
   absl::flat_hash_map<std::string_view, float> occurrences;
   for (const std::string& q : query) occurrences[q] += 1;
   std::vector<InvertedIndex::Clause> clauses;
@@ -59,25 +57,21 @@ std::vector<InvertedIndex::Clause> Bm25Index::Resolve(
     const float w = count * static_cast<float>(std::log(1.0 + (n - df + 0.5) / (df + 0.5)));
     // The score grows with tf and shrinks with document length, so the
     // largest tf at the shortest length bounds every posting: O(1) per term.
-    clauses.push_back({id, w, TermScore(w, stats.max_weight, stats.min_doc_len)});
+    clauses.push_back({id, w, scorer.Score(w, stats.max_weight, stats.min_doc_len)});
   }
   return clauses;
 }
 
-InvertedIndex::ScoreFn Bm25Index::Scorer() const {
-  return [this](const InvertedIndex::Clause& clause, float tf, const InvertedIndex::DocInfo& doc) {
-    return TermScore(clause.query_weight, tf, doc.length);
-  };
-}
-
 std::vector<ScoredDoc> Bm25Index::Search(const std::vector<std::string>& query, size_t top_k,
                                          const DocFilter* keep) const {
-  return index_->Search(Resolve(query), top_k, keep, Scorer());
+  const Scorer scorer = MakeScorer();
+  return index_->Search(Resolve(query, scorer), top_k, keep, scorer);
 }
 
 std::vector<ScoredDoc> Bm25Index::SearchExhaustive(const std::vector<std::string>& query,
                                                    size_t top_k, const DocFilter* keep) const {
-  return index_->SearchExhaustive(Resolve(query), top_k, keep, Scorer());
+  const Scorer scorer = MakeScorer();
+  return index_->SearchExhaustive(Resolve(query, scorer), top_k, keep, scorer);
 }
 
 absl::StatusOr<std::unique_ptr<Bm25Index>> Bm25Index::Load(Bm25Params params,

@@ -64,11 +64,24 @@ class Bm25Index {
                                                          const InvertedIndex::KvScan& scan);
 
  private:
+  // A clause's contribution for a term frequency and document length:
+  // weighted_idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avglen)).
+  // Monotone in tf and len, so its value at (max tf, min len) bounds a term.
+  struct Scorer {
+    double k1_plus_1, norm_base, norm_per_len;
+    Scorer(const Bm25Params& p, double avg_len)
+        : k1_plus_1(p.k1 + 1.0), norm_base(p.k1 * (1.0 - p.b)), norm_per_len(p.k1 * p.b / avg_len) {}
+    float operator()(const InvertedIndex::Clause& c, float tf, uint32_t len) const {
+      return Score(c.query_weight, tf, len);
+    }
+    float Score(float weighted_idf, float tf, uint32_t len) const {
+      return static_cast<float>(weighted_idf * tf * k1_plus_1 / (tf + norm_base + norm_per_len * len));
+    }
+  };
+  Scorer MakeScorer() const;
   // The query's clauses; query_weight = occurrences in the query * idf.
-  std::vector<InvertedIndex::Clause> Resolve(const std::vector<std::string>& query) const;
-  InvertedIndex::ScoreFn Scorer() const;
-  // A clause's contribution for a term frequency and document length.
-  float TermScore(float weighted_idf, float tf, uint32_t doc_len) const;
+  std::vector<InvertedIndex::Clause> Resolve(const std::vector<std::string>& query,
+                                             const Scorer& scorer) const;
 
   Bm25Params params_;
   std::unique_ptr<InvertedIndex> index_;

@@ -65,17 +65,20 @@ void InvertedIndex::AddPosting(uint32_t term, uint64_t doc, float weight, uint32
   if (t.docs.empty() || t.docs.back() < doc) {
     t.docs.push_back(doc);
     t.weights.push_back(weight);
+    t.lens.push_back(doc_len);
     return;
   }
   auto pos = std::lower_bound(t.docs.begin(), t.docs.end(), doc);
   const size_t i = pos - t.docs.begin();
   if (*pos == doc) {  // The tombstone of an earlier version of this doc.
     t.weights[i] = weight;
+    t.lens[i] = doc_len;
     --t.dead;
     return;
   }
   t.docs.insert(pos, doc);
   t.weights.insert(t.weights.begin() + i, weight);
+  t.lens.insert(t.lens.begin() + i, doc_len);
 }
 
 void InvertedIndex::Compact(Term& t) {
@@ -84,12 +87,15 @@ void InvertedIndex::Compact(Term& t) {
     if (t.weights[i] == kTombstone) continue;
     t.docs[out] = t.docs[i];
     t.weights[out] = t.weights[i];
+    t.lens[out] = t.lens[i];
     ++out;
   }
   t.docs.resize(out);
   t.weights.resize(out);
+  t.lens.resize(out);
   t.docs.shrink_to_fit();
   t.weights.shrink_to_fit();
+  t.lens.shrink_to_fit();
   t.dead = 0;
 }
 
@@ -149,109 +155,6 @@ void InvertedIndex::SortClauses(std::vector<Clause>* clauses) {
   std::sort(clauses->begin(), clauses->end(), [](const Clause& a, const Clause& b) {
     return a.bound != b.bound ? a.bound < b.bound : a.term < b.term;
   });
-}
-
-std::vector<ann::Hit> InvertedIndex::SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
-                                                      const DocFilter* keep,
-                                                      const ScoreFn& score) const {
-  SortClauses(&clauses);
-  // Per document: the running sum, in clause order.
-  absl::flat_hash_map<uint64_t, float> acc;
-  for (size_t c = 0; c < clauses.size(); ++c) {
-    const Term& t = terms_[clauses[c].term];
-    for (size_t i = 0; i < t.docs.size(); ++i) {
-      if (t.weights[i] == kTombstone) continue;
-      acc[t.docs[i]] += score(clauses[c], t.weights[i], docs_.at(t.docs[i]).info);
-    }
-  }
-  ann::TopK top(top_k);
-  for (const auto& [doc, s] : acc) {
-    if (keep == nullptr || (*keep)(doc)) top.Push(doc, s);
-  }
-  return top.Take();
-}
-
-std::vector<ann::Hit> InvertedIndex::Search(std::vector<Clause> clauses, size_t top_k,
-                                            const DocFilter* keep, const ScoreFn& score) const {
-  // MaxScore (Turtle & Flood 1995): with clauses sorted by bound, the
-  // cheapest prefix whose bounds together cannot reach the k-th best score
-  // is "non-essential": those lists only refine candidates found through the
-  // others, by skipping to them.
-  SortClauses(&clauses);
-  const size_t n = clauses.size();
-  std::vector<const Term*> lists(n);
-  for (size_t i = 0; i < n; ++i) lists[i] = &terms_[clauses[i].term];
-  std::vector<float> prefix_bound(n + 1, 0);  // Sum of the bounds of clauses [0, i).
-  for (size_t i = 0; i < n; ++i) prefix_bound[i + 1] = prefix_bound[i] + clauses[i].bound;
-  std::vector<size_t> cursor(n, 0);
-  std::vector<float> contrib(n);
-  std::vector<bool> matched(n);
-  ann::TopK top(top_k);
-  size_t first_essential = 0;
-  constexpr uint64_t kEnd = std::numeric_limits<uint64_t>::max();
-  while (first_essential < n) {
-    uint64_t doc = kEnd;
-    for (size_t i = first_essential; i < n; ++i) {
-      if (cursor[i] < lists[i]->docs.size()) doc = std::min(doc, lists[i]->docs[cursor[i]]);
-    }
-    if (doc == kEnd) break;
-    auto dit = docs_.find(doc);
-    if (dit == docs_.end()) {  // Only tombstones point here.
-      for (size_t i = first_essential; i < n; ++i) {
-        if (cursor[i] < lists[i]->docs.size() && lists[i]->docs[cursor[i]] == doc) ++cursor[i];
-      }
-      continue;
-    }
-    const DocInfo& info = dit->second.info;
-    std::fill(contrib.begin(), contrib.end(), 0.0f);
-    std::fill(matched.begin(), matched.end(), false);
-    float partial = 0;
-    bool any = false;
-    for (size_t i = first_essential; i < n; ++i) {
-      const Term& t = *lists[i];
-      if (cursor[i] < t.docs.size() && t.docs[cursor[i]] == doc) {
-        // A tombstone here is left from an earlier version of the document.
-        const float w = t.weights[cursor[i]];
-        if (w != kTombstone) {
-          contrib[i] = score(clauses[i], w, info);
-          matched[i] = any = true;
-          partial += contrib[i];
-        }
-        ++cursor[i];
-      }
-    }
-    if (!any) continue;
-    // Non-essential clauses, most valuable first, while they can matter.
-    bool pruned = false;
-    for (size_t i = first_essential; i-- > 0;) {
-      if (partial + prefix_bound[i + 1] < top.threshold()) {
-        pruned = true;
-        break;
-      }
-      const Term& t = *lists[i];
-      cursor[i] = std::lower_bound(t.docs.begin() + cursor[i], t.docs.end(), doc) - t.docs.begin();
-      if (cursor[i] < t.docs.size() && t.docs[cursor[i]] == doc &&
-          t.weights[cursor[i]] != kTombstone) {
-        contrib[i] = score(clauses[i], t.weights[cursor[i]], info);
-        matched[i] = true;
-        partial += contrib[i];
-      }
-    }
-    if (pruned) continue;
-    float total = 0;  // In the exhaustive search's order.
-    for (size_t i = 0; i < n; ++i) {
-      if (matched[i]) total += contrib[i];
-    }
-    // Equal scores still compete (by doc), so only strictly smaller bounds
-    // prune: the result equals the exhaustive one.
-    if (total >= top.threshold() && (keep == nullptr || (*keep)(doc))) {
-      top.Push(doc, total);
-      while (first_essential < n && prefix_bound[first_essential + 1] < top.threshold()) {
-        ++first_essential;
-      }
-    }
-  }
-  return top.Take();
 }
 
 // ---- Persistence ------------------------------------------------------------
@@ -422,6 +325,7 @@ absl::StatusOr<std::unique_ptr<InvertedIndex>> InvertedIndex::Load(bool integer_
       auto dit = index->docs_.find(t.docs[i]);
       if (dit == index->docs_.end()) return Damaged("posting for an unknown document");
       dit->second.terms.push_back(term_id);
+      t.lens.push_back(dit->second.info.length);
       t.max_weight = std::max(t.max_weight, t.weights[i]);
       t.min_weight = std::min(t.min_weight, t.weights[i]);
       t.min_doc_len = std::min(t.min_doc_len, dit->second.info.length);

@@ -77,15 +77,18 @@ class InvertedIndex {
   bool FindTerm(std::string_view term, uint32_t* id, TermStats* stats) const;
 
   // Best `top_k` documents by the sum over clauses of
-  // score(clause, posting weight, document), best first, ties by ascending
-  // document. Each score must be <= its clause's bound; documents matching
-  // no clause never appear. Search prunes with MaxScore and returns exactly what
-  // SearchExhaustive does (same summation order, so equal to the bit).
-  using ScoreFn = std::function<float(const Clause& clause, float weight, const DocInfo& doc)>;
+  // score(clause, posting weight, document length), best first, ties by
+  // ascending document. Each score must be <= its clause's bound; documents
+  // matching no clause never appear. `Score` is a callable
+  // float(const Clause&, float weight, uint32_t doc_len). Search prunes with
+  // MaxScore and returns exactly what SearchExhaustive does (same summation
+  // order, so equal to the bit).
+  template <typename Score>
   std::vector<ann::Hit> Search(std::vector<Clause> clauses, size_t top_k, const DocFilter* keep,
-                               const ScoreFn& score) const;
+                               const Score& score) const;
+  template <typename Score>
   std::vector<ann::Hit> SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
-                                         const DocFilter* keep, const ScoreFn& score) const;
+                                         const DocFilter* keep, const Score& score) const;
 
   // Writes every live posting and document under unique keys.
   absl::Status Save(KvSink& out) const;
@@ -103,6 +106,7 @@ class InvertedIndex {
     std::string key;
     std::vector<uint64_t> docs;  // Ascending.
     std::vector<float> weights;  // kTombstone: the document was removed.
+    std::vector<uint32_t> lens;  // The document's length, for scoring without a lookup.
     size_t dead = 0;
     float max_weight = -std::numeric_limits<float>::infinity();
     float min_weight = std::numeric_limits<float>::infinity();
@@ -115,6 +119,9 @@ class InvertedIndex {
   };
   // Orders clauses by ascending bound (ties by term), the summation order.
   static void SortClauses(std::vector<Clause>* clauses);
+  // The first position >= `from` whose doc is >= `doc` (galloping: targets
+  // are usually near).
+  static size_t SeekFrom(const std::vector<uint64_t>& docs, size_t from, uint64_t doc);
   uint32_t InternTerm(std::string_view key);
   void AddPosting(uint32_t term, uint64_t doc, float weight, uint32_t doc_len);
   void Compact(Term& t);
@@ -126,6 +133,119 @@ class InvertedIndex {
   absl::flat_hash_map<uint64_t, Doc> docs_;
   uint64_t total_length_ = 0;
 };
+
+// ---- Search (templates, so the scorer inlines) ------------------------------
+
+inline size_t InvertedIndex::SeekFrom(const std::vector<uint64_t>& docs, size_t from,
+                                      uint64_t doc) {
+  size_t step = 1, lo = from, hi = from;
+  while (hi < docs.size() && docs[hi] < doc) {
+    lo = hi + 1;
+    hi += step;
+    step *= 2;
+  }
+  hi = std::min(hi, docs.size());
+  return std::lower_bound(docs.begin() + lo, docs.begin() + hi, doc) - docs.begin();
+}
+
+template <typename Score>
+std::vector<ann::Hit> InvertedIndex::SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
+                                                      const DocFilter* keep,
+                                                      const Score& score) const {
+  SortClauses(&clauses);
+  absl::flat_hash_map<uint64_t, float> acc;  // Running sums, in clause order.
+  for (const Clause& c : clauses) {
+    const Term& t = terms_[c.term];
+    for (size_t i = 0; i < t.docs.size(); ++i) {
+      if (t.weights[i] != kTombstone) acc[t.docs[i]] += score(c, t.weights[i], t.lens[i]);
+    }
+  }
+  ann::TopK top(top_k);
+  for (const auto& [doc, s] : acc) {
+    if (keep == nullptr || (*keep)(doc)) top.Push(doc, s);
+  }
+  return top.Take();
+}
+
+template <typename Score>
+std::vector<ann::Hit> InvertedIndex::Search(std::vector<Clause> clauses, size_t top_k,
+                                            const DocFilter* keep, const Score& score) const {
+  // MaxScore (Turtle & Flood 1995): with clauses sorted by bound, the
+  // cheapest prefix whose bounds together cannot reach the k-th best score
+  // is "non-essential": those lists only refine candidates found through the
+  // others, by skipping to them.
+  SortClauses(&clauses);
+  const size_t n = clauses.size();
+  std::vector<const Term*> lists(n);
+  for (size_t i = 0; i < n; ++i) lists[i] = &terms_[clauses[i].term];
+  std::vector<float> prefix_bound(n + 1, 0);  // Sum of the bounds of clauses [0, i).
+  for (size_t i = 0; i < n; ++i) prefix_bound[i + 1] = prefix_bound[i] + clauses[i].bound;
+  std::vector<size_t> cursor(n, 0);
+  std::vector<float> contrib(n);
+  std::vector<char> matched(n);
+  ann::TopK top(top_k);
+  float threshold = top.threshold();
+  size_t first_essential = 0;
+  constexpr uint64_t kEnd = std::numeric_limits<uint64_t>::max();
+  while (first_essential < n) {
+    uint64_t doc = kEnd;
+    for (size_t i = first_essential; i < n; ++i) {
+      if (cursor[i] < lists[i]->docs.size()) doc = std::min(doc, lists[i]->docs[cursor[i]]);
+    }
+    if (doc == kEnd) break;
+    std::fill(matched.begin(), matched.end(), 0);
+    float partial = 0;
+    uint32_t len = 0;
+    bool any = false;
+    for (size_t i = first_essential; i < n; ++i) {
+      const Term& t = *lists[i];
+      if (cursor[i] < t.docs.size() && t.docs[cursor[i]] == doc) {
+        // A tombstone: a removed document, or an earlier version of one.
+        const float w = t.weights[cursor[i]];
+        if (w != kTombstone) {
+          len = t.lens[cursor[i]];
+          contrib[i] = score(clauses[i], w, len);
+          matched[i] = 1;
+          any = true;
+          partial += contrib[i];
+        }
+        ++cursor[i];
+      }
+    }
+    if (!any) continue;
+    // Non-essential clauses, most valuable first, while they can matter.
+    bool pruned = false;
+    for (size_t i = first_essential; i-- > 0;) {
+      if (partial + prefix_bound[i + 1] < threshold) {
+        pruned = true;
+        break;
+      }
+      const Term& t = *lists[i];
+      cursor[i] = SeekFrom(t.docs, cursor[i], doc);
+      if (cursor[i] < t.docs.size() && t.docs[cursor[i]] == doc &&
+          t.weights[cursor[i]] != kTombstone) {
+        contrib[i] = score(clauses[i], t.weights[cursor[i]], len);
+        matched[i] = 1;
+        partial += contrib[i];
+      }
+    }
+    if (pruned) continue;
+    float total = 0;  // In the exhaustive search's order.
+    for (size_t i = 0; i < n; ++i) {
+      if (matched[i]) total += contrib[i];
+    }
+    // Equal scores still compete (by doc), so only strictly smaller bounds
+    // prune: the result equals the exhaustive one.
+    if (total >= threshold && (keep == nullptr || (*keep)(doc))) {
+      top.Push(doc, total);
+      threshold = top.threshold();
+      while (first_essential < n && prefix_bound[first_essential + 1] < threshold) {
+        ++first_essential;
+      }
+    }
+  }
+  return top.Take();
+}
 
 }  // namespace quiver::text
 

@@ -15,7 +15,7 @@ std::string DimensionKey(uint32_t index) {
   return key;
 }
 
-float Dot(const InvertedIndex::Clause& clause, float weight, const InvertedIndex::DocInfo&) {
+float Dot(const InvertedIndex::Clause& clause, float weight, uint32_t) {
   return clause.query_weight * weight;
 }
 
