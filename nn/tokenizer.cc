@@ -1,0 +1,825 @@
+#include "nn/tokenizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <regex>
+#include <sstream>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/coding.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "unicode/locid.h"
+#include "unicode/normalizer2.h"
+#include "unicode/uchar.h"
+#include "unicode/unistr.h"
+#include "unicode/utf8.h"
+
+namespace quiver::nn {
+namespace {
+
+using U32 = std::u32string;
+
+U32 Decode(std::string_view s) {
+  U32 out;
+  out.reserve(s.size());
+  int32_t i = 0;
+  const int32_t n = static_cast<int32_t>(s.size());
+  while (i < n) {
+    UChar32 c;
+    U8_NEXT(reinterpret_cast<const uint8_t*>(s.data()), i, n, c);
+    out.push_back(static_cast<char32_t>(c < 0 ? 0xFFFD : c));
+  }
+  return out;
+}
+
+void AppendUtf8(std::string* out, char32_t c) {
+  uint8_t buf[4];
+  int32_t len = 0;
+  UBool error = false;
+  U8_APPEND(buf, len, 4, static_cast<UChar32>(c), error);
+  if (!error) out->append(reinterpret_cast<const char*>(buf), len);
+}
+
+std::string Encode(const U32& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char32_t c : s) AppendUtf8(&out, c);
+  return out;
+}
+
+icu::UnicodeString ToIcu(const U32& s) {
+  icu::UnicodeString u;
+  for (char32_t c : s) u.append(static_cast<UChar32>(c));
+  return u;
+}
+
+U32 FromIcu(const icu::UnicodeString& u) {
+  U32 out;
+  for (int32_t i = 0; i < u.length();) {
+    const UChar32 c = u.char32At(i);
+    out.push_back(static_cast<char32_t>(c));
+    i += U16_LENGTH(c);
+  }
+  return out;
+}
+
+// Unicode predicates as Hugging Face's tokenizers (Rust char methods) use them.
+bool IsWhitespace(char32_t c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || u_isUWhiteSpace(static_cast<UChar32>(c));
+}
+bool IsOther(char32_t c) {  // General category C*.
+  const int8_t t = u_charType(static_cast<UChar32>(c));
+  return t == U_CONTROL_CHAR || t == U_FORMAT_CHAR || t == U_SURROGATE ||
+         t == U_PRIVATE_USE_CHAR || t == U_UNASSIGNED;
+}
+bool IsPunctuation(char32_t c) {  // ASCII punctuation or category P*.
+  if (c < 128) return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+  return u_ispunct(static_cast<UChar32>(c));
+}
+bool IsChineseChar(char32_t c) {  // BERT's CJK Unified Ideographs blocks.
+  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+         (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+         (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+bool IsWordChar(char32_t c) {  // Regex \w (Unicode): letters, marks, digits, connectors.
+  return u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_POSIX_ALNUM) || c == '_' ||
+         u_charType(static_cast<UChar32>(c)) == U_CONNECTOR_PUNCTUATION ||
+         (U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_M_MASK) != 0;
+}
+
+absl::Status Unsupported(std::string_view kind, const Json& j) {
+  const Json* type = j.Find("type");
+  return absl::InvalidArgumentError(StrCat("tokenizer.json: unsupported ", kind, " ",
+                                           type != nullptr && type->is_string()
+                                               ? type->as_string()
+                                               : std::string("(no type)")));
+}
+
+bool BoolField(const Json& j, std::string_view key, bool fallback) {
+  const Json* v = j.Find(key);
+  return v != nullptr && v->is_bool() ? v->as_bool() : fallback;
+}
+std::string StringField(const Json& j, std::string_view key, std::string fallback = "") {
+  const Json* v = j.Find(key);
+  return v != nullptr && v->is_string() ? v->as_string() : fallback;
+}
+
+// ---- Normalizers ------------------------------------------------------------
+
+class Normalizer {
+ public:
+  virtual ~Normalizer() = default;
+  virtual void Apply(U32* s) const = 0;
+};
+
+U32 Nfd(const U32& s, const char* form, UNormalization2Mode mode) {
+  UErrorCode err = U_ZERO_ERROR;
+  const icu::Normalizer2* n = icu::Normalizer2::getInstance(nullptr, form, mode, err);
+  if (U_FAILURE(err)) return s;
+  icu::UnicodeString out = n->normalize(ToIcu(s), err);
+  return U_FAILURE(err) ? s : FromIcu(out);
+}
+
+void Lowercase(U32* s) {
+  icu::UnicodeString u = ToIcu(*s);
+  u.toLower(icu::Locale::getRoot());
+  *s = FromIcu(u);
+}
+
+void StripAccents(U32* s) {  // NFD, then drop nonspacing marks.
+  U32 d = Nfd(*s, "nfc", UNORM2_DECOMPOSE);
+  s->clear();
+  for (char32_t c : d) {
+    if (u_charType(static_cast<UChar32>(c)) != U_NON_SPACING_MARK) s->push_back(c);
+  }
+}
+
+class BertNormalizer : public Normalizer {
+ public:
+  explicit BertNormalizer(const Json& j)
+      : clean_(BoolField(j, "clean_text", true)),
+        chinese_(BoolField(j, "handle_chinese_chars", true)),
+        lowercase_(BoolField(j, "lowercase", true)) {
+    const Json* sa = j.Find("strip_accents");
+    strip_ = sa != nullptr && sa->is_bool() ? sa->as_bool() : lowercase_;
+  }
+  void Apply(U32* s) const override {
+    U32 out;
+    out.reserve(s->size());
+    for (char32_t c : *s) {
+      if (clean_) {
+        if (c == 0 || c == 0xFFFD || (c != '\t' && c != '\n' && c != '\r' && IsOther(c))) continue;
+        if (IsWhitespace(c)) c = ' ';
+      }
+      if (chinese_ && IsChineseChar(c)) {
+        out.push_back(' ');
+        out.push_back(c);
+        out.push_back(' ');
+      } else {
+        out.push_back(c);
+      }
+    }
+    if (strip_) StripAccents(&out);
+    if (lowercase_) Lowercase(&out);
+    *s = std::move(out);
+  }
+
+ private:
+  bool clean_, chinese_, lowercase_, strip_;
+};
+
+class FnNormalizer : public Normalizer {
+ public:
+  explicit FnNormalizer(std::function<void(U32*)> fn) : fn_(std::move(fn)) {}
+  void Apply(U32* s) const override { fn_(s); }
+
+ private:
+  std::function<void(U32*)> fn_;
+};
+
+class ReplaceNormalizer : public Normalizer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Normalizer>> Make(const Json& j) {
+    auto r = std::make_unique<ReplaceNormalizer>();
+    const Json* pattern = j.Find("pattern");
+    r->content_ = StringField(j, "content");
+    if (pattern == nullptr) return Unsupported("normalizer", j);
+    if (const Json* s = pattern->Find("String"); s != nullptr && s->is_string()) {
+      r->literal_ = s->as_string();
+    } else if (const Json* re = pattern->Find("Regex"); re != nullptr && re->is_string()) {
+      try {
+        r->regex_ = std::regex(re->as_string(), std::regex::ECMAScript);
+        r->is_regex_ = true;
+      } catch (const std::regex_error&) {
+        return absl::InvalidArgumentError(
+            StrCat("tokenizer.json: Replace regex not supported: ", re->as_string()));
+      }
+    } else {
+      return Unsupported("normalizer pattern", j);
+    }
+    return std::unique_ptr<Normalizer>(std::move(r));
+  }
+  void Apply(U32* s) const override {
+    std::string text = Encode(*s);
+    if (is_regex_) {
+      text = std::regex_replace(text, regex_, content_);
+    } else if (!literal_.empty()) {
+      std::string out;
+      size_t pos = 0;
+      for (size_t hit; (hit = text.find(literal_, pos)) != std::string::npos; pos = hit + literal_.size()) {
+        out.append(text, pos, hit - pos);
+        out.append(content_);
+      }
+      out.append(text, pos);
+      text = std::move(out);
+    }
+    *s = Decode(text);
+  }
+
+ private:
+  std::string literal_, content_;
+  std::regex regex_;
+  bool is_regex_ = false;
+};
+
+class SequenceNormalizer : public Normalizer {
+ public:
+  std::vector<std::unique_ptr<Normalizer>> steps;
+  void Apply(U32* s) const override {
+    for (const auto& n : steps) n->Apply(s);
+  }
+};
+
+absl::StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const Json& j) {
+  const std::string type = StringField(j, "type");
+  if (type == "BertNormalizer") return std::unique_ptr<Normalizer>(new BertNormalizer(j));
+  if (type == "Lowercase") return std::unique_ptr<Normalizer>(new FnNormalizer(Lowercase));
+  if (type == "StripAccents") return std::unique_ptr<Normalizer>(new FnNormalizer(StripAccents));
+  if (type == "NFD" || type == "NFC" || type == "NFKD" || type == "NFKC") {
+    const bool k = type[2] == 'K';
+    const bool decompose = type.back() == 'D';
+    return std::unique_ptr<Normalizer>(new FnNormalizer([k, decompose](U32* s) {
+      *s = Nfd(*s, k ? "nfkc" : "nfc", decompose ? UNORM2_DECOMPOSE : UNORM2_COMPOSE);
+    }));
+  }
+  if (type == "Strip") {
+    const bool left = BoolField(j, "strip_left", true), right = BoolField(j, "strip_right", true);
+    return std::unique_ptr<Normalizer>(new FnNormalizer([left, right](U32* s) {
+      size_t b = 0, e = s->size();
+      while (left && b < e && IsWhitespace((*s)[b])) ++b;
+      while (right && e > b && IsWhitespace((*s)[e - 1])) --e;
+      *s = s->substr(b, e - b);
+    }));
+  }
+  if (type == "Prepend") {
+    const U32 prefix = Decode(StringField(j, "prepend"));
+    return std::unique_ptr<Normalizer>(new FnNormalizer([prefix](U32* s) {
+      if (!s->empty()) *s = prefix + *s;
+    }));
+  }
+  if (type == "Replace") return ReplaceNormalizer::Make(j);
+  if (type == "Sequence") {
+    auto seq = std::make_unique<SequenceNormalizer>();
+    const Json* list = j.Find("normalizers");
+    if (list == nullptr || !list->is_array()) return Unsupported("normalizer", j);
+    for (const Json& n : list->as_array()) {
+      ASSIGN_OR_RETURN(auto step, MakeNormalizer(n));
+      seq->steps.push_back(std::move(step));
+    }
+    return std::unique_ptr<Normalizer>(std::move(seq));
+  }
+  return Unsupported("normalizer", j);
+}
+
+// ---- Pre-tokenizers ---------------------------------------------------------
+
+class PreTokenizer {
+ public:
+  virtual ~PreTokenizer() = default;
+  // Splits every piece further.
+  virtual void Split(std::vector<U32>* pieces) const = 0;
+};
+
+// Splits each piece where `split_at` says: kRemove drops the character,
+// kIsolate makes it its own piece.
+enum class CharRole { kKeep, kRemove, kIsolate };
+void SplitBy(std::vector<U32>* pieces, const std::function<CharRole(char32_t)>& role) {
+  std::vector<U32> out;
+  for (const U32& p : *pieces) {
+    U32 cur;
+    for (char32_t c : p) {
+      const CharRole r = role(c);
+      if (r == CharRole::kKeep) {
+        cur.push_back(c);
+        continue;
+      }
+      if (!cur.empty()) out.push_back(std::move(cur));
+      cur.clear();
+      if (r == CharRole::kIsolate) out.push_back(U32(1, c));
+    }
+    if (!cur.empty()) out.push_back(std::move(cur));
+  }
+  *pieces = std::move(out);
+}
+
+class FnPreTokenizer : public PreTokenizer {
+ public:
+  explicit FnPreTokenizer(std::function<void(std::vector<U32>*)> fn) : fn_(std::move(fn)) {}
+  void Split(std::vector<U32>* pieces) const override { fn_(pieces); }
+
+ private:
+  std::function<void(std::vector<U32>*)> fn_;
+};
+
+class SequencePreTokenizer : public PreTokenizer {
+ public:
+  std::vector<std::unique_ptr<PreTokenizer>> steps;
+  void Split(std::vector<U32>* pieces) const override {
+    for (const auto& s : steps) s->Split(pieces);
+  }
+};
+
+absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const Json& j) {
+  const std::string type = StringField(j, "type");
+  if (type == "BertPreTokenizer") {
+    return std::unique_ptr<PreTokenizer>(new FnPreTokenizer([](std::vector<U32>* p) {
+      SplitBy(p, [](char32_t c) {
+        return IsWhitespace(c) ? CharRole::kRemove
+                               : IsPunctuation(c) ? CharRole::kIsolate : CharRole::kKeep;
+      });
+    }));
+  }
+  if (type == "WhitespaceSplit") {
+    return std::unique_ptr<PreTokenizer>(new FnPreTokenizer([](std::vector<U32>* p) {
+      SplitBy(p, [](char32_t c) { return IsWhitespace(c) ? CharRole::kRemove : CharRole::kKeep; });
+    }));
+  }
+  if (type == "Punctuation") {
+    return std::unique_ptr<PreTokenizer>(new FnPreTokenizer([](std::vector<U32>* p) {
+      SplitBy(p, [](char32_t c) { return IsPunctuation(c) ? CharRole::kIsolate : CharRole::kKeep; });
+    }));
+  }
+  if (type == "Whitespace") {  // \w+|[^\w\s]+
+    return std::unique_ptr<PreTokenizer>(new FnPreTokenizer([](std::vector<U32>* pieces) {
+      std::vector<U32> out;
+      for (const U32& p : *pieces) {
+        U32 cur;
+        int cur_kind = 0;  // 1 word, 2 other.
+        for (char32_t c : p) {
+          const int kind = IsWhitespace(c) ? 0 : IsWordChar(c) ? 1 : 2;
+          if (kind != cur_kind && !cur.empty()) {
+            out.push_back(std::move(cur));
+            cur.clear();
+          }
+          cur_kind = kind;
+          if (kind != 0) cur.push_back(c);
+        }
+        if (!cur.empty()) out.push_back(std::move(cur));
+      }
+      *pieces = std::move(out);
+    }));
+  }
+  if (type == "Metaspace") {
+    const U32 rep = Decode(StringField(j, "replacement", "\xE2\x96\x81"));
+    if (rep.size() != 1) return Unsupported("pre-tokenizer", j);
+    const char32_t r = rep[0];
+    std::string scheme = StringField(j, "prepend_scheme", "");
+    if (scheme.empty()) scheme = BoolField(j, "add_prefix_space", true) ? "always" : "never";
+    const bool split = BoolField(j, "split", true);
+    return std::unique_ptr<PreTokenizer>(new FnPreTokenizer([r, scheme, split](std::vector<U32>* pieces) {
+      std::vector<U32> out;
+      for (size_t pi = 0; pi < pieces->size(); ++pi) {
+        U32 s = (*pieces)[pi];
+        for (char32_t& c : s) {
+          if (c == ' ') c = r;
+        }
+        const bool prepend = scheme == "always" || (scheme == "first" && pi == 0);
+        if (prepend && !s.empty() && s[0] != r) s.insert(s.begin(), r);
+        if (!split) {
+          out.push_back(std::move(s));
+          continue;
+        }
+        U32 cur;  // Each replacement starts a piece (merged with the next).
+        for (char32_t c : s) {
+          if (c == r && !cur.empty()) {
+            out.push_back(std::move(cur));
+            cur.clear();
+          }
+          cur.push_back(c);
+        }
+        if (!cur.empty()) out.push_back(std::move(cur));
+      }
+      *pieces = std::move(out);
+    }));
+  }
+  if (type == "Sequence") {
+    auto seq = std::make_unique<SequencePreTokenizer>();
+    const Json* list = j.Find("pretokenizers");
+    if (list == nullptr || !list->is_array()) return Unsupported("pre-tokenizer", j);
+    for (const Json& p : list->as_array()) {
+      ASSIGN_OR_RETURN(auto step, MakePreTokenizer(p));
+      seq->steps.push_back(std::move(step));
+    }
+    return std::unique_ptr<PreTokenizer>(std::move(seq));
+  }
+  return Unsupported("pre-tokenizer", j);
+}
+
+// ---- Models -------------------------------------------------------------------
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual void Tokenize(const U32& piece, std::vector<int32_t>* ids) const = 0;
+  absl::flat_hash_map<std::string, int32_t> vocab;
+  std::vector<std::string> id_to_token;
+};
+
+class WordPiece : public Model {
+ public:
+  static absl::StatusOr<std::unique_ptr<Model>> Make(const Json& j) {
+    auto m = std::make_unique<WordPiece>();
+    const Json* vocab = j.Find("vocab");
+    if (vocab == nullptr || !vocab->is_object()) {
+      return absl::InvalidArgumentError("tokenizer.json: WordPiece needs a vocab object");
+    }
+    for (const auto& [token, id] : vocab->as_object()) {
+      if (!id.is_number()) return absl::InvalidArgumentError("tokenizer.json: bad vocab id");
+      const int32_t i = static_cast<int32_t>(id.as_number());
+      m->vocab[token] = i;
+      if (static_cast<size_t>(i) >= m->id_to_token.size()) m->id_to_token.resize(i + 1);
+      m->id_to_token[i] = token;
+    }
+    m->prefix_ = StringField(j, "continuing_subword_prefix", "##");
+    const Json* max_chars = j.Find("max_input_chars_per_word");
+    if (max_chars != nullptr && max_chars->is_number()) m->max_chars_ = static_cast<size_t>(max_chars->as_number());
+    const std::string unk = StringField(j, "unk_token", "[UNK]");
+    auto it = m->vocab.find(unk);
+    if (it == m->vocab.end()) {
+      return absl::InvalidArgumentError(StrCat("tokenizer.json: unk token ", unk, " not in vocab"));
+    }
+    m->unk_ = it->second;
+    return std::unique_ptr<Model>(std::move(m));
+  }
+  void Tokenize(const U32& word, std::vector<int32_t>* ids) const override {
+    if (word.size() > max_chars_) {
+      ids->push_back(unk_);
+      return;
+    }
+    std::vector<int32_t> out;
+    size_t start = 0;
+    std::string piece;
+    while (start < word.size()) {
+      size_t end = word.size();
+      int32_t found = -1;
+      while (start < end) {
+        piece = start > 0 ? prefix_ : std::string();
+        piece += Encode(word.substr(start, end - start));
+        auto it = vocab.find(piece);
+        if (it != vocab.end()) {
+          found = it->second;
+          break;
+        }
+        --end;
+      }
+      if (found < 0) {  // Greedy match failed: the whole word is unknown.
+        ids->push_back(unk_);
+        return;
+      }
+      out.push_back(found);
+      start = end;
+    }
+    ids->insert(ids->end(), out.begin(), out.end());
+  }
+
+ private:
+  std::string prefix_;
+  size_t max_chars_ = 100;
+  int32_t unk_ = 0;
+};
+
+class Unigram : public Model {
+ public:
+  static absl::StatusOr<std::unique_ptr<Model>> Make(const Json& j) {
+    auto m = std::make_unique<Unigram>();
+    const Json* vocab = j.Find("vocab");
+    if (vocab == nullptr || !vocab->is_array()) {
+      return absl::InvalidArgumentError("tokenizer.json: Unigram needs a vocab list");
+    }
+    double min_score = std::numeric_limits<double>::infinity();
+    for (const Json& e : vocab->as_array()) {
+      if (!e.is_array() || e.as_array().size() != 2 || !e.as_array()[0].is_string() ||
+          !e.as_array()[1].is_number()) {
+        return absl::InvalidArgumentError("tokenizer.json: Unigram vocab entries are [piece, score]");
+      }
+      const std::string& piece = e.as_array()[0].as_string();
+      const int32_t id = static_cast<int32_t>(m->id_to_token.size());
+      m->vocab.emplace(piece, id);
+      m->id_to_token.push_back(piece);
+      m->scores_.push_back(e.as_array()[1].as_number());
+      min_score = std::min(min_score, m->scores_.back());
+      m->max_len_ = std::max(m->max_len_, Decode(piece).size());
+    }
+    const Json* unk = j.Find("unk_id");
+    m->unk_ = unk != nullptr && unk->is_number() ? static_cast<int32_t>(unk->as_number()) : -1;
+    if (BoolField(j, "byte_fallback", false)) {
+      return absl::InvalidArgumentError("tokenizer.json: Unigram byte_fallback is not supported");
+    }
+    m->unk_score_ = min_score - 10.0;  // As sentencepiece / tokenizers.
+    return std::unique_ptr<Model>(std::move(m));
+  }
+  // Viterbi: the segmentation with the largest total log-probability.
+  void Tokenize(const U32& piece, std::vector<int32_t>* ids) const override {
+    const size_t n = piece.size();
+    std::vector<double> best(n + 1, -std::numeric_limits<double>::infinity());
+    std::vector<int32_t> tok(n + 1, -1);
+    std::vector<size_t> from(n + 1, 0);
+    best[0] = 0;
+    std::vector<std::string> prefixes;
+    for (size_t s = 0; s < n; ++s) {
+      if (best[s] == -std::numeric_limits<double>::infinity()) continue;
+      std::string sub;
+      bool single = false;
+      for (size_t len = 1; len <= max_len_ && s + len <= n; ++len) {
+        AppendUtf8(&sub, piece[s + len - 1]);
+        auto it = vocab.find(sub);
+        if (it == vocab.end()) continue;
+        if (len == 1) single = true;
+        const double score = best[s] + scores_[it->second];
+        if (score > best[s + len]) {
+          best[s + len] = score;
+          tok[s + len] = it->second;
+          from[s + len] = s;
+        }
+      }
+      if (!single) {  // An unknown character.
+        const double score = best[s] + unk_score_;
+        if (score > best[s + 1]) {
+          best[s + 1] = score;
+          tok[s + 1] = -1;
+          from[s + 1] = s;
+        }
+      }
+    }
+    std::vector<int32_t> rev;
+    for (size_t e = n; e > 0; e = from[e]) rev.push_back(tok[e]);
+    bool last_unk = false;
+    for (auto it = rev.rbegin(); it != rev.rend(); ++it) {
+      const bool is_unk = *it < 0 || *it == unk_;
+      if (is_unk && last_unk) continue;  // Consecutive unknowns fuse.
+      ids->push_back(is_unk ? (unk_ >= 0 ? unk_ : 0) : *it);
+      last_unk = is_unk;
+    }
+  }
+
+ private:
+  std::vector<double> scores_;
+  size_t max_len_ = 1;
+  int32_t unk_ = -1;
+  double unk_score_ = 0;
+};
+
+// ---- Post-processing ------------------------------------------------------
+
+// A template item: a special token's ids, or sequence A / B, with a type id.
+struct TemplateItem {
+  std::vector<int32_t> special;  // Empty: a sequence.
+  std::vector<std::string> special_tokens;  // Their strings, as the template names them.
+  int sequence = 0;              // 0: A, 1: B.
+  int32_t type_id = 0;
+};
+
+}  // namespace
+
+struct Tokenizer::Impl {
+  std::unique_ptr<Normalizer> normalizer;
+  std::unique_ptr<PreTokenizer> pre_tokenizer;
+  std::unique_ptr<Model> model;
+  std::vector<TemplateItem> single, pair;
+  std::vector<std::pair<std::string, int32_t>> added;  // Longest first.
+  int32_t pad = 0;
+
+  void TokenizeText(std::string_view text, std::vector<int32_t>* ids) const;
+  absl::StatusOr<Encoding> Run(std::string_view a, const std::string_view* b, bool add_special,
+                               size_t max_tokens) const;
+};
+
+void Tokenizer::Impl::TokenizeText(std::string_view text, std::vector<int32_t>* ids) const {
+  // Added tokens first: they split the text and map straight to their ids.
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t hit = std::string_view::npos;
+    int32_t hit_id = -1;
+    size_t hit_len = 0;
+    for (const auto& [content, id] : added) {
+      const size_t f = text.find(content, pos);
+      if (f != std::string_view::npos && (f < hit || (f == hit && content.size() > hit_len))) {
+        hit = f;
+        hit_id = id;
+        hit_len = content.size();
+      }
+    }
+    const std::string_view chunk = text.substr(pos, hit == std::string_view::npos ? text.npos : hit - pos);
+    if (!chunk.empty()) {
+      U32 s = Decode(chunk);
+      if (normalizer) normalizer->Apply(&s);
+      std::vector<U32> pieces;
+      if (!s.empty()) pieces.push_back(std::move(s));
+      if (pre_tokenizer) pre_tokenizer->Split(&pieces);
+      for (const U32& p : pieces) {
+        if (!p.empty()) model->Tokenize(p, ids);
+      }
+    }
+    if (hit == std::string_view::npos) break;
+    ids->push_back(hit_id);
+    pos = hit + hit_len;
+  }
+}
+
+absl::StatusOr<Encoding> Tokenizer::Impl::Run(std::string_view a, const std::string_view* b,
+                                              bool add_special, size_t max_tokens) const {
+  if (!IsValidUtf8(a) || (b != nullptr && !IsValidUtf8(*b))) {
+    return absl::InvalidArgumentError("text is not valid UTF-8");
+  }
+  std::vector<int32_t> seq[2];
+  TokenizeText(a, &seq[0]);
+  if (b != nullptr) TokenizeText(*b, &seq[1]);
+  const std::vector<TemplateItem>& tmpl = b != nullptr ? pair : single;
+  size_t specials = 0;
+  if (add_special) {
+    for (const TemplateItem& t : tmpl) specials += t.special.size();
+  }
+  if (max_tokens > 0) {
+    const size_t budget = max_tokens > specials ? max_tokens - specials : 0;
+    // Longest first: trim the longer sequence one token at a time.
+    while (seq[0].size() + seq[1].size() > budget) {
+      if (seq[0].size() >= seq[1].size()) {
+        seq[0].pop_back();
+      } else {
+        seq[1].pop_back();
+      }
+    }
+  }
+  Encoding e;
+  auto append = [&](const std::vector<int32_t>& ids, int32_t type,
+                    const std::vector<std::string>* names = nullptr) {
+    for (size_t k = 0; k < ids.size(); ++k) {
+      const int32_t id = ids[k];
+      e.ids.push_back(id);
+      e.type_ids.push_back(type);
+      if (names != nullptr) {
+        e.tokens.push_back((*names)[k]);
+      } else {
+        e.tokens.push_back(id >= 0 && static_cast<size_t>(id) < model->id_to_token.size()
+                               ? model->id_to_token[id]
+                               : std::string());
+      }
+    }
+  };
+  if (!add_special || tmpl.empty()) {
+    append(seq[0], 0);
+    append(seq[1], 1);
+  } else {
+    for (const TemplateItem& t : tmpl) {
+      if (!t.special.empty()) {
+        append(t.special, t.type_id, &t.special_tokens);
+      } else if (t.sequence == 0 || b != nullptr) {
+        append(seq[t.sequence], t.type_id);
+      }
+    }
+  }
+  return e;
+}
+
+namespace {
+
+absl::StatusOr<std::vector<TemplateItem>> ParseTemplate(const Json& list, const Json& specials,
+                                                        const Model& model) {
+  std::vector<TemplateItem> out;
+  if (!list.is_array()) return absl::InvalidArgumentError("tokenizer.json: bad template");
+  for (const Json& item : list.as_array()) {
+    TemplateItem t;
+    if (const Json* s = item.Find("SpecialToken"); s != nullptr) {
+      const std::string id = StringField(*s, "id");
+      const Json* type = s->Find("type_id");
+      t.type_id = type != nullptr && type->is_number() ? static_cast<int32_t>(type->as_number()) : 0;
+      const Json* entry = specials.is_object() ? specials.Find(id) : nullptr;
+      const Json* ids = entry != nullptr ? entry->Find("ids") : nullptr;
+      const Json* tokens = entry != nullptr ? entry->Find("tokens") : nullptr;
+      if (ids != nullptr && ids->is_array()) {
+        for (const Json& i : ids->as_array()) t.special.push_back(static_cast<int32_t>(i.as_number()));
+        for (size_t k = 0; k < t.special.size(); ++k) {
+          const bool named = tokens != nullptr && tokens->is_array() &&
+                             k < tokens->as_array().size() && tokens->as_array()[k].is_string();
+          t.special_tokens.push_back(named ? tokens->as_array()[k].as_string() : id);
+        }
+      } else if (auto it = model.vocab.find(id); it != model.vocab.end()) {
+        t.special.push_back(it->second);
+        t.special_tokens.push_back(id);
+      } else {
+        return absl::InvalidArgumentError(StrCat("tokenizer.json: unknown special token ", id));
+      }
+    } else if (const Json* s = item.Find("Sequence"); s != nullptr) {
+      t.sequence = StringField(*s, "id", "A") == "B" ? 1 : 0;
+      const Json* type = s->Find("type_id");
+      t.type_id = type != nullptr && type->is_number() ? static_cast<int32_t>(type->as_number()) : 0;
+    } else {
+      return absl::InvalidArgumentError("tokenizer.json: bad template item");
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Tokenizer::~Tokenizer() = default;
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto json = ParseJson(ss.str());
+  if (!json.ok()) {
+    return absl::InvalidArgumentError(StrCat(path, ": ", std::string(json.status().message())));
+  }
+  auto t = FromJson(*json);
+  if (!t.ok()) return absl::Status(t.status().code(), StrCat(path, ": ", std::string(t.status().message())));
+  return t;
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j) {
+  auto impl = std::make_unique<Impl>();
+  const Json* model = j.Find("model");
+  if (model == nullptr || !model->is_object()) {
+    return absl::InvalidArgumentError("tokenizer.json: no model");
+  }
+  std::string type = StringField(*model, "type");
+  if (type.empty()) {  // Older files leave the type out; the vocab shape tells.
+    const Json* v = model->Find("vocab");
+    type = v != nullptr && v->is_array() ? "Unigram" : "WordPiece";
+  }
+  if (type == "WordPiece") {
+    ASSIGN_OR_RETURN(impl->model, WordPiece::Make(*model));
+  } else if (type == "Unigram") {
+    ASSIGN_OR_RETURN(impl->model, Unigram::Make(*model));
+  } else {
+    return Unsupported("model", *model);
+  }
+  if (const Json* n = j.Find("normalizer"); n != nullptr && !n->is_null()) {
+    ASSIGN_OR_RETURN(impl->normalizer, MakeNormalizer(*n));
+  }
+  if (const Json* p = j.Find("pre_tokenizer"); p != nullptr && !p->is_null()) {
+    ASSIGN_OR_RETURN(impl->pre_tokenizer, MakePreTokenizer(*p));
+  }
+  if (const Json* pp = j.Find("post_processor"); pp != nullptr && !pp->is_null()) {
+    const std::string pt = StringField(*pp, "type");
+    if (pt == "TemplateProcessing") {
+      const Json empty;
+      const Json* specials = pp->Find("special_tokens");
+      const Json& sp = specials != nullptr ? *specials : empty;
+      if (const Json* s = pp->Find("single"); s != nullptr) {
+        ASSIGN_OR_RETURN(impl->single, ParseTemplate(*s, sp, *impl->model));
+      }
+      if (const Json* s = pp->Find("pair"); s != nullptr) {
+        ASSIGN_OR_RETURN(impl->pair, ParseTemplate(*s, sp, *impl->model));
+      }
+    } else if (pt == "BertProcessing") {
+      const Json* cls = pp->Find("cls");
+      const Json* sep = pp->Find("sep");
+      if (cls == nullptr || sep == nullptr || !cls->is_array() || !sep->is_array() ||
+          cls->as_array().size() != 2 || sep->as_array().size() != 2) {
+        return Unsupported("post-processor", *pp);
+      }
+      const int32_t c = static_cast<int32_t>(cls->as_array()[1].as_number());
+      const int32_t s = static_cast<int32_t>(sep->as_array()[1].as_number());
+      const std::vector<std::string> cn = {cls->as_array()[0].is_string() ? cls->as_array()[0].as_string() : ""};
+      const std::vector<std::string> sn = {sep->as_array()[0].is_string() ? sep->as_array()[0].as_string() : ""};
+      impl->single = {{{c}, cn, 0, 0}, {{}, {}, 0, 0}, {{s}, sn, 0, 0}};
+      impl->pair = {{{c}, cn, 0, 0}, {{}, {}, 0, 0}, {{s}, sn, 0, 0}, {{}, {}, 1, 1}, {{s}, sn, 0, 1}};
+    } else {
+      return Unsupported("post-processor", *pp);
+    }
+  }
+  if (const Json* added = j.Find("added_tokens"); added != nullptr && added->is_array()) {
+    for (const Json& a : added->as_array()) {
+      const Json* id = a.Find("id");
+      const std::string content = StringField(a, "content");
+      if (id == nullptr || !id->is_number() || content.empty()) continue;
+      impl->added.emplace_back(content, static_cast<int32_t>(id->as_number()));
+    }
+  }
+  for (const char* p : {"[PAD]", "<pad>"}) {
+    if (auto it = impl->model->vocab.find(p); it != impl->model->vocab.end()) {
+      impl->pad = it->second;
+      break;
+    }
+  }
+  return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
+}
+
+absl::StatusOr<Encoding> Tokenizer::Encode(std::string_view text, bool add_special,
+                                           size_t max_tokens) const {
+  return impl_->Run(text, nullptr, add_special, max_tokens);
+}
+
+absl::StatusOr<Encoding> Tokenizer::EncodePair(std::string_view text, std::string_view pair,
+                                               bool add_special, size_t max_tokens) const {
+  return impl_->Run(text, &pair, add_special, max_tokens);
+}
+
+int32_t Tokenizer::TokenToId(std::string_view token) const {
+  auto it = impl_->model->vocab.find(std::string(token));
+  return it == impl_->model->vocab.end() ? -1 : it->second;
+}
+
+size_t Tokenizer::vocab_size() const { return impl_->model->id_to_token.size(); }
+int32_t Tokenizer::pad_id() const { return impl_->pad; }
+
+}  // namespace quiver::nn
