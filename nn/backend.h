@@ -1,0 +1,78 @@
+// The compute interface model code (embed/, llm/) is written against: float32
+// row-major tensors that live on the backend's device, and the operations an
+// encoder or decoder needs. CpuBackend: OpenBLAS sgemm + OpenMP. A CUDA
+// backend plugs in behind the same interface.
+#ifndef QUIVER_NN_BACKEND_H_
+#define QUIVER_NN_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace quiver::nn {
+
+// Device memory for a tensor; freed with the last Tensor that holds it.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  virtual float* data() = 0;
+};
+
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::shared_ptr<Buffer> buffer;
+  float* data() const { return buffer ? buffer->data() : nullptr; }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  // Rows and columns when viewed as a matrix (last dimension = columns).
+  int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
+  int64_t rows() const { return cols() == 0 ? 0 : numel() / cols(); }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  virtual Tensor Alloc(std::vector<int64_t> shape) = 0;  // Uninitialised.
+  virtual Tensor Upload(std::span<const float> host, std::vector<int64_t> shape) = 0;
+  virtual std::vector<float> Download(const Tensor& t) = 0;
+
+  // y[m, n] = x[m, k] * w[n, k]^T (+ bias[n]): a PyTorch Linear layer.
+  virtual void Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* y) = 0;
+  // out[i, :] = table[ids[i], :]; out must have ids.size() rows.
+  virtual void Gather(const Tensor& table, std::span<const int32_t> ids, Tensor* out) = 0;
+  // out[i, :] += table[ids[i], :].
+  virtual void GatherAdd(const Tensor& table, std::span<const int32_t> ids, Tensor* out) = 0;
+  virtual void Add(Tensor* x, const Tensor& y) = 0;  // Same shape.
+  // Per row: (x - mean) / sqrt(var + eps) * gamma + beta.
+  virtual void LayerNorm(Tensor* x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
+  // Per row: x / sqrt(mean(x^2) + eps) * gamma.
+  virtual void RmsNorm(Tensor* x, const Tensor& gamma, float eps) = 0;
+  virtual void Gelu(Tensor* x) = 0;  // Exact (erf) form, as BERT's "gelu".
+  virtual void Silu(Tensor* x) = 0;
+  virtual void Tanh(Tensor* x) = 0;
+  // Multi-head self-attention over a padded batch: q, k, v and out are
+  // [batch * seq, heads * head_dim]; sequence b attends to its first
+  // lengths[b] positions only (padding keys masked). Scale 1/sqrt(head_dim).
+  virtual void Attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch,
+                         int64_t seq, int64_t heads, std::span<const int32_t> lengths,
+                         Tensor* out) = 0;
+};
+
+// The CPU backend (always available).
+std::unique_ptr<Backend> NewCpuBackend();
+// "cpu", "cuda" or "auto" (CUDA when built and a GPU is visible, else CPU).
+// UNAVAILABLE for "cuda" without a usable GPU.
+absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device);
+
+}  // namespace quiver::nn
+
+#endif  // QUIVER_NN_BACKEND_H_

@@ -1,0 +1,169 @@
+// Our BERT encoder and cross-encoder against an independent PyTorch
+// implementation (tests/embed/bert_reference.py, built from torch.nn layers
+// with random weights and written as a Hugging Face directory).
+#include "embed/bert.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/json.h"
+#include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver::embed {
+namespace {
+
+constexpr char kPython[] = "/usr/bin/python3";
+
+bool HaveTorch() {
+  return std::system((std::string(kPython) + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0;
+}
+
+std::string IdsJson(const std::vector<nn::Encoding>& batch) {
+  std::string out = "[";
+  for (size_t b = 0; b < batch.size(); ++b) {
+    out += b ? ", {\"ids\": [" : "{\"ids\": [";
+    for (size_t i = 0; i < batch[b].ids.size(); ++i) {
+      out += (i ? ", " : "") + std::to_string(batch[b].ids[i]);
+    }
+    out += "], \"type_ids\": [";
+    for (size_t i = 0; i < batch[b].type_ids.size(); ++i) {
+      out += (i ? ", " : "") + std::to_string(batch[b].type_ids[i]);
+    }
+    out += "]}";
+  }
+  return out + "]";
+}
+
+class BertTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
+    if (fixtures.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
+    if (!HaveTorch()) GTEST_SKIP() << kPython << " has no torch (Debian python3-torch); scripts/setup.sh installs it";
+    tokenizer_path_ = fixtures + "/test-model-float32/tokenizer.json";
+    auto t = nn::Tokenizer::FromFile(tokenizer_path_);
+    ASSERT_TRUE(t.ok()) << t.status();
+    tokenizer_ = *std::move(t);
+    backend_ = nn::NewCpuBackend();
+  }
+  // Runs the reference for `batch`; returns its expected.json.
+  Json Reference(const std::vector<nn::Encoding>& batch, bool cross, std::string* model_dir) {
+    *model_dir = dir_.path() + (cross ? "/cross" : "/encoder");
+    const std::string ids = dir_.path() + (cross ? "/cross_ids.json" : "/ids.json");
+    std::ofstream(ids) << IdsJson(batch);
+    const std::string cmd = StrCatCmd(*model_dir, ids, cross);
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::ifstream in(*model_dir + "/expected.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto j = ParseJson(ss.str());
+    EXPECT_TRUE(j.ok());
+    return j.ok() ? *j : Json();
+  }
+  std::string StrCatCmd(const std::string& out, const std::string& ids, bool cross) {
+    return std::string(kPython) + " " + QUIVER_SOURCE_DIR + "/tests/embed/bert_reference.py " +
+           out + " " + tokenizer_path_ + " " + ids + (cross ? " --cross" : "");
+  }
+
+  testing::TempDir dir_;
+  std::string tokenizer_path_;
+  std::unique_ptr<nn::Tokenizer> tokenizer_;
+  std::unique_ptr<nn::Backend> backend_;
+};
+
+double MaxDiff(const std::vector<float>& got, const Json& want, size_t offset = 0) {
+  double worst = 0;
+  for (size_t i = 0; i < want.as_array().size(); ++i) {
+    worst = std::max(worst, std::fabs(got[offset + i] - want.as_array()[i].as_number()));
+  }
+  return worst;
+}
+
+TEST_F(BertTest, EncoderMatchesPyTorch) {
+  const std::vector<std::string> texts = {
+      "Hello, world!", "Vector databases index embeddings quickly.", "안녕하세요 세계",
+      "我爱北京天安门", "Café naïve résumé", "a"};
+  std::vector<nn::Encoding> batch;
+  for (const std::string& t : texts) batch.push_back(*tokenizer_->Encode(t, true, 128));
+  std::string model_dir;
+  Json want = Reference(batch, /*cross=*/false, &model_dir);
+  auto enc = BertEncoder::Load(model_dir, backend_.get());
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  EXPECT_EQ((*enc)->pooling(), Pooling::kMean);
+  EXPECT_TRUE((*enc)->normalize());
+  const int64_t h = 64;
+  // One at a time, then all together (padded to the longest): the real
+  // positions must not change.
+  for (size_t i = 0; i < batch.size(); ++i) {
+    int64_t seq = 0;
+    auto hidden = (*enc)->Forward({batch[i]}, &seq);
+    ASSERT_TRUE(hidden.ok()) << hidden.status();
+    EXPECT_LT(MaxDiff(*hidden, want.Find("hidden")->as_array()[i]), 1e-4) << texts[i];
+  }
+  int64_t seq = 0;
+  auto padded = (*enc)->Forward(batch, &seq);
+  ASSERT_TRUE(padded.ok());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    EXPECT_LT(MaxDiff(*padded, want.Find("hidden")->as_array()[i], i * seq * h), 1e-4)
+        << "padded batch, " << texts[i];
+  }
+  auto pooled = (*enc)->Embed(texts);
+  ASSERT_TRUE(pooled.ok()) << pooled.status();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    EXPECT_LT(MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]), 1e-4) << texts[i];
+  }
+}
+
+TEST_F(BertTest, CrossEncoderMatchesPyTorch) {
+  const std::string query = "how do vaccines work";
+  const std::vector<std::string> docs = {"Vaccines train the immune system.",
+                                         "The stock market fell today.", "백신"};
+  std::vector<nn::Encoding> pairs;
+  for (const std::string& d : docs) pairs.push_back(*tokenizer_->EncodePair(query, d, true, 128));
+  std::string model_dir;
+  Json want = Reference(pairs, /*cross=*/true, &model_dir);
+  auto enc = BertEncoder::Load(model_dir, backend_.get());
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  ASSERT_TRUE((*enc)->has_classifier());
+  auto scores = (*enc)->ScorePairs(query, docs);
+  ASSERT_TRUE(scores.ok()) << scores.status();
+  for (size_t i = 0; i < docs.size(); ++i) {
+    EXPECT_NEAR((*scores)[i], want.Find("logits")->as_array()[i].as_number(), 1e-4) << docs[i];
+  }
+}
+
+TEST_F(BertTest, BadModelDirectoriesAreClearErrors) {
+  std::vector<nn::Encoding> batch = {*tokenizer_->Encode("x", true)};
+  std::string model_dir;
+  Reference(batch, false, &model_dir);
+  // A config that does not match the weights.
+  std::string config;
+  {
+    std::ifstream in(model_dir + "/config.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    config = ss.str();
+  }
+  const size_t at = config.find("\"intermediate_size\": 128");
+  ASSERT_NE(at, std::string::npos);
+  std::ofstream(model_dir + "/config.json")
+      << config.substr(0, at) + "\"intermediate_size\": 256" + config.substr(at + 24);
+  auto bad = BertEncoder::Load(model_dir, backend_.get());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("intermediate.dense.weight"), std::string::npos)
+      << bad.status();
+  // Truncated weights.
+  std::ofstream(model_dir + "/config.json") << config;
+  std::filesystem::resize_file(model_dir + "/model.safetensors", 100000);
+  bad = BertEncoder::Load(model_dir, backend_.get());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss) << bad.status();
+  EXPECT_FALSE(BertEncoder::Load(dir_.path() + "/nothing", backend_.get()).ok());
+}
+
+}  // namespace
+}  // namespace quiver::embed
