@@ -60,9 +60,13 @@ absl::StatusOr<std::unique_ptr<StaticModel>> StaticModel::Load(const std::string
 
 absl::StatusOr<std::vector<float>> StaticModel::Embed(std::string_view text) const {
   ASSIGN_OR_RETURN(nn::Encoding enc, tokenizer_->Encode(text, /*add_special=*/false));
+  return EmbedIds(enc.ids);
+}
+
+std::vector<float> StaticModel::EmbedIds(const std::vector<int32_t>& ids) const {
   std::vector<double> sum(dim_, 0.0);
   size_t used = 0;
-  for (int32_t id : enc.ids) {
+  for (int32_t id : ids) {
     if (used == kMaxTokens) break;
     if (id == unk_ || id < 0 || static_cast<size_t>(id) >= vocab_) continue;
     const size_t row = mapping_.empty() ? static_cast<size_t>(id) : static_cast<size_t>(mapping_[id]);

@@ -25,6 +25,8 @@ class StaticModel {
 
   // One embedding of dimension() floats per text.
   absl::StatusOr<std::vector<float>> Embed(std::string_view text) const;
+  // The embedding of tokens (ids from tokenizer(), no specials).
+  std::vector<float> EmbedIds(const std::vector<int32_t>& ids) const;
   size_t dimension() const { return dim_; }
   const nn::Tokenizer& tokenizer() const { return *tokenizer_; }
 
