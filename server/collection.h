@@ -83,6 +83,9 @@ class Collection {
   // unchanged (re-indexing its text).
   void ApplyFields(NamespaceState* state, uint64_t label, storage::Record record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // The text to index or embed for `record`: its text, or the configured
+  // metadata field when that is a string.
+  std::string_view TextOf(const storage::Record& record) const;
   // Null unless the collection has text enabled.
   const text::Analyzer* analyzer() const { return analyzer_ ? &*analyzer_ : nullptr; }
   // Removes a record; drops the namespace when it empties.
@@ -100,9 +103,6 @@ class Collection {
   uint64_t record_count() const ABSL_SHARED_LOCKS_REQUIRED(mu);
 
  private:
-  // The text to index for `record`: its text, or the configured metadata
-  // field when that is a string.
-  std::string_view TextOf(const storage::Record& record) const;
   // (Re-)index the record's text and sparse vector; a label already indexed
   // with the same content (fingerprint) is left as it is, which makes
   // loading records over a postings checkpoint cheap.

@@ -85,11 +85,10 @@ absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionCo
     }
     c.text.text_field = t.text_field();
   }
-  if (!proto.embedding().model().empty()) {
-    return absl::UnimplementedError(
-        "embedding models are not built yet; create the collection without an embedding binding");
-  }
-  RETURN_IF_ERROR(c.Validate());
+  c.embedding_model = proto.embedding().model();
+  // With an embedding model the dimension may be left 0: the engine takes
+  // the model's.
+  if (c.embedding_model.empty() || c.dimension != 0) RETURN_IF_ERROR(c.Validate());
   return c;
 }
 

@@ -187,7 +187,50 @@ absl::StatusOr<std::shared_ptr<Collection>> Engine::Find(std::string_view name) 
   return it->second;
 }
 
-absl::StatusOr<CollectionInfo> Engine::CreateCollection(const CollectionConfig& config) {
+absl::StatusOr<TextEmbedder*> Engine::EmbedderFor(const CollectionConfig& config) const {
+  auto it = options_.embedders.find(config.embedding_model);
+  if (it == options_.embedders.end()) {
+    return absl::FailedPreconditionError(StrCat(
+        "collection ", Quoted(config.name), " is bound to embedding model ",
+        Quoted(config.embedding_model), ", which this server has not loaded (quiverd --embed-model)"));
+  }
+  return it->second;
+}
+
+absl::Status Engine::EmbedMissingVectors(const Collection& c, std::vector<Record>* records) {
+  if (c.config().embedding_model.empty()) return absl::OkStatus();
+  std::vector<size_t> which;
+  std::vector<std::string> texts;
+  for (size_t i = 0; i < records->size(); ++i) {
+    Record& r = (*records)[i];
+    const std::string_view text = c.TextOf(r);
+    if (!r.values.empty() || text.empty()) continue;
+    if (text.size() > options_.limits.max_text_bytes) continue;  // ValidateRecord reports it.
+    if (!IsValidUtf8(text)) {
+      return absl::InvalidArgumentError(StrCat("text for id ", Quoted(r.id), " is not valid UTF-8"));
+    }
+    which.push_back(i);
+    texts.emplace_back(text);
+  }
+  if (texts.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(TextEmbedder* embedder, EmbedderFor(c.config()));
+  ASSIGN_OR_RETURN(auto vectors, embedder->Embed(texts));
+  for (size_t k = 0; k < which.size(); ++k) (*records)[which[k]].values = std::move(vectors[k]);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CollectionInfo> Engine::CreateCollection(const CollectionConfig& config_in) {
+  CollectionConfig config = config_in;
+  if (!config.embedding_model.empty()) {
+    ASSIGN_OR_RETURN(TextEmbedder* embedder, EmbedderFor(config));
+    if (config.dimension == 0) config.dimension = static_cast<uint32_t>(embedder->dimension());
+    if (config.dimension != embedder->dimension()) {
+      return absl::InvalidArgumentError(StrCat(
+          "collection ", Quoted(config.name), " has dimension ", config.dimension,
+          " but embedding model ", Quoted(config.embedding_model), " makes vectors of ",
+          embedder->dimension()));
+    }
+  }
   RETURN_IF_ERROR(config.Validate());
   {
     absl::MutexLock lock(&mu_);
@@ -285,6 +328,7 @@ absl::StatusOr<size_t> Engine::Upsert(std::string_view collection, std::string_v
                                                    options_.limits.max_batch_records,
                                                    " per request"));
   }
+  RETURN_IF_ERROR(EmbedMissingVectors(*c, &records));
   absl::flat_hash_set<std::string_view, StringHash, StringEq> seen;
   for (size_t i = 0; i < records.size(); ++i) {
     RETURN_IF_ERROR(ValidateRecord(c->config(), &records[i]));
@@ -387,13 +431,25 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
   ASSIGN_OR_RETURN(std::optional<StoredRecord> stored, store_->Get(c->meta().id, ns, spec.id));
   if (!stored) return absl::InternalError("record is indexed but missing from the store");
   Record& r = stored->record;
-  const bool new_vector = spec.values.has_value();
+  bool new_vector = spec.values.has_value();
+  const std::string old_text(c->TextOf(r));
   if (spec.values) r.values = std::move(*spec.values);
   if (spec.sparse) r.sparse = std::move(*spec.sparse);
   if (set_metadata) {
     for (auto& [key, value] : *set_metadata) r.metadata.insert_or_assign(key, std::move(value));
   }
   if (spec.text) r.text = std::move(*spec.text);
+  if (!new_vector && !c->config().embedding_model.empty() && c->TextOf(r) != old_text) {
+    // The text behind the vector changed: embed it again.
+    std::vector<Record> one(1);
+    one[0].id = r.id;
+    one[0].text = std::string(c->TextOf(r));
+    RETURN_IF_ERROR(EmbedMissingVectors(*c, &one));
+    if (!one[0].values.empty()) {
+      r.values = std::move(one[0].values);
+      new_vector = true;
+    }
+  }
   RETURN_IF_ERROR(ValidateRecord(c->config(), &r));
   if (new_vector) stored->internal_id = c->next_internal_id++;
   storage::RecordBatch batch = store_->NewBatch();

@@ -31,6 +31,17 @@ namespace quiver::server {
 class Collection;      // collection.h
 struct NamespaceState;  // collection.h
 
+// Turns text into vectors for collections bound to an embedding model
+// (the server adapts a model's batching worker to it).
+class TextEmbedder {
+ public:
+  virtual ~TextEmbedder() = default;
+  virtual size_t dimension() const = 0;
+  // One vector per text, in order.
+  virtual absl::StatusOr<std::vector<std::vector<float>>> Embed(
+      const std::vector<std::string>& texts) = 0;
+};
+
 struct EngineOptions {
   storage::StoreOptions store;
   Limits limits;
@@ -39,6 +50,8 @@ struct EngineOptions {
   // An HNSW namespace is checkpointed once max(this, a quarter of its size)
   // vectors were inserted since the last checkpoint, and at shutdown.
   uint64_t checkpoint_min_inserts = 50000;
+  // Embedding models by name, for collections bound to one; not owned.
+  std::map<std::string, TextEmbedder*, std::less<>> embedders;
 };
 
 // Query planning for filtered search on an HNSW collection: the filter is
@@ -200,6 +213,11 @@ class Engine {
   absl::Status LoadCollection(const storage::CollectionMeta& meta);
   absl::Status ValidateRecord(const storage::CollectionConfig& config,
                               storage::Record* record) const;
+  // The collection's embedding model; FAILED_PRECONDITION when it is bound
+  // to one this server has not loaded.
+  absl::StatusOr<TextEmbedder*> EmbedderFor(const storage::CollectionConfig& config) const;
+  // Fills the vectors of records that have text but no vector.
+  absl::Status EmbedMissingVectors(const Collection& c, std::vector<storage::Record>* records);
   absl::StatusOr<uint64_t> DeleteWhere(Collection& c, std::string_view ns,
                                        const storage::Filter* filter,
                                        const std::vector<std::string>* ids);

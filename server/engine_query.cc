@@ -3,6 +3,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "ann/hnsw.h"
+#include "common/coding.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -51,6 +52,19 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
   const CollectionConfig& config = c->config();
   QueryRequest req = req_in;
   const Limits& lim = options_.limits;
+  if (!config.embedding_model.empty() && !req.text.empty() && req.vector.empty() &&
+      req.id.empty()) {
+    // Text on a collection bound to an embedding model is embedded for the
+    // dense search (and, with a text index, also searched by BM25: hybrid).
+    if (req.text.size() > lim.max_text_bytes || !IsValidUtf8(req.text)) {
+      return absl::InvalidArgumentError(StrCat("query text must be valid UTF-8 of at most ",
+                                               lim.max_text_bytes, " bytes"));
+    }
+    ASSIGN_OR_RETURN(TextEmbedder* embedder, EmbedderFor(config));
+    ASSIGN_OR_RETURN(auto vectors, embedder->Embed({req.text}));
+    req.vector = std::move(vectors[0]);
+    if (c->analyzer() == nullptr) req.text.clear();
+  }
   if (req.top_k < 1 || req.top_k > lim.max_top_k) {
     return absl::InvalidArgumentError(
         StrCat("top_k is ", req.top_k, "; it must be in 1..", lim.max_top_k));

@@ -42,6 +42,15 @@ ABSL_FLAG(int, block_cache_mb, 256, "RocksDB block cache size");
 ABSL_FLAG(uint64_t, checkpoint_min_inserts, 50000,
           "HNSW checkpoint after max(this, a quarter of the namespace) inserted vectors");
 ABSL_FLAG(std::string, device, "auto", "Compute device for models: auto, cpu or cuda");
+ABSL_FLAG(std::string, embed_model, "",
+          "Embedding model directory (Hugging Face BERT-family or model2vec); its name is the "
+          "directory's last component");
+ABSL_FLAG(std::string, rerank_model, "", "Cross-encoder reranker directory (Hugging Face)");
+ABSL_FLAG(uint32_t, embed_max_batch_tokens, 16384, "Padded tokens per model forward pass");
+ABSL_FLAG(int64_t, embed_max_wait_us, 2000,
+          "How long a request waits for others to share its batch (microseconds)");
+ABSL_FLAG(uint32_t, embed_max_queue, 4096,
+          "Sequences waiting per model before requests get RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 ABSL_FLAG(uint32_t, max_batch_records, 1000, "Records per Upsert request");
 ABSL_FLAG(uint32_t, max_top_k, 10000, "Largest Query top_k");
@@ -159,6 +168,12 @@ int main(int argc, char** argv) {
   lim.max_fetch_ids = absl::GetFlag(FLAGS_max_fetch_ids);
   options.listen = absl::StrSplit(absl::GetFlag(FLAGS_listen), ',', absl::SkipWhitespace());
   options.rpc_threads = absl::GetFlag(FLAGS_threads);
+  options.models.device = device;
+  options.models.embed_model_dir = absl::GetFlag(FLAGS_embed_model);
+  options.models.rerank_model_dir = absl::GetFlag(FLAGS_rerank_model);
+  options.models.worker.max_batch_tokens = absl::GetFlag(FLAGS_embed_max_batch_tokens);
+  options.models.worker.max_wait_us = absl::GetFlag(FLAGS_embed_max_wait_us);
+  options.models.worker.max_queue = absl::GetFlag(FLAGS_embed_max_queue);
 
   // Block the shutdown signals in every thread; one thread waits for them.
   sigset_t signals;

@@ -24,7 +24,12 @@ absl::Status ServerOptions::Validate() const {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<Server> s(new Server());
-  ASSIGN_OR_RETURN(s->engine_, Engine::Open(options.engine));
+  ASSIGN_OR_RETURN(s->models_host_, ModelHost::Load(options.models));
+  EngineOptions engine_options = options.engine;
+  if (s->models_host_->has_embedder()) {
+    engine_options.embedders[s->models_host_->embed_name()] = s->models_host_.get();
+  }
+  ASSIGN_OR_RETURN(s->engine_, Engine::Open(engine_options));
 
   ServerFacts facts;
   facts.version = kVersion;
@@ -35,7 +40,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   s->collections_ = std::make_unique<CollectionsService>(s->engine_.get());
   s->points_ = std::make_unique<PointsService>(s->engine_.get());
   s->search_ = std::make_unique<SearchService>(s->engine_.get());
-  s->models_ = std::make_unique<ModelsService>();
+  s->models_ = std::make_unique<ModelsService>(s->models_host_.get());
   s->rag_ = std::make_unique<RagService>();
   s->admin_ = std::make_unique<AdminService>(s->engine_.get(), facts);
 

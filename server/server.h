@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/engine.h"
+#include "server/model_host.h"
 #include "server/services.h"
 
 namespace quiver::server {
@@ -19,6 +20,7 @@ inline constexpr char kVersion[] = "0.1.0";
 
 struct ServerOptions {
   EngineOptions engine;
+  ModelOptions models;
   // host:port addresses; port 0 picks a free port (see bound_ports()).
   std::vector<std::string> listen = {"127.0.0.1:50051"};
   int rpc_threads = 16;  // Most concurrent RPC handlers. REQUIRES: >= 1.
@@ -43,6 +45,7 @@ class Server {
  private:
   Server() = default;
 
+  std::unique_ptr<ModelHost> models_host_;  // Before the engine, which uses it.
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<CollectionsService> collections_;
   std::unique_ptr<PointsService> points_;

@@ -1,5 +1,8 @@
 #include "server/services.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "common/strings.h"
 #include "absl/time/clock.h"
 #include "server/convert.h"
@@ -221,21 +224,95 @@ grpc::Status NotBuilt(std::string_view what) {
 }
 }  // namespace
 
-grpc::Status ModelsService::Embed(grpc::ServerContext*, const v1::EmbedRequest*,
-                                  v1::EmbedResponse*) {
-  return NotBuilt("Models.Embed: the embedding engine (nn/, embed/)");
+grpc::Status ModelsService::Embed(grpc::ServerContext*, const v1::EmbedRequest* req,
+                                  v1::EmbedResponse* resp) {
+  if (!host_->has_embedder()) {
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        "no embedding model is loaded (quiverd --embed-model=DIR)"));
+  }
+  if (!req->model().empty() && req->model() != host_->embed_name()) {
+    return ToGrpcStatus(absl::NotFoundError(StrCat("no embedding model \"", req->model(),
+                                                   "\"; this server has \"",
+                                                   host_->embed_name(), "\"")));
+  }
+  if (req->inputs().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("embed needs at least one input"));
+  }
+  std::vector<std::string> inputs(req->inputs().begin(), req->inputs().end());
+  auto result = host_->EmbedTexts(inputs);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  for (size_t i = 0; i < result->vectors.size(); ++i) {
+    std::vector<float>& v = result->vectors[i];
+    if (req->normalize()) {
+      double n = 0;
+      for (float x : v) n += static_cast<double>(x) * x;
+      n = std::sqrt(n);
+      if (n > 0) {
+        for (float& x : v) x = static_cast<float>(x / n);
+      }
+    }
+    v1::Embedding* e = resp->add_embeddings();
+    e->mutable_values()->Add(v.begin(), v.end());
+    e->set_token_count(result->token_counts[i]);
+  }
+  resp->set_model(host_->embed_name());
+  return grpc::Status::OK;
 }
-grpc::Status ModelsService::Rerank(grpc::ServerContext*, const v1::RerankRequest*,
-                                   v1::RerankResponse*) {
-  return NotBuilt("Models.Rerank: the cross-encoder reranker (embed/)");
+
+grpc::Status ModelsService::Rerank(grpc::ServerContext*, const v1::RerankRequest* req,
+                                   v1::RerankResponse* resp) {
+  if (!host_->has_reranker()) {
+    return ToGrpcStatus(
+        absl::FailedPreconditionError("no reranker is loaded (quiverd --rerank-model=DIR)"));
+  }
+  if (!req->model().empty() && req->model() != host_->rerank_name()) {
+    return ToGrpcStatus(absl::NotFoundError(StrCat("no reranker \"", req->model(),
+                                                   "\"; this server has \"",
+                                                   host_->rerank_name(), "\"")));
+  }
+  if (req->query().empty() || req->documents().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("rerank needs a query and at least one document"));
+  }
+  std::vector<std::string> docs(req->documents().begin(), req->documents().end());
+  auto scores = host_->Rerank(req->query(), docs);
+  if (!scores.ok()) return ToGrpcStatus(scores.status());
+  std::vector<uint32_t> order(docs.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return (*scores)[a] > (*scores)[b]; });
+  const size_t n = req->top_n() == 0 ? order.size() : std::min<size_t>(req->top_n(), order.size());
+  for (size_t r = 0; r < n; ++r) {
+    v1::RerankResult* out = resp->add_results();
+    out->set_index(order[r]);
+    out->set_score((*scores)[order[r]]);
+    if (req->return_documents()) out->set_document(docs[order[r]]);
+  }
+  resp->set_model(host_->rerank_name());
+  return grpc::Status::OK;
 }
+
 grpc::Status ModelsService::Generate(grpc::ServerContext*, const v1::GenerateRequest*,
                                      grpc::ServerWriter<v1::GenerateResponse>*) {
   return NotBuilt("Models.Generate: the LLM engine (llm/)");
 }
 grpc::Status ModelsService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
-                                       v1::ListModelsResponse*) {
-  return grpc::Status::OK;  // No model is loaded: an empty list is the truth.
+                                       v1::ListModelsResponse* resp) {
+  if (host_->has_embedder()) {
+    v1::ModelInfo* m = resp->add_models();
+    m->set_name(host_->embed_name());
+    m->set_kind("embedding");
+    m->set_device(std::string(host_->device()));
+    m->set_dimension(static_cast<uint32_t>(host_->dimension()));
+    m->set_max_tokens(static_cast<uint32_t>(host_->embed_max_tokens()));
+  }
+  if (host_->has_reranker()) {
+    v1::ModelInfo* m = resp->add_models();
+    m->set_name(host_->rerank_name());
+    m->set_kind("reranker");
+    m->set_device(std::string(host_->device()));
+    m->set_max_tokens(static_cast<uint32_t>(host_->rerank_max_tokens()));
+  }
+  return grpc::Status::OK;
 }
 grpc::Status RagService::Ask(grpc::ServerContext*, const v1::AskRequest*,
                              grpc::ServerWriter<v1::AskResponse>*) {

@@ -13,6 +13,7 @@
 #include "quiver/v1/rag.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 #include "server/engine.h"
+#include "server/model_host.h"
 
 namespace quiver::server {
 
@@ -62,10 +63,11 @@ class SearchService final : public v1::Search::Service {
   Engine* engine_;
 };
 
-// Embedding, reranking and generation engines are not built yet: every RPC
-// answers UNIMPLEMENTED naming what is missing.
+// Embedding and reranking through the ModelHost (FAILED_PRECONDITION when
+// the model is not loaded); generation is not built yet (UNIMPLEMENTED).
 class ModelsService final : public v1::Models::Service {
  public:
+  explicit ModelsService(ModelHost* host) : host_(host) {}
   grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*) override;
   grpc::Status Rerank(grpc::ServerContext*, const v1::RerankRequest*,
                       v1::RerankResponse*) override;
@@ -73,6 +75,9 @@ class ModelsService final : public v1::Models::Service {
                         grpc::ServerWriter<v1::GenerateResponse>*) override;
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
                           v1::ListModelsResponse*) override;
+
+ private:
+  ModelHost* host_;
 };
 
 class RagService final : public v1::Rag::Service {

@@ -225,12 +225,6 @@ TEST_F(ServerTest, FailedBatchIsAtomic) {
 }
 
 TEST_F(ServerTest, UnbuiltEnginesAnswerUnimplementedWithAReason) {
-  v1::EmbedRequest er;
-  v1::EmbedResponse eresp;
-  grpc::ClientContext c1;
-  grpc::Status s = models_->Embed(&c1, er, &eresp);
-  EXPECT_EQ(s.error_code(), grpc::UNIMPLEMENTED);
-  EXPECT_THAT(s.error_message(), HasSubstr("embedding"));
   grpc::ClientContext c2;
   v1::GenerateResponse gr;
   auto reader = models_->Generate(&c2, v1::GenerateRequest());
@@ -243,13 +237,6 @@ TEST_F(ServerTest, UnbuiltEnginesAnswerUnimplementedWithAReason) {
   while (ask->Read(&ar)) {
   }
   EXPECT_EQ(ask->Finish().error_code(), grpc::UNIMPLEMENTED);
-  v1::CreateCollectionRequest cc;
-  cc.mutable_config()->set_name("e");
-  cc.mutable_config()->set_dimension(4);
-  cc.mutable_config()->mutable_embedding()->set_model("minilm");
-  v1::CreateCollectionResponse ccr;
-  grpc::ClientContext c4;
-  EXPECT_EQ(collections_->Create(&c4, cc, &ccr).error_code(), grpc::UNIMPLEMENTED);
 }
 
 TEST_F(ServerTest, TextQueriesUseBm25OnTextEnabledCollections) {

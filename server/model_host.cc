@@ -1,0 +1,120 @@
+#include "server/model_host.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "common/coding.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+
+namespace quiver::server {
+namespace {
+
+std::string ModelName(const std::string& dir) {
+  std::filesystem::path p(dir);
+  if (!p.has_filename()) p = p.parent_path();
+  return p.filename().string();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& options) {
+  RETURN_IF_ERROR(options.worker.Validate());
+  auto host = std::unique_ptr<ModelHost>(new ModelHost());
+  host->options_ = options;
+  ASSIGN_OR_RETURN(host->backend_, nn::NewBackend(options.device));
+  if (!options.embed_model_dir.empty()) {
+    ASSIGN_OR_RETURN(host->embedder_,
+                     embed::LoadEmbeddingModel(options.embed_model_dir, host->backend_.get()));
+    host->embed_name_ = ModelName(options.embed_model_dir);
+    embed::EmbeddingModel* m = host->embedder_.get();
+    host->embed_worker_ = std::make_unique<embed::BatchingWorker>(
+        [m](const std::vector<nn::Encoding>& batch) { return m->EmbedBatch(batch); },
+        options.worker);
+    Log(LogLevel::kInfo, "embedding model loaded",
+        {{"model", host->embed_name_}, {"kind", m->kind()}, {"dimension", m->dimension()},
+         {"device", host->backend_->name()}});
+  }
+  if (!options.rerank_model_dir.empty()) {
+    ASSIGN_OR_RETURN(host->reranker_,
+                     embed::LoadRerankModel(options.rerank_model_dir, host->backend_.get()));
+    host->rerank_name_ = ModelName(options.rerank_model_dir);
+    embed::RerankModel* m = host->reranker_.get();
+    host->rerank_worker_ = std::make_unique<embed::BatchingWorker>(
+        [m](const std::vector<nn::Encoding>& batch)
+            -> absl::StatusOr<std::vector<std::vector<float>>> {
+          ASSIGN_OR_RETURN(std::vector<float> scores, m->ScoreBatch(batch));
+          std::vector<std::vector<float>> out;
+          for (float s : scores) out.push_back({s});
+          return out;
+        },
+        options.worker);
+    Log(LogLevel::kInfo, "reranker loaded",
+        {{"model", host->rerank_name_}, {"device", host->backend_->name()}});
+  }
+  return host;
+}
+
+ModelHost::~ModelHost() {
+  // Workers first: they call into the models.
+  embed_worker_.reset();
+  rerank_worker_.reset();
+}
+
+absl::StatusOr<EmbedResult> ModelHost::EmbedTexts(const std::vector<std::string>& texts) {
+  if (embedder_ == nullptr) {
+    return absl::FailedPreconditionError("no embedding model is loaded (quiverd --embed-model=DIR)");
+  }
+  if (texts.size() > options_.max_inputs) {
+    return absl::InvalidArgumentError(StrCat(texts.size(), " inputs; the limit is ",
+                                             options_.max_inputs, " per request"));
+  }
+  std::vector<nn::Encoding> encodings;
+  EmbedResult out;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (!IsValidUtf8(texts[i])) {
+      return absl::InvalidArgumentError(StrCat("input ", i, " is not valid UTF-8"));
+    }
+    ASSIGN_OR_RETURN(nn::Encoding e, embedder_->Tokenize(texts[i]));
+    if (e.ids.empty() && embedder_->kind() == "bert") {
+      return absl::InvalidArgumentError(StrCat("input ", i, " has no tokens"));
+    }
+    out.token_counts.push_back(static_cast<uint32_t>(e.ids.size()));
+    encodings.push_back(std::move(e));
+  }
+  ASSIGN_OR_RETURN(out.vectors, embed_worker_->Run(std::move(encodings)));
+  return out;
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> ModelHost::Embed(
+    const std::vector<std::string>& texts) {
+  ASSIGN_OR_RETURN(EmbedResult r, EmbedTexts(texts));
+  return std::move(r.vectors);
+}
+
+absl::StatusOr<std::vector<float>> ModelHost::Rerank(const std::string& query,
+                                                     const std::vector<std::string>& documents) {
+  if (reranker_ == nullptr) {
+    return absl::FailedPreconditionError("no reranker is loaded (quiverd --rerank-model=DIR)");
+  }
+  if (documents.size() > options_.max_inputs) {
+    return absl::InvalidArgumentError(StrCat(documents.size(), " documents; the limit is ",
+                                             options_.max_inputs, " per request"));
+  }
+  if (!IsValidUtf8(query)) return absl::InvalidArgumentError("query is not valid UTF-8");
+  std::vector<nn::Encoding> pairs;
+  for (size_t i = 0; i < documents.size(); ++i) {
+    if (!IsValidUtf8(documents[i])) {
+      return absl::InvalidArgumentError(StrCat("document ", i, " is not valid UTF-8"));
+    }
+    ASSIGN_OR_RETURN(nn::Encoding e, reranker_->TokenizePair(query, documents[i]));
+    pairs.push_back(std::move(e));
+  }
+  ASSIGN_OR_RETURN(auto logits, rerank_worker_->Run(std::move(pairs)));
+  std::vector<float> scores;
+  for (const auto& l : logits) scores.push_back(1.0f / (1.0f + std::exp(-l[0])));
+  return scores;
+}
+
+}  // namespace quiver::server

@@ -1,0 +1,73 @@
+// The models quiverd serves: an embedding model and a cross-encoder
+// reranker (each optional), on one compute backend, each behind its own
+// batching worker. Also the TextEmbedder the engine uses for collections
+// bound to the embedding model.
+#ifndef QUIVER_SERVER_MODEL_HOST_H_
+#define QUIVER_SERVER_MODEL_HOST_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "embed/model.h"
+#include "embed/worker.h"
+#include "nn/backend.h"
+#include "server/engine.h"
+
+namespace quiver::server {
+
+struct ModelOptions {
+  std::string embed_model_dir;   // Empty: none.
+  std::string rerank_model_dir;  // Empty: none.
+  std::string device = "auto";   // auto | cpu | cuda.
+  embed::WorkerOptions worker;
+  size_t max_inputs = 2048;      // Texts per Embed request / documents per Rerank.
+};
+
+struct EmbedResult {
+  std::vector<std::vector<float>> vectors;
+  std::vector<uint32_t> token_counts;
+};
+
+class ModelHost : public TextEmbedder {
+ public:
+  static absl::StatusOr<std::unique_ptr<ModelHost>> Load(const ModelOptions& options);
+  ~ModelHost() override;
+
+  // Model names: the model directories' last path component.
+  const std::string& embed_name() const { return embed_name_; }
+  const std::string& rerank_name() const { return rerank_name_; }
+  bool has_embedder() const { return embedder_ != nullptr; }
+  bool has_reranker() const { return reranker_ != nullptr; }
+  std::string_view device() const { return backend_->name(); }
+  size_t embed_max_tokens() const { return embedder_ ? embedder_->max_tokens() : 0; }
+  size_t rerank_max_tokens() const { return reranker_ ? reranker_->max_tokens() : 0; }
+  const ModelOptions& options() const { return options_; }
+
+  // TextEmbedder.
+  size_t dimension() const override { return embedder_ ? embedder_->dimension() : 0; }
+  absl::StatusOr<std::vector<std::vector<float>>> Embed(
+      const std::vector<std::string>& texts) override;
+
+  // INVALID_ARGUMENT for bad text, RESOURCE_EXHAUSTED when the queue is full,
+  // FAILED_PRECONDITION when no such model is loaded.
+  absl::StatusOr<EmbedResult> EmbedTexts(const std::vector<std::string>& texts);
+  // Relevance of each document to the query: sigmoid of the cross-encoder's
+  // logit (0..1), in document order.
+  absl::StatusOr<std::vector<float>> Rerank(const std::string& query,
+                                            const std::vector<std::string>& documents);
+
+ private:
+  ModelHost() = default;
+  ModelOptions options_;
+  std::unique_ptr<nn::Backend> backend_;
+  std::unique_ptr<embed::EmbeddingModel> embedder_;
+  std::unique_ptr<embed::RerankModel> reranker_;
+  std::unique_ptr<embed::BatchingWorker> embed_worker_, rerank_worker_;
+  std::string embed_name_, rerank_name_;
+};
+
+}  // namespace quiver::server
+
+#endif  // QUIVER_SERVER_MODEL_HOST_H_

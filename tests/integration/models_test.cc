@@ -1,0 +1,231 @@
+// Models.Embed / Rerank / ListModels and embedding-bound collections through
+// a real quiverd, with the model2vec fixtures and (where PyTorch is present)
+// a generated cross-encoder.
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "quiver/v1/collections.grpc.pb.h"
+#include "quiver/v1/models.grpc.pb.h"
+#include "quiver/v1/points.grpc.pb.h"
+#include "quiver/v1/search.grpc.pb.h"
+#include "tests/testing/quiverd_process.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver {
+namespace {
+
+class ModelsTest : public ::testing::Test {
+ protected:
+  void StartServer(std::vector<std::string> flags) {
+    server_ = std::make_unique<testing::QuiverdProcess>(dir_.path() + "/data", std::move(flags));
+    QUIVER_ASSERT_OK(server_->Start());
+    auto ch = server_->NewChannel();
+    models_ = v1::Models::NewStub(ch);
+    collections_ = v1::Collections::NewStub(ch);
+    points_ = v1::Points::NewStub(ch);
+    search_ = v1::Search::NewStub(ch);
+  }
+  grpc::Status Embed(const std::vector<std::string>& inputs, v1::EmbedResponse* resp,
+                     const std::string& model = "") {
+    v1::EmbedRequest req;
+    req.set_model(model);
+    for (const auto& i : inputs) req.add_inputs(i);
+    grpc::ClientContext ctx;
+    return models_->Embed(&ctx, req, resp);
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<testing::QuiverdProcess> server_;
+  std::unique_ptr<v1::Models::Stub> models_;
+  std::unique_ptr<v1::Collections::Stub> collections_;
+  std::unique_ptr<v1::Points::Stub> points_;
+  std::unique_ptr<v1::Search::Stub> search_;
+};
+
+TEST_F(ModelsTest, WithoutModelsTheRpcsSaySo) {
+  StartServer({});
+  v1::EmbedResponse er;
+  grpc::Status s = Embed({"x"}, &er);
+  EXPECT_EQ(s.error_code(), grpc::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("--embed-model"), std::string::npos);
+  v1::ListModelsResponse lr;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(models_->ListModels(&ctx, v1::ListModelsRequest(), &lr).ok());
+  EXPECT_EQ(lr.models_size(), 0);
+  v1::CreateCollectionRequest cc;
+  cc.mutable_config()->set_name("e");
+  cc.mutable_config()->mutable_embedding()->set_model("minilm");
+  v1::CreateCollectionResponse ccr;
+  grpc::ClientContext c2;
+  EXPECT_EQ(collections_->Create(&c2, cc, &ccr).error_code(), grpc::FAILED_PRECONDITION);
+}
+
+TEST_F(ModelsTest, EmbedAndEmbeddingBoundCollections) {
+  const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
+  if (fixtures.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
+  StartServer({"--embed-model=" + fixtures + "/test-model-vocab-quantized", "--device=cpu"});
+  v1::ListModelsResponse lr;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(models_->ListModels(&ctx, v1::ListModelsRequest(), &lr).ok());
+  }
+  ASSERT_EQ(lr.models_size(), 1);
+  EXPECT_EQ(lr.models(0).name(), "test-model-vocab-quantized");
+  EXPECT_EQ(lr.models(0).kind(), "embedding");
+  EXPECT_EQ(lr.models(0).dimension(), 64u);
+  EXPECT_EQ(lr.models(0).device(), "cpu");
+
+  // The fixture's golden vector, through the server.
+  std::string hello;
+  for (int i = 0; i < 1000; ++i) hello += i ? " hello" : "hello";
+  v1::EmbedResponse er;
+  ASSERT_TRUE(Embed({hello, "vaccines"}, &er).ok());
+  ASSERT_EQ(er.embeddings_size(), 2);
+  EXPECT_EQ(er.embeddings(0).values_size(), 64);
+  EXPECT_NEAR(er.embeddings(0).values(0), -0.363402567303566, 1e-5);
+  EXPECT_NEAR(er.embeddings(0).values(3), -0.16813011070789555, 1e-5);
+  EXPECT_EQ(er.embeddings(0).token_count(), 1000u);
+  EXPECT_EQ(er.model(), "test-model-vocab-quantized");
+  v1::EmbedResponse bad;
+  EXPECT_EQ(Embed({"x"}, &bad, "other-model").error_code(), grpc::NOT_FOUND);
+  EXPECT_EQ(Embed({}, &bad).error_code(), grpc::INVALID_ARGUMENT);
+
+  // A collection bound to the model: dimension from the model, text in,
+  // text queries embedded.
+  v1::CreateCollectionRequest cc;
+  cc.mutable_config()->set_name("docs");
+  cc.mutable_config()->mutable_embedding()->set_model("test-model-vocab-quantized");
+  v1::CreateCollectionResponse ccr;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = collections_->Create(&ctx, cc, &ccr);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(ccr.collection().config().dimension(), 64u);
+  v1::UpsertRequest up;
+  up.set_collection("docs");
+  const std::vector<std::pair<std::string, std::string>> docs = {
+      {"vax", "vaccines train the immune system to fight infection"},
+      {"stocks", "the stock market fell sharply today"},
+      {"rain", "heavy rain and storms are expected this weekend"}};
+  for (const auto& [id, text] : docs) {
+    v1::Record* r = up.add_records();
+    r->set_id(id);
+    r->set_text(text);
+  }
+  v1::UpsertResponse ur;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = points_->Upsert(&ctx, up, &ur);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  auto top = [&](const std::string& text) {
+    v1::QueryRequest q;
+    q.set_collection("docs");
+    q.set_top_k(1);
+    q.set_text(text);
+    v1::QueryResponse qr;
+    grpc::ClientContext ctx;
+    grpc::Status s = search_->Query(&ctx, q, &qr);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return qr.matches_size() > 0 ? qr.matches(0).id() : std::string();
+  };
+  EXPECT_EQ(top("how do vaccines prevent disease"), "vax");
+  EXPECT_EQ(top("share prices dropped"), "stocks");
+  // The stored vector is the model's embedding of the text.
+  v1::FetchRequest f;
+  f.set_collection("docs");
+  f.add_ids("vax");
+  v1::FetchResponse fr;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(points_->Fetch(&ctx, f, &fr).ok());
+  }
+  v1::EmbedResponse direct;
+  ASSERT_TRUE(Embed({docs[0].second}, &direct).ok());
+  ASSERT_EQ(fr.records(0).values_size(), 64);
+  for (int i = 0; i < 64; ++i) {
+    EXPECT_FLOAT_EQ(fr.records(0).values(i), direct.embeddings(0).values(i));
+  }
+  // New text re-embeds the record.
+  v1::UpdateRequest u;
+  u.set_collection("docs");
+  u.set_id("rain");
+  u.set_text("vaccination campaigns against measles");
+  v1::UpdateResponse upr;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(points_->Update(&ctx, u, &upr).ok());
+  }
+  v1::QueryRequest q;
+  q.set_collection("docs");
+  q.set_top_k(3);
+  q.set_text("measles vaccination");
+  v1::QueryResponse qr;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(search_->Query(&ctx, q, &qr).ok());
+  }
+  ASSERT_GE(qr.matches_size(), 1);
+  EXPECT_EQ(qr.matches(0).id(), "rain");
+  // A dimension that disagrees with the model is refused.
+  cc.mutable_config()->set_name("wrong");
+  cc.mutable_config()->set_dimension(32);
+  grpc::ClientContext ctx;
+  EXPECT_EQ(collections_->Create(&ctx, cc, &ccr).error_code(), grpc::INVALID_ARGUMENT);
+}
+
+TEST_F(ModelsTest, RerankWithACrossEncoder) {
+  const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
+  if (fixtures.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 has no torch (python3-torch): no cross-encoder to serve";
+  }
+  const std::string model = dir_.path() + "/cross";
+  std::ofstream(dir_.path() + "/ids.json") << "[]";
+  const std::string cmd = std::string("/usr/bin/python3 ") + QUIVER_SOURCE_DIR +
+                          "/tests/embed/bert_reference.py " + model + " " + fixtures +
+                          "/test-model-float32/tokenizer.json " + dir_.path() + "/ids.json --cross";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  StartServer({"--rerank-model=" + model, "--device=cpu"});
+  v1::RerankRequest req;
+  req.set_query("how do vaccines work");
+  for (const char* d : {"Vaccines train the immune system.", "The stock market fell today.",
+                        "Rain is expected.", "백신"}) {
+    req.add_documents(d);
+  }
+  req.set_top_n(3);
+  req.set_return_documents(true);
+  v1::RerankResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = models_->Rerank(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.results_size(), 3);
+  EXPECT_EQ(resp.model(), "cross");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_GT(resp.results(i).score(), 0.0f);
+    EXPECT_LT(resp.results(i).score(), 1.0f);
+    EXPECT_EQ(resp.results(i).document(), req.documents(resp.results(i).index()));
+    if (i > 0) {
+      EXPECT_GE(resp.results(i - 1).score(), resp.results(i).score());
+    }
+  }
+  // The same pair scores the same alone as in a batch.
+  v1::RerankRequest one;
+  one.set_query(req.query());
+  one.add_documents(req.documents(resp.results(0).index()));
+  v1::RerankResponse one_resp;
+  grpc::ClientContext c2;
+  ASSERT_TRUE(models_->Rerank(&c2, one, &one_resp).ok());
+  EXPECT_NEAR(one_resp.results(0).score(), resp.results(0).score(), 1e-5);
+  v1::RerankRequest empty;
+  empty.set_query("q");
+  grpc::ClientContext c3;
+  EXPECT_EQ(models_->Rerank(&c3, empty, &one_resp).error_code(), grpc::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace quiver
