@@ -5,7 +5,11 @@
 // Flags may be spelled with '-' or '_' (--data-dir == --data_dir). A config
 // file holds one `name = value` per line ('#' starts a comment); flags given
 // on the command line win over the file.
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <fstream>
@@ -25,6 +29,15 @@
 #include "common/log.h"
 #include "server/server.h"
 #include "storage/store.h"
+
+namespace {
+int g_signal_pipe[2] = {-1, -1};
+extern "C" void OnShutdownSignal(int sig) {
+  const char c = static_cast<char>(sig);
+  const ssize_t ignored = write(g_signal_pipe[1], &c, 1);
+  (void)ignored;
+}
+}  // namespace
 
 ABSL_FLAG(std::string, config, "", "Optional config file of `name = value` lines");
 ABSL_FLAG(std::string, data_dir, "./quiver-data", "RocksDB data directory");
@@ -175,12 +188,19 @@ int main(int argc, char** argv) {
   options.models.worker.max_wait_us = absl::GetFlag(FLAGS_embed_max_wait_us);
   options.models.worker.max_queue = absl::GetFlag(FLAGS_embed_max_queue);
 
-  // Block the shutdown signals in every thread; one thread waits for them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Shutdown signals go through a pipe to one waiting thread. (Blocking
+  // them instead would not cover threads libraries start before main, such
+  // as OpenBLAS's pool.)
+  if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) {
+    std::fprintf(stderr, "quiverd: cannot create the signal pipe\n");
+    return 1;
+  }
+  struct sigaction sa = {};
+  sa.sa_handler = OnShutdownSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
 
   Log(LogLevel::kInfo, "starting",
       {{"version", quiver::server::kVersion}, {"data_dir", options.engine.store.path},
@@ -206,8 +226,10 @@ int main(int argc, char** argv) {
       {{"grpc", absl::StrJoin(bound, ",")}, {"kernels", quiver::ann::BestKernels().name}});
 
   std::thread signal_waiter([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    char c = 0;
+    while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    const int sig = c;
     Log(LogLevel::kInfo, "signal received", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
     (*server)->Shutdown(absl::Seconds(10));
   });

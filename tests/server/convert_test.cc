@@ -63,7 +63,11 @@ TEST(ConvertTest, IndexSettingsAndUnbuiltEngines) {
   EXPECT_THAT(ConfigFromProto(text), StatusIs(absl::StatusCode::kInvalidArgument));
   v1::CollectionConfig embedding = c;
   embedding.mutable_embedding()->set_model("minilm");
-  EXPECT_THAT(ConfigFromProto(embedding), StatusIs(absl::StatusCode::kUnimplemented));
+  auto e = ConfigFromProto(embedding);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->embedding_model, "minilm");
+  embedding.set_dimension(0);  // Left to the model.
+  EXPECT_TRUE(ConfigFromProto(embedding).ok());
   v1::CollectionConfig bad = c;
   bad.set_metric(static_cast<v1::Metric>(42));
   EXPECT_THAT(ConfigFromProto(bad), StatusIs(absl::StatusCode::kInvalidArgument));
