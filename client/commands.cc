@@ -18,6 +18,7 @@
 #include "grpcpp/security/credentials.h"
 #include "quiver/v1/admin.grpc.pb.h"
 #include "quiver/v1/collections.grpc.pb.h"
+#include "quiver/v1/models.grpc.pb.h"
 #include "quiver/v1/points.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 
@@ -52,6 +53,9 @@ Commands:
                    [--fusion=rrf|weighted] [--rrf-k=60] [--candidates=N]
                    [--dense-weight=W] [--sparse-weight=W] [--text-weight=W]
   fetch COLLECTION ID... [--namespace=NS]
+  embed TEXT... [--model=NAME] [--normalize]      embeddings from the server's model
+  rerank QUERY DOCUMENT... [--top-n=N] [--model=NAME]   cross-encoder relevance, best first
+  models                                   the loaded models
   update COLLECTION ID [--values=JSON] [--set-metadata=JSON] [--text=TEXT] [--namespace=NS]
   delete COLLECTION (ID... | --filter=JSON | --all) [--namespace=NS]
   list-ids COLLECTION [--prefix=P] [--limit=100] [--token=T] [--namespace=NS]
@@ -65,10 +69,11 @@ const std::set<std::string> kKnownOptions = {
     "parallel", "resume", "progress", "vector", "id", "top-k", "filter", "include-values",
     "include-metadata", "explain", "exact", "values", "set-metadata", "text", "all", "prefix",
     "limit", "token", "m", "ef-construction", "ef-search", "text-analyzer", "sparse", "fusion",
-    "rrf-k", "candidates", "dense-weight", "sparse-weight", "text-weight"};
+    "rrf-k", "candidates", "dense-weight", "sparse-weight", "text-weight", "model", "normalize",
+    "top-n"};
 
 const std::set<std::string> kBooleans = {"json", "resume", "include-values", "include-metadata",
-                                         "explain", "all", "help", "exact"};
+                                         "explain", "all", "help", "exact", "normalize"};
 
 struct UsageError {
   std::string message;
@@ -109,6 +114,8 @@ class Cli {
         {"update", &Cli::Update},        {"delete", &Cli::Delete},
         {"list-ids", &Cli::ListIds},     {"stats", &Cli::Stats},
         {"namespaces", &Cli::Namespaces}, {"snapshot", &Cli::Snapshot},
+        {"embed", &Cli::Embed},          {"rerank", &Cli::Rerank},
+        {"models", &Cli::Models},
     };
     auto it = kCommands.find(cmd);
     if (it == kCommands.end()) return Usage(StrCat("unknown command \"", cmd, "\""));
@@ -455,6 +462,60 @@ class Cli {
           t.AddRow(std::move(row));
         }
         Print(t.Render());
+        });
+  }
+
+  int Embed() {
+    v1::EmbedRequest req;
+    if (args_.positional().size() < 2) return Usage("embed needs at least one text");
+    for (size_t i = 1; i < args_.positional().size(); ++i) req.add_inputs(args_.positional()[i]);
+    req.set_model(args_.Get("model"));
+    req.set_normalize(args_.Has("normalize"));
+    auto stub = v1::Models::NewStub(channel_);
+    return Call<v1::Models::Stub, v1::EmbedRequest, v1::EmbedResponse>(
+        stub.get(), &v1::Models::Stub::Embed, req, [&](const v1::EmbedResponse& resp) {
+          Table t({"INPUT", "TOKENS", "DIM", "VALUES"});
+          for (int i = 0; i < resp.embeddings_size(); ++i) {
+            const v1::Embedding& e = resp.embeddings(i);
+            t.AddRow({StrCat(i), StrCat(e.token_count()), StrCat(e.values_size()),
+                      PreviewFloats(e.values(), 6)});
+          }
+          Print(t.Render());
+        });
+  }
+
+  int Rerank() {
+    v1::RerankRequest req;
+    if (args_.positional().size() < 3) return Usage("rerank needs a query and at least one document");
+    req.set_query(args_.positional()[1]);
+    for (size_t i = 2; i < args_.positional().size(); ++i) req.add_documents(args_.positional()[i]);
+    req.set_model(args_.Get("model"));
+    auto top_n = args_.GetInt("top-n", 0, 0, 1 << 20);
+    if (!top_n.ok()) return Usage(std::string(top_n.status().message()));
+    req.set_top_n(static_cast<uint32_t>(*top_n));
+    req.set_return_documents(true);
+    auto stub = v1::Models::NewStub(channel_);
+    return Call<v1::Models::Stub, v1::RerankRequest, v1::RerankResponse>(
+        stub.get(), &v1::Models::Stub::Rerank, req, [&](const v1::RerankResponse& resp) {
+          Table t({"RANK", "INDEX", "SCORE", "DOCUMENT"});
+          int rank = 0;
+          for (const v1::RerankResult& r : resp.results()) {
+            t.AddRow({StrCat(++rank), StrCat(r.index()), StrCat(r.score()), r.document()});
+          }
+          Print(t.Render());
+        });
+  }
+
+  int Models() {
+    auto stub = v1::Models::NewStub(channel_);
+    return Call<v1::Models::Stub, v1::ListModelsRequest, v1::ListModelsResponse>(
+        stub.get(), &v1::Models::Stub::ListModels, v1::ListModelsRequest(),
+        [&](const v1::ListModelsResponse& resp) {
+          Table t({"NAME", "KIND", "DEVICE", "DIM", "MAX_TOKENS"});
+          for (const v1::ModelInfo& m : resp.models()) {
+            t.AddRow({m.name(), m.kind(), m.device(), StrCat(m.dimension()), StrCat(m.max_tokens())});
+          }
+          Print(t.Render());
         });
   }
 

@@ -93,6 +93,14 @@ TEST_F(ModelsTest, EmbedAndEmbeddingBoundCollections) {
   EXPECT_EQ(Embed({"x"}, &bad, "other-model").error_code(), grpc::NOT_FOUND);
   EXPECT_EQ(Embed({}, &bad).error_code(), grpc::INVALID_ARGUMENT);
 
+  // The CLI's embed and models commands.
+  std::string out;
+  ASSERT_EQ(testing::RunCli({"--addr=" + server_->address(), "embed", "hello world", "vaccines"}, &out), 0)
+      << out;
+  EXPECT_NE(out.find("64"), std::string::npos) << out;
+  ASSERT_EQ(testing::RunCli({"--addr=" + server_->address(), "models"}, &out), 0) << out;
+  EXPECT_NE(out.find("test-model-vocab-quantized"), std::string::npos) << out;
+
   // A collection bound to the model: dimension from the model, text in,
   // text queries embedded.
   v1::CreateCollectionRequest cc;
@@ -213,6 +221,13 @@ TEST_F(ModelsTest, RerankWithACrossEncoder) {
       EXPECT_GE(resp.results(i - 1).score(), resp.results(i).score());
     }
   }
+  std::string out;
+  ASSERT_EQ(testing::RunCli({"--addr=" + server_->address(), "rerank", "vaccines",
+                             "Vaccines train the immune system.", "Rain.", "--top-n=1"},
+                            &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("RANK"), std::string::npos) << out;
   // The same pair scores the same alone as in a batch.
   v1::RerankRequest one;
   one.set_query(req.query());
