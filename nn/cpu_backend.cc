@@ -1,7 +1,9 @@
 // CpuBackend: OpenBLAS sgemm for Linear and attention scores, OpenMP over
 // rows for the element-wise work.
 #include <cblas.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -22,6 +24,7 @@ class HostBuffer : public Buffer {
 
 class CpuBackend : public Backend {
  public:
+  CpuBackend() { openblas_set_num_threads(1); }
   std::string_view name() const override { return "cpu"; }
 
   Tensor Alloc(std::vector<int64_t> shape) override {
@@ -41,14 +44,24 @@ class CpuBackend : public Backend {
   void Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* y) override {
     const int64_t m = x.rows(), k = x.cols(), n = w.rows();
     float* out = y->data();
-    if (bias != nullptr) {
-      const float* b = bias->data();
-#pragma omp parallel for if (m * n > 65536)
-      for (int64_t i = 0; i < m; ++i) std::memcpy(out + i * n, b, n * sizeof(float));
+    // One thread pool: OpenBLAS runs single-threaded inside our OpenMP
+    // threads, each taking a band of rows (two pools on the same cores
+    // would spin against each other).
+#pragma omp parallel
+    {
+      const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t band = (m + threads - 1) / threads;
+      const int64_t r0 = std::min(m, t * band), r1 = std::min(m, r0 + band);
+      if (r1 > r0) {
+        if (bias != nullptr) {
+          for (int64_t i = r0; i < r1; ++i) std::memcpy(out + i * n, bias->data(), n * sizeof(float));
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r1 - r0),
+                    static_cast<int>(n), static_cast<int>(k), 1.0f, x.data() + r0 * k,
+                    static_cast<int>(k), w.data(), static_cast<int>(k),
+                    bias != nullptr ? 1.0f : 0.0f, out + r0 * n, static_cast<int>(n));
+      }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
-                static_cast<int>(k), 1.0f, x.data(), static_cast<int>(k), w.data(),
-                static_cast<int>(k), bias != nullptr ? 1.0f : 0.0f, out, static_cast<int>(n));
   }
 
   void Gather(const Tensor& table, std::span<const int32_t> ids, Tensor* out) override {
@@ -156,7 +169,7 @@ class CpuBackend : public Backend {
   static void Map(Tensor* x, F f) {
     float* a = x->data();
     const int64_t n = x->numel();
-#pragma omp parallel for if (n > 65536)
+#pragma omp parallel for simd if (n > 65536)
     for (int64_t i = 0; i < n; ++i) a[i] = f(a[i]);
   }
 };
