@@ -1,0 +1,340 @@
+#include "llm/llama2c.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+#include "common/strings.h"
+
+namespace quiver::llm {
+namespace {
+
+// Reads `n` floats; false when the stream ends first.
+bool ReadFloats(std::istream& in, size_t n, std::vector<float>* out) {
+  out->resize(n);
+  in.read(reinterpret_cast<char*>(out->data()), static_cast<std::streamsize>(n * sizeof(float)));
+  return static_cast<size_t>(in.gcount()) == n * sizeof(float);
+}
+
+// xout[d] = W[d][n] x[n], summed in order (as run.c) so results match it.
+void MatMul(float* xout, const float* x, const float* w, int n, int d) {
+  for (int i = 0; i < d; ++i) {
+    float val = 0.0f;
+    const float* row = w + static_cast<size_t>(i) * n;
+    for (int j = 0; j < n; ++j) val += row[j] * x[j];
+    xout[i] = val;
+  }
+}
+
+void RmsNorm(float* o, const float* x, const float* weight, int size, float eps) {
+  float ss = 0.0f;
+  for (int j = 0; j < size; ++j) ss += x[j] * x[j];
+  ss /= size;
+  ss += eps;
+  ss = 1.0f / std::sqrt(ss);
+  for (int j = 0; j < size; ++j) o[j] = weight[j] * (ss * x[j]);
+}
+
+void Softmax(float* x, int size) {
+  float max_val = x[0];
+  for (int i = 1; i < size; ++i) max_val = std::max(max_val, x[i]);
+  float sum = 0.0f;
+  for (int i = 0; i < size; ++i) {
+    x[i] = std::exp(x[i] - max_val);
+    sum += x[i];
+  }
+  for (int i = 0; i < size; ++i) x[i] /= sum;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadLlama2c(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(StrCat("cannot read ", path));
+  int32_t h[7];
+  in.read(reinterpret_cast<char*>(h), sizeof h);
+  if (in.gcount() != sizeof h) return absl::DataLossError(StrCat(path, ": truncated header"));
+  auto m = std::unique_ptr<LlamaModel>(new LlamaModel());
+  LlamaConfig& c = m->config_;
+  c.dim = h[0];
+  c.hidden_dim = h[1];
+  c.n_layers = h[2];
+  c.n_heads = h[3];
+  c.n_kv_heads = h[4];
+  c.shared_classifier = h[5] > 0;
+  c.vocab_size = std::abs(h[5]);
+  c.seq_len = h[6];
+  if (c.dim <= 0 || c.hidden_dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 ||
+      c.n_kv_heads <= 0 || c.vocab_size <= 0 || c.seq_len <= 0 || c.dim % c.n_heads != 0 ||
+      c.n_heads % c.n_kv_heads != 0 || c.head_size() % 2 != 0 || c.dim > (1 << 16) ||
+      c.hidden_dim > (1 << 18) || c.n_layers > 1024 || c.vocab_size > (1 << 22) ||
+      c.seq_len > (1 << 20)) {
+    return absl::InvalidArgumentError(StrCat(path, ": not a llama2.c checkpoint (header dim ",
+                                             c.dim, ", layers ", c.n_layers, ", heads ", c.n_heads,
+                                             "/", c.n_kv_heads, ", vocab ", c.vocab_size, ")"));
+  }
+  const size_t dim = c.dim, hid = c.hidden_dim, layers = c.n_layers, kv = c.kv_dim();
+  const size_t head = c.head_size();
+  bool ok = ReadFloats(in, c.vocab_size * dim, &m->embedding_) &&
+            ReadFloats(in, layers * dim, &m->rms_att_) &&
+            ReadFloats(in, layers * dim * dim, &m->wq_) &&
+            ReadFloats(in, layers * dim * kv, &m->wk_) &&
+            ReadFloats(in, layers * dim * kv, &m->wv_) &&
+            ReadFloats(in, layers * dim * dim, &m->wo_) &&
+            ReadFloats(in, layers * dim, &m->rms_ffn_) &&
+            ReadFloats(in, layers * dim * hid, &m->w1_) &&
+            ReadFloats(in, layers * dim * hid, &m->w2_) &&
+            ReadFloats(in, layers * dim * hid, &m->w3_) && ReadFloats(in, dim, &m->rms_final_);
+  std::vector<float> skip;  // The legacy freq_cis tables (RoPE is computed).
+  ok = ok && ReadFloats(in, c.seq_len * head / 2, &skip) && ReadFloats(in, c.seq_len * head / 2, &skip);
+  if (ok && !c.shared_classifier) ok = ReadFloats(in, c.vocab_size * dim, &m->classifier_);
+  if (!ok) return absl::DataLossError(StrCat(path, ": truncated weights"));
+  if (c.shared_classifier) m->classifier_ = m->embedding_;
+  return m;
+}
+
+KvCache LlamaModel::NewCache() const {
+  const size_t n = static_cast<size_t>(config_.n_layers) * config_.seq_len * config_.kv_dim();
+  return KvCache{std::vector<float>(n), std::vector<float>(n)};
+}
+
+std::vector<float> LlamaModel::Forward(int token, int pos, KvCache* cache) const {
+  const LlamaConfig& c = config_;
+  const int dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, head_size = c.head_size();
+  const int kv_mul = c.n_heads / c.n_kv_heads;
+  std::vector<float> x(embedding_.begin() + static_cast<size_t>(token) * dim,
+                       embedding_.begin() + static_cast<size_t>(token + 1) * dim);
+  std::vector<float> xb(dim), xb2(dim), q(dim), hb(hidden), hb2(hidden), att(c.seq_len);
+  for (int l = 0; l < c.n_layers; ++l) {
+    RmsNorm(xb.data(), x.data(), &rms_att_[static_cast<size_t>(l) * dim], dim, c.norm_eps);
+    const size_t loff = static_cast<size_t>(l) * c.seq_len * kv_dim;
+    float* k = &cache->k[loff + static_cast<size_t>(pos) * kv_dim];
+    float* v = &cache->v[loff + static_cast<size_t>(pos) * kv_dim];
+    MatMul(q.data(), xb.data(), &wq_[static_cast<size_t>(l) * dim * dim], dim, dim);
+    MatMul(k, xb.data(), &wk_[static_cast<size_t>(l) * dim * kv_dim], dim, kv_dim);
+    MatMul(v, xb.data(), &wv_[static_cast<size_t>(l) * dim * kv_dim], dim, kv_dim);
+    // RoPE: rotate each (even, odd) pair by pos * theta^(-i/head_size).
+    for (int i = 0; i < dim; i += 2) {
+      const int head_dim = i % head_size;
+      const float freq = 1.0f / std::pow(c.rope_theta, head_dim / static_cast<float>(head_size));
+      const float val = pos * freq;
+      const float fcr = std::cos(val), fci = std::sin(val);
+      const int rotations = i < kv_dim ? 2 : 1;
+      for (int r = 0; r < rotations; ++r) {
+        float* vec = r == 0 ? q.data() : k;
+        const float v0 = vec[i], v1 = vec[i + 1];
+        vec[i] = v0 * fcr - v1 * fci;
+        vec[i + 1] = v0 * fci + v1 * fcr;
+      }
+    }
+    // Grouped-query attention: query head h reads key/value head h / kv_mul.
+    for (int h = 0; h < c.n_heads; ++h) {
+      const float* qh = q.data() + h * head_size;
+      const size_t kvh = static_cast<size_t>(h / kv_mul) * head_size;
+      for (int t = 0; t <= pos; ++t) {
+        const float* kt = &cache->k[loff + static_cast<size_t>(t) * kv_dim + kvh];
+        float score = 0.0f;
+        for (int i = 0; i < head_size; ++i) score += qh[i] * kt[i];
+        att[t] = score / std::sqrt(static_cast<float>(head_size));
+      }
+      Softmax(att.data(), pos + 1);
+      float* out = xb.data() + h * head_size;
+      std::fill(out, out + head_size, 0.0f);
+      for (int t = 0; t <= pos; ++t) {
+        const float* vt = &cache->v[loff + static_cast<size_t>(t) * kv_dim + kvh];
+        const float a = att[t];
+        for (int i = 0; i < head_size; ++i) out[i] += a * vt[i];
+      }
+    }
+    MatMul(xb2.data(), xb.data(), &wo_[static_cast<size_t>(l) * dim * dim], dim, dim);
+    for (int i = 0; i < dim; ++i) x[i] += xb2[i];
+    RmsNorm(xb.data(), x.data(), &rms_ffn_[static_cast<size_t>(l) * dim], dim, c.norm_eps);
+    MatMul(hb.data(), xb.data(), &w1_[static_cast<size_t>(l) * dim * hidden], dim, hidden);
+    MatMul(hb2.data(), xb.data(), &w3_[static_cast<size_t>(l) * dim * hidden], dim, hidden);
+    for (int i = 0; i < hidden; ++i) {
+      float val = hb[i];
+      val *= (1.0f / (1.0f + std::exp(-val)));  // SiLU.
+      hb[i] = val * hb2[i];
+    }
+    MatMul(xb.data(), hb.data(), &w2_[static_cast<size_t>(l) * dim * hidden], hidden, dim);
+    for (int i = 0; i < dim; ++i) x[i] += xb[i];
+  }
+  RmsNorm(x.data(), x.data(), rms_final_.data(), dim, c.norm_eps);
+  std::vector<float> logits(c.vocab_size);
+  MatMul(logits.data(), x.data(), classifier_.data(), dim, c.vocab_size);
+  return logits;
+}
+
+// ---- Tokenizer ----------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Llama2cTokenizer>> Llama2cTokenizer::Load(const std::string& path,
+                                                                         int vocab_size) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(StrCat("cannot read ", path));
+  auto t = std::unique_ptr<Llama2cTokenizer>(new Llama2cTokenizer());
+  uint32_t max_len = 0;
+  in.read(reinterpret_cast<char*>(&max_len), 4);
+  if (in.gcount() != 4) return absl::DataLossError(StrCat(path, ": truncated"));
+  for (int i = 0; i < vocab_size; ++i) {
+    float score;
+    int32_t len;
+    in.read(reinterpret_cast<char*>(&score), 4);
+    in.read(reinterpret_cast<char*>(&len), 4);
+    if (!in || len < 0 || len > (1 << 16)) {
+      return absl::DataLossError(StrCat(path, ": truncated or damaged at token ", i));
+    }
+    std::string s(static_cast<size_t>(len), '\0');
+    in.read(s.data(), len);
+    if (in.gcount() != len) return absl::DataLossError(StrCat(path, ": truncated at token ", i));
+    t->vocab_.push_back(std::move(s));
+    t->scores_.push_back(score);
+  }
+  for (int i = 0; i < vocab_size; ++i) t->sorted_.emplace_back(t->vocab_[i], i);
+  std::sort(t->sorted_.begin(), t->sorted_.end());
+  return t;
+}
+
+int Llama2cTokenizer::Lookup(std::string_view s) const {
+  auto it = std::lower_bound(sorted_.begin(), sorted_.end(), s,
+                             [](const auto& e, std::string_view k) { return e.first < k; });
+  return it != sorted_.end() && it->first == s ? it->second : -1;
+}
+
+std::vector<int> Llama2cTokenizer::Encode(std::string_view text, bool bos, bool eos) const {
+  std::vector<int> tokens;
+  if (bos) tokens.push_back(1);
+  if (!text.empty()) {
+    const int prefix = Lookup(" ");
+    if (prefix >= 0) tokens.push_back(prefix);
+  }
+  // Code point by code point; unknown ones fall back to their bytes.
+  for (size_t i = 0; i < text.size();) {
+    size_t len = 1;
+    while (i + len < text.size() && len < 4 &&
+           (static_cast<unsigned char>(text[i + len]) & 0xC0) == 0x80) {
+      ++len;
+    }
+    const int id = Lookup(text.substr(i, len));
+    if (id >= 0) {
+      tokens.push_back(id);
+    } else {
+      for (size_t b = 0; b < len; ++b) tokens.push_back(static_cast<unsigned char>(text[i + b]) + 3);
+    }
+    i += len;
+  }
+  // Merge the best-scoring adjacent pair until none is in the vocabulary.
+  while (true) {
+    float best_score = -1e10f;
+    int best_id = -1;
+    size_t best_idx = 0;
+    for (size_t i = 0; i + 1 < tokens.size(); ++i) {
+      const int id = Lookup(vocab_[tokens[i]] + vocab_[tokens[i + 1]]);
+      if (id >= 0 && scores_[id] > best_score) {
+        best_score = scores_[id];
+        best_id = id;
+        best_idx = i;
+      }
+    }
+    if (best_id < 0) break;
+    tokens[best_idx] = best_id;
+    tokens.erase(tokens.begin() + best_idx + 1);
+  }
+  if (eos) tokens.push_back(2);
+  return tokens;
+}
+
+std::string Llama2cTokenizer::Decode(int prev, int token) const {
+  std::string_view piece = vocab_[token];
+  if (prev == 1 && !piece.empty() && piece[0] == ' ') piece.remove_prefix(1);
+  unsigned int byte;
+  if (piece.size() == 6 && std::sscanf(std::string(piece).c_str(), "<0x%02X>", &byte) == 1) {
+    return std::string(1, static_cast<char>(byte));
+  }
+  return std::string(piece);
+}
+
+// ---- Sampler ----------------------------------------------------------------
+
+float Sampler::NextCoin() {
+  state_ ^= state_ >> 12;
+  state_ ^= state_ << 25;
+  state_ ^= state_ >> 27;
+  const uint32_t r = static_cast<uint32_t>((state_ * 0x2545F4914F6CDD1Dull) >> 32);
+  return (r >> 8) / 16777216.0f;
+}
+
+int Sampler::Sample(std::vector<float> logits) {
+  const int n = static_cast<int>(logits.size());
+  if (temperature_ == 0.0f) {
+    int best = 0;
+    for (int i = 1; i < n; ++i) {
+      if (logits[i] > logits[best]) best = i;
+    }
+    return best;
+  }
+  for (float& l : logits) l /= temperature_;
+  Softmax(logits.data(), n);
+  const float coin = NextCoin();
+  if (top_p_ <= 0 || top_p_ >= 1) {
+    float cdf = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      cdf += logits[i];
+      if (coin < cdf) return i;
+    }
+    return n - 1;
+  }
+  // Nucleus: candidates above (1 - p) / (n - 1) can be in it; sorted by
+  // probability (stable, as glibc's qsort), cut where the mass passes p.
+  const float cutoff = (1.0f - top_p_) / (n - 1);
+  std::vector<std::pair<float, int>> cand;
+  for (int i = 0; i < n; ++i) {
+    if (logits[i] >= cutoff) cand.emplace_back(logits[i], i);
+  }
+  std::stable_sort(cand.begin(), cand.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  float cumulative = 0.0f;
+  size_t last = cand.size() - 1;
+  for (size_t i = 0; i < cand.size(); ++i) {
+    cumulative += cand[i].first;
+    if (cumulative > top_p_) {
+      last = i;
+      break;
+    }
+  }
+  const float r = coin * cumulative;
+  float cdf = 0.0f;
+  for (size_t i = 0; i <= last; ++i) {
+    cdf += cand[i].first;
+    if (r < cdf) return cand[i].second;
+  }
+  return cand[last].second;
+}
+
+// ---- Generation -------------------------------------------------------------
+
+Generation Generate(const LlamaModel& model, const Llama2cTokenizer& tokenizer,
+                    std::string_view prompt, int steps, Sampler* sampler) {
+  Generation g;
+  g.prompt_ids = tokenizer.Encode(prompt, /*bos=*/true, /*eos=*/false);
+  steps = std::min(steps, model.config().seq_len);
+  KvCache cache = model.NewCache();
+  int token = g.prompt_ids[0];
+  for (int pos = 0; pos < steps; ++pos) {
+    std::vector<float> logits = model.Forward(token, pos, &cache);
+    const int next = pos + 1 < static_cast<int>(g.prompt_ids.size())
+                         ? g.prompt_ids[pos + 1]
+                         : sampler->Sample(std::move(logits));
+    if (next == 1) break;  // BOS ends the text.
+    g.ids.push_back(next);
+    std::string piece = tokenizer.Decode(token, next);
+    // run.c's safe_printf: lone unprintable bytes are not printed.
+    const bool unprintable = piece.size() == 1 && !std::isprint(static_cast<unsigned char>(piece[0])) &&
+                             !std::isspace(static_cast<unsigned char>(piece[0]));
+    if (!unprintable) g.text += piece;
+    token = next;
+  }
+  return g;
+}
+
+}  // namespace quiver::llm

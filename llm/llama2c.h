@@ -1,0 +1,106 @@
+// Llama-family decoder in llama2.c's checkpoint format ("version 0": a
+// 7 x int32 header, then fp32 weights), with its tokenizer.bin BPE
+// tokenizer and run.c's sampler, reproducing llama2.c's outputs exactly.
+//
+// Model: token embedding, per layer RMSNorm -> q/k/v projections -> RoPE
+// (theta 10000, interleaved pairs) -> grouped-query attention over a KV
+// cache -> output projection + residual, RMSNorm -> SwiGLU feed-forward +
+// residual; final RMSNorm; classifier (tied to the embedding when the
+// header's vocab_size is positive).
+#ifndef QUIVER_LLM_LLAMA2C_H_
+#define QUIVER_LLM_LLAMA2C_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace quiver::llm {
+
+struct LlamaConfig {
+  int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0,
+      seq_len = 0;
+  bool shared_classifier = true;
+  float rope_theta = 10000.0f;
+  float norm_eps = 1e-5f;
+  int head_size() const { return dim / n_heads; }
+  int kv_dim() const { return dim * n_kv_heads / n_heads; }
+};
+
+// One sequence's keys and values, [layer][position][kv_dim].
+struct KvCache {
+  std::vector<float> k, v;
+};
+
+class LlamaModel {
+ public:
+  // DATA_LOSS / INVALID_ARGUMENT for a truncated file or an impossible header.
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> LoadLlama2c(const std::string& path);
+
+  const LlamaConfig& config() const { return config_; }
+  KvCache NewCache() const;
+  // Logits (vocab_size) for `token` at `pos`, after the cache holds
+  // positions 0..pos-1; stores this position's keys and values.
+  // REQUIRES: 0 <= pos < seq_len, 0 <= token < vocab_size.
+  std::vector<float> Forward(int token, int pos, KvCache* cache) const;
+
+ private:
+  LlamaConfig config_;
+  // Row-major [out][in] matrices, as llama2.c stores them.
+  std::vector<float> embedding_, rms_att_, wq_, wk_, wv_, wo_, rms_ffn_, w1_, w2_, w3_,
+      rms_final_, classifier_;
+};
+
+// llama2.c's tokenizer.bin: byte-pair merges by score, byte fallback
+// (<0x00>..<0xFF> at ids 3..258), BOS = 1, EOS = 2.
+class Llama2cTokenizer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Llama2cTokenizer>> Load(const std::string& path,
+                                                                int vocab_size);
+  // As run.c's encode: BOS, a dummy-prefix space for non-empty text, then
+  // merges.
+  std::vector<int> Encode(std::string_view text, bool bos, bool eos) const;
+  // The text of `token` following `prev` (a leading space is dropped after
+  // BOS; byte tokens become their byte).
+  std::string Decode(int prev, int token) const;
+  int vocab_size() const { return static_cast<int>(vocab_.size()); }
+
+ private:
+  int Lookup(std::string_view s) const;
+  std::vector<std::string> vocab_;
+  std::vector<float> scores_;
+  std::vector<std::pair<std::string, int>> sorted_;  // For lookups.
+};
+
+// run.c's sampler: temperature 0 is argmax; otherwise softmax of
+// logits / temperature, then top-p (nucleus) when 0 < top_p < 1, else the
+// whole distribution, drawn with a xorshift64* coin seeded by `seed`.
+class Sampler {
+ public:
+  Sampler(float temperature, float top_p, uint64_t seed)
+      : temperature_(temperature), top_p_(top_p), state_(seed) {}
+  int Sample(std::vector<float> logits);
+  float NextCoin();
+
+ private:
+  float temperature_, top_p_;
+  uint64_t state_;
+};
+
+struct Generation {
+  std::vector<int> prompt_ids;
+  std::vector<int> ids;  // Each step's next token (forced prompt tokens included).
+  std::string text;      // What run.c prints.
+};
+
+// run.c's generate loop: `steps` positions in all (prompt included), stopping
+// early at BOS.
+Generation Generate(const LlamaModel& model, const Llama2cTokenizer& tokenizer,
+                    std::string_view prompt, int steps, Sampler* sampler);
+
+}  // namespace quiver::llm
+
+#endif  // QUIVER_LLM_LLAMA2C_H_

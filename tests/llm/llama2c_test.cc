@@ -1,0 +1,110 @@
+// stories260K (a genuine llama2.c model) reproduces llama2.c's published
+// outputs exactly: greedy, temperature + top-p with a seed, and a prompt.
+#include "llm/llama2c.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver::llm {
+namespace {
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The "generated_ids:" line of a .ids file.
+std::vector<int> GeneratedIds(const std::string& path) {
+  std::istringstream in(ReadAll(path));
+  std::string line;
+  std::vector<int> ids;
+  while (std::getline(in, line)) {
+    if (line.rfind("generated_ids:", 0) != 0) continue;
+    std::istringstream nums(line.substr(14));
+    for (int id; nums >> id;) ids.push_back(id);
+  }
+  return ids;
+}
+
+class StoriesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::FixturePath("stories260K");
+    if (dir_.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
+    auto m = LlamaModel::LoadLlama2c(dir_ + "/stories260K.bin");
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = *std::move(m);
+    auto t = Llama2cTokenizer::Load(dir_ + "/tok512.bin", model_->config().vocab_size);
+    ASSERT_TRUE(t.ok()) << t.status();
+    tokenizer_ = *std::move(t);
+  }
+  void Check(const std::string& name, std::string_view prompt, int steps, float temperature,
+             float top_p, uint64_t seed) {
+    Sampler sampler(temperature, top_p, seed);
+    Generation g = Generate(*model_, *tokenizer_, prompt, steps, &sampler);
+    EXPECT_EQ(g.ids, GeneratedIds(dir_ + "/" + name + ".ids")) << name;
+    EXPECT_EQ(g.text, ReadAll(dir_ + "/" + name + ".txt")) << name;
+  }
+
+  std::string dir_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Llama2cTokenizer> tokenizer_;
+};
+
+TEST_F(StoriesTest, HeaderAndTokenizer) {
+  const LlamaConfig& c = model_->config();
+  EXPECT_EQ(c.dim, 64);
+  EXPECT_EQ(c.hidden_dim, 172);
+  EXPECT_EQ(c.n_layers, 5);
+  EXPECT_EQ(c.n_heads, 8);
+  EXPECT_EQ(c.n_kv_heads, 4);  // Grouped-query attention.
+  EXPECT_EQ(c.vocab_size, 512);
+  EXPECT_TRUE(c.shared_classifier);
+  EXPECT_EQ(tokenizer_->Encode("Zoo", true, false), (std::vector<int>{1, 410, 469, 347}));
+  EXPECT_EQ(tokenizer_->Encode("", true, false), (std::vector<int>{1}));
+  // The dummy-prefix space (410) is dropped after BOS.
+  EXPECT_EQ(tokenizer_->Decode(1, 410), "");
+  EXPECT_EQ(tokenizer_->Decode(1, 410) + tokenizer_->Decode(410, 469) + tokenizer_->Decode(469, 347),
+            "Zoo");
+  EXPECT_EQ(tokenizer_->Decode(5, 13), "\n");  // Byte fallback <0x0A>.
+}
+
+TEST_F(StoriesTest, GreedyReproducesLlama2c) {
+  Check("expected_greedy_n200", "", 200, 0.0f, 0.9f, 1);
+  Check("expected_greedy_n256", "", 256, 0.0f, 0.9f, 1);
+}
+
+TEST_F(StoriesTest, PromptReproducesLlama2c) { Check("expected_zoo_greedy_n60", "Zoo", 60, 0.0f, 0.9f, 1); }
+
+TEST_F(StoriesTest, TopPSamplingReproducesLlama2c) {
+  Check("expected_t1.0_p0.9_s133742_n256", "", 256, 1.0f, 0.9f, 133742);
+}
+
+TEST(Llama2cTest, DamagedCheckpointsAreErrors) {
+  testing::TempDir dir;
+  {
+    std::ofstream out(dir.path() + "/bad.bin", std::ios::binary);
+    const int32_t header[7] = {64, 172, 5, 8, 4, 512, 512};
+    out.write(reinterpret_cast<const char*>(header), sizeof header);
+    out << "short";
+  }
+  EXPECT_EQ(LlamaModel::LoadLlama2c(dir.path() + "/bad.bin").status().code(),
+            absl::StatusCode::kDataLoss);
+  {
+    std::ofstream out(dir.path() + "/nonsense.bin", std::ios::binary);
+    const int32_t header[7] = {63, 172, 5, 8, 4, 512, 512};  // 63 is not divisible by 8 heads.
+    out.write(reinterpret_cast<const char*>(header), sizeof header);
+  }
+  EXPECT_EQ(LlamaModel::LoadLlama2c(dir.path() + "/nonsense.bin").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LlamaModel::LoadLlama2c(dir.path() + "/none.bin").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace quiver::llm
