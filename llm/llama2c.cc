@@ -166,6 +166,142 @@ std::vector<float> LlamaModel::Forward(int token, int pos, KvCache* cache) const
   return logits;
 }
 
+PagedKvCache::PagedKvCache(const LlamaConfig& config, size_t num_blocks, int block_size)
+    : block_size_(block_size),
+      layers_(config.n_layers),
+      kv_dim_(config.kv_dim()),
+      num_blocks_(num_blocks),
+      k_(num_blocks * config.n_layers * block_size * config.kv_dim()),
+      v_(k_.size()) {
+  for (size_t b = num_blocks; b-- > 0;) free_.push_back(static_cast<int>(b));
+}
+
+int PagedKvCache::Allocate() {
+  if (free_.empty()) return -1;
+  const int b = free_.back();
+  free_.pop_back();
+  return b;
+}
+
+void PagedKvCache::Free(int block) { free_.push_back(block); }
+
+namespace {
+
+// Rows x = W[d][n] X[rows][n]: each weight row is read once for all rows;
+// each dot product sums in the same order as MatMul.
+void BatchMatMul(float* out, const float* x, const float* w, int n, int d, int rows) {
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(n) * d * rows > (1 << 18))
+  for (int i = 0; i < d; ++i) {
+    const float* wrow = w + static_cast<size_t>(i) * n;
+    for (int r = 0; r < rows; ++r) {
+      const float* xr = x + static_cast<size_t>(r) * n;
+      float val = 0.0f;
+      for (int j = 0; j < n; ++j) val += wrow[j] * xr[j];
+      out[static_cast<size_t>(r) * d + i] = val;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepRow>& rows_in,
+                                                         PagedKvCache* cache) const {
+  const LlamaConfig& c = config_;
+  const int dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, head_size = c.head_size();
+  const int kv_mul = c.n_heads / c.n_kv_heads, rows = static_cast<int>(rows_in.size());
+  const int bs = cache->block_size();
+  std::vector<float> x(static_cast<size_t>(rows) * dim), xb(x.size()), xb2(x.size()), q(x.size());
+  std::vector<float> k(static_cast<size_t>(rows) * kv_dim), v(k.size());
+  std::vector<float> hb(static_cast<size_t>(rows) * hidden), hb2(hb.size());
+  for (int r = 0; r < rows; ++r) {
+    std::copy_n(&embedding_[static_cast<size_t>(rows_in[r].token) * dim], dim, &x[static_cast<size_t>(r) * dim]);
+  }
+  auto key_at = [&](const StepRow& row, int layer, int t) {
+    return cache->Key((*row.blocks)[t / bs], layer, t % bs);
+  };
+  auto value_at = [&](const StepRow& row, int layer, int t) {
+    return cache->Value((*row.blocks)[t / bs], layer, t % bs);
+  };
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (int r = 0; r < rows; ++r) {
+      RmsNorm(&xb[static_cast<size_t>(r) * dim], &x[static_cast<size_t>(r) * dim],
+              &rms_att_[static_cast<size_t>(l) * dim], dim, c.norm_eps);
+    }
+    BatchMatMul(q.data(), xb.data(), &wq_[static_cast<size_t>(l) * dim * dim], dim, dim, rows);
+    BatchMatMul(k.data(), xb.data(), &wk_[static_cast<size_t>(l) * dim * kv_dim], dim, kv_dim, rows);
+    BatchMatMul(v.data(), xb.data(), &wv_[static_cast<size_t>(l) * dim * kv_dim], dim, kv_dim, rows);
+    for (int r = 0; r < rows; ++r) {
+      const int pos = rows_in[r].pos;
+      float* qr = &q[static_cast<size_t>(r) * dim];
+      float* kr = &k[static_cast<size_t>(r) * kv_dim];
+      for (int i = 0; i < dim; i += 2) {
+        const int head_dim = i % head_size;
+        const float freq = 1.0f / std::pow(c.rope_theta, head_dim / static_cast<float>(head_size));
+        const float val = pos * freq;
+        const float fcr = std::cos(val), fci = std::sin(val);
+        const int rotations = i < kv_dim ? 2 : 1;
+        for (int rot = 0; rot < rotations; ++rot) {
+          float* vec = rot == 0 ? qr : kr;
+          const float v0 = vec[i], v1 = vec[i + 1];
+          vec[i] = v0 * fcr - v1 * fci;
+          vec[i + 1] = v0 * fci + v1 * fcr;
+        }
+      }
+      std::copy_n(kr, kv_dim, key_at(rows_in[r], l, pos));
+      std::copy_n(&v[static_cast<size_t>(r) * kv_dim], kv_dim, value_at(rows_in[r], l, pos));
+    }
+#pragma omp parallel for schedule(dynamic) if (rows > 1)
+    for (int r = 0; r < rows; ++r) {
+      const StepRow& row = rows_in[r];
+      std::vector<float> att(row.pos + 1);
+      for (int h = 0; h < c.n_heads; ++h) {
+        const float* qh = &q[static_cast<size_t>(r) * dim + h * head_size];
+        const int kvh = (h / kv_mul) * head_size;
+        for (int t = 0; t <= row.pos; ++t) {
+          const float* kt = key_at(row, l, t) + kvh;
+          float score = 0.0f;
+          for (int i = 0; i < head_size; ++i) score += qh[i] * kt[i];
+          att[t] = score / std::sqrt(static_cast<float>(head_size));
+        }
+        Softmax(att.data(), row.pos + 1);
+        float* out = &xb[static_cast<size_t>(r) * dim + h * head_size];
+        std::fill(out, out + head_size, 0.0f);
+        for (int t = 0; t <= row.pos; ++t) {
+          const float* vt = value_at(row, l, t) + kvh;
+          for (int i = 0; i < head_size; ++i) out[i] += att[t] * vt[i];
+        }
+      }
+    }
+    BatchMatMul(xb2.data(), xb.data(), &wo_[static_cast<size_t>(l) * dim * dim], dim, dim, rows);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += xb2[i];
+    for (int r = 0; r < rows; ++r) {
+      RmsNorm(&xb[static_cast<size_t>(r) * dim], &x[static_cast<size_t>(r) * dim],
+              &rms_ffn_[static_cast<size_t>(l) * dim], dim, c.norm_eps);
+    }
+    BatchMatMul(hb.data(), xb.data(), &w1_[static_cast<size_t>(l) * dim * hidden], dim, hidden, rows);
+    BatchMatMul(hb2.data(), xb.data(), &w3_[static_cast<size_t>(l) * dim * hidden], dim, hidden, rows);
+    for (size_t i = 0; i < hb.size(); ++i) {
+      float val = hb[i];
+      val *= (1.0f / (1.0f + std::exp(-val)));
+      hb[i] = val * hb2[i];
+    }
+    BatchMatMul(xb.data(), hb.data(), &w2_[static_cast<size_t>(l) * dim * hidden], hidden, dim, rows);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += xb[i];
+  }
+  for (int r = 0; r < rows; ++r) {
+    float* xr = &x[static_cast<size_t>(r) * dim];
+    RmsNorm(xr, xr, rms_final_.data(), dim, c.norm_eps);
+  }
+  std::vector<float> logits(static_cast<size_t>(rows) * c.vocab_size);
+  BatchMatMul(logits.data(), x.data(), classifier_.data(), dim, c.vocab_size, rows);
+  std::vector<std::vector<float>> out(rows);
+  for (int r = 0; r < rows; ++r) {
+    out[r].assign(logits.begin() + static_cast<size_t>(r) * c.vocab_size,
+                  logits.begin() + static_cast<size_t>(r + 1) * c.vocab_size);
+  }
+  return out;
+}
+
 // ---- Tokenizer ----------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<Llama2cTokenizer>> Llama2cTokenizer::Load(const std::string& path,

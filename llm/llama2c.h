@@ -35,6 +35,38 @@ struct KvCache {
   std::vector<float> k, v;
 };
 
+// Keys and values of many sequences in fixed-size blocks of positions, so
+// sequences of any length share one pool without fragmentation. A sequence
+// owns a block table: position p lives in block table[p / block_size].
+class PagedKvCache {
+ public:
+  PagedKvCache(const LlamaConfig& config, size_t num_blocks, int block_size = 16);
+  int block_size() const { return block_size_; }
+  size_t free_blocks() const { return free_.size(); }
+  size_t total_blocks() const { return num_blocks_; }
+  // -1 when none is free.
+  int Allocate();
+  void Free(int block);
+  float* Key(int block, int layer, int offset) { return Slot(k_, block, layer, offset); }
+  float* Value(int block, int layer, int offset) { return Slot(v_, block, layer, offset); }
+
+ private:
+  float* Slot(std::vector<float>& pool, int block, int layer, int offset) {
+    return &pool[((static_cast<size_t>(block) * layers_ + layer) * block_size_ + offset) * kv_dim_];
+  }
+  int block_size_, layers_, kv_dim_;
+  size_t num_blocks_;
+  std::vector<float> k_, v_;
+  std::vector<int> free_;
+};
+
+// One token of one sequence in a batched step.
+struct StepRow {
+  int token;
+  int pos;
+  const std::vector<int>* blocks;  // The sequence's block table (covers pos).
+};
+
 class LlamaModel {
  public:
   // DATA_LOSS / INVALID_ARGUMENT for a truncated file or an impossible header.
@@ -46,6 +78,13 @@ class LlamaModel {
   // positions 0..pos-1; stores this position's keys and values.
   // REQUIRES: 0 <= pos < seq_len, 0 <= token < vocab_size.
   std::vector<float> Forward(int token, int pos, KvCache* cache) const;
+  // A batched step over rows of many sequences (several rows of one
+  // sequence must be in position order): stores each row's keys and values
+  // in the paged cache, then returns each row's logits. Every weight matrix
+  // is read once per step for all rows; each row's arithmetic is the same
+  // as Forward's, so a sequence gets the same tokens alone or batched.
+  std::vector<std::vector<float>> ForwardBatch(const std::vector<StepRow>& rows,
+                                               PagedKvCache* cache) const;
 
  private:
   LlamaConfig config_;

@@ -1,0 +1,272 @@
+#include "llm/scheduler.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <limits>
+
+#include "common/strings.h"
+
+namespace quiver::llm {
+
+struct Scheduler::Sequence {
+  GenerateParams params;
+  std::function<void(const TokenEvent&)> on_event;
+  std::shared_ptr<Handle> handle;
+  std::vector<int> prompt;     // With BOS.
+  std::vector<int> blocks;     // Reserved KV blocks.
+  int fed = 0;                 // Positions in the cache.
+  int last = -1;               // The last token (fed next while decoding).
+  int budget = 0;              // Positions reserved: prompt + new tokens.
+  std::vector<int> generated;
+  std::string pending;         // Text held back (may start a stop sequence).
+  std::unique_ptr<Sampler> sampler;
+  bool finished = false;
+};
+
+Scheduler::Scheduler(const LlamaModel* model, const Llama2cTokenizer* tokenizer,
+                     SchedulerOptions options)
+    : model_(model),
+      tokenizer_(tokenizer),
+      options_(options),
+      cache_(model->config(),
+             options.kv_blocks > 0
+                 ? options.kv_blocks
+                 : static_cast<size_t>(options.max_seqs) *
+                       ((model->config().seq_len + options.block_size - 1) / options.block_size),
+             options.block_size),
+      thread_([this] { Loop(); }) {}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
+    GenerateParams params, std::function<void(const TokenEvent&)> on_event) {
+  const LlamaConfig& c = model_->config();
+  if (params.temperature < 0 || !std::isfinite(params.temperature)) {
+    return absl::InvalidArgumentError("temperature must be >= 0");
+  }
+  if (params.top_p < 0 || params.top_p > 1) return absl::InvalidArgumentError("top_p must be in 0..1");
+  if (params.top_k < 0) return absl::InvalidArgumentError("top_k must be >= 0");
+  if (params.repetition_penalty <= 0 || !std::isfinite(params.repetition_penalty)) {
+    return absl::InvalidArgumentError("repetition_penalty must be > 0");
+  }
+  if (params.max_tokens < 1) return absl::InvalidArgumentError("max_tokens must be >= 1");
+  for (const std::string& s : params.stop) {
+    if (s.empty()) return absl::InvalidArgumentError("stop sequences must not be empty");
+  }
+  auto seq = std::make_unique<Sequence>();
+  seq->prompt = tokenizer_->Encode(params.prompt, /*bos=*/true, /*eos=*/false);
+  const int prompt_len = static_cast<int>(seq->prompt.size());
+  if (prompt_len >= c.seq_len) {
+    return absl::InvalidArgumentError(StrCat("the prompt has ", prompt_len,
+                                             " tokens; the model's context is ", c.seq_len));
+  }
+  // The last generated token is never fed, so prompt + max_tokens - 1
+  // positions suffice.
+  seq->budget = std::min(c.seq_len, prompt_len + params.max_tokens - 1);
+  const size_t blocks = (seq->budget + options_.block_size - 1) / options_.block_size;
+  if (blocks > cache_.total_blocks()) {
+    return absl::InvalidArgumentError("the request needs more KV cache than the server has");
+  }
+  seq->sampler = std::make_unique<Sampler>(params.temperature, params.top_p, params.seed);
+  seq->params = std::move(params);
+  seq->on_event = std::move(on_event);
+  seq->handle = std::make_shared<Handle>();
+  auto handle = seq->handle;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) return absl::UnavailableError("the generator is shutting down");
+    if (waiting_.size() >= options_.max_queue) {
+      return absl::ResourceExhaustedError(StrCat("the generation queue is full (",
+                                                 waiting_.size(), " waiting); retry later"));
+    }
+    waiting_.push_back(std::move(seq));
+  }
+  cv_.notify_one();
+  return handle;
+}
+
+Scheduler::Stats Scheduler::stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+void Scheduler::Finish(Sequence& s, FinishReason reason) {
+  if (s.finished) return;
+  s.finished = true;
+  TokenEvent e;
+  e.done = true;
+  e.reason = reason;
+  if (reason != FinishReason::kStop && reason != FinishReason::kCancelled) e.text = s.pending;
+  if (reason == FinishReason::kStop && !s.pending.empty()) {
+    // Held-back text that turned out not to start a stop sequence.
+    bool stop_found = false;
+    for (const std::string& st : s.params.stop) stop_found |= s.pending.find(st) != std::string::npos;
+    if (!stop_found) e.text = s.pending;
+  }
+  s.pending.clear();
+  e.prompt_tokens = static_cast<int>(s.prompt.size());
+  e.completion_tokens = static_cast<int>(s.generated.size());
+  s.on_event(e);
+  for (int b : s.blocks) cache_.Free(b);
+  s.blocks.clear();
+}
+
+int Scheduler::SampleNext(Sequence& s, std::vector<float> logits) {
+  const GenerateParams& p = s.params;
+  if (p.repetition_penalty != 1.0f) {
+    std::vector<bool> seen(logits.size(), false);
+    for (int t : s.prompt) seen[t] = true;
+    for (int t : s.generated) seen[t] = true;
+    for (size_t t = 0; t < logits.size(); ++t) {
+      if (!seen[t]) continue;
+      logits[t] = logits[t] > 0 ? logits[t] / p.repetition_penalty : logits[t] * p.repetition_penalty;
+    }
+  }
+  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < logits.size()) {
+    std::vector<float> sorted = logits;
+    std::nth_element(sorted.begin(), sorted.begin() + (p.top_k - 1), sorted.end(),
+                     std::greater<float>());
+    const float kth = sorted[p.top_k - 1];
+    int kept = 0;
+    for (float& l : logits) {  // Ties at the k-th value: the first ones stay.
+      if (l > kth) {
+        ++kept;
+      }
+    }
+    int ties = p.top_k - kept;
+    for (float& l : logits) {
+      if (l > kth) continue;
+      if (l == kth && ties > 0) {
+        --ties;
+        continue;
+      }
+      l = -std::numeric_limits<float>::infinity();
+    }
+  }
+  return s.sampler->Sample(std::move(logits));
+}
+
+void Scheduler::Emit(Sequence& s, int token) {
+  const int prev = s.generated.empty() ? s.prompt.back() : s.generated.back();
+  s.generated.push_back(token);
+  std::string piece = tokenizer_->Decode(prev, token);
+  if (piece.size() == 1 && !std::isprint(static_cast<unsigned char>(piece[0])) &&
+      !std::isspace(static_cast<unsigned char>(piece[0]))) {
+    piece.clear();  // As run.c: lone unprintable bytes are not shown.
+  }
+  s.pending += piece;
+  TokenEvent e;
+  e.token = token;
+  for (const std::string& st : s.params.stop) {
+    const size_t at = s.pending.find(st);
+    if (at != std::string::npos) {
+      e.text = s.pending.substr(0, at);
+      s.pending.clear();
+      s.on_event(e);
+      Finish(s, FinishReason::kStop);
+      return;
+    }
+  }
+  // Hold back the longest tail that could begin a stop sequence.
+  size_t hold = 0;
+  for (const std::string& st : s.params.stop) {
+    for (size_t n = std::min(st.size() - 1, s.pending.size()); n > hold; --n) {
+      if (s.pending.compare(s.pending.size() - n, n, st, 0, n) == 0) {
+        hold = n;
+        break;
+      }
+    }
+  }
+  e.text = s.pending.substr(0, s.pending.size() - hold);
+  s.pending.erase(0, s.pending.size() - hold);
+  s.on_event(e);
+}
+
+void Scheduler::Loop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (true) {
+    cv_.wait(l, [&] { return stopping_ || !waiting_.empty() || !active_.empty(); });
+    if (stopping_) break;
+    // Admit waiting requests while sequences and KV blocks allow.
+    while (!waiting_.empty() && static_cast<int>(active_.size()) < options_.max_seqs) {
+      Sequence& s = *waiting_.front();
+      const size_t need = (s.budget + options_.block_size - 1) / options_.block_size;
+      if (need > cache_.free_blocks()) break;
+      for (size_t i = 0; i < need; ++i) s.blocks.push_back(cache_.Allocate());
+      active_.push_back(std::move(waiting_.front()));
+      waiting_.pop_front();
+    }
+    stats_.max_active = std::max<uint64_t>(stats_.max_active, active_.size());
+    l.unlock();
+    // One step: decoding sequences one row each, then prompt chunks within
+    // the row budget.
+    std::vector<StepRow> rows;
+    std::vector<std::pair<Sequence*, int>> owners;  // Row's sequence; rows fed from it.
+    std::vector<int> last_row;                      // Per active sequence: its row that samples, or -1.
+    int budget = options_.max_batch_tokens;
+    for (auto& sp : active_) {
+      Sequence& s = *sp;
+      if (s.handle->cancelled_.load()) {
+        Finish(s, FinishReason::kCancelled);
+        continue;
+      }
+      if (s.fed >= static_cast<int>(s.prompt.size())) {
+        rows.push_back({s.last, s.fed, &s.blocks});
+        owners.emplace_back(&s, s.fed);
+        --budget;
+      }
+    }
+    for (auto& sp : active_) {
+      Sequence& s = *sp;
+      if (s.finished || s.fed >= static_cast<int>(s.prompt.size())) continue;
+      const int n = std::min<int>(static_cast<int>(s.prompt.size()) - s.fed, std::max(1, budget));
+      for (int i = 0; i < n; ++i) {
+        rows.push_back({s.prompt[s.fed + i], s.fed + i, &s.blocks});
+        owners.emplace_back(&s, s.fed + i);
+      }
+      budget -= n;
+    }
+    if (!rows.empty()) {
+      std::vector<std::vector<float>> logits = model_->ForwardBatch(rows, &cache_);
+      for (size_t r = 0; r < rows.size(); ++r) {
+        Sequence& s = *owners[r].first;
+        const int pos = owners[r].second;
+        s.fed = pos + 1;
+        // Only a row at the end of the known tokens yields a new token.
+        if (pos + 1 < static_cast<int>(s.prompt.size())) continue;
+        const int next = SampleNext(s, std::move(logits[r]));
+        if (next == 1 || next == 2) {  // BOS or EOS.
+          Finish(s, FinishReason::kStop);
+          continue;
+        }
+        Emit(s, next);
+        if (s.finished) continue;
+        s.last = next;
+        if (static_cast<int>(s.generated.size()) >= s.params.max_tokens || s.fed >= s.budget) {
+          Finish(s, FinishReason::kLength);
+        }
+      }
+    }
+    l.lock();
+    stats_.steps += 1;
+    stats_.rows += rows.size();
+    active_.erase(std::remove_if(active_.begin(), active_.end(),
+                                 [](const auto& s) { return s->finished; }),
+                  active_.end());
+  }
+  // Shutting down: everything still here ends as cancelled.
+  for (auto& s : active_) Finish(*s, FinishReason::kCancelled);
+  for (auto& s : waiting_) Finish(*s, FinishReason::kCancelled);
+  active_.clear();
+  waiting_.clear();
+}
+
+}  // namespace quiver::llm

@@ -1,0 +1,104 @@
+// Continuous batching for generation: requests join the running batch
+// between steps and leave when done; each step feeds every active sequence
+// (a chunk of its prompt while prefilling, else its last token) through one
+// batched forward pass over a paged KV cache. KV blocks for a request's
+// whole budget (prompt + max_tokens) are reserved when it is admitted, so
+// admitted requests never stall; others wait in the queue.
+#ifndef QUIVER_LLM_SCHEDULER_H_
+#define QUIVER_LLM_SCHEDULER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "llm/llama2c.h"
+
+namespace quiver::llm {
+
+struct GenerateParams {
+  std::string prompt;
+  float temperature = 0;           // 0: greedy.
+  float top_p = 1;                 // (0, 1): nucleus sampling.
+  int top_k = 0;                   // > 0: only the k most likely tokens.
+  float repetition_penalty = 1;    // > 1 discourages tokens already seen.
+  uint64_t seed = 1;
+  int max_tokens = 256;            // New tokens at most (context permitting).
+  std::vector<std::string> stop;   // Generation ends before any of these.
+};
+
+enum class FinishReason { kNone, kStop, kLength, kCancelled };
+
+struct TokenEvent {
+  int token = -1;         // -1 on the final event.
+  std::string text;       // New text (held back while it may start a stop sequence).
+  bool done = false;
+  FinishReason reason = FinishReason::kNone;
+  int prompt_tokens = 0, completion_tokens = 0;
+};
+
+struct SchedulerOptions {
+  int max_seqs = 64;            // Sequences decoding at once.
+  int max_batch_tokens = 512;   // Rows per step (prefill chunks share it).
+  int block_size = 16;          // Positions per KV block.
+  size_t kv_blocks = 0;         // 0: enough for max_seqs full contexts.
+  size_t max_queue = 1024;      // Waiting requests before RESOURCE_EXHAUSTED.
+};
+
+class Scheduler {
+ public:
+  // Model and tokenizer must outlive the scheduler.
+  Scheduler(const LlamaModel* model, const Llama2cTokenizer* tokenizer, SchedulerOptions options);
+  ~Scheduler();  // Cancels what runs and waits.
+
+  class Handle {
+   public:
+    void Cancel() { cancelled_.store(true); }
+
+   private:
+    friend class Scheduler;
+    std::atomic<bool> cancelled_{false};
+  };
+  // Queues a generation. `on_event` runs on the scheduler thread for every
+  // token and once with done = true (also after Cancel); it must not block.
+  // INVALID_ARGUMENT for bad parameters or a prompt that fills the context;
+  // RESOURCE_EXHAUSTED when the queue is full.
+  absl::StatusOr<std::shared_ptr<Handle>> Submit(GenerateParams params,
+                                                 std::function<void(const TokenEvent&)> on_event);
+
+  struct Stats {
+    uint64_t steps = 0, rows = 0, max_active = 0;
+  };
+  Stats stats() const;
+  const SchedulerOptions& options() const { return options_; }
+  const LlamaConfig& config() const { return model_->config(); }
+
+ private:
+  struct Sequence;
+  void Loop();
+  void Finish(Sequence& s, FinishReason reason);
+  int SampleNext(Sequence& s, std::vector<float> logits);
+  void Emit(Sequence& s, int token);
+
+  const LlamaModel* model_;
+  const Llama2cTokenizer* tokenizer_;
+  const SchedulerOptions options_;
+  PagedKvCache cache_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> active_;  // Scheduler thread only.
+  bool stopping_ = false;
+  Stats stats_;
+  std::thread thread_;
+};
+
+}  // namespace quiver::llm
+
+#endif  // QUIVER_LLM_SCHEDULER_H_

@@ -1,0 +1,207 @@
+#include "llm/scheduler.h"
+
+#include <condition_variable>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver::llm {
+namespace {
+
+struct Result {
+  std::vector<int> ids;
+  std::string text;
+  FinishReason reason = FinishReason::kNone;
+  int prompt_tokens = 0, completion_tokens = 0;
+};
+
+// Collects one generation's events; Wait() returns when it is done.
+class Collector {
+ public:
+  std::function<void(const TokenEvent&)> Callback() {
+    return [this](const TokenEvent& e) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (e.token >= 0) r_.ids.push_back(e.token);
+      r_.text += e.text;
+      if (e.done) {
+        r_.reason = e.reason;
+        r_.prompt_tokens = e.prompt_tokens;
+        r_.completion_tokens = e.completion_tokens;
+        done_ = true;
+        cv_.notify_all();
+      }
+    };
+  }
+  Result Wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return done_; });
+    return r_;
+  }
+  size_t tokens() {
+    std::lock_guard<std::mutex> l(mu_);
+    return r_.ids.size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Result r_;
+  bool done_ = false;
+};
+
+std::vector<int> GeneratedIds(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::vector<int> ids;
+  while (std::getline(in, line)) {
+    if (line.rfind("generated_ids:", 0) != 0) continue;
+    std::istringstream nums(line.substr(14));
+    for (int id; nums >> id;) ids.push_back(id);
+  }
+  return ids;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::FixturePath("stories260K");
+    if (dir_.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
+    model_ = *LlamaModel::LoadLlama2c(dir_ + "/stories260K.bin");
+    tokenizer_ = *Llama2cTokenizer::Load(dir_ + "/tok512.bin", 512);
+  }
+  Result RunOne(Scheduler& s, GenerateParams p) {
+    Collector c;
+    auto h = s.Submit(std::move(p), c.Callback());
+    EXPECT_TRUE(h.ok()) << h.status();
+    return c.Wait();
+  }
+
+  std::string dir_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Llama2cTokenizer> tokenizer_;
+};
+
+TEST_F(SchedulerTest, ReproducesLlama2cThroughTheBatchedPath) {
+  Scheduler s(model_.get(), tokenizer_.get(), SchedulerOptions{});
+  GenerateParams greedy;
+  greedy.max_tokens = 200;
+  Result r = RunOne(s, greedy);
+  EXPECT_EQ(r.ids, GeneratedIds(dir_ + "/expected_greedy_n200.ids"));
+  EXPECT_EQ(r.reason, FinishReason::kLength);
+  EXPECT_EQ(r.completion_tokens, 200);
+  GenerateParams topp;
+  topp.max_tokens = 256;
+  topp.temperature = 1.0f;
+  topp.top_p = 0.9f;
+  topp.seed = 133742;
+  EXPECT_EQ(RunOne(s, topp).ids, GeneratedIds(dir_ + "/expected_t1.0_p0.9_s133742_n256.ids"));
+  GenerateParams zoo;
+  zoo.prompt = "Zoo";
+  zoo.max_tokens = 60 - 4 + 1;  // run.c's 60 steps less the prompt's forced ones.
+  Result z = RunOne(s, zoo);
+  std::vector<int> want = GeneratedIds(dir_ + "/expected_zoo_greedy_n60.ids");
+  want.erase(want.begin(), want.begin() + 3);
+  EXPECT_EQ(z.ids, want);
+  EXPECT_EQ(z.prompt_tokens, 4);
+  EXPECT_EQ(" was a little girl named Lily.", z.text.substr(0, 30));
+}
+
+TEST_F(SchedulerTest, BatchedGenerationsEqualSoloOnes) {
+  std::vector<GenerateParams> reqs;
+  const char* prompts[] = {"", "Zoo", "Once upon a time", "The cat", "Tom and Sue went", "A big red"};
+  for (int i = 0; i < 6; ++i) {
+    GenerateParams p;
+    p.prompt = prompts[i];
+    p.max_tokens = 40 + 13 * i;
+    if (i % 2 == 1) {
+      p.temperature = 0.8f;
+      p.top_p = 0.9f;
+      p.seed = 100 + i;
+    }
+    if (i == 4) {
+      p.top_k = 5;
+      p.repetition_penalty = 1.3f;
+    }
+    reqs.push_back(p);
+  }
+  std::vector<Result> solo;
+  {
+    Scheduler s(model_.get(), tokenizer_.get(), SchedulerOptions{});
+    for (const auto& p : reqs) solo.push_back(RunOne(s, p));
+  }
+  // All at once, with a small row budget so prefill chunks interleave with
+  // decoding.
+  SchedulerOptions o;
+  o.max_batch_tokens = 8;
+  Scheduler s(model_.get(), tokenizer_.get(), o);
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const auto& p : reqs) {
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(s.Submit(p, cs.back()->Callback()).ok());
+  }
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Result r = cs[i]->Wait();
+    EXPECT_EQ(r.ids, solo[i].ids) << "request " << i;
+    EXPECT_EQ(r.text, solo[i].text) << "request " << i;
+  }
+  EXPECT_GT(s.stats().max_active, 1u);
+}
+
+TEST_F(SchedulerTest, StopSequencesCancellationAndLimits) {
+  Scheduler s(model_.get(), tokenizer_.get(), SchedulerOptions{});
+  GenerateParams p;
+  p.max_tokens = 200;
+  p.stop = {"Lily"};
+  Result r = RunOne(s, p);
+  EXPECT_EQ(r.reason, FinishReason::kStop);
+  EXPECT_EQ(r.text.find("Lily"), std::string::npos);
+  GenerateParams full;
+  full.max_tokens = 200;
+  const std::string all = RunOne(s, full).text;
+  EXPECT_EQ(all.substr(0, r.text.size()), r.text);
+  EXPECT_EQ(all.substr(r.text.size(), 4), "Lily");
+  // Cancel mid-way.
+  Collector c;
+  GenerateParams longer;
+  longer.max_tokens = 500;
+  auto h = s.Submit(longer, c.Callback());
+  ASSERT_TRUE(h.ok());
+  while (c.tokens() < 3) std::this_thread::yield();
+  (*h)->Cancel();
+  Result cancelled = c.Wait();
+  EXPECT_EQ(cancelled.reason, FinishReason::kCancelled);
+  EXPECT_LT(cancelled.ids.size(), 500u);
+  // max_tokens, and the context, end generation with kLength.
+  GenerateParams few;
+  few.max_tokens = 5;
+  Result five = RunOne(s, few);
+  EXPECT_EQ(five.reason, FinishReason::kLength);
+  EXPECT_EQ(five.ids.size(), 5u);
+  GenerateParams huge;
+  for (int i = 0; i < 120; ++i) huge.prompt += "Once upon a time ";
+  huge.max_tokens = 100000;
+  Result capped = RunOne(s, huge);
+  EXPECT_GT(capped.prompt_tokens, 400);
+  EXPECT_LE(capped.prompt_tokens + capped.completion_tokens, 512 + 1);
+  if (capped.reason == FinishReason::kLength) {
+    EXPECT_EQ(capped.prompt_tokens + capped.completion_tokens, 512 + 1);
+  } else {
+    EXPECT_EQ(capped.reason, FinishReason::kStop);  // BOS or EOS came first.
+  }
+  // Bad requests.
+  GenerateParams bad;
+  bad.temperature = -1;
+  EXPECT_EQ(s.Submit(bad, [](const TokenEvent&) {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  bad = GenerateParams();
+  bad.prompt = std::string(3000, 'x');
+  EXPECT_EQ(s.Submit(bad, [](const TokenEvent&) {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace quiver::llm
