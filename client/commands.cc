@@ -1,5 +1,6 @@
 #include "client/commands.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -56,6 +57,9 @@ Commands:
   embed TEXT... [--model=NAME] [--normalize]      embeddings from the server's model
   rerank QUERY DOCUMENT... [--top-n=N] [--model=NAME]   cross-encoder relevance, best first
   models                                   the loaded models
+  generate PROMPT [--max-tokens=256] [--temperature=0] [--top-p=P] [--top-k=K]
+                  [--repetition-penalty=R] [--seed=S] [--stop=TEXT]
+                                           streams generated text as it is produced
   update COLLECTION ID [--values=JSON] [--set-metadata=JSON] [--text=TEXT] [--namespace=NS]
   delete COLLECTION (ID... | --filter=JSON | --all) [--namespace=NS]
   list-ids COLLECTION [--prefix=P] [--limit=100] [--token=T] [--namespace=NS]
@@ -70,7 +74,7 @@ const std::set<std::string> kKnownOptions = {
     "include-metadata", "explain", "exact", "values", "set-metadata", "text", "all", "prefix",
     "limit", "token", "m", "ef-construction", "ef-search", "text-analyzer", "sparse", "fusion",
     "rrf-k", "candidates", "dense-weight", "sparse-weight", "text-weight", "model", "normalize",
-    "top-n"};
+    "top-n", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed", "stop"};
 
 const std::set<std::string> kBooleans = {"json", "resume", "include-values", "include-metadata",
                                          "explain", "all", "help", "exact", "normalize"};
@@ -115,7 +119,7 @@ class Cli {
         {"list-ids", &Cli::ListIds},     {"stats", &Cli::Stats},
         {"namespaces", &Cli::Namespaces}, {"snapshot", &Cli::Snapshot},
         {"embed", &Cli::Embed},          {"rerank", &Cli::Rerank},
-        {"models", &Cli::Models},
+        {"models", &Cli::Models},        {"generate", &Cli::Generate},
     };
     auto it = kCommands.find(cmd);
     if (it == kCommands.end()) return Usage(StrCat("unknown command \"", cmd, "\""));
@@ -504,6 +508,58 @@ class Cli {
           }
           Print(t.Render());
         });
+  }
+
+  int Generate() {
+    v1::GenerateRequest req;
+    if (args_.positional().size() != 2) return Usage("generate needs one PROMPT (quote it)");
+    req.set_prompt(args_.positional()[1]);
+    req.set_model(args_.Get("model"));
+    v1::SamplingParams* sp = req.mutable_sampling();
+    auto max_tokens = args_.GetInt("max-tokens", 256, 1, 1 << 20);
+    auto top_k = args_.GetInt("top-k", 0, 0, 1 << 20);
+    auto seed = args_.GetInt("seed", 0, 0, INT64_MAX);
+    for (const auto* r : {&max_tokens, &top_k, &seed}) {
+      if (!r->ok()) return Usage(std::string(r->status().message()));
+    }
+    sp->set_max_tokens(static_cast<uint32_t>(*max_tokens));
+    sp->set_top_k(static_cast<uint32_t>(*top_k));
+    sp->set_seed(static_cast<uint64_t>(*seed));
+    struct {
+      const char* name;
+      void (v1::SamplingParams::*set)(float);
+    } floats[] = {{"temperature", &v1::SamplingParams::set_temperature},
+                  {"top-p", &v1::SamplingParams::set_top_p},
+                  {"repetition-penalty", &v1::SamplingParams::set_repetition_penalty}};
+    for (const auto& f : floats) {
+      if (!args_.Has(f.name)) continue;
+      float v;
+      if (!absl::SimpleAtof(std::string(args_.Get(f.name)), &v)) {
+        return Usage(StrCat("--", f.name, " must be a number"));
+      }
+      (sp->*f.set)(v);
+    }
+    if (args_.Has("stop")) sp->add_stop(args_.Get("stop"));
+    auto stub = v1::Models::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    auto reader = stub->Generate(&ctx, req);
+    v1::GenerateResponse resp;
+    const char* reason = "";
+    uint32_t completion = 0;
+    while (reader->Read(&resp)) {
+      std::fwrite(resp.text().data(), 1, resp.text().size(), stdout);
+      std::fflush(stdout);
+      if (resp.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+        reason = resp.finish_reason() == v1::FINISH_REASON_STOP ? "stop" : "length";
+        completion = resp.completion_tokens();
+      }
+    }
+    grpc::Status st = reader->Finish();
+    std::printf("\n");
+    if (!st.ok()) return Failed(st);
+    std::fprintf(stderr, "[finished: %s, %u tokens]\n", reason, completion);
+    return 0;
   }
 
   int Models() {

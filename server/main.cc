@@ -59,6 +59,11 @@ ABSL_FLAG(std::string, embed_model, "",
           "Embedding model directory (Hugging Face BERT-family or model2vec); its name is the "
           "directory's last component");
 ABSL_FLAG(std::string, rerank_model, "", "Cross-encoder reranker directory (Hugging Face)");
+ABSL_FLAG(std::string, llm_model, "", "Generative model: a llama2.c checkpoint (.bin)");
+ABSL_FLAG(std::string, llm_tokenizer, "",
+          "The llama2.c tokenizer.bin for --llm-model (default: tokenizer.bin next to it)");
+ABSL_FLAG(int, llm_max_seqs, 64, "Sequences generating at once (continuous batching)");
+ABSL_FLAG(int, llm_max_batch_tokens, 512, "Tokens per generation step (prefill chunks share it)");
 ABSL_FLAG(uint32_t, embed_max_batch_tokens, 16384, "Padded tokens per model forward pass");
 ABSL_FLAG(int64_t, embed_max_wait_us, 2000,
           "How long a request waits for others to share its batch (microseconds)");
@@ -187,6 +192,10 @@ int main(int argc, char** argv) {
   options.models.worker.max_batch_tokens = absl::GetFlag(FLAGS_embed_max_batch_tokens);
   options.models.worker.max_wait_us = absl::GetFlag(FLAGS_embed_max_wait_us);
   options.models.worker.max_queue = absl::GetFlag(FLAGS_embed_max_queue);
+  options.models.llm_model_path = absl::GetFlag(FLAGS_llm_model);
+  options.models.llm_tokenizer_path = absl::GetFlag(FLAGS_llm_tokenizer);
+  options.models.scheduler.max_seqs = std::max(1, absl::GetFlag(FLAGS_llm_max_seqs));
+  options.models.scheduler.max_batch_tokens = std::max(1, absl::GetFlag(FLAGS_llm_max_batch_tokens));
 
   // Shutdown signals go through a pipe to one waiting thread. (Blocking
   // them instead would not cover threads libraries start before main, such

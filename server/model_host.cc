@@ -53,10 +53,27 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
     Log(LogLevel::kInfo, "reranker loaded",
         {{"model", host->rerank_name_}, {"device", host->backend_->name()}});
   }
+  if (!options.llm_model_path.empty()) {
+    ASSIGN_OR_RETURN(host->llm_, llm::LlamaModel::LoadLlama2c(options.llm_model_path));
+    std::string tok = options.llm_tokenizer_path;
+    if (tok.empty()) {
+      tok = (std::filesystem::path(options.llm_model_path).parent_path() / "tokenizer.bin").string();
+    }
+    ASSIGN_OR_RETURN(host->llm_tokenizer_,
+                     llm::Llama2cTokenizer::Load(tok, host->llm_->config().vocab_size));
+    host->llm_name_ = std::filesystem::path(options.llm_model_path).stem().string();
+    host->scheduler_ = std::make_unique<llm::Scheduler>(host->llm_.get(), host->llm_tokenizer_.get(),
+                                                        options.scheduler);
+    const llm::LlamaConfig& c = host->llm_->config();
+    Log(LogLevel::kInfo, "generator loaded",
+        {{"model", host->llm_name_}, {"dim", c.dim}, {"layers", c.n_layers},
+         {"context", c.seq_len}, {"max_seqs", options.scheduler.max_seqs}});
+  }
   return host;
 }
 
 ModelHost::~ModelHost() {
+  scheduler_.reset();
   // Workers first: they call into the models.
   embed_worker_.reset();
   rerank_worker_.reset();

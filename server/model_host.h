@@ -12,6 +12,8 @@
 #include "absl/status/statusor.h"
 #include "embed/model.h"
 #include "embed/worker.h"
+#include "llm/llama2c.h"
+#include "llm/scheduler.h"
 #include "nn/backend.h"
 #include "server/engine.h"
 
@@ -22,6 +24,9 @@ struct ModelOptions {
   std::string rerank_model_dir;  // Empty: none.
   std::string device = "auto";   // auto | cpu | cuda.
   embed::WorkerOptions worker;
+  std::string llm_model_path;      // llama2.c checkpoint; empty: none.
+  std::string llm_tokenizer_path;  // Empty: tokenizer.bin next to the checkpoint.
+  llm::SchedulerOptions scheduler;
   size_t max_inputs = 2048;      // Texts per Embed request / documents per Rerank.
 };
 
@@ -40,6 +45,9 @@ class ModelHost : public TextEmbedder {
   const std::string& rerank_name() const { return rerank_name_; }
   bool has_embedder() const { return embedder_ != nullptr; }
   bool has_reranker() const { return reranker_ != nullptr; }
+  bool has_generator() const { return scheduler_ != nullptr; }
+  const std::string& llm_name() const { return llm_name_; }
+  llm::Scheduler* scheduler() { return scheduler_.get(); }
   std::string_view device() const { return backend_->name(); }
   size_t embed_max_tokens() const { return embedder_ ? embedder_->max_tokens() : 0; }
   size_t rerank_max_tokens() const { return reranker_ ? reranker_->max_tokens() : 0; }
@@ -65,7 +73,10 @@ class ModelHost : public TextEmbedder {
   std::unique_ptr<embed::EmbeddingModel> embedder_;
   std::unique_ptr<embed::RerankModel> reranker_;
   std::unique_ptr<embed::BatchingWorker> embed_worker_, rerank_worker_;
-  std::string embed_name_, rerank_name_;
+  std::string embed_name_, rerank_name_, llm_name_;
+  std::unique_ptr<llm::LlamaModel> llm_;
+  std::unique_ptr<llm::Llama2cTokenizer> llm_tokenizer_;
+  std::unique_ptr<llm::Scheduler> scheduler_;
 };
 
 }  // namespace quiver::server

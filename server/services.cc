@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 
+#include "common/coding.h"
 #include "common/strings.h"
 #include "absl/time/clock.h"
 #include "server/convert.h"
@@ -291,10 +295,90 @@ grpc::Status ModelsService::Rerank(grpc::ServerContext*, const v1::RerankRequest
   return grpc::Status::OK;
 }
 
-grpc::Status ModelsService::Generate(grpc::ServerContext*, const v1::GenerateRequest*,
-                                     grpc::ServerWriter<v1::GenerateResponse>*) {
-  return NotBuilt("Models.Generate: the LLM engine (llm/)");
+grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                                     grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  if (!host_->has_generator()) {
+    return ToGrpcStatus(
+        absl::FailedPreconditionError("no generative model is loaded (quiverd --llm-model=PATH)"));
+  }
+  if (!req->model().empty() && req->model() != host_->llm_name()) {
+    return ToGrpcStatus(absl::NotFoundError(StrCat("no generative model \"", req->model(),
+                                                   "\"; this server has \"", host_->llm_name(),
+                                                   "\"")));
+  }
+  if (req->messages_size() > 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        "this model has no chat template (llama2.c checkpoints carry none); send a prompt"));
+  }
+  const v1::SamplingParams& sp = req->sampling();
+  llm::GenerateParams p;
+  p.prompt = req->prompt();
+  p.temperature = sp.temperature();
+  p.top_k = static_cast<int>(sp.top_k());
+  p.top_p = sp.top_p() == 0 ? 1.0f : sp.top_p();
+  p.repetition_penalty = sp.repetition_penalty() == 0 ? 1.0f : sp.repetition_penalty();
+  p.seed = sp.seed() != 0 ? sp.seed() : static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  p.max_tokens = sp.max_tokens() == 0 ? 256 : static_cast<int>(std::min<uint32_t>(sp.max_tokens(), 1 << 20));
+  p.stop.assign(sp.stop().begin(), sp.stop().end());
+  if (!IsValidUtf8(p.prompt)) {
+    return ToGrpcStatus(absl::InvalidArgumentError("prompt is not valid UTF-8"));
+  }
+  // Events cross from the scheduler thread to this handler.
+  struct Channel {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<llm::TokenEvent> events;
+  };
+  auto ch = std::make_shared<Channel>();
+  auto handle = host_->scheduler()->Submit(p, [ch](const llm::TokenEvent& e) {
+    {
+      std::lock_guard<std::mutex> l(ch->mu);
+      ch->events.push_back(e);
+    }
+    ch->cv.notify_one();
+  });
+  if (!handle.ok()) return ToGrpcStatus(handle.status());
+  bool cancelled = false;
+  while (true) {
+    llm::TokenEvent e;
+    {
+      std::unique_lock<std::mutex> l(ch->mu);
+      if (!ch->cv.wait_for(l, std::chrono::milliseconds(50), [&] { return !ch->events.empty(); })) {
+        if (!cancelled && ctx->IsCancelled()) {
+          cancelled = true;
+          (*handle)->Cancel();  // The client went away: stop the work.
+        }
+        continue;
+      }
+      e = std::move(ch->events.front());
+      ch->events.pop_front();
+    }
+    if (cancelled) {
+      if (e.done) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
+      continue;
+    }
+    v1::GenerateResponse resp;
+    resp.set_text(e.text);
+    if (e.token >= 0) resp.add_token_ids(static_cast<uint32_t>(e.token));
+    if (e.done) {
+      resp.set_prompt_tokens(static_cast<uint32_t>(e.prompt_tokens));
+      resp.set_completion_tokens(static_cast<uint32_t>(e.completion_tokens));
+      if (e.reason == llm::FinishReason::kCancelled) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "generation was stopped (server shutting down)");
+      }
+      resp.set_finish_reason(e.reason == llm::FinishReason::kStop ? v1::FINISH_REASON_STOP
+                                                                  : v1::FINISH_REASON_LENGTH);
+    }
+    if (!writer->Write(resp)) {
+      cancelled = true;
+      (*handle)->Cancel();
+      if (e.done) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      continue;
+    }
+    if (e.done) return grpc::Status::OK;
+  }
 }
+
 grpc::Status ModelsService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
                                        v1::ListModelsResponse* resp) {
   if (host_->has_embedder()) {
@@ -304,6 +388,13 @@ grpc::Status ModelsService::ListModels(grpc::ServerContext*, const v1::ListModel
     m->set_device(std::string(host_->device()));
     m->set_dimension(static_cast<uint32_t>(host_->dimension()));
     m->set_max_tokens(static_cast<uint32_t>(host_->embed_max_tokens()));
+  }
+  if (host_->has_generator()) {
+    v1::ModelInfo* m = resp->add_models();
+    m->set_name(host_->llm_name());
+    m->set_kind("generator");
+    m->set_device("cpu");
+    m->set_max_tokens(static_cast<uint32_t>(host_->scheduler()->config().seq_len));
   }
   if (host_->has_reranker()) {
     v1::ModelInfo* m = resp->add_models();

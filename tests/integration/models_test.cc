@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
+#include <thread>
 
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -240,6 +242,95 @@ TEST_F(ModelsTest, RerankWithACrossEncoder) {
   empty.set_query("q");
   grpc::ClientContext c3;
   EXPECT_EQ(models_->Rerank(&c3, empty, &one_resp).error_code(), grpc::INVALID_ARGUMENT);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST_F(ModelsTest, GenerateStreamsAndReproducesLlama2c) {
+  const std::string dir = testing::FixturePath("stories260K");
+  if (dir.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
+  StartServer({"--llm-model=" + dir + "/stories260K.bin", "--llm-tokenizer=" + dir + "/tok512.bin"});
+  auto generate = [&](v1::GenerateRequest req, int* messages, v1::FinishReason* reason) {
+    grpc::ClientContext ctx;
+    auto reader = models_->Generate(&ctx, req);
+    v1::GenerateResponse resp;
+    std::string text;
+    *messages = 0;
+    while (reader->Read(&resp)) {
+      text += resp.text();
+      ++*messages;
+      if (resp.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) *reason = resp.finish_reason();
+    }
+    grpc::Status s = reader->Finish();
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return text;
+  };
+  v1::GenerateRequest req;
+  req.mutable_sampling()->set_max_tokens(256);
+  req.mutable_sampling()->set_temperature(1.0f);
+  req.mutable_sampling()->set_top_p(0.9f);
+  req.mutable_sampling()->set_seed(133742);
+  int messages = 0;
+  v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+  EXPECT_EQ(generate(req, &messages, &reason), ReadFile(dir + "/expected_t1.0_p0.9_s133742_n256.txt"));
+  EXPECT_GT(messages, 100);  // Streamed token by token.
+  EXPECT_EQ(reason, v1::FINISH_REASON_LENGTH);
+  // Several clients at once each get their own (deterministic) stream.
+  std::vector<std::thread> threads;
+  std::vector<std::string> texts(4);
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      v1::GenerateRequest r;
+      r.mutable_sampling()->set_max_tokens(200);
+      int m;
+      v1::FinishReason fr;
+      texts[i] = generate(r, &m, &fr);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const std::string& t : texts) EXPECT_EQ(t, ReadFile(dir + "/expected_greedy_n200.txt"));
+  // A client that goes away mid-stream stops the work; the server serves on.
+  {
+    grpc::ClientContext ctx;
+    v1::GenerateRequest r;
+    r.mutable_sampling()->set_max_tokens(400);
+    auto reader = models_->Generate(&ctx, r);
+    v1::GenerateResponse resp;
+    ASSERT_TRUE(reader->Read(&resp));
+    ctx.TryCancel();
+    while (reader->Read(&resp)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::CANCELLED);
+  }
+  // Bad requests are clear errors.
+  v1::GenerateRequest chat;
+  chat.add_messages()->set_content("hi");
+  grpc::ClientContext c2;
+  auto r2 = models_->Generate(&c2, chat);
+  v1::GenerateResponse resp;
+  while (r2->Read(&resp)) {
+  }
+  EXPECT_EQ(r2->Finish().error_code(), grpc::INVALID_ARGUMENT);
+  v1::GenerateRequest too_long;
+  too_long.set_prompt(std::string(4000, 'q'));
+  grpc::ClientContext c3;
+  auto r3 = models_->Generate(&c3, too_long);
+  while (r3->Read(&resp)) {
+  }
+  grpc::Status s3 = r3->Finish();
+  EXPECT_EQ(s3.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_NE(s3.error_message().find("context"), std::string::npos) << s3.error_message();
+  // The CLI streams too.
+  std::string out;
+  ASSERT_EQ(testing::RunCli({"--addr=" + server_->address(), "generate", "Zoo", "--max-tokens=57"},
+                            &out, /*stderr_too=*/false),
+            0);
+  EXPECT_EQ(out, ReadFile(dir + "/expected_zoo_greedy_n60.txt").substr(3) + "\n");  // New text only.
 }
 
 }  // namespace

@@ -224,13 +224,15 @@ TEST_F(ServerTest, FailedBatchIsAtomic) {
   EXPECT_EQ(stats.total_record_count(), 0u);
 }
 
-TEST_F(ServerTest, UnbuiltEnginesAnswerUnimplementedWithAReason) {
+TEST_F(ServerTest, UnloadedModelsAndUnbuiltRagAnswerWithAReason) {
   grpc::ClientContext c2;
   v1::GenerateResponse gr;
   auto reader = models_->Generate(&c2, v1::GenerateRequest());
   while (reader->Read(&gr)) {
   }
-  EXPECT_EQ(reader->Finish().error_code(), grpc::UNIMPLEMENTED);
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("--llm-model"));
   grpc::ClientContext c3;
   auto ask = rag_->Ask(&c3, v1::AskRequest());
   v1::AskResponse ar;
