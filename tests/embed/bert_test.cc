@@ -118,6 +118,30 @@ TEST_F(BertTest, EncoderMatchesPyTorch) {
   }
 }
 
+TEST_F(BertTest, EncoderAndCrossEncoderMatchPyTorchOnCuda) {
+  auto cuda = nn::NewBackend("cuda");
+  if (!cuda.ok()) GTEST_SKIP() << "no CUDA backend: " << cuda.status();
+  const std::vector<std::string> texts = {"Hello, world!", "안녕하세요 세계", "a"};
+  std::vector<nn::Encoding> batch;
+  for (const std::string& t : texts) batch.push_back(*tokenizer_->Encode(t, true, 128));
+  std::string model_dir;
+  Json want = Reference(batch, /*cross=*/false, &model_dir);
+  auto enc = BertEncoder::Load(model_dir, cuda->get());
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  auto pooled = (*enc)->Embed(texts);
+  ASSERT_TRUE(pooled.ok()) << pooled.status();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    EXPECT_LT(MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]), 1e-4) << texts[i];
+  }
+  std::vector<nn::Encoding> pairs = {*tokenizer_->EncodePair("q", "a document", true, 128)};
+  Json cross = Reference(pairs, /*cross=*/true, &model_dir);
+  auto ce = BertEncoder::Load(model_dir, cuda->get());
+  ASSERT_TRUE(ce.ok()) << ce.status();
+  auto scores = (*ce)->Score(pairs);
+  ASSERT_TRUE(scores.ok());
+  EXPECT_NEAR((*scores)[0], cross.Find("logits")->as_array()[0].as_number(), 1e-4);
+}
+
 TEST_F(BertTest, CrossEncoderMatchesPyTorch) {
   const std::string query = "how do vaccines work";
   const std::vector<std::string> docs = {"Vaccines train the immune system.",

@@ -1,0 +1,29 @@
+// Launchers for the CUDA backend's kernels (cuda_kernels.cu). All run on
+// the given stream; pointers are device memory.
+#ifndef QUIVER_NN_CUDA_KERNELS_H_
+#define QUIVER_NN_CUDA_KERNELS_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace quiver::nn::cuda {
+
+enum class Act { kGelu, kSilu, kTanh };
+
+// y[i, :] = bias for every row of y[m, n].
+void FillRows(float* y, const float* bias, int64_t m, int64_t n, cudaStream_t s);
+// out[r, :] (+)= table[ids[r], :].
+void Gather(float* out, const float* table, const int32_t* ids, int64_t rows, int64_t d, bool add,
+            cudaStream_t s);
+void Add(float* a, const float* b, int64_t n, cudaStream_t s);
+void Activate(float* a, int64_t n, Act act, cudaStream_t s);
+// LayerNorm (rms = false: beta used) or RMSNorm per row.
+void Norm(float* x, const float* gamma, const float* beta, int64_t rows, int64_t d, float eps,
+          bool rms, cudaStream_t s);
+// Softmax of each row of length seq over its first len entries; the rest 0.
+void MaskedSoftmax(float* scores, int64_t rows, int64_t seq, int32_t len, cudaStream_t s);
+
+}  // namespace quiver::nn::cuda
+
+#endif  // QUIVER_NN_CUDA_KERNELS_H_
