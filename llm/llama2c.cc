@@ -94,6 +94,30 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadLlama2c(const std::s
   return m;
 }
 
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(
+    const LlamaConfig& c, std::vector<std::vector<float>> w) {
+  if (w.size() != 12) return absl::InvalidArgumentError("a Llama model has 12 weight groups");
+  const size_t dim = c.dim, hid = c.hidden_dim, layers = c.n_layers, kv = c.kv_dim();
+  const size_t want[12] = {c.vocab_size * dim, layers * dim, layers * dim * dim, layers * dim * kv,
+                           layers * dim * kv, layers * dim * dim, layers * dim, layers * dim * hid,
+                           layers * dim * hid, layers * dim * hid, dim, c.vocab_size * dim};
+  const char* names[12] = {"token embedding", "attention norms", "wq", "wk", "wv", "wo",
+                           "ffn norms", "w1 (gate)", "w2 (down)", "w3 (up)", "final norm",
+                           "classifier"};
+  for (int i = 0; i < 12; ++i) {
+    if (w[i].size() != want[i]) {
+      return absl::InvalidArgumentError(StrCat(names[i], " has ", w[i].size(), " values; the config needs ", want[i]));
+    }
+  }
+  auto m = std::unique_ptr<LlamaModel>(new LlamaModel());
+  m->config_ = c;
+  std::vector<float>* dst[12] = {&m->embedding_, &m->rms_att_, &m->wq_, &m->wk_, &m->wv_, &m->wo_,
+                                 &m->rms_ffn_, &m->w1_, &m->w2_, &m->w3_, &m->rms_final_,
+                                 &m->classifier_};
+  for (int i = 0; i < 12; ++i) *dst[i] = std::move(w[i]);
+  return m;
+}
+
 KvCache LlamaModel::NewCache() const {
   const size_t n = static_cast<size_t>(config_.n_layers) * config_.seq_len * config_.kv_dim();
   return KvCache{std::vector<float>(n), std::vector<float>(n)};
@@ -327,6 +351,16 @@ absl::StatusOr<std::unique_ptr<Llama2cTokenizer>> Llama2cTokenizer::Load(const s
     t->scores_.push_back(score);
   }
   for (int i = 0; i < vocab_size; ++i) t->sorted_.emplace_back(t->vocab_[i], i);
+  std::sort(t->sorted_.begin(), t->sorted_.end());
+  return t;
+}
+
+std::unique_ptr<Llama2cTokenizer> Llama2cTokenizer::FromVocab(std::vector<std::string> tokens,
+                                                              std::vector<float> scores) {
+  auto t = std::unique_ptr<Llama2cTokenizer>(new Llama2cTokenizer());
+  t->vocab_ = std::move(tokens);
+  t->scores_ = std::move(scores);
+  for (size_t i = 0; i < t->vocab_.size(); ++i) t->sorted_.emplace_back(t->vocab_[i], static_cast<int>(i));
   std::sort(t->sorted_.begin(), t->sorted_.end());
   return t;
 }

@@ -74,6 +74,19 @@ class LlamaModel {
 
   const LlamaConfig& config() const { return config_; }
   KvCache NewCache() const;
+  // The weights, row-major [out][in] (for conversion to other formats).
+  struct Weights {
+    const std::vector<float>*embedding, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3,
+        *rms_final, *classifier;
+  };
+  Weights weights() const {
+    return {&embedding_, &rms_att_, &wq_, &wk_, &wv_, &wo_, &rms_ffn_, &w1_, &w2_, &w3_,
+            &rms_final_, &classifier_};
+  }
+  // A model from a config and weights in the same layout (GGUF loading).
+  // INVALID_ARGUMENT when a size does not match the config.
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> FromWeights(
+      const LlamaConfig& config, std::vector<std::vector<float>> weights);
   // Logits (vocab_size) for `token` at `pos`, after the cache holds
   // positions 0..pos-1; stores this position's keys and values.
   // REQUIRES: 0 <= pos < seq_len, 0 <= token < vocab_size.
@@ -99,6 +112,11 @@ class Llama2cTokenizer {
  public:
   static absl::StatusOr<std::unique_ptr<Llama2cTokenizer>> Load(const std::string& path,
                                                                 int vocab_size);
+  // From token strings (spaces as ' ') and merge scores.
+  static std::unique_ptr<Llama2cTokenizer> FromVocab(std::vector<std::string> tokens,
+                                                     std::vector<float> scores);
+  const std::vector<std::string>& tokens() const { return vocab_; }
+  const std::vector<float>& scores() const { return scores_; }
   // As run.c's encode: BOS, a dummy-prefix space for non-empty text, then
   // merges.
   std::vector<int> Encode(std::string_view text, bool bos, bool eos) const;

@@ -59,7 +59,8 @@ ABSL_FLAG(std::string, embed_model, "",
           "Embedding model directory (Hugging Face BERT-family or model2vec); its name is the "
           "directory's last component");
 ABSL_FLAG(std::string, rerank_model, "", "Cross-encoder reranker directory (Hugging Face)");
-ABSL_FLAG(std::string, llm_model, "", "Generative model: a llama2.c checkpoint (.bin)");
+ABSL_FLAG(std::string, llm_model, "",
+          "Generative model: a GGUF file (.gguf; F32, F16, Q8_0 Llama) or a llama2.c checkpoint");
 ABSL_FLAG(std::string, llm_tokenizer, "",
           "The llama2.c tokenizer.bin for --llm-model (default: tokenizer.bin next to it)");
 ABSL_FLAG(int, llm_max_seqs, 64, "Sequences generating at once (continuous batching)");

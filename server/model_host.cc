@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "llm/gguf.h"
 
 namespace quiver::server {
 namespace {
@@ -54,13 +55,20 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
         {{"model", host->rerank_name_}, {"device", host->backend_->name()}});
   }
   if (!options.llm_model_path.empty()) {
-    ASSIGN_OR_RETURN(host->llm_, llm::LlamaModel::LoadLlama2c(options.llm_model_path));
-    std::string tok = options.llm_tokenizer_path;
-    if (tok.empty()) {
-      tok = (std::filesystem::path(options.llm_model_path).parent_path() / "tokenizer.bin").string();
+    if (options.llm_model_path.ends_with(".gguf")) {
+      // GGUF carries its tokenizer.
+      ASSIGN_OR_RETURN(llm::GgufModel g, llm::LoadGguf(options.llm_model_path));
+      host->llm_ = std::move(g.model);
+      host->llm_tokenizer_ = std::move(g.tokenizer);
+    } else {
+      ASSIGN_OR_RETURN(host->llm_, llm::LlamaModel::LoadLlama2c(options.llm_model_path));
+      std::string tok = options.llm_tokenizer_path;
+      if (tok.empty()) {
+        tok = (std::filesystem::path(options.llm_model_path).parent_path() / "tokenizer.bin").string();
+      }
+      ASSIGN_OR_RETURN(host->llm_tokenizer_,
+                       llm::Llama2cTokenizer::Load(tok, host->llm_->config().vocab_size));
     }
-    ASSIGN_OR_RETURN(host->llm_tokenizer_,
-                     llm::Llama2cTokenizer::Load(tok, host->llm_->config().vocab_size));
     host->llm_name_ = std::filesystem::path(options.llm_model_path).stem().string();
     host->scheduler_ = std::make_unique<llm::Scheduler>(host->llm_.get(), host->llm_tokenizer_.get(),
                                                         options.scheduler);

@@ -333,5 +333,25 @@ TEST_F(ModelsTest, GenerateStreamsAndReproducesLlama2c) {
   EXPECT_EQ(out, ReadFile(dir + "/expected_zoo_greedy_n60.txt").substr(3) + "\n");  // New text only.
 }
 
+TEST_F(ModelsTest, GenerateFromAConvertedGgufFile) {
+  const std::string dir = testing::FixturePath("stories260K");
+  if (dir.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
+  const std::string gguf = dir_.path() + "/stories260K.gguf";
+  const std::string cmd = std::string(QUIVER_CONVERT_PATH) + " --llama2c=" + dir +
+                          "/stories260K.bin --tokenizer=" + dir + "/tok512.bin --out=" + gguf +
+                          " --type=f16 > /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  StartServer({"--llm-model=" + gguf});
+  v1::GenerateRequest req;
+  req.mutable_sampling()->set_max_tokens(200);
+  grpc::ClientContext ctx;
+  auto reader = models_->Generate(&ctx, req);
+  v1::GenerateResponse resp;
+  std::string text;
+  while (reader->Read(&resp)) text += resp.text();
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(text, ReadFile(dir + "/expected_greedy_n200.txt"));  // F16 agrees for all 200 steps.
+}
+
 }  // namespace
 }  // namespace quiver
