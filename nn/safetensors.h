@@ -59,10 +59,6 @@ class SafetensorsFile {
   std::map<std::string, std::string, std::less<>> metadata_;
 };
 
-// IEEE half and bfloat16 to float.
-float HalfToFloat(uint16_t h);
-float Bf16ToFloat(uint16_t h);
-
 }  // namespace quiver::nn
 
 #endif  // QUIVER_NN_SAFETENSORS_H_
