@@ -503,17 +503,28 @@ TEST_F(HnswEngineTest, AfterACrashLaterRecordsAreSearchableAtOnceAndCaughtUpInTh
   o.store.path = copy;
   auto crashed = Engine::Open(o);
   ASSERT_TRUE(crashed.ok()) << crashed.status();
-  // Every record answers for its own vector right away, caught up or not.
+  // Every record written after the checkpoint answers for its own vector
+  // right away (exact catch-up scan merged with the graph). Records already
+  // in the graph are found by the walk, which is approximate while the graph
+  // takes inserts: about one run in fifty misses one of the 11 sampled here
+  // even at ef 500 (noted in the issue), so one miss is tolerated.
+  int graph_misses = 0;
   for (int i = 0; i < 5000; i += 97) {
     QueryRequest q;
     const std::string id = "r" + std::to_string(i);
     q.vector = vectors_[id];
     q.top_k = 1;
+    q.ef_search = 500;
     auto r = (*crashed)->Query("h", q);
     ASSERT_TRUE(r.ok());
     ASSERT_EQ(r->matches.size(), 1u);
-    EXPECT_EQ(r->matches[0].id, id);
+    if (i >= 1000) {
+      EXPECT_EQ(r->matches[0].id, id);
+    } else {
+      graph_misses += r->matches[0].id != id;
+    }
   }
+  EXPECT_LE(graph_misses, 1);
   // The background task moves the 4000 later records into the graph.
   for (int wait = 0; wait < 600; ++wait) {
     if ((*crashed)->DescribeStats("h", std::nullopt)->catching_up_count == 0) break;
