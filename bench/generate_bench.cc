@@ -1,0 +1,204 @@
+// Generation throughput through the continuous-batching scheduler on the
+// CPU: single-stream decode tokens/s and time to first token, prefill
+// tokens/s, and aggregate tokens/s with 1, 4, 16 and 64 concurrent streams,
+// for stories260K (fixture) and a generated random-weight Llama of about
+// 110M parameters (dim 768, 12 layers, 12 heads, hidden 2048, vocab 32000).
+// Prints the memory-bandwidth bound for single-stream decode: bytes of
+// weights read per token / measured read bandwidth.
+//
+//   build/bench/generate_bench [--tokens=32] [--streams=1,4,16,64]
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "llm/llama2c.h"
+#include "llm/scheduler.h"
+#include "tests/testing/test_util.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using quiver::llm::GenerateParams;
+using quiver::llm::Scheduler;
+using quiver::llm::TokenEvent;
+
+std::string Flag(int argc, char** argv, const std::string& name, const std::string& fallback) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--" + name + "=", 0) == 0) return a.substr(name.size() + 3);
+  }
+  return fallback;
+}
+
+double Seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Read bandwidth of a buffer much larger than the caches, GB/s.
+double ReadBandwidth() {
+  std::vector<float> buf(64 << 20, 1.0f);  // 256 MiB.
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    float s = 0;
+#pragma omp parallel for simd reduction(+ : s)
+    for (size_t i = 0; i < buf.size(); ++i) s += buf[i];
+    const double t = Seconds(t0);
+    if (s < 0) std::printf("impossible\n");
+    best = std::max(best, buf.size() * 4 / t / 1e9);
+  }
+  return best;
+}
+
+// Runs `n` generations at once; returns (wall seconds, tokens, seconds to
+// the first token of the first stream).
+struct RunResult {
+  double seconds = 0, ttft = 0;
+  long tokens = 0;
+};
+RunResult RunStreams(Scheduler& s, int n, const std::string& prompt, int max_tokens) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  long tokens = 0;
+  double ttft = -1;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    GenerateParams p;
+    p.prompt = prompt;
+    p.max_tokens = max_tokens;
+    p.temperature = 0.8f;
+    p.seed = 1000 + i;
+    auto h = s.Submit(p, [&](const TokenEvent& e) {
+      std::lock_guard<std::mutex> l(mu);
+      if (e.token >= 0) {
+        ++tokens;
+        if (ttft < 0) ttft = Seconds(t0);
+      }
+      if (e.done) {
+        ++done;
+        cv.notify_all();
+      }
+    });
+    if (!h.ok()) {
+      std::fprintf(stderr, "submit: %s\n", h.status().ToString().c_str());
+      std::lock_guard<std::mutex> l(mu);
+      ++done;
+    }
+  }
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return done == n; });
+  return {Seconds(t0), ttft, tokens};
+}
+
+void Bench(const char* name, const quiver::llm::LlamaModel& model,
+           const quiver::llm::Llama2cTokenizer& tok, int max_tokens, const std::vector<int>& streams,
+           double bandwidth) {
+  const auto& c = model.config();
+  const double params = static_cast<double>(c.vocab_size) * c.dim * (c.shared_classifier ? 1 : 2) +
+                        static_cast<double>(c.n_layers) *
+                            (2.0 * c.dim * c.dim + 2.0 * c.dim * c.kv_dim() + 3.0 * c.dim * c.hidden_dim);
+  quiver::llm::SchedulerOptions o;
+  o.max_seqs = 64;
+  o.kv_blocks = 64 * ((64 + max_tokens + 15) / 16 + 1) + (c.seq_len + 15) / 16;
+  Scheduler s(&model, &tok, o);
+  std::printf("%s: %.1fM parameters, %.0f MB of fp32 weights per decode step\n", name, params / 1e6,
+              params * 4 / 1e6);
+  // Prefill: a long prompt, one new token.
+  // A prompt of about half the context.
+  std::string long_prompt = "Once upon a time there was a";
+  while (static_cast<int>(tok.Encode(long_prompt + " Once upon a time there was a", true, false).size()) <
+         c.seq_len / 2) {
+    long_prompt += " Once upon a time there was a";
+  }
+  const int prompt_tokens = static_cast<int>(tok.Encode(long_prompt, true, false).size());
+  RunStreams(s, 1, "Hi", 2);  // Warm-up.
+  RunResult pre = RunStreams(s, 1, long_prompt, 1);
+  std::printf("  prefill: %d tokens in %.1f ms = %.0f tokens/s (time to first token %.1f ms)\n",
+              prompt_tokens, pre.seconds * 1e3, prompt_tokens / pre.seconds, pre.ttft * 1e3);
+  RunResult one = RunStreams(s, 1, "Once upon a time", max_tokens);
+  const double single = one.tokens / (one.seconds - one.ttft + 1e-9) * (one.tokens - 1) / std::max(1L, one.tokens);
+  const double bound = bandwidth * 1e9 / (params * 4);
+  std::printf("  single stream: %.1f tokens/s decode, first token after %.1f ms; bandwidth bound "
+              "%.1f tokens/s (%.1f GB/s / %.0f MB) -> %.2fx of the bound\n",
+              single, one.ttft * 1e3, bound, bandwidth, params * 4 / 1e6, single / bound);
+  double base = 0;
+  for (int n : streams) {
+    RunResult r = RunStreams(s, n, "Once upon a time", max_tokens);
+    const double agg = r.tokens / r.seconds;
+    if (n == streams.front()) base = agg;
+    std::printf("  %2d streams: %6ld tokens in %6.2f s = %8.1f tokens/s aggregate (%.1fx %d stream%s)\n",
+                n, r.tokens, r.seconds, agg, agg / base, streams.front(), streams.front() == 1 ? "" : "s");
+  }
+  const auto st = s.stats();
+  std::printf("  scheduler: %llu steps, %.1f rows per step, at most %llu sequences at once\n",
+              static_cast<unsigned long long>(st.steps), st.steps ? double(st.rows) / st.steps : 0.0,
+              static_cast<unsigned long long>(st.max_active));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int tokens = std::stoi(Flag(argc, argv, "tokens", "32"));
+  std::vector<int> streams;
+  std::stringstream ss(Flag(argc, argv, "streams", "1,4,16,64"));
+  for (std::string t; std::getline(ss, t, ',');) streams.push_back(std::stoi(t));
+  const double bw = ReadBandwidth();
+  std::printf("generate_bench: CPU, read bandwidth %.1f GB/s, %d new tokens per stream\n", bw, tokens);
+  const std::string dir = quiver::testing::FixturePath("stories260K");
+  if (!dir.empty()) {
+    auto m = quiver::llm::LlamaModel::LoadLlama2c(dir + "/stories260K.bin");
+    auto t = quiver::llm::Llama2cTokenizer::Load(dir + "/tok512.bin", 512);
+    if (m.ok() && t.ok()) Bench("stories260K", **m, **t, tokens, streams, bw);
+  }
+  // A random ~110M-parameter Llama (weights N(0, 0.02), norms 1).
+  quiver::llm::LlamaConfig c;
+  c.dim = 768;
+  c.hidden_dim = 2048;
+  c.n_layers = 12;
+  c.n_heads = 12;
+  c.n_kv_heads = 12;
+  c.vocab_size = 32000;
+  c.seq_len = 512;
+  const size_t dim = c.dim, hid = c.hidden_dim, L = c.n_layers, kv = c.kv_dim();
+  const size_t sizes[12] = {c.vocab_size * dim, L * dim, L * dim * dim, L * dim * kv, L * dim * kv,
+                            L * dim * dim, L * dim, L * dim * hid, L * dim * hid, L * dim * hid, dim,
+                            c.vocab_size * dim};
+  std::vector<std::vector<float>> w(12);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  for (int i = 0; i < 12; ++i) {
+    const bool norm = i == 1 || i == 6 || i == 10;
+    w[i].resize(sizes[i]);
+    for (float& x : w[i]) x = norm ? 1.0f : nd(rng);
+  }
+  auto model = quiver::llm::LlamaModel::FromWeights(c, std::move(w));
+  if (!model.ok()) {
+    std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
+    return 1;
+  }
+  // A vocabulary: specials, the 256 byte tokens, then pseudo-words.
+  std::vector<std::string> vocab = {"<unk>", "\n<s>\n", "\n</s>\n"};
+  std::vector<float> scores(3, 0.0f);
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    vocab.push_back(buf);
+    scores.push_back(0.0f);
+  }
+  const char* words[] = {" ", " Once", " upon", " a", " time", " there", " was", "Hi"};
+  for (const char* wd : words) {
+    vocab.push_back(wd);
+    scores.push_back(1.0f);
+  }
+  while (vocab.size() < static_cast<size_t>(c.vocab_size)) {
+    vocab.push_back(" w" + std::to_string(vocab.size()));
+    scores.push_back(-1.0f);
+  }
+  auto tok = quiver::llm::Llama2cTokenizer::FromVocab(std::move(vocab), std::move(scores));
+  Bench("random-110M", **model, *tok, tokens, streams, bw);
+  return 0;
+}
