@@ -73,6 +73,42 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Dot4(
   out[3] = s3 + t3;
 }
 
+// Dot products of two weight rows with four vectors (eight independent
+// accumulator chains: enough to keep two FMA units busy), each summed as Dot
+// sums it. out[k * 4 + r] = w_k . x_r.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Dot2x4(
+    const float* w0, const float* w1, const float* const* x, int n, float* out) {
+  float a[8][16] = {};
+  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (int l = 0; l < 16; ++l) {
+      const float u = w0[j + l], v = w1[j + l];
+      const float y0 = x0[j + l], y1 = x1[j + l], y2 = x2[j + l], y3 = x3[j + l];
+      a[0][l] += u * y0;
+      a[1][l] += u * y1;
+      a[2][l] += u * y2;
+      a[3][l] += u * y3;
+      a[4][l] += v * y0;
+      a[5][l] += v * y1;
+      a[6][l] += v * y2;
+      a[7][l] += v * y3;
+    }
+  }
+  float t[8] = {};
+  for (; j < n; ++j) {
+    for (int r = 0; r < 4; ++r) {
+      t[r] += w0[j] * x[r][j];
+      t[4 + r] += w1[j] * x[r][j];
+    }
+  }
+  for (int k = 0; k < 8; ++k) {
+    float sum = 0.0f;
+    for (int l = 0; l < 16; ++l) sum += a[k][l];
+    out[k] = sum + t[k];
+  }
+}
+
 // xout[d] = W[d][n] x[n].
 void MatMul(float* xout, const float* x, const float* w, int n, int d) {
   for (int i = 0; i < d; ++i) xout[i] = Dot(w + static_cast<size_t>(i) * n, x, n);
@@ -265,18 +301,38 @@ namespace {
 // Rows x = W[d][n] X[rows][n]: each weight row is read once for all rows
 // (from cache for the second and later rows); the same Dot as MatMul.
 void BatchMatMul(float* out, const float* x, const float* w, int n, int d, int rows) {
+  const int pairs = d / 2;
 #pragma omp parallel for schedule(static) if (static_cast<int64_t>(n) * d * rows > (1 << 18))
-  for (int i = 0; i < d; ++i) {
-    const float* wrow = w + static_cast<size_t>(i) * n;
+  for (int p = 0; p <= pairs; ++p) {
+    const int i0 = 2 * p;
+    if (i0 >= d) continue;
+    const float* w0 = w + static_cast<size_t>(i0) * n;
     int r = 0;
-    for (; r + 4 <= rows; r += 4) {
-      float o[4];
-      const float* xr = x + static_cast<size_t>(r) * n;
-      Dot4(wrow, xr, xr + n, xr + 2 * static_cast<size_t>(n), xr + 3 * static_cast<size_t>(n), n, o);
-      for (int k = 0; k < 4; ++k) out[static_cast<size_t>(r + k) * d + i] = o[k];
+    if (i0 + 1 < d) {
+      const float* w1 = w0 + n;
+      for (; r + 4 <= rows; r += 4) {
+        const float* xs[4] = {x + static_cast<size_t>(r) * n, x + static_cast<size_t>(r + 1) * n,
+                              x + static_cast<size_t>(r + 2) * n, x + static_cast<size_t>(r + 3) * n};
+        float o[8];
+        Dot2x4(w0, w1, xs, n, o);
+        for (int k = 0; k < 4; ++k) {
+          out[static_cast<size_t>(r + k) * d + i0] = o[k];
+          out[static_cast<size_t>(r + k) * d + i0 + 1] = o[4 + k];
+        }
+      }
     }
-    for (; r < rows; ++r) {
-      out[static_cast<size_t>(r) * d + i] = Dot(wrow, x + static_cast<size_t>(r) * n, n);
+    for (int i = i0; i < std::min(i0 + 2, d); ++i) {
+      const float* wrow = w + static_cast<size_t>(i) * n;
+      int rr = r;
+      for (; rr + 4 <= rows; rr += 4) {
+        float o[4];
+        const float* xr = x + static_cast<size_t>(rr) * n;
+        Dot4(wrow, xr, xr + n, xr + 2 * static_cast<size_t>(n), xr + 3 * static_cast<size_t>(n), n, o);
+        for (int k = 0; k < 4; ++k) out[static_cast<size_t>(rr + k) * d + i] = o[k];
+      }
+      for (; rr < rows; ++rr) {
+        out[static_cast<size_t>(rr) * d + i] = Dot(wrow, x + static_cast<size_t>(rr) * n, n);
+      }
     }
   }
 }
