@@ -109,10 +109,6 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Dot2x4(
   }
 }
 
-// xout[d] = W[d][n] x[n].
-void MatMul(float* xout, const float* x, const float* w, int n, int d) {
-  for (int i = 0; i < d; ++i) xout[i] = Dot(w + static_cast<size_t>(i) * n, x, n);
-}
 
 void RmsNorm(float* o, const float* x, const float* weight, int size, float eps) {
   float ss = 0.0f;
@@ -203,78 +199,6 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(
                                  &m->classifier_};
   for (int i = 0; i < 12; ++i) *dst[i] = std::move(w[i]);
   return m;
-}
-
-KvCache LlamaModel::NewCache() const {
-  const size_t n = static_cast<size_t>(config_.n_layers) * config_.seq_len * config_.kv_dim();
-  return KvCache{std::vector<float>(n), std::vector<float>(n)};
-}
-
-std::vector<float> LlamaModel::Forward(int token, int pos, KvCache* cache) const {
-  const LlamaConfig& c = config_;
-  const int dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, head_size = c.head_size();
-  const int kv_mul = c.n_heads / c.n_kv_heads;
-  std::vector<float> x(embedding_.begin() + static_cast<size_t>(token) * dim,
-                       embedding_.begin() + static_cast<size_t>(token + 1) * dim);
-  std::vector<float> xb(dim), xb2(dim), q(dim), hb(hidden), hb2(hidden), att(c.seq_len);
-  for (int l = 0; l < c.n_layers; ++l) {
-    RmsNorm(xb.data(), x.data(), &rms_att_[static_cast<size_t>(l) * dim], dim, c.norm_eps);
-    const size_t loff = static_cast<size_t>(l) * c.seq_len * kv_dim;
-    float* k = &cache->k[loff + static_cast<size_t>(pos) * kv_dim];
-    float* v = &cache->v[loff + static_cast<size_t>(pos) * kv_dim];
-    MatMul(q.data(), xb.data(), &wq_[static_cast<size_t>(l) * dim * dim], dim, dim);
-    MatMul(k, xb.data(), &wk_[static_cast<size_t>(l) * dim * kv_dim], dim, kv_dim);
-    MatMul(v, xb.data(), &wv_[static_cast<size_t>(l) * dim * kv_dim], dim, kv_dim);
-    // RoPE: rotate each (even, odd) pair by pos * theta^(-i/head_size).
-    for (int i = 0; i < dim; i += 2) {
-      const int head_dim = i % head_size;
-      const float freq = 1.0f / std::pow(c.rope_theta, head_dim / static_cast<float>(head_size));
-      const float val = pos * freq;
-      const float fcr = std::cos(val), fci = std::sin(val);
-      const int rotations = i < kv_dim ? 2 : 1;
-      for (int r = 0; r < rotations; ++r) {
-        float* vec = r == 0 ? q.data() : k;
-        const float v0 = vec[i], v1 = vec[i + 1];
-        vec[i] = v0 * fcr - v1 * fci;
-        vec[i + 1] = v0 * fci + v1 * fcr;
-      }
-    }
-    // Grouped-query attention: query head h reads key/value head h / kv_mul.
-    for (int h = 0; h < c.n_heads; ++h) {
-      const float* qh = q.data() + h * head_size;
-      const size_t kvh = static_cast<size_t>(h / kv_mul) * head_size;
-      for (int t = 0; t <= pos; ++t) {
-        const float* kt = &cache->k[loff + static_cast<size_t>(t) * kv_dim + kvh];
-        float score = 0.0f;
-        for (int i = 0; i < head_size; ++i) score += qh[i] * kt[i];
-        att[t] = score / std::sqrt(static_cast<float>(head_size));
-      }
-      Softmax(att.data(), pos + 1);
-      float* out = xb.data() + h * head_size;
-      std::fill(out, out + head_size, 0.0f);
-      for (int t = 0; t <= pos; ++t) {
-        const float* vt = &cache->v[loff + static_cast<size_t>(t) * kv_dim + kvh];
-        const float a = att[t];
-        for (int i = 0; i < head_size; ++i) out[i] += a * vt[i];
-      }
-    }
-    MatMul(xb2.data(), xb.data(), &wo_[static_cast<size_t>(l) * dim * dim], dim, dim);
-    for (int i = 0; i < dim; ++i) x[i] += xb2[i];
-    RmsNorm(xb.data(), x.data(), &rms_ffn_[static_cast<size_t>(l) * dim], dim, c.norm_eps);
-    MatMul(hb.data(), xb.data(), &w1_[static_cast<size_t>(l) * dim * hidden], dim, hidden);
-    MatMul(hb2.data(), xb.data(), &w3_[static_cast<size_t>(l) * dim * hidden], dim, hidden);
-    for (int i = 0; i < hidden; ++i) {
-      float val = hb[i];
-      val *= (1.0f / (1.0f + std::exp(-val)));  // SiLU.
-      hb[i] = val * hb2[i];
-    }
-    MatMul(xb.data(), hb.data(), &w2_[static_cast<size_t>(l) * dim * hidden], hidden, dim);
-    for (int i = 0; i < dim; ++i) x[i] += xb[i];
-  }
-  RmsNorm(x.data(), x.data(), rms_final_.data(), dim, c.norm_eps);
-  std::vector<float> logits(c.vocab_size);
-  MatMul(logits.data(), x.data(), classifier_.data(), dim, c.vocab_size);
-  return logits;
 }
 
 PagedKvCache::PagedKvCache(const LlamaConfig& config, size_t num_blocks, int block_size)
@@ -599,10 +523,13 @@ Generation Generate(const LlamaModel& model, const Llama2cTokenizer& tokenizer,
   Generation g;
   g.prompt_ids = tokenizer.Encode(prompt, /*bos=*/true, /*eos=*/false);
   steps = std::min(steps, model.config().seq_len);
-  KvCache cache = model.NewCache();
+  constexpr int kBlock = 16;
+  PagedKvCache cache(model.config(), (steps + kBlock - 1) / kBlock, kBlock);
+  std::vector<int> blocks;
+  while (cache.free_blocks() > 0) blocks.push_back(cache.Allocate());
   int token = g.prompt_ids[0];
   for (int pos = 0; pos < steps; ++pos) {
-    std::vector<float> logits = model.Forward(token, pos, &cache);
+    std::vector<float> logits = std::move(model.ForwardBatch({{token, pos, &blocks}}, &cache)[0]);
     const int next = pos + 1 < static_cast<int>(g.prompt_ids.size())
                          ? g.prompt_ids[pos + 1]
                          : sampler->Sample(std::move(logits));

@@ -30,11 +30,6 @@ struct LlamaConfig {
   int kv_dim() const { return dim * n_kv_heads / n_heads; }
 };
 
-// One sequence's keys and values, [layer][position][kv_dim].
-struct KvCache {
-  std::vector<float> k, v;
-};
-
 // Keys and values of many sequences in fixed-size blocks of positions, so
 // sequences of any length share one pool without fragmentation. A sequence
 // owns a block table: position p lives in block table[p / block_size].
@@ -73,7 +68,6 @@ class LlamaModel {
   static absl::StatusOr<std::unique_ptr<LlamaModel>> LoadLlama2c(const std::string& path);
 
   const LlamaConfig& config() const { return config_; }
-  KvCache NewCache() const;
   // The weights, row-major [out][in] (for conversion to other formats).
   struct Weights {
     const std::vector<float>*embedding, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3,
@@ -87,15 +81,12 @@ class LlamaModel {
   // INVALID_ARGUMENT when a size does not match the config.
   static absl::StatusOr<std::unique_ptr<LlamaModel>> FromWeights(
       const LlamaConfig& config, std::vector<std::vector<float>> weights);
-  // Logits (vocab_size) for `token` at `pos`, after the cache holds
-  // positions 0..pos-1; stores this position's keys and values.
-  // REQUIRES: 0 <= pos < seq_len, 0 <= token < vocab_size.
-  std::vector<float> Forward(int token, int pos, KvCache* cache) const;
   // A batched step over rows of many sequences (several rows of one
   // sequence must be in position order): stores each row's keys and values
   // in the paged cache, then returns each row's logits. Every weight matrix
-  // is read once per step for all rows; each row's arithmetic is the same
-  // as Forward's, so a sequence gets the same tokens alone or batched.
+  // is read once per step for all rows, and each row's arithmetic does not
+  // depend on the others, so a sequence gets the same tokens alone (one row
+  // per step) or batched.
   std::vector<std::vector<float>> ForwardBatch(const std::vector<StepRow>& rows,
                                                PagedKvCache* cache) const;
 

@@ -6,22 +6,11 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
+#include "tests/llm/stories_fixture.h"
 #include "tests/testing/test_util.h"
 
 namespace quiver::llm {
 namespace {
-
-std::vector<int> GeneratedIds(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::vector<int> ids;
-  while (std::getline(in, line)) {
-    if (line.rfind("generated_ids:", 0) != 0) continue;
-    std::istringstream nums(line.substr(14));
-    for (int id; nums >> id;) ids.push_back(id);
-  }
-  return ids;
-}
 
 class GgufTest : public ::testing::Test {
  protected:

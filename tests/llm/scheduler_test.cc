@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
+#include "tests/llm/stories_fixture.h"
 #include "tests/testing/test_util.h"
 
 namespace quiver::llm {
@@ -52,18 +53,6 @@ class Collector {
   Result r_;
   bool done_ = false;
 };
-
-std::vector<int> GeneratedIds(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::vector<int> ids;
-  while (std::getline(in, line)) {
-    if (line.rfind("generated_ids:", 0) != 0) continue;
-    std::istringstream nums(line.substr(14));
-    for (int id; nums >> id;) ids.push_back(id);
-  }
-  return ids;
-}
 
 class SchedulerTest : public ::testing::Test {
  protected:
