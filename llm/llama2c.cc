@@ -73,36 +73,32 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Dot4(
   out[3] = s3 + t3;
 }
 
-// Dot products of two weight rows with four vectors (eight independent
-// accumulator chains: enough to keep two FMA units busy), each summed as Dot
-// sums it. out[k * 4 + r] = w_k . x_r.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void Dot2x4(
+// Dot products of two weight rows with kSeqs vectors (2 x kSeqs
+// independent accumulator chains), each summed exactly as Dot sums it.
+// out[k * kSeqs + r] = w_k . x_r.
+constexpr int kSeqs = 8;
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Dot2xN(
     const float* w0, const float* w1, const float* const* x, int n, float* out) {
-  float a[8][16] = {};
-  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+  float a[2 * kSeqs][16] = {};
   int j = 0;
   for (; j + 16 <= n; j += 16) {
     for (int l = 0; l < 16; ++l) {
       const float u = w0[j + l], v = w1[j + l];
-      const float y0 = x0[j + l], y1 = x1[j + l], y2 = x2[j + l], y3 = x3[j + l];
-      a[0][l] += u * y0;
-      a[1][l] += u * y1;
-      a[2][l] += u * y2;
-      a[3][l] += u * y3;
-      a[4][l] += v * y0;
-      a[5][l] += v * y1;
-      a[6][l] += v * y2;
-      a[7][l] += v * y3;
+      for (int r = 0; r < kSeqs; ++r) {
+        const float y = x[r][j + l];
+        a[r][l] += u * y;
+        a[kSeqs + r][l] += v * y;
+      }
     }
   }
-  float t[8] = {};
+  float t[2 * kSeqs] = {};
   for (; j < n; ++j) {
-    for (int r = 0; r < 4; ++r) {
+    for (int r = 0; r < kSeqs; ++r) {
       t[r] += w0[j] * x[r][j];
-      t[4 + r] += w1[j] * x[r][j];
+      t[kSeqs + r] += w1[j] * x[r][j];
     }
   }
-  for (int k = 0; k < 8; ++k) {
+  for (int k = 0; k < 2 * kSeqs; ++k) {
     float sum = 0.0f;
     for (int l = 0; l < 16; ++l) sum += a[k][l];
     out[k] = sum + t[k];
@@ -234,14 +230,14 @@ void BatchMatMul(float* out, const float* x, const float* w, int n, int d, int r
     int r = 0;
     if (i0 + 1 < d) {
       const float* w1 = w0 + n;
-      for (; r + 4 <= rows; r += 4) {
-        const float* xs[4] = {x + static_cast<size_t>(r) * n, x + static_cast<size_t>(r + 1) * n,
-                              x + static_cast<size_t>(r + 2) * n, x + static_cast<size_t>(r + 3) * n};
-        float o[8];
-        Dot2x4(w0, w1, xs, n, o);
-        for (int k = 0; k < 4; ++k) {
+      for (; r + kSeqs <= rows; r += kSeqs) {
+        const float* xs[kSeqs];
+        for (int k = 0; k < kSeqs; ++k) xs[k] = x + static_cast<size_t>(r + k) * n;
+        float o[2 * kSeqs];
+        Dot2xN(w0, w1, xs, n, o);
+        for (int k = 0; k < kSeqs; ++k) {
           out[static_cast<size_t>(r + k) * d + i0] = o[k];
-          out[static_cast<size_t>(r + k) * d + i0 + 1] = o[4 + k];
+          out[static_cast<size_t>(r + k) * d + i0 + 1] = o[kSeqs + k];
         }
       }
     }
