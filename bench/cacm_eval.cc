@@ -21,17 +21,12 @@
 #include "bench/trec_eval.h"
 #include "tests/testing/test_util.h"
 #include "text/analyzer.h"
+#include "bench/bench_flags.h"
 #include "text/bm25_index.h"
 
 namespace {
 
-std::string FlagValue(int argc, char** argv, const std::string& name, const std::string& fallback) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--" + name + "=", 0) == 0) return a.substr(name.size() + 3);
-  }
-  return fallback;
-}
+using quiver::bench::Flag;
 
 }  // namespace
 
@@ -41,11 +36,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fixture cacm not found ($QUIVER_FIXTURES)\n");
     return 1;
   }
-  auto analyzer = quiver::text::Analyzer::Named(FlagValue(argc, argv, "analyzer", "english"));
+  auto analyzer = quiver::text::Analyzer::Named(Flag(argc, argv, "analyzer", "english"));
   if (!analyzer.ok()) return 1;
   quiver::text::Bm25Params params;
-  params.k1 = std::stof(FlagValue(argc, argv, "k1", "0.9"));
-  params.b = std::stof(FlagValue(argc, argv, "b", "0.4"));
+  params.k1 = std::stof(Flag(argc, argv, "k1", "0.9"));
+  params.b = std::stof(Flag(argc, argv, "b", "0.4"));
   quiver::text::Bm25Index index(params);
   quiver::bench::Cacm cacm;
   if (!quiver::bench::LoadCacm(dir, &cacm)) {
@@ -74,7 +69,7 @@ int main(int argc, char** argv) {
               index.doc_count(), index.term_count(),
               static_cast<unsigned long long>(index.total_length()), index_s, qrels.size());
   std::printf("quiver BM25 (k1=%.2f b=%.2f, %s): MAP %.4f  P@30 %.4f\n", params.k1, params.b,
-              FlagValue(argc, argv, "analyzer", "english").c_str(), map, p30);
+              Flag(argc, argv, "analyzer", "english").c_str(), map, p30);
   std::printf("Anserini reference:                 MAP 0.3123  P@30 0.1942\n");
   quiver::bench::Run anserini;
   std::string line;

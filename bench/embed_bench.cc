@@ -21,17 +21,12 @@
 #include <vector>
 
 #include "embed/bert.h"
+#include "bench/bench_flags.h"
 #include "tests/testing/test_util.h"
 
 namespace {
 
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& fallback) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--" + name + "=", 0) == 0) return a.substr(name.size() + 3);
-  }
-  return fallback;
-}
+using quiver::bench::Flag;
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -21,6 +21,7 @@
 #include "quiver/v1/collections.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 #include "tests/testing/quiverd_process.h"
+#include "bench/bench_flags.h"
 #include "tests/testing/test_util.h"
 
 #ifdef QUIVER_BENCH_HAVE_FAISS
@@ -29,6 +30,8 @@
 #endif
 
 namespace {
+
+using quiver::bench::Flag;
 
 using Clock = std::chrono::steady_clock;
 
@@ -53,14 +56,6 @@ std::vector<float> Clustered(size_t n, size_t dim, uint32_t seed) {
     for (size_t d = 0; d < dim; ++d) out[i * dim + d] = c[d] + g(rng);
   }
   return out;
-}
-
-long Flag(int argc, char** argv, const std::string& name, long fallback) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--" + name + "=", 0) == 0) return std::stol(a.substr(name.size() + 3));
-  }
-  return fallback;
 }
 
 }  // namespace

@@ -18,22 +18,17 @@
 
 #include "llm/llama2c.h"
 #include "llm/scheduler.h"
+#include "bench/bench_flags.h"
 #include "tests/testing/test_util.h"
 
 namespace {
+
+using quiver::bench::Flag;
 
 using Clock = std::chrono::steady_clock;
 using quiver::llm::GenerateParams;
 using quiver::llm::Scheduler;
 using quiver::llm::TokenEvent;
-
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& fallback) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--" + name + "=", 0) == 0) return a.substr(name.size() + 3);
-  }
-  return fallback;
-}
 
 double Seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 

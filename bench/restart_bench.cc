@@ -19,20 +19,15 @@
 #include "quiver/v1/points.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 #include "tests/testing/quiverd_process.h"
+#include "bench/bench_flags.h"
 #include "tests/testing/test_util.h"
 
 namespace {
 
+using quiver::bench::Flag;
+
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-long Flag(int argc, char** argv, const std::string& name, long fallback) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--" + name + "=", 0) == 0) return std::stol(a.substr(name.size() + 3));
-  }
-  return fallback;
-}
 
 // Starts the server and measures until a query answers.
 double TimeToFirstQuery(quiver::testing::QuiverdProcess* server, size_t dim,

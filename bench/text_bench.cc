@@ -24,21 +24,16 @@
 #include "bench/trec_eval.h"
 #include "tests/testing/test_util.h"
 #include "text/analyzer.h"
+#include "bench/bench_flags.h"
 #include "text/bm25_index.h"
 
 namespace {
 
+using quiver::bench::Flag;
+
 using Terms = std::vector<std::string>;
 using Clock = std::chrono::steady_clock;
 constexpr float kK1 = 0.9f, kB = 0.4f;
-
-long Flag(int argc, char** argv, const std::string& name, long fallback) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--" + name + "=", 0) == 0) return std::stol(a.substr(name.size() + 3));
-  }
-  return fallback;
-}
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();

@@ -12,14 +12,8 @@
 namespace quiver::llm {
 namespace {
 
-class GgufTest : public ::testing::Test {
+class GgufTest : public StoriesModelTest {
  protected:
-  void SetUp() override {
-    dir_ = testing::FixturePath("stories260K");
-    if (dir_.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
-    model_ = *LlamaModel::LoadLlama2c(dir_ + "/stories260K.bin");
-    tokenizer_ = *Llama2cTokenizer::Load(dir_ + "/tok512.bin", 512);
-  }
   GgufModel Convert(GgufType type) {
     const std::string path = tmp_.path() + "/m" + std::to_string(static_cast<int>(type)) + ".gguf";
     EXPECT_TRUE(WriteGguf(path, *model_, *tokenizer_, type, "stories260K").ok());
@@ -29,9 +23,6 @@ class GgufTest : public ::testing::Test {
   }
 
   testing::TempDir tmp_;
-  std::string dir_;
-  std::unique_ptr<LlamaModel> model_;
-  std::unique_ptr<Llama2cTokenizer> tokenizer_;
 };
 
 TEST_F(GgufTest, F32GivesLlama2csExactTokens) {

@@ -12,18 +12,8 @@
 namespace quiver::llm {
 namespace {
 
-class StoriesTest : public ::testing::Test {
+class StoriesTest : public StoriesModelTest {
  protected:
-  void SetUp() override {
-    dir_ = testing::FixturePath("stories260K");
-    if (dir_.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
-    auto m = LlamaModel::LoadLlama2c(dir_ + "/stories260K.bin");
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = *std::move(m);
-    auto t = Llama2cTokenizer::Load(dir_ + "/tok512.bin", model_->config().vocab_size);
-    ASSERT_TRUE(t.ok()) << t.status();
-    tokenizer_ = *std::move(t);
-  }
   void Check(const std::string& name, std::string_view prompt, int steps, float temperature,
              float top_p, uint64_t seed) {
     Sampler sampler(temperature, top_p, seed);
@@ -31,10 +21,6 @@ class StoriesTest : public ::testing::Test {
     EXPECT_EQ(g.ids, GeneratedIds(dir_ + "/" + name + ".ids")) << name;
     EXPECT_EQ(g.text, ReadAll(dir_ + "/" + name + ".txt")) << name;
   }
-
-  std::string dir_;
-  std::unique_ptr<LlamaModel> model_;
-  std::unique_ptr<Llama2cTokenizer> tokenizer_;
 };
 
 TEST_F(StoriesTest, HeaderAndTokenizer) {

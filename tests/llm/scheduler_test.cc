@@ -54,24 +54,14 @@ class Collector {
   bool done_ = false;
 };
 
-class SchedulerTest : public ::testing::Test {
+class SchedulerTest : public StoriesModelTest {
  protected:
-  void SetUp() override {
-    dir_ = testing::FixturePath("stories260K");
-    if (dir_.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
-    model_ = *LlamaModel::LoadLlama2c(dir_ + "/stories260K.bin");
-    tokenizer_ = *Llama2cTokenizer::Load(dir_ + "/tok512.bin", 512);
-  }
   Result RunOne(Scheduler& s, GenerateParams p) {
     Collector c;
     auto h = s.Submit(std::move(p), c.Callback());
     EXPECT_TRUE(h.ok()) << h.status();
     return c.Wait();
   }
-
-  std::string dir_;
-  std::unique_ptr<LlamaModel> model_;
-  std::unique_ptr<Llama2cTokenizer> tokenizer_;
 };
 
 TEST_F(SchedulerTest, ReproducesLlama2cThroughTheBatchedPath) {

@@ -3,9 +3,14 @@
 #define QUIVER_TESTS_LLM_STORIES_FIXTURE_H_
 
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "gtest/gtest.h"
+#include "llm/llama2c.h"
+#include "tests/testing/test_util.h"
 
 namespace quiver::llm {
 
@@ -28,6 +33,25 @@ inline std::vector<int> GeneratedIds(const std::string& path) {
   }
   return ids;
 }
+
+// Loads stories260K and its tokenizer; skips when the fixture is absent.
+class StoriesModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::FixturePath("stories260K");
+    if (dir_.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
+    auto m = LlamaModel::LoadLlama2c(dir_ + "/stories260K.bin");
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = *std::move(m);
+    auto t = Llama2cTokenizer::Load(dir_ + "/tok512.bin", model_->config().vocab_size);
+    ASSERT_TRUE(t.ok()) << t.status();
+    tokenizer_ = *std::move(t);
+  }
+
+  std::string dir_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Llama2cTokenizer> tokenizer_;
+};
 
 }  // namespace quiver::llm
 
