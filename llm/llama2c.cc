@@ -202,9 +202,13 @@ PagedKvCache::PagedKvCache(const LlamaConfig& config, size_t num_blocks, int blo
       layers_(config.n_layers),
       kv_dim_(config.kv_dim()),
       num_blocks_(num_blocks),
-      k_(num_blocks * config.n_layers * block_size * config.kv_dim()),
-      v_(k_.size()) {
+      k_(new float[num_blocks * config.n_layers * block_size * config.kv_dim()]),
+      v_(new float[num_blocks * config.n_layers * block_size * config.kv_dim()]) {
   for (size_t b = num_blocks; b-- > 0;) free_.push_back(static_cast<int>(b));
+}
+
+size_t PagedKvCache::BlockBytes(const LlamaConfig& config, int block_size) {
+  return 2 * sizeof(float) * static_cast<size_t>(config.n_layers) * block_size * config.kv_dim();
 }
 
 int PagedKvCache::Allocate() {

@@ -36,6 +36,8 @@ struct LlamaConfig {
 class PagedKvCache {
  public:
   PagedKvCache(const LlamaConfig& config, size_t num_blocks, int block_size = 16);
+  // Bytes one block takes (keys and values, all layers).
+  static size_t BlockBytes(const LlamaConfig& config, int block_size);
   int block_size() const { return block_size_; }
   size_t free_blocks() const { return free_.size(); }
   size_t total_blocks() const { return num_blocks_; }
@@ -46,12 +48,13 @@ class PagedKvCache {
   float* Value(int block, int layer, int offset) { return Slot(v_, block, layer, offset); }
 
  private:
-  float* Slot(std::vector<float>& pool, int block, int layer, int offset) {
+  float* Slot(std::unique_ptr<float[]>& pool, int block, int layer, int offset) {
     return &pool[((static_cast<size_t>(block) * layers_ + layer) * block_size_ + offset) * kv_dim_];
   }
   int block_size_, layers_, kv_dim_;
   size_t num_blocks_;
-  std::vector<float> k_, v_;
+  // Left uninitialised: the OS commits pages as blocks are first used.
+  std::unique_ptr<float[]> k_, v_;
   std::vector<int> free_;
 };
 

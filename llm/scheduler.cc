@@ -24,17 +24,23 @@ struct Scheduler::Sequence {
   bool finished = false;
 };
 
+namespace {
+
+size_t CacheBlocks(const LlamaConfig& c, const SchedulerOptions& o) {
+  if (o.kv_blocks > 0) return o.kv_blocks;
+  const size_t per_context = (c.seq_len + o.block_size - 1) / o.block_size;
+  const size_t by_bytes = o.kv_cache_bytes / PagedKvCache::BlockBytes(c, o.block_size);
+  return std::clamp(by_bytes, per_context, per_context * static_cast<size_t>(o.max_seqs));
+}
+
+}  // namespace
+
 Scheduler::Scheduler(const LlamaModel* model, const Llama2cTokenizer* tokenizer,
                      SchedulerOptions options)
     : model_(model),
       tokenizer_(tokenizer),
       options_(options),
-      cache_(model->config(),
-             options.kv_blocks > 0
-                 ? options.kv_blocks
-                 : static_cast<size_t>(options.max_seqs) *
-                       ((model->config().seq_len + options.block_size - 1) / options.block_size),
-             options.block_size),
+      cache_(model->config(), CacheBlocks(model->config(), options), options.block_size),
       thread_([this] { Loop(); }) {}
 
 Scheduler::~Scheduler() {

@@ -47,7 +47,10 @@ struct SchedulerOptions {
   int max_seqs = 64;            // Sequences decoding at once.
   int max_batch_tokens = 512;   // Rows per step (prefill chunks share it).
   int block_size = 16;          // Positions per KV block.
-  size_t kv_blocks = 0;         // 0: enough for max_seqs full contexts.
+  // KV cache size: kv_blocks when > 0, else as many blocks as kv_cache_bytes
+  // holds (at least one full context, at most max_seqs full contexts).
+  size_t kv_blocks = 0;
+  size_t kv_cache_bytes = size_t{1} << 30;
   size_t max_queue = 1024;      // Waiting requests before RESOURCE_EXHAUSTED.
 };
 

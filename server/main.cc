@@ -64,6 +64,8 @@ ABSL_FLAG(std::string, llm_model, "",
 ABSL_FLAG(std::string, llm_tokenizer, "",
           "The llama2.c tokenizer.bin for --llm-model (default: tokenizer.bin next to it)");
 ABSL_FLAG(int, llm_max_seqs, 64, "Sequences generating at once (continuous batching)");
+ABSL_FLAG(int, llm_kv_cache_mb, 1024,
+          "KV cache for generation (MiB; at least one full context); requests wait for room");
 ABSL_FLAG(int, llm_max_batch_tokens, 512, "Tokens per generation step (prefill chunks share it)");
 ABSL_FLAG(uint32_t, embed_max_batch_tokens, 16384, "Padded tokens per model forward pass");
 ABSL_FLAG(int64_t, embed_max_wait_us, 2000,
@@ -197,6 +199,8 @@ int main(int argc, char** argv) {
   options.models.llm_tokenizer_path = absl::GetFlag(FLAGS_llm_tokenizer);
   options.models.scheduler.max_seqs = std::max(1, absl::GetFlag(FLAGS_llm_max_seqs));
   options.models.scheduler.max_batch_tokens = std::max(1, absl::GetFlag(FLAGS_llm_max_batch_tokens));
+  options.models.scheduler.kv_cache_bytes =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_llm_kv_cache_mb))) << 20;
 
   // Shutdown signals go through a pipe to one waiting thread. (Blocking
   // them instead would not cover threads libraries start before main, such

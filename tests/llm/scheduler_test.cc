@@ -130,6 +130,29 @@ TEST_F(SchedulerTest, BatchedGenerationsEqualSoloOnes) {
   EXPECT_GT(s.stats().max_active, 1u);
 }
 
+TEST_F(SchedulerTest, RequestsWaitForKvCacheRoom) {
+  // Room for one full context (32 blocks of 16): eight requests reserving
+  // 10 blocks each run at most three at a time, and all finish.
+  SchedulerOptions o;
+  o.kv_cache_bytes = 1;  // Clamped up to one full context.
+  Scheduler s(model_.get(), tokenizer_.get(), o);
+  std::vector<std::unique_ptr<Collector>> cs;
+  GenerateParams p;
+  p.max_tokens = 150;
+  p.temperature = 0.5f;
+  for (int i = 0; i < 8; ++i) {
+    p.seed = i + 1;
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(s.Submit(p, cs.back()->Callback()).ok());
+  }
+  for (auto& c : cs) {
+    Result r = c->Wait();
+    EXPECT_TRUE(r.reason == FinishReason::kLength || r.reason == FinishReason::kStop);
+  }
+  EXPECT_LE(s.stats().max_active, 3u);
+  EXPECT_GE(s.stats().max_active, 2u);
+}
+
 TEST_F(SchedulerTest, StopSequencesCancellationAndLimits) {
   Scheduler s(model_.get(), tokenizer_.get(), SchedulerOptions{});
   GenerateParams p;
