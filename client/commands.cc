@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <set>
 
@@ -187,21 +188,25 @@ class Cli {
       return false;
     }
     h->set_candidate_depth(static_cast<uint32_t>(*candidates));
-    struct {
-      const char* name;
-      void (v1::HybridOptions::*set)(float);
-    } floats[] = {{"rrf-k", &v1::HybridOptions::set_rrf_k},
-                  {"dense-weight", &v1::HybridOptions::set_dense_weight},
-                  {"sparse-weight", &v1::HybridOptions::set_sparse_weight},
-                  {"text-weight", &v1::HybridOptions::set_text_weight}};
-    for (const auto& f : floats) {
-      if (!args_.Has(f.name)) continue;
+    return FloatOptions(h, {{"rrf-k", &v1::HybridOptions::set_rrf_k},
+                            {"dense-weight", &v1::HybridOptions::set_dense_weight},
+                            {"sparse-weight", &v1::HybridOptions::set_sparse_weight},
+                            {"text-weight", &v1::HybridOptions::set_text_weight}});
+  }
+
+  // Sets each given --name=NUMBER on `msg` through its setter; false (after
+  // printing usage) when one is not a number.
+  template <typename Msg>
+  bool FloatOptions(Msg* msg,
+                    std::initializer_list<std::pair<const char*, void (Msg::*)(float)>> options) const {
+    for (const auto& [name, set] : options) {
+      if (!args_.Has(name)) continue;
       float v;
-      if (!absl::SimpleAtof(std::string(args_.Get(f.name)), &v)) {
-        Usage(StrCat("--", f.name, " must be a number"));
+      if (!absl::SimpleAtof(std::string(args_.Get(name)), &v)) {
+        Usage(StrCat("--", name, " must be a number"));
         return false;
       }
-      (h->*f.set)(v);
+      (msg->*set)(v);
     }
     return true;
   }
@@ -525,19 +530,10 @@ class Cli {
     sp->set_max_tokens(static_cast<uint32_t>(*max_tokens));
     sp->set_top_k(static_cast<uint32_t>(*top_k));
     sp->set_seed(static_cast<uint64_t>(*seed));
-    struct {
-      const char* name;
-      void (v1::SamplingParams::*set)(float);
-    } floats[] = {{"temperature", &v1::SamplingParams::set_temperature},
-                  {"top-p", &v1::SamplingParams::set_top_p},
-                  {"repetition-penalty", &v1::SamplingParams::set_repetition_penalty}};
-    for (const auto& f : floats) {
-      if (!args_.Has(f.name)) continue;
-      float v;
-      if (!absl::SimpleAtof(std::string(args_.Get(f.name)), &v)) {
-        return Usage(StrCat("--", f.name, " must be a number"));
-      }
-      (sp->*f.set)(v);
+    if (!FloatOptions(sp, {{"temperature", &v1::SamplingParams::set_temperature},
+                           {"top-p", &v1::SamplingParams::set_top_p},
+                           {"repetition-penalty", &v1::SamplingParams::set_repetition_penalty}})) {
+      return 2;
     }
     if (args_.Has("stop")) sp->add_stop(args_.Get("stop"));
     auto stub = v1::Models::NewStub(channel_);
