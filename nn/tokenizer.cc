@@ -4,15 +4,19 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <queue>
+#include <tuple>
 #include <regex>
 #include <sstream>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "common/coding.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "unicode/locid.h"
 #include "unicode/normalizer2.h"
+#include "unicode/regex.h"
 #include "unicode/uchar.h"
 #include "unicode/unistr.h"
 #include "unicode/utf8.h"
@@ -323,6 +327,114 @@ class SequencePreTokenizer : public PreTokenizer {
   }
 };
 
+// GPT-2's byte-level alphabet: every byte as a printable character (bytes
+// that print stay themselves, the rest map to U+0100 onwards in order).
+struct ByteAlphabet {
+  char32_t to_char[256];
+  absl::flat_hash_map<char32_t, uint8_t> to_byte;
+  ByteAlphabet() {
+    int next = 256;
+    for (int b = 0; b < 256; ++b) {
+      const bool prints = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+      to_char[b] = prints ? static_cast<char32_t>(b) : static_cast<char32_t>(next++);
+      to_byte[to_char[b]] = static_cast<uint8_t>(b);
+    }
+  }
+};
+const ByteAlphabet& Bytes() {
+  static const ByteAlphabet* const kAlphabet = new ByteAlphabet();
+  return *kAlphabet;
+}
+
+// GPT-2's split: contractions, letters, numbers, other symbols (each with
+// an optional leading space), then whitespace.
+constexpr char kGpt2Pattern[] =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+// Splits pieces at the matches of a regular expression (ICU's engine, which
+// has the Unicode classes and look-ahead the Hugging Face patterns use).
+class RegexSplit : public PreTokenizer {
+ public:
+  enum class Behavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
+  static absl::StatusOr<std::unique_ptr<PreTokenizer>> Make(const std::string& pattern, bool literal,
+                                                            Behavior behavior, bool invert) {
+    UErrorCode status = U_ZERO_ERROR;
+    UParseError parse;
+    const icu::UnicodeString u = icu::UnicodeString::fromUTF8(pattern);
+    std::unique_ptr<icu::RegexPattern> re(
+        icu::RegexPattern::compile(u, literal ? UREGEX_LITERAL : 0, parse, status));
+    if (U_FAILURE(status)) {
+      return absl::InvalidArgumentError(StrCat("tokenizer.json: cannot compile split pattern ",
+                                               pattern, ": ", u_errorName(status)));
+    }
+    auto s = std::make_unique<RegexSplit>();
+    s->re_ = std::move(re);
+    s->behavior_ = behavior;
+    s->invert_ = invert;
+    return std::unique_ptr<PreTokenizer>(std::move(s));
+  }
+  void Split(std::vector<U32>* pieces) const override {
+    std::vector<U32> out;
+    for (const U32& p : *pieces) {
+      const icu::UnicodeString u = ToIcu(p);
+      UErrorCode status = U_ZERO_ERROR;
+      std::unique_ptr<icu::RegexMatcher> m(re_->matcher(u, status));
+      // (start, end, is_match) spans in UTF-16 units covering the piece.
+      std::vector<std::tuple<int32_t, int32_t, bool>> spans;
+      int32_t at = 0;
+      while (U_SUCCESS(status) && m->find(status) && U_SUCCESS(status)) {
+        const int32_t b = m->start(status), e = m->end(status);
+        if (e == b) continue;  // Empty matches split nothing.
+        if (b > at) spans.emplace_back(at, b, false);
+        spans.emplace_back(b, e, true);
+        at = e;
+      }
+      if (at < u.length()) spans.emplace_back(at, u.length(), false);
+      if (invert_) {
+        for (auto& s : spans) std::get<2>(s) = !std::get<2>(s);
+      }
+      // Hugging Face's split behaviours, e.g. "the-final--countdown" at "-":
+      // isolated the,-,final,-,-,countdown; merged with previous the-,final-,-,
+      // countdown; merged with next the,-final,-,-countdown; contiguous
+      // the,-,final,--,countdown; removed the,final,countdown.
+      std::vector<icu::UnicodeString> parts;
+      bool merge_next = false, prev_match = false;
+      for (const auto& [b, e, match] : spans) {
+        const icu::UnicodeString piece = u.tempSubStringBetween(b, e);
+        if (!match) {
+          if (merge_next) {
+            parts.back().append(piece);
+          } else {
+            parts.push_back(piece);
+          }
+          merge_next = prev_match = false;
+          continue;
+        }
+        const bool join = (behavior_ == Behavior::kMergedWithPrevious && !prev_match) ||
+                          (behavior_ == Behavior::kContiguous && prev_match);
+        if (behavior_ != Behavior::kRemoved) {
+          if (join && !parts.empty()) {
+            parts.back().append(piece);
+          } else {
+            parts.push_back(piece);
+          }
+        }
+        merge_next = behavior_ == Behavior::kMergedWithNext;
+        prev_match = true;
+      }
+      for (const auto& part : parts) {
+        if (!part.isEmpty()) out.push_back(FromIcu(part));
+      }
+    }
+    *pieces = std::move(out);
+  }
+
+ private:
+  std::unique_ptr<icu::RegexPattern> re_;
+  Behavior behavior_ = Behavior::kIsolated;
+  bool invert_ = false;
+};
+
 absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const Json& j) {
   const std::string type = StringField(j, "type");
   if (type == "BertPreTokenizer") {
@@ -395,6 +507,59 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const Json& j) {
       }
       *pieces = std::move(out);
     }));
+  }
+  if (type == "ByteLevel") {
+    const bool prefix = BoolField(j, "add_prefix_space", true);
+    std::unique_ptr<PreTokenizer> regex;
+    if (BoolField(j, "use_regex", true)) {
+      ASSIGN_OR_RETURN(regex, RegexSplit::Make(kGpt2Pattern, false, RegexSplit::Behavior::kIsolated, false));
+    }
+    std::shared_ptr<PreTokenizer> split(std::move(regex));
+    return std::unique_ptr<PreTokenizer>(new FnPreTokenizer([prefix, split](std::vector<U32>* pieces) {
+      if (prefix) {
+        for (U32& p : *pieces) {
+          if (!p.empty() && p[0] != ' ') p.insert(p.begin(), U' ');
+        }
+      }
+      if (split) split->Split(pieces);
+      const ByteAlphabet& alphabet = Bytes();
+      for (U32& p : *pieces) {
+        const std::string utf8 = Encode(p);
+        p.clear();
+        for (unsigned char b : utf8) p.push_back(alphabet.to_char[b]);
+      }
+    }));
+  }
+  if (type == "Split") {
+    const Json* pattern = j.Find("pattern");
+    const Json* str = pattern != nullptr ? pattern->Find("String") : nullptr;
+    const Json* re = pattern != nullptr ? pattern->Find("Regex") : nullptr;
+    if ((str == nullptr || !str->is_string()) && (re == nullptr || !re->is_string())) {
+      return Unsupported("pre-tokenizer", j);
+    }
+    const std::string behavior = StringField(j, "behavior", "Isolated");
+    RegexSplit::Behavior b;
+    if (behavior == "Removed") {
+      b = RegexSplit::Behavior::kRemoved;
+    } else if (behavior == "Isolated") {
+      b = RegexSplit::Behavior::kIsolated;
+    } else if (behavior == "MergedWithPrevious") {
+      b = RegexSplit::Behavior::kMergedWithPrevious;
+    } else if (behavior == "MergedWithNext") {
+      b = RegexSplit::Behavior::kMergedWithNext;
+    } else if (behavior == "Contiguous") {
+      b = RegexSplit::Behavior::kContiguous;
+    } else {
+      return absl::InvalidArgumentError(StrCat("tokenizer.json: unsupported split behavior ", behavior));
+    }
+    const bool literal = str != nullptr && str->is_string();
+    return RegexSplit::Make(literal ? str->as_string() : re->as_string(), literal, b,
+                            BoolField(j, "invert", false));
+  }
+  if (type == "Digits") {
+    const bool each = BoolField(j, "individual_digits", false);
+    return RegexSplit::Make(each ? "\\p{N}" : "\\p{N}+", false,
+                            RegexSplit::Behavior::kIsolated, false);
   }
   if (type == "Sequence") {
     auto seq = std::make_unique<SequencePreTokenizer>();
@@ -563,6 +728,305 @@ class Unigram : public Model {
   double unk_score_ = 0;
 };
 
+// Byte-pair encoding as Hugging Face's BPE model: a word starts as its
+// characters (unknown ones as <0xXX> byte tokens with byte_fallback, else
+// the unk token), then the pair with the lowest merge rank is merged,
+// leftmost first, until no pair has a merge.
+class Bpe : public Model {
+ public:
+  static absl::StatusOr<std::unique_ptr<Model>> Make(const Json& j) {
+    auto m = std::make_unique<Bpe>();
+    const Json* vocab = j.Find("vocab");
+    const Json* merges = j.Find("merges");
+    if (vocab == nullptr || !vocab->is_object() || merges == nullptr || !merges->is_array()) {
+      return absl::InvalidArgumentError("tokenizer.json: BPE needs a vocab object and a merges list");
+    }
+    for (const auto& [token, id] : vocab->as_object()) {
+      if (!id.is_number() || id.as_number() < 0) return absl::InvalidArgumentError("tokenizer.json: bad vocab id");
+      const int32_t i = static_cast<int32_t>(id.as_number());
+      m->vocab[token] = i;
+      if (static_cast<size_t>(i) >= m->id_to_token.size()) m->id_to_token.resize(i + 1);
+      m->id_to_token[i] = token;
+    }
+    const std::string prefix = StringField(j, "continuing_subword_prefix");
+    int32_t rank = 0;
+    for (const Json& e : merges->as_array()) {
+      std::string a, b;
+      if (e.is_string()) {  // "a b"
+        const std::string& pair = e.as_string();
+        const size_t sp = pair.find(' ', 1);
+        if (sp == std::string::npos) return absl::InvalidArgumentError(StrCat("tokenizer.json: bad merge \"", pair, "\""));
+        a = pair.substr(0, sp);
+        b = pair.substr(sp + 1);
+      } else if (e.is_array() && e.as_array().size() == 2 && e.as_array()[0].is_string() &&
+                 e.as_array()[1].is_string()) {  // ["a", "b"]
+        a = e.as_array()[0].as_string();
+        b = e.as_array()[1].as_string();
+      } else {
+        return absl::InvalidArgumentError("tokenizer.json: bad merge entry");
+      }
+      // The merged token drops b's continuing-subword prefix.
+      std::string merged = a + (prefix.empty() || !b.starts_with(prefix) ? b : b.substr(prefix.size()));
+      auto ia = m->vocab.find(a), ib = m->vocab.find(b), im = m->vocab.find(merged);
+      if (ia == m->vocab.end() || ib == m->vocab.end() || im == m->vocab.end()) {
+        return absl::InvalidArgumentError(StrCat("tokenizer.json: merge \"", a, " ", b, "\" uses tokens not in the vocab"));
+      }
+      m->merges_.try_emplace(PairKey(ia->second, ib->second), rank++, im->second);
+    }
+    m->prefix_ = prefix;
+    m->suffix_ = StringField(j, "end_of_word_suffix");
+    m->byte_fallback_ = BoolField(j, "byte_fallback", false);
+    m->fuse_unk_ = BoolField(j, "fuse_unk", false);
+    m->ignore_merges_ = BoolField(j, "ignore_merges", false);
+    const std::string unk = StringField(j, "unk_token");
+    if (!unk.empty()) {
+      auto it = m->vocab.find(unk);
+      if (it == m->vocab.end()) return absl::InvalidArgumentError(StrCat("tokenizer.json: unk token ", unk, " not in vocab"));
+      m->unk_ = it->second;
+    }
+    if (const Json* d = j.Find("dropout"); d != nullptr && d->is_number() && d->as_number() > 0) {
+      return absl::InvalidArgumentError("tokenizer.json: BPE dropout is not supported");
+    }
+    return std::unique_ptr<Model>(std::move(m));
+  }
+
+  void Tokenize(const U32& word, std::vector<int32_t>* ids) const override {
+    if (ignore_merges_) {
+      if (auto it = vocab.find(Encode(word)); it != vocab.end()) {
+        ids->push_back(it->second);
+        return;
+      }
+    }
+    // Initial symbols.
+    std::vector<int32_t> sym;
+    bool last_unk = false;
+    for (size_t i = 0; i < word.size(); ++i) {
+      std::string ch;
+      AppendUtf8(&ch, word[i]);
+      std::string key = (i > 0 ? prefix_ : std::string()) + ch;
+      if (i + 1 == word.size()) key += suffix_;
+      if (auto it = vocab.find(key); it != vocab.end()) {
+        sym.push_back(it->second);
+        last_unk = false;
+        continue;
+      }
+      if (byte_fallback_) {
+        std::vector<int32_t> bytes;
+        for (unsigned char b : ch) {
+          char name[8];
+          std::snprintf(name, sizeof name, "<0x%02X>", b);
+          auto it = vocab.find(name);
+          if (it == vocab.end()) break;
+          bytes.push_back(it->second);
+        }
+        if (bytes.size() == ch.size()) {
+          sym.insert(sym.end(), bytes.begin(), bytes.end());
+          last_unk = false;
+          continue;
+        }
+      }
+      if (unk_ < 0) continue;  // No unk token: the character is dropped, as HF does.
+      if (!(fuse_unk_ && last_unk)) sym.push_back(unk_);
+      last_unk = true;
+    }
+    // Merges: a heap of (rank, position) over a linked list of symbols.
+    const size_t n = sym.size();
+    std::vector<int> prev(n), next(n);
+    for (size_t i = 0; i < n; ++i) {
+      prev[i] = static_cast<int>(i) - 1;
+      next[i] = i + 1 < n ? static_cast<int>(i + 1) : -1;
+    }
+    using Entry = std::tuple<int32_t, int, int32_t, int32_t>;  // rank, left pos, left id, right id
+    std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
+    auto push = [&](int i) {
+      if (i < 0 || next[i] < 0) return;
+      auto it = merges_.find(PairKey(sym[i], sym[next[i]]));
+      if (it != merges_.end()) heap.emplace(it->second.first, i, sym[i], sym[next[i]]);
+    };
+    for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int>(i));
+    std::vector<bool> gone(n, false);
+    while (!heap.empty()) {
+      const auto [rank, i, left, right] = heap.top();
+      heap.pop();
+      // Stale: a neighbour changed since this pair was queued.
+      if (gone[i] || next[i] < 0 || sym[i] != left || sym[next[i]] != right) continue;
+      const int r = next[i];
+      sym[i] = merges_.at(PairKey(left, right)).second;
+      gone[r] = true;
+      next[i] = next[r];
+      if (next[r] >= 0) prev[next[r]] = i;
+      push(prev[i]);
+      push(i);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (!gone[i]) ids->push_back(sym[i]);
+    }
+  }
+
+ private:
+  static uint64_t PairKey(int32_t a, int32_t b) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+  }
+  absl::flat_hash_map<uint64_t, std::pair<int32_t, int32_t>> merges_;  // -> (rank, merged id)
+  std::string prefix_, suffix_;
+  bool byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;
+  int32_t unk_ = -1;
+};
+
+// ---- Decoders --------------------------------------------------------------
+
+// One step of a decoder chain, applied to the list of token strings.
+struct DecodeStep {
+  enum class Kind { kByteLevel, kMetaspace, kReplace, kByteFallback, kFuse, kStrip, kWordPiece };
+  Kind kind;
+  std::string from, to;     // Replace; Metaspace (from: the replacement); WordPiece (from: prefix).
+  int start = 0, stop = 0;  // Strip.
+  bool flag = false;        // Metaspace: strip the first space; WordPiece: cleanup.
+};
+
+absl::StatusOr<std::vector<DecodeStep>> MakeDecoder(const Json& j) {
+  using K = DecodeStep::Kind;
+  const std::string type = StringField(j, "type");
+  if (type == "Sequence") {
+    std::vector<DecodeStep> out;
+    const Json* list = j.Find("decoders");
+    if (list == nullptr || !list->is_array()) return Unsupported("decoder", j);
+    for (const Json& d : list->as_array()) {
+      ASSIGN_OR_RETURN(std::vector<DecodeStep> steps, MakeDecoder(d));
+      out.insert(out.end(), steps.begin(), steps.end());
+    }
+    return out;
+  }
+  DecodeStep d{};
+  if (type == "ByteLevel") {
+    d.kind = K::kByteLevel;
+  } else if (type == "ByteFallback") {
+    d.kind = K::kByteFallback;
+  } else if (type == "Fuse") {
+    d.kind = K::kFuse;
+  } else if (type == "Metaspace") {
+    d.kind = K::kMetaspace;
+    d.from = StringField(j, "replacement", "\xE2\x96\x81");
+    std::string scheme = StringField(j, "prepend_scheme", "");
+    if (scheme.empty()) scheme = BoolField(j, "add_prefix_space", true) ? "always" : "never";
+    d.flag = scheme != "never";
+  } else if (type == "Replace") {
+    d.kind = K::kReplace;
+    const Json* pattern = j.Find("pattern");
+    const Json* str = pattern != nullptr ? pattern->Find("String") : nullptr;
+    if (str == nullptr || !str->is_string() || str->as_string().empty()) return Unsupported("decoder", j);
+    d.from = str->as_string();
+    d.to = StringField(j, "content");
+  } else if (type == "Strip") {
+    d.kind = K::kStrip;
+    d.from = StringField(j, "content", " ");
+    const Json* start = j.Find("start");
+    const Json* stop = j.Find("stop");
+    d.start = start != nullptr && start->is_number() ? static_cast<int>(start->as_number()) : 0;
+    d.stop = stop != nullptr && stop->is_number() ? static_cast<int>(stop->as_number()) : 0;
+  } else if (type == "WordPiece") {
+    d.kind = K::kWordPiece;
+    d.from = StringField(j, "prefix", "##");
+    d.flag = BoolField(j, "cleanup", true);
+  } else {
+    return Unsupported("decoder", j);
+  }
+  return std::vector<DecodeStep>{d};
+}
+
+void ReplaceAll(std::string* s, std::string_view from, std::string_view to) {
+  for (size_t at = s->find(from); at != std::string::npos; at = s->find(from, at + to.size())) {
+    s->replace(at, from.size(), to);
+  }
+}
+
+// Runs the chain over `tokens`; `starts` when tokens[0] begins the text,
+// `ends` when the last token ends it (a streamed token knows the first, not
+// the second).
+std::string RunDecoder(const std::vector<DecodeStep>& steps, std::vector<std::string> tokens,
+                       bool starts, bool ends) {
+  using K = DecodeStep::Kind;
+  if (steps.empty()) {  // No decoder: tokens joined by spaces, as Hugging Face does.
+    std::string out;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (i > 0 || !starts) out += ' ';
+      out += tokens[i];
+    }
+    return out;
+  }
+  bool fused = false;
+  for (const DecodeStep& d : steps) {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      std::string& t = tokens[i];
+      const bool first = i == 0 && starts;
+      switch (d.kind) {
+        case K::kByteLevel: {
+          const ByteAlphabet& alphabet = Bytes();
+          std::string bytes;
+          for (char32_t c : Decode(t)) {
+            auto it = alphabet.to_byte.find(c);
+            if (it != alphabet.to_byte.end()) {
+              bytes.push_back(static_cast<char>(it->second));
+            } else {
+              AppendUtf8(&bytes, c);
+            }
+          }
+          t = std::move(bytes);
+          break;
+        }
+        case K::kByteFallback:
+          if (t.size() == 6 && t.starts_with("<0x") && t[5] == '>' && std::isxdigit(t[3]) &&
+              std::isxdigit(t[4])) {
+            t = std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
+          }
+          break;
+        case K::kReplace: ReplaceAll(&t, d.from, d.to); break;
+        case K::kMetaspace:
+          ReplaceAll(&t, d.from, " ");
+          if (first && d.flag && t.starts_with(' ')) t.erase(0, 1);
+          break;
+        case K::kStrip: {
+          // After Fuse the list is one text: only its true start and end strip.
+          if (!fused || first) {
+            for (int k = 0; k < d.start && t.starts_with(d.from); ++k) t.erase(0, d.from.size());
+          }
+          if (!fused || (ends && i + 1 == tokens.size())) {
+            for (int k = 0; k < d.stop && t.ends_with(d.from); ++k) t.erase(t.size() - d.from.size());
+          }
+          break;
+        }
+        case K::kWordPiece:
+          if (!first) {
+            if (t.starts_with(d.from)) {
+              t.erase(0, d.from.size());
+            } else {
+              t.insert(0, " ");
+            }
+          }
+          if (d.flag) {
+            for (const auto& [from, to] : std::initializer_list<std::pair<const char*, const char*>>{
+                     {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+                     {" n't", "n't"}, {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"},
+                     {" 've", "'ve"}, {" 're", "'re"}}) {
+              ReplaceAll(&t, from, to);
+            }
+          }
+          break;
+        case K::kFuse: break;
+      }
+    }
+    if (d.kind == K::kFuse && tokens.size() > 1) {
+      std::string all;
+      for (const std::string& t : tokens) all += t;
+      tokens = {std::move(all)};
+    }
+    if (d.kind == K::kFuse) fused = true;
+  }
+  std::string out;
+  for (const std::string& t : tokens) out += t;
+  return out;
+}
+
 // ---- Post-processing ------------------------------------------------------
 
 // A template item: a special token's ids, or sequence A / B, with a type id.
@@ -581,7 +1045,16 @@ struct Tokenizer::Impl {
   std::unique_ptr<Model> model;
   std::vector<TemplateItem> single, pair;
   std::vector<std::pair<std::string, int32_t>> added;  // Longest first.
+  absl::flat_hash_map<int32_t, std::string> added_by_id;
+  absl::flat_hash_set<int32_t> special;                // Added tokens marked special.
+  std::vector<DecodeStep> decoder;
   int32_t pad = 0;
+
+  std::string TokenString(int32_t id) const {
+    if (auto it = added_by_id.find(id); it != added_by_id.end()) return it->second;
+    return id >= 0 && static_cast<size_t>(id) < model->id_to_token.size() ? model->id_to_token[id]
+                                                                          : std::string();
+  }
 
   void TokenizeText(std::string_view text, std::vector<int32_t>* ids) const;
   absl::StatusOr<Encoding> Run(std::string_view a, const std::string_view* b, bool add_special,
@@ -605,7 +1078,7 @@ void Tokenizer::Impl::TokenizeText(std::string_view text, std::vector<int32_t>* 
     }
     const std::string_view chunk = text.substr(pos, hit == std::string_view::npos ? text.npos : hit - pos);
     if (!chunk.empty()) {
-      U32 s = Decode(chunk);
+      U32 s = quiver::nn::Decode(chunk);
       if (normalizer) normalizer->Apply(&s);
       std::vector<U32> pieces;
       if (!s.empty()) pieces.push_back(std::move(s));
@@ -749,6 +1222,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j) {
     ASSIGN_OR_RETURN(impl->model, WordPiece::Make(*model));
   } else if (type == "Unigram") {
     ASSIGN_OR_RETURN(impl->model, Unigram::Make(*model));
+  } else if (type == "BPE") {
+    ASSIGN_OR_RETURN(impl->model, Bpe::Make(*model));
   } else {
     return Unsupported("model", *model);
   }
@@ -758,7 +1233,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j) {
   if (const Json* p = j.Find("pre_tokenizer"); p != nullptr && !p->is_null()) {
     ASSIGN_OR_RETURN(impl->pre_tokenizer, MakePreTokenizer(*p));
   }
-  if (const Json* pp = j.Find("post_processor"); pp != nullptr && !pp->is_null()) {
+  std::function<absl::Status(const Json*)> post = [&](const Json* pp) -> absl::Status {
     const std::string pt = StringField(*pp, "type");
     if (pt == "TemplateProcessing") {
       const Json empty;
@@ -770,6 +1245,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j) {
       if (const Json* s = pp->Find("pair"); s != nullptr) {
         ASSIGN_OR_RETURN(impl->pair, ParseTemplate(*s, sp, *impl->model));
       }
+    } else if (pt == "ByteLevel") {
+      // Only moves offsets, which we do not report.
+    } else if (pt == "Sequence") {
+      const Json* list = pp->Find("processors");
+      if (list == nullptr || !list->is_array()) return Unsupported("post-processor", *pp);
+      for (const Json& p : list->as_array()) RETURN_IF_ERROR(post(&p));
     } else if (pt == "BertProcessing") {
       const Json* cls = pp->Find("cls");
       const Json* sep = pp->Find("sep");
@@ -786,14 +1267,24 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j) {
     } else {
       return Unsupported("post-processor", *pp);
     }
+    return absl::OkStatus();
+  };
+  if (const Json* pp = j.Find("post_processor"); pp != nullptr && !pp->is_null()) {
+    RETURN_IF_ERROR(post(pp));
   }
   if (const Json* added = j.Find("added_tokens"); added != nullptr && added->is_array()) {
     for (const Json& a : added->as_array()) {
       const Json* id = a.Find("id");
       const std::string content = StringField(a, "content");
       if (id == nullptr || !id->is_number() || content.empty()) continue;
-      impl->added.emplace_back(content, static_cast<int32_t>(id->as_number()));
+      const int32_t i = static_cast<int32_t>(id->as_number());
+      impl->added.emplace_back(content, i);
+      impl->added_by_id[i] = content;
+      if (BoolField(a, "special", false)) impl->special.insert(i);
     }
+  }
+  if (const Json* d = j.Find("decoder"); d != nullptr && !d->is_null()) {
+    ASSIGN_OR_RETURN(impl->decoder, MakeDecoder(*d));
   }
   for (const char* p : {"[PAD]", "<pad>"}) {
     if (auto it = impl->model->vocab.find(p); it != impl->model->vocab.end()) {
@@ -819,7 +1310,29 @@ int32_t Tokenizer::TokenToId(std::string_view token) const {
   return it == impl_->model->vocab.end() ? -1 : it->second;
 }
 
-size_t Tokenizer::vocab_size() const { return impl_->model->id_to_token.size(); }
+size_t Tokenizer::vocab_size() const {
+  size_t n = impl_->model->id_to_token.size();
+  for (const auto& [id, content] : impl_->added_by_id) n = std::max(n, static_cast<size_t>(id) + 1);
+  return n;
+}
+
+std::string Tokenizer::IdToToken(int32_t id) const { return impl_->TokenString(id); }
+bool Tokenizer::IsSpecial(int32_t id) const { return impl_->special.contains(id); }
+
+std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special) const {
+  std::vector<std::string> tokens;
+  for (int32_t id : ids) {
+    if (skip_special && impl_->special.contains(id)) continue;
+    tokens.push_back(impl_->TokenString(id));
+  }
+  if (tokens.empty()) return "";
+  // Byte tokens may leave partial characters: those become U+FFFD.
+  return quiver::nn::Encode(quiver::nn::Decode(RunDecoder(impl_->decoder, std::move(tokens), true, true)));
+}
+
+std::string Tokenizer::DecodeToken(int32_t id, bool first) const {
+  return RunDecoder(impl_->decoder, {impl_->TokenString(id)}, first, false);
+}
 int32_t Tokenizer::pad_id() const { return impl_->pad; }
 
 }  // namespace quiver::nn

@@ -8,8 +8,15 @@
 //                    std::regex, ECMAScript syntax), Prepend, Sequence
 //   pre-tokenizers:  BertPreTokenizer, Whitespace, WhitespaceSplit,
 //                    Metaspace, Punctuation (isolated), Sequence
-//   models:          WordPiece, Unigram
-//   post-processors: TemplateProcessing, BertProcessing
+//   pre-tokenizers (cont.): ByteLevel (GPT-2 split and byte alphabet),
+//                    Split (String or Regex via ICU; all five behaviours),
+//                    Digits
+//   models:          WordPiece, Unigram, BPE (merges as strings or pairs,
+//                    byte_fallback, fuse_unk, ignore_merges, subword
+//                    prefix / end-of-word suffix)
+//   post-processors: TemplateProcessing, BertProcessing, ByteLevel (no-op)
+//   decoders:        ByteLevel, Metaspace, Replace, ByteFallback, Fuse,
+//                    Strip, WordPiece, Sequence
 // Added tokens are matched in the raw text before normalisation.
 #ifndef QUIVER_NN_TOKENIZER_H_
 #define QUIVER_NN_TOKENIZER_H_
@@ -48,6 +55,17 @@ class Tokenizer {
 
   // -1 when absent.
   int32_t TokenToId(std::string_view token) const;
+  // The vocabulary (or added-token) string of `id`; empty when unknown.
+  std::string IdToToken(int32_t id) const;
+  // An added token marked "special" (like <|im_end|> or [CLS]).
+  bool IsSpecial(int32_t id) const;
+  // Text of `ids` through the file's decoder (special tokens left out when
+  // `skip_special`); partial UTF-8 characters become U+FFFD.
+  std::string Decode(const std::vector<int32_t>& ids, bool skip_special) const;
+  // The bytes `id` adds to a decoded text, `first` when it starts the text.
+  // A token may carry part of a UTF-8 character (byte-level and byte
+  // fallback tokens): callers streaming text join bytes before showing them.
+  std::string DecodeToken(int32_t id, bool first) const;
   size_t vocab_size() const;
   // The id to pad with ([PAD], <pad> or 0).
   int32_t pad_id() const;

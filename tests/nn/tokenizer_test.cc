@@ -81,13 +81,200 @@ TEST(UnigramTest, MetaspaceAndViterbi) {
 }
 
 TEST(TokenizerJsonTest, UnsupportedPartsAreNamed) {
-  auto j = ParseJson(R"({"model": {"type": "BPE", "vocab": {}, "merges": []}})");
+  auto j = ParseJson(R"({"model": {"type": "WordLevel", "vocab": {}}})");
   EXPECT_THAT(Tokenizer::FromJson(*j).status(), StatusIs(absl::StatusCode::kInvalidArgument));
   auto k = ParseJson(R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "a": 1}},
                          "normalizer": {"type": "Precompiled"}})");
   auto s = Tokenizer::FromJson(*k);
   EXPECT_THAT(s.status(), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(s.status().message().find("Precompiled"), std::string::npos);
+}
+
+// ---- Byte-level BPE (GPT-2 / Llama 3 / Qwen2 style) ----------------------------
+
+// GPT-2's byte alphabet, written out independently of the library: bytes
+// that print map to themselves, the others to U+0100.. in byte order.
+std::vector<std::string> ByteChars() {
+  std::vector<std::string> out(256);
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool prints = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+    const int c = prints ? b : next++;
+    std::string u;
+    if (c < 0x80) {
+      u.push_back(static_cast<char>(c));
+    } else {
+      u.push_back(static_cast<char>(0xC0 | (c >> 6)));
+      u.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    }
+    out[b] = u;
+  }
+  return out;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+// A byte-level BPE tokenizer.json: the 256 byte characters, then the merged
+// tokens of `merges` ("a b", in rank order), with `pre` as pre-tokenizer.
+std::unique_ptr<Tokenizer> ByteLevelBpe(const std::vector<std::string>& merges, const std::string& pre,
+                                        const std::string& extra = "") {
+  std::string vocab;
+  int id = 0;
+  for (const std::string& c : ByteChars()) {
+    vocab += (id ? "," : "") + JsonString(c) + ":" + std::to_string(id);
+    ++id;
+  }
+  std::string merge_list;
+  for (const std::string& m : merges) {
+    const size_t sp = m.find(' ');
+    vocab += "," + JsonString(m.substr(0, sp) + m.substr(sp + 1)) + ":" + std::to_string(id);
+    ++id;
+    merge_list += (merge_list.empty() ? "" : ",") + JsonString(m);
+  }
+  const std::string json = R"({"model": {"type": "BPE", "vocab": {)" + vocab + R"(}, "merges": [)" +
+                           merge_list + R"(]}, "pre_tokenizer": )" + pre +
+                           R"(, "decoder": {"type": "ByteLevel"})" + extra + "}";
+  auto j = ParseJson(json);
+  EXPECT_TRUE(j.ok()) << j.status();
+  auto t = Tokenizer::FromJson(*j);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *std::move(t) : nullptr;
+}
+
+TEST(BpeTest, Gpt2ByteLevelSplitAndMerges) {
+  auto t = ByteLevelBpe({"\u0120 w", "o r", "\u0120w or", "l d", "\u0120wor ld", "H e", "l l",
+                         "He ll", "Hell o", "' s"},
+                        R"({"type": "ByteLevel", "add_prefix_space": false})");
+  ASSERT_NE(t, nullptr);
+  // 's | Hello | " world": the regex pieces; spaces are U+0120 in the alphabet.
+  EXPECT_EQ(Tok(*t, "Hello world's"), (Tokens{"Hello", "\u0120world", "'s"}));
+  // Two spaces: \s+(?!\S) takes the first alone, the second joins the word.
+  EXPECT_EQ(Tok(*t, "Hello  world"), (Tokens{"Hello", "\u0120", "\u0120world"}));
+  // Non-ASCII text is its UTF-8 bytes in the alphabet: 한 = ED 95 9C.
+  EXPECT_EQ(Tok(*t, "\xED\x95\x9C"), (Tokens{"\u00ED", "\u0137", "\u013E"}));
+  auto prefixed = ByteLevelBpe({"\u0120 w", "o r", "\u0120w or", "l d", "\u0120wor ld"},
+                               R"({"type": "ByteLevel", "add_prefix_space": true})");
+  EXPECT_EQ(Tok(*prefixed, "world"), (Tokens{"\u0120world"}));
+}
+
+TEST(BpeTest, LowestRankMergesFirst) {
+  // b+c ranks before a+b: "abc" -> a, bc -> abc; the other order gives ab, c.
+  auto bc_first = ByteLevelBpe({"b c", "a bc"}, "null");
+  auto ab_first = ByteLevelBpe({"a b", "b c"}, "null");
+  EXPECT_EQ(Tok(*bc_first, "abc"), (Tokens{"abc"}));
+  EXPECT_EQ(Tok(*ab_first, "abc"), (Tokens{"ab", "c"}));
+  // Equal pairs merge leftmost first: "aaa" with a+a -> aa, a.
+  auto aa = ByteLevelBpe({"a a"}, "null");
+  EXPECT_EQ(Tok(*aa, "aaa"), (Tokens{"aa", "a"}));
+  EXPECT_EQ(Tok(*aa, "aaaa"), (Tokens{"aa", "aa"}));
+}
+
+TEST(BpeTest, Llama3SplitPattern) {
+  // Llama 3's pre-tokenizer: the Split regex (isolated), then byte-level
+  // without its own regex. Merges that would cross a wrong split rank first.
+  const std::string pre = R"({"type": "Sequence", "pretokenizers": [
+      {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+       "behavior": "Isolated", "invert": false},
+      {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})";
+  auto t = ByteLevelBpe({"3 4", "\u0120 1", "1 2", "12 3", "4 5", "\u0120 o", "\u0120o k", "\u010A \u010A",
+                         "' M"},
+                        pre);
+  ASSERT_NE(t, nullptr);
+  // I | 'M (case-insensitive contraction) | " " | 123 | 45 (digits in
+  // threes) | " ok" | "\n\n" | yes.
+  EXPECT_EQ(Tok(*t, "I'M 12345 ok\n\nyes"),
+            (Tokens{"I", "'M", "\u0120", "123", "45", "\u0120ok", "\u010A\u010A", "y", "e", "s"}));
+}
+
+TEST(BpeTest, ByteLevelRoundTrip) {
+  auto t = ByteLevelBpe({"\u0120 t", "h e", "\u0120t he"}, R"({"type": "ByteLevel", "add_prefix_space": false})");
+  for (const std::string text : {"the cat  sat\n\non the mat", "\xED\x95\x9C\xEA\xB5\xAD\xEC\x96\xB4 text",
+                                 "caf\xC3\xA9 \xF0\x9F\x98\x80!", " leading and trailing  "}) {
+    auto e = t->Encode(text, false);
+    QUIVER_ASSERT_OK(e.status());
+    EXPECT_EQ(t->Decode(e->ids, true), text);
+    std::string streamed;
+    for (size_t i = 0; i < e->ids.size(); ++i) streamed += t->DecodeToken(e->ids[i], i == 0);
+    EXPECT_EQ(streamed, text);
+  }
+}
+
+TEST(BpeTest, SentencePieceStyleByteFallback) {
+  // TinyLlama's tokenizer.json shape: "▁" prepended and spaces replaced by
+  // the normalizer, no pre-tokenizer, BPE with byte fallback; the decoder
+  // undoes it and strips the one leading space.
+  std::string vocab = R"("<unk>": 0, "<s>": 1, "</s>": 2)";
+  for (int b = 0; b < 256; ++b) {
+    char name[16];
+    std::snprintf(name, sizeof name, ",\"<0x%02X>\": %d", b, 3 + b);
+    vocab += name;
+  }
+  vocab += R"(, "▁": 259, "h": 260, "i": 261, "▁h": 262, "▁hi": 263)";
+  const std::string json = R"({"model": {"type": "BPE", "vocab": {)" + vocab +
+      R"(}, "merges": ["▁ h", "▁h i"], "byte_fallback": true, "fuse_unk": true, "unk_token": "<unk>"},
+      "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"},
+                     {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+      "pre_tokenizer": null,
+      "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                         {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+      "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                  {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+      "added_tokens": [{"id": 1, "content": "<s>", "special": true}, {"id": 2, "content": "</s>", "special": true}]})";
+  auto j = ParseJson(json);
+  QUIVER_ASSERT_OK(j.status());
+  auto t = Tokenizer::FromJson(*j);
+  QUIVER_ASSERT_OK(t.status());
+  auto e = (*t)->Encode("hi \xED\x95\x9C", true);
+  QUIVER_ASSERT_OK(e.status());
+  EXPECT_EQ(e->ids, (std::vector<int32_t>{1, 263, 259, 3 + 0xED, 3 + 0x95, 3 + 0x9C}));
+  EXPECT_EQ((*t)->Decode(e->ids, true), "hi \xED\x95\x9C");
+  EXPECT_EQ((*t)->Decode(e->ids, false), "<s> hi \xED\x95\x9C");
+  EXPECT_TRUE((*t)->IsSpecial(1));
+  EXPECT_FALSE((*t)->IsSpecial(263));
+  // Streaming: the first token loses its space, later ones keep it; byte
+  // tokens give raw bytes.
+  EXPECT_EQ((*t)->DecodeToken(263, true), "hi");
+  EXPECT_EQ((*t)->DecodeToken(263, false), " hi");
+  EXPECT_EQ((*t)->DecodeToken(3 + 0xED, false), "\xED");
+  // A lone partial character decodes to U+FFFD in whole-text decoding.
+  EXPECT_EQ((*t)->Decode({3 + 0xED}, true), "\xEF\xBF\xBD");
+  EXPECT_EQ((*t)->vocab_size(), 264u);
+}
+
+TEST(BpeTest, SplitBehaviours) {
+  // The Hugging Face documentation's example, "the-final--countdown" at "-".
+  // Every piece is in the vocabulary and ignore_merges maps it whole.
+  auto with_vocab = [](const std::string& behavior, const Tokens& pieces) {
+    std::string vocab;
+    int id = 0;
+    for (const std::string& p : pieces) {
+      vocab += (id ? "," : "") + JsonString(p) + ":" + std::to_string(id);
+      ++id;
+    }
+    auto j = ParseJson(R"({"model": {"type": "BPE", "vocab": {)" + vocab + R"(}, "merges": [], "ignore_merges": true},
+        "pre_tokenizer": {"type": "Split", "pattern": {"String": "-"}, "behavior": ")" + behavior +
+                       R"(", "invert": false}})");
+    auto t = Tokenizer::FromJson(*j);
+    EXPECT_TRUE(t.ok()) << t.status();
+    return Tok(**t, "the-final--countdown");
+  };
+  const Tokens isolated = {"the", "-", "final", "-", "-", "countdown"};
+  EXPECT_EQ(with_vocab("Isolated", isolated), isolated);
+  const Tokens removed = {"the", "final", "countdown"};
+  EXPECT_EQ(with_vocab("Removed", removed), removed);
+  const Tokens previous = {"the-", "final-", "-", "countdown"};
+  EXPECT_EQ(with_vocab("MergedWithPrevious", previous), previous);
+  const Tokens next = {"the", "-final", "-", "-countdown"};
+  EXPECT_EQ(with_vocab("MergedWithNext", next), next);
+  const Tokens contiguous = {"the", "-", "final", "--", "countdown"};
+  EXPECT_EQ(with_vocab("Contiguous", contiguous), contiguous);
 }
 
 }  // namespace
