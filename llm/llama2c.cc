@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "common/coding.h"
 #include "common/strings.h"
 
 namespace quiver::llm {
@@ -170,12 +171,64 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadLlama2c(const std::s
   if (ok && !c.shared_classifier) ok = ReadFloats(in, c.vocab_size * dim, &m->classifier_);
   if (!ok) return absl::DataLossError(StrCat(path, ": truncated weights"));
   if (c.shared_classifier) m->classifier_ = m->embedding_;
+  m->InitRope();
   return m;
+}
+
+void LlamaModel::InitRope() {
+  const LlamaConfig& c = config_;
+  const int hs = c.head_size();
+  inv_freq_.resize(hs / 2);
+  const RopeScaling& s = c.rope_scaling;
+  for (int p = 0; p < hs / 2; ++p) {
+    // As llama2.c's run.c computes it (so its references still match).
+    float f = 1.0f / std::pow(c.rope_theta, (2 * p) / static_cast<float>(hs));
+    if (s.type == RopeScaling::Type::kLinear) {
+      f /= s.factor;
+    } else if (s.type == RopeScaling::Type::kLlama3) {
+      // Hugging Face's llama3 rule: long wavelengths slow down by `factor`,
+      // short ones stay, the band between blends smoothly.
+      const float low_wavelen = s.original_context / s.low_freq_factor;
+      const float high_wavelen = s.original_context / s.high_freq_factor;
+      const float wavelen = 2.0f * static_cast<float>(M_PI) / f;
+      if (wavelen > low_wavelen) {
+        f /= s.factor;
+      } else if (wavelen >= high_wavelen) {
+        const float smooth = (s.original_context / wavelen - s.low_freq_factor) /
+                             (s.high_freq_factor - s.low_freq_factor);
+        f = (1.0f - smooth) * f / s.factor + smooth * f;
+      }
+    }
+    if (static_cast<size_t>(p) < c.rope_freq_factors.size()) f /= c.rope_freq_factors[p];
+    inv_freq_[p] = f;
+  }
+}
+
+void RotateHalfToInterleaved(std::vector<float>* w, int heads, int head_size, size_t cols) {
+  std::vector<float> out(w->size());
+  const int half = head_size / 2;
+  for (int h = 0; h < heads; ++h) {
+    for (int j = 0; j < half; ++j) {
+      for (int i = 0; i < 2; ++i) {
+        const size_t to = static_cast<size_t>(h) * head_size + 2 * j + i;
+        const size_t from = static_cast<size_t>(h) * head_size + i * half + j;
+        std::copy_n(&(*w)[from * cols], cols, &out[to * cols]);
+      }
+    }
+  }
+  *w = std::move(out);
 }
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(
     const LlamaConfig& c, std::vector<std::vector<float>> w) {
-  if (w.size() != 12) return absl::InvalidArgumentError("a Llama model has 12 weight groups");
+  if (w.size() != 12 && w.size() != 15) {
+    return absl::InvalidArgumentError("a Llama model has 12 weight groups (15 with attention biases)");
+  }
+  if (c.dim <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 || c.dim % c.n_heads != 0 ||
+      c.n_heads % c.n_kv_heads != 0 || c.head_size() % 2 != 0 || c.seq_len <= 0 ||
+      c.vocab_size <= 0 || c.n_layers <= 0 || c.hidden_dim <= 0) {
+    return absl::InvalidArgumentError("impossible Llama config");
+  }
   const size_t dim = c.dim, hid = c.hidden_dim, layers = c.n_layers, kv = c.kv_dim();
   const size_t want[12] = {c.vocab_size * dim, layers * dim, layers * dim * dim, layers * dim * kv,
                            layers * dim * kv, layers * dim * dim, layers * dim, layers * dim * hid,
@@ -194,6 +247,15 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(
                                  &m->rms_ffn_, &m->w1_, &m->w2_, &m->w3_, &m->rms_final_,
                                  &m->classifier_};
   for (int i = 0; i < 12; ++i) *dst[i] = std::move(w[i]);
+  if (w.size() == 15) {
+    if (w[12].size() != layers * dim || w[13].size() != layers * kv || w[14].size() != layers * kv) {
+      return absl::InvalidArgumentError("attention biases do not match the config");
+    }
+    m->bq_ = std::move(w[12]);
+    m->bk_ = std::move(w[13]);
+    m->bv_ = std::move(w[14]);
+  }
+  m->InitRope();
   return m;
 }
 
@@ -293,9 +355,17 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
       const int pos = rows_in[r].pos;
       float* qr = &q[static_cast<size_t>(r) * dim];
       float* kr = &k[static_cast<size_t>(r) * kv_dim];
+      if (!bq_.empty()) {
+        const float* bq = &bq_[static_cast<size_t>(l) * dim];
+        const float* bk = &bk_[static_cast<size_t>(l) * kv_dim];
+        const float* bv = &bv_[static_cast<size_t>(l) * kv_dim];
+        float* vr = &v[static_cast<size_t>(r) * kv_dim];
+        for (int i = 0; i < dim; ++i) qr[i] += bq[i];
+        for (int i = 0; i < kv_dim; ++i) kr[i] += bk[i];
+        for (int i = 0; i < kv_dim; ++i) vr[i] += bv[i];
+      }
       for (int i = 0; i < dim; i += 2) {
-        const int head_dim = i % head_size;
-        const float freq = 1.0f / std::pow(c.rope_theta, head_dim / static_cast<float>(head_size));
+        const float freq = inv_freq_[(i % head_size) / 2];
         const float val = pos * freq;
         const float fcr = std::cos(val), fci = std::sin(val);
         const int rotations = i < kv_dim ? 2 : 1;
@@ -449,9 +519,59 @@ std::vector<int> Llama2cTokenizer::Encode(std::string_view text, bool bos, bool 
   return tokens;
 }
 
+Llama2cTokenizer::Llama2cTokenizer() {
+  info_.bos_id = 1;
+  info_.end_ids = {1, 2};  // run.c stops at BOS; EOS ends a story too.
+  info_.bos_token = "<s>";
+  info_.eos_token = "</s>";
+}
+
+void Llama2cTokenizer::SetSpecialTokens(std::vector<int> ids) {
+  specials_.clear();
+  for (int id : ids) {
+    if (id >= 0 && id < vocab_size() && !vocab_[id].empty()) specials_.emplace_back(vocab_[id], id);
+  }
+  // Longest first, so a token that starts another loses to it.
+  std::sort(specials_.begin(), specials_.end(),
+            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+}
+
+absl::StatusOr<std::vector<int>> Llama2cTokenizer::Tokenize(std::string_view text, bool bos) const {
+  if (!IsValidUtf8(text)) return absl::InvalidArgumentError("text is not valid UTF-8");
+  std::vector<int> ids;
+  if (bos && info_.bos_id >= 0) ids.push_back(info_.bos_id);
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t hit = std::string_view::npos;
+    int hit_id = -1;
+    size_t hit_len = 0;
+    for (const auto& [content, id] : specials_) {
+      const size_t f = text.find(content, pos);
+      if (f != std::string_view::npos && f < hit) {
+        hit = f;
+        hit_id = id;
+        hit_len = content.size();
+      }
+    }
+    const std::string_view chunk = text.substr(pos, hit == std::string_view::npos ? text.npos : hit - pos);
+    if (!chunk.empty()) {
+      const std::vector<int> part = Encode(chunk, false, false);
+      ids.insert(ids.end(), part.begin(), part.end());
+    }
+    if (hit == std::string_view::npos) break;
+    ids.push_back(hit_id);
+    pos = hit + hit_len;
+  }
+  return ids;
+}
+
 std::string Llama2cTokenizer::Decode(int prev, int token) const {
+  if (token < 0 || token >= vocab_size()) return "";
+  for (const auto& [content, id] : specials_) {
+    if (id == token) return "";
+  }
   std::string_view piece = vocab_[token];
-  if (prev == 1 && !piece.empty() && piece[0] == ' ') piece.remove_prefix(1);
+  if (prev == info_.bos_id && !piece.empty() && piece[0] == ' ') piece.remove_prefix(1);
   unsigned int byte;
   if (piece.size() == 6 && std::sscanf(std::string(piece).c_str(), "<0x%02X>", &byte) == 1) {
     return std::string(1, static_cast<char>(byte));

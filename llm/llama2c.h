@@ -17,14 +17,29 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "llm/codec.h"
 
 namespace quiver::llm {
+
+// How RoPE frequencies are stretched for long contexts (Hugging Face's
+// rope_scaling): none; linear (every frequency / factor); llama3 (low
+// frequencies / factor, high ones kept, a smooth blend between).
+struct RopeScaling {
+  enum class Type { kNone, kLinear, kLlama3 };
+  Type type = Type::kNone;
+  float factor = 1.0f;
+  float low_freq_factor = 1.0f, high_freq_factor = 4.0f;
+  int original_context = 8192;
+};
 
 struct LlamaConfig {
   int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0,
       seq_len = 0;
   bool shared_classifier = true;
   float rope_theta = 10000.0f;
+  RopeScaling rope_scaling;
+  // GGUF's rope_freqs tensor (per frequency pair, a divisor); empty: none.
+  std::vector<float> rope_freq_factors;
   float norm_eps = 1e-5f;
   int head_size() const { return dim / n_heads; }
   int kv_dim() const { return dim * n_kv_heads / n_heads; }
@@ -80,10 +95,16 @@ class LlamaModel {
     return {&embedding_, &rms_att_, &wq_, &wk_, &wv_, &wo_, &rms_ffn_, &w1_, &w2_, &w3_,
             &rms_final_, &classifier_};
   }
-  // A model from a config and weights in the same layout (GGUF loading).
+  // A model from a config and weights in the same layout: the 12 groups of
+  // Weights in order, then optionally the q, k and v biases (Qwen2-style
+  // attention; [layers][dim], [layers][kv_dim] twice). Q and K rows (and
+  // biases) rotate interleaved pairs, llama2.c's and GGUF llama's layout.
   // INVALID_ARGUMENT when a size does not match the config.
   static absl::StatusOr<std::unique_ptr<LlamaModel>> FromWeights(
       const LlamaConfig& config, std::vector<std::vector<float>> weights);
+  bool has_attention_bias() const { return !bq_.empty(); }
+  // The RoPE frequency of each rotated pair (head_size / 2), scaling applied.
+  const std::vector<float>& rope_inv_freq() const { return inv_freq_; }
   // A batched step over rows of many sequences (several rows of one
   // sequence must be in position order): stores each row's keys and values
   // in the paged cache, then returns each row's logits. Every weight matrix
@@ -98,11 +119,20 @@ class LlamaModel {
   // Row-major [out][in] matrices, as llama2.c stores them.
   std::vector<float> embedding_, rms_att_, wq_, wk_, wv_, wo_, rms_ffn_, w1_, w2_, w3_,
       rms_final_, classifier_;
+  std::vector<float> bq_, bk_, bv_;  // Empty without attention biases.
+  std::vector<float> inv_freq_;
+  void InitRope();
 };
 
-// llama2.c's tokenizer.bin: byte-pair merges by score, byte fallback
-// (<0x00>..<0xFF> at ids 3..258), BOS = 1, EOS = 2.
-class Llama2cTokenizer {
+// Reorders the rows of a Q or K projection (or its bias, cols = 1) from
+// Hugging Face's rotate-half layout (a head's first half pairs with its
+// second half) to interleaved pairs: row h*hs + 2j + i <- h*hs + i*hs/2 + j.
+void RotateHalfToInterleaved(std::vector<float>* w, int heads, int head_size, size_t cols);
+
+// llama2.c's tokenizer.bin (and GGUF's SentencePiece "llama" vocabulary):
+// byte-pair merges by score, byte fallback (<0x00>..<0xFF> at ids
+// 3..258), BOS = 1, EOS = 2 unless the file says otherwise.
+class Llama2cTokenizer : public TokenCodec {
  public:
   static absl::StatusOr<std::unique_ptr<Llama2cTokenizer>> Load(const std::string& path,
                                                                 int vocab_size);
@@ -114,13 +144,21 @@ class Llama2cTokenizer {
   // As run.c's encode: BOS, a dummy-prefix space for non-empty text, then
   // merges.
   std::vector<int> Encode(std::string_view text, bool bos, bool eos) const;
+  // TokenCodec: Encode, but special tokens (SetSpecialTokens) written in the
+  // text map to their ids, each text fragment getting the dummy-prefix
+  // space, as llama.cpp does.
+  absl::StatusOr<std::vector<int>> Tokenize(std::string_view text, bool bos) const override;
   // The text of `token` following `prev` (a leading space is dropped after
-  // BOS; byte tokens become their byte).
-  std::string Decode(int prev, int token) const;
-  int vocab_size() const { return static_cast<int>(vocab_.size()); }
+  // BOS; byte tokens become their byte; special tokens add nothing).
+  std::string Decode(int prev, int token) const override;
+  int vocab_size() const override { return static_cast<int>(vocab_.size()); }
+  // Control tokens (GGUF token type 3) recognised in prompt text.
+  void SetSpecialTokens(std::vector<int> ids);
 
  private:
+  Llama2cTokenizer();
   int Lookup(std::string_view s) const;
+  std::vector<std::pair<std::string, int>> specials_;
   std::vector<std::string> vocab_;
   std::vector<float> scores_;
   std::vector<std::pair<std::string, int>> sorted_;  // For lookups.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "common/status_macros.h"
 #include "common/strings.h"
 
 namespace quiver::llm {
@@ -19,6 +20,7 @@ struct Scheduler::Sequence {
   int last = -1;               // The last token (fed next while decoding).
   int budget = 0;              // Positions reserved: prompt + new tokens.
   std::vector<int> generated;
+  std::string raw;             // Bytes not yet a whole UTF-8 character.
   std::string pending;         // Text held back (may start a stop sequence).
   std::unique_ptr<Sampler> sampler;
   bool finished = false;
@@ -35,7 +37,7 @@ size_t CacheBlocks(const LlamaConfig& c, const SchedulerOptions& o) {
 
 }  // namespace
 
-Scheduler::Scheduler(const LlamaModel* model, const Llama2cTokenizer* tokenizer,
+Scheduler::Scheduler(const LlamaModel* model, const TokenCodec* tokenizer,
                      SchedulerOptions options)
     : model_(model),
       tokenizer_(tokenizer),
@@ -68,8 +70,16 @@ absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
     if (s.empty()) return absl::InvalidArgumentError("stop sequences must not be empty");
   }
   auto seq = std::make_unique<Sequence>();
-  seq->prompt = tokenizer_->Encode(params.prompt, /*bos=*/true, /*eos=*/false);
+  ASSIGN_OR_RETURN(seq->prompt,
+                   tokenizer_->Tokenize(params.prompt, params.add_bos && tokenizer_->info().add_bos));
   const int prompt_len = static_cast<int>(seq->prompt.size());
+  if (prompt_len == 0) return absl::InvalidArgumentError("the prompt is empty");
+  for (int id : seq->prompt) {
+    if (id < 0 || id >= c.vocab_size) {
+      return absl::InvalidArgumentError(StrCat("the prompt has token id ", id,
+                                               ", outside the model's vocabulary of ", c.vocab_size));
+    }
+  }
   if (prompt_len >= c.seq_len) {
     return absl::InvalidArgumentError(StrCat("the prompt has ", prompt_len,
                                              " tokens; the model's context is ", c.seq_len));
@@ -107,6 +117,10 @@ Scheduler::Stats Scheduler::stats() const {
 void Scheduler::Finish(Sequence& s, FinishReason reason) {
   if (s.finished) return;
   s.finished = true;
+  if (!s.raw.empty()) {  // Bytes that never became a character.
+    s.pending += "\xEF\xBF\xBD";
+    s.raw.clear();
+  }
   TokenEvent e;
   e.done = true;
   e.reason = reason;
@@ -163,12 +177,8 @@ int Scheduler::SampleNext(Sequence& s, std::vector<float> logits) {
 void Scheduler::Emit(Sequence& s, int token) {
   const int prev = s.generated.empty() ? s.prompt.back() : s.generated.back();
   s.generated.push_back(token);
-  std::string piece = tokenizer_->Decode(prev, token);
-  if (piece.size() == 1 && !std::isprint(static_cast<unsigned char>(piece[0])) &&
-      !std::isspace(static_cast<unsigned char>(piece[0]))) {
-    piece.clear();  // As run.c: lone unprintable bytes are not shown.
-  }
-  s.pending += piece;
+  s.raw += tokenizer_->Decode(prev, token);
+  s.pending += TakeCompleteUtf8(&s.raw);
   TokenEvent e;
   e.token = token;
   for (const std::string& st : s.params.stop) {
@@ -249,7 +259,7 @@ void Scheduler::Loop() {
         // Only a row at the end of the known tokens yields a new token.
         if (pos + 1 < static_cast<int>(s.prompt.size())) continue;
         const int next = SampleNext(s, std::move(logits[r]));
-        if (next == 1 || next == 2) {  // BOS or EOS.
+        if (tokenizer_->IsEnd(next)) {
           Finish(s, FinishReason::kStop);
           continue;
         }

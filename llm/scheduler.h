@@ -18,12 +18,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "llm/codec.h"
 #include "llm/llama2c.h"
 
 namespace quiver::llm {
 
 struct GenerateParams {
   std::string prompt;
+  bool add_bos = true;             // BOS first (when the model's tokenizer adds one).
   float temperature = 0;           // 0: greedy.
   float top_p = 1;                 // (0, 1): nucleus sampling.
   int top_k = 0;                   // > 0: only the k most likely tokens.
@@ -57,7 +59,7 @@ struct SchedulerOptions {
 class Scheduler {
  public:
   // Model and tokenizer must outlive the scheduler.
-  Scheduler(const LlamaModel* model, const Llama2cTokenizer* tokenizer, SchedulerOptions options);
+  Scheduler(const LlamaModel* model, const TokenCodec* tokenizer, SchedulerOptions options);
   ~Scheduler();  // Cancels what runs and waits.
 
   class Handle {
@@ -90,7 +92,7 @@ class Scheduler {
   void Emit(Sequence& s, int token);
 
   const LlamaModel* model_;
-  const Llama2cTokenizer* tokenizer_;
+  const TokenCodec* tokenizer_;
   const SchedulerOptions options_;
   PagedKvCache cache_;
   mutable std::mutex mu_;
