@@ -1306,6 +1306,9 @@ absl::StatusOr<Encoding> Tokenizer::EncodePair(std::string_view text, std::strin
 }
 
 int32_t Tokenizer::TokenToId(std::string_view token) const {
+  for (const auto& [content, id] : impl_->added) {
+    if (content == token) return id;
+  }
   auto it = impl_->model->vocab.find(std::string(token));
   return it == impl_->model->vocab.end() ? -1 : it->second;
 }
