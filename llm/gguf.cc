@@ -35,24 +35,6 @@ class Writer {
     out_.append(s);
   }
   void Raw(const void* p, size_t n) { out_.append(static_cast<const char*>(p), n); }
-  void KvStr(std::string_view k, std::string_view v) {
-    Str(k);
-    U32(kString);
-    Str(v);
-    ++kv_count_;
-  }
-  void KvU32(std::string_view k, uint32_t v) {
-    Str(k);
-    U32(kU32);
-    U32(v);
-    ++kv_count_;
-  }
-  void KvF32(std::string_view k, float v) {
-    Str(k);
-    U32(kF32);
-    F32(v);
-    ++kv_count_;
-  }
   void Pad() {
     while (out_.size() % kAlignment != 0) out_.push_back('\0');
   }
@@ -162,74 +144,156 @@ double AsNumber(const Scalar& s) {
   return std::nan("");
 }
 
+bool BoolMeta(const std::map<std::string, Value>& meta, const std::string& key, bool fallback) {
+  auto it = meta.find(key);
+  if (it == meta.end() || it->second.is_array) return fallback;
+  if (const bool* b = std::get_if<bool>(&it->second.scalar)) return *b;
+  return fallback;
+}
+
+// llama.cpp's pre-tokenizer names ("tokenizer.ggml.pre") as tokenizer.json
+// pre-tokenizers.
+constexpr char kLlama3Split[] =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr char kQwen2Split[] =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+absl::StatusOr<Json> PreTokenizerFor(const std::string& pre, bool* ignore_merges) {
+  auto split = [](const char* regex) {
+    return Json(Json::Object{{"type", "Split"},
+                             {"pattern", Json(Json::Object{{"Regex", regex}})},
+                             {"behavior", "Isolated"},
+                             {"invert", false}});
+  };
+  auto byte_level = [](bool regex) {
+    return Json(Json::Object{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", regex}});
+  };
+  auto seq = [](Json::Array steps) {
+    return Json(Json::Object{{"type", "Sequence"}, {"pretokenizers", Json(std::move(steps))}});
+  };
+  *ignore_merges = false;
+  if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3") {
+    *ignore_merges = true;  // As Llama 3's tokenizer.json.
+    return seq({split(kLlama3Split), byte_level(false)});
+  }
+  if (pre == "qwen2" || pre == "deepseek-r1-qwen") return seq({split(kQwen2Split), byte_level(false)});
+  if (pre == "smollm") {
+    return seq({Json(Json::Object{{"type", "Digits"}, {"individual_digits", true}}), byte_level(true)});
+  }
+  if (pre.empty() || pre == "default" || pre == "gpt2" || pre == "gpt-2") return byte_level(true);
+  return absl::InvalidArgumentError(StrCat("tokenizer.ggml.pre \"", pre,
+                                           "\" is not supported (llama-bpe, qwen2, smollm, gpt2)"));
+}
+
+// A GGUF "gpt2" (byte-level BPE) vocabulary as a tokenizer.json tokenizer:
+// tokens and merges from the metadata, control and user-defined tokens as
+// special added tokens.
+absl::StatusOr<std::unique_ptr<TokenCodec>> ByteLevelCodec(const std::string& path,
+                                                           const std::map<std::string, Value>& meta,
+                                                           const std::vector<std::string>& tokens,
+                                                           const std::vector<int>& types, CodecInfo info) {
+  Json::Object vocab;
+  Json::Array added;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    vocab[tokens[i]] = Json(static_cast<int64_t>(i));
+    if (types[i] == 3 || types[i] == 4) {
+      added.push_back(Json(Json::Object{{"id", Json(static_cast<int64_t>(i))},
+                                        {"content", tokens[i]},
+                                        {"special", types[i] == 3}}));
+    }
+  }
+  Json::Array merges;
+  if (auto it = meta.find("tokenizer.ggml.merges"); it != meta.end() && it->second.is_array) {
+    for (const Scalar& m : it->second.array) {
+      const std::string* s = std::get_if<std::string>(&m);
+      if (s == nullptr) return absl::DataLossError(StrCat(path, ": bad tokenizer.ggml.merges"));
+      merges.push_back(Json(*s));
+    }
+  }
+  auto pre_it = meta.find("tokenizer.ggml.pre");
+  const std::string* pre_name = pre_it != meta.end() && !pre_it->second.is_array
+                                    ? std::get_if<std::string>(&pre_it->second.scalar)
+                                    : nullptr;
+  bool ignore_merges = false;
+  auto pre = PreTokenizerFor(pre_name != nullptr ? *pre_name : "", &ignore_merges);
+  if (!pre.ok()) return absl::InvalidArgumentError(StrCat(path, ": ", pre.status().message()));
+  Json j(Json::Object{
+      {"model", Json(Json::Object{{"type", "BPE"},
+                                  {"vocab", Json(std::move(vocab))},
+                                  {"merges", Json(std::move(merges))},
+                                  {"ignore_merges", ignore_merges}})},
+      {"pre_tokenizer", *pre},
+      {"decoder", Json(Json::Object{{"type", "ByteLevel"}})},
+      {"added_tokens", Json(std::move(added))}});
+  auto tokenizer = nn::Tokenizer::FromJson(j);
+  if (!tokenizer.ok()) return absl::Status(tokenizer.status().code(), StrCat(path, ": ", tokenizer.status().message()));
+  const int n = static_cast<int>(tokens.size());
+  info.add_bos = info.bos_id >= 0 && BoolMeta(meta, "tokenizer.ggml.add_bos_token", false);
+  if (info.bos_id >= n || info.bos_id < -1) return absl::InvalidArgumentError(StrCat(path, ": bad bos_token_id"));
+  if (info.bos_id >= 0) info.bos_token = tokens[info.bos_id];
+  for (int id : info.end_ids) {
+    if (id >= n) return absl::InvalidArgumentError(StrCat(path, ": bad eos/eot token id"));
+  }
+  if (!info.end_ids.empty()) info.eos_token = tokens[info.end_ids[0]];
+  return std::unique_ptr<TokenCodec>(new HfCodec(*std::move(tokenizer), std::move(info)));
+}
+
 }  // namespace
 
-absl::Status WriteGguf(const std::string& path, const LlamaModel& model,
-                       const Llama2cTokenizer& tokenizer, GgufType type, const std::string& name) {
-  const LlamaConfig& c = model.config();
-  const LlamaModel::Weights w = model.weights();
-  std::vector<OutTensor> tensors;
-  const uint64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim();
-  tensors.push_back(Encode("token_embd.weight", w.embedding->data(), c.vocab_size, dim, type));
-  for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = StrCat("blk.", l, ".");
-    tensors.push_back(Encode(p + "attn_norm.weight", &(*w.rms_att)[l * dim], 1, dim, type));
-    tensors.push_back(Encode(p + "attn_q.weight", &(*w.wq)[l * dim * dim], dim, dim, type));
-    tensors.push_back(Encode(p + "attn_k.weight", &(*w.wk)[l * dim * kv], kv, dim, type));
-    tensors.push_back(Encode(p + "attn_v.weight", &(*w.wv)[l * dim * kv], kv, dim, type));
-    tensors.push_back(Encode(p + "attn_output.weight", &(*w.wo)[l * dim * dim], dim, dim, type));
-    tensors.push_back(Encode(p + "ffn_norm.weight", &(*w.rms_ffn)[l * dim], 1, dim, type));
-    tensors.push_back(Encode(p + "ffn_gate.weight", &(*w.w1)[l * dim * hid], hid, dim, type));
-    tensors.push_back(Encode(p + "ffn_down.weight", &(*w.w2)[l * dim * hid], dim, hid, type));
-    tensors.push_back(Encode(p + "ffn_up.weight", &(*w.w3)[l * dim * hid], hid, dim, type));
-  }
-  tensors.push_back(Encode("output_norm.weight", w.rms_final->data(), 1, dim, type));
-  if (!c.shared_classifier) {
-    tensors.push_back(Encode("output.weight", w.classifier->data(), c.vocab_size, dim, type));
-  }
-
+absl::Status WriteGgufFile(const std::string& path, const std::vector<GgufMeta>& metadata,
+                           const std::vector<GgufTensor>& in_tensors) {
   Writer kv_part;
-  kv_part.KvStr("general.architecture", "llama");
-  kv_part.KvStr("general.name", name);
-  kv_part.KvU32("general.alignment", kAlignment);
-  kv_part.KvU32("llama.context_length", c.seq_len);
-  kv_part.KvU32("llama.embedding_length", c.dim);
-  kv_part.KvU32("llama.block_count", c.n_layers);
-  kv_part.KvU32("llama.feed_forward_length", c.hidden_dim);
-  kv_part.KvU32("llama.attention.head_count", c.n_heads);
-  kv_part.KvU32("llama.attention.head_count_kv", c.n_kv_heads);
-  kv_part.KvU32("llama.rope.dimension_count", c.head_size());
-  kv_part.KvF32("llama.rope.freq_base", c.rope_theta);
-  kv_part.KvF32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
-  kv_part.KvStr("tokenizer.ggml.model", "llama");
-  {
-    kv_part.Str("tokenizer.ggml.tokens");
-    kv_part.U32(kArray);
-    kv_part.U32(kString);
-    kv_part.U64(tokenizer.tokens().size());
-    for (const std::string& t : tokenizer.tokens()) {
-      std::string spm;  // Spaces as U+2581.
-      for (char ch : t) {
-        if (ch == ' ') {
-          spm += kSpace;
-        } else {
-          spm.push_back(ch);
-        }
-      }
-      kv_part.Str(spm);
-    }
-    ++kv_part.kv_count_;
-    kv_part.Str("tokenizer.ggml.scores");
-    kv_part.U32(kArray);
-    kv_part.U32(kF32);
-    kv_part.U64(tokenizer.scores().size());
-    for (float s : tokenizer.scores()) kv_part.F32(s);
+  for (const GgufMeta& m : metadata) {
+    kv_part.Str(m.key);
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, uint32_t>) {
+            kv_part.U32(kU32);
+            kv_part.U32(v);
+          } else if constexpr (std::is_same_v<T, float>) {
+            kv_part.U32(kF32);
+            kv_part.F32(v);
+          } else if constexpr (std::is_same_v<T, bool>) {
+            kv_part.U32(kBool);
+            const uint8_t b = v ? 1 : 0;
+            kv_part.Raw(&b, 1);
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            kv_part.U32(kString);
+            kv_part.Str(v);
+          } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            kv_part.U32(kArray);
+            kv_part.U32(kString);
+            kv_part.U64(v.size());
+            for (const std::string& e : v) kv_part.Str(e);
+          } else if constexpr (std::is_same_v<T, std::vector<float>>) {
+            kv_part.U32(kArray);
+            kv_part.U32(kF32);
+            kv_part.U64(v.size());
+            for (float e : v) kv_part.F32(e);
+          } else {
+            static_assert(std::is_same_v<T, std::vector<int32_t>>);
+            kv_part.U32(kArray);
+            kv_part.U32(kI32);
+            kv_part.U64(v.size());
+            for (int32_t e : v) kv_part.Raw(&e, 4);
+          }
+        },
+        m.value);
     ++kv_part.kv_count_;
   }
-  kv_part.KvU32("tokenizer.ggml.bos_token_id", 1);
-  kv_part.KvU32("tokenizer.ggml.eos_token_id", 2);
-  kv_part.KvU32("tokenizer.ggml.unknown_token_id", 0);
-
+  std::vector<OutTensor> tensors;
+  for (const GgufTensor& t : in_tensors) {
+    const uint64_t cols = t.dims.empty() ? 1 : t.dims[0];
+    uint64_t n = 1;
+    for (uint64_t d : t.dims) n *= d;
+    if (n != t.values.size() || n == 0) {
+      return absl::InvalidArgumentError(StrCat("tensor ", t.name, ": ", t.values.size(), " values for its shape"));
+    }
+    OutTensor o = Encode(t.name, t.values.data(), n / cols, cols, t.type);
+    o.dims = t.dims;
+    tensors.push_back(std::move(o));
+  }
   Writer out;
   out.U32(kMagic);
   out.U32(3);
@@ -258,6 +322,71 @@ absl::Status WriteGguf(const std::string& path, const LlamaModel& model,
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) return absl::InternalError(StrCat("cannot rename to ", path));
   return absl::OkStatus();
+}
+
+absl::Status WriteGguf(const std::string& path, const LlamaModel& model,
+                       const Llama2cTokenizer& tokenizer, GgufType type, const std::string& name) {
+  if (model.has_attention_bias() || model.config().rope_scaling.type != RopeScaling::Type::kNone) {
+    return absl::UnimplementedError("only llama2.c-style models (no biases, no RoPE scaling) convert to GGUF");
+  }
+  const LlamaConfig& c = model.config();
+  const LlamaModel::Weights w = model.weights();
+  std::vector<GgufTensor> tensors;
+  const uint64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim();
+  auto add = [&](std::string tname, const std::vector<float>& all, uint64_t offset, uint64_t rows, uint64_t cols) {
+    GgufTensor t{std::move(tname), rows == 1 ? std::vector<uint64_t>{cols} : std::vector<uint64_t>{cols, rows},
+                 type, std::vector<float>(all.begin() + offset, all.begin() + offset + rows * cols)};
+    tensors.push_back(std::move(t));
+  };
+  add("token_embd.weight", *w.embedding, 0, c.vocab_size, dim);
+  for (uint64_t l = 0; l < static_cast<uint64_t>(c.n_layers); ++l) {
+    const std::string p = StrCat("blk.", l, ".");
+    add(p + "attn_norm.weight", *w.rms_att, l * dim, 1, dim);
+    add(p + "attn_q.weight", *w.wq, l * dim * dim, dim, dim);
+    add(p + "attn_k.weight", *w.wk, l * dim * kv, kv, dim);
+    add(p + "attn_v.weight", *w.wv, l * dim * kv, kv, dim);
+    add(p + "attn_output.weight", *w.wo, l * dim * dim, dim, dim);
+    add(p + "ffn_norm.weight", *w.rms_ffn, l * dim, 1, dim);
+    add(p + "ffn_gate.weight", *w.w1, l * dim * hid, hid, dim);
+    add(p + "ffn_down.weight", *w.w2, l * dim * hid, dim, hid);
+    add(p + "ffn_up.weight", *w.w3, l * dim * hid, hid, dim);
+  }
+  add("output_norm.weight", *w.rms_final, 0, 1, dim);
+  if (!c.shared_classifier) add("output.weight", *w.classifier, 0, c.vocab_size, dim);
+
+  std::vector<std::string> tokens;
+  for (const std::string& t : tokenizer.tokens()) {
+    std::string spm;  // Spaces as U+2581.
+    for (char ch : t) {
+      if (ch == ' ') {
+        spm += kSpace;
+      } else {
+        spm.push_back(ch);
+      }
+    }
+    tokens.push_back(std::move(spm));
+  }
+  const std::vector<GgufMeta> meta = {
+      {"general.architecture", std::string("llama")},
+      {"general.name", name},
+      {"general.alignment", static_cast<uint32_t>(kAlignment)},
+      {"llama.context_length", static_cast<uint32_t>(c.seq_len)},
+      {"llama.embedding_length", static_cast<uint32_t>(c.dim)},
+      {"llama.block_count", static_cast<uint32_t>(c.n_layers)},
+      {"llama.feed_forward_length", static_cast<uint32_t>(c.hidden_dim)},
+      {"llama.attention.head_count", static_cast<uint32_t>(c.n_heads)},
+      {"llama.attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads)},
+      {"llama.rope.dimension_count", static_cast<uint32_t>(c.head_size())},
+      {"llama.rope.freq_base", c.rope_theta},
+      {"llama.attention.layer_norm_rms_epsilon", c.norm_eps},
+      {"tokenizer.ggml.model", std::string("llama")},
+      {"tokenizer.ggml.tokens", std::move(tokens)},
+      {"tokenizer.ggml.scores", tokenizer.scores()},
+      {"tokenizer.ggml.bos_token_id", uint32_t{1}},
+      {"tokenizer.ggml.eos_token_id", uint32_t{2}},
+      {"tokenizer.ggml.unknown_token_id", uint32_t{0}},
+  };
+  return WriteGgufFile(path, meta, tensors);
 }
 
 absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
@@ -308,33 +437,68 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
     return std::isnan(v) ? fallback : v;
   };
   const std::string arch = str("general.architecture");
-  if (arch != "llama") {
-    return absl::InvalidArgumentError(StrCat(path, ": architecture \"", arch, "\" is not supported (llama only)"));
+  if (arch != "llama" && arch != "qwen2") {
+    return absl::InvalidArgumentError(StrCat(path, ": architecture \"", arch,
+                                             "\" is not supported (llama, qwen2)"));
   }
+  const std::string a = arch + ".";
   LlamaConfig c;
-  c.dim = static_cast<int>(num("llama.embedding_length", 0));
-  c.hidden_dim = static_cast<int>(num("llama.feed_forward_length", 0));
-  c.n_layers = static_cast<int>(num("llama.block_count", 0));
-  c.n_heads = static_cast<int>(num("llama.attention.head_count", 0));
-  c.n_kv_heads = static_cast<int>(num("llama.attention.head_count_kv", c.n_heads));
-  c.seq_len = static_cast<int>(num("llama.context_length", 2048));
-  c.rope_theta = static_cast<float>(num("llama.rope.freq_base", 10000.0));
-  c.norm_eps = static_cast<float>(num("llama.attention.layer_norm_rms_epsilon", 1e-5));
-  // Tokenizer.
-  if (str("tokenizer.ggml.model") != "llama") {
-    return absl::InvalidArgumentError(StrCat(path, ": tokenizer \"", str("tokenizer.ggml.model"),
-                                             "\" is not supported (SentencePiece \"llama\" only)"));
+  c.dim = static_cast<int>(num(a + "embedding_length", 0));
+  c.hidden_dim = static_cast<int>(num(a + "feed_forward_length", 0));
+  c.n_layers = static_cast<int>(num(a + "block_count", 0));
+  c.n_heads = static_cast<int>(num(a + "attention.head_count", 0));
+  c.n_kv_heads = static_cast<int>(num(a + "attention.head_count_kv", c.n_heads));
+  c.seq_len = static_cast<int>(num(a + "context_length", 2048));
+  c.rope_theta = static_cast<float>(num(a + "rope.freq_base", 10000.0));
+  c.norm_eps = static_cast<float>(num(a + "attention.layer_norm_rms_epsilon", 1e-5));
+  if (const std::string scaling = str(a + "rope.scaling.type"); !scaling.empty() && scaling != "none") {
+    if (scaling != "linear") {
+      return absl::InvalidArgumentError(StrCat(path, ": rope scaling \"", scaling,
+                                               "\" is not supported (linear)"));
+    }
+    c.rope_scaling.type = RopeScaling::Type::kLinear;
+    c.rope_scaling.factor = static_cast<float>(num(a + "rope.scaling.factor", 1.0));
+    if (!(c.rope_scaling.factor > 0)) return absl::InvalidArgumentError(StrCat(path, ": bad rope scaling factor"));
   }
+  // Tokenizer.
   auto tok_it = meta.find("tokenizer.ggml.tokens");
-  auto score_it = meta.find("tokenizer.ggml.scores");
   if (tok_it == meta.end() || !tok_it->second.is_array) {
     return absl::InvalidArgumentError(StrCat(path, ": no tokenizer.ggml.tokens"));
   }
+  std::vector<std::string> raw_tokens;
+  for (const Scalar& t : tok_it->second.array) {
+    const std::string* s = std::get_if<std::string>(&t);
+    if (s == nullptr) return r.Truncated();
+    raw_tokens.push_back(*s);
+  }
+  std::vector<int> types(raw_tokens.size(), 1);
+  if (auto it = meta.find("tokenizer.ggml.token_type"); it != meta.end() && it->second.is_array) {
+    for (size_t i = 0; i < std::min(types.size(), it->second.array.size()); ++i) {
+      types[i] = static_cast<int>(AsNumber(it->second.array[i]));
+    }
+  }
+  CodecInfo info;
+  info.bos_id = static_cast<int>(num("tokenizer.ggml.bos_token_id", -1));
+  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                          "tokenizer.ggml.eom_token_id"}) {
+    const int id = static_cast<int>(num(key, -1));
+    if (id >= 0) info.end_ids.push_back(id);
+  }
+  info.chat_template = str("tokenizer.chat_template");
+  const std::string tokenizer_model = str("tokenizer.ggml.model");
+  GgufModel out;
   std::vector<std::string> tokens;
   std::vector<float> scores;
-  for (size_t i = 0; i < tok_it->second.array.size(); ++i) {
-    const std::string* s = std::get_if<std::string>(&tok_it->second.array[i]);
-    if (s == nullptr) return r.Truncated();
+  if (tokenizer_model == "gpt2") {
+    ASSIGN_OR_RETURN(out.tokenizer, ByteLevelCodec(path, meta, raw_tokens, types, info));
+    c.vocab_size = static_cast<int>(raw_tokens.size());
+  } else if (tokenizer_model != "llama") {
+    return absl::InvalidArgumentError(StrCat(path, ": tokenizer \"", tokenizer_model,
+                                             "\" is not supported (SentencePiece \"llama\", byte-level BPE \"gpt2\")"));
+  }
+  auto score_it = meta.find("tokenizer.ggml.scores");
+  for (size_t i = 0; i < raw_tokens.size() && tokenizer_model == "llama"; ++i) {
+    const std::string* s = &raw_tokens[i];
     std::string t;
     for (size_t p = 0; p < s->size();) {
       if (s->compare(p, kSpace.size(), kSpace) == 0) {
@@ -349,7 +513,7 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
                            i < score_it->second.array.size();
     scores.push_back(has_score ? static_cast<float>(AsNumber(score_it->second.array[i])) : 0.0f);
   }
-  c.vocab_size = static_cast<int>(tokens.size());
+  c.vocab_size = static_cast<int>(raw_tokens.size());
   // Tensor infos, then the aligned data section.
   struct Info {
     std::vector<uint64_t> dims;
@@ -445,9 +609,53 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
   } else {
     ASSIGN_OR_RETURN(w[11], load("output.weight", c.vocab_size, dim));
   }
-  GgufModel out;
+  if (arch == "qwen2") {
+    // Qwen2 GGUFs keep Hugging Face's rotate-half Q/K layout (llama.cpp
+    // rotates them NeoX-style); LlamaModel rotates interleaved pairs.
+    const size_t hs = c.head_size();
+    for (int group : {2, 3}) {
+      const int heads = group == 2 ? c.n_heads : c.n_kv_heads;
+      const size_t per_layer = heads * hs * dim;
+      for (uint64_t l = 0; l < L; ++l) {
+        std::vector<float> t(w[group].begin() + l * per_layer, w[group].begin() + (l + 1) * per_layer);
+        RotateHalfToInterleaved(&t, heads, static_cast<int>(hs), dim);
+        std::copy(t.begin(), t.end(), w[group].begin() + l * per_layer);
+      }
+    }
+    w.resize(15);
+    RETURN_IF_ERROR(append(12, "attn_q.bias", 1, dim));
+    RETURN_IF_ERROR(append(13, "attn_k.bias", 1, kv));
+    RETURN_IF_ERROR(append(14, "attn_v.bias", 1, kv));
+    for (int group : {12, 13}) {
+      const int heads = group == 12 ? c.n_heads : c.n_kv_heads;
+      const size_t per_layer = heads * hs;
+      for (uint64_t l = 0; l < L; ++l) {
+        std::vector<float> t(w[group].begin() + l * per_layer, w[group].begin() + (l + 1) * per_layer);
+        RotateHalfToInterleaved(&t, heads, static_cast<int>(hs), 1);
+        std::copy(t.begin(), t.end(), w[group].begin() + l * per_layer);
+      }
+    }
+  }
+  if (infos.contains("rope_freqs.weight")) {
+    ASSIGN_OR_RETURN(c.rope_freq_factors, load("rope_freqs.weight", 1, c.head_size() / 2));
+  }
   ASSIGN_OR_RETURN(out.model, LlamaModel::FromWeights(c, std::move(w)));
-  out.tokenizer = Llama2cTokenizer::FromVocab(std::move(tokens), std::move(scores));
+  if (out.tokenizer == nullptr) {
+    auto spm = Llama2cTokenizer::FromVocab(std::move(tokens), std::move(scores));
+    std::vector<int> specials;
+    for (size_t i = 0; i < types.size(); ++i) {
+      if (types[i] == 3 || types[i] == 4) specials.push_back(static_cast<int>(i));  // Control, user-defined.
+    }
+    spm->SetSpecialTokens(std::move(specials));
+    CodecInfo& si = *spm->mutable_info();
+    if (info.bos_id >= 0) si.bos_id = info.bos_id;
+    if (!info.end_ids.empty()) si.end_ids = info.end_ids;
+    si.add_bos = BoolMeta(meta, "tokenizer.ggml.add_bos_token", true);
+    si.chat_template = info.chat_template;
+    if (si.bos_id >= 0 && si.bos_id < spm->vocab_size()) si.bos_token = spm->tokens()[si.bos_id];
+    if (!si.end_ids.empty() && si.end_ids[0] < spm->vocab_size()) si.eos_token = spm->tokens()[si.end_ids[0]];
+    out.tokenizer = std::move(spm);
+  }
   return out;
 }
 

@@ -1,7 +1,11 @@
-// GGUF (version 3, as llama.cpp writes it): Llama-architecture models with
-// F32, F16 and Q8_0 tensors and the SentencePiece-style tokenizer in the
-// metadata ("tokenizer.ggml.model" = "llama": tokens with U+2581 for
-// spaces, merge scores). Tensors are dequantised to float32 at load.
+// GGUF (version 3, as llama.cpp writes it): "llama" and "qwen2"
+// architectures (q/k/v biases; rotate-half Q/K reordered at load) with F32,
+// F16 and Q8_0 tensors, linear RoPE scaling and rope_freqs; the tokenizer
+// from the metadata: SentencePiece "llama" (tokens with U+2581 for spaces,
+// merge scores) or byte-level BPE "gpt2" (tokens, merges and the
+// pre-tokenizer named by tokenizer.ggml.pre: llama-bpe, qwen2, smollm,
+// gpt2), control tokens recognised in prompts, BOS / EOS / EOT ids and the
+// chat template. Tensors are dequantised to float32 at load.
 //
 // Writing: a llama2.c checkpoint converts to GGUF (F32, F16 or Q8_0;
 // norms and rows whose length is not a multiple of 32 stay F32 in Q8_0
@@ -13,6 +17,8 @@
 
 #include <memory>
 #include <string>
+#include <variant>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "llm/llama2c.h"
@@ -23,13 +29,35 @@ enum class GgufType { kF32 = 0, kF16 = 1, kQ8_0 = 8 };
 
 struct GgufModel {
   std::unique_ptr<LlamaModel> model;
-  std::unique_ptr<Llama2cTokenizer> tokenizer;
+  // Llama2cTokenizer for SentencePiece vocabularies, HfCodec for "gpt2".
+  std::unique_ptr<TokenCodec> tokenizer;
 };
 
 // DATA_LOSS for a truncated or malformed file, INVALID_ARGUMENT for an
 // unsupported architecture, tensor type or tokenizer.
 absl::StatusOr<GgufModel> LoadGguf(const std::string& path);
 
+// A metadata entry and a tensor for WriteGgufFile. Tensor dims are GGUF's
+// (ne[0], the row length, first); values row-major, encoded as `type`
+// (Q8_0 falls back to F32 for vectors and rows not a multiple of 32).
+struct GgufMeta {
+  std::string key;
+  std::variant<uint32_t, float, bool, std::string, std::vector<std::string>, std::vector<float>,
+               std::vector<int32_t>>
+      value;
+};
+struct GgufTensor {
+  std::string name;
+  std::vector<uint64_t> dims;
+  GgufType type = GgufType::kF32;
+  std::vector<float> values;
+};
+// Writes a GGUF v3 file (through a temporary file and a rename).
+absl::Status WriteGgufFile(const std::string& path, const std::vector<GgufMeta>& metadata,
+                           const std::vector<GgufTensor>& tensors);
+
+// A llama2.c-style model (no biases, no RoPE scaling; else UNIMPLEMENTED)
+// and its SentencePiece tokenizer as a "llama" GGUF.
 absl::Status WriteGguf(const std::string& path, const LlamaModel& model,
                        const Llama2cTokenizer& tokenizer, GgufType type,
                        const std::string& name = "llama");

@@ -638,10 +638,12 @@ int Sampler::Sample(std::vector<float> logits) {
 
 // ---- Generation -------------------------------------------------------------
 
-Generation Generate(const LlamaModel& model, const Llama2cTokenizer& tokenizer,
+Generation Generate(const LlamaModel& model, const TokenCodec& tokenizer,
                     std::string_view prompt, int steps, Sampler* sampler) {
   Generation g;
-  g.prompt_ids = tokenizer.Encode(prompt, /*bos=*/true, /*eos=*/false);
+  auto ids = tokenizer.Tokenize(prompt, /*bos=*/true);
+  if (!ids.ok() || ids->empty()) return g;
+  g.prompt_ids = *std::move(ids);
   steps = std::min(steps, model.config().seq_len);
   constexpr int kBlock = 16;
   PagedKvCache cache(model.config(), (steps + kBlock - 1) / kBlock, kBlock);
@@ -653,7 +655,7 @@ Generation Generate(const LlamaModel& model, const Llama2cTokenizer& tokenizer,
     const int next = pos + 1 < static_cast<int>(g.prompt_ids.size())
                          ? g.prompt_ids[pos + 1]
                          : sampler->Sample(std::move(logits));
-    if (next == 1) break;  // BOS ends the text.
+    if (next == tokenizer.info().bos_id) break;  // BOS ends the text.
     g.ids.push_back(next);
     std::string piece = tokenizer.Decode(token, next);
     // run.c's safe_printf: lone unprintable bytes are not printed.

@@ -8,6 +8,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "llm/gguf.h"
+#include "llm/hf_model.h"
 
 namespace quiver::server {
 namespace {
@@ -60,6 +61,11 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
       ASSIGN_OR_RETURN(llm::GgufModel g, llm::LoadGguf(options.llm_model_path));
       host->llm_ = std::move(g.model);
       host->llm_tokenizer_ = std::move(g.tokenizer);
+    } else if (std::filesystem::is_directory(options.llm_model_path)) {
+      // A Hugging Face directory: config.json, safetensors, tokenizer.json.
+      ASSIGN_OR_RETURN(llm::LoadedLlm hf, llm::LoadHfModel(options.llm_model_path));
+      host->llm_ = std::move(hf.model);
+      host->llm_tokenizer_ = std::move(hf.tokenizer);
     } else {
       ASSIGN_OR_RETURN(host->llm_, llm::LlamaModel::LoadLlama2c(options.llm_model_path));
       std::string tok = options.llm_tokenizer_path;
@@ -69,7 +75,9 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
       ASSIGN_OR_RETURN(host->llm_tokenizer_,
                        llm::Llama2cTokenizer::Load(tok, host->llm_->config().vocab_size));
     }
-    host->llm_name_ = std::filesystem::path(options.llm_model_path).stem().string();
+    host->llm_name_ = std::filesystem::is_directory(options.llm_model_path)
+                          ? ModelName(options.llm_model_path)
+                          : std::filesystem::path(options.llm_model_path).stem().string();
     host->scheduler_ = std::make_unique<llm::Scheduler>(host->llm_.get(), host->llm_tokenizer_.get(),
                                                         options.scheduler);
     const llm::LlamaConfig& c = host->llm_->config();

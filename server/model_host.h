@@ -24,7 +24,7 @@ struct ModelOptions {
   std::string rerank_model_dir;  // Empty: none.
   std::string device = "auto";   // auto | cpu | cuda.
   embed::WorkerOptions worker;
-  std::string llm_model_path;      // llama2.c checkpoint; empty: none.
+  std::string llm_model_path;      // .gguf, Hugging Face directory or llama2.c checkpoint; empty: none.
   std::string llm_tokenizer_path;  // Empty: tokenizer.bin next to the checkpoint.
   llm::SchedulerOptions scheduler;
   size_t max_inputs = 2048;      // Texts per Embed request / documents per Rerank.
@@ -47,6 +47,7 @@ class ModelHost : public TextEmbedder {
   bool has_reranker() const { return reranker_ != nullptr; }
   bool has_generator() const { return scheduler_ != nullptr; }
   const std::string& llm_name() const { return llm_name_; }
+  const llm::TokenCodec* llm_tokenizer() const { return llm_tokenizer_.get(); }
   llm::Scheduler* scheduler() { return scheduler_.get(); }
   std::string_view device() const { return backend_->name(); }
   size_t embed_max_tokens() const { return embedder_ ? embedder_->max_tokens() : 0; }
@@ -75,7 +76,7 @@ class ModelHost : public TextEmbedder {
   std::unique_ptr<embed::BatchingWorker> embed_worker_, rerank_worker_;
   std::string embed_name_, rerank_name_, llm_name_;
   std::unique_ptr<llm::LlamaModel> llm_;
-  std::unique_ptr<llm::Llama2cTokenizer> llm_tokenizer_;
+  std::unique_ptr<llm::TokenCodec> llm_tokenizer_;
   std::unique_ptr<llm::Scheduler> scheduler_;
 };
 

@@ -29,7 +29,9 @@ TEST_F(GgufTest, F32GivesLlama2csExactTokens) {
   GgufModel g = Convert(GgufType::kF32);
   ASSERT_NE(g.model, nullptr);
   EXPECT_EQ(g.model->config().n_kv_heads, 4);
-  EXPECT_EQ(g.tokenizer->tokens(), tokenizer_->tokens());  // Spaces round-trip through U+2581.
+  const auto* spm = dynamic_cast<const Llama2cTokenizer*>(g.tokenizer.get());
+  ASSERT_NE(spm, nullptr);
+  EXPECT_EQ(spm->tokens(), tokenizer_->tokens());  // Spaces round-trip through U+2581.
   Sampler greedy(0.0f, 0.9f, 1);
   EXPECT_EQ(Generate(*g.model, *g.tokenizer, "", 200, &greedy).ids,
             GeneratedIds(dir_ + "/expected_greedy_n200.ids"));
