@@ -60,7 +60,9 @@ Commands:
   models                                   the loaded models
   generate PROMPT [--max-tokens=256] [--temperature=0] [--top-p=P] [--top-k=K]
                   [--repetition-penalty=R] [--seed=S] [--stop=TEXT]
-                                           streams generated text as it is produced
+                  [--chat [--system=TEXT]]  streams generated text as it is produced;
+                                           --chat sends PROMPT as a user message
+                                           through the model's chat template
   update COLLECTION ID [--values=JSON] [--set-metadata=JSON] [--text=TEXT] [--namespace=NS]
   delete COLLECTION (ID... | --filter=JSON | --all) [--namespace=NS]
   list-ids COLLECTION [--prefix=P] [--limit=100] [--token=T] [--namespace=NS]
@@ -75,10 +77,11 @@ const std::set<std::string> kKnownOptions = {
     "include-metadata", "explain", "exact", "values", "set-metadata", "text", "all", "prefix",
     "limit", "token", "m", "ef-construction", "ef-search", "text-analyzer", "sparse", "fusion",
     "rrf-k", "candidates", "dense-weight", "sparse-weight", "text-weight", "model", "normalize",
-    "top-n", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed", "stop"};
+    "top-n", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed", "stop",
+    "chat", "system"};
 
 const std::set<std::string> kBooleans = {"json", "resume", "include-values", "include-metadata",
-                                         "explain", "all", "help", "exact", "normalize"};
+                                         "explain", "all", "help", "exact", "normalize", "chat"};
 
 struct UsageError {
   std::string message;
@@ -518,7 +521,19 @@ class Cli {
   int Generate() {
     v1::GenerateRequest req;
     if (args_.positional().size() != 2) return Usage("generate needs one PROMPT (quote it)");
-    req.set_prompt(args_.positional()[1]);
+    if (args_.Has("chat")) {
+      if (args_.Has("system")) {
+        v1::ChatMessage* sys = req.add_messages();
+        sys->set_role("system");
+        sys->set_content(args_.Get("system"));
+      }
+      v1::ChatMessage* user = req.add_messages();
+      user->set_role("user");
+      user->set_content(args_.positional()[1]);
+    } else {
+      if (args_.Has("system")) return Usage("--system needs --chat");
+      req.set_prompt(args_.positional()[1]);
+    }
     req.set_model(args_.Get("model"));
     v1::SamplingParams* sp = req.mutable_sampling();
     auto max_tokens = args_.GetInt("max-tokens", 256, 1, 1 << 20);

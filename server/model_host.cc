@@ -80,12 +80,33 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
                           : std::filesystem::path(options.llm_model_path).stem().string();
     host->scheduler_ = std::make_unique<llm::Scheduler>(host->llm_.get(), host->llm_tokenizer_.get(),
                                                         options.scheduler);
+    const std::string& source = host->llm_tokenizer_->info().chat_template;
+    if (source.empty()) {
+      host->chat_template_error_ = absl::InvalidArgumentError(
+          StrCat("model ", host->llm_name_, " has no chat template; send a prompt instead of messages"));
+    } else if (auto t = llm::ChatTemplate::Parse(source); t.ok()) {
+      host->chat_template_ = *std::move(t);
+    } else {
+      host->chat_template_error_ = absl::InvalidArgumentError(
+          StrCat("model ", host->llm_name_, "'s chat template cannot be used: ", t.status().message()));
+      Log(LogLevel::kWarning, "chat template not usable; messages requests will be refused",
+          {{"model", host->llm_name_}, {"error", std::string(t.status().message())}});
+    }
     const llm::LlamaConfig& c = host->llm_->config();
     Log(LogLevel::kInfo, "generator loaded",
         {{"model", host->llm_name_}, {"dim", c.dim}, {"layers", c.n_layers},
          {"context", c.seq_len}, {"max_seqs", options.scheduler.max_seqs}});
   }
   return host;
+}
+
+absl::StatusOr<std::string> ModelHost::RenderChat(const std::vector<llm::ChatMessage>& messages,
+                                                  bool* add_bos) const {
+  if (chat_template_ == nullptr) return chat_template_error_;
+  const llm::CodecInfo& info = llm_tokenizer_->info();
+  ASSIGN_OR_RETURN(std::string text, chat_template_->Render({messages, true, info.bos_token, info.eos_token}));
+  *add_bos = info.bos_token.empty() || !text.starts_with(info.bos_token);
+  return text;
 }
 
 ModelHost::~ModelHost() {

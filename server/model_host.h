@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "embed/model.h"
 #include "embed/worker.h"
+#include "llm/chat_template.h"
 #include "llm/llama2c.h"
 #include "llm/scheduler.h"
 #include "nn/backend.h"
@@ -48,6 +49,12 @@ class ModelHost : public TextEmbedder {
   bool has_generator() const { return scheduler_ != nullptr; }
   const std::string& llm_name() const { return llm_name_; }
   const llm::TokenCodec* llm_tokenizer() const { return llm_tokenizer_.get(); }
+  // The generator's chat template applied to `messages` with the assistant
+  // prompt appended; *add_bos is false when the text already starts with
+  // BOS. INVALID_ARGUMENT when the model has no usable template or the
+  // template rejects the conversation.
+  absl::StatusOr<std::string> RenderChat(const std::vector<llm::ChatMessage>& messages,
+                                         bool* add_bos) const;
   llm::Scheduler* scheduler() { return scheduler_.get(); }
   std::string_view device() const { return backend_->name(); }
   size_t embed_max_tokens() const { return embedder_ ? embedder_->max_tokens() : 0; }
@@ -78,6 +85,8 @@ class ModelHost : public TextEmbedder {
   std::unique_ptr<llm::LlamaModel> llm_;
   std::unique_ptr<llm::TokenCodec> llm_tokenizer_;
   std::unique_ptr<llm::Scheduler> scheduler_;
+  std::unique_ptr<llm::ChatTemplate> chat_template_;
+  absl::Status chat_template_error_;  // Why there is none.
 };
 
 }  // namespace quiver::server

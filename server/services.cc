@@ -306,13 +306,28 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
                                                    "\"; this server has \"", host_->llm_name(),
                                                    "\"")));
   }
-  if (req->messages_size() > 0) {
-    return ToGrpcStatus(absl::InvalidArgumentError(
-        "this model has no chat template (llama2.c checkpoints carry none); send a prompt"));
-  }
   const v1::SamplingParams& sp = req->sampling();
   llm::GenerateParams p;
   p.prompt = req->prompt();
+  if (req->messages_size() > 0) {
+    if (!req->prompt().empty()) {
+      return ToGrpcStatus(absl::InvalidArgumentError("send a prompt or messages, not both"));
+    }
+    std::vector<llm::ChatMessage> messages;
+    for (int i = 0; i < req->messages_size(); ++i) {
+      const v1::ChatMessage& m = req->messages(i);
+      if (m.role().empty()) {
+        return ToGrpcStatus(absl::InvalidArgumentError(StrCat("message ", i, " has no role")));
+      }
+      if (!IsValidUtf8(m.role()) || !IsValidUtf8(m.content())) {
+        return ToGrpcStatus(absl::InvalidArgumentError(StrCat("message ", i, " is not valid UTF-8")));
+      }
+      messages.push_back({m.role(), m.content()});
+    }
+    auto rendered = host_->RenderChat(messages, &p.add_bos);
+    if (!rendered.ok()) return ToGrpcStatus(rendered.status());
+    p.prompt = *std::move(rendered);
+  }
   p.temperature = sp.temperature();
   p.top_k = static_cast<int>(sp.top_k());
   p.top_p = sp.top_p() == 0 ? 1.0f : sp.top_p();
