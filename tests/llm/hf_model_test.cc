@@ -317,6 +317,22 @@ TEST_P(HfModelTest, GgufOfTheSameModelMatches) {
   EXPECT_EQ(g->tokenizer->info().eos_token, qwen ? "<|im_end|>" : "<|endoftext|>");
 }
 
+TEST(TakeCompleteUtf8Test, HoldsBackPartialCharacters) {
+  std::string bytes = "a\xED\x95";  // "a" and the first two bytes of 한.
+  EXPECT_EQ(TakeCompleteUtf8(&bytes), "a");
+  EXPECT_EQ(bytes, "\xED\x95");
+  bytes += "\x9C!";
+  EXPECT_EQ(TakeCompleteUtf8(&bytes), "\xED\x95\x9C!");
+  EXPECT_EQ(bytes, "");
+  // Bytes that can never complete a character become U+FFFD at once.
+  bytes = "\x80x\xC3(";
+  EXPECT_EQ(TakeCompleteUtf8(&bytes), "\xEF\xBF\xBDx\xEF\xBF\xBD(");
+  EXPECT_EQ(bytes, "");
+  bytes = "\xF0\x9F";  // Incomplete 4-byte character at the end: waits.
+  EXPECT_EQ(TakeCompleteUtf8(&bytes), "");
+  EXPECT_EQ(bytes, "\xF0\x9F");
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, HfModelTest, ::testing::Values("llama", "qwen2"));
 
 }  // namespace
