@@ -74,35 +74,69 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Dot4(
   out[3] = s3 + t3;
 }
 
-// Dot products of two weight rows with kSeqs vectors (2 x kSeqs
-// independent accumulator chains), each summed exactly as Dot sums it.
-// out[k * kSeqs + r] = w_k . x_r.
-constexpr int kSeqs = 8;
-__attribute__((target_clones("avx512f", "avx2", "default"))) void Dot2xN(
-    const float* w0, const float* w1, const float* const* x, int n, float* out) {
-  float a[2 * kSeqs][16] = {};
+// Dot products of four consecutive weight rows (stride n) with four
+// vectors: out[k * 4 + r] = w_k . x_r, each summed exactly as Dot sums it.
+// Each loaded chunk of x serves four rows and each chunk of w four
+// vectors, so a step with many sequences reads less of x from cache than
+// Dot2xN does.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Dot4x4(
+    const float* w, int n, const float* const* x, float* out) {
+  const size_t stride = static_cast<size_t>(n);
+  const float *w0 = w, *w1 = w + stride, *w2 = w + 2 * stride, *w3 = w + 3 * stride;
+  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+  float a[16][16] = {};
   int j = 0;
   for (; j + 16 <= n; j += 16) {
+    // The next four rows (they follow in memory) at this offset.
+    __builtin_prefetch(w3 + stride + j, 0, 3);
+    __builtin_prefetch(w3 + 2 * stride + j, 0, 3);
+    __builtin_prefetch(w3 + 3 * stride + j, 0, 3);
+    __builtin_prefetch(w3 + 4 * stride + j, 0, 3);
     for (int l = 0; l < 16; ++l) {
-      const float u = w0[j + l], v = w1[j + l];
-      for (int r = 0; r < kSeqs; ++r) {
-        const float y = x[r][j + l];
-        a[r][l] += u * y;
-        a[kSeqs + r][l] += v * y;
-      }
+      const float y0 = x0[j + l], y1 = x1[j + l], y2 = x2[j + l], y3 = x3[j + l];
+      const float u0 = w0[j + l], u1 = w1[j + l], u2 = w2[j + l], u3 = w3[j + l];
+      a[0][l] += u0 * y0;
+      a[1][l] += u0 * y1;
+      a[2][l] += u0 * y2;
+      a[3][l] += u0 * y3;
+      a[4][l] += u1 * y0;
+      a[5][l] += u1 * y1;
+      a[6][l] += u1 * y2;
+      a[7][l] += u1 * y3;
+      a[8][l] += u2 * y0;
+      a[9][l] += u2 * y1;
+      a[10][l] += u2 * y2;
+      a[11][l] += u2 * y3;
+      a[12][l] += u3 * y0;
+      a[13][l] += u3 * y1;
+      a[14][l] += u3 * y2;
+      a[15][l] += u3 * y3;
     }
   }
-  float t[2 * kSeqs] = {};
+  float t[16] = {};
   for (; j < n; ++j) {
-    for (int r = 0; r < kSeqs; ++r) {
-      t[r] += w0[j] * x[r][j];
-      t[kSeqs + r] += w1[j] * x[r][j];
+    for (int k = 0; k < 4; ++k) {
+      for (int r = 0; r < 4; ++r) t[k * 4 + r] += w[k * stride + j] * x[r][j];
     }
   }
-  for (int k = 0; k < 2 * kSeqs; ++k) {
-    float sum = 0.0f;
-    for (int l = 0; l < 16; ++l) sum += a[k][l];
-    out[k] = sum + t[k];
+  float sum[16] = {};
+  for (int l = 0; l < 16; ++l) {
+    for (int k = 0; k < 16; ++k) sum[k] += a[k][l];
+  }
+  for (int k = 0; k < 16; ++k) out[k] = sum[k] + t[k];
+}
+
+// Attention scores of one query head against the keys of one KV block
+// (stored [head component][position]): acc[t] += q[i] * k_t[i] over i in
+// order, so each position's score is summed exactly as the plain loop sums
+// it, while the block's positions share each vector instruction.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void BlockScores(
+    const float* q, const float* kb, int head_size, int block_size, float* acc) {
+  for (int t = 0; t < block_size; ++t) acc[t] = 0.0f;
+  for (int i = 0; i < head_size; ++i) {
+    const float qi = q[i];
+    const float* row = kb + static_cast<size_t>(i) * block_size;
+    for (int t = 0; t < block_size; ++t) acc[t] += qi * row[t];
   }
 }
 
@@ -284,30 +318,29 @@ void PagedKvCache::Free(int block) { free_.push_back(block); }
 
 namespace {
 
-// Rows x = W[d][n] X[rows][n]: each weight row is read once for all rows
-// (from cache for the second and later rows); the same Dot as MatMul.
+// Rows x = W[d][n] X[rows][n]: each weight row is read from memory once for
+// all rows. Blocks of four weight rows x four sequences (Dot4x4); leftover
+// sequences take Dot4 (one row x four) or Dot; every dot product is summed
+// in Dot's lane order, so a row's result never depends on the batch.
 void BatchMatMul(float* out, const float* x, const float* w, int n, int d, int rows) {
-  const int pairs = d / 2;
+  const int quads = (d + 3) / 4;
 #pragma omp parallel for schedule(static) if (static_cast<int64_t>(n) * d * rows > (1 << 18))
-  for (int p = 0; p <= pairs; ++p) {
-    const int i0 = 2 * p;
-    if (i0 >= d) continue;
-    const float* w0 = w + static_cast<size_t>(i0) * n;
+  for (int q = 0; q < quads; ++q) {
+    const int i0 = 4 * q;
     int r = 0;
-    if (i0 + 1 < d) {
-      const float* w1 = w0 + n;
-      for (; r + kSeqs <= rows; r += kSeqs) {
-        const float* xs[kSeqs];
-        for (int k = 0; k < kSeqs; ++k) xs[k] = x + static_cast<size_t>(r + k) * n;
-        float o[2 * kSeqs];
-        Dot2xN(w0, w1, xs, n, o);
-        for (int k = 0; k < kSeqs; ++k) {
-          out[static_cast<size_t>(r + k) * d + i0] = o[k];
-          out[static_cast<size_t>(r + k) * d + i0 + 1] = o[kSeqs + k];
+    if (i0 + 4 <= d) {
+      const float* wq = w + static_cast<size_t>(i0) * n;
+      for (; r + 4 <= rows; r += 4) {
+        const float* xs[4];
+        for (int k = 0; k < 4; ++k) xs[k] = x + static_cast<size_t>(r + k) * n;
+        float o[16];
+        Dot4x4(wq, n, xs, o);
+        for (int k = 0; k < 4; ++k) {
+          for (int s = 0; s < 4; ++s) out[static_cast<size_t>(r + s) * d + i0 + k] = o[k * 4 + s];
         }
       }
     }
-    for (int i = i0; i < std::min(i0 + 2, d); ++i) {
+    for (int i = i0; i < std::min(i0 + 4, d); ++i) {
       const float* wrow = w + static_cast<size_t>(i) * n;
       int rr = r;
       for (; rr + 4 <= rows; rr += 4) {
@@ -337,9 +370,16 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
   for (int r = 0; r < rows; ++r) {
     std::copy_n(&embedding_[static_cast<size_t>(rows_in[r].token) * dim], dim, &x[static_cast<size_t>(r) * dim]);
   }
-  auto key_at = [&](const StepRow& row, int layer, int t) {
-    return cache->Key((*row.blocks)[t / bs], layer, t % bs);
-  };
+  // RoPE rotations per row, the same for every layer and head.
+  const int pairs = head_size / 2;
+  std::vector<float> rope_cos(static_cast<size_t>(rows) * pairs), rope_sin(rope_cos.size());
+  for (int r = 0; r < rows; ++r) {
+    for (int p = 0; p < pairs; ++p) {
+      const float val = rows_in[r].pos * inv_freq_[p];
+      rope_cos[static_cast<size_t>(r) * pairs + p] = std::cos(val);
+      rope_sin[static_cast<size_t>(r) * pairs + p] = std::sin(val);
+    }
+  }
   auto value_at = [&](const StepRow& row, int layer, int t) {
     return cache->Value((*row.blocks)[t / bs], layer, t % bs);
   };
@@ -365,9 +405,8 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
         for (int i = 0; i < kv_dim; ++i) vr[i] += bv[i];
       }
       for (int i = 0; i < dim; i += 2) {
-        const float freq = inv_freq_[(i % head_size) / 2];
-        const float val = pos * freq;
-        const float fcr = std::cos(val), fci = std::sin(val);
+        const size_t p = static_cast<size_t>(r) * pairs + (i % head_size) / 2;
+        const float fcr = rope_cos[p], fci = rope_sin[p];
         const int rotations = i < kv_dim ? 2 : 1;
         for (int rot = 0; rot < rotations; ++rot) {
           float* vec = rot == 0 ? qr : kr;
@@ -376,22 +415,24 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
           vec[i + 1] = v0 * fci + v1 * fcr;
         }
       }
-      std::copy_n(kr, kv_dim, key_at(rows_in[r], l, pos));
+      cache->StoreKey((*rows_in[r].blocks)[pos / bs], l, pos % bs, kr);
       std::copy_n(&v[static_cast<size_t>(r) * kv_dim], kv_dim, value_at(rows_in[r], l, pos));
     }
 #pragma omp parallel for schedule(dynamic) if (rows > 1)
     for (int r = 0; r < rows; ++r) {
       const StepRow& row = rows_in[r];
-      std::vector<float> att(row.pos + 1);
+      const int n_blocks = row.pos / bs + 1;
+      std::vector<float> att(static_cast<size_t>(n_blocks) * bs);
       for (int h = 0; h < c.n_heads; ++h) {
         const float* qh = &q[static_cast<size_t>(r) * dim + h * head_size];
         const int kvh = (h / kv_mul) * head_size;
-        for (int t = 0; t <= row.pos; ++t) {
-          const float* kt = key_at(row, l, t) + kvh;
-          float score = 0.0f;
-          for (int i = 0; i < head_size; ++i) score += qh[i] * kt[i];
-          att[t] = score / std::sqrt(static_cast<float>(head_size));
+        for (int b = 0; b < n_blocks; ++b) {
+          // Positions past row.pos in the last block hold stale keys; their
+          // scores are computed and never used.
+          BlockScores(qh, cache->KeyBlock((*row.blocks)[b], l) + static_cast<size_t>(kvh) * bs, head_size,
+                      bs, &att[static_cast<size_t>(b) * bs]);
         }
+        for (int t = 0; t <= row.pos; ++t) att[t] /= std::sqrt(static_cast<float>(head_size));
         Softmax(att.data(), row.pos + 1);
         float* out = &xb[static_cast<size_t>(r) * dim + h * head_size];
         std::fill(out, out + head_size, 0.0f);

@@ -59,12 +59,19 @@ class PagedKvCache {
   // -1 when none is free.
   int Allocate();
   void Free(int block);
-  float* Key(int block, int layer, int offset) { return Slot(k_, block, layer, offset); }
-  float* Value(int block, int layer, int offset) { return Slot(v_, block, layer, offset); }
+  // Keys are stored position-minor within a block ([kv_dim][block_size]),
+  // so one vector load gives a key component for a block's positions and
+  // attention scores are computed for all of them at once.
+  const float* KeyBlock(int block, int layer) const { return &k_[Base(block, layer)]; }
+  void StoreKey(int block, int layer, int offset, const float* key) {
+    float* kb = &k_[Base(block, layer)];
+    for (int i = 0; i < kv_dim_; ++i) kb[static_cast<size_t>(i) * block_size_ + offset] = key[i];
+  }
+  float* Value(int block, int layer, int offset) { return &v_[Base(block, layer) + static_cast<size_t>(offset) * kv_dim_]; }
 
  private:
-  float* Slot(std::unique_ptr<float[]>& pool, int block, int layer, int offset) {
-    return &pool[((static_cast<size_t>(block) * layers_ + layer) * block_size_ + offset) * kv_dim_];
+  size_t Base(int block, int layer) const {
+    return (static_cast<size_t>(block) * layers_ + layer) * block_size_ * kv_dim_;
   }
   int block_size_, layers_, kv_dim_;
   size_t num_blocks_;
