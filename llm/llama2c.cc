@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <queue>
 
 #include "common/coding.h"
 #include "common/strings.h"
@@ -539,23 +540,53 @@ std::vector<int> Llama2cTokenizer::Encode(std::string_view text, bool bos, bool 
     }
     i += len;
   }
-  // Merge the best-scoring adjacent pair until none is in the vocabulary.
-  while (true) {
-    float best_score = -1e10f;
-    int best_id = -1;
-    size_t best_idx = 0;
-    for (size_t i = 0; i + 1 < tokens.size(); ++i) {
-      const int id = Lookup(vocab_[tokens[i]] + vocab_[tokens[i + 1]]);
-      if (id >= 0 && scores_[id] > best_score) {
-        best_score = scores_[id];
-        best_id = id;
-        best_idx = i;
-      }
-    }
-    if (best_id < 0) break;
-    tokens[best_idx] = best_id;
-    tokens.erase(tokens.begin() + best_idx + 1);
+  // Merge the best-scoring adjacent pair (the leftmost among equals) until
+  // none is in the vocabulary: run.c's rule, kept with a heap over a linked
+  // list so long prompts take O(n log n), not O(n^2).
+  const size_t n = tokens.size();
+  std::vector<int> next(n), prev(n);
+  for (size_t i = 0; i < n; ++i) {
+    next[i] = i + 1 < n ? static_cast<int>(i + 1) : -1;
+    prev[i] = static_cast<int>(i) - 1;
   }
+  struct Candidate {
+    float score;
+    int left, left_id, right_id, merged;
+    bool operator<(const Candidate& o) const {  // Max-heap: best score, then leftmost.
+      return score != o.score ? score < o.score : left > o.left;
+    }
+  };
+  std::priority_queue<Candidate> heap;
+  std::string joined;
+  auto consider = [&](int i) {
+    if (i < 0 || next[i] < 0) return;
+    joined = vocab_[tokens[i]];
+    joined += vocab_[tokens[next[i]]];
+    const int id = Lookup(joined);
+    if (id >= 0) heap.push({scores_[id], i, tokens[i], tokens[next[i]], id});
+  };
+  for (size_t i = 0; i + 1 < n; ++i) consider(static_cast<int>(i));
+  std::vector<bool> gone(n, false);
+  while (!heap.empty()) {
+    const Candidate c = heap.top();
+    heap.pop();
+    if (gone[c.left] || next[c.left] < 0 || tokens[c.left] != c.left_id || tokens[next[c.left]] != c.right_id) {
+      continue;  // Stale: a neighbour merged since.
+    }
+    const int r = next[c.left];
+    tokens[c.left] = c.merged;
+    gone[r] = true;
+    next[c.left] = next[r];
+    if (next[r] >= 0) prev[next[r]] = c.left;
+    consider(prev[c.left]);
+    consider(c.left);
+  }
+  std::vector<int> merged;
+  merged.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!gone[i]) merged.push_back(tokens[i]);
+  }
+  tokens = std::move(merged);
   if (eos) tokens.push_back(2);
   return tokens;
 }

@@ -41,6 +41,60 @@ TEST_F(StoriesTest, HeaderAndTokenizer) {
   EXPECT_EQ(tokenizer_->Decode(5, 13), "\n");  // Byte fallback <0x0A>.
 }
 
+// run.c's merge loop written out plainly (rescan every pair, merge the best
+// score, the leftmost among equals): the tokenizer's heap must agree.
+std::vector<int> NaiveMerges(const Llama2cTokenizer& t, std::vector<int> ids) {
+  while (true) {
+    float best = -1e10f;
+    int best_id = -1;
+    size_t at = 0;
+    for (size_t i = 0; i + 1 < ids.size(); ++i) {
+      const std::string joined = t.tokens()[ids[i]] + t.tokens()[ids[i + 1]];
+      for (int id = 0; id < t.vocab_size(); ++id) {
+        if (t.tokens()[id] == joined && t.scores()[id] > best) {
+          best = t.scores()[id];
+          best_id = id;
+          at = i;
+        }
+      }
+    }
+    if (best_id < 0) return ids;
+    ids[at] = best_id;
+    ids.erase(ids.begin() + at + 1);
+  }
+}
+
+TEST_F(StoriesTest, LongPromptsMergeAsRunC) {
+  std::string text;
+  const char* words[] = {"Once", " upon", " a", " time", ", ", "the", " little", " girl", " saw", " a",
+                         " big", " dog.", "\n", " Zoo", "zzz", "  ", "caf\xC3\xA9", " \xF0\x9F\x98\x80"};
+  uint64_t state = 7;
+  while (text.size() < 1500) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    text += words[(state >> 33) % (sizeof(words) / sizeof(words[0]))];
+  }
+  const std::vector<int> got = tokenizer_->Encode(text, false, false);
+  // The unmerged start: dummy prefix, then characters or their bytes.
+  std::vector<int> start = {tokenizer_->Encode(" ", false, false)[0]};
+  for (size_t i = 0; i < text.size();) {
+    size_t len = 1;
+    while (i + len < text.size() && (static_cast<unsigned char>(text[i + len]) & 0xC0) == 0x80) ++len;
+    const std::string ch = text.substr(i, len);
+    int id = -1;
+    for (int k = 0; k < tokenizer_->vocab_size(); ++k) {
+      if (tokenizer_->tokens()[k] == ch) id = k;
+    }
+    if (id >= 0) {
+      start.push_back(id);
+    } else {
+      for (unsigned char b : ch) start.push_back(b + 3);
+    }
+    i += len;
+  }
+  EXPECT_EQ(got, NaiveMerges(*tokenizer_, start));
+  EXPECT_LT(got.size(), start.size() * 2 / 3);  // Merges happened (a 512-token vocabulary).
+}
+
 TEST_F(StoriesTest, GreedyReproducesLlama2c) {
   Check("expected_greedy_n200", "", 200, 0.0f, 0.9f, 1);
   Check("expected_greedy_n256", "", 256, 0.0f, 0.9f, 1);
