@@ -110,6 +110,9 @@ class LlamaModel {
   static absl::StatusOr<std::unique_ptr<LlamaModel>> FromWeights(
       const LlamaConfig& config, std::vector<std::vector<float>> weights);
   bool has_attention_bias() const { return !bq_.empty(); }
+  // Caps the context length (sequences longer than `n` are refused), for
+  // models whose native context needs more KV cache than a server has.
+  void LimitContext(int n) { config_.seq_len = std::max(1, std::min(config_.seq_len, n)); }
   // The RoPE frequency of each rotated pair (head_size / 2), scaling applied.
   const std::vector<float>& rope_inv_freq() const { return inv_freq_; }
   // A batched step over rows of many sequences (several rows of one

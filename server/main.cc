@@ -60,13 +60,17 @@ ABSL_FLAG(std::string, embed_model, "",
           "directory's last component");
 ABSL_FLAG(std::string, rerank_model, "", "Cross-encoder reranker directory (Hugging Face)");
 ABSL_FLAG(std::string, llm_model, "",
-          "Generative model: a GGUF file (.gguf; F32, F16, Q8_0 Llama) or a llama2.c checkpoint");
+          "Generative model: a GGUF file (.gguf; F32/F16/Q8_0 Llama or Qwen2), a Hugging Face "
+          "directory (config.json, safetensors, tokenizer.json; Llama, Qwen2, Mistral) or a "
+          "llama2.c checkpoint");
 ABSL_FLAG(std::string, llm_tokenizer, "",
           "The llama2.c tokenizer.bin for --llm-model (default: tokenizer.bin next to it)");
 ABSL_FLAG(int, llm_max_seqs, 64, "Sequences generating at once (continuous batching)");
 ABSL_FLAG(int, llm_kv_cache_mb, 1024,
           "KV cache for generation (MiB; at least one full context); requests wait for room");
 ABSL_FLAG(int, llm_max_batch_tokens, 512, "Tokens per generation step (prefill chunks share it)");
+ABSL_FLAG(int, llm_max_context, 0,
+          "Longest sequence (prompt + generated) in tokens; 0: the model's own context length");
 ABSL_FLAG(uint32_t, embed_max_batch_tokens, 16384, "Padded tokens per model forward pass");
 ABSL_FLAG(int64_t, embed_max_wait_us, 2000,
           "How long a request waits for others to share its batch (microseconds)");
@@ -197,6 +201,7 @@ int main(int argc, char** argv) {
   options.models.worker.max_queue = absl::GetFlag(FLAGS_embed_max_queue);
   options.models.llm_model_path = absl::GetFlag(FLAGS_llm_model);
   options.models.llm_tokenizer_path = absl::GetFlag(FLAGS_llm_tokenizer);
+  options.models.llm_max_context = std::max(0, absl::GetFlag(FLAGS_llm_max_context));
   options.models.scheduler.max_seqs = std::max(1, absl::GetFlag(FLAGS_llm_max_seqs));
   options.models.scheduler.max_batch_tokens = std::max(1, absl::GetFlag(FLAGS_llm_max_batch_tokens));
   options.models.scheduler.kv_cache_bytes =

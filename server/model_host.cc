@@ -75,6 +75,7 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
       ASSIGN_OR_RETURN(host->llm_tokenizer_,
                        llm::Llama2cTokenizer::Load(tok, host->llm_->config().vocab_size));
     }
+    if (options.llm_max_context > 0) host->llm_->LimitContext(options.llm_max_context);
     host->llm_name_ = std::filesystem::is_directory(options.llm_model_path)
                           ? ModelName(options.llm_model_path)
                           : std::filesystem::path(options.llm_model_path).stem().string();

@@ -27,6 +27,7 @@ struct ModelOptions {
   embed::WorkerOptions worker;
   std::string llm_model_path;      // .gguf, Hugging Face directory or llama2.c checkpoint; empty: none.
   std::string llm_tokenizer_path;  // Empty: tokenizer.bin next to the checkpoint.
+  int llm_max_context = 0;         // > 0: caps the model's context (and the KV cache it needs).
   llm::SchedulerOptions scheduler;
   size_t max_inputs = 2048;      // Texts per Embed request / documents per Rerank.
 };

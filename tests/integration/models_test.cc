@@ -366,7 +366,7 @@ TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {
   const std::string cmd = std::string("/usr/bin/python3 ") + QUIVER_SOURCE_DIR + "/tests/llm/hf_reference.py " +
                           model + " qwen2 " + dir_.path() + "/ids.json";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  StartServer({"--llm-model=" + model});
+  StartServer({"--llm-model=" + model, "--llm_max_context=64"});
   const std::vector<llm::ChatMessage> chat = {{"system", "Be brief."}, {"user", "the and then"}};
   v1::GenerateRequest req;
   for (const auto& m : chat) {
@@ -434,6 +434,17 @@ TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {
                             &out, /*stderr_too=*/false),
             0);
   EXPECT_EQ(out, want_text + "\n") << ::testing::PrintToString(want);
+
+  // --llm_max_context caps the model's 256 positions at 64.
+  v1::GenerateRequest long_prompt;
+  long_prompt.set_prompt(std::string(80, 'q'));
+  grpc::ClientContext lc;
+  auto lr = models_->Generate(&lc, long_prompt);
+  while (lr->Read(&resp)) {
+  }
+  grpc::Status ls = lr->Finish();
+  EXPECT_EQ(ls.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_NE(ls.error_message().find("context is 64"), std::string::npos) << ls.error_message();
 
   // Bad chat requests.
   for (int bad = 0; bad < 2; ++bad) {
