@@ -319,15 +319,33 @@ void PagedKvCache::Free(int block) { free_.push_back(block); }
 
 namespace {
 
-// Rows x = W[d][n] X[rows][n]: each weight row is read from memory once for
-// all rows. Blocks of four weight rows x four sequences (Dot4x4); leftover
-// sequences take Dot4 (one row x four) or Dot; every dot product is summed
-// in Dot's lane order, so a row's result never depends on the batch.
-void BatchMatMul(float* out, const float* x, const float* w, int n, int d, int rows) {
-  const int quads = (d + 3) / 4;
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(n) * d * rows > (1 << 18))
-  for (int q = 0; q < quads; ++q) {
-    const int i0 = 4 * q;
+// out = W[d][n] X[rows][n] for each product of a group sharing X: each
+// weight row is read from memory once for all rows. Blocks of four weight
+// rows x four sequences (Dot4x4); leftover sequences take Dot4 (one row x
+// four) or Dot; every dot product is summed in Dot's lane order, so a row's
+// result never depends on the batch. The products of a group (q, k and v;
+// gate and up) share one parallel region: a region's start and end cost
+// tens of microseconds when OpenMP throttles its spinning, as it does once
+// a process has more than one thread team.
+struct MatMul {
+  float* out;
+  const float* w;
+  int d;
+};
+void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int rows) {
+  std::vector<std::pair<const MatMul*, int>> quads;  // (product, first weight row)
+  int64_t work = 0;
+  for (const MatMul& m : group) {
+    for (int i0 = 0; i0 < m.d; i0 += 4) quads.emplace_back(&m, i0);
+    work += static_cast<int64_t>(n) * m.d * rows;
+  }
+  const int count = static_cast<int>(quads.size());
+#pragma omp parallel for schedule(static) if (work > (1 << 18))
+  for (int qi = 0; qi < count; ++qi) {
+    const MatMul& m = *quads[qi].first;
+    const int i0 = quads[qi].second, d = m.d;
+    float* out = m.out;
+    const float* w = m.w;
     int r = 0;
     if (i0 + 4 <= d) {
       const float* wq = w + static_cast<size_t>(i0) * n;
@@ -389,9 +407,10 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
       RmsNorm(&xb[static_cast<size_t>(r) * dim], &x[static_cast<size_t>(r) * dim],
               &rms_att_[static_cast<size_t>(l) * dim], dim, c.norm_eps);
     }
-    BatchMatMul(q.data(), xb.data(), &wq_[static_cast<size_t>(l) * dim * dim], dim, dim, rows);
-    BatchMatMul(k.data(), xb.data(), &wk_[static_cast<size_t>(l) * dim * kv_dim], dim, kv_dim, rows);
-    BatchMatMul(v.data(), xb.data(), &wv_[static_cast<size_t>(l) * dim * kv_dim], dim, kv_dim, rows);
+    BatchMatMul({{q.data(), &wq_[static_cast<size_t>(l) * dim * dim], dim},
+                 {k.data(), &wk_[static_cast<size_t>(l) * dim * kv_dim], kv_dim},
+                 {v.data(), &wv_[static_cast<size_t>(l) * dim * kv_dim], kv_dim}},
+                xb.data(), dim, rows);
     for (int r = 0; r < rows; ++r) {
       const int pos = rows_in[r].pos;
       float* qr = &q[static_cast<size_t>(r) * dim];
@@ -443,20 +462,25 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
         }
       }
     }
-    BatchMatMul(xb2.data(), xb.data(), &wo_[static_cast<size_t>(l) * dim * dim], dim, dim, rows);
+    BatchMatMul({{xb2.data(), &wo_[static_cast<size_t>(l) * dim * dim], dim}}, xb.data(), dim, rows);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb2[i];
     for (int r = 0; r < rows; ++r) {
       RmsNorm(&xb[static_cast<size_t>(r) * dim], &x[static_cast<size_t>(r) * dim],
               &rms_ffn_[static_cast<size_t>(l) * dim], dim, c.norm_eps);
     }
-    BatchMatMul(hb.data(), xb.data(), &w1_[static_cast<size_t>(l) * dim * hidden], dim, hidden, rows);
-    BatchMatMul(hb2.data(), xb.data(), &w3_[static_cast<size_t>(l) * dim * hidden], dim, hidden, rows);
-    for (size_t i = 0; i < hb.size(); ++i) {
+    BatchMatMul({{hb.data(), &w1_[static_cast<size_t>(l) * dim * hidden], hidden},
+                 {hb2.data(), &w3_[static_cast<size_t>(l) * dim * hidden], hidden}},
+                xb.data(), dim, rows);
+    // SwiGLU, element by element (threads split the rows' elements; each
+    // value is computed as alone).
+    const int64_t hb_size = static_cast<int64_t>(hb.size());
+#pragma omp parallel for schedule(static) if (hb_size >= 16384)
+    for (int64_t i = 0; i < hb_size; ++i) {
       float val = hb[i];
       val *= (1.0f / (1.0f + std::exp(-val)));
       hb[i] = val * hb2[i];
     }
-    BatchMatMul(xb.data(), hb.data(), &w2_[static_cast<size_t>(l) * dim * hidden], hidden, dim, rows);
+    BatchMatMul({{xb.data(), &w2_[static_cast<size_t>(l) * dim * hidden], dim}}, hb.data(), hidden, rows);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb[i];
   }
   for (int r = 0; r < rows; ++r) {
@@ -464,7 +488,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
     RmsNorm(xr, xr, rms_final_.data(), dim, c.norm_eps);
   }
   std::vector<float> logits(static_cast<size_t>(rows) * c.vocab_size);
-  BatchMatMul(logits.data(), x.data(), classifier_.data(), dim, c.vocab_size, rows);
+  BatchMatMul({{logits.data(), classifier_.data(), c.vocab_size}}, x.data(), dim, rows);
   std::vector<std::vector<float>> out(rows);
   for (int r = 0; r < rows; ++r) {
     out[r].assign(logits.begin() + static_cast<size_t>(r) * c.vocab_size,

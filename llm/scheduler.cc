@@ -252,13 +252,25 @@ void Scheduler::Loop() {
     }
     if (!rows.empty()) {
       std::vector<std::vector<float>> logits = model_->ForwardBatch(rows, &cache_);
+      // Only a row at the end of a sequence's known tokens yields a new
+      // token. Sequences sample independently (each has its own sampler),
+      // so that runs in parallel; events then go out in row order.
+      std::vector<int> sampled(rows.size(), -1);
+      std::vector<size_t> sampling;
+      for (size_t r = 0; r < rows.size(); ++r) {
+        if (owners[r].second + 1 >= static_cast<int>(owners[r].first->prompt.size())) sampling.push_back(r);
+      }
+#pragma omp parallel for schedule(dynamic) if (sampling.size() > 1)
+      for (size_t k = 0; k < sampling.size(); ++k) {
+        const size_t r = sampling[k];
+        sampled[r] = SampleNext(*owners[r].first, std::move(logits[r]));
+      }
       for (size_t r = 0; r < rows.size(); ++r) {
         Sequence& s = *owners[r].first;
         const int pos = owners[r].second;
         s.fed = pos + 1;
-        // Only a row at the end of the known tokens yields a new token.
-        if (pos + 1 < static_cast<int>(s.prompt.size())) continue;
-        const int next = SampleNext(s, std::move(logits[r]));
+        if (sampled[r] < 0) continue;
+        const int next = sampled[r];
         if (tokenizer_->IsEnd(next)) {
           Finish(s, FinishReason::kStop);
           continue;
