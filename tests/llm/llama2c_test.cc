@@ -106,6 +106,39 @@ TEST_F(StoriesTest, TopPSamplingReproducesLlama2c) {
   Check("expected_t1.0_p0.9_s133742_n256", "", 256, 1.0f, 0.9f, 133742);
 }
 
+TEST(Llama2cTest, ControlTokensInPromptsAsLlamaCpp) {
+  // A SentencePiece vocabulary as GGUF carries it: specials, byte tokens,
+  // pieces, and a chat control token.
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    tokens.push_back(name);
+  }
+  for (const char* t : {" ", "H", "i", " H", " Hi", "<|user|>"}) tokens.push_back(t);
+  std::vector<float> scores(tokens.size(), 0.0f);
+  const int space = 259, hi = 263, user = 264;
+  scores[hi] = 2.0f;
+  scores[262] = 1.0f;  // " H"
+  auto t = Llama2cTokenizer::FromVocab(tokens, scores);
+  t->SetSpecialTokens({2, user});
+  // Each text fragment after a control token gets the dummy-prefix space.
+  auto ids = t->Tokenize("<|user|>Hi</s>", /*bos=*/true);
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(*ids, (std::vector<int>{1, user, hi, 2}));
+  // Without specials the same text is spelled out.
+  auto plain = Llama2cTokenizer::FromVocab(tokens, scores);
+  auto spelled = plain->Tokenize("<|user|>", false);
+  ASSERT_TRUE(spelled.ok());
+  EXPECT_GT(spelled->size(), 2u);
+  EXPECT_EQ(spelled->front(), space);
+  // Specials decode to nothing; a piece keeps its space unless it follows BOS.
+  EXPECT_EQ(t->Decode(hi, user), "");
+  EXPECT_EQ(t->Decode(user, hi), " Hi");
+  EXPECT_EQ(t->Decode(1, hi), "Hi");
+  EXPECT_FALSE(t->Tokenize("bad \xFF utf-8", false).ok());
+}
+
 TEST(Llama2cTest, DamagedCheckpointsAreErrors) {
   testing::TempDir dir;
   {
