@@ -1,10 +1,15 @@
 #include "llm/gguf.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <variant>
 
 #include "common/half.h"
@@ -86,7 +91,7 @@ OutTensor Encode(std::string name, const float* v, uint64_t rows, uint64_t cols,
 
 class Reader {
  public:
-  Reader(const std::string& data, std::string path) : data_(data), path_(std::move(path)) {}
+  Reader(std::string_view data, std::string path) : data_(data), path_(std::move(path)) {}
   bool Get(void* p, size_t n) {
     if (pos_ + n > data_.size()) return false;
     std::memcpy(p, data_.data() + pos_, n);
@@ -103,11 +108,11 @@ class Reader {
     return true;
   }
   size_t pos() const { return pos_; }
-  const std::string& data() const { return data_; }
+  std::string_view data() const { return data_; }
   absl::Status Truncated() const { return absl::DataLossError(StrCat(path_, ": truncated or malformed GGUF")); }
 
  private:
-  const std::string& data_;
+  std::string_view data_;
   std::string path_;
   size_t pos_ = 0;
 };
@@ -390,11 +395,27 @@ absl::Status WriteGguf(const std::string& path, const LlamaModel& model,
 }
 
 absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string data = ss.str();
+  // Mapped, not read: the file (often gigabytes) is paged in as tensors are
+  // converted, and never held twice.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return absl::NotFoundError(StrCat("cannot stat ", path));
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* map = size > 0 ? ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0) : nullptr;
+  ::close(fd);
+  if (size > 0 && map == MAP_FAILED) return absl::InternalError(StrCat("cannot map ", path));
+  struct Unmap {
+    void* p;
+    size_t n;
+    ~Unmap() {
+      if (p != nullptr && p != MAP_FAILED) ::munmap(p, n);
+    }
+  } unmap{map, size};
+  const std::string_view data(static_cast<const char*>(map), size);
   Reader r(data, path);
   uint32_t magic, version;
   uint64_t n_tensors, n_kv;
