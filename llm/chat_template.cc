@@ -1434,4 +1434,15 @@ absl::StatusOr<std::string> ChatTemplate::Render(const ChatInput& input) const {
   return out;
 }
 
+absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& tmpl, const CodecInfo& info,
+                                        const std::vector<ChatMessage>& messages) {
+  RenderedChat out;
+  ASSIGN_OR_RETURN(out.text, tmpl.Render({messages, true, info.bos_token, info.eos_token}));
+  if (!info.bos_token.empty() && info.bos_id >= 0 && out.text.starts_with(info.bos_token)) {
+    out.text.erase(0, info.bos_token.size());
+    out.add_bos = true;
+  }
+  return out;
+}
+
 }  // namespace quiver::llm

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "llm/codec.h"
 
 namespace quiver::llm {
 
@@ -51,6 +52,18 @@ class ChatTemplate {
   ChatTemplate() = default;
   std::vector<std::unique_ptr<Node>> body_;
 };
+
+// A conversation rendered for a model, with the assistant prompt appended.
+// A BOS the template writes at the start is taken off the text and asked for
+// as an id instead (add_bos), so it is neither doubled by the tokenizer nor
+// spelled out where BOS is not a special token in text; a template that
+// writes no BOS gets none, as with Hugging Face's apply_chat_template.
+struct RenderedChat {
+  std::string text;
+  bool add_bos = false;
+};
+absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& tmpl, const CodecInfo& info,
+                                        const std::vector<ChatMessage>& messages);
 
 }  // namespace quiver::llm
 

@@ -71,7 +71,7 @@ absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
   }
   auto seq = std::make_unique<Sequence>();
   ASSIGN_OR_RETURN(seq->prompt,
-                   tokenizer_->Tokenize(params.prompt, params.add_bos && tokenizer_->info().add_bos));
+                   tokenizer_->Tokenize(params.prompt, params.add_bos.value_or(tokenizer_->info().add_bos)));
   const int prompt_len = static_cast<int>(seq->prompt.size());
   if (prompt_len == 0) return absl::InvalidArgumentError("the prompt is empty");
   for (int id : seq->prompt) {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,7 +26,7 @@ namespace quiver::llm {
 
 struct GenerateParams {
   std::string prompt;
-  bool add_bos = true;             // BOS first (when the model's tokenizer adds one).
+  std::optional<bool> add_bos;     // BOS first? Unset: as the tokenizer does for plain text.
   float temperature = 0;           // 0: greedy.
   float top_p = 1;                 // (0, 1): nucleus sampling.
   int top_k = 0;                   // > 0: only the k most likely tokens.

@@ -101,13 +101,10 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
   return host;
 }
 
-absl::StatusOr<std::string> ModelHost::RenderChat(const std::vector<llm::ChatMessage>& messages,
-                                                  bool* add_bos) const {
+absl::StatusOr<llm::RenderedChat> ModelHost::RenderChat(
+    const std::vector<llm::ChatMessage>& messages) const {
   if (chat_template_ == nullptr) return chat_template_error_;
-  const llm::CodecInfo& info = llm_tokenizer_->info();
-  ASSIGN_OR_RETURN(std::string text, chat_template_->Render({messages, true, info.bos_token, info.eos_token}));
-  *add_bos = info.bos_token.empty() || !text.starts_with(info.bos_token);
-  return text;
+  return llm::RenderChat(*chat_template_, llm_tokenizer_->info(), messages);
 }
 
 ModelHost::~ModelHost() {

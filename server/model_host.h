@@ -50,12 +50,10 @@ class ModelHost : public TextEmbedder {
   bool has_generator() const { return scheduler_ != nullptr; }
   const std::string& llm_name() const { return llm_name_; }
   const llm::TokenCodec* llm_tokenizer() const { return llm_tokenizer_.get(); }
-  // The generator's chat template applied to `messages` with the assistant
-  // prompt appended; *add_bos is false when the text already starts with
-  // BOS. INVALID_ARGUMENT when the model has no usable template or the
-  // template rejects the conversation.
-  absl::StatusOr<std::string> RenderChat(const std::vector<llm::ChatMessage>& messages,
-                                         bool* add_bos) const;
+  // The generator's chat template applied to `messages` (llm::RenderChat).
+  // INVALID_ARGUMENT when the model has no usable template or the template
+  // rejects the conversation.
+  absl::StatusOr<llm::RenderedChat> RenderChat(const std::vector<llm::ChatMessage>& messages) const;
   llm::Scheduler* scheduler() { return scheduler_.get(); }
   std::string_view device() const { return backend_->name(); }
   size_t embed_max_tokens() const { return embedder_ ? embedder_->max_tokens() : 0; }

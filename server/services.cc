@@ -324,9 +324,10 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
       }
       messages.push_back({m.role(), m.content()});
     }
-    auto rendered = host_->RenderChat(messages, &p.add_bos);
+    auto rendered = host_->RenderChat(messages);
     if (!rendered.ok()) return ToGrpcStatus(rendered.status());
-    p.prompt = *std::move(rendered);
+    p.prompt = std::move(rendered->text);
+    p.add_bos = rendered->add_bos;
   }
   p.temperature = sp.temperature();
   p.top_k = static_cast<int>(sp.top_k());

@@ -394,11 +394,12 @@ TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {
   const llm::TokenCodec& tok = *loaded->tokenizer;
   auto tmpl = llm::ChatTemplate::Parse(tok.info().chat_template);
   QUIVER_ASSERT_OK(tmpl.status());
-  auto text = (*tmpl)->Render({chat, true, tok.info().bos_token, tok.info().eos_token});
-  QUIVER_ASSERT_OK(text.status());
-  EXPECT_EQ(*text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nthe and then<|im_end|>\n"
-                   "<|im_start|>assistant\n");
-  auto prompt = tok.Tokenize(*text, true);
+  auto rendered = llm::RenderChat(**tmpl, tok.info(), chat);
+  QUIVER_ASSERT_OK(rendered.status());
+  EXPECT_EQ(rendered->text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nthe and then<|im_end|>\n"
+                            "<|im_start|>assistant\n");
+  EXPECT_FALSE(rendered->add_bos);
+  auto prompt = tok.Tokenize(rendered->text, rendered->add_bos);
   QUIVER_ASSERT_OK(prompt.status());
   EXPECT_EQ(prompt->front(), 256 + 7 + 1);  // <|im_start|> as one special token.
   EXPECT_EQ(prompt_tokens, prompt->size());

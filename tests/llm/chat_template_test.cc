@@ -86,6 +86,25 @@ TEST(ChatTemplateTest, NamespacesSlicesFiltersAndTests) {
             "3|u2|{\"a\": 1, \"b\": [true, null, \"x\"]}|False|x3|4|1u2a3u|a+b|320.5|None|yes|False");
 }
 
+TEST(ChatTemplateTest, LeadingBosBecomesAnId) {
+  CodecInfo info;
+  info.bos_id = 1;
+  info.bos_token = "<s>";
+  info.eos_token = "</s>";
+  auto llama2 = ChatTemplate::Parse("{{ bos_token + '[INST] ' + messages[0]['content'] + ' [/INST]' }}");
+  QUIVER_ASSERT_OK(llama2.status());
+  auto r = RenderChat(**llama2, info, {{"user", "Hi"}});
+  QUIVER_ASSERT_OK(r.status());
+  EXPECT_EQ(r->text, "[INST] Hi [/INST]");  // BOS as an id, not as text.
+  EXPECT_TRUE(r->add_bos);
+  auto chatml = ChatTemplate::Parse("<|im_start|>user\n{{ messages[0]['content'] }}<|im_end|>\n");
+  QUIVER_ASSERT_OK(chatml.status());
+  r = RenderChat(**chatml, info, {{"user", "Hi"}});
+  QUIVER_ASSERT_OK(r.status());
+  EXPECT_EQ(r->text, "<|im_start|>user\nHi<|im_end|>\n");
+  EXPECT_FALSE(r->add_bos);  // The template writes none: none is added.
+}
+
 TEST(ChatTemplateTest, ErrorsNameTheProblem) {
   for (const std::string bad : {"{% if x %}no end", "{{ x ", "{% macro m() %}{% endmacro %}", "{{ x | frobnicate }}",
                                 "{% endfor %}", "{{ 'a' + }}"}) {
