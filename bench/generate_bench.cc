@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "llm/gguf.h"
 #include "llm/llama2c.h"
 #include "llm/scheduler.h"
 #include "bench/bench_flags.h"
@@ -96,12 +97,14 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
   const double params = static_cast<double>(c.vocab_size) * c.dim * (c.shared_classifier ? 1 : 2) +
                         static_cast<double>(c.n_layers) *
                             (2.0 * c.dim * c.dim + 2.0 * c.dim * c.kv_dim() + 3.0 * c.dim * c.hidden_dim);
+  // Weight bytes read per decode step, as stored (float32, F16 or Q8_0).
+  const double step_bytes = static_cast<double>(model.bytes_per_step());
   quiver::llm::SchedulerOptions o;
   o.max_seqs = 64;
   o.kv_blocks = 64 * ((64 + max_tokens + 15) / 16 + 1) + (c.seq_len + 15) / 16;
   Scheduler s(&model, &tok, o);
-  std::printf("%s: %.1fM parameters, %.0f MB of fp32 weights per decode step\n", name, params / 1e6,
-              params * 4 / 1e6);
+  std::printf("%s: %.1fM parameters, %.0f MB of weights read per decode step\n", name, params / 1e6,
+              step_bytes / 1e6);
   // Prefill: a long prompt, one new token.
   // A prompt of about half the context.
   std::string long_prompt = "Once upon a time there was a";
@@ -116,10 +119,10 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
               prompt_tokens, pre.seconds * 1e3, prompt_tokens / pre.seconds, pre.ttft * 1e3);
   RunResult one = RunStreams(s, 1, "Once upon a time", max_tokens);
   const double single = one.tokens / (one.seconds - one.ttft + 1e-9) * (one.tokens - 1) / std::max(1L, one.tokens);
-  const double bound = bandwidth * 1e9 / (params * 4);
+  const double bound = bandwidth * 1e9 / step_bytes;
   std::printf("  single stream: %.1f tokens/s decode, first token after %.1f ms; bandwidth bound "
               "%.1f tokens/s (%.1f GB/s / %.0f MB) -> %.2fx of the bound\n",
-              single, one.ttft * 1e3, bound, bandwidth, params * 4 / 1e6, single / bound);
+              single, one.ttft * 1e3, bound, bandwidth, step_bytes / 1e6, single / bound);
   double base = 0;
   for (int n : streams) {
     RunResult r = RunStreams(s, n, "Once upon a time", max_tokens);
@@ -195,5 +198,17 @@ int main(int argc, char** argv) {
   }
   auto tok = quiver::llm::Llama2cTokenizer::FromVocab(std::move(vocab), std::move(scores));
   Bench("random-110M", **model, *tok, tokens, streams, bw);
+  // The same model as GGUF Q8_0, kept quantized in memory (--q8=false skips).
+  if (Flag(argc, argv, "q8", "true") == "true") {
+    quiver::testing::TempDir tmp;
+    const std::string path = tmp.path() + "/random-110M-q8_0.gguf";
+    absl::Status written = quiver::llm::WriteGguf(path, **model, *tok, quiver::llm::GgufType::kQ8_0);
+    auto q8 = written.ok() ? quiver::llm::LoadGguf(path) : absl::StatusOr<quiver::llm::GgufModel>(written);
+    if (!q8.ok()) {
+      std::fprintf(stderr, "Q8_0: %s\n", q8.status().ToString().c_str());
+      return 1;
+    }
+    Bench("random-110M-q8_0", *q8->model, *tok, tokens, streams, bw);
+  }
   return 0;
 }

@@ -331,8 +331,10 @@ absl::Status WriteGgufFile(const std::string& path, const std::vector<GgufMeta>&
 
 absl::Status WriteGguf(const std::string& path, const LlamaModel& model,
                        const Llama2cTokenizer& tokenizer, GgufType type, const std::string& name) {
-  if (model.has_attention_bias() || model.config().rope_scaling.type != RopeScaling::Type::kNone) {
-    return absl::UnimplementedError("only llama2.c-style models (no biases, no RoPE scaling) convert to GGUF");
+  if (model.has_attention_bias() || model.config().rope_scaling.type != RopeScaling::Type::kNone ||
+      !model.is_float32()) {
+    return absl::UnimplementedError(
+        "only llama2.c-style float32 models (no biases, no RoPE scaling) convert to GGUF");
   }
   const LlamaConfig& c = model.config();
   const LlamaModel::Weights w = model.weights();
@@ -557,7 +559,8 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
   const uint64_t alignment = static_cast<uint64_t>(num("general.alignment", kAlignment));
   if (alignment == 0) return r.Truncated();
   const uint64_t base = (r.pos() + alignment - 1) / alignment * alignment;
-  auto load = [&](const std::string& name, uint64_t rows, uint64_t cols) -> absl::StatusOr<std::vector<float>> {
+  // A tensor as stored (F32, F16 or Q8_0), after checking its shape.
+  auto load = [&](const std::string& name, uint64_t rows, uint64_t cols) -> absl::StatusOr<WeightTensor> {
     auto it = infos.find(name);
     if (it == infos.end()) return absl::InvalidArgumentError(StrCat(path, ": missing tensor ", name));
     const Info& t = it->second;
@@ -580,24 +583,31 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
     }
     if (base + t.offset + bytes > data.size()) return r.Truncated();
     const char* p = data.data() + base + t.offset;
-    std::vector<float> out(n);
     if (t.type == 0) {
+      std::vector<float> out(n);
       std::memcpy(out.data(), p, bytes);
-    } else if (t.type == 1) {
-      for (uint64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = HalfToFloat(h);
-      }
-    } else {
-      for (uint64_t b = 0; b < n / kQ8Block; ++b) {
-        const char* blk = p + b * (2 + kQ8Block);
-        uint16_t dh;
-        std::memcpy(&dh, blk, 2);
-        const float d = HalfToFloat(dh);
-        for (int i = 0; i < kQ8Block; ++i) out[b * kQ8Block + i] = d * static_cast<int8_t>(blk[2 + i]);
-      }
+      return WeightTensor::F32(std::move(out));
     }
+    if (t.type == 1) {
+      std::vector<uint16_t> out(n);
+      std::memcpy(out.data(), p, bytes);
+      return WeightTensor::F16(std::move(out));
+    }
+    std::vector<int8_t> q(n);
+    std::vector<float> scales(n / kQ8Block);
+    for (uint64_t b = 0; b < n / kQ8Block; ++b) {
+      const char* blk = p + b * (2 + kQ8Block);
+      uint16_t dh;
+      std::memcpy(&dh, blk, 2);
+      scales[b] = HalfToFloat(dh);
+      std::memcpy(&q[b * kQ8Block], blk + 2, kQ8Block);
+    }
+    return WeightTensor::Q8_0(std::move(q), std::move(scales));
+  };
+  auto load_floats = [&](const std::string& name, uint64_t rows, uint64_t cols) -> absl::StatusOr<std::vector<float>> {
+    ASSIGN_OR_RETURN(WeightTensor t, load(name, rows, cols));
+    std::vector<float> out(t.size());
+    t.Read(0, t.size(), out.data());
     return out;
   };
   if (c.dim <= 0 || c.n_heads <= 0 || c.n_layers <= 0 || c.hidden_dim <= 0 || c.n_kv_heads <= 0 ||
@@ -605,13 +615,16 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
     return absl::InvalidArgumentError(StrCat(path, ": incomplete llama.* metadata"));
   }
   const uint64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim(), L = c.n_layers;
-  std::vector<std::vector<float>> w(12);
+  std::vector<WeightTensor> w(12);
   ASSIGN_OR_RETURN(w[0], load("token_embd.weight", c.vocab_size, dim));
+  // The layers' tensors of one kind, joined in layer order.
   auto append = [&](int group, const std::string& suffix, uint64_t rows, uint64_t cols) -> absl::Status {
+    std::vector<WeightTensor> parts;
     for (uint64_t l = 0; l < L; ++l) {
-      ASSIGN_OR_RETURN(std::vector<float> t, load(StrCat("blk.", l, ".", suffix), rows, cols));
-      w[group].insert(w[group].end(), t.begin(), t.end());
+      ASSIGN_OR_RETURN(WeightTensor t, load(StrCat("blk.", l, ".", suffix), rows, cols));
+      parts.push_back(std::move(t));
     }
+    w[group] = WeightTensor::Concat(parts);
     return absl::OkStatus();
   };
   RETURN_IF_ERROR(append(1, "attn_norm.weight", 1, dim));
@@ -626,41 +639,39 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
   ASSIGN_OR_RETURN(w[10], load("output_norm.weight", 1, dim));
   c.shared_classifier = !infos.contains("output.weight");
   if (c.shared_classifier) {
-    w[11] = w[0];
+    w[11] = w[0];  // Shares the data.
   } else {
     ASSIGN_OR_RETURN(w[11], load("output.weight", c.vocab_size, dim));
   }
   if (arch == "qwen2") {
     // Qwen2 GGUFs keep Hugging Face's rotate-half Q/K layout (llama.cpp
-    // rotates them NeoX-style); LlamaModel rotates interleaved pairs.
+    // rotates them NeoX-style); LlamaModel rotates interleaved pairs. The
+    // reordered Q and K are kept as float32.
     const size_t hs = c.head_size();
-    for (int group : {2, 3}) {
-      const int heads = group == 2 ? c.n_heads : c.n_kv_heads;
-      const size_t per_layer = heads * hs * dim;
+    auto reorder = [&](const WeightTensor& t, int heads, size_t cols) {
+      std::vector<float> all(t.size());
+      t.Read(0, t.size(), all.data());
+      const size_t per_layer = heads * hs * cols;
       for (uint64_t l = 0; l < L; ++l) {
-        std::vector<float> t(w[group].begin() + l * per_layer, w[group].begin() + (l + 1) * per_layer);
-        RotateHalfToInterleaved(&t, heads, static_cast<int>(hs), dim);
-        std::copy(t.begin(), t.end(), w[group].begin() + l * per_layer);
+        std::vector<float> part(all.begin() + l * per_layer, all.begin() + (l + 1) * per_layer);
+        RotateHalfToInterleaved(&part, heads, static_cast<int>(hs), cols);
+        std::copy(part.begin(), part.end(), all.begin() + l * per_layer);
       }
-    }
+      return WeightTensor::F32(std::move(all));
+    };
+    w[2] = reorder(w[2], c.n_heads, dim);
+    w[3] = reorder(w[3], c.n_kv_heads, dim);
     w.resize(15);
     RETURN_IF_ERROR(append(12, "attn_q.bias", 1, dim));
     RETURN_IF_ERROR(append(13, "attn_k.bias", 1, kv));
     RETURN_IF_ERROR(append(14, "attn_v.bias", 1, kv));
-    for (int group : {12, 13}) {
-      const int heads = group == 12 ? c.n_heads : c.n_kv_heads;
-      const size_t per_layer = heads * hs;
-      for (uint64_t l = 0; l < L; ++l) {
-        std::vector<float> t(w[group].begin() + l * per_layer, w[group].begin() + (l + 1) * per_layer);
-        RotateHalfToInterleaved(&t, heads, static_cast<int>(hs), 1);
-        std::copy(t.begin(), t.end(), w[group].begin() + l * per_layer);
-      }
-    }
+    w[12] = reorder(w[12], c.n_heads, 1);
+    w[13] = reorder(w[13], c.n_kv_heads, 1);
   }
   if (infos.contains("rope_freqs.weight")) {
-    ASSIGN_OR_RETURN(c.rope_freq_factors, load("rope_freqs.weight", 1, c.head_size() / 2));
+    ASSIGN_OR_RETURN(c.rope_freq_factors, load_floats("rope_freqs.weight", 1, c.head_size() / 2));
   }
-  ASSIGN_OR_RETURN(out.model, LlamaModel::FromWeights(c, std::move(w)));
+  ASSIGN_OR_RETURN(out.model, LlamaModel::FromTensors(c, std::move(w)));
   if (out.tokenizer == nullptr) {
     auto spm = Llama2cTokenizer::FromVocab(std::move(tokens), std::move(scores));
     std::vector<int> specials;

@@ -1,5 +1,7 @@
 #include "llm/llama2c.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,6 +9,7 @@
 #include <queue>
 
 #include "common/coding.h"
+#include "common/half.h"
 #include "common/strings.h"
 
 namespace quiver::llm {
@@ -22,19 +25,147 @@ bool ReadFloats(std::istream& in, size_t n, std::vector<float>* out) {
 // The dot product every matrix-vector product here uses: 16 running sums
 // (lane j % 16), added in a fixed order, so the compiler vectorises it and
 // a row's result is the same whichever path (single or batched) computes it.
+// Every kernel accumulates with an explicit fused multiply-add, so that
+// guarantee does not rest on where the compiler chooses to contract.
 // Clones for AVX-512 / AVX2 are picked at run time.
 __attribute__((target_clones("avx512f", "avx2", "default"))) float Dot(const float* a,
                                                                         const float* b, int n) {
   float acc[16] = {0};
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    for (int l = 0; l < 16; ++l) acc[l] += a[j + l] * b[j + l];
+#pragma omp simd
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(a[j + l], b[j + l], acc[l]);
   }
   float tail = 0.0f;
-  for (; j < n; ++j) tail += a[j] * b[j];
+  for (; j < n; ++j) tail = std::fma(a[j], b[j], tail);
   float sum = 0.0f;
   for (int l = 0; l < 16; ++l) sum += acc[l];
   return sum + tail;
+}
+
+// Dot with a Q8_0 row (n a multiple of 32) or a float16 row: each weight
+// is converted to the float32 value a float32 copy holds (d * q rounded;
+// halves exactly) and the products are summed exactly as Dot sums them (16
+// lanes, one fused multiply-add each per step, lanes added in order). No
+// float32 copy of the row is written. Written with intrinsics for AVX-512
+// and AVX2 + FMA (compilers turn the portable form into slow code), chosen
+// once at run time; the portable form is the reference.
+float DotQ8Portable(const int8_t* q, const float* scales, const float* b, int n) {
+  float acc[16] = {0};
+  for (int j = 0; j + 16 <= n; j += 16) {
+    const float d = scales[j / 32];
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(d * static_cast<float>(q[j + l]), b[j + l], acc[l]);
+  }
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += acc[l];
+  return sum + 0.0f;  // Dot's (empty) tail.
+}
+
+float DotF16Portable(const uint16_t* h, const float* b, int n) {
+  float acc[16] = {0};
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(HalfToFloat(h[j + l]), b[j + l], acc[l]);
+  }
+  float tail = 0.0f;
+  for (; j < n; ++j) tail = std::fma(HalfToFloat(h[j]), b[j], tail);
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += acc[l];
+  return sum + tail;
+}
+
+float SumLanes(const float* lanes) {
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += lanes[l];
+  return sum;
+}
+
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized in their own inline
+// functions (a known false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) float DotQ8Avx512(const int8_t* q, const float* scales,
+                                                     const float* b, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int j = 0; j + 32 <= n; j += 32) {
+    const __m512 d = _mm512_set1_ps(scales[j / 32]);
+    const __m512 w0 = _mm512_mul_ps(
+        d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j)))));
+    const __m512 w1 = _mm512_mul_ps(
+        d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j + 16)))));
+    acc = _mm512_fmadd_ps(w0, _mm512_loadu_ps(b + j), acc);
+    acc = _mm512_fmadd_ps(w1, _mm512_loadu_ps(b + j + 16), acc);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  return SumLanes(lanes) + 0.0f;
+}
+
+__attribute__((target("avx2,fma"))) float DotQ8Avx2(const int8_t* q, const float* scales,
+                                                    const float* b, int n) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();  // Lanes 0-7, 8-15.
+  for (int j = 0; j + 16 <= n; j += 16) {
+    const __m256 d = _mm256_set1_ps(scales[j / 32]);
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j));
+    const __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw)));
+    const __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8))));
+    lo = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + j), lo);
+    hi = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + j + 8), hi);
+  }
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, lo);
+  _mm256_store_ps(lanes + 8, hi);
+  return SumLanes(lanes) + 0.0f;
+}
+
+__attribute__((target("avx512f"))) float DotF16Avx512(const uint16_t* h, const float* b, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 w = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + j)));
+    acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(b + j), acc);
+  }
+  float tail = 0.0f;
+  for (; j < n; ++j) tail = std::fma(HalfToFloat(h[j]), b[j], tail);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  return SumLanes(lanes) + tail;
+}
+
+__attribute__((target("avx2,fma,f16c"))) float DotF16Avx2(const uint16_t* h, const float* b, int n) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j)));
+    const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j + 8)));
+    lo = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + j), lo);
+    hi = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + j + 8), hi);
+  }
+  float tail = 0.0f;
+  for (; j < n; ++j) tail = std::fma(HalfToFloat(h[j]), b[j], tail);
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, lo);
+  _mm256_store_ps(lanes + 8, hi);
+  return SumLanes(lanes) + tail;
+}
+
+#pragma GCC diagnostic pop
+
+using DotQ8Fn = float (*)(const int8_t*, const float*, const float*, int);
+using DotF16Fn = float (*)(const uint16_t*, const float*, int);
+DotQ8Fn PickDotQ8() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return DotQ8Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return DotQ8Avx2;
+  return DotQ8Portable;
+}
+DotF16Fn PickDotF16() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return DotF16Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    return DotF16Avx2;
+  }
+  return DotF16Portable;
 }
 
 // Four dot products of one weight row with four vectors at once: each is
@@ -49,18 +180,18 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Dot4(
   for (; j + 16 <= n; j += 16) {
     for (int l = 0; l < 16; ++l) {
       const float wl = w[j + l];
-      a0[l] += wl * x0[j + l];
-      a1[l] += wl * x1[j + l];
-      a2[l] += wl * x2[j + l];
-      a3[l] += wl * x3[j + l];
+      a0[l] = std::fma(wl, x0[j + l], a0[l]);
+      a1[l] = std::fma(wl, x1[j + l], a1[l]);
+      a2[l] = std::fma(wl, x2[j + l], a2[l]);
+      a3[l] = std::fma(wl, x3[j + l], a3[l]);
     }
   }
   float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
   for (; j < n; ++j) {
-    t0 += w[j] * x0[j];
-    t1 += w[j] * x1[j];
-    t2 += w[j] * x2[j];
-    t3 += w[j] * x3[j];
+    t0 = std::fma(w[j], x0[j], t0);
+    t1 = std::fma(w[j], x1[j], t1);
+    t2 = std::fma(w[j], x2[j], t2);
+    t3 = std::fma(w[j], x3[j], t3);
   }
   float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   for (int l = 0; l < 16; ++l) {
@@ -96,28 +227,28 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Dot4x4(
     for (int l = 0; l < 16; ++l) {
       const float y0 = x0[j + l], y1 = x1[j + l], y2 = x2[j + l], y3 = x3[j + l];
       const float u0 = w0[j + l], u1 = w1[j + l], u2 = w2[j + l], u3 = w3[j + l];
-      a[0][l] += u0 * y0;
-      a[1][l] += u0 * y1;
-      a[2][l] += u0 * y2;
-      a[3][l] += u0 * y3;
-      a[4][l] += u1 * y0;
-      a[5][l] += u1 * y1;
-      a[6][l] += u1 * y2;
-      a[7][l] += u1 * y3;
-      a[8][l] += u2 * y0;
-      a[9][l] += u2 * y1;
-      a[10][l] += u2 * y2;
-      a[11][l] += u2 * y3;
-      a[12][l] += u3 * y0;
-      a[13][l] += u3 * y1;
-      a[14][l] += u3 * y2;
-      a[15][l] += u3 * y3;
+      a[0][l] = std::fma(u0, y0, a[0][l]);
+      a[1][l] = std::fma(u0, y1, a[1][l]);
+      a[2][l] = std::fma(u0, y2, a[2][l]);
+      a[3][l] = std::fma(u0, y3, a[3][l]);
+      a[4][l] = std::fma(u1, y0, a[4][l]);
+      a[5][l] = std::fma(u1, y1, a[5][l]);
+      a[6][l] = std::fma(u1, y2, a[6][l]);
+      a[7][l] = std::fma(u1, y3, a[7][l]);
+      a[8][l] = std::fma(u2, y0, a[8][l]);
+      a[9][l] = std::fma(u2, y1, a[9][l]);
+      a[10][l] = std::fma(u2, y2, a[10][l]);
+      a[11][l] = std::fma(u2, y3, a[11][l]);
+      a[12][l] = std::fma(u3, y0, a[12][l]);
+      a[13][l] = std::fma(u3, y1, a[13][l]);
+      a[14][l] = std::fma(u3, y2, a[14][l]);
+      a[15][l] = std::fma(u3, y3, a[15][l]);
     }
   }
   float t[16] = {};
   for (; j < n; ++j) {
     for (int k = 0; k < 4; ++k) {
-      for (int r = 0; r < 4; ++r) t[k * 4 + r] += w[k * stride + j] * x[r][j];
+      for (int r = 0; r < 4; ++r) t[k * 4 + r] = std::fma(w[k * stride + j], x[r][j], t[k * 4 + r]);
     }
   }
   float sum[16] = {};
@@ -170,8 +301,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadLlama2c(const std::s
   int32_t h[7];
   in.read(reinterpret_cast<char*>(h), sizeof h);
   if (in.gcount() != sizeof h) return absl::DataLossError(StrCat(path, ": truncated header"));
-  auto m = std::unique_ptr<LlamaModel>(new LlamaModel());
-  LlamaConfig& c = m->config_;
+  LlamaConfig c;
   c.dim = h[0];
   c.hidden_dim = h[1];
   c.n_layers = h[2];
@@ -191,23 +321,24 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadLlama2c(const std::s
   }
   const size_t dim = c.dim, hid = c.hidden_dim, layers = c.n_layers, kv = c.kv_dim();
   const size_t head = c.head_size();
-  bool ok = ReadFloats(in, c.vocab_size * dim, &m->embedding_) &&
-            ReadFloats(in, layers * dim, &m->rms_att_) &&
-            ReadFloats(in, layers * dim * dim, &m->wq_) &&
-            ReadFloats(in, layers * dim * kv, &m->wk_) &&
-            ReadFloats(in, layers * dim * kv, &m->wv_) &&
-            ReadFloats(in, layers * dim * dim, &m->wo_) &&
-            ReadFloats(in, layers * dim, &m->rms_ffn_) &&
-            ReadFloats(in, layers * dim * hid, &m->w1_) &&
-            ReadFloats(in, layers * dim * hid, &m->w2_) &&
-            ReadFloats(in, layers * dim * hid, &m->w3_) && ReadFloats(in, dim, &m->rms_final_);
+  std::vector<std::vector<float>> w(12);
+  // File order: embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final.
+  const size_t file_sizes[11] = {c.vocab_size * dim, layers * dim, layers * dim * dim,
+                                 layers * dim * kv,  layers * dim * kv, layers * dim * dim,
+                                 layers * dim,       layers * dim * hid, layers * dim * hid,
+                                 layers * dim * hid, dim};
+  bool ok = true;
+  for (int i = 0; i < 11 && ok; ++i) ok = ReadFloats(in, file_sizes[i], &w[i]);
   std::vector<float> skip;  // The legacy freq_cis tables (RoPE is computed).
   ok = ok && ReadFloats(in, c.seq_len * head / 2, &skip) && ReadFloats(in, c.seq_len * head / 2, &skip);
-  if (ok && !c.shared_classifier) ok = ReadFloats(in, c.vocab_size * dim, &m->classifier_);
+  if (ok && !c.shared_classifier) ok = ReadFloats(in, c.vocab_size * dim, &w[11]);
   if (!ok) return absl::DataLossError(StrCat(path, ": truncated weights"));
-  if (c.shared_classifier) m->classifier_ = m->embedding_;
-  m->InitRope();
-  return m;
+  std::vector<WeightTensor> tensors;
+  for (auto& v : w) tensors.push_back(WeightTensor::F32(std::move(v)));
+  if (c.shared_classifier) tensors[11] = tensors[0];  // Shares the data.
+  auto model = FromTensors(c, std::move(tensors));
+  if (!model.ok()) return absl::Status(model.status().code(), StrCat(path, ": ", model.status().message()));
+  return model;
 }
 
 void LlamaModel::InitRope() {
@@ -256,6 +387,14 @@ void RotateHalfToInterleaved(std::vector<float>* w, int heads, int head_size, si
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(
     const LlamaConfig& c, std::vector<std::vector<float>> w) {
+  std::vector<WeightTensor> t;
+  t.reserve(w.size());
+  for (auto& v : w) t.push_back(WeightTensor::F32(std::move(v)));
+  return FromTensors(c, std::move(t));
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromTensors(const LlamaConfig& c,
+                                                                    std::vector<WeightTensor> w) {
   if (w.size() != 12 && w.size() != 15) {
     return absl::InvalidArgumentError("a Llama model has 12 weight groups (15 with attention biases)");
   }
@@ -265,33 +404,169 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(
     return absl::InvalidArgumentError("impossible Llama config");
   }
   const size_t dim = c.dim, hid = c.hidden_dim, layers = c.n_layers, kv = c.kv_dim();
-  const size_t want[12] = {c.vocab_size * dim, layers * dim, layers * dim * dim, layers * dim * kv,
-                           layers * dim * kv, layers * dim * dim, layers * dim, layers * dim * hid,
-                           layers * dim * hid, layers * dim * hid, dim, c.vocab_size * dim};
-  const char* names[12] = {"token embedding", "attention norms", "wq", "wk", "wv", "wo",
+  const size_t want[15] = {c.vocab_size * dim, layers * dim, layers * dim * dim, layers * dim * kv,
+                           layers * dim * kv,  layers * dim * dim, layers * dim, layers * dim * hid,
+                           layers * dim * hid, layers * dim * hid, dim, c.vocab_size * dim,
+                           layers * dim, layers * kv, layers * kv};
+  const char* names[15] = {"token embedding", "attention norms", "wq", "wk", "wv", "wo",
                            "ffn norms", "w1 (gate)", "w2 (down)", "w3 (up)", "final norm",
-                           "classifier"};
-  for (int i = 0; i < 12; ++i) {
+                           "classifier", "q bias", "k bias", "v bias"};
+  for (size_t i = 0; i < w.size(); ++i) {
     if (w[i].size() != want[i]) {
       return absl::InvalidArgumentError(StrCat(names[i], " has ", w[i].size(), " values; the config needs ", want[i]));
     }
   }
+  auto floats = [](const WeightTensor& t) {
+    std::vector<float> out(t.size());
+    t.Read(0, t.size(), out.data());
+    return out;
+  };
   auto m = std::unique_ptr<LlamaModel>(new LlamaModel());
   m->config_ = c;
-  std::vector<float>* dst[12] = {&m->embedding_, &m->rms_att_, &m->wq_, &m->wk_, &m->wv_, &m->wo_,
-                                 &m->rms_ffn_, &m->w1_, &m->w2_, &m->w3_, &m->rms_final_,
-                                 &m->classifier_};
-  for (int i = 0; i < 12; ++i) *dst[i] = std::move(w[i]);
+  m->embedding_ = w[0];
+  m->wq_ = w[2];
+  m->wk_ = w[3];
+  m->wv_ = w[4];
+  m->wo_ = w[5];
+  m->w1_ = w[7];
+  m->w2_ = w[8];
+  m->w3_ = w[9];
+  m->classifier_ = w[11];
+  m->rms_att_ = floats(w[1]);
+  m->rms_ffn_ = floats(w[6]);
+  m->rms_final_ = floats(w[10]);
   if (w.size() == 15) {
-    if (w[12].size() != layers * dim || w[13].size() != layers * kv || w[14].size() != layers * kv) {
-      return absl::InvalidArgumentError("attention biases do not match the config");
-    }
-    m->bq_ = std::move(w[12]);
-    m->bk_ = std::move(w[13]);
-    m->bv_ = std::move(w[14]);
+    m->bq_ = floats(w[12]);
+    m->bk_ = floats(w[13]);
+    m->bv_ = floats(w[14]);
   }
   m->InitRope();
   return m;
+}
+
+bool LlamaModel::is_float32() const {
+  for (const WeightTensor* t : {&embedding_, &wq_, &wk_, &wv_, &wo_, &w1_, &w2_, &w3_, &classifier_}) {
+    if (t->type() != WeightTensor::Type::kF32) return false;
+  }
+  return true;
+}
+
+size_t LlamaModel::bytes_per_step() const {
+  size_t n = 0;
+  for (const WeightTensor* t : {&wq_, &wk_, &wv_, &wo_, &w1_, &w2_, &w3_, &classifier_}) n += t->bytes();
+  return n + 4 * (rms_att_.size() + rms_ffn_.size() + rms_final_.size() + bq_.size() + bk_.size() + bv_.size());
+}
+
+size_t LlamaModel::weight_bytes() const {
+  size_t n = classifier_.SharesData(embedding_) ? 0 : classifier_.bytes();
+  for (const WeightTensor* t : {&embedding_, &wq_, &wk_, &wv_, &wo_, &w1_, &w2_, &w3_}) n += t->bytes();
+  return n + 4 * (rms_att_.size() + rms_ffn_.size() + rms_final_.size() + bq_.size() + bk_.size() + bv_.size());
+}
+
+// ---- Weight storage -----------------------------------------------------------
+
+WeightTensor::WeightTensor(std::vector<float> values)
+    : type_(Type::kF32), size_(values.size()), f32_(std::make_shared<const std::vector<float>>(std::move(values))) {}
+
+WeightTensor WeightTensor::F16(std::vector<uint16_t> halves) {
+  WeightTensor t;
+  t.type_ = Type::kF16;
+  t.size_ = halves.size();
+  t.f16_ = std::make_shared<const std::vector<uint16_t>>(std::move(halves));
+  return t;
+}
+
+WeightTensor WeightTensor::Q8_0(std::vector<int8_t> values, std::vector<float> scales) {
+  WeightTensor t;
+  t.type_ = Type::kQ8_0;
+  t.size_ = values.size();
+  t.q8_ = std::make_shared<const std::vector<int8_t>>(std::move(values));
+  t.scales_ = std::make_shared<const std::vector<float>>(std::move(scales));
+  return t;
+}
+
+WeightTensor WeightTensor::Concat(const std::vector<WeightTensor>& parts) {
+  if (parts.size() == 1) return parts[0];
+  size_t total = 0;
+  bool same = true;
+  for (const WeightTensor& p : parts) {
+    total += p.size();
+    same &= p.type() == parts[0].type();
+  }
+  if (same && !parts.empty() && parts[0].type() == Type::kF16) {
+    std::vector<uint16_t> v;
+    v.reserve(total);
+    for (const WeightTensor& p : parts) v.insert(v.end(), p.f16_->begin(), p.f16_->end());
+    return F16(std::move(v));
+  }
+  if (same && !parts.empty() && parts[0].type() == Type::kQ8_0) {
+    std::vector<int8_t> q;
+    std::vector<float> scales;
+    q.reserve(total);
+    scales.reserve(total / 32);
+    for (const WeightTensor& p : parts) {
+      q.insert(q.end(), p.q8_->begin(), p.q8_->end());
+      scales.insert(scales.end(), p.scales_->begin(), p.scales_->end());
+    }
+    return Q8_0(std::move(q), std::move(scales));
+  }
+  std::vector<float> v(total);
+  size_t at = 0;
+  for (const WeightTensor& p : parts) {
+    p.Read(0, p.size(), v.data() + at);
+    at += p.size();
+  }
+  return F32(std::move(v));
+}
+
+size_t WeightTensor::bytes() const {
+  switch (type_) {
+    case Type::kF32: return size_ * 4;
+    case Type::kF16: return size_ * 2;
+    case Type::kQ8_0: return size_ + size_ / 32 * 4;
+  }
+  return 0;
+}
+
+namespace {
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ8(
+    const int8_t* q, const float* scales, size_t blocks, float* out) {
+  for (size_t b = 0; b < blocks; ++b) {
+    const float d = scales[b];
+    for (int k = 0; k < 32; ++k) out[b * 32 + k] = d * static_cast<float>(q[b * 32 + k]);
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeF16(
+    const uint16_t* h, size_t n, float* out) {
+  const _Float16* v = reinterpret_cast<const _Float16*>(h);
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(v[i]);
+}
+
+}  // namespace
+
+float WeightTensor::DotRow(size_t offset, const float* x, int n) const {
+  switch (type_) {
+    case Type::kF32: return Dot(f32_->data() + offset, x, n);
+    case Type::kF16: {
+      static const DotF16Fn dot = PickDotF16();
+      return dot(f16_->data() + offset, x, n);
+    }
+    case Type::kQ8_0: {
+      static const DotQ8Fn dot = PickDotQ8();
+      return dot(q8_->data() + offset, scales_->data() + offset / 32, x, n);
+    }
+  }
+  return 0.0f;
+}
+
+void WeightTensor::Read(size_t offset, size_t n, float* out) const {
+  switch (type_) {
+    case Type::kF32: std::copy_n(f32_->data() + offset, n, out); break;
+    case Type::kF16: DequantizeF16(f16_->data() + offset, n, out); break;
+    case Type::kQ8_0: DequantizeQ8(q8_->data() + offset, scales_->data() + offset / 32, n / 32, out); break;
+  }
 }
 
 PagedKvCache::PagedKvCache(const LlamaConfig& config, size_t num_blocks, int block_size)
@@ -329,7 +604,8 @@ namespace {
 // a process has more than one thread team.
 struct MatMul {
   float* out;
-  const float* w;
+  const WeightTensor* w;
+  size_t offset;  // Of the first row's first value in w.
   int d;
 };
 void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int rows) {
@@ -345,10 +621,31 @@ void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int
     const MatMul& m = *quads[qi].first;
     const int i0 = quads[qi].second, d = m.d;
     float* out = m.out;
-    const float* w = m.w;
+    const int block_rows = std::min(4, d - i0);
+    const size_t first = m.offset + static_cast<size_t>(i0) * n;
+    if (rows < 4 && m.w->type() != WeightTensor::Type::kF32) {
+      // Few sequences: read quantized rows straight into the dot products.
+      for (int i = i0; i < i0 + block_rows; ++i) {
+        for (int rr = 0; rr < rows; ++rr) {
+          out[static_cast<size_t>(rr) * d + i] =
+              m.w->DotRow(first + static_cast<size_t>(i - i0) * n, x + static_cast<size_t>(rr) * n, n);
+        }
+      }
+      continue;
+    }
+    // The block's (up to) four rows as float32: in place, or converted from
+    // F16 / Q8_0 into this thread's buffer.
+    const float* wq;
+    if (const float* f = m.w->f32_data(); f != nullptr) {
+      wq = f + first;
+    } else {
+      thread_local std::vector<float> rows_f32;
+      rows_f32.resize(4 * static_cast<size_t>(n));
+      m.w->Read(first, static_cast<size_t>(block_rows) * n, rows_f32.data());
+      wq = rows_f32.data();
+    }
     int r = 0;
-    if (i0 + 4 <= d) {
-      const float* wq = w + static_cast<size_t>(i0) * n;
+    if (block_rows == 4) {
       for (; r + 4 <= rows; r += 4) {
         const float* xs[4];
         for (int k = 0; k < 4; ++k) xs[k] = x + static_cast<size_t>(r + k) * n;
@@ -359,8 +656,8 @@ void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int
         }
       }
     }
-    for (int i = i0; i < std::min(i0 + 4, d); ++i) {
-      const float* wrow = w + static_cast<size_t>(i) * n;
+    for (int i = i0; i < i0 + block_rows; ++i) {
+      const float* wrow = wq + static_cast<size_t>(i - i0) * n;
       int rr = r;
       for (; rr + 4 <= rows; rr += 4) {
         float o[4];
@@ -387,7 +684,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
   std::vector<float> k(static_cast<size_t>(rows) * kv_dim), v(k.size());
   std::vector<float> hb(static_cast<size_t>(rows) * hidden), hb2(hb.size());
   for (int r = 0; r < rows; ++r) {
-    std::copy_n(&embedding_[static_cast<size_t>(rows_in[r].token) * dim], dim, &x[static_cast<size_t>(r) * dim]);
+    embedding_.Read(static_cast<size_t>(rows_in[r].token) * dim, dim, &x[static_cast<size_t>(r) * dim]);
   }
   // RoPE rotations per row, the same for every layer and head.
   const int pairs = head_size / 2;
@@ -407,9 +704,9 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
       RmsNorm(&xb[static_cast<size_t>(r) * dim], &x[static_cast<size_t>(r) * dim],
               &rms_att_[static_cast<size_t>(l) * dim], dim, c.norm_eps);
     }
-    BatchMatMul({{q.data(), &wq_[static_cast<size_t>(l) * dim * dim], dim},
-                 {k.data(), &wk_[static_cast<size_t>(l) * dim * kv_dim], kv_dim},
-                 {v.data(), &wv_[static_cast<size_t>(l) * dim * kv_dim], kv_dim}},
+    BatchMatMul({{q.data(), &wq_, static_cast<size_t>(l) * dim * dim, dim},
+                 {k.data(), &wk_, static_cast<size_t>(l) * dim * kv_dim, kv_dim},
+                 {v.data(), &wv_, static_cast<size_t>(l) * dim * kv_dim, kv_dim}},
                 xb.data(), dim, rows);
     for (int r = 0; r < rows; ++r) {
       const int pos = rows_in[r].pos;
@@ -462,14 +759,14 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
         }
       }
     }
-    BatchMatMul({{xb2.data(), &wo_[static_cast<size_t>(l) * dim * dim], dim}}, xb.data(), dim, rows);
+    BatchMatMul({{xb2.data(), &wo_, static_cast<size_t>(l) * dim * dim, dim}}, xb.data(), dim, rows);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb2[i];
     for (int r = 0; r < rows; ++r) {
       RmsNorm(&xb[static_cast<size_t>(r) * dim], &x[static_cast<size_t>(r) * dim],
               &rms_ffn_[static_cast<size_t>(l) * dim], dim, c.norm_eps);
     }
-    BatchMatMul({{hb.data(), &w1_[static_cast<size_t>(l) * dim * hidden], hidden},
-                 {hb2.data(), &w3_[static_cast<size_t>(l) * dim * hidden], hidden}},
+    BatchMatMul({{hb.data(), &w1_, static_cast<size_t>(l) * dim * hidden, hidden},
+                 {hb2.data(), &w3_, static_cast<size_t>(l) * dim * hidden, hidden}},
                 xb.data(), dim, rows);
     // SwiGLU, element by element (threads split the rows' elements; each
     // value is computed as alone).
@@ -480,7 +777,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
       val *= (1.0f / (1.0f + std::exp(-val)));
       hb[i] = val * hb2[i];
     }
-    BatchMatMul({{xb.data(), &w2_[static_cast<size_t>(l) * dim * hidden], dim}}, hb.data(), hidden, rows);
+    BatchMatMul({{xb.data(), &w2_, static_cast<size_t>(l) * dim * hidden, dim}}, hb.data(), hidden, rows);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb[i];
   }
   for (int r = 0; r < rows; ++r) {
@@ -488,7 +785,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
     RmsNorm(xr, xr, rms_final_.data(), dim, c.norm_eps);
   }
   std::vector<float> logits(static_cast<size_t>(rows) * c.vocab_size);
-  BatchMatMul({{logits.data(), classifier_.data(), c.vocab_size}}, x.data(), dim, rows);
+  BatchMatMul({{logits.data(), &classifier_, 0, c.vocab_size}}, x.data(), dim, rows);
   std::vector<std::vector<float>> out(rows);
   for (int r = 0; r < rows; ++r) {
     out[r].assign(logits.begin() + static_cast<size_t>(r) * c.vocab_size,

@@ -87,21 +87,76 @@ struct StepRow {
   const std::vector<int>* blocks;  // The sequence's block table (covers pos).
 };
 
+// A weight matrix group kept as its file stores it: float32, float16 or
+// Q8_0 (blocks of 32 int8 values sharing one float scale), row-major
+// [rows][cols] with layers concatenated. Kernels convert rows to float32 as
+// they read them, getting exactly the values a float32 copy would hold, so
+// a model gives the same tokens whichever way it is kept; quantized weights
+// take a quarter (Q8_0) or half (F16) of the memory and of the bytes read
+// per token. Copies share the data.
+class WeightTensor {
+ public:
+  enum class Type { kF32, kF16, kQ8_0 };
+  WeightTensor() : WeightTensor(std::vector<float>{}) {}
+  static WeightTensor F32(std::vector<float> values) { return WeightTensor(std::move(values)); }
+  static WeightTensor F16(std::vector<uint16_t> halves);
+  // `scales`: one per 32 values.
+  static WeightTensor Q8_0(std::vector<int8_t> values, std::vector<float> scales);
+  // Parts joined in order: in their type when they all share it, else as
+  // float32.
+  static WeightTensor Concat(const std::vector<WeightTensor>& parts);
+
+  Type type() const { return type_; }
+  size_t size() const { return size_; }  // Values.
+  size_t bytes() const;
+  // Values [offset, offset + n) as float32 into `out` (for Q8_0, offset and
+  // n are multiples of 32).
+  void Read(size_t offset, size_t n, float* out) const;
+  // The dot product of the `n` values at `offset` (a row) with x, summed
+  // as the float32 kernels sum it.
+  float DotRow(size_t offset, const float* x, int n) const;
+  // The float32 values (empty unless type() is kF32).
+  const std::vector<float>& floats() const { return *f32_; }
+  // For the kernels: a pointer into float32 data, or nullptr.
+  const float* f32_data() const { return type_ == Type::kF32 ? f32_->data() : nullptr; }
+  // Whether both hold the same data (a tied classifier and its embedding).
+  bool SharesData(const WeightTensor& o) const {
+    return type_ == o.type_ && f32_ == o.f32_ && f16_ == o.f16_ && q8_ == o.q8_;
+  }
+
+ private:
+  explicit WeightTensor(std::vector<float> values);
+  Type type_ = Type::kF32;
+  size_t size_ = 0;
+  std::shared_ptr<const std::vector<float>> f32_;
+  std::shared_ptr<const std::vector<uint16_t>> f16_;
+  std::shared_ptr<const std::vector<int8_t>> q8_;
+  std::shared_ptr<const std::vector<float>> scales_;
+};
+
 class LlamaModel {
  public:
   // DATA_LOSS / INVALID_ARGUMENT for a truncated file or an impossible header.
   static absl::StatusOr<std::unique_ptr<LlamaModel>> LoadLlama2c(const std::string& path);
 
   const LlamaConfig& config() const { return config_; }
-  // The weights, row-major [out][in] (for conversion to other formats).
+  // The weights, row-major [out][in] (for conversion to other formats);
+  // matrices kept quantized show as empty (is_float32() says).
   struct Weights {
     const std::vector<float>*embedding, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3,
         *rms_final, *classifier;
   };
   Weights weights() const {
-    return {&embedding_, &rms_att_, &wq_, &wk_, &wv_, &wo_, &rms_ffn_, &w1_, &w2_, &w3_,
-            &rms_final_, &classifier_};
+    return {&embedding_.floats(), &rms_att_, &wq_.floats(), &wk_.floats(), &wv_.floats(),
+            &wo_.floats(),        &rms_ffn_, &w1_.floats(), &w2_.floats(), &w3_.floats(),
+            &rms_final_,          &classifier_.floats()};
   }
+  bool is_float32() const;
+  // Bytes of weights as stored (a tied classifier's data counted once).
+  size_t weight_bytes() const;
+  // Weight bytes one decode step reads: every matrix but the embedding
+  // table (one row of it per token), the classifier included.
+  size_t bytes_per_step() const;
   // A model from a config and weights in the same layout: the 12 groups of
   // Weights in order, then optionally the q, k and v biases (Qwen2-style
   // attention; [layers][dim], [layers][kv_dim] twice). Q and K rows (and
@@ -109,6 +164,10 @@ class LlamaModel {
   // INVALID_ARGUMENT when a size does not match the config.
   static absl::StatusOr<std::unique_ptr<LlamaModel>> FromWeights(
       const LlamaConfig& config, std::vector<std::vector<float>> weights);
+  // The same with each group as stored (norms and biases are read as
+  // float32 whatever their type).
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> FromTensors(const LlamaConfig& config,
+                                                                 std::vector<WeightTensor> weights);
   bool has_attention_bias() const { return !bq_.empty(); }
   // Caps the context length (sequences longer than `n` are refused), for
   // models whose native context needs more KV cache than a server has.
@@ -127,8 +186,8 @@ class LlamaModel {
  private:
   LlamaConfig config_;
   // Row-major [out][in] matrices, as llama2.c stores them.
-  std::vector<float> embedding_, rms_att_, wq_, wk_, wv_, wo_, rms_ffn_, w1_, w2_, w3_,
-      rms_final_, classifier_;
+  WeightTensor embedding_, wq_, wk_, wv_, wo_, w1_, w2_, w3_, classifier_;
+  std::vector<float> rms_att_, rms_ffn_, rms_final_;
   std::vector<float> bq_, bk_, bv_;  // Empty without attention biases.
   std::vector<float> inv_freq_;
   void InitRope();

@@ -61,6 +61,37 @@ TEST_F(GgufTest, F16AndQ8GreedyTokensAgreeForFiftySteps) {
   }
 }
 
+// F16 and Q8_0 weights stay in their stored form (a half / about a quarter of
+// the float32 bytes) and give exactly the values a float32 copy holds, so
+// a sequence gets the same logits batched as alone.
+TEST_F(GgufTest, QuantizedWeightsStayQuantized) {
+  const size_t f32_bytes = model_->weight_bytes();
+  for (GgufType type : {GgufType::kF16, GgufType::kQ8_0}) {
+    GgufModel g = Convert(type);
+    ASSERT_NE(g.model, nullptr);
+    EXPECT_FALSE(g.model->is_float32());
+    // (stories260K's w2 rows have 172 values, not a multiple of 32: that
+    // matrix stays float32 in Q8_0 files.)
+    EXPECT_LT(g.model->weight_bytes(), f32_bytes * (type == GgufType::kF16 ? 0.55 : 0.45))
+        << "type " << static_cast<int>(type);
+    const LlamaModel& m = *g.model;
+    // Four sequences batched (rows converted to float32 blocks for the 4x4
+    // kernel) against one alone (quantized rows read straight into Dot).
+    PagedKvCache cache(m.config(), 16, 16);
+    std::vector<std::vector<int>> seqs(5);
+    for (auto& blocks : seqs) blocks = {cache.Allocate(), cache.Allocate()};
+    const std::vector<std::vector<int>> tokens = {
+        {1, 410, 469, 347, 30}, {1, 200, 300, 17, 99}, {1, 5, 6, 7, 8}, {1, 100, 101, 102, 103}};
+    for (int pos = 0; pos < 5; ++pos) {
+      std::vector<StepRow> rows;
+      for (int s = 0; s < 4; ++s) rows.push_back({tokens[s][pos], pos, &seqs[s]});
+      auto batched = m.ForwardBatch(rows, &cache);
+      auto alone = m.ForwardBatch({{tokens[1][pos], pos, &seqs[4]}}, &cache);
+      EXPECT_EQ(batched[1], alone[0]) << "type " << static_cast<int>(type) << " position " << pos;
+    }
+  }
+}
+
 TEST_F(GgufTest, DamagedFilesAreErrors) {
   const std::string path = tmp_.path() + "/t.gguf";
   ASSERT_TRUE(WriteGguf(path, *model_, *tokenizer_, GgufType::kF32).ok());
