@@ -645,19 +645,11 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
   }
   if (arch == "qwen2") {
     // Qwen2 GGUFs keep Hugging Face's rotate-half Q/K layout (llama.cpp
-    // rotates them NeoX-style); LlamaModel rotates interleaved pairs. The
-    // reordered Q and K are kept as float32.
-    const size_t hs = c.head_size();
+    // rotates them NeoX-style); LlamaModel rotates interleaved pairs, so
+    // each layer's rows are reordered (in their stored type).
+    const int hs = c.head_size(), layers = static_cast<int>(L);
     auto reorder = [&](const WeightTensor& t, int heads, size_t cols) {
-      std::vector<float> all(t.size());
-      t.Read(0, t.size(), all.data());
-      const size_t per_layer = heads * hs * cols;
-      for (uint64_t l = 0; l < L; ++l) {
-        std::vector<float> part(all.begin() + l * per_layer, all.begin() + (l + 1) * per_layer);
-        RotateHalfToInterleaved(&part, heads, static_cast<int>(hs), cols);
-        std::copy(part.begin(), part.end(), all.begin() + l * per_layer);
-      }
-      return WeightTensor::F32(std::move(all));
+      return RotateHalfToInterleaved(t, layers, heads, hs, cols);
     };
     w[2] = reorder(w[2], c.n_heads, dim);
     w[3] = reorder(w[3], c.n_kv_heads, dim);

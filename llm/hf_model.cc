@@ -1,5 +1,6 @@
 #include "llm/hf_model.h"
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -73,10 +74,19 @@ class WeightFiles {
     return w;
   }
   bool Has(const std::string& name) const { return by_name_.contains(name); }
-  absl::StatusOr<std::vector<float>> Read(const std::string& name, std::vector<int64_t> shape) const {
+  // A tensor as stored when float16 or bfloat16 (halving the memory a
+  // float32 copy takes), else as float32.
+  absl::StatusOr<WeightTensor> Read(const std::string& name, std::vector<int64_t> shape) const {
     auto it = by_name_.find(name);
     if (it == by_name_.end()) return absl::InvalidArgumentError(StrCat("missing tensor ", name));
-    return it->second->ReadFloat(name, shape);
+    ASSIGN_OR_RETURN(const nn::TensorInfo* info, it->second->Find(name, shape));
+    if (info->dtype == nn::DType::kBF16 || info->dtype == nn::DType::kF16) {
+      std::vector<uint16_t> v(static_cast<size_t>(info->elements()));
+      std::memcpy(v.data(), info->bytes.data(), v.size() * 2);
+      return info->dtype == nn::DType::kBF16 ? WeightTensor::BF16(std::move(v)) : WeightTensor::F16(std::move(v));
+    }
+    ASSIGN_OR_RETURN(std::vector<float> f, it->second->ReadFloat(name, shape));
+    return WeightTensor::F32(std::move(f));
   }
 
  private:
@@ -156,8 +166,8 @@ absl::StatusOr<LoadedLlm> LoadHfModel(const std::string& dir_name) {
   const bool bias = String(config_json, "model_type") == "qwen2" || Bool(config_json, "attention_bias", false);
   ASSIGN_OR_RETURN(WeightFiles files, WeightFiles::Open(dir));
   const int64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim(), vocab = c.vocab_size;
-  std::vector<std::vector<float>> w(bias ? 15 : 12);
-  auto read = [&](const std::string& name, std::vector<int64_t> shape) -> absl::StatusOr<std::vector<float>> {
+  std::vector<WeightTensor> w(bias ? 15 : 12);
+  auto read = [&](const std::string& name, std::vector<int64_t> shape) -> absl::StatusOr<WeightTensor> {
     auto t = files.Read(name, std::move(shape));
     if (!t.ok()) return absl::Status(t.status().code(), StrCat(dir_name, ": ", t.status().message()));
     return t;
@@ -183,25 +193,29 @@ absl::StatusOr<LoadedLlm> LoadHfModel(const std::string& dir_name) {
       {13, "self_attn.k_proj.bias", {kv}, c.n_kv_heads},
       {14, "self_attn.v_proj.bias", {kv}, 0},
   };
+  std::vector<std::vector<WeightTensor>> layer_parts(w.size());
   for (int l = 0; l < c.n_layers; ++l) {
     for (const Part& p : parts) {
       if (p.group >= static_cast<int>(w.size())) continue;
-      ASSIGN_OR_RETURN(std::vector<float> t, read(StrCat("model.layers.", l, ".", p.name), p.shape));
+      ASSIGN_OR_RETURN(WeightTensor t, read(StrCat("model.layers.", l, ".", p.name), p.shape));
       if (p.rotate_heads > 0) {
-        RotateHalfToInterleaved(&t, p.rotate_heads, c.head_size(), p.shape.size() == 2 ? p.shape[1] : 1);
+        t = RotateHalfToInterleaved(t, 1, p.rotate_heads, c.head_size(), p.shape.size() == 2 ? p.shape[1] : 1);
       }
-      w[p.group].insert(w[p.group].end(), t.begin(), t.end());
+      layer_parts[p.group].push_back(std::move(t));
     }
+  }
+  for (size_t g = 0; g < w.size(); ++g) {
+    if (!layer_parts[g].empty()) w[g] = WeightTensor::Concat(layer_parts[g]);
   }
   ASSIGN_OR_RETURN(w[10], read("model.norm.weight", {dim}));
   if (files.Has("lm_head.weight") && !c.shared_classifier) {
     ASSIGN_OR_RETURN(w[11], read("lm_head.weight", {vocab, dim}));
   } else {
     c.shared_classifier = true;
-    w[11] = w[0];
+    w[11] = w[0];  // Shares the data.
   }
   LoadedLlm out;
-  ASSIGN_OR_RETURN(out.model, LlamaModel::FromWeights(c, std::move(w)));
+  ASSIGN_OR_RETURN(out.model, LlamaModel::FromTensors(c, std::move(w)));
 
   // Tokenizer and its special tokens.
   ASSIGN_OR_RETURN(auto tokenizer, nn::Tokenizer::FromFile((dir / "tokenizer.json").string()));

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <queue>
+#include <type_traits>
 
 #include "common/coding.h"
 #include "common/half.h"
@@ -61,14 +62,24 @@ float DotQ8Portable(const int8_t* q, const float* scales, const float* b, int n)
   return sum + 0.0f;  // Dot's (empty) tail.
 }
 
-float DotF16Portable(const uint16_t* h, const float* b, int n) {
+float Bf16ToFloat32(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// kBf16: bfloat16 values (the top half of a float32), else IEEE halves.
+template <bool kBf16>
+float DotHalfPortable(const uint16_t* h, const float* b, int n) {
+  auto convert = [](uint16_t v) { return kBf16 ? Bf16ToFloat32(v) : HalfToFloat(v); };
   float acc[16] = {0};
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    for (int l = 0; l < 16; ++l) acc[l] = std::fma(HalfToFloat(h[j + l]), b[j + l], acc[l]);
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(convert(h[j + l]), b[j + l], acc[l]);
   }
   float tail = 0.0f;
-  for (; j < n; ++j) tail = std::fma(HalfToFloat(h[j]), b[j], tail);
+  for (; j < n; ++j) tail = std::fma(convert(h[j]), b[j], tail);
   float sum = 0.0f;
   for (int l = 0; l < 16; ++l) sum += acc[l];
   return sum + tail;
@@ -118,31 +129,39 @@ __attribute__((target("avx2,fma"))) float DotQ8Avx2(const int8_t* q, const float
   return SumLanes(lanes) + 0.0f;
 }
 
-__attribute__((target("avx512f"))) float DotF16Avx512(const uint16_t* h, const float* b, int n) {
+template <bool kBf16>
+__attribute__((target("avx512f"))) float DotHalfAvx512(const uint16_t* h, const float* b, int n) {
   __m512 acc = _mm512_setzero_ps();
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512 w = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + j)));
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + j));
+    const __m512 w = kBf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16))
+                           : _mm512_cvtph_ps(raw);
     acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(b + j), acc);
   }
   float tail = 0.0f;
-  for (; j < n; ++j) tail = std::fma(HalfToFloat(h[j]), b[j], tail);
+  for (; j < n; ++j) tail = std::fma(kBf16 ? Bf16ToFloat32(h[j]) : HalfToFloat(h[j]), b[j], tail);
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, acc);
   return SumLanes(lanes) + tail;
 }
 
-__attribute__((target("avx2,fma,f16c"))) float DotF16Avx2(const uint16_t* h, const float* b, int n) {
+template <bool kBf16>
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 HalfsToFloats8(const uint16_t* p) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return kBf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16)) : _mm256_cvtph_ps(raw);
+}
+
+template <bool kBf16>
+__attribute__((target("avx2,fma,f16c"))) float DotHalfAvx2(const uint16_t* h, const float* b, int n) {
   __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j)));
-    const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j + 8)));
-    lo = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + j), lo);
-    hi = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + j + 8), hi);
+    lo = _mm256_fmadd_ps(HalfsToFloats8<kBf16>(h + j), _mm256_loadu_ps(b + j), lo);
+    hi = _mm256_fmadd_ps(HalfsToFloats8<kBf16>(h + j + 8), _mm256_loadu_ps(b + j + 8), hi);
   }
   float tail = 0.0f;
-  for (; j < n; ++j) tail = std::fma(HalfToFloat(h[j]), b[j], tail);
+  for (; j < n; ++j) tail = std::fma(kBf16 ? Bf16ToFloat32(h[j]) : HalfToFloat(h[j]), b[j], tail);
   alignas(32) float lanes[16];
   _mm256_store_ps(lanes, lo);
   _mm256_store_ps(lanes + 8, hi);
@@ -159,13 +178,14 @@ DotQ8Fn PickDotQ8() {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return DotQ8Avx2;
   return DotQ8Portable;
 }
-DotF16Fn PickDotF16() {
+template <bool kBf16>
+DotF16Fn PickDotHalf() {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return DotF16Avx512;
+  if (__builtin_cpu_supports("avx512f")) return DotHalfAvx512<kBf16>;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-    return DotF16Avx2;
+    return DotHalfAvx2<kBf16>;
   }
-  return DotF16Portable;
+  return DotHalfPortable<kBf16>;
 }
 
 // Four dot products of one weight row with four vectors at once: each is
@@ -370,21 +390,23 @@ void LlamaModel::InitRope() {
   }
 }
 
-void RotateHalfToInterleaved(std::vector<float>* w, int heads, int head_size, size_t cols) {
-  std::vector<float> out(w->size());
+WeightTensor RotateHalfToInterleaved(const WeightTensor& w, int layers, int heads, int head_size,
+                                     size_t cols) {
+  const size_t rows = static_cast<size_t>(heads) * head_size;  // Per layer.
+  std::vector<size_t> order(rows * layers);
   const int half = head_size / 2;
-  for (int h = 0; h < heads; ++h) {
-    for (int j = 0; j < half; ++j) {
-      for (int i = 0; i < 2; ++i) {
-        const size_t to = static_cast<size_t>(h) * head_size + 2 * j + i;
-        const size_t from = static_cast<size_t>(h) * head_size + i * half + j;
-        std::copy_n(&(*w)[from * cols], cols, &out[to * cols]);
+  for (int l = 0; l < layers; ++l) {
+    for (int h = 0; h < heads; ++h) {
+      for (int j = 0; j < half; ++j) {
+        for (int i = 0; i < 2; ++i) {
+          order[l * rows + static_cast<size_t>(h) * head_size + 2 * j + i] =
+              l * rows + static_cast<size_t>(h) * head_size + i * half + j;
+        }
       }
     }
   }
-  *w = std::move(out);
+  return w.ReorderRows(order, cols);
 }
-
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(
     const LlamaConfig& c, std::vector<std::vector<float>> w) {
   std::vector<WeightTensor> t;
@@ -468,6 +490,12 @@ size_t LlamaModel::weight_bytes() const {
 WeightTensor::WeightTensor(std::vector<float> values)
     : type_(Type::kF32), size_(values.size()), f32_(std::make_shared<const std::vector<float>>(std::move(values))) {}
 
+WeightTensor WeightTensor::BF16(std::vector<uint16_t> values) {
+  WeightTensor t = F16(std::move(values));
+  t.type_ = Type::kBF16;
+  return t;
+}
+
 WeightTensor WeightTensor::F16(std::vector<uint16_t> halves) {
   WeightTensor t;
   t.type_ = Type::kF16;
@@ -493,11 +521,11 @@ WeightTensor WeightTensor::Concat(const std::vector<WeightTensor>& parts) {
     total += p.size();
     same &= p.type() == parts[0].type();
   }
-  if (same && !parts.empty() && parts[0].type() == Type::kF16) {
+  if (same && !parts.empty() && (parts[0].type() == Type::kF16 || parts[0].type() == Type::kBF16)) {
     std::vector<uint16_t> v;
     v.reserve(total);
     for (const WeightTensor& p : parts) v.insert(v.end(), p.f16_->begin(), p.f16_->end());
-    return F16(std::move(v));
+    return parts[0].type() == Type::kF16 ? F16(std::move(v)) : BF16(std::move(v));
   }
   if (same && !parts.empty() && parts[0].type() == Type::kQ8_0) {
     std::vector<int8_t> q;
@@ -519,10 +547,32 @@ WeightTensor WeightTensor::Concat(const std::vector<WeightTensor>& parts) {
   return F32(std::move(v));
 }
 
+WeightTensor WeightTensor::ReorderRows(const std::vector<size_t>& order, size_t cols) const {
+  auto reorder = [&](const auto& src, size_t width) {
+    std::remove_cvref_t<decltype(src)> out(order.size() * width);
+    for (size_t i = 0; i < order.size(); ++i) {
+      std::copy_n(src.begin() + order[i] * width, width, out.begin() + i * width);
+    }
+    return out;
+  };
+  switch (type_) {
+    case Type::kF32: return F32(reorder(*f32_, cols));
+    case Type::kF16: return F16(reorder(*f16_, cols));
+    case Type::kBF16: return BF16(reorder(*f16_, cols));
+    case Type::kQ8_0:
+      if (cols % 32 == 0) return Q8_0(reorder(*q8_, cols), reorder(*scales_, cols / 32));
+      break;
+  }
+  std::vector<float> all(size_);
+  Read(0, size_, all.data());
+  return F32(std::move(all)).ReorderRows(order, cols);
+}
+
 size_t WeightTensor::bytes() const {
   switch (type_) {
     case Type::kF32: return size_ * 4;
-    case Type::kF16: return size_ * 2;
+    case Type::kF16:
+    case Type::kBF16: return size_ * 2;
     case Type::kQ8_0: return size_ + size_ / 32 * 4;
   }
   return 0;
@@ -538,6 +588,14 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ8(
   }
 }
 
+__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeBF16(
+    const uint16_t* h, size_t n, float* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(h[i]) << 16;
+    std::memcpy(&out[i], &bits, 4);
+  }
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeF16(
     const uint16_t* h, size_t n, float* out) {
   const _Float16* v = reinterpret_cast<const _Float16*>(h);
@@ -550,7 +608,11 @@ float WeightTensor::DotRow(size_t offset, const float* x, int n) const {
   switch (type_) {
     case Type::kF32: return Dot(f32_->data() + offset, x, n);
     case Type::kF16: {
-      static const DotF16Fn dot = PickDotF16();
+      static const DotF16Fn dot = PickDotHalf<false>();
+      return dot(f16_->data() + offset, x, n);
+    }
+    case Type::kBF16: {
+      static const DotF16Fn dot = PickDotHalf<true>();
       return dot(f16_->data() + offset, x, n);
     }
     case Type::kQ8_0: {
@@ -565,6 +627,7 @@ void WeightTensor::Read(size_t offset, size_t n, float* out) const {
   switch (type_) {
     case Type::kF32: std::copy_n(f32_->data() + offset, n, out); break;
     case Type::kF16: DequantizeF16(f16_->data() + offset, n, out); break;
+    case Type::kBF16: DequantizeBF16(f16_->data() + offset, n, out); break;
     case Type::kQ8_0: DequantizeQ8(q8_->data() + offset, scales_->data() + offset / 32, n / 32, out); break;
   }
 }

@@ -87,8 +87,8 @@ struct StepRow {
   const std::vector<int>* blocks;  // The sequence's block table (covers pos).
 };
 
-// A weight matrix group kept as its file stores it: float32, float16 or
-// Q8_0 (blocks of 32 int8 values sharing one float scale), row-major
+// A weight matrix group kept as its file stores it: float32, float16,
+// bfloat16 or Q8_0 (blocks of 32 int8 values sharing one float scale), row-major
 // [rows][cols] with layers concatenated. Kernels convert rows to float32 as
 // they read them, getting exactly the values a float32 copy would hold, so
 // a model gives the same tokens whichever way it is kept; quantized weights
@@ -96,15 +96,18 @@ struct StepRow {
 // per token. Copies share the data.
 class WeightTensor {
  public:
-  enum class Type { kF32, kF16, kQ8_0 };
+  enum class Type { kF32, kF16, kBF16, kQ8_0 };
   WeightTensor() : WeightTensor(std::vector<float>{}) {}
   static WeightTensor F32(std::vector<float> values) { return WeightTensor(std::move(values)); }
   static WeightTensor F16(std::vector<uint16_t> halves);
+  static WeightTensor BF16(std::vector<uint16_t> values);
   // `scales`: one per 32 values.
   static WeightTensor Q8_0(std::vector<int8_t> values, std::vector<float> scales);
   // Parts joined in order: in their type when they all share it, else as
   // float32.
   static WeightTensor Concat(const std::vector<WeightTensor>& parts);
+  // The rows (of `cols` values) in a new order: row i is row order[i].
+  WeightTensor ReorderRows(const std::vector<size_t>& order, size_t cols) const;
 
   Type type() const { return type_; }
   size_t size() const { return size_; }  // Values.
@@ -193,10 +196,12 @@ class LlamaModel {
   void InitRope();
 };
 
-// Reorders the rows of a Q or K projection (or its bias, cols = 1) from
-// Hugging Face's rotate-half layout (a head's first half pairs with its
-// second half) to interleaved pairs: row h*hs + 2j + i <- h*hs + i*hs/2 + j.
-void RotateHalfToInterleaved(std::vector<float>* w, int heads, int head_size, size_t cols);
+// Reorders the rows of Q or K projections (or their biases, cols = 1) of
+// `layers` layers from Hugging Face's rotate-half layout (a head's first
+// half pairs with its second half) to interleaved pairs: within a layer,
+// row h*hs + 2j + i <- h*hs + i*hs/2 + j. The stored type is kept.
+WeightTensor RotateHalfToInterleaved(const WeightTensor& w, int layers, int heads, int head_size,
+                                     size_t cols);
 
 // llama2.c's tokenizer.bin (and GGUF's SentencePiece "llama" vocabulary):
 // byte-pair merges by score, byte fallback (<0x00>..<0xFF> at ids

@@ -70,6 +70,8 @@ TEST_P(HfModelTest, LogitsMatchPyTorch) {
   const bool qwen = GetParam() == "qwen2";
   EXPECT_EQ(m.has_attention_bias(), qwen);
   EXPECT_EQ(m.config().shared_classifier, qwen);
+  // The qwen2 directory is bfloat16 and stays so in memory.
+  EXPECT_EQ(m.is_float32(), !qwen);
   EXPECT_EQ(m.config().n_kv_heads, 2);
   // Qwen2 with use_sliding_window false keeps its whole context.
   EXPECT_EQ(m.config().seq_len, 256);

@@ -6,7 +6,8 @@ transformers package) the way Hugging Face's modeling_llama / modeling_qwen2
 compute it: rotate-half RoPE (inv_freq = 1 / theta^(2i/d), with "linear" or
 "llama3" rope_scaling), grouped-query attention, RMSNorm, SwiGLU, optional
 q/k/v biases, tied or separate lm_head. Writes a Hugging Face directory
-(config.json, model.safetensors or two shards with an index, tokenizer.json
+(config.json, model.safetensors in float32 or, for qwen2, two bfloat16
+shards with an index, tokenizer.json
 as a small byte-level BPE, tokenizer_config.json with a ChatML template)
 and <out>/expected.json with the logits of every position of IDS.
 
@@ -84,11 +85,15 @@ class Layer(nn.Module):
         return x + self.down(nn.functional.silu(self.gate(h)) * self.up(h))
 
 
-def write_safetensors(path, tensors):
+def write_safetensors(path, tensors, bf16=False):
     header, blobs, offset = {}, [], 0
     for name in sorted(tensors):
-        data = tensors[name].detach().contiguous().float().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
+        t = tensors[name].detach().contiguous()
+        if bf16:  # The top 16 bits of each float32 (values already rounded).
+            data = t.bfloat16().view(torch.int16).numpy().astype("<i2").tobytes()
+        else:
+            data = t.float().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "BF16" if bf16 else "F32", "shape": list(tensors[name].shape),
                         "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
@@ -158,6 +163,10 @@ def main():
             for lin in (L.q, L.k, L.v):
                 if lin.bias is not None:
                     lin.bias.normal_(0, 0.3)
+        if qwen:  # Qwen2 is written in bfloat16: compute with the rounded weights.
+            for prm in list(layers.parameters()) + [embed.weight]:
+                prm.copy_(prm.bfloat16().float())
+            norm = norm.bfloat16().float()
 
     os.makedirs(out, exist_ok=True)
     config = {"architectures": ["Qwen2ForCausalLM" if qwen else "LlamaForCausalLM"],
@@ -202,7 +211,7 @@ def main():
         weight_map = {}
         for s, part in enumerate(shards):
             fname = f"model-0000{s + 1}-of-00002.safetensors"
-            write_safetensors(os.path.join(out, fname), {n: tensors[n] for n in part})
+            write_safetensors(os.path.join(out, fname), {n: tensors[n] for n in part}, bf16=True)
             weight_map.update({n: fname for n in part})
         with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
             json.dump({"metadata": {}, "weight_map": weight_map}, f)
