@@ -60,7 +60,8 @@ struct OutTensor {
 OutTensor Encode(std::string name, const float* v, uint64_t rows, uint64_t cols, GgufType type) {
   OutTensor t{std::move(name), rows == 1 ? std::vector<uint64_t>{cols} : std::vector<uint64_t>{cols, rows},
               type, {}};
-  if (type == GgufType::kQ8_0 && (cols % kQ8Block != 0 || rows == 1)) t.type = GgufType::kF32;
+  const bool blocked = type == GgufType::kQ8_0 || type == GgufType::kQ4_0;
+  if (blocked && (cols % kQ8Block != 0 || rows == 1)) t.type = GgufType::kF32;
   const uint64_t n = rows * cols;
   switch (t.type) {
     case GgufType::kF32: t.data.assign(reinterpret_cast<const char*>(v), n * 4); break;
@@ -80,6 +81,28 @@ OutTensor Encode(std::string name, const float* v, uint64_t rows, uint64_t cols,
         t.data.append(reinterpret_cast<const char*>(&dh), 2);
         for (int i = 0; i < kQ8Block; ++i) {
           t.data.push_back(static_cast<char>(static_cast<int8_t>(std::lround(v[b + i] * id))));
+        }
+      }
+      break;
+    case GgufType::kQ4_0:
+      // ggml's reference rounding: the value of largest magnitude maps to
+      // -8; others to round(x / d) + 8 clamped to 0..15.
+      for (uint64_t b = 0; b < n; b += kQ8Block) {
+        float amax = 0, max = 0;
+        for (int i = 0; i < kQ8Block; ++i) {
+          if (std::fabs(v[b + i]) > amax) {
+            amax = std::fabs(v[b + i]);
+            max = v[b + i];
+          }
+        }
+        const float d = max / -8.0f;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        const uint16_t dh = FloatToHalf(d);
+        t.data.append(reinterpret_cast<const char*>(&dh), 2);
+        for (int i = 0; i < kQ8Block / 2; ++i) {
+          const int lo = std::min(15, static_cast<int>(static_cast<int8_t>(v[b + i] * id + 8.5f)));
+          const int hi = std::min(15, static_cast<int>(static_cast<int8_t>(v[b + 16 + i] * id + 8.5f)));
+          t.data.push_back(static_cast<char>(lo | (hi << 4)));
         }
       }
       break;
@@ -577,9 +600,13 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
         if (cols % kQ8Block != 0) return absl::InvalidArgumentError(StrCat(path, ": bad Q8_0 tensor ", name));
         bytes = n / kQ8Block * (2 + kQ8Block);
         break;
+      case 2:
+        if (cols % kQ8Block != 0) return absl::InvalidArgumentError(StrCat(path, ": bad Q4_0 tensor ", name));
+        bytes = n / kQ8Block * (2 + kQ8Block / 2);
+        break;
       default:
         return absl::InvalidArgumentError(StrCat(path, ": tensor ", name, " has type ", t.type,
-                                                 " (F32, F16 and Q8_0 are supported)"));
+                                                 " (F32, F16, Q8_0 and Q4_0 are supported)"));
     }
     if (base + t.offset + bytes > data.size()) return r.Truncated();
     const char* p = data.data() + base + t.offset;
@@ -592,6 +619,18 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
       std::vector<uint16_t> out(n);
       std::memcpy(out.data(), p, bytes);
       return WeightTensor::F16(std::move(out));
+    }
+    if (t.type == 2) {
+      std::vector<uint8_t> packed(n / 2);
+      std::vector<float> scales(n / kQ8Block);
+      for (uint64_t b = 0; b < n / kQ8Block; ++b) {
+        const char* blk = p + b * (2 + kQ8Block / 2);
+        uint16_t dh;
+        std::memcpy(&dh, blk, 2);
+        scales[b] = HalfToFloat(dh);
+        std::memcpy(&packed[b * kQ8Block / 2], blk + 2, kQ8Block / 2);
+      }
+      return WeightTensor::Q4_0(std::move(packed), std::move(scales));
     }
     std::vector<int8_t> q(n);
     std::vector<float> scales(n / kQ8Block);

@@ -1,14 +1,15 @@
 // GGUF (version 3, as llama.cpp writes it): "llama" and "qwen2"
 // architectures (q/k/v biases; rotate-half Q/K reordered at load) with F32,
-// F16 and Q8_0 tensors, linear RoPE scaling and rope_freqs; the tokenizer
+// F16, Q8_0 and Q4_0 tensors (kept as stored), linear RoPE scaling and
+// rope_freqs; the tokenizer
 // from the metadata: SentencePiece "llama" (tokens with U+2581 for spaces,
 // merge scores) or byte-level BPE "gpt2" (tokens, merges and the
 // pre-tokenizer named by tokenizer.ggml.pre: llama-bpe, qwen2, smollm,
 // gpt2), control tokens recognised in prompts, BOS / EOS / EOT ids and the
 // chat template. Tensors are dequantised to float32 at load.
 //
-// Writing: a llama2.c checkpoint converts to GGUF (F32, F16 or Q8_0;
-// norms and rows whose length is not a multiple of 32 stay F32 in Q8_0
+// Writing: a llama2.c checkpoint converts to GGUF (F32, F16, Q8_0 or Q4_0;
+// norms and rows whose length is not a multiple of 32 stay F32 in Q8_0 / Q4_0
 // files, as llama.cpp does), so the formats can be checked against each
 // other. Q and K are stored unpermuted: llama2.c's RoPE rotates interleaved
 // pairs, which is GGUF's "llama" convention.
@@ -25,7 +26,7 @@
 
 namespace quiver::llm {
 
-enum class GgufType { kF32 = 0, kF16 = 1, kQ8_0 = 8 };
+enum class GgufType { kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8 };
 
 struct GgufModel {
   std::unique_ptr<LlamaModel> model;
@@ -39,7 +40,7 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path);
 
 // A metadata entry and a tensor for WriteGgufFile. Tensor dims are GGUF's
 // (ne[0], the row length, first); values row-major, encoded as `type`
-// (Q8_0 falls back to F32 for vectors and rows not a multiple of 32).
+// (Q8_0 / Q4_0 fall back to F32 for vectors and rows not a multiple of 32).
 struct GgufMeta {
   std::string key;
   std::variant<uint32_t, float, bool, std::string, std::vector<std::string>, std::vector<float>,

@@ -11,6 +11,7 @@
 
 #include "common/coding.h"
 #include "common/half.h"
+#include "common/status_macros.h"
 #include "common/strings.h"
 
 namespace quiver::llm {
@@ -60,6 +61,24 @@ float DotQ8Portable(const int8_t* q, const float* scales, const float* b, int n)
   float sum = 0.0f;
   for (int l = 0; l < 16; ++l) sum += acc[l];
   return sum + 0.0f;  // Dot's (empty) tail.
+}
+
+// Q4_0 block k's value l (0..31) as float32: (nibble - 8) * scale.
+float Q4Value(const uint8_t* packed, float d, int l) {
+  const uint8_t byte = packed[l % 16];
+  return d * static_cast<float>((l < 16 ? byte & 0x0F : byte >> 4) - 8);
+}
+
+float DotQ4Portable(const uint8_t* packed, const float* scales, const float* b, int n) {
+  float acc[16] = {0};
+  for (int j = 0; j + 16 <= n; j += 16) {
+    const uint8_t* blk = packed + (j / 32) * 16;
+    const float d = scales[j / 32];
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(Q4Value(blk, d, j % 32 + l), b[j + l], acc[l]);
+  }
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += acc[l];
+  return sum + 0.0f;
 }
 
 float Bf16ToFloat32(uint16_t h) {
@@ -129,6 +148,44 @@ __attribute__((target("avx2,fma"))) float DotQ8Avx2(const int8_t* q, const float
   return SumLanes(lanes) + 0.0f;
 }
 
+__attribute__((target("avx512f"))) float DotQ4Avx512(const uint8_t* packed, const float* scales,
+                                                     const float* b, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  const __m512i eight = _mm512_set1_epi32(8), low = _mm512_set1_epi32(0x0F);
+  for (int j = 0; j + 32 <= n; j += 32) {
+    const __m512 d = _mm512_set1_ps(scales[j / 32]);
+    const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + j / 2)));
+    const __m512 w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(bytes, low), eight)));
+    const __m512 w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(bytes, 4), eight)));
+    acc = _mm512_fmadd_ps(w0, _mm512_loadu_ps(b + j), acc);
+    acc = _mm512_fmadd_ps(w1, _mm512_loadu_ps(b + j + 16), acc);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  return SumLanes(lanes) + 0.0f;
+}
+
+__attribute__((target("avx2,fma"))) float DotQ4Avx2(const uint8_t* packed, const float* scales,
+                                                    const float* b, int n) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();  // Lanes 0-7, 8-15.
+  const __m256i eight = _mm256_set1_epi32(8), mask = _mm256_set1_epi32(0x0F);
+  for (int j = 0; j + 16 <= n; j += 16) {
+    const __m256 d = _mm256_set1_ps(scales[j / 32]);
+    const uint8_t* blk = packed + (j / 32) * 16;
+    const int shift = (j % 32) == 0 ? 0 : 4;  // Low nibbles first, then high.
+    const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk)));
+    const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 8)));
+    const __m256i v0 = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b0, shift), mask), eight);
+    const __m256i v1 = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b1, shift), mask), eight);
+    lo = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(v0)), _mm256_loadu_ps(b + j), lo);
+    hi = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(v1)), _mm256_loadu_ps(b + j + 8), hi);
+  }
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, lo);
+  _mm256_store_ps(lanes + 8, hi);
+  return SumLanes(lanes) + 0.0f;
+}
+
 template <bool kBf16>
 __attribute__((target("avx512f"))) float DotHalfAvx512(const uint16_t* h, const float* b, int n) {
   __m512 acc = _mm512_setzero_ps();
@@ -178,6 +235,14 @@ DotQ8Fn PickDotQ8() {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return DotQ8Avx2;
   return DotQ8Portable;
 }
+using DotQ4Fn = float (*)(const uint8_t*, const float*, const float*, int);
+DotQ4Fn PickDotQ4() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return DotQ4Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return DotQ4Avx2;
+  return DotQ4Portable;
+}
+
 template <bool kBf16>
 DotF16Fn PickDotHalf() {
   __builtin_cpu_init();
@@ -187,6 +252,67 @@ DotF16Fn PickDotHalf() {
   }
   return DotHalfPortable<kBf16>;
 }
+
+}  // namespace
+
+absl::Status VerifyRowKernels() {
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool f16c = avx2 && __builtin_cpu_supports("f16c");
+  uint64_t state = 88172645463325252ull;
+  auto next = [&] {  // xorshift64
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  auto uniform = [&] { return static_cast<float>(next() % 2000001) / 1000000.0f - 1.0f; };
+  for (int n : {32, 64, 96, 768, 2048}) {
+    std::vector<float> x(n), scales(n / 32);
+    std::vector<int8_t> q8(n);
+    std::vector<uint8_t> q4(n / 2);
+    std::vector<uint16_t> half(n + 7), bf16(n + 7);  // + 7: tails past 16-lane steps.
+    for (float& v : x) v = uniform();
+    for (float& v : scales) v = uniform() * 0.1f;
+    for (int8_t& v : q8) v = static_cast<int8_t>(next() % 255 - 127);
+    for (uint8_t& v : q4) v = static_cast<uint8_t>(next());
+    for (uint16_t& v : half) v = FloatToHalf(uniform());
+    for (uint16_t& v : bf16) v = static_cast<uint16_t>(next() & 0x3FFF);  // Finite, small magnitudes.
+    std::vector<float> xt(n + 7);
+    for (float& v : xt) v = uniform();
+    auto same = [](float a, float b) { return std::memcmp(&a, &b, 4) == 0; };
+    const float q8_ref = DotQ8Portable(q8.data(), scales.data(), x.data(), n);
+    const float q4_ref = DotQ4Portable(q4.data(), scales.data(), x.data(), n);
+    const float f16_ref = DotHalfPortable<false>(half.data(), xt.data(), n + 7);
+    const float bf16_ref = DotHalfPortable<true>(bf16.data(), xt.data(), n + 7);
+    auto check = [&](bool ok, const char* what) -> absl::Status {
+      if (ok) return absl::OkStatus();
+      return absl::InternalError(StrCat(what, " differs from the portable kernel for n = ", n));
+    };
+    if (avx512) {
+      RETURN_IF_ERROR(check(same(DotQ8Avx512(q8.data(), scales.data(), x.data(), n), q8_ref), "DotQ8Avx512"));
+      RETURN_IF_ERROR(check(same(DotQ4Avx512(q4.data(), scales.data(), x.data(), n), q4_ref), "DotQ4Avx512"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx512<false>(half.data(), xt.data(), n + 7), f16_ref), "DotHalfAvx512<f16>"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx512<true>(bf16.data(), xt.data(), n + 7), bf16_ref), "DotHalfAvx512<bf16>"));
+    }
+    if (avx2) {
+      RETURN_IF_ERROR(check(same(DotQ8Avx2(q8.data(), scales.data(), x.data(), n), q8_ref), "DotQ8Avx2"));
+      RETURN_IF_ERROR(check(same(DotQ4Avx2(q4.data(), scales.data(), x.data(), n), q4_ref), "DotQ4Avx2"));
+    }
+    if (f16c) {
+      RETURN_IF_ERROR(check(same(DotHalfAvx2<false>(half.data(), xt.data(), n + 7), f16_ref), "DotHalfAvx2<f16>"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx2<true>(bf16.data(), xt.data(), n + 7), bf16_ref), "DotHalfAvx2<bf16>"));
+    }
+    // And the float32 kernel on the same values, as the buffered path uses it.
+    std::vector<float> w(n);
+    for (int i = 0; i < n; ++i) w[i] = scales[i / 32] * static_cast<float>(q8[i]);
+    RETURN_IF_ERROR(check(same(Dot(w.data(), x.data(), n), q8_ref), "Dot on converted Q8_0 values"));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
 
 // Four dot products of one weight row with four vectors at once: each is
 // summed exactly as Dot sums it (same lanes, same order), but the four
@@ -504,6 +630,15 @@ WeightTensor WeightTensor::F16(std::vector<uint16_t> halves) {
   return t;
 }
 
+WeightTensor WeightTensor::Q4_0(std::vector<uint8_t> packed, std::vector<float> scales) {
+  WeightTensor t;
+  t.type_ = Type::kQ4_0;
+  t.size_ = packed.size() * 2;
+  t.q4_ = std::make_shared<const std::vector<uint8_t>>(std::move(packed));
+  t.scales_ = std::make_shared<const std::vector<float>>(std::move(scales));
+  return t;
+}
+
 WeightTensor WeightTensor::Q8_0(std::vector<int8_t> values, std::vector<float> scales) {
   WeightTensor t;
   t.type_ = Type::kQ8_0;
@@ -538,6 +673,17 @@ WeightTensor WeightTensor::Concat(const std::vector<WeightTensor>& parts) {
     }
     return Q8_0(std::move(q), std::move(scales));
   }
+  if (same && !parts.empty() && parts[0].type() == Type::kQ4_0) {
+    std::vector<uint8_t> q;
+    std::vector<float> scales;
+    q.reserve(total / 2);
+    scales.reserve(total / 32);
+    for (const WeightTensor& p : parts) {
+      q.insert(q.end(), p.q4_->begin(), p.q4_->end());
+      scales.insert(scales.end(), p.scales_->begin(), p.scales_->end());
+    }
+    return Q4_0(std::move(q), std::move(scales));
+  }
   std::vector<float> v(total);
   size_t at = 0;
   for (const WeightTensor& p : parts) {
@@ -562,6 +708,9 @@ WeightTensor WeightTensor::ReorderRows(const std::vector<size_t>& order, size_t 
     case Type::kQ8_0:
       if (cols % 32 == 0) return Q8_0(reorder(*q8_, cols), reorder(*scales_, cols / 32));
       break;
+    case Type::kQ4_0:
+      if (cols % 32 == 0) return Q4_0(reorder(*q4_, cols / 2), reorder(*scales_, cols / 32));
+      break;
   }
   std::vector<float> all(size_);
   Read(0, size_, all.data());
@@ -574,6 +723,7 @@ size_t WeightTensor::bytes() const {
     case Type::kF16:
     case Type::kBF16: return size_ * 2;
     case Type::kQ8_0: return size_ + size_ / 32 * 4;
+    case Type::kQ4_0: return size_ / 2 + size_ / 32 * 4;
   }
   return 0;
 }
@@ -585,6 +735,18 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ8(
   for (size_t b = 0; b < blocks; ++b) {
     const float d = scales[b];
     for (int k = 0; k < 32; ++k) out[b * 32 + k] = d * static_cast<float>(q[b * 32 + k]);
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ4(
+    const uint8_t* packed, const float* scales, size_t blocks, float* out) {
+  for (size_t b = 0; b < blocks; ++b) {
+    const float d = scales[b];
+    const uint8_t* blk = packed + b * 16;
+    for (int k = 0; k < 16; ++k) {
+      out[b * 32 + k] = d * static_cast<float>((blk[k] & 0x0F) - 8);
+      out[b * 32 + 16 + k] = d * static_cast<float>((blk[k] >> 4) - 8);
+    }
   }
 }
 
@@ -619,6 +781,10 @@ float WeightTensor::DotRow(size_t offset, const float* x, int n) const {
       static const DotQ8Fn dot = PickDotQ8();
       return dot(q8_->data() + offset, scales_->data() + offset / 32, x, n);
     }
+    case Type::kQ4_0: {
+      static const DotQ4Fn dot = PickDotQ4();
+      return dot(q4_->data() + offset / 2, scales_->data() + offset / 32, x, n);
+    }
   }
   return 0.0f;
 }
@@ -629,6 +795,7 @@ void WeightTensor::Read(size_t offset, size_t n, float* out) const {
     case Type::kF16: DequantizeF16(f16_->data() + offset, n, out); break;
     case Type::kBF16: DequantizeBF16(f16_->data() + offset, n, out); break;
     case Type::kQ8_0: DequantizeQ8(q8_->data() + offset, scales_->data() + offset / 32, n / 32, out); break;
+    case Type::kQ4_0: DequantizeQ4(q4_->data() + offset / 2, scales_->data() + offset / 32, n / 32, out); break;
   }
 }
 

@@ -88,7 +88,8 @@ struct StepRow {
 };
 
 // A weight matrix group kept as its file stores it: float32, float16,
-// bfloat16 or Q8_0 (blocks of 32 int8 values sharing one float scale), row-major
+// bfloat16, Q8_0 (blocks of 32 int8 values sharing one float scale) or
+// Q4_0 (blocks of 32 4-bit values sharing one float scale), row-major
 // [rows][cols] with layers concatenated. Kernels convert rows to float32 as
 // they read them, getting exactly the values a float32 copy would hold, so
 // a model gives the same tokens whichever way it is kept; quantized weights
@@ -96,13 +97,16 @@ struct StepRow {
 // per token. Copies share the data.
 class WeightTensor {
  public:
-  enum class Type { kF32, kF16, kBF16, kQ8_0 };
+  enum class Type { kF32, kF16, kBF16, kQ8_0, kQ4_0 };
   WeightTensor() : WeightTensor(std::vector<float>{}) {}
   static WeightTensor F32(std::vector<float> values) { return WeightTensor(std::move(values)); }
   static WeightTensor F16(std::vector<uint16_t> halves);
   static WeightTensor BF16(std::vector<uint16_t> values);
   // `scales`: one per 32 values.
   static WeightTensor Q8_0(std::vector<int8_t> values, std::vector<float> scales);
+  // Q4_0: per block of 32, 16 bytes whose low nibbles are values 0-15 and
+  // high nibbles values 16-31, each (nibble - 8) * scale.
+  static WeightTensor Q4_0(std::vector<uint8_t> packed, std::vector<float> scales);
   // Parts joined in order: in their type when they all share it, else as
   // float32.
   static WeightTensor Concat(const std::vector<WeightTensor>& parts);
@@ -112,7 +116,7 @@ class WeightTensor {
   Type type() const { return type_; }
   size_t size() const { return size_; }  // Values.
   size_t bytes() const;
-  // Values [offset, offset + n) as float32 into `out` (for Q8_0, offset and
+  // Values [offset, offset + n) as float32 into `out` (for Q8_0 / Q4_0, offset and
   // n are multiples of 32).
   void Read(size_t offset, size_t n, float* out) const;
   // The dot product of the `n` values at `offset` (a row) with x, summed
@@ -124,7 +128,7 @@ class WeightTensor {
   const float* f32_data() const { return type_ == Type::kF32 ? f32_->data() : nullptr; }
   // Whether both hold the same data (a tied classifier and its embedding).
   bool SharesData(const WeightTensor& o) const {
-    return type_ == o.type_ && f32_ == o.f32_ && f16_ == o.f16_ && q8_ == o.q8_;
+    return type_ == o.type_ && f32_ == o.f32_ && f16_ == o.f16_ && q8_ == o.q8_ && q4_ == o.q4_;
   }
 
  private:
@@ -134,6 +138,7 @@ class WeightTensor {
   std::shared_ptr<const std::vector<float>> f32_;
   std::shared_ptr<const std::vector<uint16_t>> f16_;
   std::shared_ptr<const std::vector<int8_t>> q8_;
+  std::shared_ptr<const std::vector<uint8_t>> q4_;
   std::shared_ptr<const std::vector<float>> scales_;
 };
 
@@ -195,6 +200,11 @@ class LlamaModel {
   std::vector<float> inv_freq_;
   void InitRope();
 };
+
+// Checks every fused row kernel this CPU can run (AVX-512, AVX2) against
+// the portable one, bit for bit, on generated rows (Q8_0, Q4_0, F16,
+// BF16); INTERNAL naming the first that differs. For tests.
+absl::Status VerifyRowKernels();
 
 // Reorders the rows of Q or K projections (or their biases, cols = 1) of
 // `layers` layers from Hugging Face's rotate-half layout (a head's first
