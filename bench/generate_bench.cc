@@ -6,7 +6,7 @@
 // Prints the memory-bandwidth bound for single-stream decode: bytes of
 // weights read per token / measured read bandwidth.
 //
-//   build/bench/generate_bench [--tokens=32] [--streams=1,4,16,64]
+//   build/bench/generate_bench [--tokens=32] [--streams=1,4,16,64] [--quantized=q8_0,q4_0]
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -198,17 +198,23 @@ int main(int argc, char** argv) {
   }
   auto tok = quiver::llm::Llama2cTokenizer::FromVocab(std::move(vocab), std::move(scores));
   Bench("random-110M", **model, *tok, tokens, streams, bw);
-  // The same model as GGUF Q8_0, kept quantized in memory (--q8=false skips).
-  if (Flag(argc, argv, "q8", "true") == "true") {
+  // The same model as GGUF files, kept quantized in memory
+  // (--quantized=q8_0,q4_0 by default; empty skips them).
+  std::stringstream quantized(Flag(argc, argv, "quantized", "q8_0,q4_0"));
+  for (std::string q; std::getline(quantized, q, ',');) {
+    const auto type = q == "q4_0" ? quiver::llm::GgufType::kQ4_0
+                      : q == "f16" ? quiver::llm::GgufType::kF16
+                                   : quiver::llm::GgufType::kQ8_0;
     quiver::testing::TempDir tmp;
-    const std::string path = tmp.path() + "/random-110M-q8_0.gguf";
-    absl::Status written = quiver::llm::WriteGguf(path, **model, *tok, quiver::llm::GgufType::kQ8_0);
-    auto q8 = written.ok() ? quiver::llm::LoadGguf(path) : absl::StatusOr<quiver::llm::GgufModel>(written);
-    if (!q8.ok()) {
-      std::fprintf(stderr, "Q8_0: %s\n", q8.status().ToString().c_str());
+    const std::string path = tmp.path() + "/random-110M.gguf";
+    absl::Status written = quiver::llm::WriteGguf(path, **model, *tok, type);
+    auto loaded = written.ok() ? quiver::llm::LoadGguf(path) : absl::StatusOr<quiver::llm::GgufModel>(written);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "%s: %s\n", q.c_str(), loaded.status().ToString().c_str());
       return 1;
     }
-    Bench("random-110M-q8_0", *q8->model, *tok, tokens, streams, bw);
+    const std::string name = "random-110M-" + q;
+    Bench(name.c_str(), *loaded->model, *tok, tokens, streams, bw);
   }
   return 0;
 }
