@@ -99,12 +99,16 @@ HnswIndex::~HnswIndex() {
   for (auto& s : segments_) delete s.load(std::memory_order_relaxed);
 }
 
-HnswIndex::Segment& HnswIndex::SegmentOf(NodeId id, size_t* offset) const {
+HnswIndex::Segment* HnswIndex::SegmentIfAllocated(NodeId id, size_t* offset) const {
   // Segment k starts at F * (2^k - 1) where F = 1 << kFirstSegmentBits.
   const uint64_t scaled = (uint64_t{id} >> kFirstSegmentBits) + 1;
   const int k = 63 - __builtin_clzll(scaled);
   *offset = id - (((uint64_t{1} << k) - 1) << kFirstSegmentBits);
-  return *segments_[k].load(std::memory_order_acquire);
+  return segments_[k].load(std::memory_order_acquire);
+}
+
+HnswIndex::Segment& HnswIndex::SegmentOf(NodeId id, size_t* offset) const {
+  return *SegmentIfAllocated(id, offset);
 }
 
 void HnswIndex::EnsureSegment(NodeId id) {
@@ -154,8 +158,13 @@ int HnswIndex::LevelOf(NodeId id) const {
 }
 
 HnswIndex::NodeState HnswIndex::StateOf(NodeId id) const {
+  // NewNode takes an id before it allocates the id's segment, so a scan up
+  // to next_node_ can meet a node whose segment does not exist yet: that
+  // node is not ready. (Scans check the state before anything else.)
   size_t off;
-  return static_cast<NodeState>(SegmentOf(id, &off).states[off].load(std::memory_order_acquire));
+  const Segment* seg = SegmentIfAllocated(id, &off);
+  if (seg == nullptr) return kUnready;
+  return static_cast<NodeState>(seg->states[off].load(std::memory_order_acquire));
 }
 
 void HnswIndex::SetState(NodeId id, NodeState state) {

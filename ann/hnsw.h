@@ -113,6 +113,8 @@ class HnswIndex final : public VectorIndex {
   static constexpr size_t kLockStripes = 512;
 
   Segment& SegmentOf(NodeId id, size_t* offset) const;
+  // Null while the id's segment is not allocated yet.
+  Segment* SegmentIfAllocated(NodeId id, size_t* offset) const;
   void EnsureSegment(NodeId id);
   std::atomic<NodeId>* Links(NodeId id, int level) const;  // [count, ids...]
   const float* Vector(NodeId id) const;

@@ -78,6 +78,34 @@ TEST(HnswTest, EmptyAndSingleNode) {
   EXPECT_FLOAT_EQ(hits[0].score, -1.0f);
 }
 
+// Exact scans (used while a rebuilt graph catches up) run while inserts
+// allocate new node segments: an id handed out before its segment exists
+// must read as not ready, never as a crash.
+TEST(HnswTest, ExactScansDuringInsertsThatAllocateSegments) {
+  for (int round = 0; round < 5; ++round) {
+    HnswIndex index(Options(32, Metric::kL2));
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+      std::vector<float> v(32);
+      for (uint64_t i = 0; i < 3000; ++i) {  // Crosses segment starts at 64, 192, 448, ...
+        for (size_t d = 0; d < v.size(); ++d) v[d] = static_cast<float>((i * 31 + d) % 97);
+        index.Upsert(i, v);
+      }
+      done.store(true);
+    });
+    const std::vector<float> q(32, 1.0f);
+    size_t scans = 0;
+    while (!done.load()) {
+      auto hits = index.SearchExact(q, {.top_k = 3});
+      EXPECT_LE(hits.size(), 3u);
+      ++scans;
+    }
+    writer.join();
+    EXPECT_GT(scans, 0u);
+    EXPECT_EQ(index.SearchExact(q, {.top_k = 3}).size(), 3u);
+  }
+}
+
 class HnswRecallTest : public ::testing::TestWithParam<Metric> {};
 
 TEST_P(HnswRecallTest, RecallAgainstTheFlatOracleOnClusteredData) {
