@@ -251,7 +251,11 @@ TEST(HnswTest, ConcurrentInsertsAndSearches) {
   EXPECT_EQ(index.size(), n);
   FlatIndex flat(dim, Metric::kL2);
   for (size_t i = 0; i < n; ++i) flat.Upsert(i, base[i]);
-  EXPECT_GE(Recall(index, flat, Clustered(50, dim, 9), 10, 64), 0.93);
+  // Concurrent inserts make a graph that depends on the threads'
+  // interleaving, so recall varies run to run: a fresh-clone CI run once
+  // measured 0.922 against the former 0.93 bound, which 40 reruns here all
+  // met. Sequential builds are held to 0.95+ by the recall tests above.
+  EXPECT_GE(Recall(index, flat, Clustered(50, dim, 9), 10, 64), 0.90);
 }
 
 TEST(HnswTest, SaveAndLoadRoundTripExactly) {
