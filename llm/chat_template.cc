@@ -402,40 +402,25 @@ class Parser {
       left->negate = negate;
     }
   }
-  absl::StatusOr<ExprPtr> Additive() {
-    ASSIGN_OR_RETURN(ExprPtr left, Concat());
-    while (IsOp("+") || IsOp("-")) {
-      const std::string op = t_[pos_++].text;
-      ASSIGN_OR_RETURN(ExprPtr right, Concat());
+  // Left-associative binary operators of one precedence level, whose
+  // operands are parsed by `next`.
+  absl::StatusOr<ExprPtr> Level(std::initializer_list<const char*> ops, absl::StatusOr<ExprPtr> (Parser::*next)()) {
+    ASSIGN_OR_RETURN(ExprPtr left, (this->*next)());
+    while (true) {
+      const char* op = nullptr;
+      for (const char* o : ops) {
+        if (IsOp(o)) op = o;
+      }
+      if (op == nullptr) return left;
+      ++pos_;
+      ASSIGN_OR_RETURN(ExprPtr right, (this->*next)());
       left = Pair(Expr::K::kBinary, op, std::move(left), std::move(right));
     }
-    return left;
   }
-  absl::StatusOr<ExprPtr> Concat() {
-    ASSIGN_OR_RETURN(ExprPtr left, Multiplicative());
-    while (TakeOp("~")) {
-      ASSIGN_OR_RETURN(ExprPtr right, Multiplicative());
-      left = Pair(Expr::K::kBinary, "~", std::move(left), std::move(right));
-    }
-    return left;
-  }
-  absl::StatusOr<ExprPtr> Multiplicative() {
-    ASSIGN_OR_RETURN(ExprPtr left, Power());
-    while (IsOp("*") || IsOp("/") || IsOp("//") || IsOp("%")) {
-      const std::string op = t_[pos_++].text;
-      ASSIGN_OR_RETURN(ExprPtr right, Power());
-      left = Pair(Expr::K::kBinary, op, std::move(left), std::move(right));
-    }
-    return left;
-  }
-  absl::StatusOr<ExprPtr> Power() {
-    ASSIGN_OR_RETURN(ExprPtr left, Unary());
-    while (TakeOp("**")) {
-      ASSIGN_OR_RETURN(ExprPtr right, Unary());
-      left = Pair(Expr::K::kBinary, "**", std::move(left), std::move(right));
-    }
-    return left;
-  }
+  absl::StatusOr<ExprPtr> Additive() { return Level({"+", "-"}, &Parser::Concat); }
+  absl::StatusOr<ExprPtr> Concat() { return Level({"~"}, &Parser::Multiplicative); }
+  absl::StatusOr<ExprPtr> Multiplicative() { return Level({"*", "/", "//", "%"}, &Parser::Power); }
+  absl::StatusOr<ExprPtr> Power() { return Level({"**"}, &Parser::Unary); }
   absl::StatusOr<ExprPtr> Unary() {
     if (TakeOp("-")) {
       ASSIGN_OR_RETURN(ExprPtr operand, Unary());

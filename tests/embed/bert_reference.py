@@ -18,12 +18,15 @@ import json
 import math
 import os
 import shutil
-import struct
 import sys
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+sys.dont_write_bytecode = True  # No __pycache__ in the source tree.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+from safetensors_write import write_safetensors  # noqa: E402
 
 HIDDEN, LAYERS, HEADS, INTERMEDIATE, MAX_POS, TYPES, EPS = 64, 2, 4, 128, 128, 2, 1e-12
 
@@ -95,23 +98,6 @@ class Bert(nn.Module):
             out["classifier.weight"] = self.classifier.weight
             out["classifier.bias"] = self.classifier.bias
         return out
-
-
-def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        data = tensors[name].detach().contiguous().float().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def main():

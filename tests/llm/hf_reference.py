@@ -16,11 +16,14 @@ usage: hf_reference.py OUT_DIR llama|qwen2 IDS_JSON
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
 from torch import nn
+
+sys.dont_write_bytecode = True  # No __pycache__ in the source tree.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+from safetensors_write import write_safetensors  # noqa: E402
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, INTERMEDIATE, MAX_POS = 64, 2, 4, 2, 160, 256
 
@@ -83,27 +86,6 @@ class Layer(nn.Module):
         x = x + self.o((p @ v).transpose(0, 1).reshape(L, HIDDEN))
         h = rms_norm(x, self.ln2, eps)
         return x + self.down(nn.functional.silu(self.gate(h)) * self.up(h))
-
-
-def write_safetensors(path, tensors, bf16=False):
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous()
-        if bf16:  # The top 16 bits of each float32 (values already rounded).
-            data = t.bfloat16().view(torch.int16).numpy().astype("<i2").tobytes()
-        else:
-            data = t.float().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "BF16" if bf16 else "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def byte_chars():
