@@ -1,7 +1,7 @@
 // quiver-convert: writes a GGUF file from a llama2.c checkpoint.
 //
 //   quiver-convert --llama2c=model.bin --tokenizer=tokenizer.bin --out=model.gguf
-//                  [--type=f32|f16|q8_0|q4_0]
+//                  [--type=f32|f16|q8_0|q4_0|q4_k|q6_k]
 #include <cstdio>
 #include <string>
 
@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   if (in.empty() || tok.empty() || out.empty()) {
     std::fprintf(stderr,
                  "usage: quiver-convert --llama2c=model.bin --tokenizer=tokenizer.bin "
-                 "--out=model.gguf [--type=f32|f16|q8_0|q4_0]\n");
+                 "--out=model.gguf [--type=f32|f16|q8_0|q4_0|q4_k|q6_k]\n");
     return 2;
   }
   quiver::llm::GgufType t;
@@ -39,8 +39,12 @@ int main(int argc, char** argv) {
     t = quiver::llm::GgufType::kQ8_0;
   } else if (type == "q4_0") {
     t = quiver::llm::GgufType::kQ4_0;
+  } else if (type == "q4_k") {
+    t = quiver::llm::GgufType::kQ4_K;
+  } else if (type == "q6_k") {
+    t = quiver::llm::GgufType::kQ6_K;
   } else {
-    std::fprintf(stderr, "quiver-convert: --type must be f32, f16, q8_0 or q4_0\n");
+    std::fprintf(stderr, "quiver-convert: --type must be f32, f16, q8_0, q4_0, q4_k or q6_k\n");
     return 2;
   }
   auto model = quiver::llm::LlamaModel::LoadLlama2c(in);

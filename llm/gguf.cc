@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -22,6 +23,13 @@ namespace {
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian.
 constexpr uint64_t kAlignment = 32;
 constexpr int kQ8Block = 32;
+constexpr int kSuperBlock = 256;  // K-quants.
+
+WeightTensor::Type KType(uint32_t ggml_type) {
+  return ggml_type == 12 ? WeightTensor::Type::kQ4_K
+         : ggml_type == 13 ? WeightTensor::Type::kQ5_K
+                           : WeightTensor::Type::kQ6_K;
+}
 // Metadata value types.
 enum : uint32_t {
   kU8 = 0, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64
@@ -57,11 +65,94 @@ struct OutTensor {
   std::string data;
 };
 
+int Nearest(float x) { return static_cast<int>(std::lround(x)); }
+
+// Simple K-quant encoders (per-sub-block min / max, not ggml's searched
+// scales): valid super-blocks for tests and conversions.
+void EncodeQ4K(const float* x, std::string* out) {
+  float scale[8], min[8], max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    float lo = 0, hi = 0;  // The range always includes 0 (mins are subtracted).
+    for (int l = 0; l < 32; ++l) {
+      lo = std::min(lo, x[32 * j + l]);
+      hi = std::max(hi, x[32 * j + l]);
+    }
+    scale[j] = (hi - lo) / 15.0f;
+    min[j] = -lo;
+    max_scale = std::max(max_scale, scale[j]);
+    max_min = std::max(max_min, min[j]);
+  }
+  const uint16_t dh = FloatToHalf(max_scale / 63.0f), mh = FloatToHalf(max_min / 63.0f);
+  const float d = HalfToFloat(dh), dmin = HalfToFloat(mh);
+  uint8_t scales[12] = {}, ls[8], lm[8];
+  for (int j = 0; j < 8; ++j) {
+    ls[j] = static_cast<uint8_t>(std::clamp(d > 0 ? Nearest(scale[j] / d) : 0, 0, 63));
+    lm[j] = static_cast<uint8_t>(std::clamp(dmin > 0 ? Nearest(min[j] / dmin) : 0, 0, 63));
+    if (j < 4) {
+      scales[j] = ls[j];
+      scales[j + 4] = lm[j];
+    } else {
+      scales[j + 4] = static_cast<uint8_t>((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+      scales[j - 4] |= static_cast<uint8_t>((ls[j] >> 4) << 6);
+      scales[j] |= static_cast<uint8_t>((lm[j] >> 4) << 6);
+    }
+  }
+  uint8_t q[256];
+  for (int j = 0; j < 8; ++j) {
+    const float dd = d * ls[j], dm = dmin * lm[j];
+    for (int l = 0; l < 32; ++l) q[32 * j + l] = static_cast<uint8_t>(dd > 0 ? std::clamp(Nearest((x[32 * j + l] + dm) / dd), 0, 15) : 0);
+  }
+  out->append(reinterpret_cast<const char*>(&dh), 2);
+  out->append(reinterpret_cast<const char*>(&mh), 2);
+  out->append(reinterpret_cast<const char*>(scales), 12);
+  for (int g = 0; g < 4; ++g) {
+    for (int l = 0; l < 32; ++l) out->push_back(static_cast<char>(q[64 * g + l] | (q[64 * g + 32 + l] << 4)));
+  }
+}
+
+void EncodeQ6K(const float* x, std::string* out) {
+  float scale[16], max_abs = 0;
+  for (int j = 0; j < 16; ++j) {
+    float amax = 0;
+    for (int l = 0; l < 16; ++l) amax = std::max(amax, std::fabs(x[16 * j + l]));
+    scale[j] = amax / 31.0f;
+    max_abs = std::max(max_abs, scale[j]);
+  }
+  const uint16_t dh = FloatToHalf(max_abs / 127.0f);
+  const float d = HalfToFloat(dh);
+  int8_t sc[16];
+  uint8_t L[256];
+  for (int j = 0; j < 16; ++j) {
+    sc[j] = static_cast<int8_t>(std::clamp(d > 0 ? Nearest(scale[j] / d) : 0, -128, 127));
+    const float dd = d * sc[j];
+    for (int l = 0; l < 16; ++l) {
+      L[16 * j + l] = static_cast<uint8_t>((dd != 0 ? std::clamp(Nearest(x[16 * j + l] / dd), -32, 31) : 0) + 32);
+    }
+  }
+  uint8_t ql[128], qh[64];
+  for (int half = 0; half < 2; ++half) {
+    const uint8_t* v = L + 128 * half;
+    for (int l = 0; l < 32; ++l) {
+      ql[64 * half + l] = static_cast<uint8_t>((v[l] & 0xF) | ((v[l + 64] & 0xF) << 4));
+      ql[64 * half + 32 + l] = static_cast<uint8_t>((v[l + 32] & 0xF) | ((v[l + 96] & 0xF) << 4));
+      qh[32 * half + l] = static_cast<uint8_t>((v[l] >> 4) | ((v[l + 32] >> 4) << 2) | ((v[l + 64] >> 4) << 4) |
+                                               ((v[l + 96] >> 4) << 6));
+    }
+  }
+  out->append(reinterpret_cast<const char*>(ql), 128);
+  out->append(reinterpret_cast<const char*>(qh), 64);
+  out->append(reinterpret_cast<const char*>(sc), 16);
+  out->append(reinterpret_cast<const char*>(&dh), 2);
+}
+
 OutTensor Encode(std::string name, const float* v, uint64_t rows, uint64_t cols, GgufType type) {
   OutTensor t{std::move(name), rows == 1 ? std::vector<uint64_t>{cols} : std::vector<uint64_t>{cols, rows},
               type, {}};
   const bool blocked = type == GgufType::kQ8_0 || type == GgufType::kQ4_0;
-  if (blocked && (cols % kQ8Block != 0 || rows == 1)) t.type = GgufType::kF32;
+  const bool super = type == GgufType::kQ4_K || type == GgufType::kQ6_K;
+  if ((blocked && (cols % kQ8Block != 0 || rows == 1)) || (super && (cols % kSuperBlock != 0 || rows == 1))) {
+    t.type = GgufType::kF32;
+  }
   const uint64_t n = rows * cols;
   switch (t.type) {
     case GgufType::kF32: t.data.assign(reinterpret_cast<const char*>(v), n * 4); break;
@@ -105,6 +196,12 @@ OutTensor Encode(std::string name, const float* v, uint64_t rows, uint64_t cols,
           t.data.push_back(static_cast<char>(lo | (hi << 4)));
         }
       }
+      break;
+    case GgufType::kQ4_K:
+      for (uint64_t b = 0; b < n; b += kSuperBlock) EncodeQ4K(v + b, &t.data);
+      break;
+    case GgufType::kQ6_K:
+      for (uint64_t b = 0; b < n; b += kSuperBlock) EncodeQ6K(v + b, &t.data);
       break;
   }
   return t;
@@ -604,9 +701,15 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
         if (cols % kQ8Block != 0) return absl::InvalidArgumentError(StrCat(path, ": bad Q4_0 tensor ", name));
         bytes = n / kQ8Block * (2 + kQ8Block / 2);
         break;
+      case 12:
+      case 13:
+      case 14:
+        if (cols % kSuperBlock != 0) return absl::InvalidArgumentError(StrCat(path, ": bad K-quant tensor ", name));
+        bytes = n / kSuperBlock * WeightTensor::KBlockBytes(KType(t.type));
+        break;
       default:
         return absl::InvalidArgumentError(StrCat(path, ": tensor ", name, " has type ", t.type,
-                                                 " (F32, F16, Q8_0 and Q4_0 are supported)"));
+                                                 " (F32, F16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K are supported)"));
     }
     if (base + t.offset + bytes > data.size()) return r.Truncated();
     const char* p = data.data() + base + t.offset;
@@ -619,6 +722,9 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
       std::vector<uint16_t> out(n);
       std::memcpy(out.data(), p, bytes);
       return WeightTensor::F16(std::move(out));
+    }
+    if (t.type >= 12 && t.type <= 14) {
+      return WeightTensor::KQuant(KType(t.type), std::vector<uint8_t>(p, p + bytes));
     }
     if (t.type == 2) {
       std::vector<uint8_t> packed(n / 2);

@@ -1,6 +1,7 @@
 // GGUF (version 3, as llama.cpp writes it): "llama" and "qwen2"
 // architectures (q/k/v biases; rotate-half Q/K reordered at load) with F32,
-// F16, Q8_0 and Q4_0 tensors (kept as stored), linear RoPE scaling and
+// F16, Q8_0, Q4_0 and the K-quants Q4_K / Q5_K / Q6_K (what Q4_K_M and
+// Q5_K_M files hold) kept as stored, linear RoPE scaling and
 // rope_freqs; the tokenizer
 // from the metadata: SentencePiece "llama" (tokens with U+2581 for spaces,
 // merge scores) or byte-level BPE "gpt2" (tokens, merges and the
@@ -8,8 +9,10 @@
 // gpt2), control tokens recognised in prompts, BOS / EOS / EOT ids and the
 // chat template. Tensors are dequantised to float32 at load.
 //
-// Writing: a llama2.c checkpoint converts to GGUF (F32, F16, Q8_0 or Q4_0;
-// norms and rows whose length is not a multiple of 32 stay F32 in Q8_0 / Q4_0
+// Writing: a llama2.c checkpoint converts to GGUF (F32, F16, Q8_0, Q4_0,
+// Q4_K or Q6_K, the K-quants with simple min / max scales;
+// norms and rows whose length is not a multiple of the block (32; 256 for
+// K-quants) stay F32
 // files, as llama.cpp does), so the formats can be checked against each
 // other. Q and K are stored unpermuted: llama2.c's RoPE rotates interleaved
 // pairs, which is GGUF's "llama" convention.
@@ -26,7 +29,7 @@
 
 namespace quiver::llm {
 
-enum class GgufType { kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8 };
+enum class GgufType { kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8, kQ4_K = 12, kQ6_K = 14 };
 
 struct GgufModel {
   std::unique_ptr<LlamaModel> model;

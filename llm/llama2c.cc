@@ -630,6 +630,27 @@ WeightTensor WeightTensor::F16(std::vector<uint16_t> halves) {
   return t;
 }
 
+size_t WeightTensor::KBlockBytes(Type type) {
+  switch (type) {
+    case Type::kQ4_K: return 144;
+    case Type::kQ5_K: return 176;
+    case Type::kQ6_K: return 210;
+    default: return 0;
+  }
+}
+
+absl::StatusOr<WeightTensor> WeightTensor::KQuant(Type type, std::vector<uint8_t> blocks) {
+  const size_t bytes = KBlockBytes(type);
+  if (bytes == 0 || blocks.size() % bytes != 0) {
+    return absl::InvalidArgumentError("K-quant data is not whole super-blocks");
+  }
+  WeightTensor t;
+  t.type_ = type;
+  t.size_ = blocks.size() / bytes * 256;
+  t.q4_ = std::make_shared<const std::vector<uint8_t>>(std::move(blocks));
+  return t;
+}
+
 WeightTensor WeightTensor::Q4_0(std::vector<uint8_t> packed, std::vector<float> scales) {
   WeightTensor t;
   t.type_ = Type::kQ4_0;
@@ -684,6 +705,11 @@ WeightTensor WeightTensor::Concat(const std::vector<WeightTensor>& parts) {
     }
     return Q4_0(std::move(q), std::move(scales));
   }
+  if (same && !parts.empty() && KBlockBytes(parts[0].type()) > 0) {
+    std::vector<uint8_t> blocks;
+    for (const WeightTensor& p : parts) blocks.insert(blocks.end(), p.q4_->begin(), p.q4_->end());
+    return *KQuant(parts[0].type(), std::move(blocks));
+  }
   std::vector<float> v(total);
   size_t at = 0;
   for (const WeightTensor& p : parts) {
@@ -711,6 +737,11 @@ WeightTensor WeightTensor::ReorderRows(const std::vector<size_t>& order, size_t 
     case Type::kQ4_0:
       if (cols % 32 == 0) return Q4_0(reorder(*q4_, cols / 2), reorder(*scales_, cols / 32));
       break;
+    case Type::kQ4_K:
+    case Type::kQ5_K:
+    case Type::kQ6_K:
+      if (cols % 256 == 0) return *KQuant(type_, reorder(*q4_, cols / 256 * KBlockBytes(type_)));
+      break;
   }
   std::vector<float> all(size_);
   Read(0, size_, all.data());
@@ -724,6 +755,9 @@ size_t WeightTensor::bytes() const {
     case Type::kBF16: return size_ * 2;
     case Type::kQ8_0: return size_ + size_ / 32 * 4;
     case Type::kQ4_0: return size_ / 2 + size_ / 32 * 4;
+    case Type::kQ4_K:
+    case Type::kQ5_K:
+    case Type::kQ6_K: return size_ / 256 * KBlockBytes(type_);
   }
   return 0;
 }
@@ -746,6 +780,85 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ4(
     for (int k = 0; k < 16; ++k) {
       out[b * 32 + k] = d * static_cast<float>((blk[k] & 0x0F) - 8);
       out[b * 32 + 16 + k] = d * static_cast<float>((blk[k] >> 4) - 8);
+    }
+  }
+}
+
+// ggml's K-quant super-blocks (256 values). Q4_K / Q5_K: half d, half
+// dmin, 12 bytes of 6-bit sub-block scales and mins (8 sub-blocks of 32),
+// [Q5_K: 32 bytes of fifth bits], 128 bytes of nibbles; value =
+// d * scale * q - dmin * min. Q6_K: 128 bytes of low nibbles, 64 of high
+// 2-bit pairs, 16 int8 scales (sub-blocks of 16), half d; value =
+// d * scale * (q - 32).
+void KScaleMin(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
+  if (j < 4) {
+    *scale = s[j] & 63;
+    *min = s[j + 4] & 63;
+  } else {
+    *scale = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+    *min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+void DequantizeQ45K(const uint8_t* blk, bool five_bit, float* out) {
+  uint16_t h;
+  std::memcpy(&h, blk, 2);
+  const float d = HalfToFloat(h);
+  std::memcpy(&h, blk + 2, 2);
+  const float dmin = HalfToFloat(h);
+  const uint8_t* scales = blk + 4;
+  const uint8_t* high = blk + 16;                      // Q5_K only.
+  const uint8_t* q = blk + 16 + (five_bit ? 32 : 0);
+  for (int g = 0; g < 4; ++g) {  // Groups of 64: two sub-blocks sharing 32 bytes.
+    uint8_t sc, m;
+    KScaleMin(2 * g, scales, &sc, &m);
+    const float d1 = d * sc, m1 = dmin * m;
+    KScaleMin(2 * g + 1, scales, &sc, &m);
+    const float d2 = d * sc, m2 = dmin * m;
+    for (int l = 0; l < 32; ++l) {
+      const int lo = (q[l] & 0xF) + (five_bit && (high[l] >> (2 * g) & 1) ? 16 : 0);
+      const int hi = (q[l] >> 4) + (five_bit && (high[l] >> (2 * g + 1) & 1) ? 16 : 0);
+      out[64 * g + l] = d1 * static_cast<float>(lo) - m1;
+      out[64 * g + 32 + l] = d2 * static_cast<float>(hi) - m2;
+    }
+    q += 32;
+  }
+}
+
+void DequantizeQ6K(const uint8_t* blk, float* out) {
+  const uint8_t* ql = blk;
+  const uint8_t* qh = blk + 128;
+  const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+  uint16_t h;
+  std::memcpy(&h, blk + 208, 2);
+  const float d = HalfToFloat(h);
+  for (int half = 0; half < 2; ++half) {  // 128 values each.
+    for (int l = 0; l < 32; ++l) {
+      const int sub = l / 16;
+      const int q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32;
+      const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+      const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+      const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+      out[l] = d * static_cast<float>(sc[sub]) * static_cast<float>(q1);
+      out[l + 32] = d * static_cast<float>(sc[sub + 2]) * static_cast<float>(q2);
+      out[l + 64] = d * static_cast<float>(sc[sub + 4]) * static_cast<float>(q3);
+      out[l + 96] = d * static_cast<float>(sc[sub + 6]) * static_cast<float>(q4);
+    }
+    out += 128;
+    ql += 64;
+    qh += 32;
+    sc += 8;
+  }
+}
+
+void DequantizeK(WeightTensor::Type type, const uint8_t* blocks, size_t count, float* out) {
+  const size_t bytes = WeightTensor::KBlockBytes(type);
+  for (size_t b = 0; b < count; ++b) {
+    const uint8_t* blk = blocks + b * bytes;
+    if (type == WeightTensor::Type::kQ6_K) {
+      DequantizeQ6K(blk, out + 256 * b);
+    } else {
+      DequantizeQ45K(blk, type == WeightTensor::Type::kQ5_K, out + 256 * b);
     }
   }
 }
@@ -785,6 +898,14 @@ float WeightTensor::DotRow(size_t offset, const float* x, int n) const {
       static const DotQ4Fn dot = PickDotQ4();
       return dot(q4_->data() + offset / 2, scales_->data() + offset / 32, x, n);
     }
+    case Type::kQ4_K:
+    case Type::kQ5_K:
+    case Type::kQ6_K: {  // Converted row, then the float32 kernel.
+      thread_local std::vector<float> row;
+      row.resize(n);
+      Read(offset, n, row.data());
+      return Dot(row.data(), x, n);
+    }
   }
   return 0.0f;
 }
@@ -796,6 +917,9 @@ void WeightTensor::Read(size_t offset, size_t n, float* out) const {
     case Type::kBF16: DequantizeBF16(f16_->data() + offset, n, out); break;
     case Type::kQ8_0: DequantizeQ8(q8_->data() + offset, scales_->data() + offset / 32, n / 32, out); break;
     case Type::kQ4_0: DequantizeQ4(q4_->data() + offset / 2, scales_->data() + offset / 32, n / 32, out); break;
+    case Type::kQ4_K:
+    case Type::kQ5_K:
+    case Type::kQ6_K: DequantizeK(type_, q4_->data() + offset / 256 * KBlockBytes(type_), n / 256, out); break;
   }
 }
 

@@ -97,7 +97,7 @@ struct StepRow {
 // per token. Copies share the data.
 class WeightTensor {
  public:
-  enum class Type { kF32, kF16, kBF16, kQ8_0, kQ4_0 };
+  enum class Type { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_K, kQ5_K, kQ6_K };
   WeightTensor() : WeightTensor(std::vector<float>{}) {}
   static WeightTensor F32(std::vector<float> values) { return WeightTensor(std::move(values)); }
   static WeightTensor F16(std::vector<uint16_t> halves);
@@ -107,6 +107,12 @@ class WeightTensor {
   // Q4_0: per block of 32, 16 bytes whose low nibbles are values 0-15 and
   // high nibbles values 16-31, each (nibble - 8) * scale.
   static WeightTensor Q4_0(std::vector<uint8_t> packed, std::vector<float> scales);
+  // ggml's K-quants, kept as their raw super-blocks of 256 values (Q4_K
+  // 144 bytes, Q5_K 176, Q6_K 210): INVALID_ARGUMENT for another type or a
+  // size that is not whole blocks.
+  static absl::StatusOr<WeightTensor> KQuant(Type type, std::vector<uint8_t> blocks);
+  // Bytes of one 256-value super-block of a K-quant type (0 for others).
+  static size_t KBlockBytes(Type type);
   // Parts joined in order: in their type when they all share it, else as
   // float32.
   static WeightTensor Concat(const std::vector<WeightTensor>& parts);
@@ -116,8 +122,8 @@ class WeightTensor {
   Type type() const { return type_; }
   size_t size() const { return size_; }  // Values.
   size_t bytes() const;
-  // Values [offset, offset + n) as float32 into `out` (for Q8_0 / Q4_0, offset and
-  // n are multiples of 32).
+  // Values [offset, offset + n) as float32 into `out` (offset and n are
+  // multiples of 32 for Q8_0 / Q4_0, of 256 for K-quants).
   void Read(size_t offset, size_t n, float* out) const;
   // The dot product of the `n` values at `offset` (a row) with x, summed
   // as the float32 kernels sum it.
@@ -138,7 +144,7 @@ class WeightTensor {
   std::shared_ptr<const std::vector<float>> f32_;
   std::shared_ptr<const std::vector<uint16_t>> f16_;
   std::shared_ptr<const std::vector<int8_t>> q8_;
-  std::shared_ptr<const std::vector<uint8_t>> q4_;
+  std::shared_ptr<const std::vector<uint8_t>> q4_;  // Q4_0 nibbles, or K-quant blocks.
   std::shared_ptr<const std::vector<float>> scales_;
 };
 

@@ -2,7 +2,11 @@
 // Q8_0 give the same greedy tokens for at least the first 50 steps.
 #include "llm/gguf.h"
 
+#include <cmath>
+#include <cstring>
 #include <fstream>
+#include <map>
+#include <random>
 #include <sstream>
 
 #include "gtest/gtest.h"
@@ -107,6 +111,127 @@ TEST_F(GgufTest, QuantizedWeightsStayQuantized) {
       EXPECT_EQ(batched[1], alone[0]) << "type " << static_cast<int>(type) << " position " << pos;
     }
   }
+}
+
+// K-quant super-blocks built by hand from ggml's layout, decoded value by
+// value.
+TEST(KQuantTest, Q4KAndQ6KBlocksDecodeAsLaidOut) {
+  std::vector<uint8_t> q4(144, 0);
+  const uint16_t one = 0x3C00, half = 0x3800;  // 1.0 and 0.5 as IEEE halves.
+  std::memcpy(&q4[0], &one, 2);                // d
+  std::memcpy(&q4[2], &half, 2);               // dmin
+  uint8_t* sc = &q4[4];
+  sc[0] = 2;                 // Sub-block 0: scale 2,
+  sc[4] = 3;                 // min 3.
+  sc[1] = 0x80 | 7;          // Sub-block 1: scale 7; top bits of sub-block 5's scale (42 = 0b10'1010).
+  sc[5] = 0x40 | 9;          // Sub-block 1: min 9; top bits of sub-block 5's min (21 = 0b01'0101).
+  sc[9] = 0xA | (0x5 << 4);  // Sub-block 5: low bits of scale and min.
+  uint8_t* qs = &q4[16];
+  qs[0] = 3 | (5 << 4);      // Value 0 (sub-block 0) = 3, value 32 (sub-block 1) = 5.
+  qs[64] = 7 << 4;           // Value 160 (sub-block 5, high nibbles of bytes 64..95) = 7.
+  auto t = WeightTensor::KQuant(WeightTensor::Type::kQ4_K, q4);
+  QUIVER_ASSERT_OK(t.status());
+  std::vector<float> v(256);
+  t->Read(0, 256, v.data());
+  EXPECT_EQ(v[0], 1.0f * 2 * 3 - 0.5f * 3);    // 4.5
+  EXPECT_EQ(v[32], 1.0f * 7 * 5 - 0.5f * 9);   // 30.5
+  EXPECT_EQ(v[160], 1.0f * 42 * 7 - 0.5f * 21);  // 283.5
+  EXPECT_EQ(v[1], -0.5f * 3);                  // q = 0: minus the min.
+
+  std::vector<uint8_t> q6(210, 0);
+  uint8_t* ql = &q6[0];
+  uint8_t* qh = &q6[128];
+  int8_t* scales = reinterpret_cast<int8_t*>(&q6[192]);
+  std::memcpy(&q6[208], &half, 2);  // d = 0.5
+  scales[0] = 3;
+  scales[2] = -2;
+  scales[4] = 5;
+  ql[0] = 3 | (9 << 4);              // Values 0 and 64: low nibbles 3 and 9.
+  ql[32] = 0x0F;                     // Value 32: low nibble 15.
+  qh[0] = 0b10 | (0b00 << 2) | (0b01 << 4);  // High pairs: value 0 -> 2, 32 -> 0, 64 -> 1.
+  auto t6 = WeightTensor::KQuant(WeightTensor::Type::kQ6_K, q6);
+  QUIVER_ASSERT_OK(t6.status());
+  t6->Read(0, 256, v.data());
+  EXPECT_EQ(v[0], 0.5f * 3 * (35 - 32));   // 4.5
+  EXPECT_EQ(v[32], 0.5f * -2 * (15 - 32));  // 17
+  EXPECT_EQ(v[64], 0.5f * 5 * (25 - 32));   // -17.5
+  EXPECT_FALSE(WeightTensor::KQuant(WeightTensor::Type::kQ6_K, std::vector<uint8_t>(100)).ok());
+}
+
+// A model whose rows are whole super-blocks, written as Q4_K and Q6_K:
+// logits near float32's, batched == alone, and the bytes of the format.
+TEST(KQuantTest, GgufRoundTripKeepsSuperBlocks) {
+  LlamaConfig c;
+  c.dim = 256;
+  c.hidden_dim = 512;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 512;
+  c.seq_len = 64;
+  c.shared_classifier = false;  // Its own output matrix (written as output.weight).
+  const size_t dim = c.dim, hid = c.hidden_dim, L = c.n_layers, kv = c.kv_dim();
+  const size_t sizes[12] = {c.vocab_size * dim, L * dim, L * dim * dim, L * dim * kv, L * dim * kv,
+                            L * dim * dim, L * dim, L * dim * hid, L * dim * hid, L * dim * hid, dim,
+                            c.vocab_size * dim};
+  std::vector<std::vector<float>> w(12);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  for (int i = 0; i < 12; ++i) {
+    w[i].resize(sizes[i]);
+    for (float& x : w[i]) x = (i == 1 || i == 6 || i == 10) ? 1.0f : nd(rng);
+  }
+  auto model = LlamaModel::FromWeights(c, std::move(w));
+  QUIVER_ASSERT_OK(model.status());
+  std::vector<std::string> vocab = {"<unk>", "<s>", "</s>"};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    vocab.push_back(name);
+  }
+  while (vocab.size() < 512) vocab.push_back(" w" + std::to_string(vocab.size()));
+  auto tok = Llama2cTokenizer::FromVocab(vocab, std::vector<float>(vocab.size(), 0.0f));
+  testing::TempDir tmp;
+  PagedKvCache ref_cache(c, 4, 16);
+  std::vector<int> ref_blocks = {ref_cache.Allocate()};
+  const auto ref = (*model)->ForwardBatch({{7, 0, &ref_blocks}}, &ref_cache)[0];
+  std::map<GgufType, double> errors;
+  for (GgufType type : {GgufType::kQ8_0, GgufType::kQ4_0, GgufType::kQ4_K, GgufType::kQ6_K}) {
+    const std::string path = tmp.path() + "/k.gguf";
+    QUIVER_ASSERT_OK(WriteGguf(path, **model, *tok, type));
+    auto g = LoadGguf(path);
+    ASSERT_TRUE(g.ok()) << g.status();
+    const LlamaModel& m = *g->model;
+    // Bytes per value in memory: Q8_0 36/32 and Q4_0 20/32 (block scales
+    // held as float32), Q4_K 144/256 and Q6_K 210/256 (super-blocks as in
+    // the file); norms stay float32.
+    const double per_value = type == GgufType::kQ8_0   ? 36.0 / 32
+                             : type == GgufType::kQ4_0 ? 20.0 / 32
+                             : type == GgufType::kQ4_K ? 144.0 / 256
+                                                       : 210.0 / 256;
+    EXPECT_LT(m.weight_bytes(), (*model)->weight_bytes() * (per_value / 4) * 1.02) << static_cast<int>(type);
+    PagedKvCache cache(c, 16, 16);
+    std::vector<std::vector<int>> seqs(5);
+    for (auto& b : seqs) b = {cache.Allocate()};
+    std::vector<StepRow> rows;
+    for (int s = 0; s < 4; ++s) rows.push_back({7 + s, 0, &seqs[s]});
+    const auto batched = m.ForwardBatch(rows, &cache);
+    const auto alone = m.ForwardBatch({{7, 0, &seqs[4]}}, &cache)[0];
+    EXPECT_EQ(batched[0], alone);
+    // Quantized logits stay close to float32's (relative to their spread).
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      err = std::max(err, std::fabs(double{alone[i]} - ref[i]));
+      scale = std::max(scale, std::fabs(double{ref[i]}));
+    }
+    std::printf("GGUF type %d: max logit error %.4f (largest logit %.4f)\n", static_cast<int>(type), err, scale);
+    const bool four_bit = type == GgufType::kQ4_0 || type == GgufType::kQ4_K;
+    EXPECT_LT(err, (four_bit ? 0.4 : 0.1) * scale) << static_cast<int>(type);
+    errors[type] = err;
+  }
+  // Finer scales: K-quants beat the 32-value blocks of the same width.
+  EXPECT_LT(errors[GgufType::kQ4_K], errors[GgufType::kQ4_0]);
+  EXPECT_LT(errors[GgufType::kQ6_K], errors[GgufType::kQ4_K]);
 }
 
 TEST(RowKernelsTest, EveryInstructionSetAgreesWithThePortableKernel) {
