@@ -10,10 +10,9 @@
 // chat template. Tensors are dequantised to float32 at load.
 //
 // Writing: a llama2.c checkpoint converts to GGUF (F32, F16, Q8_0, Q4_0,
-// Q4_K or Q6_K, the K-quants with simple min / max scales;
-// norms and rows whose length is not a multiple of the block (32; 256 for
-// K-quants) stay F32
-// files, as llama.cpp does), so the formats can be checked against each
+// Q4_K or Q6_K, the K-quants with simple min / max scales; norms and rows
+// whose length is not a multiple of the block (32; 256 for K-quants) stay
+// F32, as llama.cpp does), so the formats can be checked against each
 // other. Q and K are stored unpermuted: llama2.c's RoPE rotates interleaved
 // pairs, which is GGUF's "llama" convention.
 #ifndef QUIVER_LLM_GGUF_H_
