@@ -1,13 +1,13 @@
 // GGUF (version 3, as llama.cpp writes it): "llama" and "qwen2"
 // architectures (q/k/v biases; rotate-half Q/K reordered at load) with F32,
 // F16, Q8_0, Q4_0 and the K-quants Q4_K / Q5_K / Q6_K (what Q4_K_M and
-// Q5_K_M files hold) kept as stored, linear RoPE scaling and
-// rope_freqs; the tokenizer
+// Q5_K_M files hold), linear RoPE scaling and rope_freqs; the tokenizer
 // from the metadata: SentencePiece "llama" (tokens with U+2581 for spaces,
 // merge scores) or byte-level BPE "gpt2" (tokens, merges and the
 // pre-tokenizer named by tokenizer.ggml.pre: llama-bpe, qwen2, smollm,
 // gpt2), control tokens recognised in prompts, BOS / EOS / EOT ids and the
-// chat template. Tensors are dequantised to float32 at load.
+// chat template. Tensors stay in their stored type (WeightTensor) and are
+// converted row by row as they are read; the file is memory-mapped.
 //
 // Writing: a llama2.c checkpoint converts to GGUF (F32, F16, Q8_0, Q4_0,
 // Q4_K or Q6_K, the K-quants with simple min / max scales; norms and rows
