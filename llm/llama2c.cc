@@ -710,13 +710,36 @@ WeightTensor WeightTensor::Concat(const std::vector<WeightTensor>& parts) {
     for (const WeightTensor& p : parts) blocks.insert(blocks.end(), p.q4_->begin(), p.q4_->end());
     return *KQuant(parts[0].type(), std::move(blocks));
   }
-  std::vector<float> v(total);
+  if (same && !parts.empty() && parts[0].type() == Type::kF32) {
+    std::vector<float> v;
+    v.reserve(total);
+    for (const WeightTensor& p : parts) v.insert(v.end(), p.f32_->begin(), p.f32_->end());
+    return F32(std::move(v));
+  }
+  // Types differ (a Q4_K_M file keeps some layers' ffn_down in Q6_K): the
+  // parts stay as they are, each read in its own type.
+  auto mixed = std::make_shared<std::vector<std::pair<size_t, WeightTensor>>>();
   size_t at = 0;
   for (const WeightTensor& p : parts) {
-    p.Read(0, p.size(), v.data() + at);
+    if (p.type() == Type::kMixed) {
+      for (const auto& [start, q] : *p.parts_) mixed->emplace_back(at + start, q);
+    } else {
+      mixed->emplace_back(at, p);
+    }
     at += p.size();
   }
-  return F32(std::move(v));
+  WeightTensor t;
+  t.type_ = Type::kMixed;
+  t.size_ = total;
+  t.parts_ = std::move(mixed);
+  return t;
+}
+
+const std::pair<size_t, WeightTensor>& WeightTensor::PartAt(size_t offset) const {
+  // The last part starting at or before offset.
+  auto it = std::upper_bound(parts_->begin(), parts_->end(), offset,
+                             [](size_t o, const auto& part) { return o < part.first; });
+  return *(it - 1);
 }
 
 WeightTensor WeightTensor::ReorderRows(const std::vector<size_t>& order, size_t cols) const {
@@ -742,6 +765,7 @@ WeightTensor WeightTensor::ReorderRows(const std::vector<size_t>& order, size_t 
     case Type::kQ6_K:
       if (cols % 256 == 0) return *KQuant(type_, reorder(*q4_, cols / 256 * KBlockBytes(type_)));
       break;
+    case Type::kMixed: break;  // As float32, below.
   }
   std::vector<float> all(size_);
   Read(0, size_, all.data());
@@ -758,6 +782,11 @@ size_t WeightTensor::bytes() const {
     case Type::kQ4_K:
     case Type::kQ5_K:
     case Type::kQ6_K: return size_ / 256 * KBlockBytes(type_);
+    case Type::kMixed: {
+      size_t n = 0;
+      for (const auto& [start, part] : *parts_) n += part.bytes();
+      return n;
+    }
   }
   return 0;
 }
@@ -881,6 +910,10 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeF16(
 
 float WeightTensor::DotRow(size_t offset, const float* x, int n) const {
   switch (type_) {
+    case Type::kMixed: {  // Rows never straddle parts (parts are whole layers).
+      const auto& [start, part] = PartAt(offset);
+      return part.DotRow(offset - start, x, n);
+    }
     case Type::kF32: return Dot(f32_->data() + offset, x, n);
     case Type::kF16: {
       static const DotF16Fn dot = PickDotHalf<false>();
@@ -912,6 +945,16 @@ float WeightTensor::DotRow(size_t offset, const float* x, int n) const {
 
 void WeightTensor::Read(size_t offset, size_t n, float* out) const {
   switch (type_) {
+    case Type::kMixed:
+      while (n > 0) {  // Part by part.
+        const auto& [start, part] = PartAt(offset);
+        const size_t take = std::min(n, start + part.size() - offset);
+        part.Read(offset - start, take, out);
+        offset += take;
+        out += take;
+        n -= take;
+      }
+      break;
     case Type::kF32: std::copy_n(f32_->data() + offset, n, out); break;
     case Type::kF16: DequantizeF16(f16_->data() + offset, n, out); break;
     case Type::kBF16: DequantizeBF16(f16_->data() + offset, n, out); break;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -97,7 +98,8 @@ struct StepRow {
 // per token. Copies share the data.
 class WeightTensor {
  public:
-  enum class Type { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_K, kQ5_K, kQ6_K };
+  // kMixed: parts of different types joined (Concat), each read as stored.
+  enum class Type { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_K, kQ5_K, kQ6_K, kMixed };
   WeightTensor() : WeightTensor(std::vector<float>{}) {}
   static WeightTensor F32(std::vector<float> values) { return WeightTensor(std::move(values)); }
   static WeightTensor F16(std::vector<uint16_t> halves);
@@ -113,8 +115,8 @@ class WeightTensor {
   static absl::StatusOr<WeightTensor> KQuant(Type type, std::vector<uint8_t> blocks);
   // Bytes of one 256-value super-block of a K-quant type (0 for others).
   static size_t KBlockBytes(Type type);
-  // Parts joined in order: in their type when they all share it, else as
-  // float32.
+  // Parts joined in order: one tensor of their type when they all share
+  // it, else a kMixed tensor keeping each part as stored.
   static WeightTensor Concat(const std::vector<WeightTensor>& parts);
   // The rows (of `cols` values) in a new order: row i is row order[i].
   WeightTensor ReorderRows(const std::vector<size_t>& order, size_t cols) const;
@@ -134,7 +136,8 @@ class WeightTensor {
   const float* f32_data() const { return type_ == Type::kF32 ? f32_->data() : nullptr; }
   // Whether both hold the same data (a tied classifier and its embedding).
   bool SharesData(const WeightTensor& o) const {
-    return type_ == o.type_ && f32_ == o.f32_ && f16_ == o.f16_ && q8_ == o.q8_ && q4_ == o.q4_;
+    return type_ == o.type_ && f32_ == o.f32_ && f16_ == o.f16_ && q8_ == o.q8_ && q4_ == o.q4_ &&
+           parts_ == o.parts_;
   }
 
  private:
@@ -145,6 +148,8 @@ class WeightTensor {
   std::shared_ptr<const std::vector<uint16_t>> f16_;
   std::shared_ptr<const std::vector<int8_t>> q8_;
   std::shared_ptr<const std::vector<uint8_t>> q4_;  // Q4_0 nibbles, or K-quant blocks.
+  std::shared_ptr<const std::vector<std::pair<size_t, WeightTensor>>> parts_;  // kMixed: (first value, part).
+  const std::pair<size_t, WeightTensor>& PartAt(size_t offset) const;
   std::shared_ptr<const std::vector<float>> scales_;
 };
 

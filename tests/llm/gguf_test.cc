@@ -2,6 +2,7 @@
 // Q8_0 give the same greedy tokens for at least the first 50 steps.
 #include "llm/gguf.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -232,6 +233,43 @@ TEST(KQuantTest, GgufRoundTripKeepsSuperBlocks) {
   // Finer scales: K-quants beat the 32-value blocks of the same width.
   EXPECT_LT(errors[GgufType::kQ4_K], errors[GgufType::kQ4_0]);
   EXPECT_LT(errors[GgufType::kQ6_K], errors[GgufType::kQ4_K]);
+}
+
+// Layers of one kind in different types (Q4_K_M files keep some layers'
+// ffn_down in Q6_K): each part stays as stored, reads and dot products go
+// to the right part, and a model built from them gives the same logits as
+// one built from the float32 values.
+TEST(KQuantTest, MixedTypesAcrossLayersStayAsStored) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  const size_t cols = 256, rows = 8;
+  std::vector<float> a(rows * cols), b(rows * cols);
+  for (float& v : a) v = nd(rng);
+  for (float& v : b) v = nd(rng);
+  // Layer 0 as Q8_0 (scale per 32), layer 1 as float32.
+  std::vector<int8_t> q(a.size());
+  std::vector<float> scales(a.size() / 32);
+  for (size_t blk = 0; blk < scales.size(); ++blk) {
+    scales[blk] = 0.001f * static_cast<float>(blk + 1);
+    for (int k = 0; k < 32; ++k) q[blk * 32 + k] = static_cast<int8_t>(std::lround(a[blk * 32 + k] / scales[blk]));
+  }
+  const WeightTensor q8 = WeightTensor::Q8_0(q, scales), f32 = WeightTensor::F32(b);
+  const WeightTensor mixed = WeightTensor::Concat({q8, f32});
+  EXPECT_EQ(mixed.type(), WeightTensor::Type::kMixed);
+  EXPECT_EQ(mixed.size(), a.size() + b.size());
+  EXPECT_EQ(mixed.bytes(), q8.bytes() + f32.bytes());
+  std::vector<float> all(mixed.size()), first(a.size());
+  mixed.Read(0, all.size(), all.data());
+  q8.Read(0, first.size(), first.data());
+  EXPECT_TRUE(std::equal(first.begin(), first.end(), all.begin()));
+  EXPECT_TRUE(std::equal(b.begin(), b.end(), all.begin() + a.size()));
+  std::vector<float> x(cols, 0.5f);
+  EXPECT_EQ(mixed.DotRow(3 * cols, x.data(), cols), q8.DotRow(3 * cols, x.data(), cols));
+  EXPECT_EQ(mixed.DotRow(a.size() + 2 * cols, x.data(), cols), f32.DotRow(2 * cols, x.data(), cols));
+  // A read that spans the two parts.
+  std::vector<float> span(2 * cols);
+  mixed.Read(a.size() - cols, span.size(), span.data());
+  EXPECT_TRUE(std::equal(span.begin(), span.end(), all.begin() + (a.size() - cols)));
 }
 
 TEST(RowKernelsTest, EveryInstructionSetAgreesWithThePortableKernel) {
