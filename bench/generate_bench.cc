@@ -6,7 +6,7 @@
 // Prints the memory-bandwidth bound for single-stream decode: bytes of
 // weights read per token / measured read bandwidth.
 //
-//   build/bench/generate_bench [--tokens=32] [--streams=1,4,16,64] [--quantized=q8_0,q4_0]
+//   build/bench/generate_bench [--tokens=32] [--streams=1,4,16,64] [--quantized=q8_0,q4_0,q4_k,q6_k,f16]
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -202,9 +202,11 @@ int main(int argc, char** argv) {
   // (--quantized=q8_0,q4_0 by default; empty skips them).
   std::stringstream quantized(Flag(argc, argv, "quantized", "q8_0,q4_0"));
   for (std::string q; std::getline(quantized, q, ',');) {
-    const auto type = q == "q4_0" ? quiver::llm::GgufType::kQ4_0
-                      : q == "f16" ? quiver::llm::GgufType::kF16
-                                   : quiver::llm::GgufType::kQ8_0;
+    const auto type = q == "q4_0"   ? quiver::llm::GgufType::kQ4_0
+                      : q == "q4_k" ? quiver::llm::GgufType::kQ4_K
+                      : q == "q6_k" ? quiver::llm::GgufType::kQ6_K
+                      : q == "f16"  ? quiver::llm::GgufType::kF16
+                                    : quiver::llm::GgufType::kQ8_0;
     quiver::testing::TempDir tmp;
     const std::string path = tmp.path() + "/random-110M.gguf";
     absl::Status written = quiver::llm::WriteGguf(path, **model, *tok, type);

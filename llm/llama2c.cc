@@ -829,7 +829,9 @@ void KScaleMin(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
   }
 }
 
-void DequantizeQ45K(const uint8_t* blk, bool five_bit, float* out) {
+// Written as simple loops over 32 values so that they vectorise.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ45K(
+    const uint8_t* blk, bool five_bit, float* out) {
   uint16_t h;
   std::memcpy(&h, blk, 2);
   const float d = HalfToFloat(h);
@@ -844,34 +846,43 @@ void DequantizeQ45K(const uint8_t* blk, bool five_bit, float* out) {
     const float d1 = d * sc, m1 = dmin * m;
     KScaleMin(2 * g + 1, scales, &sc, &m);
     const float d2 = d * sc, m2 = dmin * m;
+    uint8_t lo[32], hi[32];
     for (int l = 0; l < 32; ++l) {
-      const int lo = (q[l] & 0xF) + (five_bit && (high[l] >> (2 * g) & 1) ? 16 : 0);
-      const int hi = (q[l] >> 4) + (five_bit && (high[l] >> (2 * g + 1) & 1) ? 16 : 0);
-      out[64 * g + l] = d1 * static_cast<float>(lo) - m1;
-      out[64 * g + 32 + l] = d2 * static_cast<float>(hi) - m2;
+      lo[l] = q[l] & 0xF;
+      hi[l] = q[l] >> 4;
     }
+    if (five_bit) {
+      for (int l = 0; l < 32; ++l) {
+        lo[l] |= ((high[l] >> (2 * g)) & 1) << 4;
+        hi[l] |= ((high[l] >> (2 * g + 1)) & 1) << 4;
+      }
+    }
+    for (int l = 0; l < 32; ++l) out[64 * g + l] = d1 * static_cast<float>(lo[l]) - m1;
+    for (int l = 0; l < 32; ++l) out[64 * g + 32 + l] = d2 * static_cast<float>(hi[l]) - m2;
     q += 32;
   }
 }
 
-void DequantizeQ6K(const uint8_t* blk, float* out) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ6K(
+    const uint8_t* blk, float* out) {
   const uint8_t* ql = blk;
   const uint8_t* qh = blk + 128;
   const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
   uint16_t h;
   std::memcpy(&h, blk + 208, 2);
   const float d = HalfToFloat(h);
-  for (int half = 0; half < 2; ++half) {  // 128 values each.
+  for (int half = 0; half < 2; ++half) {  // 128 values each: four runs of 32.
+    int8_t q[4][32];
     for (int l = 0; l < 32; ++l) {
-      const int sub = l / 16;
-      const int q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32;
-      const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-      const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-      const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-      out[l] = d * static_cast<float>(sc[sub]) * static_cast<float>(q1);
-      out[l + 32] = d * static_cast<float>(sc[sub + 2]) * static_cast<float>(q2);
-      out[l + 64] = d * static_cast<float>(sc[sub + 4]) * static_cast<float>(q3);
-      out[l + 96] = d * static_cast<float>(sc[sub + 6]) * static_cast<float>(q4);
+      q[0][l] = static_cast<int8_t>(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+      q[1][l] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+      q[2][l] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+      q[3][l] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+    }
+    for (int r = 0; r < 4; ++r) {  // Run r uses scales 2r (first 16) and 2r + 1.
+      const float s0 = d * static_cast<float>(sc[2 * r]), s1 = d * static_cast<float>(sc[2 * r + 1]);
+      for (int l = 0; l < 16; ++l) out[32 * r + l] = s0 * static_cast<float>(q[r][l]);
+      for (int l = 16; l < 32; ++l) out[32 * r + l] = s1 * static_cast<float>(q[r][l]);
     }
     out += 128;
     ql += 64;
