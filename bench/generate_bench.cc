@@ -20,6 +20,7 @@
 #include "llm/llama2c.h"
 #include "llm/scheduler.h"
 #include "bench/bench_flags.h"
+#include "tests/testing/random_llama.h"
 #include "tests/testing/test_util.h"
 
 namespace {
@@ -152,7 +153,8 @@ int main(int argc, char** argv) {
     auto t = quiver::llm::Llama2cTokenizer::Load(dir + "/tok512.bin", 512);
     if (m.ok() && t.ok()) Bench("stories260K", **m, **t, tokens, streams, bw);
   }
-  // A random ~110M-parameter Llama (weights N(0, 0.02), norms 1).
+  // A random ~110M-parameter Llama (weights N(0, 0.02), norms 1, the
+  // classifier tied to the embedding).
   quiver::llm::LlamaConfig c;
   c.dim = 768;
   c.hidden_dim = 2048;
@@ -161,42 +163,13 @@ int main(int argc, char** argv) {
   c.n_kv_heads = 12;
   c.vocab_size = 32000;
   c.seq_len = 512;
-  const size_t dim = c.dim, hid = c.hidden_dim, L = c.n_layers, kv = c.kv_dim();
-  const size_t sizes[12] = {c.vocab_size * dim, L * dim, L * dim * dim, L * dim * kv, L * dim * kv,
-                            L * dim * dim, L * dim, L * dim * hid, L * dim * hid, L * dim * hid, dim,
-                            c.vocab_size * dim};
-  std::vector<std::vector<float>> w(12);
-  std::mt19937 rng(5);
-  std::normal_distribution<float> nd(0.0f, 0.02f);
-  for (int i = 0; i < 12; ++i) {
-    const bool norm = i == 1 || i == 6 || i == 10;
-    w[i].resize(sizes[i]);
-    for (float& x : w[i]) x = norm ? 1.0f : nd(rng);
-  }
-  auto model = quiver::llm::LlamaModel::FromWeights(c, std::move(w));
+  auto model = quiver::testing::RandomLlama(c, 5, 0.02f, /*tied=*/true);
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
     return 1;
   }
-  // A vocabulary: specials, the 256 byte tokens, then pseudo-words.
-  std::vector<std::string> vocab = {"<unk>", "\n<s>\n", "\n</s>\n"};
-  std::vector<float> scores(3, 0.0f);
-  for (int b = 0; b < 256; ++b) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    vocab.push_back(buf);
-    scores.push_back(0.0f);
-  }
-  const char* words[] = {" ", " Once", " upon", " a", " time", " there", " was", "Hi"};
-  for (const char* wd : words) {
-    vocab.push_back(wd);
-    scores.push_back(1.0f);
-  }
-  while (vocab.size() < static_cast<size_t>(c.vocab_size)) {
-    vocab.push_back(" w" + std::to_string(vocab.size()));
-    scores.push_back(-1.0f);
-  }
-  auto tok = quiver::llm::Llama2cTokenizer::FromVocab(std::move(vocab), std::move(scores));
+  auto tok = quiver::testing::SyntheticVocabulary(
+      c.vocab_size, {" ", " Once", " upon", " a", " time", " there", " was", "Hi"});
   Bench("random-110M", **model, *tok, tokens, streams, bw);
   // The same model as GGUF files, kept quantized in memory
   // (--quantized=q8_0,q4_0 by default; empty skips them).

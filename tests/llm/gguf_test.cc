@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/llm/stories_fixture.h"
+#include "tests/testing/random_llama.h"
 #include "tests/testing/test_util.h"
 
 namespace quiver::llm {
@@ -170,28 +171,9 @@ TEST(KQuantTest, GgufRoundTripKeepsSuperBlocks) {
   c.n_kv_heads = 2;
   c.vocab_size = 512;
   c.seq_len = 64;
-  c.shared_classifier = false;  // Its own output matrix (written as output.weight).
-  const size_t dim = c.dim, hid = c.hidden_dim, L = c.n_layers, kv = c.kv_dim();
-  const size_t sizes[12] = {c.vocab_size * dim, L * dim, L * dim * dim, L * dim * kv, L * dim * kv,
-                            L * dim * dim, L * dim, L * dim * hid, L * dim * hid, L * dim * hid, dim,
-                            c.vocab_size * dim};
-  std::vector<std::vector<float>> w(12);
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  for (int i = 0; i < 12; ++i) {
-    w[i].resize(sizes[i]);
-    for (float& x : w[i]) x = (i == 1 || i == 6 || i == 10) ? 1.0f : nd(rng);
-  }
-  auto model = LlamaModel::FromWeights(c, std::move(w));
+  auto model = testing::RandomLlama(c, 3, 0.05f, /*tied=*/false);  // Written as output.weight.
   QUIVER_ASSERT_OK(model.status());
-  std::vector<std::string> vocab = {"<unk>", "<s>", "</s>"};
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof name, "<0x%02X>", b);
-    vocab.push_back(name);
-  }
-  while (vocab.size() < 512) vocab.push_back(" w" + std::to_string(vocab.size()));
-  auto tok = Llama2cTokenizer::FromVocab(vocab, std::vector<float>(vocab.size(), 0.0f));
+  auto tok = testing::SyntheticVocabulary(c.vocab_size);
   testing::TempDir tmp;
   PagedKvCache ref_cache(c, 4, 16);
   std::vector<int> ref_blocks = {ref_cache.Allocate()};

@@ -1,0 +1,65 @@
+// Generated Llama models and vocabularies for tests and benchmarks.
+#ifndef QUIVER_TESTS_TESTING_RANDOM_LLAMA_H_
+#define QUIVER_TESTS_TESTING_RANDOM_LLAMA_H_
+
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "llm/llama2c.h"
+
+namespace quiver::testing {
+
+// A Llama with N(0, stddev) weights (drawn in weight-group order from
+// `seed`) and unit norms; `tied`: the classifier is the embedding, else a
+// matrix of its own.
+inline absl::StatusOr<std::unique_ptr<llm::LlamaModel>> RandomLlama(llm::LlamaConfig c, uint32_t seed,
+                                                                    float stddev, bool tied) {
+  c.shared_classifier = tied;
+  const size_t dim = c.dim, hid = c.hidden_dim, L = c.n_layers, kv = c.kv_dim();
+  const size_t sizes[12] = {c.vocab_size * dim, L * dim, L * dim * dim, L * dim * kv, L * dim * kv,
+                            L * dim * dim, L * dim, L * dim * hid, L * dim * hid, L * dim * hid, dim,
+                            c.vocab_size * dim};
+  std::vector<std::vector<float>> w(12);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, stddev);
+  for (int i = 0; i < (tied ? 11 : 12); ++i) {
+    const bool norm = i == 1 || i == 6 || i == 10;
+    w[i].resize(sizes[i]);
+    for (float& x : w[i]) x = norm ? 1.0f : nd(rng);
+  }
+  std::vector<llm::WeightTensor> tensors;
+  for (auto& v : w) tensors.push_back(llm::WeightTensor::F32(std::move(v)));
+  if (tied) tensors[11] = tensors[0];  // Shares the data.
+  return llm::LlamaModel::FromTensors(c, std::move(tensors));
+}
+
+// A SentencePiece-style vocabulary of `size` tokens: <unk>, <s>, </s>, the
+// 256 byte tokens, `words` (merge score 1), then pseudo-words " wN" (-1).
+inline std::unique_ptr<llm::Llama2cTokenizer> SyntheticVocabulary(size_t size,
+                                                                   const std::vector<std::string>& words = {}) {
+  std::vector<std::string> vocab = {"<unk>", "<s>", "</s>"};
+  std::vector<float> scores(3, 0.0f);
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    vocab.push_back(name);
+    scores.push_back(0.0f);
+  }
+  for (const std::string& w : words) {
+    vocab.push_back(w);
+    scores.push_back(1.0f);
+  }
+  while (vocab.size() < size) {
+    vocab.push_back(" w" + std::to_string(vocab.size()));
+    scores.push_back(-1.0f);
+  }
+  return llm::Llama2cTokenizer::FromVocab(std::move(vocab), std::move(scores));
+}
+
+}  // namespace quiver::testing
+
+#endif  // QUIVER_TESTS_TESTING_RANDOM_LLAMA_H_
