@@ -293,6 +293,8 @@ struct Expr {
   std::vector<std::unique_ptr<Expr>> args;  // Operands; call / filter / test arguments after the subject.
   std::vector<std::pair<std::string, std::unique_ptr<Expr>>> kwargs;
   absl::StatusOr<Value> Eval(Context& ctx) const;
+  // args[first..] evaluated in order.
+  absl::StatusOr<List> EvalArgs(Context& ctx, size_t first) const;
 };
 using ExprPtr = std::unique_ptr<Expr>;
 
@@ -927,16 +929,21 @@ absl::StatusOr<bool> Test(const std::string& name, const Value& v, const List& a
   return Error(StrCat("unsupported test ", name));
 }
 
+absl::StatusOr<List> Expr::EvalArgs(Context& ctx, size_t first) const {
+  List values;
+  for (size_t a = first; a < args.size(); ++a) {
+    ASSIGN_OR_RETURN(Value v, args[a]->Eval(ctx));
+    values.push_back(std::move(v));
+  }
+  return values;
+}
+
 absl::StatusOr<Value> Expr::Eval(Context& ctx) const {
   switch (k) {
     case K::kLiteral: return literal;
     case K::kName: return ctx.Lookup(name);
     case K::kList: {
-      List out;
-      for (const auto& a : args) {
-        ASSIGN_OR_RETURN(Value v, a->Eval(ctx));
-        out.push_back(std::move(v));
-      }
+      ASSIGN_OR_RETURN(List out, EvalArgs(ctx, 0));
       return Value::MakeList(std::move(out));
     }
     case K::kDict: {
@@ -987,11 +994,7 @@ absl::StatusOr<Value> Expr::Eval(Context& ctx) const {
       return Value::MakeList(std::move(out));
     }
     case K::kCall: {
-      List values;
-      for (size_t a = 1; a < args.size(); ++a) {
-        ASSIGN_OR_RETURN(Value v, args[a]->Eval(ctx));
-        values.push_back(std::move(v));
-      }
+      ASSIGN_OR_RETURN(List values, EvalArgs(ctx, 1));
       const Expr& callee = *args[0];
       if (callee.k == K::kAttr) {
         ASSIGN_OR_RETURN(Value self, callee.args[0]->Eval(ctx));
@@ -1036,20 +1039,12 @@ absl::StatusOr<Value> Expr::Eval(Context& ctx) const {
     }
     case K::kFilter: {
       ASSIGN_OR_RETURN(Value subject, args[0]->Eval(ctx));
-      List values;
-      for (size_t a = 1; a < args.size(); ++a) {
-        ASSIGN_OR_RETURN(Value v, args[a]->Eval(ctx));
-        values.push_back(std::move(v));
-      }
+      ASSIGN_OR_RETURN(List values, EvalArgs(ctx, 1));
       return Filter(name, subject, values);
     }
     case K::kTest: {
       ASSIGN_OR_RETURN(Value subject, args[0]->Eval(ctx));
-      List values;
-      for (size_t a = 1; a < args.size(); ++a) {
-        ASSIGN_OR_RETURN(Value v, args[a]->Eval(ctx));
-        values.push_back(std::move(v));
-      }
+      ASSIGN_OR_RETURN(List values, EvalArgs(ctx, 1));
       ASSIGN_OR_RETURN(bool r, Test(name, subject, values));
       return Value::Bool(r != negate);
     }

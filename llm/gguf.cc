@@ -783,9 +783,7 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
   RETURN_IF_ERROR(append(9, "ffn_up.weight", hid, dim));
   ASSIGN_OR_RETURN(w[10], load("output_norm.weight", 1, dim));
   c.shared_classifier = !infos.contains("output.weight");
-  if (c.shared_classifier) {
-    w[11] = w[0];  // Shares the data.
-  } else {
+  if (!c.shared_classifier) {  // Else w[11] stays empty: FromTensors shares the embedding.
     ASSIGN_OR_RETURN(w[11], load("output.weight", c.vocab_size, dim));
   }
   if (arch == "qwen2") {

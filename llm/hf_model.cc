@@ -211,8 +211,7 @@ absl::StatusOr<LoadedLlm> LoadHfModel(const std::string& dir_name) {
   if (files.Has("lm_head.weight") && !c.shared_classifier) {
     ASSIGN_OR_RETURN(w[11], read("lm_head.weight", {vocab, dim}));
   } else {
-    c.shared_classifier = true;
-    w[11] = w[0];  // Shares the data.
+    c.shared_classifier = true;  // w[11] stays empty: FromTensors shares the embedding.
   }
   LoadedLlm out;
   ASSIGN_OR_RETURN(out.model, LlamaModel::FromTensors(c, std::move(w)));

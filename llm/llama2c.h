@@ -180,7 +180,9 @@ class LlamaModel {
   // Weights in order, then optionally the q, k and v biases (Qwen2-style
   // attention; [layers][dim], [layers][kv_dim] twice). Q and K rows (and
   // biases) rotate interleaved pairs, llama2.c's and GGUF llama's layout.
-  // INVALID_ARGUMENT when a size does not match the config.
+  // With config.shared_classifier, an empty classifier group means "the
+  // embedding" (one copy, shared). INVALID_ARGUMENT when a size does not
+  // match the config.
   static absl::StatusOr<std::unique_ptr<LlamaModel>> FromWeights(
       const LlamaConfig& config, std::vector<std::vector<float>> weights);
   // The same with each group as stored (norms and biases are read as

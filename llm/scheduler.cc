@@ -1,7 +1,6 @@
 #include "llm/scheduler.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <limits>
 

@@ -580,6 +580,19 @@ class Model {
  public:
   virtual ~Model() = default;
   virtual void Tokenize(const U32& piece, std::vector<int32_t>* ids) const = 0;
+  // A {"token": id} vocabulary object (WordPiece, BPE).
+  absl::Status AddVocab(const Json& object) {
+    for (const auto& [token, id] : object.as_object()) {
+      if (!id.is_number() || id.as_number() < 0 || id.as_number() >= (1 << 26)) {
+        return absl::InvalidArgumentError("tokenizer.json: bad vocab id");
+      }
+      const int32_t i = static_cast<int32_t>(id.as_number());
+      vocab[token] = i;
+      if (static_cast<size_t>(i) >= id_to_token.size()) id_to_token.resize(i + 1);
+      id_to_token[i] = token;
+    }
+    return absl::OkStatus();
+  }
   absl::flat_hash_map<std::string, int32_t> vocab;
   std::vector<std::string> id_to_token;
 };
@@ -592,13 +605,7 @@ class WordPiece : public Model {
     if (vocab == nullptr || !vocab->is_object()) {
       return absl::InvalidArgumentError("tokenizer.json: WordPiece needs a vocab object");
     }
-    for (const auto& [token, id] : vocab->as_object()) {
-      if (!id.is_number()) return absl::InvalidArgumentError("tokenizer.json: bad vocab id");
-      const int32_t i = static_cast<int32_t>(id.as_number());
-      m->vocab[token] = i;
-      if (static_cast<size_t>(i) >= m->id_to_token.size()) m->id_to_token.resize(i + 1);
-      m->id_to_token[i] = token;
-    }
+    RETURN_IF_ERROR(m->AddVocab(*vocab));
     m->prefix_ = StringField(j, "continuing_subword_prefix", "##");
     const Json* max_chars = j.Find("max_input_chars_per_word");
     if (max_chars != nullptr && max_chars->is_number()) m->max_chars_ = static_cast<size_t>(max_chars->as_number());
@@ -741,13 +748,7 @@ class Bpe : public Model {
     if (vocab == nullptr || !vocab->is_object() || merges == nullptr || !merges->is_array()) {
       return absl::InvalidArgumentError("tokenizer.json: BPE needs a vocab object and a merges list");
     }
-    for (const auto& [token, id] : vocab->as_object()) {
-      if (!id.is_number() || id.as_number() < 0) return absl::InvalidArgumentError("tokenizer.json: bad vocab id");
-      const int32_t i = static_cast<int32_t>(id.as_number());
-      m->vocab[token] = i;
-      if (static_cast<size_t>(i) >= m->id_to_token.size()) m->id_to_token.resize(i + 1);
-      m->id_to_token[i] = token;
-    }
+    RETURN_IF_ERROR(m->AddVocab(*vocab));
     const std::string prefix = StringField(j, "continuing_subword_prefix");
     int32_t rank = 0;
     for (const Json& e : merges->as_array()) {

@@ -31,10 +31,7 @@ inline absl::StatusOr<std::unique_ptr<llm::LlamaModel>> RandomLlama(llm::LlamaCo
     w[i].resize(sizes[i]);
     for (float& x : w[i]) x = norm ? 1.0f : nd(rng);
   }
-  std::vector<llm::WeightTensor> tensors;
-  for (auto& v : w) tensors.push_back(llm::WeightTensor::F32(std::move(v)));
-  if (tied) tensors[11] = tensors[0];  // Shares the data.
-  return llm::LlamaModel::FromTensors(c, std::move(tensors));
+  return llm::LlamaModel::FromWeights(c, std::move(w));  // Tied: w[11] left empty.
 }
 
 // A SentencePiece-style vocabulary of `size` tokens: <unk>, <s>, </s>, the
