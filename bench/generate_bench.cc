@@ -1,12 +1,14 @@
 // Generation throughput through the continuous-batching scheduler on the
-// CPU: single-stream decode tokens/s and time to first token, prefill
+// CPU (or with --device=cuda, the GPU): single-stream decode tokens/s and time to first token, prefill
 // tokens/s, and aggregate tokens/s with 1, 4, 16 and 64 concurrent streams,
 // for stories260K (fixture) and a generated random-weight Llama of about
 // 110M parameters (dim 768, 12 layers, 12 heads, hidden 2048, vocab 32000).
 // Prints the memory-bandwidth bound for single-stream decode: bytes of
-// weights read per token / measured read bandwidth.
+// weights read per token / measured read bandwidth (the GPU's copy
+// bandwidth with --device=cuda).
 //
-//   build/bench/generate_bench [--tokens=32] [--streams=1,4,16,64] [--quantized=q8_0,q4_0,q4_k,q6_k,f16]
+//   build/bench/generate_bench [--device=cpu|cuda] [--tokens=32] [--streams=1,4,16,64]
+//                              [--quantized=q8_0,q4_0,q4_k,q6_k,f16]
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -16,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "llm/cuda_engine.h"
+#include "llm/engine.h"
 #include "llm/gguf.h"
 #include "llm/llama2c.h"
 #include "llm/scheduler.h"
@@ -93,7 +97,7 @@ RunResult RunStreams(Scheduler& s, int n, const std::string& prompt, int max_tok
 
 void Bench(const char* name, const quiver::llm::LlamaModel& model,
            const quiver::llm::Llama2cTokenizer& tok, int max_tokens, const std::vector<int>& streams,
-           double bandwidth) {
+           double bandwidth, const std::string& device) {
   const auto& c = model.config();
   const double params = static_cast<double>(c.vocab_size) * c.dim * (c.shared_classifier ? 1 : 2) +
                         static_cast<double>(c.n_layers) *
@@ -103,7 +107,12 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
   quiver::llm::SchedulerOptions o;
   o.max_seqs = 64;
   o.kv_blocks = 64 * ((64 + max_tokens + 15) / 16 + 1) + (c.seq_len + 15) / 16;
-  Scheduler s(&model, &tok, o);
+  auto engine = quiver::llm::NewDecodeEngine(&model, device, quiver::llm::KvCacheBlocks(c, o), o.block_size);
+  if (!engine.ok()) {
+    std::printf("%s: %s\n", name, engine.status().ToString().c_str());
+    return;
+  }
+  Scheduler s(*std::move(engine), &tok, o);
   std::printf("%s: %.1fM parameters, %.0f MB of weights read per decode step\n", name, params / 1e6,
               step_bytes / 1e6);
   // Prefill: a long prompt, one new token.
@@ -145,13 +154,26 @@ int main(int argc, char** argv) {
   std::vector<int> streams;
   std::stringstream ss(Flag(argc, argv, "streams", "1,4,16,64"));
   for (std::string t; std::getline(ss, t, ',');) streams.push_back(std::stoi(t));
-  const double bw = ReadBandwidth();
-  std::printf("generate_bench: CPU, read bandwidth %.1f GB/s, %d new tokens per stream\n", bw, tokens);
+  const std::string device = Flag(argc, argv, "device", "cpu");
+  double bw = 0;
+  if (device == "cuda") {
+    auto gpu = quiver::llm::CudaMemoryBandwidth();
+    if (!gpu.ok()) {
+      std::fprintf(stderr, "generate_bench: %s\n", gpu.status().ToString().c_str());
+      return 1;
+    }
+    bw = *gpu;
+    std::printf("generate_bench: CUDA, memory bandwidth %.0f GB/s (device copy), %d new tokens per stream\n",
+                bw, tokens);
+  } else {
+    bw = ReadBandwidth();
+    std::printf("generate_bench: CPU, read bandwidth %.1f GB/s, %d new tokens per stream\n", bw, tokens);
+  }
   const std::string dir = quiver::testing::FixturePath("stories260K");
   if (!dir.empty()) {
     auto m = quiver::llm::LlamaModel::LoadLlama2c(dir + "/stories260K.bin");
     auto t = quiver::llm::Llama2cTokenizer::Load(dir + "/tok512.bin", 512);
-    if (m.ok() && t.ok()) Bench("stories260K", **m, **t, tokens, streams, bw);
+    if (m.ok() && t.ok()) Bench("stories260K", **m, **t, tokens, streams, bw, device);
   }
   // A random ~110M-parameter Llama (weights N(0, 0.02), norms 1, the
   // classifier tied to the embedding).
@@ -170,7 +192,7 @@ int main(int argc, char** argv) {
   }
   auto tok = quiver::testing::SyntheticVocabulary(
       c.vocab_size, {" ", " Once", " upon", " a", " time", " there", " was", "Hi"});
-  Bench("random-110M", **model, *tok, tokens, streams, bw);
+  Bench("random-110M", **model, *tok, tokens, streams, bw, device);
   // The same model as GGUF files, kept quantized in memory
   // (--quantized=q8_0,q4_0 by default; empty skips them).
   std::stringstream quantized(Flag(argc, argv, "quantized", "q8_0,q4_0"));
@@ -189,7 +211,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     const std::string name = "random-110M-" + q;
-    Bench(name.c_str(), *loaded->model, *tok, tokens, streams, bw);
+    Bench(name.c_str(), *loaded->model, *tok, tokens, streams, bw, device);
   }
   return 0;
 }

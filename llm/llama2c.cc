@@ -769,6 +769,19 @@ WeightTensor WeightTensor::ReorderRows(const std::vector<size_t>& order, size_t 
   return F32(std::move(all)).ReorderRows(order, cols);
 }
 
+WeightTensor::Raw WeightTensor::raw() const {
+  Raw r;
+  switch (type_) {
+    case Type::kF32: r.f32 = f32_->data(); break;
+    case Type::kF16:
+    case Type::kBF16: r.halves = f16_->data(); break;
+    case Type::kQ8_0: r.q8 = q8_->data(); r.scales = scales_->data(); break;
+    case Type::kQ4_0: r.q4 = q4_->data(); r.scales = scales_->data(); break;
+    default: break;
+  }
+  return r;
+}
+
 size_t WeightTensor::bytes() const {
   switch (type_) {
     case Type::kF32: return size_ * 4;
@@ -974,28 +987,31 @@ void WeightTensor::Read(size_t offset, size_t n, float* out) const {
   }
 }
 
-PagedKvCache::PagedKvCache(const LlamaConfig& config, size_t num_blocks, int block_size)
-    : block_size_(block_size),
-      layers_(config.n_layers),
-      kv_dim_(config.kv_dim()),
-      num_blocks_(num_blocks),
-      k_(new float[num_blocks * config.n_layers * block_size * config.kv_dim()]),
-      v_(new float[num_blocks * config.n_layers * block_size * config.kv_dim()]) {
+KvBlockPool::KvBlockPool(size_t num_blocks, int block_size)
+    : block_size_(block_size), num_blocks_(num_blocks) {
   for (size_t b = num_blocks; b-- > 0;) free_.push_back(static_cast<int>(b));
 }
 
-size_t PagedKvCache::BlockBytes(const LlamaConfig& config, int block_size) {
-  return 2 * sizeof(float) * static_cast<size_t>(config.n_layers) * block_size * config.kv_dim();
-}
-
-int PagedKvCache::Allocate() {
+int KvBlockPool::Allocate() {
   if (free_.empty()) return -1;
   const int b = free_.back();
   free_.pop_back();
   return b;
 }
 
-void PagedKvCache::Free(int block) { free_.push_back(block); }
+void KvBlockPool::Free(int block) { free_.push_back(block); }
+
+PagedKvCache::PagedKvCache(const LlamaConfig& config, size_t num_blocks, int block_size)
+    : KvBlockPool(num_blocks, block_size),
+      layers_(config.n_layers),
+      kv_dim_(config.kv_dim()),
+      k_(new float[num_blocks * config.n_layers * block_size * config.kv_dim()]),
+      v_(new float[num_blocks * config.n_layers * block_size * config.kv_dim()]) {}
+
+size_t PagedKvCache::BlockBytes(const LlamaConfig& config, int block_size) {
+  return 2 * sizeof(float) * static_cast<size_t>(config.n_layers) * block_size * config.kv_dim();
+}
+
 
 namespace {
 

@@ -46,39 +46,51 @@ struct LlamaConfig {
   int kv_dim() const { return dim * n_kv_heads / n_heads; }
 };
 
-// Keys and values of many sequences in fixed-size blocks of positions, so
-// sequences of any length share one pool without fragmentation. A sequence
-// owns a block table: position p lives in block table[p / block_size].
-class PagedKvCache {
+// Which of a pool's fixed-size KV blocks are free: the bookkeeping every
+// KV cache (CPU or device memory) shares. Not thread-safe (the scheduler
+// thread owns it).
+class KvBlockPool {
  public:
-  PagedKvCache(const LlamaConfig& config, size_t num_blocks, int block_size = 16);
-  // Bytes one block takes (keys and values, all layers).
-  static size_t BlockBytes(const LlamaConfig& config, int block_size);
+  explicit KvBlockPool(size_t num_blocks, int block_size);
   int block_size() const { return block_size_; }
   size_t free_blocks() const { return free_.size(); }
   size_t total_blocks() const { return num_blocks_; }
-  // -1 when none is free.
+  // A free block's index in [0, total_blocks()), or -1 when none is free.
   int Allocate();
+  // REQUIRES: `block` came from Allocate() and is not free.
   void Free(int block);
+
+ private:
+  int block_size_;
+  size_t num_blocks_;
+  std::vector<int> free_;
+};
+
+// Keys and values of many sequences in fixed-size blocks of positions, so
+// sequences of any length share one pool without fragmentation. A sequence
+// owns a block table: position p lives in block table[p / block_size].
+class PagedKvCache : public KvBlockPool {
+ public:
+  PagedKvCache(const LlamaConfig& config, size_t num_blocks, int block_size = 16);
+  // Bytes one block takes (keys and values, all layers, float32).
+  static size_t BlockBytes(const LlamaConfig& config, int block_size);
   // Keys are stored position-minor within a block ([kv_dim][block_size]),
   // so one vector load gives a key component for a block's positions and
   // attention scores are computed for all of them at once.
   const float* KeyBlock(int block, int layer) const { return &k_[Base(block, layer)]; }
   void StoreKey(int block, int layer, int offset, const float* key) {
     float* kb = &k_[Base(block, layer)];
-    for (int i = 0; i < kv_dim_; ++i) kb[static_cast<size_t>(i) * block_size_ + offset] = key[i];
+    for (int i = 0; i < kv_dim_; ++i) kb[static_cast<size_t>(i) * block_size() + offset] = key[i];
   }
   float* Value(int block, int layer, int offset) { return &v_[Base(block, layer) + static_cast<size_t>(offset) * kv_dim_]; }
 
  private:
   size_t Base(int block, int layer) const {
-    return (static_cast<size_t>(block) * layers_ + layer) * block_size_ * kv_dim_;
+    return (static_cast<size_t>(block) * layers_ + layer) * block_size() * kv_dim_;
   }
-  int block_size_, layers_, kv_dim_;
-  size_t num_blocks_;
+  int layers_, kv_dim_;
   // Left uninitialised: the OS commits pages as blocks are first used.
   std::unique_ptr<float[]> k_, v_;
-  std::vector<int> free_;
 };
 
 // One token of one sequence in a batched step.
@@ -134,6 +146,18 @@ class WeightTensor {
   const std::vector<float>& floats() const { return *f32_; }
   // For the kernels: a pointer into float32 data, or nullptr.
   const float* f32_data() const { return type_ == Type::kF32 ? f32_->data() : nullptr; }
+  // The stored data, for engines that copy it to a device: by type, f32
+  // (kF32), halves (kF16, kBF16: raw bits), q8 + scales (kQ8_0) or q4 +
+  // scales (kQ4_0: packed nibbles); all null for K-quants and kMixed (read
+  // those through Read). Valid while this tensor (or a copy) lives.
+  struct Raw {
+    const float* f32 = nullptr;
+    const uint16_t* halves = nullptr;
+    const int8_t* q8 = nullptr;
+    const uint8_t* q4 = nullptr;
+    const float* scales = nullptr;
+  };
+  Raw raw() const;
   // Whether both hold the same data (a tied classifier and its embedding).
   bool SharesData(const WeightTensor& o) const {
     return type_ == o.type_ && f32_ == o.f32_ && f16_ == o.f16_ && q8_ == o.q8_ && q4_ == o.q4_ &&
@@ -190,6 +214,17 @@ class LlamaModel {
   static absl::StatusOr<std::unique_ptr<LlamaModel>> FromTensors(const LlamaConfig& config,
                                                                  std::vector<WeightTensor> weights);
   bool has_attention_bias() const { return !bq_.empty(); }
+  // Every tensor as stored (layers concatenated, as FromTensors takes
+  // them), for engines that keep their own copy (CUDA). The biases are
+  // empty without attention biases. Valid while the model lives.
+  struct Stored {
+    const WeightTensor *embedding, *wq, *wk, *wv, *wo, *w1, *w2, *w3, *classifier;
+    const std::vector<float> *rms_att, *rms_ffn, *rms_final, *bq, *bk, *bv;
+  };
+  Stored stored() const {
+    return {&embedding_, &wq_,      &wk_,      &wv_,        &wo_, &w1_, &w2_, &w3_,
+            &classifier_, &rms_att_, &rms_ffn_, &rms_final_, &bq_, &bk_, &bv_};
+  }
   // Caps the context length (sequences longer than `n` are refused), for
   // models whose native context needs more KV cache than a server has.
   void LimitContext(int n) { config_.seq_len = std::max(1, std::min(config_.seq_len, n)); }

@@ -25,24 +25,25 @@ struct Scheduler::Sequence {
   bool finished = false;
 };
 
-namespace {
-
-size_t CacheBlocks(const LlamaConfig& c, const SchedulerOptions& o) {
+size_t KvCacheBlocks(const LlamaConfig& c, const SchedulerOptions& o) {
   if (o.kv_blocks > 0) return o.kv_blocks;
   const size_t per_context = (c.seq_len + o.block_size - 1) / o.block_size;
-  const size_t by_bytes = o.kv_cache_bytes / PagedKvCache::BlockBytes(c, o.block_size);
+  const size_t by_bytes = o.kv_cache_bytes / KvBlockBytes(c, o.block_size);
   return std::clamp(by_bytes, per_context, per_context * static_cast<size_t>(o.max_seqs));
 }
 
-}  // namespace
+Scheduler::Scheduler(std::unique_ptr<DecodeEngine> engine, const TokenCodec* tokenizer,
+                     SchedulerOptions options)
+    : engine_(std::move(engine)),
+      cache_(*engine_->pool()),
+      tokenizer_(tokenizer),
+      options_(options),
+      thread_([this] { Loop(); }) {}
 
 Scheduler::Scheduler(const LlamaModel* model, const TokenCodec* tokenizer,
                      SchedulerOptions options)
-    : model_(model),
-      tokenizer_(tokenizer),
-      options_(options),
-      cache_(model->config(), CacheBlocks(model->config(), options), options.block_size),
-      thread_([this] { Loop(); }) {}
+    : Scheduler(NewCpuEngine(model, KvCacheBlocks(model->config(), options), options.block_size),
+                tokenizer, options) {}
 
 Scheduler::~Scheduler() {
   {
@@ -55,7 +56,7 @@ Scheduler::~Scheduler() {
 
 absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
     GenerateParams params, std::function<void(const TokenEvent&)> on_event) {
-  const LlamaConfig& c = model_->config();
+  const LlamaConfig& c = engine_->config();
   if (params.temperature < 0 || !std::isfinite(params.temperature)) {
     return absl::InvalidArgumentError("temperature must be >= 0");
   }
@@ -86,7 +87,7 @@ absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
   // The last generated token is never fed, so prompt + max_tokens - 1
   // positions suffice.
   seq->budget = std::min(c.seq_len, prompt_len + params.max_tokens - 1);
-  const size_t blocks = (seq->budget + options_.block_size - 1) / options_.block_size;
+  const size_t blocks = (seq->budget + cache_.block_size() - 1) / cache_.block_size();
   if (blocks > cache_.total_blocks()) {
     return absl::InvalidArgumentError("the request needs more KV cache than the server has");
   }
@@ -213,7 +214,7 @@ void Scheduler::Loop() {
     // Admit waiting requests while sequences and KV blocks allow.
     while (!waiting_.empty() && static_cast<int>(active_.size()) < options_.max_seqs) {
       Sequence& s = *waiting_.front();
-      const size_t need = (s.budget + options_.block_size - 1) / options_.block_size;
+      const size_t need = (s.budget + cache_.block_size() - 1) / cache_.block_size();
       if (need > cache_.free_blocks()) break;
       for (size_t i = 0; i < need; ++i) s.blocks.push_back(cache_.Allocate());
       active_.push_back(std::move(waiting_.front()));
@@ -250,7 +251,7 @@ void Scheduler::Loop() {
       budget -= n;
     }
     if (!rows.empty()) {
-      std::vector<std::vector<float>> logits = model_->ForwardBatch(rows, &cache_);
+      std::vector<std::vector<float>> logits = engine_->Forward(rows);
       // Only a row at the end of a sequence's known tokens yields a new
       // token. Sequences sample independently (each has its own sampler),
       // so that runs in parallel; events then go out in row order.

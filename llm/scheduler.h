@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "llm/codec.h"
+#include "llm/engine.h"
 #include "llm/llama2c.h"
 
 namespace quiver::llm {
@@ -57,9 +58,19 @@ struct SchedulerOptions {
   size_t max_queue = 1024;      // Waiting requests before RESOURCE_EXHAUSTED.
 };
 
+// KV blocks for a cache sized by `options` (kv_blocks, else kv_cache_bytes
+// clamped to one..max_seqs full contexts).
+size_t KvCacheBlocks(const LlamaConfig& config, const SchedulerOptions& options);
+
 class Scheduler {
  public:
-  // Model and tokenizer must outlive the scheduler.
+  // Steps run on `engine` (its block size must be options.block_size; its
+  // pool's size replaces kv_blocks / kv_cache_bytes). The tokenizer must
+  // outlive the scheduler.
+  Scheduler(std::unique_ptr<DecodeEngine> engine, const TokenCodec* tokenizer,
+            SchedulerOptions options);
+  // On the CPU engine with a cache of KvCacheBlocks(config, options); the
+  // model and tokenizer must outlive the scheduler.
   Scheduler(const LlamaModel* model, const TokenCodec* tokenizer, SchedulerOptions options);
   ~Scheduler();  // Cancels what runs and waits.
 
@@ -83,7 +94,8 @@ class Scheduler {
   };
   Stats stats() const;
   const SchedulerOptions& options() const { return options_; }
-  const LlamaConfig& config() const { return model_->config(); }
+  const LlamaConfig& config() const { return engine_->config(); }
+  std::string_view device() const { return engine_->device(); }
 
  private:
   struct Sequence;
@@ -92,10 +104,10 @@ class Scheduler {
   int SampleNext(Sequence& s, std::vector<float> logits);
   void Emit(Sequence& s, int token);
 
-  const LlamaModel* model_;
+  const std::unique_ptr<DecodeEngine> engine_;
+  KvBlockPool& cache_;  // engine_'s.
   const TokenCodec* tokenizer_;
   const SchedulerOptions options_;
-  PagedKvCache cache_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Sequence>> waiting_;

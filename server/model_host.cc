@@ -79,7 +79,11 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
     host->llm_name_ = std::filesystem::is_directory(options.llm_model_path)
                           ? ModelName(options.llm_model_path)
                           : std::filesystem::path(options.llm_model_path).stem().string();
-    host->scheduler_ = std::make_unique<llm::Scheduler>(host->llm_.get(), host->llm_tokenizer_.get(),
+    ASSIGN_OR_RETURN(std::unique_ptr<llm::DecodeEngine> engine,
+                     llm::NewDecodeEngine(host->llm_.get(), options.device,
+                                          llm::KvCacheBlocks(host->llm_->config(), options.scheduler),
+                                          options.scheduler.block_size));
+    host->scheduler_ = std::make_unique<llm::Scheduler>(std::move(engine), host->llm_tokenizer_.get(),
                                                         options.scheduler);
     const std::string& source = host->llm_tokenizer_->info().chat_template;
     if (source.empty()) {
@@ -96,7 +100,8 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
     const llm::LlamaConfig& c = host->llm_->config();
     Log(LogLevel::kInfo, "generator loaded",
         {{"model", host->llm_name_}, {"dim", c.dim}, {"layers", c.n_layers},
-         {"context", c.seq_len}, {"max_seqs", options.scheduler.max_seqs}});
+         {"context", c.seq_len}, {"max_seqs", options.scheduler.max_seqs},
+         {"device", std::string(host->scheduler_->device())}});
   }
   return host;
 }

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
+#include "llm/cuda_engine.h"
 #include "tests/llm/stories_fixture.h"
 #include "tests/testing/test_util.h"
 
@@ -64,8 +65,32 @@ class SchedulerTest : public StoriesModelTest {
   }
 };
 
-TEST_F(SchedulerTest, ReproducesLlama2cThroughTheBatchedPath) {
-  Scheduler s(model_.get(), tokenizer_.get(), SchedulerOptions{});
+// The same on each engine: "cpu", and "cuda" where a GPU is visible.
+class SchedulerDeviceTest : public SchedulerTest, public ::testing::WithParamInterface<const char*> {
+ protected:
+  void SetUp() override {
+    SchedulerTest::SetUp();
+    if (IsSkipped()) return;
+    if (std::string(GetParam()) == "cuda" && !CudaDeviceVisible()) {
+      GTEST_SKIP() << "no CUDA GPU visible to this process (or a build without CUDA)";
+    }
+  }
+  std::unique_ptr<Scheduler> NewScheduler(SchedulerOptions o) {
+    auto engine = NewDecodeEngine(model_.get(), GetParam(), KvCacheBlocks(model_->config(), o), o.block_size);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    if (!engine.ok()) return nullptr;
+    EXPECT_EQ((*engine)->device(), GetParam());
+    return std::make_unique<Scheduler>(*std::move(engine), tokenizer_.get(), o);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Devices, SchedulerDeviceTest, ::testing::Values("cpu", "cuda"),
+                         [](const auto& info) { return std::string(info.param); });
+
+TEST_P(SchedulerDeviceTest, ReproducesLlama2cThroughTheBatchedPath) {
+  std::unique_ptr<Scheduler> sp = NewScheduler(SchedulerOptions{});
+  ASSERT_NE(sp, nullptr);
+  Scheduler& s = *sp;
   GenerateParams greedy;
   greedy.max_tokens = 200;
   Result r = RunOne(s, greedy);
@@ -89,7 +114,7 @@ TEST_F(SchedulerTest, ReproducesLlama2cThroughTheBatchedPath) {
   EXPECT_EQ(" was a little girl named Lily.", z.text.substr(0, 30));
 }
 
-TEST_F(SchedulerTest, BatchedGenerationsEqualSoloOnes) {
+TEST_P(SchedulerDeviceTest, BatchedGenerationsEqualSoloOnes) {
   std::vector<GenerateParams> reqs;
   const char* prompts[] = {"", "Zoo", "Once upon a time", "The cat", "Tom and Sue went", "A big red"};
   for (int i = 0; i < 6; ++i) {
@@ -109,14 +134,17 @@ TEST_F(SchedulerTest, BatchedGenerationsEqualSoloOnes) {
   }
   std::vector<Result> solo;
   {
-    Scheduler s(model_.get(), tokenizer_.get(), SchedulerOptions{});
-    for (const auto& p : reqs) solo.push_back(RunOne(s, p));
+    std::unique_ptr<Scheduler> s = NewScheduler(SchedulerOptions{});
+    ASSERT_NE(s, nullptr);
+    for (const auto& p : reqs) solo.push_back(RunOne(*s, p));
   }
   // All at once, with a small row budget so prefill chunks interleave with
   // decoding.
   SchedulerOptions o;
   o.max_batch_tokens = 8;
-  Scheduler s(model_.get(), tokenizer_.get(), o);
+  std::unique_ptr<Scheduler> sp = NewScheduler(o);
+  ASSERT_NE(sp, nullptr);
+  Scheduler& s = *sp;
   std::vector<std::unique_ptr<Collector>> cs;
   for (const auto& p : reqs) {
     cs.push_back(std::make_unique<Collector>());

@@ -1,0 +1,326 @@
+// CudaEngine: a LlamaModel's weights and a paged KV cache in GPU memory,
+// one stream, the kernels of cuda_kernels.cu. A step uploads the rows'
+// tokens, positions and block tables, runs the layers, and copies the
+// logits back. See cuda_engine.h for what it promises.
+#include "llm/cuda_engine.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "llm/cuda_kernels.h"
+
+namespace quiver::llm {
+namespace {
+
+// A CUDA failure in the middle of a step is a device or programming error
+// with no partial result to return: report and abort (as nn's backend does).
+#define QUIVER_LLM_CUDA_CHECK(expr)                                                          \
+  do {                                                                                       \
+    cudaError_t err_ = (expr);                                                               \
+    if (err_ != cudaSuccess) {                                                               \
+      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(err_), __FILE__,   \
+                   __LINE__);                                                                \
+      std::abort();                                                                          \
+    }                                                                                        \
+  } while (0)
+
+struct DeviceFree {
+  void operator()(void* p) const { cudaFree(p); }
+};
+struct HostFree {
+  void operator()(void* p) const { cudaFreeHost(p); }
+};
+struct StreamDestroy {
+  void operator()(cudaStream_t s) const { cudaStreamDestroy(s); }
+};
+using DeviceMemory = std::unique_ptr<void, DeviceFree>;
+using PinnedMemory = std::unique_ptr<void, HostFree>;
+using Stream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDestroy>;
+
+// Device memory that grows to the largest step seen.
+template <typename T>
+class Scratch {
+ public:
+  T* get() const { return static_cast<T*>(mem_.get()); }
+  void Reserve(size_t n) {
+    if (n <= capacity_) return;
+    mem_.reset();
+    void* p = nullptr;
+    QUIVER_LLM_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)));
+    mem_.reset(p);
+    capacity_ = n;
+  }
+
+ private:
+  DeviceMemory mem_;
+  size_t capacity_ = 0;
+};
+
+class CudaEngine : public DecodeEngine {
+ public:
+  CudaEngine(const LlamaModel* model, size_t kv_blocks, int block_size)
+      : model_(model), pool_(kv_blocks, block_size) {}
+
+  absl::Status Init(size_t kv_blocks, int block_size) {
+    cudaStream_t s = nullptr;
+    if (cudaStreamCreate(&s) != cudaSuccess) return absl::UnavailableError("cannot create a CUDA stream");
+    stream_.reset(s);
+    const LlamaConfig& c = model_->config();
+    if (c.head_size() > 256) {
+      return absl::UnimplementedError(StrCat("the CUDA engine handles head sizes up to 256; this model's is ",
+                                             c.head_size()));
+    }
+    const LlamaModel::Stored st = model_->stored();
+    ASSIGN_OR_RETURN(embedding_, UploadWeight(*st.embedding));
+    ASSIGN_OR_RETURN(wq_, UploadWeight(*st.wq));
+    ASSIGN_OR_RETURN(wk_, UploadWeight(*st.wk));
+    ASSIGN_OR_RETURN(wv_, UploadWeight(*st.wv));
+    ASSIGN_OR_RETURN(wo_, UploadWeight(*st.wo));
+    ASSIGN_OR_RETURN(w1_, UploadWeight(*st.w1));
+    ASSIGN_OR_RETURN(w2_, UploadWeight(*st.w2));
+    ASSIGN_OR_RETURN(w3_, UploadWeight(*st.w3));
+    if (st.classifier->SharesData(*st.embedding)) {
+      classifier_ = embedding_;
+    } else {
+      ASSIGN_OR_RETURN(classifier_, UploadWeight(*st.classifier));
+    }
+    ASSIGN_OR_RETURN(rms_att_, UploadFloats(*st.rms_att));
+    ASSIGN_OR_RETURN(rms_ffn_, UploadFloats(*st.rms_ffn));
+    ASSIGN_OR_RETURN(rms_final_, UploadFloats(*st.rms_final));
+    ASSIGN_OR_RETURN(inv_freq_, UploadFloats(model_->rope_inv_freq()));
+    if (model_->has_attention_bias()) {
+      ASSIGN_OR_RETURN(bq_, UploadFloats(*st.bq));
+      ASSIGN_OR_RETURN(bk_, UploadFloats(*st.bk));
+      ASSIGN_OR_RETURN(bv_, UploadFloats(*st.bv));
+    }
+    const size_t kv_values = kv_blocks * c.n_layers * static_cast<size_t>(block_size) * c.kv_dim();
+    ASSIGN_OR_RETURN(void* k, Alloc(kv_values * sizeof(float)));
+    ASSIGN_OR_RETURN(void* v, Alloc(kv_values * sizeof(float)));
+    kv_ = {static_cast<float*>(k), static_cast<float*>(v), c.n_layers, block_size, c.kv_dim()};
+    if (cudaStreamSynchronize(stream_.get()) != cudaSuccess) {
+      return absl::InternalError("copying the model to the GPU failed");
+    }
+    return absl::OkStatus();
+  }
+
+  std::string_view device() const override { return "cuda"; }
+  const LlamaConfig& config() const override { return model_->config(); }
+  KvBlockPool* pool() override { return &pool_; }
+
+  std::vector<std::vector<float>> Forward(const std::vector<StepRow>& rows) override {
+    const LlamaConfig& c = model_->config();
+    const int n = static_cast<int>(rows.size());
+    if (n == 0) return {};
+    const int dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, bs = pool_.block_size();
+    cudaStream_t s = stream_.get();
+    // Integers of the step: tokens [n], positions [n], table starts [n],
+    // then each row's block table (the blocks its positions 0..pos use).
+    ints_.assign(3 * static_cast<size_t>(n), 0);
+    for (int r = 0; r < n; ++r) {
+      ints_[r] = rows[r].token;
+      ints_[n + r] = rows[r].pos;
+      ints_[2 * n + r] = static_cast<int32_t>(ints_.size() - 3 * static_cast<size_t>(n));
+      const int used = rows[r].pos / bs + 1;
+      ints_.insert(ints_.end(), rows[r].blocks->begin(), rows[r].blocks->begin() + used);
+    }
+    d_ints_.Reserve(ints_.size());
+    QUIVER_LLM_CUDA_CHECK(cudaMemcpyAsync(d_ints_.get(), ints_.data(), ints_.size() * sizeof(int32_t),
+                                          cudaMemcpyHostToDevice, s));
+    const int32_t* tokens = d_ints_.get();
+    const int32_t* pos = tokens + n;
+    const int32_t* table_start = tokens + 2 * n;
+    const int32_t* tables = tokens + 3 * n;
+    x_.Reserve(static_cast<size_t>(n) * dim);
+    xb_.Reserve(static_cast<size_t>(n) * dim);
+    q_.Reserve(static_cast<size_t>(n) * dim);
+    att_.Reserve(static_cast<size_t>(n) * dim);
+    k_.Reserve(static_cast<size_t>(n) * kv_dim);
+    v_.Reserve(static_cast<size_t>(n) * kv_dim);
+    hb_.Reserve(static_cast<size_t>(n) * hidden);
+    hb2_.Reserve(static_cast<size_t>(n) * hidden);
+    logits_.Reserve(static_cast<size_t>(n) * c.vocab_size);
+    float *x = x_.get(), *xb = xb_.get(), *q = q_.get(), *att = att_.get(), *k = k_.get(), *v = v_.get(),
+          *hb = hb_.get(), *hb2 = hb2_.get();
+
+    cuda::Embed(embedding_, tokens, n, dim, x, s);
+    for (int l = 0; l < c.n_layers; ++l) {
+      const size_t ld = static_cast<size_t>(l);
+      cuda::RmsNorm(x, rms_att_ + ld * dim, n, dim, c.norm_eps, xb, s);
+      const cuda::MatVecJob qkv[] = {
+          {wq_, ld * dim * dim, dim, bq_ ? bq_ + ld * dim : nullptr, q, false},
+          {wk_, ld * dim * kv_dim, kv_dim, bk_ ? bk_ + ld * kv_dim : nullptr, k, false},
+          {wv_, ld * dim * kv_dim, kv_dim, bv_ ? bv_ + ld * kv_dim : nullptr, v, false}};
+      cuda::MatVec(qkv, 3, xb, n, dim, s);
+      cuda::Rope(q, k, pos, inv_freq_, n, dim, kv_dim, c.head_size(), s);
+      cuda::StoreKv(kv_, l, k, v, pos, tables, table_start, n, s);
+      cuda::Attention(kv_, l, q, pos, tables, table_start, n, c.n_heads, c.n_heads / c.n_kv_heads,
+                      c.head_size(), att, s);
+      const cuda::MatVecJob out[] = {{wo_, ld * dim * dim, dim, nullptr, x, true}};
+      cuda::MatVec(out, 1, att, n, dim, s);
+      cuda::RmsNorm(x, rms_ffn_ + ld * dim, n, dim, c.norm_eps, xb, s);
+      const cuda::MatVecJob gate_up[] = {{w1_, ld * dim * hidden, hidden, nullptr, hb, false},
+                                         {w3_, ld * dim * hidden, hidden, nullptr, hb2, false}};
+      cuda::MatVec(gate_up, 2, xb, n, dim, s);
+      cuda::SwiGlu(hb, hb2, static_cast<size_t>(n) * hidden, s);
+      const cuda::MatVecJob down[] = {{w2_, ld * dim * hidden, dim, nullptr, x, true}};
+      cuda::MatVec(down, 1, hb, n, hidden, s);
+    }
+    cuda::RmsNorm(x, rms_final_, n, dim, c.norm_eps, x, s);
+    const cuda::MatVecJob head[] = {{classifier_, 0, c.vocab_size, nullptr, logits_.get(), false}};
+    cuda::MatVec(head, 1, x, n, dim, s);
+    QUIVER_LLM_CUDA_CHECK(cudaGetLastError());
+    const size_t total = static_cast<size_t>(n) * c.vocab_size;
+    if (total > host_capacity_) {
+      void* p = nullptr;
+      QUIVER_LLM_CUDA_CHECK(cudaMallocHost(&p, total * sizeof(float)));
+      host_logits_.reset(p);
+      host_capacity_ = total;
+    }
+    float* host = static_cast<float*>(host_logits_.get());
+    QUIVER_LLM_CUDA_CHECK(cudaMemcpyAsync(host, logits_.get(), total * sizeof(float), cudaMemcpyDeviceToHost, s));
+    QUIVER_LLM_CUDA_CHECK(cudaStreamSynchronize(s));
+    std::vector<std::vector<float>> result(n);
+    for (int r = 0; r < n; ++r) {
+      result[r].assign(host + static_cast<size_t>(r) * c.vocab_size, host + static_cast<size_t>(r + 1) * c.vocab_size);
+    }
+    return result;
+  }
+
+ private:
+  absl::StatusOr<void*> Alloc(size_t bytes) {
+    void* p = nullptr;
+    const cudaError_t err = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+    if (err != cudaSuccess) {
+      cudaGetLastError();  // Clear it, so no later check reports this failure.
+      size_t free = 0, total = 0;
+      cudaMemGetInfo(&free, &total);
+      return absl::ResourceExhaustedError(StrCat("GPU memory: cannot allocate ", bytes >> 20, " MiB (",
+                                                 free >> 20, " of ", total >> 20,
+                                                 " MiB free); use a smaller model or KV cache"));
+    }
+    memory_.emplace_back(p);
+    return p;
+  }
+
+  absl::StatusOr<const void*> Upload(const void* host, size_t bytes) {
+    ASSIGN_OR_RETURN(void* p, Alloc(bytes));
+    // Synchronous: the host data may be a temporary.
+    if (cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
+      return absl::InternalError("copying weights to the GPU failed");
+    }
+    return p;
+  }
+
+  absl::StatusOr<const float*> UploadFloats(const std::vector<float>& values) {
+    ASSIGN_OR_RETURN(const void* p, Upload(values.data(), values.size() * sizeof(float)));
+    return static_cast<const float*>(p);
+  }
+
+  // The tensor as stored when the kernels read its type, else its exact
+  // float32 values.
+  absl::StatusOr<cuda::Weight> UploadWeight(const WeightTensor& w) {
+    const WeightTensor::Raw raw = w.raw();
+    cuda::Weight out;
+    switch (w.type()) {
+      case WeightTensor::Type::kF32: {
+        out.type = cuda::WType::kF32;
+        ASSIGN_OR_RETURN(out.data, Upload(raw.f32, w.size() * sizeof(float)));
+        return out;
+      }
+      case WeightTensor::Type::kF16:
+      case WeightTensor::Type::kBF16: {
+        out.type = w.type() == WeightTensor::Type::kF16 ? cuda::WType::kF16 : cuda::WType::kBF16;
+        ASSIGN_OR_RETURN(out.data, Upload(raw.halves, w.size() * sizeof(uint16_t)));
+        return out;
+      }
+      case WeightTensor::Type::kQ8_0:
+      case WeightTensor::Type::kQ4_0: {
+        const bool q8 = w.type() == WeightTensor::Type::kQ8_0;
+        out.type = q8 ? cuda::WType::kQ8_0 : cuda::WType::kQ4_0;
+        ASSIGN_OR_RETURN(out.data, q8 ? Upload(raw.q8, w.size()) : Upload(raw.q4, w.size() / 2));
+        ASSIGN_OR_RETURN(const void* scales, Upload(raw.scales, w.size() / 32 * sizeof(float)));
+        out.scales = static_cast<const float*>(scales);
+        return out;
+      }
+      case WeightTensor::Type::kQ4_K:
+      case WeightTensor::Type::kQ5_K:
+      case WeightTensor::Type::kQ6_K:
+      case WeightTensor::Type::kMixed:
+        break;
+    }
+    std::vector<float> values(w.size());
+    w.Read(0, w.size(), values.data());
+    out.type = cuda::WType::kF32;
+    ASSIGN_OR_RETURN(out.data, Upload(values.data(), values.size() * sizeof(float)));
+    return out;
+  }
+
+  const LlamaModel* model_;
+  KvBlockPool pool_;
+  Stream stream_;
+  std::vector<DeviceMemory> memory_;  // Weights and the KV cache.
+  // Constant after Init: device copies of the model.
+  cuda::Weight embedding_, wq_, wk_, wv_, wo_, w1_, w2_, w3_, classifier_;
+  const float *rms_att_ = nullptr, *rms_ffn_ = nullptr, *rms_final_ = nullptr, *inv_freq_ = nullptr;
+  const float *bq_ = nullptr, *bk_ = nullptr, *bv_ = nullptr;
+  cuda::KvView kv_;
+  // Per-step buffers, grown to the largest step.
+  std::vector<int32_t> ints_;
+  Scratch<int32_t> d_ints_;
+  Scratch<float> x_, xb_, q_, att_, k_, v_, hb_, hb2_, logits_;  // [rows][dim, kv_dim, hidden or vocab].
+  PinnedMemory host_logits_;
+  size_t host_capacity_ = 0;
+};
+
+}  // namespace
+
+bool CudaDeviceVisible() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+absl::StatusOr<double> CudaMemoryBandwidth() {
+  if (!CudaDeviceVisible()) return absl::UnavailableError("no CUDA GPU is visible to this process");
+  constexpr size_t kBytes = size_t{1} << 30;
+  void *a = nullptr, *b = nullptr;
+  if (cudaMalloc(&a, kBytes) != cudaSuccess) return absl::ResourceExhaustedError("no GPU memory for the probe");
+  DeviceMemory src(a);
+  if (cudaMalloc(&b, kBytes) != cudaSuccess) return absl::ResourceExhaustedError("no GPU memory for the probe");
+  DeviceMemory dst(b);
+  cudaEvent_t start, stop;
+  QUIVER_LLM_CUDA_CHECK(cudaEventCreate(&start));
+  QUIVER_LLM_CUDA_CHECK(cudaEventCreate(&stop));
+  double best = 0;
+  for (int i = 0; i < 5; ++i) {
+    QUIVER_LLM_CUDA_CHECK(cudaEventRecord(start));
+    QUIVER_LLM_CUDA_CHECK(cudaMemcpy(b, a, kBytes, cudaMemcpyDeviceToDevice));
+    QUIVER_LLM_CUDA_CHECK(cudaEventRecord(stop));
+    QUIVER_LLM_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    QUIVER_LLM_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (i > 0) best = std::max(best, 2.0 * kBytes / (ms * 1e-3) / 1e9);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return best;
+}
+
+absl::StatusOr<std::unique_ptr<DecodeEngine>> NewCudaEngine(const LlamaModel* model,
+                                                             size_t kv_blocks, int block_size) {
+  if (!CudaDeviceVisible()) {
+    return absl::UnavailableError("--device=cuda: no CUDA GPU is visible to this process");
+  }
+  auto engine = std::make_unique<CudaEngine>(model, kv_blocks, block_size);
+  RETURN_IF_ERROR(engine->Init(kv_blocks, block_size));
+  return std::unique_ptr<DecodeEngine>(std::move(engine));
+}
+
+}  // namespace quiver::llm

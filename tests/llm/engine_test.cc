@@ -1,0 +1,256 @@
+// Decode engines: device selection, the CPU engine, and the CUDA engine
+// against the CPU one for every weight type the loaders produce (skipped
+// where no GPU is visible).
+#include "llm/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "gtest/gtest.h"
+#include "llm/cuda_engine.h"
+#include "llm/gguf.h"
+#include "tests/testing/random_llama.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver::llm {
+namespace {
+
+using testing::StatusIs;
+
+LlamaConfig SmallConfig() {
+  LlamaConfig c;
+  c.dim = 256;  // K-quant rows are whole 256-value super-blocks.
+  c.hidden_dim = 512;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 512;
+  c.seq_len = 64;
+  return c;
+}
+
+std::unique_ptr<LlamaModel> Random(const LlamaConfig& c, bool tied) {
+  auto m = testing::RandomLlama(c, 11, 0.05f, tied);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? *std::move(m) : nullptr;
+}
+
+// A fixed script of steps over three sequences: A's 18-token prompt in
+// one step (crossing a block boundary) with B's first token, then A and B
+// decode while C joins with a 3-token chunk. Returns every step's logits.
+std::vector<std::vector<std::vector<float>>> RunScript(DecodeEngine& e) {
+  const int vocab = e.config().vocab_size;
+  std::vector<std::vector<int>> tables(3);
+  for (auto& t : tables) {
+    for (int i = 0; i < 3; ++i) t.push_back(e.pool()->Allocate());
+  }
+  auto token = [&](int seq, int pos) { return (7 + 31 * pos + 101 * seq) % vocab; };
+  std::vector<std::vector<StepRow>> steps(5);
+  for (int p = 0; p < 18; ++p) steps[0].push_back({token(0, p), p, &tables[0]});
+  steps[0].push_back({token(1, 0), 0, &tables[1]});
+  for (int s = 1; s < 5; ++s) {
+    steps[s].push_back({token(0, 17 + s), 17 + s, &tables[0]});
+    steps[s].push_back({token(1, s), s, &tables[1]});
+  }
+  for (int p = 0; p < 3; ++p) steps[2].push_back({token(2, p), p, &tables[2]});
+  for (int p = 3; p < 5; ++p) steps[3 + p - 3].push_back({token(2, p), p, &tables[2]});
+  std::vector<std::vector<std::vector<float>>> out;
+  for (const auto& rows : steps) out.push_back(e.Forward(rows));
+  for (auto& t : tables) {
+    for (int b : t) e.pool()->Free(b);
+  }
+  return out;
+}
+
+TEST(DecodeEngineTest, DeviceNamesAreChecked) {
+  auto model = Random(SmallConfig(), true);
+  ASSERT_NE(model, nullptr);
+  EXPECT_THAT(NewDecodeEngine(model.get(), "tpu", 4, 16).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  auto cpu = NewDecodeEngine(model.get(), "cpu", 4, 16);
+  QUIVER_ASSERT_OK(cpu.status());
+  EXPECT_EQ((*cpu)->device(), "cpu");
+  EXPECT_EQ((*cpu)->pool()->total_blocks(), 4u);
+  EXPECT_EQ((*cpu)->pool()->block_size(), 16);
+  auto any = NewDecodeEngine(model.get(), "auto", 4, 16);
+  QUIVER_ASSERT_OK(any.status());
+  EXPECT_EQ((*any)->device(), CudaDeviceVisible() ? "cuda" : "cpu");
+  if (!CudaDeviceVisible()) {
+    EXPECT_THAT(NewDecodeEngine(model.get(), "cuda", 4, 16).status(),
+                StatusIs(absl::StatusCode::kUnavailable));
+  }
+}
+
+TEST(DecodeEngineTest, CpuEngineStepsAreTheModelsBatchedSteps) {
+  auto model = Random(SmallConfig(), false);
+  ASSERT_NE(model, nullptr);
+  auto engine = NewCpuEngine(model.get(), 16, 16);
+  const auto got = RunScript(*engine);
+  // The same script straight through ForwardBatch on a cache of its own.
+  PagedKvCache cache(model->config(), 16, 16);
+  struct Direct : DecodeEngine {
+    const LlamaModel* m;
+    PagedKvCache* c;
+    std::string_view device() const override { return "direct"; }
+    const LlamaConfig& config() const override { return m->config(); }
+    KvBlockPool* pool() override { return c; }
+    std::vector<std::vector<float>> Forward(const std::vector<StepRow>& rows) override {
+      return m->ForwardBatch(rows, c);
+    }
+  } direct;
+  direct.m = model.get();
+  direct.c = &cache;
+  EXPECT_EQ(got, RunScript(direct));
+  EXPECT_EQ(engine->pool()->free_blocks(), 16u);  // The script gave its blocks back.
+}
+
+class CudaEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!CudaDeviceVisible()) GTEST_SKIP() << "no CUDA GPU visible to this process (or a build without CUDA)";
+  }
+
+  // The script on the CPU and the CUDA engine: logits agree within `tol`
+  // of the largest logit (float rounding of a different summation order).
+  void ExpectEnginesAgree(const LlamaModel& m, const char* what, double tol = 1e-4) {
+    auto cuda = NewCudaEngine(&m, 16, 16);
+    ASSERT_TRUE(cuda.ok()) << what << ": " << cuda.status();
+    auto cpu = NewCpuEngine(&m, 16, 16);
+    const auto want = RunScript(*cpu);
+    const auto got = RunScript(**cuda);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t s = 0; s < want.size(); ++s) {
+      ASSERT_EQ(got[s].size(), want[s].size());
+      for (size_t r = 0; r < want[s].size(); ++r) {
+        ASSERT_EQ(got[s][r].size(), want[s][r].size());
+        double scale = 1, err = 0;
+        for (size_t i = 0; i < want[s][r].size(); ++i) {
+          scale = std::max(scale, std::fabs(double{want[s][r][i]}));
+          err = std::max(err, std::fabs(double{got[s][r][i]} - want[s][r][i]));
+        }
+        EXPECT_LE(err, tol * scale) << what << ": step " << s << " row " << r;
+      }
+    }
+  }
+};
+
+TEST_F(CudaEngineTest, MatchesTheCpuEngineInFloat32) {
+  LlamaConfig c = SmallConfig();
+  auto tied = Random(c, true);
+  ASSERT_NE(tied, nullptr);
+  ExpectEnginesAgree(*tied, "f32 tied, GQA");
+  // Odd shapes: head size 16, one KV head, rows that are not multiples of 32.
+  LlamaConfig odd = c;
+  odd.dim = 80;
+  odd.hidden_dim = 200;
+  odd.n_heads = 5;
+  odd.n_kv_heads = 1;
+  odd.vocab_size = 300;
+  auto small = Random(odd, false);
+  ASSERT_NE(small, nullptr);
+  ExpectEnginesAgree(*small, "f32 odd shapes");
+  // Head size 256, the largest the kernels take, with RoPE scaling.
+  LlamaConfig wide = c;
+  wide.dim = 512;
+  wide.n_heads = 2;
+  wide.n_kv_heads = 1;
+  wide.rope_theta = 500000.0f;
+  wide.rope_scaling.type = RopeScaling::Type::kLlama3;
+  wide.rope_scaling.factor = 8;
+  wide.rope_scaling.original_context = 32;
+  auto big_heads = Random(wide, true);
+  ASSERT_NE(big_heads, nullptr);
+  ExpectEnginesAgree(*big_heads, "head size 256, llama3 RoPE");
+}
+
+TEST_F(CudaEngineTest, MatchesTheCpuEngineWithAttentionBiases) {
+  const LlamaConfig c = SmallConfig();
+  auto base = Random(c, false);
+  ASSERT_NE(base, nullptr);
+  const LlamaModel::Weights w = base->weights();
+  std::vector<std::vector<float>> groups = {*w.embedding, *w.rms_att, *w.wq, *w.wk, *w.wv,
+                                            *w.wo,        *w.rms_ffn, *w.w1, *w.w2, *w.w3,
+                                            *w.rms_final, *w.classifier};
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 0.3f);
+  for (size_t n : {size_t(c.n_layers) * c.dim, size_t(c.n_layers) * c.kv_dim(), size_t(c.n_layers) * c.kv_dim()}) {
+    groups.emplace_back(n);
+    for (float& x : groups.back()) x = nd(rng);
+  }
+  LlamaConfig untied = c;
+  untied.shared_classifier = false;
+  auto m = LlamaModel::FromWeights(untied, std::move(groups));
+  QUIVER_ASSERT_OK(m.status());
+  ASSERT_TRUE((*m)->has_attention_bias());
+  ExpectEnginesAgree(**m, "q/k/v biases");
+}
+
+TEST_F(CudaEngineTest, MatchesTheCpuEngineForEveryStoredType) {
+  const LlamaConfig c = SmallConfig();
+  auto base = Random(c, true);
+  ASSERT_NE(base, nullptr);
+  auto tok = testing::SyntheticVocabulary(c.vocab_size);
+  testing::TempDir tmp;
+  for (GgufType type : {GgufType::kF16, GgufType::kQ8_0, GgufType::kQ4_0, GgufType::kQ4_K, GgufType::kQ6_K}) {
+    const std::string path = tmp.path() + "/m.gguf";
+    QUIVER_ASSERT_OK(WriteGguf(path, *base, *tok, type));
+    auto g = LoadGguf(path);
+    ASSERT_TRUE(g.ok()) << g.status();
+    ExpectEnginesAgree(*g->model, ("GGUF type " + std::to_string(static_cast<int>(type))).c_str());
+  }
+  // bfloat16 (Hugging Face shards keep it): each matrix rounded to its top 16 bits.
+  const LlamaModel::Weights w = base->weights();
+  auto bf16 = [](const std::vector<float>& v) {
+    std::vector<uint16_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &v[i], 4);
+      h[i] = static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+    }
+    return WeightTensor::BF16(std::move(h));
+  };
+  std::vector<WeightTensor> t = {bf16(*w.embedding), WeightTensor::F32(*w.rms_att), bf16(*w.wq),
+                                 bf16(*w.wk),        bf16(*w.wv),                   bf16(*w.wo),
+                                 WeightTensor::F32(*w.rms_ffn), bf16(*w.w1), bf16(*w.w2), bf16(*w.w3),
+                                 WeightTensor::F32(*w.rms_final), WeightTensor()};
+  auto m = LlamaModel::FromTensors(base->config(), std::move(t));
+  QUIVER_ASSERT_OK(m.status());
+  ExpectEnginesAgree(**m, "bf16");
+}
+
+// On the GPU too, a row's logits do not depend on the rest of its step.
+TEST_F(CudaEngineTest, BatchedRowsEqualRowsAlone) {
+  auto model = Random(SmallConfig(), false);
+  ASSERT_NE(model, nullptr);
+  auto engine = NewCudaEngine(model.get(), 32, 16);
+  QUIVER_ASSERT_OK(engine.status());
+  DecodeEngine& e = **engine;
+  std::vector<std::vector<int>> seqs(6);
+  for (auto& b : seqs) b = {e.pool()->Allocate(), e.pool()->Allocate()};
+  // Five sequences' prompts in one step; the sixth holds sequence 0's
+  // prompt, fed alone, one token per step.
+  std::vector<StepRow> rows;
+  for (int s = 0; s < 5; ++s) {
+    for (int p = 0; p < 20; ++p) rows.push_back({(13 * p + (s == 0 || s == 4 ? 0 : 7 * s)) % 512, p, &seqs[s]});
+  }
+  const auto batched = e.Forward(rows);
+  for (int p = 0; p < 20; ++p) {
+    const auto alone = e.Forward({{(13 * p) % 512, p, &seqs[5]}});
+    EXPECT_EQ(alone[0], batched[p]) << "position " << p;
+    EXPECT_EQ(alone[0], batched[20 * 4 + p]) << "position " << p;
+  }
+}
+
+TEST_F(CudaEngineTest, HeadsLargerThanTheKernelsTakeAreRefused) {
+  LlamaConfig c = SmallConfig();
+  c.dim = 512;
+  c.n_heads = 1;
+  c.n_kv_heads = 1;
+  auto model = Random(c, true);
+  ASSERT_NE(model, nullptr);
+  EXPECT_THAT(NewCudaEngine(model.get(), 4, 16).status(), StatusIs(absl::StatusCode::kUnimplemented));
+}
+
+}  // namespace
+}  // namespace quiver::llm
