@@ -460,26 +460,26 @@ absl::Status WriteGguf(const std::string& path, const LlamaModel& model,
   const LlamaModel::Weights w = model.weights();
   std::vector<GgufTensor> tensors;
   const uint64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim();
-  auto add = [&](std::string tname, const std::vector<float>& all, uint64_t offset, uint64_t rows, uint64_t cols) {
+  auto add = [&](std::string tname, std::span<const float> all, uint64_t offset, uint64_t rows, uint64_t cols) {
     GgufTensor t{std::move(tname), rows == 1 ? std::vector<uint64_t>{cols} : std::vector<uint64_t>{cols, rows},
                  type, std::vector<float>(all.begin() + offset, all.begin() + offset + rows * cols)};
     tensors.push_back(std::move(t));
   };
-  add("token_embd.weight", *w.embedding, 0, c.vocab_size, dim);
+  add("token_embd.weight", w.embedding, 0, c.vocab_size, dim);
   for (uint64_t l = 0; l < static_cast<uint64_t>(c.n_layers); ++l) {
     const std::string p = StrCat("blk.", l, ".");
-    add(p + "attn_norm.weight", *w.rms_att, l * dim, 1, dim);
-    add(p + "attn_q.weight", *w.wq, l * dim * dim, dim, dim);
-    add(p + "attn_k.weight", *w.wk, l * dim * kv, kv, dim);
-    add(p + "attn_v.weight", *w.wv, l * dim * kv, kv, dim);
-    add(p + "attn_output.weight", *w.wo, l * dim * dim, dim, dim);
-    add(p + "ffn_norm.weight", *w.rms_ffn, l * dim, 1, dim);
-    add(p + "ffn_gate.weight", *w.w1, l * dim * hid, hid, dim);
-    add(p + "ffn_down.weight", *w.w2, l * dim * hid, dim, hid);
-    add(p + "ffn_up.weight", *w.w3, l * dim * hid, hid, dim);
+    add(p + "attn_norm.weight", w.rms_att, l * dim, 1, dim);
+    add(p + "attn_q.weight", w.wq, l * dim * dim, dim, dim);
+    add(p + "attn_k.weight", w.wk, l * dim * kv, kv, dim);
+    add(p + "attn_v.weight", w.wv, l * dim * kv, kv, dim);
+    add(p + "attn_output.weight", w.wo, l * dim * dim, dim, dim);
+    add(p + "ffn_norm.weight", w.rms_ffn, l * dim, 1, dim);
+    add(p + "ffn_gate.weight", w.w1, l * dim * hid, hid, dim);
+    add(p + "ffn_down.weight", w.w2, l * dim * hid, dim, hid);
+    add(p + "ffn_up.weight", w.w3, l * dim * hid, hid, dim);
   }
-  add("output_norm.weight", *w.rms_final, 0, 1, dim);
-  if (!c.shared_classifier) add("output.weight", *w.classifier, 0, c.vocab_size, dim);
+  add("output_norm.weight", w.rms_final, 0, 1, dim);
+  if (!c.shared_classifier) add("output.weight", w.classifier, 0, c.vocab_size, dim);
 
   std::vector<std::string> tokens;
   for (const std::string& t : tokenizer.tokens()) {

@@ -18,6 +18,8 @@ namespace {
 
 using testing::StatusIs;
 
+std::vector<float> Copy(std::span<const float> v) { return {v.begin(), v.end()}; }
+
 LlamaConfig SmallConfig() {
   LlamaConfig c;
   c.dim = 256;  // K-quant rows are whole 256-value super-blocks.
@@ -169,9 +171,11 @@ TEST_F(CudaEngineTest, MatchesTheCpuEngineWithAttentionBiases) {
   auto base = Random(c, false);
   ASSERT_NE(base, nullptr);
   const LlamaModel::Weights w = base->weights();
-  std::vector<std::vector<float>> groups = {*w.embedding, *w.rms_att, *w.wq, *w.wk, *w.wv,
-                                            *w.wo,        *w.rms_ffn, *w.w1, *w.w2, *w.w3,
-                                            *w.rms_final, *w.classifier};
+  std::vector<std::vector<float>> groups;
+  for (std::span<const float> g : {w.embedding, w.rms_att, w.wq, w.wk, w.wv, w.wo, w.rms_ffn, w.w1, w.w2,
+                                   w.w3, w.rms_final, w.classifier}) {
+    groups.push_back(Copy(g));
+  }
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.0f, 0.3f);
   for (size_t n : {size_t(c.n_layers) * c.dim, size_t(c.n_layers) * c.kv_dim(), size_t(c.n_layers) * c.kv_dim()}) {
@@ -201,7 +205,7 @@ TEST_F(CudaEngineTest, MatchesTheCpuEngineForEveryStoredType) {
   }
   // bfloat16 (Hugging Face shards keep it): each matrix rounded to its top 16 bits.
   const LlamaModel::Weights w = base->weights();
-  auto bf16 = [](const std::vector<float>& v) {
+  auto bf16 = [](std::span<const float> v) {
     std::vector<uint16_t> h(v.size());
     for (size_t i = 0; i < v.size(); ++i) {
       uint32_t bits;
@@ -210,10 +214,11 @@ TEST_F(CudaEngineTest, MatchesTheCpuEngineForEveryStoredType) {
     }
     return WeightTensor::BF16(std::move(h));
   };
-  std::vector<WeightTensor> t = {bf16(*w.embedding), WeightTensor::F32(*w.rms_att), bf16(*w.wq),
-                                 bf16(*w.wk),        bf16(*w.wv),                   bf16(*w.wo),
-                                 WeightTensor::F32(*w.rms_ffn), bf16(*w.w1), bf16(*w.w2), bf16(*w.w3),
-                                 WeightTensor::F32(*w.rms_final), WeightTensor()};
+  std::vector<WeightTensor> t = {bf16(w.embedding), WeightTensor::F32(Copy(w.rms_att)), bf16(w.wq),
+                                 bf16(w.wk),        bf16(w.wv),                         bf16(w.wo),
+                                 WeightTensor::F32(Copy(w.rms_ffn)),                    bf16(w.w1),
+                                 bf16(w.w2),        bf16(w.w3), WeightTensor::F32(Copy(w.rms_final)),
+                                 WeightTensor()};
   auto m = LlamaModel::FromTensors(base->config(), std::move(t));
   QUIVER_ASSERT_OK(m.status());
   ExpectEnginesAgree(**m, "bf16");

@@ -2,9 +2,11 @@
 #ifndef QUIVER_TESTS_TESTING_RANDOM_LLAMA_H_
 #define QUIVER_TESTS_TESTING_RANDOM_LLAMA_H_
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,7 +37,10 @@ inline absl::StatusOr<std::unique_ptr<llm::LlamaModel>> RandomLlama(llm::LlamaCo
 }
 
 // A SentencePiece-style vocabulary of `size` tokens: <unk>, <s>, </s>, the
-// 256 byte tokens, `words` (merge score 1), then pseudo-words " wN" (-1).
+// 256 byte tokens, `words` with their characters and the prefixes that
+// byte-pair merges pass through on the way to them (" Once" needs " ", "O",
+// " O", " On", " Onc"; merge score 1), then pseudo-words " wN" (-1). A text
+// of those words encodes as one token per word.
 inline std::unique_ptr<llm::Llama2cTokenizer> SyntheticVocabulary(size_t size,
                                                                    const std::vector<std::string>& words = {}) {
   std::vector<std::string> vocab = {"<unk>", "<s>", "</s>"};
@@ -46,9 +51,15 @@ inline std::unique_ptr<llm::Llama2cTokenizer> SyntheticVocabulary(size_t size,
     vocab.push_back(name);
     scores.push_back(0.0f);
   }
-  for (const std::string& w : words) {
-    vocab.push_back(w);
+  std::set<std::string> added;
+  auto add = [&](const std::string& piece) {
+    if (!added.insert(piece).second) return;
+    vocab.push_back(piece);
     scores.push_back(1.0f);
+  };
+  for (const std::string& w : words) {
+    for (char ch : w) add(std::string(1, ch));  // Merges start from characters, not byte tokens.
+    for (size_t len = 2; len <= w.size(); ++len) add(w.substr(0, len));
   }
   while (vocab.size() < size) {
     vocab.push_back(" w" + std::to_string(vocab.size()));
