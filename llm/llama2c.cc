@@ -225,7 +225,43 @@ __attribute__((target("avx2,fma,f16c"))) float DotHalfAvx2(const uint16_t* h, co
   return SumLanes(lanes) + tail;
 }
 
+// float16 -> float32 for a block of values (batched steps convert each
+// 4-row block once). _Float16 casts would call libgcc per value on CPUs
+// without AVX512-FP16 (4 streams of an F16 model: 17 tok/s, one stream 85).
+__attribute__((target("avx512f"))) void DequantizeF16Avx512(const uint16_t* h, size_t n, float* out) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
+  }
+  for (; i < n; ++i) out[i] = HalfToFloat(h[i]);
+}
+
+__attribute__((target("avx2,f16c"))) void DequantizeF16Avx2(const uint16_t* h, size_t n, float* out) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+  }
+  for (; i < n; ++i) out[i] = HalfToFloat(h[i]);
+}
+
 #pragma GCC diagnostic pop
+
+void DequantizeF16Portable(const uint16_t* h, size_t n, float* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = HalfToFloat(h[i]);
+}
+
+using DequantizeF16Fn = void (*)(const uint16_t*, size_t, float*);
+DequantizeF16Fn PickDequantizeF16() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return DequantizeF16Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) return DequantizeF16Avx2;
+  return DequantizeF16Portable;
+}
+
+void DequantizeF16(const uint16_t* h, size_t n, float* out) {
+  static const DequantizeF16Fn kernel = PickDequantizeF16();
+  kernel(h, n, out);
+}
 
 using DotQ8Fn = float (*)(const int8_t*, const float*, const float*, int);
 using DotF16Fn = float (*)(const uint16_t*, const float*, int);
@@ -300,7 +336,23 @@ absl::Status VerifyRowKernels() {
       RETURN_IF_ERROR(check(same(DotQ8Avx2(q8.data(), scales.data(), x.data(), n), q8_ref), "DotQ8Avx2"));
       RETURN_IF_ERROR(check(same(DotQ4Avx2(q4.data(), scales.data(), x.data(), n), q4_ref), "DotQ4Avx2"));
     }
+    // Block conversion (batched steps): every value as the portable one.
+    // Special values too: subnormals, signed zero, infinities.
+    std::vector<uint16_t> halves = half;
+    const uint16_t special[] = {0x0001, 0x83FF, 0x8000, 0x7C00, 0xFC00, 0x0400};
+    for (size_t i = 0; i < std::size(special); ++i) halves[i * 5 % halves.size()] = special[i];
+    std::vector<float> converted_ref(halves.size()), converted(halves.size());
+    DequantizeF16Portable(halves.data(), halves.size(), converted_ref.data());
+    auto same_values = [&] {
+      return std::memcmp(converted.data(), converted_ref.data(), converted.size() * sizeof(float)) == 0;
+    };
+    if (avx512) {
+      DequantizeF16Avx512(halves.data(), halves.size(), converted.data());
+      RETURN_IF_ERROR(check(same_values(), "DequantizeF16Avx512"));
+    }
     if (f16c) {
+      DequantizeF16Avx2(halves.data(), halves.size(), converted.data());
+      RETURN_IF_ERROR(check(same_values(), "DequantizeF16Avx2"));
       RETURN_IF_ERROR(check(same(DotHalfAvx2<false>(half.data(), xt.data(), n + 7), f16_ref), "DotHalfAvx2<f16>"));
       RETURN_IF_ERROR(check(same(DotHalfAvx2<true>(bf16.data(), xt.data(), n + 7), bf16_ref), "DotHalfAvx2<bf16>"));
     }
@@ -928,11 +980,6 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeBF16
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeF16(
-    const uint16_t* h, size_t n, float* out) {
-  const _Float16* v = reinterpret_cast<const _Float16*>(h);
-  for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(v[i]);
-}
 
 }  // namespace
 
