@@ -29,8 +29,10 @@ bool ReadFloats(std::istream& in, size_t n, std::vector<float>* out) {
 // a row's result is the same whichever path (single or batched) computes it.
 // Every kernel accumulates with an explicit fused multiply-add, so that
 // guarantee does not rest on where the compiler chooses to contract.
-// Clones for AVX-512 / AVX2 are picked at run time.
-__attribute__((target_clones("avx512f", "avx2", "default"))) float Dot(const float* a,
+// Clones for AVX-512 and for FMA (with AVX) are picked at run time: the
+// second is "fma", not "avx2", because an AVX2 clone without FMA turns each
+// std::fma into a libm call (every AVX2-only CPU ran the slow path).
+__attribute__((target_clones("avx512f", "fma", "default"))) float Dot(const float* a,
                                                                         const float* b, int n) {
   float acc[16] = {0};
   int j = 0;
@@ -370,7 +372,7 @@ namespace {
 // summed exactly as Dot sums it (same lanes, same order), but the four
 // independent accumulators keep the SIMD units busy and the row is loaded
 // once.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void Dot4(
+__attribute__((target_clones("avx512f", "fma", "default"))) void Dot4(
     const float* w, const float* x0, const float* x1, const float* x2, const float* x3, int n,
     float* out) {
   float a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
@@ -414,7 +416,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Dot4(
 // 64 * (i / 4) on), spread over its iterations: the calls on one block each
 // fetch a share of the next, so memory streams during all of them, not only
 // the first (generate_bench: 16 rows per step 38 -> 33 ms on the 110M model).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void Dot4x4(
+__attribute__((target_clones("avx512f", "fma", "default"))) void Dot4x4(
     const float* w, int n, const float* const* x, float* out, const float* pf, size_t first_line,
     size_t end_line) {
   const size_t stride = static_cast<size_t>(n);
@@ -467,7 +469,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Dot4x4(
 // (stored [head component][position]): acc[t] += q[i] * k_t[i] over i in
 // order, so each position's score is summed exactly as the plain loop sums
 // it, while the block's positions share each vector instruction.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void BlockScores(
+__attribute__((target_clones("avx512f", "fma", "default"))) void BlockScores(
     const float* q, const float* kb, int head_size, int block_size, float* acc) {
   for (int t = 0; t < block_size; ++t) acc[t] = 0.0f;
   for (int i = 0; i < head_size; ++i) {
@@ -862,7 +864,7 @@ size_t WeightTensor::bytes() const {
 
 namespace {
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ8(
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ8(
     const int8_t* q, const float* scales, size_t blocks, float* out) {
   for (size_t b = 0; b < blocks; ++b) {
     const float d = scales[b];
@@ -870,7 +872,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ8(
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ4(
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ4(
     const uint8_t* packed, const float* scales, size_t blocks, float* out) {
   for (size_t b = 0; b < blocks; ++b) {
     const float d = scales[b];
@@ -899,7 +901,7 @@ void KScaleMin(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
 }
 
 // Written as simple loops over 32 values so that they vectorise.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ45K(
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ45K(
     const uint8_t* blk, bool five_bit, float* out) {
   uint16_t h;
   std::memcpy(&h, blk, 2);
@@ -932,7 +934,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ45K
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeQ6K(
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ6K(
     const uint8_t* blk, float* out) {
   const uint8_t* ql = blk;
   const uint8_t* qh = blk + 128;
@@ -972,7 +974,7 @@ void DequantizeK(WeightTensor::Type type, const uint8_t* blocks, size_t count, f
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void DequantizeBF16(
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeBF16(
     const uint16_t* h, size_t n, float* out) {
   for (size_t i = 0; i < n; ++i) {
     const uint32_t bits = static_cast<uint32_t>(h[i]) << 16;
@@ -1009,7 +1011,7 @@ float WeightTensor::DotRow(size_t offset, const float* x, int n) const {
     case Type::kQ4_K:
     case Type::kQ5_K:
     case Type::kQ6_K: {  // Converted row, then the float32 kernel.
-      thread_local std::vector<float> row;
+      thread_local AlignedFloats row;
       row.resize(n);
       Read(offset, n, row.data());
       return Dot(row.data(), x, n);
