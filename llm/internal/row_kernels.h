@@ -1,0 +1,52 @@
+// The row kernels behind LlamaModel and WeightTensor (llm/ only). Every dot
+// product is summed in one fixed order, Dot's: 16 lanes (lane j % 16), each
+// accumulated with a fused multiply-add in increasing j, the lanes then
+// added in order 0..15, then the tail (j past the last multiple of 16). The
+// fused and batched kernels keep exactly that order, so a row's result is
+// the same bits whichever kernel computes it (single sequence, batch, stored
+// type converted first or read in place). Each has a portable form and
+// AVX-512 / AVX2 forms picked once at run time; VerifyRowKernels (llama2c.h)
+// checks them bit for bit.
+#ifndef QUIVER_LLM_INTERNAL_ROW_KERNELS_H_
+#define QUIVER_LLM_INTERNAL_ROW_KERNELS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "llm/llama2c.h"
+
+namespace quiver::llm::internal {
+
+// a . b over n values.
+float Dot(const float* a, const float* b, int n);
+// out[r] = w . x_r for four vectors.
+void Dot4(const float* w, const float* x0, const float* x1, const float* x2, const float* x3, int n,
+          float* out);
+// out[k * 4 + r] = w_k . x_r for four consecutive rows (stride n) and four
+// vectors; prefetches lines [first_line, end_line) of the four rows at `pf`
+// (line i: row i % 4, bytes 64 * (i / 4) on), spread over its iterations.
+void Dot4x4(const float* w, int n, const float* const* x, float* out, const float* pf,
+            size_t first_line, size_t end_line);
+// acc[t] = q . k_t for a KV block's keys stored [head component][position].
+void BlockScores(const float* q, const float* kb, int head_size, int block_size, float* acc);
+
+// Dots with a row as stored, each equal to Dot on the row's float32 values.
+float DotQ8(const int8_t* q, const float* scales, const float* x, int n);    // n % 32 == 0.
+float DotQ4(const uint8_t* packed, const float* scales, const float* x, int n);  // n % 32 == 0.
+float DotF16(const uint16_t* h, const float* x, int n);
+float DotBF16(const uint16_t* h, const float* x, int n);
+
+// Stored values to float32 (the exact values the dots above use).
+void DequantizeF16(const uint16_t* h, size_t n, float* out);
+void DequantizeBF16(const uint16_t* h, size_t n, float* out);
+void DequantizeQ8(const int8_t* q, const float* scales, size_t blocks, float* out);
+void DequantizeQ4(const uint8_t* packed, const float* scales, size_t blocks, float* out);
+// `count` K-quant super-blocks (256 values each) of `type`.
+void DequantizeK(WeightTensor::Type type, const uint8_t* blocks, size_t count, float* out);
+
+// In place: exp(x - max) / sum over `size` values, as run.c computes it.
+void Softmax(float* x, int size);
+
+}  // namespace quiver::llm::internal
+
+#endif  // QUIVER_LLM_INTERNAL_ROW_KERNELS_H_

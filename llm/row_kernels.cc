@@ -1,0 +1,630 @@
+// The row kernels: dot products of weight rows with activations and
+// conversions of stored rows to float32, each in a portable form and, where
+// it pays, AVX-512 / AVX2 forms chosen once at run time (see
+// internal/row_kernels.h for what every kernel promises).
+#include "llm/internal/row_kernels.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/half.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+
+namespace quiver::llm::internal {
+
+// The dot product every matrix-vector product here uses: 16 running sums
+// (lane j % 16), added in a fixed order, so the compiler vectorises it and
+// a row's result is the same whichever path (single or batched) computes it.
+// Every kernel accumulates with an explicit fused multiply-add, so that
+// guarantee does not rest on where the compiler chooses to contract.
+// Clones for AVX-512 and for FMA (with AVX) are picked at run time: the
+// second is "fma", not "avx2", because an AVX2 clone without FMA turns each
+// std::fma into a libm call (every AVX2-only CPU ran the slow path).
+__attribute__((target_clones("avx512f", "fma", "default"))) float Dot(const float* a,
+                                                                        const float* b, int n) {
+  float acc[16] = {0};
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+#pragma omp simd
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(a[j + l], b[j + l], acc[l]);
+  }
+  float tail = 0.0f;
+  for (; j < n; ++j) tail = std::fma(a[j], b[j], tail);
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += acc[l];
+  return sum + tail;
+}
+
+namespace {
+
+// Dot with a Q8_0 row (n a multiple of 32) or a float16 row: each weight
+// is converted to the float32 value a float32 copy holds (d * q rounded;
+// halves exactly) and the products are summed exactly as Dot sums them (16
+// lanes, one fused multiply-add each per step, lanes added in order). No
+// float32 copy of the row is written. Written with intrinsics for AVX-512
+// and AVX2 + FMA (compilers turn the portable form into slow code), chosen
+// once at run time; the portable form is the reference.
+float DotQ8Portable(const int8_t* q, const float* scales, const float* b, int n) {
+  float acc[16] = {0};
+  for (int j = 0; j + 16 <= n; j += 16) {
+    const float d = scales[j / 32];
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(d * static_cast<float>(q[j + l]), b[j + l], acc[l]);
+  }
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += acc[l];
+  return sum + 0.0f;  // Dot's (empty) tail.
+}
+
+// Q4_0 block k's value l (0..31) as float32: (nibble - 8) * scale.
+float Q4Value(const uint8_t* packed, float d, int l) {
+  const uint8_t byte = packed[l % 16];
+  return d * static_cast<float>((l < 16 ? byte & 0x0F : byte >> 4) - 8);
+}
+
+float DotQ4Portable(const uint8_t* packed, const float* scales, const float* b, int n) {
+  float acc[16] = {0};
+  for (int j = 0; j + 16 <= n; j += 16) {
+    const uint8_t* blk = packed + (j / 32) * 16;
+    const float d = scales[j / 32];
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(Q4Value(blk, d, j % 32 + l), b[j + l], acc[l]);
+  }
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += acc[l];
+  return sum + 0.0f;
+}
+
+float Bf16ToFloat32(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// kBf16: bfloat16 values (the top half of a float32), else IEEE halves.
+template <bool kBf16>
+float DotHalfPortable(const uint16_t* h, const float* b, int n) {
+  auto convert = [](uint16_t v) { return kBf16 ? Bf16ToFloat32(v) : HalfToFloat(v); };
+  float acc[16] = {0};
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(convert(h[j + l]), b[j + l], acc[l]);
+  }
+  float tail = 0.0f;
+  for (; j < n; ++j) tail = std::fma(convert(h[j]), b[j], tail);
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += acc[l];
+  return sum + tail;
+}
+
+float SumLanes(const float* lanes) {
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += lanes[l];
+  return sum;
+}
+
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized in their own inline
+// functions (a known false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) float DotQ8Avx512(const int8_t* q, const float* scales,
+                                                     const float* b, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int j = 0; j + 32 <= n; j += 32) {
+    const __m512 d = _mm512_set1_ps(scales[j / 32]);
+    const __m512 w0 = _mm512_mul_ps(
+        d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j)))));
+    const __m512 w1 = _mm512_mul_ps(
+        d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j + 16)))));
+    acc = _mm512_fmadd_ps(w0, _mm512_loadu_ps(b + j), acc);
+    acc = _mm512_fmadd_ps(w1, _mm512_loadu_ps(b + j + 16), acc);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  return SumLanes(lanes) + 0.0f;
+}
+
+__attribute__((target("avx2,fma"))) float DotQ8Avx2(const int8_t* q, const float* scales,
+                                                    const float* b, int n) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();  // Lanes 0-7, 8-15.
+  for (int j = 0; j + 16 <= n; j += 16) {
+    const __m256 d = _mm256_set1_ps(scales[j / 32]);
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j));
+    const __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw)));
+    const __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8))));
+    lo = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + j), lo);
+    hi = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + j + 8), hi);
+  }
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, lo);
+  _mm256_store_ps(lanes + 8, hi);
+  return SumLanes(lanes) + 0.0f;
+}
+
+__attribute__((target("avx512f"))) float DotQ4Avx512(const uint8_t* packed, const float* scales,
+                                                     const float* b, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  const __m512i eight = _mm512_set1_epi32(8), low = _mm512_set1_epi32(0x0F);
+  for (int j = 0; j + 32 <= n; j += 32) {
+    const __m512 d = _mm512_set1_ps(scales[j / 32]);
+    const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + j / 2)));
+    const __m512 w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(bytes, low), eight)));
+    const __m512 w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(bytes, 4), eight)));
+    acc = _mm512_fmadd_ps(w0, _mm512_loadu_ps(b + j), acc);
+    acc = _mm512_fmadd_ps(w1, _mm512_loadu_ps(b + j + 16), acc);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  return SumLanes(lanes) + 0.0f;
+}
+
+__attribute__((target("avx2,fma"))) float DotQ4Avx2(const uint8_t* packed, const float* scales,
+                                                    const float* b, int n) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();  // Lanes 0-7, 8-15.
+  const __m256i eight = _mm256_set1_epi32(8), mask = _mm256_set1_epi32(0x0F);
+  for (int j = 0; j + 16 <= n; j += 16) {
+    const __m256 d = _mm256_set1_ps(scales[j / 32]);
+    const uint8_t* blk = packed + (j / 32) * 16;
+    const int shift = (j % 32) == 0 ? 0 : 4;  // Low nibbles first, then high.
+    const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk)));
+    const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 8)));
+    const __m256i v0 = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b0, shift), mask), eight);
+    const __m256i v1 = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b1, shift), mask), eight);
+    lo = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(v0)), _mm256_loadu_ps(b + j), lo);
+    hi = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(v1)), _mm256_loadu_ps(b + j + 8), hi);
+  }
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, lo);
+  _mm256_store_ps(lanes + 8, hi);
+  return SumLanes(lanes) + 0.0f;
+}
+
+template <bool kBf16>
+__attribute__((target("avx512f"))) float DotHalfAvx512(const uint16_t* h, const float* b, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + j));
+    const __m512 w = kBf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16))
+                           : _mm512_cvtph_ps(raw);
+    acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(b + j), acc);
+  }
+  float tail = 0.0f;
+  for (; j < n; ++j) tail = std::fma(kBf16 ? Bf16ToFloat32(h[j]) : HalfToFloat(h[j]), b[j], tail);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  return SumLanes(lanes) + tail;
+}
+
+template <bool kBf16>
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 HalfsToFloats8(const uint16_t* p) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return kBf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16)) : _mm256_cvtph_ps(raw);
+}
+
+template <bool kBf16>
+__attribute__((target("avx2,fma,f16c"))) float DotHalfAvx2(const uint16_t* h, const float* b, int n) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    lo = _mm256_fmadd_ps(HalfsToFloats8<kBf16>(h + j), _mm256_loadu_ps(b + j), lo);
+    hi = _mm256_fmadd_ps(HalfsToFloats8<kBf16>(h + j + 8), _mm256_loadu_ps(b + j + 8), hi);
+  }
+  float tail = 0.0f;
+  for (; j < n; ++j) tail = std::fma(kBf16 ? Bf16ToFloat32(h[j]) : HalfToFloat(h[j]), b[j], tail);
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, lo);
+  _mm256_store_ps(lanes + 8, hi);
+  return SumLanes(lanes) + tail;
+}
+
+// float16 -> float32 for a block of values (batched steps convert each
+// 4-row block once). _Float16 casts would call libgcc per value on CPUs
+// without AVX512-FP16 (4 streams of an F16 model: 17 tok/s, one stream 85).
+__attribute__((target("avx512f"))) void DequantizeF16Avx512(const uint16_t* h, size_t n, float* out) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
+  }
+  for (; i < n; ++i) out[i] = HalfToFloat(h[i]);
+}
+
+__attribute__((target("avx2,f16c"))) void DequantizeF16Avx2(const uint16_t* h, size_t n, float* out) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+  }
+  for (; i < n; ++i) out[i] = HalfToFloat(h[i]);
+}
+
+#pragma GCC diagnostic pop
+
+void DequantizeF16Portable(const uint16_t* h, size_t n, float* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = HalfToFloat(h[i]);
+}
+
+using DequantizeF16Fn = void (*)(const uint16_t*, size_t, float*);
+DequantizeF16Fn PickDequantizeF16() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return DequantizeF16Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) return DequantizeF16Avx2;
+  return DequantizeF16Portable;
+}
+
+
+using DotQ8Fn = float (*)(const int8_t*, const float*, const float*, int);
+using DotF16Fn = float (*)(const uint16_t*, const float*, int);
+DotQ8Fn PickDotQ8() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return DotQ8Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return DotQ8Avx2;
+  return DotQ8Portable;
+}
+using DotQ4Fn = float (*)(const uint8_t*, const float*, const float*, int);
+DotQ4Fn PickDotQ4() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return DotQ4Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return DotQ4Avx2;
+  return DotQ4Portable;
+}
+
+template <bool kBf16>
+DotF16Fn PickDotHalf() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return DotHalfAvx512<kBf16>;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    return DotHalfAvx2<kBf16>;
+  }
+  return DotHalfPortable<kBf16>;
+}
+
+// ggml's K-quant super-blocks (256 values). Q4_K / Q5_K: half d, half
+// dmin, 12 bytes of 6-bit sub-block scales and mins (8 sub-blocks of 32),
+// [Q5_K: 32 bytes of fifth bits], 128 bytes of nibbles; value =
+// d * scale * q - dmin * min. Q6_K: 128 bytes of low nibbles, 64 of high
+// 2-bit pairs, 16 int8 scales (sub-blocks of 16), half d; value =
+// d * scale * (q - 32).
+void KScaleMin(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
+  if (j < 4) {
+    *scale = s[j] & 63;
+    *min = s[j + 4] & 63;
+  } else {
+    *scale = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+    *min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+// Written as simple loops over 32 values so that they vectorise.
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ45K(
+    const uint8_t* blk, bool five_bit, float* out) {
+  uint16_t h;
+  std::memcpy(&h, blk, 2);
+  const float d = HalfToFloat(h);
+  std::memcpy(&h, blk + 2, 2);
+  const float dmin = HalfToFloat(h);
+  const uint8_t* scales = blk + 4;
+  const uint8_t* high = blk + 16;                      // Q5_K only.
+  const uint8_t* q = blk + 16 + (five_bit ? 32 : 0);
+  for (int g = 0; g < 4; ++g) {  // Groups of 64: two sub-blocks sharing 32 bytes.
+    uint8_t sc, m;
+    KScaleMin(2 * g, scales, &sc, &m);
+    const float d1 = d * sc, m1 = dmin * m;
+    KScaleMin(2 * g + 1, scales, &sc, &m);
+    const float d2 = d * sc, m2 = dmin * m;
+    uint8_t lo[32], hi[32];
+    for (int l = 0; l < 32; ++l) {
+      lo[l] = q[l] & 0xF;
+      hi[l] = q[l] >> 4;
+    }
+    if (five_bit) {
+      for (int l = 0; l < 32; ++l) {
+        lo[l] |= ((high[l] >> (2 * g)) & 1) << 4;
+        hi[l] |= ((high[l] >> (2 * g + 1)) & 1) << 4;
+      }
+    }
+    for (int l = 0; l < 32; ++l) out[64 * g + l] = d1 * static_cast<float>(lo[l]) - m1;
+    for (int l = 0; l < 32; ++l) out[64 * g + 32 + l] = d2 * static_cast<float>(hi[l]) - m2;
+    q += 32;
+  }
+}
+
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ6K(
+    const uint8_t* blk, float* out) {
+  const uint8_t* ql = blk;
+  const uint8_t* qh = blk + 128;
+  const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+  uint16_t h;
+  std::memcpy(&h, blk + 208, 2);
+  const float d = HalfToFloat(h);
+  for (int half = 0; half < 2; ++half) {  // 128 values each: four runs of 32.
+    int8_t q[4][32];
+    for (int l = 0; l < 32; ++l) {
+      q[0][l] = static_cast<int8_t>(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+      q[1][l] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+      q[2][l] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+      q[3][l] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+    }
+    for (int r = 0; r < 4; ++r) {  // Run r uses scales 2r (first 16) and 2r + 1.
+      const float s0 = d * static_cast<float>(sc[2 * r]), s1 = d * static_cast<float>(sc[2 * r + 1]);
+      for (int l = 0; l < 16; ++l) out[32 * r + l] = s0 * static_cast<float>(q[r][l]);
+      for (int l = 16; l < 32; ++l) out[32 * r + l] = s1 * static_cast<float>(q[r][l]);
+    }
+    out += 128;
+    ql += 64;
+    qh += 32;
+    sc += 8;
+  }
+}
+
+}  // namespace
+
+// Four dot products of one weight row with four vectors at once: each is
+// summed exactly as Dot sums it (same lanes, same order), but the four
+// independent accumulators keep the SIMD units busy and the row is loaded
+// once.
+__attribute__((target_clones("avx512f", "fma", "default"))) void Dot4(
+    const float* w, const float* x0, const float* x1, const float* x2, const float* x3, int n,
+    float* out) {
+  float a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (int l = 0; l < 16; ++l) {
+      const float wl = w[j + l];
+      a0[l] = std::fma(wl, x0[j + l], a0[l]);
+      a1[l] = std::fma(wl, x1[j + l], a1[l]);
+      a2[l] = std::fma(wl, x2[j + l], a2[l]);
+      a3[l] = std::fma(wl, x3[j + l], a3[l]);
+    }
+  }
+  float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+  for (; j < n; ++j) {
+    t0 = std::fma(w[j], x0[j], t0);
+    t1 = std::fma(w[j], x1[j], t1);
+    t2 = std::fma(w[j], x2[j], t2);
+    t3 = std::fma(w[j], x3[j], t3);
+  }
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (int l = 0; l < 16; ++l) {
+    s0 += a0[l];
+    s1 += a1[l];
+    s2 += a2[l];
+    s3 += a3[l];
+  }
+  out[0] = s0 + t0;
+  out[1] = s1 + t1;
+  out[2] = s2 + t2;
+  out[3] = s3 + t3;
+}
+
+// Dot products of four consecutive weight rows (stride n) with four
+// vectors: out[k * 4 + r] = w_k . x_r, each summed exactly as Dot sums it.
+// Each loaded chunk of x serves four rows and each chunk of w four
+// vectors, so a step with many sequences reads x from cache a quarter as
+// often as row-at-a-time products would. Meanwhile the kernel prefetches
+// the cache lines [first_line, end_line) of the next block of four rows
+// (stride n) at `pf`, numbered across the rows (line i is row i % 4, bytes
+// 64 * (i / 4) on), spread over its iterations: the calls on one block each
+// fetch a share of the next, so memory streams during all of them, not only
+// the first (generate_bench: 16 rows per step 38 -> 33 ms on the 110M model).
+__attribute__((target_clones("avx512f", "fma", "default"))) void Dot4x4(
+    const float* w, int n, const float* const* x, float* out, const float* pf, size_t first_line,
+    size_t end_line) {
+  const size_t stride = static_cast<size_t>(n);
+  const float *w0 = w, *w1 = w + stride, *w2 = w + 2 * stride, *w3 = w + 3 * stride;
+  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+  float a[16][16] = {};
+  const size_t iterations = std::max(1, n / 16);
+  const size_t per_iteration = (end_line - first_line + iterations - 1) / iterations;
+  size_t line = first_line;
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (size_t p = 0; p < per_iteration && line < end_line; ++p, ++line) {
+      __builtin_prefetch(pf + (line & 3) * stride + (line >> 2) * 16, 0, 3);
+    }
+    for (int l = 0; l < 16; ++l) {
+      const float y0 = x0[j + l], y1 = x1[j + l], y2 = x2[j + l], y3 = x3[j + l];
+      const float u0 = w0[j + l], u1 = w1[j + l], u2 = w2[j + l], u3 = w3[j + l];
+      a[0][l] = std::fma(u0, y0, a[0][l]);
+      a[1][l] = std::fma(u0, y1, a[1][l]);
+      a[2][l] = std::fma(u0, y2, a[2][l]);
+      a[3][l] = std::fma(u0, y3, a[3][l]);
+      a[4][l] = std::fma(u1, y0, a[4][l]);
+      a[5][l] = std::fma(u1, y1, a[5][l]);
+      a[6][l] = std::fma(u1, y2, a[6][l]);
+      a[7][l] = std::fma(u1, y3, a[7][l]);
+      a[8][l] = std::fma(u2, y0, a[8][l]);
+      a[9][l] = std::fma(u2, y1, a[9][l]);
+      a[10][l] = std::fma(u2, y2, a[10][l]);
+      a[11][l] = std::fma(u2, y3, a[11][l]);
+      a[12][l] = std::fma(u3, y0, a[12][l]);
+      a[13][l] = std::fma(u3, y1, a[13][l]);
+      a[14][l] = std::fma(u3, y2, a[14][l]);
+      a[15][l] = std::fma(u3, y3, a[15][l]);
+    }
+  }
+  float t[16] = {};
+  for (; j < n; ++j) {
+    for (int k = 0; k < 4; ++k) {
+      for (int r = 0; r < 4; ++r) t[k * 4 + r] = std::fma(w[k * stride + j], x[r][j], t[k * 4 + r]);
+    }
+  }
+  float sum[16] = {};
+  for (int l = 0; l < 16; ++l) {
+    for (int k = 0; k < 16; ++k) sum[k] += a[k][l];
+  }
+  for (int k = 0; k < 16; ++k) out[k] = sum[k] + t[k];
+}
+
+// Attention scores of one query head against the keys of one KV block
+// (stored [head component][position]): acc[t] += q[i] * k_t[i] over i in
+// order, so each position's score is summed exactly as the plain loop sums
+// it, while the block's positions share each vector instruction.
+__attribute__((target_clones("avx512f", "fma", "default"))) void BlockScores(
+    const float* q, const float* kb, int head_size, int block_size, float* acc) {
+  for (int t = 0; t < block_size; ++t) acc[t] = 0.0f;
+  for (int i = 0; i < head_size; ++i) {
+    const float qi = q[i];
+    const float* row = kb + static_cast<size_t>(i) * block_size;
+    for (int t = 0; t < block_size; ++t) acc[t] += qi * row[t];
+  }
+}
+
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ8(
+    const int8_t* q, const float* scales, size_t blocks, float* out) {
+  for (size_t b = 0; b < blocks; ++b) {
+    const float d = scales[b];
+    for (int k = 0; k < 32; ++k) out[b * 32 + k] = d * static_cast<float>(q[b * 32 + k]);
+  }
+}
+
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ4(
+    const uint8_t* packed, const float* scales, size_t blocks, float* out) {
+  for (size_t b = 0; b < blocks; ++b) {
+    const float d = scales[b];
+    const uint8_t* blk = packed + b * 16;
+    for (int k = 0; k < 16; ++k) {
+      out[b * 32 + k] = d * static_cast<float>((blk[k] & 0x0F) - 8);
+      out[b * 32 + 16 + k] = d * static_cast<float>((blk[k] >> 4) - 8);
+    }
+  }
+}
+
+void DequantizeK(WeightTensor::Type type, const uint8_t* blocks, size_t count, float* out) {
+  const size_t bytes = WeightTensor::KBlockBytes(type);
+  for (size_t b = 0; b < count; ++b) {
+    const uint8_t* blk = blocks + b * bytes;
+    if (type == WeightTensor::Type::kQ6_K) {
+      DequantizeQ6K(blk, out + 256 * b);
+    } else {
+      DequantizeQ45K(blk, type == WeightTensor::Type::kQ5_K, out + 256 * b);
+    }
+  }
+}
+
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeBF16(
+    const uint16_t* h, size_t n, float* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(h[i]) << 16;
+    std::memcpy(&out[i], &bits, 4);
+  }
+}
+
+void DequantizeF16(const uint16_t* h, size_t n, float* out) {
+  static const DequantizeF16Fn kernel = PickDequantizeF16();
+  kernel(h, n, out);
+}
+
+void Softmax(float* x, int size) {
+  float max_val = x[0];
+  for (int i = 1; i < size; ++i) max_val = std::max(max_val, x[i]);
+  float sum = 0.0f;
+  for (int i = 0; i < size; ++i) {
+    x[i] = std::exp(x[i] - max_val);
+    sum += x[i];
+  }
+  for (int i = 0; i < size; ++i) x[i] /= sum;
+}
+
+float DotQ8(const int8_t* q, const float* scales, const float* x, int n) {
+  static const DotQ8Fn dot = PickDotQ8();
+  return dot(q, scales, x, n);
+}
+
+float DotQ4(const uint8_t* packed, const float* scales, const float* x, int n) {
+  static const DotQ4Fn dot = PickDotQ4();
+  return dot(packed, scales, x, n);
+}
+
+float DotF16(const uint16_t* h, const float* x, int n) {
+  static const DotF16Fn dot = PickDotHalf<false>();
+  return dot(h, x, n);
+}
+
+float DotBF16(const uint16_t* h, const float* x, int n) {
+  static const DotF16Fn dot = PickDotHalf<true>();
+  return dot(h, x, n);
+}
+
+}  // namespace quiver::llm::internal
+
+namespace quiver::llm {
+
+using namespace internal;  // NOLINT: this file's kernels.
+
+absl::Status VerifyRowKernels() {
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool f16c = avx2 && __builtin_cpu_supports("f16c");
+  uint64_t state = 88172645463325252ull;
+  auto next = [&] {  // xorshift64
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  auto uniform = [&] { return static_cast<float>(next() % 2000001) / 1000000.0f - 1.0f; };
+  for (int n : {32, 64, 96, 768, 2048}) {
+    std::vector<float> x(n), scales(n / 32);
+    std::vector<int8_t> q8(n);
+    std::vector<uint8_t> q4(n / 2);
+    std::vector<uint16_t> half(n + 7), bf16(n + 7);  // + 7: tails past 16-lane steps.
+    for (float& v : x) v = uniform();
+    for (float& v : scales) v = uniform() * 0.1f;
+    for (int8_t& v : q8) v = static_cast<int8_t>(next() % 255 - 127);
+    for (uint8_t& v : q4) v = static_cast<uint8_t>(next());
+    for (uint16_t& v : half) v = FloatToHalf(uniform());
+    for (uint16_t& v : bf16) v = static_cast<uint16_t>(next() & 0x3FFF);  // Finite, small magnitudes.
+    std::vector<float> xt(n + 7);
+    for (float& v : xt) v = uniform();
+    auto same = [](float a, float b) { return std::memcmp(&a, &b, 4) == 0; };
+    const float q8_ref = DotQ8Portable(q8.data(), scales.data(), x.data(), n);
+    const float q4_ref = DotQ4Portable(q4.data(), scales.data(), x.data(), n);
+    const float f16_ref = DotHalfPortable<false>(half.data(), xt.data(), n + 7);
+    const float bf16_ref = DotHalfPortable<true>(bf16.data(), xt.data(), n + 7);
+    auto check = [&](bool ok, const char* what) -> absl::Status {
+      if (ok) return absl::OkStatus();
+      return absl::InternalError(StrCat(what, " differs from the portable kernel for n = ", n));
+    };
+    if (avx512) {
+      RETURN_IF_ERROR(check(same(DotQ8Avx512(q8.data(), scales.data(), x.data(), n), q8_ref), "DotQ8Avx512"));
+      RETURN_IF_ERROR(check(same(DotQ4Avx512(q4.data(), scales.data(), x.data(), n), q4_ref), "DotQ4Avx512"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx512<false>(half.data(), xt.data(), n + 7), f16_ref), "DotHalfAvx512<f16>"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx512<true>(bf16.data(), xt.data(), n + 7), bf16_ref), "DotHalfAvx512<bf16>"));
+    }
+    if (avx2) {
+      RETURN_IF_ERROR(check(same(DotQ8Avx2(q8.data(), scales.data(), x.data(), n), q8_ref), "DotQ8Avx2"));
+      RETURN_IF_ERROR(check(same(DotQ4Avx2(q4.data(), scales.data(), x.data(), n), q4_ref), "DotQ4Avx2"));
+    }
+    // Block conversion (batched steps): every value as the portable one.
+    // Special values too: subnormals, signed zero, infinities.
+    std::vector<uint16_t> halves = half;
+    const uint16_t special[] = {0x0001, 0x83FF, 0x8000, 0x7C00, 0xFC00, 0x0400};
+    for (size_t i = 0; i < std::size(special); ++i) halves[i * 5 % halves.size()] = special[i];
+    std::vector<float> converted_ref(halves.size()), converted(halves.size());
+    DequantizeF16Portable(halves.data(), halves.size(), converted_ref.data());
+    auto same_values = [&] {
+      return std::memcmp(converted.data(), converted_ref.data(), converted.size() * sizeof(float)) == 0;
+    };
+    if (avx512) {
+      DequantizeF16Avx512(halves.data(), halves.size(), converted.data());
+      RETURN_IF_ERROR(check(same_values(), "DequantizeF16Avx512"));
+    }
+    if (f16c) {
+      DequantizeF16Avx2(halves.data(), halves.size(), converted.data());
+      RETURN_IF_ERROR(check(same_values(), "DequantizeF16Avx2"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx2<false>(half.data(), xt.data(), n + 7), f16_ref), "DotHalfAvx2<f16>"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx2<true>(bf16.data(), xt.data(), n + 7), bf16_ref), "DotHalfAvx2<bf16>"));
+    }
+    // And the float32 kernel on the same values, as the buffered path uses it.
+    std::vector<float> w(n);
+    for (int i = 0; i < n; ++i) w[i] = scales[i / 32] * static_cast<float>(q8[i]);
+    RETURN_IF_ERROR(check(same(Dot(w.data(), x.data(), n), q8_ref), "Dot on converted Q8_0 values"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace quiver::llm
