@@ -216,12 +216,7 @@ float WeightTensor::DotRow(size_t offset, const float* x, int n) const {
     case Type::kQ4_0: return DotQ4(q4_->data() + offset / 2, scales_->data() + offset / 32, x, n);
     case Type::kQ4_K:
     case Type::kQ5_K:
-    case Type::kQ6_K: {  // Converted row, then the float32 kernel.
-      thread_local AlignedFloats row;
-      row.resize(n);
-      Read(offset, n, row.data());
-      return Dot(row.data(), x, n);
-    }
+    case Type::kQ6_K: return DotK(type_, q4_->data() + offset / 256 * KBlockBytes(type_), x, n);
   }
   return 0.0f;
 }

@@ -35,6 +35,8 @@ float DotQ8(const int8_t* q, const float* scales, const float* x, int n);    // 
 float DotQ4(const uint8_t* packed, const float* scales, const float* x, int n);  // n % 32 == 0.
 float DotF16(const uint16_t* h, const float* x, int n);
 float DotBF16(const uint16_t* h, const float* x, int n);
+// `blocks`: the row's K-quant super-blocks of `type` (n % 256 == 0).
+float DotK(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n);
 
 // Stored values to float32 (the exact values the dots above use).
 void DequantizeF16(const uint16_t* h, size_t n, float* out);
