@@ -228,20 +228,56 @@ size_t PagedKvCache::BlockBytes(const LlamaConfig& config, int block_size) {
 namespace {
 
 // out = W[d][n] X[rows][n] for each product of a group sharing X: each
-// weight row is read from memory once for all rows. Blocks of four weight
-// rows x four sequences (Dot4x4); leftover sequences take Dot4 (one row x
-// four) or Dot; every dot product is summed in Dot's lane order, so a row's
-// result never depends on the batch. The products of a group (q, k and v;
-// gate and up) share one parallel region: a region's start and end cost
-// tens of microseconds when OpenMP throttles its spinning, as it does once
-// a process has more than one thread team.
+// weight row is read from memory once for all rows. Rows before
+// `prompt_from` (generated tokens, short prompts): blocks of four weight rows x four
+// sequences (Dot4x4); leftover sequences take Dot4 (one row x four) or Dot;
+// every dot product is summed in Dot's lane order. Rows from `prompt_from`
+// on (long prompts): panels of 32 weight rows, transposed (and converted
+// to float32) once per step, times all of them (PanelProduct). Either way a
+// row's result never depends on the batch. The products of a group (q, k
+// and v; gate and up) share one parallel region: a region's start and end
+// cost tens of microseconds when OpenMP throttles its spinning, as it does
+// once a process has more than one thread team.
 struct MatMul {
   float* out;
   const WeightTensor* w;
   size_t offset;  // Of the first row's first value in w.
   int d;
 };
-void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int rows) {
+void PromptMatMul(std::initializer_list<MatMul> group, const float* x, int n, int first_row,
+                  int rows) {
+  std::vector<std::pair<const MatMul*, int>> panels;  // (product, first weight row)
+  for (const MatMul& m : group) {
+    for (int i0 = 0; i0 < m.d; i0 += kPanelWidth) panels.emplace_back(&m, i0);
+  }
+  const int count = static_cast<int>(panels.size()), m_rows = rows - first_row;
+  const int64_t work = static_cast<int64_t>(count) * kPanelWidth * n * m_rows;
+#pragma omp parallel for schedule(dynamic) if (work > (1 << 18))
+  for (int pi = 0; pi < count; ++pi) {
+    const MatMul& m = *panels[pi].first;
+    const int i0 = panels[pi].second, width = std::min(kPanelWidth, m.d - i0);
+    thread_local AlignedFloats panel, converted;
+    panel.resize(static_cast<size_t>(kPanelWidth) * n);
+    const float* src[kPanelWidth];
+    const size_t first = m.offset + static_cast<size_t>(i0) * n;
+    if (const float* f = m.w->f32_data(); f != nullptr) {
+      for (int c = 0; c < width; ++c) src[c] = f + first + static_cast<size_t>(c) * n;
+    } else {
+      converted.resize(static_cast<size_t>(width) * n);
+      m.w->Read(first, static_cast<size_t>(width) * n, converted.data());
+      for (int c = 0; c < width; ++c) src[c] = converted.data() + static_cast<size_t>(c) * n;
+    }
+    PackPanel(src, width, n, panel.data());
+    PanelProduct(panel.data(), n, x + static_cast<size_t>(first_row) * n, n, m_rows,
+                 m.out + static_cast<size_t>(first_row) * m.d + i0, m.d, width);
+  }
+}
+
+void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int all_rows,
+                 int prompt_from) {
+  if (prompt_from < all_rows) PromptMatMul(group, x, n, prompt_from, all_rows);
+  const int rows = prompt_from;
+  if (rows == 0) return;
   std::vector<std::pair<const MatMul*, int>> quads;  // (product, first weight row)
   int64_t work = 0;
   for (const MatMul& m : group) {
@@ -320,15 +356,41 @@ void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int
 
 }  // namespace
 
-std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepRow>& rows_in,
+std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepRow>& rows_given,
                                                          PagedKvCache* cache) const {
+  // Other rows first, then long prompts' rows (BatchMatMul runs each kind
+  // with its own kernel); order[i] is row i's place in rows_given.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < rows_given.size(); ++i) {
+    if (!rows_given[i].long_prompt) order.push_back(i);
+  }
+  const int prompt_from = static_cast<int>(order.size());
+  for (size_t i = 0; i < rows_given.size(); ++i) {
+    if (rows_given[i].long_prompt) order.push_back(i);
+  }
+  std::vector<StepRow> rows_in;
+  rows_in.reserve(order.size());
+  for (size_t i : order) rows_in.push_back(rows_given[i]);
   const LlamaConfig& c = config_;
   const int dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, head_size = c.head_size();
   const int kv_mul = c.n_heads / c.n_kv_heads, rows = static_cast<int>(rows_in.size());
   const int bs = cache->block_size();
-  AlignedFloats x(static_cast<size_t>(rows) * dim), xb(x.size()), xb2(x.size()), q(x.size());
-  AlignedFloats k(static_cast<size_t>(rows) * kv_dim), v(k.size());
-  AlignedFloats hb(static_cast<size_t>(rows) * hidden), hb2(hb.size());
+  // This thread's step buffers, grown to its largest step and reused: fresh
+  // ones cost page faults and zeroing every step (a fifth of a 253-row
+  // prefill).
+  thread_local struct {
+    AlignedFloats x, xb, xb2, q, k, v, hb, hb2, logits;
+  } buffers;
+  auto take = [](AlignedFloats& b, size_t n) {
+    if (b.size() < n) b.resize(n);
+    return std::span<float>(b.data(), n);
+  };
+  const size_t rows_dim = static_cast<size_t>(rows) * dim, rows_kv = static_cast<size_t>(rows) * kv_dim,
+               rows_hidden = static_cast<size_t>(rows) * hidden;
+  std::span<float> x = take(buffers.x, rows_dim), xb = take(buffers.xb, rows_dim),
+                   xb2 = take(buffers.xb2, rows_dim), q = take(buffers.q, rows_dim);
+  std::span<float> k = take(buffers.k, rows_kv), v = take(buffers.v, rows_kv);
+  std::span<float> hb = take(buffers.hb, rows_hidden), hb2 = take(buffers.hb2, rows_hidden);
   for (int r = 0; r < rows; ++r) {
     embedding_.Read(static_cast<size_t>(rows_in[r].token) * dim, dim, &x[static_cast<size_t>(r) * dim]);
   }
@@ -353,7 +415,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
     BatchMatMul({{q.data(), &wq_, static_cast<size_t>(l) * dim * dim, dim},
                  {k.data(), &wk_, static_cast<size_t>(l) * dim * kv_dim, kv_dim},
                  {v.data(), &wv_, static_cast<size_t>(l) * dim * kv_dim, kv_dim}},
-                xb.data(), dim, rows);
+                xb.data(), dim, rows, prompt_from);
     for (int r = 0; r < rows; ++r) {
       const int pos = rows_in[r].pos;
       float* qr = &q[static_cast<size_t>(r) * dim];
@@ -405,7 +467,8 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
         }
       }
     }
-    BatchMatMul({{xb2.data(), &wo_, static_cast<size_t>(l) * dim * dim, dim}}, xb.data(), dim, rows);
+    BatchMatMul({{xb2.data(), &wo_, static_cast<size_t>(l) * dim * dim, dim}}, xb.data(), dim, rows,
+                prompt_from);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb2[i];
     for (int r = 0; r < rows; ++r) {
       RmsNorm(&xb[static_cast<size_t>(r) * dim], &x[static_cast<size_t>(r) * dim],
@@ -413,7 +476,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
     }
     BatchMatMul({{hb.data(), &w1_, static_cast<size_t>(l) * dim * hidden, hidden},
                  {hb2.data(), &w3_, static_cast<size_t>(l) * dim * hidden, hidden}},
-                xb.data(), dim, rows);
+                xb.data(), dim, rows, prompt_from);
     // SwiGLU, element by element (threads split the rows' elements; each
     // value is computed as alone).
     const int64_t hb_size = static_cast<int64_t>(hb.size());
@@ -423,19 +486,20 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
       val *= (1.0f / (1.0f + std::exp(-val)));
       hb[i] = val * hb2[i];
     }
-    BatchMatMul({{xb.data(), &w2_, static_cast<size_t>(l) * dim * hidden, dim}}, hb.data(), hidden, rows);
+    BatchMatMul({{xb.data(), &w2_, static_cast<size_t>(l) * dim * hidden, dim}}, hb.data(), hidden, rows,
+                prompt_from);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb[i];
   }
   for (int r = 0; r < rows; ++r) {
     float* xr = &x[static_cast<size_t>(r) * dim];
     RmsNorm(xr, xr, rms_final_.data(), dim, c.norm_eps);
   }
-  AlignedFloats logits(static_cast<size_t>(rows) * c.vocab_size);
-  BatchMatMul({{logits.data(), &classifier_, 0, c.vocab_size}}, x.data(), dim, rows);
+  std::span<float> logits = take(buffers.logits, static_cast<size_t>(rows) * c.vocab_size);
+  BatchMatMul({{logits.data(), &classifier_, 0, c.vocab_size}}, x.data(), dim, rows, prompt_from);
   std::vector<std::vector<float>> out(rows);
   for (int r = 0; r < rows; ++r) {
-    out[r].assign(logits.begin() + static_cast<size_t>(r) * c.vocab_size,
-                  logits.begin() + static_cast<size_t>(r + 1) * c.vocab_size);
+    out[order[r]].assign(logits.begin() + static_cast<size_t>(r) * c.vocab_size,
+                         logits.begin() + static_cast<size_t>(r + 1) * c.vocab_size);
   }
   return out;
 }

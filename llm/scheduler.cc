@@ -245,7 +245,8 @@ void Scheduler::Loop() {
       if (s.finished || s.fed >= static_cast<int>(s.prompt.size())) continue;
       const int n = std::min<int>(static_cast<int>(s.prompt.size()) - s.fed, std::max(1, budget));
       for (int i = 0; i < n; ++i) {
-        rows.push_back({s.prompt[s.fed + i], s.fed + i, &s.blocks});
+        rows.push_back({s.prompt[s.fed + i], s.fed + i, &s.blocks,
+                        /*long_prompt=*/static_cast<int>(s.prompt.size()) >= kLongPromptTokens});
         owners.emplace_back(&s, s.fed + i);
       }
       budget -= n;

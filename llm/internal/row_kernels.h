@@ -46,6 +46,18 @@ void DequantizeQ4(const uint8_t* packed, const float* scales, size_t blocks, flo
 // `count` K-quant super-blocks (256 values each) of `type`.
 void DequantizeK(WeightTensor::Type type, const uint8_t* blocks, size_t count, float* out);
 
+// Products for prompt rows, in their own fixed order (not Dot's): every
+// output sums x[j] * w[j] over j in increasing order, one fused
+// multiply-add each, whatever the number of rows. A panel holds up to
+// kPanelWidth weight rows transposed: panel[j * kPanelWidth + c] = row c's
+// value j (zero past `width` rows).
+constexpr int kPanelWidth = 32;
+void PackPanel(const float* const* rows, int width, int k, float* panel);
+// y_r[c] = row c . x_r for the m rows x_r = x + r * x_stride, c < width,
+// into y + r * y_stride.
+void PanelProduct(const float* panel, int k, const float* x, size_t x_stride, int m, float* y,
+                  size_t y_stride, int width);
+
 // In place: exp(x - max) / sum over `size` values, as run.c computes it.
 void Softmax(float* x, int size);
 

@@ -107,6 +107,49 @@ TEST(DecodeEngineTest, CpuEngineStepsAreTheModelsBatchedSteps) {
   EXPECT_EQ(engine->pool()->free_blocks(), 16u);  // The script gave its blocks back.
 }
 
+// Long prompts' rows take the matrix kernel: a row's logits are the same
+// bits whether its prompt is fed in one step or in chunks of any size mixed
+// with other rows, and close to the row kernels' (another summation order).
+TEST(DecodeEngineTest, LongPromptRowsDoNotDependOnTheirBatch) {
+  LlamaConfig c = SmallConfig();
+  c.seq_len = 96;
+  auto model = Random(c, false);
+  ASSERT_NE(model, nullptr);
+  const int n = 70;  // Prompt tokens: 8 full 8-row tiles and a remainder.
+  auto token = [](int p) { return (11 + 37 * p) % 512; };
+  auto run = [&](const std::vector<int>& chunks, bool long_prompt) {
+    PagedKvCache cache(c, 16, 16);
+    std::vector<int> seq = {cache.Allocate(), cache.Allocate(), cache.Allocate(), cache.Allocate(),
+                            cache.Allocate()};
+    std::vector<int> other = {cache.Allocate(), cache.Allocate(), cache.Allocate(), cache.Allocate(),
+                              cache.Allocate()};
+    std::vector<std::vector<float>> logits;
+    int pos = 0, other_pos = 0;
+    for (int chunk : chunks) {
+      std::vector<StepRow> rows;
+      rows.push_back({5, other_pos++, &other});  // A generated-token row in every step.
+      for (int i = 0; i < chunk; ++i, ++pos) rows.push_back({token(pos), pos, &seq, long_prompt});
+      auto out = model->ForwardBatch(rows, &cache);
+      for (size_t r = 1; r < out.size(); ++r) logits.push_back(std::move(out[r]));
+    }
+    return logits;
+  };
+  const auto whole = run({n}, true);
+  ASSERT_EQ(whole.size(), static_cast<size_t>(n));
+  EXPECT_EQ(run({3, 8, 1, 20, 9, 29}, true), whole);
+  EXPECT_EQ(run(std::vector<int>(n, 1), true), whole);
+  const auto row_kernels = run({n}, false);
+  for (int p : {0, n / 2, n - 1}) {
+    double scale = 1, err = 0;
+    for (size_t i = 0; i < whole[p].size(); ++i) {
+      scale = std::max(scale, std::fabs(double{row_kernels[p][i]}));
+      err = std::max(err, std::fabs(double{whole[p][i]} - row_kernels[p][i]));
+    }
+    EXPECT_LE(err, 1e-4 * scale) << "position " << p;
+    EXPECT_NE(whole[p], row_kernels[p]) << "the matrix kernel did not run";
+  }
+}
+
 class CudaEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {

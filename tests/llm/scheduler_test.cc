@@ -116,8 +116,16 @@ TEST_P(SchedulerDeviceTest, ReproducesLlama2cThroughTheBatchedPath) {
 
 TEST_P(SchedulerDeviceTest, BatchedGenerationsEqualSoloOnes) {
   std::vector<GenerateParams> reqs;
-  const char* prompts[] = {"", "Zoo", "Once upon a time", "The cat", "Tom and Sue went", "A big red"};
-  for (int i = 0; i < 6; ++i) {
+  // The last prompt is long enough (kLongPromptTokens) for the matrix
+  // kernel: chunked differently alone and batched, its rows must still
+  // give the same tokens.
+  std::string long_prompt;
+  while (static_cast<int>(tokenizer_->Encode(long_prompt, true, false).size()) < kLongPromptTokens + 20) {
+    long_prompt += "Once upon a time, there was a little girl named Lily. She liked to play outside. ";
+  }
+  const std::string prompts[] = {"", "Zoo", "Once upon a time", "The cat", "Tom and Sue went", "A big red",
+                                 long_prompt};
+  for (int i = 0; i < 7; ++i) {
     GenerateParams p;
     p.prompt = prompts[i];
     p.max_tokens = 40 + 13 * i;
