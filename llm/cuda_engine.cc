@@ -64,6 +64,19 @@ class Scratch {
   size_t capacity_ = 0;
 };
 
+// A weight tensor on the GPU: one part, or (a mixed tensor, e.g. Q4_K_M's
+// Q6_K layers among Q4_K ones) a part per stored type, each starting at a
+// layer boundary.
+struct DeviceTensor {
+  std::vector<std::pair<size_t, cuda::Weight>> parts;  // (first value, weight), in order.
+  // The part holding value `offset` and the offset within it.
+  std::pair<cuda::Weight, size_t> At(size_t offset) const {
+    size_t i = parts.size() - 1;
+    while (i > 0 && parts[i].first > offset) --i;
+    return {parts[i].second, offset - parts[i].first};
+  }
+};
+
 class CudaEngine : public DecodeEngine {
  public:
   CudaEngine(const LlamaModel* model, size_t kv_blocks, int block_size)
@@ -79,14 +92,15 @@ class CudaEngine : public DecodeEngine {
                                              c.head_size()));
     }
     const LlamaModel::Stored st = model_->stored();
+    // The embedding and classifier are one matrix each: kept in one part.
     ASSIGN_OR_RETURN(embedding_, UploadWeight(*st.embedding));
-    ASSIGN_OR_RETURN(wq_, UploadWeight(*st.wq));
-    ASSIGN_OR_RETURN(wk_, UploadWeight(*st.wk));
-    ASSIGN_OR_RETURN(wv_, UploadWeight(*st.wv));
-    ASSIGN_OR_RETURN(wo_, UploadWeight(*st.wo));
-    ASSIGN_OR_RETURN(w1_, UploadWeight(*st.w1));
-    ASSIGN_OR_RETURN(w2_, UploadWeight(*st.w2));
-    ASSIGN_OR_RETURN(w3_, UploadWeight(*st.w3));
+    ASSIGN_OR_RETURN(wq_, UploadTensor(*st.wq));
+    ASSIGN_OR_RETURN(wk_, UploadTensor(*st.wk));
+    ASSIGN_OR_RETURN(wv_, UploadTensor(*st.wv));
+    ASSIGN_OR_RETURN(wo_, UploadTensor(*st.wo));
+    ASSIGN_OR_RETURN(w1_, UploadTensor(*st.w1));
+    ASSIGN_OR_RETURN(w2_, UploadTensor(*st.w2));
+    ASSIGN_OR_RETURN(w3_, UploadTensor(*st.w3));
     if (st.classifier->SharesData(*st.embedding)) {
       classifier_ = embedding_;
     } else {
@@ -155,22 +169,22 @@ class CudaEngine : public DecodeEngine {
       const size_t ld = static_cast<size_t>(l);
       cuda::RmsNorm(x, rms_att_ + ld * dim, n, dim, c.norm_eps, xb, s);
       const cuda::MatVecJob qkv[] = {
-          {wq_, ld * dim * dim, dim, bq_ ? bq_ + ld * dim : nullptr, q, false},
-          {wk_, ld * dim * kv_dim, kv_dim, bk_ ? bk_ + ld * kv_dim : nullptr, k, false},
-          {wv_, ld * dim * kv_dim, kv_dim, bv_ ? bv_ + ld * kv_dim : nullptr, v, false}};
+          Job(wq_, ld * dim * dim, dim, bq_ ? bq_ + ld * dim : nullptr, q, false),
+          Job(wk_, ld * dim * kv_dim, kv_dim, bk_ ? bk_ + ld * kv_dim : nullptr, k, false),
+          Job(wv_, ld * dim * kv_dim, kv_dim, bv_ ? bv_ + ld * kv_dim : nullptr, v, false)};
       cuda::MatVec(qkv, 3, xb, n, dim, s);
       cuda::Rope(q, k, pos, inv_freq_, n, dim, kv_dim, c.head_size(), s);
       cuda::StoreKv(kv_, l, k, v, pos, tables, table_start, n, s);
       cuda::Attention(kv_, l, q, pos, tables, table_start, n, c.n_heads, c.n_heads / c.n_kv_heads,
                       c.head_size(), att, s);
-      const cuda::MatVecJob out[] = {{wo_, ld * dim * dim, dim, nullptr, x, true}};
+      const cuda::MatVecJob out[] = {Job(wo_, ld * dim * dim, dim, nullptr, x, true)};
       cuda::MatVec(out, 1, att, n, dim, s);
       cuda::RmsNorm(x, rms_ffn_ + ld * dim, n, dim, c.norm_eps, xb, s);
-      const cuda::MatVecJob gate_up[] = {{w1_, ld * dim * hidden, hidden, nullptr, hb, false},
-                                         {w3_, ld * dim * hidden, hidden, nullptr, hb2, false}};
+      const cuda::MatVecJob gate_up[] = {Job(w1_, ld * dim * hidden, hidden, nullptr, hb, false),
+                                         Job(w3_, ld * dim * hidden, hidden, nullptr, hb2, false)};
       cuda::MatVec(gate_up, 2, xb, n, dim, s);
       cuda::SwiGlu(hb, hb2, static_cast<size_t>(n) * hidden, s);
-      const cuda::MatVecJob down[] = {{w2_, ld * dim * hidden, dim, nullptr, x, true}};
+      const cuda::MatVecJob down[] = {Job(w2_, ld * dim * hidden, dim, nullptr, x, true)};
       cuda::MatVec(down, 1, hb, n, hidden, s);
     }
     cuda::RmsNorm(x, rms_final_, n, dim, c.norm_eps, x, s);
@@ -224,8 +238,29 @@ class CudaEngine : public DecodeEngine {
     return static_cast<const float*>(p);
   }
 
-  // The tensor as stored when the kernels read its type, else its exact
-  // float32 values.
+  static cuda::MatVecJob Job(const DeviceTensor& t, size_t offset, int out, const float* bias, float* y,
+                             bool accumulate) {
+    const auto [w, at] = t.At(offset);
+    return {w, at, out, bias, y, accumulate};
+  }
+
+  // Each part of a mixed tensor as stored; any other tensor as one part.
+  absl::StatusOr<DeviceTensor> UploadTensor(const WeightTensor& w) {
+    DeviceTensor t;
+    if (w.type() == WeightTensor::Type::kMixed) {
+      for (const auto& [start, part] : w.parts()) {
+        ASSIGN_OR_RETURN(cuda::Weight dw, UploadWeight(part));
+        t.parts.emplace_back(start, dw);
+      }
+    } else {
+      ASSIGN_OR_RETURN(cuda::Weight dw, UploadWeight(w));
+      t.parts.emplace_back(0, dw);
+    }
+    return t;
+  }
+
+  // The tensor as stored (the kernels read every type but kMixed, which
+  // becomes its exact float32 values here).
   absl::StatusOr<cuda::Weight> UploadWeight(const WeightTensor& w) {
     const WeightTensor::Raw raw = w.raw();
     cuda::Weight out;
@@ -252,7 +287,13 @@ class CudaEngine : public DecodeEngine {
       }
       case WeightTensor::Type::kQ4_K:
       case WeightTensor::Type::kQ5_K:
-      case WeightTensor::Type::kQ6_K:
+      case WeightTensor::Type::kQ6_K: {
+        out.type = w.type() == WeightTensor::Type::kQ4_K   ? cuda::WType::kQ4_K
+                   : w.type() == WeightTensor::Type::kQ5_K ? cuda::WType::kQ5_K
+                                                           : cuda::WType::kQ6_K;
+        ASSIGN_OR_RETURN(out.data, Upload(raw.q4, w.size() / 256 * WeightTensor::KBlockBytes(w.type())));
+        return out;
+      }
       case WeightTensor::Type::kMixed:
         break;
     }
@@ -268,7 +309,8 @@ class CudaEngine : public DecodeEngine {
   Stream stream_;
   std::vector<DeviceMemory> memory_;  // Weights and the KV cache.
   // Constant after Init: device copies of the model.
-  cuda::Weight embedding_, wq_, wk_, wv_, wo_, w1_, w2_, w3_, classifier_;
+  cuda::Weight embedding_, classifier_;
+  DeviceTensor wq_, wk_, wv_, wo_, w1_, w2_, w3_;
   const float *rms_att_ = nullptr, *rms_ffn_ = nullptr, *rms_final_ = nullptr, *inv_freq_ = nullptr;
   const float *bq_ = nullptr, *bk_ = nullptr, *bv_ = nullptr;
   cuda::KvView kv_;

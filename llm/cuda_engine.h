@@ -1,8 +1,8 @@
 // The CUDA decode engine (compiled when nvcc is found; see engine.h). The
-// weights go to GPU memory as stored where the kernels read that type
-// directly (float32, float16, bfloat16, Q8_0, Q4_0) and as their exact
-// float32 values otherwise (K-quants, mixed tensors); the KV cache lives in
-// GPU memory in blocks of positions. Each output value is computed in a
+// weights go to GPU memory as stored (float32, float16, bfloat16, Q8_0,
+// Q4_0, Q4_K, Q5_K, Q6_K; a layer group mixing types keeps each layer's
+// type) and are converted to exactly the CPU's float32 values as read; the
+// KV cache lives in GPU memory in blocks of positions. Each output value is computed in a
 // fixed order that does not depend on the batch, so a sequence gets the
 // same tokens alone or batched; results agree with the CPU engine within
 // float rounding (a different summation order), not bit for bit.

@@ -3,6 +3,7 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "llm/cuda_kernels.h"
 
@@ -13,23 +14,77 @@ constexpr int kWarp = 32;
 constexpr int kMatVecWarps = 4;  // Output values per block.
 constexpr int kRowTile = 8;      // Input rows a warp accumulates at once (registers).
 
+// The weight decoding below is __host__ __device__ so that tests on
+// machines without a GPU run the very code the kernels run (LoadWeightOnHost).
+__host__ __device__ __forceinline__ float HalfBits(const uint8_t* p) {
+  return __half2float(__ushort_as_half(*reinterpret_cast<const unsigned short*>(p)));
+}
+
+__host__ __device__ __forceinline__ float Bf16Bits(unsigned short h) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(static_cast<unsigned>(h) << 16);
+#else
+  const unsigned bits = static_cast<unsigned>(h) << 16;
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+#endif
+}
+
+// Sub-block j's 6-bit scale and min of a Q4_K / Q5_K super-block (ggml's
+// get_scale_min_k4).
+__host__ __device__ __forceinline__ void KScaleMin(int j, const uint8_t* s, int* scale, int* min) {
+  if (j < 4) {
+    *scale = s[j] & 63;
+    *min = s[j + 4] & 63;
+  } else {
+    *scale = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+    *min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
 // Value i of a weight matrix as float32: exactly what the CPU's
-// WeightTensor::Read gives.
+// WeightTensor::Read gives (the K-quants with the CPU's single rounding:
+// a fused multiply-subtract for Q4_K / Q5_K, a product for Q6_K).
 template <WType T>
-__device__ __forceinline__ float LoadW(const Weight& w, size_t i) {
+__host__ __device__ __forceinline__ float LoadW(const Weight& w, size_t i) {
   if constexpr (T == WType::kF32) {
     return static_cast<const float*>(w.data)[i];
   } else if constexpr (T == WType::kF16) {
     return __half2float(__ushort_as_half(static_cast<const unsigned short*>(w.data)[i]));
   } else if constexpr (T == WType::kBF16) {
-    return __uint_as_float(static_cast<unsigned>(static_cast<const unsigned short*>(w.data)[i]) << 16);
+    return Bf16Bits(static_cast<const unsigned short*>(w.data)[i]);
   } else if constexpr (T == WType::kQ8_0) {
     return w.scales[i / 32] * static_cast<float>(static_cast<const int8_t*>(w.data)[i]);
-  } else {
+  } else if constexpr (T == WType::kQ4_0) {
     const size_t block = i / 32;
     const int l = static_cast<int>(i % 32);
     const uint8_t byte = static_cast<const uint8_t*>(w.data)[block * 16 + (l % 16)];
     return w.scales[block] * static_cast<float>((l < 16 ? byte & 0x0F : byte >> 4) - 8);
+  } else if constexpr (T == WType::kQ4_K || T == WType::kQ5_K) {
+    constexpr bool kFive = T == WType::kQ5_K;
+    const uint8_t* blk = static_cast<const uint8_t*>(w.data) + (i / 256) * (kFive ? 176 : 144);
+    const int within = static_cast<int>(i % 256), g = within / 64, second = (within % 64) / 32,
+              l = within % 32;
+    int sc, m;
+    KScaleMin(2 * g + second, blk + 4, &sc, &m);
+    const uint8_t q = blk[16 + (kFive ? 32 : 0) + 32 * g + l];
+    int v = second ? q >> 4 : q & 0xF;
+    if (kFive) v |= ((blk[16 + l] >> (2 * g + second)) & 1) << 4;
+    const float d = HalfBits(blk), dmin = HalfBits(blk + 2);
+    return fmaf(d * static_cast<float>(sc), static_cast<float>(v), -(dmin * static_cast<float>(m)));
+  } else {  // kQ6_K
+    const uint8_t* blk = static_cast<const uint8_t*>(w.data) + (i / 256) * 210;
+    const int within = static_cast<int>(i % 256), half = within / 128, r = (within % 128) / 32,
+              l = within % 32;
+    const uint8_t* ql = blk + 64 * half;
+    const uint8_t* qh = blk + 128 + 32 * half;
+    const int8_t* scales = reinterpret_cast<const int8_t*>(blk + 192 + 8 * half);
+    const int low = ql[l + (r % 2 == 1 ? 32 : 0)];
+    const int nib = r < 2 ? low & 0xF : low >> 4;
+    const int q = (nib | (((qh[l] >> (2 * r)) & 3) << 4)) - 32;
+    const float s = HalfBits(blk + 208) * static_cast<float>(scales[2 * r + (l >= 16 ? 1 : 0)]);
+    return s * static_cast<float>(q);
   }
 }
 
@@ -87,16 +142,22 @@ __global__ void MatVecKernel(Jobs jobs, const float* __restrict__ x, int rows, i
     case WType::kBF16: MatVecOutput<WType::kBF16>(job, x, rows, cols, o); break;
     case WType::kQ8_0: MatVecOutput<WType::kQ8_0>(job, x, rows, cols, o); break;
     case WType::kQ4_0: MatVecOutput<WType::kQ4_0>(job, x, rows, cols, o); break;
+    case WType::kQ4_K: MatVecOutput<WType::kQ4_K>(job, x, rows, cols, o); break;
+    case WType::kQ5_K: MatVecOutput<WType::kQ5_K>(job, x, rows, cols, o); break;
+    case WType::kQ6_K: MatVecOutput<WType::kQ6_K>(job, x, rows, cols, o); break;
   }
 }
 
-__device__ float LoadAny(const Weight& w, size_t i) {
+__host__ __device__ float LoadAny(const Weight& w, size_t i) {
   switch (w.type) {
     case WType::kF32: return LoadW<WType::kF32>(w, i);
     case WType::kF16: return LoadW<WType::kF16>(w, i);
     case WType::kBF16: return LoadW<WType::kBF16>(w, i);
     case WType::kQ8_0: return LoadW<WType::kQ8_0>(w, i);
     case WType::kQ4_0: return LoadW<WType::kQ4_0>(w, i);
+    case WType::kQ4_K: return LoadW<WType::kQ4_K>(w, i);
+    case WType::kQ5_K: return LoadW<WType::kQ5_K>(w, i);
+    case WType::kQ6_K: return LoadW<WType::kQ6_K>(w, i);
   }
   return 0.0f;
 }
@@ -249,6 +310,8 @@ int Blocks(size_t n, int threads) {
 }
 
 }  // namespace
+
+float LoadWeightOnHost(const Weight& w, size_t i) { return LoadAny(w, i); }
 
 void MatVec(const MatVecJob* jobs, int njobs, const float* x, int rows, int cols, cudaStream_t s) {
   if (rows == 0 || njobs == 0) return;

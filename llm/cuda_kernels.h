@@ -12,20 +12,26 @@
 
 namespace quiver::llm::cuda {
 
-// How a weight matrix sits in device memory (WeightTensor's layouts).
-enum class WType : int32_t { kF32 = 0, kF16, kBF16, kQ8_0, kQ4_0 };
+// How a weight matrix sits in device memory (WeightTensor's layouts; the
+// K-quants as ggml's 256-value super-blocks).
+enum class WType : int32_t { kF32 = 0, kF16, kBF16, kQ8_0, kQ4_0, kQ4_K, kQ5_K, kQ6_K };
 struct Weight {
   WType type = WType::kF32;
-  const void* data = nullptr;    // float, uint16 bits, int8, or packed nibbles.
+  const void* data = nullptr;    // float, uint16 bits, int8, packed nibbles or super-blocks.
   const float* scales = nullptr; // Q8_0 / Q4_0: one per 32 values.
 };
+
+// Value i of `w` as float32 by the kernels' own decoding, run on the host
+// with `w`'s data in host memory: lets tests check the GPU's decoding of
+// every stored type on machines without a GPU.
+float LoadWeightOnHost(const Weight& w, size_t i);
 
 // One product of a step: for every row r and output o,
 //   y[r * out + o] (+)= sum_i w[offset + o * cols + i] * x[r * cols + i] (+ bias[o]).
 // accumulate: add to y (a residual) instead of overwriting it.
 struct MatVecJob {
   Weight w;
-  size_t offset = 0;         // Values; a multiple of 32 for Q8_0 / Q4_0.
+  size_t offset = 0;         // Values; a multiple of 32 for Q8_0 / Q4_0, of 256 for K-quants.
   int out = 0;
   const float* bias = nullptr;  // [out] or null.
   float* y = nullptr;           // [rows][out].

@@ -178,9 +178,10 @@ class WeightTensor {
   // For the kernels: a pointer into float32 data, or nullptr.
   const float* f32_data() const { return type_ == Type::kF32 ? f32_->data() : nullptr; }
   // The stored data, for engines that copy it to a device: by type, f32
-  // (kF32), halves (kF16, kBF16: raw bits), q8 + scales (kQ8_0) or q4 +
-  // scales (kQ4_0: packed nibbles); all null for K-quants and kMixed (read
-  // those through Read). Valid while this tensor (or a copy) lives.
+  // (kF32), halves (kF16, kBF16: raw bits), q8 + scales (kQ8_0), q4 +
+  // scales (kQ4_0: packed nibbles) or q4 alone (K-quants: the super-blocks,
+  // size() / 256 * KBlockBytes(type()) bytes); all null for kMixed (see
+  // parts()). Valid while this tensor (or a copy) lives.
   struct Raw {
     const float* f32 = nullptr;
     const uint16_t* halves = nullptr;
@@ -189,6 +190,9 @@ class WeightTensor {
     const float* scales = nullptr;
   };
   Raw raw() const;
+  // kMixed: the parts in order, each (first value, part); empty otherwise.
+  // Parts are whole layers, so a row never straddles two.
+  std::vector<std::pair<size_t, WeightTensor>> parts() const;
   // Whether both hold the same data (a tied classifier and its embedding).
   bool SharesData(const WeightTensor& o) const {
     return type_ == o.type_ && f32_ == o.f32_ && f16_ == o.f16_ && q8_ == o.q8_ && q4_ == o.q4_ &&

@@ -179,9 +179,17 @@ WeightTensor::Raw WeightTensor::raw() const {
     case Type::kBF16: r.halves = f16_->data(); break;
     case Type::kQ8_0: r.q8 = q8_->data(); r.scales = scales_->data(); break;
     case Type::kQ4_0: r.q4 = q4_->data(); r.scales = scales_->data(); break;
-    default: break;
+    case Type::kQ4_K:
+    case Type::kQ5_K:
+    case Type::kQ6_K: r.q4 = q4_->data(); break;
+    case Type::kMixed: break;
   }
   return r;
+}
+
+std::vector<std::pair<size_t, WeightTensor>> WeightTensor::parts() const {
+  if (type_ != Type::kMixed) return {};
+  return *parts_;
 }
 
 size_t WeightTensor::bytes() const {

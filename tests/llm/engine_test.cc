@@ -10,6 +10,10 @@
 #include "gtest/gtest.h"
 #include "llm/cuda_engine.h"
 #include "llm/gguf.h"
+#include "common/half.h"
+#ifdef QUIVER_LLM_HAS_CUDA
+#include "llm/cuda_kernels.h"
+#endif
 #include "tests/testing/random_llama.h"
 #include "tests/testing/test_util.h"
 
@@ -149,6 +153,69 @@ TEST(DecodeEngineTest, LongPromptRowsDoNotDependOnTheirBatch) {
     EXPECT_NE(whole[p], row_kernels[p]) << "the matrix kernel did not run";
   }
 }
+
+#ifdef QUIVER_LLM_HAS_CUDA
+// The CUDA kernels' weight decoding, run on the host (no GPU needed): every
+// stored type gives exactly the CPU's float32 values.
+TEST(CudaWeightDecodingTest, EveryStoredTypeDecodesAsTheCpuReadsIt) {
+  std::mt19937 rng(17);
+  auto byte = [&] { return static_cast<uint8_t>(rng()); };
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  const size_t n = 1024;  // Four super-blocks.
+  std::vector<uint16_t> halves(n), bf16(n);
+  for (auto& h : halves) h = FloatToHalf(uni(rng));
+  halves[3] = 0x0001;  // A subnormal.
+  for (auto& h : bf16) h = static_cast<uint16_t>(rng() & 0xBFFF);
+  std::vector<int8_t> q8(n);
+  for (auto& q : q8) q = static_cast<int8_t>(byte());
+  std::vector<uint8_t> q4(n / 2);
+  for (auto& q : q4) q = byte();
+  std::vector<float> scales(n / 32);
+  for (float& f : scales) f = 0.01f * uni(rng);
+  auto kblocks = [&](WeightTensor::Type type) {
+    const size_t bytes = WeightTensor::KBlockBytes(type);
+    std::vector<uint8_t> b(n / 256 * bytes);
+    for (auto& v : b) v = byte();
+    for (size_t i = 0; i < n / 256; ++i) {
+      const uint16_t d = FloatToHalf(0.002f + 0.01f * std::fabs(uni(rng))),
+                     dmin = FloatToHalf(0.001f + 0.01f * std::fabs(uni(rng)));
+      std::memcpy(&b[i * bytes + (type == WeightTensor::Type::kQ6_K ? 208 : 0)], &d, 2);
+      if (type != WeightTensor::Type::kQ6_K) std::memcpy(&b[i * bytes + 2], &dmin, 2);
+    }
+    auto t = WeightTensor::KQuant(type, std::move(b));
+    EXPECT_TRUE(t.ok());
+    return *std::move(t);
+  };
+  const std::pair<WeightTensor, cuda::WType> cases[] = {
+      {WeightTensor::F16(halves), cuda::WType::kF16},
+      {WeightTensor::BF16(bf16), cuda::WType::kBF16},
+      {WeightTensor::Q8_0(q8, scales), cuda::WType::kQ8_0},
+      {WeightTensor::Q4_0(q4, scales), cuda::WType::kQ4_0},
+      {kblocks(WeightTensor::Type::kQ4_K), cuda::WType::kQ4_K},
+      {kblocks(WeightTensor::Type::kQ5_K), cuda::WType::kQ5_K},
+      {kblocks(WeightTensor::Type::kQ6_K), cuda::WType::kQ6_K}};
+  for (const auto& [tensor, wtype] : cases) {
+    std::vector<float> want(n);
+    tensor.Read(0, n, want.data());
+    const WeightTensor::Raw raw = tensor.raw();
+    cuda::Weight w;
+    w.type = wtype;
+    w.data = raw.f32 != nullptr      ? static_cast<const void*>(raw.f32)
+             : raw.halves != nullptr ? static_cast<const void*>(raw.halves)
+             : raw.q8 != nullptr     ? static_cast<const void*>(raw.q8)
+                                     : static_cast<const void*>(raw.q4);
+    w.scales = raw.scales;
+    int wrong = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const float got = cuda::LoadWeightOnHost(w, i);
+      if (std::memcmp(&got, &want[i], sizeof got) != 0 && ++wrong <= 3) {
+        ADD_FAILURE() << "type " << static_cast<int>(wtype) << " value " << i << ": " << got << " vs " << want[i];
+      }
+    }
+    EXPECT_EQ(wrong, 0) << "type " << static_cast<int>(wtype);
+  }
+}
+#endif
 
 class CudaEngineTest : public ::testing::Test {
  protected:
