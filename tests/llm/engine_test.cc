@@ -1,16 +1,18 @@
-// Decode engines: device selection, the CPU engine, and the CUDA engine
-// against the CPU one for every weight type the loaders produce (skipped
-// where no GPU is visible).
+// Decode engines: device selection, the CPU engine (and its long-prompt
+// kernel), the CUDA kernels' weight decoding run on the host, and the CUDA
+// engine against the CPU one for every weight type the loaders produce
+// (skipped where no GPU is visible).
 #include "llm/engine.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 
+#include "common/half.h"
 #include "gtest/gtest.h"
 #include "llm/cuda_engine.h"
 #include "llm/gguf.h"
-#include "common/half.h"
 #ifdef QUIVER_LLM_HAS_CUDA
 #include "llm/cuda_kernels.h"
 #endif
