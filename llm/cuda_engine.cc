@@ -136,12 +136,20 @@ class CudaEngine : public DecodeEngine {
     const int dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, bs = pool_.block_size();
     cudaStream_t s = stream_.get();
     // Integers of the step: tokens [n], positions [n], table starts [n],
-    // then each row's block table (the blocks its positions 0..pos use).
-    ints_.assign(3 * static_cast<size_t>(n), 0);
+    // the rows whose logits are wanted [n_wanted], then each row's block
+    // table (the blocks its positions 0..pos use).
+    std::vector<int32_t> wanted;
+    for (int r = 0; r < n; ++r) {
+      if (rows[r].logits) wanted.push_back(r);
+    }
+    const int n_wanted = static_cast<int>(wanted.size());
+    const size_t head_ints = 3 * static_cast<size_t>(n) + wanted.size();
+    ints_.assign(head_ints, 0);
+    std::copy(wanted.begin(), wanted.end(), ints_.begin() + 3 * n);
     for (int r = 0; r < n; ++r) {
       ints_[r] = rows[r].token;
       ints_[n + r] = rows[r].pos;
-      ints_[2 * n + r] = static_cast<int32_t>(ints_.size() - 3 * static_cast<size_t>(n));
+      ints_[2 * n + r] = static_cast<int32_t>(ints_.size() - head_ints);
       const int used = rows[r].pos / bs + 1;
       ints_.insert(ints_.end(), rows[r].blocks->begin(), rows[r].blocks->begin() + used);
     }
@@ -151,7 +159,8 @@ class CudaEngine : public DecodeEngine {
     const int32_t* tokens = d_ints_.get();
     const int32_t* pos = tokens + n;
     const int32_t* table_start = tokens + 2 * n;
-    const int32_t* tables = tokens + 3 * n;
+    const int32_t* wanted_rows = tokens + 3 * n;
+    const int32_t* tables = tokens + head_ints;
     x_.Reserve(static_cast<size_t>(n) * dim);
     xb_.Reserve(static_cast<size_t>(n) * dim);
     q_.Reserve(static_cast<size_t>(n) * dim);
@@ -160,7 +169,7 @@ class CudaEngine : public DecodeEngine {
     v_.Reserve(static_cast<size_t>(n) * kv_dim);
     hb_.Reserve(static_cast<size_t>(n) * hidden);
     hb2_.Reserve(static_cast<size_t>(n) * hidden);
-    logits_.Reserve(static_cast<size_t>(n) * c.vocab_size);
+    logits_.Reserve(static_cast<size_t>(std::max(n_wanted, 1)) * c.vocab_size);
     float *x = x_.get(), *xb = xb_.get(), *q = q_.get(), *att = att_.get(), *k = k_.get(), *v = v_.get(),
           *hb = hb_.get(), *hb2 = hb2_.get();
 
@@ -187,11 +196,14 @@ class CudaEngine : public DecodeEngine {
       const cuda::MatVecJob down[] = {Job(w2_, ld * dim * hidden, dim, nullptr, x, true)};
       cuda::MatVec(down, 1, hb, n, hidden, s);
     }
-    cuda::RmsNorm(x, rms_final_, n, dim, c.norm_eps, x, s);
+    // The classifier only for rows whose logits are wanted, gathered into xb.
+    const cuda::Weight hidden_states{cuda::WType::kF32, x, nullptr};
+    cuda::Embed(hidden_states, wanted_rows, n_wanted, dim, xb, s);
+    cuda::RmsNorm(xb, rms_final_, n_wanted, dim, c.norm_eps, xb, s);
     const cuda::MatVecJob head[] = {{classifier_, 0, c.vocab_size, nullptr, logits_.get(), false}};
-    cuda::MatVec(head, 1, x, n, dim, s);
+    cuda::MatVec(head, 1, xb, n_wanted, dim, s);
     QUIVER_LLM_CUDA_CHECK(cudaGetLastError());
-    const size_t total = static_cast<size_t>(n) * c.vocab_size;
+    const size_t total = static_cast<size_t>(n_wanted) * c.vocab_size;
     if (total > host_capacity_) {
       void* p = nullptr;
       QUIVER_LLM_CUDA_CHECK(cudaMallocHost(&p, total * sizeof(float)));
@@ -199,11 +211,14 @@ class CudaEngine : public DecodeEngine {
       host_capacity_ = total;
     }
     float* host = static_cast<float*>(host_logits_.get());
-    QUIVER_LLM_CUDA_CHECK(cudaMemcpyAsync(host, logits_.get(), total * sizeof(float), cudaMemcpyDeviceToHost, s));
+    if (total > 0) {
+      QUIVER_LLM_CUDA_CHECK(cudaMemcpyAsync(host, logits_.get(), total * sizeof(float), cudaMemcpyDeviceToHost, s));
+    }
     QUIVER_LLM_CUDA_CHECK(cudaStreamSynchronize(s));
     std::vector<std::vector<float>> result(n);
-    for (int r = 0; r < n; ++r) {
-      result[r].assign(host + static_cast<size_t>(r) * c.vocab_size, host + static_cast<size_t>(r + 1) * c.vocab_size);
+    for (int i = 0; i < n_wanted; ++i) {
+      result[wanted[i]].assign(host + static_cast<size_t>(i) * c.vocab_size,
+                               host + static_cast<size_t>(i + 1) * c.vocab_size);
     }
     return result;
   }

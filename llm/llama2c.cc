@@ -490,16 +490,26 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
                 prompt_from);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb[i];
   }
+  // The classifier only for rows whose logits are wanted (a prompt's rows
+  // before its last need none: with a large vocabulary that is a quarter of
+  // a prefill's work), gathered into xb, still in kernel order.
+  std::vector<int> wanted;
+  int wanted_before_prompt = 0;
   for (int r = 0; r < rows; ++r) {
-    float* xr = &x[static_cast<size_t>(r) * dim];
-    RmsNorm(xr, xr, rms_final_.data(), dim, c.norm_eps);
+    if (!rows_in[r].logits) continue;
+    std::copy_n(&x[static_cast<size_t>(r) * dim], dim, &xb[wanted.size() * dim]);
+    RmsNorm(&xb[wanted.size() * dim], &xb[wanted.size() * dim], rms_final_.data(), dim, c.norm_eps);
+    if (r < prompt_from) ++wanted_before_prompt;
+    wanted.push_back(r);
   }
-  std::span<float> logits = take(buffers.logits, static_cast<size_t>(rows) * c.vocab_size);
-  BatchMatMul({{logits.data(), &classifier_, 0, c.vocab_size}}, x.data(), dim, rows, prompt_from);
+  const int n_wanted = static_cast<int>(wanted.size());
+  std::span<float> logits = take(buffers.logits, static_cast<size_t>(n_wanted) * c.vocab_size);
+  BatchMatMul({{logits.data(), &classifier_, 0, c.vocab_size}}, xb.data(), dim, n_wanted,
+              wanted_before_prompt);
   std::vector<std::vector<float>> out(rows);
-  for (int r = 0; r < rows; ++r) {
-    out[order[r]].assign(logits.begin() + static_cast<size_t>(r) * c.vocab_size,
-                         logits.begin() + static_cast<size_t>(r + 1) * c.vocab_size);
+  for (int i = 0; i < n_wanted; ++i) {
+    out[order[wanted[i]]].assign(logits.begin() + static_cast<size_t>(i) * c.vocab_size,
+                                 logits.begin() + static_cast<size_t>(i + 1) * c.vocab_size);
   }
   return out;
 }

@@ -122,6 +122,10 @@ struct StepRow {
   // never its batch, decides, so it still gets the same tokens alone or
   // batched.
   bool long_prompt = false;
+  // Whether the step returns this row's logits (false: an empty vector, and
+  // the classifier's work for the row is skipped; a prompt's rows before its
+  // last need none).
+  bool logits = true;
 };
 // Prompts this long are prefilled with the matrix kernel (StepRow): about
 // where it overtakes the row kernels (transposing the weights costs a step
@@ -267,7 +271,8 @@ class LlamaModel {
   const std::vector<float>& rope_inv_freq() const { return inv_freq_; }
   // A batched step over rows of many sequences (several rows of one
   // sequence must be in position order): stores each row's keys and values
-  // in the paged cache, then returns each row's logits. Every weight matrix
+  // in the paged cache, then returns each row's logits (empty for rows
+  // with logits = false). Every weight matrix
   // is read once per step for all rows, and each row's arithmetic does not
   // depend on the others, so a sequence gets the same tokens alone (one row
   // per step) or batched.

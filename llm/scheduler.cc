@@ -245,8 +245,9 @@ void Scheduler::Loop() {
       if (s.finished || s.fed >= static_cast<int>(s.prompt.size())) continue;
       const int n = std::min<int>(static_cast<int>(s.prompt.size()) - s.fed, std::max(1, budget));
       for (int i = 0; i < n; ++i) {
-        rows.push_back({s.prompt[s.fed + i], s.fed + i, &s.blocks,
-                        /*long_prompt=*/static_cast<int>(s.prompt.size()) >= kLongPromptTokens});
+        const int pos = s.fed + i, prompt_len = static_cast<int>(s.prompt.size());
+        rows.push_back({s.prompt[pos], pos, &s.blocks, /*long_prompt=*/prompt_len >= kLongPromptTokens,
+                        /*logits=*/pos + 1 >= prompt_len});
         owners.emplace_back(&s, s.fed + i);
       }
       budget -= n;

@@ -219,6 +219,40 @@ TEST(CudaWeightDecodingTest, EveryStoredTypeDecodesAsTheCpuReadsIt) {
 }
 #endif
 
+// Rows may skip their logits (a prompt's rows before its last): they come
+// back empty and every other row's logits are unchanged.
+void ExpectSkippedLogitsChangeNothing(DecodeEngine& e) {
+  std::vector<int> a = {e.pool()->Allocate(), e.pool()->Allocate()};
+  std::vector<int> b = {e.pool()->Allocate(), e.pool()->Allocate()};
+  auto step = [&](bool skip) {
+    std::vector<StepRow> rows;
+    for (int p = 0; p < 20; ++p) {
+      // Sequence a: a long prompt; b: a short one, interleaved.
+      rows.push_back({(3 + 7 * p) % 512, p, &a, /*long_prompt=*/true, /*logits=*/!skip || p == 19});
+      if (p < 6) rows.push_back({(5 + 11 * p) % 512, p, &b, false, /*logits=*/!skip || p == 5});
+    }
+    return e.Forward(rows);
+  };
+  const auto all = step(false), some = step(true);
+  ASSERT_EQ(all.size(), some.size());
+  int kept = 0;
+  for (size_t r = 0; r < all.size(); ++r) {
+    if (some[r].empty()) continue;
+    ++kept;
+    EXPECT_EQ(some[r], all[r]) << "row " << r;
+  }
+  EXPECT_EQ(kept, 2);
+  for (int blk : a) e.pool()->Free(blk);
+  for (int blk : b) e.pool()->Free(blk);
+}
+
+TEST(DecodeEngineTest, SkippedLogitsChangeNothing) {
+  auto model = Random(SmallConfig(), false);
+  ASSERT_NE(model, nullptr);
+  auto engine = NewCpuEngine(model.get(), 8, 16);
+  ExpectSkippedLogitsChangeNothing(*engine);
+}
+
 class CudaEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -357,6 +391,14 @@ TEST_F(CudaEngineTest, BatchedRowsEqualRowsAlone) {
     EXPECT_EQ(alone[0], batched[p]) << "position " << p;
     EXPECT_EQ(alone[0], batched[20 * 4 + p]) << "position " << p;
   }
+}
+
+TEST_F(CudaEngineTest, SkippedLogitsChangeNothing) {
+  auto model = Random(SmallConfig(), false);
+  ASSERT_NE(model, nullptr);
+  auto engine = NewCudaEngine(model.get(), 8, 16);
+  QUIVER_ASSERT_OK(engine.status());
+  ExpectSkippedLogitsChangeNothing(**engine);
 }
 
 TEST_F(CudaEngineTest, HeadsLargerThanTheKernelsTakeAreRefused) {
