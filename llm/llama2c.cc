@@ -293,7 +293,16 @@ void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int
     const int block_rows = std::min(4, d - i0);
     const size_t first = m.offset + static_cast<size_t>(i0) * n;
     if (rows < 4 && m.w->type() != WeightTensor::Type::kF32) {
-      // Few sequences: read quantized rows straight into the dot products.
+      // Few sequences: read quantized rows straight into the dot products,
+      // four rows at a time.
+      if (block_rows == 4) {
+        for (int rr = 0; rr < rows; ++rr) {
+          float o[4];
+          m.w->DotRows4(first, x + static_cast<size_t>(rr) * n, n, o);
+          for (int k = 0; k < 4; ++k) out[static_cast<size_t>(rr) * d + i0 + k] = o[k];
+        }
+        continue;
+      }
       for (int i = i0; i < i0 + block_rows; ++i) {
         for (int rr = 0; rr < rows; ++rr) {
           out[static_cast<size_t>(rr) * d + i] =

@@ -177,6 +177,8 @@ class WeightTensor {
   // The dot product of the `n` values at `offset` (a row) with x, summed
   // as the float32 kernels sum it.
   float DotRow(size_t offset, const float* x, int n) const;
+  // DotRow for the four rows at offset, offset + n, ... into out[0..3].
+  void DotRows4(size_t offset, const float* x, int n, float* out) const;
   // The float32 values (empty unless type() is kF32).
   std::span<const float> floats() const { return *f32_; }
   // For the kernels: a pointer into float32 data, or nullptr.

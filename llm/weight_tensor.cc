@@ -229,6 +229,26 @@ float WeightTensor::DotRow(size_t offset, const float* x, int n) const {
   return 0.0f;
 }
 
+void WeightTensor::DotRows4(size_t offset, const float* x, int n, float* out) const {
+  const size_t rows_size = 4 * static_cast<size_t>(n);
+  switch (type_) {
+    case Type::kMixed: {
+      const auto& [start, part] = PartAt(offset);
+      if (offset + rows_size <= start + part.size()) return part.DotRows4(offset - start, x, n, out);
+      break;  // Straddles two parts: row by row below.
+    }
+    case Type::kQ8_0: return DotQ8x4(q8_->data() + offset, scales_->data() + offset / 32, x, n, out);
+    case Type::kQ4_0: return DotQ4x4(q4_->data() + offset / 2, scales_->data() + offset / 32, x, n, out);
+    case Type::kF32:
+    case Type::kF16:
+    case Type::kBF16:
+    case Type::kQ4_K:
+    case Type::kQ5_K:
+    case Type::kQ6_K: break;
+  }
+  for (int k = 0; k < 4; ++k) out[k] = DotRow(offset + static_cast<size_t>(k) * n, x, n);
+}
+
 void WeightTensor::Read(size_t offset, size_t n, float* out) const {
   switch (type_) {
     case Type::kMixed:

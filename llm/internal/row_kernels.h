@@ -37,6 +37,13 @@ float DotF16(const uint16_t* h, const float* x, int n);
 float DotBF16(const uint16_t* h, const float* x, int n);
 // `blocks`: the row's K-quant super-blocks of `type` (n % 256 == 0).
 float DotK(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n);
+// Four consecutive rows (row k's data right after row k - 1's): out[k] as
+// the single-row kernels give it, with four independent accumulation
+// chains (one row's chain is what a single stream of a Q8_0 / Q4_0 model
+// waits on: 1.7x faster in cache, Q4_0 steps 7.7 -> 4.4 ms). Not for
+// K-quants (bound by decoding) or F16 (memory-bound: 8% slower so).
+void DotQ8x4(const int8_t* q, const float* scales, const float* x, int n, float* out);
+void DotQ4x4(const uint8_t* packed, const float* scales, const float* x, int n, float* out);
 
 // Stored values to float32 (the exact values the dots above use).
 void DequantizeF16(const uint16_t* h, size_t n, float* out);
