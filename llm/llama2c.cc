@@ -224,20 +224,21 @@ size_t PagedKvCache::BlockBytes(const LlamaConfig& config, int block_size) {
   return 2 * sizeof(float) * static_cast<size_t>(config.n_layers) * block_size * config.kv_dim();
 }
 
-
 namespace {
 
 // out = W[d][n] X[rows][n] for each product of a group sharing X: each
 // weight row is read from memory once for all rows. Rows before
-// `prompt_from` (generated tokens, short prompts): blocks of four weight rows x four
-// sequences (Dot4x4); leftover sequences take Dot4 (one row x four) or Dot;
-// every dot product is summed in Dot's lane order. Rows from `prompt_from`
-// on (long prompts): panels of 32 weight rows, transposed (and converted
-// to float32) once per step, times all of them (PanelProduct). Either way a
-// row's result never depends on the batch. The products of a group (q, k
-// and v; gate and up) share one parallel region: a region's start and end
-// cost tens of microseconds when OpenMP throttles its spinning, as it does
-// once a process has more than one thread team.
+// `prompt_from` (generated tokens, short prompts): blocks of four weight
+// rows x four sequences (Dot4x4); leftover sequences take Dot4 (one row x
+// four) or Dot, and one or two sequences of a quantized model take the
+// fused kernels, four weight rows at a time; every dot product is summed in
+// Dot's lane order. Rows from `prompt_from` on (long prompts): panels of 32
+// weight rows, transposed (and converted to float32) once per step, times
+// all of them (PanelProduct). Either way a row's result never depends on
+// the batch. The products of a group (q, k and v; gate and up) share one
+// parallel region: a region's start and end cost tens of microseconds when
+// OpenMP throttles its spinning, as it does once a process has more than
+// one thread team.
 struct MatMul {
   float* out;
   const WeightTensor* w;
