@@ -518,6 +518,57 @@ __attribute__((target_clones("avx512f", "fma", "default"))) void Dot4x4Generic(
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"  // GCC 12's avx512fintrin.h (_mm512_undefined_*).
 
+// A 16 x 16 transpose in registers: lane i of out[l] is lane l of in[i]
+// (64 shuffles: pairs, quads, then 128-bit lanes).
+__attribute__((target("avx512f"), always_inline)) inline void Transpose16(const __m512* in, __m512* out) {
+  __m512 t1[16], t2[16];
+  for (int i = 0; i < 16; i += 2) {
+    t1[i] = _mm512_unpacklo_ps(in[i], in[i + 1]);
+    t1[i + 1] = _mm512_unpackhi_ps(in[i], in[i + 1]);
+  }
+  for (int g = 0; g < 16; g += 4) {  // Rows g..g+3: t2[g + c] lane m is column c + 4m.
+    const __m512d p0 = _mm512_castps_pd(t1[g]), p1 = _mm512_castps_pd(t1[g + 1]),
+                  p2 = _mm512_castps_pd(t1[g + 2]), p3 = _mm512_castps_pd(t1[g + 3]);
+    t2[g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(p0, p2));
+    t2[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p2));
+    t2[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(p1, p3));
+    t2[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(p1, p3));
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512 v0 = _mm512_shuffle_f32x4(t2[c], t2[4 + c], 0x44),
+                 v1 = _mm512_shuffle_f32x4(t2[c], t2[4 + c], 0xEE);
+    const __m512 u0 = _mm512_shuffle_f32x4(t2[8 + c], t2[12 + c], 0x44),
+                 u1 = _mm512_shuffle_f32x4(t2[8 + c], t2[12 + c], 0xEE);
+    out[c] = _mm512_shuffle_f32x4(v0, u0, 0x88);
+    out[c + 4] = _mm512_shuffle_f32x4(v0, u0, 0xDD);
+    out[c + 8] = _mm512_shuffle_f32x4(v1, u1, 0x88);
+    out[c + 12] = _mm512_shuffle_f32x4(v1, u1, 0xDD);
+  }
+}
+
+// PackPanel with whole 16 x 16 tiles transposed in registers.
+__attribute__((target("avx512f"))) void PackPanelAvx512(const float* const* rows, int width, int k,
+                                                        float* panel) {
+  int j = 0;
+  for (; j + 16 <= k; j += 16) {
+    for (int h = 0; h < kPanelWidth / 16; ++h) {
+      __m512 in[16], out[16];
+      for (int i = 0; i < 16; ++i) {
+        const int c = 16 * h + i;
+        in[i] = c < width ? _mm512_loadu_ps(rows[c] + j) : _mm512_setzero_ps();
+      }
+      Transpose16(in, out);
+      for (int l = 0; l < 16; ++l) {
+        _mm512_storeu_ps(panel + static_cast<size_t>(j + l) * kPanelWidth + 16 * h, out[l]);
+      }
+    }
+  }
+  for (; j < k; ++j) {
+    float* dst = panel + static_cast<size_t>(j) * kPanelWidth;
+    for (int c = 0; c < kPanelWidth; ++c) dst[c] = c < width ? rows[c][j] : 0.0f;
+  }
+}
+
 // Dot4x4 written with AVX-512 intrinsics for its last step: the 16 sums'
 // lanes are added in order (as Dot adds them) after a 16 x 16 transpose,
 // 64 shuffles and 16 vector adds instead of the 256 scalar additions and
@@ -556,29 +607,8 @@ __attribute__((target("avx512f"))) void Dot4x4Avx512(const float* w, int n, cons
       for (int r = 0; r < 4; ++r) t[k * 4 + r] = std::fma(w[k * stride + j], x[r][j], t[k * 4 + r]);
     }
   }
-  // Transpose: after it, lane i of T[l] is lane l of a[i].
-  __m512 t1[16], t2[16], T[16];
-  for (int i = 0; i < 16; i += 2) {
-    t1[i] = _mm512_unpacklo_ps(a[i], a[i + 1]);
-    t1[i + 1] = _mm512_unpackhi_ps(a[i], a[i + 1]);
-  }
-  for (int g = 0; g < 16; g += 4) {  // Rows g..g+3: u[c] lane m is column c + 4m.
-    const __m512d p0 = _mm512_castps_pd(t1[g]), p1 = _mm512_castps_pd(t1[g + 1]),
-                  p2 = _mm512_castps_pd(t1[g + 2]), p3 = _mm512_castps_pd(t1[g + 3]);
-    t2[g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(p0, p2));
-    t2[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p2));
-    t2[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(p1, p3));
-    t2[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(p1, p3));
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512 v0 = _mm512_shuffle_f32x4(t2[c], t2[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(t2[c], t2[4 + c], 0xEE);
-    const __m512 u0 = _mm512_shuffle_f32x4(t2[8 + c], t2[12 + c], 0x44),
-                 u1 = _mm512_shuffle_f32x4(t2[8 + c], t2[12 + c], 0xEE);
-    T[c] = _mm512_shuffle_f32x4(v0, u0, 0x88);
-    T[c + 4] = _mm512_shuffle_f32x4(v0, u0, 0xDD);
-    T[c + 8] = _mm512_shuffle_f32x4(v1, u1, 0x88);
-    T[c + 12] = _mm512_shuffle_f32x4(v1, u1, 0xDD);
-  }
+  __m512 T[16];
+  Transpose16(a, T);
   __m512 sum = _mm512_setzero_ps();
   for (int l = 0; l < 16; ++l) sum = _mm512_add_ps(sum, T[l]);
   _mm512_storeu_ps(out, _mm512_add_ps(sum, _mm512_load_ps(t)));
@@ -861,7 +891,7 @@ __attribute__((target_clones("avx512f", "fma", "default"))) void PanelProduct(
   }
 }
 
-void PackPanel(const float* const* rows, int width, int k, float* panel) {
+void PackPanelGeneric(const float* const* rows, int width, int k, float* panel) {
   // Panel rows written whole (a cache line pair each), weight rows read as
   // 32 sequential streams.
   const float* src[kPanelWidth];
@@ -870,6 +900,11 @@ void PackPanel(const float* const* rows, int width, int k, float* panel) {
     float* dst = panel + static_cast<size_t>(j) * kPanelWidth;
     for (int c = 0; c < kPanelWidth; ++c) dst[c] = src[c] != nullptr ? src[c][j] : 0.0f;
   }
+}
+
+void PackPanel(const float* const* rows, int width, int k, float* panel) {
+  if (HasAvx512()) return PackPanelAvx512(rows, width, k, panel);
+  PackPanelGeneric(rows, width, k, panel);
 }
 
 void Softmax(float* x, int size) {
@@ -1012,6 +1047,33 @@ absl::Status VerifyRowKernels() {
       if (std::memcmp(&want8, &got8[k], sizeof want8) != 0 || std::memcmp(&want4, &got4[k], sizeof want4) != 0) {
         return absl::InternalError(
             StrCat("a four-row Q8_0 / Q4_0 kernel differs from the single-row one for n = ", n, ", row ", k));
+      }
+    }
+  }
+  // Long prompts' panels: packing (AVX-512 and generic) and the products,
+  // each output the in-order fused multiply-add sum over k.
+  for (int k : {16, 37, 768}) {
+    const int width = 27, m = 11;
+    std::vector<float> w(static_cast<size_t>(width) * k), xs(static_cast<size_t>(m) * k);
+    for (float& v : w) v = uniform();
+    for (float& v : xs) v = uniform();
+    const float* rows[kPanelWidth];
+    for (int c = 0; c < width; ++c) rows[c] = w.data() + static_cast<size_t>(c) * k;
+    std::vector<float> generic(static_cast<size_t>(kPanelWidth) * k), fast(generic.size(), 1.0f);
+    PackPanelGeneric(rows, width, k, generic.data());
+    PackPanel(rows, width, k, fast.data());
+    if (std::memcmp(generic.data(), fast.data(), generic.size() * sizeof(float)) != 0) {
+      return absl::InternalError(StrCat("PackPanel differs from the generic packing for k = ", k));
+    }
+    std::vector<float> y(static_cast<size_t>(m) * width);
+    PanelProduct(fast.data(), k, xs.data(), k, m, y.data(), width, width);
+    for (int r = 0; r < m; ++r) {
+      for (int c = 0; c < width; ++c) {
+        float want = 0.0f;
+        for (int j = 0; j < k; ++j) want = std::fma(xs[static_cast<size_t>(r) * k + j], rows[c][j], want);
+        if (std::memcmp(&want, &y[static_cast<size_t>(r) * width + c], sizeof want) != 0) {
+          return absl::InternalError(StrCat("PanelProduct differs from the in-order sum for k = ", k));
+        }
       }
     }
   }
