@@ -2,7 +2,8 @@
 // CPU (or with --device=cuda, the GPU): single-stream decode tokens/s and time to first token, prefill
 // tokens/s, and aggregate tokens/s with 1, 4, 16 and 64 concurrent streams,
 // for stories260K (fixture) and a generated random-weight Llama of about
-// 110M parameters (dim 768, 12 layers, 12 heads, hidden 2048, vocab 32000).
+// 110M parameters (dim 768, 12 layers, 12 heads, hidden 2048, vocab 32000),
+// written as a llama2.c checkpoint + tokenizer.bin and loaded from them.
 // Prints the memory-bandwidth bound for single-stream decode: bytes of
 // weights read per token / measured read bandwidth (the GPU's copy
 // bandwidth with --device=cuda).
@@ -200,8 +201,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
     return 1;
   }
-  auto tok = quiver::testing::SyntheticVocabulary(
+  auto synthetic = quiver::testing::SyntheticVocabulary(
       c.vocab_size, {" ", " Once", " upon", " a", " time", " there", " was", "Hi"});
+  // Served from files in llama2.c's format, as a user's checkpoint would be.
+  quiver::testing::TempDir files;
+  const std::string bin = files.path() + "/random-110M.bin", tokenizer_bin = files.path() + "/tokenizer.bin";
+  if (absl::Status written = quiver::testing::WriteLlama2c(**model, *synthetic, bin, tokenizer_bin); !written.ok()) {
+    std::fprintf(stderr, "%s\n", written.ToString().c_str());
+    return 1;
+  }
+  model = quiver::llm::LlamaModel::LoadLlama2c(bin);
+  auto loaded_tok = quiver::llm::Llama2cTokenizer::Load(tokenizer_bin, c.vocab_size);
+  if (!model.ok() || !loaded_tok.ok()) {
+    std::fprintf(stderr, "reloading the llama2.c files failed\n");
+    return 1;
+  }
+  const auto& tok = *loaded_tok;
   Bench("random-110M", **model, *tok, tokens, streams, bw, device);
   // The same model as GGUF files, kept quantized in memory
   // (--quantized=q8_0,q4_0 by default; empty skips them).

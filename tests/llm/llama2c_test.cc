@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/llm/stories_fixture.h"
+#include "tests/testing/random_llama.h"
 #include "tests/testing/test_util.h"
 
 namespace quiver::llm {
@@ -137,6 +138,47 @@ TEST(Llama2cTest, ControlTokensInPromptsAsLlamaCpp) {
   EXPECT_EQ(t->Decode(user, hi), " Hi");
   EXPECT_EQ(t->Decode(1, hi), "Hi");
   EXPECT_FALSE(t->Tokenize("bad \xFF utf-8", false).ok());
+}
+
+// A generated model written as a llama2.c checkpoint and tokenizer.bin
+// (tied and untied classifier, GQA) loads back with the same weights,
+// vocabulary and logits.
+TEST(Llama2cTest, WrittenCheckpointsLoadBack) {
+  LlamaConfig c;
+  c.dim = 64;
+  c.hidden_dim = 160;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 300;
+  c.seq_len = 32;
+  for (bool tied : {true, false}) {
+    auto model = testing::RandomLlama(c, 9, 0.1f, tied);
+    QUIVER_ASSERT_OK(model.status());
+    auto tok = testing::SyntheticVocabulary(c.vocab_size, {" Once", " upon"});
+    testing::TempDir dir;
+    QUIVER_ASSERT_OK(testing::WriteLlama2c(**model, *tok, dir.path() + "/m.bin", dir.path() + "/t.bin"));
+    auto loaded = LlamaModel::LoadLlama2c(dir.path() + "/m.bin");
+    QUIVER_ASSERT_OK(loaded.status());
+    EXPECT_EQ((*loaded)->config().shared_classifier, tied);
+    const LlamaModel::Weights a = (*model)->weights(), b = (*loaded)->weights();
+    auto same = [](std::span<const float> x, std::span<const float> y) {
+      return std::equal(x.begin(), x.end(), y.begin(), y.end());
+    };
+    EXPECT_TRUE(same(a.embedding, b.embedding) && same(a.wq, b.wq) && same(a.wk, b.wk) && same(a.w2, b.w2) &&
+                same(a.rms_final, b.rms_final) && same(a.classifier, b.classifier))
+        << "tied " << tied;
+    auto tok2 = Llama2cTokenizer::Load(dir.path() + "/t.bin", c.vocab_size);
+    QUIVER_ASSERT_OK(tok2.status());
+    EXPECT_EQ((*tok2)->tokens(), tok->tokens());
+    EXPECT_EQ((*tok2)->scores(), tok->scores());
+    const std::vector<int> ids = (*tok2)->Encode("Once upon", true, false);
+    EXPECT_EQ(ids, tok->Encode("Once upon", true, false));
+    EXPECT_EQ(ids.size(), 3u);  // BOS and the two words (their merge prefixes are in the vocabulary).
+    PagedKvCache c1(c, 2, 16), c2(c, 2, 16);
+    std::vector<int> b1 = {c1.Allocate()}, b2 = {c2.Allocate()};
+    EXPECT_EQ((*model)->ForwardBatch({{5, 0, &b1}}, &c1), (*loaded)->ForwardBatch({{5, 0, &b2}}, &c2));
+  }
 }
 
 TEST(Llama2cTest, DamagedCheckpointsAreErrors) {

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -66,6 +68,48 @@ inline std::unique_ptr<llm::Llama2cTokenizer> SyntheticVocabulary(size_t size,
     scores.push_back(-1.0f);
   }
   return llm::Llama2cTokenizer::FromVocab(std::move(vocab), std::move(scores));
+}
+
+// Writes a float32 `model` as a llama2.c checkpoint ("version 0": the
+// 7 x int32 header, the weights in run.c's order, the legacy freq_cis
+// tables as zeros, then the classifier unless tied) and `tokenizer` as its
+// tokenizer.bin, so a benchmark loads them the way users' files are loaded.
+inline absl::Status WriteLlama2c(const llm::LlamaModel& model, const llm::Llama2cTokenizer& tokenizer,
+                                 const std::string& model_path, const std::string& tokenizer_path) {
+  if (!model.is_float32()) return absl::InvalidArgumentError("llama2.c checkpoints hold float32 weights");
+  const llm::LlamaConfig& c = model.config();
+  std::ofstream out(model_path, std::ios::binary);
+  const int32_t header[7] = {c.dim,       c.hidden_dim,
+                             c.n_layers,  c.n_heads,
+                             c.n_kv_heads, c.shared_classifier ? c.vocab_size : -c.vocab_size,
+                             c.seq_len};
+  out.write(reinterpret_cast<const char*>(header), sizeof header);
+  const llm::LlamaModel::Weights w = model.weights();
+  auto put = [&](std::span<const float> v) {
+    out.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+  };
+  for (std::span<const float> g : {w.embedding, w.rms_att, w.wq, w.wk, w.wv, w.wo, w.rms_ffn, w.w1, w.w2, w.w3,
+                                   w.rms_final}) {
+    put(g);
+  }
+  const std::vector<float> freq_cis(static_cast<size_t>(c.seq_len) * c.head_size() / 2, 0.0f);
+  put(freq_cis);
+  put(freq_cis);
+  if (!c.shared_classifier) put(w.classifier);
+  if (!out) return absl::InternalError("cannot write " + model_path);
+  std::ofstream tok(tokenizer_path, std::ios::binary);
+  uint32_t max_len = 0;
+  for (const std::string& t : tokenizer.tokens()) max_len = std::max<uint32_t>(max_len, t.size());
+  tok.write(reinterpret_cast<const char*>(&max_len), 4);
+  for (size_t i = 0; i < tokenizer.tokens().size(); ++i) {
+    const float score = tokenizer.scores()[i];
+    const int32_t len = static_cast<int32_t>(tokenizer.tokens()[i].size());
+    tok.write(reinterpret_cast<const char*>(&score), 4);
+    tok.write(reinterpret_cast<const char*>(&len), 4);
+    tok.write(tokenizer.tokens()[i].data(), len);
+  }
+  if (!tok) return absl::InternalError("cannot write " + tokenizer_path);
+  return absl::OkStatus();
 }
 
 }  // namespace quiver::testing
