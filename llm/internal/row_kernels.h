@@ -13,9 +13,20 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "llm/llama2c.h"
 
 namespace quiver::llm::internal {
+
+// Dot's final step: its 16 lanes added in order 0..15.
+inline float SumLanes(const float* lanes) {
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += lanes[l];
+  return sum;
+}
+
+// Whether this CPU runs AVX-512 (checked once).
+bool HasAvx512();
 
 // a . b over n values.
 float Dot(const float* a, const float* b, int n);
@@ -67,6 +78,23 @@ void PanelProduct(const float* panel, int k, const float* x, size_t x_stride, in
 
 // In place: exp(x - max) / sum over `size` values, as run.c computes it.
 void Softmax(float* x, int size);
+
+// Reproducible test values for the kernel checks (xorshift64).
+struct KernelTestData {
+  uint64_t state = 88172645463325252ull;
+  uint64_t Next() {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  }
+  float Uniform() { return static_cast<float>(Next() % 2000001) / 1000000.0f - 1.0f; }  // [-1, 1].
+};
+
+// VerifyRowKernels' halves (llama2c.h): the float32 kernels and the
+// stored-type kernels, each form this CPU runs against the portable one.
+absl::Status VerifyFloatKernels();
+absl::Status VerifyQuantKernels();
 
 }  // namespace quiver::llm::internal
 
