@@ -291,9 +291,12 @@ class LlamaModel {
   void InitRope();
 };
 
-// Checks every fused row kernel this CPU can run (AVX-512, AVX2) against
-// the portable one, bit for bit, on generated rows (Q8_0, Q4_0, F16,
-// BF16); INTERNAL naming the first that differs. For tests.
+// Checks every row kernel form this CPU can run (AVX-512, AVX2) against the
+// portable one, bit for bit, on generated data: the fused dots of Q8_0,
+// Q4_0, F16, BF16 and K-quant rows (one and four rows at a time), float16
+// conversion, the batched 4 x 4 kernel against Dot, and the long-prompt
+// panels against the in-order sum; INTERNAL naming the first that differs.
+// For tests.
 absl::Status VerifyRowKernels();
 
 // Reorders the rows of Q or K projections (or their biases, cols = 1) of
