@@ -417,6 +417,40 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
   if (spec.set_metadata) {
     ASSIGN_OR_RETURN(set_metadata, storage::MetadataFromJson(*spec.set_metadata));
   }
+  // The update's changes to a record's text fields (metadata, text).
+  auto apply_text = [&](Record* r) {
+    if (set_metadata) {
+      for (const auto& [key, value] : *set_metadata) r->metadata.insert_or_assign(key, value);
+    }
+    if (spec.text) r->text = *spec.text;
+  };
+  // The record with its new text, re-embedded: the embedding of a text
+  // whose vector the model makes (none when it has none or is empty).
+  auto embed = [&](Record r) -> absl::StatusOr<std::vector<float>> {
+    r.values.clear();
+    std::vector<Record> one;
+    one.push_back(std::move(r));
+    RETURN_IF_ERROR(EmbedMissingVectors(*c, &one));
+    return std::move(one[0].values);
+  };
+  // When the text behind the vector changes, embed it before taking the
+  // write lock (the model is slow; writers should not wait on it). Checked
+  // again under the lock: a concurrent write that changed the text means
+  // embedding again there.
+  std::string embedded_text;
+  std::vector<float> embedded;
+  if (!spec.values && !c->config().embedding_model.empty() && (spec.text || set_metadata)) {
+    ASSIGN_OR_RETURN(std::optional<StoredRecord> before, store_->Get(c->meta().id, ns, spec.id));
+    if (before) {
+      Record r = before->record;
+      const std::string old_text(c->TextOf(r));
+      apply_text(&r);
+      if (c->TextOf(r) != old_text) {
+        embedded_text = std::string(c->TextOf(r));
+        ASSIGN_OR_RETURN(embedded, embed(std::move(r)));
+      }
+    }
+  }
   absl::MutexLock wl(&c->write_mu);
   if (c->dropped) return CollectionGone(collection);
   std::optional<uint64_t> internal;
@@ -435,18 +469,18 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
   const std::string old_text(c->TextOf(r));
   if (spec.values) r.values = std::move(*spec.values);
   if (spec.sparse) r.sparse = std::move(*spec.sparse);
-  if (set_metadata) {
-    for (auto& [key, value] : *set_metadata) r.metadata.insert_or_assign(key, std::move(value));
-  }
-  if (spec.text) r.text = std::move(*spec.text);
+  apply_text(&r);
   if (!new_vector && !c->config().embedding_model.empty() && c->TextOf(r) != old_text) {
-    // The text behind the vector changed: embed it again.
-    std::vector<Record> one(1);
-    one[0].id = r.id;
-    one[0].text = std::string(c->TextOf(r));
-    RETURN_IF_ERROR(EmbedMissingVectors(*c, &one));
-    if (!one[0].values.empty()) {
-      r.values = std::move(one[0].values);
+    // The text behind the vector changed: its new embedding (made above
+    // unless a concurrent write changed the text since).
+    std::vector<float> values;
+    if (!embedded.empty() && c->TextOf(r) == embedded_text) {
+      values = std::move(embedded);
+    } else {
+      ASSIGN_OR_RETURN(values, embed(r));
+    }
+    if (!values.empty()) {
+      r.values = std::move(values);
       new_vector = true;
     }
   }

@@ -747,5 +747,69 @@ TEST_F(TextEngineTest, SparseAndHybridQueries) {
   EXPECT_EQ(ids(run(sq)), (std::vector<std::string>{"c", "a"}));
 }
 
+// A stand-in embedding model: (length, count of 'a') per text, and how
+// many texts it was asked to embed.
+class CountingEmbedder : public TextEmbedder {
+ public:
+  size_t dimension() const override { return 2; }
+  absl::StatusOr<std::vector<std::vector<float>>> Embed(const std::vector<std::string>& texts) override {
+    std::vector<std::vector<float>> out;
+    for (const std::string& t : texts) {
+      out.push_back({static_cast<float>(t.size()), static_cast<float>(std::count(t.begin(), t.end(), 'a'))});
+    }
+    embedded += texts.size();
+    return out;
+  }
+  size_t embedded = 0;
+};
+
+// A collection whose text lives in a metadata field: updates that change
+// that field re-embed the record from it (the embedding is made before the
+// write lock is taken); other updates do not call the model.
+TEST(EmbeddingEngineTest, UpdatesReembedTheirTextField) {
+  TempDir dir;
+  CountingEmbedder model;
+  EngineOptions o;
+  o.store.path = dir.path() + "/data";
+  o.embedders["counting"] = &model;
+  auto engine = Engine::Open(o);
+  QUIVER_ASSERT_OK(engine.status());
+  storage::CollectionConfig c;
+  c.name = "e";
+  c.embedding_model = "counting";
+  c.text.text_field = "body";
+  QUIVER_ASSERT_OK((*engine)->CreateCollection(c).status());
+  storage::Record r;
+  r.id = "a";
+  r.metadata = *storage::MetadataFromJson(*ParseJson(R"({"body": "banana", "n": 1})"));
+  QUIVER_ASSERT_OK((*engine)->Upsert("e", "", {r}).status());
+  auto values = [&] {
+    auto f = (*engine)->Fetch("e", "", {"a"});
+    EXPECT_TRUE(f.ok() && f->records.size() == 1);
+    return f.ok() && !f->records.empty() ? f->records[0].values : std::vector<float>{};
+  };
+  EXPECT_EQ(values(), (std::vector<float>{6, 3}));
+  EXPECT_EQ(model.embedded, 1u);
+  UpdateSpec u;
+  u.id = "a";
+  u.set_metadata = *ParseJson(R"({"body": "kiwi"})");
+  QUIVER_ASSERT_OK((*engine)->Update("e", "", u));
+  EXPECT_EQ(values(), (std::vector<float>{4, 0}));
+  EXPECT_EQ(model.embedded, 2u);
+  UpdateSpec other;
+  other.id = "a";
+  other.set_metadata = *ParseJson(R"({"n": 2})");
+  QUIVER_ASSERT_OK((*engine)->Update("e", "", other));
+  EXPECT_EQ(values(), (std::vector<float>{4, 0}));
+  EXPECT_EQ(model.embedded, 2u);
+  // Record.text is not this collection's text: changing it embeds nothing.
+  UpdateSpec text;
+  text.id = "a";
+  text.text = "aaaa";
+  QUIVER_ASSERT_OK((*engine)->Update("e", "", text));
+  EXPECT_EQ(values(), (std::vector<float>{4, 0}));
+  EXPECT_EQ(model.embedded, 2u);
+}
+
 }  // namespace
 }  // namespace quiver::server
