@@ -60,7 +60,9 @@ absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
   if (params.temperature < 0 || !std::isfinite(params.temperature)) {
     return absl::InvalidArgumentError("temperature must be >= 0");
   }
-  if (params.top_p < 0 || params.top_p > 1) return absl::InvalidArgumentError("top_p must be in 0..1");
+  if (!(params.top_p >= 0 && params.top_p <= 1)) {  // NaN included.
+    return absl::InvalidArgumentError("top_p must be in 0..1");
+  }
   if (params.top_k < 0) return absl::InvalidArgumentError("top_k must be >= 0");
   if (params.repetition_penalty <= 0 || !std::isfinite(params.repetition_penalty)) {
     return absl::InvalidArgumentError("repetition_penalty must be > 0");

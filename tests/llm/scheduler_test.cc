@@ -239,6 +239,12 @@ TEST_F(SchedulerTest, StopSequencesCancellationAndLimits) {
   bad.prompt = std::string(3000, 'x');
   EXPECT_EQ(s.Submit(bad, [](const TokenEvent&) {}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  for (float top_p : {-0.1f, 1.5f, std::nanf("")}) {
+    bad = GenerateParams();
+    bad.top_p = top_p;
+    EXPECT_EQ(s.Submit(bad, [](const TokenEvent&) {}).status().code(), absl::StatusCode::kInvalidArgument)
+        << top_p;
+  }
 }
 
 }  // namespace
