@@ -679,6 +679,11 @@ absl::StatusOr<std::string> Engine::Snapshot(std::string_view name) {
   }
   std::filesystem::create_directories(dir.parent_path(), ec);
   RETURN_IF_ERROR(store_->CreateCheckpoint(dir.string()));
+  // The HNSW checkpoints too, so a restored snapshot loads its graphs
+  // instead of rebuilding them. A file older or newer than the records is
+  // reconciled on load (LoadCollection inserts the nodes it lacks and
+  // removes those whose records the snapshot does not have).
+  RETURN_IF_ERROR(index_files_.CopyTo(dir.string()));
   Log(LogLevel::kInfo, "snapshot written", {{"path", dir.string()}});
   return dir.string();
 }

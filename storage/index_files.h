@@ -31,6 +31,12 @@ class IndexFiles {
                     const std::function<absl::Status(std::istream&)>& read) const;
   void Remove(uint32_t collection_id, std::string_view ns) const;
   void RemoveCollection(uint32_t collection_id) const;
+  // Puts every checkpoint file into `other_data_dir`'s layout (hard links
+  // where the file system allows, else copies): files are replaced by
+  // rename, never rewritten in place, so a link keeps the version current
+  // when it was made. Files that vanish meanwhile (a dropped collection)
+  // are skipped; INTERNAL when one cannot be linked or copied.
+  absl::Status CopyTo(const std::string& other_data_dir) const;
 
  private:
   std::string CollectionDir(uint32_t collection_id) const;

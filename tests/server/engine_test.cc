@@ -537,6 +537,34 @@ TEST_F(HnswEngineTest, AfterACrashLaterRecordsAreSearchableAtOnceAndCaughtUpInTh
   EXPECT_GE(Recall(30), 0.95);
 }
 
+// A snapshot carries the HNSW checkpoint (so a restore loads the graph),
+// and writes after that checkpoint still show in the restored copy.
+TEST_F(HnswEngineTest, SnapshotKeepsTheHnswCheckpoint) {
+  Put(0, 2000, 4);  // Crosses the checkpoint threshold.
+  ASSERT_TRUE(std::filesystem::exists(storage::IndexFiles(dir_.path() + "/data").Path(1, "")));
+  Put(0, 50, 6);  // Replaced after the checkpoint.
+  ASSERT_EQ(*engine_->DeleteIds("h", "", {"r1999"}), 1u);
+  auto path = engine_->Snapshot("s");
+  QUIVER_ASSERT_OK(path.status());
+  ASSERT_TRUE(std::filesystem::exists(storage::IndexFiles(*path).Path(1, "")));
+  EngineOptions o;
+  o.store.path = *path;
+  auto copy = Engine::Open(o);
+  QUIVER_ASSERT_OK(copy.status());
+  EXPECT_EQ((*copy)->GetCollection("h")->record_count, 1999u);
+  for (int i : {0, 17, 49, 50, 1000, 1998}) {
+    const std::string id = "r" + std::to_string(i);
+    QueryRequest q;
+    q.vector = vectors_[id];
+    q.top_k = 1;
+    auto r = (*copy)->Query("h", q);
+    QUIVER_ASSERT_OK(r.status());
+    ASSERT_EQ(r->matches.size(), 1u);
+    EXPECT_EQ(r->matches[0].id, id);
+    EXPECT_EQ(r->matches[0].score, 0) << id;
+  }
+}
+
 TEST_F(HnswEngineTest, DamagedCheckpointIsRebuiltFromRecords) {
   Put(0, 1500, 6);
   engine_.reset();  // Shutdown checkpoint.
