@@ -183,34 +183,21 @@ __attribute__((target("avx2,fma"))) float DotQ4Avx2(const uint8_t* packed, const
   return SumLanes(lanes) + 0.0f;
 }
 
-template <bool kBf16, int R>
-__attribute__((target("avx512f"))) void DotHalfAvx512Rows(const uint16_t* h, const float* b, int n, float* out) {
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  int j = 0;
-  for (; j + 16 <= n; j += 16) {
-    const __m512 bj = _mm512_loadu_ps(b + j);
-    for (int r = 0; r < R; ++r) {
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + static_cast<size_t>(r) * n + j));
-      const __m512 w = kBf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16))
-                             : _mm512_cvtph_ps(raw);
-      acc[r] = _mm512_fmadd_ps(w, bj, acc[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    const uint16_t* hr = h + static_cast<size_t>(r) * n;
-    float tail = 0.0f;
-    for (int t = j; t < n; ++t) tail = std::fma(kBf16 ? Bf16ToFloat32(hr[t]) : HalfToFloat(hr[t]), b[t], tail);
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, acc[r]);
-    out[r] = SumLanes(lanes) + tail;
-  }
-}
 template <bool kBf16>
 __attribute__((target("avx512f"))) float DotHalfAvx512(const uint16_t* h, const float* b, int n) {
-  float out;
-  DotHalfAvx512Rows<kBf16, 1>(h, b, n, &out);
-  return out;
+  __m512 acc = _mm512_setzero_ps();
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + j));
+    const __m512 w = kBf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16))
+                           : _mm512_cvtph_ps(raw);
+    acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(b + j), acc);
+  }
+  float tail = 0.0f;
+  for (; j < n; ++j) tail = std::fma(kBf16 ? Bf16ToFloat32(h[j]) : HalfToFloat(h[j]), b[j], tail);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  return SumLanes(lanes) + tail;
 }
 
 template <bool kBf16>
@@ -427,125 +414,94 @@ namespace {
 // 64 values is two runs of 32 (low nibbles, then high nibbles, of the same
 // 32 bytes; Q5_K adds a fifth bit from `high`), converted 16 at a time to
 // exactly DequantizeQ45K's values and accumulated in Dot's lanes and order.
-// (R > 1 measured no faster here, 22 vs 23 ms for 64 rows of 2048: the
-// K-quant kernels are bound by decoding, not by the accumulation chain, so
-// only R = 1 is used.)
-template <bool kFive, int R>
-__attribute__((target("avx512f"))) void DotQ45KAvx512Rows(const uint8_t* blocks, const float* x, int n,
-                                                          float* out) {
-  constexpr size_t kBytes = kFive ? 176 : 144;
-  const size_t row_bytes = static_cast<size_t>(n / 256) * kBytes;
-  const __m512i low4 = _mm512_set1_epi32(0xF), one = _mm512_set1_epi32(1);
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int b = 0; b < n / 256; ++b) {
-    const float* xb = x + 256 * b;
-    float ds[R], dmins[R];  // Each row's super-block scales, read once.
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
-      uint16_t h;
-      std::memcpy(&h, blk, 2);
-      ds[r] = HalfToFloat(h);
-      std::memcpy(&h, blk + 2, 2);
-      dmins[r] = HalfToFloat(h);
-    }
-    for (int g = 0; g < 4; ++g) {
-      const __m512 x0 = _mm512_loadu_ps(xb + 64 * g), x1 = _mm512_loadu_ps(xb + 64 * g + 16),
-                   x2 = _mm512_loadu_ps(xb + 64 * g + 32), x3 = _mm512_loadu_ps(xb + 64 * g + 48);
-      for (int r = 0; r < R; ++r) {
-        const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
-        const float d = ds[r], dmin = dmins[r];
-        const uint8_t* scales = blk + 4;
-        const uint8_t* high = blk + 16;
-        const uint8_t* q = blk + 16 + (kFive ? 32 : 0) + 32 * g;
-        uint8_t sc, m;
-        KScaleMin(2 * g, scales, &sc, &m);
-        const __m512 d1 = _mm512_set1_ps(d * sc), m1 = _mm512_set1_ps(dmin * m);
-        KScaleMin(2 * g + 1, scales, &sc, &m);
-        const __m512 d2 = _mm512_set1_ps(d * sc), m2 = _mm512_set1_ps(dmin * m);
-        __m512i lo[2], hi[2];
-        for (int k = 0; k < 2; ++k) {
-          const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * k)));
-          lo[k] = _mm512_and_si512(v, low4);
-          hi[k] = _mm512_srli_epi32(v, 4);
-          if (kFive) {
-            const __m512i hb =
-                _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(high + 16 * k)));
-            lo[k] = _mm512_or_si512(lo[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g), one), 4));
-            hi[k] = _mm512_or_si512(hi[k],
-                                    _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g + 1), one), 4));
-          }
-        }
-        // Values 64g + 0..15, 16..31 (low nibbles), 32..47, 48..63 (high).
-        acc[r] = _mm512_fmadd_ps(_mm512_fmsub_ps(d1, _mm512_cvtepi32_ps(lo[0]), m1), x0, acc[r]);
-        acc[r] = _mm512_fmadd_ps(_mm512_fmsub_ps(d1, _mm512_cvtepi32_ps(lo[1]), m1), x1, acc[r]);
-        acc[r] = _mm512_fmadd_ps(_mm512_fmsub_ps(d2, _mm512_cvtepi32_ps(hi[0]), m2), x2, acc[r]);
-        acc[r] = _mm512_fmadd_ps(_mm512_fmsub_ps(d2, _mm512_cvtepi32_ps(hi[1]), m2), x3, acc[r]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, acc[r]);
-    out[r] = SumLanes(lanes) + 0.0f;  // Dot's (empty) tail.
-  }
-}
 template <bool kFive>
 __attribute__((target("avx512f"))) float DotQ45KAvx512(const uint8_t* blocks, const float* x, int n) {
-  float out;
-  DotQ45KAvx512Rows<kFive, 1>(blocks, x, n, &out);
-  return out;
+  constexpr size_t kBytes = kFive ? 176 : 144;
+  const __m512i low4 = _mm512_set1_epi32(0xF), one = _mm512_set1_epi32(1);
+  __m512 acc = _mm512_setzero_ps();
+  for (int b = 0; b < n / 256; ++b) {
+    const uint8_t* blk = blocks + b * kBytes;
+    uint16_t h;
+    std::memcpy(&h, blk, 2);
+    const float d = HalfToFloat(h);
+    std::memcpy(&h, blk + 2, 2);
+    const float dmin = HalfToFloat(h);
+    const uint8_t* scales = blk + 4;
+    const uint8_t* high = blk + 16;
+    const uint8_t* q = blk + 16 + (kFive ? 32 : 0);
+    const float* xb = x + 256 * b;
+    for (int g = 0; g < 4; ++g) {
+      uint8_t sc, m;
+      KScaleMin(2 * g, scales, &sc, &m);
+      const __m512 d1 = _mm512_set1_ps(d * sc), m1 = _mm512_set1_ps(dmin * m);
+      KScaleMin(2 * g + 1, scales, &sc, &m);
+      const __m512 d2 = _mm512_set1_ps(d * sc), m2 = _mm512_set1_ps(dmin * m);
+      __m512i lo[2], hi[2];
+      for (int k = 0; k < 2; ++k) {
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * k)));
+        lo[k] = _mm512_and_si512(v, low4);
+        hi[k] = _mm512_srli_epi32(v, 4);
+        if (kFive) {
+          const __m512i hb =
+              _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(high + 16 * k)));
+          lo[k] = _mm512_or_si512(lo[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g), one), 4));
+          hi[k] = _mm512_or_si512(hi[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g + 1), one), 4));
+        }
+      }
+      // Values 64g + 0..15, 16..31 (low nibbles), 32..47, 48..63 (high).
+      for (int k = 0; k < 2; ++k) {
+        const __m512 w = _mm512_fmsub_ps(d1, _mm512_cvtepi32_ps(lo[k]), m1);
+        acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 64 * g + 16 * k), acc);
+      }
+      for (int k = 0; k < 2; ++k) {
+        const __m512 w = _mm512_fmsub_ps(d2, _mm512_cvtepi32_ps(hi[k]), m2);
+        acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 64 * g + 32 + 16 * k), acc);
+      }
+      q += 32;
+    }
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  return SumLanes(lanes) + 0.0f;  // Dot's (empty) tail.
 }
 
 // The same for Q6_K: per 128 values, four runs of 32 whose 6-bit values
 // come from `ql` nibbles and `qh` bit pairs, minus 32, times d * scale.
-template <int R>
-__attribute__((target("avx512f"))) void DotQ6KAvx512Rows(const uint8_t* blocks, const float* x, int n, float* out) {
-  const size_t row_bytes = static_cast<size_t>(n / 256) * 210;
+__attribute__((target("avx512f"))) float DotQ6KAvx512(const uint8_t* blocks, const float* x, int n) {
   const __m512i low4 = _mm512_set1_epi32(0xF), three = _mm512_set1_epi32(3), bias = _mm512_set1_epi32(32);
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  __m512 acc = _mm512_setzero_ps();
   for (int b = 0; b < n / 256; ++b) {
-    float ds[R];  // Each row's super-block scale, read once.
-    for (int r = 0; r < R; ++r) {
-      uint16_t h;
-      std::memcpy(&h, blocks + r * row_bytes + b * 210 + 208, 2);
-      ds[r] = HalfToFloat(h);
-    }
+    const uint8_t* blk = blocks + b * 210;
+    const uint8_t* ql = blk;
+    const uint8_t* qh = blk + 128;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+    uint16_t h;
+    std::memcpy(&h, blk + 208, 2);
+    const float d = HalfToFloat(h);
+    const float* xb = x + 256 * b;
     for (int half = 0; half < 2; ++half) {
-      for (int run = 0; run < 4; ++run) {
-        for (int k = 0; k < 2; ++k) {  // Values 32 run + 16k .. + 15 of this half.
+      for (int r = 0; r < 4; ++r) {
+        for (int k = 0; k < 2; ++k) {  // Values 32r + 16k .. + 15 of this half.
           const int l = 16 * k;
-          const __m512 xv = _mm512_loadu_ps(x + 256 * b + 128 * half + 32 * run + l);
-          for (int r = 0; r < R; ++r) {
-            const uint8_t* blk = blocks + r * row_bytes + b * 210;
-            const uint8_t* ql = blk + 64 * half;
-            const uint8_t* qh = blk + 128 + 32 * half;
-            const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192 + 8 * half);
-            const float d = ds[r];
-            const __m512i lbits = _mm512_cvtepu8_epi32(
-                _mm_loadu_si128(reinterpret_cast<const __m128i*>(ql + l + (run % 2 == 1 ? 32 : 0))));
-            const __m512i hbits = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + l)));
-            const __m512i nib = run < 2 ? _mm512_and_si512(lbits, low4) : _mm512_srli_epi32(lbits, 4);
-            const __m512i top = _mm512_and_si512(_mm512_srli_epi32(hbits, 2 * run), three);
-            const __m512i q = _mm512_sub_epi32(_mm512_or_si512(nib, _mm512_slli_epi32(top, 4)), bias);
-            const __m512 scale = _mm512_set1_ps(d * static_cast<float>(sc[2 * run + k]));
-            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(scale, _mm512_cvtepi32_ps(q)), xv, acc[r]);
-          }
+          const __m512i lbits = _mm512_cvtepu8_epi32(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(ql + l + (r % 2 == 1 ? 32 : 0))));
+          const __m512i hbits = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + l)));
+          const __m512i nib = r < 2 ? _mm512_and_si512(lbits, low4) : _mm512_srli_epi32(lbits, 4);
+          const __m512i top = _mm512_and_si512(_mm512_srli_epi32(hbits, 2 * r), three);
+          const __m512i q = _mm512_sub_epi32(_mm512_or_si512(nib, _mm512_slli_epi32(top, 4)), bias);
+          const __m512 scale = _mm512_set1_ps(d * static_cast<float>(sc[2 * r + k]));
+          const __m512 w = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(q));
+          acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 128 * half + 32 * r + l), acc);
         }
       }
+      ql += 64;
+      qh += 32;
+      sc += 8;
     }
   }
-  for (int r = 0; r < R; ++r) {
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, acc[r]);
-    out[r] = SumLanes(lanes) + 0.0f;
-  }
-}
-__attribute__((target("avx512f"))) float DotQ6KAvx512(const uint8_t* blocks, const float* x, int n) {
-  float out;
-  DotQ6KAvx512Rows<1>(blocks, x, n, &out);
-  return out;
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  return SumLanes(lanes) + 0.0f;
 }
 
 #pragma GCC diagnostic pop

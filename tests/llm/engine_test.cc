@@ -26,17 +26,7 @@ using testing::StatusIs;
 
 std::vector<float> Copy(std::span<const float> v) { return {v.begin(), v.end()}; }
 
-LlamaConfig SmallConfig() {
-  LlamaConfig c;
-  c.dim = 256;  // K-quant rows are whole 256-value super-blocks.
-  c.hidden_dim = 512;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 512;
-  c.seq_len = 64;
-  return c;
-}
+LlamaConfig SmallConfig() { return testing::SuperBlockLlamaConfig(); }
 
 std::unique_ptr<LlamaModel> Random(const LlamaConfig& c, bool tied) {
   auto m = testing::RandomLlama(c, 11, 0.05f, tied);

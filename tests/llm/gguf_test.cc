@@ -163,14 +163,7 @@ TEST(KQuantTest, Q4KAndQ6KBlocksDecodeAsLaidOut) {
 // A model whose rows are whole super-blocks, written as Q4_K and Q6_K:
 // logits near float32's, batched == alone, and the bytes of the format.
 TEST(KQuantTest, GgufRoundTripKeepsSuperBlocks) {
-  LlamaConfig c;
-  c.dim = 256;
-  c.hidden_dim = 512;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 512;
-  c.seq_len = 64;
+  const LlamaConfig c = testing::SuperBlockLlamaConfig();
   auto model = testing::RandomLlama(c, 3, 0.05f, /*tied=*/false);  // Written as output.weight.
   QUIVER_ASSERT_OK(model.status());
   auto tok = testing::SyntheticVocabulary(c.vocab_size);

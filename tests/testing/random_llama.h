@@ -17,6 +17,21 @@
 
 namespace quiver::testing {
 
+// A small Llama shape whose rows are whole 256-value K-quant super-blocks
+// (dim 256, hidden 512, 2 layers, 4 heads / 2 KV heads, vocab 512,
+// context 64): fast to run, and writable in every GGUF type.
+inline llm::LlamaConfig SuperBlockLlamaConfig() {
+  llm::LlamaConfig c;
+  c.dim = 256;
+  c.hidden_dim = 512;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 512;
+  c.seq_len = 64;
+  return c;
+}
+
 // A Llama with N(0, stddev) weights (drawn in weight-group order from
 // `seed`) and unit norms; `tied`: the classifier is the embedding, else a
 // matrix of its own.
