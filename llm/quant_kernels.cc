@@ -288,6 +288,14 @@ DotF16Fn PickDotHalf() {
 // d * scale * q - dmin * min. Q6_K: 128 bytes of low nibbles, 64 of high
 // 2-bit pairs, 16 int8 scales (sub-blocks of 16), half d; value =
 // d * scale * (q - 32).
+// The float16 stored at p (a K-quant super-block's d or dmin; p need not
+// be aligned).
+float HalfAt(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return HalfToFloat(h);
+}
+
 void KScaleMin(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
   if (j < 4) {
     *scale = s[j] & 63;
@@ -301,11 +309,7 @@ void KScaleMin(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
 // Written as simple loops over 32 values so that they vectorise.
 __attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ45K(
     const uint8_t* blk, bool five_bit, float* out) {
-  uint16_t h;
-  std::memcpy(&h, blk, 2);
-  const float d = HalfToFloat(h);
-  std::memcpy(&h, blk + 2, 2);
-  const float dmin = HalfToFloat(h);
+  const float d = HalfAt(blk), dmin = HalfAt(blk + 2);
   const uint8_t* scales = blk + 4;
   const uint8_t* high = blk + 16;                      // Q5_K only.
   const uint8_t* q = blk + 16 + (five_bit ? 32 : 0);
@@ -348,9 +352,7 @@ __attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ6K(
   const uint8_t* ql = blk;
   const uint8_t* qh = blk + 128;
   const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
-  uint16_t h;
-  std::memcpy(&h, blk + 208, 2);
-  const float d = HalfToFloat(h);
+  const float d = HalfAt(blk + 208);
   for (int half = 0; half < 2; ++half) {  // 128 values each: four runs of 32.
     int8_t q[4][32];
     for (int l = 0; l < 32; ++l) {
@@ -421,11 +423,7 @@ __attribute__((target("avx512f"))) float DotQ45KAvx512(const uint8_t* blocks, co
   __m512 acc = _mm512_setzero_ps();
   for (int b = 0; b < n / 256; ++b) {
     const uint8_t* blk = blocks + b * kBytes;
-    uint16_t h;
-    std::memcpy(&h, blk, 2);
-    const float d = HalfToFloat(h);
-    std::memcpy(&h, blk + 2, 2);
-    const float dmin = HalfToFloat(h);
+    const float d = HalfAt(blk), dmin = HalfAt(blk + 2);
     const uint8_t* scales = blk + 4;
     const uint8_t* high = blk + 16;
     const uint8_t* q = blk + 16 + (kFive ? 32 : 0);
@@ -475,9 +473,7 @@ __attribute__((target("avx512f"))) float DotQ6KAvx512(const uint8_t* blocks, con
     const uint8_t* ql = blk;
     const uint8_t* qh = blk + 128;
     const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
-    uint16_t h;
-    std::memcpy(&h, blk + 208, 2);
-    const float d = HalfToFloat(h);
+    const float d = HalfAt(blk + 208);
     const float* xb = x + 256 * b;
     for (int half = 0; half < 2; ++half) {
       for (int r = 0; r < 4; ++r) {
