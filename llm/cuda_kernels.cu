@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/cuda_launch.h"
 #include "llm/cuda_kernels.h"
 
 namespace quiver::llm::cuda {
@@ -117,8 +118,9 @@ __device__ void MatVecOutput(const MatVecJob& job, const float* __restrict__ x, 
     }
 #pragma unroll
     for (int r = 0; r < kRowTile; ++r) {
+      if (r >= nr) break;  // nr is the same for the whole warp: no divergence.
       const float sum = WarpSum(acc[r]);
-      if (lane == 0 && r < nr) {
+      if (lane == 0) {
         float v = sum;
         if (job.bias != nullptr) v += job.bias[o];
         float* y = job.y + static_cast<size_t>(r0 + r) * job.out + o;
@@ -322,26 +324,30 @@ void MatVec(const MatVecJob* jobs, int njobs, const float* x, int rows, int cols
     max_out = max(max_out, jobs[i].out);
   }
   const dim3 grid((max_out + kMatVecWarps - 1) / kMatVecWarps, njobs);
-  MatVecKernel<<<grid, kMatVecWarps * kWarp, 0, s>>>(j, x, rows, cols);
+  QUIVER_CUDA_LAUNCH(MatVecKernel, grid, kMatVecWarps * kWarp, 0, s)(j, x, rows, cols);
 }
 
 void Embed(Weight table, const int32_t* tokens, int rows, int dim, float* x, cudaStream_t s) {
-  if (rows > 0) EmbedKernel<<<rows, 256, 0, s>>>(table, tokens, dim, x);
+  if (rows > 0) QUIVER_CUDA_LAUNCH(EmbedKernel, rows, 256, 0, s)(table, tokens, dim, x);
 }
 
 void RmsNorm(const float* x, const float* gamma, int rows, int dim, float eps, float* out,
              cudaStream_t s) {
-  if (rows > 0) RmsNormKernel<<<rows, 256, 0, s>>>(x, gamma, dim, eps, out);
+  if (rows > 0) QUIVER_CUDA_LAUNCH(RmsNormKernel, rows, 256, 0, s)(x, gamma, dim, eps, out);
 }
 
 void Rope(float* q, float* k, const int32_t* pos, const float* inv_freq, int rows, int dim,
           int kv_dim, int head_size, cudaStream_t s) {
-  if (rows > 0) RopeKernel<<<rows, 128, 0, s>>>(q, k, pos, inv_freq, dim, kv_dim, head_size);
+  if (rows > 0) {
+    QUIVER_CUDA_LAUNCH(RopeKernel, rows, 128, 0, s)(q, k, pos, inv_freq, dim, kv_dim, head_size);
+  }
 }
 
 void StoreKv(KvView kv, int layer, const float* k, const float* v, const int32_t* pos,
              const int32_t* tables, const int32_t* table_start, int rows, cudaStream_t s) {
-  if (rows > 0) StoreKvKernel<<<rows, 128, 0, s>>>(kv, layer, k, v, pos, tables, table_start);
+  if (rows > 0) {
+    QUIVER_CUDA_LAUNCH(StoreKvKernel, rows, 128, 0, s)(kv, layer, k, v, pos, tables, table_start);
+  }
 }
 
 void Attention(KvView kv, int layer, const float* q, const int32_t* pos, const int32_t* tables,
@@ -349,12 +355,12 @@ void Attention(KvView kv, int layer, const float* q, const int32_t* pos, const i
                float* out, cudaStream_t s) {
   if (rows == 0) return;
   const dim3 grid(n_heads, rows);
-  AttentionKernel<<<grid, kAttnWarps * kWarp, 0, s>>>(kv, layer, q, pos, tables, table_start, n_heads,
-                                                      kv_mul, head_size, out);
+  QUIVER_CUDA_LAUNCH(AttentionKernel, grid, kAttnWarps * kWarp, 0, s)(
+      kv, layer, q, pos, tables, table_start, n_heads, kv_mul, head_size, out);
 }
 
 void SwiGlu(float* gate, const float* up, size_t n, cudaStream_t s) {
-  if (n > 0) SwiGluKernel<<<Blocks(n, 256), 256, 0, s>>>(gate, up, n);
+  if (n > 0) QUIVER_CUDA_LAUNCH(SwiGluKernel, Blocks(n, 256), 256, 0, s)(gate, up, n);
 }
 
 }  // namespace quiver::llm::cuda

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/cuda_launch.h"
 #include "nn/cuda_kernels.h"
 
 namespace quiver::nn::cuda {
@@ -95,24 +96,26 @@ __global__ void MaskedSoftmaxKernel(float* scores, int64_t seq, int32_t len) {
 }  // namespace
 
 void FillRows(float* y, const float* bias, int64_t m, int64_t n, cudaStream_t s) {
-  FillRowsKernel<<<Blocks(m * n), kThreads, 0, s>>>(y, bias, m, n);
+  QUIVER_CUDA_LAUNCH(FillRowsKernel, Blocks(m * n), kThreads, 0, s)(y, bias, m, n);
 }
 void Gather(float* out, const float* table, const int32_t* ids, int64_t rows, int64_t d, bool add,
             cudaStream_t s) {
-  GatherKernel<<<Blocks(rows * d), kThreads, 0, s>>>(out, table, ids, rows, d, add);
+  QUIVER_CUDA_LAUNCH(GatherKernel, Blocks(rows * d), kThreads, 0, s)(out, table, ids, rows, d, add);
 }
 void Add(float* a, const float* b, int64_t n, cudaStream_t s) {
-  AddKernel<<<Blocks(n), kThreads, 0, s>>>(a, b, n);
+  QUIVER_CUDA_LAUNCH(AddKernel, Blocks(n), kThreads, 0, s)(a, b, n);
 }
 void Activate(float* a, int64_t n, Act act, cudaStream_t s) {
-  ActKernel<<<Blocks(n), kThreads, 0, s>>>(a, n, act);
+  QUIVER_CUDA_LAUNCH(ActKernel, Blocks(n), kThreads, 0, s)(a, n, act);
 }
 void Norm(float* x, const float* gamma, const float* beta, int64_t rows, int64_t d, float eps,
           bool rms, cudaStream_t s) {
-  NormKernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(x, gamma, beta, d, eps, rms);
+  QUIVER_CUDA_LAUNCH(NormKernel, static_cast<unsigned>(rows), kThreads, 0, s)(x, gamma, beta, d, eps,
+                                                                              rms);
 }
 void MaskedSoftmax(float* scores, int64_t rows, int64_t seq, int32_t len, cudaStream_t s) {
-  MaskedSoftmaxKernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(scores, seq, len);
+  QUIVER_CUDA_LAUNCH(MaskedSoftmaxKernel, static_cast<unsigned>(rows), kThreads, 0, s)(scores, seq,
+                                                                                       len);
 }
 
 }  // namespace quiver::nn::cuda
