@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "common/strings.h"
@@ -59,6 +60,7 @@ class CudaBackend : public Backend {
   ~CudaBackend() override {
     cudaFree(scratch_);
     cudaFree(ids_);
+    cudaFree(pointers_);
     cublasDestroy(cublas_);
     cudaStreamDestroy(stream_);
   }
@@ -117,27 +119,43 @@ class CudaBackend : public Backend {
   void Silu(Tensor* x) override { cuda::Activate(x->data(), x->numel(), cuda::Act::kSilu, stream_); }
   void Tanh(Tensor* x) override { cuda::Activate(x->data(), x->numel(), cuda::Act::kTanh, stream_); }
 
+  // All (sequence, head) pairs in three launches: a pointer-array batched
+  // product for the scores, one masked softmax, a batched product with V
+  // (a launch per sequence cost more than the products at small sizes).
   void Attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch, int64_t seq,
                  int64_t heads, std::span<const int32_t> lengths, Tensor* out) override {
-    const int64_t width = q.cols(), hd = width / heads;
+    const int64_t width = q.cols(), hd = width / heads, n = batch * heads;
+    if (n == 0 || seq == 0) return;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd)), one = 1.0f, zero = 0.0f;
-    float* scores = Scratch(static_cast<size_t>(heads * seq * seq));
+    float* scores = Scratch(static_cast<size_t>(n * seq * seq));  // [batch][heads][query][key].
+    // Per pair i = b * heads + h: its K, Q, scores, V and output, then the
+    // sequences' lengths, uploaded in one copy.
+    host_pointers_.resize(static_cast<size_t>(5 * n));
     for (int64_t b = 0; b < batch; ++b) {
-      const int64_t off = b * seq * width;
-      // scores[h][query][key] = scale * q . k, as column-major (key x query).
-      QUIVER_CUBLAS_CHECK(cublasSgemmStridedBatched(
-          cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(seq), static_cast<int>(seq),
-          static_cast<int>(hd), &scale, k.data() + off, static_cast<int>(width), hd,
-          q.data() + off, static_cast<int>(width), hd, &zero, scores, static_cast<int>(seq),
-          seq * seq, static_cast<int>(heads)));
-      cuda::MaskedSoftmax(scores, heads * seq, seq, lengths[b], stream_);
-      // out_h (query x hd, ld width) = P (query x key) V_h.
-      QUIVER_CUBLAS_CHECK(cublasSgemmStridedBatched(
-          cublas_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(hd), static_cast<int>(seq),
-          static_cast<int>(seq), &one, v.data() + off, static_cast<int>(width), hd, scores,
-          static_cast<int>(seq), seq * seq, &zero, out->data() + off, static_cast<int>(width), hd,
-          static_cast<int>(heads)));
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t i = b * heads + h, off = b * seq * width + h * hd;
+        host_pointers_[i] = k.data() + off;
+        host_pointers_[n + i] = q.data() + off;
+        host_pointers_[2 * n + i] = scores + i * seq * seq;
+        host_pointers_[3 * n + i] = v.data() + off;
+        host_pointers_[4 * n + i] = out->data() + off;
+      }
     }
+    void** d = DevicePointers(static_cast<size_t>(5 * n), lengths);
+    const int32_t* d_lengths = reinterpret_cast<const int32_t*>(d + 5 * n);
+    // scores_i (column-major key x query) = scale * K_i^T Q_i.
+    QUIVER_CUBLAS_CHECK(cublasSgemmBatched(
+        cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(seq), static_cast<int>(seq), static_cast<int>(hd),
+        &scale, reinterpret_cast<const float* const*>(d), static_cast<int>(width),
+        reinterpret_cast<const float* const*>(d + n), static_cast<int>(width), &zero,
+        reinterpret_cast<float* const*>(d + 2 * n), static_cast<int>(seq), static_cast<int>(n)));
+    cuda::MaskedSoftmax(scores, n * seq, seq, d_lengths, heads * seq, stream_);
+    // out_i (hd x query, ld width) = V_i P_i.
+    QUIVER_CUBLAS_CHECK(cublasSgemmBatched(
+        cublas_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(hd), static_cast<int>(seq), static_cast<int>(seq),
+        &one, reinterpret_cast<const float* const*>(d + 3 * n), static_cast<int>(width),
+        reinterpret_cast<const float* const*>(d + 2 * n), static_cast<int>(seq), &zero,
+        reinterpret_cast<float* const*>(d + 4 * n), static_cast<int>(width), static_cast<int>(n)));
   }
 
  private:
@@ -153,6 +171,25 @@ class CudaBackend : public Backend {
     cuda::Gather(out->data(), table.data(), ids_, rows, d, add, stream_);
     // The host ids may change after return: finish the copy first.
     QUIVER_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  // Copies `count` pointers from host_pointers_ and then `lengths` to
+  // device memory (grown as needed); returns the device copy.
+  void** DevicePointers(size_t count, std::span<const int32_t> lengths) {
+    const size_t bytes = count * sizeof(void*) + lengths.size() * sizeof(int32_t);
+    if (bytes > pointers_capacity_) {
+      QUIVER_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      cudaFree(pointers_);
+      QUIVER_CUDA_CHECK(cudaMalloc(&pointers_, bytes));
+      pointers_capacity_ = bytes;
+    }
+    staging_.resize(bytes);
+    std::memcpy(staging_.data(), host_pointers_.data(), count * sizeof(void*));
+    std::memcpy(staging_.data() + count * sizeof(void*), lengths.data(), lengths.size() * sizeof(int32_t));
+    // From pageable memory the call returns once the bytes are staged, so
+    // staging_ may be refilled by the next call; the stream orders the next
+    // overwrite of pointers_ after this call's products.
+    QUIVER_CUDA_CHECK(cudaMemcpyAsync(pointers_, staging_.data(), bytes, cudaMemcpyHostToDevice, stream_));
+    return static_cast<void**>(pointers_);
   }
   float* Scratch(size_t n) {
     if (n > scratch_capacity_) {
@@ -170,6 +207,10 @@ class CudaBackend : public Backend {
   size_t scratch_capacity_ = 0;
   int32_t* ids_ = nullptr;
   size_t ids_capacity_ = 0;
+  std::vector<const void*> host_pointers_;  // Attention's per-(sequence, head) matrices.
+  std::vector<char> staging_;
+  void* pointers_ = nullptr;  // Device copy of the pointers and lengths.
+  size_t pointers_capacity_ = 0;
 };
 
 bool GpuVisible() {

@@ -73,10 +73,13 @@ __global__ void NormKernel(float* x, const float* gamma, const float* beta, int6
   }
 }
 
-// Softmax over each score row (one block per row), keys >= len masked.
-__global__ void MaskedSoftmaxKernel(float* scores, int64_t seq, int32_t len) {
+// Softmax over each score row (one block per row), keys >= len masked,
+// where len is lengths[row / rows_per_length] (a sequence's rows share it).
+__global__ void MaskedSoftmaxKernel(float* scores, int64_t seq, const int32_t* lengths,
+                                    int64_t rows_per_length) {
   __shared__ float shared[kThreads];
   float* row = scores + blockIdx.x * seq;
+  const int64_t len = lengths[blockIdx.x / rows_per_length];
   float mx = -INFINITY;
   for (int64_t j = threadIdx.x; j < len; j += kThreads) mx = fmaxf(mx, row[j]);
   shared[threadIdx.x] = mx;
@@ -96,26 +99,33 @@ __global__ void MaskedSoftmaxKernel(float* scores, int64_t seq, int32_t len) {
 }  // namespace
 
 void FillRows(float* y, const float* bias, int64_t m, int64_t n, cudaStream_t s) {
+  if (m * n == 0) return;
   QUIVER_CUDA_LAUNCH(FillRowsKernel, Blocks(m * n), kThreads, 0, s)(y, bias, m, n);
 }
 void Gather(float* out, const float* table, const int32_t* ids, int64_t rows, int64_t d, bool add,
             cudaStream_t s) {
+  if (rows * d == 0) return;
   QUIVER_CUDA_LAUNCH(GatherKernel, Blocks(rows * d), kThreads, 0, s)(out, table, ids, rows, d, add);
 }
 void Add(float* a, const float* b, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
   QUIVER_CUDA_LAUNCH(AddKernel, Blocks(n), kThreads, 0, s)(a, b, n);
 }
 void Activate(float* a, int64_t n, Act act, cudaStream_t s) {
+  if (n == 0) return;
   QUIVER_CUDA_LAUNCH(ActKernel, Blocks(n), kThreads, 0, s)(a, n, act);
 }
 void Norm(float* x, const float* gamma, const float* beta, int64_t rows, int64_t d, float eps,
           bool rms, cudaStream_t s) {
+  if (rows == 0) return;
   QUIVER_CUDA_LAUNCH(NormKernel, static_cast<unsigned>(rows), kThreads, 0, s)(x, gamma, beta, d, eps,
                                                                               rms);
 }
-void MaskedSoftmax(float* scores, int64_t rows, int64_t seq, int32_t len, cudaStream_t s) {
-  QUIVER_CUDA_LAUNCH(MaskedSoftmaxKernel, static_cast<unsigned>(rows), kThreads, 0, s)(scores, seq,
-                                                                                       len);
+void MaskedSoftmax(float* scores, int64_t rows, int64_t seq, const int32_t* lengths,
+                   int64_t rows_per_length, cudaStream_t s) {
+  if (rows == 0) return;
+  QUIVER_CUDA_LAUNCH(MaskedSoftmaxKernel, static_cast<unsigned>(rows), kThreads, 0, s)(
+      scores, seq, lengths, rows_per_length);
 }
 
 }  // namespace quiver::nn::cuda

@@ -21,8 +21,10 @@ void Activate(float* a, int64_t n, Act act, cudaStream_t s);
 // LayerNorm (rms = false: beta used) or RMSNorm per row.
 void Norm(float* x, const float* gamma, const float* beta, int64_t rows, int64_t d, float eps,
           bool rms, cudaStream_t s);
-// Softmax of each row of length seq over its first len entries; the rest 0.
-void MaskedSoftmax(float* scores, int64_t rows, int64_t seq, int32_t len, cudaStream_t s);
+// Softmax of each row of scores [rows][seq] over its first len entries (the
+// rest 0), len = lengths[row / rows_per_length] (lengths in device memory).
+void MaskedSoftmax(float* scores, int64_t rows, int64_t seq, const int32_t* lengths,
+                   int64_t rows_per_length, cudaStream_t s);
 
 }  // namespace quiver::nn::cuda
 

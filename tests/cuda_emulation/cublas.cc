@@ -109,4 +109,26 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
   return CUBLAS_STATUS_SUCCESS;
 }
 
+// The pointer arrays, like the matrices, live in device memory.
+cublasStatus_t cublasSgemmBatched(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
+                                  int m, int n, int k, const float* alpha, const float* const Aarray[], int lda,
+                                  const float* const Barray[], int ldb, const float* beta,
+                                  float* const Carray[], int ldc, int batchCount) {
+  const cublasStatus_t st = quiver::cuda_emulation::Check(handle, transa, transb, m, n, k, lda, ldb, ldc);
+  if (st != CUBLAS_STATUS_SUCCESS) return st;
+  if (batchCount < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  const size_t array_bytes = static_cast<size_t>(batchCount) * sizeof(void*);
+  if (batchCount > 0 && (!quiver::cuda_emulation::IsDeviceMemory(Aarray, array_bytes) ||
+                         !quiver::cuda_emulation::IsDeviceMemory(Barray, array_bytes) ||
+                         !quiver::cuda_emulation::IsDeviceMemory(Carray, array_bytes))) {
+    quiver::cuda_emulation::Fail("a cuBLAS batched product's pointer array is not device memory");
+  }
+  for (int i = 0; i < batchCount; ++i) {
+    quiver::cuda_emulation::Gemm(transa, transb, m, n, k, *alpha, Aarray[i], lda, Barray[i], ldb, *beta,
+                                 Carray[i], ldc);
+  }
+  quiver::cuda_emulation::CheckDeviceGuards();
+  return CUBLAS_STATUS_SUCCESS;
+}
+
 }  // extern "C"
