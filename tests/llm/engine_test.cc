@@ -136,14 +136,28 @@ TEST(DecodeEngineTest, LongPromptRowsDoNotDependOnTheirBatch) {
   EXPECT_EQ(run(std::vector<int>(n, 1), true), whole);
   const auto row_kernels = run({n}, false);
   for (int p : {0, n / 2, n - 1}) {
-    double scale = 1, err = 0;
-    for (size_t i = 0; i < whole[p].size(); ++i) {
-      scale = std::max(scale, std::fabs(double{row_kernels[p][i]}));
-      err = std::max(err, std::fabs(double{whole[p][i]} - row_kernels[p][i]));
-    }
-    EXPECT_LE(err, 1e-4 * scale) << "position " << p;
+    double scale = 1;
+    for (float v : row_kernels[p]) scale = std::max(scale, std::fabs(double{v}));
+    EXPECT_LE(testing::MaxAbsError(whole[p], row_kernels[p]), 1e-4 * scale) << "position " << p;
     EXPECT_NE(whole[p], row_kernels[p]) << "the matrix kernel did not run";
   }
+}
+
+// n values of K-quant super-blocks of `type`: random quants and sub-block
+// scales; super-block scales d in [0.2, 1.2) d_max, dmin in [0.1, 1.1) d_max.
+WeightTensor RandomKBlocks(WeightTensor::Type type, size_t n, float d_max, std::mt19937& rng) {
+  std::uniform_real_distribution<float> uni(0.0f, 1.0f);
+  const size_t bytes = WeightTensor::KBlockBytes(type);
+  std::vector<uint8_t> b(n / 256 * bytes);
+  for (auto& v : b) v = static_cast<uint8_t>(rng());
+  for (size_t i = 0; i < n / 256; ++i) {
+    const uint16_t d = FloatToHalf(d_max * (0.2f + uni(rng))), dmin = FloatToHalf(d_max * (0.1f + uni(rng)));
+    std::memcpy(&b[i * bytes + (type == WeightTensor::Type::kQ6_K ? 208 : 0)], &d, 2);
+    if (type != WeightTensor::Type::kQ6_K) std::memcpy(&b[i * bytes + 2], &dmin, 2);
+  }
+  auto t = WeightTensor::KQuant(type, std::move(b));
+  EXPECT_TRUE(t.ok()) << t.status();
+  return *std::move(t);
 }
 
 #ifdef QUIVER_LLM_HAS_CUDA
@@ -164,20 +178,7 @@ TEST(CudaWeightDecodingTest, EveryStoredTypeDecodesAsTheCpuReadsIt) {
   for (auto& q : q4) q = byte();
   std::vector<float> scales(n / 32);
   for (float& f : scales) f = 0.01f * uni(rng);
-  auto kblocks = [&](WeightTensor::Type type) {
-    const size_t bytes = WeightTensor::KBlockBytes(type);
-    std::vector<uint8_t> b(n / 256 * bytes);
-    for (auto& v : b) v = byte();
-    for (size_t i = 0; i < n / 256; ++i) {
-      const uint16_t d = FloatToHalf(0.002f + 0.01f * std::fabs(uni(rng))),
-                     dmin = FloatToHalf(0.001f + 0.01f * std::fabs(uni(rng)));
-      std::memcpy(&b[i * bytes + (type == WeightTensor::Type::kQ6_K ? 208 : 0)], &d, 2);
-      if (type != WeightTensor::Type::kQ6_K) std::memcpy(&b[i * bytes + 2], &dmin, 2);
-    }
-    auto t = WeightTensor::KQuant(type, std::move(b));
-    EXPECT_TRUE(t.ok());
-    return *std::move(t);
-  };
+  auto kblocks = [&](WeightTensor::Type type) { return RandomKBlocks(type, n, 0.01f, rng); };
   const std::pair<WeightTensor, cuda::WType> cases[] = {
       {WeightTensor::F16(halves), cuda::WType::kF16},
       {WeightTensor::BF16(bf16), cuda::WType::kBF16},
@@ -262,11 +263,9 @@ class CudaEngineTest : public ::testing::Test {
       ASSERT_EQ(got[s].size(), want[s].size());
       for (size_t r = 0; r < want[s].size(); ++r) {
         ASSERT_EQ(got[s][r].size(), want[s][r].size());
-        double scale = 1, err = 0;
-        for (size_t i = 0; i < want[s][r].size(); ++i) {
-          scale = std::max(scale, std::fabs(double{want[s][r][i]}));
-          err = std::max(err, std::fabs(double{got[s][r][i]} - want[s][r][i]));
-        }
+        double scale = 1;
+        for (float v : want[s][r]) scale = std::max(scale, std::fabs(double{v}));
+        const double err = testing::MaxAbsError(got[s][r], want[s][r]);
         EXPECT_LE(err, tol * scale) << what << ": step " << s << " row " << r;
       }
     }
@@ -358,6 +357,33 @@ TEST_F(CudaEngineTest, MatchesTheCpuEngineForEveryStoredType) {
   auto m = LlamaModel::FromTensors(base->config(), std::move(t));
   QUIVER_ASSERT_OK(m.status());
   ExpectEnginesAgree(**m, "bf16");
+}
+
+// Q4_K_M / Q5_K_M files keep some layers of a group in another type: the
+// GPU reads each layer's part as stored (Q4_K, Q5_K and Q6_K here).
+TEST_F(CudaEngineTest, MatchesTheCpuEngineForMixedLayerTypes) {
+  const LlamaConfig c = SmallConfig();
+  ASSERT_EQ(c.n_layers, 2);
+  auto base = Random(c, true);
+  ASSERT_NE(base, nullptr);
+  const LlamaModel::Weights w = base->weights();
+  std::mt19937 rng(23);
+  using T = WeightTensor::Type;
+  auto layers = [&](std::span<const float> group, T first, T second) {
+    const size_t per_layer = group.size() / 2;
+    return WeightTensor::Concat(
+        {RandomKBlocks(first, per_layer, 2e-4f, rng), RandomKBlocks(second, per_layer, 2e-4f, rng)});
+  };
+  std::vector<WeightTensor> t = {WeightTensor::F32(Copy(w.embedding)), WeightTensor::F32(Copy(w.rms_att)),
+                                 layers(w.wq, T::kQ5_K, T::kQ4_K),     layers(w.wk, T::kQ6_K, T::kQ5_K),
+                                 layers(w.wv, T::kQ4_K, T::kQ6_K),     layers(w.wo, T::kQ5_K, T::kQ5_K),
+                                 WeightTensor::F32(Copy(w.rms_ffn)),   layers(w.w1, T::kQ6_K, T::kQ4_K),
+                                 layers(w.w2, T::kQ4_K, T::kQ6_K),     layers(w.w3, T::kQ5_K, T::kQ6_K),
+                                 WeightTensor::F32(Copy(w.rms_final)), WeightTensor()};
+  EXPECT_EQ(t[2].type(), T::kMixed);
+  auto m = LlamaModel::FromTensors(c, std::move(t));
+  QUIVER_ASSERT_OK(m.status());
+  ExpectEnginesAgree(**m, "mixed K-quant layers");
 }
 
 // On the GPU too, a row's logits do not depend on the rest of its step.

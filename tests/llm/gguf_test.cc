@@ -195,11 +195,9 @@ TEST(KQuantTest, GgufRoundTripKeepsSuperBlocks) {
     const auto alone = m.ForwardBatch({{7, 0, &seqs[4]}}, &cache)[0];
     EXPECT_EQ(batched[0], alone);
     // Quantized logits stay close to float32's (relative to their spread).
-    double err = 0, scale = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      err = std::max(err, std::fabs(double{alone[i]} - ref[i]));
-      scale = std::max(scale, std::fabs(double{ref[i]}));
-    }
+    const double err = testing::MaxAbsError(alone, ref);
+    double scale = 0;
+    for (float v : ref) scale = std::max(scale, std::fabs(double{v}));
     std::printf("GGUF type %d: max logit error %.4f (largest logit %.4f)\n", static_cast<int>(type), err, scale);
     const bool four_bit = type == GgufType::kQ4_0 || type == GgufType::kQ4_K;
     EXPECT_LT(err, (four_bit ? 0.4 : 0.1) * scale) << static_cast<int>(type);

@@ -2,7 +2,9 @@
 
 #include <stdlib.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 
 namespace quiver::testing {
@@ -55,5 +57,15 @@ std::vector<std::vector<int32_t>> ReadIvecs(const std::string& path) {
 
 std::string QuiverdPath() { return QUIVERD_PATH; }
 std::string QuiverCliPath() { return QUIVER_CLI_PATH; }
+
+double MaxAbsError(std::span<const float> got, std::span<const float> want) {
+  if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
+  double err = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i]) || !std::isfinite(want[i])) return std::numeric_limits<double>::infinity();
+    err = std::max(err, std::fabs(double{got[i]} - want[i]));
+  }
+  return err;
+}
 
 }  // namespace quiver::testing

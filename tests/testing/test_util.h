@@ -3,6 +3,7 @@
 #define QUIVER_TESTS_TESTING_TEST_UTIL_H_
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,11 @@ std::string FixturePath(const std::string& relative);
 // float32 / int32 values, little-endian, per row). Empty on error.
 std::vector<std::vector<float>> ReadFvecs(const std::string& path);
 std::vector<std::vector<int32_t>> ReadIvecs(const std::string& path);
+
+// The largest |got[i] - want[i]|; infinity when the sizes differ or any
+// value is NaN or infinite (std::max skips a NaN, so a plain running
+// maximum lets NaN results pass a tolerance check).
+double MaxAbsError(std::span<const float> got, std::span<const float> want);
 
 std::string QuiverdPath();
 std::string QuiverCliPath();
