@@ -138,6 +138,8 @@ __global__ void HalfWarpShuffleKernel(float* out) {
 
 __global__ void WritePastTheEndKernel(float* out, int n) { out[n + threadIdx.x] = 0.0f; }
 
+__global__ void ReadFarPastTheEndKernel(const float* in, float* out, int n) { out[0] = in[n + 2048]; }
+
 TEST(CudaEmulationDeathTest, ABarrierSomeThreadsNeverReachAborts) {
   float* d = DeviceFloats(64);
   EXPECT_DEATH(QUIVER_CUDA_LAUNCH(HalfWarpSyncKernel, 1, 64, 0, nullptr)(d), "__syncthreads");
@@ -161,6 +163,14 @@ TEST(CudaEmulationDeathTest, AWritePastAnAllocationAborts) {
   EXPECT_DEATH(QUIVER_CUDA_LAUNCH(WritePastTheEndKernel, 1, 4, 0, nullptr)(d, 32),
                "outside a device allocation");
   cudaFree(d);
+}
+
+TEST(CudaEmulationDeathTest, AReadBeyondTheGuardBytesFaults) {
+  float* in = DeviceFloats(32);
+  float* out = DeviceFloats(1);
+  EXPECT_DEATH(QUIVER_CUDA_LAUNCH(ReadFarPastTheEndKernel, 1, 1, 0, nullptr)(in, out, 32), "");
+  cudaFree(in);
+  cudaFree(out);
 }
 
 TEST(CudaEmulationDeathTest, ACopyInTheWrongDirectionAborts) {

@@ -4,6 +4,7 @@
 // launch synchronous. Declarations come from cuda_runtime_api.h, so these
 // definitions have the real functions' names and signatures.
 #include <cuda_runtime.h>
+#include <sys/mman.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -24,13 +25,20 @@ struct CUevent_st {
 namespace quiver::cuda_emulation {
 namespace {
 
-constexpr size_t kGuard = 256;  // Keeps CUDA's 256-byte alignment of allocations.
+constexpr size_t kAlign = 256;  // CUDA's alignment of allocations.
+constexpr size_t kPage = 4096;
 constexpr unsigned char kGuardByte = 0xA5;
 constexpr size_t kDeviceBytes = size_t{8} << 30;  // The emulated device's memory.
 
+// A mapping of its own per allocation: an inaccessible page, guard bytes
+// (at least kAlign), the user's bytes, guard bytes up to the next multiple
+// of kAlign, and another inaccessible page. Accesses past the slack fault;
+// writes into it are found by GuardIntact.
 struct Allocation {
   size_t bytes;
-  char* base;  // bytes + 2 * kGuard, user memory at base + kGuard.
+  char* map;  // The whole mapping, map_bytes long.
+  size_t map_bytes;
+  char* user;
 };
 
 struct Memory {
@@ -45,10 +53,14 @@ Memory& TheMemory() {
   return *m;
 }
 
+// The kAlign bytes before the user's and those after it (to the page).
 bool GuardIntact(const Allocation& a) {
-  for (size_t i = 0; i < kGuard; ++i) {
-    if (static_cast<unsigned char>(a.base[i]) != kGuardByte) return false;
-    if (static_cast<unsigned char>(a.base[kGuard + a.bytes + i]) != kGuardByte) return false;
+  const char* back_end = a.map + a.map_bytes - kPage;
+  for (const char* c = a.user - kAlign; c < a.user; ++c) {
+    if (static_cast<unsigned char>(*c) != kGuardByte) return false;
+  }
+  for (const char* c = a.user + a.bytes; c < back_end; ++c) {
+    if (static_cast<unsigned char>(*c) != kGuardByte) return false;
   }
   return true;
 }
@@ -127,16 +139,22 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   if (bytes > quiver::cuda_emulation::kDeviceBytes - m.used) {
     return quiver::cuda_emulation::Record(cudaErrorMemoryAllocation);
   }
-  using quiver::cuda_emulation::kGuard;
-  const size_t total = (bytes + 3 * kGuard - 1) / kGuard * kGuard;  // aligned_alloc wants a multiple.
-  char* base = static_cast<char*>(std::aligned_alloc(kGuard, total));
-  if (base == nullptr) return quiver::cuda_emulation::Record(cudaErrorMemoryAllocation);
-  std::memset(base, quiver::cuda_emulation::kGuardByte, kGuard);
-  std::memset(base + kGuard, 0xFF, bytes);
-  std::memset(base + kGuard + bytes, quiver::cuda_emulation::kGuardByte, kGuard);
-  m.device[base + kGuard] = Allocation{bytes, base};
+  using quiver::cuda_emulation::kAlign;
+  using quiver::cuda_emulation::kPage;
+  const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  const size_t inner = (rounded + kAlign + kPage - 1) / kPage * kPage;
+  const size_t map_bytes = inner + 2 * kPage;
+  void* map = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (map == MAP_FAILED) return quiver::cuda_emulation::Record(cudaErrorMemoryAllocation);
+  char* base = static_cast<char*>(map);
+  mprotect(base, kPage, PROT_NONE);
+  mprotect(base + kPage + inner, kPage, PROT_NONE);
+  char* user = base + kPage + inner - rounded;
+  std::memset(base + kPage, quiver::cuda_emulation::kGuardByte, inner);
+  std::memset(user, 0xFF, bytes);
+  m.device[user] = Allocation{bytes, base, map_bytes, user};
   m.used += bytes;
-  *p = base + kGuard;
+  *p = user;
   return cudaSuccess;
 }
 
@@ -148,7 +166,7 @@ cudaError_t cudaFree(void* p) {
   if (it == m.device.end()) Fail("cudaFree of a pointer cudaMalloc did not return");
   if (!quiver::cuda_emulation::GuardIntact(it->second)) Fail("a kernel wrote outside a device allocation");
   m.used -= it->second.bytes;
-  std::free(it->second.base);
+  munmap(it->second.map, it->second.map_bytes);
   m.device.erase(it);
   return cudaSuccess;
 }
