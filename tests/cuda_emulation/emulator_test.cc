@@ -138,7 +138,7 @@ __global__ void HalfWarpShuffleKernel(float* out) {
 
 __global__ void WritePastTheEndKernel(float* out, int n) { out[n + threadIdx.x] = 0.0f; }
 
-__global__ void ReadFarPastTheEndKernel(const float* in, float* out, int n) { out[0] = in[n + 2048]; }
+__global__ void ReadFarPastTheEndKernel(const float* in, float* out, int n) { out[0] = in[n + 100]; }
 
 TEST(CudaEmulationDeathTest, ABarrierSomeThreadsNeverReachAborts) {
   float* d = DeviceFloats(64);
@@ -165,7 +165,7 @@ TEST(CudaEmulationDeathTest, AWritePastAnAllocationAborts) {
   cudaFree(d);
 }
 
-TEST(CudaEmulationDeathTest, AReadBeyondTheGuardBytesFaults) {
+TEST(CudaEmulationDeathTest, AReadPastTheAllocationsSlackFaults) {
   float* in = DeviceFloats(32);
   float* out = DeviceFloats(1);
   EXPECT_DEATH(QUIVER_CUDA_LAUNCH(ReadFarPastTheEndKernel, 1, 1, 0, nullptr)(in, out, 32), "");
