@@ -23,8 +23,8 @@
 //   - cudaMemcpy whose source / destination kind does not match where the
 //     pointers live;
 //   - writes past either end of a device allocation (guard bytes checked
-//     after every launch and at cudaFree); accesses further out fault
-//     (each allocation sits between inaccessible pages).
+//     after every launch and at cudaFree); an access that lands on the
+//     inaccessible page on either side of every allocation faults.
 // Fresh device memory is filled with 0xFF bytes (NaN floats, -1 ints), so a
 // kernel that reads what nobody wrote shows it in its results.
 #ifndef QUIVER_TESTS_CUDA_EMULATION_EMULATOR_H_
