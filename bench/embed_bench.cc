@@ -6,6 +6,7 @@
 // estimate from a measured sgemm rate.
 //
 //   build/bench/embed_bench [--rounds=5] [--seq=128] [--batches=1,8,32,128] [--device=cpu|cuda]
+//                           [--precision=float32|tf32]  (tf32: CUDA tensor cores, bound included)
 // (torch always runs on the CPU: the ratio compares against PyTorch CPU.)
 //
 // Needs /usr/bin/python3 with torch (python3-torch) and the
@@ -76,7 +77,12 @@ int main(int argc, char** argv) {
     if (f != nullptr) std::fclose(f);
   }
   const std::string device = Flag(argc, argv, "device", "cpu");
-  auto backend_or = quiver::nn::NewBackend(device);
+  auto precision = quiver::nn::ParseMatmulPrecision(Flag(argc, argv, "precision", "float32"));
+  if (!precision.ok()) {
+    std::fprintf(stderr, "embed_bench: %s\n", precision.status().ToString().c_str());
+    return 1;
+  }
+  auto backend_or = quiver::nn::NewBackend(device, {*precision});
   if (!backend_or.ok()) {
     std::fprintf(stderr, "embed_bench: %s\n", backend_or.status().ToString().c_str());
     return 1;
@@ -117,8 +123,9 @@ int main(int argc, char** argv) {
               static_cast<long long>(c.layers), static_cast<long long>(c.hidden),
               static_cast<long long>(c.heads), static_cast<long long>(c.intermediate), seq,
               torch_line.c_str());
-  std::printf("device %s: sgemm %.0f GFLOP/s (the GEMM bound below)\n", std::string(backend->name()).c_str(),
-              gemm_gflops);
+  std::printf("device %s, %s products: sgemm %.0f GFLOP/s (the GEMM bound below)\n",
+              std::string(backend->name()).c_str(),
+              std::string(quiver::nn::MatmulPrecisionName(backend->precision())).c_str(), gemm_gflops);
   std::printf("%6s %12s %12s %12s %12s %8s %10s %12s\n", "batch", "quiver ms", "torch ms",
               "quiver s/s", "torch s/s", "ratio", "GFLOP/s", "bound ms");
   std::mt19937 rng(3);

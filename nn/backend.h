@@ -1,7 +1,7 @@
 // The compute interface model code (embed/, llm/) is written against: float32
 // row-major tensors that live on the backend's device, and the operations an
-// encoder or decoder needs. CpuBackend: OpenBLAS sgemm + OpenMP. A CUDA
-// backend plugs in behind the same interface.
+// encoder or decoder needs. CpuBackend: OpenBLAS sgemm + OpenMP; the CUDA
+// backend (cuda_backend.cc, when built with nvcc): cuBLAS + our kernels.
 #ifndef QUIVER_NN_BACKEND_H_
 #define QUIVER_NN_BACKEND_H_
 
@@ -36,10 +36,29 @@ struct Tensor {
   int64_t rows() const { return cols() == 0 ? 0 : numel() / cols(); }
 };
 
+// How a backend's matrix products (Linear and attention) round their inputs.
+//   kFloat32: float32 throughout; results match the CPU backend's within
+//     float rounding. The default.
+//   kTf32: on CUDA, tensor cores with the inputs rounded to TF32 (10-bit
+//     mantissa) and float32 accumulation: several times float32's GEMM
+//     throughput on Ampere and later GPUs, at about 1e-3 relative error in
+//     the products. The CPU backend computes float32 whatever is asked.
+enum class MatmulPrecision { kFloat32, kTf32 };
+// "float32" or "tf32"; INVALID_ARGUMENT otherwise.
+absl::StatusOr<MatmulPrecision> ParseMatmulPrecision(std::string_view name);
+std::string_view MatmulPrecisionName(MatmulPrecision precision);
+
+struct BackendOptions {
+  // Default: kFloat32. Honoured by the CUDA backend (see MatmulPrecision).
+  MatmulPrecision precision = MatmulPrecision::kFloat32;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
+  // The precision its products actually use.
+  virtual MatmulPrecision precision() const { return MatmulPrecision::kFloat32; }
 
   virtual Tensor Alloc(std::vector<int64_t> shape) = 0;  // Uninitialised.
   virtual Tensor Upload(std::span<const float> host, std::vector<int64_t> shape) = 0;
@@ -70,8 +89,10 @@ class Backend {
 // The CPU backend (always available).
 std::unique_ptr<Backend> NewCpuBackend();
 // "cpu", "cuda" or "auto" (CUDA when built and a GPU is visible, else CPU).
-// UNAVAILABLE for "cuda" without a usable GPU.
-absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device);
+// UNAVAILABLE for "cuda" without a usable GPU; INVALID_ARGUMENT for another
+// device name.
+absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device,
+                                                    const BackendOptions& options = {});
 
 }  // namespace quiver::nn
 

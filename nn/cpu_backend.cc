@@ -178,8 +178,18 @@ class CpuBackend : public Backend {
 
 std::unique_ptr<Backend> NewCpuBackend() { return std::make_unique<CpuBackend>(); }
 
+absl::StatusOr<MatmulPrecision> ParseMatmulPrecision(std::string_view name) {
+  if (name == "float32") return MatmulPrecision::kFloat32;
+  if (name == "tf32") return MatmulPrecision::kTf32;
+  return absl::InvalidArgumentError(StrCat("unknown matmul precision \"", name, "\"; use float32 or tf32"));
+}
+
+std::string_view MatmulPrecisionName(MatmulPrecision precision) {
+  return precision == MatmulPrecision::kTf32 ? "tf32" : "float32";
+}
+
 #ifndef QUIVER_HAVE_CUDA_BACKEND
-absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device) {
+absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device, const BackendOptions&) {
   if (device == "cpu" || device == "auto") return NewCpuBackend();
   if (device == "cuda") {
     return absl::UnavailableError("this build has no CUDA backend (nvcc was not found at build time)");

@@ -52,10 +52,13 @@ class DeviceBuffer : public Buffer {
 
 class CudaBackend : public Backend {
  public:
-  CudaBackend() {
+  explicit CudaBackend(MatmulPrecision precision) : precision_(precision) {
     QUIVER_CUBLAS_CHECK(cublasCreate(&cublas_));
     QUIVER_CUDA_CHECK(cudaStreamCreate(&stream_));
     QUIVER_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    if (precision == MatmulPrecision::kTf32) {
+      QUIVER_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_TF32_TENSOR_OP_MATH));
+    }
   }
   ~CudaBackend() override {
     cudaFree(scratch_);
@@ -65,6 +68,7 @@ class CudaBackend : public Backend {
     cudaStreamDestroy(stream_);
   }
   std::string_view name() const override { return "cuda"; }
+  MatmulPrecision precision() const override { return precision_; }
 
   Tensor Alloc(std::vector<int64_t> shape) override {
     Tensor t{std::move(shape), nullptr};
@@ -201,6 +205,7 @@ class CudaBackend : public Backend {
     return scratch_;
   }
 
+  const MatmulPrecision precision_;
   cublasHandle_t cublas_ = nullptr;
   cudaStream_t stream_ = nullptr;
   float* scratch_ = nullptr;
@@ -220,17 +225,17 @@ bool GpuVisible() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device) {
+absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device, const BackendOptions& options) {
   if (device == "cpu") return NewCpuBackend();
   if (device == "auto") {
-    if (GpuVisible()) return std::unique_ptr<Backend>(new CudaBackend());
+    if (GpuVisible()) return std::unique_ptr<Backend>(new CudaBackend(options.precision));
     return NewCpuBackend();
   }
   if (device == "cuda") {
     if (!GpuVisible()) {
       return absl::UnavailableError("--device=cuda: no CUDA GPU is visible to this process");
     }
-    return std::unique_ptr<Backend>(new CudaBackend());
+    return std::unique_ptr<Backend>(new CudaBackend(options.precision));
   }
   return absl::InvalidArgumentError(StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
 }

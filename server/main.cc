@@ -55,6 +55,9 @@ ABSL_FLAG(int, block_cache_mb, 256, "RocksDB block cache size");
 ABSL_FLAG(uint64_t, checkpoint_min_inserts, 50000,
           "HNSW checkpoint after max(this, a quarter of the namespace) inserted vectors");
 ABSL_FLAG(std::string, device, "auto", "Compute device for models: auto, cpu or cuda");
+ABSL_FLAG(std::string, embed_precision, "float32",
+          "Matrix products of the embedding and rerank models on CUDA: float32, or tf32 (tensor cores, "
+          "about 1e-3 relative error); the CPU always computes float32");
 ABSL_FLAG(std::string, embed_model, "",
           "Embedding model directory (Hugging Face BERT-family or model2vec); its name is the "
           "directory's last component");
@@ -167,6 +170,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "quiverd: --device must be auto, cpu or cuda\n");
     return 2;
   }
+  auto precision = quiver::nn::ParseMatmulPrecision(absl::GetFlag(FLAGS_embed_precision));
+  if (!precision.ok()) {
+    std::fprintf(stderr, "quiverd: --embed_precision: %s\n", std::string(precision.status().message()).c_str());
+    return 2;
+  }
 
   quiver::server::ServerOptions options;
   auto sync = quiver::storage::ParseSyncPolicy(absl::GetFlag(FLAGS_sync));
@@ -194,6 +202,7 @@ int main(int argc, char** argv) {
   options.listen = absl::StrSplit(absl::GetFlag(FLAGS_listen), ',', absl::SkipWhitespace());
   options.rpc_threads = absl::GetFlag(FLAGS_threads);
   options.models.device = device;
+  options.models.precision = *precision;
   options.models.embed_model_dir = absl::GetFlag(FLAGS_embed_model);
   options.models.rerank_model_dir = absl::GetFlag(FLAGS_rerank_model);
   options.models.worker.max_batch_tokens = absl::GetFlag(FLAGS_embed_max_batch_tokens);

@@ -25,7 +25,7 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
   RETURN_IF_ERROR(options.worker.Validate());
   auto host = std::unique_ptr<ModelHost>(new ModelHost());
   host->options_ = options;
-  ASSIGN_OR_RETURN(host->backend_, nn::NewBackend(options.device));
+  ASSIGN_OR_RETURN(host->backend_, nn::NewBackend(options.device, {options.precision}));
   if (!options.embed_model_dir.empty()) {
     ASSIGN_OR_RETURN(host->embedder_,
                      embed::LoadEmbeddingModel(options.embed_model_dir, host->backend_.get()));
@@ -36,7 +36,8 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
         options.worker);
     Log(LogLevel::kInfo, "embedding model loaded",
         {{"model", host->embed_name_}, {"kind", m->kind()}, {"dimension", m->dimension()},
-         {"device", host->backend_->name()}});
+         {"device", host->backend_->name()},
+         {"precision", nn::MatmulPrecisionName(host->backend_->precision())}});
   }
   if (!options.rerank_model_dir.empty()) {
     ASSIGN_OR_RETURN(host->reranker_,
@@ -53,7 +54,8 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
         },
         options.worker);
     Log(LogLevel::kInfo, "reranker loaded",
-        {{"model", host->rerank_name_}, {"device", host->backend_->name()}});
+        {{"model", host->rerank_name_}, {"device", host->backend_->name()},
+         {"precision", nn::MatmulPrecisionName(host->backend_->precision())}});
   }
   if (!options.llm_model_path.empty()) {
     if (options.llm_model_path.ends_with(".gguf")) {

@@ -24,6 +24,8 @@ struct ModelOptions {
   std::string embed_model_dir;   // Empty: none.
   std::string rerank_model_dir;  // Empty: none.
   std::string device = "auto";   // auto | cpu | cuda.
+  // The embedding and rerank models' matrix products (nn::MatmulPrecision).
+  nn::MatmulPrecision precision = nn::MatmulPrecision::kFloat32;
   embed::WorkerOptions worker;
   std::string llm_model_path;      // .gguf, Hugging Face directory or llama2.c checkpoint; empty: none.
   std::string llm_tokenizer_path;  // Empty: tokenizer.bin next to the checkpoint.

@@ -4,16 +4,21 @@
 // and op(B) k x n, A stored m x k (lda >= m) for CUBLAS_OP_N and k x m
 // (lda >= k) for CUBLAS_OP_T, likewise B; ldc >= m; when beta is 0, C is not
 // read. Arguments that cuBLAS refuses are refused (CUBLAS_STATUS_INVALID_VALUE),
-// and every matrix must be device memory.
+// and every matrix must be device memory. CUBLAS_TF32_TENSOR_OP_MATH rounds
+// each input to TF32 (10 mantissa bits, to nearest even) before the
+// float32 products, as tensor cores see them.
 #include <cublas_v2.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "tests/cuda_emulation/emulator.h"
 
 struct cublasContext {
   cudaStream_t stream = nullptr;
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
 };
 
 namespace quiver::cuda_emulation {
@@ -35,8 +40,18 @@ void CheckMatrix(const float* p, int rows, int cols, int ld) {
   if (bytes > 0 && !IsDeviceMemory(p, bytes)) Fail("a cuBLAS matrix is not (all) device memory");
 }
 
-void Gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float* a,
-          int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+float RoundToTf32(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  if ((bits & 0x7F800000u) == 0x7F800000u) return x;  // Infinity or NaN.
+  bits = (bits + 0xFFFu + ((bits >> 13) & 1u)) & ~0x1FFFu;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+void Gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+          const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  const bool tf32 = h->math == CUBLAS_TF32_TENSOR_OP_MATH;
   // Stored shapes: A is m x k (N) or k x m (T); B is k x n (N) or n x k (T).
   CheckMatrix(a, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda);
   CheckMatrix(b, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb);
@@ -46,7 +61,14 @@ void Gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float
   for (int j = 0; j < n; ++j) {
     for (int i = 0; i < m; ++i) {
       float sum = 0.0f;
-      for (int l = 0; l < k; ++l) sum = std::fma(a[i * sa_i + l * sa_l], b[l * sb_l + j * sb_j], sum);
+      for (int l = 0; l < k; ++l) {
+        float x = a[i * sa_i + l * sa_l], y = b[l * sb_l + j * sb_j];
+        if (tf32) {
+          x = RoundToTf32(x);
+          y = RoundToTf32(y);
+        }
+        sum = std::fma(x, y, sum);
+      }
       float& out = c[i + static_cast<size_t>(j) * ldc];
       out = beta == 0.0f ? alpha * sum : alpha * sum + beta * out;
     }
@@ -83,12 +105,18 @@ cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t stream) {
   return CUBLAS_STATUS_SUCCESS;
 }
 
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
+  if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  handle->math = mode;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
                               int m, int n, int k, const float* alpha, const float* A, int lda,
                               const float* B, int ldb, const float* beta, float* C, int ldc) {
   const cublasStatus_t st = quiver::cuda_emulation::Check(handle, transa, transb, m, n, k, lda, ldb, ldc);
   if (st != CUBLAS_STATUS_SUCCESS) return st;
-  quiver::cuda_emulation::Gemm(transa, transb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+  quiver::cuda_emulation::Gemm(handle, transa, transb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
   quiver::cuda_emulation::CheckDeviceGuards();
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -102,7 +130,7 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
   if (st != CUBLAS_STATUS_SUCCESS) return st;
   if (batchCount < 0) return CUBLAS_STATUS_INVALID_VALUE;
   for (int i = 0; i < batchCount; ++i) {
-    quiver::cuda_emulation::Gemm(transa, transb, m, n, k, *alpha, A + i * strideA, lda, B + i * strideB, ldb,
+    quiver::cuda_emulation::Gemm(handle, transa, transb, m, n, k, *alpha, A + i * strideA, lda, B + i * strideB, ldb,
                                  *beta, C + i * strideC, ldc);
   }
   quiver::cuda_emulation::CheckDeviceGuards();
@@ -124,7 +152,7 @@ cublasStatus_t cublasSgemmBatched(cublasHandle_t handle, cublasOperation_t trans
     quiver::cuda_emulation::Fail("a cuBLAS batched product's pointer array is not device memory");
   }
   for (int i = 0; i < batchCount; ++i) {
-    quiver::cuda_emulation::Gemm(transa, transb, m, n, k, *alpha, Aarray[i], lda, Barray[i], ldb, *beta,
+    quiver::cuda_emulation::Gemm(handle, transa, transb, m, n, k, *alpha, Aarray[i], lda, Barray[i], ldb, *beta,
                                  Carray[i], ldc);
   }
   quiver::cuda_emulation::CheckDeviceGuards();

@@ -127,6 +127,28 @@ TEST(CudaEmulationTest, SgemmFollowsCublasConventions) {
   for (float* p : {da, dat, db, dc}) cudaFree(p);
 }
 
+// TF32 keeps 10 mantissa bits: 1 + 3 * 2^-12 rounds to 1 + 2^-10.
+TEST(CudaEmulationTest, SgemmInTf32ModeRoundsItsInputs) {
+  const float a = 1.0f + 3.0f / 4096.0f, b = 1.0f;
+  float* da = DeviceFloats(1);
+  float* db = DeviceFloats(1);
+  float* dc = DeviceFloats(1);
+  cudaMemcpy(da, &a, sizeof a, cudaMemcpyHostToDevice);
+  cudaMemcpy(db, &b, sizeof b, cudaMemcpyHostToDevice);
+  cublasHandle_t h;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  const float one = 1, zero = 0;
+  ASSERT_EQ(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, da, 1, db, 1, &zero, dc, 1),
+            CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(Download(dc, 1)[0], a);
+  ASSERT_EQ(cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, da, 1, db, 1, &zero, dc, 1),
+            CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(Download(dc, 1)[0], 1.0f + 1.0f / 1024.0f);
+  cublasDestroy(h);
+  for (float* p : {da, db, dc}) cudaFree(p);
+}
+
 __global__ void HalfWarpSyncKernel(float* out) {
   if (threadIdx.x < 16) __syncthreads();
   out[threadIdx.x] = 1.0f;

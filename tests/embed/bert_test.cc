@@ -75,9 +75,14 @@ class BertTest : public ::testing::Test {
   std::unique_ptr<nn::Backend> backend_;
 };
 
+// The largest difference; infinity when `got` is too short or holds a NaN
+// or infinity (which std::max would skip).
 double MaxDiff(const std::vector<float>& got, const Json& want, size_t offset = 0) {
+  const size_t n = want.as_array().size();
+  if (got.size() < offset + n) return INFINITY;
   double worst = 0;
-  for (size_t i = 0; i < want.as_array().size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(got[offset + i])) return INFINITY;
     worst = std::max(worst, std::fabs(got[offset + i] - want.as_array()[i].as_number()));
   }
   return worst;
@@ -140,6 +145,27 @@ TEST_F(BertTest, EncoderAndCrossEncoderMatchPyTorchOnCuda) {
   auto scores = (*ce)->Score(pairs);
   ASSERT_TRUE(scores.ok());
   EXPECT_NEAR((*scores)[0], cross.Find("logits")->as_array()[0].as_number(), 1e-4);
+}
+
+// TF32 tensor-core products: close to PyTorch's float32, not equal to it.
+TEST_F(BertTest, EncoderOnCudaWithTf32StaysClose) {
+  auto cuda = nn::NewBackend("cuda", {nn::MatmulPrecision::kTf32});
+  if (!cuda.ok()) GTEST_SKIP() << "no CUDA backend: " << cuda.status();
+  const std::vector<std::string> texts = {"Hello, world!", "안녕하세요 세계"};
+  std::vector<nn::Encoding> batch;
+  for (const std::string& t : texts) batch.push_back(*tokenizer_->Encode(t, true, 128));
+  std::string model_dir;
+  Json want = Reference(batch, /*cross=*/false, &model_dir);
+  auto enc = BertEncoder::Load(model_dir, cuda->get());
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  auto pooled = (*enc)->Embed(texts);
+  ASSERT_TRUE(pooled.ok()) << pooled.status();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const double err = MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]);
+    std::printf("tf32 pooled error %.2e (%s)\n", err, texts[i].c_str());
+    EXPECT_LT(err, 2e-3) << texts[i];
+    EXPECT_GT(err, 1e-7) << texts[i] << ": identical to float32, so TF32 was not used";
+  }
 }
 
 TEST_F(BertTest, CrossEncoderMatchesPyTorch) {

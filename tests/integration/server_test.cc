@@ -402,6 +402,10 @@ TEST(ServerConfigTest, BadSettingsRefuseToStart) {
   std::ofstream(config) << "this line has no equals sign\n";
   testing::QuiverdProcess bad_config(dir.path() + "/b", {"--config=" + config});
   EXPECT_FALSE(bad_config.Start().ok());
+  testing::QuiverdProcess bad_precision(dir.path() + "/c", {"--embed_precision=fp16"});
+  EXPECT_FALSE(bad_precision.Start().ok());
+  testing::QuiverdProcess bad_device(dir.path() + "/d", {"--device=tpu"});
+  EXPECT_FALSE(bad_device.Start().ok());
 }
 
 }  // namespace

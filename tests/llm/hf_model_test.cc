@@ -53,9 +53,7 @@ class HfModelTest : public ::testing::TestWithParam<std::string> {
   }
   static double MaxDiff(const std::vector<float>& a, const std::vector<float>& b) {
     EXPECT_EQ(a.size(), b.size());
-    double worst = 0;
-    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) worst = std::max(worst, std::fabs(double{a[i]} - b[i]));
-    return worst;
+    return testing::MaxAbsError(a, b);  // Infinity on a size mismatch or a NaN.
   }
 
   testing::TempDir tmp_;

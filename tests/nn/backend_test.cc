@@ -21,9 +21,7 @@ std::vector<float> Random(size_t n, uint32_t seed, float scale = 1.0f) {
 
 void ExpectNear(const std::vector<float>& got, const std::vector<float>& want, double tol) {
   ASSERT_EQ(got.size(), want.size());
-  double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
-  EXPECT_LT(worst, tol);
+  EXPECT_LT(testing::MaxAbsError(got, want), tol);  // Fails on NaN too.
 }
 
 class BackendTest : public ::testing::TestWithParam<std::string> {
@@ -146,6 +144,21 @@ TEST(NewBackendTest, DeviceNames) {
   auto cuda = NewBackend("cuda");
   if (!cuda.ok()) {
     EXPECT_EQ(cuda.status().code(), absl::StatusCode::kUnavailable);
+  }
+}
+
+TEST(NewBackendTest, MatmulPrecisions) {
+  EXPECT_EQ(*ParseMatmulPrecision("float32"), MatmulPrecision::kFloat32);
+  EXPECT_EQ(*ParseMatmulPrecision("tf32"), MatmulPrecision::kTf32);
+  EXPECT_EQ(ParseMatmulPrecision("fp16").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MatmulPrecisionName(MatmulPrecision::kTf32), "tf32");
+  const BackendOptions tf32{MatmulPrecision::kTf32};
+  // The CPU computes float32 whatever is asked, and says so.
+  EXPECT_EQ((*NewBackend("cpu", tf32))->precision(), MatmulPrecision::kFloat32);
+  EXPECT_EQ((*NewBackend("cpu"))->precision(), MatmulPrecision::kFloat32);
+  auto cuda = NewBackend("cuda", tf32);
+  if (cuda.ok()) {
+    EXPECT_EQ((*cuda)->precision(), MatmulPrecision::kTf32);
   }
 }
 
