@@ -3,7 +3,7 @@
 # visible NVIDIA GPU): builds with the CUDA backend, runs the CUDA op tests,
 # the BERT-vs-PyTorch test on CUDA and the CUDA decode engine's tests (they
 # must pass, not skip for want of a GPU), then the embedding benchmark on the
-# GPU (target: within 2x of the GEMM bound it prints) and the generation
+# GPU in float32 and TF32 (target: within 2x of the GEMM bound it prints) and the generation
 # benchmark on the GPU. Output goes to stdout and, when $OUT is set, to
 # $OUT/gpu-check.log.
 set -euo pipefail
@@ -25,5 +25,6 @@ log() { if [[ -n "${OUT:-}" ]]; then tee -a "$OUT/gpu-check.log"; else cat; fi; 
   echo "$out" | grep -E "^\[ +(OK|SKIPPED|FAILED|PASSED) +\]|Skipped|fixture" || true
   if echo "$out" | grep -q "no CUDA GPU visible"; then echo "SKIPPED (no GPU visible?): $t"; exit 1; fi
   build/bench/embed_bench --device=cuda
+  build/bench/embed_bench --device=cuda --precision=tf32
   build/bench/generate_bench --device=cuda --quantized=q8_0,f16
 } 2>&1 | log
