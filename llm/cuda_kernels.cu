@@ -232,7 +232,7 @@ __global__ void StoreKvKernel(KvView kv, int layer, const float* k, const float*
 constexpr int kAttnWarps = 4;
 constexpr int kMaxHeadLanes = 8;  // head_size <= 256.
 
-// One block per (head, row). Warp w takes positions w, w + 4, ... with an
+// One block per (row, head). Warp w takes positions w, w + 4, ... with an
 // online softmax (running max, sum and weighted values); the four partial
 // results are then merged in warp order. Lane l holds dimensions l, l + 32, ...
 __global__ void AttentionKernel(KvView kv, int layer, const float* q, const int32_t* pos,
@@ -240,7 +240,7 @@ __global__ void AttentionKernel(KvView kv, int layer, const float* q, const int3
                                 int kv_mul, int head_size, float* out) {
   __shared__ float part_max[kAttnWarps], part_sum[kAttnWarps];
   __shared__ float part_acc[kAttnWarps][kMaxHeadLanes * kWarp];
-  const int h = blockIdx.x, r = blockIdx.y;
+  const int r = blockIdx.x, h = blockIdx.y;  // Rows on x: up to 2^31 - 1 of them, not 65535.
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int dim = n_heads * head_size;
   const int kv_off = (h / kv_mul) * head_size;
@@ -354,7 +354,7 @@ void Attention(KvView kv, int layer, const float* q, const int32_t* pos, const i
                const int32_t* table_start, int rows, int n_heads, int kv_mul, int head_size,
                float* out, cudaStream_t s) {
   if (rows == 0) return;
-  const dim3 grid(n_heads, rows);
+  const dim3 grid(rows, n_heads);
   QUIVER_CUDA_LAUNCH(AttentionKernel, grid, kAttnWarps * kWarp, 0, s)(
       kv, layer, q, pos, tables, table_start, n_heads, kv_mul, head_size, out);
 }
