@@ -18,6 +18,7 @@ class StaticAdapter : public EmbeddingModel {
   size_t dimension() const override { return m_->dimension(); }
   size_t max_tokens() const override { return StaticModel::kMaxTokens; }
   std::string_view kind() const override { return "model2vec"; }
+  std::string_view device() const override { return "cpu"; }
   absl::StatusOr<nn::Encoding> Tokenize(const std::string& text) const override {
     return m_->tokenizer().Encode(text, /*add_special=*/false);
   }
@@ -34,10 +35,12 @@ class StaticAdapter : public EmbeddingModel {
 
 class BertAdapter : public EmbeddingModel, public RerankModel {
  public:
-  explicit BertAdapter(std::unique_ptr<BertEncoder> m) : m_(std::move(m)) {}
+  BertAdapter(std::unique_ptr<BertEncoder> m, const nn::Backend& backend)
+      : m_(std::move(m)), device_(backend.name()) {}
   size_t dimension() const override { return m_->dimension(); }
   size_t max_tokens() const override { return m_->max_tokens(); }
   std::string_view kind() const override { return "bert"; }
+  std::string_view device() const override { return device_; }
   absl::StatusOr<nn::Encoding> Tokenize(const std::string& text) const override {
     return m_->Tokenize(text);
   }
@@ -55,6 +58,7 @@ class BertAdapter : public EmbeddingModel, public RerankModel {
 
  private:
   std::unique_ptr<BertEncoder> m_;
+  std::string device_;
 };
 
 bool IsModel2Vec(const std::string& dir) {
@@ -77,7 +81,7 @@ absl::StatusOr<std::unique_ptr<EmbeddingModel>> LoadEmbeddingModel(const std::st
     return std::unique_ptr<EmbeddingModel>(new StaticAdapter(std::move(m)));
   }
   ASSIGN_OR_RETURN(auto m, BertEncoder::Load(dir, backend));
-  return std::unique_ptr<EmbeddingModel>(new BertAdapter(std::move(m)));
+  return std::unique_ptr<EmbeddingModel>(new BertAdapter(std::move(m), *backend));
 }
 
 absl::StatusOr<std::unique_ptr<RerankModel>> LoadRerankModel(const std::string& dir,
@@ -87,7 +91,7 @@ absl::StatusOr<std::unique_ptr<RerankModel>> LoadRerankModel(const std::string& 
     return absl::InvalidArgumentError(
         StrCat(dir, ": not a cross-encoder (no classifier.weight in model.safetensors)"));
   }
-  return std::unique_ptr<RerankModel>(new BertAdapter(std::move(m)));
+  return std::unique_ptr<RerankModel>(new BertAdapter(std::move(m), *backend));
 }
 
 }  // namespace quiver::embed

@@ -20,6 +20,9 @@ class EmbeddingModel {
   virtual size_t dimension() const = 0;
   virtual size_t max_tokens() const = 0;
   virtual std::string_view kind() const = 0;  // "bert" or "model2vec".
+  // Where it computes: its backend's device ("cpu" or "cuda"); a static
+  // model looks its vectors up on the host ("cpu") whatever the backend.
+  virtual std::string_view device() const = 0;
   virtual absl::StatusOr<nn::Encoding> Tokenize(const std::string& text) const = 0;
   // One embedding per encoding, in order.
   virtual absl::StatusOr<std::vector<std::vector<float>>> EmbedBatch(
@@ -30,6 +33,7 @@ class RerankModel {
  public:
   virtual ~RerankModel() = default;
   virtual size_t max_tokens() const = 0;
+  virtual std::string_view device() const = 0;  // Its backend's device.
   virtual absl::StatusOr<nn::Encoding> TokenizePair(const std::string& query,
                                                     const std::string& document) const = 0;
   // One relevance logit per pair.

@@ -36,7 +36,7 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
         options.worker);
     Log(LogLevel::kInfo, "embedding model loaded",
         {{"model", host->embed_name_}, {"kind", m->kind()}, {"dimension", m->dimension()},
-         {"device", host->backend_->name()},
+         {"device", m->device()},
          {"precision", nn::MatmulPrecisionName(host->backend_->precision())}});
   }
   if (!options.rerank_model_dir.empty()) {

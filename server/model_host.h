@@ -57,7 +57,11 @@ class ModelHost : public TextEmbedder {
   // rejects the conversation.
   absl::StatusOr<llm::RenderedChat> RenderChat(const std::vector<llm::ChatMessage>& messages) const;
   llm::Scheduler* scheduler() { return scheduler_.get(); }
-  std::string_view device() const { return backend_->name(); }
+  // Where each model computes (see EmbeddingModel::device; the generator's
+  // decode engine). REQUIRES: the model is loaded.
+  std::string_view embed_device() const { return embedder_->device(); }
+  std::string_view rerank_device() const { return reranker_->device(); }
+  std::string_view llm_device() const { return scheduler_->device(); }
   size_t embed_max_tokens() const { return embedder_ ? embedder_->max_tokens() : 0; }
   size_t rerank_max_tokens() const { return reranker_ ? reranker_->max_tokens() : 0; }
   const ModelOptions& options() const { return options_; }

@@ -401,7 +401,7 @@ grpc::Status ModelsService::ListModels(grpc::ServerContext*, const v1::ListModel
     v1::ModelInfo* m = resp->add_models();
     m->set_name(host_->embed_name());
     m->set_kind("embedding");
-    m->set_device(std::string(host_->device()));
+    m->set_device(std::string(host_->embed_device()));
     m->set_dimension(static_cast<uint32_t>(host_->dimension()));
     m->set_max_tokens(static_cast<uint32_t>(host_->embed_max_tokens()));
   }
@@ -409,14 +409,14 @@ grpc::Status ModelsService::ListModels(grpc::ServerContext*, const v1::ListModel
     v1::ModelInfo* m = resp->add_models();
     m->set_name(host_->llm_name());
     m->set_kind("generator");
-    m->set_device("cpu");
+    m->set_device(std::string(host_->llm_device()));
     m->set_max_tokens(static_cast<uint32_t>(host_->scheduler()->config().seq_len));
   }
   if (host_->has_reranker()) {
     v1::ModelInfo* m = resp->add_models();
     m->set_name(host_->rerank_name());
     m->set_kind("reranker");
-    m->set_device(std::string(host_->device()));
+    m->set_device(std::string(host_->rerank_device()));
     m->set_max_tokens(static_cast<uint32_t>(host_->rerank_max_tokens()));
   }
   return grpc::Status::OK;

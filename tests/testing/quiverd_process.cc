@@ -18,7 +18,7 @@
 namespace quiver::testing {
 
 QuiverdProcess::QuiverdProcess(std::string data_dir, std::vector<std::string> extra_flags)
-    : data_dir_(std::move(data_dir)), flags_(std::move(extra_flags)) {
+    : binary_(QuiverdPath()), data_dir_(std::move(data_dir)), flags_(std::move(extra_flags)) {
   port_file_ = data_dir_ + ".port";
   log_file_ = data_dir_ + ".log";
 }
@@ -32,7 +32,7 @@ QuiverdProcess::~QuiverdProcess() {
 absl::Status QuiverdProcess::Start() {
   if (pid_ > 0) return absl::FailedPreconditionError("already running");
   std::remove(port_file_.c_str());
-  std::vector<std::string> argv = {QuiverdPath(), "--data_dir=" + data_dir_,
+  std::vector<std::string> argv = {binary_, "--data_dir=" + data_dir_,
                                    "--listen=127.0.0.1:0", "--port_file=" + port_file_};
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   pid_t pid = fork();

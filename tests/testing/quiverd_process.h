@@ -24,6 +24,8 @@ class QuiverdProcess {
   // accepts calls.
   absl::Status Start();
   void set_start_timeout_s(int seconds) { start_timeout_s_ = seconds; }
+  // Another quiverd build to run (default: QuiverdPath()); before Start().
+  void set_binary(std::string path) { binary_ = std::move(path); }
   // Sends `signal` and waits for the process to exit; returns its raw wait
   // status (see waitpid).
   int Stop(int signal);
@@ -35,6 +37,7 @@ class QuiverdProcess {
   std::string Log() const;
 
  private:
+  std::string binary_;
   std::string data_dir_;
   std::vector<std::string> flags_;
   std::string port_file_;
