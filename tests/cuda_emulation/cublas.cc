@@ -49,8 +49,9 @@ float RoundToTf32(float x) {
   return x;
 }
 
-void Gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
-          const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+void Gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+          float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c,
+          int ldc) {
   const bool tf32 = h->math == CUBLAS_TF32_TENSOR_OP_MATH;
   // Stored shapes: A is m x k (N) or k x m (T); B is k x n (N) or n x k (T).
   CheckMatrix(a, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda);
@@ -75,10 +76,11 @@ void Gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, i
   }
 }
 
-cublasStatus_t Check(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                     int lda, int ldb, int ldc) {
+cublasStatus_t Check(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                     int k, int lda, int ldb, int ldc) {
   if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if (m < 0 || n < 0 || k < 0 || !Shape(ta, m, k, lda) || !Shape(tb, k, n, ldb) || ldc < std::max(1, m)) {
+  if (m < 0 || n < 0 || k < 0 || !Shape(ta, m, k, lda) || !Shape(tb, k, n, ldb) ||
+      ldc < std::max(1, m)) {
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   return CUBLAS_STATUS_SUCCESS;
@@ -111,38 +113,45 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
   return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
-                              int m, int n, int k, const float* alpha, const float* A, int lda,
-                              const float* B, int ldb, const float* beta, float* C, int ldc) {
-  const cublasStatus_t st = quiver::cuda_emulation::Check(handle, transa, transb, m, n, k, lda, ldb, ldc);
+cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa,
+                              cublasOperation_t transb, int m, int n, int k, const float* alpha,
+                              const float* A, int lda, const float* B, int ldb, const float* beta,
+                              float* C, int ldc) {
+  const cublasStatus_t st =
+      quiver::cuda_emulation::Check(handle, transa, transb, m, n, k, lda, ldb, ldc);
   if (st != CUBLAS_STATUS_SUCCESS) return st;
-  quiver::cuda_emulation::Gemm(handle, transa, transb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+  quiver::cuda_emulation::Gemm(handle, transa, transb, m, n, k, *alpha, A, lda, B, ldb, *beta, C,
+                               ldc);
   quiver::cuda_emulation::CheckDeviceGuards();
   return CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t transa,
-                                         cublasOperation_t transb, int m, int n, int k, const float* alpha,
-                                         const float* A, int lda, long long int strideA, const float* B,
-                                         int ldb, long long int strideB, const float* beta, float* C, int ldc,
-                                         long long int strideC, int batchCount) {
-  const cublasStatus_t st = quiver::cuda_emulation::Check(handle, transa, transb, m, n, k, lda, ldb, ldc);
+                                         cublasOperation_t transb, int m, int n, int k,
+                                         const float* alpha, const float* A, int lda,
+                                         long long int strideA, const float* B, int ldb,
+                                         long long int strideB, const float* beta, float* C,
+                                         int ldc, long long int strideC, int batchCount) {
+  const cublasStatus_t st =
+      quiver::cuda_emulation::Check(handle, transa, transb, m, n, k, lda, ldb, ldc);
   if (st != CUBLAS_STATUS_SUCCESS) return st;
   if (batchCount < 0) return CUBLAS_STATUS_INVALID_VALUE;
   for (int i = 0; i < batchCount; ++i) {
-    quiver::cuda_emulation::Gemm(handle, transa, transb, m, n, k, *alpha, A + i * strideA, lda, B + i * strideB, ldb,
-                                 *beta, C + i * strideC, ldc);
+    quiver::cuda_emulation::Gemm(handle, transa, transb, m, n, k, *alpha, A + i * strideA, lda,
+                                 B + i * strideB, ldb, *beta, C + i * strideC, ldc);
   }
   quiver::cuda_emulation::CheckDeviceGuards();
   return CUBLAS_STATUS_SUCCESS;
 }
 
 // The pointer arrays, like the matrices, live in device memory.
-cublasStatus_t cublasSgemmBatched(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
-                                  int m, int n, int k, const float* alpha, const float* const Aarray[], int lda,
-                                  const float* const Barray[], int ldb, const float* beta,
-                                  float* const Carray[], int ldc, int batchCount) {
-  const cublasStatus_t st = quiver::cuda_emulation::Check(handle, transa, transb, m, n, k, lda, ldb, ldc);
+cublasStatus_t cublasSgemmBatched(cublasHandle_t handle, cublasOperation_t transa,
+                                  cublasOperation_t transb, int m, int n, int k, const float* alpha,
+                                  const float* const Aarray[], int lda, const float* const Barray[],
+                                  int ldb, const float* beta, float* const Carray[], int ldc,
+                                  int batchCount) {
+  const cublasStatus_t st =
+      quiver::cuda_emulation::Check(handle, transa, transb, m, n, k, lda, ldb, ldc);
   if (st != CUBLAS_STATUS_SUCCESS) return st;
   if (batchCount < 0) return CUBLAS_STATUS_INVALID_VALUE;
   const size_t array_bytes = static_cast<size_t>(batchCount) * sizeof(void*);
@@ -152,8 +161,8 @@ cublasStatus_t cublasSgemmBatched(cublasHandle_t handle, cublasOperation_t trans
     quiver::cuda_emulation::Fail("a cuBLAS batched product's pointer array is not device memory");
   }
   for (int i = 0; i < batchCount; ++i) {
-    quiver::cuda_emulation::Gemm(handle, transa, transb, m, n, k, *alpha, Aarray[i], lda, Barray[i], ldb, *beta,
-                                 Carray[i], ldc);
+    quiver::cuda_emulation::Gemm(handle, transa, transb, m, n, k, *alpha, Aarray[i], lda, Barray[i],
+                                 ldb, *beta, Carray[i], ldc);
   }
   quiver::cuda_emulation::CheckDeviceGuards();
   return CUBLAS_STATUS_SUCCESS;

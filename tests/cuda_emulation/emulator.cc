@@ -113,12 +113,12 @@ struct Scheduler {
   void Prepare(Fiber* f) {
     auto* top = reinterpret_cast<uint64_t*>(f->stack + kStackBytes);  // 16-byte aligned.
     uint64_t* sp = top - 7;
-    sp[0] = 0;                                              // r15
-    sp[1] = 0;                                              // r14
-    sp[2] = reinterpret_cast<uint64_t>(&FiberMain);         // r13
-    sp[3] = reinterpret_cast<uint64_t>(this);               // r12
-    sp[4] = 0;                                              // rbx
-    sp[5] = 0;                                              // rbp
+    sp[0] = 0;                                       // r15
+    sp[1] = 0;                                       // r14
+    sp[2] = reinterpret_cast<uint64_t>(&FiberMain);  // r13
+    sp[3] = reinterpret_cast<uint64_t>(this);        // r12
+    sp[4] = 0;                                       // rbx
+    sp[5] = 0;                                       // rbp
     sp[6] = reinterpret_cast<uint64_t>(&quiver_emu_fiber_start);
     f->sp = sp;
     f->state = State::kRunnable;
@@ -185,15 +185,18 @@ struct Scheduler {
     int waiting = 0;
     for (int t = first; t < last; ++t) waiting += fibers[t].state == State::kShuffle;
     if (waiting == 0) return false;
-    if (last - first != kWarpSize) Fail("a full-warp shuffle in a block whose last warp is partial");
+    if (last - first != kWarpSize)
+      Fail("a full-warp shuffle in a block whose last warp is partial");
     if (waiting != kWarpSize) {
-      Fail("__shfl_xor_sync not reached by every lane of the warp (some exited or wait on "
-           "__syncthreads)");
+      Fail(
+          "__shfl_xor_sync not reached by every lane of the warp (some exited or wait on "
+          "__syncthreads)");
     }
     uint32_t bits[kWarpSize];
     for (int l = 0; l < kWarpSize; ++l) {
       const Fiber& f = fibers[first + l];
-      if (f.lane_mask != fibers[first].lane_mask) Fail("the lanes of a shuffle disagree on the lane mask");
+      if (f.lane_mask != fibers[first].lane_mask)
+        Fail("the lanes of a shuffle disagree on the lane mask");
       bits[l] = fibers[first + (l ^ f.lane_mask)].shuffle_bits;
     }
     for (int l = 0; l < kWarpSize; ++l) {

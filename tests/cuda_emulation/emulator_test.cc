@@ -160,7 +160,9 @@ __global__ void HalfWarpShuffleKernel(float* out) {
 
 __global__ void WritePastTheEndKernel(float* out, int n) { out[n + threadIdx.x] = 0.0f; }
 
-__global__ void ReadFarPastTheEndKernel(const float* in, float* out, int n) { out[0] = in[n + 100]; }
+__global__ void ReadFarPastTheEndKernel(const float* in, float* out, int n) {
+  out[0] = in[n + 100];
+}
 
 TEST(CudaEmulationDeathTest, ABarrierSomeThreadsNeverReachAborts) {
   float* d = DeviceFloats(64);

@@ -144,7 +144,8 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
   const size_t inner = (rounded + kAlign + kPage - 1) / kPage * kPage;
   const size_t map_bytes = inner + 2 * kPage;
-  void* map = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* map = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (map == MAP_FAILED) return quiver::cuda_emulation::Record(cudaErrorMemoryAllocation);
   char* base = static_cast<char*>(map);
   mprotect(base, kPage, PROT_NONE);
@@ -164,7 +165,8 @@ cudaError_t cudaFree(void* p) {
   std::lock_guard<std::mutex> lock(m.mu);
   auto it = m.device.find(static_cast<const char*>(p));
   if (it == m.device.end()) Fail("cudaFree of a pointer cudaMalloc did not return");
-  if (!quiver::cuda_emulation::GuardIntact(it->second)) Fail("a kernel wrote outside a device allocation");
+  if (!quiver::cuda_emulation::GuardIntact(it->second))
+    Fail("a kernel wrote outside a device allocation");
   m.used -= it->second.bytes;
   munmap(it->second.map, it->second.map_bytes);
   m.device.erase(it);
@@ -195,7 +197,8 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t) {
   return cudaMemcpy(dst, src, bytes, kind);
 }
 
@@ -225,9 +228,12 @@ cudaError_t cudaGetLastError() {
 
 const char* cudaGetErrorString(cudaError_t err) {
   switch (err) {
-    case cudaSuccess: return "no error (emulated)";
-    case cudaErrorMemoryAllocation: return "out of memory (emulated)";
-    default: return "unknown error (emulated)";
+    case cudaSuccess:
+      return "no error (emulated)";
+    case cudaErrorMemoryAllocation:
+      return "out of memory (emulated)";
+    default:
+      return "unknown error (emulated)";
   }
 }
 
@@ -250,7 +256,8 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
-  if (!start->recorded || !end->recorded) return quiver::cuda_emulation::Record(cudaErrorInvalidResourceHandle);
+  if (!start->recorded || !end->recorded)
+    return quiver::cuda_emulation::Record(cudaErrorInvalidResourceHandle);
   *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
   return cudaSuccess;
 }

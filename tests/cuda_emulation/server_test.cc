@@ -2,8 +2,6 @@
 // real server with the emulation's CUDA runtime): generation runs on the
 // CUDA decode engine and still reproduces llama2.c, and ListModels says
 // where each model computes.
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -13,13 +11,6 @@
 
 namespace quiver {
 namespace {
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 TEST(EmulatedGpuServerTest, GeneratesOnTheCudaEngineAndSaysWhereModelsRun) {
   const std::string stories = testing::FixturePath("stories260K");
@@ -54,7 +45,7 @@ TEST(EmulatedGpuServerTest, GeneratesOnTheCudaEngineAndSaysWhereModelsRun) {
   std::string text;
   while (reader->Read(&resp)) text += resp.text();
   ASSERT_TRUE(reader->Finish().ok());
-  EXPECT_EQ(text, ReadFile(stories + "/expected_greedy_n200.txt"));
+  EXPECT_EQ(text, testing::ReadFileBytes(stories + "/expected_greedy_n200.txt"));
   EXPECT_NE(server.Log().find("device=cuda"), std::string::npos) << server.Log();
 }
 

@@ -246,13 +246,6 @@ TEST_F(ModelsTest, RerankWithACrossEncoder) {
   EXPECT_EQ(models_->Rerank(&c3, empty, &one_resp).error_code(), grpc::INVALID_ARGUMENT);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 TEST_F(ModelsTest, GenerateStreamsAndReproducesLlama2c) {
   const std::string dir = testing::FixturePath("stories260K");
   if (dir.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
@@ -279,7 +272,7 @@ TEST_F(ModelsTest, GenerateStreamsAndReproducesLlama2c) {
   req.mutable_sampling()->set_seed(133742);
   int messages = 0;
   v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
-  EXPECT_EQ(generate(req, &messages, &reason), ReadFile(dir + "/expected_t1.0_p0.9_s133742_n256.txt"));
+  EXPECT_EQ(generate(req, &messages, &reason), testing::ReadFileBytes(dir + "/expected_t1.0_p0.9_s133742_n256.txt"));
   EXPECT_GT(messages, 100);  // Streamed token by token.
   EXPECT_EQ(reason, v1::FINISH_REASON_LENGTH);
   // Several clients at once each get their own (deterministic) stream.
@@ -295,7 +288,7 @@ TEST_F(ModelsTest, GenerateStreamsAndReproducesLlama2c) {
     });
   }
   for (auto& t : threads) t.join();
-  for (const std::string& t : texts) EXPECT_EQ(t, ReadFile(dir + "/expected_greedy_n200.txt"));
+  for (const std::string& t : texts) EXPECT_EQ(t, testing::ReadFileBytes(dir + "/expected_greedy_n200.txt"));
   // A client that goes away mid-stream stops the work; the server serves on.
   {
     grpc::ClientContext ctx;
@@ -332,7 +325,7 @@ TEST_F(ModelsTest, GenerateStreamsAndReproducesLlama2c) {
   ASSERT_EQ(testing::RunCli({"--addr=" + server_->address(), "generate", "Zoo", "--max-tokens=57"},
                             &out, /*stderr_too=*/false),
             0);
-  EXPECT_EQ(out, ReadFile(dir + "/expected_zoo_greedy_n60.txt").substr(3) + "\n");  // New text only.
+  EXPECT_EQ(out, testing::ReadFileBytes(dir + "/expected_zoo_greedy_n60.txt").substr(3) + "\n");  // New text only.
 }
 
 TEST_F(ModelsTest, GenerateFromAConvertedGgufFile) {
@@ -352,7 +345,7 @@ TEST_F(ModelsTest, GenerateFromAConvertedGgufFile) {
   std::string text;
   while (reader->Read(&resp)) text += resp.text();
   ASSERT_TRUE(reader->Finish().ok());
-  EXPECT_EQ(text, ReadFile(dir + "/expected_greedy_n200.txt"));  // F16 agrees for all 200 steps.
+  EXPECT_EQ(text, testing::ReadFileBytes(dir + "/expected_greedy_n200.txt"));  // F16 agrees for all 200 steps.
 }
 
 TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {

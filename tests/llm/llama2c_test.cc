@@ -20,7 +20,7 @@ class StoriesTest : public StoriesModelTest {
     Sampler sampler(temperature, top_p, seed);
     Generation g = Generate(*model_, *tokenizer_, prompt, steps, &sampler);
     EXPECT_EQ(g.ids, GeneratedIds(dir_ + "/" + name + ".ids")) << name;
-    EXPECT_EQ(g.text, ReadAll(dir_ + "/" + name + ".txt")) << name;
+    EXPECT_EQ(g.text, testing::ReadFileBytes(dir_ + "/" + name + ".txt")) << name;
   }
 };
 

@@ -14,16 +14,9 @@
 
 namespace quiver::llm {
 
-inline std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The "generated_ids:" line of a .ids reference file.
 inline std::vector<int> GeneratedIds(const std::string& path) {
-  std::istringstream in(ReadAll(path));
+  std::istringstream in(testing::ReadFileBytes(path));
   std::string line;
   std::vector<int> ids;
   while (std::getline(in, line)) {

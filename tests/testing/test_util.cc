@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <limits>
 #include <fstream>
+#include <sstream>
 
 namespace quiver::testing {
 
@@ -57,6 +58,13 @@ std::vector<std::vector<int32_t>> ReadIvecs(const std::string& path) {
 
 std::string QuiverdPath() { return QUIVERD_PATH; }
 std::string QuiverCliPath() { return QUIVER_CLI_PATH; }
+
+std::string ReadFileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 double MaxAbsError(std::span<const float> got, std::span<const float> want) {
   if (got.size() != want.size()) return std::numeric_limits<double>::infinity();

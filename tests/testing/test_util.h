@@ -37,6 +37,9 @@ std::string FixturePath(const std::string& relative);
 std::vector<std::vector<float>> ReadFvecs(const std::string& path);
 std::vector<std::vector<int32_t>> ReadIvecs(const std::string& path);
 
+// The whole file's bytes; "" when it cannot be read.
+std::string ReadFileBytes(const std::string& path);
+
 // The largest |got[i] - want[i]|; infinity when the sizes differ or any
 // value is NaN or infinite (std::max skips a NaN, so a plain running
 // maximum lets NaN results pass a tolerance check).
