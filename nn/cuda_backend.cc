@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 
 #include "common/strings.h"
@@ -130,6 +131,9 @@ class CudaBackend : public Backend {
                  int64_t heads, std::span<const int32_t> lengths, Tensor* out) override {
     const int64_t width = q.cols(), hd = width / heads, n = batch * heads;
     if (n == 0 || seq == 0) return;
+    // The scores scratch and the pointer arrays are shared: one thread's
+    // three launches at a time (the stream runs them in that order).
+    std::lock_guard<std::mutex> lock(scratch_mu_);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd)), one = 1.0f, zero = 0.0f;
     float* scores = Scratch(static_cast<size_t>(n * seq * seq));  // [batch][heads][query][key].
     // Per pair i = b * heads + h: its K, Q, scores, V and output, then the
@@ -164,6 +168,7 @@ class CudaBackend : public Backend {
 
  private:
   void GatherImpl(const Tensor& table, std::span<const int32_t> ids, Tensor* out, bool add) {
+    std::lock_guard<std::mutex> lock(scratch_mu_);  // ids_ is shared.
     if (ids.size() > ids_capacity_) {
       cudaFree(ids_);
       QUIVER_CUDA_CHECK(cudaMalloc(&ids_, ids.size() * sizeof(int32_t)));
@@ -212,6 +217,9 @@ class CudaBackend : public Backend {
   size_t scratch_capacity_ = 0;
   int32_t* ids_ = nullptr;
   size_t ids_capacity_ = 0;
+  // Scratch shared by the threads using this backend (quiverd's embedding
+  // and rerank workers): held while a call fills and uses it.
+  std::mutex scratch_mu_;
   std::vector<const void*> host_pointers_;  // Attention's per-(sequence, head) matrices.
   std::vector<char> staging_;
   void* pointers_ = nullptr;  // Device copy of the pointers and lengths.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
@@ -133,6 +134,40 @@ TEST_P(BackendTest, MaskedMultiHeadAttention) {
   be_->Attention(be_->Upload(q, {batch * seq, width}), be_->Upload(k, {batch * seq, width}),
                  be_->Upload(v, {batch * seq, width}), batch, seq, heads, lengths, &out);
   ExpectNear(be_->Download(out), want, 1e-5);
+}
+
+// quiverd's embedding and rerank workers share one backend from two
+// threads: concurrent forward passes give exactly their serial results.
+TEST_P(BackendTest, ConcurrentCallsFromTwoThreadsMatchSerialOnes) {
+  const int64_t batch = 2, seq = 8, heads = 2, width = 16;
+  const std::vector<int32_t> lengths = {8, 5};
+  auto run = [&](uint32_t seed) {
+    const auto x = Random(batch * seq * width, seed), w = Random(width * width, seed + 1);
+    const std::vector<int32_t> ids = {1, 0, 2, 1};
+    Tensor t = be_->Upload(x, {batch * seq, width});
+    Tensor q = be_->Alloc({batch * seq, width}), out = be_->Alloc({batch * seq, width});
+    Tensor table = be_->Upload(Random(3 * width, seed + 2), {3, width});
+    Tensor gathered = be_->Alloc({4, width});
+    be_->Linear(t, be_->Upload(w, {width, width}), nullptr, &q);
+    be_->Attention(q, t, t, batch, seq, heads, lengths, &out);
+    be_->Gather(table, ids, &gathered);
+    std::vector<float> all = be_->Download(out);
+    const std::vector<float> g = be_->Download(gathered);
+    all.insert(all.end(), g.begin(), g.end());
+    return all;
+  };
+  const std::vector<float> want_a = run(100), want_b = run(200);
+  std::vector<std::vector<float>> got_a, got_b;
+  std::thread a([&] {
+    for (int i = 0; i < 30; ++i) got_a.push_back(run(100));
+  });
+  std::thread b([&] {
+    for (int i = 0; i < 30; ++i) got_b.push_back(run(200));
+  });
+  a.join();
+  b.join();
+  for (const auto& g : got_a) ASSERT_EQ(g, want_a);
+  for (const auto& g : got_b) ASSERT_EQ(g, want_b);
 }
 
 INSTANTIATE_TEST_SUITE_P(Devices, BackendTest, ::testing::Values("cpu", "cuda"));
