@@ -34,6 +34,14 @@ int64_t IntField(const Json& j, std::string_view key, int64_t fallback) {
 
 absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::Load(const std::string& dir,
                                                                nn::Backend* backend) {
+  auto m = LoadOnBackend(dir, backend);
+  // Taken on every path, so no failed upload is left to the thread's next call.
+  RETURN_IF_ERROR(backend->TakeError());
+  return m;
+}
+
+absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::LoadOnBackend(const std::string& dir,
+                                                                        nn::Backend* backend) {
   auto m = std::unique_ptr<BertEncoder>(new BertEncoder());
   m->backend_ = backend;
   ASSIGN_OR_RETURN(Json config_json, ReadJson(dir + "/config.json"));
@@ -219,7 +227,9 @@ absl::StatusOr<std::vector<float>> BertEncoder::Forward(const std::vector<nn::En
                                                         int64_t* seq) {
   std::vector<int32_t> lengths;
   ASSIGN_OR_RETURN(nn::Tensor x, RunEncoder(batch, seq, &lengths));
-  return backend_->Download(x);
+  std::vector<float> hidden = backend_->Download(x);
+  RETURN_IF_ERROR(backend_->TakeError());  // Device memory ran out on the way.
+  return hidden;
 }
 
 absl::StatusOr<std::vector<std::vector<float>>> BertEncoder::EmbedEncoded(
@@ -283,6 +293,7 @@ absl::StatusOr<std::vector<float>> BertEncoder::Score(const std::vector<nn::Enco
   nn::Tensor logits = be.Alloc({b, config_.num_labels});
   be.Linear(pooled, classifier_w_, &classifier_b_, &logits);
   std::vector<float> all = be.Download(logits);
+  RETURN_IF_ERROR(be.TakeError());  // Device memory ran out on the way.
   std::vector<float> out(b);
   for (int64_t i = 0; i < b; ++i) out[i] = all[i * config_.num_labels];
   return out;

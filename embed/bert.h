@@ -33,7 +33,8 @@ enum class Pooling { kMean, kCls };
 
 class BertEncoder {
  public:
-  // `backend` must outlive the encoder.
+  // `backend` must outlive the encoder. RESOURCE_EXHAUSTED when the
+  // weights do not fit in the device's memory (as for a forward pass).
   static absl::StatusOr<std::unique_ptr<BertEncoder>> Load(const std::string& dir,
                                                            nn::Backend* backend);
 
@@ -68,6 +69,8 @@ class BertEncoder {
     nn::Tensor up_w, up_b, down_w, down_b, ln2_g, ln2_b;
   };
   BertEncoder() = default;
+  static absl::StatusOr<std::unique_ptr<BertEncoder>> LoadOnBackend(const std::string& dir,
+                                                                    nn::Backend* backend);
   absl::StatusOr<nn::Tensor> RunEncoder(const std::vector<nn::Encoding>& batch, int64_t* seq,
                                         std::vector<int32_t>* lengths);
 

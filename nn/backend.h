@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace quiver::nn {
@@ -59,6 +60,13 @@ class Backend {
   virtual std::string_view name() const = 0;
   // The precision its products actually use.
   virtual MatmulPrecision precision() const { return MatmulPrecision::kFloat32; }
+  // Device memory running out does not abort the process: the backend
+  // records the calling thread's first failure (RESOURCE_EXHAUSTED), skips
+  // that thread's later operations (their outputs are unspecified; Download
+  // gives zeros) and returns the failure here, clearing it. Model code calls
+  // this after loading weights and after each forward pass, and fails with
+  // it. Always OK on the CPU (host allocation failures throw as usual).
+  virtual absl::Status TakeError() { return absl::OkStatus(); }
 
   virtual Tensor Alloc(std::vector<int64_t> shape) = 0;  // Uninitialised.
   virtual Tensor Upload(std::span<const float> host, std::vector<int64_t> shape) = 0;

@@ -1,18 +1,21 @@
 // CudaBackend: tensors in device memory, cuBLAS for Linear and the two
-// attention products (strided-batched over heads), our kernels
-// (cuda_kernels.cu) for the rest. FP32 throughout (cuBLAS default math), so
-// results match the CPU backend within float rounding.
+// attention products (pointer-array batched over sequences and heads), our
+// kernels (cuda_kernels.cu) for the rest. FP32 by default (results match
+// the CPU backend within float rounding), TF32 tensor cores on request.
+// Running out of device memory is a per-thread error (Backend::TakeError);
+// any other CUDA failure aborts.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
-
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "common/strings.h"
 #include "nn/backend.h"
@@ -43,17 +46,41 @@ namespace {
 
 class DeviceBuffer : public Buffer {
  public:
-  explicit DeviceBuffer(size_t n) { QUIVER_CUDA_CHECK(cudaMalloc(&data_, std::max<size_t>(n, 1) * sizeof(float))); }
+  // Null when the device has no room for n floats.
+  static std::shared_ptr<DeviceBuffer> New(size_t n) {
+    void* p = nullptr;
+    if (cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(float)) != cudaSuccess) {
+      cudaGetLastError();  // Clear it, so no later check reports this failure.
+      return nullptr;
+    }
+    return std::shared_ptr<DeviceBuffer>(new DeviceBuffer(static_cast<float*>(p)));
+  }
   ~DeviceBuffer() override { cudaFree(data_); }
   float* data() override { return data_; }
 
  private:
-  float* data_ = nullptr;
+  explicit DeviceBuffer(float* data) : data_(data) {}
+  float* data_;
 };
+
+// RESOURCE_EXHAUSTED for a failed allocation of `bytes`, with what is free.
+absl::Status OutOfMemory(size_t bytes) {
+  size_t free = 0, total = 0;
+  cudaMemGetInfo(&free, &total);
+  return absl::ResourceExhaustedError(StrCat(
+      "GPU memory: cannot allocate ", (bytes + (1 << 20) - 1) >> 20, " MiB (", free >> 20, " of ",
+      total >> 20, " MiB free); use smaller batches (--embed_max_batch_tokens) or another device"));
+}
+
+// Each thread's first allocation failure per backend (Backend::TakeError),
+// keyed by the backend's serial number (an address could be reused).
+thread_local std::unordered_map<uint64_t, absl::Status> thread_errors;
+std::atomic<uint64_t> next_backend_serial{1};
 
 class CudaBackend : public Backend {
  public:
-  explicit CudaBackend(MatmulPrecision precision) : precision_(precision) {
+  explicit CudaBackend(MatmulPrecision precision)
+      : serial_(next_backend_serial.fetch_add(1)), precision_(precision) {
     QUIVER_CUBLAS_CHECK(cublasCreate(&cublas_));
     QUIVER_CUDA_CHECK(cudaStreamCreate(&stream_));
     QUIVER_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
@@ -71,19 +98,32 @@ class CudaBackend : public Backend {
   std::string_view name() const override { return "cuda"; }
   MatmulPrecision precision() const override { return precision_; }
 
+  absl::Status TakeError() override {
+    auto it = thread_errors.find(serial_);
+    if (it == thread_errors.end()) return absl::OkStatus();
+    absl::Status s = std::move(it->second);
+    thread_errors.erase(it);
+    return s;
+  }
+
   Tensor Alloc(std::vector<int64_t> shape) override {
     Tensor t{std::move(shape), nullptr};
-    t.buffer = std::make_shared<DeviceBuffer>(static_cast<size_t>(t.numel()));
+    if (Failed()) return t;
+    const size_t n = static_cast<size_t>(t.numel());
+    t.buffer = DeviceBuffer::New(n);
+    if (t.buffer == nullptr) Fail(OutOfMemory(n * sizeof(float)));
     return t;
   }
   Tensor Upload(std::span<const float> host, std::vector<int64_t> shape) override {
     Tensor t = Alloc(std::move(shape));
+    if (Failed()) return t;
     QUIVER_CUDA_CHECK(cudaMemcpyAsync(t.data(), host.data(), host.size() * sizeof(float),
                                       cudaMemcpyHostToDevice, stream_));
     return t;
   }
   std::vector<float> Download(const Tensor& t) override {
     std::vector<float> out(static_cast<size_t>(t.numel()));
+    if (Failed()) return out;
     QUIVER_CUDA_CHECK(cudaMemcpyAsync(out.data(), t.data(), out.size() * sizeof(float),
                                       cudaMemcpyDeviceToHost, stream_));
     QUIVER_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -91,6 +131,7 @@ class CudaBackend : public Backend {
   }
 
   void Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* y) override {
+    if (Failed()) return;
     const int64_t m = x.rows(), k = x.cols(), n = w.rows();
     float beta = 0.0f;
     if (bias != nullptr) {
@@ -112,17 +153,20 @@ class CudaBackend : public Backend {
     GatherImpl(table, ids, out, true);
   }
   void Add(Tensor* x, const Tensor& y) override {
+    if (Failed()) return;
     cuda::Add(x->data(), y.data(), x->numel(), stream_);
   }
   void LayerNorm(Tensor* x, const Tensor& gamma, const Tensor& beta, float eps) override {
+    if (Failed()) return;
     cuda::Norm(x->data(), gamma.data(), beta.data(), x->rows(), x->cols(), eps, false, stream_);
   }
   void RmsNorm(Tensor* x, const Tensor& gamma, float eps) override {
+    if (Failed()) return;
     cuda::Norm(x->data(), gamma.data(), nullptr, x->rows(), x->cols(), eps, true, stream_);
   }
-  void Gelu(Tensor* x) override { cuda::Activate(x->data(), x->numel(), cuda::Act::kGelu, stream_); }
-  void Silu(Tensor* x) override { cuda::Activate(x->data(), x->numel(), cuda::Act::kSilu, stream_); }
-  void Tanh(Tensor* x) override { cuda::Activate(x->data(), x->numel(), cuda::Act::kTanh, stream_); }
+  void Gelu(Tensor* x) override { Activate(x, cuda::Act::kGelu); }
+  void Silu(Tensor* x) override { Activate(x, cuda::Act::kSilu); }
+  void Tanh(Tensor* x) override { Activate(x, cuda::Act::kTanh); }
 
   // All (sequence, head) pairs in three launches: a pointer-array batched
   // product for the scores, one masked softmax, a batched product with V
@@ -130,12 +174,17 @@ class CudaBackend : public Backend {
   void Attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch, int64_t seq,
                  int64_t heads, std::span<const int32_t> lengths, Tensor* out) override {
     const int64_t width = q.cols(), hd = width / heads, n = batch * heads;
-    if (n == 0 || seq == 0) return;
+    if (n == 0 || seq == 0 || Failed()) return;
     // The scores scratch and the pointer arrays are shared: one thread's
     // three launches at a time (the stream runs them in that order).
     std::lock_guard<std::mutex> lock(scratch_mu_);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd)), one = 1.0f, zero = 0.0f;
-    float* scores = Scratch(static_cast<size_t>(n * seq * seq));  // [batch][heads][query][key].
+    const size_t pointer_bytes = static_cast<size_t>(5 * n) * sizeof(void*) + lengths.size() * sizeof(int32_t);
+    if (!Grow(&scratch_, &scratch_bytes_, static_cast<size_t>(n * seq * seq) * sizeof(float)) ||
+        !Grow(&pointers_, &pointers_bytes_, pointer_bytes)) {
+      return;
+    }
+    float* scores = static_cast<float*>(scratch_);  // [batch][heads][query][key].
     // Per pair i = b * heads + h: its K, Q, scores, V and output, then the
     // sequences' lengths, uploaded in one copy.
     host_pointers_.resize(static_cast<size_t>(5 * n));
@@ -149,7 +198,7 @@ class CudaBackend : public Backend {
         host_pointers_[4 * n + i] = out->data() + off;
       }
     }
-    void** d = DevicePointers(static_cast<size_t>(5 * n), lengths);
+    void** d = DevicePointers(static_cast<size_t>(5 * n), lengths, pointer_bytes);
     const int32_t* d_lengths = reinterpret_cast<const int32_t*>(d + 5 * n);
     // scores_i (column-major key x query) = scale * K_i^T Q_i.
     QUIVER_CUBLAS_CHECK(cublasSgemmBatched(
@@ -168,29 +217,19 @@ class CudaBackend : public Backend {
 
  private:
   void GatherImpl(const Tensor& table, std::span<const int32_t> ids, Tensor* out, bool add) {
+    if (Failed()) return;
     std::lock_guard<std::mutex> lock(scratch_mu_);  // ids_ is shared.
-    if (ids.size() > ids_capacity_) {
-      cudaFree(ids_);
-      QUIVER_CUDA_CHECK(cudaMalloc(&ids_, ids.size() * sizeof(int32_t)));
-      ids_capacity_ = ids.size();
-    }
+    if (!Grow(&ids_, &ids_bytes_, ids.size() * sizeof(int32_t))) return;
     QUIVER_CUDA_CHECK(cudaMemcpyAsync(ids_, ids.data(), ids.size() * sizeof(int32_t),
                                       cudaMemcpyHostToDevice, stream_));
     const int64_t d = table.cols(), rows = static_cast<int64_t>(ids.size());
-    cuda::Gather(out->data(), table.data(), ids_, rows, d, add, stream_);
+    cuda::Gather(out->data(), table.data(), static_cast<const int32_t*>(ids_), rows, d, add, stream_);
     // The host ids may change after return: finish the copy first.
     QUIVER_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
-  // Copies `count` pointers from host_pointers_ and then `lengths` to
-  // device memory (grown as needed); returns the device copy.
-  void** DevicePointers(size_t count, std::span<const int32_t> lengths) {
-    const size_t bytes = count * sizeof(void*) + lengths.size() * sizeof(int32_t);
-    if (bytes > pointers_capacity_) {
-      QUIVER_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      cudaFree(pointers_);
-      QUIVER_CUDA_CHECK(cudaMalloc(&pointers_, bytes));
-      pointers_capacity_ = bytes;
-    }
+  // Copies `count` pointers from host_pointers_ and then `lengths` (`bytes`
+  // in all) to pointers_, grown by the caller; returns the device copy.
+  void** DevicePointers(size_t count, std::span<const int32_t> lengths, size_t bytes) {
     staging_.resize(bytes);
     std::memcpy(staging_.data(), host_pointers_.data(), count * sizeof(void*));
     std::memcpy(staging_.data() + count * sizeof(void*), lengths.data(), lengths.size() * sizeof(int32_t));
@@ -200,30 +239,47 @@ class CudaBackend : public Backend {
     QUIVER_CUDA_CHECK(cudaMemcpyAsync(pointers_, staging_.data(), bytes, cudaMemcpyHostToDevice, stream_));
     return static_cast<void**>(pointers_);
   }
-  float* Scratch(size_t n) {
-    if (n > scratch_capacity_) {
-      QUIVER_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      cudaFree(scratch_);
-      QUIVER_CUDA_CHECK(cudaMalloc(&scratch_, n * sizeof(float)));
-      scratch_capacity_ = n;
+  // Grows the scratch buffer *p (capacity *have bytes) to `want` bytes;
+  // false (and the thread's error set) when the device has no room.
+  bool Grow(void** p, size_t* have, size_t want) {
+    if (want <= *have) return true;
+    QUIVER_CUDA_CHECK(cudaStreamSynchronize(stream_));  // Nothing queued still uses it.
+    cudaFree(*p);
+    *p = nullptr;
+    *have = 0;
+    if (cudaMalloc(p, want) != cudaSuccess) {
+      cudaGetLastError();
+      *p = nullptr;
+      Fail(OutOfMemory(want));
+      return false;
     }
-    return scratch_;
+    *have = want;
+    return true;
+  }
+  bool Failed() const {
+    auto it = thread_errors.find(serial_);
+    return it != thread_errors.end() && !it->second.ok();
+  }
+  void Fail(absl::Status error) { thread_errors.try_emplace(serial_, std::move(error)); }
+  void Activate(Tensor* x, cuda::Act act) {
+    if (!Failed()) cuda::Activate(x->data(), x->numel(), act, stream_);
   }
 
+  const uint64_t serial_;
   const MatmulPrecision precision_;
   cublasHandle_t cublas_ = nullptr;
   cudaStream_t stream_ = nullptr;
-  float* scratch_ = nullptr;
-  size_t scratch_capacity_ = 0;
-  int32_t* ids_ = nullptr;
-  size_t ids_capacity_ = 0;
   // Scratch shared by the threads using this backend (quiverd's embedding
   // and rerank workers): held while a call fills and uses it.
   std::mutex scratch_mu_;
+  void* scratch_ = nullptr;  // Attention scores.
+  size_t scratch_bytes_ = 0;
+  void* ids_ = nullptr;  // Gather's ids.
+  size_t ids_bytes_ = 0;
   std::vector<const void*> host_pointers_;  // Attention's per-(sequence, head) matrices.
   std::vector<char> staging_;
   void* pointers_ = nullptr;  // Device copy of the pointers and lengths.
-  size_t pointers_capacity_ = 0;
+  size_t pointers_bytes_ = 0;
 };
 
 bool GpuVisible() {

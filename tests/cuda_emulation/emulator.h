@@ -41,6 +41,8 @@
 #include <tuple>
 #include <type_traits>
 
+#include "tests/cuda_emulation/device_memory.h"
+
 namespace quiver::cuda_emulation {
 
 // The running thread's coordinates (valid inside a kernel).

@@ -28,7 +28,6 @@ namespace {
 constexpr size_t kAlign = 256;  // CUDA's alignment of allocations.
 constexpr size_t kPage = 4096;
 constexpr unsigned char kGuardByte = 0xA5;
-constexpr size_t kDeviceBytes = size_t{8} << 30;  // The emulated device's memory.
 
 // A mapping of its own per allocation: an inaccessible page, guard bytes
 // (at least kAlign), the user's bytes, guard bytes up to the next multiple
@@ -45,6 +44,7 @@ struct Memory {
   std::mutex mu;
   std::map<const char*, Allocation> device;  // By user address.
   size_t used = 0;
+  size_t capacity = kDefaultDeviceBytes;
   cudaError_t last_error = cudaSuccess;
 };
 
@@ -110,6 +110,18 @@ void CheckKernelPointer(const void* p) {
   if (p != nullptr && !IsDeviceMemory(p)) Fail("a kernel's pointer argument is not device memory");
 }
 
+size_t DeviceMemoryUsed() {
+  Memory& m = TheMemory();
+  std::lock_guard<std::mutex> lock(m.mu);
+  return m.used;
+}
+
+void SetDeviceMemoryLimit(size_t bytes) {
+  Memory& m = TheMemory();
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.capacity = bytes;
+}
+
 void CheckDeviceGuards() {
   Memory& m = TheMemory();
   std::lock_guard<std::mutex> lock(m.mu);
@@ -136,7 +148,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   Memory& m = TheMemory();
   std::lock_guard<std::mutex> lock(m.mu);
   *p = nullptr;
-  if (bytes > quiver::cuda_emulation::kDeviceBytes - m.used) {
+  if (m.used > m.capacity || bytes > m.capacity - m.used) {
     return quiver::cuda_emulation::Record(cudaErrorMemoryAllocation);
   }
   using quiver::cuda_emulation::kAlign;
@@ -186,8 +198,8 @@ cudaError_t cudaFreeHost(void* p) {
 cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
   Memory& m = TheMemory();
   std::lock_guard<std::mutex> lock(m.mu);
-  *total = quiver::cuda_emulation::kDeviceBytes;
-  *free = *total - m.used;
+  *total = m.capacity;
+  *free = m.used < m.capacity ? m.capacity - m.used : 0;
   return cudaSuccess;
 }
 

@@ -12,6 +12,9 @@
 #include "common/json.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
+#ifdef QUIVER_CUDA_EMULATION
+#include "tests/cuda_emulation/device_memory.h"
+#endif
 
 namespace quiver::embed {
 namespace {
@@ -167,6 +170,34 @@ TEST_F(BertTest, EncoderOnCudaWithTf32StaysClose) {
     EXPECT_GT(err, 1e-7) << texts[i] << ": identical to float32, so TF32 was not used";
   }
 }
+
+#ifdef QUIVER_CUDA_EMULATION
+// The GPU running out of memory fails the request, not the process, and
+// the next request succeeds (the emulated device's memory lowered).
+TEST_F(BertTest, RunningOutOfGpuMemoryFailsTheRequestOnly) {
+  auto cuda = nn::NewBackend("cuda");
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  const std::vector<std::string> texts = {"Hello, world!", "a"};
+  std::vector<nn::Encoding> batch;
+  for (const std::string& t : texts) batch.push_back(*tokenizer_->Encode(t, true, 128));
+  std::string model_dir;
+  Json want = Reference(batch, /*cross=*/false, &model_dir);
+  auto enc = BertEncoder::Load(model_dir, cuda->get());
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  cuda_emulation::SetDeviceMemoryLimit(cuda_emulation::DeviceMemoryUsed() + 1024);
+  auto failed = (*enc)->Embed(texts);
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kResourceExhausted) << failed.status();
+  // Loading a model that does not fit is the same clear error.
+  EXPECT_EQ(BertEncoder::Load(model_dir, cuda->get()).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  cuda_emulation::SetDeviceMemoryLimit(cuda_emulation::kDefaultDeviceBytes);
+  auto pooled = (*enc)->Embed(texts);
+  ASSERT_TRUE(pooled.ok()) << pooled.status();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    EXPECT_LT(MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]), 1e-4) << texts[i];
+  }
+}
+#endif
 
 TEST_F(BertTest, CrossEncoderMatchesPyTorch) {
   const std::string query = "how do vaccines work";
