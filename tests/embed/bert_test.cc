@@ -53,6 +53,19 @@ class BertTest : public ::testing::Test {
     tokenizer_ = *std::move(t);
     backend_ = nn::NewCpuBackend();
   }
+  // The reference's expectations for `texts` (one batch) and our encoder
+  // of the same weights on `backend`.
+  std::unique_ptr<BertEncoder> EncoderAndReference(const std::vector<std::string>& texts,
+                                                   nn::Backend* backend, Json* want) {
+    std::vector<nn::Encoding> batch;
+    for (const std::string& t : texts) batch.push_back(*tokenizer_->Encode(t, true, 128));
+    std::string model_dir;
+    *want = Reference(batch, /*cross=*/false, &model_dir);
+    model_dir_ = model_dir;
+    auto enc = BertEncoder::Load(model_dir, backend);
+    EXPECT_TRUE(enc.ok()) << enc.status();
+    return enc.ok() ? *std::move(enc) : nullptr;
+  }
   // Runs the reference for `batch`; returns its expected.json.
   Json Reference(const std::vector<nn::Encoding>& batch, bool cross, std::string* model_dir) {
     *model_dir = dir_.path() + (cross ? "/cross" : "/encoder");
@@ -74,6 +87,7 @@ class BertTest : public ::testing::Test {
 
   testing::TempDir dir_;
   std::string tokenizer_path_;
+  std::string model_dir_;  // The last EncoderAndReference model.
   std::unique_ptr<nn::Tokenizer> tokenizer_;
   std::unique_ptr<nn::Backend> backend_;
 };
@@ -130,17 +144,15 @@ TEST_F(BertTest, EncoderAndCrossEncoderMatchPyTorchOnCuda) {
   auto cuda = nn::NewBackend("cuda");
   if (!cuda.ok()) GTEST_SKIP() << "no CUDA backend: " << cuda.status();
   const std::vector<std::string> texts = {"Hello, world!", "안녕하세요 세계", "a"};
-  std::vector<nn::Encoding> batch;
-  for (const std::string& t : texts) batch.push_back(*tokenizer_->Encode(t, true, 128));
-  std::string model_dir;
-  Json want = Reference(batch, /*cross=*/false, &model_dir);
-  auto enc = BertEncoder::Load(model_dir, cuda->get());
-  ASSERT_TRUE(enc.ok()) << enc.status();
-  auto pooled = (*enc)->Embed(texts);
+  Json want;
+  auto enc = EncoderAndReference(texts, cuda->get(), &want);
+  ASSERT_NE(enc, nullptr);
+  auto pooled = enc->Embed(texts);
   ASSERT_TRUE(pooled.ok()) << pooled.status();
   for (size_t i = 0; i < texts.size(); ++i) {
     EXPECT_LT(MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]), 1e-4) << texts[i];
   }
+  std::string model_dir;
   std::vector<nn::Encoding> pairs = {*tokenizer_->EncodePair("q", "a document", true, 128)};
   Json cross = Reference(pairs, /*cross=*/true, &model_dir);
   auto ce = BertEncoder::Load(model_dir, cuda->get());
@@ -155,13 +167,10 @@ TEST_F(BertTest, EncoderOnCudaWithTf32StaysClose) {
   auto cuda = nn::NewBackend("cuda", {nn::MatmulPrecision::kTf32});
   if (!cuda.ok()) GTEST_SKIP() << "no CUDA backend: " << cuda.status();
   const std::vector<std::string> texts = {"Hello, world!", "안녕하세요 세계"};
-  std::vector<nn::Encoding> batch;
-  for (const std::string& t : texts) batch.push_back(*tokenizer_->Encode(t, true, 128));
-  std::string model_dir;
-  Json want = Reference(batch, /*cross=*/false, &model_dir);
-  auto enc = BertEncoder::Load(model_dir, cuda->get());
-  ASSERT_TRUE(enc.ok()) << enc.status();
-  auto pooled = (*enc)->Embed(texts);
+  Json want;
+  auto enc = EncoderAndReference(texts, cuda->get(), &want);
+  ASSERT_NE(enc, nullptr);
+  auto pooled = enc->Embed(texts);
   ASSERT_TRUE(pooled.ok()) << pooled.status();
   for (size_t i = 0; i < texts.size(); ++i) {
     const double err = MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]);
@@ -178,20 +187,17 @@ TEST_F(BertTest, RunningOutOfGpuMemoryFailsTheRequestOnly) {
   auto cuda = nn::NewBackend("cuda");
   ASSERT_TRUE(cuda.ok()) << cuda.status();
   const std::vector<std::string> texts = {"Hello, world!", "a"};
-  std::vector<nn::Encoding> batch;
-  for (const std::string& t : texts) batch.push_back(*tokenizer_->Encode(t, true, 128));
-  std::string model_dir;
-  Json want = Reference(batch, /*cross=*/false, &model_dir);
-  auto enc = BertEncoder::Load(model_dir, cuda->get());
-  ASSERT_TRUE(enc.ok()) << enc.status();
+  Json want;
+  auto enc = EncoderAndReference(texts, cuda->get(), &want);
+  ASSERT_NE(enc, nullptr);
   cuda_emulation::SetDeviceMemoryLimit(cuda_emulation::DeviceMemoryUsed() + 1024);
-  auto failed = (*enc)->Embed(texts);
+  auto failed = enc->Embed(texts);
   EXPECT_EQ(failed.status().code(), absl::StatusCode::kResourceExhausted) << failed.status();
   // Loading a model that does not fit is the same clear error.
-  EXPECT_EQ(BertEncoder::Load(model_dir, cuda->get()).status().code(),
+  EXPECT_EQ(BertEncoder::Load(model_dir_, cuda->get()).status().code(),
             absl::StatusCode::kResourceExhausted);
   cuda_emulation::SetDeviceMemoryLimit(cuda_emulation::kDefaultDeviceBytes);
-  auto pooled = (*enc)->Embed(texts);
+  auto pooled = enc->Embed(texts);
   ASSERT_TRUE(pooled.ok()) << pooled.status();
   for (size_t i = 0; i < texts.size(); ++i) {
     EXPECT_LT(MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]), 1e-4) << texts[i];
