@@ -109,7 +109,8 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
   quiver::llm::SchedulerOptions o;
   o.max_seqs = 64;
   o.kv_blocks = 64 * ((64 + max_tokens + 15) / 16 + 1) + (c.seq_len + 15) / 16;
-  auto engine = quiver::llm::NewDecodeEngine(&model, device, quiver::llm::KvCacheBlocks(c, o), o.block_size);
+  auto engine = quiver::llm::NewDecodeEngine(&model, device, quiver::llm::KvCacheBlocks(c, o), o.block_size,
+                                             quiver::llm::MaxStepRows(o));
   if (!engine.ok()) {
     std::printf("%s: %s\n", name, engine.status().ToString().c_str());
     return;

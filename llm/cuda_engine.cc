@@ -32,6 +32,16 @@ namespace {
     }                                                                                        \
   } while (0)
 
+// The same for a Status that must be OK.
+#define QUIVER_LLM_CHECK_OK(expr)                                                          \
+  do {                                                                                     \
+    const absl::Status st_ = (expr);                                                       \
+    if (!st_.ok()) {                                                                       \
+      std::fprintf(stderr, "%s at %s:%d\n", st_.ToString().c_str(), __FILE__, __LINE__); \
+      std::abort();                                                                        \
+    }                                                                                      \
+  } while (0)
+
 struct DeviceFree {
   void operator()(void* p) const { cudaFree(p); }
 };
@@ -45,18 +55,31 @@ using DeviceMemory = std::unique_ptr<void, DeviceFree>;
 using PinnedMemory = std::unique_ptr<void, HostFree>;
 using Stream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDestroy>;
 
+// RESOURCE_EXHAUSTED for a failed allocation of `bytes`, with what is free.
+absl::Status OutOfMemory(size_t bytes) {
+  cudaGetLastError();  // Clear it, so no later check reports this failure.
+  size_t free = 0, total = 0;
+  cudaMemGetInfo(&free, &total);
+  return absl::ResourceExhaustedError(StrCat("GPU memory: cannot allocate ", (bytes + (1 << 20) - 1) >> 20,
+                                             " MiB (", free >> 20, " of ", total >> 20,
+                                             " MiB free); use a smaller model, KV cache or step"));
+}
+
 // Device memory that grows to the largest step seen.
 template <typename T>
 class Scratch {
  public:
   T* get() const { return static_cast<T*>(mem_.get()); }
-  void Reserve(size_t n) {
-    if (n <= capacity_) return;
+  absl::Status Reserve(size_t n) {
+    if (n <= capacity_) return absl::OkStatus();
     mem_.reset();
+    capacity_ = 0;
     void* p = nullptr;
-    QUIVER_LLM_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)));
+    const size_t bytes = std::max<size_t>(n, 1) * sizeof(T);
+    if (cudaMalloc(&p, bytes) != cudaSuccess) return OutOfMemory(bytes);
     mem_.reset(p);
     capacity_ = n;
+    return absl::OkStatus();
   }
 
  private:
@@ -82,7 +105,7 @@ class CudaEngine : public DecodeEngine {
   CudaEngine(const LlamaModel* model, size_t kv_blocks, int block_size)
       : model_(model), pool_(kv_blocks, block_size) {}
 
-  absl::Status Init(size_t kv_blocks, int block_size) {
+  absl::Status Init(size_t kv_blocks, int block_size, int max_step_rows) {
     cudaStream_t s = nullptr;
     if (cudaStreamCreate(&s) != cudaSuccess) return absl::UnavailableError("cannot create a CUDA stream");
     stream_.reset(s);
@@ -119,6 +142,12 @@ class CudaEngine : public DecodeEngine {
     ASSIGN_OR_RETURN(void* k, Alloc(kv_values * sizeof(float)));
     ASSIGN_OR_RETURN(void* v, Alloc(kv_values * sizeof(float)));
     kv_ = {static_cast<float*>(k), static_cast<float*>(v), c.n_layers, block_size, c.kv_dim()};
+    if (max_step_rows > 0) {
+      // Per row: token, position, table start, wanted index, and a block
+      // table as long as the context allows.
+      const size_t ints = static_cast<size_t>(max_step_rows) * (4 + c.seq_len / block_size + 1);
+      RETURN_IF_ERROR(ReserveStep(max_step_rows, max_step_rows, ints));
+    }
     if (cudaStreamSynchronize(stream_.get()) != cudaSuccess) {
       return absl::InternalError("copying the model to the GPU failed");
     }
@@ -153,7 +182,9 @@ class CudaEngine : public DecodeEngine {
       const int used = rows[r].pos / bs + 1;
       ints_.insert(ints_.end(), rows[r].blocks->begin(), rows[r].blocks->begin() + used);
     }
-    d_ints_.Reserve(ints_.size());
+    // Within what Init reserved for max_step_rows, nothing is allocated; a
+    // larger step grows the buffers, with no way to report failure but abort.
+    QUIVER_LLM_CHECK_OK(ReserveStep(n, n_wanted, ints_.size()));
     QUIVER_LLM_CUDA_CHECK(cudaMemcpyAsync(d_ints_.get(), ints_.data(), ints_.size() * sizeof(int32_t),
                                           cudaMemcpyHostToDevice, s));
     const int32_t* tokens = d_ints_.get();
@@ -161,15 +192,6 @@ class CudaEngine : public DecodeEngine {
     const int32_t* table_start = tokens + 2 * n;
     const int32_t* wanted_rows = tokens + 3 * n;
     const int32_t* tables = tokens + head_ints;
-    x_.Reserve(static_cast<size_t>(n) * dim);
-    xb_.Reserve(static_cast<size_t>(n) * dim);
-    q_.Reserve(static_cast<size_t>(n) * dim);
-    att_.Reserve(static_cast<size_t>(n) * dim);
-    k_.Reserve(static_cast<size_t>(n) * kv_dim);
-    v_.Reserve(static_cast<size_t>(n) * kv_dim);
-    hb_.Reserve(static_cast<size_t>(n) * hidden);
-    hb2_.Reserve(static_cast<size_t>(n) * hidden);
-    logits_.Reserve(static_cast<size_t>(std::max(n_wanted, 1)) * c.vocab_size);
     float *x = x_.get(), *xb = xb_.get(), *q = q_.get(), *att = att_.get(), *k = k_.get(), *v = v_.get(),
           *hb = hb_.get(), *hb2 = hb2_.get();
 
@@ -204,12 +226,6 @@ class CudaEngine : public DecodeEngine {
     cuda::MatVec(head, 1, xb, n_wanted, dim, s);
     QUIVER_LLM_CUDA_CHECK(cudaGetLastError());
     const size_t total = static_cast<size_t>(n_wanted) * c.vocab_size;
-    if (total > host_capacity_) {
-      void* p = nullptr;
-      QUIVER_LLM_CUDA_CHECK(cudaMallocHost(&p, total * sizeof(float)));
-      host_logits_.reset(p);
-      host_capacity_ = total;
-    }
     float* host = static_cast<float*>(host_logits_.get());
     if (total > 0) {
       QUIVER_LLM_CUDA_CHECK(cudaMemcpyAsync(host, logits_.get(), total * sizeof(float), cudaMemcpyDeviceToHost, s));
@@ -224,17 +240,35 @@ class CudaEngine : public DecodeEngine {
   }
 
  private:
+  // The step buffers for `rows` rows, `wanted` of them with logits, and
+  // `ints` integers of tokens, positions and block tables.
+  absl::Status ReserveStep(int rows, int wanted, size_t ints) {
+    const LlamaConfig& c = model_->config();
+    const size_t n = static_cast<size_t>(rows);
+    RETURN_IF_ERROR(d_ints_.Reserve(ints));
+    for (Scratch<float>* b : {&x_, &xb_, &q_, &att_}) RETURN_IF_ERROR(b->Reserve(n * c.dim));
+    for (Scratch<float>* b : {&k_, &v_}) RETURN_IF_ERROR(b->Reserve(n * c.kv_dim()));
+    for (Scratch<float>* b : {&hb_, &hb2_}) RETURN_IF_ERROR(b->Reserve(n * c.hidden_dim));
+    const size_t logits = static_cast<size_t>(std::max(wanted, 1)) * c.vocab_size;
+    RETURN_IF_ERROR(logits_.Reserve(logits));
+    if (logits > host_capacity_) {
+      host_logits_.reset();
+      host_capacity_ = 0;
+      void* p = nullptr;
+      if (cudaMallocHost(&p, logits * sizeof(float)) != cudaSuccess) {
+        cudaGetLastError();
+        return absl::ResourceExhaustedError(
+            StrCat("pinned host memory: cannot allocate ", (logits * sizeof(float)) >> 20, " MiB for logits"));
+      }
+      host_logits_.reset(p);
+      host_capacity_ = logits;
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<void*> Alloc(size_t bytes) {
     void* p = nullptr;
-    const cudaError_t err = cudaMalloc(&p, std::max<size_t>(bytes, 1));
-    if (err != cudaSuccess) {
-      cudaGetLastError();  // Clear it, so no later check reports this failure.
-      size_t free = 0, total = 0;
-      cudaMemGetInfo(&free, &total);
-      return absl::ResourceExhaustedError(StrCat("GPU memory: cannot allocate ", bytes >> 20, " MiB (",
-                                                 free >> 20, " of ", total >> 20,
-                                                 " MiB free); use a smaller model or KV cache"));
-    }
+    if (cudaMalloc(&p, std::max<size_t>(bytes, 1)) != cudaSuccess) return OutOfMemory(bytes);
     memory_.emplace_back(p);
     return p;
   }
@@ -371,12 +405,13 @@ absl::StatusOr<double> CudaMemoryBandwidth() {
 }
 
 absl::StatusOr<std::unique_ptr<DecodeEngine>> NewCudaEngine(const LlamaModel* model,
-                                                             size_t kv_blocks, int block_size) {
+                                                             size_t kv_blocks, int block_size,
+                                                             int max_step_rows) {
   if (!CudaDeviceVisible()) {
     return absl::UnavailableError("--device=cuda: no CUDA GPU is visible to this process");
   }
   auto engine = std::make_unique<CudaEngine>(model, kv_blocks, block_size);
-  RETURN_IF_ERROR(engine->Init(kv_blocks, block_size));
+  RETURN_IF_ERROR(engine->Init(kv_blocks, block_size, max_step_rows));
   return std::unique_ptr<DecodeEngine>(std::move(engine));
 }
 

@@ -2,8 +2,8 @@
 // weights go to GPU memory as stored (float32, float16, bfloat16, Q8_0,
 // Q4_0, Q4_K, Q5_K, Q6_K; a layer group mixing types keeps each layer's
 // type) and are converted to exactly the CPU's float32 values as read; the
-// KV cache lives in GPU memory in blocks of positions. Each output value is computed in a
-// fixed order that does not depend on the batch, so a sequence gets the
+// KV cache lives in GPU memory in blocks of positions. Each output value is
+// computed in a fixed order that does not depend on the batch, so a sequence gets the
 // same tokens alone or batched; results agree with the CPU engine within
 // float rounding (a different summation order), not bit for bit.
 #ifndef QUIVER_LLM_CUDA_ENGINE_H_
@@ -25,8 +25,12 @@ bool CudaDeviceVisible();
 absl::StatusOr<double> CudaMemoryBandwidth();
 
 // UNAVAILABLE without a GPU; RESOURCE_EXHAUSTED when GPU memory runs out.
+// max_step_rows > 0: the per-step buffers for that many rows are allocated
+// here (see NewDecodeEngine); a step with more rows grows them, aborting
+// if the GPU has no room left.
 absl::StatusOr<std::unique_ptr<DecodeEngine>> NewCudaEngine(const LlamaModel* model,
-                                                             size_t kv_blocks, int block_size);
+                                                             size_t kv_blocks, int block_size,
+                                                             int max_step_rows = 0);
 
 }  // namespace quiver::llm
 

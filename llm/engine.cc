@@ -31,11 +31,12 @@ std::unique_ptr<DecodeEngine> NewCpuEngine(const LlamaModel* model, size_t kv_bl
 
 absl::StatusOr<std::unique_ptr<DecodeEngine>> NewDecodeEngine(const LlamaModel* model,
                                                               std::string_view device,
-                                                              size_t kv_blocks, int block_size) {
+                                                              size_t kv_blocks, int block_size,
+                                                              int max_step_rows) {
   if (device == "cpu" || (device == "auto" && !CudaDeviceVisible())) {
     return NewCpuEngine(model, kv_blocks, block_size);
   }
-  if (device == "cuda" || device == "auto") return NewCudaEngine(model, kv_blocks, block_size);
+  if (device == "cuda" || device == "auto") return NewCudaEngine(model, kv_blocks, block_size, max_step_rows);
   return absl::InvalidArgumentError(StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
 }
 
@@ -46,7 +47,7 @@ absl::StatusOr<double> CudaMemoryBandwidth() {
   return absl::UnavailableError("this build has no CUDA engine (nvcc was not found at build time)");
 }
 
-absl::StatusOr<std::unique_ptr<DecodeEngine>> NewCudaEngine(const LlamaModel*, size_t, int) {
+absl::StatusOr<std::unique_ptr<DecodeEngine>> NewCudaEngine(const LlamaModel*, size_t, int, int) {
   return absl::UnavailableError("this build has no CUDA engine (nvcc was not found at build time)");
 }
 #endif

@@ -41,12 +41,16 @@ std::unique_ptr<DecodeEngine> NewCpuEngine(const LlamaModel* model, size_t kv_bl
                                            int block_size);
 
 // "cpu", "cuda" or "auto" (CUDA when built with it and a GPU is visible,
-// else CPU). UNAVAILABLE for "cuda" without a usable GPU or a CUDA build;
-// RESOURCE_EXHAUSTED when the weights or the cache do not fit the GPU;
-// INVALID_ARGUMENT for another device name.
+// else CPU). max_step_rows: the most rows a step will have, if known (a
+// GPU engine then allocates its per-step buffers up front, so running out
+// of memory is an error here, not an abort mid-step); 0: grown as steps
+// come. UNAVAILABLE for "cuda" without a usable GPU or a CUDA build;
+// RESOURCE_EXHAUSTED when the weights, the cache or the step buffers do
+// not fit the GPU; INVALID_ARGUMENT for another device name.
 absl::StatusOr<std::unique_ptr<DecodeEngine>> NewDecodeEngine(const LlamaModel* model,
                                                               std::string_view device,
-                                                              size_t kv_blocks, int block_size);
+                                                              size_t kv_blocks, int block_size,
+                                                              int max_step_rows = 0);
 
 }  // namespace quiver::llm
 

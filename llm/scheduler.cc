@@ -25,6 +25,10 @@ struct Scheduler::Sequence {
   bool finished = false;
 };
 
+int MaxStepRows(const SchedulerOptions& options) {
+  return std::max(1, options.max_batch_tokens) + std::max(1, options.max_seqs);
+}
+
 size_t KvCacheBlocks(const LlamaConfig& c, const SchedulerOptions& o) {
   if (o.kv_blocks > 0) return o.kv_blocks;
   const size_t per_context = (c.seq_len + o.block_size - 1) / o.block_size;

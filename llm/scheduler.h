@@ -61,6 +61,10 @@ struct SchedulerOptions {
 // KV blocks for a cache sized by `options` (kv_blocks, else kv_cache_bytes
 // clamped to one..max_seqs full contexts).
 size_t KvCacheBlocks(const LlamaConfig& config, const SchedulerOptions& options);
+// The most rows a step of a scheduler with `options` can have: every
+// decoding sequence's row, then prompt rows within max_batch_tokens (each
+// prompt still being fed gets at least one).
+int MaxStepRows(const SchedulerOptions& options);
 
 class Scheduler {
  public:

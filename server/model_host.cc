@@ -84,7 +84,7 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Load(const ModelOptions& o
     ASSIGN_OR_RETURN(std::unique_ptr<llm::DecodeEngine> engine,
                      llm::NewDecodeEngine(host->llm_.get(), options.device,
                                           llm::KvCacheBlocks(host->llm_->config(), options.scheduler),
-                                          options.scheduler.block_size));
+                                          options.scheduler.block_size, llm::MaxStepRows(options.scheduler)));
     host->scheduler_ = std::make_unique<llm::Scheduler>(std::move(engine), host->llm_tokenizer_.get(),
                                                         options.scheduler);
     const std::string& source = host->llm_tokenizer_->info().chat_template;

@@ -417,15 +417,20 @@ TEST_F(CudaEngineTest, SkippedLogitsChangeNothing) {
   ExpectSkippedLogitsChangeNothing(**engine);
 }
 
-// A KV cache beyond the GPU's memory (2 x 128 GiB here) is a clear error,
-// and leaves nothing behind that fails the next engine.
-TEST_F(CudaEngineTest, AKvCacheLargerThanTheGpuIsResourceExhausted) {
+// A KV cache or step buffers beyond the GPU's memory (2 x 128 GiB, or 2^24
+// rows of activations) are a clear error, and leave nothing behind that
+// fails the next engine; step buffers reserved up front serve the steps.
+TEST_F(CudaEngineTest, MemoryBeyondTheGpuIsResourceExhausted) {
   auto model = Random(SmallConfig(), true);
   ASSERT_NE(model, nullptr);
   const size_t blocks = size_t{1} << 23;
-  ASSERT_GE(blocks * model->config().n_layers * 16 * model->config().kv_dim() * sizeof(float), size_t{1} << 37);
-  EXPECT_THAT(NewCudaEngine(model.get(), blocks, 16).status(), StatusIs(absl::StatusCode::kResourceExhausted));
-  auto engine = NewCudaEngine(model.get(), 8, 16);
+  ASSERT_GE(blocks * model->config().n_layers * 16 * model->config().kv_dim() * sizeof(float),
+            size_t{1} << 37);
+  EXPECT_THAT(NewCudaEngine(model.get(), blocks, 16).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(NewCudaEngine(model.get(), 8, 16, /*max_step_rows=*/1 << 24).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  auto engine = NewCudaEngine(model.get(), 8, 16, /*max_step_rows=*/64);
   ASSERT_TRUE(engine.ok()) << engine.status();
   ExpectSkippedLogitsChangeNothing(**engine);
 }
