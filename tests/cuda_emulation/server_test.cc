@@ -58,12 +58,7 @@ TEST_F(EmulatedGpuServerTest, GeneratesOnTheCudaEngineAndSaysWhereModelsRun) {
 
   v1::GenerateRequest req;
   req.mutable_sampling()->set_max_tokens(200);
-  grpc::ClientContext ctx;
-  auto reader = models_->Generate(&ctx, req);
-  v1::GenerateResponse resp;
-  std::string text;
-  while (reader->Read(&resp)) text += resp.text();
-  ASSERT_TRUE(reader->Finish().ok());
+  const std::string text = testing::GenerateText(models_.get(), req);
   EXPECT_EQ(text, testing::ReadFileBytes(stories + "/expected_greedy_n200.txt"));
   EXPECT_NE(server_->Log().find("device=cuda"), std::string::npos) << server_->Log();
 }
@@ -75,16 +70,15 @@ TEST_F(EmulatedGpuServerTest, EmbedAndRerankAtOnceOnTheGpuMatchTheirSerialResult
   const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
   if (fixtures.empty())
     GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
-  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+  if (!testing::HaveTorch()) {
     GTEST_SKIP() << "/usr/bin/python3 has no torch (python3-torch): no BERT models to serve";
   }
   const std::string dir = dir_.path();
   std::ofstream(dir + "/ids.json") << "[]";
   for (const char* kind : {"encoder", "cross"}) {
-    const std::string cmd = std::string("/usr/bin/python3 ") + QUIVER_SOURCE_DIR +
-                            "/tests/embed/bert_reference.py " + dir + "/" + kind + " " + fixtures +
-                            "/test-model-float32/tokenizer.json " + dir + "/ids.json" +
-                            (std::string(kind) == "cross" ? " --cross" : "");
+    const std::string cmd = testing::BertReferenceCommand(
+        dir + "/" + kind, fixtures + "/test-model-float32/tokenizer.json", dir + "/ids.json",
+        std::string(kind) == "cross");
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
   StartServer({"--embed-model=" + dir + "/encoder", "--rerank-model=" + dir + "/cross"});

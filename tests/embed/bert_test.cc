@@ -19,12 +19,6 @@
 namespace quiver::embed {
 namespace {
 
-constexpr char kPython[] = "/usr/bin/python3";
-
-bool HaveTorch() {
-  return std::system((std::string(kPython) + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0;
-}
-
 std::string IdsJson(const std::vector<nn::Encoding>& batch) {
   std::string out = "[";
   for (size_t b = 0; b < batch.size(); ++b) {
@@ -46,7 +40,9 @@ class BertTest : public ::testing::Test {
   void SetUp() override {
     const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
     if (fixtures.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
-    if (!HaveTorch()) GTEST_SKIP() << kPython << " has no torch (Debian python3-torch); scripts/setup.sh installs it";
+    if (!testing::HaveTorch()) {
+      GTEST_SKIP() << "/usr/bin/python3 has no torch (Debian python3-torch); scripts/setup.sh installs it";
+    }
     tokenizer_path_ = fixtures + "/test-model-float32/tokenizer.json";
     auto t = nn::Tokenizer::FromFile(tokenizer_path_);
     ASSERT_TRUE(t.ok()) << t.status();
@@ -71,7 +67,7 @@ class BertTest : public ::testing::Test {
     *model_dir = dir_.path() + (cross ? "/cross" : "/encoder");
     const std::string ids = dir_.path() + (cross ? "/cross_ids.json" : "/ids.json");
     std::ofstream(ids) << IdsJson(batch);
-    const std::string cmd = StrCatCmd(*model_dir, ids, cross);
+    const std::string cmd = testing::BertReferenceCommand(*model_dir, tokenizer_path_, ids, cross);
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     std::ifstream in(*model_dir + "/expected.json");
     std::stringstream ss;
@@ -79,10 +75,6 @@ class BertTest : public ::testing::Test {
     auto j = ParseJson(ss.str());
     EXPECT_TRUE(j.ok());
     return j.ok() ? *j : Json();
-  }
-  std::string StrCatCmd(const std::string& out, const std::string& ids, bool cross) {
-    return std::string(kPython) + " " + QUIVER_SOURCE_DIR + "/tests/embed/bert_reference.py " +
-           out + " " + tokenizer_path_ + " " + ids + (cross ? " --cross" : "");
   }
 
   testing::TempDir dir_;

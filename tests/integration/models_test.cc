@@ -193,14 +193,13 @@ TEST_F(ModelsTest, EmbedAndEmbeddingBoundCollections) {
 TEST_F(ModelsTest, RerankWithACrossEncoder) {
   const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
   if (fixtures.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
-  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+  if (!testing::HaveTorch()) {
     GTEST_SKIP() << "/usr/bin/python3 has no torch (python3-torch): no cross-encoder to serve";
   }
   const std::string model = dir_.path() + "/cross";
   std::ofstream(dir_.path() + "/ids.json") << "[]";
-  const std::string cmd = std::string("/usr/bin/python3 ") + QUIVER_SOURCE_DIR +
-                          "/tests/embed/bert_reference.py " + model + " " + fixtures +
-                          "/test-model-float32/tokenizer.json " + dir_.path() + "/ids.json --cross";
+  const std::string cmd = testing::BertReferenceCommand(
+      model, fixtures + "/test-model-float32/tokenizer.json", dir_.path() + "/ids.json", /*cross=*/true);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   StartServer({"--rerank-model=" + model, "--device=cpu"});
   v1::RerankRequest req;
@@ -339,17 +338,12 @@ TEST_F(ModelsTest, GenerateFromAConvertedGgufFile) {
   StartServer({"--llm-model=" + gguf});
   v1::GenerateRequest req;
   req.mutable_sampling()->set_max_tokens(200);
-  grpc::ClientContext ctx;
-  auto reader = models_->Generate(&ctx, req);
-  v1::GenerateResponse resp;
-  std::string text;
-  while (reader->Read(&resp)) text += resp.text();
-  ASSERT_TRUE(reader->Finish().ok());
+  const std::string text = testing::GenerateText(models_.get(), req);
   EXPECT_EQ(text, testing::ReadFileBytes(dir + "/expected_greedy_n200.txt"));  // F16 agrees for all 200 steps.
 }
 
 TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {
-  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+  if (!testing::HaveTorch()) {
     GTEST_SKIP() << "/usr/bin/python3 has no torch (python3-torch): no Hugging Face model to serve";
   }
   // A random Qwen2-style model with a byte-level BPE tokenizer and a ChatML

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common/strings.h"
+#include "gtest/gtest.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "tests/testing/test_util.h"
@@ -111,6 +112,17 @@ int RunCli(const std::vector<std::string>& args, std::string* output, bool stder
   while ((n = fread(buf, 1, sizeof(buf), p)) > 0) output->append(buf, n);
   const int status = pclose(p);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string GenerateText(v1::Models::Stub* models, const v1::GenerateRequest& req) {
+  grpc::ClientContext ctx;
+  auto reader = models->Generate(&ctx, req);
+  v1::GenerateResponse resp;
+  std::string text;
+  while (reader->Read(&resp)) text += resp.text();
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) ADD_FAILURE() << "Generate: " << status.error_message();
+  return text;
 }
 
 }  // namespace quiver::testing

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/channel.h"
+#include "quiver/v1/models.grpc.pb.h"
 
 namespace quiver::testing {
 
@@ -46,6 +47,10 @@ class QuiverdProcess {
   int port_ = 0;
   int start_timeout_s_ = 30;
 };
+
+// The text a Models.Generate call streams for `req`, read to its end; a
+// failed call is a test failure.
+std::string GenerateText(v1::Models::Stub* models, const v1::GenerateRequest& req);
 
 // Runs the quiver CLI with `args`; returns its exit code and fills
 // `output` with stdout (and stderr, when `stderr_too`).

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <fstream>
@@ -58,6 +59,14 @@ std::vector<std::vector<int32_t>> ReadIvecs(const std::string& path) {
 
 std::string QuiverdPath() { return QUIVERD_PATH; }
 std::string QuiverCliPath() { return QUIVER_CLI_PATH; }
+
+std::string BertReferenceCommand(const std::string& out_dir, const std::string& tokenizer_json,
+                                 const std::string& ids_json, bool cross) {
+  return std::string("/usr/bin/python3 ") + QUIVER_SOURCE_DIR + "/tests/embed/bert_reference.py " +
+         out_dir + " " + tokenizer_json + " " + ids_json + (cross ? " --cross" : "");
+}
+
+bool HaveTorch() { return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0; }
 
 std::string ReadFileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -37,6 +37,15 @@ std::string FixturePath(const std::string& relative);
 std::vector<std::vector<float>> ReadFvecs(const std::string& path);
 std::vector<std::vector<int32_t>> ReadIvecs(const std::string& path);
 
+// The shell command that runs tests/embed/bert_reference.py (Debian's
+// /usr/bin/python3 with python3-torch): a random BERT (or, with `cross`, a
+// cross-encoder) written to out_dir as a Hugging Face directory, and its
+// outputs for the token ids in ids_json to out_dir/expected.json.
+std::string BertReferenceCommand(const std::string& out_dir, const std::string& tokenizer_json,
+                                 const std::string& ids_json, bool cross);
+// Whether /usr/bin/python3 imports torch (the reference needs it).
+bool HaveTorch();
+
 // The whole file's bytes; "" when it cannot be read.
 std::string ReadFileBytes(const std::string& path);
 
