@@ -238,11 +238,14 @@ void HnswIndex::Link(NodeId id) {
     auto found = SearchLayer(q, cur, options_.ef_construction, l, false, nullptr);
     cur = found.front().node;
     const auto chosen = SelectNeighbours(found, options_.m);
-    std::atomic<NodeId>* mine = Links(id, l);
+    if (link_hook_for_test_) link_hook_for_test_(LabelOf(id), l);
     {
+      // Merged, not overwritten: a node inserted meanwhile may already have
+      // linked back to this one at this level (it reached this node through
+      // a level above, whose links are set), and that link may be its only
+      // way in (BatchUpsertLeavesEveryNodeReachable).
       std::lock_guard<std::mutex> node_lock(LockOf(id));
-      for (size_t i = 0; i < chosen.size(); ++i) mine[1 + i].store(chosen[i], std::memory_order_release);
-      mine[0].store(static_cast<NodeId>(chosen.size()), std::memory_order_release);
+      MergeLinks(id, l, chosen);
     }
     for (NodeId n : chosen) ConnectBack(n, id, l);
   }
@@ -253,26 +256,43 @@ void HnswIndex::Link(NodeId id) {
 
 void HnswIndex::ConnectBack(NodeId neighbour, NodeId id, int level) {
   if (neighbour == id) return;
-  const uint32_t max_links = MaxLinks(level);
-  std::atomic<NodeId>* links = Links(neighbour, level);
   std::lock_guard<std::mutex> lock(LockOf(neighbour));
+  MergeLinks(neighbour, level, {&id, 1});
+}
+
+void HnswIndex::MergeLinks(NodeId node, int level, std::span<const NodeId> add) {
+  const uint32_t max_links = MaxLinks(level);
+  std::atomic<NodeId>* links = Links(node, level);
   const uint32_t count = links[0].load(std::memory_order_relaxed);
-  for (uint32_t i = 0; i < count; ++i) {
-    if (links[1 + i].load(std::memory_order_relaxed) == id) return;
+  uint32_t n = count;
+  auto linked = [&](NodeId a) {
+    for (uint32_t i = 0; i < n; ++i) {
+      if (links[1 + i].load(std::memory_order_relaxed) == a) return true;
+    }
+    return a == node;
+  };
+  // While there is room, new links go after the ones readers may be
+  // walking, and are published together.
+  size_t next = 0;
+  for (; next < add.size(); ++next) {
+    if (linked(add[next])) continue;
+    if (n == max_links) break;
+    links[1 + n++].store(add[next], std::memory_order_release);
   }
-  if (count < max_links) {
-    links[1 + count].store(id, std::memory_order_release);
-    links[0].store(count + 1, std::memory_order_release);
+  if (next == add.size()) {
+    if (n != count) links[0].store(n, std::memory_order_release);
     return;
   }
-  // Full: keep the best max_links of the old neighbours and the new node.
-  const float* base = Vector(neighbour);
+  // Full: keep the best max_links of the links and the rest of `add`.
+  const float* base = Vector(node);
   std::vector<Candidate> candidates;
-  candidates.reserve(count + 1);
-  candidates.push_back({Dist(base, Vector(id)), id});
-  for (uint32_t i = 0; i < count; ++i) {
-    const NodeId n = links[1 + i].load(std::memory_order_relaxed);
-    candidates.push_back({Dist(base, Vector(n)), n});
+  candidates.reserve(n + add.size() - next);
+  for (uint32_t i = 0; i < n; ++i) {
+    const NodeId l = links[1 + i].load(std::memory_order_relaxed);
+    candidates.push_back({Dist(base, Vector(l)), l});
+  }
+  for (; next < add.size(); ++next) {
+    if (!linked(add[next])) candidates.push_back({Dist(base, Vector(add[next])), add[next]});
   }
   std::sort(candidates.begin(), candidates.end(),
             [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });

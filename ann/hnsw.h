@@ -94,6 +94,14 @@ class HnswIndex final : public VectorIndex {
   size_t BytesPerVector() const override;
   const HnswOptions& options() const { return options_; }
 
+  // Tests only: `hook(label, level)` runs on the inserting thread just before
+  // a node's links at each level are written (after its search there), so a
+  // test can make another insert happen at that moment. Set it before any
+  // insert; null clears it.
+  void SetLinkHookForTest(std::function<void(uint64_t label, int level)> hook) {
+    link_hook_for_test_ = std::move(hook);
+  }
+
   using NodeId = uint32_t;
 
  private:
@@ -146,9 +154,13 @@ class HnswIndex final : public VectorIndex {
   std::vector<NodeId> SelectNeighbours(const std::vector<Candidate>& candidates,
                                        size_t max_links) const;
   void ConnectBack(NodeId neighbour, NodeId id, int level);
+  // Adds `add` to node's links at `level` (lock held), pruning by the
+  // neighbour heuristic when they exceed MaxLinks(level).
+  void MergeLinks(NodeId node, int level, std::span<const NodeId> add);
   std::vector<Hit> ToHits(std::vector<Candidate> found, size_t top_k) const;
 
   const HnswOptions options_;
+  std::function<void(uint64_t, int)> link_hook_for_test_;  // SetLinkHookForTest.
   const DistanceKernels& kernels_;
   const size_t links0_bytes_;  // (1 + 2m) uint32, padded to 64 bytes.
   const size_t vector_bytes_;  // dimension floats, padded to 64 bytes.

@@ -258,6 +258,37 @@ TEST(HnswTest, ConcurrentInsertsAndSearches) {
   EXPECT_GE(Recall(index, flat, Clustered(50, dim, 9), 10, 64), 0.90);
 }
 
+// Node Z has linked its upper level (so searches reach it there) and is
+// about to write its level-0 links when X, almost at Z's position, is
+// inserted: X's search descends to Z, finds nothing else at level 0 (Z's
+// list is still empty), and links only to Z, which links back. Z's own
+// level-0 links must keep that back-link: overwriting it left X with no
+// way in, so a search for X's own vector found Z instead (seen as a few
+// unreachable records per 10,000 after multi-threaded bulk inserts).
+TEST(HnswTest, BatchUpsertLeavesEveryNodeReachable) {
+  HnswIndex index(Options(2, Metric::kL2));
+  const uint64_t kX = 1000000;
+  std::vector<float> x;
+  bool inserted = false;
+  uint64_t upper = kX;  // The label last seen linking above level 0.
+  index.SetLinkHookForTest([&](uint64_t label, int level) {
+    if (level > 0) upper = label;
+    if (level != 0 || label != upper || label == kX || inserted) return;
+    inserted = true;
+    // Z = `label` (the i-th node sits at (i, 0)), X just beside it.
+    x = {static_cast<float>(label) + 0.01f, 0.0f};
+    std::thread([&] { index.Upsert(kX, x); }).join();
+  });
+  for (uint64_t i = 0; i < 200 && !inserted; ++i) {
+    index.Upsert(i, std::vector<float>{static_cast<float>(i), 0.0f});
+  }
+  ASSERT_TRUE(inserted) << "no node above level 0 among the first 200";
+  ASSERT_FALSE(x.empty());
+  const auto hits = index.Search(x, {.top_k = 1, .ef = 100});
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0].label, kX);
+}
+
 TEST(HnswTest, SaveAndLoadRoundTripExactly) {
   const size_t dim = 20, n = 2500;
   auto base = Clustered(n, dim, 10);
