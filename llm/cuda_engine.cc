@@ -13,24 +13,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cuda_check.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "llm/cuda_kernels.h"
 
 namespace quiver::llm {
 namespace {
-
-// A CUDA failure in the middle of a step is a device or programming error
-// with no partial result to return: report and abort (as nn's backend does).
-#define QUIVER_LLM_CUDA_CHECK(expr)                                                          \
-  do {                                                                                       \
-    cudaError_t err_ = (expr);                                                               \
-    if (err_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(err_), __FILE__,   \
-                   __LINE__);                                                                \
-      std::abort();                                                                          \
-    }                                                                                        \
-  } while (0)
 
 // The same for a Status that must be OK.
 #define QUIVER_LLM_CHECK_OK(expr)                                                          \
@@ -55,14 +44,8 @@ using DeviceMemory = std::unique_ptr<void, DeviceFree>;
 using PinnedMemory = std::unique_ptr<void, HostFree>;
 using Stream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDestroy>;
 
-// RESOURCE_EXHAUSTED for a failed allocation of `bytes`, with what is free.
 absl::Status OutOfMemory(size_t bytes) {
-  cudaGetLastError();  // Clear it, so no later check reports this failure.
-  size_t free = 0, total = 0;
-  cudaMemGetInfo(&free, &total);
-  return absl::ResourceExhaustedError(StrCat("GPU memory: cannot allocate ", (bytes + (1 << 20) - 1) >> 20,
-                                             " MiB (", free >> 20, " of ", total >> 20,
-                                             " MiB free); use a smaller model, KV cache or step"));
+  return CudaOutOfMemory(bytes, "use a smaller model, KV cache or step");
 }
 
 // Device memory that grows to the largest step seen.
@@ -185,7 +168,7 @@ class CudaEngine : public DecodeEngine {
     // Within what Init reserved for max_step_rows, nothing is allocated; a
     // larger step grows the buffers, with no way to report failure but abort.
     QUIVER_LLM_CHECK_OK(ReserveStep(n, n_wanted, ints_.size()));
-    QUIVER_LLM_CUDA_CHECK(cudaMemcpyAsync(d_ints_.get(), ints_.data(), ints_.size() * sizeof(int32_t),
+    QUIVER_CUDA_CHECK(cudaMemcpyAsync(d_ints_.get(), ints_.data(), ints_.size() * sizeof(int32_t),
                                           cudaMemcpyHostToDevice, s));
     const int32_t* tokens = d_ints_.get();
     const int32_t* pos = tokens + n;
@@ -224,13 +207,13 @@ class CudaEngine : public DecodeEngine {
     cuda::RmsNorm(xb, rms_final_, n_wanted, dim, c.norm_eps, xb, s);
     const cuda::MatVecJob head[] = {{classifier_, 0, c.vocab_size, nullptr, logits_.get(), false}};
     cuda::MatVec(head, 1, xb, n_wanted, dim, s);
-    QUIVER_LLM_CUDA_CHECK(cudaGetLastError());
+    QUIVER_CUDA_CHECK(cudaGetLastError());
     const size_t total = static_cast<size_t>(n_wanted) * c.vocab_size;
     float* host = static_cast<float*>(host_logits_.get());
     if (total > 0) {
-      QUIVER_LLM_CUDA_CHECK(cudaMemcpyAsync(host, logits_.get(), total * sizeof(float), cudaMemcpyDeviceToHost, s));
+      QUIVER_CUDA_CHECK(cudaMemcpyAsync(host, logits_.get(), total * sizeof(float), cudaMemcpyDeviceToHost, s));
     }
-    QUIVER_LLM_CUDA_CHECK(cudaStreamSynchronize(s));
+    QUIVER_CUDA_CHECK(cudaStreamSynchronize(s));
     std::vector<std::vector<float>> result(n);
     for (int i = 0; i < n_wanted; ++i) {
       result[wanted[i]].assign(host + static_cast<size_t>(i) * c.vocab_size,
@@ -387,16 +370,16 @@ absl::StatusOr<double> CudaMemoryBandwidth() {
   if (cudaMalloc(&b, kBytes) != cudaSuccess) return absl::ResourceExhaustedError("no GPU memory for the probe");
   DeviceMemory dst(b);
   cudaEvent_t start, stop;
-  QUIVER_LLM_CUDA_CHECK(cudaEventCreate(&start));
-  QUIVER_LLM_CUDA_CHECK(cudaEventCreate(&stop));
+  QUIVER_CUDA_CHECK(cudaEventCreate(&start));
+  QUIVER_CUDA_CHECK(cudaEventCreate(&stop));
   double best = 0;
   for (int i = 0; i < 5; ++i) {
-    QUIVER_LLM_CUDA_CHECK(cudaEventRecord(start));
-    QUIVER_LLM_CUDA_CHECK(cudaMemcpy(b, a, kBytes, cudaMemcpyDeviceToDevice));
-    QUIVER_LLM_CUDA_CHECK(cudaEventRecord(stop));
-    QUIVER_LLM_CUDA_CHECK(cudaEventSynchronize(stop));
+    QUIVER_CUDA_CHECK(cudaEventRecord(start));
+    QUIVER_CUDA_CHECK(cudaMemcpy(b, a, kBytes, cudaMemcpyDeviceToDevice));
+    QUIVER_CUDA_CHECK(cudaEventRecord(stop));
+    QUIVER_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0;
-    QUIVER_LLM_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    QUIVER_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
     if (i > 0) best = std::max(best, 2.0 * kBytes / (ms * 1e-3) / 1e9);
   }
   cudaEventDestroy(start);

@@ -17,6 +17,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/cuda_check.h"
 #include "common/strings.h"
 #include "nn/backend.h"
 #include "nn/cuda_kernels.h"
@@ -24,17 +25,7 @@
 namespace quiver::nn {
 namespace {
 
-// A CUDA or cuBLAS failure inside a kernel sequence is a programming or
-// device error with no partial result to return: report and abort.
-#define QUIVER_CUDA_CHECK(expr)                                                        \
-  do {                                                                                 \
-    cudaError_t err_ = (expr);                                                         \
-    if (err_ != cudaSuccess) {                                                         \
-      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(err_),        \
-                   __FILE__, __LINE__);                                                \
-      std::abort();                                                                    \
-    }                                                                                  \
-  } while (0)
+// A cuBLAS failure is a broken invariant too (see QUIVER_CUDA_CHECK).
 #define QUIVER_CUBLAS_CHECK(expr)                                                                \
   do {                                                                                           \
     cublasStatus_t st_ = (expr);                                                                 \
@@ -49,10 +40,7 @@ class DeviceBuffer : public Buffer {
   // Null when the device has no room for n floats.
   static std::shared_ptr<DeviceBuffer> New(size_t n) {
     void* p = nullptr;
-    if (cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(float)) != cudaSuccess) {
-      cudaGetLastError();  // Clear it, so no later check reports this failure.
-      return nullptr;
-    }
+    if (cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(float)) != cudaSuccess) return nullptr;
     return std::shared_ptr<DeviceBuffer>(new DeviceBuffer(static_cast<float*>(p)));
   }
   ~DeviceBuffer() override { cudaFree(data_); }
@@ -63,13 +51,8 @@ class DeviceBuffer : public Buffer {
   float* data_;
 };
 
-// RESOURCE_EXHAUSTED for a failed allocation of `bytes`, with what is free.
 absl::Status OutOfMemory(size_t bytes) {
-  size_t free = 0, total = 0;
-  cudaMemGetInfo(&free, &total);
-  return absl::ResourceExhaustedError(StrCat(
-      "GPU memory: cannot allocate ", (bytes + (1 << 20) - 1) >> 20, " MiB (", free >> 20, " of ",
-      total >> 20, " MiB free); use smaller batches (--embed_max_batch_tokens) or another device"));
+  return CudaOutOfMemory(bytes, "use smaller batches (--embed_max_batch_tokens) or another device");
 }
 
 // Each thread's first allocation failure per backend (Backend::TakeError),
@@ -248,7 +231,6 @@ class CudaBackend : public Backend {
     *p = nullptr;
     *have = 0;
     if (cudaMalloc(p, want) != cudaSuccess) {
-      cudaGetLastError();
       *p = nullptr;
       Fail(OutOfMemory(want));
       return false;

@@ -97,6 +97,16 @@ double MaxDiff(const std::vector<float>& got, const Json& want, size_t offset = 
   return worst;
 }
 
+// Each text's pooled embedding within 1e-4 of the reference's.
+void ExpectPooledNear(const absl::StatusOr<std::vector<std::vector<float>>>& pooled,
+                      const std::vector<std::string>& texts, const Json& want) {
+  ASSERT_TRUE(pooled.ok()) << pooled.status();
+  ASSERT_EQ(pooled->size(), texts.size());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    EXPECT_LT(MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]), 1e-4) << texts[i];
+  }
+}
+
 TEST_F(BertTest, EncoderMatchesPyTorch) {
   const std::vector<std::string> texts = {
       "Hello, world!", "Vector databases index embeddings quickly.", "안녕하세요 세계",
@@ -125,11 +135,7 @@ TEST_F(BertTest, EncoderMatchesPyTorch) {
     EXPECT_LT(MaxDiff(*padded, want.Find("hidden")->as_array()[i], i * seq * h), 1e-4)
         << "padded batch, " << texts[i];
   }
-  auto pooled = (*enc)->Embed(texts);
-  ASSERT_TRUE(pooled.ok()) << pooled.status();
-  for (size_t i = 0; i < texts.size(); ++i) {
-    EXPECT_LT(MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]), 1e-4) << texts[i];
-  }
+  ExpectPooledNear((*enc)->Embed(texts), texts, want);
 }
 
 TEST_F(BertTest, EncoderAndCrossEncoderMatchPyTorchOnCuda) {
@@ -139,11 +145,7 @@ TEST_F(BertTest, EncoderAndCrossEncoderMatchPyTorchOnCuda) {
   Json want;
   auto enc = EncoderAndReference(texts, cuda->get(), &want);
   ASSERT_NE(enc, nullptr);
-  auto pooled = enc->Embed(texts);
-  ASSERT_TRUE(pooled.ok()) << pooled.status();
-  for (size_t i = 0; i < texts.size(); ++i) {
-    EXPECT_LT(MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]), 1e-4) << texts[i];
-  }
+  ExpectPooledNear(enc->Embed(texts), texts, want);
   std::string model_dir;
   std::vector<nn::Encoding> pairs = {*tokenizer_->EncodePair("q", "a document", true, 128)};
   Json cross = Reference(pairs, /*cross=*/true, &model_dir);
@@ -189,11 +191,7 @@ TEST_F(BertTest, RunningOutOfGpuMemoryFailsTheRequestOnly) {
   EXPECT_EQ(BertEncoder::Load(model_dir_, cuda->get()).status().code(),
             absl::StatusCode::kResourceExhausted);
   cuda_emulation::SetDeviceMemoryLimit(cuda_emulation::kDefaultDeviceBytes);
-  auto pooled = enc->Embed(texts);
-  ASSERT_TRUE(pooled.ok()) << pooled.status();
-  for (size_t i = 0; i < texts.size(); ++i) {
-    EXPECT_LT(MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]), 1e-4) << texts[i];
-  }
+  ExpectPooledNear(enc->Embed(texts), texts, want);
 }
 #endif
 
