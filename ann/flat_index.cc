@@ -127,4 +127,14 @@ bool FlatIndex::Score(std::span<const float> query, uint64_t label, float* score
   return true;
 }
 
+void FlatIndex::ForEachLabel(const std::function<void(uint64_t)>& fn) const {
+  for (uint64_t label : labels_) fn(label);
+}
+
+uint64_t FlatIndex::LabelWatermark() const {
+  uint64_t watermark = 0;
+  for (uint64_t label : labels_) watermark = std::max(watermark, label + 1);
+  return watermark;
+}
+
 }  // namespace quiver::ann

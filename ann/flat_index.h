@@ -50,6 +50,9 @@ class FlatIndex final : public VectorIndex {
   // Score of one stored vector against `query`; false when absent.
   bool Score(std::span<const float> query, uint64_t label, float* score) const;
 
+  void ForEachLabel(const std::function<void(uint64_t)>& fn) const override;
+  uint64_t LabelWatermark() const override;
+
   bool concurrent_writes() const override { return false; }
   size_t size() const override { return labels_.size(); }
   size_t dimension() const override { return dim_; }

@@ -560,7 +560,12 @@ void HnswIndex::UpsertBatch(std::span<const uint64_t> labels, const float* vecto
   });
 }
 
-std::unique_ptr<HnswIndex> HnswIndex::Compact(ThreadPool* pool) const {
+bool HnswIndex::NeedsCompaction() const {
+  const size_t nodes = node_count();
+  return nodes >= kCompactMinNodes && deleted_count() * 2 >= nodes;
+}
+
+std::unique_ptr<VectorIndex> HnswIndex::Compact(ThreadPool* pool) const {
   auto fresh = std::make_unique<HnswIndex>(options_, kernels_);
   std::vector<uint64_t> labels;
   std::vector<float> vectors;

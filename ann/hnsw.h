@@ -68,26 +68,32 @@ class HnswIndex final : public VectorIndex {
                                const SearchParams& params) const override;
 
   // Inserts many vectors from several threads. vectors: (labels.size(), dim).
-  void UpsertBatch(std::span<const uint64_t> labels, const float* vectors, ThreadPool* pool);
+  void UpsertBatch(std::span<const uint64_t> labels, const float* vectors,
+                   ThreadPool* pool) override;
 
-  // A new index with only the live nodes, built with `pool`.
+  // A new index with only the live nodes, built with `pool`. Wanted once at
+  // least kCompactMinNodes nodes exist and half of them are deleted.
   // REQUIRES: no concurrent Upsert or Remove.
-  std::unique_ptr<HnswIndex> Compact(ThreadPool* pool) const;
+  static constexpr size_t kCompactMinNodes = 1000;
+  bool NeedsCompaction() const override;
+  std::unique_ptr<VectorIndex> Compact(ThreadPool* pool) const override;
 
   // Checkpoint format: docs/hnsw_format.md. REQUIRES: no concurrent Upsert or
   // Remove (searches may run). Load returns DATA_LOSS for a damaged or
   // truncated file, FAILED_PRECONDITION for an unknown version.
-  absl::Status Save(std::ostream& out) const;
+  bool checkpointed() const override { return true; }
+  absl::Status Save(std::ostream& out) const override;
   static absl::StatusOr<std::unique_ptr<HnswIndex>> Load(
       std::istream& in, const DistanceKernels& kernels = BestKernels());
 
   bool concurrent_writes() const override { return true; }
   size_t size() const override;  // Live nodes.
   // One past the largest label of any node, live or deleted (0 when empty).
-  uint64_t LabelWatermark() const;
+  uint64_t LabelWatermark() const override;
   // Calls fn(label) for every live node. REQUIRES: no concurrent Upsert/Remove.
-  void ForEachLabel(const std::function<void(uint64_t)>& fn) const;
+  void ForEachLabel(const std::function<void(uint64_t)>& fn) const override;
   size_t node_count() const { return next_node_.load(std::memory_order_acquire); }
+  size_t stored_count() const override { return node_count(); }
   size_t deleted_count() const { return deleted_.load(std::memory_order_relaxed); }
   size_t dimension() const override { return options_.dimension; }
   Metric metric() const override { return options_.metric; }

@@ -1,15 +1,22 @@
-// The interface the engine sees for one namespace's vectors: exact (flat)
-// or approximate (HNSW). Labels are the caller's 64-bit ids.
+// The interface the database engine sees for one namespace's vectors: exact
+// (flat) or approximate (HNSW). Labels are the caller's 64-bit ids. Besides
+// reads and writes it owns its upkeep: whether it keeps a checkpoint file,
+// when it wants compacting and how, so no caller needs the concrete type.
 #ifndef QUIVER_ANN_VECTOR_INDEX_H_
 #define QUIVER_ANN_VECTOR_INDEX_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
 #include <span>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "ann/distance.h"
 #include "ann/top_k.h"
+#include "common/thread_pool.h"
 
 namespace quiver::ann {
 
@@ -24,6 +31,13 @@ class VectorIndex {
   // False when the label was not present.
   virtual bool Remove(uint64_t label) = 0;
   virtual bool Contains(uint64_t label) const = 0;
+  // Adds many vectors (Upsert each), on `pool`'s threads where the index
+  // takes concurrent writes. vectors: (labels.size(), dimension()), row-major.
+  // `pool` may be null (the calling thread does all).
+  virtual void UpsertBatch(std::span<const uint64_t> labels, const float* vectors,
+                           ThreadPool* pool);
+  // Calls fn(label) for every live vector. REQUIRES: no concurrent writes.
+  virtual void ForEachLabel(const std::function<void(uint64_t)>& fn) const = 0;
 
   // Best `params.top_k` hits, best first. Approximate for HNSW (params.ef
   // sets the beam width), exact for flat.
@@ -43,7 +57,36 @@ class VectorIndex {
   virtual Metric metric() const = 0;
   // Memory per live vector: the vector plus index overhead.
   virtual size_t BytesPerVector() const = 0;
+
+  // ---- Checkpoints ----
+  // Whether the index is worth saving to a checkpoint file rather than
+  // rebuilding from records at start-up (HNSW: yes; flat: no, loading its
+  // vectors from the records is all a rebuild does).
+  virtual bool checkpointed() const { return false; }
+  // Writes a checkpoint that LoadIndexCheckpoint reads back (format:
+  // docs/hnsw_format.md). REQUIRES: checkpointed(); no concurrent writes
+  // (searches may run). UNIMPLEMENTED where !checkpointed().
+  virtual absl::Status Save(std::ostream& out) const;
+  // One past the largest label ever stored, deleted ones included (0 when
+  // empty), so a caller never reuses a label a checkpoint may hold.
+  virtual uint64_t LabelWatermark() const = 0;
+
+  // ---- Maintenance ----
+  // Stored entries, live and deleted (a graph keeps deleted nodes).
+  virtual size_t stored_count() const { return size(); }
+  // True once deleted entries cost enough memory and recall that the index
+  // should be rebuilt (HNSW: at least 1000 nodes, half of them deleted; each
+  // rebuild follows as many deletions as it keeps nodes, so its cost per
+  // deletion is constant). Never for an index that deletes in place.
+  virtual bool NeedsCompaction() const { return false; }
+  // A new index of the live entries only, built with `pool`.
+  // REQUIRES: NeedsCompaction(); no concurrent writes.
+  virtual std::unique_ptr<VectorIndex> Compact(ThreadPool* pool) const;
 };
+
+// Reads a checkpoint written by VectorIndex::Save. DATA_LOSS for a damaged or
+// truncated file, FAILED_PRECONDITION for a newer format version.
+absl::StatusOr<std::unique_ptr<VectorIndex>> LoadIndexCheckpoint(std::istream& in);
 
 }  // namespace quiver::ann
 

@@ -92,7 +92,7 @@ absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionCo
   return c;
 }
 
-void CollectionInfoToProto(const CollectionInfo& info, v1::CollectionInfo* proto) {
+void CollectionInfoToProto(const db::CollectionInfo& info, v1::CollectionInfo* proto) {
   const storage::CollectionConfig& c = info.meta.config;
   v1::CollectionConfig* pc = proto->mutable_config();
   pc->set_name(c.name);

@@ -10,7 +10,7 @@
 #include "quiver/v1/collections.pb.h"
 #include "quiver/v1/common.pb.h"
 #include "quiver/v1/search.pb.h"
-#include "server/engine.h"
+#include "db/engine.h"
 #include "storage/collection_config.h"
 #include "storage/record.h"
 
@@ -29,7 +29,7 @@ void SparseToProto(const storage::SparseVector& sparse, v1::SparseValues* proto)
 // UNIMPLEMENTED for settings whose engine is not built yet (HNSW, BM25 text
 // search, embedding bindings), INVALID_ARGUMENT for unknown enum values.
 absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionConfig& proto);
-void CollectionInfoToProto(const CollectionInfo& info, v1::CollectionInfo* proto);
+void CollectionInfoToProto(const db::CollectionInfo& info, v1::CollectionInfo* proto);
 
 }  // namespace quiver::server
 

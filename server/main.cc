@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
   if (search_threads <= 0) search_threads = std::max(1u, std::thread::hardware_concurrency());
   options.engine.search_threads = static_cast<size_t>(search_threads);
   options.engine.checkpoint_min_inserts = absl::GetFlag(FLAGS_checkpoint_min_inserts);
-  quiver::server::Limits& lim = options.engine.limits;
+  quiver::db::Limits& lim = options.engine.limits;
   lim.max_batch_records = absl::GetFlag(FLAGS_max_batch_records);
   lim.max_top_k = absl::GetFlag(FLAGS_max_top_k);
   lim.max_id_bytes = absl::GetFlag(FLAGS_max_id_bytes);

@@ -1,6 +1,6 @@
 // The models quiverd serves: an embedding model and a cross-encoder
 // reranker (each optional), on one compute backend, each behind its own
-// batching worker. Also the TextEmbedder the engine uses for collections
+// batching worker. Also the db::TextEmbedder the engine uses for collections
 // bound to the embedding model.
 #ifndef QUIVER_SERVER_MODEL_HOST_H_
 #define QUIVER_SERVER_MODEL_HOST_H_
@@ -16,7 +16,7 @@
 #include "llm/llama2c.h"
 #include "llm/scheduler.h"
 #include "nn/backend.h"
-#include "server/engine.h"
+#include "db/engine.h"
 
 namespace quiver::server {
 
@@ -39,7 +39,7 @@ struct EmbedResult {
   std::vector<uint32_t> token_counts;
 };
 
-class ModelHost : public TextEmbedder {
+class ModelHost : public db::TextEmbedder {
  public:
   static absl::StatusOr<std::unique_ptr<ModelHost>> Load(const ModelOptions& options);
   ~ModelHost() override;
@@ -66,7 +66,7 @@ class ModelHost : public TextEmbedder {
   size_t rerank_max_tokens() const { return reranker_ ? reranker_->max_tokens() : 0; }
   const ModelOptions& options() const { return options_; }
 
-  // TextEmbedder.
+  // db::TextEmbedder.
   size_t dimension() const override { return embedder_ ? embedder_->dimension() : 0; }
   absl::StatusOr<std::vector<std::vector<float>>> Embed(
       const std::vector<std::string>& texts) override;

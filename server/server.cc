@@ -25,11 +25,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<Server> s(new Server());
   ASSIGN_OR_RETURN(s->models_host_, ModelHost::Load(options.models));
-  EngineOptions engine_options = options.engine;
+  db::EngineOptions engine_options = options.engine;
   if (s->models_host_->has_embedder()) {
     engine_options.embedders[s->models_host_->embed_name()] = s->models_host_.get();
   }
-  ASSIGN_OR_RETURN(s->engine_, Engine::Open(engine_options));
+  ASSIGN_OR_RETURN(s->engine_, db::Engine::Open(engine_options));
 
   ServerFacts facts;
   facts.version = kVersion;

@@ -1,4 +1,4 @@
-// quiverd's gRPC server: the Engine behind the quiver.v1 services, gRPC
+// quiverd's gRPC server: the db::Engine behind the quiver.v1 services, gRPC
 // reflection and the standard grpc.health.v1 service.
 #ifndef QUIVER_SERVER_SERVER_H_
 #define QUIVER_SERVER_SERVER_H_
@@ -10,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
-#include "server/engine.h"
+#include "db/engine.h"
 #include "server/model_host.h"
 #include "server/services.h"
 
@@ -19,7 +19,7 @@ namespace quiver::server {
 inline constexpr char kVersion[] = "0.1.0";
 
 struct ServerOptions {
-  EngineOptions engine;
+  db::EngineOptions engine;
   ModelOptions models;
   // host:port addresses; port 0 picks a free port (see bound_ports()).
   std::vector<std::string> listen = {"127.0.0.1:50051"};
@@ -40,13 +40,13 @@ class Server {
   void Shutdown(absl::Duration grace = absl::Seconds(10));
   // Blocks until Shutdown has completed.
   void Wait();
-  Engine* engine() { return engine_.get(); }
+  db::Engine* engine() { return engine_.get(); }
 
  private:
   Server() = default;
 
   std::unique_ptr<ModelHost> models_host_;  // Before the engine, which uses it.
-  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<db::Engine> engine_;
   std::unique_ptr<CollectionsService> collections_;
   std::unique_ptr<PointsService> points_;
   std::unique_ptr<SearchService> search_;

@@ -37,7 +37,7 @@ grpc::Status CollectionsService::Get(grpc::ServerContext*, const v1::GetCollecti
 
 grpc::Status CollectionsService::List(grpc::ServerContext*, const v1::ListCollectionsRequest*,
                                       v1::ListCollectionsResponse* resp) {
-  for (const CollectionInfo& info : engine_->ListCollections()) {
+  for (const db::CollectionInfo& info : engine_->ListCollections()) {
     CollectionInfoToProto(info, resp->add_collections());
   }
   return grpc::Status::OK;
@@ -79,7 +79,7 @@ grpc::Status PointsService::Fetch(grpc::ServerContext*, const v1::FetchRequest* 
 
 grpc::Status PointsService::Update(grpc::ServerContext*, const v1::UpdateRequest* req,
                                    v1::UpdateResponse*) {
-  UpdateSpec spec;
+  db::UpdateSpec spec;
   spec.id = req->id();
   if (req->values_size() > 0) spec.values.emplace(req->values().begin(), req->values().end());
   if (req->has_sparse_values()) spec.sparse = SparseFromProto(req->sparse_values());
@@ -162,15 +162,15 @@ grpc::Status PointsService::ListNamespaces(grpc::ServerContext*,
 
 grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* req,
                                   v1::QueryResponse* resp) {
-  QueryRequest q;
+  db::QueryRequest q;
   if (req->has_sparse_vector()) q.sparse = SparseFromProto(req->sparse_vector());
   if (req->has_hybrid()) {
     const v1::HybridOptions& h = req->hybrid();
     switch (h.fusion()) {
       case v1::HybridOptions::FUSION_UNSPECIFIED:
-      case v1::HybridOptions::FUSION_RRF: q.hybrid.fusion = HybridSpec::Fusion::kRrf; break;
+      case v1::HybridOptions::FUSION_RRF: q.hybrid.fusion = db::HybridSpec::Fusion::kRrf; break;
       case v1::HybridOptions::FUSION_WEIGHTED:
-        q.hybrid.fusion = HybridSpec::Fusion::kWeighted;
+        q.hybrid.fusion = db::HybridSpec::Fusion::kWeighted;
         break;
       default:
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -194,7 +194,7 @@ grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* 
   q.ef_search = req->ef_search();
   auto result = engine_->Query(req->collection(), q);
   if (!result.ok()) return ToGrpcStatus(result.status());
-  for (Match& m : result->matches) {
+  for (db::Match& m : result->matches) {
     v1::ScoredRecord* out = resp->add_matches();
     out->set_id(m.id);
     out->set_score(m.score);
@@ -205,7 +205,7 @@ grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* 
     }
     out->set_text(m.text);
     if (req->explain()) {
-      for (const ScoreComponent& part : m.explanation) {
+      for (const db::ScoreComponent& part : m.explanation) {
         v1::ScoreComponent* c = out->add_explanation();
         c->set_source(part.source);
         c->set_rank(part.rank);
@@ -439,7 +439,7 @@ grpc::Status AdminService::Health(grpc::ServerContext*, const v1::HealthRequest*
 
 grpc::Status AdminService::ServerInfo(grpc::ServerContext*, const v1::ServerInfoRequest*,
                                       v1::ServerInfoResponse* resp) {
-  const EngineOptions& o = engine_->options();
+  const db::EngineOptions& o = engine_->options();
   resp->set_version(facts_.version);
   resp->set_data_dir(o.store.path);
   resp->set_uptime_ms(absl::ToInt64Milliseconds(absl::Now() - facts_.started));

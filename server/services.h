@@ -1,4 +1,4 @@
-// gRPC handlers: each converts proto -> domain, calls the Engine, converts
+// gRPC handlers: each converts proto -> domain, calls the db::Engine, converts
 // back, and maps the Status in one place (convert.h).
 #ifndef QUIVER_SERVER_SERVICES_H_
 #define QUIVER_SERVER_SERVICES_H_
@@ -12,14 +12,14 @@
 #include "quiver/v1/points.grpc.pb.h"
 #include "quiver/v1/rag.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
-#include "server/engine.h"
+#include "db/engine.h"
 #include "server/model_host.h"
 
 namespace quiver::server {
 
 class CollectionsService final : public v1::Collections::Service {
  public:
-  explicit CollectionsService(Engine* engine) : engine_(engine) {}
+  explicit CollectionsService(db::Engine* engine) : engine_(engine) {}
   grpc::Status Create(grpc::ServerContext*, const v1::CreateCollectionRequest*,
                       v1::CreateCollectionResponse*) override;
   grpc::Status Get(grpc::ServerContext*, const v1::GetCollectionRequest*,
@@ -30,12 +30,12 @@ class CollectionsService final : public v1::Collections::Service {
                       v1::DeleteCollectionResponse*) override;
 
  private:
-  Engine* engine_;
+  db::Engine* engine_;
 };
 
 class PointsService final : public v1::Points::Service {
  public:
-  explicit PointsService(Engine* engine) : engine_(engine) {}
+  explicit PointsService(db::Engine* engine) : engine_(engine) {}
   grpc::Status Upsert(grpc::ServerContext*, const v1::UpsertRequest*,
                       v1::UpsertResponse*) override;
   grpc::Status Fetch(grpc::ServerContext*, const v1::FetchRequest*, v1::FetchResponse*) override;
@@ -51,16 +51,16 @@ class PointsService final : public v1::Points::Service {
                               v1::ListNamespacesResponse*) override;
 
  private:
-  Engine* engine_;
+  db::Engine* engine_;
 };
 
 class SearchService final : public v1::Search::Service {
  public:
-  explicit SearchService(Engine* engine) : engine_(engine) {}
+  explicit SearchService(db::Engine* engine) : engine_(engine) {}
   grpc::Status Query(grpc::ServerContext*, const v1::QueryRequest*, v1::QueryResponse*) override;
 
  private:
-  Engine* engine_;
+  db::Engine* engine_;
 };
 
 // Embedding and reranking through the ModelHost (FAILED_PRECONDITION when
@@ -96,7 +96,7 @@ struct ServerFacts {
 
 class AdminService final : public v1::Admin::Service {
  public:
-  AdminService(Engine* engine, ServerFacts facts) : engine_(engine), facts_(std::move(facts)) {}
+  AdminService(db::Engine* engine, ServerFacts facts) : engine_(engine), facts_(std::move(facts)) {}
   grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
                       v1::HealthResponse*) override;
   grpc::Status ServerInfo(grpc::ServerContext*, const v1::ServerInfoRequest*,
@@ -105,7 +105,7 @@ class AdminService final : public v1::Admin::Service {
                         v1::SnapshotResponse*) override;
 
  private:
-  Engine* engine_;
+  db::Engine* engine_;
   const ServerFacts facts_;
 };
 

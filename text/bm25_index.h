@@ -59,6 +59,9 @@ class Bm25Index {
   uint64_t total_length() const { return index_->total_length(); }
   size_t doc_frequency(std::string_view term) const;
 
+  // The tag a store keeps these postings under, beside the other kinds of
+  // one namespace (the key layout: docs/storage_format.md).
+  static constexpr char kStoreTag = 'b';
   absl::Status Save(KvSink& out) const { return index_->Save(out); }
   static absl::StatusOr<std::unique_ptr<Bm25Index>> Load(Bm25Params params,
                                                          const InvertedIndex::KvScan& scan);

@@ -40,6 +40,9 @@ class SparseIndex {
                                          std::span<const float> values, size_t top_k,
                                          const DocFilter* keep = nullptr) const;
 
+  // The tag a store keeps these postings under, beside the other kinds of
+  // one namespace (the key layout: docs/storage_format.md).
+  static constexpr char kStoreTag = 's';
   absl::Status Save(KvSink& out) const { return index_->Save(out); }
   static absl::StatusOr<std::unique_ptr<SparseIndex>> Load(const InvertedIndex::KvScan& scan);
 

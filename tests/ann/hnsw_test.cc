@@ -211,9 +211,16 @@ TEST(HnswTest, DeletedAndReplacedVectorsAreNeverReturned) {
   }
   // Compaction drops deleted nodes and keeps answering the same.
   ThreadPool pool(2);
+  // More than half the nodes are deleted: the index asks for compaction.
+  EXPECT_TRUE(index.NeedsCompaction());
+  HnswIndex small(Options(dim, Metric::kDot));  // Under kCompactMinNodes: never.
+  for (size_t i = 0; i < 10; ++i) small.Upsert(i, base[i]);
+  for (size_t i = 0; i < 9; ++i) small.Remove(i);
+  EXPECT_FALSE(small.NeedsCompaction());
   auto compacted = index.Compact(&pool);
-  EXPECT_EQ(compacted->node_count(), n / 2);
-  EXPECT_EQ(compacted->deleted_count(), 0u);
+  EXPECT_EQ(compacted->stored_count(), n / 2);
+  EXPECT_EQ(compacted->size(), n / 2);
+  EXPECT_FALSE(compacted->NeedsCompaction());
   FlatIndex flat(dim, Metric::kDot);
   for (size_t i = 1; i < n; i += 2) flat.Upsert(i, i < 200 ? far(i) : base[i]);
   EXPECT_GE(Recall(*compacted, flat, Clustered(50, dim, 7), 10, 100), 0.95);

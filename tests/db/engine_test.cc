@@ -1,4 +1,4 @@
-#include "server/engine.h"
+#include "db/engine.h"
 
 #include <cmath>
 #include <filesystem>
@@ -13,7 +13,7 @@
 #include "storage/index_files.h"
 #include "tests/testing/test_util.h"
 
-namespace quiver::server {
+namespace quiver::db {
 namespace {
 
 using ::quiver::testing::StatusIs;
@@ -285,9 +285,9 @@ TEST_F(EngineTest, SnapshotWritesACopy) {
 }
 
 }  // namespace
-}  // namespace quiver::server
+}  // namespace quiver::db
 
-namespace quiver::server {
+namespace quiver::db {
 namespace {
 
 TEST(EngineDamageTest, ADamagedCollectionDoesNotStopTheOthers) {
@@ -327,9 +327,9 @@ TEST(EngineDamageTest, ADamagedCollectionDoesNotStopTheOthers) {
 }
 
 }  // namespace
-}  // namespace quiver::server
+}  // namespace quiver::db
 
-namespace quiver::server {
+namespace quiver::db {
 namespace {
 
 std::vector<float> RandomVector(std::mt19937* rng, size_t dim) {
@@ -599,9 +599,9 @@ TEST_F(HnswEngineTest, DeletingMostRecordsCompactsTheGraph) {
 }
 
 }  // namespace
-}  // namespace quiver::server
+}  // namespace quiver::db
 
-namespace quiver::server {
+namespace quiver::db {
 namespace {
 
 class TextEngineTest : public ::testing::Test {
@@ -840,4 +840,4 @@ TEST(EmbeddingEngineTest, UpdatesReembedTheirTextField) {
 }
 
 }  // namespace
-}  // namespace quiver::server
+}  // namespace quiver::db

@@ -1,8 +1,8 @@
 // In-memory state of one collection: per namespace, the vector index and the
 // id map with each record's metadata (for filters). Records themselves live
 // in the store; this is rebuilt from it (and index checkpoints) at start-up.
-#ifndef QUIVER_SERVER_COLLECTION_H_
-#define QUIVER_SERVER_COLLECTION_H_
+#ifndef QUIVER_DB_COLLECTION_H_
+#define QUIVER_DB_COLLECTION_H_
 
 #include <cstdint>
 #include <map>
@@ -24,7 +24,7 @@
 #include "storage/collection_config.h"
 #include "storage/record.h"
 
-namespace quiver::server {
+namespace quiver::db {
 
 struct NamespaceState {
   struct Entry {
@@ -119,6 +119,6 @@ class Collection {
       ABSL_GUARDED_BY(mu);
 };
 
-}  // namespace quiver::server
+}  // namespace quiver::db
 
-#endif  // QUIVER_SERVER_COLLECTION_H_
+#endif  // QUIVER_DB_COLLECTION_H_

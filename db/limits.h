@@ -1,13 +1,13 @@
 // Request limits checked at the edge. Every one is a named constant here (the
 // default) and a quiverd flag; ServerInfo reports the values in force.
-#ifndef QUIVER_SERVER_LIMITS_H_
-#define QUIVER_SERVER_LIMITS_H_
+#ifndef QUIVER_DB_LIMITS_H_
+#define QUIVER_DB_LIMITS_H_
 
 #include <cstdint>
 
 #include "absl/status/status.h"
 
-namespace quiver::server {
+namespace quiver::db {
 
 struct Limits {
   uint32_t max_batch_records = 1000;     // Records per Upsert request.
@@ -23,6 +23,6 @@ struct Limits {
   absl::Status Validate() const;
 };
 
-}  // namespace quiver::server
+}  // namespace quiver::db
 
-#endif  // QUIVER_SERVER_LIMITS_H_
+#endif  // QUIVER_DB_LIMITS_H_

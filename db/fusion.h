@@ -1,14 +1,14 @@
 // Rank fusion for hybrid search: several ranked lists of record ids (dense,
 // sparse, text) become one.
-#ifndef QUIVER_SERVER_FUSION_H_
-#define QUIVER_SERVER_FUSION_H_
+#ifndef QUIVER_DB_FUSION_H_
+#define QUIVER_DB_FUSION_H_
 
 #include <string>
 #include <vector>
 
-#include "server/engine.h"
+#include "db/engine.h"
 
-namespace quiver::server {
+namespace quiver::db {
 
 struct RankedList {
   std::string source;           // "dense", "sparse" or "text".
@@ -22,6 +22,6 @@ struct RankedList {
 std::vector<Match> Fuse(const std::vector<RankedList>& lists, HybridSpec::Fusion fusion,
                         float rrf_k, size_t top_k);
 
-}  // namespace quiver::server
+}  // namespace quiver::db
 
-#endif  // QUIVER_SERVER_FUSION_H_
+#endif  // QUIVER_DB_FUSION_H_

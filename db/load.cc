@@ -1,69 +1,27 @@
-// Engine: loading collections, HNSW checkpoints, compaction and restart catch-up.
+// Engine: start-up reconciliation of a collection: records from the store,
+// index checkpoints and postings checkpoints brought up to date with them.
 #include <istream>
 #include <map>
-#include <ostream>
 
-#include "absl/time/clock.h"
-#include "ann/hnsw.h"
+#include "ann/flat_index.h"
+#include "ann/vector_index.h"
+#include "absl/status/statusor.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
-#include "server/collection.h"
-#include "server/engine.h"
-#include "server/engine_internal.h"
+#include "db/collection.h"
+#include "db/engine.h"
+#include "db/internal.h"
 
-namespace quiver::server {
+namespace quiver::db {
 
+using storage::CollectionConfig;
 using storage::CollectionMeta;
+using storage::Record;
 using storage::StoredRecord;
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
 using internal::Quoted;
-
-void Engine::CatchUp() {
-  // Vectors per step: the collection's writers wait for one step (about a
-  // second at 1M x 128-d on two cores).
-  constexpr size_t kChunk = 2000;
-  for (const auto& c : AllCollections()) {
-    if (c->config().index != storage::IndexKind::kHnsw) continue;
-    while (!stopping_.load()) {
-      absl::MutexLock wl(&c->write_mu);
-      if (c->dropped) break;
-      NamespaceState* state = nullptr;
-      std::string ns;
-      std::vector<uint64_t> labels;
-      std::vector<float> vectors;
-      {
-        absl::ReaderMutexLock l(&c->mu);
-        for (const auto& [name, st] : c->namespaces()) {
-          if (st->catchup != nullptr) {
-            state = st.get();
-            ns = name;
-            break;
-          }
-        }
-        if (state == nullptr) break;
-        labels = state->catchup->SomeLabels(kChunk);
-        for (uint64_t label : labels) {
-          const float* v = state->catchup->Find(label);
-          vectors.insert(vectors.end(), v, v + c->config().dimension);
-        }
-      }
-      static_cast<ann::HnswIndex*>(state->index.get())
-          ->UpsertBatch(labels, vectors.data(), &search_pool_);
-      state->inserts_since_checkpoint += labels.size();
-      bool done;
-      {
-        absl::MutexLock l(&c->mu);
-        for (uint64_t label : labels) state->catchup->Remove(label);
-        done = state->catchup->size() == 0;
-        if (done) state->catchup.reset();
-      }
-      if (done) {
-        Log(LogLevel::kInfo, "hnsw index caught up", {{"collection", c->config().name}, {"namespace", ns}});
-        MaintainIndex(*c, ns, state);
-      }
-    }
-  }
-}
 
 absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
   auto c = std::make_shared<Collection>(meta);
@@ -125,7 +83,7 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
   if (hnsw) {
     for (const auto& [ns, state] : c->namespaces()) {
       // Checkpointed nodes whose records are gone were deleted after it.
-      auto* index = static_cast<ann::HnswIndex*>(state->index.get());
+      ann::VectorIndex* index = state->index.get();
       std::vector<uint64_t> stale;
       index->ForEachLabel([&](uint64_t label) {
         if (!state->entries.contains(label)) stale.push_back(label);
@@ -158,7 +116,7 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
 void Engine::LoadCheckpoint(const CollectionMeta& meta, std::string_view ns, NamespaceState* state,
                             uint64_t* next_label) {
   absl::Status s = index_files_.Read(meta.id, ns, [&](std::istream& in) -> absl::Status {
-    ASSIGN_OR_RETURN(std::unique_ptr<ann::HnswIndex> index, ann::HnswIndex::Load(in));
+    ASSIGN_OR_RETURN(std::unique_ptr<ann::VectorIndex> index, ann::LoadIndexCheckpoint(in));
     if (index->dimension() != meta.config.dimension ||
         index->metric() != ToAnnMetric(meta.config.metric)) {
       return absl::DataLossError("checkpoint does not match the collection's dimension or metric");
@@ -172,11 +130,6 @@ void Engine::LoadCheckpoint(const CollectionMeta& meta, std::string_view ns, Nam
         {{"collection", meta.config.name}, {"namespace", ns}, {"error", s.ToString()}});
   }
 }
-
-namespace {
-constexpr char kBm25Kind = 'b';
-constexpr char kSparseKind = 's';
-}  // namespace
 
 void Engine::LoadPostings(const CollectionMeta& meta, std::string_view ns, NamespaceState* state) {
   auto scan = [&](char kind) {
@@ -193,87 +146,13 @@ void Engine::LoadPostings(const CollectionMeta& meta, std::string_view ns, Names
   };
   if (state->bm25 != nullptr) {
     auto bm25 = text::Bm25Index::Load({meta.config.text.bm25_k1, meta.config.text.bm25_b},
-                                      scan(kBm25Kind));
+                                      scan(text::Bm25Index::kStoreTag));
     if (bm25.ok()) state->bm25 = *std::move(bm25);
     report(bm25.status(), "text");
   }
-  auto sparse = text::SparseIndex::Load(scan(kSparseKind));
+  auto sparse = text::SparseIndex::Load(scan(text::SparseIndex::kStoreTag));
   if (sparse.ok()) state->sparse = *std::move(sparse);
   report(sparse.status(), "sparse");
 }
 
-void Engine::CheckpointPostings(Collection& c, std::string_view ns, NamespaceState* state) {
-  const absl::Time start = absl::Now();
-  absl::Status s = absl::OkStatus();
-  if (state->bm25 != nullptr) {
-    s = store_->ReplaceIndexData(c.meta().id, ns, kBm25Kind,
-                                 [&](KvSink& out) { return state->bm25->Save(out); });
-  }
-  if (s.ok()) {
-    s = store_->ReplaceIndexData(c.meta().id, ns, kSparseKind,
-                                 [&](KvSink& out) { return state->sparse->Save(out); });
-  }
-  if (!s.ok()) {
-    Log(LogLevel::kError, "postings checkpoint failed",
-        {{"collection", c.config().name}, {"namespace", ns}, {"error", s.ToString()}});
-    return;
-  }
-  state->postings_changes = 0;
-  Log(LogLevel::kInfo, "postings checkpoint written",
-      {{"collection", c.config().name}, {"namespace", ns},
-       {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
-}
-
-void Engine::MaintainIndex(Collection& c, std::string_view ns, NamespaceState* state) {
-  if (state == nullptr) return;
-  const uint64_t docs =
-      (state->bm25 != nullptr ? state->bm25->doc_count() : 0) + state->sparse->doc_count();
-  if (state->postings_changes > 0 &&
-      state->postings_changes >= std::max<uint64_t>(options_.checkpoint_min_inserts, docs / 4)) {
-    CheckpointPostings(c, ns, state);
-  }
-  if (c.config().index != storage::IndexKind::kHnsw) return;
-  auto* index = static_cast<ann::HnswIndex*>(state->index.get());
-  // Compaction: once half the nodes are deleted, rebuild from the live ones.
-  // Each rebuild follows as many deletions as it keeps nodes, so its cost
-  // per deletion is constant.
-  if (index->node_count() >= 1000 && index->deleted_count() * 2 >= index->node_count()) {
-    const absl::Time start = absl::Now();
-    std::unique_ptr<ann::HnswIndex> fresh = index->Compact(&search_pool_);
-    Log(LogLevel::kInfo, "hnsw index compacted",
-        {{"collection", c.config().name}, {"namespace", ns}, {"live", fresh->size()},
-         {"dropped", index->deleted_count()},
-         {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
-    {
-      absl::MutexLock l(&c.mu);
-      state->index = std::move(fresh);
-    }
-    index = static_cast<ann::HnswIndex*>(state->index.get());
-    state->inserts_since_checkpoint = std::max<uint64_t>(state->inserts_since_checkpoint, 1);
-    CheckpointNamespace(c, ns, state);
-    return;
-  }
-  if (state->inserts_since_checkpoint >=
-      std::max<uint64_t>(options_.checkpoint_min_inserts, index->size() / 4)) {
-    CheckpointNamespace(c, ns, state);
-  }
-}
-
-void Engine::CheckpointNamespace(Collection& c, std::string_view ns, NamespaceState* state) {
-  const absl::Time start = absl::Now();
-  const auto* index = static_cast<const ann::HnswIndex*>(state->index.get());
-  absl::Status s = index_files_.WriteAtomically(
-      c.meta().id, ns, [&](std::ostream& out) { return index->Save(out); });
-  if (!s.ok()) {
-    Log(LogLevel::kError, "index checkpoint failed",
-        {{"collection", c.config().name}, {"namespace", ns}, {"error", s.ToString()}});
-    return;
-  }
-  state->inserts_since_checkpoint = 0;
-  Log(LogLevel::kInfo, "index checkpoint written",
-      {{"collection", c.config().name}, {"namespace", ns}, {"nodes", index->node_count()},
-       {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
-}
-
-
-}  // namespace quiver::server
+}  // namespace quiver::db

@@ -1,8 +1,8 @@
 // The database engine: collections, their records in the store and their
 // in-memory indexes. It speaks domain types only (no gRPC), validates every
 // request and returns absl::Status codes a client can act on. Thread-safe.
-#ifndef QUIVER_SERVER_ENGINE_H_
-#define QUIVER_SERVER_ENGINE_H_
+#ifndef QUIVER_DB_ENGINE_H_
+#define QUIVER_DB_ENGINE_H_
 
 #include <atomic>
 #include <cstdint>
@@ -19,14 +19,14 @@
 #include "ann/top_k.h"
 #include "common/json.h"
 #include "common/thread_pool.h"
-#include "server/limits.h"
+#include "db/limits.h"
 #include "storage/collection_config.h"
 #include "storage/filter.h"
 #include "storage/index_files.h"
 #include "storage/record.h"
 #include "storage/store.h"
 
-namespace quiver::server {
+namespace quiver::db {
 
 class Collection;      // collection.h
 struct NamespaceState;  // collection.h
@@ -211,8 +211,6 @@ class Engine {
   absl::StatusOr<std::shared_ptr<Collection>> Find(std::string_view name);
   std::vector<std::shared_ptr<Collection>> AllCollections();
   absl::Status LoadCollection(const storage::CollectionMeta& meta);
-  absl::Status ValidateRecord(const storage::CollectionConfig& config,
-                              storage::Record* record) const;
   // The collection's embedding model; FAILED_PRECONDITION when it is bound
   // to one this server has not loaded.
   absl::StatusOr<TextEmbedder*> EmbedderFor(const storage::CollectionConfig& config) const;
@@ -265,9 +263,6 @@ class Engine {
   std::vector<std::string> damaged_ ABSL_GUARDED_BY(mu_);
 };
 
-// Namespace names: 0..255 bytes of valid UTF-8.
-absl::Status ValidateNamespace(std::string_view ns);
+}  // namespace quiver::db
 
-}  // namespace quiver::server
-
-#endif  // QUIVER_SERVER_ENGINE_H_
+#endif  // QUIVER_DB_ENGINE_H_

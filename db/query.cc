@@ -2,25 +2,24 @@
 #include <cmath>
 
 #include "absl/container/flat_hash_set.h"
-#include "ann/hnsw.h"
+#include "ann/vector_index.h"
 #include "common/coding.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
-#include "server/collection.h"
-#include "server/engine.h"
-#include "server/engine_internal.h"
-#include "server/fusion.h"
+#include "db/collection.h"
+#include "db/engine.h"
+#include "db/internal.h"
+#include "db/validate.h"
+#include "db/fusion.h"
 
-namespace quiver::server {
+namespace quiver::db {
 
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::StoredRecord;
 using internal::NamespaceNotFound;
 using internal::Quoted;
-using internal::ValidateDense;
-using internal::ValidateSparse;
 
 std::vector<ann::Hit> Engine::MergeHits(std::vector<ann::Hit> a, const std::vector<ann::Hit>& b,
                                         size_t top_k) {
@@ -268,4 +267,4 @@ absl::StatusOr<QueryResult> Engine::FillMatches(const Collection& c, const Query
 }
 
 
-}  // namespace quiver::server
+}  // namespace quiver::db

@@ -1,8 +1,8 @@
-#include "server/fusion.h"
+#include "db/fusion.h"
 
 #include "gtest/gtest.h"
 
-namespace quiver::server {
+namespace quiver::db {
 namespace {
 
 TEST(FusionTest, ReciprocalRankFusionOfKnownLists) {
@@ -53,4 +53,4 @@ TEST(FusionTest, WeightedFusionNormalisesEachList) {
 }
 
 }  // namespace
-}  // namespace quiver::server
+}  // namespace quiver::db

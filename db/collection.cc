@@ -1,11 +1,11 @@
-#include "server/collection.h"
+#include "db/collection.h"
 
 #include "ann/flat_index.h"
 #include "ann/hnsw.h"
 #include "common/coding.h"
 #include "common/status_macros.h"
 
-namespace quiver::server {
+namespace quiver::db {
 
 ann::Metric ToAnnMetric(storage::MetricKind m) {
   switch (m) {
@@ -150,4 +150,4 @@ uint64_t Collection::record_count() const {
   return n;
 }
 
-}  // namespace quiver::server
+}  // namespace quiver::db

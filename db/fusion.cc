@@ -1,10 +1,10 @@
-#include "server/fusion.h"
+#include "db/fusion.h"
 
 #include <algorithm>
 
 #include "absl/container/flat_hash_map.h"
 
-namespace quiver::server {
+namespace quiver::db {
 
 std::vector<Match> Fuse(const std::vector<RankedList>& lists, HybridSpec::Fusion fusion,
                         float rrf_k, size_t top_k) {
@@ -47,4 +47,4 @@ std::vector<Match> Fuse(const std::vector<RankedList>& lists, HybridSpec::Fusion
   return all;
 }
 
-}  // namespace quiver::server
+}  // namespace quiver::db

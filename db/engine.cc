@@ -1,0 +1,115 @@
+// Engine: opening the store and loading every collection, shutdown
+// (checkpointing what changed), finding collections.
+#include <algorithm>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "absl/status/statusor.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "db/collection.h"
+#include "db/engine.h"
+#include "db/internal.h"
+
+namespace quiver::db {
+
+using storage::CollectionConfig;
+using storage::CollectionMeta;
+using storage::Record;
+using storage::StoredRecord;
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
+
+Engine::Engine(EngineOptions options, std::unique_ptr<storage::Store> store)
+    : options_(std::move(options)),
+      store_(std::move(store)),
+      index_files_(options_.store.path),
+      search_pool_(std::max<size_t>(1, options_.search_threads)) {}
+
+Engine::~Engine() {
+  stopping_.store(true);
+  if (catchup_thread_.joinable()) catchup_thread_.join();
+  // Checkpoint what changed, so the next start loads instead of inserting.
+  for (const auto& c : AllCollections()) {
+    absl::MutexLock wl(&c->write_mu);
+    if (c->dropped) continue;
+    std::vector<std::pair<std::string, NamespaceState*>> namespaces;
+    {
+      absl::ReaderMutexLock l(&c->mu);
+      for (const auto& [ns, state] : c->namespaces()) namespaces.emplace_back(ns, state.get());
+    }
+    for (auto& [ns, state] : namespaces) {
+      if (state->postings_changes > 0) CheckpointPostings(*c, ns, state);
+      if (state->index->checkpointed() && state->inserts_since_checkpoint > 0) {
+        CheckpointNamespace(*c, ns, state);
+      }
+    }
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
+  RETURN_IF_ERROR(options.limits.Validate());
+  if (options.search_threads < 1) return absl::InvalidArgumentError("search threads must be >= 1");
+  ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> store, storage::Store::Open(options.store));
+  std::unique_ptr<Engine> engine(new Engine(options, std::move(store)));
+  std::vector<std::string> damaged;
+  ASSIGN_OR_RETURN(std::vector<CollectionMeta> metas, engine->store_->LoadCatalog(&damaged));
+  for (const CollectionMeta& meta : metas) {
+    const absl::Time start = absl::Now();
+    absl::Status s = engine->LoadCollection(meta);
+    if (!s.ok()) {
+      Log(LogLevel::kError, "collection failed to load; not served",
+          {{"collection", meta.config.name}, {"error", s.ToString()}});
+      damaged.push_back(meta.config.name);
+      continue;
+    }
+    Log(LogLevel::kInfo, "collection loaded",
+        {{"collection", meta.config.name},
+         {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
+  }
+  {
+    absl::MutexLock lock(&engine->mu_);
+    engine->damaged_ = std::move(damaged);
+  }
+  Engine* raw = engine.get();
+  engine->catchup_thread_ = std::thread([raw] { raw->CatchUp(); });
+  return engine;
+}
+
+absl::StatusOr<std::shared_ptr<Collection>> Engine::Find(std::string_view name) {
+  absl::MutexLock lock(&mu_);
+  auto it = collections_.find(name);
+  if (it == collections_.end()) {
+    for (const std::string& d : damaged_) {
+      if (d == name) {
+        return absl::UnavailableError(StrCat(
+            "collection ", Quoted(name), " failed to load at start-up; see the server log"));
+      }
+    }
+    if (name.empty()) return absl::InvalidArgumentError("collection name must not be empty");
+    return CollectionGone(name);
+  }
+  return it->second;
+}
+
+std::vector<std::shared_ptr<Collection>> Engine::AllCollections() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<Collection>> all;
+  for (const auto& [name, c] : collections_) all.push_back(c);
+  return all;
+}
+
+std::vector<std::string> Engine::damaged_collections() const {
+  absl::MutexLock lock(&mu_);
+  return damaged_;
+}
+
+uint64_t Engine::total_record_count() {
+  uint64_t n = 0;
+  for (const CollectionInfo& info : ListCollections()) n += info.record_count;
+  return n;
+}
+
+}  // namespace quiver::db
