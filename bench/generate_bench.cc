@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
     quiver::testing::TempDir tmp;
     const std::string path = tmp.path() + "/random-110M.gguf";
     absl::Status written = quiver::llm::WriteGguf(path, **model, *tok, type);
-    auto loaded = written.ok() ? quiver::llm::LoadGguf(path) : absl::StatusOr<quiver::llm::GgufModel>(written);
+    auto loaded = written.ok() ? quiver::llm::LoadGguf(path) : absl::StatusOr<quiver::llm::LoadedModel>(written);
     if (!loaded.ok()) {
       std::fprintf(stderr, "%s: %s\n", q.c_str(), loaded.status().ToString().c_str());
       return 1;

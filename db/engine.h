@@ -20,6 +20,8 @@
 #include "common/json.h"
 #include "common/thread_pool.h"
 #include "db/limits.h"
+#include "db/requests.h"
+#include "db/text_embedder.h"
 #include "storage/collection_config.h"
 #include "storage/filter.h"
 #include "storage/index_files.h"
@@ -30,17 +32,6 @@ namespace quiver::db {
 
 class Collection;      // collection.h
 struct NamespaceState;  // collection.h
-
-// Turns text into vectors for collections bound to an embedding model
-// (the server adapts a model's batching worker to it).
-class TextEmbedder {
- public:
-  virtual ~TextEmbedder() = default;
-  virtual size_t dimension() const = 0;
-  // One vector per text, in order.
-  virtual absl::StatusOr<std::vector<std::vector<float>>> Embed(
-      const std::vector<std::string>& texts) = 0;
-};
 
 struct EngineOptions {
   storage::StoreOptions store;
@@ -63,104 +54,6 @@ struct EngineOptions {
 // testing every record's metadata and reads recall down.
 inline constexpr size_t kSelectivitySample = 2048;
 inline constexpr double kExactScanSelectivity = 0.01;
-
-struct CollectionInfo {
-  storage::CollectionMeta meta;
-  uint64_t record_count = 0;
-  uint32_t namespace_count = 0;
-};
-
-struct FetchResult {
-  std::vector<storage::Record> records;  // In request order.
-  std::vector<std::string> missing_ids;
-};
-
-// Partial update of one record; unset parts stay as they are.
-struct UpdateSpec {
-  std::string id;
-  std::optional<std::vector<float>> values;
-  std::optional<storage::SparseVector> sparse;
-  std::optional<Json> set_metadata;  // Object merged key by key.
-  std::optional<std::string> text;
-};
-
-struct ListIdsResult {
-  std::vector<std::string> ids;
-  std::string next_pagination_token;  // Empty at the end.
-};
-
-struct NamespaceStatsResult {
-  uint64_t record_count = 0;
-};
-struct StatsResult {
-  uint32_t dimension = 0;
-  uint64_t total_record_count = 0;
-  std::map<std::string, NamespaceStatsResult> namespaces;
-  storage::MetricKind metric = storage::MetricKind::kCosine;
-  storage::IndexKind index = storage::IndexKind::kFlat;
-  uint64_t index_bytes_per_vector = 0;
-  // Records an HNSW graph does not hold yet after a restart (answered by an
-  // exact scan meanwhile); 0 once caught up.
-  uint64_t catching_up_count = 0;
-};
-
-// How Query fuses several ranked lists (hybrid search).
-struct HybridSpec {
-  enum class Fusion { kRrf, kWeighted };
-  // kRrf: score = sum over lists of weight / (rrf_k + rank), rank 1-based.
-  // kWeighted: score = sum over lists of weight * (s - min) / (max - min),
-  // min and max over the list's candidates (1 when they are equal); a
-  // document missing from a list gets 0 from it.
-  Fusion fusion = Fusion::kRrf;
-  float rrf_k = 60;  // REQUIRES: > 0.
-  // Per list; all zero means 1 each. REQUIRES: >= 0.
-  float dense_weight = 0, sparse_weight = 0, text_weight = 0;
-  uint32_t candidate_depth = 0;  // Candidates per list; 0: max(4 * top_k, 40).
-};
-
-struct QueryRequest {
-  std::string ns;
-  uint32_t top_k = 0;
-  // Any of a dense query (vector, or the id of a stored record), a sparse
-  // vector and text for BM25 (collections with text enabled). Several are
-  // fused by `hybrid`.
-  std::vector<float> vector;
-  std::string id;
-  storage::SparseVector sparse;
-  std::string text;
-  HybridSpec hybrid;
-  std::optional<Json> filter;
-  bool include_values = false;
-  bool include_metadata = false;
-  bool exact = false;
-  uint32_t ef_search = 0;
-};
-
-// One list's part in a match: its source ("dense", "sparse", "text"), the
-// match's 1-based rank there and its score there.
-struct ScoreComponent {
-  std::string source;
-  uint32_t rank = 0;
-  float score = 0;
-};
-
-struct Match {
-  std::string id;
-  float score = 0;
-  std::vector<float> values;          // When include_values.
-  storage::SparseVector sparse;       // When include_values.
-  std::optional<storage::Metadata> metadata;  // When include_metadata.
-  std::string text;                   // When include_metadata.
-  std::vector<ScoreComponent> explanation;  // One per list that ranked it.
-};
-
-struct QueryResult {
-  std::vector<Match> matches;
-  bool exact = true;
-  uint64_t scanned_count = 0;
-};
-
-using RankedHit = std::pair<std::string, float>;  // (record id, score), best first.
 
 class Engine {
  public:

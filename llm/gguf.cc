@@ -516,7 +516,7 @@ absl::Status WriteGguf(const std::string& path, const LlamaModel& model,
   return WriteGgufFile(path, meta, tensors);
 }
 
-absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
+absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
   // Mapped, not read: the file (often gigabytes) is paged in as tensors are
   // converted, and never held twice.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -629,7 +629,7 @@ absl::StatusOr<GgufModel> LoadGguf(const std::string& path) {
   }
   info.chat_template = str("tokenizer.chat_template");
   const std::string tokenizer_model = str("tokenizer.ggml.model");
-  GgufModel out;
+  LoadedModel out;
   std::vector<std::string> tokens;
   std::vector<float> scores;
   if (tokenizer_model == "gpt2") {

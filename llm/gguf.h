@@ -25,20 +25,15 @@
 
 #include "absl/status/statusor.h"
 #include "llm/llama2c.h"
+#include "llm/load.h"
 
 namespace quiver::llm {
 
 enum class GgufType { kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8, kQ4_K = 12, kQ6_K = 14 };
 
-struct GgufModel {
-  std::unique_ptr<LlamaModel> model;
-  // Llama2cTokenizer for SentencePiece vocabularies, HfCodec for "gpt2".
-  std::unique_ptr<TokenCodec> tokenizer;
-};
-
 // DATA_LOSS for a truncated or malformed file, INVALID_ARGUMENT for an
 // unsupported architecture, tensor type or tokenizer.
-absl::StatusOr<GgufModel> LoadGguf(const std::string& path);
+absl::StatusOr<LoadedModel> LoadGguf(const std::string& path);
 
 // A metadata entry and a tensor for WriteGgufFile. Tensor dims are GGUF's
 // (ne[0], the row length, first); values row-major, encoded as `type`

@@ -157,7 +157,7 @@ absl::StatusOr<LlamaConfig> ParseHfConfig(const Json& j) {
   return c;
 }
 
-absl::StatusOr<LoadedLlm> LoadHfModel(const std::string& dir_name) {
+absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir_name) {
   const std::filesystem::path dir(dir_name);
   ASSIGN_OR_RETURN(Json config_json, ReadJson(dir / "config.json"));
   auto parsed = ParseHfConfig(config_json);
@@ -213,7 +213,7 @@ absl::StatusOr<LoadedLlm> LoadHfModel(const std::string& dir_name) {
   } else {
     c.shared_classifier = true;  // w[11] stays empty: FromTensors shares the embedding.
   }
-  LoadedLlm out;
+  LoadedModel out;
   ASSIGN_OR_RETURN(out.model, LlamaModel::FromTensors(c, std::move(w)));
 
   // Tokenizer and its special tokens.

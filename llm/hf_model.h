@@ -17,18 +17,14 @@
 #include "common/json.h"
 #include "llm/codec.h"
 #include "llm/llama2c.h"
+#include "llm/load.h"
 
 namespace quiver::llm {
-
-struct LoadedLlm {
-  std::unique_ptr<LlamaModel> model;
-  std::unique_ptr<TokenCodec> tokenizer;
-};
 
 // NOT_FOUND for a missing file, INVALID_ARGUMENT for an unsupported
 // architecture or option (named), a missing tensor or a wrong shape;
 // DATA_LOSS for a truncated weights file.
-absl::StatusOr<LoadedLlm> LoadHfModel(const std::string& dir);
+absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir);
 
 // The model config alone (config.json parsed), for tests and tools.
 absl::StatusOr<LlamaConfig> ParseHfConfig(const Json& config);

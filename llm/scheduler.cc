@@ -12,7 +12,10 @@ namespace quiver::llm {
 struct Scheduler::Sequence {
   GenerateParams params;
   std::function<void(const TokenEvent&)> on_event;
+  std::function<bool()> gone;  // May be null.
   std::shared_ptr<Handle> handle;
+  // Cancelled by the caller, or its client went away.
+  bool Cancelled() const { return handle->cancelled_.load() || (gone && gone()); }
   std::vector<int> prompt;     // With BOS.
   std::vector<int> blocks;     // Reserved KV blocks.
   int fed = 0;                 // Positions in the cache.
@@ -59,7 +62,8 @@ Scheduler::~Scheduler() {
 }
 
 absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
-    GenerateParams params, std::function<void(const TokenEvent&)> on_event) {
+    GenerateParams params, std::function<void(const TokenEvent&)> on_event,
+    std::function<bool()> gone) {
   const LlamaConfig& c = engine_->config();
   if (params.temperature < 0 || !std::isfinite(params.temperature)) {
     return absl::InvalidArgumentError("temperature must be >= 0");
@@ -100,6 +104,7 @@ absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
   seq->sampler = std::make_unique<Sampler>(params.temperature, params.top_p, params.seed);
   seq->params = std::move(params);
   seq->on_event = std::move(on_event);
+  seq->gone = std::move(gone);
   seq->handle = std::make_shared<Handle>();
   auto handle = seq->handle;
   {
@@ -114,6 +119,38 @@ absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
   cv_.notify_one();
   return handle;
 }
+
+absl::StatusOr<std::unique_ptr<TokenStream>> Scheduler::Stream(GenerateParams params,
+                                                                std::function<bool()> gone) {
+  std::unique_ptr<TokenStream> stream(new TokenStream());
+  ASSIGN_OR_RETURN(stream->handle_,
+                   Submit(
+                       std::move(params),
+                       [queue = stream->queue_](const TokenEvent& e) {
+                         {
+                           std::lock_guard<std::mutex> l(queue->mu);
+                           queue->events.push_back(e);
+                         }
+                         queue->cv.notify_one();
+                       },
+                       std::move(gone)));
+  return stream;
+}
+
+TokenStream::~TokenStream() {
+  if (!done_ && handle_ != nullptr) handle_->Cancel();
+}
+
+TokenEvent TokenStream::Next() {
+  std::unique_lock<std::mutex> l(queue_->mu);
+  queue_->cv.wait(l, [&] { return !queue_->events.empty(); });
+  TokenEvent e = std::move(queue_->events.front());
+  queue_->events.pop_front();
+  done_ = e.done;
+  return e;
+}
+
+void TokenStream::Cancel() { handle_->Cancel(); }
 
 Scheduler::Stats Scheduler::stats() const {
   std::lock_guard<std::mutex> l(mu_);
@@ -217,6 +254,14 @@ void Scheduler::Loop() {
   while (true) {
     cv_.wait(l, [&] { return stopping_ || !waiting_.empty() || !active_.empty(); });
     if (stopping_) break;
+    // Requests cancelled while they wait end here, without being admitted.
+    for (auto& w : waiting_) {
+      if (w->Cancelled()) Finish(*w, FinishReason::kCancelled);
+    }
+    waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
+                                  [](const auto& w) { return w->finished; }),
+                   waiting_.end());
+    if (waiting_.empty() && active_.empty()) continue;
     // Admit waiting requests while sequences and KV blocks allow.
     while (!waiting_.empty() && static_cast<int>(active_.size()) < options_.max_seqs) {
       Sequence& s = *waiting_.front();
@@ -236,7 +281,7 @@ void Scheduler::Loop() {
     int budget = options_.max_batch_tokens;
     for (auto& sp : active_) {
       Sequence& s = *sp;
-      if (s.handle->cancelled_.load()) {
+      if (s.Cancelled()) {
         Finish(s, FinishReason::kCancelled);
         continue;
       }

@@ -66,6 +66,8 @@ size_t KvCacheBlocks(const LlamaConfig& config, const SchedulerOptions& options)
 // prompt still being fed gets at least one).
 int MaxStepRows(const SchedulerOptions& options);
 
+class TokenStream;
+
 class Scheduler {
  public:
   // Steps run on `engine` (its block size must be options.block_size; its
@@ -88,10 +90,19 @@ class Scheduler {
   };
   // Queues a generation. `on_event` runs on the scheduler thread for every
   // token and once with done = true (also after Cancel); it must not block.
+  // `gone`, when set, is asked on the scheduler thread before every step
+  // while the request waits or runs (it must be cheap and thread-safe, such
+  // as a transport's "has the client gone away?"); once it says true the
+  // generation ends as kCancelled, as after Cancel.
   // INVALID_ARGUMENT for bad parameters or a prompt that fills the context;
-  // RESOURCE_EXHAUSTED when the queue is full.
+  // RESOURCE_EXHAUSTED when the queue is full; UNAVAILABLE while shutting down.
   absl::StatusOr<std::shared_ptr<Handle>> Submit(GenerateParams params,
-                                                 std::function<void(const TokenEvent&)> on_event);
+                                                 std::function<void(const TokenEvent&)> on_event,
+                                                 std::function<bool()> gone = nullptr);
+  // Submit, with the events read by a consumer thread (TokenStream::Next)
+  // instead of a callback. Same errors as Submit.
+  absl::StatusOr<std::unique_ptr<TokenStream>> Stream(GenerateParams params,
+                                                      std::function<bool()> gone = nullptr);
 
   struct Stats {
     uint64_t steps = 0, rows = 0, max_active = 0;
@@ -119,6 +130,33 @@ class Scheduler {
   bool stopping_ = false;
   Stats stats_;
   std::thread thread_;
+};
+
+// One generation's events for a thread other than the scheduler's: they
+// queue as the scheduler makes them and Next() hands them out in order.
+// Thread-safe; destroying the stream cancels a generation still running.
+class TokenStream {
+ public:
+  ~TokenStream();
+  // Blocks until the next event; the last one has done = true.
+  // REQUIRES: the last event was not returned yet.
+  TokenEvent Next();
+  // Ends the generation early: a final event with kCancelled follows (unless
+  // it had just finished otherwise).
+  void Cancel();
+
+ private:
+  friend class Scheduler;
+  struct Queue {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<TokenEvent> events;
+  };
+  TokenStream() : queue_(std::make_shared<Queue>()) {}
+  // Shared with the scheduler's callback, which may outlive this object.
+  std::shared_ptr<Queue> queue_;
+  std::shared_ptr<Scheduler::Handle> handle_;
+  bool done_ = false;
 };
 
 }  // namespace quiver::llm

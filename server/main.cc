@@ -201,19 +201,20 @@ int main(int argc, char** argv) {
   lim.max_fetch_ids = absl::GetFlag(FLAGS_max_fetch_ids);
   options.listen = absl::StrSplit(absl::GetFlag(FLAGS_listen), ',', absl::SkipWhitespace());
   options.rpc_threads = absl::GetFlag(FLAGS_threads);
-  options.models.device = device;
-  options.models.precision = *precision;
-  options.models.embed_model_dir = absl::GetFlag(FLAGS_embed_model);
-  options.models.rerank_model_dir = absl::GetFlag(FLAGS_rerank_model);
-  options.models.worker.max_batch_tokens = absl::GetFlag(FLAGS_embed_max_batch_tokens);
-  options.models.worker.max_wait_us = absl::GetFlag(FLAGS_embed_max_wait_us);
-  options.models.worker.max_queue = absl::GetFlag(FLAGS_embed_max_queue);
-  options.models.llm_model_path = absl::GetFlag(FLAGS_llm_model);
-  options.models.llm_tokenizer_path = absl::GetFlag(FLAGS_llm_tokenizer);
-  options.models.llm_max_context = std::max(0, absl::GetFlag(FLAGS_llm_max_context));
-  options.models.scheduler.max_seqs = std::max(1, absl::GetFlag(FLAGS_llm_max_seqs));
-  options.models.scheduler.max_batch_tokens = std::max(1, absl::GetFlag(FLAGS_llm_max_batch_tokens));
-  options.models.scheduler.kv_cache_bytes =
+  options.embed.device = device;
+  options.embed.precision = *precision;
+  options.embed.embed_model_dir = absl::GetFlag(FLAGS_embed_model);
+  options.embed.rerank_model_dir = absl::GetFlag(FLAGS_rerank_model);
+  options.embed.worker.max_batch_tokens = absl::GetFlag(FLAGS_embed_max_batch_tokens);
+  options.embed.worker.max_wait_us = absl::GetFlag(FLAGS_embed_max_wait_us);
+  options.embed.worker.max_queue = absl::GetFlag(FLAGS_embed_max_queue);
+  options.llm.device = device;
+  options.llm.model.path = absl::GetFlag(FLAGS_llm_model);
+  options.llm.model.tokenizer_path = absl::GetFlag(FLAGS_llm_tokenizer);
+  options.llm.model.max_context = std::max(0, absl::GetFlag(FLAGS_llm_max_context));
+  options.llm.scheduler.max_seqs = std::max(1, absl::GetFlag(FLAGS_llm_max_seqs));
+  options.llm.scheduler.max_batch_tokens = std::max(1, absl::GetFlag(FLAGS_llm_max_batch_tokens));
+  options.llm.scheduler.kv_cache_bytes =
       static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_llm_kv_cache_mb))) << 20;
 
   // Shutdown signals go through a pipe to one waiting thread. (Blocking

@@ -14,6 +14,24 @@
 #include "grpcpp/server_builder.h"
 
 namespace quiver::server {
+namespace {
+
+// The engine embeds text through the embedding service's batching worker.
+class ServiceEmbedder final : public db::TextEmbedder {
+ public:
+  explicit ServiceEmbedder(embed::EmbeddingService* service) : service_(service) {}
+  size_t dimension() const override { return service_->embedder().dimension(); }
+  absl::StatusOr<std::vector<std::vector<float>>> Embed(
+      const std::vector<std::string>& texts) override {
+    ASSIGN_OR_RETURN(embed::EmbedResult r, service_->Embed(texts));
+    return std::move(r.vectors);
+  }
+
+ private:
+  embed::EmbeddingService* service_;
+};
+
+}  // namespace
 
 absl::Status ServerOptions::Validate() const {
   if (listen.empty()) return absl::InvalidArgumentError("at least one listen address is needed");
@@ -24,10 +42,14 @@ absl::Status ServerOptions::Validate() const {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<Server> s(new Server());
-  ASSIGN_OR_RETURN(s->models_host_, ModelHost::Load(options.models));
+  ASSIGN_OR_RETURN(s->embedding_, embed::EmbeddingService::Load(options.embed));
+  if (!options.llm.model.path.empty()) {
+    ASSIGN_OR_RETURN(s->generator_, llm::Generator::Load(options.llm));
+  }
   db::EngineOptions engine_options = options.engine;
-  if (s->models_host_->has_embedder()) {
-    engine_options.embedders[s->models_host_->embed_name()] = s->models_host_.get();
+  if (s->embedding_->has_embedder()) {
+    s->text_embedder_ = std::make_unique<ServiceEmbedder>(s->embedding_.get());
+    engine_options.embedders[s->embedding_->embed_name()] = s->text_embedder_.get();
   }
   ASSIGN_OR_RETURN(s->engine_, db::Engine::Open(engine_options));
 
@@ -40,7 +62,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   s->collections_ = std::make_unique<CollectionsService>(s->engine_.get());
   s->points_ = std::make_unique<PointsService>(s->engine_.get());
   s->search_ = std::make_unique<SearchService>(s->engine_.get());
-  s->models_ = std::make_unique<ModelsService>(s->models_host_.get());
+  s->models_ = std::make_unique<ModelsService>(s->embedding_.get(), s->generator_.get());
   s->rag_ = std::make_unique<RagService>();
   s->admin_ = std::make_unique<AdminService>(s->engine_.get(), facts);
 

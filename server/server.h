@@ -11,7 +11,8 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "db/engine.h"
-#include "server/model_host.h"
+#include "embed/service.h"
+#include "llm/generator.h"
 #include "server/services.h"
 
 namespace quiver::server {
@@ -20,7 +21,8 @@ inline constexpr char kVersion[] = "0.1.0";
 
 struct ServerOptions {
   db::EngineOptions engine;
-  ModelOptions models;
+  embed::ServiceOptions embed;
+  llm::GeneratorOptions llm;  // llm.model.path empty: no generator.
   // host:port addresses; port 0 picks a free port (see bound_ports()).
   std::vector<std::string> listen = {"127.0.0.1:50051"};
   int rpc_threads = 16;  // Most concurrent RPC handlers. REQUIRES: >= 1.
@@ -45,7 +47,10 @@ class Server {
  private:
   Server() = default;
 
-  std::unique_ptr<ModelHost> models_host_;  // Before the engine, which uses it.
+  // The models before the engine, which embeds through them.
+  std::unique_ptr<embed::EmbeddingService> embedding_;
+  std::unique_ptr<db::TextEmbedder> text_embedder_;  // Adapts embedding_ for the engine.
+  std::unique_ptr<llm::Generator> generator_;  // Null without --llm_model.
   std::unique_ptr<db::Engine> engine_;
   std::unique_ptr<CollectionsService> collections_;
   std::unique_ptr<PointsService> points_;

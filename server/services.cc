@@ -2,9 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
 
 #include "common/coding.h"
 #include "common/strings.h"
@@ -230,148 +227,60 @@ grpc::Status NotBuilt(std::string_view what) {
 
 grpc::Status ModelsService::Embed(grpc::ServerContext*, const v1::EmbedRequest* req,
                                   v1::EmbedResponse* resp) {
-  if (!host_->has_embedder()) {
-    return ToGrpcStatus(absl::FailedPreconditionError(
-        "no embedding model is loaded (quiverd --embed-model=DIR)"));
-  }
-  if (!req->model().empty() && req->model() != host_->embed_name()) {
-    return ToGrpcStatus(absl::NotFoundError(StrCat("no embedding model \"", req->model(),
-                                                   "\"; this server has \"",
-                                                   host_->embed_name(), "\"")));
-  }
-  if (req->inputs().empty()) {
-    return ToGrpcStatus(absl::InvalidArgumentError("embed needs at least one input"));
-  }
   std::vector<std::string> inputs(req->inputs().begin(), req->inputs().end());
-  auto result = host_->EmbedTexts(inputs);
+  auto result = embedding_->Embed(inputs, req->normalize(), req->model());
   if (!result.ok()) return ToGrpcStatus(result.status());
   for (size_t i = 0; i < result->vectors.size(); ++i) {
-    std::vector<float>& v = result->vectors[i];
-    if (req->normalize()) {
-      double n = 0;
-      for (float x : v) n += static_cast<double>(x) * x;
-      n = std::sqrt(n);
-      if (n > 0) {
-        for (float& x : v) x = static_cast<float>(x / n);
-      }
-    }
     v1::Embedding* e = resp->add_embeddings();
-    e->mutable_values()->Add(v.begin(), v.end());
+    e->mutable_values()->Add(result->vectors[i].begin(), result->vectors[i].end());
     e->set_token_count(result->token_counts[i]);
   }
-  resp->set_model(host_->embed_name());
+  resp->set_model(embedding_->embed_name());
   return grpc::Status::OK;
 }
 
 grpc::Status ModelsService::Rerank(grpc::ServerContext*, const v1::RerankRequest* req,
                                    v1::RerankResponse* resp) {
-  if (!host_->has_reranker()) {
-    return ToGrpcStatus(
-        absl::FailedPreconditionError("no reranker is loaded (quiverd --rerank-model=DIR)"));
-  }
-  if (!req->model().empty() && req->model() != host_->rerank_name()) {
-    return ToGrpcStatus(absl::NotFoundError(StrCat("no reranker \"", req->model(),
-                                                   "\"; this server has \"",
-                                                   host_->rerank_name(), "\"")));
-  }
-  if (req->query().empty() || req->documents().empty()) {
-    return ToGrpcStatus(absl::InvalidArgumentError("rerank needs a query and at least one document"));
-  }
   std::vector<std::string> docs(req->documents().begin(), req->documents().end());
-  auto scores = host_->Rerank(req->query(), docs);
-  if (!scores.ok()) return ToGrpcStatus(scores.status());
-  std::vector<uint32_t> order(docs.size());
-  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return (*scores)[a] > (*scores)[b]; });
-  const size_t n = req->top_n() == 0 ? order.size() : std::min<size_t>(req->top_n(), order.size());
-  for (size_t r = 0; r < n; ++r) {
+  auto ranked = embedding_->Rerank(req->query(), docs, req->top_n(), req->model());
+  if (!ranked.ok()) return ToGrpcStatus(ranked.status());
+  for (const embed::RankedDocument& d : *ranked) {
     v1::RerankResult* out = resp->add_results();
-    out->set_index(order[r]);
-    out->set_score((*scores)[order[r]]);
-    if (req->return_documents()) out->set_document(docs[order[r]]);
+    out->set_index(d.index);
+    out->set_score(d.score);
+    if (req->return_documents()) out->set_document(docs[d.index]);
   }
-  resp->set_model(host_->rerank_name());
+  resp->set_model(embedding_->rerank_name());
   return grpc::Status::OK;
 }
 
 grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  if (!host_->has_generator()) {
+  if (generator_ == nullptr) {
     return ToGrpcStatus(
         absl::FailedPreconditionError("no generative model is loaded (quiverd --llm-model=PATH)"));
   }
-  if (!req->model().empty() && req->model() != host_->llm_name()) {
-    return ToGrpcStatus(absl::NotFoundError(StrCat("no generative model \"", req->model(),
-                                                   "\"; this server has \"", host_->llm_name(),
-                                                   "\"")));
-  }
   const v1::SamplingParams& sp = req->sampling();
-  llm::GenerateParams p;
-  p.prompt = req->prompt();
-  if (req->messages_size() > 0) {
-    if (!req->prompt().empty()) {
-      return ToGrpcStatus(absl::InvalidArgumentError("send a prompt or messages, not both"));
-    }
-    std::vector<llm::ChatMessage> messages;
-    for (int i = 0; i < req->messages_size(); ++i) {
-      const v1::ChatMessage& m = req->messages(i);
-      if (m.role().empty()) {
-        return ToGrpcStatus(absl::InvalidArgumentError(StrCat("message ", i, " has no role")));
-      }
-      if (!IsValidUtf8(m.role()) || !IsValidUtf8(m.content())) {
-        return ToGrpcStatus(absl::InvalidArgumentError(StrCat("message ", i, " is not valid UTF-8")));
-      }
-      messages.push_back({m.role(), m.content()});
-    }
-    auto rendered = host_->RenderChat(messages);
-    if (!rendered.ok()) return ToGrpcStatus(rendered.status());
-    p.prompt = std::move(rendered->text);
-    p.add_bos = rendered->add_bos;
-  }
-  p.temperature = sp.temperature();
-  p.top_k = static_cast<int>(sp.top_k());
-  p.top_p = sp.top_p() == 0 ? 1.0f : sp.top_p();
-  p.repetition_penalty = sp.repetition_penalty() == 0 ? 1.0f : sp.repetition_penalty();
-  p.seed = sp.seed() != 0 ? sp.seed() : static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-  p.max_tokens = sp.max_tokens() == 0 ? 256 : static_cast<int>(std::min<uint32_t>(sp.max_tokens(), 1 << 20));
-  p.stop.assign(sp.stop().begin(), sp.stop().end());
-  if (!IsValidUtf8(p.prompt)) {
-    return ToGrpcStatus(absl::InvalidArgumentError("prompt is not valid UTF-8"));
-  }
-  // Events cross from the scheduler thread to this handler.
-  struct Channel {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<llm::TokenEvent> events;
-  };
-  auto ch = std::make_shared<Channel>();
-  auto handle = host_->scheduler()->Submit(p, [ch](const llm::TokenEvent& e) {
-    {
-      std::lock_guard<std::mutex> l(ch->mu);
-      ch->events.push_back(e);
-    }
-    ch->cv.notify_one();
-  });
-  if (!handle.ok()) return ToGrpcStatus(handle.status());
-  bool cancelled = false;
+  llm::GenerationRequest g;
+  g.model = req->model();
+  g.prompt = req->prompt();
+  for (const v1::ChatMessage& m : req->messages()) g.messages.push_back({m.role(), m.content()});
+  g.temperature = sp.temperature();
+  g.top_k = sp.top_k();
+  g.top_p = sp.top_p();
+  g.repetition_penalty = sp.repetition_penalty();
+  g.seed = sp.seed();
+  g.max_tokens = sp.max_tokens();
+  g.stop.assign(sp.stop().begin(), sp.stop().end());
+  // The scheduler asks before every step whether the client went away.
+  auto stream = generator_->Start(g, [ctx] { return ctx->IsCancelled(); });
+  if (!stream.ok()) return ToGrpcStatus(stream.status());
   while (true) {
-    llm::TokenEvent e;
-    {
-      std::unique_lock<std::mutex> l(ch->mu);
-      if (!ch->cv.wait_for(l, std::chrono::milliseconds(50), [&] { return !ch->events.empty(); })) {
-        if (!cancelled && ctx->IsCancelled()) {
-          cancelled = true;
-          (*handle)->Cancel();  // The client went away: stop the work.
-        }
-        continue;
-      }
-      e = std::move(ch->events.front());
-      ch->events.pop_front();
-    }
-    if (cancelled) {
-      if (e.done) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
-      continue;
+    const llm::TokenEvent e = (*stream)->Next();
+    if (e.done && e.reason == llm::FinishReason::kCancelled) {
+      if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "generation was stopped (server shutting down)");
     }
     v1::GenerateResponse resp;
     resp.set_text(e.text);
@@ -379,17 +288,15 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
     if (e.done) {
       resp.set_prompt_tokens(static_cast<uint32_t>(e.prompt_tokens));
       resp.set_completion_tokens(static_cast<uint32_t>(e.completion_tokens));
-      if (e.reason == llm::FinishReason::kCancelled) {
-        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "generation was stopped (server shutting down)");
-      }
       resp.set_finish_reason(e.reason == llm::FinishReason::kStop ? v1::FINISH_REASON_STOP
                                                                   : v1::FINISH_REASON_LENGTH);
     }
     if (!writer->Write(resp)) {
-      cancelled = true;
-      (*handle)->Cancel();
-      if (e.done) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-      continue;
+      // The client went away: stop the work and read to the final event.
+      (*stream)->Cancel();
+      while (!e.done && !(*stream)->Next().done) {
+      }
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     }
     if (e.done) return grpc::Status::OK;
   }
@@ -397,30 +304,33 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
 
 grpc::Status ModelsService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
                                        v1::ListModelsResponse* resp) {
-  if (host_->has_embedder()) {
+  if (embedding_->has_embedder()) {
+    const embed::EmbeddingModel& e = embedding_->embedder();
     v1::ModelInfo* m = resp->add_models();
-    m->set_name(host_->embed_name());
+    m->set_name(embedding_->embed_name());
     m->set_kind("embedding");
-    m->set_device(std::string(host_->embed_device()));
-    m->set_dimension(static_cast<uint32_t>(host_->dimension()));
-    m->set_max_tokens(static_cast<uint32_t>(host_->embed_max_tokens()));
+    m->set_device(std::string(e.device()));
+    m->set_dimension(static_cast<uint32_t>(e.dimension()));
+    m->set_max_tokens(static_cast<uint32_t>(e.max_tokens()));
   }
-  if (host_->has_generator()) {
+  if (generator_ != nullptr) {
     v1::ModelInfo* m = resp->add_models();
-    m->set_name(host_->llm_name());
+    m->set_name(generator_->name());
     m->set_kind("generator");
-    m->set_device(std::string(host_->llm_device()));
-    m->set_max_tokens(static_cast<uint32_t>(host_->scheduler()->config().seq_len));
+    m->set_device(std::string(generator_->device()));
+    m->set_max_tokens(static_cast<uint32_t>(generator_->context_length()));
   }
-  if (host_->has_reranker()) {
+  if (embedding_->has_reranker()) {
+    const embed::RerankModel& r = embedding_->reranker();
     v1::ModelInfo* m = resp->add_models();
-    m->set_name(host_->rerank_name());
+    m->set_name(embedding_->rerank_name());
     m->set_kind("reranker");
-    m->set_device(std::string(host_->rerank_device()));
-    m->set_max_tokens(static_cast<uint32_t>(host_->rerank_max_tokens()));
+    m->set_device(std::string(r.device()));
+    m->set_max_tokens(static_cast<uint32_t>(r.max_tokens()));
   }
   return grpc::Status::OK;
 }
+
 grpc::Status RagService::Ask(grpc::ServerContext*, const v1::AskRequest*,
                              grpc::ServerWriter<v1::AskResponse>*) {
   return NotBuilt("Rag.Ask: the RAG pipeline (rag/, embed/, llm/)");

@@ -13,7 +13,8 @@
 #include "quiver/v1/rag.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 #include "db/engine.h"
-#include "server/model_host.h"
+#include "embed/service.h"
+#include "llm/generator.h"
 
 namespace quiver::server {
 
@@ -63,11 +64,14 @@ class SearchService final : public v1::Search::Service {
   db::Engine* engine_;
 };
 
-// Embedding and reranking through the ModelHost (FAILED_PRECONDITION when
-// the model is not loaded); generation is not built yet (UNIMPLEMENTED).
+// Embedding, reranking and generation through the shared models layer
+// (embed::EmbeddingService, llm::Generator); FAILED_PRECONDITION for a
+// model this server has not loaded.
 class ModelsService final : public v1::Models::Service {
  public:
-  explicit ModelsService(ModelHost* host) : host_(host) {}
+  // `generator` may be null (no generative model); neither is owned.
+  ModelsService(embed::EmbeddingService* embedding, llm::Generator* generator)
+      : embedding_(embedding), generator_(generator) {}
   grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*) override;
   grpc::Status Rerank(grpc::ServerContext*, const v1::RerankRequest*,
                       v1::RerankResponse*) override;
@@ -77,7 +81,8 @@ class ModelsService final : public v1::Models::Service {
                           v1::ListModelsResponse*) override;
 
  private:
-  ModelHost* host_;
+  embed::EmbeddingService* embedding_;
+  llm::Generator* generator_;
 };
 
 class RagService final : public v1::Rag::Service {

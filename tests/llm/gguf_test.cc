@@ -20,19 +20,19 @@ namespace {
 
 class GgufTest : public StoriesModelTest {
  protected:
-  GgufModel Convert(GgufType type) {
+  LoadedModel Convert(GgufType type) {
     const std::string path = tmp_.path() + "/m" + std::to_string(static_cast<int>(type)) + ".gguf";
     EXPECT_TRUE(WriteGguf(path, *model_, *tokenizer_, type, "stories260K").ok());
     auto g = LoadGguf(path);
     EXPECT_TRUE(g.ok()) << g.status();
-    return g.ok() ? *std::move(g) : GgufModel{};
+    return g.ok() ? *std::move(g) : LoadedModel{};
   }
 
   testing::TempDir tmp_;
 };
 
 TEST_F(GgufTest, F32GivesLlama2csExactTokens) {
-  GgufModel g = Convert(GgufType::kF32);
+  LoadedModel g = Convert(GgufType::kF32);
   ASSERT_NE(g.model, nullptr);
   EXPECT_EQ(g.model->config().n_kv_heads, 4);
   const auto* spm = dynamic_cast<const Llama2cTokenizer*>(g.tokenizer.get());
@@ -56,7 +56,7 @@ size_t FirstDivergence(const std::vector<int>& a, const std::vector<int>& b) {
 TEST_F(GgufTest, F16AndQ8GreedyTokensAgreeForFiftySteps) {
   const std::vector<int> want = GeneratedIds(dir_ + "/expected_greedy_n200.ids");
   for (GgufType type : {GgufType::kF16, GgufType::kQ8_0}) {
-    GgufModel g = Convert(type);
+    LoadedModel g = Convert(type);
     ASSERT_NE(g.model, nullptr);
     Sampler greedy(0.0f, 0.9f, 1);
     const std::vector<int> got = Generate(*g.model, *g.tokenizer, "", 200, &greedy).ids;
@@ -72,7 +72,7 @@ TEST_F(GgufTest, F16AndQ8GreedyTokensAgreeForFiftySteps) {
 // (mostly the same words) rather than noise.
 TEST_F(GgufTest, Q4GreedyTokensStartAsLlama2c) {
   const std::vector<int> want = GeneratedIds(dir_ + "/expected_greedy_n200.ids");
-  GgufModel g = Convert(GgufType::kQ4_0);
+  LoadedModel g = Convert(GgufType::kQ4_0);
   ASSERT_NE(g.model, nullptr);
   Sampler greedy(0.0f, 0.9f, 1);
   const std::vector<int> got = Generate(*g.model, *g.tokenizer, "", 200, &greedy).ids;
@@ -87,7 +87,7 @@ TEST_F(GgufTest, Q4GreedyTokensStartAsLlama2c) {
 TEST_F(GgufTest, QuantizedWeightsStayQuantized) {
   const size_t f32_bytes = model_->weight_bytes();
   for (GgufType type : {GgufType::kF16, GgufType::kQ8_0, GgufType::kQ4_0}) {
-    GgufModel g = Convert(type);
+    LoadedModel g = Convert(type);
     ASSERT_NE(g.model, nullptr);
     EXPECT_FALSE(g.model->is_float32());
     std::printf("GGUF type %d: %zu weight bytes (float32: %zu)\n", static_cast<int>(type),

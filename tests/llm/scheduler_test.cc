@@ -1,5 +1,6 @@
 #include "llm/scheduler.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <fstream>
 #include <future>
@@ -187,6 +188,60 @@ TEST_F(SchedulerTest, RequestsWaitForKvCacheRoom) {
   }
   EXPECT_LE(s.stats().max_active, 3u);
   EXPECT_GE(s.stats().max_active, 2u);
+}
+
+TEST_F(SchedulerTest, StreamHandsOutTheSameEventsAsTheCallback) {
+  Scheduler s(model_.get(), tokenizer_.get(), SchedulerOptions{});
+  GenerateParams p;
+  p.max_tokens = 40;
+  const Result expected = RunOne(s, p);
+  auto stream = s.Stream(p);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  Result got;
+  for (TokenEvent e = (*stream)->Next();; e = (*stream)->Next()) {
+    if (e.token >= 0) got.ids.push_back(e.token);
+    got.text += e.text;
+    if (e.done) {
+      got.reason = e.reason;
+      break;
+    }
+  }
+  EXPECT_EQ(got.ids, expected.ids);
+  EXPECT_EQ(got.text, expected.text);
+  EXPECT_EQ(got.reason, expected.reason);
+}
+
+TEST_F(SchedulerTest, AClientThatWentAwayCancelsItsGeneration) {
+  // One sequence at a time, so the second request waits in the queue.
+  SchedulerOptions o;
+  o.max_seqs = 1;
+  Scheduler s(model_.get(), tokenizer_.get(), o);
+  GenerateParams longer;
+  longer.max_tokens = 500;
+  std::atomic<bool> first_gone{false}, second_gone{false};
+  auto first = s.Stream(longer, [&] { return first_gone.load(); });
+  auto second = s.Stream(longer, [&] { return second_gone.load(); });
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_FALSE((*first)->Next().done);
+  // Gone while queued: ends without ever running.
+  second_gone = true;
+  TokenEvent e = (*second)->Next();
+  EXPECT_TRUE(e.done);
+  EXPECT_EQ(e.reason, FinishReason::kCancelled);
+  EXPECT_EQ(e.completion_tokens, 0);
+  // ... at once, not when the running one finishes and frees its place.
+  EXPECT_FALSE((*first)->Next().done);
+  // Gone while running: ends before its budget.
+  first_gone = true;
+  int tokens = 2;
+  for (e = (*first)->Next(); !e.done; e = (*first)->Next()) ++tokens;
+  EXPECT_EQ(e.reason, FinishReason::kCancelled);
+  EXPECT_LT(tokens, 500);
+  // A stream dropped unread cancels its generation, and the scheduler goes on.
+  { auto dropped = s.Stream(longer); }
+  GenerateParams few;
+  few.max_tokens = 5;
+  EXPECT_EQ(RunOne(s, few).ids.size(), 5u);
 }
 
 TEST_F(SchedulerTest, StopSequencesCancellationAndLimits) {

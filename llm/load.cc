@@ -1,0 +1,37 @@
+#include "llm/load.h"
+
+#include <filesystem>
+
+#include "common/status_macros.h"
+#include "llm/gguf.h"
+#include "llm/hf_model.h"
+
+namespace quiver::llm {
+
+absl::StatusOr<LoadedModel> LoadModel(const LoadOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("no model path given");
+  LoadedModel out;
+  if (options.path.ends_with(".gguf")) {
+    ASSIGN_OR_RETURN(out, LoadGguf(options.path));
+  } else if (std::filesystem::is_directory(options.path)) {
+    ASSIGN_OR_RETURN(out, LoadHfModel(options.path));
+  } else {
+    ASSIGN_OR_RETURN(out.model, LlamaModel::LoadLlama2c(options.path));
+    std::string tok = options.tokenizer_path;
+    if (tok.empty()) {
+      tok = (std::filesystem::path(options.path).parent_path() / "tokenizer.bin").string();
+    }
+    ASSIGN_OR_RETURN(out.tokenizer, Llama2cTokenizer::Load(tok, out.model->config().vocab_size));
+  }
+  if (options.max_context > 0) out.model->LimitContext(options.max_context);
+  return out;
+}
+
+std::string ModelName(const std::string& path) {
+  std::filesystem::path p(path);
+  if (!p.has_filename()) p = p.parent_path();
+  if (std::filesystem::is_directory(p)) return p.filename().string();
+  return p.stem().string();
+}
+
+}  // namespace quiver::llm
