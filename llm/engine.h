@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "llm/llama2c.h"
+#include "llm/model.h"
 
 namespace quiver::llm {
 

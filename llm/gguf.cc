@@ -760,31 +760,32 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
     return absl::InvalidArgumentError(StrCat(path, ": incomplete llama.* metadata"));
   }
   const uint64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim(), L = c.n_layers;
-  std::vector<WeightTensor> w(12);
-  ASSIGN_OR_RETURN(w[0], load("token_embd.weight", c.vocab_size, dim));
+  LlamaWeights<WeightTensor> w;
+  ASSIGN_OR_RETURN(w.embedding, load("token_embd.weight", c.vocab_size, dim));
   // The layers' tensors of one kind, joined in layer order.
-  auto append = [&](int group, const std::string& suffix, uint64_t rows, uint64_t cols) -> absl::Status {
+  auto append = [&](WeightTensor* group, const std::string& suffix, uint64_t rows,
+                    uint64_t cols) -> absl::Status {
     std::vector<WeightTensor> parts;
     for (uint64_t l = 0; l < L; ++l) {
       ASSIGN_OR_RETURN(WeightTensor t, load(StrCat("blk.", l, ".", suffix), rows, cols));
       parts.push_back(std::move(t));
     }
-    w[group] = WeightTensor::Concat(parts);
+    *group = WeightTensor::Concat(parts);
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(append(1, "attn_norm.weight", 1, dim));
-  RETURN_IF_ERROR(append(2, "attn_q.weight", dim, dim));
-  RETURN_IF_ERROR(append(3, "attn_k.weight", kv, dim));
-  RETURN_IF_ERROR(append(4, "attn_v.weight", kv, dim));
-  RETURN_IF_ERROR(append(5, "attn_output.weight", dim, dim));
-  RETURN_IF_ERROR(append(6, "ffn_norm.weight", 1, dim));
-  RETURN_IF_ERROR(append(7, "ffn_gate.weight", hid, dim));
-  RETURN_IF_ERROR(append(8, "ffn_down.weight", dim, hid));
-  RETURN_IF_ERROR(append(9, "ffn_up.weight", hid, dim));
-  ASSIGN_OR_RETURN(w[10], load("output_norm.weight", 1, dim));
+  RETURN_IF_ERROR(append(&w.rms_att, "attn_norm.weight", 1, dim));
+  RETURN_IF_ERROR(append(&w.wq, "attn_q.weight", dim, dim));
+  RETURN_IF_ERROR(append(&w.wk, "attn_k.weight", kv, dim));
+  RETURN_IF_ERROR(append(&w.wv, "attn_v.weight", kv, dim));
+  RETURN_IF_ERROR(append(&w.wo, "attn_output.weight", dim, dim));
+  RETURN_IF_ERROR(append(&w.rms_ffn, "ffn_norm.weight", 1, dim));
+  RETURN_IF_ERROR(append(&w.w1, "ffn_gate.weight", hid, dim));
+  RETURN_IF_ERROR(append(&w.w2, "ffn_down.weight", dim, hid));
+  RETURN_IF_ERROR(append(&w.w3, "ffn_up.weight", hid, dim));
+  ASSIGN_OR_RETURN(w.rms_final, load("output_norm.weight", 1, dim));
   c.shared_classifier = !infos.contains("output.weight");
-  if (!c.shared_classifier) {  // Else w[11] stays empty: FromTensors shares the embedding.
-    ASSIGN_OR_RETURN(w[11], load("output.weight", c.vocab_size, dim));
+  if (!c.shared_classifier) {  // Else it stays empty: FromTensors shares the embedding.
+    ASSIGN_OR_RETURN(w.classifier, load("output.weight", c.vocab_size, dim));
   }
   if (arch == "qwen2") {
     // Qwen2 GGUFs keep Hugging Face's rotate-half Q/K layout (llama.cpp
@@ -794,14 +795,13 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
     auto reorder = [&](const WeightTensor& t, int heads, size_t cols) {
       return RotateHalfToInterleaved(t, layers, heads, hs, cols);
     };
-    w[2] = reorder(w[2], c.n_heads, dim);
-    w[3] = reorder(w[3], c.n_kv_heads, dim);
-    w.resize(15);
-    RETURN_IF_ERROR(append(12, "attn_q.bias", 1, dim));
-    RETURN_IF_ERROR(append(13, "attn_k.bias", 1, kv));
-    RETURN_IF_ERROR(append(14, "attn_v.bias", 1, kv));
-    w[12] = reorder(w[12], c.n_heads, 1);
-    w[13] = reorder(w[13], c.n_kv_heads, 1);
+    w.wq = reorder(w.wq, c.n_heads, dim);
+    w.wk = reorder(w.wk, c.n_kv_heads, dim);
+    RETURN_IF_ERROR(append(&w.bq, "attn_q.bias", 1, dim));
+    RETURN_IF_ERROR(append(&w.bk, "attn_k.bias", 1, kv));
+    RETURN_IF_ERROR(append(&w.bv, "attn_v.bias", 1, kv));
+    w.bq = reorder(w.bq, c.n_heads, 1);
+    w.bk = reorder(w.bk, c.n_kv_heads, 1);
   }
   if (infos.contains("rope_freqs.weight")) {
     ASSIGN_OR_RETURN(c.rope_freq_factors, load_floats("rope_freqs.weight", 1, c.head_size() / 2));

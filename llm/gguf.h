@@ -24,7 +24,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "llm/llama2c.h"
+#include "llm/model.h"
+#include "llm/llama2c_tokenizer.h"
 #include "llm/load.h"
 
 namespace quiver::llm {

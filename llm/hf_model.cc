@@ -166,52 +166,55 @@ absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir_name) {
   const bool bias = String(config_json, "model_type") == "qwen2" || Bool(config_json, "attention_bias", false);
   ASSIGN_OR_RETURN(WeightFiles files, WeightFiles::Open(dir));
   const int64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim(), vocab = c.vocab_size;
-  std::vector<WeightTensor> w(bias ? 15 : 12);
+  LlamaWeights<WeightTensor> w;
   auto read = [&](const std::string& name, std::vector<int64_t> shape) -> absl::StatusOr<WeightTensor> {
     auto t = files.Read(name, std::move(shape));
     if (!t.ok()) return absl::Status(t.status().code(), StrCat(dir_name, ": ", t.status().message()));
     return t;
   };
-  ASSIGN_OR_RETURN(w[0], read("model.embed_tokens.weight", {vocab, dim}));
+  ASSIGN_OR_RETURN(w.embedding, read("model.embed_tokens.weight", {vocab, dim}));
   struct Part {
-    int group;
+    WeightTensor* group;
     const char* name;
     std::vector<int64_t> shape;
     int rotate_heads;  // Q/K: heads to reorder; 0: none.
   };
   const std::vector<Part> parts = {
-      {1, "input_layernorm.weight", {dim}, 0},
-      {2, "self_attn.q_proj.weight", {dim, dim}, c.n_heads},
-      {3, "self_attn.k_proj.weight", {kv, dim}, c.n_kv_heads},
-      {4, "self_attn.v_proj.weight", {kv, dim}, 0},
-      {5, "self_attn.o_proj.weight", {dim, dim}, 0},
-      {6, "post_attention_layernorm.weight", {dim}, 0},
-      {7, "mlp.gate_proj.weight", {hid, dim}, 0},
-      {8, "mlp.down_proj.weight", {dim, hid}, 0},
-      {9, "mlp.up_proj.weight", {hid, dim}, 0},
-      {12, "self_attn.q_proj.bias", {dim}, c.n_heads},
-      {13, "self_attn.k_proj.bias", {kv}, c.n_kv_heads},
-      {14, "self_attn.v_proj.bias", {kv}, 0},
+      {&w.rms_att, "input_layernorm.weight", {dim}, 0},
+      {&w.wq, "self_attn.q_proj.weight", {dim, dim}, c.n_heads},
+      {&w.wk, "self_attn.k_proj.weight", {kv, dim}, c.n_kv_heads},
+      {&w.wv, "self_attn.v_proj.weight", {kv, dim}, 0},
+      {&w.wo, "self_attn.o_proj.weight", {dim, dim}, 0},
+      {&w.rms_ffn, "post_attention_layernorm.weight", {dim}, 0},
+      {&w.w1, "mlp.gate_proj.weight", {hid, dim}, 0},
+      {&w.w2, "mlp.down_proj.weight", {dim, hid}, 0},
+      {&w.w3, "mlp.up_proj.weight", {hid, dim}, 0},
+      {&w.bq, "self_attn.q_proj.bias", {dim}, c.n_heads},
+      {&w.bk, "self_attn.k_proj.bias", {kv}, c.n_kv_heads},
+      {&w.bv, "self_attn.v_proj.bias", {kv}, 0},
   };
-  std::vector<std::vector<WeightTensor>> layer_parts(w.size());
+  const bool is_bias[] = {false, false, false, false, false, false, false, false, false,
+                          true,  true,  true};
+  std::vector<std::vector<WeightTensor>> layer_parts(parts.size());  // Per part, its layers.
   for (int l = 0; l < c.n_layers; ++l) {
-    for (const Part& p : parts) {
-      if (p.group >= static_cast<int>(w.size())) continue;
+    for (size_t k = 0; k < parts.size(); ++k) {
+      const Part& p = parts[k];
+      if (is_bias[k] && !bias) continue;
       ASSIGN_OR_RETURN(WeightTensor t, read(StrCat("model.layers.", l, ".", p.name), p.shape));
       if (p.rotate_heads > 0) {
         t = RotateHalfToInterleaved(t, 1, p.rotate_heads, c.head_size(), p.shape.size() == 2 ? p.shape[1] : 1);
       }
-      layer_parts[p.group].push_back(std::move(t));
+      layer_parts[k].push_back(std::move(t));
     }
   }
-  for (size_t g = 0; g < w.size(); ++g) {
-    if (!layer_parts[g].empty()) w[g] = WeightTensor::Concat(layer_parts[g]);
+  for (size_t k = 0; k < parts.size(); ++k) {
+    if (!layer_parts[k].empty()) *parts[k].group = WeightTensor::Concat(layer_parts[k]);
   }
-  ASSIGN_OR_RETURN(w[10], read("model.norm.weight", {dim}));
+  ASSIGN_OR_RETURN(w.rms_final, read("model.norm.weight", {dim}));
   if (files.Has("lm_head.weight") && !c.shared_classifier) {
-    ASSIGN_OR_RETURN(w[11], read("lm_head.weight", {vocab, dim}));
+    ASSIGN_OR_RETURN(w.classifier, read("lm_head.weight", {vocab, dim}));
   } else {
-    c.shared_classifier = true;  // w[11] stays empty: FromTensors shares the embedding.
+    c.shared_classifier = true;  // The classifier stays empty: FromTensors shares the embedding.
   }
   LoadedModel out;
   ASSIGN_OR_RETURN(out.model, LlamaModel::FromTensors(c, std::move(w)));

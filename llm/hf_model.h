@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "common/json.h"
 #include "llm/codec.h"
-#include "llm/llama2c.h"
+#include "llm/model.h"
 #include "llm/load.h"
 
 namespace quiver::llm {

@@ -1,5 +1,7 @@
 // llama2.c's tokenizer.bin (and GGUF's SentencePiece vocabulary): see
-// Llama2cTokenizer in llama2c.h.
+// Llama2cTokenizer in llama2c_tokenizer.h.
+#include "llm/llama2c_tokenizer.h"
+
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -8,7 +10,6 @@
 #include "common/coding.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
-#include "llm/llama2c.h"
 
 namespace quiver::llm {
 

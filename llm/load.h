@@ -11,7 +11,8 @@
 
 #include "absl/status/statusor.h"
 #include "llm/codec.h"
-#include "llm/llama2c.h"
+#include "llm/model.h"
+#include "llm/llama2c_tokenizer.h"
 
 namespace quiver::llm {
 

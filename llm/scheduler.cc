@@ -6,6 +6,7 @@
 
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "llm/sampler.h"
 
 namespace quiver::llm {
 

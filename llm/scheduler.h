@@ -21,7 +21,7 @@
 #include "absl/status/statusor.h"
 #include "llm/codec.h"
 #include "llm/engine.h"
-#include "llm/llama2c.h"
+#include "llm/model.h"
 
 namespace quiver::llm {
 

@@ -1,12 +1,13 @@
-// WeightTensor: weight matrices kept as their files store them (see
-// llama2c.h), read and multiplied through the row kernels.
+// WeightTensor: weight matrices kept as their files store them, read and
+// multiplied through the row kernels.
+#include "llm/weight_tensor.h"
+
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
 
 #include "common/half.h"
 #include "llm/internal/row_kernels.h"
-#include "llm/llama2c.h"
 
 namespace quiver::llm {
 

@@ -5,7 +5,7 @@
 // fused and batched kernels keep exactly that order, so a row's result is
 // the same bits whichever kernel computes it (single sequence, batch, stored
 // type converted first or read in place). Each has a portable form and
-// AVX-512 / AVX2 forms picked once at run time; VerifyRowKernels (llama2c.h)
+// AVX-512 / AVX2 forms picked once at run time; VerifyRowKernels (below)
 // checks them bit for bit.
 #ifndef QUIVER_LLM_INTERNAL_ROW_KERNELS_H_
 #define QUIVER_LLM_INTERNAL_ROW_KERNELS_H_
@@ -14,7 +14,8 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "llm/llama2c.h"
+#include "llm/aligned.h"
+#include "llm/weight_tensor.h"
 
 namespace quiver::llm::internal {
 
@@ -91,11 +92,23 @@ struct KernelTestData {
   float Uniform() { return static_cast<float>(Next() % 2000001) / 1000000.0f - 1.0f; }  // [-1, 1].
 };
 
-// VerifyRowKernels' halves (llama2c.h): the float32 kernels and the
+// VerifyRowKernels' halves: the float32 kernels and the
 // stored-type kernels, each form this CPU runs against the portable one.
 absl::Status VerifyFloatKernels();
 absl::Status VerifyQuantKernels();
 
 }  // namespace quiver::llm::internal
+
+namespace quiver::llm {
+
+// Checks every row kernel form this CPU can run (AVX-512, AVX2) against the
+// portable one, bit for bit, on generated data: the fused dots of Q8_0,
+// Q4_0, F16, BF16 and K-quant rows (one and four rows at a time), float16
+// conversion, the batched 4 x 4 kernel against Dot, and the long-prompt
+// panels against the in-order sum; INTERNAL naming the first that differs.
+// For tests.
+absl::Status VerifyRowKernels();
+
+}  // namespace quiver::llm
 
 #endif  // QUIVER_LLM_INTERNAL_ROW_KERNELS_H_

@@ -306,16 +306,13 @@ TEST_F(CudaEngineTest, MatchesTheCpuEngineWithAttentionBiases) {
   auto base = Random(c, false);
   ASSERT_NE(base, nullptr);
   const LlamaModel::Weights w = base->weights();
-  std::vector<std::vector<float>> groups;
-  for (std::span<const float> g : {w.embedding, w.rms_att, w.wq, w.wk, w.wv, w.wo, w.rms_ffn, w.w1, w.w2,
-                                   w.w3, w.rms_final, w.classifier}) {
-    groups.push_back(Copy(g));
-  }
+  LlamaWeights<std::vector<float>> groups;
+  for (size_t i = 0; i < w.kGroups; ++i) groups.group(i) = Copy(w.group(i));
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.0f, 0.3f);
-  for (size_t n : {size_t(c.n_layers) * c.dim, size_t(c.n_layers) * c.kv_dim(), size_t(c.n_layers) * c.kv_dim()}) {
-    groups.emplace_back(n);
-    for (float& x : groups.back()) x = nd(rng);
+  for (std::vector<float>* bias : {&groups.bq, &groups.bk, &groups.bv}) {
+    bias->resize(bias == &groups.bq ? size_t(c.n_layers) * c.dim : size_t(c.n_layers) * c.kv_dim());
+    for (float& x : *bias) x = nd(rng);
   }
   LlamaConfig untied = c;
   untied.shared_classifier = false;
@@ -349,11 +346,10 @@ TEST_F(CudaEngineTest, MatchesTheCpuEngineForEveryStoredType) {
     }
     return WeightTensor::BF16(std::move(h));
   };
-  std::vector<WeightTensor> t = {bf16(w.embedding), WeightTensor::F32(Copy(w.rms_att)), bf16(w.wq),
-                                 bf16(w.wk),        bf16(w.wv),                         bf16(w.wo),
-                                 WeightTensor::F32(Copy(w.rms_ffn)),                    bf16(w.w1),
-                                 bf16(w.w2),        bf16(w.w3), WeightTensor::F32(Copy(w.rms_final)),
-                                 WeightTensor()};
+  LlamaWeights<WeightTensor> t = {bf16(w.embedding), WeightTensor::F32(Copy(w.rms_att)), bf16(w.wq),
+                                  bf16(w.wk),        bf16(w.wv),                         bf16(w.wo),
+                                  WeightTensor::F32(Copy(w.rms_ffn)),                    bf16(w.w1),
+                                  bf16(w.w2),        bf16(w.w3), WeightTensor::F32(Copy(w.rms_final))};
   auto m = LlamaModel::FromTensors(base->config(), std::move(t));
   QUIVER_ASSERT_OK(m.status());
   ExpectEnginesAgree(**m, "bf16");
@@ -374,13 +370,13 @@ TEST_F(CudaEngineTest, MatchesTheCpuEngineForMixedLayerTypes) {
     return WeightTensor::Concat(
         {RandomKBlocks(first, per_layer, 2e-4f, rng), RandomKBlocks(second, per_layer, 2e-4f, rng)});
   };
-  std::vector<WeightTensor> t = {WeightTensor::F32(Copy(w.embedding)), WeightTensor::F32(Copy(w.rms_att)),
-                                 layers(w.wq, T::kQ5_K, T::kQ4_K),     layers(w.wk, T::kQ6_K, T::kQ5_K),
-                                 layers(w.wv, T::kQ4_K, T::kQ6_K),     layers(w.wo, T::kQ5_K, T::kQ5_K),
-                                 WeightTensor::F32(Copy(w.rms_ffn)),   layers(w.w1, T::kQ6_K, T::kQ4_K),
-                                 layers(w.w2, T::kQ4_K, T::kQ6_K),     layers(w.w3, T::kQ5_K, T::kQ6_K),
-                                 WeightTensor::F32(Copy(w.rms_final)), WeightTensor()};
-  EXPECT_EQ(t[2].type(), T::kMixed);
+  LlamaWeights<WeightTensor> t = {WeightTensor::F32(Copy(w.embedding)), WeightTensor::F32(Copy(w.rms_att)),
+                                  layers(w.wq, T::kQ5_K, T::kQ4_K),     layers(w.wk, T::kQ6_K, T::kQ5_K),
+                                  layers(w.wv, T::kQ4_K, T::kQ6_K),     layers(w.wo, T::kQ5_K, T::kQ5_K),
+                                  WeightTensor::F32(Copy(w.rms_ffn)),   layers(w.w1, T::kQ6_K, T::kQ4_K),
+                                  layers(w.w2, T::kQ4_K, T::kQ6_K),     layers(w.w3, T::kQ5_K, T::kQ6_K),
+                                  WeightTensor::F32(Copy(w.rms_final))};
+  EXPECT_EQ(t.wq.type(), T::kMixed);
   auto m = LlamaModel::FromTensors(c, std::move(t));
   QUIVER_ASSERT_OK(m.status());
   ExpectEnginesAgree(**m, "mixed K-quant layers");

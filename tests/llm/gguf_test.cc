@@ -11,6 +11,8 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
+#include "llm/internal/row_kernels.h"
+#include "llm/llama2c.h"
 #include "tests/llm/stories_fixture.h"
 #include "tests/testing/random_llama.h"
 #include "tests/testing/test_util.h"

@@ -13,7 +13,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "llm/llama2c.h"
+#include "llm/model.h"
+#include "llm/llama2c_tokenizer.h"
 
 namespace quiver::testing {
 
@@ -38,19 +39,18 @@ inline llm::LlamaConfig SuperBlockLlamaConfig() {
 inline absl::StatusOr<std::unique_ptr<llm::LlamaModel>> RandomLlama(llm::LlamaConfig c, uint32_t seed,
                                                                     float stddev, bool tied) {
   c.shared_classifier = tied;
-  const size_t dim = c.dim, hid = c.hidden_dim, L = c.n_layers, kv = c.kv_dim();
-  const size_t sizes[12] = {c.vocab_size * dim, L * dim, L * dim * dim, L * dim * kv, L * dim * kv,
-                            L * dim * dim, L * dim, L * dim * hid, L * dim * hid, L * dim * hid, dim,
-                            c.vocab_size * dim};
-  std::vector<std::vector<float>> w(12);
+  const llm::LlamaWeights<size_t> sizes = llm::LlamaWeightSizes(c);
+  llm::LlamaWeights<std::vector<float>> w;
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, stddev);
-  for (int i = 0; i < (tied ? 11 : 12); ++i) {
-    const bool norm = i == 1 || i == 6 || i == 10;
-    w[i].resize(sizes[i]);
-    for (float& x : w[i]) x = norm ? 1.0f : nd(rng);
+  // Drawn in group order up to the classifier (tied: left empty); no biases.
+  for (size_t i = 0; i < (tied ? 11u : 12u); ++i) {
+    std::vector<float>& g = w.group(i);
+    const bool norm = &g == &w.rms_att || &g == &w.rms_ffn || &g == &w.rms_final;
+    g.resize(sizes.group(i));
+    for (float& x : g) x = norm ? 1.0f : nd(rng);
   }
-  return llm::LlamaModel::FromWeights(c, std::move(w));  // Tied: w[11] left empty.
+  return llm::LlamaModel::FromWeights(c, std::move(w));
 }
 
 // A SentencePiece-style vocabulary of `size` tokens: <unk>, <s>, </s>, the
