@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Quiver needs to build, test and benchmark.
+# Installs the Debian packages Quiver needs for one purpose:
+#   scripts/setup.sh server   build and run quiverd and the quiver CLI (default)
+#   scripts/setup.sh test     + GoogleTest/GoogleMock and python3-torch (the
+#                             reference outputs some tests compare against)
+#   scripts/setup.sh bench    + the benchmark peers (hnswlib, faiss, Xapian, torch)
 # Idempotent: packages already present are skipped; apt-get update runs once
 # only when something is missing.
 set -euo pipefail
 
-packages=(
+profile=${1:-server}
+server=(
   build-essential cmake pkg-config git
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  librocksdb-dev libabsl-dev
-  libgtest-dev libgmock-dev googletest libbenchmark-dev
-  libopenblas-dev libomp-dev libicu-dev
+  librocksdb-dev libabsl-dev libopenblas-dev libicu-dev
 )
-if [[ "${QUIVER_SETUP_BENCH_PEERS:-1}" == "1" ]]; then
-  packages+=(libhnswlib-dev libfaiss-dev libxapian-dev python3-torch)
-fi
+test=(libgtest-dev libgmock-dev googletest python3-torch)
+bench=(libhnswlib-dev libfaiss-dev libxapian-dev)
+case "$profile" in
+  server) packages=("${server[@]}") ;;
+  test) packages=("${server[@]}" "${test[@]}") ;;
+  bench) packages=("${server[@]}" "${test[@]}" "${bench[@]}") ;;
+  *) echo "setup: unknown profile '$profile' (server, test or bench)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,13 +31,13 @@ for p in "${packages[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "setup: all ${#packages[@]} packages already installed"
+  echo "setup ($profile): all ${#packages[@]} packages already installed"
   exit 0
 fi
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-echo "setup: installing ${missing[*]}"
+echo "setup ($profile): installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

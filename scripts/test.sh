@@ -5,7 +5,9 @@
 # fixtures or a GPU skip with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh test
+# Benchmarks whose peers are installed (scripts/setup.sh bench) build too;
+# the others are skipped by CMake.
 scripts/build.sh -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON
 cd "${QUIVER_BUILD_DIR:-build}"
 ctest --output-on-failure -j "${QUIVER_JOBS:-$(nproc)}" --timeout 600

@@ -21,6 +21,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/flags/usage_config.h"
 #include "common/strings.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_join.h"
@@ -87,6 +89,9 @@ ABSL_FLAG(uint32_t, max_metadata_bytes, 40960, "Largest metadata per record (com
 ABSL_FLAG(uint32_t, max_text_bytes, 1 << 20, "Largest record text in bytes");
 ABSL_FLAG(uint32_t, max_message_bytes, 64 << 20, "Largest gRPC message in bytes");
 ABSL_FLAG(uint32_t, max_fetch_ids, 1000, "Ids per Fetch or Delete request");
+ABSL_FLAG(uint32_t, max_sparse_entries, 2048, "Non-zero entries of a sparse vector");
+ABSL_FLAG(uint32_t, max_list_limit, 10000, "Largest ListIds page");
+ABSL_FLAG(uint32_t, embed_max_inputs, 2048, "Texts per Embed request and documents per Rerank");
 
 namespace {
 
@@ -144,7 +149,23 @@ std::vector<std::string> ConfigPathFromArgs(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("quiverd: the Quiver vector database server");
+  absl::SetProgramUsageMessage(
+      "the Quiver vector database server.\n"
+      "Usage: quiverd [--flag=value ...] (flags may be spelled with '-' or '_'; "
+      "--config=FILE reads `name = value` lines, the command line wins)");
+  // --help lists the flags defined here (by default abseil lists only flags
+  // from a file named like the program, so it printed none).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.normalize_filename = [](absl::string_view file) {
+    const size_t at = file.rfind("server/main.cc");
+    return std::string(at == absl::string_view::npos ? file : file.substr(at));
+  };
+  usage.version_string = [] { return std::string("quiverd ") + quiver::server::kVersion + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
 
   // Config file arguments come first so the command line overrides them.
   std::vector<std::string> args = {argv[0]};
@@ -199,6 +220,8 @@ int main(int argc, char** argv) {
   lim.max_text_bytes = absl::GetFlag(FLAGS_max_text_bytes);
   lim.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   lim.max_fetch_ids = absl::GetFlag(FLAGS_max_fetch_ids);
+  lim.max_sparse_entries = absl::GetFlag(FLAGS_max_sparse_entries);
+  lim.max_list_limit = absl::GetFlag(FLAGS_max_list_limit);
   options.listen = absl::StrSplit(absl::GetFlag(FLAGS_listen), ',', absl::SkipWhitespace());
   options.rpc_threads = absl::GetFlag(FLAGS_threads);
   options.embed.device = device;
@@ -208,6 +231,7 @@ int main(int argc, char** argv) {
   options.embed.worker.max_batch_tokens = absl::GetFlag(FLAGS_embed_max_batch_tokens);
   options.embed.worker.max_wait_us = absl::GetFlag(FLAGS_embed_max_wait_us);
   options.embed.worker.max_queue = absl::GetFlag(FLAGS_embed_max_queue);
+  options.embed.max_inputs = absl::GetFlag(FLAGS_embed_max_inputs);
   options.llm.device = device;
   options.llm.model.path = absl::GetFlag(FLAGS_llm_model);
   options.llm.model.tokenizer_path = absl::GetFlag(FLAGS_llm_tokenizer);

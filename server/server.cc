@@ -58,6 +58,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   facts.sync_policy = std::string(storage::SyncPolicyName(options.engine.store.sync));
   facts.cpu_kernels = ann::BestKernels().name;
   facts.threads = static_cast<uint32_t>(options.rpc_threads);
+  facts.max_embed_inputs = options.embed.max_inputs;
   facts.started = absl::Now();
   s->collections_ = std::make_unique<CollectionsService>(s->engine_.get());
   s->points_ = std::make_unique<PointsService>(s->engine_.get());

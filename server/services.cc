@@ -367,6 +367,10 @@ grpc::Status AdminService::ServerInfo(grpc::ServerContext*, const v1::ServerInfo
   l->set_max_metadata_bytes(o.limits.max_metadata_bytes);
   l->set_max_message_bytes(o.limits.max_message_bytes);
   l->set_max_text_bytes(o.limits.max_text_bytes);
+  l->set_max_sparse_entries(o.limits.max_sparse_entries);
+  l->set_max_fetch_ids(o.limits.max_fetch_ids);
+  l->set_max_list_limit(o.limits.max_list_limit);
+  l->set_max_embed_inputs(static_cast<uint32_t>(facts_.max_embed_inputs));
   return grpc::Status::OK;
 }
 

@@ -96,6 +96,7 @@ struct ServerFacts {
   std::string sync_policy;
   std::string cpu_kernels;
   uint32_t threads = 0;
+  size_t max_embed_inputs = 0;
   absl::Time started;
 };
 

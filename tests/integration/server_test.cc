@@ -84,6 +84,21 @@ class ServerTest : public ::testing::Test {
   std::unique_ptr<v1::Rag::Stub> rag_;
 };
 
+TEST(QuiverdTest, HelpListsEveryFlagWithItsHelp) {
+  std::string out;
+  FILE* p = popen((testing::QuiverdPath() + " --help 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  pclose(p);
+  for (const char* flag : {"--data_dir", "--listen", "--sync", "--device", "--embed_model",
+                           "--llm_model", "--max_batch_records", "--max_top_k", "--config"}) {
+    EXPECT_NE(out.find(flag), std::string::npos) << flag << " missing from:\n" << out;
+  }
+  EXPECT_NE(out.find("RocksDB data directory"), std::string::npos) << out;
+  EXPECT_EQ(out.find("No flags matched"), std::string::npos) << out;
+}
+
 TEST_F(ServerTest, UpsertQueryFetchUpdateDeleteRoundTrip) {
   ASSERT_TRUE(Upsert({Rec("a", {1, 0, 0, 0}, "drama"), Rec("b", {0, 1, 0, 0}, "comedy"),
                       Rec("c", {1, 1, 0, 0}, "drama")})
@@ -329,6 +344,10 @@ TEST_F(ServerTest, ServerInfoReportsLimitsAndKernels) {
   ASSERT_TRUE(admin_->ServerInfo(&ctx, v1::ServerInfoRequest(), &info).ok());
   EXPECT_EQ(info.limits().max_top_k(), 10000u);
   EXPECT_EQ(info.limits().max_batch_records(), 1000u);
+  EXPECT_EQ(info.limits().max_sparse_entries(), 2048u);
+  EXPECT_EQ(info.limits().max_fetch_ids(), 1000u);
+  EXPECT_EQ(info.limits().max_list_limit(), 10000u);
+  EXPECT_EQ(info.limits().max_embed_inputs(), 2048u);
   EXPECT_EQ(info.sync_policy(), "batch");
   EXPECT_FALSE(info.cpu_kernels().empty());
 }
@@ -383,7 +402,9 @@ TEST(ServerConfigTest, ConfigFileSetsFlagsAndTheCommandLineWins) {
                         << "max-top-k = 5\n"
                         << "max_batch_records = \"7\"\n";
   testing::QuiverdProcess server(dir.path() + "/data",
-                                 {"--config=" + config, "--max_batch_records=9"});
+                                 {"--config=" + config, "--max_batch_records=9",
+                                  "--max-sparse-entries=3", "--max_list_limit=4",
+                                  "--embed-max-inputs=5"});
   QUIVER_ASSERT_OK(server.Start());
   auto admin = v1::Admin::NewStub(server.NewChannel());
   v1::ServerInfoResponse info;
@@ -392,6 +413,9 @@ TEST(ServerConfigTest, ConfigFileSetsFlagsAndTheCommandLineWins) {
   EXPECT_EQ(info.sync_policy(), "always");
   EXPECT_EQ(info.limits().max_top_k(), 5u);
   EXPECT_EQ(info.limits().max_batch_records(), 9u);
+  EXPECT_EQ(info.limits().max_sparse_entries(), 3u);
+  EXPECT_EQ(info.limits().max_list_limit(), 4u);
+  EXPECT_EQ(info.limits().max_embed_inputs(), 5u);
 }
 
 TEST(ServerConfigTest, BadSettingsRefuseToStart) {
