@@ -19,15 +19,14 @@ namespace quiver::server {
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 
-// INVALID_ARGUMENT for bad metadata; UNIMPLEMENTED never (records carry no
-// engine choices).
+// INVALID_ARGUMENT for bad metadata.
 absl::StatusOr<storage::Record> RecordFromProto(const v1::Record& proto);
 void RecordToProto(const storage::Record& record, v1::Record* proto);
 storage::SparseVector SparseFromProto(const v1::SparseValues& proto);
 void SparseToProto(const storage::SparseVector& sparse, v1::SparseValues* proto);
 
-// UNIMPLEMENTED for settings whose engine is not built yet (HNSW, BM25 text
-// search, embedding bindings), INVALID_ARGUMENT for unknown enum values.
+// INVALID_ARGUMENT for unknown enum values (the settings themselves are
+// checked by CollectionConfig::Validate when the collection is created).
 absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionConfig& proto);
 void CollectionInfoToProto(const db::CollectionInfo& info, v1::CollectionInfo* proto);
 

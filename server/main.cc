@@ -65,9 +65,9 @@ ABSL_FLAG(std::string, embed_model, "",
           "directory's last component");
 ABSL_FLAG(std::string, rerank_model, "", "Cross-encoder reranker directory (Hugging Face)");
 ABSL_FLAG(std::string, llm_model, "",
-          "Generative model: a GGUF file (.gguf; F32/F16/Q8_0 Llama or Qwen2), a Hugging Face "
-          "directory (config.json, safetensors, tokenizer.json; Llama, Qwen2, Mistral) or a "
-          "llama2.c checkpoint");
+          "Generative model: a GGUF file (.gguf; Llama or Qwen2 in F32, F16, Q8_0, Q4_0, Q4_K, "
+          "Q5_K or Q6_K, mixed as in Q4_K_M), a Hugging Face directory (config.json, safetensors "
+          "in F32/F16/BF16, tokenizer.json; Llama, Qwen2, Mistral) or a llama2.c checkpoint");
 ABSL_FLAG(std::string, llm_tokenizer, "",
           "The llama2.c tokenizer.bin for --llm-model (default: tokenizer.bin next to it)");
 ABSL_FLAG(int, llm_max_seqs, 64, "Sequences generating at once (continuous batching)");
