@@ -22,13 +22,20 @@ absl::Status WorkerOptions::Validate() const {
 BatchingWorker::BatchingWorker(BatchFn fn, WorkerOptions options)
     : fn_(std::move(fn)), options_(options), thread_([this] { Loop(); }) {}
 
-BatchingWorker::~BatchingWorker() {
+BatchingWorker::~BatchingWorker() { Shutdown(); }
+
+void BatchingWorker::Shutdown() {
   {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
   }
   work_cv_.notify_all();
-  thread_.join();
+  std::call_once(joined_, [this] { thread_.join(); });
+}
+
+size_t BatchingWorker::queued() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return queue_.size();
 }
 
 absl::StatusOr<std::vector<std::vector<float>>> BatchingWorker::Run(

@@ -39,13 +39,19 @@ class BatchingWorker {
       const std::vector<nn::Encoding>&)>;
 
   BatchingWorker(BatchFn fn, WorkerOptions options);
-  // Fails what is still queued with UNAVAILABLE and stops the thread.
-  ~BatchingWorker();
+  ~BatchingWorker();  // Shutdown().
+
+  // Lets the batch in the model finish, fails what is still queued with
+  // UNAVAILABLE and stops the thread; later Run calls fail UNAVAILABLE.
+  // Idempotent; blocks until the thread has stopped.
+  void Shutdown();
 
   // Runs every input through the model (sharing batches with concurrent
   // callers) and returns their outputs in order. Blocks.
   absl::StatusOr<std::vector<std::vector<float>>> Run(std::vector<nn::Encoding> inputs);
   WorkerStats stats() const;
+  // Sequences waiting for a batch (not those in the model).
+  size_t queued() const;
   const WorkerOptions& options() const { return options_; }
 
  private:
@@ -68,6 +74,7 @@ class BatchingWorker {
   bool stopping_ = false;
   WorkerStats stats_;
   std::thread thread_;
+  std::once_flag joined_;  // Shutdown joins thread_ once.
 };
 
 }  // namespace quiver::embed

@@ -71,7 +71,7 @@ TEST_F(EmulatedGpuServerTest, EmbedAndRerankAtOnceOnTheGpuMatchTheirSerialResult
   if (fixtures.empty())
     GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
   if (!testing::HaveTorch()) {
-    GTEST_SKIP() << "/usr/bin/python3 has no torch (python3-torch): no BERT models to serve";
+    GTEST_SKIP() << testing::kNoTorch << ": no BERT models to serve";
   }
   const std::string dir = dir_.path();
   std::ofstream(dir + "/ids.json") << "[]";

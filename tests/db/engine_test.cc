@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -89,48 +90,82 @@ TEST_F(EngineTest, WrongDimensionNamesIdAndSizes) {
 TEST_F(EngineTest, ValidationErrors) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
-  auto bad = [&](std::vector<Record> records, std::string ns = "") {
-    return engine_->Upsert("docs", ns, std::move(records)).status();
+  struct Case {
+    const char* what;
+    std::function<absl::Status()> call;
+    absl::StatusCode code;
+    std::string message;  // The whole message.
   };
-  EXPECT_THAT(bad({Rec("a", {nan, 0, 0})}), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(bad({Rec("a", {inf, 0, 0})}), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(bad({Rec("a", {0, 0, 0})}), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(bad({Rec("", {1, 0, 0})}), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(bad({Rec(std::string(513, 'x'), {1, 0, 0})}),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(bad({Rec("\xff", {1, 0, 0})}), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(bad({Rec("a", {1, 0, 0}), Rec("a", {0, 1, 0})}),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(bad({}), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(bad({Rec("a", {1, 0, 0})}, std::string(256, 'n')),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  auto upsert = [&](std::vector<Record> records, std::string ns = "") {
+    return [=, this] { return engine_->Upsert("docs", ns, records).status(); };
+  };
+  auto query = [&](QueryRequest q) { return [=, this] { return engine_->Query("docs", q).status(); }; };
   Record big = Rec("a", {1, 0, 0});
   big.metadata["k"] = std::string(50000, 'x');
-  EXPECT_THAT(bad({big}), StatusIs(absl::StatusCode::kInvalidArgument));
-  Record sparse = Rec("a", {1, 0, 0});
-  sparse.sparse = {{1, 2}, {0.5f}};
-  EXPECT_THAT(bad({sparse}), StatusIs(absl::StatusCode::kInvalidArgument));
-  sparse.sparse = {{2, 2}, {0.5f, 1}};
-  EXPECT_THAT(bad({sparse}), StatusIs(absl::StatusCode::kInvalidArgument));
+  const size_t big_bytes = storage::MetadataJsonBytes(big.metadata);
+  Record sparse_pairs = Rec("a", {1, 0, 0});
+  sparse_pairs.sparse = {{1, 2}, {0.5f}};
+  Record sparse_repeat = Rec("a", {1, 0, 0});
+  sparse_repeat.sparse = {{2, 2}, {0.5f, 1}};
   std::vector<Record> too_many;
   for (int i = 0; i < 1001; ++i) too_many.push_back(Rec("r" + std::to_string(i), {1, 0, 0}));
-  EXPECT_THAT(bad(std::move(too_many)), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(engine_->Upsert("nope", "", {Rec("a", {1, 0, 0})}),
-              StatusIs(absl::StatusCode::kNotFound));
-
-  EXPECT_THAT(engine_->Query("docs", Q({1, 0, 0}, 0)), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(engine_->Query("docs", Q({1, 0, 0}, 10001)),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(engine_->Query("docs", Q({1, 0})), StatusIs(absl::StatusCode::kInvalidArgument));
   QueryRequest both = Q({1, 0, 0});
   both.id = "a";
-  EXPECT_THAT(engine_->Query("docs", both), StatusIs(absl::StatusCode::kInvalidArgument));
   QueryRequest missing_ns = Q({1, 0, 0});
   missing_ns.ns = "ghost";
-  EXPECT_THAT(engine_->Query("docs", missing_ns), StatusIs(absl::StatusCode::kNotFound));
   QueryRequest bad_filter = Q({1, 0, 0});
   bad_filter.filter = *ParseJson(R"({"a": {"$near": 1}})");
-  EXPECT_THAT(engine_->Query("docs", bad_filter), StatusIs(absl::StatusCode::kInvalidArgument));
+  using absl::StatusCode;
+  const Case cases[] = {
+      {"NaN", upsert({Rec("a", {nan, 0, 0})}), StatusCode::kInvalidArgument,
+       "vector for id \"a\" has a non-finite value (nan) at position 0"},
+      {"infinity", upsert({Rec("a", {0, inf, 0})}), StatusCode::kInvalidArgument,
+       "vector for id \"a\" has a non-finite value (inf) at position 1"},
+      {"zero vector, cosine", upsert({Rec("a", {0, 0, 0})}), StatusCode::kInvalidArgument,
+       "vector for id \"a\" is all zeros; cosine similarity is undefined for a zero vector"},
+      {"wrong dimension", upsert({Rec("a", {1, 0})}), StatusCode::kInvalidArgument,
+       "vector for id \"a\" has 2 values; collection \"docs\" expects 3"},
+      {"empty id", upsert({Rec("", {1, 0, 0})}), StatusCode::kInvalidArgument,
+       "record id must not be empty"},
+      {"long id", upsert({Rec(std::string(513, 'x'), {1, 0, 0})}), StatusCode::kInvalidArgument,
+       "record id of 513 bytes exceeds the limit of 512 bytes"},
+      {"id not UTF-8", upsert({Rec("\xff", {1, 0, 0})}), StatusCode::kInvalidArgument,
+       "record id is not valid UTF-8"},
+      {"id twice", upsert({Rec("a", {1, 0, 0}), Rec("a", {0, 1, 0})}), StatusCode::kInvalidArgument,
+       "id \"a\" appears more than once in the request"},
+      {"no records", upsert({}), StatusCode::kInvalidArgument, "upsert has no records"},
+      {"long namespace", upsert({Rec("a", {1, 0, 0})}, std::string(256, 'n')),
+       StatusCode::kInvalidArgument, "namespace is 256 bytes; the limit is 255"},
+      {"big metadata", upsert({big}), StatusCode::kInvalidArgument,
+       "metadata for id \"a\" is " + std::to_string(big_bytes) + " bytes; the limit is 40960"},
+      {"sparse pairs", upsert({sparse_pairs}), StatusCode::kInvalidArgument,
+       "sparse vector for id \"a\" has 2 indices but 1 values"},
+      {"sparse repeat", upsert({sparse_repeat}), StatusCode::kInvalidArgument,
+       "sparse vector for id \"a\" repeats index 2"},
+      {"too many records", upsert(too_many), StatusCode::kInvalidArgument,
+       "upsert has 1001 records; the limit is 1000 per request"},
+      {"no collection", [this] { return engine_->Upsert("nope", "", {Rec("a", {1, 0, 0})}).status(); },
+       StatusCode::kNotFound, "collection \"nope\" does not exist"},
+      {"top_k 0", query(Q({1, 0, 0}, 0)), StatusCode::kInvalidArgument,
+       "top_k is 0; it must be in 1..10000"},
+      {"top_k too big", query(Q({1, 0, 0}, 10001)), StatusCode::kInvalidArgument,
+       "top_k is 10001; it must be in 1..10000"},
+      {"query dimension", query(Q({1, 0})), StatusCode::kInvalidArgument,
+       "query vector has 2 values; collection \"docs\" expects 3"},
+      {"vector and id", query(both), StatusCode::kInvalidArgument,
+       "a query takes a vector or an id, not both"},
+      {"missing namespace", query(missing_ns), StatusCode::kNotFound,
+       "namespace \"ghost\" does not exist in collection \"docs\" (it holds no records)"},
+  };
+  for (const Case& c : cases) {
+    const absl::Status s = c.call();
+    EXPECT_EQ(s.code(), c.code) << c.what << ": " << s;
+    EXPECT_EQ(s.message(), c.message) << c.what;
+  }
+  // The filter parser's message names the operator.
+  const absl::Status f = engine_->Query("docs", bad_filter).status();
+  EXPECT_EQ(f.code(), StatusCode::kInvalidArgument) << f;
+  EXPECT_NE(f.message().find("unknown operator \"$near\""), std::string::npos) << f;
 }
 
 TEST_F(EngineTest, FailingBatchLeavesNothingBehind) {

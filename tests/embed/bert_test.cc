@@ -41,7 +41,7 @@ class BertTest : public ::testing::Test {
     const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
     if (fixtures.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
     if (!testing::HaveTorch()) {
-      GTEST_SKIP() << "/usr/bin/python3 has no torch (Debian python3-torch); scripts/setup.sh installs it";
+      GTEST_SKIP() << testing::kNoTorch;
     }
     tokenizer_path_ = fixtures + "/test-model-float32/tokenizer.json";
     auto t = nn::Tokenizer::FromFile(tokenizer_path_);

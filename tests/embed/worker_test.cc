@@ -83,29 +83,86 @@ TEST(BatchingWorkerTest, SimilarLengthsGoTogether) {
   EXPECT_LT(s.padded_tokens, s.real_tokens * 13 / 10);
 }
 
-TEST(BatchingWorkerTest, FullQueueIsResourceExhaustedAndShutdownFailsTheRest) {
+// Waits (up to 10 s, then fails the test) until `done()` holds.
+template <typename Pred>
+bool Eventually(Pred done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// A model that blocks until released, and says when a batch entered it.
+struct GatedModel {
   std::promise<void> release;
   std::shared_future<void> gate = release.get_future().share();
-  WorkerOptions o;
-  o.max_queue = 4;
-  o.max_wait_us = 0;
-  o.max_batch_tokens = 1;  // One sequence per batch.
-  auto w = std::make_unique<BatchingWorker>(
-      [&](const std::vector<nn::Encoding>& in) -> absl::StatusOr<std::vector<std::vector<float>>> {
-        gate.wait();
-        return std::vector<std::vector<float>>(in.size(), std::vector<float>{1});
-      },
-      o);
-  // The first call occupies the model; the next fill the queue.
-  std::vector<std::future<absl::Status>> pending;
-  for (int i = 0; i < 5; ++i) {
-    pending.push_back(std::async(std::launch::async, [&] { return w->Run({Seq(1, 0)}).status(); }));
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::atomic<int> entered{0};
+  BatchingWorker::BatchFn Fn() {
+    return [this](const std::vector<nn::Encoding>& in)
+               -> absl::StatusOr<std::vector<std::vector<float>>> {
+      ++entered;
+      gate.wait();
+      return std::vector<std::vector<float>>(in.size(), std::vector<float>{1});
+    };
   }
-  EXPECT_THAT(w->Run({Seq(1, 0)}).status(), StatusIs(absl::StatusCode::kResourceExhausted));
-  release.set_value();
+};
+
+WorkerOptions OneSequencePerBatch(size_t max_queue) {
+  WorkerOptions o;
+  o.max_queue = max_queue;
+  o.max_wait_us = 0;
+  o.max_batch_tokens = 1;
+  return o;
+}
+
+TEST(BatchingWorkerTest, FullQueueIsResourceExhausted) {
+  GatedModel model;
+  BatchingWorker w(model.Fn(), OneSequencePerBatch(4));
+  // The first call occupies the model; the next four fill the queue.
+  std::vector<std::future<absl::Status>> pending;
+  pending.push_back(std::async(std::launch::async, [&] { return w.Run({Seq(1, 0)}).status(); }));
+  ASSERT_TRUE(Eventually([&] { return model.entered == 1; }));
+  for (int i = 0; i < 4; ++i) {
+    pending.push_back(std::async(std::launch::async, [&] { return w.Run({Seq(1, 0)}).status(); }));
+  }
+  ASSERT_TRUE(Eventually([&] { return w.queued() == 4; }));
+  const absl::Status full = w.Run({Seq(1, 0)}).status();
+  EXPECT_THAT(full, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(full.message(), "the model's queue is full (4 sequences waiting, limit 4); retry later");
+  model.release.set_value();
   for (auto& p : pending) EXPECT_TRUE(p.get().ok());
-  // A failing model fails its callers, not the worker.
+}
+
+TEST(BatchingWorkerTest, ShutdownFinishesTheBatchInTheModelAndFailsTheRest) {
+  GatedModel model;
+  // A queue of three, so the probe below is refused (full) rather than queued
+  // until the shutdown begins.
+  BatchingWorker w(model.Fn(), OneSequencePerBatch(3));
+  auto in_model = std::async(std::launch::async, [&] { return w.Run({Seq(1, 0)}).status(); });
+  ASSERT_TRUE(Eventually([&] { return model.entered == 1; }));
+  std::vector<std::future<absl::Status>> queued;
+  for (int i = 0; i < 3; ++i) {
+    queued.push_back(std::async(std::launch::async, [&] { return w.Run({Seq(1, 0)}).status(); }));
+  }
+  ASSERT_TRUE(Eventually([&] { return w.queued() == 3; }));
+  auto stopper = std::async(std::launch::async, [&] { w.Shutdown(); });
+  // Shutting down: new calls are refused at once.
+  ASSERT_TRUE(Eventually([&] { return absl::IsUnavailable(w.Run({Seq(1, 0)}).status()); }));
+  model.release.set_value();
+  stopper.get();
+  EXPECT_TRUE(in_model.get().ok());
+  for (auto& q : queued) {
+    const absl::Status s = q.get();
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_EQ(s.message(), "the model is shutting down");
+  }
+  EXPECT_EQ(model.entered, 1);  // The queued ones never reached the model.
+  w.Shutdown();  // Idempotent.
+}
+
+TEST(BatchingWorkerTest, AFailingModelFailsItsCallersNotTheWorker) {
   BatchingWorker failing([](const auto&) -> absl::StatusOr<std::vector<std::vector<float>>> {
     return absl::InternalError("boom");
   }, WorkerOptions{});

@@ -194,7 +194,7 @@ TEST_F(ModelsTest, RerankWithACrossEncoder) {
   const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
   if (fixtures.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
   if (!testing::HaveTorch()) {
-    GTEST_SKIP() << "/usr/bin/python3 has no torch (python3-torch): no cross-encoder to serve";
+    GTEST_SKIP() << testing::kNoTorch << ": no cross-encoder to serve";
   }
   const std::string model = dir_.path() + "/cross";
   std::ofstream(dir_.path() + "/ids.json") << "[]";
@@ -344,13 +344,13 @@ TEST_F(ModelsTest, GenerateFromAConvertedGgufFile) {
 
 TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {
   if (!testing::HaveTorch()) {
-    GTEST_SKIP() << "/usr/bin/python3 has no torch (python3-torch): no Hugging Face model to serve";
+    GTEST_SKIP() << testing::kNoTorch << ": no Hugging Face model to serve";
   }
   // A random Qwen2-style model with a byte-level BPE tokenizer and a ChatML
   // template (tests/llm/hf_reference.py).
   const std::string model = dir_.path() + "/qwen";
   std::ofstream(dir_.path() + "/ids.json") << "[1]";
-  const std::string cmd = std::string("/usr/bin/python3 ") + QUIVER_SOURCE_DIR + "/tests/llm/hf_reference.py " +
+  const std::string cmd = std::string(testing::kPython) + " " + QUIVER_SOURCE_DIR + "/tests/llm/hf_reference.py " +
                           model + " qwen2 " + dir_.path() + "/ids.json";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   StartServer({"--llm-model=" + model, "--llm_max_context=64"});

@@ -20,18 +20,15 @@ namespace {
 
 using ::quiver::testing::StatusIs;
 
-constexpr char kPython[] = "/usr/bin/python3";
-
-bool HaveTorch() {
-  return std::system((std::string(kPython) + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0;
-}
+using ::quiver::testing::HaveTorch;
+using ::quiver::testing::kPython;
 
 const std::vector<int> kIds = {5, 70, 100, 200, 33, 12, 250, 260, 261, 262, 263, 1, 2, 3, 4, 9, 17, 45, 99, 120};
 
 class HfModelTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (!HaveTorch()) GTEST_SKIP() << kPython << " has no torch (Debian python3-torch); scripts/setup.sh installs it";
+    if (!HaveTorch()) GTEST_SKIP() << ::quiver::testing::kNoTorch;
     dir_ = tmp_.path() + "/" + GetParam();
     const std::string ids = tmp_.path() + "/ids.json";
     std::string list = "[";

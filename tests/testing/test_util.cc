@@ -62,11 +62,13 @@ std::string QuiverCliPath() { return QUIVER_CLI_PATH; }
 
 std::string BertReferenceCommand(const std::string& out_dir, const std::string& tokenizer_json,
                                  const std::string& ids_json, bool cross) {
-  return std::string("/usr/bin/python3 ") + QUIVER_SOURCE_DIR + "/tests/embed/bert_reference.py " +
+  return std::string(kPython) + " " + QUIVER_SOURCE_DIR + "/tests/embed/bert_reference.py " +
          out_dir + " " + tokenizer_json + " " + ids_json + (cross ? " --cross" : "");
 }
 
-bool HaveTorch() { return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0; }
+bool HaveTorch() {
+  return std::system((std::string(kPython) + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0;
+}
 
 std::string ReadFileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -45,6 +45,11 @@ std::string BertReferenceCommand(const std::string& out_dir, const std::string& 
                                  const std::string& ids_json, bool cross);
 // Whether /usr/bin/python3 imports torch (the reference needs it).
 bool HaveTorch();
+// The interpreter the reference scripts run under (Debian's, with python3-torch).
+inline constexpr char kPython[] = "/usr/bin/python3";
+// Why a test that needs the reference skips when HaveTorch() is false.
+inline constexpr char kNoTorch[] =
+    "/usr/bin/python3 has no torch (Debian python3-torch; scripts/setup.sh test installs it)";
 
 // The whole file's bytes; "" when it cannot be read.
 std::string ReadFileBytes(const std::string& path);
