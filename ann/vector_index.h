@@ -15,7 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "ann/distance.h"
-#include "ann/top_k.h"
+#include "ann/search_params.h"
 #include "common/thread_pool.h"
 
 namespace quiver::ann {

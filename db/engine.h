@@ -16,7 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "ann/top_k.h"
+#include "ann/search_params.h"
 #include "common/json.h"
 #include "common/thread_pool.h"
 #include "db/limits.h"

@@ -13,7 +13,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "common/cuda_check.h"
+#include "nn/cuda_check.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "llm/cuda_kernels.h"
@@ -45,7 +45,7 @@ using PinnedMemory = std::unique_ptr<void, HostFree>;
 using Stream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDestroy>;
 
 absl::Status OutOfMemory(size_t bytes) {
-  return CudaOutOfMemory(bytes, "use a smaller model, KV cache or step");
+  return nn::CudaOutOfMemory(bytes, "use a smaller model, KV cache or step");
 }
 
 // Device memory that grows to the largest step seen.

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/cuda_launch.h"
+#include "nn/cuda_launch.h"
 #include "llm/cuda_kernels.h"
 
 namespace quiver::llm::cuda {

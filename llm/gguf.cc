@@ -13,11 +13,13 @@
 #include <map>
 #include <variant>
 
-#include "common/half.h"
+#include "nn/half.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 
 namespace quiver::llm {
+using ::quiver::nn::HalfToFloat;
+using ::quiver::nn::FloatToHalf;
 namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian.

@@ -8,12 +8,15 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/half.h"
+#include "nn/half.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "llm/internal/row_kernels.h"
 
 namespace quiver::llm::internal {
+using ::quiver::nn::HalfToFloat;
+using ::quiver::nn::FloatToHalf;
+using ::quiver::nn::Bf16ToFloat;
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "common/half.h"
+#include "nn/half.h"
 #include "llm/internal/row_kernels.h"
 
 namespace quiver::llm {

@@ -81,10 +81,7 @@ class Backend {
   virtual void Add(Tensor* x, const Tensor& y) = 0;  // Same shape.
   // Per row: (x - mean) / sqrt(var + eps) * gamma + beta.
   virtual void LayerNorm(Tensor* x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
-  // Per row: x / sqrt(mean(x^2) + eps) * gamma.
-  virtual void RmsNorm(Tensor* x, const Tensor& gamma, float eps) = 0;
   virtual void Gelu(Tensor* x) = 0;  // Exact (erf) form, as BERT's "gelu".
-  virtual void Silu(Tensor* x) = 0;
   virtual void Tanh(Tensor* x) = 0;
   // Multi-head self-attention over a padded batch: q, k, v and out are
   // [batch * seq, heads * head_dim]; sequence b attends to its first

@@ -103,23 +103,8 @@ class CpuBackend : public Backend {
       for (int64_t j = 0; j < d; ++j) v[j] = (v[j] - mu) * inv * g[j] + b[j];
     }
   }
-  void RmsNorm(Tensor* x, const Tensor& gamma, float eps) override {
-    const int64_t rows = x->rows(), d = x->cols();
-    const float* g = gamma.data();
-#pragma omp parallel for if (rows > 16)
-    for (int64_t r = 0; r < rows; ++r) {
-      float* v = x->data() + r * d;
-      double ss = 0;
-      for (int64_t j = 0; j < d; ++j) ss += static_cast<double>(v[j]) * v[j];
-      const float inv = static_cast<float>(1.0 / std::sqrt(ss / d + eps));
-      for (int64_t j = 0; j < d; ++j) v[j] = v[j] * inv * g[j];
-    }
-  }
   void Gelu(Tensor* x) override {
     Map(x, [](float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f)); });
-  }
-  void Silu(Tensor* x) override {
-    Map(x, [](float v) { return v / (1.0f + std::exp(-v)); });
   }
   void Tanh(Tensor* x) override {
     Map(x, [](float v) { return std::tanh(v); });

@@ -17,7 +17,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "common/cuda_check.h"
+#include "nn/cuda_check.h"
 #include "common/strings.h"
 #include "nn/backend.h"
 #include "nn/cuda_kernels.h"
@@ -141,14 +141,9 @@ class CudaBackend : public Backend {
   }
   void LayerNorm(Tensor* x, const Tensor& gamma, const Tensor& beta, float eps) override {
     if (Failed()) return;
-    cuda::Norm(x->data(), gamma.data(), beta.data(), x->rows(), x->cols(), eps, false, stream_);
-  }
-  void RmsNorm(Tensor* x, const Tensor& gamma, float eps) override {
-    if (Failed()) return;
-    cuda::Norm(x->data(), gamma.data(), nullptr, x->rows(), x->cols(), eps, true, stream_);
+    cuda::LayerNorm(x->data(), gamma.data(), beta.data(), x->rows(), x->cols(), eps, stream_);
   }
   void Gelu(Tensor* x) override { Activate(x, cuda::Act::kGelu); }
-  void Silu(Tensor* x) override { Activate(x, cuda::Act::kSilu); }
   void Tanh(Tensor* x) override { Activate(x, cuda::Act::kTanh); }
 
   // All (sequence, head) pairs in three launches: a pointer-array batched

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "common/cuda_launch.h"
+#include "nn/cuda_launch.h"
 #include "nn/cuda_kernels.h"
 
 namespace quiver::nn::cuda {
@@ -39,7 +39,6 @@ __global__ void ActKernel(float* a, int64_t n, Act act) {
   const float v = a[i];
   switch (act) {
     case Act::kGelu: a[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
-    case Act::kSilu: a[i] = v / (1.0f + expf(-v)); break;
     case Act::kTanh: a[i] = tanhf(v); break;
   }
 }
@@ -57,19 +56,19 @@ __device__ float BlockSum(float v, float* shared) {
   return total;
 }
 
-// One block per row. rms: RMSNorm (no mean, no beta).
-__global__ void NormKernel(float* x, const float* gamma, const float* beta, int64_t d, float eps,
-                           bool rms) {
+// LayerNorm, one block per row.
+__global__ void LayerNormKernel(float* x, const float* gamma, const float* beta, int64_t d,
+                                float eps) {
   __shared__ float shared[kThreads];
   float* row = x + blockIdx.x * d;
   float sum = 0;
   for (int64_t j = threadIdx.x; j < d; j += kThreads) sum += row[j];
-  const float mean = rms ? 0.0f : BlockSum(sum, shared) / d;
+  const float mean = BlockSum(sum, shared) / d;
   float sq = 0;
   for (int64_t j = threadIdx.x; j < d; j += kThreads) sq += (row[j] - mean) * (row[j] - mean);
   const float inv = rsqrtf(BlockSum(sq, shared) / d + eps);
   for (int64_t j = threadIdx.x; j < d; j += kThreads) {
-    row[j] = (row[j] - mean) * inv * gamma[j] + (rms ? 0.0f : beta[j]);
+    row[j] = (row[j] - mean) * inv * gamma[j] + beta[j];
   }
 }
 
@@ -115,11 +114,11 @@ void Activate(float* a, int64_t n, Act act, cudaStream_t s) {
   if (n == 0) return;
   QUIVER_CUDA_LAUNCH(ActKernel, Blocks(n), kThreads, 0, s)(a, n, act);
 }
-void Norm(float* x, const float* gamma, const float* beta, int64_t rows, int64_t d, float eps,
-          bool rms, cudaStream_t s) {
+void LayerNorm(float* x, const float* gamma, const float* beta, int64_t rows, int64_t d, float eps,
+               cudaStream_t s) {
   if (rows == 0) return;
-  QUIVER_CUDA_LAUNCH(NormKernel, static_cast<unsigned>(rows), kThreads, 0, s)(x, gamma, beta, d, eps,
-                                                                              rms);
+  QUIVER_CUDA_LAUNCH(LayerNormKernel, static_cast<unsigned>(rows), kThreads, 0, s)(x, gamma, beta, d,
+                                                                                   eps);
 }
 void MaskedSoftmax(float* scores, int64_t rows, int64_t seq, const int32_t* lengths,
                    int64_t rows_per_length, cudaStream_t s) {

@@ -9,7 +9,7 @@
 
 namespace quiver::nn::cuda {
 
-enum class Act { kGelu, kSilu, kTanh };
+enum class Act { kGelu, kTanh };
 
 // y[i, :] = bias for every row of y[m, n].
 void FillRows(float* y, const float* bias, int64_t m, int64_t n, cudaStream_t s);
@@ -18,9 +18,9 @@ void Gather(float* out, const float* table, const int32_t* ids, int64_t rows, in
             cudaStream_t s);
 void Add(float* a, const float* b, int64_t n, cudaStream_t s);
 void Activate(float* a, int64_t n, Act act, cudaStream_t s);
-// LayerNorm (rms = false: beta used) or RMSNorm per row.
-void Norm(float* x, const float* gamma, const float* beta, int64_t rows, int64_t d, float eps,
-          bool rms, cudaStream_t s);
+// LayerNorm per row: (x - mean) / sqrt(var + eps) * gamma + beta.
+void LayerNorm(float* x, const float* gamma, const float* beta, int64_t rows, int64_t d, float eps,
+               cudaStream_t s);
 // Softmax of each row of scores [rows][seq] over its first len entries (the
 // rest 0), len = lengths[row / rows_per_length] (lengths in device memory).
 void MaskedSoftmax(float* scores, int64_t rows, int64_t seq, const int32_t* lengths,

@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "common/half.h"
+#include "nn/half.h"
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "common/strings.h"

@@ -29,7 +29,7 @@ struct Bm25Params {
 };
 
 // A scored document: label = the document, score = its BM25 score.
-using ScoredDoc = ann::Hit;
+using ScoredDoc = Hit;
 
 class Bm25Index {
  public:

@@ -27,7 +27,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "ann/top_k.h"
+#include "common/top_k.h"
 #include "common/kv.h"
 #include "common/strings.h"
 
@@ -84,10 +84,10 @@ class InvertedIndex {
   // MaxScore and returns exactly what SearchExhaustive does (same summation
   // order, so equal to the bit).
   template <typename Score>
-  std::vector<ann::Hit> Search(std::vector<Clause> clauses, size_t top_k, const DocFilter* keep,
+  std::vector<Hit> Search(std::vector<Clause> clauses, size_t top_k, const DocFilter* keep,
                                const Score& score) const;
   template <typename Score>
-  std::vector<ann::Hit> SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
+  std::vector<Hit> SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
                                          const DocFilter* keep, const Score& score) const;
 
   // Writes every live posting and document under unique keys.
@@ -149,7 +149,7 @@ inline size_t InvertedIndex::SeekFrom(const std::vector<uint64_t>& docs, size_t 
 }
 
 template <typename Score>
-std::vector<ann::Hit> InvertedIndex::SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
+std::vector<Hit> InvertedIndex::SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
                                                       const DocFilter* keep,
                                                       const Score& score) const {
   SortClauses(&clauses);
@@ -160,7 +160,7 @@ std::vector<ann::Hit> InvertedIndex::SearchExhaustive(std::vector<Clause> clause
       if (t.weights[i] != kTombstone) acc[t.docs[i]] += score(c, t.weights[i], t.lens[i]);
     }
   }
-  ann::TopK top(top_k);
+  TopK top(top_k);
   for (const auto& [doc, s] : acc) {
     if (keep == nullptr || (*keep)(doc)) top.Push(doc, s);
   }
@@ -168,7 +168,7 @@ std::vector<ann::Hit> InvertedIndex::SearchExhaustive(std::vector<Clause> clause
 }
 
 template <typename Score>
-std::vector<ann::Hit> InvertedIndex::Search(std::vector<Clause> clauses, size_t top_k,
+std::vector<Hit> InvertedIndex::Search(std::vector<Clause> clauses, size_t top_k,
                                             const DocFilter* keep, const Score& score) const {
   // MaxScore (Turtle & Flood 1995): with clauses sorted by bound, the
   // cheapest prefix whose bounds together cannot reach the k-th best score
@@ -183,7 +183,7 @@ std::vector<ann::Hit> InvertedIndex::Search(std::vector<Clause> clauses, size_t 
   std::vector<size_t> cursor(n, 0);
   std::vector<float> contrib(n);
   std::vector<char> matched(n);
-  ann::TopK top(top_k);
+  TopK top(top_k);
   float threshold = top.threshold();
   size_t first_essential = 0;
   constexpr uint64_t kEnd = std::numeric_limits<uint64_t>::max();

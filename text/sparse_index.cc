@@ -72,13 +72,13 @@ std::vector<InvertedIndex::Clause> SparseIndex::Resolve(std::span<const uint32_t
   return clauses;
 }
 
-std::vector<ann::Hit> SparseIndex::Search(std::span<const uint32_t> indices,
+std::vector<Hit> SparseIndex::Search(std::span<const uint32_t> indices,
                                           std::span<const float> values, size_t top_k,
                                           const DocFilter* keep) const {
   return index_->Search(Resolve(indices, values), top_k, keep, Dot);
 }
 
-std::vector<ann::Hit> SparseIndex::SearchExhaustive(std::span<const uint32_t> indices,
+std::vector<Hit> SparseIndex::SearchExhaustive(std::span<const uint32_t> indices,
                                                     std::span<const float> values, size_t top_k,
                                                     const DocFilter* keep) const {
   return index_->SearchExhaustive(Resolve(indices, values), top_k, keep, Dot);

@@ -34,9 +34,9 @@ class SparseIndex {
   // Best `top_k` documents by dot product with the query (documents sharing
   // no non-zero dimension with it are not candidates), best first, ties by
   // ascending label. MaxScore-pruned; SearchExhaustive scores every one.
-  std::vector<ann::Hit> Search(std::span<const uint32_t> indices, std::span<const float> values,
+  std::vector<Hit> Search(std::span<const uint32_t> indices, std::span<const float> values,
                                size_t top_k, const DocFilter* keep = nullptr) const;
-  std::vector<ann::Hit> SearchExhaustive(std::span<const uint32_t> indices,
+  std::vector<Hit> SearchExhaustive(std::span<const uint32_t> indices,
                                          std::span<const float> values, size_t top_k,
                                          const DocFilter* keep = nullptr) const;
 

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <random>
 
-#include "common/half.h"
+#include "nn/half.h"
 #include "gtest/gtest.h"
 #include "llm/cuda_engine.h"
 #include "llm/gguf.h"
@@ -20,6 +20,7 @@
 #include "tests/testing/test_util.h"
 
 namespace quiver::llm {
+using ::quiver::nn::FloatToHalf;
 namespace {
 
 using testing::StatusIs;

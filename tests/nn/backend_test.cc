@@ -70,36 +70,31 @@ TEST_P(BackendTest, LinearGatherAddAndActivations) {
   for (size_t i = 0; i < a.size(); ++i) gelu[i] = 0.5 * a[i] * (1 + std::erf(a[i] / std::sqrt(2.0)));
   ExpectNear(be_->Download(ta), gelu, 1e-5);
   ta = be_->Upload(a, {1000});
-  be_->Silu(&ta);
-  std::vector<float> silu(a.size());
-  for (size_t i = 0; i < a.size(); ++i) silu[i] = a[i] / (1 + std::exp(-double(a[i])));
-  ExpectNear(be_->Download(ta), silu, 1e-5);
+  be_->Tanh(&ta);
+  std::vector<float> tanh(a.size());
+  for (size_t i = 0; i < a.size(); ++i) tanh[i] = std::tanh(double(a[i]));
+  ExpectNear(be_->Download(ta), tanh, 1e-5);
 }
 
 TEST_P(BackendTest, Norms) {
   const int64_t rows = 5, d = 300;
   auto x = Random(rows * d, 5, 2.0f), g = Random(d, 6), b = Random(d, 7);
-  std::vector<float> ln(x.size()), rms(x.size());
+  std::vector<float> ln(x.size());
   for (int64_t r = 0; r < rows; ++r) {
-    double mean = 0, var = 0, ss = 0;
+    double mean = 0, var = 0;
     for (int64_t j = 0; j < d; ++j) mean += x[r * d + j];
     mean /= d;
     for (int64_t j = 0; j < d; ++j) {
       var += (x[r * d + j] - mean) * (x[r * d + j] - mean);
-      ss += double(x[r * d + j]) * x[r * d + j];
     }
     var /= d;
     for (int64_t j = 0; j < d; ++j) {
       ln[r * d + j] = (x[r * d + j] - mean) / std::sqrt(var + 1e-12) * g[j] + b[j];
-      rms[r * d + j] = x[r * d + j] / std::sqrt(ss / d + 1e-5) * g[j];
     }
   }
   Tensor t = be_->Upload(x, {rows, d});
   be_->LayerNorm(&t, be_->Upload(g, {d}), be_->Upload(b, {d}), 1e-12f);
   ExpectNear(be_->Download(t), ln, 1e-4);
-  t = be_->Upload(x, {rows, d});
-  be_->RmsNorm(&t, be_->Upload(g, {d}), 1e-5f);
-  ExpectNear(be_->Download(t), rms, 1e-4);
 }
 
 TEST_P(BackendTest, MaskedMultiHeadAttention) {

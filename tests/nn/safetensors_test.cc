@@ -3,7 +3,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "common/half.h"
+#include "nn/half.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
 

@@ -1,33 +1,18 @@
-// Search results and the bounded collector both indexes use.
-#ifndef QUIVER_ANN_TOP_K_H_
-#define QUIVER_ANN_TOP_K_H_
+// Scored search results and the bounded best-k collector every index uses
+// (vector indexes in ann/, postings in text/).
+#ifndef QUIVER_COMMON_TOP_K_H_
+#define QUIVER_COMMON_TOP_K_H_
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <vector>
 
 namespace quiver {
-class ThreadPool;
-}
-
-namespace quiver::ann {
 
 // A search result: `label` is the caller's id for the vector.
 struct Hit {
   uint64_t label;
-  float score;  // Higher is more similar (see distance.h).
-};
-
-// Keeps a candidate when it returns true. May be called concurrently from
-// several threads, so it must be safe for concurrent reads.
-using LabelFilter = std::function<bool(uint64_t label)>;
-
-struct SearchParams {
-  size_t top_k = 10;                    // REQUIRES: >= 1.
-  size_t ef = 0;                        // HNSW beam width; 0: the index default.
-  const LabelFilter* filter = nullptr;  // Null: every vector qualifies.
-  ThreadPool* pool = nullptr;           // Exact scans may split across it.
+  float score;  // Higher is better (for vectors: more similar, ann/distance.h).
 };
 
 // Orders hits best first; equal scores by ascending label, so results are
@@ -51,6 +36,6 @@ class TopK {
   std::vector<Hit> heap_;  // Heap whose front is the worst kept hit.
 };
 
-}  // namespace quiver::ann
+}  // namespace quiver
 
-#endif  // QUIVER_ANN_TOP_K_H_
+#endif  // QUIVER_COMMON_TOP_K_H_

@@ -1,9 +1,9 @@
-#include "ann/top_k.h"
+#include "common/top_k.h"
 
 #include <algorithm>
 #include <limits>
 
-namespace quiver::ann {
+namespace quiver {
 namespace {
 // Heap order: the worst hit at the front.
 bool WorseFirst(const Hit& a, const Hit& b) { return HitBefore(a, b); }
@@ -37,4 +37,4 @@ std::vector<Hit> TopK::Take() {
   return out;
 }
 
-}  // namespace quiver::ann
+}  // namespace quiver

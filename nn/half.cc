@@ -1,8 +1,8 @@
-#include "common/half.h"
+#include "nn/half.h"
 
 #include <cstring>
 
-namespace quiver {
+namespace quiver::nn {
 
 uint16_t FloatToHalf(float f) {
   uint32_t x;
@@ -58,4 +58,4 @@ float Bf16ToFloat(uint16_t h) {
   return f;
 }
 
-}  // namespace quiver
+}  // namespace quiver::nn

@@ -1,10 +1,13 @@
-#include "common/half.h"
+#include "nn/half.h"
 
 #include <cmath>
 
 #include "gtest/gtest.h"
 
 namespace quiver {
+using ::quiver::nn::HalfToFloat;
+using ::quiver::nn::FloatToHalf;
+using ::quiver::nn::Bf16ToFloat;
 namespace {
 
 TEST(HalfTest, RoundTripsEveryHalfAndRoundsToNearestEven) {

@@ -1,8 +1,8 @@
 // What the CUDA host code of nn/ and llm/ shares (include only from files
 // built with the CUDA toolkit): aborting on CUDA failures that are broken
 // invariants, and the error for device memory running out, which is not.
-#ifndef QUIVER_COMMON_CUDA_CHECK_H_
-#define QUIVER_COMMON_CUDA_CHECK_H_
+#ifndef QUIVER_NN_CUDA_CHECK_H_
+#define QUIVER_NN_CUDA_CHECK_H_
 
 #include <cuda_runtime.h>
 
@@ -25,7 +25,7 @@
     }                                                                                              \
   } while (0)
 
-namespace quiver {
+namespace quiver::nn {
 
 // RESOURCE_EXHAUSTED for a failed allocation of `bytes`, saying what is
 // free and `advice`; clears CUDA's last error so no later check reports it.
@@ -38,6 +38,6 @@ inline absl::Status CudaOutOfMemory(size_t bytes, std::string_view advice) {
                                              advice));
 }
 
-}  // namespace quiver
+}  // namespace quiver::nn
 
-#endif  // QUIVER_COMMON_CUDA_CHECK_H_
+#endif  // QUIVER_NN_CUDA_CHECK_H_
