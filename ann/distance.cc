@@ -8,9 +8,12 @@ namespace quiver::ann {
 
 std::string_view MetricName(Metric m) {
   switch (m) {
-    case Metric::kCosine: return "cosine";
-    case Metric::kDot: return "dot";
-    case Metric::kL2: return "l2";
+    case Metric::kCosine:
+      return "cosine";
+    case Metric::kDot:
+      return "dot";
+    case Metric::kL2:
+      return "l2";
   }
   return "unknown";
 }

@@ -33,7 +33,8 @@ float L2SquaredAvx512(const float* a, const float* b, size_t n) {
   }
   for (; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
-    const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+    const __m512 d =
+        _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
     acc0 = _mm512_fmadd_ps(d, d, acc0);
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));

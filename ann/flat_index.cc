@@ -75,8 +75,7 @@ void FlatIndex::ScanRange(const float* query, size_t begin, size_t end, const La
   }
 }
 
-std::vector<Hit> FlatIndex::Search(std::span<const float> query,
-                                   const SearchParams& params) const {
+std::vector<Hit> FlatIndex::Search(std::span<const float> query, const SearchParams& params) const {
   QUIVER_CHECK(query.size() == dim_);
   QUIVER_CHECK(params.top_k >= 1);
   std::vector<float> q(query.begin(), query.end());

@@ -34,8 +34,7 @@ class FlatIndex final : public VectorIndex {
 
   // The best `params.top_k` vectors for `query` (normalised here for kCosine),
   // best first. Fewer when fewer qualify. REQUIRES: query.size() == dimension().
-  std::vector<Hit> Search(std::span<const float> query,
-                          const SearchParams& params) const override;
+  std::vector<Hit> Search(std::span<const float> query, const SearchParams& params) const override;
   std::vector<Hit> SearchExact(std::span<const float> query,
                                const SearchParams& params) const override {
     return Search(query, params);
@@ -67,8 +66,8 @@ class FlatIndex final : public VectorIndex {
   const size_t dim_;
   const Metric metric_;
   const DistanceKernels& kernels_;
-  std::vector<float> data_;          // (size, dim_) row-major, row i belongs to labels_[i].
-  std::vector<uint64_t> labels_;     // (size)
+  std::vector<float> data_;       // (size, dim_) row-major, row i belongs to labels_[i].
+  std::vector<uint64_t> labels_;  // (size)
   absl::flat_hash_map<uint64_t, uint32_t> slot_of_;  // label -> row.
 };
 

@@ -1,7 +1,5 @@
 #include "ann/hnsw.h"
 
-#include "ann/hnsw_internal.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -11,6 +9,7 @@
 #include <ostream>
 #include <queue>
 
+#include "ann/hnsw_internal.h"
 #include "common/coding.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -76,7 +75,8 @@ struct Farther {
 
 absl::Status HnswOptions::Validate() const {
   if (dimension < 1) return absl::InvalidArgumentError("hnsw: dimension must be >= 1");
-  if (m < 2 || m > 128) return absl::InvalidArgumentError(StrCat("hnsw: m is ", m, "; it must be in 2..128"));
+  if (m < 2 || m > 128)
+    return absl::InvalidArgumentError(StrCat("hnsw: m is ", m, "; it must be in 2..128"));
   if (ef_construction < 1 || ef_construction > 4096) {
     return absl::InvalidArgumentError("hnsw: ef_construction must be in 1..4096");
   }
@@ -127,7 +127,8 @@ void HnswIndex::EnsureSegment(NodeId id) {
   seg->labels = std::make_unique<uint64_t[]>(seg->capacity);
   seg->levels = std::make_unique<uint8_t[]>(seg->capacity);
   seg->states = std::make_unique<std::atomic<uint8_t>[]>(seg->capacity);
-  for (size_t i = 0; i < seg->capacity; ++i) seg->states[i].store(kUnready, std::memory_order_relaxed);
+  for (size_t i = 0; i < seg->capacity; ++i)
+    seg->states[i].store(kUnready, std::memory_order_relaxed);
   seg->upper = std::make_unique<std::unique_ptr<std::atomic<NodeId>[]>[]>(seg->capacity);
   segments_[k].store(seg.release(), std::memory_order_release);
 }
@@ -191,7 +192,8 @@ NodeId HnswIndex::NewNode(uint64_t label, std::span<const float> vector) {
   s.levels[off] = static_cast<uint8_t>(level);
   float* dst = reinterpret_cast<float*>(s.blocks.get() + off * block_bytes_ + links0_bytes_);
   std::memcpy(dst, vector.data(), options_.dimension * sizeof(float));
-  if (options_.metric == Metric::kCosine) NormalizeInPlace(std::span<float>(dst, options_.dimension));
+  if (options_.metric == Metric::kCosine)
+    NormalizeInPlace(std::span<float>(dst, options_.dimension));
   if (level > 0) {
     const size_t slots = static_cast<size_t>(level) * (1 + options_.m);
     s.upper[off] = std::make_unique<std::atomic<NodeId>[]>(slots);
@@ -349,8 +351,8 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId 
   VisitedSet& visited = ThreadVisited();
   visited.Reset(next_node_.load(std::memory_order_acquire));
   // Only pay for state and filter checks when something can be rejected.
-  const bool check = results_must_qualify &&
-                     (filter != nullptr || deleted_.load(std::memory_order_relaxed) > 0);
+  const bool check =
+      results_must_qualify && (filter != nullptr || deleted_.load(std::memory_order_relaxed) > 0);
   auto qualifies = [&](NodeId n) {
     if (!check) return true;
     if (StateOf(n) != kLive) return false;
@@ -449,8 +451,8 @@ std::vector<Hit> HnswIndex::Search(std::span<const float> query, const SearchPar
   std::vector<float> q(query.begin(), query.end());
   if (options_.metric == Metric::kCosine) NormalizeInPlace(q);
   const size_t ef = std::max(params.ef != 0 ? params.ef : options_.ef_search, params.top_k);
-  const NodeId start = GreedyDescend(q.data(), static_cast<NodeId>(ep >> 8),
-                                     static_cast<int>(ep & 0xff), 0);
+  const NodeId start =
+      GreedyDescend(q.data(), static_cast<NodeId>(ep >> 8), static_cast<int>(ep & 0xff), 0);
   return ToHits(SearchLayer(q.data(), start, ef, 0, true, params.filter), params.top_k);
 }
 
@@ -531,8 +533,8 @@ size_t HnswIndex::BytesPerVector() const {
   // entry (key, value, control byte), and upper levels: a node has on
   // average 1/(m-1) of them, each (1 + m) uint32.
   const double upper = (1.0 + options_.m) * sizeof(NodeId) / (options_.m - 1.0);
-  return block_bytes_ + sizeof(uint64_t) + 2 + sizeof(void*) + sizeof(uint64_t) +
-         sizeof(NodeId) + 1 + static_cast<size_t>(upper + 0.5);
+  return block_bytes_ + sizeof(uint64_t) + 2 + sizeof(void*) + sizeof(uint64_t) + sizeof(NodeId) +
+         1 + static_cast<size_t>(upper + 0.5);
 }
 
 void HnswIndex::UpsertBatch(std::span<const uint64_t> labels, const float* vectors,

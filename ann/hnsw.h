@@ -36,11 +36,11 @@
 namespace quiver::ann {
 
 struct HnswOptions {
-  size_t dimension = 0;              // REQUIRES: >= 1.
+  size_t dimension = 0;  // REQUIRES: >= 1.
   Metric metric = Metric::kCosine;
-  uint32_t m = 16;                   // Links per node and level (2m on level 0). REQUIRES: 2..128.
-  uint32_t ef_construction = 200;    // Beam width while inserting. REQUIRES: 1..4096.
-  uint32_t ef_search = 64;           // Default beam width for Search. REQUIRES: 1..10000.
+  uint32_t m = 16;                 // Links per node and level (2m on level 0). REQUIRES: 2..128.
+  uint32_t ef_construction = 200;  // Beam width while inserting. REQUIRES: 1..4096.
+  uint32_t ef_search = 64;         // Default beam width for Search. REQUIRES: 1..10000.
   uint64_t seed = 0x9e3779b97f4a7c15;  // Level assignment is a hash of (seed, node).
   absl::Status Validate() const;
 };
@@ -153,8 +153,7 @@ class HnswIndex final : public VectorIndex {
   // Beam search on one level. With `results_must_qualify`, nodes that are
   // deleted or rejected by `filter` are traversed but not kept.
   std::vector<Candidate> SearchLayer(const float* q, NodeId entry, size_t ef, int level,
-                                     bool results_must_qualify,
-                                     const LabelFilter* filter) const;
+                                     bool results_must_qualify, const LabelFilter* filter) const;
   // The selection heuristic: keeps candidates closer to `base` than to every
   // neighbour kept before them. `candidates` sorted by distance ascending.
   std::vector<NodeId> SelectNeighbours(const std::vector<Candidate>& candidates,

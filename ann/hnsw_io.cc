@@ -143,9 +143,8 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
     return absl::DataLossError("HNSW checkpoint header is damaged (checksum mismatch)");
   }
   if (h.version != kFormatVersion || h.header_bytes != sizeof(FileHeader)) {
-    return absl::FailedPreconditionError(
-        StrCat("HNSW checkpoint has format version ", h.version, "; this server reads version ",
-               kFormatVersion));
+    return absl::FailedPreconditionError(StrCat("HNSW checkpoint has format version ", h.version,
+                                                "; this server reads version ", kFormatVersion));
   }
   HnswOptions o;
   o.dimension = h.dimension;
@@ -170,7 +169,8 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
         !r.Read(vec.data(), vec.size() * sizeof(float))) {
       return truncated();
     }
-    if (state > kDeleted || level > 30) return absl::DataLossError("HNSW checkpoint node is damaged");
+    if (state > kDeleted || level > 30)
+      return absl::DataLossError("HNSW checkpoint node is damaged");
     index->next_node_.store(id + 1, std::memory_order_relaxed);
     index->EnsureSegment(id);
     size_t off;
@@ -186,7 +186,8 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
     for (int l = 0; l <= level; ++l) {
       uint32_t count;
       if (!r.Get(&count)) return truncated();
-      if (count > index->MaxLinks(l)) return absl::DataLossError("HNSW checkpoint links are damaged");
+      if (count > index->MaxLinks(l))
+        return absl::DataLossError("HNSW checkpoint links are damaged");
       std::atomic<NodeId>* links = index->Links(id, l);
       for (uint32_t k = 0; k < count; ++k) {
         NodeId nb;

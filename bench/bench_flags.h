@@ -7,7 +7,8 @@
 namespace quiver::bench {
 
 // The value of --name=VALUE, or `fallback` when absent.
-inline std::string Flag(int argc, char** argv, const std::string& name, const std::string& fallback) {
+inline std::string Flag(int argc, char** argv, const std::string& name,
+                        const std::string& fallback) {
   const std::string prefix = "--" + name + "=";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];

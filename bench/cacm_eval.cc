@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "bench/trec_eval.h"
 #include "tests/testing/test_util.h"
 #include "text/analyzer.h"
-#include "bench/bench_flags.h"
 #include "text/bm25_index.h"
 
 namespace {
@@ -65,9 +65,10 @@ int main(int argc, char** argv) {
   }
   const quiver::bench::Measures m = quiver::bench::Evaluate(qrels, run);
   const double map = m.map, p30 = m.p30;
-  std::printf("cacm_eval: %zu documents, %zu terms, %llu tokens indexed in %.2f s; %zu judged topics\n",
-              index.doc_count(), index.term_count(),
-              static_cast<unsigned long long>(index.total_length()), index_s, qrels.size());
+  std::printf(
+      "cacm_eval: %zu documents, %zu terms, %llu tokens indexed in %.2f s; %zu judged topics\n",
+      index.doc_count(), index.term_count(), static_cast<unsigned long long>(index.total_length()),
+      index_s, qrels.size());
   std::printf("quiver BM25 (k1=%.2f b=%.2f, %s): MAP %.4f  P@30 %.4f\n", params.k1, params.b,
               Flag(argc, argv, "analyzer", "english").c_str(), map, p30);
   std::printf("Anserini reference:                 MAP 0.3123  P@30 0.1942\n");

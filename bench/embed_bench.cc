@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "embed/bert.h"
 #include "bench/bench_flags.h"
+#include "embed/bert.h"
 #include "tests/testing/test_util.h"
 
 namespace {
@@ -117,15 +117,18 @@ int main(int argc, char** argv) {
   const auto& c = (*enc)->config();
   // FLOPs per token: 4 projections h x h, 2 FFN h x f, attention 2 * seq * h.
   const double flops_per_token =
-      2.0 * c.layers * (4.0 * c.hidden * c.hidden + 2.0 * c.hidden * c.intermediate + 2.0 * seq * c.hidden);
-  std::printf("embed_bench: BERT %lld layers, hidden %lld, %lld heads, intermediate %lld; seq %d; "
-              "CPU threads: ours OpenMP/OpenBLAS; %s",
-              static_cast<long long>(c.layers), static_cast<long long>(c.hidden),
-              static_cast<long long>(c.heads), static_cast<long long>(c.intermediate), seq,
-              torch_line.c_str());
+      2.0 * c.layers *
+      (4.0 * c.hidden * c.hidden + 2.0 * c.hidden * c.intermediate + 2.0 * seq * c.hidden);
+  std::printf(
+      "embed_bench: BERT %lld layers, hidden %lld, %lld heads, intermediate %lld; seq %d; "
+      "CPU threads: ours OpenMP/OpenBLAS; %s",
+      static_cast<long long>(c.layers), static_cast<long long>(c.hidden),
+      static_cast<long long>(c.heads), static_cast<long long>(c.intermediate), seq,
+      torch_line.c_str());
   std::printf("device %s, %s products: sgemm %.0f GFLOP/s (the GEMM bound below)\n",
               std::string(backend->name()).c_str(),
-              std::string(quiver::nn::MatmulPrecisionName(backend->precision())).c_str(), gemm_gflops);
+              std::string(quiver::nn::MatmulPrecisionName(backend->precision())).c_str(),
+              gemm_gflops);
   std::printf("%6s %12s %12s %12s %12s %8s %10s %12s\n", "batch", "quiver ms", "torch ms",
               "quiver s/s", "torch s/s", "ratio", "GFLOP/s", "bound ms");
   std::mt19937 rng(3);
@@ -142,7 +145,8 @@ int main(int argc, char** argv) {
     for (int r = 0; r < rounds; ++r) {
       const auto t0 = std::chrono::steady_clock::now();
       auto out = (*enc)->Forward(batch, &s);
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       if (!out.ok()) return 1;
     }
     const double ours = Median(ms);

@@ -17,11 +17,11 @@
 #include <vector>
 
 #include "ann/flat_index.h"
+#include "bench/bench_flags.h"
 #include "grpcpp/grpcpp.h"
 #include "quiver/v1/collections.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 #include "tests/testing/quiverd_process.h"
-#include "bench/bench_flags.h"
 #include "tests/testing/test_util.h"
 
 #ifdef QUIVER_BENCH_HAVE_FAISS
@@ -131,8 +131,9 @@ int main(int argc, char** argv) {
       }
       lat.push_back(Seconds(a, Clock::now()) * 1e3);
     }
-    std::printf("[server] exact Query RPC %-22s median %.2f ms  p99 %.2f ms  (%.0f QPS, 1 client)\n",
-                label, Percentile(lat, 0.5), Percentile(lat, 0.99), 1e3 / Percentile(lat, 0.5));
+    std::printf(
+        "[server] exact Query RPC %-22s median %.2f ms  p99 %.2f ms  (%.0f QPS, 1 client)\n", label,
+        Percentile(lat, 0.5), Percentile(lat, 0.99), 1e3 / Percentile(lat, 0.5));
   };
   run_queries("(no filter)", false);
   run_queries("(filter keeps 1%)", true);
@@ -156,8 +157,8 @@ int main(int argc, char** argv) {
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   quiver::ThreadPool pool(threads > 1 ? threads - 1 : 1);
   const double ours_mt = time_ours(&pool);
-  std::printf("\n[in-process] exact top-%zu, inner product, one query at a time (median of 5 runs)\n",
-              k);
+  std::printf(
+      "\n[in-process] exact top-%zu, inner product, one query at a time (median of 5 runs)\n", k);
   std::printf("  quiver FlatIndex   1 thread : %.3f ms/query\n", ours_1t);
   std::printf("  quiver FlatIndex  %2u threads: %.3f ms/query\n", threads, ours_mt);
 #ifdef QUIVER_BENCH_HAVE_FAISS
@@ -170,7 +171,8 @@ int main(int argc, char** argv) {
     std::vector<double> per;
     for (int rep = 0; rep < 5; ++rep) {
       const auto a = Clock::now();
-      for (size_t q = 0; q < nq; ++q) peer.search(1, &queries[q * dim], k, dist.data(), labels.data());
+      for (size_t q = 0; q < nq; ++q)
+        peer.search(1, &queries[q * dim], k, dist.data(), labels.data());
       per.push_back(Seconds(a, Clock::now()) / nq * 1e3);
     }
     return Percentile(per, 0.5);

@@ -1,12 +1,10 @@
 // Generation throughput through the continuous-batching scheduler on the
-// CPU (or with --device=cuda, the GPU): single-stream decode tokens/s and time to first token, prefill
-// tokens/s, and aggregate tokens/s with 1, 4, 16 and 64 concurrent streams,
-// for stories260K (fixture) and a generated random-weight Llama of about
-// 110M parameters (dim 768, 12 layers, 12 heads, hidden 2048, vocab 32000),
-// written as a llama2.c checkpoint + tokenizer.bin and loaded from them.
-// Prints the memory-bandwidth bound for single-stream decode: bytes of
-// weights read per token / measured read bandwidth (the GPU's copy
-// bandwidth with --device=cuda).
+// CPU (or with --device=cuda, the GPU): single-stream decode tokens/s and time to first token,
+// prefill tokens/s, and aggregate tokens/s with 1, 4, 16 and 64 concurrent streams, for stories260K
+// (fixture) and a generated random-weight Llama of about 110M parameters (dim 768, 12 layers, 12
+// heads, hidden 2048, vocab 32000), written as a llama2.c checkpoint + tokenizer.bin and loaded
+// from them. Prints the memory-bandwidth bound for single-stream decode: bytes of weights read per
+// token / measured read bandwidth (the GPU's copy bandwidth with --device=cuda).
 //
 //   build/bench/generate_bench [--device=cpu|cuda] [--tokens=32] [--streams=1,4,16,64]
 //                              [--quantized=q8_0,q4_0,q4_k,q6_k,f16]
@@ -20,12 +18,12 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "llm/cuda_engine.h"
 #include "llm/engine.h"
 #include "llm/gguf.h"
 #include "llm/llama2c.h"
 #include "llm/scheduler.h"
-#include "bench/bench_flags.h"
 #include "tests/testing/random_llama.h"
 #include "tests/testing/test_util.h"
 
@@ -38,7 +36,9 @@ using quiver::llm::GenerateParams;
 using quiver::llm::Scheduler;
 using quiver::llm::TokenEvent;
 
-double Seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double Seconds(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // Read bandwidth of a buffer much larger than the caches, GB/s.
 double ReadBandwidth() {
@@ -98,19 +98,20 @@ RunResult RunStreams(Scheduler& s, int n, const std::string& prompt, int max_tok
 }
 
 void Bench(const char* name, const quiver::llm::LlamaModel& model,
-           const quiver::llm::Llama2cTokenizer& tok, int max_tokens, const std::vector<int>& streams,
-           double bandwidth, const std::string& device) {
+           const quiver::llm::Llama2cTokenizer& tok, int max_tokens,
+           const std::vector<int>& streams, double bandwidth, const std::string& device) {
   const auto& c = model.config();
-  const double params = static_cast<double>(c.vocab_size) * c.dim * (c.shared_classifier ? 1 : 2) +
-                        static_cast<double>(c.n_layers) *
-                            (2.0 * c.dim * c.dim + 2.0 * c.dim * c.kv_dim() + 3.0 * c.dim * c.hidden_dim);
+  const double params =
+      static_cast<double>(c.vocab_size) * c.dim * (c.shared_classifier ? 1 : 2) +
+      static_cast<double>(c.n_layers) *
+          (2.0 * c.dim * c.dim + 2.0 * c.dim * c.kv_dim() + 3.0 * c.dim * c.hidden_dim);
   // Weight bytes read per decode step, as stored (float32, F16 or Q8_0).
   const double step_bytes = static_cast<double>(model.bytes_per_step());
   quiver::llm::SchedulerOptions o;
   o.max_seqs = 64;
   o.kv_blocks = 64 * ((64 + max_tokens + 15) / 16 + 1) + (c.seq_len + 15) / 16;
-  auto engine = quiver::llm::NewDecodeEngine(&model, device, quiver::llm::KvCacheBlocks(c, o), o.block_size,
-                                             quiver::llm::MaxStepRows(o));
+  auto engine = quiver::llm::NewDecodeEngine(&model, device, quiver::llm::KvCacheBlocks(c, o),
+                                             o.block_size, quiver::llm::MaxStepRows(o));
   if (!engine.ok()) {
     std::printf("%s: %s\n", name, engine.status().ToString().c_str());
     return;
@@ -121,7 +122,8 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
   // Prefill: a long prompt, one new token.
   // A prompt of about half the context.
   std::string long_prompt = "Once upon a time there was a";
-  while (static_cast<int>(tok.Encode(long_prompt + " Once upon a time there was a", true, false).size()) <
+  while (static_cast<int>(
+             tok.Encode(long_prompt + " Once upon a time there was a", true, false).size()) <
          c.seq_len / 2) {
     long_prompt += " Once upon a time there was a";
   }
@@ -134,11 +136,13 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
   std::printf("  prefill: %d tokens in %.1f ms = %.0f tokens/s (time to first token %.1f ms)\n",
               prompt_tokens, pre.seconds * 1e3, prompt_tokens / pre.seconds, pre.ttft * 1e3);
   RunResult one = RunStreams(s, 1, "Once upon a time", max_tokens);
-  const double single = one.tokens / (one.seconds - one.ttft + 1e-9) * (one.tokens - 1) / std::max(1L, one.tokens);
+  const double single =
+      one.tokens / (one.seconds - one.ttft + 1e-9) * (one.tokens - 1) / std::max(1L, one.tokens);
   const double bound = bandwidth * 1e9 / step_bytes;
-  std::printf("  single stream: %.1f tokens/s decode, first token after %.1f ms; bandwidth bound "
-              "%.1f tokens/s (%.1f GB/s / %.0f MB) -> %.2fx of the bound\n",
-              single, one.ttft * 1e3, bound, bandwidth, step_bytes / 1e6, single / bound);
+  std::printf(
+      "  single stream: %.1f tokens/s decode, first token after %.1f ms; bandwidth bound "
+      "%.1f tokens/s (%.1f GB/s / %.0f MB) -> %.2fx of the bound\n",
+      single, one.ttft * 1e3, bound, bandwidth, step_bytes / 1e6, single / bound);
   std::printf("  streams below: prompt \"Once upon a time\" (%zu tokens), %d new tokens each\n",
               tok.Encode("Once upon a time", true, false).size(), max_tokens);
   double base = 0;
@@ -146,12 +150,14 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
     RunResult r = RunStreams(s, n, "Once upon a time", max_tokens);
     const double agg = r.tokens / r.seconds;
     if (n == streams.front()) base = agg;
-    std::printf("  %2d streams: %6ld tokens in %6.2f s = %8.1f tokens/s aggregate (%.1fx %d stream%s)\n",
-                n, r.tokens, r.seconds, agg, agg / base, streams.front(), streams.front() == 1 ? "" : "s");
+    std::printf(
+        "  %2d streams: %6ld tokens in %6.2f s = %8.1f tokens/s aggregate (%.1fx %d stream%s)\n", n,
+        r.tokens, r.seconds, agg, agg / base, streams.front(), streams.front() == 1 ? "" : "s");
   }
   const auto st = s.stats();
   std::printf("  scheduler: %llu steps, %.1f rows per step, at most %llu sequences at once\n",
-              static_cast<unsigned long long>(st.steps), st.steps ? double(st.rows) / st.steps : 0.0,
+              static_cast<unsigned long long>(st.steps),
+              st.steps ? double(st.rows) / st.steps : 0.0,
               static_cast<unsigned long long>(st.max_active));
 }
 
@@ -171,15 +177,18 @@ int main(int argc, char** argv) {
       return 1;
     }
     bw = *gpu;
-    std::printf("generate_bench: CUDA, memory bandwidth %.0f GB/s (device copy), %d new tokens per stream\n",
-                bw, tokens);
+    std::printf(
+        "generate_bench: CUDA, memory bandwidth %.0f GB/s (device copy), %d new tokens per "
+        "stream\n",
+        bw, tokens);
   } else {
     // On a thread of its own that then ends, taking its OpenMP team with it:
     // while a second team exists libgomp stops spinning between parallel
     // regions, which would add milliseconds to every decode step measured.
     std::thread probe([&bw] { bw = ReadBandwidth(); });
     probe.join();
-    std::printf("generate_bench: CPU, read bandwidth %.1f GB/s, %d new tokens per stream\n", bw, tokens);
+    std::printf("generate_bench: CPU, read bandwidth %.1f GB/s, %d new tokens per stream\n", bw,
+                tokens);
   }
   const std::string dir = quiver::testing::FixturePath("stories260K");
   if (!dir.empty()) {
@@ -206,8 +215,10 @@ int main(int argc, char** argv) {
       c.vocab_size, {" ", " Once", " upon", " a", " time", " there", " was", "Hi"});
   // Served from files in llama2.c's format, as a user's checkpoint would be.
   quiver::testing::TempDir files;
-  const std::string bin = files.path() + "/random-110M.bin", tokenizer_bin = files.path() + "/tokenizer.bin";
-  if (absl::Status written = quiver::testing::WriteLlama2c(**model, *synthetic, bin, tokenizer_bin); !written.ok()) {
+  const std::string bin = files.path() + "/random-110M.bin",
+                    tokenizer_bin = files.path() + "/tokenizer.bin";
+  if (absl::Status written = quiver::testing::WriteLlama2c(**model, *synthetic, bin, tokenizer_bin);
+      !written.ok()) {
     std::fprintf(stderr, "%s\n", written.ToString().c_str());
     return 1;
   }
@@ -231,7 +242,8 @@ int main(int argc, char** argv) {
     quiver::testing::TempDir tmp;
     const std::string path = tmp.path() + "/random-110M.gguf";
     absl::Status written = quiver::llm::WriteGguf(path, **model, *tok, type);
-    auto loaded = written.ok() ? quiver::llm::LoadGguf(path) : absl::StatusOr<quiver::llm::LoadedModel>(written);
+    auto loaded = written.ok() ? quiver::llm::LoadGguf(path)
+                               : absl::StatusOr<quiver::llm::LoadedModel>(written);
     if (!loaded.ok()) {
       std::fprintf(stderr, "%s: %s\n", q.c_str(), loaded.status().ToString().c_str());
       return 1;

@@ -11,6 +11,8 @@
 // single-thread queries/s; then our QPS ratio to each peer at recall@10
 // 0.90 / 0.95 / 0.99 (each library's QPS at the smallest swept ef reaching
 // the target; linear interpolation between sweep points).
+#include <faiss/IndexHNSW.h>
+#include <hnswlib/hnswlib.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -25,9 +27,6 @@
 #include <string>
 #include <vector>
 
-#include <faiss/IndexHNSW.h>
-#include <hnswlib/hnswlib.h>
-
 #include "ann/flat_index.h"
 #include "ann/hnsw.h"
 #include "common/thread_pool.h"
@@ -36,7 +35,9 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 std::map<std::string, std::string> g_flags;
 std::string Flag(const std::string& name, const std::string& fallback) {
@@ -52,8 +53,8 @@ struct Dataset {
   std::string name;
   bool angular = false;  // Cosine (vectors normalised) vs squared L2.
   size_t dim = 0;
-  std::vector<float> base;     // (n, dim)
-  std::vector<float> queries;  // (nq, dim)
+  std::vector<float> base;              // (n, dim)
+  std::vector<float> queries;           // (nq, dim)
   std::vector<std::vector<int>> truth;  // top-10 ids per query
   size_t n() const { return base.size() / dim; }
   size_t nq() const { return queries.size() / dim; }
@@ -67,13 +68,15 @@ void Normalise(std::vector<float>* v, size_t dim) {
 
 // Exact top-10 with our flat index (the oracle), multi-threaded.
 void ComputeTruth(Dataset* d) {
-  quiver::ann::FlatIndex flat(d->dim, d->angular ? quiver::ann::Metric::kCosine
-                                                 : quiver::ann::Metric::kL2);
-  for (size_t i = 0; i < d->n(); ++i) flat.Upsert(i, std::span<const float>(&d->base[i * d->dim], d->dim));
+  quiver::ann::FlatIndex flat(d->dim,
+                              d->angular ? quiver::ann::Metric::kCosine : quiver::ann::Metric::kL2);
+  for (size_t i = 0; i < d->n(); ++i)
+    flat.Upsert(i, std::span<const float>(&d->base[i * d->dim], d->dim));
   quiver::ThreadPool pool(std::max(1u, std::thread::hardware_concurrency()));
   d->truth.assign(d->nq(), {});
   pool.ParallelFor(d->nq(), [&](size_t q) {
-    for (const auto& h : flat.Search(std::span<const float>(&d->queries[q * d->dim], d->dim), {.top_k = 10})) {
+    for (const auto& h :
+         flat.Search(std::span<const float>(&d->queries[q * d->dim], d->dim), {.top_k = 10})) {
       d->truth[q].push_back(static_cast<int>(h.label));
     }
   });
@@ -155,8 +158,9 @@ void RunDataset(const Dataset& d) {
   const size_t m = IntFlag("m", 16), efc = IntFlag("efc", 200);
   const int threads = static_cast<int>(IntFlag("build_threads", 1));
   const std::vector<size_t> efs = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
-  std::printf("\n=== %s: n=%zu nq=%zu dim=%zu metric=%s m=%zu ef_construction=%zu build_threads=%d\n",
-              d.name.c_str(), d.n(), d.nq(), d.dim, d.angular ? "angular" : "l2", m, efc, threads);
+  std::printf(
+      "\n=== %s: n=%zu nq=%zu dim=%zu metric=%s m=%zu ef_construction=%zu build_threads=%d\n",
+      d.name.c_str(), d.n(), d.nq(), d.dim, d.angular ? "angular" : "l2", m, efc, threads);
   std::vector<Result> results;
 
   {  // Ours.
@@ -180,7 +184,8 @@ void RunDataset(const Dataset& d) {
     for (size_t ef : efs) {
       r.sweep.push_back(Measure(d, ef, [&](const float* q, size_t e, int* out) {
         auto hits = index.Search(std::span<const float>(q, d.dim), {.top_k = 10, .ef = e});
-        for (size_t i = 0; i < 10; ++i) out[i] = i < hits.size() ? static_cast<int>(hits[i].label) : -1;
+        for (size_t i = 0; i < 10; ++i)
+          out[i] = i < hits.size() ? static_cast<int>(hits[i].label) : -1;
       }));
     }
     std::printf("quiver: %zu bytes/vector\n", index.BytesPerVector());
@@ -248,11 +253,14 @@ void RunDataset(const Dataset& d) {
   for (const Result& r : results) {
     std::printf("%-8s build %.2f s\n", r.lib.c_str(), r.build_s);
     for (const SweepPoint& p : r.sweep) {
-      std::printf("  %-8s ef=%-4zu recall@10=%.4f  qps=%.0f\n", r.lib.c_str(), p.ef, p.recall, p.qps);
+      std::printf("  %-8s ef=%-4zu recall@10=%.4f  qps=%.0f\n", r.lib.c_str(), p.ef, p.recall,
+                  p.qps);
     }
   }
-  std::printf("%s summary (single-thread QPS at recall@10; ratio = quiver / peer)\n", d.name.c_str());
-  std::printf("  %-7s %10s %10s %10s %9s %9s\n", "recall", "quiver", "hnswlib", "faiss", "vs hnsw", "vs faiss");
+  std::printf("%s summary (single-thread QPS at recall@10; ratio = quiver / peer)\n",
+              d.name.c_str());
+  std::printf("  %-7s %10s %10s %10s %9s %9s\n", "recall", "quiver", "hnswlib", "faiss", "vs hnsw",
+              "vs faiss");
   for (double target : {0.90, 0.95, 0.99}) {
     const double ours = QpsAtRecall(results[0], target);
     const double hl = QpsAtRecall(results[1], target);
@@ -290,8 +298,8 @@ int main(int argc, char** argv) {
       d.dim = 50;
       d.base = Flatten(quiver::testing::ReadFvecs(dir + "/base.fvecs"));
       d.queries = Flatten(quiver::testing::ReadFvecs(dir + "/query.fvecs"));
-      auto gt = quiver::testing::ReadIvecs(dir + (angular ? "/groundtruth.angular.top100.ivecs"
-                                                          : "/groundtruth.l2.top100.ivecs"));
+      auto gt = quiver::testing::ReadIvecs(
+          dir + (angular ? "/groundtruth.angular.top100.ivecs" : "/groundtruth.l2.top100.ivecs"));
       for (auto& row : gt) d.truth.emplace_back(row.begin(), row.begin() + 10);
       if (angular) {
         Normalise(&d.base, d.dim);

@@ -14,12 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "grpcpp/grpcpp.h"
 #include "quiver/v1/collections.grpc.pb.h"
 #include "quiver/v1/points.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 #include "tests/testing/quiverd_process.h"
-#include "bench/bench_flags.h"
 #include "tests/testing/test_util.h"
 
 namespace {
@@ -27,7 +27,9 @@ namespace {
 using quiver::bench::Flag;
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // Starts the server and measures until a query answers.
 double TimeToFirstQuery(quiver::testing::QuiverdProcess* server, size_t dim,
@@ -127,24 +129,29 @@ int main(int argc, char** argv) {
   server.Stop(SIGKILL);
   const double after_kill = TimeToFirstQuery(&server, dim, &started);
   const double kill_complete = TimeToGraphComplete(&server, started);
-  std::printf("after kill -9 (last periodic checkpoint + catch-up): searchable in %.1f s, "
-              "graph complete in %.1f s\n", after_kill, kill_complete);
+  std::printf(
+      "after kill -9 (last periodic checkpoint + catch-up): searchable in %.1f s, "
+      "graph complete in %.1f s\n",
+      after_kill, kill_complete);
 
   // Graceful: the shutdown checkpoint covers everything.
   server.Stop(SIGTERM);
   const double after_term = TimeToFirstQuery(&server, dim, &started);
   const double term_complete = TimeToGraphComplete(&server, started);
-  std::printf("after SIGTERM (shutdown checkpoint): searchable in %.1f s, graph complete in "
-              "%.1f s\n", after_term, term_complete);
+  std::printf(
+      "after SIGTERM (shutdown checkpoint): searchable in %.1f s, graph complete in "
+      "%.1f s\n",
+      after_term, term_complete);
 
   // No checkpoint at all: everything is rebuilt in the background.
   server.Stop(SIGKILL);
   std::filesystem::remove_all(data + "/indexes");
   const double rebuild = TimeToFirstQuery(&server, dim, &started);
   const double rebuild_complete = TimeToGraphComplete(&server, started);
-  std::printf("without a checkpoint (full rebuild): searchable in %.1f s, graph complete in "
-              "%.1f s (%.0fx the checkpoint's)\n",
-              rebuild, rebuild_complete, rebuild_complete / term_complete);
+  std::printf(
+      "without a checkpoint (full rebuild): searchable in %.1f s, graph complete in "
+      "%.1f s (%.0fx the checkpoint's)\n",
+      rebuild, rebuild_complete, rebuild_complete / term_complete);
   server.Stop(SIGTERM);
   return 0;
 }

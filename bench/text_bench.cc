@@ -10,6 +10,8 @@
 //
 //   build/bench/text_bench [--docs=1000000] [--queries=1000] [--rounds=5]
 //                          [--doc-len=60] [--vocab=200000]
+#include <xapian.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -19,12 +21,10 @@
 #include <string>
 #include <vector>
 
-#include <xapian.h>
-
+#include "bench/bench_flags.h"
 #include "bench/trec_eval.h"
 #include "tests/testing/test_util.h"
 #include "text/analyzer.h"
-#include "bench/bench_flags.h"
 #include "text/bm25_index.h"
 
 namespace {
@@ -115,10 +115,11 @@ double Agreement(const std::vector<std::vector<uint64_t>>& a,
 }
 
 void PrintRow(const char* corpus, size_t docs, const Side& ours, const Side& xap) {
-  std::printf("%-10s %9zu docs | index docs/s: quiver %10.0f  xapian %9.0f  (x%.1f) | "
-              "top-10 queries/s: quiver %8.0f  xapian %7.0f  ratio %.2fx\n",
-              corpus, docs, docs / ours.index_s, docs / xap.index_s, xap.index_s / ours.index_s,
-              ours.qps, xap.qps, ours.qps / xap.qps);
+  std::printf(
+      "%-10s %9zu docs | index docs/s: quiver %10.0f  xapian %9.0f  (x%.1f) | "
+      "top-10 queries/s: quiver %8.0f  xapian %7.0f  ratio %.2fx\n",
+      corpus, docs, docs / ours.index_s, docs / xap.index_s, xap.index_s / ours.index_s, ours.qps,
+      xap.qps, ours.qps / xap.qps);
 }
 
 int RunCacm(int rounds, const std::string& tmp) {
@@ -158,9 +159,10 @@ int RunCacm(int rounds, const std::string& tmp) {
   ours.qps = MeasureQps(queries, rounds * 20, [&](const Terms& q) { return index.Search(q, 10); });
   xap.qps = MeasureQps(queries, rounds * 20, [&](const Terms& q) { return xapian.Search(q, 10); });
   PrintRow("cacm", docs.size(), ours, xap);
-  std::printf("cacm quality (english analyzer, k1=%.1f b=%.1f): quiver MAP %.4f P@10 %.4f | "
-              "xapian MAP %.4f P@10 %.4f\n",
-              kK1, kB, mo.map, mo.p10, mx.map, mx.p10);
+  std::printf(
+      "cacm quality (english analyzer, k1=%.1f b=%.1f): quiver MAP %.4f P@10 %.4f | "
+      "xapian MAP %.4f P@10 %.4f\n",
+      kK1, kB, mo.map, mo.p10, mx.map, mx.p10);
   return 0;
 }
 
@@ -246,9 +248,10 @@ void RunGenerated(size_t n, size_t n_queries, size_t doc_len, size_t vocab, int 
   ours.qps = MeasureQps(queries, rounds, [&](const Terms& q) { return index.Search(q, 10); });
   xap.qps = MeasureQps(queries, rounds, [&](const Terms& q) { return xapian.Search(q, 10); });
   PrintRow("generated", n, ours, xap);
-  std::printf("generated: top-10 agreement quiver vs xapian %.3f (their BM25 variants differ: "
-              "Xapian's idf and length normalisation are not Lucene's)\n",
-              Agreement(top_ours, top_xapian, 10));
+  std::printf(
+      "generated: top-10 agreement quiver vs xapian %.3f (their BM25 variants differ: "
+      "Xapian's idf and length normalisation are not Lucene's)\n",
+      Agreement(top_ours, top_xapian, 10));
 }
 
 }  // namespace
@@ -256,7 +259,8 @@ void RunGenerated(size_t n, size_t n_queries, size_t doc_len, size_t vocab, int 
 int main(int argc, char** argv) {
   const int rounds = static_cast<int>(Flag(argc, argv, "rounds", 5));
   const std::string tmp =
-      (std::filesystem::temp_directory_path() / ("text_bench." + std::to_string(getpid()))).string();
+      (std::filesystem::temp_directory_path() / ("text_bench." + std::to_string(getpid())))
+          .string();
   std::filesystem::create_directories(tmp);
   std::printf("text_bench: BM25 k1=%.1f b=%.1f, top 10, one thread; Xapian %s (glass, on disk)\n",
               kK1, kB, Xapian::version_string());

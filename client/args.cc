@@ -39,7 +39,8 @@ absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
       continue;
     }
     if (!has_value) {
-      if (i + 1 >= argv.size()) return absl::InvalidArgumentError(StrCat("--", name, " needs a value"));
+      if (i + 1 >= argv.size())
+        return absl::InvalidArgumentError(StrCat("--", name, " needs a value"));
       value = argv[++i];
     }
     out.options_[name] = value;

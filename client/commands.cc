@@ -27,7 +27,8 @@
 namespace quiver::client {
 namespace {
 
-constexpr char kUsage[] = R"(usage: quiver [--addr=HOST:PORT] [--json] [--timeout=SECONDS] COMMAND ...
+constexpr char kUsage[] =
+    R"(usage: quiver [--addr=HOST:PORT] [--json] [--timeout=SECONDS] COMMAND ...
 
 Global options:
   --addr       server address (default $QUIVER_ADDR or 127.0.0.1:50051)
@@ -71,17 +72,60 @@ Commands:
   snapshot [NAME]
 )";
 
-const std::set<std::string> kKnownOptions = {
-    "addr", "json", "timeout", "help", "dimension", "metric", "index", "namespace", "batch",
-    "parallel", "resume", "progress", "vector", "id", "top-k", "filter", "include-values",
-    "include-metadata", "explain", "exact", "values", "set-metadata", "text", "all", "prefix",
-    "limit", "token", "m", "ef-construction", "ef-search", "text-analyzer", "sparse", "fusion",
-    "rrf-k", "candidates", "dense-weight", "sparse-weight", "text-weight", "model", "normalize",
-    "top-n", "max-tokens", "temperature", "top-p", "top-k", "repetition-penalty", "seed", "stop",
-    "chat", "system"};
+const std::set<std::string> kKnownOptions = {"addr",
+                                             "json",
+                                             "timeout",
+                                             "help",
+                                             "dimension",
+                                             "metric",
+                                             "index",
+                                             "namespace",
+                                             "batch",
+                                             "parallel",
+                                             "resume",
+                                             "progress",
+                                             "vector",
+                                             "id",
+                                             "top-k",
+                                             "filter",
+                                             "include-values",
+                                             "include-metadata",
+                                             "explain",
+                                             "exact",
+                                             "values",
+                                             "set-metadata",
+                                             "text",
+                                             "all",
+                                             "prefix",
+                                             "limit",
+                                             "token",
+                                             "m",
+                                             "ef-construction",
+                                             "ef-search",
+                                             "text-analyzer",
+                                             "sparse",
+                                             "fusion",
+                                             "rrf-k",
+                                             "candidates",
+                                             "dense-weight",
+                                             "sparse-weight",
+                                             "text-weight",
+                                             "model",
+                                             "normalize",
+                                             "top-n",
+                                             "max-tokens",
+                                             "temperature",
+                                             "top-p",
+                                             "top-k",
+                                             "repetition-penalty",
+                                             "seed",
+                                             "stop",
+                                             "chat",
+                                             "system"};
 
-const std::set<std::string> kBooleans = {"json", "resume", "include-values", "include-metadata",
-                                         "explain", "all", "help", "exact", "normalize", "chat"};
+const std::set<std::string> kBooleans = {
+    "json", "resume", "include-values", "include-metadata", "explain",
+    "all",  "help",   "exact",          "normalize",        "chat"};
 
 struct UsageError {
   std::string message;
@@ -116,14 +160,22 @@ class Cli {
 
     const std::string& cmd = pos[0];
     static const std::map<std::string, std::function<int(Cli*)>> kCommands = {
-        {"health", &Cli::Health},        {"info", &Cli::Info},
-        {"collections", &Cli::Collections}, {"import", &Cli::Import},
-        {"query", &Cli::Query},          {"fetch", &Cli::Fetch},
-        {"update", &Cli::Update},        {"delete", &Cli::Delete},
-        {"list-ids", &Cli::ListIds},     {"stats", &Cli::Stats},
-        {"namespaces", &Cli::Namespaces}, {"snapshot", &Cli::Snapshot},
-        {"embed", &Cli::Embed},          {"rerank", &Cli::Rerank},
-        {"models", &Cli::Models},        {"generate", &Cli::Generate},
+        {"health", &Cli::Health},
+        {"info", &Cli::Info},
+        {"collections", &Cli::Collections},
+        {"import", &Cli::Import},
+        {"query", &Cli::Query},
+        {"fetch", &Cli::Fetch},
+        {"update", &Cli::Update},
+        {"delete", &Cli::Delete},
+        {"list-ids", &Cli::ListIds},
+        {"stats", &Cli::Stats},
+        {"namespaces", &Cli::Namespaces},
+        {"snapshot", &Cli::Snapshot},
+        {"embed", &Cli::Embed},
+        {"rerank", &Cli::Rerank},
+        {"models", &Cli::Models},
+        {"generate", &Cli::Generate},
     };
     auto it = kCommands.find(cmd);
     if (it == kCommands.end()) return Usage(StrCat("unknown command \"", cmd, "\""));
@@ -141,11 +193,23 @@ class Cli {
   }
 
   static int Failed(const grpc::Status& s) {
-    static const char* const kNames[] = {
-        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-        "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-        "UNAUTHENTICATED"};
+    static const char* const kNames[] = {"OK",
+                                         "CANCELLED",
+                                         "UNKNOWN",
+                                         "INVALID_ARGUMENT",
+                                         "DEADLINE_EXCEEDED",
+                                         "NOT_FOUND",
+                                         "ALREADY_EXISTS",
+                                         "PERMISSION_DENIED",
+                                         "RESOURCE_EXHAUSTED",
+                                         "FAILED_PRECONDITION",
+                                         "ABORTED",
+                                         "OUT_OF_RANGE",
+                                         "UNIMPLEMENTED",
+                                         "INTERNAL",
+                                         "UNAVAILABLE",
+                                         "DATA_LOSS",
+                                         "UNAUTHENTICATED"};
     const int code = static_cast<int>(s.error_code());
     std::fprintf(stderr, "error: %s: %s\n", code >= 0 && code <= 16 ? kNames[code] : "?",
                  s.error_message().c_str());
@@ -200,8 +264,8 @@ class Cli {
   // Sets each given --name=NUMBER on `msg` through its setter; false (after
   // printing usage) when one is not a number.
   template <typename Msg>
-  bool FloatOptions(Msg* msg,
-                    std::initializer_list<std::pair<const char*, void (Msg::*)(float)>> options) const {
+  bool FloatOptions(
+      Msg* msg, std::initializer_list<std::pair<const char*, void (Msg::*)(float)>> options) const {
     for (const auto& [name, set] : options) {
       if (!args_.Has(name)) continue;
       float v;
@@ -287,10 +351,14 @@ class Cli {
 
   static std::string MetricName(v1::Metric m) {
     switch (m) {
-      case v1::METRIC_COSINE: return "cosine";
-      case v1::METRIC_DOT: return "dot";
-      case v1::METRIC_L2: return "l2";
-      default: return "?";
+      case v1::METRIC_COSINE:
+        return "cosine";
+      case v1::METRIC_DOT:
+        return "dot";
+      case v1::METRIC_L2:
+        return "l2";
+      default:
+        return "?";
     }
   }
 
@@ -298,9 +366,8 @@ class Cli {
     Table t({"NAME", "DIMENSION", "METRIC", "INDEX", "RECORDS", "NAMESPACES"});
     for (const v1::CollectionInfo* c : infos) {
       t.AddRow({c->config().name(), StrCat(c->config().dimension()),
-                MetricName(c->config().metric()),
-                c->config().index().has_hnsw() ? "hnsw" : "flat", StrCat(c->record_count()),
-                StrCat(c->namespace_count())});
+                MetricName(c->config().metric()), c->config().index().has_hnsw() ? "hnsw" : "flat",
+                StrCat(c->record_count()), StrCat(c->namespace_count())});
     }
     Print(t.Render());
   }
@@ -330,10 +397,14 @@ class Cli {
       if (*dim == 0) return Usage("--dimension is required");
       c->set_dimension(static_cast<uint32_t>(*dim));
       const std::string metric = args_.Get("metric", "cosine");
-      if (metric == "cosine") c->set_metric(v1::METRIC_COSINE);
-      else if (metric == "dot") c->set_metric(v1::METRIC_DOT);
-      else if (metric == "l2" || metric == "euclidean") c->set_metric(v1::METRIC_L2);
-      else return Usage("--metric must be cosine, dot or l2");
+      if (metric == "cosine")
+        c->set_metric(v1::METRIC_COSINE);
+      else if (metric == "dot")
+        c->set_metric(v1::METRIC_DOT);
+      else if (metric == "l2" || metric == "euclidean")
+        c->set_metric(v1::METRIC_L2);
+      else
+        return Usage("--metric must be cosine, dot or l2");
       if (args_.Has("text-analyzer")) {
         c->mutable_text()->set_enabled(true);
         c->mutable_text()->set_analyzer(args_.Get("text-analyzer"));
@@ -391,9 +462,12 @@ class Cli {
     o.resume = args_.Has("resume");
     o.rpc_timeout = std::max(timeout_, absl::Seconds(60));
     const std::string progress = args_.Get("progress", "auto");
-    if (progress == "always") o.progress = ImportOptions::Progress::kAlways;
-    else if (progress == "never") o.progress = ImportOptions::Progress::kNever;
-    else if (progress != "auto") return Usage("--progress must be auto, always or never");
+    if (progress == "always")
+      o.progress = ImportOptions::Progress::kAlways;
+    else if (progress == "never")
+      o.progress = ImportOptions::Progress::kNever;
+    else if (progress != "auto")
+      return Usage("--progress must be auto, always or never");
     auto stub = v1::Points::NewStub(channel_);
     auto result = ImportJsonl(stub.get(), o);
     if (!result.ok()) {
@@ -454,26 +528,27 @@ class Cli {
     auto stub = v1::Search::NewStub(channel_);
     return Call<v1::Search::Stub, v1::QueryRequest, v1::QueryResponse>(
         stub.get(), &v1::Search::Stub::Query, req, [&](const v1::QueryResponse& resp) {
-        std::vector<std::string> header = {"RANK", "ID", "SCORE"};
-        if (req.explain()) header.push_back("EXPLAIN");
-        if (req.include_values()) header.push_back("VALUES");
-        if (req.include_metadata()) header.push_back("METADATA");
-        Table t(header);
-        int rank = 0;
-        for (const v1::ScoredRecord& m : resp.matches()) {
-          std::vector<std::string> row = {StrCat(++rank), m.id(), StrCat(m.score())};
-          if (req.explain()) {
-            std::string parts;
-            for (const v1::ScoreComponent& c : m.explanation()) {
-              StrAppend(&parts, parts.empty() ? "" : " ", c.source(), "#", c.rank(), "=", c.score());
+          std::vector<std::string> header = {"RANK", "ID", "SCORE"};
+          if (req.explain()) header.push_back("EXPLAIN");
+          if (req.include_values()) header.push_back("VALUES");
+          if (req.include_metadata()) header.push_back("METADATA");
+          Table t(header);
+          int rank = 0;
+          for (const v1::ScoredRecord& m : resp.matches()) {
+            std::vector<std::string> row = {StrCat(++rank), m.id(), StrCat(m.score())};
+            if (req.explain()) {
+              std::string parts;
+              for (const v1::ScoreComponent& c : m.explanation()) {
+                StrAppend(&parts, parts.empty() ? "" : " ", c.source(), "#", c.rank(), "=",
+                          c.score());
+              }
+              row.push_back(parts);
             }
-            row.push_back(parts);
+            if (req.include_values()) row.push_back(PreviewFloats(m.values()));
+            if (req.include_metadata()) row.push_back(StructToCompactJson(m.metadata()));
+            t.AddRow(std::move(row));
           }
-          if (req.include_values()) row.push_back(PreviewFloats(m.values()));
-          if (req.include_metadata()) row.push_back(StructToCompactJson(m.metadata()));
-          t.AddRow(std::move(row));
-        }
-        Print(t.Render());
+          Print(t.Render());
         });
   }
 
@@ -498,7 +573,8 @@ class Cli {
 
   int Rerank() {
     v1::RerankRequest req;
-    if (args_.positional().size() < 3) return Usage("rerank needs a query and at least one document");
+    if (args_.positional().size() < 3)
+      return Usage("rerank needs a query and at least one document");
     req.set_query(args_.positional()[1]);
     for (size_t i = 2; i < args_.positional().size(); ++i) req.add_documents(args_.positional()[i]);
     req.set_model(args_.Get("model"));
@@ -580,7 +656,8 @@ class Cli {
         [&](const v1::ListModelsResponse& resp) {
           Table t({"NAME", "KIND", "DEVICE", "DIM", "MAX_TOKENS"});
           for (const v1::ModelInfo& m : resp.models()) {
-            t.AddRow({m.name(), m.kind(), m.device(), StrCat(m.dimension()), StrCat(m.max_tokens())});
+            t.AddRow(
+                {m.name(), m.kind(), m.device(), StrCat(m.dimension()), StrCat(m.max_tokens())});
           }
           Print(t.Render());
         });
@@ -597,12 +674,13 @@ class Cli {
     auto stub = v1::Points::NewStub(channel_);
     return Call<v1::Points::Stub, v1::FetchRequest, v1::FetchResponse>(
         stub.get(), &v1::Points::Stub::Fetch, req, [&](const v1::FetchResponse& resp) {
-        Table t({"ID", "VALUES", "METADATA", "TEXT"});
-        for (const v1::Record& r : resp.records()) {
-          t.AddRow({r.id(), PreviewFloats(r.values()), StructToCompactJson(r.metadata()), r.text()});
-        }
-        Print(t.Render());
-        for (const std::string& id : resp.missing_ids()) Print(StrCat("not found: ", id, "\n"));
+          Table t({"ID", "VALUES", "METADATA", "TEXT"});
+          for (const v1::Record& r : resp.records()) {
+            t.AddRow(
+                {r.id(), PreviewFloats(r.values()), StructToCompactJson(r.metadata()), r.text()});
+          }
+          Print(t.Render());
+          for (const std::string& id : resp.missing_ids()) Print(StrCat("not found: ", id, "\n"));
         });
   }
 
@@ -646,8 +724,9 @@ class Cli {
     }
     auto stub = v1::Points::NewStub(channel_);
     return Call<v1::Points::Stub, v1::DeleteRequest, v1::DeleteResponse>(
-        stub.get(), &v1::Points::Stub::Delete, req,
-        [&](const v1::DeleteResponse& resp) { Print(StrCat("deleted ", resp.deleted_count(), " records\n")); });
+        stub.get(), &v1::Points::Stub::Delete, req, [&](const v1::DeleteResponse& resp) {
+          Print(StrCat("deleted ", resp.deleted_count(), " records\n"));
+        });
   }
 
   int ListIds() {
@@ -664,10 +743,10 @@ class Cli {
     auto stub = v1::Points::NewStub(channel_);
     return Call<v1::Points::Stub, v1::ListIdsRequest, v1::ListIdsResponse>(
         stub.get(), &v1::Points::Stub::ListIds, req, [&](const v1::ListIdsResponse& resp) {
-        for (const std::string& id : resp.ids()) Print(id + "\n");
-        if (!resp.next_pagination_token().empty()) {
-          std::fprintf(stderr, "more: --token=%s\n", resp.next_pagination_token().c_str());
-        }
+          for (const std::string& id : resp.ids()) Print(id + "\n");
+          if (!resp.next_pagination_token().empty()) {
+            std::fprintf(stderr, "more: --token=%s\n", resp.next_pagination_token().c_str());
+          }
         });
   }
 
@@ -681,21 +760,22 @@ class Cli {
     if (!has_filter) req.clear_filter();
     auto stub = v1::Points::NewStub(channel_);
     return Call<v1::Points::Stub, v1::DescribeStatsRequest, v1::DescribeStatsResponse>(
-        stub.get(), &v1::Points::Stub::DescribeStats, req, [&](const v1::DescribeStatsResponse& resp) {
-        Print(StrCat("dimension: ", resp.dimension(), "\nmetric: ", resp.metric(),
-                     "\nindex: ", resp.index_type(), "\nindex bytes per vector: ",
-                     resp.index_bytes_per_vector(), "\ntotal records: ",
-                     resp.total_record_count(), "\n"));
-        if (resp.catching_up_count() > 0) {
-          Print(StrCat("catching up after restart: ", resp.catching_up_count(), " records\n"));
-        }
-        Table t({"NAMESPACE", "RECORDS"});
-        std::map<std::string, uint64_t> sorted;
-        for (const auto& [name, ns] : resp.namespaces()) sorted[name] = ns.record_count();
-        for (const auto& [name, count] : sorted) {
-          t.AddRow({name.empty() ? "\"\"" : name, StrCat(count)});
-        }
-        Print(t.Render());
+        stub.get(), &v1::Points::Stub::DescribeStats, req,
+        [&](const v1::DescribeStatsResponse& resp) {
+          Print(StrCat("dimension: ", resp.dimension(), "\nmetric: ", resp.metric(),
+                       "\nindex: ", resp.index_type(),
+                       "\nindex bytes per vector: ", resp.index_bytes_per_vector(),
+                       "\ntotal records: ", resp.total_record_count(), "\n"));
+          if (resp.catching_up_count() > 0) {
+            Print(StrCat("catching up after restart: ", resp.catching_up_count(), " records\n"));
+          }
+          Table t({"NAMESPACE", "RECORDS"});
+          std::map<std::string, uint64_t> sorted;
+          for (const auto& [name, ns] : resp.namespaces()) sorted[name] = ns.record_count();
+          for (const auto& [name, count] : sorted) {
+            t.AddRow({name.empty() ? "\"\"" : name, StrCat(count)});
+          }
+          Print(t.Render());
         });
   }
 
@@ -706,8 +786,9 @@ class Cli {
     req.set_collection(collection);
     auto stub = v1::Points::NewStub(channel_);
     return Call<v1::Points::Stub, v1::ListNamespacesRequest, v1::ListNamespacesResponse>(
-        stub.get(), &v1::Points::Stub::ListNamespaces, req, [&](const v1::ListNamespacesResponse& resp) {
-        for (const std::string& n : resp.namespaces()) Print((n.empty() ? "\"\"" : n) + "\n");
+        stub.get(), &v1::Points::Stub::ListNamespaces, req,
+        [&](const v1::ListNamespacesResponse& resp) {
+          for (const std::string& n : resp.namespaces()) Print((n.empty() ? "\"\"" : n) + "\n");
         });
   }
 
@@ -716,9 +797,10 @@ class Cli {
     if (args_.positional().size() > 1) req.set_name(args_.positional()[1]);
     auto stub = v1::Admin::NewStub(channel_);
     return Call<v1::Admin::Stub, v1::SnapshotRequest, v1::SnapshotResponse>(
-        stub.get(), &v1::Admin::Stub::Snapshot, req,
-        [&](const v1::SnapshotResponse& resp) { Print(StrCat("snapshot written to ", resp.path(), " (", resp.record_count(),
-                         " records)\n")); });
+        stub.get(), &v1::Admin::Stub::Snapshot, req, [&](const v1::SnapshotResponse& resp) {
+          Print(StrCat("snapshot written to ", resp.path(), " (", resp.record_count(),
+                       " records)\n"));
+        });
   }
 
   const Args& args_;

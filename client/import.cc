@@ -12,8 +12,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "common/strings.h"
 #include "client/record_json.h"
+#include "common/strings.h"
 #include "grpcpp/client_context.h"
 
 namespace quiver::client {
@@ -23,9 +23,9 @@ namespace {
 struct Batch {
   uint64_t seq = 0;
   uint64_t first_line = 0;
-  uint64_t end_offset = 0;  // File offset just past the batch's last line.
-  uint64_t end_line = 0;    // Number of the batch's last line.
-  std::vector<std::string> lines;     // Raw JSON, parsed by the worker that sends it.
+  uint64_t end_offset = 0;         // File offset just past the batch's last line.
+  uint64_t end_line = 0;           // Number of the batch's last line.
+  std::vector<std::string> lines;  // Raw JSON, parsed by the worker that sends it.
   std::vector<uint64_t> line_numbers;
   v1::UpsertRequest request;
 };
@@ -145,8 +145,8 @@ class Importer {
     for (size_t i = 0; i < b->lines.size(); ++i) {
       absl::Status st = ParseRecordJson(b->lines[i], b->request.add_records());
       if (!st.ok()) {
-        return absl::InvalidArgumentError(StrCat(o_.path, ":", b->line_numbers[i],
-                                                 ": not a valid record: ", st.message()));
+        return absl::InvalidArgumentError(
+            StrCat(o_.path, ":", b->line_numbers[i], ": not a valid record: ", st.message()));
       }
     }
     b->lines.clear();
@@ -193,9 +193,9 @@ class Importer {
       absl::MutexLock l(&mu_);
       if (!s.ok()) {
         if (error_.ok()) {
-          error_ = absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                                StrCat("batch starting at line ", b->first_line, ": ",
-                                       s.error_message()));
+          error_ = absl::Status(
+              static_cast<absl::StatusCode>(s.error_code()),
+              StrCat("batch starting at line ", b->first_line, ": ", s.error_message()));
         }
         return;
       }

@@ -16,16 +16,16 @@ namespace quiver::client {
 struct ImportOptions {
   std::string collection;
   std::string ns;
-  std::string path;            // JSONL file; one record object per line.
-  int batch_records = 500;     // Records per Upsert request.
-  int parallel = 4;            // Upserts in flight.
-  bool resume = false;         // Continue from path + ".quiver-import" if present.
+  std::string path;         // JSONL file; one record object per line.
+  int batch_records = 500;  // Records per Upsert request.
+  int parallel = 4;         // Upserts in flight.
+  bool resume = false;      // Continue from path + ".quiver-import" if present.
   enum class Progress { kAuto, kAlways, kNever } progress = Progress::kAuto;
   absl::Duration rpc_timeout = absl::Seconds(60);
 };
 
 struct ImportResult {
-  uint64_t records = 0;        // Imported by this run.
+  uint64_t records = 0;          // Imported by this run.
   uint64_t skipped_records = 0;  // Already imported by an earlier run (resume).
   double seconds = 0;
 };

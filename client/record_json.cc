@@ -28,7 +28,8 @@ absl::Status Sparse(const Json& j, v1::SparseValues* out) {
     if (k == "values") {
       RETURN_IF_ERROR(Floats(v, "sparse_values.values", out->mutable_values()));
     } else if (k == "indices") {
-      if (!v.is_array()) return absl::InvalidArgumentError("\"sparse_values.indices\" must be an array");
+      if (!v.is_array())
+        return absl::InvalidArgumentError("\"sparse_values.indices\" must be an array");
       for (const Json& e : v.as_array()) {
         if (!e.is_number() || e.as_number() < 0 || e.as_number() > 4294967295.0 ||
             e.as_number() != std::floor(e.as_number())) {

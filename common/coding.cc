@@ -195,7 +195,8 @@ uint64_t Fingerprint64(std::string_view data) {
   size_t i = 0;
   for (; i + 8 <= data.size(); i += 8) {
     uint64_t w = 0;
-    for (int b = 0; b < 8; ++b) w |= static_cast<uint64_t>(static_cast<uint8_t>(data[i + b])) << (8 * b);
+    for (int b = 0; b < 8; ++b)
+      w |= static_cast<uint64_t>(static_cast<uint8_t>(data[i + b])) << (8 * b);
     h = mix(h ^ (w * kMul)) + kMul;
   }
   uint64_t tail = 0;

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "common/strings.h"
 #include "absl/strings/str_format.h"
+#include "common/strings.h"
 
 namespace quiver {
 
@@ -19,12 +19,18 @@ const Json* Json::Find(std::string_view key) const {
 
 const char* Json::TypeName(Type t) {
   switch (t) {
-    case Type::kNull: return "null";
-    case Type::kBool: return "boolean";
-    case Type::kNumber: return "number";
-    case Type::kString: return "string";
-    case Type::kArray: return "array";
-    case Type::kObject: return "object";
+    case Type::kNull:
+      return "null";
+    case Type::kBool:
+      return "boolean";
+    case Type::kNumber:
+      return "number";
+    case Type::kString:
+      return "string";
+    case Type::kArray:
+      return "array";
+    case Type::kObject:
+      return "object";
   }
   return "unknown";
 }
@@ -34,13 +40,27 @@ void AppendJsonString(std::string* out, std::string_view s) {
   for (char ch : s) {
     const unsigned char c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
       default:
         if (c < 0x20) {
           absl::StrAppendFormat(out, "\\u%04x", c);
@@ -56,8 +76,12 @@ namespace {
 
 void DumpTo(const Json& j, std::string* out) {
   switch (j.type()) {
-    case Json::Type::kNull: out->append("null"); break;
-    case Json::Type::kBool: out->append(j.as_bool() ? "true" : "false"); break;
+    case Json::Type::kNull:
+      out->append("null");
+      break;
+    case Json::Type::kBool:
+      out->append(j.as_bool() ? "true" : "false");
+      break;
     case Json::Type::kNumber: {
       const double d = j.as_number();
       if (!std::isfinite(d)) {
@@ -69,7 +93,9 @@ void DumpTo(const Json& j, std::string* out) {
       }
       break;
     }
-    case Json::Type::kString: AppendJsonString(out, j.as_string()); break;
+    case Json::Type::kString:
+      AppendJsonString(out, j.as_string());
+      break;
     case Json::Type::kArray: {
       out->push_back('[');
       bool first = true;
@@ -113,8 +139,7 @@ class Parser {
  private:
   bool Fail(std::string_view what) {
     if (status_.ok()) {
-      status_ = absl::InvalidArgumentError(
-          StrCat("invalid JSON at byte ", pos_, ": ", what));
+      status_ = absl::InvalidArgumentError(StrCat("invalid JSON at byte ", pos_, ": ", what));
     }
     return false;
   }
@@ -142,8 +167,10 @@ class Parser {
     if (pos_ >= s_.size()) return Fail("unexpected end of input");
     const char c = s_[pos_];
     switch (c) {
-      case '{': return ParseObject(out, depth + 1);
-      case '[': return ParseArray(out, depth + 1);
+      case '{':
+        return ParseObject(out, depth + 1);
+      case '[':
+        return ParseArray(out, depth + 1);
       case '"': {
         std::string str;
         if (!ParseString(&str)) return false;
@@ -151,13 +178,22 @@ class Parser {
         return true;
       }
       case 't':
-        if (Consume("true")) { *out = Json(true); return true; }
+        if (Consume("true")) {
+          *out = Json(true);
+          return true;
+        }
         return Fail("invalid literal");
       case 'f':
-        if (Consume("false")) { *out = Json(false); return true; }
+        if (Consume("false")) {
+          *out = Json(false);
+          return true;
+        }
         return Fail("invalid literal");
       case 'n':
-        if (Consume("null")) { *out = Json(); return true; }
+        if (Consume("null")) {
+          *out = Json();
+          return true;
+        }
         return Fail("invalid literal");
       default:
         if (c == '-' || (c >= '0' && c <= '9')) return ParseNumber(out);
@@ -206,10 +242,14 @@ class Parser {
     for (int i = 0; i < 4; ++i) {
       const char h = s_[pos_++];
       v <<= 4;
-      if (h >= '0' && h <= '9') v |= h - '0';
-      else if (h >= 'a' && h <= 'f') v |= h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F') v |= h - 'A' + 10;
-      else return Fail("invalid \\u escape");
+      if (h >= '0' && h <= '9')
+        v |= h - '0';
+      else if (h >= 'a' && h <= 'f')
+        v |= h - 'a' + 10;
+      else if (h >= 'A' && h <= 'F')
+        v |= h - 'A' + 10;
+      else
+        return Fail("invalid \\u escape");
     }
     *cp = v;
     return true;
@@ -252,14 +292,30 @@ class Parser {
       if (pos_ >= s_.size()) return Fail("unterminated escape");
       const char e = s_[pos_++];
       switch (e) {
-        case '"': out->push_back('"'); break;
-        case '\\': out->push_back('\\'); break;
-        case '/': out->push_back('/'); break;
-        case 'b': out->push_back('\b'); break;
-        case 'f': out->push_back('\f'); break;
-        case 'n': out->push_back('\n'); break;
-        case 'r': out->push_back('\r'); break;
-        case 't': out->push_back('\t'); break;
+        case '"':
+          out->push_back('"');
+          break;
+        case '\\':
+          out->push_back('\\');
+          break;
+        case '/':
+          out->push_back('/');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
         case 'u': {
           uint32_t cp;
           if (!ParseHex4(&cp)) return false;
@@ -275,7 +331,8 @@ class Parser {
           AppendUtf8(out, cp);
           break;
         }
-        default: return Fail("invalid escape");
+        default:
+          return Fail("invalid escape");
       }
     }
   }
@@ -297,8 +354,14 @@ class Parser {
       arr.push_back(std::move(v));
       SkipSpace();
       if (pos_ >= s_.size()) return Fail("unterminated array");
-      if (s_[pos_] == ',') { ++pos_; continue; }
-      if (s_[pos_] == ']') { ++pos_; break; }
+      if (s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (s_[pos_] == ']') {
+        ++pos_;
+        break;
+      }
       return Fail("expected ',' or ']'");
     }
     *out = Json(std::move(arr));
@@ -329,8 +392,14 @@ class Parser {
       obj.insert_or_assign(std::move(key), std::move(v));
       SkipSpace();
       if (pos_ >= s_.size()) return Fail("unterminated object");
-      if (s_[pos_] == ',') { ++pos_; continue; }
-      if (s_[pos_] == '}') { ++pos_; break; }
+      if (s_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      if (s_[pos_] == '}') {
+        ++pos_;
+        break;
+      }
       return Fail("expected ',' or '}'");
     }
     *out = Json(std::move(obj));

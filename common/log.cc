@@ -1,4 +1,3 @@
-#include "common/strings.h"
 #include "common/log.h"
 
 #include <atomic>
@@ -7,6 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/strings.h"
 
 namespace quiver {
 namespace {
@@ -16,10 +16,14 @@ absl::Mutex g_write_mu;
 
 const char* LevelName(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarning: return "warn";
-    case LogLevel::kError: return "error";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarning:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
   }
   return "info";
 }
@@ -55,9 +59,9 @@ LogLevel GetLogLevel() { return static_cast<LogLevel>(g_level.load()); }
 
 std::string FormatLogLine(LogLevel level, std::string_view msg,
                           std::initializer_list<LogField> fields) {
-  std::string line = StrCat(
-      "ts=", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
-      " level=", LevelName(level), " msg=");
+  std::string line =
+      StrCat("ts=", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+             " level=", LevelName(level), " msg=");
   AppendValue(&line, msg);
   for (const LogField& f : fields) {
     StrAppend(&line, " ", f.key, "=");

@@ -5,12 +5,13 @@
 #define QUIVER_COMMON_STRINGS_H_
 
 #include <charconv>
-#include <functional>
 #include <concepts>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <type_traits>
+
 #include "absl/strings/string_view.h"
 
 namespace quiver {
@@ -23,14 +24,14 @@ inline void Append(std::string* out, absl::string_view s) { out->append(s.data()
 inline void Append(std::string* out, char c) { out->push_back(c); }
 inline void Append(std::string* out, bool b) { out->append(b ? "true" : "false"); }
 template <typename T>
-  requires(std::integral<T> && !std::same_as<T, bool> && !std::same_as<T, char>)
-void Append(std::string* out, T v) {
+requires(std::integral<T> && !std::same_as<T, bool> &&
+         !std::same_as<T, char>) void Append(std::string* out, T v) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof(buf), v);
   out->append(buf, r.ptr);
 }
 template <typename T>
-  requires std::floating_point<T>
+requires std::floating_point<T>
 void Append(std::string* out, T v) {
   // Shortest representation that round-trips.
   char buf[32];

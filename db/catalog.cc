@@ -1,6 +1,6 @@
 // Engine: collection lifecycle (create, describe, list, drop).
-#include "absl/time/clock.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -10,32 +10,32 @@
 
 namespace quiver::db {
 
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
-using internal::Quoted;
 
 absl::StatusOr<CollectionInfo> Engine::CreateCollection(const CollectionConfig& config_in) {
   CollectionConfig config = config_in;
   if (!config.embedding_model.empty()) {
-    ASSIGN_OR_RETURN(TextEmbedder* embedder, EmbedderFor(config));
+    ASSIGN_OR_RETURN(TextEmbedder * embedder, EmbedderFor(config));
     if (config.dimension == 0) config.dimension = static_cast<uint32_t>(embedder->dimension());
     if (config.dimension != embedder->dimension()) {
-      return absl::InvalidArgumentError(StrCat(
-          "collection ", Quoted(config.name), " has dimension ", config.dimension,
-          " but embedding model ", Quoted(config.embedding_model), " makes vectors of ",
-          embedder->dimension()));
+      return absl::InvalidArgumentError(
+          StrCat("collection ", Quoted(config.name), " has dimension ", config.dimension,
+                 " but embedding model ", Quoted(config.embedding_model), " makes vectors of ",
+                 embedder->dimension()));
     }
   }
   RETURN_IF_ERROR(config.Validate());
   {
     absl::MutexLock lock(&mu_);
     if (collections_.contains(config.name)) {
-      return absl::AlreadyExistsError(StrCat("collection ", Quoted(config.name),
-                                                   " already exists"));
+      return absl::AlreadyExistsError(
+          StrCat("collection ", Quoted(config.name), " already exists"));
     }
   }
   ASSIGN_OR_RETURN(CollectionMeta meta,
@@ -43,7 +43,8 @@ absl::StatusOr<CollectionInfo> Engine::CreateCollection(const CollectionConfig& 
   absl::MutexLock lock(&mu_);
   collections_[config.name] = std::make_shared<Collection>(meta);
   Log(LogLevel::kInfo, "collection created",
-      {{"collection", config.name}, {"dimension", config.dimension},
+      {{"collection", config.name},
+       {"dimension", config.dimension},
        {"metric", storage::MetricKindName(config.metric)}});
   return CollectionInfo{meta, 0, 0};
 }

@@ -9,9 +9,12 @@ namespace quiver::db {
 
 ann::Metric ToAnnMetric(storage::MetricKind m) {
   switch (m) {
-    case storage::MetricKind::kDot: return ann::Metric::kDot;
-    case storage::MetricKind::kL2: return ann::Metric::kL2;
-    case storage::MetricKind::kCosine: break;
+    case storage::MetricKind::kDot:
+      return ann::Metric::kDot;
+    case storage::MetricKind::kL2:
+      return ann::Metric::kL2;
+    case storage::MetricKind::kCosine:
+      break;
   }
   return ann::Metric::kCosine;
 }

@@ -16,13 +16,13 @@
 #include "absl/synchronization/mutex.h"
 #include "ann/distance.h"
 #include "ann/flat_index.h"
-#include "text/analyzer.h"
-#include "text/bm25_index.h"
-#include "text/sparse_index.h"
 #include "ann/vector_index.h"
 #include "common/strings.h"
 #include "storage/collection_config.h"
 #include "storage/record.h"
+#include "text/analyzer.h"
+#include "text/bm25_index.h"
+#include "text/sparse_index.h"
 
 namespace quiver::db {
 

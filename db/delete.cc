@@ -1,6 +1,4 @@
 // Engine: deletes by ids, by filter and of whole namespaces.
-#include "db/validate.h"
-#include "storage/filter.h"
 #include "absl/status/statusor.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -8,16 +6,18 @@
 #include "db/collection.h"
 #include "db/engine.h"
 #include "db/internal.h"
+#include "db/validate.h"
+#include "storage/filter.h"
 
 namespace quiver::db {
 
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
-using internal::Quoted;
 
 absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
                                              const storage::Filter* filter,
@@ -82,9 +82,8 @@ absl::StatusOr<uint64_t> Engine::DeleteIds(std::string_view collection, std::str
   RETURN_IF_ERROR(ValidateNamespace(ns));
   if (ids.empty()) return absl::InvalidArgumentError("delete needs at least one id");
   if (ids.size() > options_.limits.max_fetch_ids) {
-    return absl::InvalidArgumentError(StrCat("delete names ", ids.size(),
-                                                   " ids; the limit is ",
-                                                   options_.limits.max_fetch_ids));
+    return absl::InvalidArgumentError(
+        StrCat("delete names ", ids.size(), " ids; the limit is ", options_.limits.max_fetch_ids));
   }
   for (const std::string& id : ids) {
     if (id.empty()) return absl::InvalidArgumentError("delete ids must not be empty");

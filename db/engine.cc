@@ -1,26 +1,27 @@
 // Engine: opening the store and loading every collection, shutdown
 // (checkpointing what changed), finding collections.
+#include "db/engine.h"
+
 #include <algorithm>
 #include <thread>
 
-#include "absl/time/clock.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
-#include "db/engine.h"
 #include "db/internal.h"
 
 namespace quiver::db {
 
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
-using internal::Quoted;
 
 Engine::Engine(EngineOptions options, std::unique_ptr<storage::Store> store)
     : options_(std::move(options)),
@@ -66,8 +67,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
       continue;
     }
     Log(LogLevel::kInfo, "collection loaded",
-        {{"collection", meta.config.name},
-         {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
+        {{"collection", meta.config.name}, {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
   }
   {
     absl::MutexLock lock(&engine->mu_);
@@ -84,8 +84,8 @@ absl::StatusOr<std::shared_ptr<Collection>> Engine::Find(std::string_view name) 
   if (it == collections_.end()) {
     for (const std::string& d : damaged_) {
       if (d == name) {
-        return absl::UnavailableError(StrCat(
-            "collection ", Quoted(name), " failed to load at start-up; see the server log"));
+        return absl::UnavailableError(
+            StrCat("collection ", Quoted(name), " failed to load at start-up; see the server log"));
       }
     }
     if (name.empty()) return absl::InvalidArgumentError("collection name must not be empty");

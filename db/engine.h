@@ -30,7 +30,7 @@
 
 namespace quiver::db {
 
-class Collection;      // collection.h
+class Collection;       // collection.h
 struct NamespaceState;  // collection.h
 
 struct EngineOptions {
@@ -133,8 +133,8 @@ class Engine {
   // Dense search (graph, exact scan or catch-up merge) for Query.
   // REQUIRES: c.mu held shared.
   absl::Status SearchVectors(const Collection& c, const NamespaceState& state,
-                             const QueryRequest& req, const storage::Filter& filter,
-                             size_t top_k, QueryResult* out, std::vector<RankedHit>* hits);
+                             const QueryRequest& req, const storage::Filter& filter, size_t top_k,
+                             QueryResult* out, std::vector<RankedHit>* hits);
   // Adds values and metadata from the store to matches when asked for.
   absl::StatusOr<QueryResult> FillMatches(const Collection& c, const QueryRequest& req,
                                           std::vector<Match> matches, QueryResult out);
@@ -151,8 +151,7 @@ class Engine {
   std::thread catchup_thread_;
 
   mutable absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<Collection>, std::less<>> collections_
-      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<Collection>, std::less<>> collections_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> damaged_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -13,8 +13,9 @@ std::vector<Match> Fuse(const std::vector<RankedList>& lists, HybridSpec::Fusion
   for (const RankedList& list : lists) {
     float lo = 0, hi = 0;
     if (!list.hits.empty()) {
-      auto [mn, mx] = std::minmax_element(list.hits.begin(), list.hits.end(),
-                                          [](const auto& a, const auto& b) { return a.second < b.second; });
+      auto [mn, mx] =
+          std::minmax_element(list.hits.begin(), list.hits.end(),
+                              [](const auto& a, const auto& b) { return a.second < b.second; });
       lo = mn->second;
       hi = mx->second;
     }

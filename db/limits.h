@@ -10,15 +10,15 @@
 namespace quiver::db {
 
 struct Limits {
-  uint32_t max_batch_records = 1000;     // Records per Upsert request.
-  uint32_t max_top_k = 10000;            // Query top_k.
-  uint32_t max_id_bytes = 512;           // Record id length (UTF-8 bytes).
-  uint32_t max_metadata_bytes = 40960;   // Metadata per record, as compact JSON.
-  uint32_t max_text_bytes = 1 << 20;     // Record text.
-  uint32_t max_sparse_entries = 2048;    // Non-zero entries of a sparse vector.
-  uint32_t max_fetch_ids = 1000;         // Ids per Fetch or Delete request.
-  uint32_t max_list_limit = 10000;       // ListIds page size.
-  uint32_t max_message_bytes = 64 << 20; // gRPC request size.
+  uint32_t max_batch_records = 1000;      // Records per Upsert request.
+  uint32_t max_top_k = 10000;             // Query top_k.
+  uint32_t max_id_bytes = 512;            // Record id length (UTF-8 bytes).
+  uint32_t max_metadata_bytes = 40960;    // Metadata per record, as compact JSON.
+  uint32_t max_text_bytes = 1 << 20;      // Record text.
+  uint32_t max_sparse_entries = 2048;     // Non-zero entries of a sparse vector.
+  uint32_t max_fetch_ids = 1000;          // Ids per Fetch or Delete request.
+  uint32_t max_list_limit = 10000;        // ListIds page size.
+  uint32_t max_message_bytes = 64 << 20;  // gRPC request size.
 
   absl::Status Validate() const;
 };

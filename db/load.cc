@@ -3,9 +3,9 @@
 #include <istream>
 #include <map>
 
+#include "absl/status/statusor.h"
 #include "ann/flat_index.h"
 #include "ann/vector_index.h"
-#include "absl/status/statusor.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -15,13 +15,13 @@
 
 namespace quiver::db {
 
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
-using internal::Quoted;
 
 absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
   auto c = std::make_shared<Collection>(meta);
@@ -39,8 +39,8 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
   RETURN_IF_ERROR(store_->ScanCollection(
       meta.id, [&](std::string_view ns, StoredRecord stored) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         if (stored.record.values.size() != meta.config.dimension) {
-          return absl::DataLossError(StrCat("record ", Quoted(stored.record.id),
-                                                  " has the wrong dimension"));
+          return absl::DataLossError(
+              StrCat("record ", Quoted(stored.record.id), " has the wrong dimension"));
         }
         NamespaceState* state = c->FindNamespace(ns);
         if (state == nullptr) {
@@ -75,9 +75,11 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
     }
     if (state->bm25 != nullptr || state->sparse->doc_count() > 0) {
       Log(LogLevel::kInfo, "postings ready",
-          {{"collection", meta.config.name}, {"namespace", ns},
+          {{"collection", meta.config.name},
+           {"namespace", ns},
            {"text_docs", state->bm25 != nullptr ? state->bm25->doc_count() : 0},
-           {"sparse_docs", state->sparse->doc_count()}, {"changed", state->postings_changes}});
+           {"sparse_docs", state->sparse->doc_count()},
+           {"changed", state->postings_changes}});
     }
   }
   if (hnsw) {
@@ -103,8 +105,11 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
         }
       }
       Log(LogLevel::kInfo, "hnsw index ready",
-          {{"collection", meta.config.name}, {"namespace", ns},
-           {"from_checkpoint", index->size()}, {"to_catch_up", later}, {"removed", stale.size()}});
+          {{"collection", meta.config.name},
+           {"namespace", ns},
+           {"from_checkpoint", index->size()},
+           {"to_catch_up", later},
+           {"removed", stale.size()}});
     }
   }
   c->next_internal_id = next_label;
@@ -140,7 +145,9 @@ void Engine::LoadPostings(const CollectionMeta& meta, std::string_view ns, Names
   auto report = [&](const absl::Status& s, std::string_view what) {
     if (!s.ok() && !absl::IsNotFound(s)) {
       Log(LogLevel::kWarning, "ignoring unusable postings checkpoint; re-indexing from records",
-          {{"collection", meta.config.name}, {"namespace", ns}, {"index", what},
+          {{"collection", meta.config.name},
+           {"namespace", ns},
+           {"index", what},
            {"error", s.ToString()}});
     }
   };

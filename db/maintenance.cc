@@ -2,8 +2,8 @@
 // compaction) and the background catch-up after a restart.
 #include <ostream>
 
-#include "absl/time/clock.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -13,13 +13,13 @@
 
 namespace quiver::db {
 
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
-using internal::Quoted;
 
 void Engine::CatchUp() {
   // Vectors per step: the collection's writers wait for one step (about a
@@ -60,7 +60,8 @@ void Engine::CatchUp() {
         if (done) state->catchup.reset();
       }
       if (done) {
-        Log(LogLevel::kInfo, "hnsw index caught up", {{"collection", c->config().name}, {"namespace", ns}});
+        Log(LogLevel::kInfo, "hnsw index caught up",
+            {{"collection", c->config().name}, {"namespace", ns}});
         MaintainIndex(*c, ns, state);
       }
     }
@@ -85,7 +86,8 @@ void Engine::CheckpointPostings(Collection& c, std::string_view ns, NamespaceSta
   }
   state->postings_changes = 0;
   Log(LogLevel::kInfo, "postings checkpoint written",
-      {{"collection", c.config().name}, {"namespace", ns},
+      {{"collection", c.config().name},
+       {"namespace", ns},
        {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
 }
 
@@ -104,7 +106,9 @@ void Engine::MaintainIndex(Collection& c, std::string_view ns, NamespaceState* s
     const absl::Time start = absl::Now();
     std::unique_ptr<ann::VectorIndex> fresh = index->Compact(&search_pool_);
     Log(LogLevel::kInfo, "vector index compacted",
-        {{"collection", c.config().name}, {"namespace", ns}, {"live", fresh->size()},
+        {{"collection", c.config().name},
+         {"namespace", ns},
+         {"live", fresh->size()},
          {"dropped", index->stored_count() - index->size()},
          {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
     {
@@ -133,7 +137,9 @@ void Engine::CheckpointNamespace(Collection& c, std::string_view ns, NamespaceSt
   }
   state->inserts_since_checkpoint = 0;
   Log(LogLevel::kInfo, "index checkpoint written",
-      {{"collection", c.config().name}, {"namespace", ns}, {"nodes", index->stored_count()},
+      {{"collection", c.config().name},
+       {"namespace", ns},
+       {"nodes", index->stored_count()},
        {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
 }
 

@@ -9,17 +9,17 @@
 #include "common/strings.h"
 #include "db/collection.h"
 #include "db/engine.h"
+#include "db/fusion.h"
 #include "db/internal.h"
 #include "db/validate.h"
-#include "db/fusion.h"
 
 namespace quiver::db {
 
+using internal::NamespaceNotFound;
+using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::StoredRecord;
-using internal::NamespaceNotFound;
-using internal::Quoted;
 
 std::vector<ann::Hit> Engine::MergeHits(std::vector<ann::Hit> a, const std::vector<ann::Hit>& b,
                                         size_t top_k) {
@@ -56,10 +56,10 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
     // Text on a collection bound to an embedding model is embedded for the
     // dense search (and, with a text index, also searched by BM25: hybrid).
     if (req.text.size() > lim.max_text_bytes || !IsValidUtf8(req.text)) {
-      return absl::InvalidArgumentError(StrCat("query text must be valid UTF-8 of at most ",
-                                               lim.max_text_bytes, " bytes"));
+      return absl::InvalidArgumentError(
+          StrCat("query text must be valid UTF-8 of at most ", lim.max_text_bytes, " bytes"));
     }
-    ASSIGN_OR_RETURN(TextEmbedder* embedder, EmbedderFor(config));
+    ASSIGN_OR_RETURN(TextEmbedder * embedder, EmbedderFor(config));
     ASSIGN_OR_RETURN(auto vectors, embedder->Embed({req.text}));
     req.vector = std::move(vectors[0]);
     if (c->analyzer() == nullptr) req.text.clear();
@@ -82,13 +82,13 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
   std::vector<std::string> text_terms;
   if (text) {
     if (c->analyzer() == nullptr) {
-      return absl::FailedPreconditionError(StrCat(
-          "collection ", Quoted(config.name),
-          " has no text index; create it with text.enabled to query by text"));
+      return absl::FailedPreconditionError(
+          StrCat("collection ", Quoted(config.name),
+                 " has no text index; create it with text.enabled to query by text"));
     }
     if (req.text.size() > lim.max_text_bytes) {
-      return absl::InvalidArgumentError(StrCat("query text is ", req.text.size(),
-                                               " bytes; the limit is ", lim.max_text_bytes));
+      return absl::InvalidArgumentError(
+          StrCat("query text is ", req.text.size(), " bytes; the limit is ", lim.max_text_bytes));
     }
     ASSIGN_OR_RETURN(text_terms, c->analyzer()->Analyze(req.text));
   }
@@ -104,8 +104,7 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
   }
   for (float w : {h.dense_weight, h.sparse_weight, h.text_weight}) {
     if (!(w >= 0) || !std::isfinite(w)) {
-      return absl::InvalidArgumentError(
-          StrCat("hybrid weights must be finite and >= 0; got ", w));
+      return absl::InvalidArgumentError(StrCat("hybrid weights must be finite and >= 0; got ", w));
     }
   }
   if (h.candidate_depth > lim.max_top_k) {
@@ -199,8 +198,8 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
     std::vector<float> query = req.vector;
     if (!req.id.empty()) {
       if (!state->internal_of.contains(req.id)) {
-        return absl::NotFoundError(StrCat("query id ", Quoted(req.id),
-                                                " does not exist in namespace ", Quoted(req.ns)));
+        return absl::NotFoundError(
+            StrCat("query id ", Quoted(req.id), " does not exist in namespace ", Quoted(req.ns)));
       }
       ASSIGN_OR_RETURN(std::optional<StoredRecord> stored,
                        store_->Get(c.meta().id, req.ns, req.id));
@@ -217,8 +216,9 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
     params.filter = filter.MatchesAll() ? nullptr : &keep;
     params.pool = &search_pool_;
     const ann::VectorIndex& index = *state->index;
-    out.exact = req.exact || !index.concurrent_writes() ||
-                (!filter.MatchesAll() && EstimateSelectivity(*state, filter) < kExactScanSelectivity);
+    out.exact =
+        req.exact || !index.concurrent_writes() ||
+        (!filter.MatchesAll() && EstimateSelectivity(*state, filter) < kExactScanSelectivity);
     auto run = [&] {
       hits = out.exact ? index.SearchExact(query, params) : index.Search(query, params);
       if (state->catchup != nullptr) {
@@ -235,8 +235,7 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
     // A concurrent index may hold labels of an insert still in flight (not
     // in the maps yet): they are dropped above. If that left top_k short,
     // search again, skipping them during the walk.
-    if (params.filter == nullptr && hit_ids.size() < hits.size() &&
-        hit_ids.size() < top_k) {
+    if (params.filter == nullptr && hit_ids.size() < hits.size() && hit_ids.size() < top_k) {
       params.filter = &known;
       run();
     }
@@ -265,6 +264,5 @@ absl::StatusOr<QueryResult> Engine::FillMatches(const Collection& c, const Query
   }
   return out;
 }
-
 
 }  // namespace quiver::db

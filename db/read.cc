@@ -1,24 +1,24 @@
 // Engine: reads that are not searches (fetch, id listing with pagination
 // tokens, stats, namespaces).
-#include "absl/strings/escaping.h"
-#include "db/validate.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
 #include "db/engine.h"
 #include "db/internal.h"
+#include "db/validate.h"
 
 namespace quiver::db {
 
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
-using internal::Quoted;
 
 absl::StatusOr<FetchResult> Engine::Fetch(std::string_view collection, std::string_view ns,
                                           const std::vector<std::string>& ids) {
@@ -26,9 +26,8 @@ absl::StatusOr<FetchResult> Engine::Fetch(std::string_view collection, std::stri
   RETURN_IF_ERROR(ValidateNamespace(ns));
   if (ids.empty()) return absl::InvalidArgumentError("fetch needs at least one id");
   if (ids.size() > options_.limits.max_fetch_ids) {
-    return absl::InvalidArgumentError(StrCat("fetch asks for ", ids.size(),
-                                                   " ids; the limit is ",
-                                                   options_.limits.max_fetch_ids));
+    return absl::InvalidArgumentError(StrCat("fetch asks for ", ids.size(), " ids; the limit is ",
+                                             options_.limits.max_fetch_ids));
   }
   {
     absl::ReaderMutexLock l(&c->mu);
@@ -54,13 +53,14 @@ absl::StatusOr<ListIdsResult> Engine::ListIds(std::string_view collection, std::
   RETURN_IF_ERROR(ValidateNamespace(ns));
   if (limit == 0) limit = 100;
   if (limit > options_.limits.max_list_limit) {
-    return absl::InvalidArgumentError(StrCat("list limit ", limit, " exceeds ",
-                                                   options_.limits.max_list_limit));
+    return absl::InvalidArgumentError(
+        StrCat("list limit ", limit, " exceeds ", options_.limits.max_list_limit));
   }
   std::string start_after;
   if (!pagination_token.empty() &&
       !absl::WebSafeBase64Unescape(std::string(pagination_token), &start_after)) {
-    return absl::InvalidArgumentError("pagination token is malformed; pass one a response returned");
+    return absl::InvalidArgumentError(
+        "pagination token is malformed; pass one a response returned");
   }
   {
     absl::ReaderMutexLock l(&c->mu);

@@ -99,11 +99,11 @@ struct ScoreComponent {
 struct Match {
   std::string id;
   float score = 0;
-  std::vector<float> values;          // When include_values.
-  storage::SparseVector sparse;       // When include_values.
+  std::vector<float> values;                  // When include_values.
+  storage::SparseVector sparse;               // When include_values.
   std::optional<storage::Metadata> metadata;  // When include_metadata.
-  std::string text;                   // When include_metadata.
-  std::vector<ScoreComponent> explanation;  // One per list that ranked it.
+  std::string text;                           // When include_metadata.
+  std::vector<ScoreComponent> explanation;    // One per list that ranked it.
 };
 
 struct QueryResult {

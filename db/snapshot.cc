@@ -1,8 +1,8 @@
 // Engine: point-in-time copies of the database (records and index checkpoints).
 #include <filesystem>
 
-#include "absl/time/clock.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -12,13 +12,13 @@
 
 namespace quiver::db {
 
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
-using internal::Quoted;
 
 absl::StatusOr<std::string> Engine::Snapshot(std::string_view name) {
   std::string chosen(name);

@@ -1,5 +1,4 @@
 // Engine: partial updates of one record (re-embedding changed text).
-#include "db/validate.h"
 #include "absl/status/statusor.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -7,16 +6,17 @@
 #include "db/collection.h"
 #include "db/engine.h"
 #include "db/internal.h"
+#include "db/validate.h"
 
 namespace quiver::db {
 
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
-using internal::Quoted;
 
 absl::Status Engine::Update(std::string_view collection, std::string_view ns, UpdateSpec spec) {
   ASSIGN_OR_RETURN(auto c, Find(collection));
@@ -69,7 +69,7 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
   }
   if (!internal) {
     return absl::NotFoundError(StrCat("record ", Quoted(spec.id), " does not exist in namespace ",
-                                            Quoted(ns), " of collection ", Quoted(collection)));
+                                      Quoted(ns), " of collection ", Quoted(collection)));
   }
   ASSIGN_OR_RETURN(std::optional<StoredRecord> stored, store_->Get(c->meta().id, ns, spec.id));
   if (!stored) return absl::InternalError("record is indexed but missing from the store");

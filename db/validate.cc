@@ -5,8 +5,8 @@
 #include <cmath>
 
 #include "common/coding.h"
-#include "common/strings.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "db/collection.h"
 #include "db/internal.h"
 #include "storage/store.h"
@@ -26,9 +26,8 @@ absl::Status Limits::Validate() const {
 
 absl::Status ValidateNamespace(std::string_view ns) {
   if (ns.size() > storage::kMaxNamespaceBytes) {
-    return absl::InvalidArgumentError(StrCat("namespace is ", ns.size(),
-                                                   " bytes; the limit is ",
-                                                   storage::kMaxNamespaceBytes));
+    return absl::InvalidArgumentError(
+        StrCat("namespace is ", ns.size(), " bytes; the limit is ", storage::kMaxNamespaceBytes));
   }
   if (!IsValidUtf8(ns)) return absl::InvalidArgumentError("namespace is not valid UTF-8");
   return absl::OkStatus();
@@ -40,7 +39,7 @@ std::string Quoted(std::string_view s) { return StrCat("\"", s, "\""); }
 
 absl::Status NamespaceNotFound(const Collection& c, std::string_view ns) {
   return absl::NotFoundError(StrCat("namespace ", Quoted(ns), " does not exist in collection ",
-                                          Quoted(c.config().name), " (it holds no records)"));
+                                    Quoted(c.config().name), " (it holds no records)"));
 }
 
 absl::Status CollectionGone(std::string_view name) {
@@ -54,8 +53,8 @@ using internal::Quoted;
 absl::Status ValidateSparse(const Limits& lim, std::string_view what, storage::SparseVector* v) {
   storage::SparseVector& sp = *v;
   if (sp.indices.size() != sp.values.size()) {
-    return absl::InvalidArgumentError(StrCat(what, " has ", sp.indices.size(), " indices but ",
-                                             sp.values.size(), " values"));
+    return absl::InvalidArgumentError(
+        StrCat(what, " has ", sp.indices.size(), " indices but ", sp.values.size(), " values"));
   }
   if (sp.indices.size() > lim.max_sparse_entries) {
     return absl::InvalidArgumentError(StrCat(what, " has ", sp.indices.size(),
@@ -87,9 +86,8 @@ absl::Status ValidateSparse(const Limits& lim, std::string_view what, storage::S
 absl::Status ValidateDense(const CollectionConfig& config, std::string_view what,
                            const std::vector<float>& values) {
   if (values.size() != config.dimension) {
-    return absl::InvalidArgumentError(StrCat(what, " has ", values.size(),
-                                                   " values; collection ", Quoted(config.name),
-                                                   " expects ", config.dimension));
+    return absl::InvalidArgumentError(StrCat(what, " has ", values.size(), " values; collection ",
+                                             Quoted(config.name), " expects ", config.dimension));
   }
   bool all_zero = true;
   for (size_t i = 0; i < values.size(); ++i) {
@@ -100,8 +98,8 @@ absl::Status ValidateDense(const CollectionConfig& config, std::string_view what
     all_zero = all_zero && values[i] == 0;
   }
   if (all_zero && config.metric == storage::MetricKind::kCosine) {
-    return absl::InvalidArgumentError(StrCat(
-        what, " is all zeros; cosine similarity is undefined for a zero vector"));
+    return absl::InvalidArgumentError(
+        StrCat(what, " is all zeros; cosine similarity is undefined for a zero vector"));
   }
   return absl::OkStatus();
 }
@@ -109,9 +107,8 @@ absl::Status ValidateDense(const CollectionConfig& config, std::string_view what
 absl::Status ValidateRecord(const Limits& lim, const CollectionConfig& config, Record* r) {
   if (r->id.empty()) return absl::InvalidArgumentError("record id must not be empty");
   if (r->id.size() > lim.max_id_bytes) {
-    return absl::InvalidArgumentError(StrCat("record id of ", r->id.size(),
-                                                   " bytes exceeds the limit of ",
-                                                   lim.max_id_bytes, " bytes"));
+    return absl::InvalidArgumentError(StrCat(
+        "record id of ", r->id.size(), " bytes exceeds the limit of ", lim.max_id_bytes, " bytes"));
   }
   if (!IsValidUtf8(r->id)) return absl::InvalidArgumentError("record id is not valid UTF-8");
   const std::string what = StrCat("vector for id ", Quoted(r->id));
@@ -120,18 +117,15 @@ absl::Status ValidateRecord(const Limits& lim, const CollectionConfig& config, R
   RETURN_IF_ERROR(ValidateSparse(lim, StrCat("sparse vector for id ", Quoted(r->id)), &r->sparse));
   const size_t md_bytes = storage::MetadataJsonBytes(r->metadata);
   if (md_bytes > lim.max_metadata_bytes) {
-    return absl::InvalidArgumentError(StrCat("metadata for id ", Quoted(r->id), " is ",
-                                                   md_bytes, " bytes; the limit is ",
-                                                   lim.max_metadata_bytes));
+    return absl::InvalidArgumentError(StrCat("metadata for id ", Quoted(r->id), " is ", md_bytes,
+                                             " bytes; the limit is ", lim.max_metadata_bytes));
   }
   if (r->text.size() > lim.max_text_bytes) {
-    return absl::InvalidArgumentError(StrCat("text for id ", Quoted(r->id), " is ",
-                                                   r->text.size(), " bytes; the limit is ",
-                                                   lim.max_text_bytes));
+    return absl::InvalidArgumentError(StrCat("text for id ", Quoted(r->id), " is ", r->text.size(),
+                                             " bytes; the limit is ", lim.max_text_bytes));
   }
   if (!IsValidUtf8(r->text)) {
-    return absl::InvalidArgumentError(
-        StrCat("text for id ", Quoted(r->id), " is not valid UTF-8"));
+    return absl::InvalidArgumentError(StrCat("text for id ", Quoted(r->id), " is not valid UTF-8"));
   }
   return absl::OkStatus();
 }

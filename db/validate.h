@@ -25,8 +25,7 @@ absl::Status ValidateDense(const storage::CollectionConfig& config, std::string_
 
 // OK unless indices and values differ in count, an index repeats, a value is
 // not finite or the entries exceed the limit. Sorts the entries by index.
-absl::Status ValidateSparse(const Limits& limits, std::string_view what,
-                            storage::SparseVector* v);
+absl::Status ValidateSparse(const Limits& limits, std::string_view what, storage::SparseVector* v);
 
 // A whole record: id (non-empty, within the limit, UTF-8), dense and sparse
 // vectors as above, metadata and text within their limits, text UTF-8.

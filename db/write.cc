@@ -1,7 +1,6 @@
 // Engine: the write path (embedding text without vectors, upsert,
 // applying acknowledged writes to the in-memory state).
 #include "absl/container/flat_hash_set.h"
-#include "db/validate.h"
 #include "absl/status/statusor.h"
 #include "common/coding.h"
 #include "common/log.h"
@@ -10,23 +9,25 @@
 #include "db/collection.h"
 #include "db/engine.h"
 #include "db/internal.h"
+#include "db/validate.h"
 
 namespace quiver::db {
 
+using internal::CollectionGone;
+using internal::NamespaceNotFound;
+using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
-using internal::Quoted;
 
 absl::StatusOr<TextEmbedder*> Engine::EmbedderFor(const CollectionConfig& config) const {
   auto it = options_.embedders.find(config.embedding_model);
   if (it == options_.embedders.end()) {
-    return absl::FailedPreconditionError(StrCat(
-        "collection ", Quoted(config.name), " is bound to embedding model ",
-        Quoted(config.embedding_model), ", which this server has not loaded (quiverd --embed-model)"));
+    return absl::FailedPreconditionError(
+        StrCat("collection ", Quoted(config.name), " is bound to embedding model ",
+               Quoted(config.embedding_model),
+               ", which this server has not loaded (quiverd --embed-model)"));
   }
   return it->second;
 }
@@ -41,13 +42,14 @@ absl::Status Engine::EmbedMissingVectors(const Collection& c, std::vector<Record
     if (!r.values.empty() || text.empty()) continue;
     if (text.size() > options_.limits.max_text_bytes) continue;  // ValidateRecord reports it.
     if (!IsValidUtf8(text)) {
-      return absl::InvalidArgumentError(StrCat("text for id ", Quoted(r.id), " is not valid UTF-8"));
+      return absl::InvalidArgumentError(
+          StrCat("text for id ", Quoted(r.id), " is not valid UTF-8"));
     }
     which.push_back(i);
     texts.emplace_back(text);
   }
   if (texts.empty()) return absl::OkStatus();
-  ASSIGN_OR_RETURN(TextEmbedder* embedder, EmbedderFor(c.config()));
+  ASSIGN_OR_RETURN(TextEmbedder * embedder, EmbedderFor(c.config()));
   ASSIGN_OR_RETURN(auto vectors, embedder->Embed(texts));
   for (size_t k = 0; k < which.size(); ++k) (*records)[which[k]].values = std::move(vectors[k]);
   return absl::OkStatus();
@@ -60,9 +62,8 @@ absl::StatusOr<size_t> Engine::Upsert(std::string_view collection, std::string_v
   if (records.empty()) return absl::InvalidArgumentError("upsert has no records");
   if (records.size() > options_.limits.max_batch_records) {
     return absl::InvalidArgumentError(StrCat("upsert has ", records.size(),
-                                                   " records; the limit is ",
-                                                   options_.limits.max_batch_records,
-                                                   " per request"));
+                                             " records; the limit is ",
+                                             options_.limits.max_batch_records, " per request"));
   }
   RETURN_IF_ERROR(EmbedMissingVectors(*c, &records));
   absl::flat_hash_set<std::string_view, StringHash, StringEq> seen;

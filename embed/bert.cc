@@ -58,16 +58,17 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::LoadOnBackend(const st
   if (const Json* eps = config->Find("layer_norm_eps"); eps != nullptr && eps->is_number()) {
     c.layer_norm_eps = static_cast<float>(eps->as_number());
   }
-  if (c.vocab_size <= 0 || c.hidden <= 0 || c.layers <= 0 || c.heads <= 0 ||
-      c.intermediate <= 0 || c.hidden % c.heads != 0) {
+  if (c.vocab_size <= 0 || c.hidden <= 0 || c.layers <= 0 || c.heads <= 0 || c.intermediate <= 0 ||
+      c.hidden % c.heads != 0) {
     return absl::InvalidArgumentError(
-        StrCat(dir, "/config.json: needs positive vocab_size, hidden_size, num_hidden_layers, "
-                    "num_attention_heads (dividing hidden_size) and intermediate_size"));
+        StrCat(dir,
+               "/config.json: needs positive vocab_size, hidden_size, num_hidden_layers, "
+               "num_attention_heads (dividing hidden_size) and intermediate_size"));
   }
   const Json* act = config->Find("hidden_act");
   if (act != nullptr && act->is_string() && act->as_string() != "gelu") {
-    return absl::InvalidArgumentError(
-        StrCat(dir, "/config.json: hidden_act ", act->as_string(), " is not supported (gelu only)"));
+    return absl::InvalidArgumentError(StrCat(dir, "/config.json: hidden_act ", act->as_string(),
+                                             " is not supported (gelu only)"));
   }
   const Json* pos_type = config->Find("position_embedding_type");
   if (pos_type != nullptr && pos_type->is_string() && pos_type->as_string() != "absolute") {
@@ -77,7 +78,8 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::LoadOnBackend(const st
   ASSIGN_OR_RETURN(m->tokenizer_, nn::Tokenizer::FromFile(dir + "/tokenizer.json"));
   ASSIGN_OR_RETURN(auto file, nn::SafetensorsFile::Open(dir + "/model.safetensors"));
   const std::string prefix = file->Has("bert.embeddings.word_embeddings.weight") ? "bert." : "";
-  auto load = [&](const std::string& name, std::vector<int64_t> shape) -> absl::StatusOr<nn::Tensor> {
+  auto load = [&](const std::string& name,
+                  std::vector<int64_t> shape) -> absl::StatusOr<nn::Tensor> {
     std::string full = prefix + name;
     // Old checkpoints name LayerNorm parameters gamma and beta.
     if (!file->Has(full) && name.ends_with("LayerNorm.weight")) {
@@ -90,7 +92,8 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::LoadOnBackend(const st
   };
   const int64_t h = c.hidden, f = c.intermediate;
   ASSIGN_OR_RETURN(m->word_, load("embeddings.word_embeddings.weight", {c.vocab_size, h}));
-  ASSIGN_OR_RETURN(m->position_, load("embeddings.position_embeddings.weight", {c.max_positions, h}));
+  ASSIGN_OR_RETURN(m->position_,
+                   load("embeddings.position_embeddings.weight", {c.max_positions, h}));
   ASSIGN_OR_RETURN(m->type_, load("embeddings.token_type_embeddings.weight", {c.type_vocab, h}));
   ASSIGN_OR_RETURN(m->emb_ln_g_, load("embeddings.LayerNorm.weight", {h}));
   ASSIGN_OR_RETURN(m->emb_ln_b_, load("embeddings.LayerNorm.bias", {h}));
@@ -118,7 +121,8 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::LoadOnBackend(const st
   if (file->Has("classifier.weight")) {
     ASSIGN_OR_RETURN(const nn::TensorInfo* cls, file->Find("classifier.weight"));
     if (cls->shape.size() != 2 || cls->shape[1] != h || cls->shape[0] < 1) {
-      return absl::InvalidArgumentError(StrCat(dir, ": classifier.weight must be [labels, ", h, "]"));
+      return absl::InvalidArgumentError(
+          StrCat(dir, ": classifier.weight must be [labels, ", h, "]"));
     }
     c.num_labels = cls->shape[0];
     ASSIGN_OR_RETURN(auto cw, file->ReadFloat("classifier.weight"));
@@ -174,8 +178,8 @@ absl::StatusOr<nn::Tensor> BertEncoder::RunEncoder(const std::vector<nn::Encodin
   for (const nn::Encoding& e : batch) {
     if (e.ids.empty()) return absl::InvalidArgumentError("a text has no tokens");
     if (static_cast<int64_t>(e.ids.size()) > c.max_positions) {
-      return absl::InvalidArgumentError(StrCat("a text has ", e.ids.size(),
-                                               " tokens; the model takes at most ", c.max_positions));
+      return absl::InvalidArgumentError(StrCat(
+          "a text has ", e.ids.size(), " tokens; the model takes at most ", c.max_positions));
     }
     seq = std::max<int64_t>(seq, static_cast<int64_t>(e.ids.size()));
   }
@@ -188,7 +192,8 @@ absl::StatusOr<nn::Tensor> BertEncoder::RunEncoder(const std::vector<nn::Encodin
     for (int64_t t = 0; t < seq; ++t) pos[i * seq + t] = static_cast<int32_t>(t);
     for (size_t t = 0; t < e.ids.size(); ++t) {
       if (e.ids[t] < 0 || e.ids[t] >= c.vocab_size) {
-        return absl::InvalidArgumentError(StrCat("token id ", e.ids[t], " is outside the vocabulary"));
+        return absl::InvalidArgumentError(
+            StrCat("token id ", e.ids[t], " is outside the vocabulary"));
       }
       ids[i * seq + t] = e.ids[t];
       const int32_t type = t < e.type_ids.size() ? e.type_ids[t] : 0;
@@ -299,8 +304,8 @@ absl::StatusOr<std::vector<float>> BertEncoder::Score(const std::vector<nn::Enco
   return out;
 }
 
-absl::StatusOr<std::vector<float>> BertEncoder::ScorePairs(const std::string& query,
-                                                           const std::vector<std::string>& documents) {
+absl::StatusOr<std::vector<float>> BertEncoder::ScorePairs(
+    const std::string& query, const std::vector<std::string>& documents) {
   std::vector<nn::Encoding> pairs;
   for (const std::string& d : documents) {
     ASSIGN_OR_RETURN(nn::Encoding e, TokenizePair(query, d));

@@ -44,8 +44,11 @@ absl::StatusOr<std::unique_ptr<EmbeddingService>> EmbeddingService::Load(
         [m](const std::vector<nn::Encoding>& batch) { return m->EmbedBatch(batch); },
         options.worker);
     Log(LogLevel::kInfo, "embedding model loaded",
-        {{"model", s->embed_name_}, {"kind", m->kind()}, {"dimension", m->dimension()},
-         {"device", m->device()}, {"precision", precision}});
+        {{"model", s->embed_name_},
+         {"kind", m->kind()},
+         {"dimension", m->dimension()},
+         {"device", m->device()},
+         {"precision", precision}});
   }
   if (!options.rerank_model_dir.empty()) {
     ASSIGN_OR_RETURN(s->reranker_, LoadRerankModel(options.rerank_model_dir, s->backend_.get()));
@@ -75,7 +78,8 @@ EmbeddingService::~EmbeddingService() {
 absl::StatusOr<EmbedResult> EmbeddingService::Embed(const std::vector<std::string>& texts,
                                                     bool normalize, std::string_view model) {
   if (embedder_ == nullptr) {
-    return absl::FailedPreconditionError("no embedding model is loaded (quiverd --embed-model=DIR)");
+    return absl::FailedPreconditionError(
+        "no embedding model is loaded (quiverd --embed-model=DIR)");
   }
   if (!model.empty() && model != embed_name_) {
     return absl::NotFoundError(
@@ -120,8 +124,8 @@ absl::StatusOr<std::vector<RankedDocument>> EmbeddingService::Rerank(
     return absl::InvalidArgumentError("rerank needs a query and at least one document");
   }
   if (documents.size() > options_.max_inputs) {
-    return absl::InvalidArgumentError(StrCat(documents.size(), " documents; the limit is ",
-                                             options_.max_inputs, " per request"));
+    return absl::InvalidArgumentError(
+        StrCat(documents.size(), " documents; the limit is ", options_.max_inputs, " per request"));
   }
   if (!IsValidUtf8(query)) return absl::InvalidArgumentError("query is not valid UTF-8");
   std::vector<nn::Encoding> pairs;
@@ -137,8 +141,9 @@ absl::StatusOr<std::vector<RankedDocument>> EmbeddingService::Rerank(
   for (uint32_t i = 0; i < ranked.size(); ++i) {
     ranked[i] = {i, 1.0f / (1.0f + std::exp(-logits[i][0]))};
   }
-  std::stable_sort(ranked.begin(), ranked.end(),
-                   [](const RankedDocument& a, const RankedDocument& b) { return a.score > b.score; });
+  std::stable_sort(
+      ranked.begin(), ranked.end(),
+      [](const RankedDocument& a, const RankedDocument& b) { return a.score > b.score; });
   if (top_n > 0 && top_n < ranked.size()) ranked.resize(top_n);
   return ranked;
 }

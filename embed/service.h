@@ -70,8 +70,7 @@ class EmbeddingService {
   // least one document are required).
   absl::StatusOr<std::vector<RankedDocument>> Rerank(const std::string& query,
                                                      const std::vector<std::string>& documents,
-                                                     size_t top_n = 0,
-                                                     std::string_view model = {});
+                                                     size_t top_n = 0, std::string_view model = {});
 
  private:
   EmbeddingService() = default;

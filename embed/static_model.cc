@@ -21,8 +21,8 @@ absl::StatusOr<std::unique_ptr<StaticModel>> StaticModel::Load(const std::string
       ss << in.rdbuf();
       auto config = ParseJson(ss.str());
       if (!config.ok()) {
-        return absl::InvalidArgumentError(StrCat(dir, "/config.json: ",
-                                                 std::string(config.status().message())));
+        return absl::InvalidArgumentError(
+            StrCat(dir, "/config.json: ", std::string(config.status().message())));
       }
       if (const Json* n = config->Find("normalize"); n != nullptr && n->is_bool()) {
         m->normalize_ = n->as_bool();
@@ -43,7 +43,8 @@ absl::StatusOr<std::unique_ptr<StaticModel>> StaticModel::Load(const std::string
     m->vocab_ = m->mapping_.size();
     for (int64_t r : m->mapping_) {
       if (r < 0 || static_cast<size_t>(r) >= rows) {
-        return absl::InvalidArgumentError(StrCat(dir, ": \"mapping\" points outside \"embeddings\""));
+        return absl::InvalidArgumentError(
+            StrCat(dir, ": \"mapping\" points outside \"embeddings\""));
       }
     }
   }
@@ -69,7 +70,8 @@ std::vector<float> StaticModel::EmbedIds(const std::vector<int32_t>& ids) const 
   for (int32_t id : ids) {
     if (used == kMaxTokens) break;
     if (id == unk_ || id < 0 || static_cast<size_t>(id) >= vocab_) continue;
-    const size_t row = mapping_.empty() ? static_cast<size_t>(id) : static_cast<size_t>(mapping_[id]);
+    const size_t row =
+        mapping_.empty() ? static_cast<size_t>(id) : static_cast<size_t>(mapping_[id]);
     const float scale = weights_.empty() ? 1.0f : weights_[id];
     const float* v = &table_[row * dim_];
     for (size_t d = 0; d < dim_; ++d) sum[d] += static_cast<double>(v[d]) * scale;

@@ -34,9 +34,9 @@ class StaticModel {
   std::unique_ptr<nn::Tokenizer> tokenizer_;
   size_t dim_ = 0;
   size_t vocab_ = 0;
-  std::vector<float> table_;       // Rows: tokens, or centroids with mapping_.
-  std::vector<int64_t> mapping_;   // Token -> row (quantized models), else empty.
-  std::vector<float> weights_;     // Per-token scale, else empty.
+  std::vector<float> table_;      // Rows: tokens, or centroids with mapping_.
+  std::vector<int64_t> mapping_;  // Token -> row (quantized models), else empty.
+  std::vector<float> weights_;    // Per-token scale, else empty.
   bool normalize_ = true;
   int32_t unk_ = -1;
 };

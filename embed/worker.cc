@@ -47,9 +47,9 @@ absl::StatusOr<std::vector<std::vector<float>>> BatchingWorker::Run(
   std::unique_lock<std::mutex> l(mu_);
   if (stopping_) return absl::UnavailableError("the model is shutting down");
   if (queue_.size() + inputs.size() > options_.max_queue) {
-    return absl::ResourceExhaustedError(
-        StrCat("the model's queue is full (", queue_.size(), " sequences waiting, limit ",
-               options_.max_queue, "); retry later"));
+    return absl::ResourceExhaustedError(StrCat("the model's queue is full (", queue_.size(),
+                                               " sequences waiting, limit ", options_.max_queue,
+                                               "); retry later"));
   }
   const auto now = std::chrono::steady_clock::now();
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -75,9 +75,8 @@ void BatchingWorker::Loop() {
     // Wait for company, up to max_wait_us after the oldest arrived, unless
     // a full batch is already there.
     const auto deadline = queue_.front().enqueued + std::chrono::microseconds(options_.max_wait_us);
-    work_cv_.wait_until(l, deadline, [&] {
-      return stopping_ || queued_tokens_ >= options_.max_batch_tokens;
-    });
+    work_cv_.wait_until(l, deadline,
+                        [&] { return stopping_ || queued_tokens_ >= options_.max_batch_tokens; });
     if (stopping_) break;
     // The oldest sequence, then the queued ones closest to its length while
     // the padded batch fits.
@@ -89,8 +88,10 @@ void BatchingWorker::Loop() {
     std::vector<size_t> order(queue_.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      const auto da = static_cast<int64_t>(queue_[a].input.ids.size()) - static_cast<int64_t>(anchor);
-      const auto db = static_cast<int64_t>(queue_[b].input.ids.size()) - static_cast<int64_t>(anchor);
+      const auto da =
+          static_cast<int64_t>(queue_[a].input.ids.size()) - static_cast<int64_t>(anchor);
+      const auto db =
+          static_cast<int64_t>(queue_[b].input.ids.size()) - static_cast<int64_t>(anchor);
       return std::llabs(da) != std::llabs(db) ? std::llabs(da) < std::llabs(db) : a < b;
     });
     std::vector<bool> taken(queue_.size(), false);

@@ -30,11 +30,35 @@ struct Value {
   std::shared_ptr<List> list;
   std::shared_ptr<Dict> dict;  // Shared: a namespace() is changed in place by {% set ns.x %}.
 
-  static Value None() { Value v; v.kind = Kind::kNone; return v; }
-  static Value Bool(bool x) { Value v; v.kind = Kind::kBool; v.b = x; return v; }
-  static Value Int(int64_t x) { Value v; v.kind = Kind::kInt; v.i = x; return v; }
-  static Value Float(double x) { Value v; v.kind = Kind::kFloat; v.f = x; return v; }
-  static Value Str(std::string x) { Value v; v.kind = Kind::kString; v.s = std::move(x); return v; }
+  static Value None() {
+    Value v;
+    v.kind = Kind::kNone;
+    return v;
+  }
+  static Value Bool(bool x) {
+    Value v;
+    v.kind = Kind::kBool;
+    v.b = x;
+    return v;
+  }
+  static Value Int(int64_t x) {
+    Value v;
+    v.kind = Kind::kInt;
+    v.i = x;
+    return v;
+  }
+  static Value Float(double x) {
+    Value v;
+    v.kind = Kind::kFloat;
+    v.f = x;
+    return v;
+  }
+  static Value Str(std::string x) {
+    Value v;
+    v.kind = Kind::kString;
+    v.s = std::move(x);
+    return v;
+  }
   static Value MakeList(List l = {}) {
     Value v;
     v.kind = Kind::kList;
@@ -48,8 +72,12 @@ struct Value {
     return v;
   }
   bool defined() const { return kind != Kind::kUndefined; }
-  bool is_number() const { return kind == Kind::kInt || kind == Kind::kFloat || kind == Kind::kBool; }
-  double number() const { return kind == Kind::kFloat ? f : kind == Kind::kBool ? b : static_cast<double>(i); }
+  bool is_number() const {
+    return kind == Kind::kInt || kind == Kind::kFloat || kind == Kind::kBool;
+  }
+  double number() const {
+    return kind == Kind::kFloat ? f : kind == Kind::kBool ? b : static_cast<double>(i);
+  }
   const Value* Get(std::string_view key) const {
     if (kind != Kind::kDict) return nullptr;
     for (const auto& [k, v] : *dict) {
@@ -71,19 +99,27 @@ struct Value {
 bool Truthy(const Value& v) {
   switch (v.kind) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return false;
-    case Value::Kind::kBool: return v.b;
-    case Value::Kind::kInt: return v.i != 0;
-    case Value::Kind::kFloat: return v.f != 0;
-    case Value::Kind::kString: return !v.s.empty();
-    case Value::Kind::kList: return !v.list->empty();
-    case Value::Kind::kDict: return !v.dict->empty();
+    case Value::Kind::kNone:
+      return false;
+    case Value::Kind::kBool:
+      return v.b;
+    case Value::Kind::kInt:
+      return v.i != 0;
+    case Value::Kind::kFloat:
+      return v.f != 0;
+    case Value::Kind::kString:
+      return !v.s.empty();
+    case Value::Kind::kList:
+      return !v.list->empty();
+    case Value::Kind::kDict:
+      return !v.dict->empty();
   }
   return false;
 }
 
 std::string FloatText(double d) {  // Python's repr for the common cases.
-  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e16) return StrCat(static_cast<int64_t>(d), ".0");
+  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e16)
+    return StrCat(static_cast<int64_t>(d), ".0");
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.17g", d);
   for (int p = 1; p < 17; ++p) {  // Shortest that reads back the same.
@@ -99,20 +135,28 @@ std::string Repr(const Value& v);
 // What {{ }} prints: Python's str().
 std::string Text(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::kUndefined: return "";
-    case Value::Kind::kNone: return "None";
-    case Value::Kind::kBool: return v.b ? "True" : "False";
-    case Value::Kind::kInt: return StrCat(v.i);
-    case Value::Kind::kFloat: return FloatText(v.f);
-    case Value::Kind::kString: return v.s;
-    default: return Repr(v);
+    case Value::Kind::kUndefined:
+      return "";
+    case Value::Kind::kNone:
+      return "None";
+    case Value::Kind::kBool:
+      return v.b ? "True" : "False";
+    case Value::Kind::kInt:
+      return StrCat(v.i);
+    case Value::Kind::kFloat:
+      return FloatText(v.f);
+    case Value::Kind::kString:
+      return v.s;
+    default:
+      return Repr(v);
   }
 }
 
 std::string Repr(const Value& v) {
   switch (v.kind) {
     case Value::Kind::kString: {
-      const char q = v.s.find('\'') != std::string::npos && v.s.find('"') == std::string::npos ? '"' : '\'';
+      const char q =
+          v.s.find('\'') != std::string::npos && v.s.find('"') == std::string::npos ? '"' : '\'';
       std::string out(1, q);
       for (char c : v.s) {
         if (c == q || c == '\\') out.push_back('\\');
@@ -132,11 +176,13 @@ std::string Repr(const Value& v) {
     case Value::Kind::kDict: {
       std::string out = "{";
       for (size_t k = 0; k < v.dict->size(); ++k) {
-        out += (k ? ", " : "") + Repr(Value::Str((*v.dict)[k].first)) + ": " + Repr((*v.dict)[k].second);
+        out += (k ? ", " : "") + Repr(Value::Str((*v.dict)[k].first)) + ": " +
+               Repr((*v.dict)[k].second);
       }
       return out + "}";
     }
-    default: return Text(v);
+    default:
+      return Text(v);
   }
 }
 
@@ -144,11 +190,21 @@ std::string Repr(const Value& v) {
 void ToJson(const Value& v, std::string* out) {
   switch (v.kind) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: *out += "null"; break;
-    case Value::Kind::kBool: *out += v.b ? "true" : "false"; break;
-    case Value::Kind::kInt: *out += StrCat(v.i); break;
-    case Value::Kind::kFloat: *out += FloatText(v.f); break;
-    case Value::Kind::kString: AppendJsonString(out, v.s); break;
+    case Value::Kind::kNone:
+      *out += "null";
+      break;
+    case Value::Kind::kBool:
+      *out += v.b ? "true" : "false";
+      break;
+    case Value::Kind::kInt:
+      *out += StrCat(v.i);
+      break;
+    case Value::Kind::kFloat:
+      *out += FloatText(v.f);
+      break;
+    case Value::Kind::kString:
+      AppendJsonString(out, v.s);
+      break;
     case Value::Kind::kList:
       *out += "[";
       for (size_t k = 0; k < v.list->size(); ++k) {
@@ -174,7 +230,8 @@ bool Equal(const Value& a, const Value& b) {
   if (a.is_number() && b.is_number()) return a.number() == b.number();
   if (a.kind != b.kind) return false;
   switch (a.kind) {
-    case Value::Kind::kString: return a.s == b.s;
+    case Value::Kind::kString:
+      return a.s == b.s;
     case Value::Kind::kList:
       if (a.list->size() != b.list->size()) return false;
       for (size_t k = 0; k < a.list->size(); ++k) {
@@ -188,7 +245,8 @@ bool Equal(const Value& a, const Value& b) {
         if (o == nullptr || !Equal(v, *o)) return false;
       }
       return true;
-    default: return true;  // None == None, undefined == undefined.
+    default:
+      return true;  // None == None, undefined == undefined.
   }
 }
 
@@ -215,7 +273,8 @@ absl::StatusOr<std::vector<Token>> Lex(std::string_view src) {
     }
     if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       size_t e = p;
-      while (e < src.size() && (std::isalnum(static_cast<unsigned char>(src[e])) || src[e] == '_')) ++e;
+      while (e < src.size() && (std::isalnum(static_cast<unsigned char>(src[e])) || src[e] == '_'))
+        ++e;
       out.push_back({Token::Kind::kName, std::string(src.substr(p, e - p))});
       p = e;
       continue;
@@ -223,7 +282,8 @@ absl::StatusOr<std::vector<Token>> Lex(std::string_view src) {
     if (std::isdigit(static_cast<unsigned char>(c))) {
       size_t e = p;
       bool is_float = false;
-      while (e < src.size() && (std::isdigit(static_cast<unsigned char>(src[e])) || src[e] == '.' || src[e] == '_')) {
+      while (e < src.size() &&
+             (std::isdigit(static_cast<unsigned char>(src[e])) || src[e] == '.' || src[e] == '_')) {
         if (src[e] == '.') {
           if (e + 1 >= src.size() || !std::isdigit(static_cast<unsigned char>(src[e + 1]))) break;
           is_float = true;
@@ -248,12 +308,27 @@ absl::StatusOr<std::vector<Token>> Lex(std::string_view src) {
         }
         const char n = src[++e];
         switch (n) {
-          case 'n': s.push_back('\n'); break;
-          case 't': s.push_back('\t'); break;
-          case 'r': s.push_back('\r'); break;
-          case '0': s.push_back('\0'); break;
-          case '\\': case '\'': case '"': s.push_back(n); break;
-          default: s.push_back('\\'); s.push_back(n); break;
+          case 'n':
+            s.push_back('\n');
+            break;
+          case 't':
+            s.push_back('\t');
+            break;
+          case 'r':
+            s.push_back('\r');
+            break;
+          case '0':
+            s.push_back('\0');
+            break;
+          case '\\':
+          case '\'':
+          case '"':
+            s.push_back(n);
+            break;
+          default:
+            s.push_back('\\');
+            s.push_back(n);
+            break;
         }
       }
       if (e >= src.size()) return Error("unterminated string");
@@ -261,8 +336,9 @@ absl::StatusOr<std::vector<Token>> Lex(std::string_view src) {
       p = e + 1;
       continue;
     }
-    static const char* const kOps[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~",
-                                       "<", ">", "(", ")", "[", "]", "{", "}", ".", ",", ":", "|", "="};
+    static const char* const kOps[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*",
+                                       "/",  "%",  "~",  "<",  ">",  "(",  ")", "[", "]",
+                                       "{",  "}",  ".",  ",",  ":",  "|",  "="};
     bool matched = false;
     for (const char* op : kOps) {
       const size_t n = std::char_traits<char>::length(op);
@@ -284,13 +360,30 @@ absl::StatusOr<std::vector<Token>> Lex(std::string_view src) {
 struct Context;
 
 struct Expr {
-  enum class K { kLiteral, kName, kList, kDict, kAttr, kIndex, kSlice, kCall, kFilter, kTest, kNeg, kNot,
-                 kBinary, kAnd, kOr, kCond };
+  enum class K {
+    kLiteral,
+    kName,
+    kList,
+    kDict,
+    kAttr,
+    kIndex,
+    kSlice,
+    kCall,
+    kFilter,
+    kTest,
+    kNeg,
+    kNot,
+    kBinary,
+    kAnd,
+    kOr,
+    kCond
+  };
   K k;
   Value literal;
-  std::string name;  // Name, attribute, operator, filter or test.
+  std::string name;     // Name, attribute, operator, filter or test.
   bool negate = false;  // "is not", "not in".
-  std::vector<std::unique_ptr<Expr>> args;  // Operands; call / filter / test arguments after the subject.
+  std::vector<std::unique_ptr<Expr>>
+      args;  // Operands; call / filter / test arguments after the subject.
   std::vector<std::pair<std::string, std::unique_ptr<Expr>>> kwargs;
   absl::StatusOr<Value> Eval(Context& ctx) const;
   // args[first..] evaluated in order.
@@ -330,7 +423,8 @@ class Parser {
     return Error(StrCat("expected '", op, "' but found '", Peek().text, "'"));
   }
   absl::StatusOr<std::string> Name() {
-    if (Peek().kind != Token::Kind::kName) return Error(StrCat("expected a name, found '", Peek().text, "'"));
+    if (Peek().kind != Token::Kind::kName)
+      return Error(StrCat("expected a name, found '", Peek().text, "'"));
     return t_[pos_++].text;
   }
 
@@ -406,7 +500,8 @@ class Parser {
   }
   // Left-associative binary operators of one precedence level, whose
   // operands are parsed by `next`.
-  absl::StatusOr<ExprPtr> Level(std::initializer_list<const char*> ops, absl::StatusOr<ExprPtr> (Parser::*next)()) {
+  absl::StatusOr<ExprPtr> Level(std::initializer_list<const char*> ops,
+                                absl::StatusOr<ExprPtr> (Parser::*next)()) {
     ASSIGN_OR_RETURN(ExprPtr left, (this->*next)());
     while (true) {
       const char* op = nullptr;
@@ -451,8 +546,9 @@ class Parser {
         t->args.push_back(std::move(subject));
         if (IsOp("(")) {
           RETURN_IF_ERROR(Arguments(t.get()));
-        } else if (!AtEnd() && (Peek().kind == Token::Kind::kString || Peek().kind == Token::Kind::kInt ||
-                                Peek().kind == Token::Kind::kFloat)) {
+        } else if (!AtEnd() &&
+                   (Peek().kind == Token::Kind::kString || Peek().kind == Token::Kind::kInt ||
+                    Peek().kind == Token::Kind::kFloat)) {
           ASSIGN_OR_RETURN(ExprPtr arg, Primary());  // "x is divisibleby 3" style.
           t->args.push_back(std::move(arg));
         }
@@ -527,7 +623,8 @@ class Parser {
       case Token::Kind::kString: {
         auto e = Make(Expr::K::kLiteral);
         e->literal = Value::Str(tok.text);
-        while (Peek().kind == Token::Kind::kString) e->literal.s += t_[pos_++].text;  // Adjacent literals join.
+        while (Peek().kind == Token::Kind::kString)
+          e->literal.s += t_[pos_++].text;  // Adjacent literals join.
         return e;
       }
       case Token::Kind::kInt: {
@@ -598,7 +695,8 @@ class Parser {
           return d;
         }
         break;
-      case Token::Kind::kEnd: return Error("unexpected end of expression");
+      case Token::Kind::kEnd:
+        return Error("unexpected end of expression");
     }
     return Error(StrCat("unexpected '", tok.text, "'"));
   }
@@ -630,7 +728,8 @@ struct Context {
 
 absl::StatusOr<List> Items(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::kList: return *v.list;
+    case Value::Kind::kList:
+      return *v.list;
     case Value::Kind::kDict: {  // Iterating a dict gives its keys.
       List keys;
       for (const auto& [k, val] : *v.dict) keys.push_back(Value::Str(k));
@@ -647,8 +746,10 @@ absl::StatusOr<List> Items(const Value& v) {
       return chars;
     }
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return List{};
-    default: return Error(StrCat("cannot iterate over ", Text(v)));
+    case Value::Kind::kNone:
+      return List{};
+    default:
+      return Error(StrCat("cannot iterate over ", Text(v)));
   }
 }
 
@@ -659,15 +760,19 @@ int64_t Length(const Value& v) {
       for (unsigned char c : v.s) n += (c & 0xC0) != 0x80;
       return n;
     }
-    case Value::Kind::kList: return static_cast<int64_t>(v.list->size());
-    case Value::Kind::kDict: return static_cast<int64_t>(v.dict->size());
-    default: return 0;
+    case Value::Kind::kList:
+      return static_cast<int64_t>(v.list->size());
+    case Value::Kind::kDict:
+      return static_cast<int64_t>(v.dict->size());
+    default:
+      return 0;
   }
 }
 
 std::string Strip(std::string s, std::string_view chars, bool left, bool right) {
   auto strip_char = [&](char c) {
-    return chars.empty() ? std::isspace(static_cast<unsigned char>(c)) != 0 : chars.find(c) != std::string_view::npos;
+    return chars.empty() ? std::isspace(static_cast<unsigned char>(c)) != 0
+                         : chars.find(c) != std::string_view::npos;
   };
   size_t b = 0, e = s.size();
   while (left && b < e && strip_char(s[b])) ++b;
@@ -733,7 +838,9 @@ absl::StatusOr<Value> CallMethod(const Value& self, const std::string& name, con
     if (name == "endswith") return Value::Bool(s.ends_with(arg_str(0)));
     if (name == "upper" || name == "lower") {
       std::string out = s;
-      for (char& c : out) c = static_cast<char>(name == "upper" ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
+      for (char& c : out)
+        c = static_cast<char>(name == "upper" ? std::toupper(static_cast<unsigned char>(c))
+                                              : std::tolower(static_cast<unsigned char>(c)));
       return Value::Str(out);
     }
     if (name == "capitalize") return Value::Str(Capitalize(s));
@@ -782,7 +889,8 @@ absl::StatusOr<Value> CallMethod(const Value& self, const std::string& name, con
       return Value::MakeList(std::move(out));
     }
     if (name == "get") {
-      const Value* v = args.empty() || args[0].kind != Value::Kind::kString ? nullptr : self.Get(args[0].s);
+      const Value* v =
+          args.empty() || args[0].kind != Value::Kind::kString ? nullptr : self.Get(args[0].s);
       if (v != nullptr) return *v;
       return args.size() > 1 ? args[1] : Value::None();
     }
@@ -816,10 +924,14 @@ absl::StatusOr<Value> Binary(const std::string& op, const Value& a, const Value&
     } else {
       return Error(StrCat("cannot compare ", Repr(a), " and ", Repr(b)));
     }
-    return Value::Bool(op == "<" ? cmp < 0 : op == ">" ? cmp > 0 : op == "<=" ? cmp <= 0 : cmp >= 0);
+    return Value::Bool(op == "<"    ? cmp < 0
+                       : op == ">"  ? cmp > 0
+                       : op == "<=" ? cmp <= 0
+                                    : cmp >= 0);
   }
   if (op == "+") {
-    if (a.kind == Value::Kind::kString && b.kind == Value::Kind::kString) return Value::Str(a.s + b.s);
+    if (a.kind == Value::Kind::kString && b.kind == Value::Kind::kString)
+      return Value::Str(a.s + b.s);
     if (a.kind == Value::Kind::kList && b.kind == Value::Kind::kList) {
       List l = *a.list;
       l.insert(l.end(), b.list->begin(), b.list->end());
@@ -836,17 +948,28 @@ absl::StatusOr<Value> Binary(const std::string& op, const Value& a, const Value&
   }
   const bool ints = a.kind != Value::Kind::kFloat && b.kind != Value::Kind::kFloat;
   const double x = a.number(), y = b.number();
-  if (op == "+") return ints ? Value::Int(static_cast<int64_t>(x) + static_cast<int64_t>(y)) : Value::Float(x + y);
-  if (op == "-") return ints ? Value::Int(static_cast<int64_t>(x) - static_cast<int64_t>(y)) : Value::Float(x - y);
-  if (op == "*") return ints ? Value::Int(static_cast<int64_t>(x) * static_cast<int64_t>(y)) : Value::Float(x * y);
-  if (op == "**") return ints && y >= 0 ? Value::Int(static_cast<int64_t>(std::pow(x, y))) : Value::Float(std::pow(x, y));
+  if (op == "+")
+    return ints ? Value::Int(static_cast<int64_t>(x) + static_cast<int64_t>(y))
+                : Value::Float(x + y);
+  if (op == "-")
+    return ints ? Value::Int(static_cast<int64_t>(x) - static_cast<int64_t>(y))
+                : Value::Float(x - y);
+  if (op == "*")
+    return ints ? Value::Int(static_cast<int64_t>(x) * static_cast<int64_t>(y))
+                : Value::Float(x * y);
+  if (op == "**")
+    return ints && y >= 0 ? Value::Int(static_cast<int64_t>(std::pow(x, y)))
+                          : Value::Float(std::pow(x, y));
   if (y == 0) return Error("division by zero");
   if (op == "/") return Value::Float(x / y);
-  if (op == "//") return ints ? Value::Int(static_cast<int64_t>(std::floor(x / y))) : Value::Float(std::floor(x / y));
+  if (op == "//")
+    return ints ? Value::Int(static_cast<int64_t>(std::floor(x / y)))
+                : Value::Float(std::floor(x / y));
   if (op == "%") {
     if (ints) {
       const int64_t m = static_cast<int64_t>(x) % static_cast<int64_t>(y);
-      return Value::Int(m != 0 && ((m < 0) != (y < 0)) ? m + static_cast<int64_t>(y) : m);  // Python's sign.
+      return Value::Int(m != 0 && ((m < 0) != (y < 0)) ? m + static_cast<int64_t>(y)
+                                                       : m);  // Python's sign.
     }
     return Value::Float(x - y * std::floor(x / y));
   }
@@ -854,7 +977,8 @@ absl::StatusOr<Value> Binary(const std::string& op, const Value& a, const Value&
 }
 
 absl::StatusOr<Value> Filter(const std::string& name, const Value& v, const List& args) {
-  if (name == "trim") return Value::Str(Strip(Text(v), args.empty() ? "" : Text(args[0]), true, true));
+  if (name == "trim")
+    return Value::Str(Strip(Text(v), args.empty() ? "" : Text(args[0]), true, true));
   if (name == "length" || name == "count") return Value::Int(Length(v));
   if (name == "upper" || name == "lower") return CallMethod(Value::Str(Text(v)), name, {});
   if (name == "capitalize") return Value::Str(Capitalize(Text(v)));
@@ -874,7 +998,8 @@ absl::StatusOr<Value> Filter(const std::string& name, const Value& v, const List
   if (name == "join") {
     ASSIGN_OR_RETURN(List items, Items(v));
     std::string out;
-    for (size_t k = 0; k < items.size(); ++k) out += (k && !args.empty() ? Text(args[0]) : "") + Text(items[k]);
+    for (size_t k = 0; k < items.size(); ++k)
+      out += (k && !args.empty() ? Text(args[0]) : "") + Text(items[k]);
     return Value::Str(out);
   }
   if (name == "default" || name == "d") {
@@ -913,19 +1038,22 @@ absl::StatusOr<bool> Test(const std::string& name, const Value& v, const List& a
   if (name == "false") return v.kind == Value::Kind::kBool && !v.b;
   if (name == "mapping") return v.kind == Value::Kind::kDict;
   if (name == "sequence" || name == "iterable") {
-    return v.kind == Value::Kind::kList || v.kind == Value::Kind::kString || v.kind == Value::Kind::kDict;
+    return v.kind == Value::Kind::kList || v.kind == Value::Kind::kString ||
+           v.kind == Value::Kind::kDict;
   }
   if (name == "odd" || name == "even") {
     if (v.kind != Value::Kind::kInt) return Error(StrCat("'", name, "' needs an integer"));
     return (v.i % 2 != 0) == (name == "odd");
   }
   if (name == "divisibleby") {
-    if (v.kind != Value::Kind::kInt || args.empty() || args[0].kind != Value::Kind::kInt || args[0].i == 0) {
+    if (v.kind != Value::Kind::kInt || args.empty() || args[0].kind != Value::Kind::kInt ||
+        args[0].i == 0) {
       return Error("'divisibleby' needs integers");
     }
     return v.i % args[0].i == 0;
   }
-  if (name == "eq" || name == "equalto" || name == "sameas") return !args.empty() && Equal(v, args[0]);
+  if (name == "eq" || name == "equalto" || name == "sameas")
+    return !args.empty() && Equal(v, args[0]);
   return Error(StrCat("unsupported test ", name));
 }
 
@@ -940,8 +1068,10 @@ absl::StatusOr<List> Expr::EvalArgs(Context& ctx, size_t first) const {
 
 absl::StatusOr<Value> Expr::Eval(Context& ctx) const {
   switch (k) {
-    case K::kLiteral: return literal;
-    case K::kName: return ctx.Lookup(name);
+    case K::kLiteral:
+      return literal;
+    case K::kName:
+      return ctx.Lookup(name);
     case K::kList: {
       ASSIGN_OR_RETURN(List out, EvalArgs(ctx, 0));
       return Value::MakeList(std::move(out));
@@ -983,7 +1113,8 @@ absl::StatusOr<Value> Expr::Eval(Context& ctx) const {
         int64_t x = *b < 0 ? *b + n : *b;
         return step > 0 ? std::clamp<int64_t>(x, 0, n) : std::clamp<int64_t>(x, -1, n - 1);
       };
-      const int64_t start = clamp(bound[0], step > 0 ? 0 : n - 1), stop = clamp(bound[1], step > 0 ? n : -1);
+      const int64_t start = clamp(bound[0], step > 0 ? 0 : n - 1),
+                    stop = clamp(bound[1], step > 0 ? n : -1);
       List out;
       for (int64_t x = start; step > 0 ? x < stop : x > stop; x += step) out.push_back(items[x]);
       if (base.kind == Value::Kind::kString) {
@@ -1002,8 +1133,8 @@ absl::StatusOr<Value> Expr::Eval(Context& ctx) const {
       }
       if (callee.k != K::kName) return Error("unsupported call");
       if (callee.name == "raise_exception") {
-        return absl::InvalidArgumentError(values.empty() ? std::string("the chat template raised an error")
-                                                         : Text(values[0]));
+        return absl::InvalidArgumentError(
+            values.empty() ? std::string("the chat template raised an error") : Text(values[0]));
       }
       if (callee.name == "namespace" || callee.name == "dict") {
         Value d = Value::MakeDict();
@@ -1163,7 +1294,7 @@ struct ChatTemplate::Node {
   ExprPtr expr;  // Output, set value, for iterable.
   std::vector<std::pair<ExprPtr, std::vector<std::unique_ptr<Node>>>> branches;  // If (null: else).
   std::vector<std::string> targets;  // For variables; set target (name, or namespace + attribute).
-  ExprPtr filter;  // for ... if filter
+  ExprPtr filter;                    // for ... if filter
   std::vector<std::unique_ptr<Node>> body, else_body;
 };
 
@@ -1195,7 +1326,8 @@ class TemplateParser {
         auto n = std::make_unique<Node>();
         n->k = Node::K::kOutput;
         ASSIGN_OR_RETURN(n->expr, p->Expression());
-        if (!p->AtEnd()) return Error(StrCat("unexpected '", p->Peek().text, "' in {{ ", s.text, " }}"));
+        if (!p->AtEnd())
+          return Error(StrCat("unexpected '", p->Peek().text, "' in {{ ", s.text, " }}"));
         out->push_back(std::move(n));
         continue;
       }
@@ -1290,7 +1422,9 @@ enum class Flow { kNormal, kBreak, kContinue };
 absl::StatusOr<Flow> Run(const NodeList& nodes, Context& ctx, std::string* out) {
   for (const auto& n : nodes) {
     switch (n->k) {
-      case Node::K::kText: *out += n->text; break;
+      case Node::K::kText:
+        *out += n->text;
+        break;
       case Node::K::kOutput: {
         ASSIGN_OR_RETURN(Value v, n->expr->Eval(ctx));
         *out += Text(v);
@@ -1316,7 +1450,8 @@ absl::StatusOr<Flow> Run(const NodeList& nodes, Context& ctx, std::string* out) 
           ctx.scopes.back()[n->targets[0]] = std::move(v);
         } else {
           Value ns = ctx.Lookup(n->targets[0]);
-          if (ns.kind != Value::Kind::kDict) return Error(StrCat(n->targets[0], " is not a namespace"));
+          if (ns.kind != Value::Kind::kDict)
+            return Error(StrCat(n->targets[0], " is not a namespace"));
           ns.Set(n->targets[1], std::move(v));
         }
         break;
@@ -1352,7 +1487,8 @@ absl::StatusOr<Flow> Run(const NodeList& nodes, Context& ctx, std::string* out) 
             scope[n->targets[0]] = items[idx];
           } else {
             ASSIGN_OR_RETURN(List parts, Items(items[idx]));
-            for (size_t t = 0; t < n->targets.size(); ++t) scope[n->targets[t]] = t < parts.size() ? parts[t] : Value();
+            for (size_t t = 0; t < n->targets.size(); ++t)
+              scope[n->targets[t]] = t < parts.size() ? parts[t] : Value();
           }
           scope["loop"] = Value::MakeDict({{"index", Value::Int(idx + 1)},
                                            {"index0", Value::Int(idx)},
@@ -1373,8 +1509,10 @@ absl::StatusOr<Flow> Run(const NodeList& nodes, Context& ctx, std::string* out) 
         ctx.scopes.pop_back();
         break;
       }
-      case Node::K::kBreak: return Flow::kBreak;
-      case Node::K::kContinue: return Flow::kContinue;
+      case Node::K::kBreak:
+        return Flow::kBreak;
+      case Node::K::kContinue:
+        return Flow::kContinue;
     }
   }
   return Flow::kNormal;
@@ -1400,7 +1538,8 @@ absl::StatusOr<std::string> ChatTemplate::Render(const ChatInput& input) const {
   ctx.scopes.emplace_back();
   List messages;
   for (const ChatMessage& m : input.messages) {
-    messages.push_back(Value::MakeDict({{"role", Value::Str(m.role)}, {"content", Value::Str(m.content)}}));
+    messages.push_back(
+        Value::MakeDict({{"role", Value::Str(m.role)}, {"content", Value::Str(m.content)}}));
   }
   auto& globals = ctx.scopes.back();
   globals["messages"] = Value::MakeList(std::move(messages));

@@ -28,7 +28,8 @@ absl::StatusOr<std::vector<int>> HfCodec::Tokenize(std::string_view text, bool b
 
 std::string HfCodec::Decode(int prev, int token) const {
   if (tokenizer_->IsSpecial(token)) return "";
-  return tokenizer_->DecodeToken(token, prev < 0 || (prev == info_.bos_id) || tokenizer_->IsSpecial(prev));
+  return tokenizer_->DecodeToken(token,
+                                 prev < 0 || (prev == info_.bos_id) || tokenizer_->IsSpecial(prev));
 }
 
 std::string TakeCompleteUtf8(std::string* bytes) {
@@ -37,7 +38,11 @@ std::string TakeCompleteUtf8(std::string* bytes) {
   const size_t n = bytes->size();
   while (i < n) {
     const unsigned char c = (*bytes)[i];
-    const size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    const size_t len = c < 0x80           ? 1
+                       : (c >> 5) == 0x6  ? 2
+                       : (c >> 4) == 0xE  ? 3
+                       : (c >> 3) == 0x1E ? 4
+                                          : 0;
     if (len == 0) {  // A continuation byte or 0xF8..0xFF where a character must start.
       out += "\xEF\xBF\xBD";
       ++i;
@@ -46,7 +51,8 @@ std::string TakeCompleteUtf8(std::string* bytes) {
     if (i + len > n) {
       // Incomplete: wait, unless what is there already cannot continue.
       bool ok = true;
-      for (size_t k = i + 1; k < n; ++k) ok &= (static_cast<unsigned char>((*bytes)[k]) & 0xC0) == 0x80;
+      for (size_t k = i + 1; k < n; ++k)
+        ok &= (static_cast<unsigned char>((*bytes)[k]) & 0xC0) == 0x80;
       if (ok) break;
       out += "\xEF\xBF\xBD";
       ++i;

@@ -15,11 +15,11 @@
 namespace quiver::llm {
 
 struct CodecInfo {
-  int bos_id = -1;             // -1: the model has no BOS.
-  bool add_bos = true;         // Prompts start with BOS.
-  std::vector<int> end_ids;    // Sampling one of these ends a generation (EOS, end of turn).
+  int bos_id = -1;                   // -1: the model has no BOS.
+  bool add_bos = true;               // Prompts start with BOS.
+  std::vector<int> end_ids;          // Sampling one of these ends a generation (EOS, end of turn).
   std::string bos_token, eos_token;  // Their text, as chat templates use them.
-  std::string chat_template;   // Jinja source; empty: the model has none.
+  std::string chat_template;         // Jinja source; empty: the model has none.
 };
 
 class TokenCodec {

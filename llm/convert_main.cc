@@ -6,8 +6,8 @@
 #include <string>
 
 #include "llm/gguf.h"
-#include "llm/model.h"
 #include "llm/llama2c_tokenizer.h"
+#include "llm/model.h"
 
 int main(int argc, char** argv) {
   std::string in, tok, out, type = "f32";

@@ -13,22 +13,22 @@
 #include <type_traits>
 #include <vector>
 
-#include "nn/cuda_check.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "llm/cuda_kernels.h"
+#include "nn/cuda_check.h"
 
 namespace quiver::llm {
 namespace {
 
 // The same for a Status that must be OK.
-#define QUIVER_LLM_CHECK_OK(expr)                                                          \
-  do {                                                                                     \
-    const absl::Status st_ = (expr);                                                       \
-    if (!st_.ok()) {                                                                       \
+#define QUIVER_LLM_CHECK_OK(expr)                                                        \
+  do {                                                                                   \
+    const absl::Status st_ = (expr);                                                     \
+    if (!st_.ok()) {                                                                     \
       std::fprintf(stderr, "%s at %s:%d\n", st_.ToString().c_str(), __FILE__, __LINE__); \
-      std::abort();                                                                        \
-    }                                                                                      \
+      std::abort();                                                                      \
+    }                                                                                    \
   } while (0)
 
 struct DeviceFree {
@@ -90,12 +90,13 @@ class CudaEngine : public DecodeEngine {
 
   absl::Status Init(size_t kv_blocks, int block_size, int max_step_rows) {
     cudaStream_t s = nullptr;
-    if (cudaStreamCreate(&s) != cudaSuccess) return absl::UnavailableError("cannot create a CUDA stream");
+    if (cudaStreamCreate(&s) != cudaSuccess)
+      return absl::UnavailableError("cannot create a CUDA stream");
     stream_.reset(s);
     const LlamaConfig& c = model_->config();
     if (c.head_size() > 256) {
-      return absl::UnimplementedError(StrCat("the CUDA engine handles head sizes up to 256; this model's is ",
-                                             c.head_size()));
+      return absl::UnimplementedError(
+          StrCat("the CUDA engine handles head sizes up to 256; this model's is ", c.head_size()));
     }
     const LlamaModel::Stored st = model_->stored();
     // The embedding and classifier are one matrix each: kept in one part.
@@ -169,14 +170,14 @@ class CudaEngine : public DecodeEngine {
     // larger step grows the buffers, with no way to report failure but abort.
     QUIVER_LLM_CHECK_OK(ReserveStep(n, n_wanted, ints_.size()));
     QUIVER_CUDA_CHECK(cudaMemcpyAsync(d_ints_.get(), ints_.data(), ints_.size() * sizeof(int32_t),
-                                          cudaMemcpyHostToDevice, s));
+                                      cudaMemcpyHostToDevice, s));
     const int32_t* tokens = d_ints_.get();
     const int32_t* pos = tokens + n;
     const int32_t* table_start = tokens + 2 * n;
     const int32_t* wanted_rows = tokens + 3 * n;
     const int32_t* tables = tokens + head_ints;
-    float *x = x_.get(), *xb = xb_.get(), *q = q_.get(), *att = att_.get(), *k = k_.get(), *v = v_.get(),
-          *hb = hb_.get(), *hb2 = hb2_.get();
+    float *x = x_.get(), *xb = xb_.get(), *q = q_.get(), *att = att_.get(), *k = k_.get(),
+          *v = v_.get(), *hb = hb_.get(), *hb2 = hb2_.get();
 
     cuda::Embed(embedding_, tokens, n, dim, x, s);
     for (int l = 0; l < c.n_layers; ++l) {
@@ -211,7 +212,8 @@ class CudaEngine : public DecodeEngine {
     const size_t total = static_cast<size_t>(n_wanted) * c.vocab_size;
     float* host = static_cast<float*>(host_logits_.get());
     if (total > 0) {
-      QUIVER_CUDA_CHECK(cudaMemcpyAsync(host, logits_.get(), total * sizeof(float), cudaMemcpyDeviceToHost, s));
+      QUIVER_CUDA_CHECK(
+          cudaMemcpyAsync(host, logits_.get(), total * sizeof(float), cudaMemcpyDeviceToHost, s));
     }
     QUIVER_CUDA_CHECK(cudaStreamSynchronize(s));
     std::vector<std::vector<float>> result(n);
@@ -240,8 +242,9 @@ class CudaEngine : public DecodeEngine {
       void* p = nullptr;
       if (cudaMallocHost(&p, logits * sizeof(float)) != cudaSuccess) {
         cudaGetLastError();
-        return absl::ResourceExhaustedError(
-            StrCat("pinned host memory: cannot allocate ", (logits * sizeof(float)) >> 20, " MiB for logits"));
+        return absl::ResourceExhaustedError(StrCat("pinned host memory: cannot allocate ",
+                                                   (logits * sizeof(float)) >> 20,
+                                                   " MiB for logits"));
       }
       host_logits_.reset(p);
       host_capacity_ = logits;
@@ -270,8 +273,8 @@ class CudaEngine : public DecodeEngine {
     return static_cast<const float*>(p);
   }
 
-  static cuda::MatVecJob Job(const DeviceTensor& t, size_t offset, int out, const float* bias, float* y,
-                             bool accumulate) {
+  static cuda::MatVecJob Job(const DeviceTensor& t, size_t offset, int out, const float* bias,
+                             float* y, bool accumulate) {
     const auto [w, at] = t.At(offset);
     return {w, at, out, bias, y, accumulate};
   }
@@ -323,7 +326,8 @@ class CudaEngine : public DecodeEngine {
         out.type = w.type() == WeightTensor::Type::kQ4_K   ? cuda::WType::kQ4_K
                    : w.type() == WeightTensor::Type::kQ5_K ? cuda::WType::kQ5_K
                                                            : cuda::WType::kQ6_K;
-        ASSIGN_OR_RETURN(out.data, Upload(raw.q4, w.size() / 256 * WeightTensor::KBlockBytes(w.type())));
+        ASSIGN_OR_RETURN(out.data,
+                         Upload(raw.q4, w.size() / 256 * WeightTensor::KBlockBytes(w.type())));
         return out;
       }
       case WeightTensor::Type::kMixed:
@@ -349,7 +353,8 @@ class CudaEngine : public DecodeEngine {
   // Per-step buffers, grown to the largest step.
   std::vector<int32_t> ints_;
   Scratch<int32_t> d_ints_;
-  Scratch<float> x_, xb_, q_, att_, k_, v_, hb_, hb2_, logits_;  // [rows][dim, kv_dim, hidden or vocab].
+  Scratch<float> x_, xb_, q_, att_, k_, v_, hb_, hb2_,
+      logits_;  // [rows][dim, kv_dim, hidden or vocab].
   PinnedMemory host_logits_;
   size_t host_capacity_ = 0;
 };
@@ -365,9 +370,11 @@ absl::StatusOr<double> CudaMemoryBandwidth() {
   if (!CudaDeviceVisible()) return absl::UnavailableError("no CUDA GPU is visible to this process");
   constexpr size_t kBytes = size_t{1} << 30;
   void *a = nullptr, *b = nullptr;
-  if (cudaMalloc(&a, kBytes) != cudaSuccess) return absl::ResourceExhaustedError("no GPU memory for the probe");
+  if (cudaMalloc(&a, kBytes) != cudaSuccess)
+    return absl::ResourceExhaustedError("no GPU memory for the probe");
   DeviceMemory src(a);
-  if (cudaMalloc(&b, kBytes) != cudaSuccess) return absl::ResourceExhaustedError("no GPU memory for the probe");
+  if (cudaMalloc(&b, kBytes) != cudaSuccess)
+    return absl::ResourceExhaustedError("no GPU memory for the probe");
   DeviceMemory dst(b);
   cudaEvent_t start, stop;
   QUIVER_CUDA_CHECK(cudaEventCreate(&start));
@@ -388,8 +395,8 @@ absl::StatusOr<double> CudaMemoryBandwidth() {
 }
 
 absl::StatusOr<std::unique_ptr<DecodeEngine>> NewCudaEngine(const LlamaModel* model,
-                                                             size_t kv_blocks, int block_size,
-                                                             int max_step_rows) {
+                                                            size_t kv_blocks, int block_size,
+                                                            int max_step_rows) {
   if (!CudaDeviceVisible()) {
     return absl::UnavailableError("--device=cuda: no CUDA GPU is visible to this process");
   }

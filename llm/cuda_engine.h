@@ -29,8 +29,8 @@ absl::StatusOr<double> CudaMemoryBandwidth();
 // here (see NewDecodeEngine); a step with more rows grows them, aborting
 // if the GPU has no room left.
 absl::StatusOr<std::unique_ptr<DecodeEngine>> NewCudaEngine(const LlamaModel* model,
-                                                             size_t kv_blocks, int block_size,
-                                                             int max_step_rows = 0);
+                                                            size_t kv_blocks, int block_size,
+                                                            int max_step_rows = 0);
 
 }  // namespace quiver::llm
 

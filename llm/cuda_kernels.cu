@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "nn/cuda_launch.h"
 #include "llm/cuda_kernels.h"
+#include "nn/cuda_launch.h"
 
 namespace quiver::llm::cuda {
 namespace {
@@ -139,27 +139,51 @@ __global__ void MatVecKernel(Jobs jobs, const float* __restrict__ x, int rows, i
   const int o = blockIdx.x * kMatVecWarps + threadIdx.x / kWarp;
   if (o >= job.out) return;  // Whole warps leave together.
   switch (job.w.type) {
-    case WType::kF32: MatVecOutput<WType::kF32>(job, x, rows, cols, o); break;
-    case WType::kF16: MatVecOutput<WType::kF16>(job, x, rows, cols, o); break;
-    case WType::kBF16: MatVecOutput<WType::kBF16>(job, x, rows, cols, o); break;
-    case WType::kQ8_0: MatVecOutput<WType::kQ8_0>(job, x, rows, cols, o); break;
-    case WType::kQ4_0: MatVecOutput<WType::kQ4_0>(job, x, rows, cols, o); break;
-    case WType::kQ4_K: MatVecOutput<WType::kQ4_K>(job, x, rows, cols, o); break;
-    case WType::kQ5_K: MatVecOutput<WType::kQ5_K>(job, x, rows, cols, o); break;
-    case WType::kQ6_K: MatVecOutput<WType::kQ6_K>(job, x, rows, cols, o); break;
+    case WType::kF32:
+      MatVecOutput<WType::kF32>(job, x, rows, cols, o);
+      break;
+    case WType::kF16:
+      MatVecOutput<WType::kF16>(job, x, rows, cols, o);
+      break;
+    case WType::kBF16:
+      MatVecOutput<WType::kBF16>(job, x, rows, cols, o);
+      break;
+    case WType::kQ8_0:
+      MatVecOutput<WType::kQ8_0>(job, x, rows, cols, o);
+      break;
+    case WType::kQ4_0:
+      MatVecOutput<WType::kQ4_0>(job, x, rows, cols, o);
+      break;
+    case WType::kQ4_K:
+      MatVecOutput<WType::kQ4_K>(job, x, rows, cols, o);
+      break;
+    case WType::kQ5_K:
+      MatVecOutput<WType::kQ5_K>(job, x, rows, cols, o);
+      break;
+    case WType::kQ6_K:
+      MatVecOutput<WType::kQ6_K>(job, x, rows, cols, o);
+      break;
   }
 }
 
 __host__ __device__ float LoadAny(const Weight& w, size_t i) {
   switch (w.type) {
-    case WType::kF32: return LoadW<WType::kF32>(w, i);
-    case WType::kF16: return LoadW<WType::kF16>(w, i);
-    case WType::kBF16: return LoadW<WType::kBF16>(w, i);
-    case WType::kQ8_0: return LoadW<WType::kQ8_0>(w, i);
-    case WType::kQ4_0: return LoadW<WType::kQ4_0>(w, i);
-    case WType::kQ4_K: return LoadW<WType::kQ4_K>(w, i);
-    case WType::kQ5_K: return LoadW<WType::kQ5_K>(w, i);
-    case WType::kQ6_K: return LoadW<WType::kQ6_K>(w, i);
+    case WType::kF32:
+      return LoadW<WType::kF32>(w, i);
+    case WType::kF16:
+      return LoadW<WType::kF16>(w, i);
+    case WType::kBF16:
+      return LoadW<WType::kBF16>(w, i);
+    case WType::kQ8_0:
+      return LoadW<WType::kQ8_0>(w, i);
+    case WType::kQ4_0:
+      return LoadW<WType::kQ4_0>(w, i);
+    case WType::kQ4_K:
+      return LoadW<WType::kQ4_K>(w, i);
+    case WType::kQ5_K:
+      return LoadW<WType::kQ5_K>(w, i);
+    case WType::kQ6_K:
+      return LoadW<WType::kQ6_K>(w, i);
   }
   return 0.0f;
 }
@@ -167,7 +191,8 @@ __host__ __device__ float LoadAny(const Weight& w, size_t i) {
 __global__ void EmbedKernel(Weight table, const int32_t* tokens, int dim, float* x) {
   const int r = blockIdx.x;
   const size_t base = static_cast<size_t>(tokens[r]) * dim;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x) x[static_cast<size_t>(r) * dim + i] = LoadAny(table, base + i);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x)
+    x[static_cast<size_t>(r) * dim + i] = LoadAny(table, base + i);
 }
 
 // One block per row. The sum of squares is a fixed tree over the block's
@@ -217,8 +242,9 @@ __device__ __forceinline__ size_t KvOffset(const KvView& kv, int block, int laye
   return ((static_cast<size_t>(block) * kv.layers + layer) * kv.block_size + slot) * kv.kv_dim;
 }
 
-__global__ void StoreKvKernel(KvView kv, int layer, const float* k, const float* v, const int32_t* pos,
-                              const int32_t* tables, const int32_t* table_start) {
+__global__ void StoreKvKernel(KvView kv, int layer, const float* k, const float* v,
+                              const int32_t* pos, const int32_t* tables,
+                              const int32_t* table_start) {
   const int r = blockIdx.x;
   const int p = pos[r];
   const int block = tables[table_start[r] + p / kv.block_size];
@@ -355,8 +381,8 @@ void Attention(KvView kv, int layer, const float* q, const int32_t* pos, const i
                float* out, cudaStream_t s) {
   if (rows == 0) return;
   const dim3 grid(rows, n_heads);
-  QUIVER_CUDA_LAUNCH(AttentionKernel, grid, kAttnWarps * kWarp, 0, s)(
-      kv, layer, q, pos, tables, table_start, n_heads, kv_mul, head_size, out);
+  QUIVER_CUDA_LAUNCH(AttentionKernel, grid, kAttnWarps * kWarp, 0, s)
+  (kv, layer, q, pos, tables, table_start, n_heads, kv_mul, head_size, out);
 }
 
 void SwiGlu(float* gate, const float* up, size_t n, cudaStream_t s) {

@@ -17,8 +17,8 @@ namespace quiver::llm::cuda {
 enum class WType : int32_t { kF32 = 0, kF16, kBF16, kQ8_0, kQ4_0, kQ4_K, kQ5_K, kQ6_K };
 struct Weight {
   WType type = WType::kF32;
-  const void* data = nullptr;    // float, uint16 bits, int8, packed nibbles or super-blocks.
-  const float* scales = nullptr; // Q8_0 / Q4_0: one per 32 values.
+  const void* data = nullptr;     // float, uint16 bits, int8, packed nibbles or super-blocks.
+  const float* scales = nullptr;  // Q8_0 / Q4_0: one per 32 values.
 };
 
 // Value i of `w` as float32 by the kernels' own decoding, run on the host
@@ -31,7 +31,7 @@ float LoadWeightOnHost(const Weight& w, size_t i);
 // accumulate: add to y (a residual) instead of overwriting it.
 struct MatVecJob {
   Weight w;
-  size_t offset = 0;         // Values; a multiple of 32 for Q8_0 / Q4_0, of 256 for K-quants.
+  size_t offset = 0;  // Values; a multiple of 32 for Q8_0 / Q4_0, of 256 for K-quants.
   int out = 0;
   const float* bias = nullptr;  // [out] or null.
   float* y = nullptr;           // [rows][out].

@@ -36,8 +36,10 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> NewDecodeEngine(const LlamaModel* 
   if (device == "cpu" || (device == "auto" && !CudaDeviceVisible())) {
     return NewCpuEngine(model, kv_blocks, block_size);
   }
-  if (device == "cuda" || device == "auto") return NewCudaEngine(model, kv_blocks, block_size, max_step_rows);
-  return absl::InvalidArgumentError(StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
+  if (device == "cuda" || device == "auto")
+    return NewCudaEngine(model, kv_blocks, block_size, max_step_rows);
+  return absl::InvalidArgumentError(
+      StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
 }
 
 #ifndef QUIVER_HAVE_CUDA_ENGINE

@@ -16,12 +16,12 @@ absl::StatusOr<std::unique_ptr<Generator>> Generator::Load(const GeneratorOption
   ASSIGN_OR_RETURN(g->loaded_, LoadModel(options.model));
   g->name_ = ModelName(options.model.path);
   const LlamaModel* model = g->loaded_.model.get();
-  ASSIGN_OR_RETURN(std::unique_ptr<DecodeEngine> engine,
-                   NewDecodeEngine(model, options.device,
-                                   KvCacheBlocks(model->config(), options.scheduler),
-                                   options.scheduler.block_size, MaxStepRows(options.scheduler)));
-  g->scheduler_ = std::make_unique<Scheduler>(std::move(engine), g->loaded_.tokenizer.get(),
-                                              options.scheduler);
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<DecodeEngine> engine,
+      NewDecodeEngine(model, options.device, KvCacheBlocks(model->config(), options.scheduler),
+                      options.scheduler.block_size, MaxStepRows(options.scheduler)));
+  g->scheduler_ =
+      std::make_unique<Scheduler>(std::move(engine), g->loaded_.tokenizer.get(), options.scheduler);
   const std::string& source = g->loaded_.tokenizer->info().chat_template;
   if (source.empty()) {
     g->chat_template_error_ = absl::InvalidArgumentError(
@@ -36,8 +36,12 @@ absl::StatusOr<std::unique_ptr<Generator>> Generator::Load(const GeneratorOption
   }
   const LlamaConfig& c = model->config();
   Log(LogLevel::kInfo, "generator loaded",
-      {{"model", g->name_}, {"dim", c.dim}, {"layers", c.n_layers}, {"context", c.seq_len},
-       {"max_seqs", options.scheduler.max_seqs}, {"device", std::string(g->device())}});
+      {{"model", g->name_},
+       {"dim", c.dim},
+       {"layers", c.n_layers},
+       {"context", c.seq_len},
+       {"max_seqs", options.scheduler.max_seqs},
+       {"device", std::string(g->device())}});
   return g;
 }
 
@@ -57,7 +61,8 @@ absl::StatusOr<GenerateParams> Generator::Prepare(const GenerationRequest& req) 
   }
   GenerateParams p;
   if (!req.messages.empty()) {
-    if (!req.prompt.empty()) return absl::InvalidArgumentError("send a prompt or messages, not both");
+    if (!req.prompt.empty())
+      return absl::InvalidArgumentError("send a prompt or messages, not both");
     for (size_t i = 0; i < req.messages.size(); ++i) {
       const ChatMessage& m = req.messages[i];
       if (m.role.empty()) return absl::InvalidArgumentError(StrCat("message ", i, " has no role"));

@@ -13,13 +13,13 @@
 #include <map>
 #include <variant>
 
-#include "nn/half.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "nn/half.h"
 
 namespace quiver::llm {
-using ::quiver::nn::HalfToFloat;
 using ::quiver::nn::FloatToHalf;
+using ::quiver::nn::HalfToFloat;
 namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian.
@@ -28,13 +28,25 @@ constexpr int kQ8Block = 32;
 constexpr int kSuperBlock = 256;  // K-quants.
 
 WeightTensor::Type KType(uint32_t ggml_type) {
-  return ggml_type == 12 ? WeightTensor::Type::kQ4_K
+  return ggml_type == 12   ? WeightTensor::Type::kQ4_K
          : ggml_type == 13 ? WeightTensor::Type::kQ5_K
                            : WeightTensor::Type::kQ6_K;
 }
 // Metadata value types.
 enum : uint32_t {
-  kU8 = 0, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64
+  kU8 = 0,
+  kI8,
+  kU16,
+  kI16,
+  kU32,
+  kI32,
+  kF32,
+  kBool,
+  kString,
+  kArray,
+  kU64,
+  kI64,
+  kF64
 };
 const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's space.
 
@@ -102,13 +114,16 @@ void EncodeQ4K(const float* x, std::string* out) {
   uint8_t q[256];
   for (int j = 0; j < 8; ++j) {
     const float dd = d * ls[j], dm = dmin * lm[j];
-    for (int l = 0; l < 32; ++l) q[32 * j + l] = static_cast<uint8_t>(dd > 0 ? std::clamp(Nearest((x[32 * j + l] + dm) / dd), 0, 15) : 0);
+    for (int l = 0; l < 32; ++l)
+      q[32 * j + l] =
+          static_cast<uint8_t>(dd > 0 ? std::clamp(Nearest((x[32 * j + l] + dm) / dd), 0, 15) : 0);
   }
   out->append(reinterpret_cast<const char*>(&dh), 2);
   out->append(reinterpret_cast<const char*>(&mh), 2);
   out->append(reinterpret_cast<const char*>(scales), 12);
   for (int g = 0; g < 4; ++g) {
-    for (int l = 0; l < 32; ++l) out->push_back(static_cast<char>(q[64 * g + l] | (q[64 * g + 32 + l] << 4)));
+    for (int l = 0; l < 32; ++l)
+      out->push_back(static_cast<char>(q[64 * g + l] | (q[64 * g + 32 + l] << 4)));
   }
 }
 
@@ -128,7 +143,8 @@ void EncodeQ6K(const float* x, std::string* out) {
     sc[j] = static_cast<int8_t>(std::clamp(d > 0 ? Nearest(scale[j] / d) : 0, -128, 127));
     const float dd = d * sc[j];
     for (int l = 0; l < 16; ++l) {
-      L[16 * j + l] = static_cast<uint8_t>((dd != 0 ? std::clamp(Nearest(x[16 * j + l] / dd), -32, 31) : 0) + 32);
+      L[16 * j + l] = static_cast<uint8_t>(
+          (dd != 0 ? std::clamp(Nearest(x[16 * j + l] / dd), -32, 31) : 0) + 32);
     }
   }
   uint8_t ql[128], qh[64];
@@ -137,8 +153,8 @@ void EncodeQ6K(const float* x, std::string* out) {
     for (int l = 0; l < 32; ++l) {
       ql[64 * half + l] = static_cast<uint8_t>((v[l] & 0xF) | ((v[l + 64] & 0xF) << 4));
       ql[64 * half + 32 + l] = static_cast<uint8_t>((v[l + 32] & 0xF) | ((v[l + 96] & 0xF) << 4));
-      qh[32 * half + l] = static_cast<uint8_t>((v[l] >> 4) | ((v[l + 32] >> 4) << 2) | ((v[l + 64] >> 4) << 4) |
-                                               ((v[l + 96] >> 4) << 6));
+      qh[32 * half + l] = static_cast<uint8_t>((v[l] >> 4) | ((v[l + 32] >> 4) << 2) |
+                                               ((v[l + 64] >> 4) << 4) | ((v[l + 96] >> 4) << 6));
     }
   }
   out->append(reinterpret_cast<const char*>(ql), 128);
@@ -148,16 +164,21 @@ void EncodeQ6K(const float* x, std::string* out) {
 }
 
 OutTensor Encode(std::string name, const float* v, uint64_t rows, uint64_t cols, GgufType type) {
-  OutTensor t{std::move(name), rows == 1 ? std::vector<uint64_t>{cols} : std::vector<uint64_t>{cols, rows},
-              type, {}};
+  OutTensor t{std::move(name),
+              rows == 1 ? std::vector<uint64_t>{cols} : std::vector<uint64_t>{cols, rows},
+              type,
+              {}};
   const bool blocked = type == GgufType::kQ8_0 || type == GgufType::kQ4_0;
   const bool super = type == GgufType::kQ4_K || type == GgufType::kQ6_K;
-  if ((blocked && (cols % kQ8Block != 0 || rows == 1)) || (super && (cols % kSuperBlock != 0 || rows == 1))) {
+  if ((blocked && (cols % kQ8Block != 0 || rows == 1)) ||
+      (super && (cols % kSuperBlock != 0 || rows == 1))) {
     t.type = GgufType::kF32;
   }
   const uint64_t n = rows * cols;
   switch (t.type) {
-    case GgufType::kF32: t.data.assign(reinterpret_cast<const char*>(v), n * 4); break;
+    case GgufType::kF32:
+      t.data.assign(reinterpret_cast<const char*>(v), n * 4);
+      break;
     case GgufType::kF16:
       for (uint64_t i = 0; i < n; ++i) {
         const uint16_t h = FloatToHalf(v[i]);
@@ -194,7 +215,8 @@ OutTensor Encode(std::string name, const float* v, uint64_t rows, uint64_t cols,
         t.data.append(reinterpret_cast<const char*>(&dh), 2);
         for (int i = 0; i < kQ8Block / 2; ++i) {
           const int lo = std::min(15, static_cast<int>(static_cast<int8_t>(v[b + i] * id + 8.5f)));
-          const int hi = std::min(15, static_cast<int>(static_cast<int8_t>(v[b + 16 + i] * id + 8.5f)));
+          const int hi =
+              std::min(15, static_cast<int>(static_cast<int8_t>(v[b + 16 + i] * id + 8.5f)));
           t.data.push_back(static_cast<char>(lo | (hi << 4)));
         }
       }
@@ -231,7 +253,9 @@ class Reader {
   }
   size_t pos() const { return pos_; }
   std::string_view data() const { return data_; }
-  absl::Status Truncated() const { return absl::DataLossError(StrCat(path_, ": truncated or malformed GGUF")); }
+  absl::Status Truncated() const {
+    return absl::DataLossError(StrCat(path_, ": truncated or malformed GGUF"));
+  }
 
  private:
   std::string_view data_;
@@ -248,18 +272,78 @@ struct Value {
 
 bool ReadScalar(Reader& r, uint32_t type, Scalar* out) {
   switch (type) {
-    case kU8: { uint8_t v; if (!r.Get(&v, 1)) return false; *out = uint64_t{v}; return true; }
-    case kI8: { int8_t v; if (!r.Get(&v, 1)) return false; *out = int64_t{v}; return true; }
-    case kU16: { uint16_t v; if (!r.Get(&v, 2)) return false; *out = uint64_t{v}; return true; }
-    case kI16: { int16_t v; if (!r.Get(&v, 2)) return false; *out = int64_t{v}; return true; }
-    case kU32: { uint32_t v; if (!r.Get(&v, 4)) return false; *out = uint64_t{v}; return true; }
-    case kI32: { int32_t v; if (!r.Get(&v, 4)) return false; *out = int64_t{v}; return true; }
-    case kF32: { float v; if (!r.Get(&v, 4)) return false; *out = double{v}; return true; }
-    case kBool: { uint8_t v; if (!r.Get(&v, 1)) return false; *out = v != 0; return true; }
-    case kString: { std::string s; if (!r.Str(&s)) return false; *out = std::move(s); return true; }
-    case kU64: { uint64_t v; if (!r.Get(&v, 8)) return false; *out = v; return true; }
-    case kI64: { int64_t v; if (!r.Get(&v, 8)) return false; *out = v; return true; }
-    case kF64: { double v; if (!r.Get(&v, 8)) return false; *out = v; return true; }
+    case kU8: {
+      uint8_t v;
+      if (!r.Get(&v, 1)) return false;
+      *out = uint64_t{v};
+      return true;
+    }
+    case kI8: {
+      int8_t v;
+      if (!r.Get(&v, 1)) return false;
+      *out = int64_t{v};
+      return true;
+    }
+    case kU16: {
+      uint16_t v;
+      if (!r.Get(&v, 2)) return false;
+      *out = uint64_t{v};
+      return true;
+    }
+    case kI16: {
+      int16_t v;
+      if (!r.Get(&v, 2)) return false;
+      *out = int64_t{v};
+      return true;
+    }
+    case kU32: {
+      uint32_t v;
+      if (!r.Get(&v, 4)) return false;
+      *out = uint64_t{v};
+      return true;
+    }
+    case kI32: {
+      int32_t v;
+      if (!r.Get(&v, 4)) return false;
+      *out = int64_t{v};
+      return true;
+    }
+    case kF32: {
+      float v;
+      if (!r.Get(&v, 4)) return false;
+      *out = double{v};
+      return true;
+    }
+    case kBool: {
+      uint8_t v;
+      if (!r.Get(&v, 1)) return false;
+      *out = v != 0;
+      return true;
+    }
+    case kString: {
+      std::string s;
+      if (!r.Str(&s)) return false;
+      *out = std::move(s);
+      return true;
+    }
+    case kU64: {
+      uint64_t v;
+      if (!r.Get(&v, 8)) return false;
+      *out = v;
+      return true;
+    }
+    case kI64: {
+      int64_t v;
+      if (!r.Get(&v, 8)) return false;
+      *out = v;
+      return true;
+    }
+    case kF64: {
+      double v;
+      if (!r.Get(&v, 8)) return false;
+      *out = v;
+      return true;
+    }
   }
   return false;
 }
@@ -293,7 +377,8 @@ absl::StatusOr<Json> PreTokenizerFor(const std::string& pre, bool* ignore_merges
                              {"invert", false}});
   };
   auto byte_level = [](bool regex) {
-    return Json(Json::Object{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", regex}});
+    return Json(
+        Json::Object{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", regex}});
   };
   auto seq = [](Json::Array steps) {
     return Json(Json::Object{{"type", "Sequence"}, {"pretokenizers", Json(std::move(steps))}});
@@ -303,13 +388,15 @@ absl::StatusOr<Json> PreTokenizerFor(const std::string& pre, bool* ignore_merges
     *ignore_merges = true;  // As Llama 3's tokenizer.json.
     return seq({split(kLlama3Split), byte_level(false)});
   }
-  if (pre == "qwen2" || pre == "deepseek-r1-qwen") return seq({split(kQwen2Split), byte_level(false)});
+  if (pre == "qwen2" || pre == "deepseek-r1-qwen")
+    return seq({split(kQwen2Split), byte_level(false)});
   if (pre == "smollm") {
-    return seq({Json(Json::Object{{"type", "Digits"}, {"individual_digits", true}}), byte_level(true)});
+    return seq(
+        {Json(Json::Object{{"type", "Digits"}, {"individual_digits", true}}), byte_level(true)});
   }
   if (pre.empty() || pre == "default" || pre == "gpt2" || pre == "gpt-2") return byte_level(true);
-  return absl::InvalidArgumentError(StrCat("tokenizer.ggml.pre \"", pre,
-                                           "\" is not supported (llama-bpe, qwen2, smollm, gpt2)"));
+  return absl::InvalidArgumentError(
+      StrCat("tokenizer.ggml.pre \"", pre, "\" is not supported (llama-bpe, qwen2, smollm, gpt2)"));
 }
 
 // A GGUF "gpt2" (byte-level BPE) vocabulary as a tokenizer.json tokenizer:
@@ -318,7 +405,8 @@ absl::StatusOr<Json> PreTokenizerFor(const std::string& pre, bool* ignore_merges
 absl::StatusOr<std::unique_ptr<TokenCodec>> ByteLevelCodec(const std::string& path,
                                                            const std::map<std::string, Value>& meta,
                                                            const std::vector<std::string>& tokens,
-                                                           const std::vector<int>& types, CodecInfo info) {
+                                                           const std::vector<int>& types,
+                                                           CodecInfo info) {
   Json::Object vocab;
   Json::Array added;
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -344,19 +432,21 @@ absl::StatusOr<std::unique_ptr<TokenCodec>> ByteLevelCodec(const std::string& pa
   bool ignore_merges = false;
   auto pre = PreTokenizerFor(pre_name != nullptr ? *pre_name : "", &ignore_merges);
   if (!pre.ok()) return absl::InvalidArgumentError(StrCat(path, ": ", pre.status().message()));
-  Json j(Json::Object{
-      {"model", Json(Json::Object{{"type", "BPE"},
-                                  {"vocab", Json(std::move(vocab))},
-                                  {"merges", Json(std::move(merges))},
-                                  {"ignore_merges", ignore_merges}})},
-      {"pre_tokenizer", *pre},
-      {"decoder", Json(Json::Object{{"type", "ByteLevel"}})},
-      {"added_tokens", Json(std::move(added))}});
+  Json j(Json::Object{{"model", Json(Json::Object{{"type", "BPE"},
+                                                  {"vocab", Json(std::move(vocab))},
+                                                  {"merges", Json(std::move(merges))},
+                                                  {"ignore_merges", ignore_merges}})},
+                      {"pre_tokenizer", *pre},
+                      {"decoder", Json(Json::Object{{"type", "ByteLevel"}})},
+                      {"added_tokens", Json(std::move(added))}});
   auto tokenizer = nn::Tokenizer::FromJson(j);
-  if (!tokenizer.ok()) return absl::Status(tokenizer.status().code(), StrCat(path, ": ", tokenizer.status().message()));
+  if (!tokenizer.ok())
+    return absl::Status(tokenizer.status().code(),
+                        StrCat(path, ": ", tokenizer.status().message()));
   const int n = static_cast<int>(tokens.size());
   info.add_bos = info.bos_id >= 0 && BoolMeta(meta, "tokenizer.ggml.add_bos_token", false);
-  if (info.bos_id >= n || info.bos_id < -1) return absl::InvalidArgumentError(StrCat(path, ": bad bos_token_id"));
+  if (info.bos_id >= n || info.bos_id < -1)
+    return absl::InvalidArgumentError(StrCat(path, ": bad bos_token_id"));
   if (info.bos_id >= 0) info.bos_token = tokens[info.bos_id];
   for (int id : info.end_ids) {
     if (id >= n) return absl::InvalidArgumentError(StrCat(path, ": bad eos/eot token id"));
@@ -415,7 +505,8 @@ absl::Status WriteGgufFile(const std::string& path, const std::vector<GgufMeta>&
     uint64_t n = 1;
     for (uint64_t d : t.dims) n *= d;
     if (n != t.values.size() || n == 0) {
-      return absl::InvalidArgumentError(StrCat("tensor ", t.name, ": ", t.values.size(), " values for its shape"));
+      return absl::InvalidArgumentError(
+          StrCat("tensor ", t.name, ": ", t.values.size(), " values for its shape"));
     }
     OutTensor o = Encode(t.name, t.values.data(), n / cols, cols, t.type);
     o.dims = t.dims;
@@ -447,7 +538,8 @@ absl::Status WriteGgufFile(const std::string& path, const std::vector<GgufMeta>&
     f.write(out.out().data(), static_cast<std::streamsize>(out.out().size()));
     if (!f) return absl::InternalError(StrCat("cannot write ", tmp));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return absl::InternalError(StrCat("cannot rename to ", path));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    return absl::InternalError(StrCat("cannot rename to ", path));
   return absl::OkStatus();
 }
 
@@ -462,9 +554,11 @@ absl::Status WriteGguf(const std::string& path, const LlamaModel& model,
   const LlamaModel::Weights w = model.weights();
   std::vector<GgufTensor> tensors;
   const uint64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim();
-  auto add = [&](std::string tname, std::span<const float> all, uint64_t offset, uint64_t rows, uint64_t cols) {
-    GgufTensor t{std::move(tname), rows == 1 ? std::vector<uint64_t>{cols} : std::vector<uint64_t>{cols, rows},
-                 type, std::vector<float>(all.begin() + offset, all.begin() + offset + rows * cols)};
+  auto add = [&](std::string tname, std::span<const float> all, uint64_t offset, uint64_t rows,
+                 uint64_t cols) {
+    GgufTensor t{std::move(tname),
+                 rows == 1 ? std::vector<uint64_t>{cols} : std::vector<uint64_t>{cols, rows}, type,
+                 std::vector<float>(all.begin() + offset, all.begin() + offset + rows * cols)};
     tensors.push_back(std::move(t));
   };
   add("token_embd.weight", w.embedding, 0, c.vocab_size, dim);
@@ -543,10 +637,12 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
   Reader r(data, path);
   uint32_t magic, version;
   uint64_t n_tensors, n_kv;
-  if (!r.U32(&magic) || magic != kMagic) return absl::InvalidArgumentError(StrCat(path, ": not a GGUF file"));
+  if (!r.U32(&magic) || magic != kMagic)
+    return absl::InvalidArgumentError(StrCat(path, ": not a GGUF file"));
   if (!r.U32(&version) || !r.U64(&n_tensors) || !r.U64(&n_kv)) return r.Truncated();
   if (version < 2 || version > 3) {
-    return absl::InvalidArgumentError(StrCat(path, ": GGUF version ", version, " is not supported"));
+    return absl::InvalidArgumentError(
+        StrCat(path, ": GGUF version ", version, " is not supported"));
   }
   if (n_tensors > (1u << 20) || n_kv > (1u << 20)) return r.Truncated();
   std::map<std::string, Value> meta;
@@ -583,8 +679,8 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
   };
   const std::string arch = str("general.architecture");
   if (arch != "llama" && arch != "qwen2") {
-    return absl::InvalidArgumentError(StrCat(path, ": architecture \"", arch,
-                                             "\" is not supported (llama, qwen2)"));
+    return absl::InvalidArgumentError(
+        StrCat(path, ": architecture \"", arch, "\" is not supported (llama, qwen2)"));
   }
   const std::string a = arch + ".";
   LlamaConfig c;
@@ -596,14 +692,16 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
   c.seq_len = static_cast<int>(num(a + "context_length", 2048));
   c.rope_theta = static_cast<float>(num(a + "rope.freq_base", 10000.0));
   c.norm_eps = static_cast<float>(num(a + "attention.layer_norm_rms_epsilon", 1e-5));
-  if (const std::string scaling = str(a + "rope.scaling.type"); !scaling.empty() && scaling != "none") {
+  if (const std::string scaling = str(a + "rope.scaling.type");
+      !scaling.empty() && scaling != "none") {
     if (scaling != "linear") {
-      return absl::InvalidArgumentError(StrCat(path, ": rope scaling \"", scaling,
-                                               "\" is not supported (linear)"));
+      return absl::InvalidArgumentError(
+          StrCat(path, ": rope scaling \"", scaling, "\" is not supported (linear)"));
     }
     c.rope_scaling.type = RopeScaling::Type::kLinear;
     c.rope_scaling.factor = static_cast<float>(num(a + "rope.scaling.factor", 1.0));
-    if (!(c.rope_scaling.factor > 0)) return absl::InvalidArgumentError(StrCat(path, ": bad rope scaling factor"));
+    if (!(c.rope_scaling.factor > 0))
+      return absl::InvalidArgumentError(StrCat(path, ": bad rope scaling factor"));
   }
   // Tokenizer.
   auto tok_it = meta.find("tokenizer.ggml.tokens");
@@ -638,8 +736,9 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
     ASSIGN_OR_RETURN(out.tokenizer, ByteLevelCodec(path, meta, raw_tokens, types, info));
     c.vocab_size = static_cast<int>(raw_tokens.size());
   } else if (tokenizer_model != "llama") {
-    return absl::InvalidArgumentError(StrCat(path, ": tokenizer \"", tokenizer_model,
-                                             "\" is not supported (SentencePiece \"llama\", byte-level BPE \"gpt2\")"));
+    return absl::InvalidArgumentError(
+        StrCat(path, ": tokenizer \"", tokenizer_model,
+               "\" is not supported (SentencePiece \"llama\", byte-level BPE \"gpt2\")"));
   }
   auto score_it = meta.find("tokenizer.ggml.scores");
   for (size_t i = 0; i < raw_tokens.size() && tokenizer_model == "llama"; ++i) {
@@ -654,8 +753,8 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
       }
     }
     tokens.push_back(std::move(t));
-    const bool has_score = score_it != meta.end() && score_it->second.is_array &&
-                           i < score_it->second.array.size();
+    const bool has_score =
+        score_it != meta.end() && score_it->second.is_array && i < score_it->second.array.size();
     scores.push_back(has_score ? static_cast<float>(AsNumber(score_it->second.array[i])) : 0.0f);
   }
   c.vocab_size = static_cast<int>(raw_tokens.size());
@@ -682,36 +781,47 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
   if (alignment == 0) return r.Truncated();
   const uint64_t base = (r.pos() + alignment - 1) / alignment * alignment;
   // A tensor as stored (F32, F16 or Q8_0), after checking its shape.
-  auto load = [&](const std::string& name, uint64_t rows, uint64_t cols) -> absl::StatusOr<WeightTensor> {
+  auto load = [&](const std::string& name, uint64_t rows,
+                  uint64_t cols) -> absl::StatusOr<WeightTensor> {
     auto it = infos.find(name);
-    if (it == infos.end()) return absl::InvalidArgumentError(StrCat(path, ": missing tensor ", name));
+    if (it == infos.end())
+      return absl::InvalidArgumentError(StrCat(path, ": missing tensor ", name));
     const Info& t = it->second;
     uint64_t n = 1;
     for (uint64_t d : t.dims) n *= d;
     if (n != rows * cols || (t.dims.size() > 0 && t.dims[0] != cols)) {
-      return absl::InvalidArgumentError(StrCat(path, ": tensor ", name, " has the wrong shape for the config"));
+      return absl::InvalidArgumentError(
+          StrCat(path, ": tensor ", name, " has the wrong shape for the config"));
     }
     uint64_t bytes;
     switch (t.type) {
-      case 0: bytes = n * 4; break;
-      case 1: bytes = n * 2; break;
+      case 0:
+        bytes = n * 4;
+        break;
+      case 1:
+        bytes = n * 2;
+        break;
       case 8:
-        if (cols % kQ8Block != 0) return absl::InvalidArgumentError(StrCat(path, ": bad Q8_0 tensor ", name));
+        if (cols % kQ8Block != 0)
+          return absl::InvalidArgumentError(StrCat(path, ": bad Q8_0 tensor ", name));
         bytes = n / kQ8Block * (2 + kQ8Block);
         break;
       case 2:
-        if (cols % kQ8Block != 0) return absl::InvalidArgumentError(StrCat(path, ": bad Q4_0 tensor ", name));
+        if (cols % kQ8Block != 0)
+          return absl::InvalidArgumentError(StrCat(path, ": bad Q4_0 tensor ", name));
         bytes = n / kQ8Block * (2 + kQ8Block / 2);
         break;
       case 12:
       case 13:
       case 14:
-        if (cols % kSuperBlock != 0) return absl::InvalidArgumentError(StrCat(path, ": bad K-quant tensor ", name));
+        if (cols % kSuperBlock != 0)
+          return absl::InvalidArgumentError(StrCat(path, ": bad K-quant tensor ", name));
         bytes = n / kSuperBlock * WeightTensor::KBlockBytes(KType(t.type));
         break;
       default:
-        return absl::InvalidArgumentError(StrCat(path, ": tensor ", name, " has type ", t.type,
-                                                 " (F32, F16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K are supported)"));
+        return absl::InvalidArgumentError(
+            StrCat(path, ": tensor ", name, " has type ", t.type,
+                   " (F32, F16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K are supported)"));
     }
     if (base + t.offset + bytes > data.size()) return r.Truncated();
     const char* p = data.data() + base + t.offset;
@@ -751,7 +861,8 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
     }
     return WeightTensor::Q8_0(std::move(q), std::move(scales));
   };
-  auto load_floats = [&](const std::string& name, uint64_t rows, uint64_t cols) -> absl::StatusOr<std::vector<float>> {
+  auto load_floats = [&](const std::string& name, uint64_t rows,
+                         uint64_t cols) -> absl::StatusOr<std::vector<float>> {
     ASSIGN_OR_RETURN(WeightTensor t, load(name, rows, cols));
     std::vector<float> out(t.size());
     t.Read(0, t.size(), out.data());
@@ -813,7 +924,8 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
     auto spm = Llama2cTokenizer::FromVocab(std::move(tokens), std::move(scores));
     std::vector<int> specials;
     for (size_t i = 0; i < types.size(); ++i) {
-      if (types[i] == 3 || types[i] == 4) specials.push_back(static_cast<int>(i));  // Control, user-defined.
+      if (types[i] == 3 || types[i] == 4)
+        specials.push_back(static_cast<int>(i));  // Control, user-defined.
     }
     spm->SetSpecialTokens(std::move(specials));
     CodecInfo& si = *spm->mutable_info();
@@ -822,7 +934,8 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
     si.add_bos = BoolMeta(meta, "tokenizer.ggml.add_bos_token", true);
     si.chat_template = info.chat_template;
     if (si.bos_id >= 0 && si.bos_id < spm->vocab_size()) si.bos_token = spm->tokens()[si.bos_id];
-    if (!si.end_ids.empty() && si.end_ids[0] < spm->vocab_size()) si.eos_token = spm->tokens()[si.end_ids[0]];
+    if (!si.end_ids.empty() && si.end_ids[0] < spm->vocab_size())
+      si.eos_token = spm->tokens()[si.end_ids[0]];
     out.tokenizer = std::move(spm);
   }
   return out;

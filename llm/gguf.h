@@ -24,9 +24,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "llm/model.h"
 #include "llm/llama2c_tokenizer.h"
 #include "llm/load.h"
+#include "llm/model.h"
 
 namespace quiver::llm {
 

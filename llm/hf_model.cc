@@ -60,9 +60,11 @@ class WeightFiles {
         return absl::InvalidArgumentError(StrCat(index.string(), ": no weight_map"));
       }
       for (const auto& [name, file] : map->as_object()) {
-        if (!file.is_string()) return absl::InvalidArgumentError(StrCat(index.string(), ": bad weight_map"));
+        if (!file.is_string())
+          return absl::InvalidArgumentError(StrCat(index.string(), ": bad weight_map"));
         if (!w.files_.contains(file.as_string())) {
-          ASSIGN_OR_RETURN(w.files_[file.as_string()], nn::SafetensorsFile::Open((dir / file.as_string()).string()));
+          ASSIGN_OR_RETURN(w.files_[file.as_string()],
+                           nn::SafetensorsFile::Open((dir / file.as_string()).string()));
         }
         w.by_name_[name] = w.files_[file.as_string()].get();
       }
@@ -83,7 +85,8 @@ class WeightFiles {
     if (info->dtype == nn::DType::kBF16 || info->dtype == nn::DType::kF16) {
       std::vector<uint16_t> v(static_cast<size_t>(info->elements()));
       std::memcpy(v.data(), info->bytes.data(), v.size() * 2);
-      return info->dtype == nn::DType::kBF16 ? WeightTensor::BF16(std::move(v)) : WeightTensor::F16(std::move(v));
+      return info->dtype == nn::DType::kBF16 ? WeightTensor::BF16(std::move(v))
+                                             : WeightTensor::F16(std::move(v));
     }
     ASSIGN_OR_RETURN(std::vector<float> f, it->second->ReadFloat(name, shape));
     return WeightTensor::F32(std::move(f));
@@ -99,8 +102,8 @@ class WeightFiles {
 absl::StatusOr<LlamaConfig> ParseHfConfig(const Json& j) {
   const std::string type = String(j, "model_type");
   if (type != "llama" && type != "qwen2" && type != "mistral") {
-    return absl::InvalidArgumentError(StrCat("config.json: model_type \"", type,
-                                             "\" is not supported (llama, qwen2, mistral)"));
+    return absl::InvalidArgumentError(
+        StrCat("config.json: model_type \"", type, "\" is not supported (llama, qwen2, mistral)"));
   }
   LlamaConfig c;
   c.dim = static_cast<int>(Number(j, "hidden_size", 0));
@@ -114,20 +117,25 @@ absl::StatusOr<LlamaConfig> ParseHfConfig(const Json& j) {
   c.rope_theta = static_cast<float>(Number(j, "rope_theta", 10000.0));
   c.shared_classifier = Bool(j, "tie_word_embeddings", false);
   if (c.dim <= 0 || c.hidden_dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
-      c.vocab_size <= 0 || c.seq_len <= 0 || c.dim % c.n_heads != 0 || c.n_heads % c.n_kv_heads != 0 ||
-      c.head_size() % 2 != 0) {
+      c.vocab_size <= 0 || c.seq_len <= 0 || c.dim % c.n_heads != 0 ||
+      c.n_heads % c.n_kv_heads != 0 || c.head_size() % 2 != 0) {
     return absl::InvalidArgumentError("config.json: sizes missing or impossible");
   }
   if (Number(j, "head_dim", c.head_size()) != c.head_size()) {
-    return absl::InvalidArgumentError("config.json: head_dim other than hidden_size / num_attention_heads is not supported");
+    return absl::InvalidArgumentError(
+        "config.json: head_dim other than hidden_size / num_attention_heads is not supported");
   }
   const std::string act = String(j, "hidden_act");
   if (!act.empty() && act != "silu") {
-    return absl::InvalidArgumentError(StrCat("config.json: hidden_act \"", act, "\" is not supported (silu)"));
+    return absl::InvalidArgumentError(
+        StrCat("config.json: hidden_act \"", act, "\" is not supported (silu)"));
   }
-  if (Bool(j, "mlp_bias", false)) return absl::InvalidArgumentError("config.json: mlp_bias is not supported");
-  if (const Json* window = Field(j, "sliding_window"); window != nullptr && window->is_number() &&
-      (type == "mistral" || Bool(j, "use_sliding_window", false)) && window->as_number() < c.seq_len) {
+  if (Bool(j, "mlp_bias", false))
+    return absl::InvalidArgumentError("config.json: mlp_bias is not supported");
+  if (const Json* window = Field(j, "sliding_window");
+      window != nullptr && window->is_number() &&
+      (type == "mistral" || Bool(j, "use_sliding_window", false)) &&
+      window->as_number() < c.seq_len) {
     // Within the window, sliding-window attention is full attention.
     c.seq_len = static_cast<int>(window->as_number());
   }
@@ -152,7 +160,8 @@ absl::StatusOr<LlamaConfig> ParseHfConfig(const Json& j) {
       return absl::InvalidArgumentError(StrCat("config.json: rope_scaling type \"", kind,
                                                "\" is not supported (linear, llama3)"));
     }
-    if (!(r.factor > 0)) return absl::InvalidArgumentError("config.json: rope_scaling factor must be > 0");
+    if (!(r.factor > 0))
+      return absl::InvalidArgumentError("config.json: rope_scaling factor must be > 0");
   }
   return c;
 }
@@ -161,15 +170,19 @@ absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir_name) {
   const std::filesystem::path dir(dir_name);
   ASSIGN_OR_RETURN(Json config_json, ReadJson(dir / "config.json"));
   auto parsed = ParseHfConfig(config_json);
-  if (!parsed.ok()) return absl::Status(parsed.status().code(), StrCat(dir_name, "/", parsed.status().message()));
+  if (!parsed.ok())
+    return absl::Status(parsed.status().code(), StrCat(dir_name, "/", parsed.status().message()));
   LlamaConfig c = *parsed;
-  const bool bias = String(config_json, "model_type") == "qwen2" || Bool(config_json, "attention_bias", false);
+  const bool bias =
+      String(config_json, "model_type") == "qwen2" || Bool(config_json, "attention_bias", false);
   ASSIGN_OR_RETURN(WeightFiles files, WeightFiles::Open(dir));
   const int64_t dim = c.dim, hid = c.hidden_dim, kv = c.kv_dim(), vocab = c.vocab_size;
   LlamaWeights<WeightTensor> w;
-  auto read = [&](const std::string& name, std::vector<int64_t> shape) -> absl::StatusOr<WeightTensor> {
+  auto read = [&](const std::string& name,
+                  std::vector<int64_t> shape) -> absl::StatusOr<WeightTensor> {
     auto t = files.Read(name, std::move(shape));
-    if (!t.ok()) return absl::Status(t.status().code(), StrCat(dir_name, ": ", t.status().message()));
+    if (!t.ok())
+      return absl::Status(t.status().code(), StrCat(dir_name, ": ", t.status().message()));
     return t;
   };
   ASSIGN_OR_RETURN(w.embedding, read("model.embed_tokens.weight", {vocab, dim}));
@@ -193,8 +206,8 @@ absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir_name) {
       {&w.bk, "self_attn.k_proj.bias", {kv}, c.n_kv_heads},
       {&w.bv, "self_attn.v_proj.bias", {kv}, 0},
   };
-  const bool is_bias[] = {false, false, false, false, false, false, false, false, false,
-                          true,  true,  true};
+  const bool is_bias[] = {false, false, false, false, false, false,
+                          false, false, false, true,  true,  true};
   std::vector<std::vector<WeightTensor>> layer_parts(parts.size());  // Per part, its layers.
   for (int l = 0; l < c.n_layers; ++l) {
     for (size_t k = 0; k < parts.size(); ++k) {
@@ -202,7 +215,8 @@ absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir_name) {
       if (is_bias[k] && !bias) continue;
       ASSIGN_OR_RETURN(WeightTensor t, read(StrCat("model.layers.", l, ".", p.name), p.shape));
       if (p.rotate_heads > 0) {
-        t = RotateHalfToInterleaved(t, 1, p.rotate_heads, c.head_size(), p.shape.size() == 2 ? p.shape[1] : 1);
+        t = RotateHalfToInterleaved(t, 1, p.rotate_heads, c.head_size(),
+                                    p.shape.size() == 2 ? p.shape[1] : 1);
       }
       layer_parts[k].push_back(std::move(t));
     }
@@ -234,7 +248,8 @@ absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir_name) {
   info.eos_token = TokenText(tok_config, "eos_token");
   info.bos_id = static_cast<int>(Number(config_json, "bos_token_id", -1));
   if (!info.bos_token.empty()) info.bos_id = tokenizer->TokenToId(info.bos_token);
-  if (info.bos_id >= 0 && info.bos_token.empty()) info.bos_token = tokenizer->IdToToken(info.bos_id);
+  if (info.bos_id >= 0 && info.bos_token.empty())
+    info.bos_token = tokenizer->IdToToken(info.bos_id);
   // Whether prompts start with BOS: tokenizer_config's add_bos_token, else
   // whether tokenizer.json's post-processor puts it there.
   auto probe = tokenizer->Encode("a", /*add_special=*/true);
@@ -255,7 +270,8 @@ absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir_name) {
     const int id = tokenizer->TokenToId(info.eos_token);
     if (id >= 0) info.end_ids.push_back(id);
   }
-  if (info.eos_token.empty() && !info.end_ids.empty()) info.eos_token = tokenizer->IdToToken(info.end_ids[0]);
+  if (info.eos_token.empty() && !info.end_ids.empty())
+    info.eos_token = tokenizer->IdToToken(info.end_ids[0]);
   if (const Json* t = Field(tok_config, "chat_template"); t != nullptr) {
     if (t->is_string()) {
       info.chat_template = t->as_string();
@@ -273,7 +289,8 @@ absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir_name) {
   }
   if (static_cast<int>(tokenizer->vocab_size()) > c.vocab_size) {
     return absl::InvalidArgumentError(StrCat(dir_name, ": tokenizer has ", tokenizer->vocab_size(),
-                                             " tokens, more than the model's vocab_size ", c.vocab_size));
+                                             " tokens, more than the model's vocab_size ",
+                                             c.vocab_size));
   }
   out.tokenizer = std::make_unique<HfCodec>(std::move(tokenizer), std::move(info));
   return out;

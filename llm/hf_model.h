@@ -16,8 +16,8 @@
 #include "absl/status/statusor.h"
 #include "common/json.h"
 #include "llm/codec.h"
-#include "llm/model.h"
 #include "llm/load.h"
+#include "llm/model.h"
 
 namespace quiver::llm {
 

@@ -48,7 +48,9 @@ class PagedKvCache : public KvBlockPool {
     float* kb = &k_[Base(block, layer)];
     for (int i = 0; i < kv_dim_; ++i) kb[static_cast<size_t>(i) * block_size() + offset] = key[i];
   }
-  float* Value(int block, int layer, int offset) { return &v_[Base(block, layer) + static_cast<size_t>(offset) * kv_dim_]; }
+  float* Value(int block, int layer, int offset) {
+    return &v_[Base(block, layer) + static_cast<size_t>(offset) * kv_dim_];
+  }
 
  private:
   size_t Base(int block, int layer) const {

@@ -8,8 +8,8 @@
 
 namespace quiver::llm {
 
-Generation Generate(const LlamaModel& model, const TokenCodec& tokenizer,
-                    std::string_view prompt, int steps, Sampler* sampler) {
+Generation Generate(const LlamaModel& model, const TokenCodec& tokenizer, std::string_view prompt,
+                    int steps, Sampler* sampler) {
   Generation g;
   auto ids = tokenizer.Tokenize(prompt, /*bos=*/true);
   if (!ids.ok() || ids->empty()) return g;
@@ -29,7 +29,8 @@ Generation Generate(const LlamaModel& model, const TokenCodec& tokenizer,
     g.ids.push_back(next);
     std::string piece = tokenizer.Decode(token, next);
     // run.c's safe_printf: lone unprintable bytes are not printed.
-    const bool unprintable = piece.size() == 1 && !std::isprint(static_cast<unsigned char>(piece[0])) &&
+    const bool unprintable = piece.size() == 1 &&
+                             !std::isprint(static_cast<unsigned char>(piece[0])) &&
                              !std::isspace(static_cast<unsigned char>(piece[0]));
     if (!unprintable) g.text += piece;
     token = next;

@@ -26,8 +26,8 @@ struct Generation {
 // run.c's generate loop: `steps` positions in all (prompt included), stopping
 // early at BOS. A prompt the tokenizer rejects (not UTF-8) gives an empty
 // generation.
-Generation Generate(const LlamaModel& model, const TokenCodec& tokenizer,
-                    std::string_view prompt, int steps, Sampler* sampler);
+Generation Generate(const LlamaModel& model, const TokenCodec& tokenizer, std::string_view prompt,
+                    int steps, Sampler* sampler);
 
 }  // namespace quiver::llm
 

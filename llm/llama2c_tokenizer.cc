@@ -45,7 +45,8 @@ std::unique_ptr<Llama2cTokenizer> Llama2cTokenizer::FromVocab(std::vector<std::s
   auto t = std::unique_ptr<Llama2cTokenizer>(new Llama2cTokenizer());
   t->vocab_ = std::move(tokens);
   t->scores_ = std::move(scores);
-  for (size_t i = 0; i < t->vocab_.size(); ++i) t->sorted_.emplace_back(t->vocab_[i], static_cast<int>(i));
+  for (size_t i = 0; i < t->vocab_.size(); ++i)
+    t->sorted_.emplace_back(t->vocab_[i], static_cast<int>(i));
   std::sort(t->sorted_.begin(), t->sorted_.end());
   return t;
 }
@@ -74,7 +75,8 @@ std::vector<int> Llama2cTokenizer::Encode(std::string_view text, bool bos, bool 
     if (id >= 0) {
       tokens.push_back(id);
     } else {
-      for (size_t b = 0; b < len; ++b) tokens.push_back(static_cast<unsigned char>(text[i + b]) + 3);
+      for (size_t b = 0; b < len; ++b)
+        tokens.push_back(static_cast<unsigned char>(text[i + b]) + 3);
     }
     i += len;
   }
@@ -108,7 +110,8 @@ std::vector<int> Llama2cTokenizer::Encode(std::string_view text, bool bos, bool 
   while (!heap.empty()) {
     const Candidate c = heap.top();
     heap.pop();
-    if (gone[c.left] || next[c.left] < 0 || tokens[c.left] != c.left_id || tokens[next[c.left]] != c.right_id) {
+    if (gone[c.left] || next[c.left] < 0 || tokens[c.left] != c.left_id ||
+        tokens[next[c.left]] != c.right_id) {
       continue;  // Stale: a neighbour merged since.
     }
     const int r = next[c.left];
@@ -163,7 +166,8 @@ absl::StatusOr<std::vector<int>> Llama2cTokenizer::Tokenize(std::string_view tex
         hit_len = content.size();
       }
     }
-    const std::string_view chunk = text.substr(pos, hit == std::string_view::npos ? text.npos : hit - pos);
+    const std::string_view chunk =
+        text.substr(pos, hit == std::string_view::npos ? text.npos : hit - pos);
     if (!chunk.empty()) {
       const std::vector<int> part = Encode(chunk, false, false);
       ids.insert(ids.end(), part.begin(), part.end());

@@ -11,8 +11,8 @@
 
 #include "absl/status/statusor.h"
 #include "llm/codec.h"
-#include "llm/model.h"
 #include "llm/llama2c_tokenizer.h"
+#include "llm/model.h"
 
 namespace quiver::llm {
 

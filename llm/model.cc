@@ -47,8 +47,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadLlama2c(const std::s
   c.shared_classifier = h[5] > 0;
   c.vocab_size = std::abs(h[5]);
   c.seq_len = h[6];
-  if (c.dim <= 0 || c.hidden_dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 ||
-      c.n_kv_heads <= 0 || c.vocab_size <= 0 || c.seq_len <= 0 || c.dim % c.n_heads != 0 ||
+  if (c.dim <= 0 || c.hidden_dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
+      c.vocab_size <= 0 || c.seq_len <= 0 || c.dim % c.n_heads != 0 ||
       c.n_heads % c.n_kv_heads != 0 || c.head_size() % 2 != 0 || c.dim > (1 << 16) ||
       c.hidden_dim > (1 << 18) || c.n_layers > 1024 || c.vocab_size > (1 << 22) ||
       c.seq_len > (1 << 20)) {
@@ -63,11 +63,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadLlama2c(const std::s
   bool ok = true;
   for (size_t i = 0; i < 11 && ok; ++i) ok = ReadFloats(in, sizes.group(i), &w.group(i));
   std::vector<float> skip;  // The legacy freq_cis tables (RoPE is computed).
-  ok = ok && ReadFloats(in, c.seq_len * head / 2, &skip) && ReadFloats(in, c.seq_len * head / 2, &skip);
+  ok = ok && ReadFloats(in, c.seq_len * head / 2, &skip) &&
+       ReadFloats(in, c.seq_len * head / 2, &skip);
   if (ok && !c.shared_classifier) ok = ReadFloats(in, sizes.classifier, &w.classifier);
   if (!ok) return absl::DataLossError(StrCat(path, ": truncated weights"));
   auto model = FromWeights(c, std::move(w));  // A tied classifier stays empty: shared.
-  if (!model.ok()) return absl::Status(model.status().code(), StrCat(path, ": ", model.status().message()));
+  if (!model.ok())
+    return absl::Status(model.status().code(), StrCat(path, ": ", model.status().message()));
   return model;
 }
 
@@ -119,10 +121,21 @@ WeightTensor RotateHalfToInterleaved(const WeightTensor& w, int layers, int head
 }
 LlamaWeights<size_t> LlamaWeightSizes(const LlamaConfig& c) {
   const size_t dim = c.dim, hid = c.hidden_dim, layers = c.n_layers, kv = c.kv_dim();
-  return {c.vocab_size * dim, layers * dim,       layers * dim * dim, layers * dim * kv,
-          layers * dim * kv,  layers * dim * dim, layers * dim,       layers * dim * hid,
-          layers * dim * hid, layers * dim * hid, dim,                c.vocab_size * dim,
-          layers * dim,       layers * kv,        layers * kv};
+  return {c.vocab_size * dim,
+          layers * dim,
+          layers * dim * dim,
+          layers * dim * kv,
+          layers * dim * kv,
+          layers * dim * dim,
+          layers * dim,
+          layers * dim * hid,
+          layers * dim * hid,
+          layers * dim * hid,
+          dim,
+          c.vocab_size * dim,
+          layers * dim,
+          layers * kv,
+          layers * kv};
 }
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(
@@ -140,7 +153,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromTensors(const LlamaC
     return absl::InvalidArgumentError("impossible Llama config");
   }
   const LlamaWeights<size_t> want = LlamaWeightSizes(c);
-  if (c.shared_classifier && w.classifier.size() == 0) w.classifier = w.embedding;  // Shares the data.
+  if (c.shared_classifier && w.classifier.size() == 0)
+    w.classifier = w.embedding;  // Shares the data.
   const bool biases = w.bq.size() > 0 || w.bk.size() > 0 || w.bv.size() > 0;
   for (size_t i = 0; i < w.kGroups; ++i) {
     const bool bias_group = &w.group(i) == &w.bq || &w.group(i) == &w.bk || &w.group(i) == &w.bv;
@@ -179,7 +193,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromTensors(const LlamaC
 }
 
 bool LlamaModel::is_float32() const {
-  for (const WeightTensor* t : {&embedding_, &wq_, &wk_, &wv_, &wo_, &w1_, &w2_, &w3_, &classifier_}) {
+  for (const WeightTensor* t :
+       {&embedding_, &wq_, &wk_, &wv_, &wo_, &w1_, &w2_, &w3_, &classifier_}) {
     if (t->type() != WeightTensor::Type::kF32) return false;
   }
   return true;
@@ -187,8 +202,10 @@ bool LlamaModel::is_float32() const {
 
 size_t LlamaModel::bytes_per_step() const {
   size_t n = 0;
-  for (const WeightTensor* t : {&wq_, &wk_, &wv_, &wo_, &w1_, &w2_, &w3_, &classifier_}) n += t->bytes();
-  return n + 4 * (rms_att_.size() + rms_ffn_.size() + rms_final_.size() + bq_.size() + bk_.size() + bv_.size());
+  for (const WeightTensor* t : {&wq_, &wk_, &wv_, &wo_, &w1_, &w2_, &w3_, &classifier_})
+    n += t->bytes();
+  return n + 4 * (rms_att_.size() + rms_ffn_.size() + rms_final_.size() + bq_.size() + bk_.size() +
+                  bv_.size());
 }
 
 size_t LlamaModel::weight_bytes() const {
@@ -278,8 +295,8 @@ void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int
       }
       for (int i = i0; i < i0 + block_rows; ++i) {
         for (int rr = 0; rr < rows; ++rr) {
-          out[static_cast<size_t>(rr) * d + i] =
-              m.w->DotRow(first + static_cast<size_t>(i - i0) * n, x + static_cast<size_t>(rr) * n, n);
+          out[static_cast<size_t>(rr) * d + i] = m.w->DotRow(
+              first + static_cast<size_t>(i - i0) * n, x + static_cast<size_t>(rr) * n, n);
         }
       }
       continue;
@@ -326,7 +343,8 @@ void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int
       for (; rr + 4 <= rows; rr += 4) {
         float o[4];
         const float* xr = x + static_cast<size_t>(rr) * n;
-        Dot4(wrow, xr, xr + n, xr + 2 * static_cast<size_t>(n), xr + 3 * static_cast<size_t>(n), n, o);
+        Dot4(wrow, xr, xr + n, xr + 2 * static_cast<size_t>(n), xr + 3 * static_cast<size_t>(n), n,
+             o);
         for (int k = 0; k < 4; ++k) out[static_cast<size_t>(rr + k) * d + i] = o[k];
       }
       for (; rr < rows; ++rr) {
@@ -360,21 +378,21 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
   // This thread's step buffers, grown to its largest step and reused: fresh
   // ones cost page faults and zeroing every step (a fifth of a 253-row
   // prefill).
-  thread_local struct {
-    AlignedFloats x, xb, xb2, q, k, v, hb, hb2, logits;
-  } buffers;
+  thread_local struct { AlignedFloats x, xb, xb2, q, k, v, hb, hb2, logits; } buffers;
   auto take = [](AlignedFloats& b, size_t n) {
     if (b.size() < n) b.resize(n);
     return std::span<float>(b.data(), n);
   };
-  const size_t rows_dim = static_cast<size_t>(rows) * dim, rows_kv = static_cast<size_t>(rows) * kv_dim,
+  const size_t rows_dim = static_cast<size_t>(rows) * dim,
+               rows_kv = static_cast<size_t>(rows) * kv_dim,
                rows_hidden = static_cast<size_t>(rows) * hidden;
   std::span<float> x = take(buffers.x, rows_dim), xb = take(buffers.xb, rows_dim),
                    xb2 = take(buffers.xb2, rows_dim), q = take(buffers.q, rows_dim);
   std::span<float> k = take(buffers.k, rows_kv), v = take(buffers.v, rows_kv);
   std::span<float> hb = take(buffers.hb, rows_hidden), hb2 = take(buffers.hb2, rows_hidden);
   for (int r = 0; r < rows; ++r) {
-    embedding_.Read(static_cast<size_t>(rows_in[r].token) * dim, dim, &x[static_cast<size_t>(r) * dim]);
+    embedding_.Read(static_cast<size_t>(rows_in[r].token) * dim, dim,
+                    &x[static_cast<size_t>(r) * dim]);
   }
   // RoPE rotations per row, the same for every layer and head.
   const int pairs = head_size / 2;
@@ -436,8 +454,8 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
         for (int b = 0; b < n_blocks; ++b) {
           // Positions past row.pos in the last block hold stale keys; their
           // scores are computed and never used.
-          BlockScores(qh, cache->KeyBlock((*row.blocks)[b], l) + static_cast<size_t>(kvh) * bs, head_size,
-                      bs, &att[static_cast<size_t>(b) * bs]);
+          BlockScores(qh, cache->KeyBlock((*row.blocks)[b], l) + static_cast<size_t>(kvh) * bs,
+                      head_size, bs, &att[static_cast<size_t>(b) * bs]);
         }
         for (int t = 0; t <= row.pos; ++t) att[t] /= std::sqrt(static_cast<float>(head_size));
         Softmax(att.data(), row.pos + 1);
@@ -468,8 +486,8 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
       val *= (1.0f / (1.0f + std::exp(-val)));
       hb[i] = val * hb2[i];
     }
-    BatchMatMul({{xb.data(), &w2_, static_cast<size_t>(l) * dim * hidden, dim}}, hb.data(), hidden, rows,
-                prompt_from);
+    BatchMatMul({{xb.data(), &w2_, static_cast<size_t>(l) * dim * hidden, dim}}, hb.data(), hidden,
+                rows, prompt_from);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb[i];
   }
   // The classifier only for rows whose logits are wanted (a prompt's rows

@@ -46,8 +46,9 @@ struct LlamaWeights {
   T& group(size_t i) { return this->*kMembers[i]; }
   const T& group(size_t i) const { return this->*kMembers[i]; }
   static constexpr const char* kNames[kGroups] = {
-      "token embedding", "attention norms", "wq", "wk", "wv", "wo", "ffn norms", "w1 (gate)",
-      "w2 (down)", "w3 (up)", "final norm", "classifier", "q bias", "k bias", "v bias"};
+      "token embedding", "attention norms", "wq",        "wk",      "wv",         "wo",
+      "ffn norms",       "w1 (gate)",       "w2 (down)", "w3 (up)", "final norm", "classifier",
+      "q bias",          "k bias",          "v bias"};
 
  private:
   static constexpr T LlamaWeights::*kMembers[kGroups] = {
@@ -72,9 +73,21 @@ class LlamaModel {
   // show as empty (is_float32() says).
   using Weights = LlamaWeights<std::span<const float>>;
   Weights weights() const {
-    return {embedding_.floats(), rms_att_,     wq_.floats(), wk_.floats(), wv_.floats(),
-            wo_.floats(),        rms_ffn_,     w1_.floats(), w2_.floats(), w3_.floats(),
-            rms_final_,          classifier_.floats(), bq_, bk_, bv_};
+    return {embedding_.floats(),
+            rms_att_,
+            wq_.floats(),
+            wk_.floats(),
+            wv_.floats(),
+            wo_.floats(),
+            rms_ffn_,
+            w1_.floats(),
+            w2_.floats(),
+            w3_.floats(),
+            rms_final_,
+            classifier_.floats(),
+            bq_,
+            bk_,
+            bv_};
   }
   bool is_float32() const;
   // Bytes of weights as stored (a tied classifier's data counted once).
@@ -98,10 +111,10 @@ class LlamaModel {
   // empty without attention biases. Valid while the model lives.
   struct Stored {
     const WeightTensor *embedding, *wq, *wk, *wv, *wo, *w1, *w2, *w3, *classifier;
-    const std::vector<float> *rms_att, *rms_ffn, *rms_final, *bq, *bk, *bv;
+    const std::vector<float>*rms_att, *rms_ffn, *rms_final, *bq, *bk, *bv;
   };
   Stored stored() const {
-    return {&embedding_, &wq_,      &wk_,      &wv_,        &wo_, &w1_, &w2_, &w3_,
+    return {&embedding_,  &wq_,      &wk_,      &wv_,        &wo_, &w1_, &w2_, &w3_,
             &classifier_, &rms_att_, &rms_ffn_, &rms_final_, &bq_, &bk_, &bv_};
   }
   // Caps the context length (sequences longer than `n` are refused), for

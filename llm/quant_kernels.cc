@@ -8,15 +8,15 @@
 #include <cmath>
 #include <cstring>
 
-#include "nn/half.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "llm/internal/row_kernels.h"
+#include "nn/half.h"
 
 namespace quiver::llm::internal {
-using ::quiver::nn::HalfToFloat;
-using ::quiver::nn::FloatToHalf;
 using ::quiver::nn::Bf16ToFloat;
+using ::quiver::nn::FloatToHalf;
+using ::quiver::nn::HalfToFloat;
 
 namespace {
 
@@ -31,7 +31,8 @@ float DotQ8Portable(const int8_t* q, const float* scales, const float* b, int n)
   float acc[16] = {0};
   for (int j = 0; j + 16 <= n; j += 16) {
     const float d = scales[j / 32];
-    for (int l = 0; l < 16; ++l) acc[l] = std::fma(d * static_cast<float>(q[j + l]), b[j + l], acc[l]);
+    for (int l = 0; l < 16; ++l)
+      acc[l] = std::fma(d * static_cast<float>(q[j + l]), b[j + l], acc[l]);
   }
   float sum = 0.0f;
   for (int l = 0; l < 16; ++l) sum += acc[l];
@@ -79,7 +80,6 @@ float DotHalfPortable(const uint16_t* h, const float* b, int n) {
   return sum + tail;
 }
 
-
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized in their own inline
 // functions (a known false positive).
 #pragma GCC diagnostic push
@@ -87,8 +87,8 @@ float DotHalfPortable(const uint16_t* h, const float* b, int n) {
 // R rows at once (row r at q + r * n, its scales at scales + r * n / 32):
 // R independent accumulation chains, each row's in Dot's order.
 template <int R>
-__attribute__((target("avx512f"))) void DotQ8Avx512Rows(const int8_t* q, const float* scales, const float* b,
-                                                        int n, float* out) {
+__attribute__((target("avx512f"))) void DotQ8Avx512Rows(const int8_t* q, const float* scales,
+                                                        const float* b, int n, float* out) {
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int j = 0; j + 32 <= n; j += 32) {
@@ -96,10 +96,10 @@ __attribute__((target("avx512f"))) void DotQ8Avx512Rows(const int8_t* q, const f
     for (int r = 0; r < R; ++r) {
       const int8_t* qr = q + static_cast<size_t>(r) * n + j;
       const __m512 d = _mm512_set1_ps(scales[static_cast<size_t>(r) * (n / 32) + j / 32]);
-      const __m512 w0 = _mm512_mul_ps(
-          d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qr)))));
-      const __m512 w1 = _mm512_mul_ps(
-          d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qr + 16)))));
+      const __m512 w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                             reinterpret_cast<const __m128i*>(qr)))));
+      const __m512 w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                             reinterpret_cast<const __m128i*>(qr + 16)))));
       acc[r] = _mm512_fmadd_ps(w0, b0, acc[r]);
       acc[r] = _mm512_fmadd_ps(w1, b1, acc[r]);
     }
@@ -110,8 +110,8 @@ __attribute__((target("avx512f"))) void DotQ8Avx512Rows(const int8_t* q, const f
     out[r] = SumLanes(lanes) + 0.0f;
   }
 }
-__attribute__((target("avx512f"))) float DotQ8Avx512(const int8_t* q, const float* scales, const float* b,
-                                                     int n) {
+__attribute__((target("avx512f"))) float DotQ8Avx512(const int8_t* q, const float* scales,
+                                                     const float* b, int n) {
   float out;
   DotQ8Avx512Rows<1>(q, scales, b, n, &out);
   return out;
@@ -124,7 +124,8 @@ __attribute__((target("avx2,fma"))) float DotQ8Avx2(const int8_t* q, const float
     const __m256 d = _mm256_set1_ps(scales[j / 32]);
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j));
     const __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw)));
-    const __m256 w1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8))));
+    const __m256 w1 =
+        _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8))));
     lo = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + j), lo);
     hi = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + j + 8), hi);
   }
@@ -144,10 +145,12 @@ __attribute__((target("avx512f"))) void DotQ4Avx512Rows(const uint8_t* packed, c
     const __m512 b0 = _mm512_loadu_ps(b + j), b1 = _mm512_loadu_ps(b + j + 16);
     for (int r = 0; r < R; ++r) {
       const __m512 d = _mm512_set1_ps(scales[static_cast<size_t>(r) * (n / 32) + j / 32]);
-      const __m512i bytes = _mm512_cvtepu8_epi32(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + static_cast<size_t>(r) * (n / 2) + j / 2)));
-      const __m512 w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(bytes, low), eight)));
-      const __m512 w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(bytes, 4), eight)));
+      const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+          reinterpret_cast<const __m128i*>(packed + static_cast<size_t>(r) * (n / 2) + j / 2)));
+      const __m512 w0 = _mm512_mul_ps(
+          d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(bytes, low), eight)));
+      const __m512 w1 = _mm512_mul_ps(
+          d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(bytes, 4), eight)));
       acc[r] = _mm512_fmadd_ps(w0, b0, acc[r]);
       acc[r] = _mm512_fmadd_ps(w1, b1, acc[r]);
     }
@@ -174,9 +177,12 @@ __attribute__((target("avx2,fma"))) float DotQ4Avx2(const uint8_t* packed, const
     const uint8_t* blk = packed + (j / 32) * 16;
     const int shift = (j % 32) == 0 ? 0 : 4;  // Low nibbles first, then high.
     const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk)));
-    const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 8)));
-    const __m256i v0 = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b0, shift), mask), eight);
-    const __m256i v1 = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b1, shift), mask), eight);
+    const __m256i b1 =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 8)));
+    const __m256i v0 =
+        _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b0, shift), mask), eight);
+    const __m256i v1 =
+        _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b1, shift), mask), eight);
     lo = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(v0)), _mm256_loadu_ps(b + j), lo);
     hi = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(v1)), _mm256_loadu_ps(b + j + 8), hi);
   }
@@ -204,13 +210,16 @@ __attribute__((target("avx512f"))) float DotHalfAvx512(const uint16_t* h, const 
 }
 
 template <bool kBf16>
-__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 HalfsToFloats8(const uint16_t* p) {
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 HalfsToFloats8(
+    const uint16_t* p) {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return kBf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16)) : _mm256_cvtph_ps(raw);
+  return kBf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16))
+               : _mm256_cvtph_ps(raw);
 }
 
 template <bool kBf16>
-__attribute__((target("avx2,fma,f16c"))) float DotHalfAvx2(const uint16_t* h, const float* b, int n) {
+__attribute__((target("avx2,fma,f16c"))) float DotHalfAvx2(const uint16_t* h, const float* b,
+                                                           int n) {
   __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
   int j = 0;
   for (; j + 16 <= n; j += 16) {
@@ -228,18 +237,22 @@ __attribute__((target("avx2,fma,f16c"))) float DotHalfAvx2(const uint16_t* h, co
 // float16 -> float32 for a block of values (batched steps convert each
 // 4-row block once). _Float16 casts would call libgcc per value on CPUs
 // without AVX512-FP16 (4 streams of an F16 model: 17 tok/s, one stream 85).
-__attribute__((target("avx512f"))) void DequantizeF16Avx512(const uint16_t* h, size_t n, float* out) {
+__attribute__((target("avx512f"))) void DequantizeF16Avx512(const uint16_t* h, size_t n,
+                                                            float* out) {
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
+    _mm512_storeu_ps(out + i,
+                     _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
   }
   for (; i < n; ++i) out[i] = HalfToFloat(h[i]);
 }
 
-__attribute__((target("avx2,f16c"))) void DequantizeF16Avx2(const uint16_t* h, size_t n, float* out) {
+__attribute__((target("avx2,f16c"))) void DequantizeF16Avx2(const uint16_t* h, size_t n,
+                                                            float* out) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+    _mm256_storeu_ps(out + i,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
   }
   for (; i < n; ++i) out[i] = HalfToFloat(h[i]);
 }
@@ -257,7 +270,6 @@ DequantizeF16Fn PickDequantizeF16() {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) return DequantizeF16Avx2;
   return DequantizeF16Portable;
 }
-
 
 using DotQ8Fn = float (*)(const int8_t*, const float*, const float*, int);
 using DotF16Fn = float (*)(const uint16_t*, const float*, int);
@@ -279,7 +291,8 @@ template <bool kBf16>
 DotF16Fn PickDotHalf() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) return DotHalfAvx512<kBf16>;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c")) {
     return DotHalfAvx2<kBf16>;
   }
   return DotHalfPortable<kBf16>;
@@ -310,11 +323,12 @@ void KScaleMin(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
 }
 
 // Written as simple loops over 32 values so that they vectorise.
-__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ45K(
-    const uint8_t* blk, bool five_bit, float* out) {
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ45K(const uint8_t* blk,
+                                                                                bool five_bit,
+                                                                                float* out) {
   const float d = HalfAt(blk), dmin = HalfAt(blk + 2);
   const uint8_t* scales = blk + 4;
-  const uint8_t* high = blk + 16;                      // Q5_K only.
+  const uint8_t* high = blk + 16;  // Q5_K only.
   const uint8_t* q = blk + 16 + (five_bit ? 32 : 0);
   for (int g = 0; g < 4; ++g) {  // Groups of 64: two sub-blocks sharing 32 bytes.
     uint8_t sc, m;
@@ -350,8 +364,8 @@ __attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ45K(
   }
 }
 
-__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ6K(
-    const uint8_t* blk, float* out) {
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ6K(const uint8_t* blk,
+                                                                               float* out) {
   const uint8_t* ql = blk;
   const uint8_t* qh = blk + 128;
   const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
@@ -365,7 +379,8 @@ __attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ6K(
       q[3][l] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
     }
     for (int r = 0; r < 4; ++r) {  // Run r uses scales 2r (first 16) and 2r + 1.
-      const float s0 = d * static_cast<float>(sc[2 * r]), s1 = d * static_cast<float>(sc[2 * r + 1]);
+      const float s0 = d * static_cast<float>(sc[2 * r]),
+                  s1 = d * static_cast<float>(sc[2 * r + 1]);
       for (int l = 0; l < 16; ++l) out[32 * r + l] = s0 * static_cast<float>(q[r][l]);
       for (int l = 16; l < 32; ++l) out[32 * r + l] = s1 * static_cast<float>(q[r][l]);
     }
@@ -378,16 +393,20 @@ __attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ6K(
 
 }  // namespace
 
-__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ8(
-    const int8_t* q, const float* scales, size_t blocks, float* out) {
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ8(const int8_t* q,
+                                                                              const float* scales,
+                                                                              size_t blocks,
+                                                                              float* out) {
   for (size_t b = 0; b < blocks; ++b) {
     const float d = scales[b];
     for (int k = 0; k < 32; ++k) out[b * 32 + k] = d * static_cast<float>(q[b * 32 + k]);
   }
 }
 
-__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ4(
-    const uint8_t* packed, const float* scales, size_t blocks, float* out) {
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeQ4(const uint8_t* packed,
+                                                                              const float* scales,
+                                                                              size_t blocks,
+                                                                              float* out) {
   for (size_t b = 0; b < blocks; ++b) {
     const float d = scales[b];
     const uint8_t* blk = packed + b * 16;
@@ -420,7 +439,8 @@ namespace {
 // 32 bytes; Q5_K adds a fifth bit from `high`), converted 16 at a time to
 // exactly DequantizeQ45K's values and accumulated in Dot's lanes and order.
 template <bool kFive>
-__attribute__((target("avx512f"))) float DotQ45KAvx512(const uint8_t* blocks, const float* x, int n) {
+__attribute__((target("avx512f"))) float DotQ45KAvx512(const uint8_t* blocks, const float* x,
+                                                       int n) {
   constexpr size_t kBytes = kFive ? 176 : 144;
   const __m512i low4 = _mm512_set1_epi32(0xF), one = _mm512_set1_epi32(1);
   __m512 acc = _mm512_setzero_ps();
@@ -439,14 +459,17 @@ __attribute__((target("avx512f"))) float DotQ45KAvx512(const uint8_t* blocks, co
       const __m512 d2 = _mm512_set1_ps(d * sc), m2 = _mm512_set1_ps(dmin * m);
       __m512i lo[2], hi[2];
       for (int k = 0; k < 2; ++k) {
-        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * k)));
+        const __m512i v =
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * k)));
         lo[k] = _mm512_and_si512(v, low4);
         hi[k] = _mm512_srli_epi32(v, 4);
         if (kFive) {
-          const __m512i hb =
-              _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(high + 16 * k)));
-          lo[k] = _mm512_or_si512(lo[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g), one), 4));
-          hi[k] = _mm512_or_si512(hi[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g + 1), one), 4));
+          const __m512i hb = _mm512_cvtepu8_epi32(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(high + 16 * k)));
+          lo[k] = _mm512_or_si512(
+              lo[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g), one), 4));
+          hi[k] = _mm512_or_si512(
+              hi[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g + 1), one), 4));
         }
       }
       // Values 64g + 0..15, 16..31 (low nibbles), 32..47, 48..63 (high).
@@ -468,8 +491,10 @@ __attribute__((target("avx512f"))) float DotQ45KAvx512(const uint8_t* blocks, co
 
 // The same for Q6_K: per 128 values, four runs of 32 whose 6-bit values
 // come from `ql` nibbles and `qh` bit pairs, minus 32, times d * scale.
-__attribute__((target("avx512f"))) float DotQ6KAvx512(const uint8_t* blocks, const float* x, int n) {
-  const __m512i low4 = _mm512_set1_epi32(0xF), three = _mm512_set1_epi32(3), bias = _mm512_set1_epi32(32);
+__attribute__((target("avx512f"))) float DotQ6KAvx512(const uint8_t* blocks, const float* x,
+                                                      int n) {
+  const __m512i low4 = _mm512_set1_epi32(0xF), three = _mm512_set1_epi32(3),
+                bias = _mm512_set1_epi32(32);
   __m512 acc = _mm512_setzero_ps();
   for (int b = 0; b < n / 256; ++b) {
     const uint8_t* blk = blocks + b * 210;
@@ -484,7 +509,8 @@ __attribute__((target("avx512f"))) float DotQ6KAvx512(const uint8_t* blocks, con
           const int l = 16 * k;
           const __m512i lbits = _mm512_cvtepu8_epi32(
               _mm_loadu_si128(reinterpret_cast<const __m128i*>(ql + l + (r % 2 == 1 ? 32 : 0))));
-          const __m512i hbits = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + l)));
+          const __m512i hbits =
+              _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + l)));
           const __m512i nib = r < 2 ? _mm512_and_si512(lbits, low4) : _mm512_srli_epi32(lbits, 4);
           const __m512i top = _mm512_and_si512(_mm512_srli_epi32(hbits, 2 * r), three);
           const __m512i q = _mm512_sub_epi32(_mm512_or_si512(nib, _mm512_slli_epi32(top, 4)), bias);
@@ -518,17 +544,22 @@ float DotKPortable(WeightTensor::Type type, const uint8_t* blocks, const float* 
 float DotK(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n) {
   if (HasAvx512()) {
     switch (type) {
-      case WeightTensor::Type::kQ4_K: return DotQ45KAvx512<false>(blocks, x, n);
-      case WeightTensor::Type::kQ5_K: return DotQ45KAvx512<true>(blocks, x, n);
-      case WeightTensor::Type::kQ6_K: return DotQ6KAvx512(blocks, x, n);
-      default: break;
+      case WeightTensor::Type::kQ4_K:
+        return DotQ45KAvx512<false>(blocks, x, n);
+      case WeightTensor::Type::kQ5_K:
+        return DotQ45KAvx512<true>(blocks, x, n);
+      case WeightTensor::Type::kQ6_K:
+        return DotQ6KAvx512(blocks, x, n);
+      default:
+        break;
     }
   }
   return DotKPortable(type, blocks, x, n);
 }
 
-__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeBF16(
-    const uint16_t* h, size_t n, float* out) {
+__attribute__((target_clones("avx512f", "fma", "default"))) void DequantizeBF16(const uint16_t* h,
+                                                                                size_t n,
+                                                                                float* out) {
   for (size_t i = 0; i < n; ++i) {
     const uint32_t bits = static_cast<uint32_t>(h[i]) << 16;
     std::memcpy(&out[i], &bits, 4);
@@ -542,7 +573,8 @@ void DequantizeF16(const uint16_t* h, size_t n, float* out) {
 
 void DotQ8x4(const int8_t* q, const float* scales, const float* x, int n, float* out) {
   if (HasAvx512()) return DotQ8Avx512Rows<4>(q, scales, x, n, out);
-  for (int k = 0; k < 4; ++k) out[k] = DotQ8(q + static_cast<size_t>(k) * n, scales + k * (n / 32), x, n);
+  for (int k = 0; k < 4; ++k)
+    out[k] = DotQ8(q + static_cast<size_t>(k) * n, scales + k * (n / 32), x, n);
 }
 
 void DotQ4x4(const uint8_t* packed, const float* scales, const float* x, int n, float* out) {
@@ -590,7 +622,8 @@ absl::Status VerifyQuantKernels() {
     for (int8_t& v : q8) v = static_cast<int8_t>(next() % 255 - 127);
     for (uint8_t& v : q4) v = static_cast<uint8_t>(next());
     for (uint16_t& v : half) v = FloatToHalf(uniform());
-    for (uint16_t& v : bf16) v = static_cast<uint16_t>(next() & 0x3FFF);  // Finite, small magnitudes.
+    for (uint16_t& v : bf16)
+      v = static_cast<uint16_t>(next() & 0x3FFF);  // Finite, small magnitudes.
     std::vector<float> xt(n + 7);
     for (float& v : xt) v = uniform();
     auto same = [](float a, float b) { return std::memcmp(&a, &b, 4) == 0; };
@@ -603,14 +636,20 @@ absl::Status VerifyQuantKernels() {
       return absl::InternalError(StrCat(what, " differs from the portable kernel for n = ", n));
     };
     if (avx512) {
-      RETURN_IF_ERROR(check(same(DotQ8Avx512(q8.data(), scales.data(), x.data(), n), q8_ref), "DotQ8Avx512"));
-      RETURN_IF_ERROR(check(same(DotQ4Avx512(q4.data(), scales.data(), x.data(), n), q4_ref), "DotQ4Avx512"));
-      RETURN_IF_ERROR(check(same(DotHalfAvx512<false>(half.data(), xt.data(), n + 7), f16_ref), "DotHalfAvx512<f16>"));
-      RETURN_IF_ERROR(check(same(DotHalfAvx512<true>(bf16.data(), xt.data(), n + 7), bf16_ref), "DotHalfAvx512<bf16>"));
+      RETURN_IF_ERROR(
+          check(same(DotQ8Avx512(q8.data(), scales.data(), x.data(), n), q8_ref), "DotQ8Avx512"));
+      RETURN_IF_ERROR(
+          check(same(DotQ4Avx512(q4.data(), scales.data(), x.data(), n), q4_ref), "DotQ4Avx512"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx512<false>(half.data(), xt.data(), n + 7), f16_ref),
+                            "DotHalfAvx512<f16>"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx512<true>(bf16.data(), xt.data(), n + 7), bf16_ref),
+                            "DotHalfAvx512<bf16>"));
     }
     if (avx2) {
-      RETURN_IF_ERROR(check(same(DotQ8Avx2(q8.data(), scales.data(), x.data(), n), q8_ref), "DotQ8Avx2"));
-      RETURN_IF_ERROR(check(same(DotQ4Avx2(q4.data(), scales.data(), x.data(), n), q4_ref), "DotQ4Avx2"));
+      RETURN_IF_ERROR(
+          check(same(DotQ8Avx2(q8.data(), scales.data(), x.data(), n), q8_ref), "DotQ8Avx2"));
+      RETURN_IF_ERROR(
+          check(same(DotQ4Avx2(q4.data(), scales.data(), x.data(), n), q4_ref), "DotQ4Avx2"));
     }
     // Block conversion (batched steps): every value as the portable one.
     // Special values too: subnormals, signed zero, infinities.
@@ -620,7 +659,8 @@ absl::Status VerifyQuantKernels() {
     std::vector<float> converted_ref(halves.size()), converted(halves.size());
     DequantizeF16Portable(halves.data(), halves.size(), converted_ref.data());
     auto same_values = [&] {
-      return std::memcmp(converted.data(), converted_ref.data(), converted.size() * sizeof(float)) == 0;
+      return std::memcmp(converted.data(), converted_ref.data(),
+                         converted.size() * sizeof(float)) == 0;
     };
     if (avx512) {
       DequantizeF16Avx512(halves.data(), halves.size(), converted.data());
@@ -629,13 +669,16 @@ absl::Status VerifyQuantKernels() {
     if (f16c) {
       DequantizeF16Avx2(halves.data(), halves.size(), converted.data());
       RETURN_IF_ERROR(check(same_values(), "DequantizeF16Avx2"));
-      RETURN_IF_ERROR(check(same(DotHalfAvx2<false>(half.data(), xt.data(), n + 7), f16_ref), "DotHalfAvx2<f16>"));
-      RETURN_IF_ERROR(check(same(DotHalfAvx2<true>(bf16.data(), xt.data(), n + 7), bf16_ref), "DotHalfAvx2<bf16>"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx2<false>(half.data(), xt.data(), n + 7), f16_ref),
+                            "DotHalfAvx2<f16>"));
+      RETURN_IF_ERROR(check(same(DotHalfAvx2<true>(bf16.data(), xt.data(), n + 7), bf16_ref),
+                            "DotHalfAvx2<bf16>"));
     }
     // And the float32 kernel on the same values, as the buffered path uses it.
     std::vector<float> w(n);
     for (int i = 0; i < n; ++i) w[i] = scales[i / 32] * static_cast<float>(q8[i]);
-    RETURN_IF_ERROR(check(same(Dot(w.data(), x.data(), n), q8_ref), "Dot on converted Q8_0 values"));
+    RETURN_IF_ERROR(
+        check(same(Dot(w.data(), x.data(), n), q8_ref), "Dot on converted Q8_0 values"));
   }
   // Four rows at once (the single-stream path of Q8_0 / Q4_0): each as the
   // portable single-row kernel gives it.
@@ -655,9 +698,11 @@ absl::Status VerifyQuantKernels() {
       const size_t at = static_cast<size_t>(k) * n;
       const float want8 = DotQ8Portable(q8.data() + at, scales.data() + at / 32, x.data(), n);
       const float want4 = DotQ4Portable(q4.data() + at / 2, scales.data() + at / 32, x.data(), n);
-      if (std::memcmp(&want8, &got8[k], sizeof want8) != 0 || std::memcmp(&want4, &got4[k], sizeof want4) != 0) {
+      if (std::memcmp(&want8, &got8[k], sizeof want8) != 0 ||
+          std::memcmp(&want4, &got4[k], sizeof want4) != 0) {
         return absl::InternalError(
-            StrCat("a four-row Q8_0 / Q4_0 kernel differs from the single-row one for n = ", n, ", row ", k));
+            StrCat("a four-row Q8_0 / Q4_0 kernel differs from the single-row one for n = ", n,
+                   ", row ", k));
       }
     }
   }
@@ -684,11 +729,13 @@ absl::Status VerifyQuantKernels() {
       }
       const float ref = DotKPortable(type, blocks.data(), x.data(), n);
       if (avx512) {
-        const float got = type == WeightTensor::Type::kQ4_K   ? DotQ45KAvx512<false>(blocks.data(), x.data(), n)
-                          : type == WeightTensor::Type::kQ5_K ? DotQ45KAvx512<true>(blocks.data(), x.data(), n)
-                                                              : DotQ6KAvx512(blocks.data(), x.data(), n);
+        const float got =
+            type == WeightTensor::Type::kQ4_K   ? DotQ45KAvx512<false>(blocks.data(), x.data(), n)
+            : type == WeightTensor::Type::kQ5_K ? DotQ45KAvx512<true>(blocks.data(), x.data(), n)
+                                                : DotQ6KAvx512(blocks.data(), x.data(), n);
         if (std::memcmp(&got, &ref, sizeof got) != 0) {
-          return absl::InternalError(StrCat("the AVX-512 K-quant kernel (type ", static_cast<int>(type),
+          return absl::InternalError(StrCat("the AVX-512 K-quant kernel (type ",
+                                            static_cast<int>(type),
                                             ") differs from the portable one for n = ", n));
         }
       }

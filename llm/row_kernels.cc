@@ -25,7 +25,7 @@ namespace quiver::llm::internal {
 // second is "fma", not "avx2", because an AVX2 clone without FMA turns each
 // std::fma into a libm call (every AVX2-only CPU ran the slow path).
 __attribute__((target_clones("avx512f", "fma", "default"))) float Dot(const float* a,
-                                                                        const float* b, int n) {
+                                                                      const float* b, int n) {
   float acc[16] = {0};
   int j = 0;
   for (; j + 16 <= n; j += 16) {
@@ -144,7 +144,8 @@ __attribute__((target_clones("avx512f", "fma", "default"))) void Dot4x4Generic(
 
 // A 16 x 16 transpose in registers: lane i of out[l] is lane l of in[i]
 // (64 shuffles: pairs, quads, then 128-bit lanes).
-__attribute__((target("avx512f"), always_inline)) inline void Transpose16(const __m512* in, __m512* out) {
+__attribute__((target("avx512f"), always_inline)) inline void Transpose16(const __m512* in,
+                                                                          __m512* out) {
   __m512 t1[16], t2[16];
   for (int i = 0; i < 16; i += 2) {
     t1[i] = _mm512_unpacklo_ps(in[i], in[i + 1]);
@@ -212,10 +213,11 @@ __attribute__((target("avx512f"))) void Dot4x4Avx512(const float* w, int n, cons
   int j = 0;
   for (; j + 16 <= n; j += 16) {
     for (size_t p = 0; p < per_iteration && line < end_line; ++p, ++line) {
-      _mm_prefetch(reinterpret_cast<const char*>(pf + (line & 3) * stride + (line >> 2) * 16), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(pf + (line & 3) * stride + (line >> 2) * 16),
+                   _MM_HINT_T0);
     }
-    const __m512 y0 = _mm512_loadu_ps(x0 + j), y1 = _mm512_loadu_ps(x1 + j), y2 = _mm512_loadu_ps(x2 + j),
-                 y3 = _mm512_loadu_ps(x3 + j);
+    const __m512 y0 = _mm512_loadu_ps(x0 + j), y1 = _mm512_loadu_ps(x1 + j),
+                 y2 = _mm512_loadu_ps(x2 + j), y3 = _mm512_loadu_ps(x3 + j);
     const __m512 u[4] = {_mm512_loadu_ps(w0 + j), _mm512_loadu_ps(w1 + j), _mm512_loadu_ps(w2 + j),
                          _mm512_loadu_ps(w3 + j)};
     for (int k = 0; k < 4; ++k) {
@@ -240,13 +242,15 @@ __attribute__((target("avx512f"))) void Dot4x4Avx512(const float* w, int n, cons
 
 #pragma GCC diagnostic pop
 
-using Dot4x4Fn = void (*)(const float*, int, const float* const*, float*, const float*, size_t, size_t);
+using Dot4x4Fn = void (*)(const float*, int, const float* const*, float*, const float*, size_t,
+                          size_t);
 // Dot4x4 for AVX2 + FMA: the generic form's 16 sums of 16 lanes need 32
 // ymm registers and spill, so the block is done as four 2 x 2 blocks (8
 // registers of sums), each over the whole row; the weight rows come from
 // L1 after the first pass. The same lanes and order as Dot.
-__attribute__((target("avx2,fma"))) void Dot4x4Avx2(const float* w, int n, const float* const* x, float* out,
-                                                    const float* pf, size_t first_line, size_t end_line) {
+__attribute__((target("avx2,fma"))) void Dot4x4Avx2(const float* w, int n, const float* const* x,
+                                                    float* out, const float* pf, size_t first_line,
+                                                    size_t end_line) {
   const size_t stride = static_cast<size_t>(n);
   const size_t iterations = std::max(1, n / 16);
   const size_t per_iteration = (end_line - first_line + iterations - 1) / iterations;
@@ -262,7 +266,8 @@ __attribute__((target("avx2,fma"))) void Dot4x4Avx2(const float* w, int n, const
       for (; j + 16 <= n; j += 16) {
         if (prefetching) {
           for (size_t p = 0; p < per_iteration && line < end_line; ++p, ++line) {
-            _mm_prefetch(reinterpret_cast<const char*>(pf + (line & 3) * stride + (line >> 2) * 16), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(pf + (line & 3) * stride + (line >> 2) * 16),
+                         _MM_HINT_T0);
           }
         }
         for (int h = 0; h < 2; ++h) {  // Lanes 0-7, then 8-15.
@@ -296,8 +301,8 @@ Dot4x4Fn PickDot4x4() {
 
 }  // namespace
 
-void Dot4x4(const float* w, int n, const float* const* x, float* out, const float* pf, size_t first_line,
-            size_t end_line) {
+void Dot4x4(const float* w, int n, const float* const* x, float* out, const float* pf,
+            size_t first_line, size_t end_line) {
   static const Dot4x4Fn kernel = PickDot4x4();
   kernel(w, n, x, out, pf, first_line, end_line);
 }
@@ -331,8 +336,8 @@ namespace {
 // Inlined into each instruction set's wrapper, which vectorises it.
 template <int kRows>
 __attribute__((always_inline)) inline void PanelTiles(const float* panel, int k, const float* x,
-                                                      size_t x_stride, int m, float* y, size_t y_stride,
-                                                      int width) {
+                                                      size_t x_stride, int m, float* y,
+                                                      size_t y_stride, int width) {
   int r0 = 0;
   for (; r0 + kRows <= m; r0 += kRows) {
     float acc[kRows][kPanelWidth] = {};
@@ -364,21 +369,21 @@ __attribute__((always_inline)) inline void PanelTiles(const float* panel, int k,
 }
 
 // 8 rows x 32 outputs: 16 of AVX-512's 32 registers hold the sums.
-__attribute__((target("avx512f"))) void PanelProductAvx512(const float* panel, int k, const float* x,
-                                                           size_t x_stride, int m, float* y,
-                                                           size_t y_stride, int width) {
+__attribute__((target("avx512f"))) void PanelProductAvx512(const float* panel, int k,
+                                                           const float* x, size_t x_stride, int m,
+                                                           float* y, size_t y_stride, int width) {
   PanelTiles<8>(panel, k, x, x_stride, m, y, y_stride, width);
 }
 
 // 2 rows x 32 outputs: 8 of AVX2's 16 registers (8 rows would spill).
 __attribute__((target("avx2,fma"))) void PanelProductAvx2(const float* panel, int k, const float* x,
-                                                          size_t x_stride, int m, float* y, size_t y_stride,
-                                                          int width) {
+                                                          size_t x_stride, int m, float* y,
+                                                          size_t y_stride, int width) {
   PanelTiles<2>(panel, k, x, x_stride, m, y, y_stride, width);
 }
 
-void PanelProductPortable(const float* panel, int k, const float* x, size_t x_stride, int m, float* y,
-                          size_t y_stride, int width) {
+void PanelProductPortable(const float* panel, int k, const float* x, size_t x_stride, int m,
+                          float* y, size_t y_stride, int width) {
   PanelTiles<1>(panel, k, x, x_stride, m, y, y_stride, width);
 }
 
@@ -461,9 +466,11 @@ absl::Status VerifyFloatKernels() {
     for (int r = 0; r < m; ++r) {
       for (int c = 0; c < width; ++c) {
         float want = 0.0f;
-        for (int j = 0; j < k; ++j) want = std::fma(xs[static_cast<size_t>(r) * k + j], rows[c][j], want);
+        for (int j = 0; j < k; ++j)
+          want = std::fma(xs[static_cast<size_t>(r) * k + j], rows[c][j], want);
         if (std::memcmp(&want, &y[static_cast<size_t>(r) * width + c], sizeof want) != 0) {
-          return absl::InternalError(StrCat("PanelProduct differs from the in-order sum for k = ", k));
+          return absl::InternalError(
+              StrCat("PanelProduct differs from the in-order sum for k = ", k));
         }
       }
     }
@@ -488,13 +495,15 @@ absl::Status VerifyFloatKernels() {
     if (avx512) {
       Dot4x4Avx512(w.data(), n, x4, fast, w.data(), 0, 4 * static_cast<size_t>((n + 15) / 16));
       if (std::memcmp(generic, fast, sizeof fast) != 0) {
-        return absl::InternalError(StrCat("Dot4x4Avx512 differs from the generic kernel for n = ", n));
+        return absl::InternalError(
+            StrCat("Dot4x4Avx512 differs from the generic kernel for n = ", n));
       }
     }
     if (avx2) {
       Dot4x4Avx2(w.data(), n, x4, fast, w.data(), 0, 4 * static_cast<size_t>((n + 15) / 16));
       if (std::memcmp(generic, fast, sizeof fast) != 0) {
-        return absl::InternalError(StrCat("Dot4x4Avx2 differs from the generic kernel for n = ", n));
+        return absl::InternalError(
+            StrCat("Dot4x4Avx2 differs from the generic kernel for n = ", n));
       }
     }
   }

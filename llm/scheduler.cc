@@ -17,14 +17,14 @@ struct Scheduler::Sequence {
   std::shared_ptr<Handle> handle;
   // Cancelled by the caller, or its client went away.
   bool Cancelled() const { return handle->cancelled_.load() || (gone && gone()); }
-  std::vector<int> prompt;     // With BOS.
-  std::vector<int> blocks;     // Reserved KV blocks.
-  int fed = 0;                 // Positions in the cache.
-  int last = -1;               // The last token (fed next while decoding).
-  int budget = 0;              // Positions reserved: prompt + new tokens.
+  std::vector<int> prompt;  // With BOS.
+  std::vector<int> blocks;  // Reserved KV blocks.
+  int fed = 0;              // Positions in the cache.
+  int last = -1;            // The last token (fed next while decoding).
+  int budget = 0;           // Positions reserved: prompt + new tokens.
   std::vector<int> generated;
-  std::string raw;             // Bytes not yet a whole UTF-8 character.
-  std::string pending;         // Text held back (may start a stop sequence).
+  std::string raw;      // Bytes not yet a whole UTF-8 character.
+  std::string pending;  // Text held back (may start a stop sequence).
   std::unique_ptr<Sampler> sampler;
   bool finished = false;
 };
@@ -48,8 +48,7 @@ Scheduler::Scheduler(std::unique_ptr<DecodeEngine> engine, const TokenCodec* tok
       options_(options),
       thread_([this] { Loop(); }) {}
 
-Scheduler::Scheduler(const LlamaModel* model, const TokenCodec* tokenizer,
-                     SchedulerOptions options)
+Scheduler::Scheduler(const LlamaModel* model, const TokenCodec* tokenizer, SchedulerOptions options)
     : Scheduler(NewCpuEngine(model, KvCacheBlocks(model->config(), options), options.block_size),
                 tokenizer, options) {}
 
@@ -81,19 +80,20 @@ absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
     if (s.empty()) return absl::InvalidArgumentError("stop sequences must not be empty");
   }
   auto seq = std::make_unique<Sequence>();
-  ASSIGN_OR_RETURN(seq->prompt,
-                   tokenizer_->Tokenize(params.prompt, params.add_bos.value_or(tokenizer_->info().add_bos)));
+  ASSIGN_OR_RETURN(
+      seq->prompt,
+      tokenizer_->Tokenize(params.prompt, params.add_bos.value_or(tokenizer_->info().add_bos)));
   const int prompt_len = static_cast<int>(seq->prompt.size());
   if (prompt_len == 0) return absl::InvalidArgumentError("the prompt is empty");
   for (int id : seq->prompt) {
     if (id < 0 || id >= c.vocab_size) {
-      return absl::InvalidArgumentError(StrCat("the prompt has token id ", id,
-                                               ", outside the model's vocabulary of ", c.vocab_size));
+      return absl::InvalidArgumentError(StrCat(
+          "the prompt has token id ", id, ", outside the model's vocabulary of ", c.vocab_size));
     }
   }
   if (prompt_len >= c.seq_len) {
-    return absl::InvalidArgumentError(StrCat("the prompt has ", prompt_len,
-                                             " tokens; the model's context is ", c.seq_len));
+    return absl::InvalidArgumentError(
+        StrCat("the prompt has ", prompt_len, " tokens; the model's context is ", c.seq_len));
   }
   // The last generated token is never fed, so prompt + max_tokens - 1
   // positions suffice.
@@ -112,8 +112,8 @@ absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
     std::lock_guard<std::mutex> l(mu_);
     if (stopping_) return absl::UnavailableError("the generator is shutting down");
     if (waiting_.size() >= options_.max_queue) {
-      return absl::ResourceExhaustedError(StrCat("the generation queue is full (",
-                                                 waiting_.size(), " waiting); retry later"));
+      return absl::ResourceExhaustedError(
+          StrCat("the generation queue is full (", waiting_.size(), " waiting); retry later"));
     }
     waiting_.push_back(std::move(seq));
   }
@@ -122,19 +122,18 @@ absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
 }
 
 absl::StatusOr<std::unique_ptr<TokenStream>> Scheduler::Stream(GenerateParams params,
-                                                                std::function<bool()> gone) {
+                                                               std::function<bool()> gone) {
   std::unique_ptr<TokenStream> stream(new TokenStream());
-  ASSIGN_OR_RETURN(stream->handle_,
-                   Submit(
-                       std::move(params),
-                       [queue = stream->queue_](const TokenEvent& e) {
-                         {
-                           std::lock_guard<std::mutex> l(queue->mu);
-                           queue->events.push_back(e);
-                         }
-                         queue->cv.notify_one();
-                       },
-                       std::move(gone)));
+  ASSIGN_OR_RETURN(stream->handle_, Submit(
+                                        std::move(params),
+                                        [queue = stream->queue_](const TokenEvent& e) {
+                                          {
+                                            std::lock_guard<std::mutex> l(queue->mu);
+                                            queue->events.push_back(e);
+                                          }
+                                          queue->cv.notify_one();
+                                        },
+                                        std::move(gone)));
   return stream;
 }
 
@@ -172,7 +171,8 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
   if (reason == FinishReason::kStop && !s.pending.empty()) {
     // Held-back text that turned out not to start a stop sequence.
     bool stop_found = false;
-    for (const std::string& st : s.params.stop) stop_found |= s.pending.find(st) != std::string::npos;
+    for (const std::string& st : s.params.stop)
+      stop_found |= s.pending.find(st) != std::string::npos;
     if (!stop_found) e.text = s.pending;
   }
   s.pending.clear();
@@ -191,7 +191,8 @@ int Scheduler::SampleNext(Sequence& s, std::vector<float> logits) {
     for (int t : s.generated) seen[t] = true;
     for (size_t t = 0; t < logits.size(); ++t) {
       if (!seen[t]) continue;
-      logits[t] = logits[t] > 0 ? logits[t] / p.repetition_penalty : logits[t] * p.repetition_penalty;
+      logits[t] =
+          logits[t] > 0 ? logits[t] / p.repetition_penalty : logits[t] * p.repetition_penalty;
     }
   }
   if (p.top_k > 0 && static_cast<size_t>(p.top_k) < logits.size()) {
@@ -259,9 +260,9 @@ void Scheduler::Loop() {
     for (auto& w : waiting_) {
       if (w->Cancelled()) Finish(*w, FinishReason::kCancelled);
     }
-    waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
-                                  [](const auto& w) { return w->finished; }),
-                   waiting_.end());
+    waiting_.erase(
+        std::remove_if(waiting_.begin(), waiting_.end(), [](const auto& w) { return w->finished; }),
+        waiting_.end());
     if (waiting_.empty() && active_.empty()) continue;
     // Admit waiting requests while sequences and KV blocks allow.
     while (!waiting_.empty() && static_cast<int>(active_.size()) < options_.max_seqs) {
@@ -278,7 +279,7 @@ void Scheduler::Loop() {
     // the row budget.
     std::vector<StepRow> rows;
     std::vector<std::pair<Sequence*, int>> owners;  // Row's sequence; rows fed from it.
-    std::vector<int> last_row;                      // Per active sequence: its row that samples, or -1.
+    std::vector<int> last_row;  // Per active sequence: its row that samples, or -1.
     int budget = options_.max_batch_tokens;
     for (auto& sp : active_) {
       Sequence& s = *sp;
@@ -298,7 +299,8 @@ void Scheduler::Loop() {
       const int n = std::min<int>(static_cast<int>(s.prompt.size()) - s.fed, std::max(1, budget));
       for (int i = 0; i < n; ++i) {
         const int pos = s.fed + i, prompt_len = static_cast<int>(s.prompt.size());
-        rows.push_back({s.prompt[pos], pos, &s.blocks, /*long_prompt=*/prompt_len >= kLongPromptTokens,
+        rows.push_back({s.prompt[pos], pos, &s.blocks,
+                        /*long_prompt=*/prompt_len >= kLongPromptTokens,
                         /*logits=*/pos + 1 >= prompt_len});
         owners.emplace_back(&s, s.fed + i);
       }
@@ -312,7 +314,8 @@ void Scheduler::Loop() {
       std::vector<int> sampled(rows.size(), -1);
       std::vector<size_t> sampling;
       for (size_t r = 0; r < rows.size(); ++r) {
-        if (owners[r].second + 1 >= static_cast<int>(owners[r].first->prompt.size())) sampling.push_back(r);
+        if (owners[r].second + 1 >= static_cast<int>(owners[r].first->prompt.size()))
+          sampling.push_back(r);
       }
 #pragma omp parallel for schedule(dynamic) if (sampling.size() > 1)
       for (size_t k = 0; k < sampling.size(); ++k) {
@@ -340,9 +343,9 @@ void Scheduler::Loop() {
     l.lock();
     stats_.steps += 1;
     stats_.rows += rows.size();
-    active_.erase(std::remove_if(active_.begin(), active_.end(),
-                                 [](const auto& s) { return s->finished; }),
-                  active_.end());
+    active_.erase(
+        std::remove_if(active_.begin(), active_.end(), [](const auto& s) { return s->finished; }),
+        active_.end());
   }
   // Shutting down: everything still here ends as cancelled.
   for (auto& s : active_) Finish(*s, FinishReason::kCancelled);

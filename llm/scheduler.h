@@ -27,35 +27,35 @@ namespace quiver::llm {
 
 struct GenerateParams {
   std::string prompt;
-  std::optional<bool> add_bos;     // BOS first? Unset: as the tokenizer does for plain text.
-  float temperature = 0;           // 0: greedy.
-  float top_p = 1;                 // (0, 1): nucleus sampling.
-  int top_k = 0;                   // > 0: only the k most likely tokens.
-  float repetition_penalty = 1;    // > 1 discourages tokens already seen.
+  std::optional<bool> add_bos;   // BOS first? Unset: as the tokenizer does for plain text.
+  float temperature = 0;         // 0: greedy.
+  float top_p = 1;               // (0, 1): nucleus sampling.
+  int top_k = 0;                 // > 0: only the k most likely tokens.
+  float repetition_penalty = 1;  // > 1 discourages tokens already seen.
   uint64_t seed = 1;
-  int max_tokens = 256;            // New tokens at most (context permitting).
-  std::vector<std::string> stop;   // Generation ends before any of these.
+  int max_tokens = 256;           // New tokens at most (context permitting).
+  std::vector<std::string> stop;  // Generation ends before any of these.
 };
 
 enum class FinishReason { kNone, kStop, kLength, kCancelled };
 
 struct TokenEvent {
-  int token = -1;         // -1 on the final event.
-  std::string text;       // New text (held back while it may start a stop sequence).
+  int token = -1;    // -1 on the final event.
+  std::string text;  // New text (held back while it may start a stop sequence).
   bool done = false;
   FinishReason reason = FinishReason::kNone;
   int prompt_tokens = 0, completion_tokens = 0;
 };
 
 struct SchedulerOptions {
-  int max_seqs = 64;            // Sequences decoding at once.
-  int max_batch_tokens = 512;   // Rows per step (prefill chunks share it).
-  int block_size = 16;          // Positions per KV block.
+  int max_seqs = 64;           // Sequences decoding at once.
+  int max_batch_tokens = 512;  // Rows per step (prefill chunks share it).
+  int block_size = 16;         // Positions per KV block.
   // KV cache size: kv_blocks when > 0, else as many blocks as kv_cache_bytes
   // holds (at least one full context, at most max_seqs full contexts).
   size_t kv_blocks = 0;
   size_t kv_cache_bytes = size_t{1} << 30;
-  size_t max_queue = 1024;      // Waiting requests before RESOURCE_EXHAUSTED.
+  size_t max_queue = 1024;  // Waiting requests before RESOURCE_EXHAUSTED.
 };
 
 // KV blocks for a cache sized by `options` (kv_blocks, else kv_cache_bytes

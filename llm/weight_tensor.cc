@@ -6,15 +6,17 @@
 #include <cstring>
 #include <type_traits>
 
-#include "nn/half.h"
 #include "llm/internal/row_kernels.h"
+#include "nn/half.h"
 
 namespace quiver::llm {
 
 using namespace internal;  // NOLINT: the row kernels.
 
 WeightTensor::WeightTensor(AlignedFloats values)
-    : type_(Type::kF32), size_(values.size()), f32_(std::make_shared<const AlignedFloats>(std::move(values))) {}
+    : type_(Type::kF32),
+      size_(values.size()),
+      f32_(std::make_shared<const AlignedFloats>(std::move(values))) {}
 
 WeightTensor WeightTensor::BF16(std::vector<uint16_t> values) {
   WeightTensor t = F16(std::move(values));
@@ -32,10 +34,14 @@ WeightTensor WeightTensor::F16(std::vector<uint16_t> halves) {
 
 size_t WeightTensor::KBlockBytes(Type type) {
   switch (type) {
-    case Type::kQ4_K: return 144;
-    case Type::kQ5_K: return 176;
-    case Type::kQ6_K: return 210;
-    default: return 0;
+    case Type::kQ4_K:
+      return 144;
+    case Type::kQ5_K:
+      return 176;
+    case Type::kQ6_K:
+      return 210;
+    default:
+      return 0;
   }
 }
 
@@ -151,9 +157,12 @@ WeightTensor WeightTensor::ReorderRows(const std::vector<size_t>& order, size_t 
     return out;
   };
   switch (type_) {
-    case Type::kF32: return F32(reorder(*f32_, cols));
-    case Type::kF16: return F16(reorder(*f16_, cols));
-    case Type::kBF16: return BF16(reorder(*f16_, cols));
+    case Type::kF32:
+      return F32(reorder(*f32_, cols));
+    case Type::kF16:
+      return F16(reorder(*f16_, cols));
+    case Type::kBF16:
+      return BF16(reorder(*f16_, cols));
     case Type::kQ8_0:
       if (cols % 32 == 0) return Q8_0(reorder(*q8_, cols), reorder(*scales_, cols / 32));
       break;
@@ -165,7 +174,8 @@ WeightTensor WeightTensor::ReorderRows(const std::vector<size_t>& order, size_t 
     case Type::kQ6_K:
       if (cols % 256 == 0) return *KQuant(type_, reorder(*q4_, cols / 256 * KBlockBytes(type_)));
       break;
-    case Type::kMixed: break;  // As float32, below.
+    case Type::kMixed:
+      break;  // As float32, below.
   }
   std::vector<float> all(size_);
   Read(0, size_, all.data());
@@ -175,15 +185,28 @@ WeightTensor WeightTensor::ReorderRows(const std::vector<size_t>& order, size_t 
 WeightTensor::Raw WeightTensor::raw() const {
   Raw r;
   switch (type_) {
-    case Type::kF32: r.f32 = f32_->data(); break;
+    case Type::kF32:
+      r.f32 = f32_->data();
+      break;
     case Type::kF16:
-    case Type::kBF16: r.halves = f16_->data(); break;
-    case Type::kQ8_0: r.q8 = q8_->data(); r.scales = scales_->data(); break;
-    case Type::kQ4_0: r.q4 = q4_->data(); r.scales = scales_->data(); break;
+    case Type::kBF16:
+      r.halves = f16_->data();
+      break;
+    case Type::kQ8_0:
+      r.q8 = q8_->data();
+      r.scales = scales_->data();
+      break;
+    case Type::kQ4_0:
+      r.q4 = q4_->data();
+      r.scales = scales_->data();
+      break;
     case Type::kQ4_K:
     case Type::kQ5_K:
-    case Type::kQ6_K: r.q4 = q4_->data(); break;
-    case Type::kMixed: break;
+    case Type::kQ6_K:
+      r.q4 = q4_->data();
+      break;
+    case Type::kMixed:
+      break;
   }
   return r;
 }
@@ -195,14 +218,19 @@ std::vector<std::pair<size_t, WeightTensor>> WeightTensor::parts() const {
 
 size_t WeightTensor::bytes() const {
   switch (type_) {
-    case Type::kF32: return size_ * 4;
+    case Type::kF32:
+      return size_ * 4;
     case Type::kF16:
-    case Type::kBF16: return size_ * 2;
-    case Type::kQ8_0: return size_ + size_ / 32 * 4;
-    case Type::kQ4_0: return size_ / 2 + size_ / 32 * 4;
+    case Type::kBF16:
+      return size_ * 2;
+    case Type::kQ8_0:
+      return size_ + size_ / 32 * 4;
+    case Type::kQ4_0:
+      return size_ / 2 + size_ / 32 * 4;
     case Type::kQ4_K:
     case Type::kQ5_K:
-    case Type::kQ6_K: return size_ / 256 * KBlockBytes(type_);
+    case Type::kQ6_K:
+      return size_ / 256 * KBlockBytes(type_);
     case Type::kMixed: {
       size_t n = 0;
       for (const auto& [start, part] : *parts_) n += part.bytes();
@@ -218,14 +246,20 @@ float WeightTensor::DotRow(size_t offset, const float* x, int n) const {
       const auto& [start, part] = PartAt(offset);
       return part.DotRow(offset - start, x, n);
     }
-    case Type::kF32: return Dot(f32_->data() + offset, x, n);
-    case Type::kF16: return DotF16(f16_->data() + offset, x, n);
-    case Type::kBF16: return DotBF16(f16_->data() + offset, x, n);
-    case Type::kQ8_0: return DotQ8(q8_->data() + offset, scales_->data() + offset / 32, x, n);
-    case Type::kQ4_0: return DotQ4(q4_->data() + offset / 2, scales_->data() + offset / 32, x, n);
+    case Type::kF32:
+      return Dot(f32_->data() + offset, x, n);
+    case Type::kF16:
+      return DotF16(f16_->data() + offset, x, n);
+    case Type::kBF16:
+      return DotBF16(f16_->data() + offset, x, n);
+    case Type::kQ8_0:
+      return DotQ8(q8_->data() + offset, scales_->data() + offset / 32, x, n);
+    case Type::kQ4_0:
+      return DotQ4(q4_->data() + offset / 2, scales_->data() + offset / 32, x, n);
     case Type::kQ4_K:
     case Type::kQ5_K:
-    case Type::kQ6_K: return DotK(type_, q4_->data() + offset / 256 * KBlockBytes(type_), x, n);
+    case Type::kQ6_K:
+      return DotK(type_, q4_->data() + offset / 256 * KBlockBytes(type_), x, n);
   }
   return 0.0f;
 }
@@ -235,17 +269,21 @@ void WeightTensor::DotRows4(size_t offset, const float* x, int n, float* out) co
   switch (type_) {
     case Type::kMixed: {
       const auto& [start, part] = PartAt(offset);
-      if (offset + rows_size <= start + part.size()) return part.DotRows4(offset - start, x, n, out);
+      if (offset + rows_size <= start + part.size())
+        return part.DotRows4(offset - start, x, n, out);
       break;  // Straddles two parts: row by row below.
     }
-    case Type::kQ8_0: return DotQ8x4(q8_->data() + offset, scales_->data() + offset / 32, x, n, out);
-    case Type::kQ4_0: return DotQ4x4(q4_->data() + offset / 2, scales_->data() + offset / 32, x, n, out);
+    case Type::kQ8_0:
+      return DotQ8x4(q8_->data() + offset, scales_->data() + offset / 32, x, n, out);
+    case Type::kQ4_0:
+      return DotQ4x4(q4_->data() + offset / 2, scales_->data() + offset / 32, x, n, out);
     case Type::kF32:
     case Type::kF16:
     case Type::kBF16:
     case Type::kQ4_K:
     case Type::kQ5_K:
-    case Type::kQ6_K: break;
+    case Type::kQ6_K:
+      break;
   }
   for (int k = 0; k < 4; ++k) out[k] = DotRow(offset + static_cast<size_t>(k) * n, x, n);
 }
@@ -262,14 +300,26 @@ void WeightTensor::Read(size_t offset, size_t n, float* out) const {
         n -= take;
       }
       break;
-    case Type::kF32: std::copy_n(f32_->data() + offset, n, out); break;
-    case Type::kF16: DequantizeF16(f16_->data() + offset, n, out); break;
-    case Type::kBF16: DequantizeBF16(f16_->data() + offset, n, out); break;
-    case Type::kQ8_0: DequantizeQ8(q8_->data() + offset, scales_->data() + offset / 32, n / 32, out); break;
-    case Type::kQ4_0: DequantizeQ4(q4_->data() + offset / 2, scales_->data() + offset / 32, n / 32, out); break;
+    case Type::kF32:
+      std::copy_n(f32_->data() + offset, n, out);
+      break;
+    case Type::kF16:
+      DequantizeF16(f16_->data() + offset, n, out);
+      break;
+    case Type::kBF16:
+      DequantizeBF16(f16_->data() + offset, n, out);
+      break;
+    case Type::kQ8_0:
+      DequantizeQ8(q8_->data() + offset, scales_->data() + offset / 32, n / 32, out);
+      break;
+    case Type::kQ4_0:
+      DequantizeQ4(q4_->data() + offset / 2, scales_->data() + offset / 32, n / 32, out);
+      break;
     case Type::kQ4_K:
     case Type::kQ5_K:
-    case Type::kQ6_K: DequantizeK(type_, q4_->data() + offset / 256 * KBlockBytes(type_), n / 256, out); break;
+    case Type::kQ6_K:
+      DequantizeK(type_, q4_->data() + offset / 256 * KBlockBytes(type_), n / 256, out);
+      break;
   }
 }
 

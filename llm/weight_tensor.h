@@ -96,7 +96,8 @@ class WeightTensor {
   std::shared_ptr<const std::vector<uint16_t>> f16_;
   std::shared_ptr<const std::vector<int8_t>> q8_;
   std::shared_ptr<const std::vector<uint8_t>> q4_;  // Q4_0 nibbles, or K-quant blocks.
-  std::shared_ptr<const std::vector<std::pair<size_t, WeightTensor>>> parts_;  // kMixed: (first value, part).
+  std::shared_ptr<const std::vector<std::pair<size_t, WeightTensor>>>
+      parts_;  // kMixed: (first value, part).
   const std::pair<size_t, WeightTensor>& PartAt(size_t offset) const;
   std::shared_ptr<const std::vector<float>> scales_;
 };

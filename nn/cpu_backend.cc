@@ -54,7 +54,8 @@ class CpuBackend : public Backend {
       const int64_t r0 = std::min(m, t * band), r1 = std::min(m, r0 + band);
       if (r1 > r0) {
         if (bias != nullptr) {
-          for (int64_t i = r0; i < r1; ++i) std::memcpy(out + i * n, bias->data(), n * sizeof(float));
+          for (int64_t i = r0; i < r1; ++i)
+            std::memcpy(out + i * n, bias->data(), n * sizeof(float));
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r1 - r0),
                     static_cast<int>(n), static_cast<int>(k), 1.0f, x.data() + r0 * k,
@@ -166,7 +167,8 @@ std::unique_ptr<Backend> NewCpuBackend() { return std::make_unique<CpuBackend>()
 absl::StatusOr<MatmulPrecision> ParseMatmulPrecision(std::string_view name) {
   if (name == "float32") return MatmulPrecision::kFloat32;
   if (name == "tf32") return MatmulPrecision::kTf32;
-  return absl::InvalidArgumentError(StrCat("unknown matmul precision \"", name, "\"; use float32 or tf32"));
+  return absl::InvalidArgumentError(
+      StrCat("unknown matmul precision \"", name, "\"; use float32 or tf32"));
 }
 
 std::string_view MatmulPrecisionName(MatmulPrecision precision) {
@@ -174,12 +176,15 @@ std::string_view MatmulPrecisionName(MatmulPrecision precision) {
 }
 
 #ifndef QUIVER_HAVE_CUDA_BACKEND
-absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device, const BackendOptions&) {
+absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device,
+                                                    const BackendOptions&) {
   if (device == "cpu" || device == "auto") return NewCpuBackend();
   if (device == "cuda") {
-    return absl::UnavailableError("this build has no CUDA backend (nvcc was not found at build time)");
+    return absl::UnavailableError(
+        "this build has no CUDA backend (nvcc was not found at build time)");
   }
-  return absl::InvalidArgumentError(StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
+  return absl::InvalidArgumentError(
+      StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
 }
 #endif
 

@@ -17,22 +17,23 @@
 #include <string>
 #include <unordered_map>
 
-#include "nn/cuda_check.h"
 #include "common/strings.h"
 #include "nn/backend.h"
+#include "nn/cuda_check.h"
 #include "nn/cuda_kernels.h"
 
 namespace quiver::nn {
 namespace {
 
 // A cuBLAS failure is a broken invariant too (see QUIVER_CUDA_CHECK).
-#define QUIVER_CUBLAS_CHECK(expr)                                                                \
-  do {                                                                                           \
-    cublasStatus_t st_ = (expr);                                                                 \
-    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                          \
-      std::fprintf(stderr, "cuBLAS error %d at %s:%d\n", static_cast<int>(st_), __FILE__, __LINE__); \
-      std::abort();                                                                              \
-    }                                                                                            \
+#define QUIVER_CUBLAS_CHECK(expr)                                                         \
+  do {                                                                                    \
+    cublasStatus_t st_ = (expr);                                                          \
+    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                   \
+      std::fprintf(stderr, "cuBLAS error %d at %s:%d\n", static_cast<int>(st_), __FILE__, \
+                   __LINE__);                                                             \
+      std::abort();                                                                       \
+    }                                                                                     \
   } while (0)
 
 class DeviceBuffer : public Buffer {
@@ -157,7 +158,8 @@ class CudaBackend : public Backend {
     // three launches at a time (the stream runs them in that order).
     std::lock_guard<std::mutex> lock(scratch_mu_);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd)), one = 1.0f, zero = 0.0f;
-    const size_t pointer_bytes = static_cast<size_t>(5 * n) * sizeof(void*) + lengths.size() * sizeof(int32_t);
+    const size_t pointer_bytes =
+        static_cast<size_t>(5 * n) * sizeof(void*) + lengths.size() * sizeof(int32_t);
     if (!Grow(&scratch_, &scratch_bytes_, static_cast<size_t>(n * seq * seq) * sizeof(float)) ||
         !Grow(&pointers_, &pointers_bytes_, pointer_bytes)) {
       return;
@@ -180,17 +182,19 @@ class CudaBackend : public Backend {
     const int32_t* d_lengths = reinterpret_cast<const int32_t*>(d + 5 * n);
     // scores_i (column-major key x query) = scale * K_i^T Q_i.
     QUIVER_CUBLAS_CHECK(cublasSgemmBatched(
-        cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(seq), static_cast<int>(seq), static_cast<int>(hd),
-        &scale, reinterpret_cast<const float* const*>(d), static_cast<int>(width),
-        reinterpret_cast<const float* const*>(d + n), static_cast<int>(width), &zero,
-        reinterpret_cast<float* const*>(d + 2 * n), static_cast<int>(seq), static_cast<int>(n)));
+        cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(seq), static_cast<int>(seq),
+        static_cast<int>(hd), &scale, reinterpret_cast<const float* const*>(d),
+        static_cast<int>(width), reinterpret_cast<const float* const*>(d + n),
+        static_cast<int>(width), &zero, reinterpret_cast<float* const*>(d + 2 * n),
+        static_cast<int>(seq), static_cast<int>(n)));
     cuda::MaskedSoftmax(scores, n * seq, seq, d_lengths, heads * seq, stream_);
     // out_i (hd x query, ld width) = V_i P_i.
     QUIVER_CUBLAS_CHECK(cublasSgemmBatched(
-        cublas_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(hd), static_cast<int>(seq), static_cast<int>(seq),
-        &one, reinterpret_cast<const float* const*>(d + 3 * n), static_cast<int>(width),
-        reinterpret_cast<const float* const*>(d + 2 * n), static_cast<int>(seq), &zero,
-        reinterpret_cast<float* const*>(d + 4 * n), static_cast<int>(width), static_cast<int>(n)));
+        cublas_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(hd), static_cast<int>(seq),
+        static_cast<int>(seq), &one, reinterpret_cast<const float* const*>(d + 3 * n),
+        static_cast<int>(width), reinterpret_cast<const float* const*>(d + 2 * n),
+        static_cast<int>(seq), &zero, reinterpret_cast<float* const*>(d + 4 * n),
+        static_cast<int>(width), static_cast<int>(n)));
   }
 
  private:
@@ -201,7 +205,8 @@ class CudaBackend : public Backend {
     QUIVER_CUDA_CHECK(cudaMemcpyAsync(ids_, ids.data(), ids.size() * sizeof(int32_t),
                                       cudaMemcpyHostToDevice, stream_));
     const int64_t d = table.cols(), rows = static_cast<int64_t>(ids.size());
-    cuda::Gather(out->data(), table.data(), static_cast<const int32_t*>(ids_), rows, d, add, stream_);
+    cuda::Gather(out->data(), table.data(), static_cast<const int32_t*>(ids_), rows, d, add,
+                 stream_);
     // The host ids may change after return: finish the copy first.
     QUIVER_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
@@ -210,11 +215,13 @@ class CudaBackend : public Backend {
   void** DevicePointers(size_t count, std::span<const int32_t> lengths, size_t bytes) {
     staging_.resize(bytes);
     std::memcpy(staging_.data(), host_pointers_.data(), count * sizeof(void*));
-    std::memcpy(staging_.data() + count * sizeof(void*), lengths.data(), lengths.size() * sizeof(int32_t));
+    std::memcpy(staging_.data() + count * sizeof(void*), lengths.data(),
+                lengths.size() * sizeof(int32_t));
     // From pageable memory the call returns once the bytes are staged, so
     // staging_ may be refilled by the next call; the stream orders the next
     // overwrite of pointers_ after this call's products.
-    QUIVER_CUDA_CHECK(cudaMemcpyAsync(pointers_, staging_.data(), bytes, cudaMemcpyHostToDevice, stream_));
+    QUIVER_CUDA_CHECK(
+        cudaMemcpyAsync(pointers_, staging_.data(), bytes, cudaMemcpyHostToDevice, stream_));
     return static_cast<void**>(pointers_);
   }
   // Grows the scratch buffer *p (capacity *have bytes) to `want` bytes;
@@ -266,7 +273,8 @@ bool GpuVisible() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device, const BackendOptions& options) {
+absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device,
+                                                    const BackendOptions& options) {
   if (device == "cpu") return NewCpuBackend();
   if (device == "auto") {
     if (GpuVisible()) return std::unique_ptr<Backend>(new CudaBackend(options.precision));
@@ -278,7 +286,8 @@ absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device, con
     }
     return std::unique_ptr<Backend>(new CudaBackend(options.precision));
   }
-  return absl::InvalidArgumentError(StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
+  return absl::InvalidArgumentError(
+      StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
 }
 
 }  // namespace quiver::nn

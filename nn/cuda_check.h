@@ -16,13 +16,14 @@
 
 // A CUDA failure in the middle of a kernel sequence is a device or
 // programming error with no partial result to return: report and abort.
-#define QUIVER_CUDA_CHECK(expr)                                                                    \
-  do {                                                                                             \
-    const cudaError_t err_ = (expr);                                                               \
-    if (err_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(err_), __FILE__, __LINE__); \
-      std::abort();                                                                                \
-    }                                                                                              \
+#define QUIVER_CUDA_CHECK(expr)                                                            \
+  do {                                                                                     \
+    const cudaError_t err_ = (expr);                                                       \
+    if (err_ != cudaSuccess) {                                                             \
+      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(err_), __FILE__, \
+                   __LINE__);                                                              \
+      std::abort();                                                                        \
+    }                                                                                      \
   } while (0)
 
 namespace quiver::nn {
@@ -33,9 +34,9 @@ inline absl::Status CudaOutOfMemory(size_t bytes, std::string_view advice) {
   cudaGetLastError();
   size_t free = 0, total = 0;
   cudaMemGetInfo(&free, &total);
-  return absl::ResourceExhaustedError(StrCat("GPU memory: cannot allocate ", (bytes + (1 << 20) - 1) >> 20,
-                                             " MiB (", free >> 20, " of ", total >> 20, " MiB free); ",
-                                             advice));
+  return absl::ResourceExhaustedError(StrCat("GPU memory: cannot allocate ",
+                                             (bytes + (1 << 20) - 1) >> 20, " MiB (", free >> 20,
+                                             " of ", total >> 20, " MiB free); ", advice));
 }
 
 }  // namespace quiver::nn

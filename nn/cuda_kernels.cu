@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "nn/cuda_launch.h"
 #include "nn/cuda_kernels.h"
+#include "nn/cuda_launch.h"
 
 namespace quiver::nn::cuda {
 namespace {
@@ -38,8 +38,12 @@ __global__ void ActKernel(float* a, int64_t n, Act act) {
   if (i >= n) return;
   const float v = a[i];
   switch (act) {
-    case Act::kGelu: a[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
-    case Act::kTanh: a[i] = tanhf(v); break;
+    case Act::kGelu:
+      a[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+      break;
+    case Act::kTanh:
+      a[i] = tanhf(v);
+      break;
   }
 }
 
@@ -92,7 +96,8 @@ __global__ void MaskedSoftmaxKernel(float* scores, int64_t seq, const int32_t* l
   float sum = 0;
   for (int64_t j = threadIdx.x; j < len; j += kThreads) sum += expf(row[j] - mx);
   const float inv = 1.0f / BlockSum(sum, shared);
-  for (int64_t j = threadIdx.x; j < seq; j += kThreads) row[j] = j < len ? expf(row[j] - mx) * inv : 0.0f;
+  for (int64_t j = threadIdx.x; j < seq; j += kThreads)
+    row[j] = j < len ? expf(row[j] - mx) * inv : 0.0f;
 }
 
 }  // namespace
@@ -117,14 +122,14 @@ void Activate(float* a, int64_t n, Act act, cudaStream_t s) {
 void LayerNorm(float* x, const float* gamma, const float* beta, int64_t rows, int64_t d, float eps,
                cudaStream_t s) {
   if (rows == 0) return;
-  QUIVER_CUDA_LAUNCH(LayerNormKernel, static_cast<unsigned>(rows), kThreads, 0, s)(x, gamma, beta, d,
-                                                                                   eps);
+  QUIVER_CUDA_LAUNCH(LayerNormKernel, static_cast<unsigned>(rows), kThreads, 0, s)
+  (x, gamma, beta, d, eps);
 }
 void MaskedSoftmax(float* scores, int64_t rows, int64_t seq, const int32_t* lengths,
                    int64_t rows_per_length, cudaStream_t s) {
   if (rows == 0) return;
-  QUIVER_CUDA_LAUNCH(MaskedSoftmaxKernel, static_cast<unsigned>(rows), kThreads, 0, s)(
-      scores, seq, lengths, rows_per_length);
+  QUIVER_CUDA_LAUNCH(MaskedSoftmaxKernel, static_cast<unsigned>(rows), kThreads, 0, s)
+  (scores, seq, lengths, rows_per_length);
 }
 
 }  // namespace quiver::nn::cuda

@@ -23,7 +23,8 @@ uint16_t FloatToHalf(float f) {
   }
   uint32_t half = sign | (static_cast<uint32_t>(exp) << 10) | (mant >> 13);
   const uint32_t rem = mant & 0x1FFF;
-  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) ++half;  // May carry into the exponent: correct.
+  if (rem > 0x1000 || (rem == 0x1000 && (half & 1)))
+    ++half;  // May carry into the exponent: correct.
   return static_cast<uint16_t>(half);
 }
 

@@ -8,10 +8,10 @@
 #include <cerrno>
 #include <cstring>
 
-#include "nn/half.h"
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "nn/half.h"
 
 namespace quiver::nn {
 namespace {
@@ -22,9 +22,9 @@ struct DTypeEntry {
   size_t size;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {"F64", DType::kF64, 8}, {"F32", DType::kF32, 4},  {"F16", DType::kF16, 2},
+    {"F64", DType::kF64, 8},   {"F32", DType::kF32, 4}, {"F16", DType::kF16, 2},
     {"BF16", DType::kBF16, 2}, {"I64", DType::kI64, 8}, {"I32", DType::kI32, 4},
-    {"I16", DType::kI16, 2}, {"I8", DType::kI8, 1},    {"U8", DType::kU8, 1},
+    {"I16", DType::kI16, 2},   {"I8", DType::kI8, 1},   {"U8", DType::kU8, 1},
     {"BOOL", DType::kBool, 1},
 };
 
@@ -94,8 +94,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     return absl::DataLossError(StrCat(path, ": header length ", header_len,
                                       " does not fit the file of ", f->size_, " bytes"));
   }
-  auto header = ParseJson(
-      std::string_view(reinterpret_cast<const char*>(base + 8), header_len), 16);
+  auto header =
+      ParseJson(std::string_view(reinterpret_cast<const char*>(base + 8), header_len), 16);
   if (!header.ok() || !header->is_object()) {
     return absl::DataLossError(StrCat(path, ": the header is not a JSON object"));
   }
@@ -130,7 +130,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     }
     if (!known) return bad(StrCat("unsupported dtype ", dtype->as_string()));
     for (const Json& d : shape->as_array()) {
-      if (!d.is_number() || d.as_number() < 0 || d.as_number() != static_cast<int64_t>(d.as_number())) {
+      if (!d.is_number() || d.as_number() < 0 ||
+          d.as_number() != static_cast<int64_t>(d.as_number())) {
         return bad("shape must hold non-negative integers");
       }
       info.shape.push_back(static_cast<int64_t>(d.as_number()));
@@ -182,7 +183,9 @@ absl::StatusOr<std::vector<float>> SafetensorsFile::ReadFloat(
   std::vector<float> out(n);
   const uint8_t* p = t->bytes.data();
   switch (t->dtype) {
-    case DType::kF32: std::memcpy(out.data(), p, n * 4); break;
+    case DType::kF32:
+      std::memcpy(out.data(), p, n * 4);
+      break;
     case DType::kF64:
       for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(Load<double>(p + 8 * i));
       break;
@@ -208,12 +211,22 @@ absl::StatusOr<std::vector<int64_t>> SafetensorsFile::ReadInt(
   const uint8_t* p = t->bytes.data();
   for (size_t i = 0; i < n; ++i) {
     switch (t->dtype) {
-      case DType::kI64: out[i] = Load<int64_t>(p + 8 * i); break;
-      case DType::kI32: out[i] = Load<int32_t>(p + 4 * i); break;
-      case DType::kI16: out[i] = Load<int16_t>(p + 2 * i); break;
-      case DType::kI8: out[i] = static_cast<int8_t>(p[i]); break;
+      case DType::kI64:
+        out[i] = Load<int64_t>(p + 8 * i);
+        break;
+      case DType::kI32:
+        out[i] = Load<int32_t>(p + 4 * i);
+        break;
+      case DType::kI16:
+        out[i] = Load<int16_t>(p + 2 * i);
+        break;
+      case DType::kI8:
+        out[i] = static_cast<int8_t>(p[i]);
+        break;
       case DType::kU8:
-      case DType::kBool: out[i] = p[i]; break;
+      case DType::kBool:
+        out[i] = p[i];
+        break;
       default:
         return absl::InvalidArgumentError(StrCat(path_, ": tensor \"", name, "\" is ",
                                                  DTypeName(t->dtype), ", not an integer type"));

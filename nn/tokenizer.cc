@@ -5,9 +5,9 @@
 #include <fstream>
 #include <limits>
 #include <queue>
-#include <tuple>
 #include <regex>
 #include <sstream>
+#include <tuple>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -72,15 +72,18 @@ U32 FromIcu(const icu::UnicodeString& u) {
 
 // Unicode predicates as Hugging Face's tokenizers (Rust char methods) use them.
 bool IsWhitespace(char32_t c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || u_isUWhiteSpace(static_cast<UChar32>(c));
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' ||
+         u_isUWhiteSpace(static_cast<UChar32>(c));
 }
 bool IsOther(char32_t c) {  // General category C*.
   const int8_t t = u_charType(static_cast<UChar32>(c));
-  return t == U_CONTROL_CHAR || t == U_FORMAT_CHAR || t == U_SURROGATE ||
-         t == U_PRIVATE_USE_CHAR || t == U_UNASSIGNED;
+  return t == U_CONTROL_CHAR || t == U_FORMAT_CHAR || t == U_SURROGATE || t == U_PRIVATE_USE_CHAR ||
+         t == U_UNASSIGNED;
 }
 bool IsPunctuation(char32_t c) {  // ASCII punctuation or category P*.
-  if (c < 128) return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+  if (c < 128)
+    return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
+           (c >= 123 && c <= 126);
   return u_ispunct(static_cast<UChar32>(c));
 }
 bool IsChineseChar(char32_t c) {  // BERT's CJK Unified Ideographs blocks.
@@ -97,10 +100,9 @@ bool IsWordChar(char32_t c) {  // Regex \w (Unicode): letters, marks, digits, co
 
 absl::Status Unsupported(std::string_view kind, const Json& j) {
   const Json* type = j.Find("type");
-  return absl::InvalidArgumentError(StrCat("tokenizer.json: unsupported ", kind, " ",
-                                           type != nullptr && type->is_string()
-                                               ? type->as_string()
-                                               : std::string("(no type)")));
+  return absl::InvalidArgumentError(
+      StrCat("tokenizer.json: unsupported ", kind, " ",
+             type != nullptr && type->is_string() ? type->as_string() : std::string("(no type)")));
 }
 
 bool BoolField(const Json& j, std::string_view key, bool fallback) {
@@ -214,7 +216,8 @@ class ReplaceNormalizer : public Normalizer {
     } else if (!literal_.empty()) {
       std::string out;
       size_t pos = 0;
-      for (size_t hit; (hit = text.find(literal_, pos)) != std::string::npos; pos = hit + literal_.size()) {
+      for (size_t hit; (hit = text.find(literal_, pos)) != std::string::npos;
+           pos = hit + literal_.size()) {
         out.append(text, pos, hit - pos);
         out.append(content_);
       }
@@ -356,8 +359,9 @@ constexpr char kGpt2Pattern[] =
 class RegexSplit : public PreTokenizer {
  public:
   enum class Behavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
-  static absl::StatusOr<std::unique_ptr<PreTokenizer>> Make(const std::string& pattern, bool literal,
-                                                            Behavior behavior, bool invert) {
+  static absl::StatusOr<std::unique_ptr<PreTokenizer>> Make(const std::string& pattern,
+                                                            bool literal, Behavior behavior,
+                                                            bool invert) {
     UErrorCode status = U_ZERO_ERROR;
     UParseError parse;
     const icu::UnicodeString u = icu::UnicodeString::fromUTF8(pattern);
@@ -440,8 +444,9 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const Json& j) {
   if (type == "BertPreTokenizer") {
     return std::unique_ptr<PreTokenizer>(new FnPreTokenizer([](std::vector<U32>* p) {
       SplitBy(p, [](char32_t c) {
-        return IsWhitespace(c) ? CharRole::kRemove
-                               : IsPunctuation(c) ? CharRole::kIsolate : CharRole::kKeep;
+        return IsWhitespace(c)    ? CharRole::kRemove
+               : IsPunctuation(c) ? CharRole::kIsolate
+                                  : CharRole::kKeep;
       });
     }));
   }
@@ -452,7 +457,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const Json& j) {
   }
   if (type == "Punctuation") {
     return std::unique_ptr<PreTokenizer>(new FnPreTokenizer([](std::vector<U32>* p) {
-      SplitBy(p, [](char32_t c) { return IsPunctuation(c) ? CharRole::kIsolate : CharRole::kKeep; });
+      SplitBy(p,
+              [](char32_t c) { return IsPunctuation(c) ? CharRole::kIsolate : CharRole::kKeep; });
     }));
   }
   if (type == "Whitespace") {  // \w+|[^\w\s]+
@@ -482,53 +488,56 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const Json& j) {
     std::string scheme = StringField(j, "prepend_scheme", "");
     if (scheme.empty()) scheme = BoolField(j, "add_prefix_space", true) ? "always" : "never";
     const bool split = BoolField(j, "split", true);
-    return std::unique_ptr<PreTokenizer>(new FnPreTokenizer([r, scheme, split](std::vector<U32>* pieces) {
-      std::vector<U32> out;
-      for (size_t pi = 0; pi < pieces->size(); ++pi) {
-        U32 s = (*pieces)[pi];
-        for (char32_t& c : s) {
-          if (c == ' ') c = r;
-        }
-        const bool prepend = scheme == "always" || (scheme == "first" && pi == 0);
-        if (prepend && !s.empty() && s[0] != r) s.insert(s.begin(), r);
-        if (!split) {
-          out.push_back(std::move(s));
-          continue;
-        }
-        U32 cur;  // Each replacement starts a piece (merged with the next).
-        for (char32_t c : s) {
-          if (c == r && !cur.empty()) {
-            out.push_back(std::move(cur));
-            cur.clear();
+    return std::unique_ptr<PreTokenizer>(
+        new FnPreTokenizer([r, scheme, split](std::vector<U32>* pieces) {
+          std::vector<U32> out;
+          for (size_t pi = 0; pi < pieces->size(); ++pi) {
+            U32 s = (*pieces)[pi];
+            for (char32_t& c : s) {
+              if (c == ' ') c = r;
+            }
+            const bool prepend = scheme == "always" || (scheme == "first" && pi == 0);
+            if (prepend && !s.empty() && s[0] != r) s.insert(s.begin(), r);
+            if (!split) {
+              out.push_back(std::move(s));
+              continue;
+            }
+            U32 cur;  // Each replacement starts a piece (merged with the next).
+            for (char32_t c : s) {
+              if (c == r && !cur.empty()) {
+                out.push_back(std::move(cur));
+                cur.clear();
+              }
+              cur.push_back(c);
+            }
+            if (!cur.empty()) out.push_back(std::move(cur));
           }
-          cur.push_back(c);
-        }
-        if (!cur.empty()) out.push_back(std::move(cur));
-      }
-      *pieces = std::move(out);
-    }));
+          *pieces = std::move(out);
+        }));
   }
   if (type == "ByteLevel") {
     const bool prefix = BoolField(j, "add_prefix_space", true);
     std::unique_ptr<PreTokenizer> regex;
     if (BoolField(j, "use_regex", true)) {
-      ASSIGN_OR_RETURN(regex, RegexSplit::Make(kGpt2Pattern, false, RegexSplit::Behavior::kIsolated, false));
+      ASSIGN_OR_RETURN(
+          regex, RegexSplit::Make(kGpt2Pattern, false, RegexSplit::Behavior::kIsolated, false));
     }
     std::shared_ptr<PreTokenizer> split(std::move(regex));
-    return std::unique_ptr<PreTokenizer>(new FnPreTokenizer([prefix, split](std::vector<U32>* pieces) {
-      if (prefix) {
-        for (U32& p : *pieces) {
-          if (!p.empty() && p[0] != ' ') p.insert(p.begin(), U' ');
-        }
-      }
-      if (split) split->Split(pieces);
-      const ByteAlphabet& alphabet = Bytes();
-      for (U32& p : *pieces) {
-        const std::string utf8 = Encode(p);
-        p.clear();
-        for (unsigned char b : utf8) p.push_back(alphabet.to_char[b]);
-      }
-    }));
+    return std::unique_ptr<PreTokenizer>(
+        new FnPreTokenizer([prefix, split](std::vector<U32>* pieces) {
+          if (prefix) {
+            for (U32& p : *pieces) {
+              if (!p.empty() && p[0] != ' ') p.insert(p.begin(), U' ');
+            }
+          }
+          if (split) split->Split(pieces);
+          const ByteAlphabet& alphabet = Bytes();
+          for (U32& p : *pieces) {
+            const std::string utf8 = Encode(p);
+            p.clear();
+            for (unsigned char b : utf8) p.push_back(alphabet.to_char[b]);
+          }
+        }));
   }
   if (type == "Split") {
     const Json* pattern = j.Find("pattern");
@@ -550,7 +559,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const Json& j) {
     } else if (behavior == "Contiguous") {
       b = RegexSplit::Behavior::kContiguous;
     } else {
-      return absl::InvalidArgumentError(StrCat("tokenizer.json: unsupported split behavior ", behavior));
+      return absl::InvalidArgumentError(
+          StrCat("tokenizer.json: unsupported split behavior ", behavior));
     }
     const bool literal = str != nullptr && str->is_string();
     return RegexSplit::Make(literal ? str->as_string() : re->as_string(), literal, b,
@@ -558,8 +568,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const Json& j) {
   }
   if (type == "Digits") {
     const bool each = BoolField(j, "individual_digits", false);
-    return RegexSplit::Make(each ? "\\p{N}" : "\\p{N}+", false,
-                            RegexSplit::Behavior::kIsolated, false);
+    return RegexSplit::Make(each ? "\\p{N}" : "\\p{N}+", false, RegexSplit::Behavior::kIsolated,
+                            false);
   }
   if (type == "Sequence") {
     auto seq = std::make_unique<SequencePreTokenizer>();
@@ -608,7 +618,8 @@ class WordPiece : public Model {
     RETURN_IF_ERROR(m->AddVocab(*vocab));
     m->prefix_ = StringField(j, "continuing_subword_prefix", "##");
     const Json* max_chars = j.Find("max_input_chars_per_word");
-    if (max_chars != nullptr && max_chars->is_number()) m->max_chars_ = static_cast<size_t>(max_chars->as_number());
+    if (max_chars != nullptr && max_chars->is_number())
+      m->max_chars_ = static_cast<size_t>(max_chars->as_number());
     const std::string unk = StringField(j, "unk_token", "[UNK]");
     auto it = m->vocab.find(unk);
     if (it == m->vocab.end()) {
@@ -666,7 +677,8 @@ class Unigram : public Model {
     for (const Json& e : vocab->as_array()) {
       if (!e.is_array() || e.as_array().size() != 2 || !e.as_array()[0].is_string() ||
           !e.as_array()[1].is_number()) {
-        return absl::InvalidArgumentError("tokenizer.json: Unigram vocab entries are [piece, score]");
+        return absl::InvalidArgumentError(
+            "tokenizer.json: Unigram vocab entries are [piece, score]");
       }
       const std::string& piece = e.as_array()[0].as_string();
       const int32_t id = static_cast<int32_t>(m->id_to_token.size());
@@ -746,7 +758,8 @@ class Bpe : public Model {
     const Json* vocab = j.Find("vocab");
     const Json* merges = j.Find("merges");
     if (vocab == nullptr || !vocab->is_object() || merges == nullptr || !merges->is_array()) {
-      return absl::InvalidArgumentError("tokenizer.json: BPE needs a vocab object and a merges list");
+      return absl::InvalidArgumentError(
+          "tokenizer.json: BPE needs a vocab object and a merges list");
     }
     RETURN_IF_ERROR(m->AddVocab(*vocab));
     const std::string prefix = StringField(j, "continuing_subword_prefix");
@@ -756,7 +769,8 @@ class Bpe : public Model {
       if (e.is_string()) {  // "a b"
         const std::string& pair = e.as_string();
         const size_t sp = pair.find(' ', 1);
-        if (sp == std::string::npos) return absl::InvalidArgumentError(StrCat("tokenizer.json: bad merge \"", pair, "\""));
+        if (sp == std::string::npos)
+          return absl::InvalidArgumentError(StrCat("tokenizer.json: bad merge \"", pair, "\""));
         a = pair.substr(0, sp);
         b = pair.substr(sp + 1);
       } else if (e.is_array() && e.as_array().size() == 2 && e.as_array()[0].is_string() &&
@@ -767,10 +781,12 @@ class Bpe : public Model {
         return absl::InvalidArgumentError("tokenizer.json: bad merge entry");
       }
       // The merged token drops b's continuing-subword prefix.
-      std::string merged = a + (prefix.empty() || !b.starts_with(prefix) ? b : b.substr(prefix.size()));
+      std::string merged =
+          a + (prefix.empty() || !b.starts_with(prefix) ? b : b.substr(prefix.size()));
       auto ia = m->vocab.find(a), ib = m->vocab.find(b), im = m->vocab.find(merged);
       if (ia == m->vocab.end() || ib == m->vocab.end() || im == m->vocab.end()) {
-        return absl::InvalidArgumentError(StrCat("tokenizer.json: merge \"", a, " ", b, "\" uses tokens not in the vocab"));
+        return absl::InvalidArgumentError(
+            StrCat("tokenizer.json: merge \"", a, " ", b, "\" uses tokens not in the vocab"));
       }
       m->merges_.try_emplace(PairKey(ia->second, ib->second), rank++, im->second);
     }
@@ -782,7 +798,9 @@ class Bpe : public Model {
     const std::string unk = StringField(j, "unk_token");
     if (!unk.empty()) {
       auto it = m->vocab.find(unk);
-      if (it == m->vocab.end()) return absl::InvalidArgumentError(StrCat("tokenizer.json: unk token ", unk, " not in vocab"));
+      if (it == m->vocab.end())
+        return absl::InvalidArgumentError(
+            StrCat("tokenizer.json: unk token ", unk, " not in vocab"));
       m->unk_ = it->second;
     }
     if (const Json* d = j.Find("dropout"); d != nullptr && d->is_number() && d->as_number() > 0) {
@@ -915,7 +933,8 @@ absl::StatusOr<std::vector<DecodeStep>> MakeDecoder(const Json& j) {
     d.kind = K::kReplace;
     const Json* pattern = j.Find("pattern");
     const Json* str = pattern != nullptr ? pattern->Find("String") : nullptr;
-    if (str == nullptr || !str->is_string() || str->as_string().empty()) return Unsupported("decoder", j);
+    if (str == nullptr || !str->is_string() || str->as_string().empty())
+      return Unsupported("decoder", j);
     d.from = str->as_string();
     d.to = StringField(j, "content");
   } else if (type == "Strip") {
@@ -981,7 +1000,9 @@ std::string RunDecoder(const std::vector<DecodeStep>& steps, std::vector<std::st
             t = std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
           }
           break;
-        case K::kReplace: ReplaceAll(&t, d.from, d.to); break;
+        case K::kReplace:
+          ReplaceAll(&t, d.from, d.to);
+          break;
         case K::kMetaspace:
           ReplaceAll(&t, d.from, " ");
           if (first && d.flag && t.starts_with(' ')) t.erase(0, 1);
@@ -992,7 +1013,8 @@ std::string RunDecoder(const std::vector<DecodeStep>& steps, std::vector<std::st
             for (int k = 0; k < d.start && t.starts_with(d.from); ++k) t.erase(0, d.from.size());
           }
           if (!fused || (ends && i + 1 == tokens.size())) {
-            for (int k = 0; k < d.stop && t.ends_with(d.from); ++k) t.erase(t.size() - d.from.size());
+            for (int k = 0; k < d.stop && t.ends_with(d.from); ++k)
+              t.erase(t.size() - d.from.size());
           }
           break;
         }
@@ -1005,15 +1027,24 @@ std::string RunDecoder(const std::vector<DecodeStep>& steps, std::vector<std::st
             }
           }
           if (d.flag) {
-            for (const auto& [from, to] : std::initializer_list<std::pair<const char*, const char*>>{
-                     {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
-                     {" n't", "n't"}, {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"},
-                     {" 've", "'ve"}, {" 're", "'re"}}) {
+            for (const auto& [from, to] :
+                 std::initializer_list<std::pair<const char*, const char*>>{{" .", "."},
+                                                                            {" ?", "?"},
+                                                                            {" !", "!"},
+                                                                            {" ,", ","},
+                                                                            {" ' ", "'"},
+                                                                            {" n't", "n't"},
+                                                                            {" 'm", "'m"},
+                                                                            {" do not", " don't"},
+                                                                            {" 's", "'s"},
+                                                                            {" 've", "'ve"},
+                                                                            {" 're", "'re"}}) {
               ReplaceAll(&t, from, to);
             }
           }
           break;
-        case K::kFuse: break;
+        case K::kFuse:
+          break;
       }
     }
     if (d.kind == K::kFuse && tokens.size() > 1) {
@@ -1032,9 +1063,9 @@ std::string RunDecoder(const std::vector<DecodeStep>& steps, std::vector<std::st
 
 // A template item: a special token's ids, or sequence A / B, with a type id.
 struct TemplateItem {
-  std::vector<int32_t> special;  // Empty: a sequence.
+  std::vector<int32_t> special;             // Empty: a sequence.
   std::vector<std::string> special_tokens;  // Their strings, as the template names them.
-  int sequence = 0;              // 0: A, 1: B.
+  int sequence = 0;                         // 0: A, 1: B.
   int32_t type_id = 0;
 };
 
@@ -1047,7 +1078,7 @@ struct Tokenizer::Impl {
   std::vector<TemplateItem> single, pair;
   std::vector<std::pair<std::string, int32_t>> added;  // Longest first.
   absl::flat_hash_map<int32_t, std::string> added_by_id;
-  absl::flat_hash_set<int32_t> special;                // Added tokens marked special.
+  absl::flat_hash_set<int32_t> special;  // Added tokens marked special.
   std::vector<DecodeStep> decoder;
   int32_t pad = 0;
 
@@ -1077,7 +1108,8 @@ void Tokenizer::Impl::TokenizeText(std::string_view text, std::vector<int32_t>* 
         hit_len = content.size();
       }
     }
-    const std::string_view chunk = text.substr(pos, hit == std::string_view::npos ? text.npos : hit - pos);
+    const std::string_view chunk =
+        text.substr(pos, hit == std::string_view::npos ? text.npos : hit - pos);
     if (!chunk.empty()) {
       U32 s = quiver::nn::Decode(chunk);
       if (normalizer) normalizer->Apply(&s);
@@ -1160,12 +1192,14 @@ absl::StatusOr<std::vector<TemplateItem>> ParseTemplate(const Json& list, const 
     if (const Json* s = item.Find("SpecialToken"); s != nullptr) {
       const std::string id = StringField(*s, "id");
       const Json* type = s->Find("type_id");
-      t.type_id = type != nullptr && type->is_number() ? static_cast<int32_t>(type->as_number()) : 0;
+      t.type_id =
+          type != nullptr && type->is_number() ? static_cast<int32_t>(type->as_number()) : 0;
       const Json* entry = specials.is_object() ? specials.Find(id) : nullptr;
       const Json* ids = entry != nullptr ? entry->Find("ids") : nullptr;
       const Json* tokens = entry != nullptr ? entry->Find("tokens") : nullptr;
       if (ids != nullptr && ids->is_array()) {
-        for (const Json& i : ids->as_array()) t.special.push_back(static_cast<int32_t>(i.as_number()));
+        for (const Json& i : ids->as_array())
+          t.special.push_back(static_cast<int32_t>(i.as_number()));
         for (size_t k = 0; k < t.special.size(); ++k) {
           const bool named = tokens != nullptr && tokens->is_array() &&
                              k < tokens->as_array().size() && tokens->as_array()[k].is_string();
@@ -1180,7 +1214,8 @@ absl::StatusOr<std::vector<TemplateItem>> ParseTemplate(const Json& list, const 
     } else if (const Json* s = item.Find("Sequence"); s != nullptr) {
       t.sequence = StringField(*s, "id", "A") == "B" ? 1 : 0;
       const Json* type = s->Find("type_id");
-      t.type_id = type != nullptr && type->is_number() ? static_cast<int32_t>(type->as_number()) : 0;
+      t.type_id =
+          type != nullptr && type->is_number() ? static_cast<int32_t>(type->as_number()) : 0;
     } else {
       return absl::InvalidArgumentError("tokenizer.json: bad template item");
     }
@@ -1204,7 +1239,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
     return absl::InvalidArgumentError(StrCat(path, ": ", std::string(json.status().message())));
   }
   auto t = FromJson(*json);
-  if (!t.ok()) return absl::Status(t.status().code(), StrCat(path, ": ", std::string(t.status().message())));
+  if (!t.ok())
+    return absl::Status(t.status().code(), StrCat(path, ": ", std::string(t.status().message())));
   return t;
 }
 
@@ -1261,10 +1297,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j) {
       }
       const int32_t c = static_cast<int32_t>(cls->as_array()[1].as_number());
       const int32_t s = static_cast<int32_t>(sep->as_array()[1].as_number());
-      const std::vector<std::string> cn = {cls->as_array()[0].is_string() ? cls->as_array()[0].as_string() : ""};
-      const std::vector<std::string> sn = {sep->as_array()[0].is_string() ? sep->as_array()[0].as_string() : ""};
+      const std::vector<std::string> cn = {
+          cls->as_array()[0].is_string() ? cls->as_array()[0].as_string() : ""};
+      const std::vector<std::string> sn = {
+          sep->as_array()[0].is_string() ? sep->as_array()[0].as_string() : ""};
       impl->single = {{{c}, cn, 0, 0}, {{}, {}, 0, 0}, {{s}, sn, 0, 0}};
-      impl->pair = {{{c}, cn, 0, 0}, {{}, {}, 0, 0}, {{s}, sn, 0, 0}, {{}, {}, 1, 1}, {{s}, sn, 0, 1}};
+      impl->pair = {
+          {{c}, cn, 0, 0}, {{}, {}, 0, 0}, {{s}, sn, 0, 0}, {{}, {}, 1, 1}, {{s}, sn, 0, 1}};
     } else {
       return Unsupported("post-processor", *pp);
     }
@@ -1331,7 +1370,8 @@ std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special
   }
   if (tokens.empty()) return "";
   // Byte tokens may leave partial characters: those become U+FFFD.
-  return quiver::nn::Encode(quiver::nn::Decode(RunDecoder(impl_->decoder, std::move(tokens), true, true)));
+  return quiver::nn::Encode(
+      quiver::nn::Decode(RunDecoder(impl_->decoder, std::move(tokens), true, true)));
 }
 
 std::string Tokenizer::DecodeToken(int32_t id, bool first) const {

@@ -34,8 +34,8 @@ namespace quiver::nn {
 
 struct Encoding {
   std::vector<int32_t> ids;
-  std::vector<int32_t> type_ids;     // Segment: 0 for the first text, 1 for the second.
-  std::vector<std::string> tokens;   // The vocabulary strings.
+  std::vector<int32_t> type_ids;    // Segment: 0 for the first text, 1 for the second.
+  std::vector<std::string> tokens;  // The vocabulary strings.
 };
 
 class Tokenizer {

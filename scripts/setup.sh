@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Quiver needs for one purpose:
 #   scripts/setup.sh server   build and run quiverd and the quiver CLI (default)
-#   scripts/setup.sh test     + GoogleTest/GoogleMock and python3-torch (the
-#                             reference outputs some tests compare against)
+#   scripts/setup.sh test     + GoogleTest/GoogleMock, python3-torch (the
+#                             reference outputs some tests compare against) and
+#                             clang-format (the lint gate)
 #   scripts/setup.sh bench    + the benchmark peers (hnswlib, faiss, Xapian, torch)
 # Idempotent: packages already present are skipped; apt-get update runs once
 # only when something is missing.
@@ -14,7 +15,7 @@ server=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libopenblas-dev libicu-dev
 )
-test=(libgtest-dev libgmock-dev googletest python3-torch)
+test=(libgtest-dev libgmock-dev googletest python3-torch clang-format)
 bench=(libhnswlib-dev libfaiss-dev libxapian-dev)
 case "$profile" in
   server) packages=("${server[@]}") ;;

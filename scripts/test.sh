@@ -6,8 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
+# The lint gate first (seconds): formatting and include order.
+scripts/lint.sh
 # Benchmarks whose peers are installed (scripts/setup.sh bench) build too;
 # the others are skipped by CMake.
-scripts/build.sh -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON
+scripts/build.sh -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON -DQUIVER_WERROR=ON
 cd "${QUIVER_BUILD_DIR:-build}"
 ctest --output-on-failure -j "${QUIVER_JOBS:-$(nproc)}" --timeout 600

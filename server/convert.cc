@@ -1,7 +1,7 @@
 #include "server/convert.h"
 
-#include "common/strings.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "text/analyzer.h"
 
 namespace quiver::server {
@@ -57,11 +57,18 @@ absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionCo
   c.dimension = proto.dimension();
   switch (proto.metric()) {
     case v1::METRIC_UNSPECIFIED:
-    case v1::METRIC_COSINE: c.metric = storage::MetricKind::kCosine; break;
-    case v1::METRIC_DOT: c.metric = storage::MetricKind::kDot; break;
-    case v1::METRIC_L2: c.metric = storage::MetricKind::kL2; break;
+    case v1::METRIC_COSINE:
+      c.metric = storage::MetricKind::kCosine;
+      break;
+    case v1::METRIC_DOT:
+      c.metric = storage::MetricKind::kDot;
+      break;
+    case v1::METRIC_L2:
+      c.metric = storage::MetricKind::kL2;
+      break;
     default:
-      return absl::InvalidArgumentError(StrCat("unknown metric ", static_cast<int>(proto.metric())));
+      return absl::InvalidArgumentError(
+          StrCat("unknown metric ", static_cast<int>(proto.metric())));
   }
   if (proto.index().has_hnsw()) {
     // Zero means "the default" for each parameter.
@@ -98,9 +105,15 @@ void CollectionInfoToProto(const db::CollectionInfo& info, v1::CollectionInfo* p
   pc->set_name(c.name);
   pc->set_dimension(c.dimension);
   switch (c.metric) {
-    case storage::MetricKind::kCosine: pc->set_metric(v1::METRIC_COSINE); break;
-    case storage::MetricKind::kDot: pc->set_metric(v1::METRIC_DOT); break;
-    case storage::MetricKind::kL2: pc->set_metric(v1::METRIC_L2); break;
+    case storage::MetricKind::kCosine:
+      pc->set_metric(v1::METRIC_COSINE);
+      break;
+    case storage::MetricKind::kDot:
+      pc->set_metric(v1::METRIC_DOT);
+      break;
+    case storage::MetricKind::kL2:
+      pc->set_metric(v1::METRIC_L2);
+      break;
   }
   if (c.index == storage::IndexKind::kHnsw) {
     auto* h = pc->mutable_index()->mutable_hnsw();

@@ -5,19 +5,18 @@
 
 #include "absl/status/statusor.h"
 #include "common/json.h"
-#include "proto/struct_json.h"
+#include "db/engine.h"
 #include "grpcpp/support/status.h"
+#include "proto/struct_json.h"
 #include "quiver/v1/collections.pb.h"
 #include "quiver/v1/common.pb.h"
 #include "quiver/v1/search.pb.h"
-#include "db/engine.h"
 #include "storage/collection_config.h"
 #include "storage/record.h"
 
 namespace quiver::server {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
-
 
 // INVALID_ARGUMENT for bad metadata.
 absl::StatusOr<storage::Record> RecordFromProto(const v1::Record& proto);

@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -20,15 +19,15 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/flags/usage_config.h"
-#include "common/strings.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "ann/distance.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "server/server.h"
 #include "storage/store.h"
 
@@ -57,9 +56,10 @@ ABSL_FLAG(int, block_cache_mb, 256, "RocksDB block cache size");
 ABSL_FLAG(uint64_t, checkpoint_min_inserts, 50000,
           "HNSW checkpoint after max(this, a quarter of the namespace) inserted vectors");
 ABSL_FLAG(std::string, device, "auto", "Compute device for models: auto, cpu or cuda");
-ABSL_FLAG(std::string, embed_precision, "float32",
-          "Matrix products of the embedding and rerank models on CUDA: float32, or tf32 (tensor cores, "
-          "about 1e-3 relative error); the CPU always computes float32");
+ABSL_FLAG(
+    std::string, embed_precision, "float32",
+    "Matrix products of the embedding and rerank models on CUDA: float32, or tf32 (tensor cores, "
+    "about 1e-3 relative error); the CPU always computes float32");
 ABSL_FLAG(std::string, embed_model, "",
           "Embedding model directory (Hugging Face BERT-family or model2vec); its name is the "
           "directory's last component");
@@ -178,10 +178,14 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(static_cast<int>(cargs.size()), cargs.data());
 
   const std::string level = absl::GetFlag(FLAGS_log_level);
-  if (level == "debug") quiver::SetLogLevel(LogLevel::kDebug);
-  else if (level == "info") quiver::SetLogLevel(LogLevel::kInfo);
-  else if (level == "warn") quiver::SetLogLevel(LogLevel::kWarning);
-  else if (level == "error") quiver::SetLogLevel(LogLevel::kError);
+  if (level == "debug")
+    quiver::SetLogLevel(LogLevel::kDebug);
+  else if (level == "info")
+    quiver::SetLogLevel(LogLevel::kInfo);
+  else if (level == "warn")
+    quiver::SetLogLevel(LogLevel::kWarning);
+  else if (level == "error")
+    quiver::SetLogLevel(LogLevel::kError);
   else {
     std::fprintf(stderr, "quiverd: --log_level must be debug, info, warn or error\n");
     return 2;
@@ -193,7 +197,8 @@ int main(int argc, char** argv) {
   }
   auto precision = quiver::nn::ParseMatmulPrecision(absl::GetFlag(FLAGS_embed_precision));
   if (!precision.ok()) {
-    std::fprintf(stderr, "quiverd: --embed_precision: %s\n", std::string(precision.status().message()).c_str());
+    std::fprintf(stderr, "quiverd: --embed_precision: %s\n",
+                 std::string(precision.status().message()).c_str());
     return 2;
   }
 
@@ -256,8 +261,10 @@ int main(int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
 
   Log(LogLevel::kInfo, "starting",
-      {{"version", quiver::server::kVersion}, {"data_dir", options.engine.store.path},
-       {"sync", absl::GetFlag(FLAGS_sync)}, {"device", device}});
+      {{"version", quiver::server::kVersion},
+       {"data_dir", options.engine.store.path},
+       {"sync", absl::GetFlag(FLAGS_sync)},
+       {"device", device}});
   auto server = quiver::server::Server::Start(options);
   if (!server.ok()) {
     Log(LogLevel::kError, "failed to start", {{"error", server.status().ToString()}});
@@ -266,7 +273,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> bound;
   for (size_t i = 0; i < options.listen.size(); ++i) {
     const std::string& addr = options.listen[i];
-    bound.push_back(quiver::StrCat(addr.substr(0, addr.rfind(':')), ":", (*server)->bound_ports()[i]));
+    bound.push_back(
+        quiver::StrCat(addr.substr(0, addr.rfind(':')), ":", (*server)->bound_ports()[i]));
   }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {

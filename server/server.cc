@@ -2,12 +2,12 @@
 
 #include <mutex>
 
-#include "common/strings.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "ann/distance.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -88,9 +88,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.RegisterService(s->admin_.get());
   s->grpc_ = builder.BuildAndStart();
   if (s->grpc_ == nullptr) {
-    return absl::UnavailableError(StrCat("cannot listen on ",
-                                               absl::StrJoin(options.listen, ", "),
-                                               " (address in use or invalid?)"));
+    return absl::UnavailableError(StrCat("cannot listen on ", absl::StrJoin(options.listen, ", "),
+                                         " (address in use or invalid?)"));
   }
   for (size_t i = 0; i < s->ports_.size(); ++i) {
     if (s->ports_[i] == 0) {

@@ -9,9 +9,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "grpcpp/server.h"
 #include "db/engine.h"
 #include "embed/service.h"
+#include "grpcpp/server.h"
 #include "llm/generator.h"
 #include "server/services.h"
 
@@ -50,7 +50,7 @@ class Server {
   // The models before the engine, which embeds through them.
   std::unique_ptr<embed::EmbeddingService> embedding_;
   std::unique_ptr<db::TextEmbedder> text_embedder_;  // Adapts embedding_ for the engine.
-  std::unique_ptr<llm::Generator> generator_;  // Null without --llm_model.
+  std::unique_ptr<llm::Generator> generator_;        // Null without --llm_model.
   std::unique_ptr<db::Engine> engine_;
   std::unique_ptr<CollectionsService> collections_;
   std::unique_ptr<PointsService> points_;

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/time/clock.h"
 #include "common/coding.h"
 #include "common/strings.h"
-#include "absl/time/clock.h"
 #include "server/convert.h"
 #include "storage/collection_config.h"
 
@@ -127,8 +127,7 @@ grpc::Status PointsService::ListIds(grpc::ServerContext*, const v1::ListIdsReque
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::DescribeStats(grpc::ServerContext*,
-                                          const v1::DescribeStatsRequest* req,
+grpc::Status PointsService::DescribeStats(grpc::ServerContext*, const v1::DescribeStatsRequest* req,
                                           v1::DescribeStatsResponse* resp) {
   std::optional<Json> filter;
   if (req->has_filter()) filter = StructToJson(req->filter());
@@ -165,7 +164,9 @@ grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* 
     const v1::HybridOptions& h = req->hybrid();
     switch (h.fusion()) {
       case v1::HybridOptions::FUSION_UNSPECIFIED:
-      case v1::HybridOptions::FUSION_RRF: q.hybrid.fusion = db::HybridSpec::Fusion::kRrf; break;
+      case v1::HybridOptions::FUSION_RRF:
+        q.hybrid.fusion = db::HybridSpec::Fusion::kRrf;
+        break;
       case v1::HybridOptions::FUSION_WEIGHTED:
         q.hybrid.fusion = db::HybridSpec::Fusion::kWeighted;
         break;
@@ -278,7 +279,8 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
   while (true) {
     const llm::TokenEvent e = (*stream)->Next();
     if (e.done && e.reason == llm::FinishReason::kCancelled) {
-      if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
+      if (ctx->IsCancelled())
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "generation was stopped (server shutting down)");
     }

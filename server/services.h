@@ -6,15 +6,15 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "db/engine.h"
+#include "embed/service.h"
+#include "llm/generator.h"
 #include "quiver/v1/admin.grpc.pb.h"
 #include "quiver/v1/collections.grpc.pb.h"
 #include "quiver/v1/models.grpc.pb.h"
 #include "quiver/v1/points.grpc.pb.h"
 #include "quiver/v1/rag.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
-#include "db/engine.h"
-#include "embed/service.h"
-#include "llm/generator.h"
 
 namespace quiver::server {
 
@@ -37,13 +37,10 @@ class CollectionsService final : public v1::Collections::Service {
 class PointsService final : public v1::Points::Service {
  public:
   explicit PointsService(db::Engine* engine) : engine_(engine) {}
-  grpc::Status Upsert(grpc::ServerContext*, const v1::UpsertRequest*,
-                      v1::UpsertResponse*) override;
+  grpc::Status Upsert(grpc::ServerContext*, const v1::UpsertRequest*, v1::UpsertResponse*) override;
   grpc::Status Fetch(grpc::ServerContext*, const v1::FetchRequest*, v1::FetchResponse*) override;
-  grpc::Status Update(grpc::ServerContext*, const v1::UpdateRequest*,
-                      v1::UpdateResponse*) override;
-  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*,
-                      v1::DeleteResponse*) override;
+  grpc::Status Update(grpc::ServerContext*, const v1::UpdateRequest*, v1::UpdateResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*, v1::DeleteResponse*) override;
   grpc::Status ListIds(grpc::ServerContext*, const v1::ListIdsRequest*,
                        v1::ListIdsResponse*) override;
   grpc::Status DescribeStats(grpc::ServerContext*, const v1::DescribeStatsRequest*,
@@ -73,8 +70,7 @@ class ModelsService final : public v1::Models::Service {
   ModelsService(embed::EmbeddingService* embedding, llm::Generator* generator)
       : embedding_(embedding), generator_(generator) {}
   grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*) override;
-  grpc::Status Rerank(grpc::ServerContext*, const v1::RerankRequest*,
-                      v1::RerankResponse*) override;
+  grpc::Status Rerank(grpc::ServerContext*, const v1::RerankRequest*, v1::RerankResponse*) override;
   grpc::Status Generate(grpc::ServerContext*, const v1::GenerateRequest*,
                         grpc::ServerWriter<v1::GenerateResponse>*) override;
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
@@ -103,8 +99,7 @@ struct ServerFacts {
 class AdminService final : public v1::Admin::Service {
  public:
   AdminService(db::Engine* engine, ServerFacts facts) : engine_(engine), facts_(std::move(facts)) {}
-  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
-                      v1::HealthResponse*) override;
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
   grpc::Status ServerInfo(grpc::ServerContext*, const v1::ServerInfoRequest*,
                           v1::ServerInfoResponse*) override;
   grpc::Status Snapshot(grpc::ServerContext*, const v1::SnapshotRequest*,

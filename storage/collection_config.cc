@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "absl/strings/ascii.h"
-#include "common/strings.h"
 #include "common/coding.h"
+#include "common/strings.h"
 
 namespace quiver::storage {
 namespace {
@@ -15,17 +15,16 @@ absl::Status ValidateCollectionName(std::string_view name) {
   if (name.empty()) return absl::InvalidArgumentError("collection name must not be empty");
   if (name.size() > kMaxCollectionNameBytes) {
     return absl::InvalidArgumentError(StrCat("collection name is ", name.size(),
-                                                   " bytes; the limit is ",
-                                                   kMaxCollectionNameBytes));
+                                             " bytes; the limit is ", kMaxCollectionNameBytes));
   }
   if (!absl::ascii_isalnum(static_cast<unsigned char>(name[0]))) {
-    return absl::InvalidArgumentError(StrCat(
-        "collection name \"", name, "\" must start with a letter or digit"));
+    return absl::InvalidArgumentError(
+        StrCat("collection name \"", name, "\" must start with a letter or digit"));
   }
   for (char c : name) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') {
-      return absl::InvalidArgumentError(StrCat(
-          "collection name \"", name, "\" may contain only letters, digits, '_' and '-'"));
+      return absl::InvalidArgumentError(
+          StrCat("collection name \"", name, "\" may contain only letters, digits, '_' and '-'"));
     }
   }
   return absl::OkStatus();
@@ -34,20 +33,19 @@ absl::Status ValidateCollectionName(std::string_view name) {
 absl::Status CollectionConfig::Validate() const {
   if (absl::Status s = ValidateCollectionName(name); !s.ok()) return s;
   if (dimension < 1 || dimension > kMaxDimension) {
-    return absl::InvalidArgumentError(StrCat(
-        "collection \"", name, "\": dimension ", dimension, " is out of range 1..", kMaxDimension));
+    return absl::InvalidArgumentError(StrCat("collection \"", name, "\": dimension ", dimension,
+                                             " is out of range 1..", kMaxDimension));
   }
   if (metric != MetricKind::kCosine && metric != MetricKind::kDot && metric != MetricKind::kL2) {
     return absl::InvalidArgumentError("metric must be cosine, dot or l2");
   }
   if (index == IndexKind::kHnsw) {
     if (hnsw.m < 2 || hnsw.m > 128) {
-      return absl::InvalidArgumentError(
-          StrCat("hnsw.m is ", hnsw.m, "; it must be in 2..128"));
+      return absl::InvalidArgumentError(StrCat("hnsw.m is ", hnsw.m, "; it must be in 2..128"));
     }
     if (hnsw.ef_construction < 1 || hnsw.ef_construction > 4096) {
-      return absl::InvalidArgumentError(StrCat(
-          "hnsw.ef_construction is ", hnsw.ef_construction, "; it must be in 1..4096"));
+      return absl::InvalidArgumentError(
+          StrCat("hnsw.ef_construction is ", hnsw.ef_construction, "; it must be in 1..4096"));
     }
     if (hnsw.ef_search < 1 || hnsw.ef_search > 10000) {
       return absl::InvalidArgumentError(
@@ -67,17 +65,22 @@ absl::Status CollectionConfig::Validate() const {
 
 std::string_view MetricKindName(MetricKind m) {
   switch (m) {
-    case MetricKind::kCosine: return "cosine";
-    case MetricKind::kDot: return "dot";
-    case MetricKind::kL2: return "l2";
+    case MetricKind::kCosine:
+      return "cosine";
+    case MetricKind::kDot:
+      return "dot";
+    case MetricKind::kL2:
+      return "l2";
   }
   return "unknown";
 }
 
 std::string_view IndexKindName(IndexKind k) {
   switch (k) {
-    case IndexKind::kFlat: return "flat";
-    case IndexKind::kHnsw: return "hnsw";
+    case IndexKind::kFlat:
+      return "flat";
+    case IndexKind::kHnsw:
+      return "hnsw";
   }
   return "unknown";
 }

@@ -20,9 +20,9 @@ inline constexpr size_t kMaxCollectionNameBytes = 64;
 inline constexpr uint32_t kMaxDimension = 20000;
 
 struct HnswParams {
-  uint32_t m = 16;                // REQUIRES: 2..128.
-  uint32_t ef_construction = 200; // REQUIRES: >= 1, <= 4096.
-  uint32_t ef_search = 64;        // REQUIRES: >= 1, <= 10000.
+  uint32_t m = 16;                 // REQUIRES: 2..128.
+  uint32_t ef_construction = 200;  // REQUIRES: >= 1, <= 4096.
+  uint32_t ef_search = 64;         // REQUIRES: >= 1, <= 10000.
 };
 
 struct TextParams {
@@ -30,7 +30,7 @@ struct TextParams {
   std::string analyzer = "standard";
   float bm25_k1 = 0.9f;
   float bm25_b = 0.4f;
-  std::string text_field;         // Empty: Record.text.
+  std::string text_field;  // Empty: Record.text.
 };
 
 struct CollectionConfig {
@@ -40,7 +40,7 @@ struct CollectionConfig {
   IndexKind index = IndexKind::kFlat;       // Default: flat.
   HnswParams hnsw;                          // Used when index == kHnsw.
   TextParams text;
-  std::string embedding_model;              // Empty: none bound.
+  std::string embedding_model;  // Empty: none bound.
 
   // INVALID_ARGUMENT naming the field for a bad name, dimension or parameter.
   absl::Status Validate() const;
@@ -48,7 +48,7 @@ struct CollectionConfig {
 
 // A catalog entry: the config plus what the server assigned.
 struct CollectionMeta {
-  uint32_t id = 0;          // Key prefix of the collection's records; never reused.
+  uint32_t id = 0;  // Key prefix of the collection's records; never reused.
   int64_t created_unix_ms = 0;
   CollectionConfig config;
 };

@@ -2,8 +2,8 @@
 
 #include <variant>
 
-#include "common/strings.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 
 namespace quiver::storage {
 
@@ -13,9 +13,9 @@ using Scalar = std::variant<bool, double, std::string>;
 struct Filter::Node {
   enum class Kind { kAnd, kOr, kEq, kNe, kGt, kGte, kLt, kLte, kIn, kNin, kExists };
   Kind kind;
-  std::string field;                        // Leaf conditions.
-  std::vector<Scalar> operands;             // One for $eq..$lte, many for $in/$nin.
-  bool exists = true;                       // $exists.
+  std::string field;                            // Leaf conditions.
+  std::vector<Scalar> operands;                 // One for $eq..$lte, many for $in/$nin.
+  bool exists = true;                           // $exists.
   std::vector<std::unique_ptr<Node>> children;  // $and / $or.
 };
 
@@ -61,28 +61,39 @@ bool Evaluate(const Node& n, const Metadata& md) {
         if (Evaluate(*c, md)) return true;
       }
       return false;
-    default: break;
+    default:
+      break;
   }
   auto it = md.find(n.field);
   if (n.kind == Kind::kExists) return (it != md.end()) == n.exists;
   if (it == md.end()) return n.kind == Kind::kNe || n.kind == Kind::kNin;
   const MetadataValue& v = it->second;
   switch (n.kind) {
-    case Kind::kEq: return ScalarEquals(v, n.operands[0]);
-    case Kind::kNe: return !ScalarEquals(v, n.operands[0]);
-    case Kind::kIn: return AnyEquals(v, n.operands);
-    case Kind::kNin: return !AnyEquals(v, n.operands);
-    default: break;
+    case Kind::kEq:
+      return ScalarEquals(v, n.operands[0]);
+    case Kind::kNe:
+      return !ScalarEquals(v, n.operands[0]);
+    case Kind::kIn:
+      return AnyEquals(v, n.operands);
+    case Kind::kNin:
+      return !AnyEquals(v, n.operands);
+    default:
+      break;
   }
   const double* d = std::get_if<double>(&v);
   if (d == nullptr) return false;
   const double o = std::get<double>(n.operands[0]);
   switch (n.kind) {
-    case Kind::kGt: return *d > o;
-    case Kind::kGte: return *d >= o;
-    case Kind::kLt: return *d < o;
-    case Kind::kLte: return *d <= o;
-    default: return false;
+    case Kind::kGt:
+      return *d > o;
+    case Kind::kGte:
+      return *d >= o;
+    case Kind::kLt:
+      return *d < o;
+    case Kind::kLte:
+      return *d <= o;
+    default:
+      return false;
   }
 }
 
@@ -94,8 +105,8 @@ class FilterParser {
           StrCat("filter is nested deeper than ", kMaxFilterDepth, " levels"));
     }
     if (!json.is_object()) {
-      return absl::InvalidArgumentError(StrCat(
-          "a filter must be a JSON object, got ", Json::TypeName(json.type())));
+      return absl::InvalidArgumentError(
+          StrCat("a filter must be a JSON object, got ", Json::TypeName(json.type())));
     }
     auto all = std::make_unique<Node>();
     all->kind = Kind::kAnd;
@@ -104,8 +115,8 @@ class FilterParser {
         ASSIGN_OR_RETURN(auto node, ParseLogical(key, value, depth));
         all->children.push_back(std::move(node));
       } else if (!key.empty() && key[0] == '$') {
-        return absl::InvalidArgumentError(StrCat(
-            "unknown top-level filter operator \"", key, "\"; expected $and, $or or a field name"));
+        return absl::InvalidArgumentError(StrCat("unknown top-level filter operator \"", key,
+                                                 "\"; expected $and, $or or a field name"));
       } else if (key.empty()) {
         return absl::InvalidArgumentError("filter field names must not be empty");
       } else {
@@ -129,8 +140,7 @@ class FilterParser {
   absl::StatusOr<std::unique_ptr<Node>> ParseLogical(const std::string& op, const Json& value,
                                                      int depth) {
     if (!value.is_array() || value.as_array().empty()) {
-      return absl::InvalidArgumentError(
-          StrCat(op, " takes a non-empty list of filters"));
+      return absl::InvalidArgumentError(StrCat(op, " takes a non-empty list of filters"));
     }
     RETURN_IF_ERROR(Count(value.as_array().size()));
     auto node = std::make_unique<Node>();
@@ -145,13 +155,16 @@ class FilterParser {
   static absl::StatusOr<Scalar> ToScalar(const std::string& field, const std::string& op,
                                          const Json& v) {
     switch (v.type()) {
-      case Json::Type::kBool: return Scalar(v.as_bool());
-      case Json::Type::kNumber: return Scalar(v.as_number());
-      case Json::Type::kString: return Scalar(v.as_string());
+      case Json::Type::kBool:
+        return Scalar(v.as_bool());
+      case Json::Type::kNumber:
+        return Scalar(v.as_number());
+      case Json::Type::kString:
+        return Scalar(v.as_string());
       default:
-        return absl::InvalidArgumentError(StrCat(
-            "filter on \"", field, "\": ", op, " takes a string, number or boolean, got ",
-            Json::TypeName(v.type())));
+        return absl::InvalidArgumentError(StrCat("filter on \"", field, "\": ", op,
+                                                 " takes a string, number or boolean, got ",
+                                                 Json::TypeName(v.type())));
     }
   }
 
@@ -167,8 +180,7 @@ class FilterParser {
       return absl::OkStatus();
     }
     if (value.as_object().empty()) {
-      return absl::InvalidArgumentError(
-          StrCat("filter on \"", field, "\" has no operator"));
+      return absl::InvalidArgumentError(StrCat("filter on \"", field, "\" has no operator"));
     }
     for (const auto& [op, operand] : value.as_object()) {
       auto n = std::make_unique<Node>();
@@ -178,19 +190,21 @@ class FilterParser {
         ASSIGN_OR_RETURN(Scalar s, ToScalar(field, op, operand));
         n->operands.push_back(std::move(s));
       } else if (op == "$gt" || op == "$gte" || op == "$lt" || op == "$lte") {
-        n->kind = op == "$gt" ? Kind::kGt : op == "$gte" ? Kind::kGte : op == "$lt" ? Kind::kLt
-                                                                                   : Kind::kLte;
+        n->kind = op == "$gt"    ? Kind::kGt
+                  : op == "$gte" ? Kind::kGte
+                  : op == "$lt"  ? Kind::kLt
+                                 : Kind::kLte;
         if (!operand.is_number()) {
-          return absl::InvalidArgumentError(StrCat(
-              "filter on \"", field, "\": ", op, " takes a number, got ",
-              Json::TypeName(operand.type())));
+          return absl::InvalidArgumentError(StrCat("filter on \"", field, "\": ", op,
+                                                   " takes a number, got ",
+                                                   Json::TypeName(operand.type())));
         }
         n->operands.emplace_back(operand.as_number());
       } else if (op == "$in" || op == "$nin") {
         n->kind = op == "$in" ? Kind::kIn : Kind::kNin;
         if (!operand.is_array() || operand.as_array().empty()) {
-          return absl::InvalidArgumentError(StrCat(
-              "filter on \"", field, "\": ", op, " takes a non-empty list"));
+          return absl::InvalidArgumentError(
+              StrCat("filter on \"", field, "\": ", op, " takes a non-empty list"));
         }
         RETURN_IF_ERROR(Count(operand.as_array().size()));
         for (const Json& e : operand.as_array()) {
@@ -200,15 +214,15 @@ class FilterParser {
       } else if (op == "$exists") {
         n->kind = Kind::kExists;
         if (!operand.is_bool()) {
-          return absl::InvalidArgumentError(StrCat(
-              "filter on \"", field, "\": $exists takes true or false, got ",
-              Json::TypeName(operand.type())));
+          return absl::InvalidArgumentError(StrCat("filter on \"", field,
+                                                   "\": $exists takes true or false, got ",
+                                                   Json::TypeName(operand.type())));
         }
         n->exists = operand.as_bool();
       } else {
-        return absl::InvalidArgumentError(StrCat(
-            "filter on \"", field, "\": unknown operator \"", op,
-            "\"; expected one of $eq $ne $gt $gte $lt $lte $in $nin $exists"));
+        return absl::InvalidArgumentError(
+            StrCat("filter on \"", field, "\": unknown operator \"", op,
+                   "\"; expected one of $eq $ne $gt $gte $lt $lte $in $nin $exists"));
       }
       parent->children.push_back(std::move(n));
     }

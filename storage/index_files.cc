@@ -96,22 +96,25 @@ absl::Status IndexFiles::CopyTo(const std::string& other_data_dir) const {
   std::error_code ec;
   if (!fs::exists(from, ec)) return absl::OkStatus();
   std::vector<fs::path> files;
-  for (auto it = fs::recursive_directory_iterator(from, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(from, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (it->is_regular_file(ec) && it->path().extension() == ".hnsw") files.push_back(it->path());
   }
   if (ec) return absl::InternalError(StrCat("cannot list ", from.string(), ": ", ec.message()));
   for (const fs::path& file : files) {
     const fs::path target = to / fs::relative(file, from);
     fs::create_directories(target.parent_path(), ec);
-    if (ec) return absl::InternalError(StrCat("cannot create ", target.parent_path().string(), ": ", ec.message()));
+    if (ec)
+      return absl::InternalError(
+          StrCat("cannot create ", target.parent_path().string(), ": ", ec.message()));
     fs::create_hard_link(file, target, ec);
     if (ec) {
       ec.clear();
       fs::copy_file(file, target, fs::copy_options::overwrite_existing, ec);
     }
     if (ec && fs::exists(file)) {
-      return absl::InternalError(StrCat("cannot copy ", file.string(), " to ", target.string(), ": ", ec.message()));
+      return absl::InternalError(
+          StrCat("cannot copy ", file.string(), " to ", target.string(), ": ", ec.message()));
     }
   }
   return absl::OkStatus();

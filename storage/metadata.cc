@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "common/strings.h"
 #include "common/coding.h"
+#include "common/strings.h"
 
 namespace quiver::storage {
 namespace {
@@ -19,7 +19,9 @@ absl::StatusOr<Metadata> MetadataFromJson(const Json& json) {
   for (const auto& [key, value] : json.as_object()) {
     if (key.empty()) return absl::InvalidArgumentError("metadata keys must not be empty");
     switch (value.type()) {
-      case Json::Type::kBool: out.emplace(key, value.as_bool()); break;
+      case Json::Type::kBool:
+        out.emplace(key, value.as_bool());
+        break;
       case Json::Type::kNumber:
         if (!std::isfinite(value.as_number())) {
           return absl::InvalidArgumentError(
@@ -27,14 +29,16 @@ absl::StatusOr<Metadata> MetadataFromJson(const Json& json) {
         }
         out.emplace(key, value.as_number());
         break;
-      case Json::Type::kString: out.emplace(key, value.as_string()); break;
+      case Json::Type::kString:
+        out.emplace(key, value.as_string());
+        break;
       case Json::Type::kArray: {
         StringList list;
         for (const Json& e : value.as_array()) {
           if (!e.is_string()) {
-            return absl::InvalidArgumentError(StrCat(
-                "metadata field \"", key, "\" is a list holding a ", Json::TypeName(e.type()),
-                "; lists may hold strings only"));
+            return absl::InvalidArgumentError(
+                StrCat("metadata field \"", key, "\" is a list holding a ",
+                       Json::TypeName(e.type()), "; lists may hold strings only"));
           }
           list.push_back(e.as_string());
         }
@@ -42,8 +46,8 @@ absl::StatusOr<Metadata> MetadataFromJson(const Json& json) {
         break;
       }
       case Json::Type::kNull:
-        return absl::InvalidArgumentError(StrCat(
-            "metadata field \"", key, "\" is null; omit the field instead"));
+        return absl::InvalidArgumentError(
+            StrCat("metadata field \"", key, "\" is null; omit the field instead"));
       case Json::Type::kObject:
         return absl::InvalidArgumentError(StrCat(
             "metadata field \"", key,

@@ -1,7 +1,7 @@
 #include "storage/record.h"
 
-#include "common/strings.h"
 #include "common/coding.h"
+#include "common/strings.h"
 
 namespace quiver::storage {
 namespace {

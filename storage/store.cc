@@ -3,15 +3,15 @@
 #include <filesystem>
 
 #include "absl/strings/match.h"
-#include "common/strings.h"
 #include "absl/time/time.h"
 #include "common/coding.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
-#include "rocksdb/cache.h"
 #include "rocksdb/utilities/checkpoint.h"
 
 namespace quiver::storage {
@@ -77,9 +77,12 @@ absl::StatusOr<SyncPolicy> ParseSyncPolicy(std::string_view name) {
 
 std::string_view SyncPolicyName(SyncPolicy policy) {
   switch (policy) {
-    case SyncPolicy::kAlways: return "always";
-    case SyncPolicy::kBatch: return "batch";
-    case SyncPolicy::kNone: return "none";
+    case SyncPolicy::kAlways:
+      return "always";
+    case SyncPolicy::kBatch:
+      return "batch";
+    case SyncPolicy::kNone:
+      return "none";
   }
   return "unknown";
 }
@@ -284,8 +287,9 @@ absl::Status Store::ScanCollection(
     std::string_view ns, id;
     const std::string_view key(it->key().data(), it->key().size());
     if (!ParseRecordKey(key, &ns, &id)) return absl::DataLossError("malformed record key");
-    ASSIGN_OR_RETURN(StoredRecord stored,
-                     DecodeStoredRecord(id, std::string_view(it->value().data(), it->value().size())));
+    ASSIGN_OR_RETURN(
+        StoredRecord stored,
+        DecodeStoredRecord(id, std::string_view(it->value().data(), it->value().size())));
     RETURN_IF_ERROR(fn(ns, std::move(stored)));
   }
   return FromRocks(it->status(), "scanning records");

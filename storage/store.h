@@ -40,10 +40,10 @@ std::string_view SyncPolicyName(SyncPolicy policy);
 inline constexpr size_t kMaxNamespaceBytes = 255;
 
 struct StoreOptions {
-  std::string path;                       // REQUIRES: not empty.
-  SyncPolicy sync = SyncPolicy::kBatch;   // Default: kBatch.
-  int batch_sync_interval_ms = 20;        // Default 20. REQUIRES: 1..10000.
-  size_t block_cache_bytes = 256 << 20;   // Default 256 MiB.
+  std::string path;                      // REQUIRES: not empty.
+  SyncPolicy sync = SyncPolicy::kBatch;  // Default: kBatch.
+  int batch_sync_interval_ms = 20;       // Default 20. REQUIRES: 1..10000.
+  size_t block_cache_bytes = 256 << 20;  // Default 256 MiB.
   absl::Status Validate() const;
 };
 
@@ -132,7 +132,7 @@ class Store {
 
   const StoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
-  rocksdb::ColumnFamilyHandle* catalog_;   // Owned by handles_.
+  rocksdb::ColumnFamilyHandle* catalog_;  // Owned by handles_.
   rocksdb::ColumnFamilyHandle* records_;
   rocksdb::ColumnFamilyHandle* index_data_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;

@@ -2,8 +2,8 @@
 
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
-#include <unicode/uscript.h>
 #include <unicode/unistr.h>
+#include <unicode/uscript.h>
 
 #include <algorithm>
 #include <array>
@@ -17,10 +17,9 @@ namespace {
 
 // Lucene's EnglishAnalyzer stop words.
 constexpr std::array<std::string_view, 33> kEnglishStopWords = {
-    "a",    "an",   "and",  "are",   "as",    "at",   "be",   "but",  "by",
-    "for",  "if",   "in",   "into",  "is",    "it",   "no",   "not",  "of",
-    "on",   "or",   "such", "that",  "the",   "their", "then", "there", "these",
-    "they", "this", "to",   "was",   "will",  "with"};
+    "a",   "an",    "and",  "are",   "as",    "at",   "be",   "but", "by",  "for",  "if",
+    "in",  "into",  "is",   "it",    "no",    "not",  "of",   "on",  "or",  "such", "that",
+    "the", "their", "then", "there", "these", "they", "this", "to",  "was", "will", "with"};
 
 bool IsStopWord(std::string_view w) {
   return std::find(kEnglishStopWords.begin(), kEnglishStopWords.end(), w) !=
@@ -42,8 +41,7 @@ Kind Classify(UChar32 c) {
   }
   if (u_isalnum(c)) return Kind::kWord;
   const int8_t type = u_charType(c);
-  if (type == U_NON_SPACING_MARK || type == U_COMBINING_SPACING_MARK ||
-      type == U_ENCLOSING_MARK) {
+  if (type == U_NON_SPACING_MARK || type == U_COMBINING_SPACING_MARK || type == U_ENCLOSING_MARK) {
     return Kind::kWord;
   }
   return Kind::kSeparator;
@@ -71,8 +69,8 @@ absl::StatusOr<std::vector<std::string>> Analyzer::Analyze(std::string_view text
   UErrorCode err = U_ZERO_ERROR;
   const icu::Normalizer2* nfkc = icu::Normalizer2::getNFKCCasefoldInstance(err);
   if (U_FAILURE(err)) return absl::InternalError("ICU NFKC_Casefold is unavailable");
-  const icu::UnicodeString input =
-      icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), static_cast<int32_t>(text.size())));
+  const icu::UnicodeString input = icu::UnicodeString::fromUTF8(
+      icu::StringPiece(text.data(), static_cast<int32_t>(text.size())));
   const icu::UnicodeString normal = nfkc->normalize(input, err);
   if (U_FAILURE(err)) return absl::InternalError("ICU normalisation failed");
 

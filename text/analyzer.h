@@ -22,8 +22,8 @@
 namespace quiver::text {
 
 struct AnalyzerOptions {
-  bool english = false;         // Possessives, stop words and Porter stemming.
-  size_t max_token_bytes = 255; // Longer tokens are dropped. REQUIRES: >= 1.
+  bool english = false;          // Possessives, stop words and Porter stemming.
+  size_t max_token_bytes = 255;  // Longer tokens are dropped. REQUIRES: >= 1.
 };
 
 class Analyzer {

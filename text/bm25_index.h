@@ -73,12 +73,15 @@ class Bm25Index {
   struct Scorer {
     double k1_plus_1, norm_base, norm_per_len;
     Scorer(const Bm25Params& p, double avg_len)
-        : k1_plus_1(p.k1 + 1.0), norm_base(p.k1 * (1.0 - p.b)), norm_per_len(p.k1 * p.b / avg_len) {}
+        : k1_plus_1(p.k1 + 1.0),
+          norm_base(p.k1 * (1.0 - p.b)),
+          norm_per_len(p.k1 * p.b / avg_len) {}
     float operator()(const InvertedIndex::Clause& c, float tf, uint32_t len) const {
       return Score(c.query_weight, tf, len);
     }
     float Score(float weighted_idf, float tf, uint32_t len) const {
-      return static_cast<float>(weighted_idf * tf * k1_plus_1 / (tf + norm_base + norm_per_len * len));
+      return static_cast<float>(weighted_idf * tf * k1_plus_1 /
+                                (tf + norm_base + norm_per_len * len));
     }
   };
   Scorer MakeScorer() const;

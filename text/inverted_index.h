@@ -27,9 +27,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "common/top_k.h"
 #include "common/kv.h"
 #include "common/strings.h"
+#include "common/top_k.h"
 
 namespace quiver::text {
 
@@ -85,10 +85,10 @@ class InvertedIndex {
   // order, so equal to the bit).
   template <typename Score>
   std::vector<Hit> Search(std::vector<Clause> clauses, size_t top_k, const DocFilter* keep,
-                               const Score& score) const;
+                          const Score& score) const;
   template <typename Score>
   std::vector<Hit> SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
-                                         const DocFilter* keep, const Score& score) const;
+                                    const DocFilter* keep, const Score& score) const;
 
   // Writes every live posting and document under unique keys.
   absl::Status Save(KvSink& out) const;
@@ -150,8 +150,7 @@ inline size_t InvertedIndex::SeekFrom(const std::vector<uint64_t>& docs, size_t 
 
 template <typename Score>
 std::vector<Hit> InvertedIndex::SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
-                                                      const DocFilter* keep,
-                                                      const Score& score) const {
+                                                 const DocFilter* keep, const Score& score) const {
   SortClauses(&clauses);
   absl::flat_hash_map<uint64_t, float> acc;  // Running sums, in clause order.
   for (const Clause& c : clauses) {
@@ -169,7 +168,7 @@ std::vector<Hit> InvertedIndex::SearchExhaustive(std::vector<Clause> clauses, si
 
 template <typename Score>
 std::vector<Hit> InvertedIndex::Search(std::vector<Clause> clauses, size_t top_k,
-                                            const DocFilter* keep, const Score& score) const {
+                                       const DocFilter* keep, const Score& score) const {
   // MaxScore (Turtle & Flood 1995): with clauses sorted by bound, the
   // cheapest prefix whose bounds together cannot reach the k-th best score
   // is "non-essential": those lists only refine candidates found through the

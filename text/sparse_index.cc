@@ -23,7 +23,8 @@ float Dot(const InvertedIndex::Clause& clause, float weight, uint32_t) {
 
 SparseIndex::SparseIndex() : index_(std::make_unique<InvertedIndex>(/*integer_weights=*/false)) {}
 
-uint64_t SparseIndex::Fingerprint(std::span<const uint32_t> indices, std::span<const float> values) {
+uint64_t SparseIndex::Fingerprint(std::span<const uint32_t> indices,
+                                  std::span<const float> values) {
   std::string bytes;
   bytes.reserve(indices.size() * 8);
   for (size_t i = 0; i < indices.size(); ++i) {
@@ -73,14 +74,14 @@ std::vector<InvertedIndex::Clause> SparseIndex::Resolve(std::span<const uint32_t
 }
 
 std::vector<Hit> SparseIndex::Search(std::span<const uint32_t> indices,
-                                          std::span<const float> values, size_t top_k,
-                                          const DocFilter* keep) const {
+                                     std::span<const float> values, size_t top_k,
+                                     const DocFilter* keep) const {
   return index_->Search(Resolve(indices, values), top_k, keep, Dot);
 }
 
 std::vector<Hit> SparseIndex::SearchExhaustive(std::span<const uint32_t> indices,
-                                                    std::span<const float> values, size_t top_k,
-                                                    const DocFilter* keep) const {
+                                               std::span<const float> values, size_t top_k,
+                                               const DocFilter* keep) const {
   return index_->SearchExhaustive(Resolve(indices, values), top_k, keep, Dot);
 }
 

@@ -35,10 +35,10 @@ class SparseIndex {
   // no non-zero dimension with it are not candidates), best first, ties by
   // ascending label. MaxScore-pruned; SearchExhaustive scores every one.
   std::vector<Hit> Search(std::span<const uint32_t> indices, std::span<const float> values,
-                               size_t top_k, const DocFilter* keep = nullptr) const;
+                          size_t top_k, const DocFilter* keep = nullptr) const;
   std::vector<Hit> SearchExhaustive(std::span<const uint32_t> indices,
-                                         std::span<const float> values, size_t top_k,
-                                         const DocFilter* keep = nullptr) const;
+                                    std::span<const float> values, size_t top_k,
+                                    const DocFilter* keep = nullptr) const;
 
   // The tag a store keeps these postings under, beside the other kinds of
   // one namespace (the key layout: docs/storage_format.md).

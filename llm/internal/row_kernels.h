@@ -43,7 +43,7 @@ void Dot4x4(const float* w, int n, const float* const* x, float* out, const floa
 void BlockScores(const float* q, const float* kb, int head_size, int block_size, float* acc);
 
 // Dots with a row as stored, each equal to Dot on the row's float32 values.
-float DotQ8(const int8_t* q, const float* scales, const float* x, int n);    // n % 32 == 0.
+float DotQ8(const int8_t* q, const float* scales, const float* x, int n);        // n % 32 == 0.
 float DotQ4(const uint8_t* packed, const float* scales, const float* x, int n);  // n % 32 == 0.
 float DotF16(const uint16_t* h, const float* x, int n);
 float DotBF16(const uint16_t* h, const float* x, int n);

@@ -37,8 +37,8 @@ TEST(RecordJsonTest, RejectsWrongShapes) {
 }
 
 TEST(ArgsTest, ParsesPositionalsValuesAndBooleans) {
-  auto a = Args::Parse({"query", "c", "--top_k=3", "--filter", "{}", "--json", "--", "--x"},
-                       {"json"});
+  auto a =
+      Args::Parse({"query", "c", "--top_k=3", "--filter", "{}", "--json", "--", "--x"}, {"json"});
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(a->positional(), std::vector<std::string>({"query", "c", "--x"}));
   EXPECT_EQ(a->Get("top-k"), "3");

@@ -10,7 +10,10 @@ namespace {
 
 TEST(CodingTest, VarintsRoundTripAtEveryWidth) {
   std::string buf;
-  std::vector<uint64_t> values = {0, 1, 127, 128, 300, 16383, 16384, (1ull << 32) - 1,
+  std::vector<uint64_t> values = {0,          1,
+                                  127,        128,
+                                  300,        16383,
+                                  16384,      (1ull << 32) - 1,
                                   1ull << 35, std::numeric_limits<uint64_t>::max()};
   for (uint64_t v : values) PutVarint64(&buf, v);
   std::string_view in(buf);

@@ -4,11 +4,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
 #include <thread>
-#include <limits>
 
 #include "gtest/gtest.h"
 #include "storage/index_files.h"
@@ -66,9 +66,11 @@ class EngineTest : public ::testing::Test {
 };
 
 TEST_F(EngineTest, UpsertQueryFetchRoundTrip) {
-  ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("a", {1, 0, 0}, R"({"g":"x"})"),
-                                           Rec("b", {0, 1, 0}), Rec("c", {1, 1, 0})})
-                  .ok());
+  ASSERT_TRUE(
+      engine_
+          ->Upsert("docs", "",
+                   {Rec("a", {1, 0, 0}, R"({"g":"x"})"), Rec("b", {0, 1, 0}), Rec("c", {1, 1, 0})})
+          .ok());
   auto r = engine_->Query("docs", Q({1, 0.1f, 0}, 2));
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->matches.size(), 2u);
@@ -84,7 +86,8 @@ TEST_F(EngineTest, UpsertQueryFetchRoundTrip) {
 TEST_F(EngineTest, WrongDimensionNamesIdAndSizes) {
   auto s = engine_->Upsert("docs", "", {Rec("a", {1, 2})});
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_EQ(s.status().message(), "vector for id \"a\" has 2 values; collection \"docs\" expects 3");
+  EXPECT_EQ(s.status().message(),
+            "vector for id \"a\" has 2 values; collection \"docs\" expects 3");
 }
 
 TEST_F(EngineTest, ValidationErrors) {
@@ -99,7 +102,9 @@ TEST_F(EngineTest, ValidationErrors) {
   auto upsert = [&](std::vector<Record> records, std::string ns = "") {
     return [=, this] { return engine_->Upsert("docs", ns, records).status(); };
   };
-  auto query = [&](QueryRequest q) { return [=, this] { return engine_->Query("docs", q).status(); }; };
+  auto query = [&](QueryRequest q) {
+    return [=, this] { return engine_->Query("docs", q).status(); };
+  };
   Record big = Rec("a", {1, 0, 0});
   big.metadata["k"] = std::string(50000, 'x');
   const size_t big_bytes = storage::MetadataJsonBytes(big.metadata);
@@ -144,7 +149,10 @@ TEST_F(EngineTest, ValidationErrors) {
        "sparse vector for id \"a\" repeats index 2"},
       {"too many records", upsert(too_many), StatusCode::kInvalidArgument,
        "upsert has 1001 records; the limit is 1000 per request"},
-      {"no collection", [this] { return engine_->Upsert("nope", "", {Rec("a", {1, 0, 0})}).status(); },
+      {"no collection",
+       [this] {
+         return engine_->Upsert("nope", "", {Rec("a", {1, 0, 0})}).status();
+       },
        StatusCode::kNotFound, "collection \"nope\" does not exist"},
       {"top_k 0", query(Q({1, 0, 0}, 0)), StatusCode::kInvalidArgument,
        "top_k is 0; it must be in 1..10000"},
@@ -170,8 +178,8 @@ TEST_F(EngineTest, ValidationErrors) {
 
 TEST_F(EngineTest, FailingBatchLeavesNothingBehind) {
   ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("keep", {1, 0, 0})}).ok());
-  auto s = engine_->Upsert("docs", "", {Rec("new1", {1, 0, 0}), Rec("keep", {0, 0, 1}),
-                                        Rec("bad", {1, 0})});
+  auto s = engine_->Upsert("docs", "",
+                           {Rec("new1", {1, 0, 0}), Rec("keep", {0, 0, 1}), Rec("bad", {1, 0})});
   ASSERT_FALSE(s.ok());
   auto f = engine_->Fetch("docs", "", {"new1", "keep", "bad"});
   ASSERT_TRUE(f.ok());
@@ -235,8 +243,9 @@ TEST_F(EngineTest, UpdateMergesMetadataAndReplacesVector) {
 }
 
 TEST_F(EngineTest, QueryByIdUsesTheStoredVector) {
-  ASSERT_TRUE(engine_->Upsert("docs", "", {Rec("a", {1, 0, 0}), Rec("b", {0.9f, 0.1f, 0}),
-                                           Rec("c", {0, 0, 1})})
+  ASSERT_TRUE(engine_
+                  ->Upsert("docs", "",
+                           {Rec("a", {1, 0, 0}), Rec("b", {0.9f, 0.1f, 0}), Rec("c", {0, 0, 1})})
                   .ok());
   QueryRequest q;
   q.id = "a";
@@ -475,9 +484,9 @@ TEST_F(HnswEngineTest, PlannerUsesTheGraphForBroadFiltersAndExactScanForSelectiv
     const int k = std::stoi(m.id.substr(1)) % 1000;
     EXPECT_TRUE(k >= 7 && k <= 9) << m.id;
   }
-  EXPECT_GE(Recall(20, R"({"g": {"$lt": 50}})"), 0.9);   // 50%: graph.
-  EXPECT_GE(Recall(20, R"({"g": {"$lt": 5}})"), 0.9);    // 5%: graph.
-  EXPECT_EQ(Recall(20, R"({"k": {"$lt": 5}})"), 1.0);    // 0.5%: exact.
+  EXPECT_GE(Recall(20, R"({"g": {"$lt": 50}})"), 0.9);  // 50%: graph.
+  EXPECT_GE(Recall(20, R"({"g": {"$lt": 5}})"), 0.9);   // 5%: graph.
+  EXPECT_EQ(Recall(20, R"({"k": {"$lt": 5}})"), 1.0);   // 0.5%: exact.
 }
 
 TEST_F(HnswEngineTest, RestartLoadsTheCheckpointAndReplaysLaterWrites) {
@@ -682,9 +691,11 @@ class TextEngineTest : public ::testing::Test {
 };
 
 TEST_F(TextEngineTest, Bm25FollowsUpsertsUpdatesDeletesAndRestarts) {
-  ASSERT_TRUE(engine_->Upsert("t", "", {Doc("a", "vector databases index embeddings", R"({"y": 1})"),
-                                        Doc("b", "a database of recipes", R"({"y": 2})"),
-                                        Doc("c", "embedding models for text")})
+  ASSERT_TRUE(engine_
+                  ->Upsert("t", "",
+                           {Doc("a", "vector databases index embeddings", R"({"y": 1})"),
+                            Doc("b", "a database of recipes", R"({"y": 2})"),
+                            Doc("c", "embedding models for text")})
                   .ok());
   EXPECT_EQ(Ids("database"), std::vector<std::string>({"b", "a"}));  // Shorter doc first.
   EXPECT_EQ(Ids("database", R"({"y": 1})"), std::vector<std::string>({"a"}));
@@ -722,12 +733,14 @@ TEST_F(TextEngineTest, SparseAndHybridQueries) {
     r.sparse = std::move(sp);
     return r;
   };
-  ASSERT_TRUE(engine_->Upsert("t", "",
-                              {doc("a", {1, 0}, {{1, 5}, {1.0f, 0.5f}}, "apple pie", R"({"k": 1})"),
-                               doc("b", {0.8f, 0.6f}, {{1}, {3.0f}}, "apple apple tart", R"({"k": 2})"),
-                               doc("c", {0, 1}, {{5, 9}, {2.0f, 1.0f}}, "pear", R"({"k": 1})"),
-                               doc("d", {0.6f, 0.8f}, {}, "plum", R"({"k": 2})")})
-                  .ok());
+  ASSERT_TRUE(
+      engine_
+          ->Upsert("t", "",
+                   {doc("a", {1, 0}, {{1, 5}, {1.0f, 0.5f}}, "apple pie", R"({"k": 1})"),
+                    doc("b", {0.8f, 0.6f}, {{1}, {3.0f}}, "apple apple tart", R"({"k": 2})"),
+                    doc("c", {0, 1}, {{5, 9}, {2.0f, 1.0f}}, "pear", R"({"k": 1})"),
+                    doc("d", {0.6f, 0.8f}, {}, "plum", R"({"k": 2})")})
+          .ok());
   auto run = [&](QueryRequest q) {
     q.top_k = q.top_k == 0 ? 4 : q.top_k;
     auto r = engine_->Query("t", q);
@@ -815,10 +828,12 @@ TEST_F(TextEngineTest, SparseAndHybridQueries) {
 class CountingEmbedder : public TextEmbedder {
  public:
   size_t dimension() const override { return 2; }
-  absl::StatusOr<std::vector<std::vector<float>>> Embed(const std::vector<std::string>& texts) override {
+  absl::StatusOr<std::vector<std::vector<float>>> Embed(
+      const std::vector<std::string>& texts) override {
     std::vector<std::vector<float>> out;
     for (const std::string& t : texts) {
-      out.push_back({static_cast<float>(t.size()), static_cast<float>(std::count(t.begin(), t.end(), 'a'))});
+      out.push_back(
+          {static_cast<float>(t.size()), static_cast<float>(std::count(t.begin(), t.end(), 'a'))});
     }
     embedded += texts.size();
     return out;

@@ -34,7 +34,7 @@ TEST(FusionTest, ReciprocalRankFusionOfKnownLists) {
 TEST(FusionTest, WeightedFusionNormalisesEachList) {
   std::vector<RankedList> lists = {
       {"dense", 1, {{"a", 0.5f}, {"b", 0.3f}, {"c", 0.1f}}},  // -> 1, 0.5, 0
-      {"sparse", 3, {{"c", 10.0f}, {"b", 10.0f}}},           // Equal scores -> 1 each.
+      {"sparse", 3, {{"c", 10.0f}, {"b", 10.0f}}},            // Equal scores -> 1 each.
   };
   auto fused = Fuse(lists, HybridSpec::Fusion::kWeighted, 60, 10);
   ASSERT_EQ(fused.size(), 3u);
@@ -45,7 +45,8 @@ TEST(FusionTest, WeightedFusionNormalisesEachList) {
   EXPECT_EQ(fused[2].id, "a");
   EXPECT_FLOAT_EQ(fused[2].score, 1);
   // Equal fused scores order by id; empty lists are fine.
-  lists = {{"dense", 1, {{"y", 2}, {"x", 1}}}, {"text", 1, {{"x", 5}, {"y", 1}}}, {"sparse", 1, {}}};
+  lists = {
+      {"dense", 1, {{"y", 2}, {"x", 1}}}, {"text", 1, {{"x", 5}, {"y", 1}}}, {"sparse", 1, {}}};
   auto tie = Fuse(lists, HybridSpec::Fusion::kWeighted, 60, 10);
   ASSERT_EQ(tie.size(), 2u);
   EXPECT_EQ(tie[0].id, "x");

@@ -39,7 +39,8 @@ class BertTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
-    if (fixtures.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
+    if (fixtures.empty())
+      GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
     if (!testing::HaveTorch()) {
       GTEST_SKIP() << testing::kNoTorch;
     }
@@ -109,8 +110,9 @@ void ExpectPooledNear(const absl::StatusOr<std::vector<std::vector<float>>>& poo
 
 TEST_F(BertTest, EncoderMatchesPyTorch) {
   const std::vector<std::string> texts = {
-      "Hello, world!", "Vector databases index embeddings quickly.", "안녕하세요 세계",
-      "我爱北京天安门", "Café naïve résumé", "a"};
+      "Hello, world!",     "Vector databases index embeddings quickly.",
+      "안녕하세요 세계",   "我爱北京天安门",
+      "Café naïve résumé", "a"};
   std::vector<nn::Encoding> batch;
   for (const std::string& t : texts) batch.push_back(*tokenizer_->Encode(t, true, 128));
   std::string model_dir;

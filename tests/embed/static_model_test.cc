@@ -18,7 +18,8 @@ std::vector<float> Golden(const std::string& path) {
   auto j = ParseJson(ss.str());
   std::vector<float> out;
   if (!j.ok()) return out;
-  for (const Json& v : j->as_array()[0].as_array()) out.push_back(static_cast<float>(v.as_number()));
+  for (const Json& v : j->as_array()[0].as_array())
+    out.push_back(static_cast<float>(v.as_number()));
   return out;
 }
 

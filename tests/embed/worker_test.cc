@@ -47,7 +47,8 @@ TEST(BatchingWorkerTest, ConcurrentCallersShareBatchesAndGetTheirOwnOutputs) {
     callers.emplace_back([&, t] {
       for (int r = 0; r < 20; ++r) {
         std::vector<nn::Encoding> in;
-        for (int i = 0; i < 3; ++i) in.push_back(Seq(1 + (t * 7 + r + i) % 15, t * 1000 + r * 10 + i));
+        for (int i = 0; i < 3; ++i)
+          in.push_back(Seq(1 + (t * 7 + r + i) % 15, t * 1000 + r * 10 + i));
         auto out = w.Run(in);
         if (!out.ok() || out->size() != 3) {
           ++wrong;
@@ -130,7 +131,8 @@ TEST(BatchingWorkerTest, FullQueueIsResourceExhausted) {
   ASSERT_TRUE(Eventually([&] { return w.queued() == 4; }));
   const absl::Status full = w.Run({Seq(1, 0)}).status();
   EXPECT_THAT(full, StatusIs(absl::StatusCode::kResourceExhausted));
-  EXPECT_EQ(full.message(), "the model's queue is full (4 sequences waiting, limit 4); retry later");
+  EXPECT_EQ(full.message(),
+            "the model's queue is full (4 sequences waiting, limit 4); retry later");
   model.release.set_value();
   for (auto& p : pending) EXPECT_TRUE(p.get().ok());
 }
@@ -159,13 +161,15 @@ TEST(BatchingWorkerTest, ShutdownFinishesTheBatchInTheModelAndFailsTheRest) {
     EXPECT_EQ(s.message(), "the model is shutting down");
   }
   EXPECT_EQ(model.entered, 1);  // The queued ones never reached the model.
-  w.Shutdown();  // Idempotent.
+  w.Shutdown();                 // Idempotent.
 }
 
 TEST(BatchingWorkerTest, AFailingModelFailsItsCallersNotTheWorker) {
-  BatchingWorker failing([](const auto&) -> absl::StatusOr<std::vector<std::vector<float>>> {
-    return absl::InternalError("boom");
-  }, WorkerOptions{});
+  BatchingWorker failing(
+      [](const auto&) -> absl::StatusOr<std::vector<std::vector<float>>> {
+        return absl::InternalError("boom");
+      },
+      WorkerOptions{});
   EXPECT_THAT(failing.Run({Seq(2, 1)}).status(), StatusIs(absl::StatusCode::kInternal));
   EXPECT_THAT(failing.Run({Seq(2, 1)}).status(), StatusIs(absl::StatusCode::kInternal));
 }

@@ -47,11 +47,11 @@ TEST_F(CliTest, CreateImportQueryFetchUpdateDeleteStatsDrop) {
   EXPECT_THAT(out, HasSubstr("imported 1234 records into films"));
   EXPECT_THAT(out, HasSubstr("records/s"));
 
-  ASSERT_EQ(Cli({"--json", "query", "films", "--vector=[1, 0, 0.5]", "--top-k=3",
-                 "--filter={\"genre\": \"drama\", \"year\": {\"$gte\": 1950}}",
-                 "--include-metadata"},
-                &out),
-            0)
+  ASSERT_EQ(
+      Cli({"--json", "query", "films", "--vector=[1, 0, 0.5]", "--top-k=3",
+           "--filter={\"genre\": \"drama\", \"year\": {\"$gte\": 1950}}", "--include-metadata"},
+          &out),
+      0)
       << out;
   EXPECT_THAT(out, HasSubstr("\"matches\""));
   EXPECT_THAT(out, HasSubstr("drama"));
@@ -84,7 +84,8 @@ TEST_F(CliTest, ImportReportsTheBadLineAndResumes) {
   ASSERT_EQ(Cli({"collections", "create", "c", "--dimension=2"}, &out), 0) << out;
   std::string good, jsonl;
   for (int i = 0; i < 50; ++i) {
-    jsonl += "{\"id\": \"r" + std::to_string(i) + "\", \"values\": [1, " + std::to_string(i) + "]}\n";
+    jsonl +=
+        "{\"id\": \"r" + std::to_string(i) + "\", \"values\": [1, " + std::to_string(i) + "]}\n";
   }
   const std::string bad_line = "{\"id\": \"bad\", \"values\": [1, 2, 3]}\n";
   const std::string file = WriteFile("c.jsonl", jsonl + bad_line + jsonl);
@@ -103,7 +104,8 @@ TEST_F(CliTest, ImportReportsTheBadLineAndResumes) {
   ASSERT_EQ(Cli({"stats", "c"}, &out), 0);
   EXPECT_THAT(out, HasSubstr("total records: 51"));
 
-  const std::string garbage = WriteFile("g.jsonl", "{\"id\": \"x\", \"values\": [1, 2]}\nnot json\n");
+  const std::string garbage =
+      WriteFile("g.jsonl", "{\"id\": \"x\", \"values\": [1, 2]}\nnot json\n");
   EXPECT_EQ(Cli({"import", "c", garbage}, &out), 1);
   EXPECT_THAT(out, HasSubstr("g.jsonl:2"));
 }
@@ -118,8 +120,8 @@ TEST_F(CliTest, HnswCollectionThroughTheCli) {
   EXPECT_THAT(out, HasSubstr("hnsw"));
   std::string jsonl;
   for (int i = 0; i < 300; ++i) {
-    jsonl += "{\"id\": \"p" + std::to_string(i) + "\", \"values\": [" + std::to_string(i) +
-             ", " + std::to_string(i % 7) + "]}\n";
+    jsonl += "{\"id\": \"p" + std::to_string(i) + "\", \"values\": [" + std::to_string(i) + ", " +
+             std::to_string(i % 7) + "]}\n";
   }
   ASSERT_EQ(Cli({"import", "g", WriteFile("g.jsonl", jsonl)}, &out), 0) << out;
   ASSERT_EQ(Cli({"query", "g", "--vector=[42, 0]", "--top-k=1", "--ef-search=32"}, &out), 0) << out;
@@ -133,18 +135,20 @@ TEST_F(CliTest, HnswCollectionThroughTheCli) {
 
 TEST_F(CliTest, TextSearchThroughTheCli) {
   std::string out;
-  ASSERT_EQ(Cli({"collections", "create", "n", "--dimension=2", "--text-analyzer=english"}, &out), 0)
+  ASSERT_EQ(Cli({"collections", "create", "n", "--dimension=2", "--text-analyzer=english"}, &out),
+            0)
       << out;
-  const std::string file = WriteFile(
-      "n.jsonl",
-      "{\"id\": \"x\", \"values\": [1, 0], \"text\": \"Indexing vectors quickly\"}\n"
-      "{\"id\": \"y\", \"values\": [0, 1], \"text\": \"Cooking pasta\", "
-      "\"sparse_values\": {\"indices\": [4], \"values\": [2.5]}}\n");
+  const std::string file =
+      WriteFile("n.jsonl",
+                "{\"id\": \"x\", \"values\": [1, 0], \"text\": \"Indexing vectors quickly\"}\n"
+                "{\"id\": \"y\", \"values\": [0, 1], \"text\": \"Cooking pasta\", "
+                "\"sparse_values\": {\"indices\": [4], \"values\": [2.5]}}\n");
   ASSERT_EQ(Cli({"import", "n", file}, &out), 0) << out;
   ASSERT_EQ(Cli({"query", "n", "--text=vector index", "--top-k=5"}, &out), 0) << out;
   EXPECT_THAT(out, HasSubstr("x "));
   EXPECT_THAT(out, ::testing::Not(HasSubstr("y ")));
-  ASSERT_EQ(Cli({"query", "n", R"(--sparse={"indices": [4], "values": [2]})", "--explain"}, &out), 0)
+  ASSERT_EQ(Cli({"query", "n", R"(--sparse={"indices": [4], "values": [2]})", "--explain"}, &out),
+            0)
       << out;
   EXPECT_THAT(out, HasSubstr("sparse#1=5"));
   // Hybrid: text finds x, the vector prefers y; weights decide.

@@ -122,8 +122,7 @@ TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
         expected_max += kBatch;
       } else {
         EXPECT_TRUE(fr.records_size() == 0 || fr.records_size() == kBatch)
-            << "batch " << b << " of writer " << w << " landed partially: "
-            << fr.records_size();
+            << "batch " << b << " of writer " << w << " landed partially: " << fr.records_size();
         expected_max += kBatch;
       }
     }

@@ -8,9 +8,9 @@
 #include <thread>
 
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "llm/chat_template.h"
 #include "llm/hf_model.h"
-#include "gtest/gtest.h"
 #include "quiver/v1/collections.grpc.pb.h"
 #include "quiver/v1/models.grpc.pb.h"
 #include "quiver/v1/points.grpc.pb.h"
@@ -69,7 +69,8 @@ TEST_F(ModelsTest, WithoutModelsTheRpcsSaySo) {
 
 TEST_F(ModelsTest, EmbedAndEmbeddingBoundCollections) {
   const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
-  if (fixtures.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
+  if (fixtures.empty())
+    GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
   StartServer({"--embed-model=" + fixtures + "/test-model-vocab-quantized", "--device=cpu"});
   v1::ListModelsResponse lr;
   {
@@ -99,7 +100,9 @@ TEST_F(ModelsTest, EmbedAndEmbeddingBoundCollections) {
 
   // The CLI's embed and models commands.
   std::string out;
-  ASSERT_EQ(testing::RunCli({"--addr=" + server_->address(), "embed", "hello world", "vaccines"}, &out), 0)
+  ASSERT_EQ(
+      testing::RunCli({"--addr=" + server_->address(), "embed", "hello world", "vaccines"}, &out),
+      0)
       << out;
   EXPECT_NE(out.find("64"), std::string::npos) << out;
   ASSERT_EQ(testing::RunCli({"--addr=" + server_->address(), "models"}, &out), 0) << out;
@@ -192,14 +195,16 @@ TEST_F(ModelsTest, EmbedAndEmbeddingBoundCollections) {
 
 TEST_F(ModelsTest, RerankWithACrossEncoder) {
   const std::string fixtures = testing::FixturePath("model2vec-rs-fixtures");
-  if (fixtures.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
+  if (fixtures.empty())
+    GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
   if (!testing::HaveTorch()) {
     GTEST_SKIP() << testing::kNoTorch << ": no cross-encoder to serve";
   }
   const std::string model = dir_.path() + "/cross";
   std::ofstream(dir_.path() + "/ids.json") << "[]";
-  const std::string cmd = testing::BertReferenceCommand(
-      model, fixtures + "/test-model-float32/tokenizer.json", dir_.path() + "/ids.json", /*cross=*/true);
+  const std::string cmd =
+      testing::BertReferenceCommand(model, fixtures + "/test-model-float32/tokenizer.json",
+                                    dir_.path() + "/ids.json", /*cross=*/true);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   StartServer({"--rerank-model=" + model, "--device=cpu"});
   v1::RerankRequest req;
@@ -248,7 +253,8 @@ TEST_F(ModelsTest, RerankWithACrossEncoder) {
 TEST_F(ModelsTest, GenerateStreamsAndReproducesLlama2c) {
   const std::string dir = testing::FixturePath("stories260K");
   if (dir.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
-  StartServer({"--llm-model=" + dir + "/stories260K.bin", "--llm-tokenizer=" + dir + "/tok512.bin"});
+  StartServer(
+      {"--llm-model=" + dir + "/stories260K.bin", "--llm-tokenizer=" + dir + "/tok512.bin"});
   auto generate = [&](v1::GenerateRequest req, int* messages, v1::FinishReason* reason) {
     grpc::ClientContext ctx;
     auto reader = models_->Generate(&ctx, req);
@@ -271,7 +277,8 @@ TEST_F(ModelsTest, GenerateStreamsAndReproducesLlama2c) {
   req.mutable_sampling()->set_seed(133742);
   int messages = 0;
   v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
-  EXPECT_EQ(generate(req, &messages, &reason), testing::ReadFileBytes(dir + "/expected_t1.0_p0.9_s133742_n256.txt"));
+  EXPECT_EQ(generate(req, &messages, &reason),
+            testing::ReadFileBytes(dir + "/expected_t1.0_p0.9_s133742_n256.txt"));
   EXPECT_GT(messages, 100);  // Streamed token by token.
   EXPECT_EQ(reason, v1::FINISH_REASON_LENGTH);
   // Several clients at once each get their own (deterministic) stream.
@@ -287,7 +294,8 @@ TEST_F(ModelsTest, GenerateStreamsAndReproducesLlama2c) {
     });
   }
   for (auto& t : threads) t.join();
-  for (const std::string& t : texts) EXPECT_EQ(t, testing::ReadFileBytes(dir + "/expected_greedy_n200.txt"));
+  for (const std::string& t : texts)
+    EXPECT_EQ(t, testing::ReadFileBytes(dir + "/expected_greedy_n200.txt"));
   // A client that goes away mid-stream stops the work; the server serves on.
   {
     grpc::ClientContext ctx;
@@ -324,7 +332,8 @@ TEST_F(ModelsTest, GenerateStreamsAndReproducesLlama2c) {
   ASSERT_EQ(testing::RunCli({"--addr=" + server_->address(), "generate", "Zoo", "--max-tokens=57"},
                             &out, /*stderr_too=*/false),
             0);
-  EXPECT_EQ(out, testing::ReadFileBytes(dir + "/expected_zoo_greedy_n60.txt").substr(3) + "\n");  // New text only.
+  EXPECT_EQ(out, testing::ReadFileBytes(dir + "/expected_zoo_greedy_n60.txt").substr(3) +
+                     "\n");  // New text only.
 }
 
 TEST_F(ModelsTest, GenerateFromAConvertedGgufFile) {
@@ -339,7 +348,8 @@ TEST_F(ModelsTest, GenerateFromAConvertedGgufFile) {
   v1::GenerateRequest req;
   req.mutable_sampling()->set_max_tokens(200);
   const std::string text = testing::GenerateText(models_.get(), req);
-  EXPECT_EQ(text, testing::ReadFileBytes(dir + "/expected_greedy_n200.txt"));  // F16 agrees for all 200 steps.
+  EXPECT_EQ(text, testing::ReadFileBytes(
+                      dir + "/expected_greedy_n200.txt"));  // F16 agrees for all 200 steps.
 }
 
 TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {
@@ -350,8 +360,9 @@ TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {
   // template (tests/llm/hf_reference.py).
   const std::string model = dir_.path() + "/qwen";
   std::ofstream(dir_.path() + "/ids.json") << "[1]";
-  const std::string cmd = std::string(testing::kPython) + " " + QUIVER_SOURCE_DIR + "/tests/llm/hf_reference.py " +
-                          model + " qwen2 " + dir_.path() + "/ids.json";
+  const std::string cmd = std::string(testing::kPython) + " " + QUIVER_SOURCE_DIR +
+                          "/tests/llm/hf_reference.py " + model + " qwen2 " + dir_.path() +
+                          "/ids.json";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   StartServer({"--llm-model=" + model, "--llm_max_context=64"});
   const std::vector<llm::ChatMessage> chat = {{"system", "Be brief."}, {"user", "the and then"}};
@@ -383,8 +394,9 @@ TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {
   QUIVER_ASSERT_OK(tmpl.status());
   auto rendered = llm::RenderChat(**tmpl, tok.info(), chat);
   QUIVER_ASSERT_OK(rendered.status());
-  EXPECT_EQ(rendered->text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nthe and then<|im_end|>\n"
-                            "<|im_start|>assistant\n");
+  EXPECT_EQ(rendered->text,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nthe and then<|im_end|>\n"
+            "<|im_start|>assistant\n");
   EXPECT_FALSE(rendered->add_bos);
   auto prompt = tok.Tokenize(rendered->text, rendered->add_bos);
   QUIVER_ASSERT_OK(prompt.status());
@@ -396,11 +408,13 @@ TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {
   for (int i = 0; i < 8; ++i) blocks.push_back(cache.Allocate());
   std::vector<int> want;
   std::vector<llm::StepRow> rows;
-  for (size_t p = 0; p < prompt->size(); ++p) rows.push_back({(*prompt)[p], static_cast<int>(p), &blocks});
+  for (size_t p = 0; p < prompt->size(); ++p)
+    rows.push_back({(*prompt)[p], static_cast<int>(p), &blocks});
   int pos = static_cast<int>(prompt->size());
   auto logits = m.ForwardBatch(rows, &cache).back();
   while (want.size() < 12) {
-    const int next = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    const int next =
+        static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     if (tok.IsEnd(next)) break;
     want.push_back(next);
     logits = m.ForwardBatch({{next, pos++, &blocks}}, &cache)[0];

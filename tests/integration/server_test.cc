@@ -48,7 +48,8 @@ class ServerTest : public ::testing::Test {
     channel_ = ch;
   }
 
-  static v1::Record Rec(const std::string& id, std::vector<float> v, const std::string& genre = "") {
+  static v1::Record Rec(const std::string& id, std::vector<float> v,
+                        const std::string& genre = "") {
     v1::Record r;
     r.set_id(id);
     for (float x : v) r.add_values(x);
@@ -167,18 +168,31 @@ TEST_F(ServerTest, ValidationErrorsComeBackAsInvalidArgumentWithMessages) {
   v1::Record huge_md = Rec("h", {1, 0, 0, 0});
   (*huge_md.mutable_metadata()->mutable_fields())["x"].set_string_value(std::string(50000, 'x'));
   std::vector<Case> cases = {
-      {{Rec("a", {1, 2, 3})}, "docs", "", grpc::INVALID_ARGUMENT,
+      {{Rec("a", {1, 2, 3})},
+       "docs",
+       "",
+       grpc::INVALID_ARGUMENT,
        "vector for id \"a\" has 3 values; collection \"docs\" expects 4"},
       {{nan}, "docs", "", grpc::INVALID_ARGUMENT, "non-finite"},
       {{Rec("", {1, 0, 0, 0})}, "docs", "", grpc::INVALID_ARGUMENT, "id must not be empty"},
       {{Rec(std::string(600, 'x'), {1, 0, 0, 0})}, "docs", "", grpc::INVALID_ARGUMENT, "600 bytes"},
-      {{Rec("d", {1, 0, 0, 0}), Rec("d", {0, 1, 0, 0})}, "docs", "", grpc::INVALID_ARGUMENT,
+      {{Rec("d", {1, 0, 0, 0}), Rec("d", {0, 1, 0, 0})},
+       "docs",
+       "",
+       grpc::INVALID_ARGUMENT,
        "more than once"},
       {{bad_md}, "docs", "", grpc::INVALID_ARGUMENT, "record \"m\""},
       {{huge_md}, "docs", "", grpc::INVALID_ARGUMENT, "limit is 40960"},
       {{Rec("z", {0, 0, 0, 0})}, "docs", "", grpc::INVALID_ARGUMENT, "all zeros"},
-      {{Rec("a", {1, 0, 0, 0})}, "ghost", "", grpc::NOT_FOUND, "collection \"ghost\" does not exist"},
-      {{Rec("a", {1, 0, 0, 0})}, "docs", std::string(300, 'n'), grpc::INVALID_ARGUMENT,
+      {{Rec("a", {1, 0, 0, 0})},
+       "ghost",
+       "",
+       grpc::NOT_FOUND,
+       "collection \"ghost\" does not exist"},
+      {{Rec("a", {1, 0, 0, 0})},
+       "docs",
+       std::string(300, 'n'),
+       grpc::INVALID_ARGUMENT,
        "namespace"},
       {{}, "docs", "", grpc::INVALID_ARGUMENT, "no records"},
   };
@@ -401,10 +415,10 @@ TEST(ServerConfigTest, ConfigFileSetsFlagsAndTheCommandLineWins) {
                         << "sync = always\n"
                         << "max-top-k = 5\n"
                         << "max_batch_records = \"7\"\n";
-  testing::QuiverdProcess server(dir.path() + "/data",
-                                 {"--config=" + config, "--max_batch_records=9",
-                                  "--max-sparse-entries=3", "--max_list_limit=4",
-                                  "--embed-max-inputs=5"});
+  testing::QuiverdProcess server(
+      dir.path() + "/data",
+      {"--config=" + config, "--max_batch_records=9", "--max-sparse-entries=3",
+       "--max_list_limit=4", "--embed-max-inputs=5"});
   QUIVER_ASSERT_OK(server.Start());
   auto admin = v1::Admin::NewStub(server.NewChannel());
   v1::ServerInfoResponse info;

@@ -24,9 +24,10 @@ std::string Render(const std::string& source, const std::vector<ChatMessage>& me
 TEST(ChatTemplateTest, ChatMlWithDefaultSystem) {  // Qwen2-Instruct.
   const std::string t =
       R"({% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %})";
-  EXPECT_EQ(Render(t, {{"user", "Hi"}}),
-            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-            "<|im_start|>assistant\n");
+  EXPECT_EQ(
+      Render(t, {{"user", "Hi"}}),
+      "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+      "<|im_start|>assistant\n");
   EXPECT_EQ(Render(t, {{"system", "Be brief."}, {"user", "Hi"}}, false),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
 }
@@ -45,18 +46,19 @@ TEST(ChatTemplateTest, Llama2AlternationAndSystemPrompt) {
 }
 
 TEST(ChatTemplateTest, ZephyrLinesWithTrimAndLstripBlocks) {  // TinyLlama-Chat.
-  const std::string t = "{% for message in messages %}\n"
-                        "{% if message['role'] == 'user' %}\n"
-                        "{{ '<|user|>\\n' + message['content'] + eos_token }}\n"
-                        "{% elif message['role'] == 'system' %}\n"
-                        "{{ '<|system|>\\n' + message['content'] + eos_token }}\n"
-                        "{% elif message['role'] == 'assistant' %}\n"
-                        "{{ '<|assistant|>\\n'  + message['content'] + eos_token }}\n"
-                        "{% endif %}\n"
-                        "{% if loop.last and add_generation_prompt %}\n"
-                        "{{ '<|assistant|>' }}\n"
-                        "{% endif %}\n"
-                        "{% endfor %}";
+  const std::string t =
+      "{% for message in messages %}\n"
+      "{% if message['role'] == 'user' %}\n"
+      "{{ '<|user|>\\n' + message['content'] + eos_token }}\n"
+      "{% elif message['role'] == 'system' %}\n"
+      "{{ '<|system|>\\n' + message['content'] + eos_token }}\n"
+      "{% elif message['role'] == 'assistant' %}\n"
+      "{{ '<|assistant|>\\n'  + message['content'] + eos_token }}\n"
+      "{% endif %}\n"
+      "{% if loop.last and add_generation_prompt %}\n"
+      "{{ '<|assistant|>' }}\n"
+      "{% endif %}\n"
+      "{% endfor %}";
   EXPECT_EQ(Render(t, {{"system", "Be kind."}, {"user", "Hi"}}),
             "<|system|>\nBe kind.</s>\n<|user|>\nHi</s>\n<|assistant|>\n");
   // Indented block tags lose their indentation; "-" strips all whitespace.
@@ -75,15 +77,18 @@ TEST(ChatTemplateTest, Llama3FilterBindsBeforePlus) {
 TEST(ChatTemplateTest, NamespacesSlicesFiltersAndTests) {
   const std::string t =
       "{%- set ns = namespace(last_user=-1) -%}\n"
-      "{%- for m in messages -%}{%- if m.role == 'user' -%}{%- set ns.last_user = loop.index0 -%}{%- endif -%}"
+      "{%- for m in messages -%}{%- if m.role == 'user' -%}{%- set ns.last_user = loop.index0 "
+      "-%}{%- endif -%}"
       "{%- endfor -%}\n"
-      "{{ ns.last_user }}|{{ messages[::-1][0].content }}|{{ {'a': 1, 'b': [true, none, 'x']} | tojson }}|"
+      "{{ ns.last_user }}|{{ messages[::-1][0].content }}|{{ {'a': 1, 'b': [true, none, 'x']} | "
+      "tojson }}|"
       "{{ tools is defined }}|{{ 'x' ~ 3 }}|{{ messages | length }}|"
       "{% for m in messages if m.role != 'system' %}{{ loop.index }}{{ m.role[0] }}{% endfor %}|"
       "{{ 'a,b' .split(',') | join('+') }}|{{ 7 // 2 }}{{ -7 % 3 }}{{ 1 / 2 }}|{{ none }}|"
       "{{ 'yes' if messages[0].content.startswith('s') else 'no' }}|{{ messages[9] is defined }}";
-  EXPECT_EQ(Render(t, {{"system", "s"}, {"user", "u1"}, {"assistant", "a"}, {"user", "u2"}}),
-            "3|u2|{\"a\": 1, \"b\": [true, null, \"x\"]}|False|x3|4|1u2a3u|a+b|320.5|None|yes|False");
+  EXPECT_EQ(
+      Render(t, {{"system", "s"}, {"user", "u1"}, {"assistant", "a"}, {"user", "u2"}}),
+      "3|u2|{\"a\": 1, \"b\": [true, null, \"x\"]}|False|x3|4|1u2a3u|a+b|320.5|None|yes|False");
 }
 
 TEST(ChatTemplateTest, LeadingBosBecomesAnId) {
@@ -91,7 +96,8 @@ TEST(ChatTemplateTest, LeadingBosBecomesAnId) {
   info.bos_id = 1;
   info.bos_token = "<s>";
   info.eos_token = "</s>";
-  auto llama2 = ChatTemplate::Parse("{{ bos_token + '[INST] ' + messages[0]['content'] + ' [/INST]' }}");
+  auto llama2 =
+      ChatTemplate::Parse("{{ bos_token + '[INST] ' + messages[0]['content'] + ' [/INST]' }}");
   QUIVER_ASSERT_OK(llama2.status());
   auto r = RenderChat(**llama2, info, {{"user", "Hi"}});
   QUIVER_ASSERT_OK(r.status());
@@ -106,8 +112,8 @@ TEST(ChatTemplateTest, LeadingBosBecomesAnId) {
 }
 
 TEST(ChatTemplateTest, ErrorsNameTheProblem) {
-  for (const std::string bad : {"{% if x %}no end", "{{ x ", "{% macro m() %}{% endmacro %}", "{{ x | frobnicate }}",
-                                "{% endfor %}", "{{ 'a' + }}"}) {
+  for (const std::string bad : {"{% if x %}no end", "{{ x ", "{% macro m() %}{% endmacro %}",
+                                "{{ x | frobnicate }}", "{% endfor %}", "{{ 'a' + }}"}) {
     auto t = ChatTemplate::Parse(bad);
     if (t.ok()) {  // Some problems show only when rendering.
       auto r = (*t)->Render({{{"user", "x"}}, true, "", ""});

@@ -9,10 +9,10 @@
 #include <cstring>
 #include <random>
 
-#include "nn/half.h"
 #include "gtest/gtest.h"
 #include "llm/cuda_engine.h"
 #include "llm/gguf.h"
+#include "nn/half.h"
 #ifdef QUIVER_LLM_HAS_CUDA
 #include "llm/cuda_kernels.h"
 #endif
@@ -118,8 +118,8 @@ TEST(DecodeEngineTest, LongPromptRowsDoNotDependOnTheirBatch) {
     PagedKvCache cache(c, 16, 16);
     std::vector<int> seq = {cache.Allocate(), cache.Allocate(), cache.Allocate(), cache.Allocate(),
                             cache.Allocate()};
-    std::vector<int> other = {cache.Allocate(), cache.Allocate(), cache.Allocate(), cache.Allocate(),
-                              cache.Allocate()};
+    std::vector<int> other = {cache.Allocate(), cache.Allocate(), cache.Allocate(),
+                              cache.Allocate(), cache.Allocate()};
     std::vector<std::vector<float>> logits;
     int pos = 0, other_pos = 0;
     for (int chunk : chunks) {
@@ -152,7 +152,8 @@ WeightTensor RandomKBlocks(WeightTensor::Type type, size_t n, float d_max, std::
   std::vector<uint8_t> b(n / 256 * bytes);
   for (auto& v : b) v = static_cast<uint8_t>(rng());
   for (size_t i = 0; i < n / 256; ++i) {
-    const uint16_t d = FloatToHalf(d_max * (0.2f + uni(rng))), dmin = FloatToHalf(d_max * (0.1f + uni(rng)));
+    const uint16_t d = FloatToHalf(d_max * (0.2f + uni(rng))),
+                   dmin = FloatToHalf(d_max * (0.1f + uni(rng)));
     std::memcpy(&b[i * bytes + (type == WeightTensor::Type::kQ6_K ? 208 : 0)], &d, 2);
     if (type != WeightTensor::Type::kQ6_K) std::memcpy(&b[i * bytes + 2], &dmin, 2);
   }
@@ -203,7 +204,8 @@ TEST(CudaWeightDecodingTest, EveryStoredTypeDecodesAsTheCpuReadsIt) {
     for (size_t i = 0; i < n; ++i) {
       const float got = cuda::LoadWeightOnHost(w, i);
       if (std::memcmp(&got, &want[i], sizeof got) != 0 && ++wrong <= 3) {
-        ADD_FAILURE() << "type " << static_cast<int>(wtype) << " value " << i << ": " << got << " vs " << want[i];
+        ADD_FAILURE() << "type " << static_cast<int>(wtype) << " value " << i << ": " << got
+                      << " vs " << want[i];
       }
     }
     EXPECT_EQ(wrong, 0) << "type " << static_cast<int>(wtype);
@@ -248,7 +250,8 @@ TEST(DecodeEngineTest, SkippedLogitsChangeNothing) {
 class CudaEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!CudaDeviceVisible()) GTEST_SKIP() << "no CUDA GPU visible to this process (or a build without CUDA)";
+    if (!CudaDeviceVisible())
+      GTEST_SKIP() << "no CUDA GPU visible to this process (or a build without CUDA)";
   }
 
   // The script on the CPU and the CUDA engine: logits agree within `tol`
@@ -329,7 +332,8 @@ TEST_F(CudaEngineTest, MatchesTheCpuEngineForEveryStoredType) {
   ASSERT_NE(base, nullptr);
   auto tok = testing::SyntheticVocabulary(c.vocab_size);
   testing::TempDir tmp;
-  for (GgufType type : {GgufType::kF16, GgufType::kQ8_0, GgufType::kQ4_0, GgufType::kQ4_K, GgufType::kQ6_K}) {
+  for (GgufType type :
+       {GgufType::kF16, GgufType::kQ8_0, GgufType::kQ4_0, GgufType::kQ4_K, GgufType::kQ6_K}) {
     const std::string path = tmp.path() + "/m.gguf";
     QUIVER_ASSERT_OK(WriteGguf(path, *base, *tok, type));
     auto g = LoadGguf(path);
@@ -347,10 +351,21 @@ TEST_F(CudaEngineTest, MatchesTheCpuEngineForEveryStoredType) {
     }
     return WeightTensor::BF16(std::move(h));
   };
-  LlamaWeights<WeightTensor> t = {bf16(w.embedding), WeightTensor::F32(Copy(w.rms_att)), bf16(w.wq),
-                                  bf16(w.wk),        bf16(w.wv),                         bf16(w.wo),
-                                  WeightTensor::F32(Copy(w.rms_ffn)),                    bf16(w.w1),
-                                  bf16(w.w2),        bf16(w.w3), WeightTensor::F32(Copy(w.rms_final))};
+  LlamaWeights<WeightTensor> t = {bf16(w.embedding),
+                                  WeightTensor::F32(Copy(w.rms_att)),
+                                  bf16(w.wq),
+                                  bf16(w.wk),
+                                  bf16(w.wv),
+                                  bf16(w.wo),
+                                  WeightTensor::F32(Copy(w.rms_ffn)),
+                                  bf16(w.w1),
+                                  bf16(w.w2),
+                                  bf16(w.w3),
+                                  WeightTensor::F32(Copy(w.rms_final)),
+                                  /*classifier: the embedding*/ {},
+                                  /*no biases*/ {},
+                                  {},
+                                  {}};
   auto m = LlamaModel::FromTensors(base->config(), std::move(t));
   QUIVER_ASSERT_OK(m.status());
   ExpectEnginesAgree(**m, "bf16");
@@ -368,15 +383,24 @@ TEST_F(CudaEngineTest, MatchesTheCpuEngineForMixedLayerTypes) {
   using T = WeightTensor::Type;
   auto layers = [&](std::span<const float> group, T first, T second) {
     const size_t per_layer = group.size() / 2;
-    return WeightTensor::Concat(
-        {RandomKBlocks(first, per_layer, 2e-4f, rng), RandomKBlocks(second, per_layer, 2e-4f, rng)});
+    return WeightTensor::Concat({RandomKBlocks(first, per_layer, 2e-4f, rng),
+                                 RandomKBlocks(second, per_layer, 2e-4f, rng)});
   };
-  LlamaWeights<WeightTensor> t = {WeightTensor::F32(Copy(w.embedding)), WeightTensor::F32(Copy(w.rms_att)),
-                                  layers(w.wq, T::kQ5_K, T::kQ4_K),     layers(w.wk, T::kQ6_K, T::kQ5_K),
-                                  layers(w.wv, T::kQ4_K, T::kQ6_K),     layers(w.wo, T::kQ5_K, T::kQ5_K),
-                                  WeightTensor::F32(Copy(w.rms_ffn)),   layers(w.w1, T::kQ6_K, T::kQ4_K),
-                                  layers(w.w2, T::kQ4_K, T::kQ6_K),     layers(w.w3, T::kQ5_K, T::kQ6_K),
-                                  WeightTensor::F32(Copy(w.rms_final))};
+  LlamaWeights<WeightTensor> t = {WeightTensor::F32(Copy(w.embedding)),
+                                  WeightTensor::F32(Copy(w.rms_att)),
+                                  layers(w.wq, T::kQ5_K, T::kQ4_K),
+                                  layers(w.wk, T::kQ6_K, T::kQ5_K),
+                                  layers(w.wv, T::kQ4_K, T::kQ6_K),
+                                  layers(w.wo, T::kQ5_K, T::kQ5_K),
+                                  WeightTensor::F32(Copy(w.rms_ffn)),
+                                  layers(w.w1, T::kQ6_K, T::kQ4_K),
+                                  layers(w.w2, T::kQ4_K, T::kQ6_K),
+                                  layers(w.w3, T::kQ5_K, T::kQ6_K),
+                                  WeightTensor::F32(Copy(w.rms_final)),
+                                  /*classifier: the embedding*/ {},
+                                  /*no biases*/ {},
+                                  {},
+                                  {}};
   EXPECT_EQ(t.wq.type(), T::kMixed);
   auto m = LlamaModel::FromTensors(c, std::move(t));
   QUIVER_ASSERT_OK(m.status());
@@ -396,7 +420,8 @@ TEST_F(CudaEngineTest, BatchedRowsEqualRowsAlone) {
   // prompt, fed alone, one token per step.
   std::vector<StepRow> rows;
   for (int s = 0; s < 5; ++s) {
-    for (int p = 0; p < 20; ++p) rows.push_back({(13 * p + (s == 0 || s == 4 ? 0 : 7 * s)) % 512, p, &seqs[s]});
+    for (int p = 0; p < 20; ++p)
+      rows.push_back({(13 * p + (s == 0 || s == 4 ? 0 : 7 * s)) % 512, p, &seqs[s]});
   }
   const auto batched = e.Forward(rows);
   for (int p = 0; p < 20; ++p) {
@@ -439,7 +464,8 @@ TEST_F(CudaEngineTest, HeadsLargerThanTheKernelsTakeAreRefused) {
   c.n_kv_heads = 1;
   auto model = Random(c, true);
   ASSERT_NE(model, nullptr);
-  EXPECT_THAT(NewCudaEngine(model.get(), 4, 16).status(), StatusIs(absl::StatusCode::kUnimplemented));
+  EXPECT_THAT(NewCudaEngine(model.get(), 4, 16).status(),
+              StatusIs(absl::StatusCode::kUnimplemented));
 }
 
 }  // namespace

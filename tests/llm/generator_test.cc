@@ -54,11 +54,18 @@ TEST_F(GeneratorTest, BadRequestsSayWhatIsWrong) {
     absl::StatusCode code;
     std::string message;
   };
-  GenerationRequest other_model{.model = "llama-70b", .prompt = "hi"};
-  GenerationRequest both{.prompt = "hi", .messages = {{"user", "hi"}}};
-  GenerationRequest no_role{.messages = {{"", "hi"}}};
-  GenerationRequest no_template{.messages = {{"user", "hi"}}};
-  GenerationRequest bad_utf8{.prompt = "\xff"};
+  auto request = [](std::string model, std::string prompt, std::vector<ChatMessage> messages) {
+    GenerationRequest r;
+    r.model = std::move(model);
+    r.prompt = std::move(prompt);
+    r.messages = std::move(messages);
+    return r;
+  };
+  const GenerationRequest other_model = request("llama-70b", "hi", {});
+  const GenerationRequest both = request("", "hi", {{"user", "hi"}});
+  const GenerationRequest no_role = request("", "", {{"", "hi"}});
+  const GenerationRequest no_template = request("", "", {{"user", "hi"}});
+  const GenerationRequest bad_utf8 = request("", "\xff", {});
   const Case cases[] = {
       {other_model, absl::StatusCode::kNotFound, "no generative model \"llama-70b\""},
       {both, absl::StatusCode::kInvalidArgument, "send a prompt or messages, not both"},
@@ -74,7 +81,9 @@ TEST_F(GeneratorTest, BadRequestsSayWhatIsWrong) {
 }
 
 TEST_F(GeneratorTest, StreamsGreedyTextLikeTheScheduler) {
-  GenerationRequest r{.prompt = "Once upon a time", .max_tokens = 30};
+  GenerationRequest r;
+  r.prompt = "Once upon a time";
+  r.max_tokens = 30;
   auto stream = generator_->Start(r);
   ASSERT_TRUE(stream.ok()) << stream.status();
   std::string text;

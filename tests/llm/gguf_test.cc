@@ -79,7 +79,8 @@ TEST_F(GgufTest, Q4GreedyTokensStartAsLlama2c) {
   Sampler greedy(0.0f, 0.9f, 1);
   const std::vector<int> got = Generate(*g.model, *g.tokenizer, "", 200, &greedy).ids;
   const size_t agree = FirstDivergence(got, want);
-  std::printf("GGUF Q4_0: greedy tokens agree with llama2.c for %zu of %zu steps\n", agree, want.size());
+  std::printf("GGUF Q4_0: greedy tokens agree with llama2.c for %zu of %zu steps\n", agree,
+              want.size());
   EXPECT_GE(agree, 5u);
 }
 
@@ -96,8 +97,9 @@ TEST_F(GgufTest, QuantizedWeightsStayQuantized) {
                 g.model->weight_bytes(), f32_bytes);
     // (stories260K's w2 rows have 172 values, not a multiple of 32: that
     // matrix stays float32 in Q8_0 files.)
-    EXPECT_LT(g.model->weight_bytes(),
-              f32_bytes * (type == GgufType::kF16 ? 0.55 : type == GgufType::kQ8_0 ? 0.45 : 0.40))
+    EXPECT_LT(g.model->weight_bytes(), f32_bytes * (type == GgufType::kF16    ? 0.55
+                                                    : type == GgufType::kQ8_0 ? 0.45
+                                                                              : 0.40))
         << "type " << static_cast<int>(type);
     const LlamaModel& m = *g.model;
     // Four sequences batched (rows converted to float32 blocks for the 4x4
@@ -125,22 +127,22 @@ TEST(KQuantTest, Q4KAndQ6KBlocksDecodeAsLaidOut) {
   std::memcpy(&q4[0], &one, 2);                // d
   std::memcpy(&q4[2], &half, 2);               // dmin
   uint8_t* sc = &q4[4];
-  sc[0] = 2;                 // Sub-block 0: scale 2,
-  sc[4] = 3;                 // min 3.
-  sc[1] = 0x80 | 7;          // Sub-block 1: scale 7; top bits of sub-block 5's scale (42 = 0b10'1010).
-  sc[5] = 0x40 | 9;          // Sub-block 1: min 9; top bits of sub-block 5's min (21 = 0b01'0101).
+  sc[0] = 2;         // Sub-block 0: scale 2,
+  sc[4] = 3;         // min 3.
+  sc[1] = 0x80 | 7;  // Sub-block 1: scale 7; top bits of sub-block 5's scale (42 = 0b10'1010).
+  sc[5] = 0x40 | 9;  // Sub-block 1: min 9; top bits of sub-block 5's min (21 = 0b01'0101).
   sc[9] = 0xA | (0x5 << 4);  // Sub-block 5: low bits of scale and min.
   uint8_t* qs = &q4[16];
-  qs[0] = 3 | (5 << 4);      // Value 0 (sub-block 0) = 3, value 32 (sub-block 1) = 5.
-  qs[64] = 7 << 4;           // Value 160 (sub-block 5, high nibbles of bytes 64..95) = 7.
+  qs[0] = 3 | (5 << 4);  // Value 0 (sub-block 0) = 3, value 32 (sub-block 1) = 5.
+  qs[64] = 7 << 4;       // Value 160 (sub-block 5, high nibbles of bytes 64..95) = 7.
   auto t = WeightTensor::KQuant(WeightTensor::Type::kQ4_K, q4);
   QUIVER_ASSERT_OK(t.status());
   std::vector<float> v(256);
   t->Read(0, 256, v.data());
-  EXPECT_EQ(v[0], 1.0f * 2 * 3 - 0.5f * 3);    // 4.5
-  EXPECT_EQ(v[32], 1.0f * 7 * 5 - 0.5f * 9);   // 30.5
+  EXPECT_EQ(v[0], 1.0f * 2 * 3 - 0.5f * 3);      // 4.5
+  EXPECT_EQ(v[32], 1.0f * 7 * 5 - 0.5f * 9);     // 30.5
   EXPECT_EQ(v[160], 1.0f * 42 * 7 - 0.5f * 21);  // 283.5
-  EXPECT_EQ(v[1], -0.5f * 3);                  // q = 0: minus the min.
+  EXPECT_EQ(v[1], -0.5f * 3);                    // q = 0: minus the min.
 
   std::vector<uint8_t> q6(210, 0);
   uint8_t* ql = &q6[0];
@@ -150,13 +152,13 @@ TEST(KQuantTest, Q4KAndQ6KBlocksDecodeAsLaidOut) {
   scales[0] = 3;
   scales[2] = -2;
   scales[4] = 5;
-  ql[0] = 3 | (9 << 4);              // Values 0 and 64: low nibbles 3 and 9.
-  ql[32] = 0x0F;                     // Value 32: low nibble 15.
+  ql[0] = 3 | (9 << 4);                      // Values 0 and 64: low nibbles 3 and 9.
+  ql[32] = 0x0F;                             // Value 32: low nibble 15.
   qh[0] = 0b10 | (0b00 << 2) | (0b01 << 4);  // High pairs: value 0 -> 2, 32 -> 0, 64 -> 1.
   auto t6 = WeightTensor::KQuant(WeightTensor::Type::kQ6_K, q6);
   QUIVER_ASSERT_OK(t6.status());
   t6->Read(0, 256, v.data());
-  EXPECT_EQ(v[0], 0.5f * 3 * (35 - 32));   // 4.5
+  EXPECT_EQ(v[0], 0.5f * 3 * (35 - 32));    // 4.5
   EXPECT_EQ(v[32], 0.5f * -2 * (15 - 32));  // 17
   EXPECT_EQ(v[64], 0.5f * 5 * (25 - 32));   // -17.5
   EXPECT_FALSE(WeightTensor::KQuant(WeightTensor::Type::kQ6_K, std::vector<uint8_t>(100)).ok());
@@ -187,7 +189,8 @@ TEST(KQuantTest, GgufRoundTripKeepsSuperBlocks) {
                              : type == GgufType::kQ4_0 ? 20.0 / 32
                              : type == GgufType::kQ4_K ? 144.0 / 256
                                                        : 210.0 / 256;
-    EXPECT_LT(m.weight_bytes(), (*model)->weight_bytes() * (per_value / 4) * 1.02) << static_cast<int>(type);
+    EXPECT_LT(m.weight_bytes(), (*model)->weight_bytes() * (per_value / 4) * 1.02)
+        << static_cast<int>(type);
     PagedKvCache cache(c, 16, 16);
     std::vector<std::vector<int>> seqs(5);
     for (auto& b : seqs) b = {cache.Allocate()};
@@ -200,7 +203,8 @@ TEST(KQuantTest, GgufRoundTripKeepsSuperBlocks) {
     const double err = testing::MaxAbsError(alone, ref);
     double scale = 0;
     for (float v : ref) scale = std::max(scale, std::fabs(double{v}));
-    std::printf("GGUF type %d: max logit error %.4f (largest logit %.4f)\n", static_cast<int>(type), err, scale);
+    std::printf("GGUF type %d: max logit error %.4f (largest logit %.4f)\n", static_cast<int>(type),
+                err, scale);
     const bool four_bit = type == GgufType::kQ4_0 || type == GgufType::kQ4_K;
     EXPECT_LT(err, (four_bit ? 0.4 : 0.1) * scale) << static_cast<int>(type);
     errors[type] = err;
@@ -226,7 +230,8 @@ TEST(KQuantTest, MixedTypesAcrossLayersStayAsStored) {
   std::vector<float> scales(a.size() / 32);
   for (size_t blk = 0; blk < scales.size(); ++blk) {
     scales[blk] = 0.001f * static_cast<float>(blk + 1);
-    for (int k = 0; k < 32; ++k) q[blk * 32 + k] = static_cast<int8_t>(std::lround(a[blk * 32 + k] / scales[blk]));
+    for (int k = 0; k < 32; ++k)
+      q[blk * 32 + k] = static_cast<int8_t>(std::lround(a[blk * 32 + k] / scales[blk]));
   }
   const WeightTensor q8 = WeightTensor::Q8_0(q, scales), f32 = WeightTensor::F32(b);
   const WeightTensor mixed = WeightTensor::Concat({q8, f32});
@@ -240,7 +245,8 @@ TEST(KQuantTest, MixedTypesAcrossLayersStayAsStored) {
   EXPECT_TRUE(std::equal(b.begin(), b.end(), all.begin() + a.size()));
   std::vector<float> x(cols, 0.5f);
   EXPECT_EQ(mixed.DotRow(3 * cols, x.data(), cols), q8.DotRow(3 * cols, x.data(), cols));
-  EXPECT_EQ(mixed.DotRow(a.size() + 2 * cols, x.data(), cols), f32.DotRow(2 * cols, x.data(), cols));
+  EXPECT_EQ(mixed.DotRow(a.size() + 2 * cols, x.data(), cols),
+            f32.DotRow(2 * cols, x.data(), cols));
   // A read that spans the two parts.
   std::vector<float> span(2 * cols);
   mixed.Read(a.size() - cols, span.size(), span.data());

@@ -23,7 +23,8 @@ using ::quiver::testing::StatusIs;
 using ::quiver::testing::HaveTorch;
 using ::quiver::testing::kPython;
 
-const std::vector<int> kIds = {5, 70, 100, 200, 33, 12, 250, 260, 261, 262, 263, 1, 2, 3, 4, 9, 17, 45, 99, 120};
+const std::vector<int> kIds = {5,   70, 100, 200, 33, 12, 250, 260, 261, 262,
+                               263, 1,  2,   3,   4,  9,  17,  45,  99,  120};
 
 class HfModelTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -34,8 +35,8 @@ class HfModelTest : public ::testing::TestWithParam<std::string> {
     std::string list = "[";
     for (size_t i = 0; i < kIds.size(); ++i) list += (i ? "," : "") + std::to_string(kIds[i]);
     std::ofstream(ids) << list << "]";
-    const std::string cmd = std::string(kPython) + " " + QUIVER_SOURCE_DIR + "/tests/llm/hf_reference.py " +
-                            dir_ + " " + GetParam() + " " + ids;
+    const std::string cmd = std::string(kPython) + " " + QUIVER_SOURCE_DIR +
+                            "/tests/llm/hf_reference.py " + dir_ + " " + GetParam() + " " + ids;
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     std::ifstream in(dir_ + "/expected.json");
     std::stringstream ss;
@@ -70,7 +71,8 @@ TEST_P(HfModelTest, LogitsMatchPyTorch) {
   EXPECT_EQ(m.config().n_kv_heads, 2);
   // Qwen2 with use_sliding_window false keeps its whole context.
   EXPECT_EQ(m.config().seq_len, 256);
-  EXPECT_EQ(m.config().rope_scaling.type, qwen ? RopeScaling::Type::kLinear : RopeScaling::Type::kLlama3);
+  EXPECT_EQ(m.config().rope_scaling.type,
+            qwen ? RopeScaling::Type::kLinear : RopeScaling::Type::kLlama3);
 
   PagedKvCache cache(m.config(), 8, 16);
   std::vector<int> blocks;
@@ -80,7 +82,8 @@ TEST_P(HfModelTest, LogitsMatchPyTorch) {
   for (size_t p = 0; p < kIds.size(); ++p) rows.push_back({kIds[p], static_cast<int>(p), &blocks});
   auto logits = m.ForwardBatch(rows, &cache);
   ASSERT_EQ(logits.size(), want_.size());
-  for (size_t p = 0; p < kIds.size(); ++p) EXPECT_LT(MaxDiff(logits[p], want_[p]), 1e-4) << "position " << p;
+  for (size_t p = 0; p < kIds.size(); ++p)
+    EXPECT_LT(MaxDiff(logits[p], want_[p]), 1e-4) << "position " << p;
   // ...and one token per step (decode) into a fresh sequence.
   std::vector<int> other = {cache.Allocate(), cache.Allocate()};
   for (size_t p = 0; p < kIds.size(); ++p) {
@@ -150,7 +153,8 @@ TEST_P(HfModelTest, BadDirectoriesAreClearErrors) {
   std::filesystem::resize_file(weights, std::filesystem::file_size(weights) - 100);
   auto truncated = LoadHfModel(dir_);
   EXPECT_FALSE(truncated.ok());
-  EXPECT_NE(truncated.status().message().find("safetensors"), std::string::npos) << truncated.status();
+  EXPECT_NE(truncated.status().message().find("safetensors"), std::string::npos)
+      << truncated.status();
   std::filesystem::remove(weights);
   EXPECT_FALSE(LoadHfModel(dir_).ok());
 }
@@ -169,15 +173,18 @@ TEST_P(HfModelTest, GgufOfTheSameModelMatches) {
     return *ParseJson(ss.str());
   }();
   auto num = [&](const char* k) { return config_text.Find(k)->as_number(); };
-  const int dim = static_cast<int>(num("hidden_size")), heads = static_cast<int>(num("num_attention_heads"));
+  const int dim = static_cast<int>(num("hidden_size")),
+            heads = static_cast<int>(num("num_attention_heads"));
   const int kv_heads = static_cast<int>(num("num_key_value_heads")), hs = dim / heads;
-  const int layers = static_cast<int>(num("num_hidden_layers")), vocab = static_cast<int>(num("vocab_size"));
+  const int layers = static_cast<int>(num("num_hidden_layers")),
+            vocab = static_cast<int>(num("vocab_size"));
   std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>> hf;
   for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
     if (entry.path().extension() != ".safetensors") continue;
     auto f = nn::SafetensorsFile::Open(entry.path().string());
     ASSERT_TRUE(f.ok()) << f.status();
-    for (const auto& [name, info] : (*f)->tensors()) hf[name] = {info.shape, *(*f)->ReadFloat(name)};
+    for (const auto& [name, info] : (*f)->tensors())
+      hf[name] = {info.shape, *(*f)->ReadFloat(name)};
   }
   // Hugging Face's rotate-half rows -> interleaved pairs, as convert_hf_to_gguf.py permutes.
   auto permute = [&](std::vector<float> w, int n_heads, size_t cols) {
@@ -185,7 +192,8 @@ TEST_P(HfModelTest, GgufOfTheSameModelMatches) {
     for (int h = 0; h < n_heads; ++h) {
       for (int j = 0; j < hs / 2; ++j) {
         for (int i = 0; i < 2; ++i) {
-          std::copy_n(&w[(h * hs + i * hs / 2 + j) * cols], cols, &out[(h * hs + 2 * j + i) * cols]);
+          std::copy_n(&w[(h * hs + i * hs / 2 + j) * cols], cols,
+                      &out[(h * hs + 2 * j + i) * cols]);
         }
       }
     }
@@ -197,15 +205,18 @@ TEST_P(HfModelTest, GgufOfTheSameModelMatches) {
     auto [shape, values] = hf[hf_name];
     const size_t cols = shape.size() == 2 ? shape[1] : 1;
     if (permute_heads > 0 && !qwen) values = permute(values, permute_heads, cols);
-    std::vector<uint64_t> dims = shape.size() == 2 ? std::vector<uint64_t>{static_cast<uint64_t>(shape[1]), static_cast<uint64_t>(shape[0])}
-                                                   : std::vector<uint64_t>{static_cast<uint64_t>(shape[0])};
+    std::vector<uint64_t> dims = shape.size() == 2
+                                     ? std::vector<uint64_t>{static_cast<uint64_t>(shape[1]),
+                                                             static_cast<uint64_t>(shape[0])}
+                                     : std::vector<uint64_t>{static_cast<uint64_t>(shape[0])};
     tensors.push_back({gguf_name, dims, GgufType::kF32, std::move(values)});
   };
   add("token_embd.weight", "model.embed_tokens.weight");
   add("output_norm.weight", "model.norm.weight");
   if (!qwen) add("output.weight", "lm_head.weight");
   for (int l = 0; l < layers; ++l) {
-    const std::string b = "blk." + std::to_string(l) + ".", m = "model.layers." + std::to_string(l) + ".";
+    const std::string b = "blk." + std::to_string(l) + ".",
+                      m = "model.layers." + std::to_string(l) + ".";
     add(b + "attn_norm.weight", m + "input_layernorm.weight");
     add(b + "attn_q.weight", m + "self_attn.q_proj.weight", heads);
     add(b + "attn_k.weight", m + "self_attn.k_proj.weight", kv_heads);
@@ -236,11 +247,13 @@ TEST_P(HfModelTest, GgufOfTheSameModelMatches) {
   const Json& scaling = *config_text.Find("rope_scaling");
   if (qwen) {
     meta.push_back({arch + ".rope.scaling.type", std::string("linear")});
-    meta.push_back({arch + ".rope.scaling.factor", static_cast<float>(scaling.Find("factor")->as_number())});
+    meta.push_back(
+        {arch + ".rope.scaling.factor", static_cast<float>(scaling.Find("factor")->as_number())});
   } else {
     // llama.cpp's llama3 rope_freqs: 1 for short wavelengths, factor for long
     // ones, 1 / blend between.
-    const double factor = scaling.Find("factor")->as_number(), lo = scaling.Find("low_freq_factor")->as_number();
+    const double factor = scaling.Find("factor")->as_number(),
+                 lo = scaling.Find("low_freq_factor")->as_number();
     const double hi = scaling.Find("high_freq_factor")->as_number();
     const double old = scaling.Find("original_max_position_embeddings")->as_number();
     std::vector<float> freqs;
@@ -266,7 +279,8 @@ TEST_P(HfModelTest, GgufOfTheSameModelMatches) {
   std::vector<std::string> tokens(vocab);
   std::vector<int32_t> types(vocab, 1);
   for (int i = 0; i < vocab; ++i) tokens[i] = "[PAD" + std::to_string(i) + "]";
-  for (const auto& [t, id] : tok.Find("model")->Find("vocab")->as_object()) tokens[static_cast<int>(id.as_number())] = t;
+  for (const auto& [t, id] : tok.Find("model")->Find("vocab")->as_object())
+    tokens[static_cast<int>(id.as_number())] = t;
   for (const Json& a : tok.Find("added_tokens")->as_array()) {
     const int id = static_cast<int>(a.Find("id")->as_number());
     tokens[id] = a.Find("content")->as_string();
@@ -276,7 +290,8 @@ TEST_P(HfModelTest, GgufOfTheSameModelMatches) {
     if (tokens[i].starts_with("[PAD")) types[i] = 5;  // Unused.
   }
   std::vector<std::string> merges;
-  for (const Json& m : tok.Find("model")->Find("merges")->as_array()) merges.push_back(m.as_string());
+  for (const Json& m : tok.Find("model")->Find("merges")->as_array())
+    merges.push_back(m.as_string());
   const int endoftext = 256 + 7, im_end = 256 + 9;
   meta.push_back({"tokenizer.ggml.model", std::string("gpt2")});
   meta.push_back({"tokenizer.ggml.pre", std::string("gpt2")});
@@ -299,11 +314,13 @@ TEST_P(HfModelTest, GgufOfTheSameModelMatches) {
   std::vector<StepRow> rows;
   for (size_t p = 0; p < kIds.size(); ++p) rows.push_back({kIds[p], static_cast<int>(p), &blocks});
   auto logits = m.ForwardBatch(rows, &cache);
-  for (size_t p = 0; p < kIds.size(); ++p) EXPECT_LT(MaxDiff(logits[p], want_[p]), 1e-4) << "position " << p;
+  for (size_t p = 0; p < kIds.size(); ++p)
+    EXPECT_LT(MaxDiff(logits[p], want_[p]), 1e-4) << "position " << p;
   // Same tokens as the tokenizer.json, special tokens included.
   auto hf_model = LoadHfModel(dir_);
   ASSERT_TRUE(hf_model.ok());
-  for (const std::string text : {"<|im_start|>user\nthe and  then\n\n<|im_end|>", "caf\xC3\xA9 42 \xED\x95\x9C"}) {
+  for (const std::string text :
+       {"<|im_start|>user\nthe and  then\n\n<|im_end|>", "caf\xC3\xA9 42 \xED\x95\x9C"}) {
     auto a = g->tokenizer->Tokenize(text, false);
     auto b = hf_model->tokenizer->Tokenize(text, false);
     ASSERT_TRUE(a.ok() && b.ok());

@@ -37,8 +37,9 @@ TEST_F(StoriesTest, HeaderAndTokenizer) {
   EXPECT_EQ(tokenizer_->Encode("", true, false), (std::vector<int>{1}));
   // The dummy-prefix space (410) is dropped after BOS.
   EXPECT_EQ(tokenizer_->Decode(1, 410), "");
-  EXPECT_EQ(tokenizer_->Decode(1, 410) + tokenizer_->Decode(410, 469) + tokenizer_->Decode(469, 347),
-            "Zoo");
+  EXPECT_EQ(
+      tokenizer_->Decode(1, 410) + tokenizer_->Decode(410, 469) + tokenizer_->Decode(469, 347),
+      "Zoo");
   EXPECT_EQ(tokenizer_->Decode(5, 13), "\n");  // Byte fallback <0x0A>.
 }
 
@@ -67,8 +68,9 @@ std::vector<int> NaiveMerges(const Llama2cTokenizer& t, std::vector<int> ids) {
 
 TEST_F(StoriesTest, LongPromptsMergeAsRunC) {
   std::string text;
-  const char* words[] = {"Once", " upon", " a", " time", ", ", "the", " little", " girl", " saw", " a",
-                         " big", " dog.", "\n", " Zoo", "zzz", "  ", "caf\xC3\xA9", " \xF0\x9F\x98\x80"};
+  const char* words[] = {"Once",    " upon", " a",   " time", ", ",          "the",
+                         " little", " girl", " saw", " a",    " big",        " dog.",
+                         "\n",      " Zoo",  "zzz",  "  ",    "caf\xC3\xA9", " \xF0\x9F\x98\x80"};
   uint64_t state = 7;
   while (text.size() < 1500) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
@@ -79,7 +81,8 @@ TEST_F(StoriesTest, LongPromptsMergeAsRunC) {
   std::vector<int> start = {tokenizer_->Encode(" ", false, false)[0]};
   for (size_t i = 0; i < text.size();) {
     size_t len = 1;
-    while (i + len < text.size() && (static_cast<unsigned char>(text[i + len]) & 0xC0) == 0x80) ++len;
+    while (i + len < text.size() && (static_cast<unsigned char>(text[i + len]) & 0xC0) == 0x80)
+      ++len;
     const std::string ch = text.substr(i, len);
     int id = -1;
     for (int k = 0; k < tokenizer_->vocab_size(); ++k) {
@@ -101,7 +104,9 @@ TEST_F(StoriesTest, GreedyReproducesLlama2c) {
   Check("expected_greedy_n256", "", 256, 0.0f, 0.9f, 1);
 }
 
-TEST_F(StoriesTest, PromptReproducesLlama2c) { Check("expected_zoo_greedy_n60", "Zoo", 60, 0.0f, 0.9f, 1); }
+TEST_F(StoriesTest, PromptReproducesLlama2c) {
+  Check("expected_zoo_greedy_n60", "Zoo", 60, 0.0f, 0.9f, 1);
+}
 
 TEST_F(StoriesTest, TopPSamplingReproducesLlama2c) {
   Check("expected_t1.0_p0.9_s133742_n256", "", 256, 1.0f, 0.9f, 133742);
@@ -157,7 +162,8 @@ TEST(Llama2cTest, WrittenCheckpointsLoadBack) {
     QUIVER_ASSERT_OK(model.status());
     auto tok = testing::SyntheticVocabulary(c.vocab_size, {" Once", " upon"});
     testing::TempDir dir;
-    QUIVER_ASSERT_OK(testing::WriteLlama2c(**model, *tok, dir.path() + "/m.bin", dir.path() + "/t.bin"));
+    QUIVER_ASSERT_OK(
+        testing::WriteLlama2c(**model, *tok, dir.path() + "/m.bin", dir.path() + "/t.bin"));
     auto loaded = LlamaModel::LoadLlama2c(dir.path() + "/m.bin");
     QUIVER_ASSERT_OK(loaded.status());
     EXPECT_EQ((*loaded)->config().shared_classifier, tied);
@@ -165,8 +171,9 @@ TEST(Llama2cTest, WrittenCheckpointsLoadBack) {
     auto same = [](std::span<const float> x, std::span<const float> y) {
       return std::equal(x.begin(), x.end(), y.begin(), y.end());
     };
-    EXPECT_TRUE(same(a.embedding, b.embedding) && same(a.wq, b.wq) && same(a.wk, b.wk) && same(a.w2, b.w2) &&
-                same(a.rms_final, b.rms_final) && same(a.classifier, b.classifier))
+    EXPECT_TRUE(same(a.embedding, b.embedding) && same(a.wq, b.wq) && same(a.wk, b.wk) &&
+                same(a.w2, b.w2) && same(a.rms_final, b.rms_final) &&
+                same(a.classifier, b.classifier))
         << "tied " << tied;
     auto tok2 = Llama2cTokenizer::Load(dir.path() + "/t.bin", c.vocab_size);
     QUIVER_ASSERT_OK(tok2.status());
@@ -174,10 +181,12 @@ TEST(Llama2cTest, WrittenCheckpointsLoadBack) {
     EXPECT_EQ((*tok2)->scores(), tok->scores());
     const std::vector<int> ids = (*tok2)->Encode("Once upon", true, false);
     EXPECT_EQ(ids, tok->Encode("Once upon", true, false));
-    EXPECT_EQ(ids.size(), 3u);  // BOS and the two words (their merge prefixes are in the vocabulary).
+    EXPECT_EQ(ids.size(),
+              3u);  // BOS and the two words (their merge prefixes are in the vocabulary).
     PagedKvCache c1(c, 2, 16), c2(c, 2, 16);
     std::vector<int> b1 = {c1.Allocate()}, b2 = {c2.Allocate()};
-    EXPECT_EQ((*model)->ForwardBatch({{5, 0, &b1}}, &c1), (*loaded)->ForwardBatch({{5, 0, &b2}}, &c2));
+    EXPECT_EQ((*model)->ForwardBatch({{5, 0, &b1}}, &c1),
+              (*loaded)->ForwardBatch({{5, 0, &b2}}, &c2));
   }
 }
 

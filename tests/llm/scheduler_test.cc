@@ -67,7 +67,8 @@ class SchedulerTest : public StoriesModelTest {
 };
 
 // The same on each engine: "cpu", and "cuda" where a GPU is visible.
-class SchedulerDeviceTest : public SchedulerTest, public ::testing::WithParamInterface<const char*> {
+class SchedulerDeviceTest : public SchedulerTest,
+                            public ::testing::WithParamInterface<const char*> {
  protected:
   void SetUp() override {
     SchedulerTest::SetUp();
@@ -77,7 +78,8 @@ class SchedulerDeviceTest : public SchedulerTest, public ::testing::WithParamInt
     }
   }
   std::unique_ptr<Scheduler> NewScheduler(SchedulerOptions o) {
-    auto engine = NewDecodeEngine(model_.get(), GetParam(), KvCacheBlocks(model_->config(), o), o.block_size);
+    auto engine =
+        NewDecodeEngine(model_.get(), GetParam(), KvCacheBlocks(model_->config(), o), o.block_size);
     EXPECT_TRUE(engine.ok()) << engine.status();
     if (!engine.ok()) return nullptr;
     EXPECT_EQ((*engine)->device(), GetParam());
@@ -121,11 +123,13 @@ TEST_P(SchedulerDeviceTest, BatchedGenerationsEqualSoloOnes) {
   // kernel: chunked differently alone and batched, its rows must still
   // give the same tokens.
   std::string long_prompt;
-  while (static_cast<int>(tokenizer_->Encode(long_prompt, true, false).size()) < kLongPromptTokens + 20) {
-    long_prompt += "Once upon a time, there was a little girl named Lily. She liked to play outside. ";
+  while (static_cast<int>(tokenizer_->Encode(long_prompt, true, false).size()) <
+         kLongPromptTokens + 20) {
+    long_prompt +=
+        "Once upon a time, there was a little girl named Lily. She liked to play outside. ";
   }
-  const std::string prompts[] = {"", "Zoo", "Once upon a time", "The cat", "Tom and Sue went", "A big red",
-                                 long_prompt};
+  const std::string prompts[] = {
+      "", "Zoo", "Once upon a time", "The cat", "Tom and Sue went", "A big red", long_prompt};
   for (int i = 0; i < 7; ++i) {
     GenerateParams p;
     p.prompt = prompts[i];
@@ -297,7 +301,8 @@ TEST_F(SchedulerTest, StopSequencesCancellationAndLimits) {
   for (float top_p : {-0.1f, 1.5f, std::nanf("")}) {
     bad = GenerateParams();
     bad.top_p = top_p;
-    EXPECT_EQ(s.Submit(bad, [](const TokenEvent&) {}).status().code(), absl::StatusCode::kInvalidArgument)
+    EXPECT_EQ(s.Submit(bad, [](const TokenEvent&) {}).status().code(),
+              absl::StatusCode::kInvalidArgument)
         << top_p;
   }
 }

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "llm/model.h"
 #include "llm/llama2c_tokenizer.h"
+#include "llm/model.h"
 #include "tests/testing/test_util.h"
 
 namespace quiver::llm {

@@ -67,7 +67,8 @@ TEST_P(BackendTest, LinearGatherAddAndActivations) {
   Tensor ta = be_->Upload(a, {1000});
   be_->Gelu(&ta);
   std::vector<float> gelu(a.size());
-  for (size_t i = 0; i < a.size(); ++i) gelu[i] = 0.5 * a[i] * (1 + std::erf(a[i] / std::sqrt(2.0)));
+  for (size_t i = 0; i < a.size(); ++i)
+    gelu[i] = 0.5 * a[i] * (1 + std::erf(a[i] / std::sqrt(2.0)));
   ExpectNear(be_->Download(ta), gelu, 1e-5);
   ta = be_->Upload(a, {1000});
   be_->Tanh(&ta);
@@ -111,7 +112,8 @@ TEST_P(BackendTest, MaskedMultiHeadAttention) {
         for (int64_t j = 0; j < lengths[b]; ++j) {
           double dot = 0;
           for (int64_t t = 0; t < hd; ++t) {
-            dot += double(q[(b * seq + i) * width + h * hd + t]) * k[(b * seq + j) * width + h * hd + t];
+            dot += double(q[(b * seq + i) * width + h * hd + t]) *
+                   k[(b * seq + j) * width + h * hd + t];
           }
           s[j] = dot / std::sqrt(double(hd));
           mx = std::max(mx, s[j]);
@@ -119,7 +121,8 @@ TEST_P(BackendTest, MaskedMultiHeadAttention) {
         for (double& e : s) sum += (e = std::exp(e - mx));
         for (int64_t t = 0; t < hd; ++t) {
           double o = 0;
-          for (int64_t j = 0; j < lengths[b]; ++j) o += s[j] / sum * v[(b * seq + j) * width + h * hd + t];
+          for (int64_t j = 0; j < lengths[b]; ++j)
+            o += s[j] / sum * v[(b * seq + j) * width + h * hd + t];
           want[(b * seq + i) * width + h * hd + t] = static_cast<float>(o);
         }
       }

@@ -3,8 +3,8 @@
 #include <cstring>
 #include <fstream>
 
-#include "nn/half.h"
 #include "gtest/gtest.h"
+#include "nn/half.h"
 #include "tests/testing/test_util.h"
 
 namespace quiver::nn {
@@ -26,11 +26,12 @@ std::string Bytes(const void* p, size_t n) { return std::string(static_cast<cons
 TEST(SafetensorsTest, ReadsTensorsOfEachDtype) {
   testing::TempDir dir;
   const float f32[] = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, 8.0f};
-  const uint16_t f16[] = {0x3C00, 0xC000};     // 1.0, -2.0
-  const uint16_t bf16[] = {0x3FC0, 0x4049};    // 1.5, ~3.14
+  const uint16_t f16[] = {0x3C00, 0xC000};   // 1.0, -2.0
+  const uint16_t bf16[] = {0x3FC0, 0x4049};  // 1.5, ~3.14
   const int32_t i32[] = {4, -1, 9};
   const double f64[] = {0.125};
-  std::string data = Bytes(f32, 24) + Bytes(f16, 4) + Bytes(bf16, 4) + Bytes(i32, 12) + Bytes(f64, 8);
+  std::string data =
+      Bytes(f32, 24) + Bytes(f16, 4) + Bytes(bf16, 4) + Bytes(i32, 12) + Bytes(f64, 8);
   const std::string header =
       R"({"__metadata__": {"format": "pt"},
           "w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
@@ -55,8 +56,9 @@ TEST(SafetensorsTest, DamagedFilesAreErrorsNotCrashes) {
   testing::TempDir dir;
   const std::string ok = R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})";
   // Truncated data.
-  EXPECT_THAT(SafetensorsFile::Open(WriteFile(dir.path() + "/t", ok, std::string(8, '\0'))).status(),
-              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(
+      SafetensorsFile::Open(WriteFile(dir.path() + "/t", ok, std::string(8, '\0'))).status(),
+      StatusIs(absl::StatusCode::kDataLoss));
   // Size that does not match dtype x shape.
   EXPECT_THAT(SafetensorsFile::Open(
                   WriteFile(dir.path() + "/s",

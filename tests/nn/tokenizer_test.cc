@@ -52,7 +52,8 @@ TEST(WordPieceTest, BertUncasedRules) {
   EXPECT_EQ(Tok(*t, "hello \xF0\x9F\x98\x80"), (Tokens{"hello", "[UNK]"}));
   // Special tokens typed in the text are recognised.
   EXPECT_EQ(Tok(*t, "hello [SEP] world"), (Tokens{"hello", "[SEP]", "world"}));
-  EXPECT_THAT(t->Encode("bad \xC3\x28", false).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(t->Encode("bad \xC3\x28", false).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(t->pad_id(), 0);
 }
 
@@ -76,7 +77,8 @@ TEST(UnigramTest, MetaspaceAndViterbi) {
   if (t == nullptr) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
   // Lowercased; punctuation padded with spaces, runs of spaces collapsed,
   // stripped; spaces become U+2581 with one prepended; the best split.
-  EXPECT_EQ(Tok(*t, "Hello,  World!"), (Tokens{"\u2581hello", "\u2581,", "\u2581world", "\u2581!"}));
+  EXPECT_EQ(Tok(*t, "Hello,  World!"),
+            (Tokens{"\u2581hello", "\u2581,", "\u2581world", "\u2581!"}));
   EXPECT_EQ(Tok(*t, "hello", true), (Tokens{"\u2581hello"}));  // No specials in its template.
 }
 
@@ -123,8 +125,8 @@ std::string JsonString(const std::string& s) {
 
 // A byte-level BPE tokenizer.json: the 256 byte characters, then the merged
 // tokens of `merges` ("a b", in rank order), with `pre` as pre-tokenizer.
-std::unique_ptr<Tokenizer> ByteLevelBpe(const std::vector<std::string>& merges, const std::string& pre,
-                                        const std::string& extra = "") {
+std::unique_ptr<Tokenizer> ByteLevelBpe(const std::vector<std::string>& merges,
+                                        const std::string& pre, const std::string& extra = "") {
   std::string vocab;
   int id = 0;
   for (const std::string& c : ByteChars()) {
@@ -183,9 +185,9 @@ TEST(BpeTest, Llama3SplitPattern) {
       {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
        "behavior": "Isolated", "invert": false},
       {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})";
-  auto t = ByteLevelBpe({"3 4", "\u0120 1", "1 2", "12 3", "4 5", "\u0120 o", "\u0120o k", "\u010A \u010A",
-                         "' M"},
-                        pre);
+  auto t = ByteLevelBpe(
+      {"3 4", "\u0120 1", "1 2", "12 3", "4 5", "\u0120 o", "\u0120o k", "\u010A \u010A", "' M"},
+      pre);
   ASSERT_NE(t, nullptr);
   // I | 'M (case-insensitive contraction) | " " | 123 | 45 (digits in
   // threes) | " ok" | "\n\n" | yes.
@@ -194,9 +196,11 @@ TEST(BpeTest, Llama3SplitPattern) {
 }
 
 TEST(BpeTest, ByteLevelRoundTrip) {
-  auto t = ByteLevelBpe({"\u0120 t", "h e", "\u0120t he"}, R"({"type": "ByteLevel", "add_prefix_space": false})");
-  for (const std::string text : {"the cat  sat\n\non the mat", "\xED\x95\x9C\xEA\xB5\xAD\xEC\x96\xB4 text",
-                                 "caf\xC3\xA9 \xF0\x9F\x98\x80!", " leading and trailing  "}) {
+  auto t = ByteLevelBpe({"\u0120 t", "h e", "\u0120t he"},
+                        R"({"type": "ByteLevel", "add_prefix_space": false})");
+  for (const std::string text :
+       {"the cat  sat\n\non the mat", "\xED\x95\x9C\xEA\xB5\xAD\xEC\x96\xB4 text",
+        "caf\xC3\xA9 \xF0\x9F\x98\x80!", " leading and trailing  "}) {
     auto e = t->Encode(text, false);
     QUIVER_ASSERT_OK(e.status());
     EXPECT_EQ(t->Decode(e->ids, true), text);
@@ -217,7 +221,8 @@ TEST(BpeTest, SentencePieceStyleByteFallback) {
     vocab += name;
   }
   vocab += R"(, "▁": 259, "h": 260, "i": 261, "▁h": 262, "▁hi": 263)";
-  const std::string json = R"({"model": {"type": "BPE", "vocab": {)" + vocab +
+  const std::string json =
+      R"({"model": {"type": "BPE", "vocab": {)" + vocab +
       R"(}, "merges": ["▁ h", "▁h i"], "byte_fallback": true, "fuse_unk": true, "unk_token": "<unk>"},
       "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"},
                      {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
@@ -258,9 +263,10 @@ TEST(BpeTest, SplitBehaviours) {
       vocab += (id ? "," : "") + JsonString(p) + ":" + std::to_string(id);
       ++id;
     }
-    auto j = ParseJson(R"({"model": {"type": "BPE", "vocab": {)" + vocab + R"(}, "merges": [], "ignore_merges": true},
-        "pre_tokenizer": {"type": "Split", "pattern": {"String": "-"}, "behavior": ")" + behavior +
-                       R"(", "invert": false}})");
+    auto j = ParseJson(R"({"model": {"type": "BPE", "vocab": {)" + vocab +
+                       R"(}, "merges": [], "ignore_merges": true},
+        "pre_tokenizer": {"type": "Split", "pattern": {"String": "-"}, "behavior": ")" +
+                       behavior + R"(", "invert": false}})");
     auto t = Tokenizer::FromJson(*j);
     EXPECT_TRUE(t.ok()) << t.status();
     return Tok(**t, "the-final--countdown");

@@ -77,8 +77,8 @@ TEST(FilterTest, Exists) {
 TEST(FilterTest, LogicalOperatorsNest) {
   EXPECT_TRUE(Match(R"({"$or": [{"genre": "comedy"}, {"year": 2001}]})", kDoc));
   EXPECT_FALSE(Match(R"({"$or": [{"genre": "comedy"}, {"year": 1999}]})", kDoc));
-  EXPECT_TRUE(Match(R"({"$and": [{"genre": "drama"}, {"$or": [{"free": false}, {"tags": "b"}]}]})",
-                    kDoc));
+  EXPECT_TRUE(
+      Match(R"({"$and": [{"genre": "drama"}, {"$or": [{"free": false}, {"tags": "b"}]}]})", kDoc));
   EXPECT_FALSE(Match(R"({"genre": "drama", "$or": [{"free": false}, {"tags": "q"}]})", kDoc));
 }
 
@@ -100,8 +100,7 @@ TEST(FilterTest, MalformedFiltersAreRejectedWithClearMessages) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseError(R"({"year": {"$in": 2000}})"),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(ParseError(R"({"year": {"$in": []}})"),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseError(R"({"year": {"$in": []}})"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseError(R"({"year": {"$in": [{"a": 1}]}})"),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseError(R"({"year": {"$exists": 1}})"),

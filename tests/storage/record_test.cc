@@ -16,8 +16,8 @@ StoredRecord Sample() {
   s.record.id = "doc-1";
   s.record.values = {0.5f, -1.25f, 3e-8f};
   s.record.sparse = {{3, 17, 400000}, {0.1f, 0.2f, 0.3f}};
-  s.record.metadata = *MetadataFromJson(
-      *ParseJson(R"({"genre":"drama","year":2001,"ok":false,"tags":["x","y"]})"));
+  s.record.metadata =
+      *MetadataFromJson(*ParseJson(R"({"genre":"drama","year":2001,"ok":false,"tags":["x","y"]})"));
   s.record.text = "안녕하세요 hello";
   return s;
 }

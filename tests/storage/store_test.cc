@@ -49,8 +49,7 @@ TEST_F(StoreTest, CatalogAssignsFreshIdsAndRejectsDuplicates) {
   auto b = store_->CreateCollection(Config("b"), 2);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_NE(a->id, b->id);
-  EXPECT_THAT(store_->CreateCollection(Config("a"), 3),
-              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(store_->CreateCollection(Config("a"), 3), StatusIs(absl::StatusCode::kAlreadyExists));
   Config("bad name");
   EXPECT_THAT(store_->CreateCollection(Config("bad name"), 3),
               StatusIs(absl::StatusCode::kInvalidArgument));

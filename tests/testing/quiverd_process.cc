@@ -11,9 +11,9 @@
 #include <thread>
 
 #include "common/strings.h"
-#include "gtest/gtest.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
 
 namespace quiver::testing {
@@ -33,8 +33,8 @@ QuiverdProcess::~QuiverdProcess() {
 absl::Status QuiverdProcess::Start() {
   if (pid_ > 0) return absl::FailedPreconditionError("already running");
   std::remove(port_file_.c_str());
-  std::vector<std::string> argv = {binary_, "--data_dir=" + data_dir_,
-                                   "--listen=127.0.0.1:0", "--port_file=" + port_file_};
+  std::vector<std::string> argv = {binary_, "--data_dir=" + data_dir_, "--listen=127.0.0.1:0",
+                                   "--port_file=" + port_file_};
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "llm/model.h"
 #include "llm/llama2c_tokenizer.h"
+#include "llm/model.h"
 
 namespace quiver::testing {
 
@@ -36,8 +36,9 @@ inline llm::LlamaConfig SuperBlockLlamaConfig() {
 // A Llama with N(0, stddev) weights (drawn in weight-group order from
 // `seed`) and unit norms; `tied`: the classifier is the embedding, else a
 // matrix of its own.
-inline absl::StatusOr<std::unique_ptr<llm::LlamaModel>> RandomLlama(llm::LlamaConfig c, uint32_t seed,
-                                                                    float stddev, bool tied) {
+inline absl::StatusOr<std::unique_ptr<llm::LlamaModel>> RandomLlama(llm::LlamaConfig c,
+                                                                    uint32_t seed, float stddev,
+                                                                    bool tied) {
   c.shared_classifier = tied;
   const llm::LlamaWeights<size_t> sizes = llm::LlamaWeightSizes(c);
   llm::LlamaWeights<std::vector<float>> w;
@@ -58,8 +59,8 @@ inline absl::StatusOr<std::unique_ptr<llm::LlamaModel>> RandomLlama(llm::LlamaCo
 // byte-pair merges pass through on the way to them (" Once" needs " ", "O",
 // " O", " On", " Onc"; merge score 1), then pseudo-words " wN" (-1). A text
 // of those words encodes as one token per word.
-inline std::unique_ptr<llm::Llama2cTokenizer> SyntheticVocabulary(size_t size,
-                                                                   const std::vector<std::string>& words = {}) {
+inline std::unique_ptr<llm::Llama2cTokenizer> SyntheticVocabulary(
+    size_t size, const std::vector<std::string>& words = {}) {
   std::vector<std::string> vocab = {"<unk>", "<s>", "</s>"};
   std::vector<float> scores(3, 0.0f);
   for (int b = 0; b < 256; ++b) {
@@ -89,22 +90,25 @@ inline std::unique_ptr<llm::Llama2cTokenizer> SyntheticVocabulary(size_t size,
 // 7 x int32 header, the weights in run.c's order, the legacy freq_cis
 // tables as zeros, then the classifier unless tied) and `tokenizer` as its
 // tokenizer.bin, so a benchmark loads them the way users' files are loaded.
-inline absl::Status WriteLlama2c(const llm::LlamaModel& model, const llm::Llama2cTokenizer& tokenizer,
+inline absl::Status WriteLlama2c(const llm::LlamaModel& model,
+                                 const llm::Llama2cTokenizer& tokenizer,
                                  const std::string& model_path, const std::string& tokenizer_path) {
-  if (!model.is_float32()) return absl::InvalidArgumentError("llama2.c checkpoints hold float32 weights");
+  if (!model.is_float32())
+    return absl::InvalidArgumentError("llama2.c checkpoints hold float32 weights");
   const llm::LlamaConfig& c = model.config();
   std::ofstream out(model_path, std::ios::binary);
-  const int32_t header[7] = {c.dim,       c.hidden_dim,
-                             c.n_layers,  c.n_heads,
+  const int32_t header[7] = {c.dim,        c.hidden_dim,
+                             c.n_layers,   c.n_heads,
                              c.n_kv_heads, c.shared_classifier ? c.vocab_size : -c.vocab_size,
                              c.seq_len};
   out.write(reinterpret_cast<const char*>(header), sizeof header);
   const llm::LlamaModel::Weights w = model.weights();
   auto put = [&](std::span<const float> v) {
-    out.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+    out.write(reinterpret_cast<const char*>(v.data()),
+              static_cast<std::streamsize>(v.size() * sizeof(float)));
   };
-  for (std::span<const float> g : {w.embedding, w.rms_att, w.wq, w.wk, w.wv, w.wo, w.rms_ffn, w.w1, w.w2, w.w3,
-                                   w.rms_final}) {
+  for (std::span<const float> g :
+       {w.embedding, w.rms_att, w.wq, w.wk, w.wv, w.wo, w.rms_ffn, w.w1, w.w2, w.w3, w.rms_final}) {
     put(g);
   }
   const std::vector<float> freq_cis(static_cast<size_t>(c.seq_len) * c.head_size() / 2, 0.0f);

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace quiver::testing {
@@ -81,7 +81,8 @@ double MaxAbsError(std::span<const float> got, std::span<const float> want) {
   if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
   double err = 0;
   for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i]) || !std::isfinite(want[i])) return std::numeric_limits<double>::infinity();
+    if (!std::isfinite(got[i]) || !std::isfinite(want[i]))
+      return std::numeric_limits<double>::infinity();
     err = std::max(err, std::fabs(double{got[i]} - want[i]));
   }
   return err;

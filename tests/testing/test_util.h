@@ -79,11 +79,10 @@ MATCHER_P(StatusIs, code, "") {
 
 }  // namespace quiver::testing
 
-#define QUIVER_ASSERT_OK(expr)                              \
-  do {                                                      \
-    const auto& quiver_s_ = (expr);                         \
-    ASSERT_TRUE(quiver_s_.ok())                             \
-        << #expr << ": " << ::quiver::testing::StatusOf(quiver_s_); \
+#define QUIVER_ASSERT_OK(expr)                                                              \
+  do {                                                                                      \
+    const auto& quiver_s_ = (expr);                                                         \
+    ASSERT_TRUE(quiver_s_.ok()) << #expr << ": " << ::quiver::testing::StatusOf(quiver_s_); \
   } while (0)
 
 #endif  // QUIVER_TESTS_TESTING_TEST_UTIL_H_

@@ -94,7 +94,8 @@ TEST(Bm25IndexTest, PrunedSearchEqualsExhaustiveSearch) {
         auto exact = index.SearchExhaustive(query, k, filter);
         ASSERT_EQ(pruned.size(), exact.size());
         for (size_t i = 0; i < exact.size(); ++i) {
-          EXPECT_EQ(pruned[i].label, exact[i].label) << "query " << q << " k " << k << " rank " << i;
+          EXPECT_EQ(pruned[i].label, exact[i].label)
+              << "query " << q << " k " << k << " rank " << i;
           EXPECT_FLOAT_EQ(pruned[i].score, exact[i].score);
         }
       }
@@ -173,8 +174,7 @@ TEST(Bm25IndexTest, DamagedOrMissingSaveIsReported) {
       if (k == key) copy.back() ^= 1;
       QUIVER_ASSERT_OK(damaged.Put(k, copy));
     }
-    EXPECT_THAT(Bm25Index::Load({}, damaged.Scan()).status(),
-                StatusIs(absl::StatusCode::kDataLoss))
+    EXPECT_THAT(Bm25Index::Load({}, damaged.Scan()).status(), StatusIs(absl::StatusCode::kDataLoss))
         << "flipped a bit of key " << key.size() << " bytes long";
   }
   // A lost posting block.
