@@ -8,14 +8,19 @@
 #define QUIVER_ANN_DISTANCE_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <vector>
 
 namespace quiver::ann {
 
-enum class Metric { kCosine, kDot, kL2 };
+// How vectors are compared, for every module (collections store it, indexes
+// search by it). The values are persisted in the collection catalog: never
+// renumber them.
+enum class Metric : uint8_t { kCosine = 1, kDot = 2, kL2 = 3 };
 
+// "cosine", "dot" or "l2".
 std::string_view MetricName(Metric m);
 
 // One instruction set's kernels. Pointers are never null; inputs need no

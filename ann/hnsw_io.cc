@@ -86,7 +86,7 @@ absl::Status HnswIndex::Save(std::ostream& out) const {
   h.version = kFormatVersion;
   h.header_bytes = sizeof(FileHeader);
   h.dimension = static_cast<uint32_t>(options_.dimension);
-  h.metric = static_cast<uint32_t>(options_.metric);
+  h.metric = static_cast<uint32_t>(options_.metric) - 1;  // Format: 0 cosine, 1 dot, 2 l2.
   h.m = options_.m;
   h.ef_construction = options_.ef_construction;
   h.ef_search = options_.ef_search;
@@ -148,7 +148,7 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
   }
   HnswOptions o;
   o.dimension = h.dimension;
-  o.metric = static_cast<Metric>(h.metric);
+  o.metric = static_cast<Metric>(h.metric + 1);
   o.m = h.m;
   o.ef_construction = h.ef_construction;
   o.ef_search = h.ef_search;

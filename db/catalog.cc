@@ -45,7 +45,7 @@ absl::StatusOr<CollectionInfo> Engine::CreateCollection(const CollectionConfig& 
   Log(LogLevel::kInfo, "collection created",
       {{"collection", config.name},
        {"dimension", config.dimension},
-       {"metric", storage::MetricKindName(config.metric)}});
+       {"metric", ann::MetricName(config.metric)}});
   return CollectionInfo{meta, 0, 0};
 }
 

@@ -7,29 +7,17 @@
 
 namespace quiver::db {
 
-ann::Metric ToAnnMetric(storage::MetricKind m) {
-  switch (m) {
-    case storage::MetricKind::kDot:
-      return ann::Metric::kDot;
-    case storage::MetricKind::kL2:
-      return ann::Metric::kL2;
-    case storage::MetricKind::kCosine:
-      break;
-  }
-  return ann::Metric::kCosine;
-}
-
 std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& config) {
   if (config.index == storage::IndexKind::kHnsw) {
     ann::HnswOptions o;
     o.dimension = config.dimension;
-    o.metric = ToAnnMetric(config.metric);
+    o.metric = config.metric;
     o.m = config.hnsw.m;
     o.ef_construction = config.hnsw.ef_construction;
     o.ef_search = config.hnsw.ef_search;
     return std::make_unique<ann::HnswIndex>(o);
   }
-  return std::make_unique<ann::FlatIndex>(config.dimension, ToAnnMetric(config.metric));
+  return std::make_unique<ann::FlatIndex>(config.dimension, config.metric);
 }
 
 Collection::Collection(storage::CollectionMeta meta) : meta_(std::move(meta)) {
@@ -94,7 +82,7 @@ NamespaceState* Collection::GetOrCreate(std::string_view ns) {
 }
 
 void Collection::ApplyPut(NamespaceState* state, uint64_t label, storage::Record record) {
-  auto [it, inserted] = state->internal_of.try_emplace(record.id, label);
+  auto [it, inserted] = state->label_of.try_emplace(record.id, label);
   if (!inserted && it->second != label) {
     state->index->Remove(it->second);
     if (state->catchup != nullptr) state->catchup->Remove(it->second);
@@ -119,13 +107,13 @@ void Collection::ApplyDelete(std::string_view ns, std::string_view id) {
   auto it = namespaces_.find(ns);
   if (it == namespaces_.end()) return;
   NamespaceState& state = *it->second;
-  auto idit = state.internal_of.find(id);
-  if (idit == state.internal_of.end()) return;
+  auto idit = state.label_of.find(id);
+  if (idit == state.label_of.end()) return;
   state.index->Remove(idit->second);
   if (state.catchup != nullptr) state.catchup->Remove(idit->second);
   UnindexPostings(&state, idit->second);
   state.entries.erase(idit->second);
-  state.internal_of.erase(idit);
+  state.label_of.erase(idit);
   if (state.entries.empty()) namespaces_.erase(it);
 }
 
@@ -139,11 +127,11 @@ NamespaceState* Collection::FindNamespace(std::string_view ns) const {
   return it == namespaces_.end() ? nullptr : it->second.get();
 }
 
-std::optional<uint64_t> Collection::InternalId(std::string_view ns, std::string_view id) const {
+std::optional<uint64_t> Collection::LabelOf(std::string_view ns, std::string_view id) const {
   const NamespaceState* state = FindNamespace(ns);
   if (state == nullptr) return std::nullopt;
-  auto it = state->internal_of.find(id);
-  if (it == state->internal_of.end()) return std::nullopt;
+  auto it = state->label_of.find(id);
+  if (it == state->label_of.end()) return std::nullopt;
   return it->second;
 }
 

@@ -31,7 +31,7 @@ struct NamespaceState {
     std::string id;
     storage::Metadata metadata;
   };
-  std::unique_ptr<ann::VectorIndex> index;  // Labels are internal ids.
+  std::unique_ptr<ann::VectorIndex> index;  // Keyed by label.
   // After a restart: records written after the HNSW checkpoint that the graph
   // does not hold yet. Searched exactly (and merged) until a background task
   // has moved them all into the graph; then null.
@@ -44,13 +44,12 @@ struct NamespaceState {
   // Documents (re-)indexed or removed in bm25 and sparse since their last
   // checkpoint.
   uint64_t postings_changes = 0;
-  absl::flat_hash_map<std::string, uint64_t, StringHash, StringEq> internal_of;  // id -> label.
+  absl::flat_hash_map<std::string, uint64_t, StringHash, StringEq> label_of;  // id -> label.
   absl::flat_hash_map<uint64_t, Entry> entries;  // Internal id -> record facts.
   // Vectors inserted since the index was last checkpointed (HNSW only).
   uint64_t inserts_since_checkpoint = 0;
 };
 
-ann::Metric ToAnnMetric(storage::MetricKind m);
 // An empty index of the collection's kind.
 std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& config);
 
@@ -70,7 +69,7 @@ class Collection {
   absl::Mutex mu ABSL_ACQUIRED_AFTER(write_mu);
 
   bool dropped ABSL_GUARDED_BY(write_mu) = false;
-  uint64_t next_internal_id ABSL_GUARDED_BY(write_mu) = 1;
+  uint64_t next_label ABSL_GUARDED_BY(write_mu) = 1;
 
   // The namespace's state, created (empty) when missing.
   NamespaceState* GetOrCreate(std::string_view ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -94,7 +93,7 @@ class Collection {
 
   // Null when the namespace holds no records.
   NamespaceState* FindNamespace(std::string_view ns) const ABSL_SHARED_LOCKS_REQUIRED(mu);
-  std::optional<uint64_t> InternalId(std::string_view ns, std::string_view id) const
+  std::optional<uint64_t> LabelOf(std::string_view ns, std::string_view id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu);
   const std::map<std::string, std::unique_ptr<NamespaceState>, std::less<>>& namespaces() const
       ABSL_SHARED_LOCKS_REQUIRED(mu) {

@@ -35,7 +35,7 @@ absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
     }
     if (ids != nullptr) {
       for (const std::string& id : *ids) {
-        if (state->internal_of.contains(id)) doomed.push_back(id);
+        if (state->label_of.contains(id)) doomed.push_back(id);
       }
     } else if (filter != nullptr && !filter->MatchesAll()) {
       for (const auto& [internal, entry] : state->entries) {

@@ -48,7 +48,7 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
           if (hnsw) LoadCheckpoint(meta, ns, state, &next_label);
           LoadPostings(meta, ns, state);
         }
-        const uint64_t label = stored.internal_id;
+        const uint64_t label = stored.label;
         next_label = std::max(next_label, label + 1);
         if (hnsw && !state->index->Contains(label)) {
           Pending& p = pending[std::string(ns)];
@@ -96,8 +96,8 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
       if (later > 0) {
         // Searchable at once by exact scan; moved into the graph in the
         // background (CatchUp).
-        state->catchup = std::make_unique<ann::FlatIndex>(meta.config.dimension,
-                                                          ToAnnMetric(meta.config.metric));
+        state->catchup =
+            std::make_unique<ann::FlatIndex>(meta.config.dimension, meta.config.metric);
         const size_t dim = meta.config.dimension;
         for (size_t i = 0; i < later; ++i) {
           state->catchup->Upsert(it->second.labels[i],
@@ -112,7 +112,7 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
            {"removed", stale.size()}});
     }
   }
-  c->next_internal_id = next_label;
+  c->next_label = next_label;
   absl::MutexLock lock(&mu_);
   collections_[meta.config.name] = std::move(c);
   return absl::OkStatus();
@@ -122,8 +122,7 @@ void Engine::LoadCheckpoint(const CollectionMeta& meta, std::string_view ns, Nam
                             uint64_t* next_label) {
   absl::Status s = index_files_.Read(meta.id, ns, [&](std::istream& in) -> absl::Status {
     ASSIGN_OR_RETURN(std::unique_ptr<ann::VectorIndex> index, ann::LoadIndexCheckpoint(in));
-    if (index->dimension() != meta.config.dimension ||
-        index->metric() != ToAnnMetric(meta.config.metric)) {
+    if (index->dimension() != meta.config.dimension || index->metric() != meta.config.metric) {
       return absl::DataLossError("checkpoint does not match the collection's dimension or metric");
     }
     *next_label = std::max(*next_label, index->LabelWatermark());

@@ -197,7 +197,7 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
     ann::LabelFilter known = [&](uint64_t label) { return state->entries.contains(label); };
     std::vector<float> query = req.vector;
     if (!req.id.empty()) {
-      if (!state->internal_of.contains(req.id)) {
+      if (!state->label_of.contains(req.id)) {
         return absl::NotFoundError(
             StrCat("query id ", Quoted(req.id), " does not exist in namespace ", Quoted(req.ns)));
       }

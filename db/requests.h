@@ -48,7 +48,7 @@ struct StatsResult {
   uint32_t dimension = 0;
   uint64_t total_record_count = 0;
   std::map<std::string, NamespaceStatsResult> namespaces;
-  storage::MetricKind metric = storage::MetricKind::kCosine;
+  ann::Metric metric = ann::Metric::kCosine;
   storage::IndexKind index = storage::IndexKind::kFlat;
   uint64_t index_bytes_per_vector = 0;
   // Records an HNSW graph does not hold yet after a restart (answered by an

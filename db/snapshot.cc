@@ -37,7 +37,7 @@ absl::StatusOr<std::string> Engine::Snapshot(std::string_view name) {
     return absl::AlreadyExistsError(StrCat("snapshot ", Quoted(chosen), " already exists"));
   }
   std::filesystem::create_directories(dir.parent_path(), ec);
-  RETURN_IF_ERROR(store_->CreateCheckpoint(dir.string()));
+  RETURN_IF_ERROR(store_->WriteSnapshot(dir.string()));
   // The HNSW checkpoints too, so a restored snapshot loads its graphs
   // instead of rebuilding them. A file older or newer than the records is
   // reconciled on load (LoadCollection inserts the nodes it lacks and

@@ -65,7 +65,7 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
   std::optional<uint64_t> internal;
   {
     absl::ReaderMutexLock l(&c->mu);
-    internal = c->InternalId(ns, spec.id);
+    internal = c->LabelOf(ns, spec.id);
   }
   if (!internal) {
     return absl::NotFoundError(StrCat("record ", Quoted(spec.id), " does not exist in namespace ",
@@ -94,14 +94,14 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
     }
   }
   RETURN_IF_ERROR(ValidateRecord(options_.limits, c->config(), &r));
-  if (new_vector) stored->internal_id = c->next_internal_id++;
+  if (new_vector) stored->label = c->next_label++;
   storage::RecordBatch batch = store_->NewBatch();
   batch.Put(c->meta().id, ns, *stored);
   RETURN_IF_ERROR(store_->Write(&batch));
   if (new_vector) {
     std::vector<Record> one;
     one.push_back(std::move(r));
-    ApplyWrites(*c, ns, {stored->internal_id}, std::move(one));
+    ApplyWrites(*c, ns, {stored->label}, std::move(one));
   } else {
     NamespaceState* state;
     {

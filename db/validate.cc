@@ -97,7 +97,7 @@ absl::Status ValidateDense(const CollectionConfig& config, std::string_view what
     }
     all_zero = all_zero && values[i] == 0;
   }
-  if (all_zero && config.metric == storage::MetricKind::kCosine) {
+  if (all_zero && config.metric == ann::Metric::kCosine) {
     return absl::InvalidArgumentError(
         StrCat(what, " is all zeros; cosine similarity is undefined for a zero vector"));
   }

@@ -80,11 +80,11 @@ absl::StatusOr<size_t> Engine::Upsert(std::string_view collection, std::string_v
   // Every write of a vector gets a fresh label, so an index never sees a
   // label's vector change under a reader.
   std::vector<uint64_t> labels(records.size());
-  for (uint64_t& label : labels) label = c->next_internal_id++;
+  for (uint64_t& label : labels) label = c->next_label++;
   storage::RecordBatch batch = store_->NewBatch();
   StoredRecord stored;
   for (size_t i = 0; i < records.size(); ++i) {
-    stored.internal_id = labels[i];
+    stored.label = labels[i];
     stored.record = std::move(records[i]);
     batch.Put(c->meta().id, ns, stored);
     records[i] = std::move(stored.record);

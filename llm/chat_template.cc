@@ -1553,7 +1553,7 @@ absl::StatusOr<std::string> ChatTemplate::Render(const ChatInput& input) const {
   return out;
 }
 
-absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& tmpl, const CodecInfo& info,
+absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& tmpl, const TokenizerInfo& info,
                                         const std::vector<ChatMessage>& messages) {
   RenderedChat out;
   ASSIGN_OR_RETURN(out.text, tmpl.Render({messages, true, info.bos_token, info.eos_token}));

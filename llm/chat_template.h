@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "llm/codec.h"
+#include "llm/tokenizer.h"
 
 namespace quiver::llm {
 
@@ -62,7 +62,7 @@ struct RenderedChat {
   std::string text;
   bool add_bos = false;
 };
-absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& tmpl, const CodecInfo& info,
+absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& tmpl, const TokenizerInfo& info,
                                         const std::vector<ChatMessage>& messages);
 
 }  // namespace quiver::llm

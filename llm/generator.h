@@ -16,9 +16,9 @@
 
 #include "absl/status/statusor.h"
 #include "llm/chat_template.h"
-#include "llm/codec.h"
 #include "llm/load.h"
 #include "llm/scheduler.h"
+#include "llm/tokenizer.h"
 
 namespace quiver::llm {
 
@@ -59,7 +59,7 @@ class Generator {
   const std::string& name() const { return name_; }
   std::string_view device() const { return scheduler_->device(); }
   int context_length() const { return scheduler_->config().seq_len; }
-  const TokenCodec& tokenizer() const { return *loaded_.tokenizer; }
+  const Tokenizer& tokenizer() const { return *loaded_.tokenizer; }
   const LlamaConfig& config() const { return scheduler_->config(); }
   Scheduler& scheduler() { return *scheduler_; }
 

@@ -402,11 +402,11 @@ absl::StatusOr<Json> PreTokenizerFor(const std::string& pre, bool* ignore_merges
 // A GGUF "gpt2" (byte-level BPE) vocabulary as a tokenizer.json tokenizer:
 // tokens and merges from the metadata, control and user-defined tokens as
 // special added tokens.
-absl::StatusOr<std::unique_ptr<TokenCodec>> ByteLevelCodec(const std::string& path,
-                                                           const std::map<std::string, Value>& meta,
-                                                           const std::vector<std::string>& tokens,
-                                                           const std::vector<int>& types,
-                                                           CodecInfo info) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> ByteLevelCodec(const std::string& path,
+                                                          const std::map<std::string, Value>& meta,
+                                                          const std::vector<std::string>& tokens,
+                                                          const std::vector<int>& types,
+                                                          TokenizerInfo info) {
   Json::Object vocab;
   Json::Array added;
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -452,7 +452,7 @@ absl::StatusOr<std::unique_ptr<TokenCodec>> ByteLevelCodec(const std::string& pa
     if (id >= n) return absl::InvalidArgumentError(StrCat(path, ": bad eos/eot token id"));
   }
   if (!info.end_ids.empty()) info.eos_token = tokens[info.end_ids[0]];
-  return std::unique_ptr<TokenCodec>(new HfCodec(*std::move(tokenizer), std::move(info)));
+  return std::unique_ptr<Tokenizer>(new HfTokenizer(*std::move(tokenizer), std::move(info)));
 }
 
 }  // namespace
@@ -720,7 +720,7 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
       types[i] = static_cast<int>(AsNumber(it->second.array[i]));
     }
   }
-  CodecInfo info;
+  TokenizerInfo info;
   info.bos_id = static_cast<int>(num("tokenizer.ggml.bos_token_id", -1));
   for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
                           "tokenizer.ggml.eom_token_id"}) {
@@ -928,7 +928,7 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
         specials.push_back(static_cast<int>(i));  // Control, user-defined.
     }
     spm->SetSpecialTokens(std::move(specials));
-    CodecInfo& si = *spm->mutable_info();
+    TokenizerInfo& si = *spm->mutable_info();
     if (info.bos_id >= 0) si.bos_id = info.bos_id;
     if (!info.end_ids.empty()) si.end_ids = info.end_ids;
     si.add_bos = BoolMeta(meta, "tokenizer.ggml.add_bos_token", true);

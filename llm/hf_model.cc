@@ -235,7 +235,7 @@ absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir_name) {
 
   // Tokenizer and its special tokens.
   ASSIGN_OR_RETURN(auto tokenizer, nn::Tokenizer::FromFile((dir / "tokenizer.json").string()));
-  CodecInfo info;
+  TokenizerInfo info;
   Json tok_config;
   if (std::filesystem::exists(dir / "tokenizer_config.json")) {
     ASSIGN_OR_RETURN(tok_config, ReadJson(dir / "tokenizer_config.json"));
@@ -292,7 +292,7 @@ absl::StatusOr<LoadedModel> LoadHfModel(const std::string& dir_name) {
                                              " tokens, more than the model's vocab_size ",
                                              c.vocab_size));
   }
-  out.tokenizer = std::make_unique<HfCodec>(std::move(tokenizer), std::move(info));
+  out.tokenizer = std::make_unique<HfTokenizer>(std::move(tokenizer), std::move(info));
   return out;
 }
 

@@ -15,9 +15,9 @@
 
 #include "absl/status/statusor.h"
 #include "common/json.h"
-#include "llm/codec.h"
 #include "llm/load.h"
 #include "llm/model.h"
+#include "llm/tokenizer.h"
 
 namespace quiver::llm {
 

@@ -8,7 +8,7 @@
 
 namespace quiver::llm {
 
-Generation Generate(const LlamaModel& model, const TokenCodec& tokenizer, std::string_view prompt,
+Generation Generate(const LlamaModel& model, const Tokenizer& tokenizer, std::string_view prompt,
                     int steps, Sampler* sampler) {
   Generation g;
   auto ids = tokenizer.Tokenize(prompt, /*bos=*/true);

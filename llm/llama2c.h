@@ -10,10 +10,10 @@
 #include <string_view>
 #include <vector>
 
-#include "llm/codec.h"
 #include "llm/llama2c_tokenizer.h"
 #include "llm/model.h"
 #include "llm/sampler.h"
+#include "llm/tokenizer.h"
 
 namespace quiver::llm {
 
@@ -26,7 +26,7 @@ struct Generation {
 // run.c's generate loop: `steps` positions in all (prompt included), stopping
 // early at BOS. A prompt the tokenizer rejects (not UTF-8) gives an empty
 // generation.
-Generation Generate(const LlamaModel& model, const TokenCodec& tokenizer, std::string_view prompt,
+Generation Generate(const LlamaModel& model, const Tokenizer& tokenizer, std::string_view prompt,
                     int steps, Sampler* sampler);
 
 }  // namespace quiver::llm

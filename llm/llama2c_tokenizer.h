@@ -9,14 +9,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "llm/codec.h"
+#include "llm/tokenizer.h"
 
 namespace quiver::llm {
 
 // llama2.c's tokenizer.bin (and GGUF's SentencePiece "llama" vocabulary):
 // byte-pair merges by score, byte fallback (<0x00>..<0xFF> at ids
 // 3..258), BOS = 1, EOS = 2 unless the file says otherwise.
-class Llama2cTokenizer : public TokenCodec {
+class Llama2cTokenizer : public Tokenizer {
  public:
   static absl::StatusOr<std::unique_ptr<Llama2cTokenizer>> Load(const std::string& path,
                                                                 int vocab_size);
@@ -28,7 +28,7 @@ class Llama2cTokenizer : public TokenCodec {
   // As run.c's encode: BOS, a dummy-prefix space for non-empty text, then
   // merges.
   std::vector<int> Encode(std::string_view text, bool bos, bool eos) const;
-  // TokenCodec: Encode, but special tokens (SetSpecialTokens) written in the
+  // Tokenizer: Encode, but special tokens (SetSpecialTokens) written in the
   // text map to their ids, each text fragment getting the dummy-prefix
   // space, as llama.cpp does.
   absl::StatusOr<std::vector<int>> Tokenize(std::string_view text, bool bos) const override;

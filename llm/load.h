@@ -10,18 +10,18 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "llm/codec.h"
 #include "llm/llama2c_tokenizer.h"
 #include "llm/model.h"
+#include "llm/tokenizer.h"
 
 namespace quiver::llm {
 
 // A model and the tokenizer that goes with it.
 struct LoadedModel {
   std::unique_ptr<LlamaModel> model;
-  // Llama2cTokenizer for SentencePiece vocabularies, HfCodec for byte-level
+  // Llama2cTokenizer for SentencePiece vocabularies, HfTokenizer for byte-level
   // BPE ("gpt2").
-  std::unique_ptr<TokenCodec> tokenizer;
+  std::unique_ptr<Tokenizer> tokenizer;
 };
 
 struct LoadOptions {

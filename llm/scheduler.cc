@@ -40,7 +40,7 @@ size_t KvCacheBlocks(const LlamaConfig& c, const SchedulerOptions& o) {
   return std::clamp(by_bytes, per_context, per_context * static_cast<size_t>(o.max_seqs));
 }
 
-Scheduler::Scheduler(std::unique_ptr<DecodeEngine> engine, const TokenCodec* tokenizer,
+Scheduler::Scheduler(std::unique_ptr<DecodeEngine> engine, const Tokenizer* tokenizer,
                      SchedulerOptions options)
     : engine_(std::move(engine)),
       cache_(*engine_->pool()),
@@ -48,7 +48,7 @@ Scheduler::Scheduler(std::unique_ptr<DecodeEngine> engine, const TokenCodec* tok
       options_(options),
       thread_([this] { Loop(); }) {}
 
-Scheduler::Scheduler(const LlamaModel* model, const TokenCodec* tokenizer, SchedulerOptions options)
+Scheduler::Scheduler(const LlamaModel* model, const Tokenizer* tokenizer, SchedulerOptions options)
     : Scheduler(NewCpuEngine(model, KvCacheBlocks(model->config(), options), options.block_size),
                 tokenizer, options) {}
 

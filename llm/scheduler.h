@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "llm/codec.h"
 #include "llm/engine.h"
 #include "llm/model.h"
+#include "llm/tokenizer.h"
 
 namespace quiver::llm {
 
@@ -73,11 +73,11 @@ class Scheduler {
   // Steps run on `engine` (its block size must be options.block_size; its
   // pool's size replaces kv_blocks / kv_cache_bytes). The tokenizer must
   // outlive the scheduler.
-  Scheduler(std::unique_ptr<DecodeEngine> engine, const TokenCodec* tokenizer,
+  Scheduler(std::unique_ptr<DecodeEngine> engine, const Tokenizer* tokenizer,
             SchedulerOptions options);
   // On the CPU engine with a cache of KvCacheBlocks(config, options); the
   // model and tokenizer must outlive the scheduler.
-  Scheduler(const LlamaModel* model, const TokenCodec* tokenizer, SchedulerOptions options);
+  Scheduler(const LlamaModel* model, const Tokenizer* tokenizer, SchedulerOptions options);
   ~Scheduler();  // Cancels what runs and waits.
 
   class Handle {
@@ -121,7 +121,7 @@ class Scheduler {
 
   const std::unique_ptr<DecodeEngine> engine_;
   KvBlockPool& cache_;  // engine_'s.
-  const TokenCodec* tokenizer_;
+  const Tokenizer* tokenizer_;
   const SchedulerOptions options_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -58,13 +58,13 @@ absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionCo
   switch (proto.metric()) {
     case v1::METRIC_UNSPECIFIED:
     case v1::METRIC_COSINE:
-      c.metric = storage::MetricKind::kCosine;
+      c.metric = ann::Metric::kCosine;
       break;
     case v1::METRIC_DOT:
-      c.metric = storage::MetricKind::kDot;
+      c.metric = ann::Metric::kDot;
       break;
     case v1::METRIC_L2:
-      c.metric = storage::MetricKind::kL2;
+      c.metric = ann::Metric::kL2;
       break;
     default:
       return absl::InvalidArgumentError(
@@ -105,13 +105,13 @@ void CollectionInfoToProto(const db::CollectionInfo& info, v1::CollectionInfo* p
   pc->set_name(c.name);
   pc->set_dimension(c.dimension);
   switch (c.metric) {
-    case storage::MetricKind::kCosine:
+    case ann::Metric::kCosine:
       pc->set_metric(v1::METRIC_COSINE);
       break;
-    case storage::MetricKind::kDot:
+    case ann::Metric::kDot:
       pc->set_metric(v1::METRIC_DOT);
       break;
-    case storage::MetricKind::kL2:
+    case ann::Metric::kL2:
       pc->set_metric(v1::METRIC_L2);
       break;
   }

@@ -138,7 +138,7 @@ grpc::Status PointsService::DescribeStats(grpc::ServerContext*, const v1::Descri
   for (const auto& [name, ns] : stats->namespaces) {
     (*resp->mutable_namespaces())[name].set_record_count(ns.record_count);
   }
-  resp->set_metric(std::string(storage::MetricKindName(stats->metric)));
+  resp->set_metric(std::string(ann::MetricName(stats->metric)));
   resp->set_index_type(std::string(storage::IndexKindName(stats->index)));
   resp->set_index_bytes_per_vector(stats->index_bytes_per_vector);
   resp->set_catching_up_count(stats->catching_up_count);

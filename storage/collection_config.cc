@@ -36,7 +36,7 @@ absl::Status CollectionConfig::Validate() const {
     return absl::InvalidArgumentError(StrCat("collection \"", name, "\": dimension ", dimension,
                                              " is out of range 1..", kMaxDimension));
   }
-  if (metric != MetricKind::kCosine && metric != MetricKind::kDot && metric != MetricKind::kL2) {
+  if (metric != ann::Metric::kCosine && metric != ann::Metric::kDot && metric != ann::Metric::kL2) {
     return absl::InvalidArgumentError("metric must be cosine, dot or l2");
   }
   if (index == IndexKind::kHnsw) {
@@ -61,18 +61,6 @@ absl::Status CollectionConfig::Validate() const {
     }
   }
   return absl::OkStatus();
-}
-
-std::string_view MetricKindName(MetricKind m) {
-  switch (m) {
-    case MetricKind::kCosine:
-      return "cosine";
-    case MetricKind::kDot:
-      return "dot";
-    case MetricKind::kL2:
-      return "l2";
-  }
-  return "unknown";
 }
 
 std::string_view IndexKindName(IndexKind k) {
@@ -126,7 +114,7 @@ absl::StatusOr<CollectionMeta> DecodeCollectionMeta(std::string_view in) {
   meta.created_unix_ms = static_cast<int64_t>(created);
   c.name = std::string(name);
   c.dimension = static_cast<uint32_t>(v);
-  c.metric = static_cast<MetricKind>(in[0]);
+  c.metric = static_cast<ann::Metric>(in[0]);
   c.index = static_cast<IndexKind>(in[1]);
   in.remove_prefix(2);
   if (!GetVarint64(&in, &m) || !GetVarint64(&in, &efc) || !GetVarint64(&in, &efs) || in.empty()) {

@@ -7,10 +7,10 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "ann/distance.h"
 
 namespace quiver::storage {
 
-enum class MetricKind : uint8_t { kCosine = 1, kDot = 2, kL2 = 3 };
 enum class IndexKind : uint8_t { kFlat = 1, kHnsw = 2 };
 
 // Collection names: 1..kMaxCollectionNameBytes of [A-Za-z0-9_-], first char
@@ -36,9 +36,9 @@ struct TextParams {
 struct CollectionConfig {
   std::string name;
   uint32_t dimension = 0;
-  MetricKind metric = MetricKind::kCosine;  // Default: cosine.
-  IndexKind index = IndexKind::kFlat;       // Default: flat.
-  HnswParams hnsw;                          // Used when index == kHnsw.
+  ann::Metric metric = ann::Metric::kCosine;  // Default: cosine.
+  IndexKind index = IndexKind::kFlat;         // Default: flat.
+  HnswParams hnsw;                            // Used when index == kHnsw.
   TextParams text;
   std::string embedding_model;  // Empty: none bound.
 
@@ -54,7 +54,6 @@ struct CollectionMeta {
 };
 
 absl::Status ValidateCollectionName(std::string_view name);
-std::string_view MetricKindName(MetricKind m);
 std::string_view IndexKindName(IndexKind k);
 
 std::string EncodeCollectionMeta(const CollectionMeta& meta);

@@ -13,7 +13,7 @@ std::string EncodeStoredRecord(const StoredRecord& stored) {
   std::string out;
   out.reserve(16 + r.values.size() * 4 + r.text.size());
   out.push_back(static_cast<char>(kRecordFormatVersion));
-  PutVarint64(&out, stored.internal_id);
+  PutVarint64(&out, stored.label);
   PutVarint64(&out, r.values.size());
   for (float v : r.values) PutFloat(&out, v);
   PutVarint64(&out, r.sparse.indices.size());
@@ -38,7 +38,7 @@ absl::StatusOr<StoredRecord> DecodeStoredRecord(std::string_view id, std::string
   StoredRecord out;
   out.record.id = std::string(id);
   uint64_t n;
-  if (!GetVarint64(&value, &out.internal_id)) return corrupt("internal id");
+  if (!GetVarint64(&value, &out.label)) return corrupt("internal id");
   if (!GetVarint64(&value, &n) || n > value.size() / 4) return corrupt("values length");
   out.record.values.resize(n);
   for (uint64_t i = 0; i < n; ++i) {

@@ -28,9 +28,10 @@ struct Record {
   friend bool operator==(const Record&, const Record&) = default;
 };
 
-// A record as stored: with the internal id the indexes know it by.
+// A record as stored: with its label, the dense internal id the indexes
+// know it by (the record's `id` is the external one).
 struct StoredRecord {
-  uint64_t internal_id = 0;
+  uint64_t label = 0;
   Record record;
 };
 

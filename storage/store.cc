@@ -427,7 +427,7 @@ absl::StatusOr<std::vector<std::string>> Store::ListIds(uint32_t collection_id, 
   return out;
 }
 
-absl::Status Store::CreateCheckpoint(const std::string& dir) {
+absl::Status Store::WriteSnapshot(const std::string& dir) {
   rocksdb::Checkpoint* raw = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "snapshot"));
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);

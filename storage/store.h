@@ -120,8 +120,9 @@ class Store {
       const std::function<absl::Status(std::string_view key, std::string_view value)>& visit);
 
   // Writes a consistent point-in-time copy of the database to `dir`, which
-  // must not exist. The copy opens as a normal data directory.
-  absl::Status CreateCheckpoint(const std::string& dir);
+  // must not exist. The copy opens as a normal data directory. (RocksDB calls
+  // this a checkpoint; in Quiver a checkpoint is an index's saved state.)
+  absl::Status WriteSnapshot(const std::string& dir);
 
   const StoreOptions& options() const { return options_; }
 

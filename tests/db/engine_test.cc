@@ -46,7 +46,7 @@ class EngineTest : public ::testing::Test {
     storage::CollectionConfig c;
     c.name = "docs";
     c.dimension = 3;
-    c.metric = storage::MetricKind::kCosine;
+    c.metric = ann::Metric::kCosine;
     QUIVER_ASSERT_OK(engine_->CreateCollection(c));
   }
   void Open() {
@@ -351,7 +351,7 @@ TEST(EngineDamageTest, ADamagedCollectionDoesNotStopTheOthers) {
     ASSERT_TRUE(broken.ok() && fine.ok());
     storage::RecordBatch b = (*store)->NewBatch();
     storage::StoredRecord bad;
-    bad.internal_id = 1;
+    bad.label = 1;
     bad.record.id = "x";
     bad.record.values = {1, 2, 3};  // Wrong dimension: the collection cannot load.
     b.Put(broken->id, "", bad);
@@ -396,7 +396,7 @@ class HnswEngineTest : public ::testing::Test {
     storage::CollectionConfig c;
     c.name = "h";
     c.dimension = kDim;
-    c.metric = storage::MetricKind::kL2;
+    c.metric = ann::Metric::kL2;
     c.index = storage::IndexKind::kHnsw;
     c.hnsw.m = 12;
     c.hnsw.ef_construction = 100;

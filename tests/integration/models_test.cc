@@ -389,7 +389,7 @@ TEST_F(ModelsTest, ChatWithAHuggingFaceDirectory) {
   // special tokens, greedy steps until the end token or 12 tokens.
   auto loaded = llm::LoadHfModel(model);
   QUIVER_ASSERT_OK(loaded.status());
-  const llm::TokenCodec& tok = *loaded->tokenizer;
+  const llm::Tokenizer& tok = *loaded->tokenizer;
   auto tmpl = llm::ChatTemplate::Parse(tok.info().chat_template);
   QUIVER_ASSERT_OK(tmpl.status());
   auto rendered = llm::RenderChat(**tmpl, tok.info(), chat);

@@ -92,7 +92,7 @@ TEST(ChatTemplateTest, NamespacesSlicesFiltersAndTests) {
 }
 
 TEST(ChatTemplateTest, LeadingBosBecomesAnId) {
-  CodecInfo info;
+  TokenizerInfo info;
   info.bos_id = 1;
   info.bos_token = "<s>";
   info.eos_token = "</s>";

@@ -95,7 +95,7 @@ TEST_P(HfModelTest, LogitsMatchPyTorch) {
 TEST_P(HfModelTest, TokenizerAndSpecialTokens) {
   auto loaded = LoadHfModel(dir_);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  const TokenCodec& t = *loaded->tokenizer;
+  const Tokenizer& t = *loaded->tokenizer;
   const bool qwen = GetParam() == "qwen2";
   const int base = 256 + 7;  // Byte alphabet, 7 merges, then the added tokens.
   const int endoftext = base, im_start = base + 1, im_end = base + 2;

@@ -39,7 +39,7 @@ TEST(ConvertTest, IndexSettingsAndUnbuiltEngines) {
   c.set_name("x");
   c.set_dimension(4);
   EXPECT_TRUE(ConfigFromProto(c).ok());
-  EXPECT_EQ(ConfigFromProto(c)->metric, storage::MetricKind::kCosine);
+  EXPECT_EQ(ConfigFromProto(c)->metric, ann::Metric::kCosine);
   v1::CollectionConfig hnsw = c;
   hnsw.mutable_index()->mutable_hnsw()->set_m(24);
   auto h = ConfigFromProto(hnsw);

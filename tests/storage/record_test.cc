@@ -12,7 +12,7 @@ using ::quiver::testing::StatusIs;
 
 StoredRecord Sample() {
   StoredRecord s;
-  s.internal_id = 123456789;
+  s.label = 123456789;
   s.record.id = "doc-1";
   s.record.values = {0.5f, -1.25f, 3e-8f};
   s.record.sparse = {{3, 17, 400000}, {0.1f, 0.2f, 0.3f}};
@@ -26,7 +26,7 @@ TEST(RecordTest, EncodingRoundTrips) {
   const StoredRecord s = Sample();
   auto back = DecodeStoredRecord(s.record.id, EncodeStoredRecord(s));
   ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(back->internal_id, s.internal_id);
+  EXPECT_EQ(back->label, s.label);
   EXPECT_EQ(back->record, s.record);
 }
 
@@ -82,7 +82,7 @@ TEST(CollectionConfigTest, CatalogEntryRoundTripsAndRejectsDamage) {
   meta.created_unix_ms = 1700000000000;
   meta.config.name = "docs";
   meta.config.dimension = 384;
-  meta.config.metric = MetricKind::kL2;
+  meta.config.metric = ann::Metric::kL2;
   meta.config.embedding_model = "minilm";
   const std::string enc = EncodeCollectionMeta(meta);
   auto back = DecodeCollectionMeta(enc);
@@ -90,7 +90,7 @@ TEST(CollectionConfigTest, CatalogEntryRoundTripsAndRejectsDamage) {
   EXPECT_EQ(back->id, 7u);
   EXPECT_EQ(back->created_unix_ms, meta.created_unix_ms);
   EXPECT_EQ(back->config.dimension, 384u);
-  EXPECT_EQ(back->config.metric, MetricKind::kL2);
+  EXPECT_EQ(back->config.metric, ann::Metric::kL2);
   EXPECT_EQ(back->config.embedding_model, "minilm");
   EXPECT_THAT(DecodeCollectionMeta(enc.substr(0, enc.size() - 1)),
               StatusIs(absl::StatusCode::kDataLoss));

@@ -14,7 +14,7 @@ using ::quiver::testing::TempDir;
 
 StoredRecord Rec(const std::string& id, uint64_t internal, float v) {
   StoredRecord s;
-  s.internal_id = internal;
+  s.label = internal;
   s.record.id = id;
   s.record.values = {v, v + 1};
   return s;
@@ -144,7 +144,7 @@ TEST_F(StoreTest, CheckpointOpensAsADataDirectory) {
   batch.Put(a->id, "", Rec("x", 1, 5));
   ASSERT_TRUE(store_->Write(&batch).ok());
   const std::string snap = dir_.path() + "/snap";
-  ASSERT_TRUE(store_->CreateCheckpoint(snap).ok());
+  ASSERT_TRUE(store_->WriteSnapshot(snap).ok());
   StoreOptions o;
   o.path = snap;
   auto copy = Store::Open(o);

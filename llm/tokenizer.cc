@@ -1,4 +1,4 @@
-#include "llm/codec.h"
+#include "llm/tokenizer.h"
 
 #include <algorithm>
 
@@ -7,16 +7,16 @@
 
 namespace quiver::llm {
 
-bool TokenCodec::IsEnd(int token) const {
+bool Tokenizer::IsEnd(int token) const {
   return std::find(info_.end_ids.begin(), info_.end_ids.end(), token) != info_.end_ids.end();
 }
 
-HfCodec::HfCodec(std::unique_ptr<nn::Tokenizer> tokenizer, CodecInfo info)
+HfTokenizer::HfTokenizer(std::unique_ptr<nn::Tokenizer> tokenizer, TokenizerInfo info)
     : tokenizer_(std::move(tokenizer)) {
   info_ = std::move(info);
 }
 
-absl::StatusOr<std::vector<int>> HfCodec::Tokenize(std::string_view text, bool bos) const {
+absl::StatusOr<std::vector<int>> HfTokenizer::Tokenize(std::string_view text, bool bos) const {
   std::vector<int> ids;
   if (bos && info_.bos_id >= 0) ids.push_back(info_.bos_id);
   if (text.empty()) return ids;
@@ -26,7 +26,7 @@ absl::StatusOr<std::vector<int>> HfCodec::Tokenize(std::string_view text, bool b
   return ids;
 }
 
-std::string HfCodec::Decode(int prev, int token) const {
+std::string HfTokenizer::Decode(int prev, int token) const {
   if (tokenizer_->IsSpecial(token)) return "";
   return tokenizer_->DecodeToken(token,
                                  prev < 0 || (prev == info_.bos_id) || tokenizer_->IsSpecial(prev));

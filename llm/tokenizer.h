@@ -1,8 +1,8 @@
 // What generation needs from a tokenizer, whatever its format: text to ids,
 // ids back to bytes for streaming, the special tokens that begin and end a
 // text, and the chat template the model ships with.
-#ifndef QUIVER_LLM_CODEC_H_
-#define QUIVER_LLM_CODEC_H_
+#ifndef QUIVER_LLM_TOKENIZER_H_
+#define QUIVER_LLM_TOKENIZER_H_
 
 #include <memory>
 #include <string>
@@ -14,7 +14,7 @@
 
 namespace quiver::llm {
 
-struct CodecInfo {
+struct TokenizerInfo {
   int bos_id = -1;                   // -1: the model has no BOS.
   bool add_bos = true;               // Prompts start with BOS.
   std::vector<int> end_ids;          // Sampling one of these ends a generation (EOS, end of turn).
@@ -22,9 +22,9 @@ struct CodecInfo {
   std::string chat_template;         // Jinja source; empty: the model has none.
 };
 
-class TokenCodec {
+class Tokenizer {
  public:
-  virtual ~TokenCodec() = default;
+  virtual ~Tokenizer() = default;
   // Ids of `text`, BOS first when `bos` (and the model has one). Special
   // tokens written in the text (like <|im_start|>) become their ids where
   // the tokenizer defines them. INVALID_ARGUMENT for text that is not UTF-8.
@@ -35,19 +35,19 @@ class TokenCodec {
   virtual std::string Decode(int prev, int token) const = 0;
   virtual int vocab_size() const = 0;
 
-  const CodecInfo& info() const { return info_; }
-  CodecInfo* mutable_info() { return &info_; }
+  const TokenizerInfo& info() const { return info_; }
+  TokenizerInfo* mutable_info() { return &info_; }
   bool IsEnd(int token) const;
 
  protected:
-  CodecInfo info_;
+  TokenizerInfo info_;
 };
 
 // A Hugging Face tokenizer.json tokenizer (byte-level BPE, SentencePiece-
-// style BPE, ...) as a codec.
-class HfCodec : public TokenCodec {
+// style BPE, ...) behind the generation interface.
+class HfTokenizer : public Tokenizer {
  public:
-  HfCodec(std::unique_ptr<nn::Tokenizer> tokenizer, CodecInfo info);
+  HfTokenizer(std::unique_ptr<nn::Tokenizer> tokenizer, TokenizerInfo info);
   absl::StatusOr<std::vector<int>> Tokenize(std::string_view text, bool bos) const override;
   std::string Decode(int prev, int token) const override;
   int vocab_size() const override { return static_cast<int>(tokenizer_->vocab_size()); }
@@ -64,4 +64,4 @@ std::string TakeCompleteUtf8(std::string* bytes);
 
 }  // namespace quiver::llm
 
-#endif  // QUIVER_LLM_CODEC_H_
+#endif  // QUIVER_LLM_TOKENIZER_H_
