@@ -13,7 +13,7 @@ log() { if [[ -n "${OUT:-}" ]]; then tee -a "$OUT/gpu-check.log"; else cat; fi; 
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
   scripts/build.sh -DQUIVER_ENABLE_CUDA=ON
   # GTest prints "[  SKIPPED ]" for a skip: a GPU run must have none.
-  for t in "build/tests/nn_test --gtest_filter=*cuda*" "build/tests/embed_test --gtest_filter=*Cuda*"; do
+  for t in "build/tests/nn_test --gtest_filter=*BackendTest.*/1:NewBackendTest.*" "build/tests/embed_test --gtest_filter=*Cuda*"; do
     out=$($t 2>&1) || { echo "$out"; echo "FAILED: $t"; exit 1; }
     echo "$out" | tail -4
     if echo "$out" | grep -q "SKIPPED \]"; then echo "SKIPPED (no GPU visible?): $t"; exit 1; fi
