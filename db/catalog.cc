@@ -11,12 +11,9 @@
 namespace quiver::db {
 
 using internal::CollectionGone;
-using internal::NamespaceNotFound;
 using internal::Quoted;
 using storage::CollectionConfig;
 using storage::CollectionMeta;
-using storage::Record;
-using storage::StoredRecord;
 
 absl::StatusOr<CollectionInfo> Engine::CreateCollection(const CollectionConfig& config_in) {
   CollectionConfig config = config_in;

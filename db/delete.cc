@@ -13,11 +13,6 @@ namespace quiver::db {
 
 using internal::CollectionGone;
 using internal::NamespaceNotFound;
-using internal::Quoted;
-using storage::CollectionConfig;
-using storage::CollectionMeta;
-using storage::Record;
-using storage::StoredRecord;
 
 absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
                                              const storage::Filter* filter,

@@ -16,12 +16,8 @@
 namespace quiver::db {
 
 using internal::CollectionGone;
-using internal::NamespaceNotFound;
 using internal::Quoted;
-using storage::CollectionConfig;
 using storage::CollectionMeta;
-using storage::Record;
-using storage::StoredRecord;
 
 Engine::Engine(EngineOptions options, std::unique_ptr<storage::Store> store)
     : options_(std::move(options)),

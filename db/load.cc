@@ -15,12 +15,8 @@
 
 namespace quiver::db {
 
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
 using internal::Quoted;
-using storage::CollectionConfig;
 using storage::CollectionMeta;
-using storage::Record;
 using storage::StoredRecord;
 
 absl::Status Engine::LoadCollection(const CollectionMeta& meta) {

@@ -13,14 +13,6 @@
 
 namespace quiver::db {
 
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
-using internal::Quoted;
-using storage::CollectionConfig;
-using storage::CollectionMeta;
-using storage::Record;
-using storage::StoredRecord;
-
 void Engine::CatchUp() {
   // Vectors per step: the collection's writers wait for one step (about a
   // second at 1M x 128-d on two cores).

@@ -18,7 +18,6 @@ namespace quiver::db {
 using internal::NamespaceNotFound;
 using internal::Quoted;
 using storage::CollectionConfig;
-using storage::CollectionMeta;
 using storage::StoredRecord;
 
 std::vector<ann::Hit> Engine::MergeHits(std::vector<ann::Hit> a, const std::vector<ann::Hit>& b,

@@ -12,12 +12,7 @@
 
 namespace quiver::db {
 
-using internal::CollectionGone;
 using internal::NamespaceNotFound;
-using internal::Quoted;
-using storage::CollectionConfig;
-using storage::CollectionMeta;
-using storage::Record;
 using storage::StoredRecord;
 
 absl::StatusOr<FetchResult> Engine::Fetch(std::string_view collection, std::string_view ns,

@@ -12,13 +12,7 @@
 
 namespace quiver::db {
 
-using internal::CollectionGone;
-using internal::NamespaceNotFound;
 using internal::Quoted;
-using storage::CollectionConfig;
-using storage::CollectionMeta;
-using storage::Record;
-using storage::StoredRecord;
 
 absl::StatusOr<std::string> Engine::Snapshot(std::string_view name) {
   std::string chosen(name);

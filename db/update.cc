@@ -11,10 +11,7 @@
 namespace quiver::db {
 
 using internal::CollectionGone;
-using internal::NamespaceNotFound;
 using internal::Quoted;
-using storage::CollectionConfig;
-using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
 

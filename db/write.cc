@@ -14,10 +14,8 @@
 namespace quiver::db {
 
 using internal::CollectionGone;
-using internal::NamespaceNotFound;
 using internal::Quoted;
 using storage::CollectionConfig;
-using storage::CollectionMeta;
 using storage::Record;
 using storage::StoredRecord;
 
