@@ -1,0 +1,160 @@
+// The row kernels for AVX2 + FMA + F16C (compiled with those flags only;
+// chosen at start-up on CPUs that have them but not AVX-512).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "llm/internal/row_kernels.h"
+#include "nn/half.h"
+
+namespace quiver::llm::avx2 {
+namespace {
+
+#include "llm/internal/generic_kernels.inc"
+
+// Dot4x4 for AVX2 + FMA: the generic form's 16 sums of 16 lanes need 32
+// ymm registers and spill, so the block is done as four 2 x 2 blocks (8
+// registers of sums), each over the whole row; the weight rows come from
+// L1 after the first pass. The same lanes and order as Dot.
+void Dot4x4Avx2(const float* w, int n, const float* const* x, float* out, const float* pf,
+                size_t first_line, size_t end_line) {
+  const size_t stride = static_cast<size_t>(n);
+  const size_t iterations = std::max(1, n / 16);
+  const size_t per_iteration = (end_line - first_line + iterations - 1) / iterations;
+  for (int kp = 0; kp < 4; kp += 2) {
+    for (int rp = 0; rp < 4; rp += 2) {
+      const float *u0 = w + kp * stride, *u1 = w + (kp + 1) * stride;
+      const float *y0 = x[rp], *y1 = x[rp + 1];
+      __m256 a[4][2];
+      for (auto& v : a) v[0] = v[1] = _mm256_setzero_ps();
+      size_t line = first_line;
+      const bool prefetching = kp == 0 && rp == 0;  // The next block once, in the first pass.
+      int j = 0;
+      for (; j + 16 <= n; j += 16) {
+        if (prefetching) {
+          for (size_t p = 0; p < per_iteration && line < end_line; ++p, ++line) {
+            _mm_prefetch(reinterpret_cast<const char*>(pf + (line & 3) * stride + (line >> 2) * 16),
+                         _MM_HINT_T0);
+          }
+        }
+        for (int h = 0; h < 2; ++h) {  // Lanes 0-7, then 8-15.
+          const __m256 w0 = _mm256_loadu_ps(u0 + j + 8 * h), w1 = _mm256_loadu_ps(u1 + j + 8 * h);
+          const __m256 x0 = _mm256_loadu_ps(y0 + j + 8 * h), x1 = _mm256_loadu_ps(y1 + j + 8 * h);
+          a[0][h] = _mm256_fmadd_ps(w0, x0, a[0][h]);
+          a[1][h] = _mm256_fmadd_ps(w0, x1, a[1][h]);
+          a[2][h] = _mm256_fmadd_ps(w1, x0, a[2][h]);
+          a[3][h] = _mm256_fmadd_ps(w1, x1, a[3][h]);
+        }
+      }
+      for (int b = 0; b < 4; ++b) {
+        const int k = kp + b / 2, r = rp + b % 2;
+        float tail = 0.0f;
+        for (int t = j; t < n; ++t) tail = std::fma(w[k * stride + t], x[r][t], tail);
+        alignas(32) float lanes[16];
+        _mm256_store_ps(lanes, a[b][0]);
+        _mm256_store_ps(lanes + 8, a[b][1]);
+        out[k * 4 + r] = SumLanes(lanes) + tail;
+      }
+    }
+  }
+}
+
+float DotQ8Avx2(const int8_t* q, const float* scales, const float* b, int n) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();  // Lanes 0-7, 8-15.
+  for (int j = 0; j + 16 <= n; j += 16) {
+    const __m256 d = _mm256_set1_ps(scales[j / 32]);
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j));
+    const __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw)));
+    const __m256 w1 =
+        _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8))));
+    lo = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + j), lo);
+    hi = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + j + 8), hi);
+  }
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, lo);
+  _mm256_store_ps(lanes + 8, hi);
+  return SumLanes(lanes) + 0.0f;
+}
+
+float DotQ4Avx2(const uint8_t* packed, const float* scales, const float* b, int n) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();  // Lanes 0-7, 8-15.
+  const __m256i eight = _mm256_set1_epi32(8), mask = _mm256_set1_epi32(0x0F);
+  for (int j = 0; j + 16 <= n; j += 16) {
+    const __m256 d = _mm256_set1_ps(scales[j / 32]);
+    const uint8_t* blk = packed + (j / 32) * 16;
+    const int shift = (j % 32) == 0 ? 0 : 4;  // Low nibbles first, then high.
+    const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk)));
+    const __m256i b1 =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 8)));
+    const __m256i v0 =
+        _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b0, shift), mask), eight);
+    const __m256i v1 =
+        _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b1, shift), mask), eight);
+    lo = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(v0)), _mm256_loadu_ps(b + j), lo);
+    hi = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(v1)), _mm256_loadu_ps(b + j + 8), hi);
+  }
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, lo);
+  _mm256_store_ps(lanes + 8, hi);
+  return SumLanes(lanes) + 0.0f;
+}
+
+template <bool kBf16>
+__attribute__((always_inline)) inline __m256 HalfsToFloats8(const uint16_t* p) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return kBf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16))
+               : _mm256_cvtph_ps(raw);
+}
+
+template <bool kBf16>
+float DotHalfAvx2(const uint16_t* h, const float* b, int n) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    lo = _mm256_fmadd_ps(HalfsToFloats8<kBf16>(h + j), _mm256_loadu_ps(b + j), lo);
+    hi = _mm256_fmadd_ps(HalfsToFloats8<kBf16>(h + j + 8), _mm256_loadu_ps(b + j + 8), hi);
+  }
+  float tail = 0.0f;
+  for (; j < n; ++j) tail = std::fma(kBf16 ? Bf16ToFloat32(h[j]) : HalfToFloat(h[j]), b[j], tail);
+  alignas(32) float lanes[16];
+  _mm256_store_ps(lanes, lo);
+  _mm256_store_ps(lanes + 8, hi);
+  return SumLanes(lanes) + tail;
+}
+
+void DequantizeF16Avx2(const uint16_t* h, size_t n, float* out) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+  }
+  for (; i < n; ++i) out[i] = HalfToFloat(h[i]);
+}
+
+}  // namespace
+
+extern const internal::RowKernels kKernels = {
+    .name = "avx2",
+    .dot = Dot,
+    .dot4 = Dot4,
+    .dot4x4 = Dot4x4Avx2,
+    .block_scores = BlockScores,
+    .pack_panel = PackPanelGeneric,
+    .panel_product = PanelProductRows<2>,  // 2 rows x 32 outputs: 8 of 16 registers.
+    .dot_q8 = DotQ8Avx2,
+    .dot_q8x4 = DotQ8Rows4<DotQ8Avx2>,
+    .dot_q4 = DotQ4Avx2,
+    .dot_q4x4 = DotQ4Rows4<DotQ4Avx2>,
+    .dot_f16 = DotHalfAvx2<false>,
+    .dot_bf16 = DotHalfAvx2<true>,
+    .dot_k = DotKPortable,  // Bound by decoding: the generic form, vectorised.
+    .dequantize_f16 = DequantizeF16Avx2,
+    .dequantize_bf16 = DequantizeBF16,
+    .dequantize_q8 = DequantizeQ8,
+    .dequantize_q4 = DequantizeQ4,
+    .dequantize_k = DequantizeK,
+};
+
+}  // namespace quiver::llm::avx2
