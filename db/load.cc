@@ -63,8 +63,8 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
     auto find_stale = [&](uint64_t label) {
       if (!state->entries.contains(label)) stale.push_back(label);
     };
-    if (state->bm25 != nullptr) state->bm25->ForEachDoc(find_stale);
-    state->sparse->ForEachDoc(find_stale);
+    if (state->bm25 != nullptr) state->bm25->ForEachLabel(find_stale);
+    state->sparse->ForEachLabel(find_stale);
     for (uint64_t label : stale) {
       state->postings_changes += (state->bm25 != nullptr && state->bm25->Remove(label));
       state->postings_changes += state->sparse->Remove(label);

@@ -137,11 +137,11 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
       }
       return out;
     }
-    text::DocFilter keep = [&](uint64_t label) {
+    text::LabelFilter keep = [&](uint64_t label) {
       auto it = state->entries.find(label);
       return it != state->entries.end() && filter.Matches(it->second.metadata);
     };
-    const text::DocFilter* keep_ptr = filter.MatchesAll() ? nullptr : &keep;
+    const text::LabelFilter* keep_ptr = filter.MatchesAll() ? nullptr : &keep;
     auto to_ranked = [&](std::string source, float weight, const std::vector<ann::Hit>& hits) {
       RankedList list{std::move(source), weight, {}};
       for (const ann::Hit& d : hits) {

@@ -10,9 +10,10 @@ namespace quiver::text {
 Bm25Index::Bm25Index(Bm25Params params)
     : params_(params), index_(std::make_unique<InvertedIndex>(/*integer_weights=*/true)) {}
 
-void Bm25Index::Upsert(uint64_t doc, const std::vector<std::string>& terms, uint64_t fingerprint) {
+void Bm25Index::Upsert(uint64_t label, const std::vector<std::string>& terms,
+                       uint64_t fingerprint) {
   if (terms.empty()) {
-    index_->Remove(doc);
+    index_->Remove(label);
     return;
   }
   absl::flat_hash_map<std::string_view, uint32_t> tf;
@@ -20,13 +21,13 @@ void Bm25Index::Upsert(uint64_t doc, const std::vector<std::string>& terms, uint
   std::vector<InvertedIndex::TermWeight> weights;
   weights.reserve(tf.size());
   for (const auto& [term, count] : tf) weights.push_back({term, static_cast<float>(count)});
-  index_->Upsert(doc, weights, {static_cast<uint32_t>(terms.size()), fingerprint});
+  index_->Upsert(label, weights, {static_cast<uint32_t>(terms.size()), fingerprint});
 }
 
-bool Bm25Index::Remove(uint64_t doc) { return index_->Remove(doc); }
+bool Bm25Index::Remove(uint64_t label) { return index_->Remove(label); }
 
-bool Bm25Index::FindFingerprint(uint64_t doc, uint64_t* fingerprint) const {
-  const InvertedIndex::DocInfo* info = index_->FindDoc(doc);
+bool Bm25Index::FindFingerprint(uint64_t label, uint64_t* fingerprint) const {
+  const InvertedIndex::DocInfo* info = index_->FindDoc(label);
   if (info == nullptr) return false;
   *fingerprint = info->fingerprint;
   return true;
@@ -63,13 +64,13 @@ std::vector<InvertedIndex::Clause> Bm25Index::Resolve(const std::vector<std::str
 }
 
 std::vector<ScoredDoc> Bm25Index::Search(const std::vector<std::string>& query, size_t top_k,
-                                         const DocFilter* keep) const {
+                                         const LabelFilter* keep) const {
   const Scorer scorer = MakeScorer();
   return index_->Search(Resolve(query, scorer), top_k, keep, scorer);
 }
 
 std::vector<ScoredDoc> Bm25Index::SearchExhaustive(const std::vector<std::string>& query,
-                                                   size_t top_k, const DocFilter* keep) const {
+                                                   size_t top_k, const LabelFilter* keep) const {
   const Scorer scorer = MakeScorer();
   return index_->SearchExhaustive(Resolve(query, scorer), top_k, keep, scorer);
 }

@@ -35,24 +35,26 @@ class Bm25Index {
  public:
   explicit Bm25Index(Bm25Params params = {});
 
-  // Indexes (or re-indexes) `doc` with its analysed terms; an empty list
+  // Indexes (or re-indexes) `label` with its analysed terms; an empty list
   // removes it. `fingerprint` is kept for the caller (FindFingerprint).
   // Statistics (N, document frequencies, average length) stay exact.
-  void Upsert(uint64_t doc, const std::vector<std::string>& terms, uint64_t fingerprint = 0);
-  // False when `doc` was not indexed.
-  bool Remove(uint64_t doc);
-  // The fingerprint `doc` was indexed with; false when it is not indexed.
-  bool FindFingerprint(uint64_t doc, uint64_t* fingerprint) const;
-  void ForEachDoc(const std::function<void(uint64_t doc)>& fn) const { index_->ForEachDoc(fn); }
+  void Upsert(uint64_t label, const std::vector<std::string>& terms, uint64_t fingerprint = 0);
+  // False when `label` was not indexed.
+  bool Remove(uint64_t label);
+  // The fingerprint `label` was indexed with; false when it is not indexed.
+  bool FindFingerprint(uint64_t label, uint64_t* fingerprint) const;
+  void ForEachLabel(const std::function<void(uint64_t label)>& fn) const {
+    index_->ForEachLabel(fn);
+  }
 
   // Best `top_k` documents for the query terms (repeated terms count once
   // per occurrence, as in Lucene's BooleanQuery of term clauses), best first,
   // ties by ascending label. `keep` (may be null) filters documents.
   // Uses MaxScore pruning; SearchExhaustive scores every candidate.
   std::vector<ScoredDoc> Search(const std::vector<std::string>& query, size_t top_k,
-                                const DocFilter* keep = nullptr) const;
+                                const LabelFilter* keep = nullptr) const;
   std::vector<ScoredDoc> SearchExhaustive(const std::vector<std::string>& query, size_t top_k,
-                                          const DocFilter* keep = nullptr) const;
+                                          const LabelFilter* keep = nullptr) const;
 
   size_t doc_count() const { return index_->doc_count(); }
   size_t term_count() const { return index_->term_count(); }

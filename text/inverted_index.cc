@@ -56,27 +56,27 @@ uint32_t InvertedIndex::InternTerm(std::string_view key) {
   return id;
 }
 
-void InvertedIndex::AddPosting(uint32_t term, uint64_t doc, float weight, uint32_t doc_len) {
+void InvertedIndex::AddPosting(uint32_t term, uint64_t label, float weight, uint32_t doc_len) {
   Term& t = terms_[term];
   t.max_weight = std::max(t.max_weight, weight);
   t.min_weight = std::min(t.min_weight, weight);
   t.min_doc_len = std::min(t.min_doc_len, doc_len);
   // Appends are the common case (labels only grow).
-  if (t.docs.empty() || t.docs.back() < doc) {
-    t.docs.push_back(doc);
+  if (t.docs.empty() || t.docs.back() < label) {
+    t.docs.push_back(label);
     t.weights.push_back(weight);
     t.lens.push_back(doc_len);
     return;
   }
-  auto pos = std::lower_bound(t.docs.begin(), t.docs.end(), doc);
+  auto pos = std::lower_bound(t.docs.begin(), t.docs.end(), label);
   const size_t i = pos - t.docs.begin();
-  if (*pos == doc) {  // The tombstone of an earlier version of this doc.
+  if (*pos == label) {  // The tombstone of an earlier version of this document.
     t.weights[i] = weight;
     t.lens[i] = doc_len;
     --t.dead;
     return;
   }
-  t.docs.insert(pos, doc);
+  t.docs.insert(pos, label);
   t.weights.insert(t.weights.begin() + i, weight);
   t.lens.insert(t.lens.begin() + i, doc_len);
 }
@@ -99,25 +99,25 @@ void InvertedIndex::Compact(Term& t) {
   t.dead = 0;
 }
 
-void InvertedIndex::Upsert(uint64_t doc, std::span<const TermWeight> terms, DocInfo info) {
-  Remove(doc);
-  Doc& d = docs_[doc];
+void InvertedIndex::Upsert(uint64_t label, std::span<const TermWeight> terms, DocInfo info) {
+  Remove(label);
+  Doc& d = docs_[label];
   d.info = info;
   d.terms.reserve(terms.size());
   for (const TermWeight& tw : terms) {
     const uint32_t id = InternTerm(tw.term);
-    AddPosting(id, doc, tw.weight, info.length);
+    AddPosting(id, label, tw.weight, info.length);
     d.terms.push_back(id);
   }
   total_length_ += info.length;
 }
 
-bool InvertedIndex::Remove(uint64_t doc) {
-  auto it = docs_.find(doc);
+bool InvertedIndex::Remove(uint64_t label) {
+  auto it = docs_.find(label);
   if (it == docs_.end()) return false;
   for (uint32_t id : it->second.terms) {
     Term& t = terms_[id];
-    auto pos = std::lower_bound(t.docs.begin(), t.docs.end(), doc);
+    auto pos = std::lower_bound(t.docs.begin(), t.docs.end(), label);
     t.weights[pos - t.docs.begin()] = kTombstone;
     ++t.dead;
     if (t.live() == 0) {
@@ -133,13 +133,13 @@ bool InvertedIndex::Remove(uint64_t doc) {
   return true;
 }
 
-const InvertedIndex::DocInfo* InvertedIndex::FindDoc(uint64_t doc) const {
-  auto it = docs_.find(doc);
+const InvertedIndex::DocInfo* InvertedIndex::FindDoc(uint64_t label) const {
+  auto it = docs_.find(label);
   return it == docs_.end() ? nullptr : &it->second.info;
 }
 
-void InvertedIndex::ForEachDoc(const std::function<void(uint64_t)>& fn) const {
-  for (const auto& [doc, d] : docs_) fn(doc);
+void InvertedIndex::ForEachLabel(const std::function<void(uint64_t)>& fn) const {
+  for (const auto& [label, d] : docs_) fn(label);
 }
 
 bool InvertedIndex::FindTerm(std::string_view term, uint32_t* id, TermStats* stats) const {
@@ -164,7 +164,7 @@ absl::Status InvertedIndex::Save(KvSink& out) const {
   // fingerprints.
   std::vector<uint64_t> doc_ids;
   doc_ids.reserve(docs_.size());
-  for (const auto& [doc, d] : docs_) doc_ids.push_back(doc);
+  for (const auto& [label, d] : docs_) doc_ids.push_back(label);
   std::sort(doc_ids.begin(), doc_ids.end());
   std::string key, body;
   uint32_t block = 0;
@@ -192,7 +192,7 @@ absl::Status InvertedIndex::Save(KvSink& out) const {
     PutVarint64(&body, dictionary_.size());
     RETURN_IF_ERROR(out.Put(kMetaKey, Sealed(body)));
   }
-  // Terms in key order; each list in blocks of delta-coded doc labels with
+  // Terms in key order; each list in blocks of delta-coded labels with
   // their weights (varints for whole numbers, else float32).
   std::vector<const Term*> sorted;
   sorted.reserve(dictionary_.size());

@@ -33,8 +33,10 @@
 
 namespace quiver::text {
 
-// Keeps a document when it returns true (null: every document).
-using DocFilter = std::function<bool(uint64_t doc)>;
+// Documents are keyed by label: the caller's dense 64-bit id of a record (the
+// database engine's; docs/architecture.md). Keeps a document when it returns
+// true (null: every document).
+using LabelFilter = std::function<bool(uint64_t label)>;
 
 class InvertedIndex {
  public:
@@ -43,7 +45,7 @@ class InvertedIndex {
     float weight;  // REQUIRES: finite.
   };
   struct DocInfo {
-    uint32_t length = 0;       // The caller's measure (BM25: terms in the doc).
+    uint32_t length = 0;       // The caller's measure (BM25: terms in the document).
     uint64_t fingerprint = 0;  // The caller's digest of what was indexed.
   };
   // How a posting's weight contributes to a document's score.
@@ -63,13 +65,13 @@ class InvertedIndex {
   // which Save stores as varints.
   explicit InvertedIndex(bool integer_weights) : integer_weights_(integer_weights) {}
 
-  // Indexes `doc` with its distinct terms, replacing what it had.
-  void Upsert(uint64_t doc, std::span<const TermWeight> terms, DocInfo info);
-  // False when `doc` was not indexed.
-  bool Remove(uint64_t doc);
+  // Indexes `label` with its distinct terms, replacing what it had.
+  void Upsert(uint64_t label, std::span<const TermWeight> terms, DocInfo info);
+  // False when `label` was not indexed.
+  bool Remove(uint64_t label);
 
-  const DocInfo* FindDoc(uint64_t doc) const;
-  void ForEachDoc(const std::function<void(uint64_t doc)>& fn) const;
+  const DocInfo* FindDoc(uint64_t label) const;
+  void ForEachLabel(const std::function<void(uint64_t label)>& fn) const;
   size_t doc_count() const { return docs_.size(); }
   uint64_t total_length() const { return total_length_; }
   size_t term_count() const { return dictionary_.size(); }
@@ -84,11 +86,11 @@ class InvertedIndex {
   // MaxScore and returns exactly what SearchExhaustive does (same summation
   // order, so equal to the bit).
   template <typename Score>
-  std::vector<Hit> Search(std::vector<Clause> clauses, size_t top_k, const DocFilter* keep,
+  std::vector<Hit> Search(std::vector<Clause> clauses, size_t top_k, const LabelFilter* keep,
                           const Score& score) const;
   template <typename Score>
   std::vector<Hit> SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
-                                    const DocFilter* keep, const Score& score) const;
+                                    const LabelFilter* keep, const Score& score) const;
 
   // Writes every live posting and document under unique keys.
   absl::Status Save(KvSink& out) const;
@@ -119,11 +121,11 @@ class InvertedIndex {
   };
   // Orders clauses by ascending bound (ties by term), the summation order.
   static void SortClauses(std::vector<Clause>* clauses);
-  // The first position >= `from` whose doc is >= `doc` (galloping: targets
+  // The first position >= `from` whose label is >= `label` (galloping: targets
   // are usually near).
-  static size_t SeekFrom(const std::vector<uint64_t>& docs, size_t from, uint64_t doc);
+  static size_t SeekFrom(const std::vector<uint64_t>& docs, size_t from, uint64_t label);
   uint32_t InternTerm(std::string_view key);
-  void AddPosting(uint32_t term, uint64_t doc, float weight, uint32_t doc_len);
+  void AddPosting(uint32_t term, uint64_t label, float weight, uint32_t doc_len);
   void Compact(Term& t);
 
   bool integer_weights_;
@@ -137,20 +139,21 @@ class InvertedIndex {
 // ---- Search (templates, so the scorer inlines) ------------------------------
 
 inline size_t InvertedIndex::SeekFrom(const std::vector<uint64_t>& docs, size_t from,
-                                      uint64_t doc) {
+                                      uint64_t label) {
   size_t step = 1, lo = from, hi = from;
-  while (hi < docs.size() && docs[hi] < doc) {
+  while (hi < docs.size() && docs[hi] < label) {
     lo = hi + 1;
     hi += step;
     step *= 2;
   }
   hi = std::min(hi, docs.size());
-  return std::lower_bound(docs.begin() + lo, docs.begin() + hi, doc) - docs.begin();
+  return std::lower_bound(docs.begin() + lo, docs.begin() + hi, label) - docs.begin();
 }
 
 template <typename Score>
 std::vector<Hit> InvertedIndex::SearchExhaustive(std::vector<Clause> clauses, size_t top_k,
-                                                 const DocFilter* keep, const Score& score) const {
+                                                 const LabelFilter* keep,
+                                                 const Score& score) const {
   SortClauses(&clauses);
   absl::flat_hash_map<uint64_t, float> acc;  // Running sums, in clause order.
   for (const Clause& c : clauses) {
@@ -160,15 +163,15 @@ std::vector<Hit> InvertedIndex::SearchExhaustive(std::vector<Clause> clauses, si
     }
   }
   TopK top(top_k);
-  for (const auto& [doc, s] : acc) {
-    if (keep == nullptr || (*keep)(doc)) top.Push(doc, s);
+  for (const auto& [label, s] : acc) {
+    if (keep == nullptr || (*keep)(label)) top.Push(label, s);
   }
   return top.Take();
 }
 
 template <typename Score>
 std::vector<Hit> InvertedIndex::Search(std::vector<Clause> clauses, size_t top_k,
-                                       const DocFilter* keep, const Score& score) const {
+                                       const LabelFilter* keep, const Score& score) const {
   // MaxScore (Turtle & Flood 1995): with clauses sorted by bound, the
   // cheapest prefix whose bounds together cannot reach the k-th best score
   // is "non-essential": those lists only refine candidates found through the
@@ -187,18 +190,18 @@ std::vector<Hit> InvertedIndex::Search(std::vector<Clause> clauses, size_t top_k
   size_t first_essential = 0;
   constexpr uint64_t kEnd = std::numeric_limits<uint64_t>::max();
   while (first_essential < n) {
-    uint64_t doc = kEnd;
+    uint64_t label = kEnd;
     for (size_t i = first_essential; i < n; ++i) {
-      if (cursor[i] < lists[i]->docs.size()) doc = std::min(doc, lists[i]->docs[cursor[i]]);
+      if (cursor[i] < lists[i]->docs.size()) label = std::min(label, lists[i]->docs[cursor[i]]);
     }
-    if (doc == kEnd) break;
+    if (label == kEnd) break;
     std::fill(matched.begin(), matched.end(), 0);
     float partial = 0;
     uint32_t len = 0;
     bool any = false;
     for (size_t i = first_essential; i < n; ++i) {
       const Term& t = *lists[i];
-      if (cursor[i] < t.docs.size() && t.docs[cursor[i]] == doc) {
+      if (cursor[i] < t.docs.size() && t.docs[cursor[i]] == label) {
         // A tombstone: a removed document, or an earlier version of one.
         const float w = t.weights[cursor[i]];
         if (w != kTombstone) {
@@ -220,8 +223,8 @@ std::vector<Hit> InvertedIndex::Search(std::vector<Clause> clauses, size_t top_k
         break;
       }
       const Term& t = *lists[i];
-      cursor[i] = SeekFrom(t.docs, cursor[i], doc);
-      if (cursor[i] < t.docs.size() && t.docs[cursor[i]] == doc &&
+      cursor[i] = SeekFrom(t.docs, cursor[i], label);
+      if (cursor[i] < t.docs.size() && t.docs[cursor[i]] == label &&
           t.weights[cursor[i]] != kTombstone) {
         contrib[i] = score(clauses[i], t.weights[cursor[i]], len);
         matched[i] = 1;
@@ -233,10 +236,10 @@ std::vector<Hit> InvertedIndex::Search(std::vector<Clause> clauses, size_t top_k
     for (size_t i = 0; i < n; ++i) {
       if (matched[i]) total += contrib[i];
     }
-    // Equal scores still compete (by doc), so only strictly smaller bounds
+    // Equal scores still compete (by label), so only strictly smaller bounds
     // prune: the result equals the exhaustive one.
-    if (total >= threshold && (keep == nullptr || (*keep)(doc))) {
-      top.Push(doc, total);
+    if (total >= threshold && (keep == nullptr || (*keep)(label))) {
+      top.Push(label, total);
       threshold = top.threshold();
       while (first_essential < n && prefix_bound[first_essential + 1] < threshold) {
         ++first_essential;

@@ -34,10 +34,10 @@ uint64_t SparseIndex::Fingerprint(std::span<const uint32_t> indices,
   return Fingerprint64(bytes);
 }
 
-void SparseIndex::Upsert(uint64_t doc, std::span<const uint32_t> indices,
+void SparseIndex::Upsert(uint64_t label, std::span<const uint32_t> indices,
                          std::span<const float> values) {
   if (indices.empty()) {
-    index_->Remove(doc);
+    index_->Remove(label);
     return;
   }
   std::vector<std::string> keys;
@@ -46,13 +46,14 @@ void SparseIndex::Upsert(uint64_t doc, std::span<const uint32_t> indices,
   std::vector<InvertedIndex::TermWeight> terms;
   terms.reserve(indices.size());
   for (size_t i = 0; i < indices.size(); ++i) terms.push_back({keys[i], values[i]});
-  index_->Upsert(doc, terms, {static_cast<uint32_t>(indices.size()), Fingerprint(indices, values)});
+  index_->Upsert(label, terms,
+                 {static_cast<uint32_t>(indices.size()), Fingerprint(indices, values)});
 }
 
-bool SparseIndex::Remove(uint64_t doc) { return index_->Remove(doc); }
+bool SparseIndex::Remove(uint64_t label) { return index_->Remove(label); }
 
-bool SparseIndex::FindFingerprint(uint64_t doc, uint64_t* fingerprint) const {
-  const InvertedIndex::DocInfo* info = index_->FindDoc(doc);
+bool SparseIndex::FindFingerprint(uint64_t label, uint64_t* fingerprint) const {
+  const InvertedIndex::DocInfo* info = index_->FindDoc(label);
   if (info == nullptr) return false;
   *fingerprint = info->fingerprint;
   return true;
@@ -75,13 +76,13 @@ std::vector<InvertedIndex::Clause> SparseIndex::Resolve(std::span<const uint32_t
 
 std::vector<Hit> SparseIndex::Search(std::span<const uint32_t> indices,
                                      std::span<const float> values, size_t top_k,
-                                     const DocFilter* keep) const {
+                                     const LabelFilter* keep) const {
   return index_->Search(Resolve(indices, values), top_k, keep, Dot);
 }
 
 std::vector<Hit> SparseIndex::SearchExhaustive(std::span<const uint32_t> indices,
                                                std::span<const float> values, size_t top_k,
-                                               const DocFilter* keep) const {
+                                               const LabelFilter* keep) const {
   return index_->SearchExhaustive(Resolve(indices, values), top_k, keep, Dot);
 }
 

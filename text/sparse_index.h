@@ -19,13 +19,15 @@ class SparseIndex {
  public:
   SparseIndex();
 
-  // Indexes (or re-indexes) `doc`; an empty vector removes it.
+  // Indexes (or re-indexes) `label`; an empty vector removes it.
   // REQUIRES: indices distinct, values finite, equal lengths.
-  void Upsert(uint64_t doc, std::span<const uint32_t> indices, std::span<const float> values);
-  bool Remove(uint64_t doc);
-  // The fingerprint of what `doc` is indexed with; false when not indexed.
-  bool FindFingerprint(uint64_t doc, uint64_t* fingerprint) const;
-  void ForEachDoc(const std::function<void(uint64_t doc)>& fn) const { index_->ForEachDoc(fn); }
+  void Upsert(uint64_t label, std::span<const uint32_t> indices, std::span<const float> values);
+  bool Remove(uint64_t label);
+  // The fingerprint of what `label` is indexed with; false when not indexed.
+  bool FindFingerprint(uint64_t label, uint64_t* fingerprint) const;
+  void ForEachLabel(const std::function<void(uint64_t label)>& fn) const {
+    index_->ForEachLabel(fn);
+  }
   size_t doc_count() const { return index_->doc_count(); }
 
   // The digest Upsert records for a vector.
@@ -35,10 +37,10 @@ class SparseIndex {
   // no non-zero dimension with it are not candidates), best first, ties by
   // ascending label. MaxScore-pruned; SearchExhaustive scores every one.
   std::vector<Hit> Search(std::span<const uint32_t> indices, std::span<const float> values,
-                          size_t top_k, const DocFilter* keep = nullptr) const;
+                          size_t top_k, const LabelFilter* keep = nullptr) const;
   std::vector<Hit> SearchExhaustive(std::span<const uint32_t> indices,
                                     std::span<const float> values, size_t top_k,
-                                    const DocFilter* keep = nullptr) const;
+                                    const LabelFilter* keep = nullptr) const;
 
   // The tag a store keeps these postings under, beside the other kinds of
   // one namespace (the key layout: docs/storage_format.md).

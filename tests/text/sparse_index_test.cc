@@ -57,7 +57,7 @@ TEST(SparseIndexTest, PrunedSearchEqualsExhaustiveSearch) {
     index.Upsert(d, idx, val);
   }
   for (uint64_t d = 1; d <= 4000; d += 5) index.Remove(d);
-  DocFilter odd = [](uint64_t doc) { return doc % 2 == 1; };
+  LabelFilter odd = [](uint64_t doc) { return doc % 2 == 1; };
   for (int q = 0; q < 150; ++q) {
     std::map<uint32_t, float> v;
     for (int k = 0; k < 1 + static_cast<int>(rng() % 12); ++k) v[dim(rng)] = value(rng);
@@ -68,8 +68,8 @@ TEST(SparseIndexTest, PrunedSearchEqualsExhaustiveSearch) {
       val.push_back(x);
     }
     for (size_t k : {1, 10, 50}) {
-      const DocFilter* filters[] = {nullptr, &odd};
-      for (const DocFilter* filter : filters) {
+      const LabelFilter* filters[] = {nullptr, &odd};
+      for (const LabelFilter* filter : filters) {
         auto pruned = index.Search(idx, val, k, filter);
         auto exact = index.SearchExhaustive(idx, val, k, filter);
         ASSERT_EQ(pruned.size(), exact.size());
