@@ -58,6 +58,13 @@ void StrAppend(std::string* out, const Args&... args) {
 }
 
 // `s` without leading and trailing ASCII whitespace.
+// The last component of a path, ignoring trailing slashes ("a/b/" -> "b").
+inline std::string_view LastPathComponent(std::string_view path) {
+  while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  const size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
 inline std::string_view StripWhitespace(std::string_view s) {
   constexpr std::string_view kSpace = " \t\r\n\f\v";
   const size_t b = s.find_first_not_of(kSpace);

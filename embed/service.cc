@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 
 #include "common/coding.h"
 #include "common/log.h"
@@ -11,12 +10,6 @@
 
 namespace quiver::embed {
 namespace {
-
-std::string DirName(const std::string& dir) {
-  std::filesystem::path p(dir);
-  if (!p.has_filename()) p = p.parent_path();
-  return p.filename().string();
-}
 
 void Normalize(std::vector<float>* v) {
   double n = 0;
@@ -38,7 +31,7 @@ absl::StatusOr<std::unique_ptr<EmbeddingService>> EmbeddingService::Load(
   const std::string precision(nn::MatmulPrecisionName(s->backend_->precision()));
   if (!options.embed_model_dir.empty()) {
     ASSIGN_OR_RETURN(s->embedder_, LoadEmbeddingModel(options.embed_model_dir, s->backend_.get()));
-    s->embed_name_ = DirName(options.embed_model_dir);
+    s->embed_name_ = std::string(LastPathComponent(options.embed_model_dir));
     EmbeddingModel* m = s->embedder_.get();
     s->embed_worker_ = std::make_unique<BatchingWorker>(
         [m](const std::vector<nn::Encoding>& batch) { return m->EmbedBatch(batch); },
@@ -52,7 +45,7 @@ absl::StatusOr<std::unique_ptr<EmbeddingService>> EmbeddingService::Load(
   }
   if (!options.rerank_model_dir.empty()) {
     ASSIGN_OR_RETURN(s->reranker_, LoadRerankModel(options.rerank_model_dir, s->backend_.get()));
-    s->rerank_name_ = DirName(options.rerank_model_dir);
+    s->rerank_name_ = std::string(LastPathComponent(options.rerank_model_dir));
     RerankModel* m = s->reranker_.get();
     s->rerank_worker_ = std::make_unique<BatchingWorker>(
         [m](const std::vector<nn::Encoding>& batch)

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "llm/gguf.h"
 #include "llm/hf_model.h"
 
@@ -28,10 +29,9 @@ absl::StatusOr<LoadedModel> LoadModel(const LoadOptions& options) {
 }
 
 std::string ModelName(const std::string& path) {
-  std::filesystem::path p(path);
-  if (!p.has_filename()) p = p.parent_path();
-  if (std::filesystem::is_directory(p)) return p.filename().string();
-  return p.stem().string();
+  const std::string name(LastPathComponent(path));
+  if (std::filesystem::is_directory(path)) return name;
+  return std::filesystem::path(name).stem().string();
 }
 
 }  // namespace quiver::llm

@@ -13,8 +13,10 @@ if ! command -v clang-format >/dev/null; then
 fi
 status=0
 mapfile -t files < <(git ls-files '*.cc' '*.h' '*.cu')
-if ! clang-format --dry-run --Werror "${files[@]}" 2>/tmp/quiver-lint-format.txt; then
-  grep -E '^[^ ].*(warning|error):' /tmp/quiver-lint-format.txt | cut -d: -f1 | sort -u |
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+if ! clang-format --dry-run --Werror "${files[@]}" 2>"$report"; then
+  grep -E '^[^ ].*(warning|error):' "$report" | cut -d: -f1 | sort -u |
     sed 's/^/lint: not clang-formatted: /'
   status=1
 fi

@@ -17,6 +17,13 @@ TEST(StringsTest, StripWhitespace) {
   EXPECT_EQ(StripWhitespace(" \t "), "");
 }
 
+TEST(StringsTest, LastPathComponent) {
+  EXPECT_EQ(LastPathComponent("models/all-MiniLM-L6-v2"), "all-MiniLM-L6-v2");
+  EXPECT_EQ(LastPathComponent("models/bge-small/"), "bge-small");
+  EXPECT_EQ(LastPathComponent("stories260K.bin"), "stories260K.bin");
+  EXPECT_EQ(LastPathComponent("/"), "");
+}
+
 TEST(LogTest, FormatsLogfmtWithQuotingWhereNeeded) {
   const std::string line =
       FormatLogLine(LogLevel::kWarning, "disk slow", {{"path", "/a b"}, {"ms", 12}, {"ok", true}});
