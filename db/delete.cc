@@ -49,7 +49,6 @@ absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
     for (const std::string& id : doomed) batch.Delete(c.meta().id, ns, id);
   }
   RETURN_IF_ERROR(store_->Write(&batch));
-  NamespaceState* left;
   {
     absl::MutexLock l(&c.mu);
     if (whole_namespace) {
@@ -57,6 +56,15 @@ absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
     } else {
       for (const std::string& id : doomed) c.ApplyDelete(ns, id);
     }
+  }
+  AfterDeletes(c, ns);
+  return doomed.size();
+}
+
+void Engine::AfterDeletes(Collection& c, std::string_view ns) {
+  NamespaceState* left;
+  {
+    absl::ReaderMutexLock l(&c.mu);
     left = c.FindNamespace(ns);
   }
   if (left == nullptr) {
@@ -68,7 +76,6 @@ absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
   } else {
     MaintainIndex(c, ns, left);
   }
-  return doomed.size();
 }
 
 absl::StatusOr<uint64_t> Engine::DeleteIds(std::string_view collection, std::string_view ns,

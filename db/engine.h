@@ -91,6 +91,30 @@ class Engine {
 
   absl::StatusOr<QueryResult> Query(std::string_view collection, const QueryRequest& request);
 
+  // Documents (db/documents.cc). PutDocument stores the document and its
+  // chunks and removes the chunks of the version it replaces, in one atomic
+  // write: readers and restarts see all of the old version or all of the new.
+  absl::StatusOr<PutDocumentResult> PutDocument(std::string_view collection, std::string_view ns,
+                                                DocumentWrite doc);
+  // NOT_FOUND when absent.
+  absl::StatusOr<storage::StoredDocument> GetDocument(std::string_view collection,
+                                                      std::string_view ns, std::string_view id);
+  absl::StatusOr<ListDocumentsResult> ListDocuments(std::string_view collection,
+                                                    std::string_view ns, std::string_view prefix,
+                                                    uint32_t limit,
+                                                    std::string_view pagination_token);
+  // Deletes the document and all of its chunks; returns how many chunks
+  // (NOT_FOUND when the document does not exist).
+  absl::StatusOr<uint32_t> DeleteDocument(std::string_view collection, std::string_view ns,
+                                          std::string_view id);
+
+  // Changes with every write to the collection, also across restarts
+  // (storage::Store::CollectionEpoch).
+  absl::StatusOr<uint64_t> CollectionEpoch(std::string_view collection);
+  // The store's side table, for layers above that keep state durably (the
+  // answer cache); see storage::Store::PutSide.
+  storage::Store& side_store() { return *store_; }
+
   // Point-in-time copy of the database under <data dir>/snapshots/<name>.
   // Returns the path.
   absl::StatusOr<std::string> Snapshot(std::string_view name);
@@ -109,6 +133,9 @@ class Engine {
   absl::StatusOr<TextEmbedder*> EmbedderFor(const storage::CollectionConfig& config) const;
   // Fills the vectors of records that have text but no vector.
   absl::Status EmbedMissingVectors(const Collection& c, std::vector<storage::Record>* records);
+  // After deletes in `ns`: drops the namespace's index files when it is
+  // gone, or maintains its index. REQUIRES: c.write_mu held.
+  void AfterDeletes(Collection& c, std::string_view ns);
   absl::StatusOr<uint64_t> DeleteWhere(Collection& c, std::string_view ns,
                                        const storage::Filter* filter,
                                        const std::vector<std::string>* ids);

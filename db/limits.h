@@ -19,6 +19,8 @@ struct Limits {
   uint32_t max_fetch_ids = 1000;          // Ids per Fetch or Delete request.
   uint32_t max_list_limit = 10000;        // ListIds page size.
   uint32_t max_message_bytes = 64 << 20;  // gRPC request size.
+  uint32_t max_document_bytes = 4 << 20;  // Document text (the document path).
+  uint32_t max_document_chunks = 4096;    // Chunks one document may be cut into.
 
   absl::Status Validate() const;
 };

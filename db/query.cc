@@ -50,8 +50,8 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
   const CollectionConfig& config = c->config();
   QueryRequest req = req_in;
   const Limits& lim = options_.limits;
-  if (!config.embedding_model.empty() && !req.text.empty() && req.vector.empty() &&
-      req.id.empty()) {
+  if (req.embed_text && !config.embedding_model.empty() && !req.text.empty() &&
+      req.vector.empty() && req.id.empty()) {
     // Text on a collection bound to an embedding model is embedded for the
     // dense search (and, with a text index, also searched by BM25: hybrid).
     if (req.text.size() > lim.max_text_bytes || !IsValidUtf8(req.text)) {

@@ -12,6 +12,7 @@
 
 #include "common/json.h"
 #include "storage/collection_config.h"
+#include "storage/document.h"
 #include "storage/record.h"
 
 namespace quiver::db {
@@ -86,6 +87,10 @@ struct QueryRequest {
   bool include_metadata = false;
   bool exact = false;
   uint32_t ef_search = 0;
+  // On a collection bound to an embedding model, text without a vector is
+  // also embedded for a dense search (hybrid with BM25 where the collection
+  // has text search). False: text is searched by BM25 only.
+  bool embed_text = true;
 };
 
 // One list's part in a match: its source ("dense", "sparse", "text"), the
@@ -110,6 +115,27 @@ struct QueryResult {
   std::vector<Match> matches;
   bool exact = true;
   uint64_t scanned_count = 0;
+};
+
+// The document path: a document's source text and its chunk records, cut
+// and embedded by the caller (rag/), stored and replaced together.
+inline constexpr size_t kMaxDocumentIdBytes = 480;  // Leaves room for "#<chunk>".
+struct DocumentWrite {
+  std::string id;  // 1..kMaxDocumentIdBytes of UTF-8, no control characters.
+  std::string text;
+  storage::Metadata metadata;
+  // Chunk i has id storage::ChunkId(id, i), a vector, its text and metadata.
+  std::vector<storage::Record> chunks;
+};
+
+struct PutDocumentResult {
+  uint32_t chunk_count = 0;
+  uint32_t replaced_chunk_count = 0;  // Chunks of the version it replaced (0: new).
+};
+
+struct ListDocumentsResult {
+  std::vector<storage::StoredDocument> documents;  // Text left empty.
+  std::string next_pagination_token;               // Empty at the end.
 };
 
 using RankedHit = std::pair<std::string, float>;  // (record id, score), best first.

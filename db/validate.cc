@@ -18,7 +18,8 @@ using storage::Record;
 
 absl::Status Limits::Validate() const {
   if (max_batch_records < 1 || max_top_k < 1 || max_id_bytes < 1 || max_fetch_ids < 1 ||
-      max_list_limit < 1 || max_message_bytes < 1024) {
+      max_list_limit < 1 || max_message_bytes < 1024 || max_document_bytes < 1 ||
+      max_document_chunks < 1) {
     return absl::InvalidArgumentError("limits must be positive (message size at least 1024)");
   }
   return absl::OkStatus();

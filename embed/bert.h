@@ -54,6 +54,7 @@ class BertEncoder {
 
   // Tokenises for this model (specials added, truncated to max_tokens()).
   absl::StatusOr<nn::Encoding> Tokenize(const std::string& text) const;
+  const nn::Tokenizer& tokenizer() const { return *tokenizer_; }
   absl::StatusOr<nn::Encoding> TokenizePair(const std::string& a, const std::string& b) const;
 
   const BertConfig& config() const { return config_; }

@@ -22,6 +22,11 @@ class StaticAdapter : public EmbeddingModel {
   absl::StatusOr<nn::Encoding> Tokenize(const std::string& text) const override {
     return m_->tokenizer().Encode(text, /*add_special=*/false);
   }
+  absl::StatusOr<size_t> CountTokens(std::string_view text) const override {
+    ASSIGN_OR_RETURN(nn::Encoding e, m_->tokenizer().Encode(text, /*add_special=*/false));
+    return e.ids.size();
+  }
+  size_t max_content_tokens() const override { return StaticModel::kMaxTokens; }
   absl::StatusOr<std::vector<std::vector<float>>> EmbedBatch(
       const std::vector<nn::Encoding>& batch) override {
     std::vector<std::vector<float>> out;
@@ -43,6 +48,15 @@ class BertAdapter : public EmbeddingModel, public RerankModel {
   std::string_view device() const override { return device_; }
   absl::StatusOr<nn::Encoding> Tokenize(const std::string& text) const override {
     return m_->Tokenize(text);
+  }
+  absl::StatusOr<size_t> CountTokens(std::string_view text) const override {
+    ASSIGN_OR_RETURN(nn::Encoding e, m_->tokenizer().Encode(text, /*add_special=*/false));
+    return e.ids.size();
+  }
+  size_t max_content_tokens() const override {
+    auto specials = m_->tokenizer().Encode("", /*add_special=*/true);
+    const size_t n = specials.ok() ? specials->ids.size() : 0;
+    return m_->max_tokens() > n ? m_->max_tokens() - n : 0;
   }
   absl::StatusOr<std::vector<std::vector<float>>> EmbedBatch(
       const std::vector<nn::Encoding>& batch) override {

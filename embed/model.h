@@ -24,6 +24,12 @@ class EmbeddingModel {
   // model looks its vectors up on the host ("cpu") whatever the backend.
   virtual std::string_view device() const = 0;
   virtual absl::StatusOr<nn::Encoding> Tokenize(const std::string& text) const = 0;
+  // Tokens of `text` alone (no special tokens, no truncation): the unit
+  // documents are cut in.
+  virtual absl::StatusOr<size_t> CountTokens(std::string_view text) const = 0;
+  // The most content tokens one input may have before Tokenize truncates
+  // it (max_tokens less the special tokens it adds).
+  virtual size_t max_content_tokens() const = 0;
   // One embedding per encoding, in order.
   virtual absl::StatusOr<std::vector<std::vector<float>>> EmbedBatch(
       const std::vector<nn::Encoding>& batch) = 0;

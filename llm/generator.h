@@ -62,6 +62,7 @@ class Generator {
   const Tokenizer& tokenizer() const { return *loaded_.tokenizer; }
   const LlamaConfig& config() const { return scheduler_->config(); }
   Scheduler& scheduler() { return *scheduler_; }
+  bool has_chat_template() const { return chat_template_ != nullptr; }
 
   // The model's chat template applied to `messages`. INVALID_ARGUMENT when
   // the model has no usable template or it rejects the conversation.

@@ -93,6 +93,12 @@ absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionCo
     c.text.text_field = t.text_field();
   }
   c.embedding_model = proto.embedding().model();
+  if (proto.embedding().chunk_tokens() != 0) {
+    c.chunking.chunk_tokens = proto.embedding().chunk_tokens();
+  }
+  c.chunking.overlap_tokens = proto.embedding().has_overlap_tokens()
+                                  ? proto.embedding().overlap_tokens()
+                                  : storage::DefaultOverlapTokens(c.chunking.chunk_tokens);
   // With an embedding model the dimension may be left 0: the engine takes
   // the model's.
   if (c.embedding_model.empty() || c.dimension != 0) RETURN_IF_ERROR(c.Validate());
@@ -131,7 +137,11 @@ void CollectionInfoToProto(const db::CollectionInfo& info, v1::CollectionInfo* p
     t->set_bm25_b(c.text.bm25_b);
     t->set_text_field(c.text.text_field);
   }
-  if (!c.embedding_model.empty()) pc->mutable_embedding()->set_model(c.embedding_model);
+  if (!c.embedding_model.empty()) {
+    pc->mutable_embedding()->set_model(c.embedding_model);
+    pc->mutable_embedding()->set_chunk_tokens(c.chunking.chunk_tokens);
+    pc->mutable_embedding()->set_overlap_tokens(c.chunking.overlap_tokens);
+  }
   proto->set_record_count(info.record_count);
   proto->set_namespace_count(info.namespace_count);
   proto->set_created_unix_ms(info.meta.created_unix_ms);

@@ -92,6 +92,15 @@ ABSL_FLAG(uint32_t, max_fetch_ids, 1000, "Ids per Fetch or Delete request");
 ABSL_FLAG(uint32_t, max_sparse_entries, 2048, "Non-zero entries of a sparse vector");
 ABSL_FLAG(uint32_t, max_list_limit, 10000, "Largest ListIds page");
 ABSL_FLAG(uint32_t, embed_max_inputs, 2048, "Texts per Embed request and documents per Rerank");
+ABSL_FLAG(uint32_t, max_document_bytes, 4 << 20,
+          "Largest document text in bytes (Rag.UpsertDocument)");
+ABSL_FLAG(uint32_t, max_document_chunks, 4096, "Most chunks one document may be cut into");
+ABSL_FLAG(uint32_t, answer_cache_entries, 10000,
+          "Answers Rag.Ask keeps (exact and semantic cache; 0 disables it)");
+ABSL_FLAG(uint32_t, answer_cache_mb, 256, "Memory the answer cache may hold (MiB)");
+ABSL_FLAG(int64_t, answer_cache_ttl_s, 7 * 24 * 3600, "Seconds a cached answer lives (0: forever)");
+ABSL_FLAG(double, semantic_cache_threshold, 0.97,
+          "Cosine similarity at which a new question reuses a cached answer (above 1: off)");
 
 namespace {
 
@@ -227,6 +236,13 @@ int main(int argc, char** argv) {
   lim.max_fetch_ids = absl::GetFlag(FLAGS_max_fetch_ids);
   lim.max_sparse_entries = absl::GetFlag(FLAGS_max_sparse_entries);
   lim.max_list_limit = absl::GetFlag(FLAGS_max_list_limit);
+  lim.max_document_bytes = absl::GetFlag(FLAGS_max_document_bytes);
+  lim.max_document_chunks = absl::GetFlag(FLAGS_max_document_chunks);
+  options.answer_cache.max_entries = absl::GetFlag(FLAGS_answer_cache_entries);
+  options.answer_cache.max_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_answer_cache_mb)) << 20;
+  options.answer_cache.ttl_seconds = absl::GetFlag(FLAGS_answer_cache_ttl_s);
+  options.answer_cache.semantic_threshold =
+      static_cast<float>(absl::GetFlag(FLAGS_semantic_cache_threshold));
   options.listen = absl::StrSplit(absl::GetFlag(FLAGS_listen), ',', absl::SkipWhitespace());
   options.rpc_threads = absl::GetFlag(FLAGS_threads);
   options.embed.device = device;

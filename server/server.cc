@@ -52,6 +52,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     engine_options.embedders[s->embedding_->embed_name()] = s->text_embedder_.get();
   }
   ASSIGN_OR_RETURN(s->engine_, db::Engine::Open(engine_options));
+  ASSIGN_OR_RETURN(s->answer_cache_,
+                   rag::AnswerCache::Open(options.answer_cache, &s->engine_->side_store()));
+  s->pipeline_ = std::make_unique<rag::Pipeline>(s->engine_.get(), s->embedding_.get(),
+                                                 s->generator_.get(), s->answer_cache_.get());
 
   ServerFacts facts;
   facts.version = kVersion;
@@ -64,7 +68,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   s->points_ = std::make_unique<PointsService>(s->engine_.get());
   s->search_ = std::make_unique<SearchService>(s->engine_.get());
   s->models_ = std::make_unique<ModelsService>(s->embedding_.get(), s->generator_.get());
-  s->rag_ = std::make_unique<RagService>();
+  s->rag_ = std::make_unique<RagService>(s->pipeline_.get());
   s->admin_ = std::make_unique<AdminService>(s->engine_.get(), facts);
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -13,6 +13,8 @@
 #include "embed/service.h"
 #include "grpcpp/server.h"
 #include "llm/generator.h"
+#include "rag/answer_cache.h"
+#include "rag/pipeline.h"
 #include "server/services.h"
 
 namespace quiver::server {
@@ -26,6 +28,7 @@ struct ServerOptions {
   // host:port addresses; port 0 picks a free port (see bound_ports()).
   std::vector<std::string> listen = {"127.0.0.1:50051"};
   int rpc_threads = 16;  // Most concurrent RPC handlers. REQUIRES: >= 1.
+  rag::AnswerCacheOptions answer_cache;
   absl::Status Validate() const;
 };
 
@@ -52,6 +55,8 @@ class Server {
   std::unique_ptr<db::TextEmbedder> text_embedder_;  // Adapts embedding_ for the engine.
   std::unique_ptr<llm::Generator> generator_;        // Null without --llm_model.
   std::unique_ptr<db::Engine> engine_;
+  std::unique_ptr<rag::AnswerCache> answer_cache_;
+  std::unique_ptr<rag::Pipeline> pipeline_;
   std::unique_ptr<CollectionsService> collections_;
   std::unique_ptr<PointsService> points_;
   std::unique_ptr<SearchService> search_;

@@ -220,10 +220,10 @@ grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* 
 // ---- Models and RAG -------------------------------------------------------
 
 namespace {
-grpc::Status NotBuilt(std::string_view what) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      StrCat(what, " is not built yet in this server"));
+v1::FinishReason FinishToProto(llm::FinishReason r) {
+  return r == llm::FinishReason::kStop ? v1::FINISH_REASON_STOP : v1::FINISH_REASON_LENGTH;
 }
+
 }  // namespace
 
 grpc::Status ModelsService::Embed(grpc::ServerContext*, const v1::EmbedRequest* req,
@@ -290,8 +290,7 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
     if (e.done) {
       resp.set_prompt_tokens(static_cast<uint32_t>(e.prompt_tokens));
       resp.set_completion_tokens(static_cast<uint32_t>(e.completion_tokens));
-      resp.set_finish_reason(e.reason == llm::FinishReason::kStop ? v1::FINISH_REASON_STOP
-                                                                  : v1::FINISH_REASON_LENGTH);
+      resp.set_finish_reason(FinishToProto(e.reason));
     }
     if (!writer->Write(resp)) {
       // The client went away: stop the work and read to the final event.
@@ -333,9 +332,176 @@ grpc::Status ModelsService::ListModels(grpc::ServerContext*, const v1::ListModel
   return grpc::Status::OK;
 }
 
-grpc::Status RagService::Ask(grpc::ServerContext*, const v1::AskRequest*,
-                             grpc::ServerWriter<v1::AskResponse>*) {
-  return NotBuilt("Rag.Ask: the RAG pipeline (rag/, embed/, llm/)");
+namespace {
+
+void DocumentToProto(const storage::StoredDocument& d, v1::Document* proto) {
+  proto->set_id(d.id);
+  proto->set_text(d.text);
+  if (!d.metadata.empty()) {
+    JsonToStruct(storage::MetadataToJson(d.metadata), proto->mutable_metadata());
+  }
+  proto->set_chunk_count(d.chunk_count);
+  proto->set_updated_unix_ms(d.updated_unix_ms);
+}
+
+// Ask's events onto the gRPC stream.
+class GrpcAskSink final : public rag::AskSink {
+ public:
+  explicit GrpcAskSink(grpc::ServerWriter<v1::AskResponse>* writer) : writer_(writer) {}
+  bool Sources(const std::vector<rag::Source>& sources) override {
+    v1::AskResponse resp;
+    v1::AskSources* out = resp.mutable_sources();
+    for (const rag::Source& s : sources) {
+      v1::AskSource* p = out->add_sources();
+      p->set_number(s.number);
+      p->set_document_id(s.document_id);
+      p->set_chunk(s.chunk);
+      p->set_record_id(s.record_id);
+      p->set_text(s.text);
+      p->set_heading(s.heading);
+      p->set_score(s.score);
+      p->set_dense_score(s.dense_score);
+      p->set_text_score(s.text_score);
+      p->set_rerank_score(s.rerank_score);
+      p->set_start_byte(s.start_byte);
+      p->set_end_byte(s.end_byte);
+      if (!s.metadata.empty()) {
+        JsonToStruct(storage::MetadataToJson(s.metadata), p->mutable_metadata());
+      }
+    }
+    return writer_->Write(resp);
+  }
+  bool Token(std::string_view text, int token_id) override {
+    v1::AskResponse resp;
+    resp.mutable_generation()->set_text(std::string(text));
+    if (token_id >= 0) resp.mutable_generation()->add_token_ids(static_cast<uint32_t>(token_id));
+    return writer_->Write(resp);
+  }
+  bool Done(const rag::AskSummary& s) override {
+    v1::AskResponse resp;
+    v1::AskDone* d = resp.mutable_done();
+    d->set_prompt_tokens(s.prompt_tokens);
+    d->set_completion_tokens(s.completion_tokens);
+    d->set_finish_reason(FinishToProto(s.finish));
+    v1::AskTimings* t = d->mutable_timings();
+    t->set_embed_ms(s.timings.embed_ms);
+    t->set_retrieve_ms(s.timings.retrieve_ms);
+    t->set_rerank_ms(s.timings.rerank_ms);
+    t->set_pack_ms(s.timings.pack_ms);
+    t->set_prefill_ms(s.timings.prefill_ms);
+    t->set_decode_ms(s.timings.decode_ms);
+    t->set_total_ms(s.timings.total_ms);
+    switch (s.cache) {
+      case rag::CacheStatus::kMiss:
+        d->set_cache(v1::CACHE_STATUS_MISS);
+        break;
+      case rag::CacheStatus::kExactHit:
+        d->set_cache(v1::CACHE_STATUS_EXACT_HIT);
+        break;
+      case rag::CacheStatus::kSemanticHit:
+        d->set_cache(v1::CACHE_STATUS_SEMANTIC_HIT);
+        break;
+      case rag::CacheStatus::kBypass:
+        d->set_cache(v1::CACHE_STATUS_BYPASS);
+        break;
+    }
+    for (uint32_t n : s.cited) d->add_cited(n);
+    for (uint32_t n : s.unknown_citations) d->add_unknown_citations(n);
+    d->set_model(s.model);
+    return writer_->Write(resp);
+  }
+
+ private:
+  grpc::ServerWriter<v1::AskResponse>* writer_;
+};
+
+}  // namespace
+
+grpc::Status RagService::UpsertDocument(grpc::ServerContext*, const v1::UpsertDocumentRequest* req,
+                                        v1::UpsertDocumentResponse* resp) {
+  rag::DocumentInput doc;
+  doc.id = req->document().id();
+  doc.text = req->document().text();
+  if (req->document().has_metadata()) {
+    auto md = storage::MetadataFromJson(StructToJson(req->document().metadata()));
+    if (!md.ok()) return ToGrpcStatus(md.status());
+    doc.metadata = *std::move(md);
+  }
+  auto r = pipeline_->UpsertDocument(req->collection(), req->namespace_(), std::move(doc));
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  resp->set_chunk_count(r->chunk_count);
+  resp->set_replaced_chunk_count(r->replaced_chunk_count);
+  resp->set_tokens(r->tokens);
+  return grpc::Status::OK;
+}
+
+grpc::Status RagService::GetDocument(grpc::ServerContext*, const v1::GetDocumentRequest* req,
+                                     v1::GetDocumentResponse* resp) {
+  auto d = pipeline_->GetDocument(req->collection(), req->namespace_(), req->id());
+  if (!d.ok()) return ToGrpcStatus(d.status());
+  DocumentToProto(*d, resp->mutable_document());
+  return grpc::Status::OK;
+}
+
+grpc::Status RagService::ListDocuments(grpc::ServerContext*, const v1::ListDocumentsRequest* req,
+                                       v1::ListDocumentsResponse* resp) {
+  auto r = pipeline_->ListDocuments(req->collection(), req->namespace_(), req->prefix(),
+                                    req->limit(), req->pagination_token());
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  for (const storage::StoredDocument& d : r->documents) DocumentToProto(d, resp->add_documents());
+  resp->set_next_pagination_token(r->next_pagination_token);
+  return grpc::Status::OK;
+}
+
+grpc::Status RagService::DeleteDocument(grpc::ServerContext*, const v1::DeleteDocumentRequest* req,
+                                        v1::DeleteDocumentResponse* resp) {
+  auto n = pipeline_->DeleteDocument(req->collection(), req->namespace_(), req->id());
+  if (!n.ok()) return ToGrpcStatus(n.status());
+  resp->set_deleted_chunk_count(*n);
+  return grpc::Status::OK;
+}
+
+grpc::Status RagService::Ask(grpc::ServerContext* ctx, const v1::AskRequest* req,
+                             grpc::ServerWriter<v1::AskResponse>* writer) {
+  rag::AskRequest r;
+  r.collection = req->collection();
+  r.ns = req->namespace_();
+  r.question = req->question();
+  r.top_k = req->top_k();
+  r.candidate_k = req->candidate_k();
+  if (req->has_filter()) r.filter = StructToJson(req->filter());
+  r.rerank = req->rerank();
+  switch (req->mode()) {
+    case v1::RETRIEVAL_MODE_DENSE:
+      r.mode = rag::RetrievalMode::kDense;
+      break;
+    case v1::RETRIEVAL_MODE_TEXT:
+      r.mode = rag::RetrievalMode::kText;
+      break;
+    case v1::RETRIEVAL_MODE_HYBRID:
+      r.mode = rag::RetrievalMode::kHybrid;
+      break;
+    default:
+      r.mode = rag::RetrievalMode::kAuto;
+  }
+  const v1::SamplingParams& sp = req->sampling();
+  r.generation.model = req->llm_model();
+  r.generation.temperature = sp.temperature();
+  r.generation.top_k = sp.top_k();
+  r.generation.top_p = sp.top_p();
+  r.generation.repetition_penalty = sp.repetition_penalty();
+  r.generation.seed = sp.seed();
+  r.generation.max_tokens = sp.max_tokens();
+  r.generation.stop.assign(sp.stop().begin(), sp.stop().end());
+  r.system_prompt = req->system_prompt();
+  r.prompt_template = req->prompt_template();
+  for (const v1::ChatMessage& m : req->history()) r.history.push_back({m.role(), m.content()});
+  r.context_tokens = req->context_tokens();
+  r.no_cache = req->no_cache();
+  r.cache_nondeterministic = req->cache_nondeterministic();
+  GrpcAskSink sink(writer);
+  absl::Status s = pipeline_->Ask(r, &sink, [ctx] { return ctx->IsCancelled(); });
+  return ToGrpcStatus(s);
 }
 
 // ---- Admin ----------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include "quiver/v1/points.grpc.pb.h"
 #include "quiver/v1/rag.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
+#include "rag/pipeline.h"
 
 namespace quiver::server {
 
@@ -83,8 +84,20 @@ class ModelsService final : public v1::Models::Service {
 
 class RagService final : public v1::Rag::Service {
  public:
+  explicit RagService(rag::Pipeline* pipeline) : pipeline_(pipeline) {}
+  grpc::Status UpsertDocument(grpc::ServerContext*, const v1::UpsertDocumentRequest*,
+                              v1::UpsertDocumentResponse*) override;
+  grpc::Status GetDocument(grpc::ServerContext*, const v1::GetDocumentRequest*,
+                           v1::GetDocumentResponse*) override;
+  grpc::Status ListDocuments(grpc::ServerContext*, const v1::ListDocumentsRequest*,
+                             v1::ListDocumentsResponse*) override;
+  grpc::Status DeleteDocument(grpc::ServerContext*, const v1::DeleteDocumentRequest*,
+                              v1::DeleteDocumentResponse*) override;
   grpc::Status Ask(grpc::ServerContext*, const v1::AskRequest*,
                    grpc::ServerWriter<v1::AskResponse>*) override;
+
+ private:
+  rag::Pipeline* pipeline_;
 };
 
 struct ServerFacts {

@@ -60,6 +60,16 @@ absl::Status CollectionConfig::Validate() const {
       return absl::InvalidArgumentError("text.bm25_b must be in [0, 1]");
     }
   }
+  if (chunking.chunk_tokens < kMinChunkTokens || chunking.chunk_tokens > kMaxChunkTokens) {
+    return absl::InvalidArgumentError(StrCat("chunk_tokens is ", chunking.chunk_tokens,
+                                             "; it must be in ", kMinChunkTokens, "..",
+                                             kMaxChunkTokens));
+  }
+  if (chunking.overlap_tokens * 2 >= chunking.chunk_tokens) {
+    return absl::InvalidArgumentError(StrCat("overlap_tokens is ", chunking.overlap_tokens,
+                                             "; it must be less than half of chunk_tokens (",
+                                             chunking.chunk_tokens, ")"));
+  }
   return absl::OkStatus();
 }
 
@@ -92,6 +102,10 @@ std::string EncodeCollectionMeta(const CollectionMeta& meta) {
   PutFloat(&out, c.text.bm25_b);
   PutLengthPrefixed(&out, c.text.text_field);
   PutLengthPrefixed(&out, c.embedding_model);
+  // Added after format 1 shipped: entries written before end here and
+  // decode with the defaults.
+  PutVarint64(&out, c.chunking.chunk_tokens);
+  PutVarint64(&out, c.chunking.overlap_tokens);
   return out;
 }
 
@@ -125,8 +139,15 @@ absl::StatusOr<CollectionMeta> DecodeCollectionMeta(std::string_view in) {
   in.remove_prefix(1);
   if (!GetLengthPrefixed(&in, &analyzer) || !GetFloat(&in, &c.text.bm25_k1) ||
       !GetFloat(&in, &c.text.bm25_b) || !GetLengthPrefixed(&in, &field) ||
-      !GetLengthPrefixed(&in, &model) || !in.empty()) {
+      !GetLengthPrefixed(&in, &model)) {
     return corrupt("text or embedding settings");
+  }
+  if (!in.empty()) {
+    uint64_t chunk, overlap;
+    if (!GetVarint64(&in, &chunk) || !GetVarint64(&in, &overlap) || !in.empty()) {
+      return corrupt("chunking settings");
+    }
+    c.chunking = {static_cast<uint32_t>(chunk), static_cast<uint32_t>(overlap)};
   }
   c.text.analyzer = std::string(analyzer);
   c.text.text_field = std::string(field);

@@ -33,6 +33,20 @@ struct TextParams {
   std::string text_field;  // Empty: Record.text.
 };
 
+// How the document path cuts documents into chunk records (rag/), in tokens
+// of the collection's embedding model.
+struct ChunkParams {
+  uint32_t chunk_tokens = 256;   // REQUIRES: kMinChunkTokens..kMaxChunkTokens.
+  uint32_t overlap_tokens = 32;  // REQUIRES: < chunk_tokens / 2.
+};
+inline constexpr uint32_t kMinChunkTokens = 8;
+inline constexpr uint32_t kMaxChunkTokens = 8192;
+// The overlap when only chunk_tokens is given: 32, or a quarter of small
+// chunks.
+inline uint32_t DefaultOverlapTokens(uint32_t chunk_tokens) {
+  return chunk_tokens / 4 < 32 ? chunk_tokens / 4 : 32;
+}
+
 struct CollectionConfig {
   std::string name;
   uint32_t dimension = 0;
@@ -41,6 +55,7 @@ struct CollectionConfig {
   HnswParams hnsw;                            // Used when index == kHnsw.
   TextParams text;
   std::string embedding_model;  // Empty: none bound.
+  ChunkParams chunking;
 
   // INVALID_ARGUMENT naming the field for a bad name, dimension or parameter.
   absl::Status Validate() const;

@@ -1,5 +1,7 @@
 #include "storage/store.h"
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 
 #include "absl/strings/match.h"
@@ -20,6 +22,8 @@ namespace {
 constexpr char kCatalogCf[] = "catalog";
 constexpr char kRecordsCf[] = "records";
 constexpr char kIndexDataCf[] = "index_data";
+constexpr char kDocumentsCf[] = "documents";
+constexpr char kSideCf[] = "side";
 // Catalog key holding the next collection id (a fixed32). Collection names
 // cannot start with '\0', so it never collides with an entry.
 constexpr std::string_view kNextIdKey("\0next_collection_id", 19);
@@ -54,6 +58,20 @@ bool ParseRecordKey(std::string_view key, std::string_view* ns, std::string_view
 }
 
 rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+
+// Side-table key of a collection's epoch: '\0' "epoch" + big-endian id
+// (callers' keys are printable, so they never collide).
+std::string EpochKey(uint32_t collection_id) {
+  std::string key("\0epoch", 6);
+  PutBigEndian32(&key, collection_id);
+  return key;
+}
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 }  // namespace
 
@@ -96,11 +114,13 @@ absl::Status StoreOptions::Validate() const {
 }
 
 void RecordBatch::Put(uint32_t collection_id, std::string_view ns, const StoredRecord& stored) {
+  collections_.insert(collection_id);
   batch_.Put(records_, RecordKey(collection_id, ns, stored.record.id), EncodeStoredRecord(stored));
   ++count_;
 }
 
 void RecordBatch::Delete(uint32_t collection_id, std::string_view ns, std::string_view id) {
+  collections_.insert(collection_id);
   batch_.Delete(records_, RecordKey(collection_id, ns, id));
   ++count_;
 }
@@ -108,10 +128,25 @@ void RecordBatch::Delete(uint32_t collection_id, std::string_view ns, std::strin
 void RecordBatch::DeleteNamespace(uint32_t collection_id, std::string_view ns) {
   // Ids are UTF-8, which never contains the byte 0xFF, so prefix + 0xFF bounds
   // every key of the namespace.
+  collections_.insert(collection_id);
   const std::string begin = NamespacePrefix(collection_id, ns);
   batch_.DeleteRange(records_, begin, begin + "\xff");
+  batch_.DeleteRange(documents_, begin, begin + "\xff");
   // Index data keys continue the prefix with a kind byte below 0xFF.
   batch_.DeleteRange(index_data_, begin, begin + "\xff");
+  ++count_;
+}
+
+void RecordBatch::PutDocument(uint32_t collection_id, std::string_view ns,
+                              const StoredDocument& doc) {
+  collections_.insert(collection_id);
+  batch_.Put(documents_, RecordKey(collection_id, ns, doc.id), EncodeStoredDocument(doc));
+  ++count_;
+}
+
+void RecordBatch::DeleteDocument(uint32_t collection_id, std::string_view ns, std::string_view id) {
+  collections_.insert(collection_id);
+  batch_.Delete(documents_, RecordKey(collection_id, ns, id));
   ++count_;
 }
 
@@ -143,6 +178,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
       {kCatalogCf, cf_options},
       {kRecordsCf, records_options},
       {kIndexDataCf, cf_options},
+      {kDocumentsCf, cf_options},
+      {kSideCf, cf_options},
   };
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
@@ -159,6 +196,8 @@ Store::Store(StoreOptions options, std::unique_ptr<rocksdb::DB> db,
       catalog_(handles[1]),
       records_(handles[2]),
       index_data_(handles[3]),
+      documents_(handles[4]),
+      side_(handles[5]),
       handles_(std::move(handles)) {
   if (options_.sync == SyncPolicy::kBatch) syncer_ = std::thread([this] { SyncLoop(); });
 }
@@ -191,11 +230,121 @@ void Store::SyncLoop() {
 }
 
 absl::Status Store::Write(RecordBatch* batch) {
+  {
+    // Epochs are microsecond clock readings, kept increasing per
+    // collection, so a value seen before a restart is never seen again
+    // after a later write.
+    absl::MutexLock lock(&epoch_mu_);
+    for (uint32_t id : batch->collections_) {
+      ASSIGN_OR_RETURN(uint64_t last, LoadEpoch(id));
+      const uint64_t next = std::max<uint64_t>(last + 1, NowMicros());
+      epochs_[id] = next;
+      std::string value;
+      PutFixed64(&value, next);
+      batch->batch_.Put(side_, EpochKey(id), value);
+    }
+  }
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync == SyncPolicy::kAlways;
   RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch->batch_), "writing records"));
   wal_dirty_.store(true, std::memory_order_relaxed);
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Store::LoadEpoch(uint32_t collection_id) {
+  auto it = epochs_.find(collection_id);
+  if (it != epochs_.end()) return it->second;
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), side_, EpochKey(collection_id), &value);
+  uint64_t epoch = 0;
+  if (s.ok()) {
+    std::string_view in(value);
+    if (!GetFixed64(&in, &epoch)) return absl::DataLossError("a collection epoch is damaged");
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "reading a collection epoch");
+  }
+  epochs_[collection_id] = epoch;
+  return epoch;
+}
+
+absl::StatusOr<uint64_t> Store::CollectionEpoch(uint32_t collection_id) {
+  absl::MutexLock lock(&epoch_mu_);
+  return LoadEpoch(collection_id);
+}
+
+absl::StatusOr<std::optional<StoredDocument>> Store::GetDocument(uint32_t collection_id,
+                                                                 std::string_view ns,
+                                                                 std::string_view id) {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), documents_, RecordKey(collection_id, ns, id), &value);
+  if (s.IsNotFound()) return std::optional<StoredDocument>();
+  RETURN_IF_ERROR(FromRocks(s, "reading a document"));
+  ASSIGN_OR_RETURN(StoredDocument doc, DecodeStoredDocument(id, value));
+  return std::optional<StoredDocument>(std::move(doc));
+}
+
+absl::StatusOr<std::vector<StoredDocument>> Store::ListDocuments(uint32_t collection_id,
+                                                                 std::string_view ns,
+                                                                 std::string_view prefix,
+                                                                 std::string_view start_after,
+                                                                 size_t limit) {
+  const std::string ns_prefix = NamespacePrefix(collection_id, ns);
+  const std::string seek = ns_prefix + std::string(prefix);
+  const std::string end = ns_prefix + "\xff";
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, documents_));
+  std::vector<StoredDocument> out;
+  it->Seek(start_after.empty() || start_after < prefix ? seek
+                                                       : ns_prefix + std::string(start_after));
+  for (; it->Valid() && out.size() < limit; it->Next()) {
+    const std::string_view key(it->key().data(), it->key().size());
+    const std::string_view id = key.substr(ns_prefix.size());
+    if (!id.starts_with(prefix)) break;
+    if (!start_after.empty() && id <= start_after) continue;
+    ASSIGN_OR_RETURN(
+        StoredDocument doc,
+        DecodeStoredDocument(id, std::string_view(it->value().data(), it->value().size())));
+    out.push_back(std::move(doc));
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "listing documents"));
+  return out;
+}
+
+absl::Status Store::PutSide(std::string_view key, std::string_view value) {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync == SyncPolicy::kAlways;
+  RETURN_IF_ERROR(FromRocks(db_->Put(wo, side_, ToSlice(key), ToSlice(value)), "writing"));
+  wal_dirty_.store(true, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::string>> Store::GetSide(std::string_view key) {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), side_, ToSlice(key), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  RETURN_IF_ERROR(FromRocks(s, "reading"));
+  return std::optional<std::string>(std::move(value));
+}
+
+absl::Status Store::DeleteSide(std::string_view key) {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync == SyncPolicy::kAlways;
+  return FromRocks(db_->Delete(wo, side_, ToSlice(key)), "deleting");
+}
+
+absl::Status Store::ScanSide(
+    std::string_view prefix,
+    const std::function<absl::Status(std::string_view key, std::string_view value)>& visit) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), side_));
+  for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+    const std::string_view key(it->key().data(), it->key().size());
+    if (!key.starts_with(prefix)) break;
+    RETURN_IF_ERROR(visit(key, std::string_view(it->value().data(), it->value().size())));
+  }
+  return FromRocks(it->status(), "scanning");
 }
 
 absl::StatusOr<CollectionMeta> Store::CreateCollection(const CollectionConfig& config,
@@ -237,6 +386,8 @@ absl::Status Store::DropCollection(const CollectionMeta& meta) {
   const std::string end = CollectionPrefix(meta.id + 1);
   wb.DeleteRange(records_, begin, end);
   wb.DeleteRange(index_data_, begin, end);
+  wb.DeleteRange(documents_, begin, end);
+  wb.Delete(side_, EpochKey(meta.id));
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync != SyncPolicy::kNone;
   return FromRocks(db_->Write(wo, &wb), "dropping collection");

@@ -14,12 +14,15 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/kv.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "storage/collection_config.h"
+#include "storage/document.h"
 #include "storage/record.h"
 
 namespace quiver::storage {
@@ -52,18 +55,24 @@ class RecordBatch {
  public:
   void Put(uint32_t collection_id, std::string_view ns, const StoredRecord& stored);
   void Delete(uint32_t collection_id, std::string_view ns, std::string_view id);
-  // Deletes every record of the namespace and its saved index data.
+  // Deletes every record and document of the namespace and its saved index
+  // data.
   void DeleteNamespace(uint32_t collection_id, std::string_view ns);
+  void PutDocument(uint32_t collection_id, std::string_view ns, const StoredDocument& doc);
+  void DeleteDocument(uint32_t collection_id, std::string_view ns, std::string_view id);
   size_t count() const { return count_; }
 
  private:
   friend class Store;
-  RecordBatch(rocksdb::ColumnFamilyHandle* records, rocksdb::ColumnFamilyHandle* index_data)
-      : records_(records), index_data_(index_data) {}
+  RecordBatch(rocksdb::ColumnFamilyHandle* records, rocksdb::ColumnFamilyHandle* index_data,
+              rocksdb::ColumnFamilyHandle* documents)
+      : records_(records), index_data_(index_data), documents_(documents) {}
   rocksdb::ColumnFamilyHandle* records_;
   rocksdb::ColumnFamilyHandle* index_data_;
+  rocksdb::ColumnFamilyHandle* documents_;
   rocksdb::WriteBatch batch_;
   size_t count_ = 0;
+  absl::flat_hash_set<uint32_t> collections_;  // Touched: their epochs move.
 };
 
 // Thread-safe.
@@ -86,9 +95,37 @@ class Store {
   // Every catalog entry that decodes; names of damaged entries go to `damaged`.
   absl::StatusOr<std::vector<CollectionMeta>> LoadCatalog(std::vector<std::string>* damaged);
 
-  RecordBatch NewBatch() { return RecordBatch(records_, index_data_); }
-  // Applies the batch atomically with the store's sync policy.
+  RecordBatch NewBatch() { return RecordBatch(records_, index_data_, documents_); }
+  // Applies the batch atomically with the store's sync policy, and moves the
+  // epoch of every collection it touches.
   absl::Status Write(RecordBatch* batch);
+
+  // A value that changes (grows) with every write to the collection and
+  // survives restarts: caches of answers derived from a collection's
+  // content compare it to know they are stale. 0 before the first write.
+  absl::StatusOr<uint64_t> CollectionEpoch(uint32_t collection_id);
+
+  // Documents (see storage/document.h); nullopt when absent.
+  absl::StatusOr<std::optional<StoredDocument>> GetDocument(uint32_t collection_id,
+                                                            std::string_view ns,
+                                                            std::string_view id);
+  // Documents in `ns` whose ids start with `prefix` and sort after
+  // `start_after` (all when empty), in byte order, at most `limit`.
+  absl::StatusOr<std::vector<StoredDocument>> ListDocuments(uint32_t collection_id,
+                                                            std::string_view ns,
+                                                            std::string_view prefix,
+                                                            std::string_view start_after,
+                                                            size_t limit);
+
+  // The side table: small key/value state of layers above the engine (the
+  // answer cache), written durably one pair at a time. Keys are the
+  // caller's; ScanSide visits those starting with `prefix` in key order.
+  absl::Status PutSide(std::string_view key, std::string_view value);
+  absl::StatusOr<std::optional<std::string>> GetSide(std::string_view key);
+  absl::Status DeleteSide(std::string_view key);
+  absl::Status ScanSide(
+      std::string_view prefix,
+      const std::function<absl::Status(std::string_view key, std::string_view value)>& visit);
 
   // The record, or nullopt when absent.
   absl::StatusOr<std::optional<StoredRecord>> Get(uint32_t collection_id, std::string_view ns,
@@ -136,9 +173,16 @@ class Store {
   rocksdb::ColumnFamilyHandle* catalog_;  // Owned by handles_.
   rocksdb::ColumnFamilyHandle* records_;
   rocksdb::ColumnFamilyHandle* index_data_;
+  rocksdb::ColumnFamilyHandle* documents_;
+  rocksdb::ColumnFamilyHandle* side_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 
   absl::Mutex catalog_mu_;  // Serialises catalog changes (id allocation).
+
+  absl::Mutex epoch_mu_;
+  absl::flat_hash_map<uint32_t, uint64_t> epochs_ ABSL_GUARDED_BY(epoch_mu_);  // Loaded lazily.
+  absl::StatusOr<uint64_t> LoadEpoch(uint32_t collection_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(epoch_mu_);
 
   absl::Mutex sync_mu_;
   bool stopping_ ABSL_GUARDED_BY(sync_mu_) = false;

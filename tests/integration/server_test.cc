@@ -253,7 +253,7 @@ TEST_F(ServerTest, FailedBatchIsAtomic) {
   EXPECT_EQ(stats.total_record_count(), 0u);
 }
 
-TEST_F(ServerTest, UnloadedModelsAndUnbuiltRagAnswerWithAReason) {
+TEST_F(ServerTest, UnloadedModelsAndBadAsksAnswerWithAReason) {
   grpc::ClientContext c2;
   v1::GenerateResponse gr;
   auto reader = models_->Generate(&c2, v1::GenerateRequest());
@@ -265,9 +265,20 @@ TEST_F(ServerTest, UnloadedModelsAndUnbuiltRagAnswerWithAReason) {
   grpc::ClientContext c3;
   auto ask = rag_->Ask(&c3, v1::AskRequest());
   v1::AskResponse ar;
-  while (ask->Read(&ar)) {
-  }
-  EXPECT_EQ(ask->Finish().error_code(), grpc::UNIMPLEMENTED);
+  EXPECT_FALSE(ask->Read(&ar));
+  s = ask->Finish();
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("question"));
+  // A collection bound to no embedding model cannot answer questions.
+  v1::AskRequest q;
+  q.set_collection("docs");
+  q.set_question("what?");
+  grpc::ClientContext c4;
+  ask = rag_->Ask(&c4, q);
+  EXPECT_FALSE(ask->Read(&ar));
+  s = ask->Finish();
+  EXPECT_EQ(s.error_code(), grpc::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("no embedding model"));
 }
 
 TEST_F(ServerTest, TextQueriesUseBm25OnTextEnabledCollections) {
