@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "client/args.h"
 #include "client/import.h"
+#include "client/ingest.h"
 #include "client/output.h"
 #include "common/json.h"
 #include "common/strings.h"
@@ -22,6 +23,7 @@
 #include "quiver/v1/collections.grpc.pb.h"
 #include "quiver/v1/models.grpc.pb.h"
 #include "quiver/v1/points.grpc.pb.h"
+#include "quiver/v1/rag.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 
 namespace quiver::client {
@@ -38,9 +40,10 @@ Global options:
 Commands:
   health                                   server health
   info                                     version, limits, settings
-  collections create NAME --dimension=N [--metric=cosine|dot|l2]
+  collections create NAME (--dimension=N | --embedding-model=MODEL) [--metric=cosine|dot|l2]
                      [--index=flat|hnsw [--m=16 --ef-construction=200 --ef-search=64]]
                      [--text-analyzer=standard|english|cjk]   (enables BM25 text search)
+                     [--chunk-tokens=256 --overlap-tokens=32]  (documents, with a model)
   collections list
   collections get NAME
   collections delete NAME
@@ -64,6 +67,20 @@ Commands:
                   [--chat [--system=TEXT]]  streams generated text as it is produced;
                                            --chat sends PROMPT as a user message
                                            through the model's chat template
+  ingest COLLECTION PATH... [--namespace=NS] [--parallel=4] [--resume]
+                            [--progress=auto|always|never]
+      Documents: .txt and .md files (directories searched recursively; the id is
+      the path relative to the directory named) and .jsonl lines of
+      {"id": "...", "text": "...", "metadata": {...}}; --resume skips the documents
+      an interrupted run acknowledged (recorded in PATH.quiver-ingest-COLLECTION)
+  ask COLLECTION QUESTION [--top-k=5] [--candidates=N] [--filter=JSON] [--rerank]
+                          [--mode=auto|dense|text|hybrid] [--namespace=NS] [--no-cache]
+                          [--max-tokens=256] [--temperature=0] [--seed=S] [--system=TEXT]
+                          [--template='...{context}...{question}...'] [--model=LLM]
+      streams the numbered sources, then the answer, then usage and timings
+  documents get COLLECTION ID [--namespace=NS]       a document's whole text
+  documents list COLLECTION [--prefix=P] [--limit=100] [--token=T] [--namespace=NS]
+  documents delete COLLECTION ID [--namespace=NS]    the document and all its chunks
   update COLLECTION ID [--values=JSON] [--set-metadata=JSON] [--text=TEXT] [--namespace=NS]
   delete COLLECTION (ID... | --filter=JSON | --all) [--namespace=NS]
   list-ids COLLECTION [--prefix=P] [--limit=100] [--token=T] [--namespace=NS]
@@ -121,11 +138,18 @@ const std::set<std::string> kKnownOptions = {"addr",
                                              "seed",
                                              "stop",
                                              "chat",
-                                             "system"};
+                                             "system",
+                                             "embedding-model",
+                                             "chunk-tokens",
+                                             "overlap-tokens",
+                                             "rerank",
+                                             "no-cache",
+                                             "mode",
+                                             "template"};
 
 const std::set<std::string> kBooleans = {
-    "json", "resume", "include-values", "include-metadata", "explain",
-    "all",  "help",   "exact",          "normalize",        "chat"};
+    "json",  "resume",    "include-values", "include-metadata", "explain", "all", "help",
+    "exact", "normalize", "chat",           "rerank",           "no-cache"};
 
 struct UsageError {
   std::string message;
@@ -176,6 +200,9 @@ class Cli {
         {"rerank", &Cli::Rerank},
         {"models", &Cli::Models},
         {"generate", &Cli::Generate},
+        {"ingest", &Cli::Ingest},
+        {"ask", &Cli::Ask},
+        {"documents", &Cli::Documents},
     };
     auto it = kCommands.find(cmd);
     if (it == kCommands.end()) return Usage(StrCat("unknown command \"", cmd, "\""));
@@ -296,6 +323,30 @@ class Cli {
 
   void Print(const std::string& s) const { std::fwrite(s.data(), 1, s.size(), stdout); }
 
+  // --max-tokens, --seed, --temperature, --top-p, --repetition-penalty,
+  // --stop (and --top-k, which ask uses for sources).
+  bool SamplingOptions(v1::SamplingParams* sp, bool with_top_k) const {
+    auto max_tokens = args_.GetInt("max-tokens", 256, 1, 1 << 20);
+    auto top_k = args_.GetInt(with_top_k ? "top-k" : "", 0, 0, 1 << 20);
+    auto seed = args_.GetInt("seed", 0, 0, INT64_MAX);
+    for (const auto* r : {&max_tokens, &top_k, &seed}) {
+      if (!r->ok()) {
+        Usage(std::string(r->status().message()));
+        return false;
+      }
+    }
+    sp->set_max_tokens(static_cast<uint32_t>(*max_tokens));
+    sp->set_top_k(static_cast<uint32_t>(*top_k));
+    sp->set_seed(static_cast<uint64_t>(*seed));
+    if (!FloatOptions(sp, {{"temperature", &v1::SamplingParams::set_temperature},
+                           {"top-p", &v1::SamplingParams::set_top_p},
+                           {"repetition-penalty", &v1::SamplingParams::set_repetition_penalty}})) {
+      return false;
+    }
+    if (args_.Has("stop")) sp->add_stop(args_.Get("stop"));
+    return true;
+  }
+
   // Calls one unary RPC; on success prints the response as JSON (--json) or
   // through `human`. Returns the exit code.
   template <typename Stub, typename Req, typename Resp>
@@ -394,8 +445,21 @@ class Cli {
       c->set_name(name);
       auto dim = args_.GetInt("dimension", 0, 1, 1 << 30);
       if (!dim.ok()) return Usage(std::string(dim.status().message()));
-      if (*dim == 0) return Usage("--dimension is required");
-      c->set_dimension(static_cast<uint32_t>(*dim));
+      const std::string model = args_.Get("embedding-model");
+      if (*dim == 0 && model.empty()) return Usage("--dimension or --embedding-model is required");
+      c->set_dimension(static_cast<uint32_t>(*dim));  // 0: the model's.
+      if (!model.empty()) {
+        auto* e = c->mutable_embedding();
+        e->set_model(model);
+        auto chunk = args_.GetInt("chunk-tokens", 0, 1, 1 << 20);
+        auto overlap = args_.GetInt("overlap-tokens", 0, 0, 1 << 20);
+        if (!chunk.ok()) return Usage(std::string(chunk.status().message()));
+        if (!overlap.ok()) return Usage(std::string(overlap.status().message()));
+        e->set_chunk_tokens(static_cast<uint32_t>(*chunk));
+        if (args_.Has("overlap-tokens")) e->set_overlap_tokens(static_cast<uint32_t>(*overlap));
+      } else if (args_.Has("chunk-tokens") || args_.Has("overlap-tokens")) {
+        return Usage("--chunk-tokens and --overlap-tokens need --embedding-model");
+      }
       const std::string metric = args_.Get("metric", "cosine");
       if (metric == "cosine")
         c->set_metric(v1::METRIC_COSINE);
@@ -611,22 +675,7 @@ class Cli {
       req.set_prompt(args_.positional()[1]);
     }
     req.set_model(args_.Get("model"));
-    v1::SamplingParams* sp = req.mutable_sampling();
-    auto max_tokens = args_.GetInt("max-tokens", 256, 1, 1 << 20);
-    auto top_k = args_.GetInt("top-k", 0, 0, 1 << 20);
-    auto seed = args_.GetInt("seed", 0, 0, INT64_MAX);
-    for (const auto* r : {&max_tokens, &top_k, &seed}) {
-      if (!r->ok()) return Usage(std::string(r->status().message()));
-    }
-    sp->set_max_tokens(static_cast<uint32_t>(*max_tokens));
-    sp->set_top_k(static_cast<uint32_t>(*top_k));
-    sp->set_seed(static_cast<uint64_t>(*seed));
-    if (!FloatOptions(sp, {{"temperature", &v1::SamplingParams::set_temperature},
-                           {"top-p", &v1::SamplingParams::set_top_p},
-                           {"repetition-penalty", &v1::SamplingParams::set_repetition_penalty}})) {
-      return 2;
-    }
-    if (args_.Has("stop")) sp->add_stop(args_.Get("stop"));
+    if (!SamplingOptions(req.mutable_sampling(), /*with_top_k=*/true)) return 2;
     auto stub = v1::Models::NewStub(channel_);
     grpc::ClientContext ctx;
     Context(&ctx);
@@ -647,6 +696,217 @@ class Cli {
     if (!st.ok()) return Failed(st);
     std::fprintf(stderr, "[finished: %s, %u tokens]\n", reason, completion);
     return 0;
+  }
+
+  int Ingest() {
+    IngestOptions o;
+    if (!Positional(1, "collection", &o.collection)) return 2;
+    if (args_.positional().size() < 3) return Usage("ingest needs at least one PATH");
+    o.paths.assign(args_.positional().begin() + 2, args_.positional().end());
+    o.ns = args_.Get("namespace");
+    auto parallel = args_.GetInt("parallel", 4, 1, 64);
+    if (!parallel.ok()) return Usage(std::string(parallel.status().message()));
+    o.parallel = static_cast<int>(*parallel);
+    o.resume = args_.Has("resume");
+    // Beside the first path, as import's state file is.
+    std::string first = o.paths[0];
+    while (first.size() > 1 && first.back() == '/') first.pop_back();
+    o.state_path = StrCat(first, ".quiver-ingest-", o.collection);
+    o.rpc_timeout = std::max(timeout_, absl::Seconds(300));
+    const std::string progress = args_.Get("progress", "auto");
+    if (progress == "always")
+      o.progress = IngestOptions::Progress::kAlways;
+    else if (progress == "never")
+      o.progress = IngestOptions::Progress::kNever;
+    else if (progress != "auto")
+      return Usage("--progress must be auto, always or never");
+    auto stub = v1::Rag::NewStub(channel_);
+    auto result = client::Ingest(stub.get(), o);
+    if (!result.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(result.status().message()).c_str());
+      return 1;
+    }
+    if (json_) {
+      Print(StrCat("{\"documents\":", result->documents, ",\"skipped\":", result->skipped,
+                   ",\"chunks\":", result->chunks, ",\"tokens\":", result->tokens,
+                   ",\"seconds\":", result->seconds, "}\n"));
+    } else {
+      char line[256];
+      std::snprintf(
+          line, sizeof(line),
+          "ingested %llu documents (%llu chunks, %llu tokens) into %s in %.2f s%s\n",
+          static_cast<unsigned long long>(result->documents),
+          static_cast<unsigned long long>(result->chunks),
+          static_cast<unsigned long long>(result->tokens), o.collection.c_str(), result->seconds,
+          result->skipped > 0 ? StrCat("; ", result->skipped, " done before, skipped").c_str()
+                              : "");
+      Print(line);
+    }
+    return 0;
+  }
+
+  int Ask() {
+    v1::AskRequest req;
+    std::string collection, question;
+    if (!Positional(1, "collection", &collection) || !Positional(2, "question", &question)) {
+      return 2;
+    }
+    if (args_.positional().size() > 3) return Usage("ask takes one QUESTION (quote it)");
+    req.set_collection(collection);
+    req.set_question(question);
+    req.set_namespace_(args_.Get("namespace"));
+    auto top_k = args_.GetInt("top-k", 0, 0, 1000);
+    auto candidates = args_.GetInt("candidates", 0, 0, 100000);
+    for (const auto* r : {&top_k, &candidates}) {
+      if (!r->ok()) return Usage(std::string(r->status().message()));
+    }
+    req.set_top_k(static_cast<uint32_t>(*top_k));
+    req.set_candidate_k(static_cast<uint32_t>(*candidates));
+    bool has_filter = false;
+    if (!StructOption("filter", req.mutable_filter(), &has_filter)) return 2;
+    if (!has_filter) req.clear_filter();
+    req.set_rerank(args_.Has("rerank"));
+    req.set_no_cache(args_.Has("no-cache"));
+    const std::string mode = args_.Get("mode", "auto");
+    if (mode == "dense")
+      req.set_mode(v1::RETRIEVAL_MODE_DENSE);
+    else if (mode == "text")
+      req.set_mode(v1::RETRIEVAL_MODE_TEXT);
+    else if (mode == "hybrid")
+      req.set_mode(v1::RETRIEVAL_MODE_HYBRID);
+    else if (mode != "auto")
+      return Usage("--mode must be auto, dense, text or hybrid");
+    req.set_llm_model(args_.Get("model"));
+    req.set_system_prompt(args_.Get("system"));
+    req.set_prompt_template(args_.Get("template"));
+    if (!SamplingOptions(req.mutable_sampling(), /*with_top_k=*/false)) return 2;
+    auto stub = v1::Rag::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Context(&ctx);
+    auto reader = stub->Ask(&ctx, req);
+    v1::AskResponse resp;
+    bool answering = false;
+    while (reader->Read(&resp)) {
+      if (json_) {
+        std::string line;
+        (void)google::protobuf::util::MessageToJsonString(resp, &line);
+        Print(line + "\n");
+        continue;
+      }
+      if (resp.has_sources()) {
+        if (resp.sources().sources_size() == 0) Print("No sources found.\n");
+        for (const v1::AskSource& s : resp.sources().sources()) {
+          std::string text = s.text();
+          for (char& c : text) {
+            if (c == '\n') c = ' ';
+          }
+          if (text.size() > 160) {
+            size_t cut = 157;
+            while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+            text = text.substr(0, cut) + "...";
+          }
+          char score[64];
+          std::snprintf(score, sizeof(score), "%.4f",
+                        s.rerank_score() != 0 ? s.rerank_score() : s.score());
+          Print(StrCat("[", s.number(), "] ", s.document_id(), " #", s.chunk(),
+                       s.heading().empty() ? "" : StrCat(" (", s.heading(), ")"), "  score ", score,
+                       "\n    ", text, "\n"));
+        }
+        Print("\n");
+      } else if (resp.has_generation()) {
+        answering = true;
+        std::fwrite(resp.generation().text().data(), 1, resp.generation().text().size(), stdout);
+        std::fflush(stdout);
+      } else if (resp.has_done()) {
+        const v1::AskDone& d = resp.done();
+        const v1::AskTimings& t = d.timings();
+        if (answering) Print("\n");
+        std::string cited;
+        for (uint32_t n : d.cited()) cited += StrCat(cited.empty() ? "" : ",", n);
+        std::string unknown;
+        for (uint32_t n : d.unknown_citations()) unknown += StrCat(unknown.empty() ? "" : ",", n);
+        const char* cache = d.cache() == v1::CACHE_STATUS_EXACT_HIT      ? "exact hit"
+                            : d.cache() == v1::CACHE_STATUS_SEMANTIC_HIT ? "semantic hit"
+                            : d.cache() == v1::CACHE_STATUS_MISS         ? "miss"
+                                                                         : "bypass";
+        char line[512];
+        std::snprintf(line, sizeof(line),
+                      "\n[%s: %u prompt + %u completion tokens; cache %s; cited [%s]%s%s]\n"
+                      "[embed %.1f ms, retrieve %.1f ms, rerank %.1f ms, pack %.1f ms, prefill "
+                      "%.1f ms, decode %.1f ms, total %.1f ms]\n",
+                      d.model().c_str(), d.prompt_tokens(), d.completion_tokens(), cache,
+                      cited.c_str(), unknown.empty() ? "" : "; no such source: ", unknown.c_str(),
+                      t.embed_ms(), t.retrieve_ms(), t.rerank_ms(), t.pack_ms(), t.prefill_ms(),
+                      t.decode_ms(), t.total_ms());
+        std::fputs(line, stderr);
+      }
+    }
+    grpc::Status st = reader->Finish();
+    if (!st.ok()) {
+      std::fflush(stdout);
+      return Failed(st);
+    }
+    return 0;
+  }
+
+  int Documents() {
+    std::string sub, collection;
+    if (!Positional(1, "documents subcommand (get, list, delete)", &sub) ||
+        !Positional(2, "collection", &collection)) {
+      return 2;
+    }
+    auto stub = v1::Rag::NewStub(channel_);
+    const std::string ns = args_.Get("namespace");
+    if (sub == "list") {
+      v1::ListDocumentsRequest req;
+      req.set_collection(collection);
+      req.set_namespace_(ns);
+      req.set_prefix(args_.Get("prefix"));
+      auto limit = args_.GetInt("limit", 100, 1, 1 << 30);
+      if (!limit.ok()) return Usage(std::string(limit.status().message()));
+      req.set_limit(static_cast<uint32_t>(*limit));
+      req.set_pagination_token(args_.Get("token"));
+      return Call<v1::Rag::Stub, v1::ListDocumentsRequest, v1::ListDocumentsResponse>(
+          stub.get(), &v1::Rag::Stub::ListDocuments, req,
+          [&](const v1::ListDocumentsResponse& resp) {
+            Table t({"ID", "CHUNKS", "UPDATED"});
+            for (const v1::Document& d : resp.documents()) {
+              t.AddRow(
+                  {d.id(), StrCat(d.chunk_count()),
+                   absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(d.updated_unix_ms()),
+                                    absl::UTCTimeZone())});
+            }
+            Print(t.Render());
+            if (!resp.next_pagination_token().empty()) {
+              Print(StrCat("next page: --token=", resp.next_pagination_token(), "\n"));
+            }
+          });
+    }
+    std::string id;
+    if (!Positional(3, "document id", &id)) return 2;
+    if (sub == "get") {
+      v1::GetDocumentRequest req;
+      req.set_collection(collection);
+      req.set_namespace_(ns);
+      req.set_id(id);
+      return Call<v1::Rag::Stub, v1::GetDocumentRequest, v1::GetDocumentResponse>(
+          stub.get(), &v1::Rag::Stub::GetDocument, req, [&](const v1::GetDocumentResponse& resp) {
+            Print(resp.document().text());
+            if (!resp.document().text().ends_with("\n")) Print("\n");
+          });
+    }
+    if (sub == "delete") {
+      v1::DeleteDocumentRequest req;
+      req.set_collection(collection);
+      req.set_namespace_(ns);
+      req.set_id(id);
+      return Call<v1::Rag::Stub, v1::DeleteDocumentRequest, v1::DeleteDocumentResponse>(
+          stub.get(), &v1::Rag::Stub::DeleteDocument, req,
+          [&](const v1::DeleteDocumentResponse& resp) {
+            Print(StrCat("deleted document ", id, " (", resp.deleted_chunk_count(), " chunks)\n"));
+          });
+    }
+    return Usage(StrCat("unknown documents subcommand \"", sub, "\""));
   }
 
   int Models() {

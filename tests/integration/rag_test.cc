@@ -5,10 +5,13 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/json.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -52,6 +55,12 @@ const std::vector<std::string>& KoreanDocs() {
       "합니다.",
   };
   return docs;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out;
+  AppendJsonString(&out, s);
+  return out;
 }
 
 struct AskResult {
@@ -522,6 +531,80 @@ TEST_F(RagTest, KillDuringReplacesLeavesOneWholeVersion) {
     EXPECT_THAT(r.text(), HasSubstr(mark)) << r.id();
     EXPECT_THAT(r.text(), ::testing::Not(HasSubstr(is_a ? "beta" : "alpha"))) << r.id();
   }
+}
+
+TEST_F(RagTest, TheCliCreatesIngestsAsksAndManagesDocuments) {
+  StartServer(ModelFlags(true));
+  auto cli = [&](std::vector<std::string> args, std::string* out) {
+    args.insert(args.begin(), "--addr=" + server_->address());
+    return testing::RunCli(args, out);
+  };
+  std::string out;
+  ASSERT_EQ(cli({"collections", "create", "kb", "--embedding-model=test-model-float32",
+                 "--chunk-tokens=24", "--overlap-tokens=4", "--text-analyzer=cjk"},
+                &out),
+            0)
+      << out;
+  EXPECT_EQ(cli({"collections", "create", "x", "--chunk-tokens=24", "--dimension=3"}, &out), 2);
+  EXPECT_THAT(out, HasSubstr("--embedding-model"));
+
+  // A directory of Markdown, text and JSONL (one bad line).
+  const std::string corpus = dir_.path() + "/corpus";
+  std::filesystem::create_directories(corpus + "/sub");
+  auto write = [](const std::string& path, const std::string& text) {
+    std::ofstream(path, std::ios::binary) << text;
+  };
+  write(corpus + "/rivers.md", EnglishDocs()[0]);
+  write(corpus + "/sub/animals.txt", EnglishDocs()[1]);
+  write(corpus + "/skip.bin", "not a document");
+  write(corpus + "/z.jsonl", "{\"id\": \"ko-1\", \"text\": \"" + KoreanDocs()[0].substr(0, 60) +
+                                 "\", \"metadata\": {\"lang\": \"ko\"}}\n"
+                                 "{\"id\": \"bad\"}\n");
+  EXPECT_EQ(cli({"ingest", "kb", corpus, "--parallel=1", "--progress=never"}, &out), 1);
+  EXPECT_THAT(out, HasSubstr("z.jsonl:2"));
+  EXPECT_THAT(out, HasSubstr("--resume"));
+  write(corpus + "/z.jsonl", "{\"id\": \"ko-1\", \"text\": \"" + KoreanDocs()[0].substr(0, 60) +
+                                 "\", \"metadata\": {\"lang\": \"ko\"}}\n"
+                                 "{\"id\": \"space\", \"text\": " +
+                                 JsonString(EnglishDocs()[2]) + "}\n");
+  ASSERT_EQ(cli({"ingest", "kb", corpus, "--resume", "--progress=never"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("ingested 1 documents"));
+  EXPECT_THAT(out, HasSubstr("3 done before, skipped"));
+  EXPECT_FALSE(std::filesystem::exists(corpus + ".quiver-ingest-kb"));
+
+  ASSERT_EQ(cli({"documents", "list", "kb"}, &out), 0) << out;
+  for (const char* id : {"rivers.md", "sub/animals.txt", "ko-1", "space"}) {
+    EXPECT_THAT(out, HasSubstr(id));
+  }
+  ASSERT_EQ(cli({"documents", "get", "kb", "rivers.md"}, &out), 0) << out;
+  EXPECT_EQ(out, EnglishDocs()[0] + "\n");
+
+  ASSERT_EQ(
+      cli({"ask", "kb", "Which river flows through Seoul?", "--top-k=2", "--max-tokens=24"}, &out),
+      0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("[1] rivers.md #"));
+  EXPECT_THAT(out, HasSubstr("(Rivers)"));
+  EXPECT_THAT(out, HasSubstr("prompt +"));
+  EXPECT_THAT(out, HasSubstr("cache miss"));
+  EXPECT_THAT(out, HasSubstr("retrieve"));
+  ASSERT_EQ(
+      cli({"ask", "kb", "Which river flows through Seoul?", "--top-k=2", "--max-tokens=24"}, &out),
+      0);
+  EXPECT_THAT(out, HasSubstr("cache exact hit"));
+  ASSERT_EQ(cli({"--json", "ask", "kb", "cats", "--filter={\"lang\": \"ko\"}", "--no-cache",
+                 "--max-tokens=8"},
+                &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("\"documentId\":\"ko-1\""));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("animals")));
+  EXPECT_THAT(out, HasSubstr("\"done\""));
+
+  ASSERT_EQ(cli({"documents", "delete", "kb", "sub/animals.txt"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("deleted document sub/animals.txt"));
+  EXPECT_EQ(cli({"documents", "get", "kb", "sub/animals.txt"}, &out), 1);
+  EXPECT_THAT(out, HasSubstr("NOT_FOUND"));
 }
 
 }  // namespace
