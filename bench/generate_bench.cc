@@ -6,8 +6,12 @@
 // from them. Prints the memory-bandwidth bound for single-stream decode: bytes of weights read per
 // token / measured read bandwidth (the GPU's copy bandwidth with --device=cuda).
 //
+// Also times the first token of prompts sharing a --prefix_tokens head with
+// and without the prefix cache (random-110M with a 2,048-token context).
+//
 //   build/bench/generate_bench [--device=cpu|cuda] [--tokens=32] [--streams=1,4,16,64]
-//                              [--quantized=q8_0,q4_0,q4_k,q6_k,f16]
+//                              [--quantized=q8_0,q4_0,q4_k,q6_k,f16] [--prefix_tokens=1000]
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -110,6 +114,7 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
   quiver::llm::SchedulerOptions o;
   o.max_seqs = 64;
   o.kv_blocks = 64 * ((64 + max_tokens + 15) / 16 + 1) + (c.seq_len + 15) / 16;
+  o.prefix_cache = false;  // Prefill is timed on repeated prompts; see BenchPrefixReuse.
   auto engine = quiver::llm::NewDecodeEngine(&model, device, quiver::llm::KvCacheBlocks(c, o),
                                              o.block_size, quiver::llm::MaxStepRows(o));
   if (!engine.ok()) {
@@ -159,6 +164,53 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
               static_cast<unsigned long long>(st.steps),
               st.steps ? double(st.rows) / st.steps : 0.0,
               static_cast<unsigned long long>(st.max_active));
+}
+
+// Time to first token for prompts that share a long head (a system prompt,
+// a RAG template and sources): cold, every head new; warm, the head's KV
+// blocks reused from the prefix cache. Medians of `runs` each.
+void BenchPrefixReuse(const quiver::llm::LlamaModel& model,
+                      const quiver::llm::Llama2cTokenizer& tok, int prefix_tokens,
+                      const std::string& device) {
+  const auto& c = model.config();
+  quiver::llm::SchedulerOptions o;
+  o.max_seqs = 4;
+  o.kv_blocks = 8 * ((c.seq_len + 15) / 16);
+  auto engine = quiver::llm::NewDecodeEngine(&model, device, o.kv_blocks, o.block_size,
+                                             quiver::llm::MaxStepRows(o));
+  if (!engine.ok()) {
+    std::printf("prefix reuse: %s\n", engine.status().ToString().c_str());
+    return;
+  }
+  Scheduler s(*std::move(engine), &tok, o);
+  // Heads differ from the first block on (a different number of leading
+  // " a"), so a cold run shares nothing with earlier ones.
+  auto head = [&](int variant) {
+    std::string h;
+    for (int i = 0; i <= variant; ++i) h += " a";
+    while (static_cast<int>(tok.Encode(h, true, false).size()) < prefix_tokens) {
+      h += " Once upon a time there was";
+    }
+    return h;
+  };
+  RunStreams(s, 1, head(99) + " Hi", 2);  // Warm-up.
+  constexpr int kRuns = 7;
+  std::vector<double> cold, warm;
+  for (int i = 0; i < kRuns; ++i) {
+    cold.push_back(RunStreams(s, 1, head(i) + " Hi", 1).ttft);
+    warm.push_back(RunStreams(s, 1, head(i) + " time", 1).ttft);
+  }
+  std::sort(cold.begin(), cold.end());
+  std::sort(warm.begin(), warm.end());
+  const int tokens = static_cast<int>(tok.Encode(head(0) + " Hi", true, false).size());
+  const auto st = s.stats();
+  std::printf(
+      "  prefix reuse: %d-token prompts sharing all but the last token: time to first token "
+      "cold %.1f ms, warm %.1f ms (medians of %d) -> warm/cold %.3f; %llu of %llu prompt tokens "
+      "came from the cache\n",
+      tokens, cold[kRuns / 2] * 1e3, warm[kRuns / 2] * 1e3, kRuns,
+      warm[kRuns / 2] / cold[kRuns / 2], static_cast<unsigned long long>(st.cached_prompt_tokens),
+      static_cast<unsigned long long>(st.prompt_tokens));
 }
 
 }  // namespace
@@ -230,6 +282,14 @@ int main(int argc, char** argv) {
   }
   const auto& tok = *loaded_tok;
   Bench("random-110M", **model, *tok, tokens, streams, bw, device);
+  {
+    // The same weights with a 2,048-token context, for a 1,000-token head.
+    quiver::llm::LlamaConfig long_c = c;
+    long_c.seq_len = 2048;
+    auto long_model = quiver::testing::RandomLlama(long_c, 5, 0.02f, /*tied=*/true);
+    const int prefix = std::stoi(Flag(argc, argv, "prefix_tokens", "1000"));
+    if (long_model.ok()) BenchPrefixReuse(**long_model, *tok, prefix, device);
+  }
   // The same model as GGUF files, kept quantized in memory
   // (--quantized=q8_0,q4_0 by default; empty skips them).
   std::stringstream quantized(Flag(argc, argv, "quantized", "q8_0,q4_0"));

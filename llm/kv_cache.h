@@ -5,7 +5,10 @@
 #define QUIVER_LLM_KV_CACHE_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <list>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "llm/config.h"
@@ -30,6 +33,48 @@ class KvBlockPool {
   int block_size_;
   size_t num_blocks_;
   std::vector<int> free_;
+};
+
+// Prefix sharing over a pool: full KV blocks are published under a hash of
+// every token up to the block's end (so content and position match), and a
+// later sequence whose prompt starts with the same tokens takes those
+// blocks instead of computing them again. Blocks are reference counted;
+// published blocks no sequence holds stay cached and are evicted least
+// recently used first when the pool runs out. Not thread-safe (the
+// scheduler thread owns it).
+class PrefixCache {
+ public:
+  explicit PrefixCache(KvBlockPool* pool);
+  // The hash of a block of `tokens` following a prefix that hashed to
+  // `prev` (0 for the first block).
+  static uint64_t ChainHash(uint64_t prev, const int* tokens, int count);
+
+  // A block for a sequence to write (reference count 1): a free one, else
+  // the least recently used cached one; -1 when every block is held.
+  int Allocate();
+  // Blocks Allocate can still hand out.
+  size_t available() const { return pool_->free_blocks() + lru_.size(); }
+  // The cached block with `hash`, now held once more; -1 when none.
+  int Acquire(uint64_t hash);
+  // Makes a full block the caller holds findable by `hash`. When another
+  // block already has it, this one stays private.
+  void Publish(uint64_t hash, int block);
+  // Drops one hold: a private block goes back to the pool, a published one
+  // stays cached until evicted.
+  void Release(int block);
+  size_t cached_blocks() const { return by_hash_.size(); }
+
+ private:
+  struct Block {
+    int refs = 0;
+    bool published = false;
+    uint64_t hash = 0;
+    std::list<int>::iterator lru;  // Valid when published and refs == 0.
+  };
+  KvBlockPool* pool_;
+  std::vector<Block> blocks_;
+  std::unordered_map<uint64_t, int> by_hash_;
+  std::list<int> lru_;  // Published blocks nobody holds; least recent first.
 };
 
 // Keys and values of many sequences in fixed-size blocks of positions, so

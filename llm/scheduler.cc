@@ -18,10 +18,15 @@ struct Scheduler::Sequence {
   // Cancelled by the caller, or its client went away.
   bool Cancelled() const { return handle->cancelled_.load() || (gone && gone()); }
   std::vector<int> prompt;  // With BOS.
-  std::vector<int> blocks;  // Reserved KV blocks.
-  int fed = 0;              // Positions in the cache.
-  int last = -1;            // The last token (fed next while decoding).
-  int budget = 0;           // Positions reserved: prompt + new tokens.
+  std::vector<int> blocks;  // Reserved KV blocks (held in prefix_).
+  // Hashes of the prompt's full blocks (PrefixCache::ChainHash), those
+  // published so far, and the positions taken from the cache.
+  std::vector<uint64_t> block_hashes;
+  size_t published = 0;
+  int cached = 0;
+  int fed = 0;     // Positions in the cache.
+  int last = -1;   // The last token (fed next while decoding).
+  int budget = 0;  // Positions reserved: prompt + new tokens.
   std::vector<int> generated;
   std::string raw;      // Bytes not yet a whole UTF-8 character.
   std::string pending;  // Text held back (may start a stop sequence).
@@ -44,6 +49,7 @@ Scheduler::Scheduler(std::unique_ptr<DecodeEngine> engine, const Tokenizer* toke
                      SchedulerOptions options)
     : engine_(std::move(engine)),
       cache_(*engine_->pool()),
+      prefix_(&cache_),
       tokenizer_(tokenizer),
       options_(options),
       thread_([this] { Loop(); }) {}
@@ -101,6 +107,14 @@ absl::StatusOr<std::shared_ptr<Scheduler::Handle>> Scheduler::Submit(
   const size_t blocks = (seq->budget + cache_.block_size() - 1) / cache_.block_size();
   if (blocks > cache_.total_blocks()) {
     return absl::InvalidArgumentError("the request needs more KV cache than the server has");
+  }
+  if (options_.prefix_cache) {
+    const int bs = cache_.block_size();
+    uint64_t h = 0;
+    for (int b = 0; (b + 1) * bs <= prompt_len; ++b) {
+      h = PrefixCache::ChainHash(h, seq->prompt.data() + static_cast<size_t>(b) * bs, bs);
+      seq->block_hashes.push_back(h);
+    }
   }
   seq->sampler = std::make_unique<Sampler>(params.temperature, params.top_p, params.seed);
   seq->params = std::move(params);
@@ -178,8 +192,9 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
   s.pending.clear();
   e.prompt_tokens = static_cast<int>(s.prompt.size());
   e.completion_tokens = static_cast<int>(s.generated.size());
+  e.cached_prompt_tokens = s.cached;
   s.on_event(e);
-  for (int b : s.blocks) cache_.Free(b);
+  for (int b : s.blocks) prefix_.Release(b);
   s.blocks.clear();
 }
 
@@ -267,9 +282,28 @@ void Scheduler::Loop() {
     // Admit waiting requests while sequences and KV blocks allow.
     while (!waiting_.empty() && static_cast<int>(active_.size()) < options_.max_seqs) {
       Sequence& s = *waiting_.front();
-      const size_t need = (s.budget + cache_.block_size() - 1) / cache_.block_size();
-      if (need > cache_.free_blocks()) break;
-      for (size_t i = 0; i < need; ++i) s.blocks.push_back(cache_.Allocate());
+      const int bs = cache_.block_size();
+      const size_t need = (s.budget + bs - 1) / bs;
+      // Cached blocks of the prompt's prefix; the last prompt position is
+      // always computed (its logits give the first token).
+      const size_t reusable =
+          std::min(s.block_hashes.size(), (s.prompt.size() - 1) / static_cast<size_t>(bs));
+      for (size_t i = 0; i < reusable; ++i) {
+        const int b = prefix_.Acquire(s.block_hashes[i]);
+        if (b < 0) break;
+        s.blocks.push_back(b);
+      }
+      if (need - s.blocks.size() > prefix_.available()) {
+        for (int b : s.blocks) prefix_.Release(b);
+        s.blocks.clear();
+        break;
+      }
+      s.published = s.blocks.size();
+      s.cached = static_cast<int>(s.blocks.size()) * bs;
+      s.fed = s.cached;
+      while (s.blocks.size() < need) s.blocks.push_back(prefix_.Allocate());
+      stats_.prompt_tokens += s.prompt.size();
+      stats_.cached_prompt_tokens += s.cached;
       active_.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
     }
@@ -326,6 +360,12 @@ void Scheduler::Loop() {
         Sequence& s = *owners[r].first;
         const int pos = owners[r].second;
         s.fed = pos + 1;
+        // Prompt blocks now full are findable by later requests.
+        while (s.published < s.block_hashes.size() &&
+               s.fed >= static_cast<int>(s.published + 1) * cache_.block_size()) {
+          prefix_.Publish(s.block_hashes[s.published], s.blocks[s.published]);
+          ++s.published;
+        }
         if (sampled[r] < 0) continue;
         const int next = sampled[r];
         if (tokenizer_->IsEnd(next)) {

@@ -45,6 +45,7 @@ struct TokenEvent {
   bool done = false;
   FinishReason reason = FinishReason::kNone;
   int prompt_tokens = 0, completion_tokens = 0;
+  int cached_prompt_tokens = 0;  // Prompt positions taken from the prefix cache.
 };
 
 struct SchedulerOptions {
@@ -56,6 +57,10 @@ struct SchedulerOptions {
   size_t kv_blocks = 0;
   size_t kv_cache_bytes = size_t{1} << 30;
   size_t max_queue = 1024;  // Waiting requests before RESOURCE_EXHAUSTED.
+  // Share full KV blocks of prompt prefixes between requests (PrefixCache):
+  // a request whose prompt starts like an earlier one's skips computing
+  // those positions. Outputs are the same either way.
+  bool prefix_cache = true;
 };
 
 // KV blocks for a cache sized by `options` (kv_blocks, else kv_cache_bytes
@@ -106,6 +111,7 @@ class Scheduler {
 
   struct Stats {
     uint64_t steps = 0, rows = 0, max_active = 0;
+    uint64_t prompt_tokens = 0, cached_prompt_tokens = 0;  // Of admitted requests.
   };
   Stats stats() const;
   const SchedulerOptions& options() const { return options_; }
@@ -121,6 +127,7 @@ class Scheduler {
 
   const std::unique_ptr<DecodeEngine> engine_;
   KvBlockPool& cache_;  // engine_'s.
+  PrefixCache prefix_;  // Over cache_; owns every allocation.
   const Tokenizer* tokenizer_;
   const SchedulerOptions options_;
   mutable std::mutex mu_;

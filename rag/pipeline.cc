@@ -549,6 +549,7 @@ absl::Status Pipeline::Ask(const AskRequest& req, AskSink* sink, std::function<b
     if (e.done) {
       summary.prompt_tokens = static_cast<uint32_t>(e.prompt_tokens);
       summary.completion_tokens = static_cast<uint32_t>(e.completion_tokens);
+      summary.cached_prompt_tokens = static_cast<uint32_t>(e.cached_prompt_tokens);
       summary.finish = e.reason;
       break;
     }

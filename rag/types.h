@@ -82,6 +82,7 @@ struct Timings {
 
 struct AskSummary {
   uint32_t prompt_tokens = 0, completion_tokens = 0;
+  uint32_t cached_prompt_tokens = 0;  // Supplied by the prefix KV cache.
   llm::FinishReason finish = llm::FinishReason::kNone;
   Timings timings;
   CacheStatus cache = CacheStatus::kBypass;

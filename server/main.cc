@@ -71,6 +71,8 @@ ABSL_FLAG(std::string, llm_model, "",
 ABSL_FLAG(std::string, llm_tokenizer, "",
           "The llama2.c tokenizer.bin for --llm-model (default: tokenizer.bin next to it)");
 ABSL_FLAG(int, llm_max_seqs, 64, "Sequences generating at once (continuous batching)");
+ABSL_FLAG(bool, llm_prefix_cache, true,
+          "Reuse the KV blocks of prompt prefixes shared between requests");
 ABSL_FLAG(int, llm_kv_cache_mb, 1024,
           "KV cache for generation (MiB; at least one full context); requests wait for room");
 ABSL_FLAG(int, llm_max_batch_tokens, 512, "Tokens per generation step (prefill chunks share it)");
@@ -258,6 +260,7 @@ int main(int argc, char** argv) {
   options.llm.model.tokenizer_path = absl::GetFlag(FLAGS_llm_tokenizer);
   options.llm.model.max_context = std::max(0, absl::GetFlag(FLAGS_llm_max_context));
   options.llm.scheduler.max_seqs = std::max(1, absl::GetFlag(FLAGS_llm_max_seqs));
+  options.llm.scheduler.prefix_cache = absl::GetFlag(FLAGS_llm_prefix_cache);
   options.llm.scheduler.max_batch_tokens = std::max(1, absl::GetFlag(FLAGS_llm_max_batch_tokens));
   options.llm.scheduler.kv_cache_bytes =
       static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_llm_kv_cache_mb))) << 20;

@@ -290,6 +290,7 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
     if (e.done) {
       resp.set_prompt_tokens(static_cast<uint32_t>(e.prompt_tokens));
       resp.set_completion_tokens(static_cast<uint32_t>(e.completion_tokens));
+      resp.set_cached_prompt_tokens(static_cast<uint32_t>(e.cached_prompt_tokens));
       resp.set_finish_reason(FinishToProto(e.reason));
     }
     if (!writer->Write(resp)) {
@@ -408,6 +409,7 @@ class GrpcAskSink final : public rag::AskSink {
     for (uint32_t n : s.cited) d->add_cited(n);
     for (uint32_t n : s.unknown_citations) d->add_unknown_citations(n);
     d->set_model(s.model);
+    d->set_cached_prompt_tokens(s.cached_prompt_tokens);
     return writer_->Write(resp);
   }
 

@@ -431,6 +431,10 @@ TEST_F(RagTest, AskStreamsSourcesTokensAndASummaryAndCachesTheAnswer) {
   QUIVER_ASSERT_GRPC_OK(bypass.status);
   EXPECT_EQ(bypass.done->cache(), v1::CACHE_STATUS_BYPASS);
   EXPECT_EQ(bypass.answer, r.answer);
+  // The same prompt again: the prefix KV cache supplied all of it but the
+  // last block's worth.
+  EXPECT_GT(bypass.done->cached_prompt_tokens(), 0u);
+  EXPECT_GE(bypass.done->cached_prompt_tokens() + 16, bypass.done->prompt_tokens());
   // Sampled answers without a seed are not cached.
   v1::AskRequest sampled = q;
   sampled.mutable_sampling()->set_temperature(1.0f);

@@ -20,6 +20,7 @@ struct Result {
   std::string text;
   FinishReason reason = FinishReason::kNone;
   int prompt_tokens = 0, completion_tokens = 0;
+  int cached_prompt_tokens = 0;
 };
 
 // Collects one generation's events; Wait() returns when it is done.
@@ -34,6 +35,7 @@ class Collector {
         r_.reason = e.reason;
         r_.prompt_tokens = e.prompt_tokens;
         r_.completion_tokens = e.completion_tokens;
+        r_.cached_prompt_tokens = e.cached_prompt_tokens;
         done_ = true;
         cv_.notify_all();
       }
@@ -169,6 +171,85 @@ TEST_P(SchedulerDeviceTest, BatchedGenerationsEqualSoloOnes) {
     EXPECT_EQ(r.text, solo[i].text) << "request " << i;
   }
   EXPECT_GT(s.stats().max_active, 1u);
+}
+
+TEST_P(SchedulerDeviceTest, PrefixReuseGivesTheSameTokens) {
+  // A long shared head (a system prompt, a template, the same sources), then
+  // different tails.
+  std::string head;
+  for (int i = 0; i < 12; ++i) head += "Once upon a time there was a little girl named Lily. ";
+  std::vector<GenerateParams> reqs;
+  for (const char* tail : {"She", "She", "One day", "The dog"}) {
+    GenerateParams p;
+    p.prompt = head + tail;
+    p.max_tokens = 40;
+    reqs.push_back(p);
+  }
+  reqs.push_back(reqs[2]);
+  reqs.back().temperature = 0.9f;
+  reqs.back().top_p = 0.9f;
+  reqs.back().seed = 77;
+  reqs.push_back(reqs.back());
+
+  SchedulerOptions off;
+  off.prefix_cache = false;
+  std::unique_ptr<Scheduler> plain = NewScheduler(off);
+  ASSERT_NE(plain, nullptr);
+  std::vector<Result> expected;
+  for (const auto& p : reqs) expected.push_back(RunOne(*plain, p));
+  EXPECT_EQ(plain->stats().cached_prompt_tokens, 0u);
+
+  std::unique_ptr<Scheduler> sp = NewScheduler(SchedulerOptions{});
+  ASSERT_NE(sp, nullptr);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Result r = RunOne(*sp, reqs[i]);
+    EXPECT_EQ(r.ids, expected[i].ids) << "request " << i;
+    EXPECT_EQ(r.text, expected[i].text) << "request " << i;
+    EXPECT_EQ(r.prompt_tokens, expected[i].prompt_tokens);
+    if (i == 0) {
+      EXPECT_EQ(r.cached_prompt_tokens, 0);
+    } else {
+      // Every full block of the shared head is reused (all but the last
+      // position for the identical prompt).
+      EXPECT_GE(r.cached_prompt_tokens, r.prompt_tokens - 40) << "request " << i;
+      EXPECT_EQ(r.cached_prompt_tokens % 16, 0);
+      EXPECT_LT(r.cached_prompt_tokens, r.prompt_tokens);
+    }
+  }
+  EXPECT_GT(sp->stats().cached_prompt_tokens, 0u);
+
+  // All at once: requests admitted together compute their own blocks or
+  // take those published meanwhile; the tokens are the same.
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const auto& p : reqs) {
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(sp->Submit(p, cs.back()->Callback()).ok());
+  }
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(cs[i]->Wait().ids, expected[i].ids) << "concurrent request " << i;
+  }
+}
+
+TEST_F(SchedulerTest, CachedPrefixBlocksAreEvictedWhenTheCacheIsFull) {
+  // One context's worth of blocks: cached prefixes of earlier prompts must
+  // give way to new requests, and answers stay those of a cache-less run.
+  SchedulerOptions o;
+  o.kv_cache_bytes = 1;
+  Scheduler s(model_.get(), tokenizer_.get(), o);
+  o.prefix_cache = false;
+  Scheduler plain(model_.get(), tokenizer_.get(), o);
+  for (int round = 0; round < 2; ++round) {
+    for (int k = 0; k < 6; ++k) {
+      const int i = round == 0 ? k : 5 - k;  // Back again: the freshest first.
+      GenerateParams p;
+      for (int k = 0; k < 8; ++k) p.prompt += "Tom had " + std::to_string(i) + " red balls. ";
+      p.max_tokens = 120;
+      Result want = RunOne(plain, p);
+      Result got = RunOne(s, p);
+      EXPECT_EQ(got.ids, want.ids) << "round " << round << " prompt " << i;
+    }
+  }
+  EXPECT_GT(s.stats().cached_prompt_tokens, 0u);
 }
 
 TEST_F(SchedulerTest, RequestsWaitForKvCacheRoom) {
