@@ -258,12 +258,8 @@ absl::StatusOr<uint32_t> Pipeline::DeleteDocument(std::string_view collection, s
 
 // ---- Ask ---------------------------------------------------------------------
 
-absl::Status Pipeline::Ask(const AskRequest& req, AskSink* sink, std::function<bool()> gone) {
-  const Clock::time_point start = Clock::now();
-  auto is_gone = [&] { return gone != nullptr && gone(); };
-  AskSummary summary;
-
-  // Request checks, before any work.
+absl::StatusOr<Pipeline::Plan> Pipeline::MakePlan(const AskRequest& req) {
+  Plan plan;
   if (req.question.empty()) return absl::InvalidArgumentError("question must not be empty");
   if (req.question.size() > kMaxQuestionBytes) {
     return absl::InvalidArgumentError(
@@ -324,54 +320,30 @@ absl::Status Pipeline::Ask(const AskRequest& req, AskSink* sink, std::function<b
         "rerank was asked for, but no reranker is loaded (quiverd --rerank_model)");
   }
 
-  const llm::GenerationRequest& g = req.generation;
-  const bool deterministic = g.temperature == 0 || g.seed != 0;
-  const bool cacheable = cache_ != nullptr && cache_->options().max_entries > 0 && !req.no_cache &&
-                         generator_ != nullptr && (deterministic || req.cache_nondeterministic);
-  summary.cache = cacheable ? CacheStatus::kMiss : CacheStatus::kBypass;
-  summary.model = generator_ != nullptr ? generator_->name() : "";
-  uint64_t epoch = 0;
-  std::string scope;
-  if (cacheable) {
-    ASSIGN_OR_RETURN(epoch, engine_->CollectionEpoch(req.collection));
-    scope = StrCat(req.collection, "\x1f", req.ns, "\x1f",
-                   SettingsKey(req, summary.model, mode, top_k, candidate_k));
-  }
-  auto replay = [&](const CachedAnswer& a, CacheStatus status) -> absl::Status {
-    if (!sink->Sources(a.sources)) return Cancelled();
-    if (!a.answer.empty() && !sink->Token(a.answer, -1)) return Cancelled();
-    summary.cache = status;
-    summary.prompt_tokens = a.prompt_tokens;
-    summary.completion_tokens = a.completion_tokens;
-    summary.finish = a.finish;
-    summary.model = a.model;
-    FindCitations(a.answer, static_cast<uint32_t>(a.sources.size()), &summary.cited,
-                  &summary.unknown_citations);
-    summary.timings.total_ms = MsSince(start);
-    if (!sink->Done(summary)) return Cancelled();
-    return absl::OkStatus();
-  };
+  plan.top_k = top_k;
+  plan.candidate_k = candidate_k;
+  plan.tmpl = tmpl;
+  plan.mode = mode;
+  plan.emb = emb;
+  return plan;
+}
 
-  // Embed the question.
-  std::vector<float> question_vector;
-  if (dense) {
-    const Clock::time_point t = Clock::now();
-    ASSIGN_OR_RETURN(embed::EmbedResult e, emb->Embed({req.question}));
-    question_vector = std::move(e.vectors[0]);
-    summary.timings.embed_ms = MsSince(t);
-  }
-  std::vector<float> unit_question;
-  if (cacheable && dense) {
-    unit_question = Normalized(question_vector);
-    if (auto hit = cache_->GetSemantic(scope, epoch, unit_question)) {
-      // The same question in the same epoch retrieves the same sources: an
-      // exact hit found early.
-      return replay(
-          *hit, hit->question == req.question ? CacheStatus::kExactHit : CacheStatus::kSemanticHit);
-    }
-  }
-  if (is_gone()) return Cancelled();
+absl::StatusOr<std::vector<float>> Pipeline::EmbedQuestion(const AskRequest& req, const Plan& plan,
+                                                           Timings* timings) {
+  if (plan.emb == nullptr) return std::vector<float>();
+  const Clock::time_point t = Clock::now();
+  ASSIGN_OR_RETURN(embed::EmbedResult e, plan.emb->Embed({req.question}));
+  timings->embed_ms = MsSince(t);
+  return std::move(e.vectors[0]);
+}
 
+absl::StatusOr<std::vector<Source>> Pipeline::Search(const AskRequest& req, const Plan& plan,
+                                                     const std::vector<float>& question_vector,
+                                                     Timings* timings,
+                                                     const std::function<bool()>& is_gone) {
+  const bool dense = plan.mode != RetrievalMode::kText;
+  const RetrievalMode mode = plan.mode;
+  const uint32_t candidate_k = plan.candidate_k;
   // Retrieve.
   std::vector<Source> candidates;
   {
@@ -405,7 +377,7 @@ absl::Status Pipeline::Ask(const AskRequest& req, AskSink* sink, std::function<b
       }
       candidates.push_back(std::move(s));
     }
-    summary.timings.retrieve_ms = MsSince(t);
+    timings->retrieve_ms = MsSince(t);
   }
   if (is_gone()) return Cancelled();
 
@@ -422,9 +394,76 @@ absl::Status Pipeline::Ask(const AskRequest& req, AskSink* sink, std::function<b
       reordered.back().rerank_score = r.score;
     }
     candidates = std::move(reordered);
-    summary.timings.rerank_ms = MsSince(t);
+    timings->rerank_ms = MsSince(t);
   }
   if (is_gone()) return Cancelled();
+
+  return candidates;
+}
+
+absl::StatusOr<Retrieval> Pipeline::Retrieve(const AskRequest& req) {
+  ASSIGN_OR_RETURN(Plan plan, MakePlan(req));
+  Retrieval out;
+  ASSIGN_OR_RETURN(std::vector<float> v, EmbedQuestion(req, plan, &out.timings));
+  ASSIGN_OR_RETURN(out.candidates, Search(req, plan, v, &out.timings, [] { return false; }));
+  out.mode = plan.mode;
+  return out;
+}
+
+absl::Status Pipeline::Ask(const AskRequest& req, AskSink* sink, std::function<bool()> gone) {
+  const Clock::time_point start = Clock::now();
+  auto is_gone = [&] { return gone != nullptr && gone(); };
+  AskSummary summary;
+
+  ASSIGN_OR_RETURN(Plan plan, MakePlan(req));
+  const uint32_t top_k = plan.top_k, candidate_k = plan.candidate_k;
+  const std::string& tmpl = plan.tmpl;
+  const RetrievalMode mode = plan.mode;
+  const bool dense = mode != RetrievalMode::kText;
+
+  const llm::GenerationRequest& g = req.generation;
+  const bool deterministic = g.temperature == 0 || g.seed != 0;
+  const bool cacheable = cache_ != nullptr && cache_->options().max_entries > 0 && !req.no_cache &&
+                         generator_ != nullptr && (deterministic || req.cache_nondeterministic);
+  summary.cache = cacheable ? CacheStatus::kMiss : CacheStatus::kBypass;
+  summary.model = generator_ != nullptr ? generator_->name() : "";
+  uint64_t epoch = 0;
+  std::string scope;
+  if (cacheable) {
+    ASSIGN_OR_RETURN(epoch, engine_->CollectionEpoch(req.collection));
+    scope = StrCat(req.collection, "\x1f", req.ns, "\x1f",
+                   SettingsKey(req, summary.model, mode, top_k, candidate_k));
+  }
+  auto replay = [&](const CachedAnswer& a, CacheStatus status) -> absl::Status {
+    if (!sink->Sources(a.sources)) return Cancelled();
+    if (!a.answer.empty() && !sink->Token(a.answer, -1)) return Cancelled();
+    summary.cache = status;
+    summary.prompt_tokens = a.prompt_tokens;
+    summary.completion_tokens = a.completion_tokens;
+    summary.finish = a.finish;
+    summary.model = a.model;
+    FindCitations(a.answer, static_cast<uint32_t>(a.sources.size()), &summary.cited,
+                  &summary.unknown_citations);
+    summary.timings.total_ms = MsSince(start);
+    if (!sink->Done(summary)) return Cancelled();
+    return absl::OkStatus();
+  };
+
+  ASSIGN_OR_RETURN(std::vector<float> question_vector, EmbedQuestion(req, plan, &summary.timings));
+  std::vector<float> unit_question;
+  if (cacheable && dense) {
+    unit_question = Normalized(question_vector);
+    if (auto hit = cache_->GetSemantic(scope, epoch, unit_question)) {
+      // The same question in the same epoch retrieves the same sources: an
+      // exact hit found early.
+      return replay(
+          *hit, hit->question == req.question ? CacheStatus::kExactHit : CacheStatus::kSemanticHit);
+    }
+  }
+  if (is_gone()) return Cancelled();
+
+  ASSIGN_OR_RETURN(std::vector<Source> candidates,
+                   Search(req, plan, question_vector, &summary.timings, is_gone));
 
   // Pack the best sources into the model's context.
   const Clock::time_point pack_start = Clock::now();

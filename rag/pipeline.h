@@ -68,10 +68,28 @@ class Pipeline {
   // returns false, work stops and CANCELLED comes back.
   absl::Status Ask(const AskRequest& request, AskSink* sink, std::function<bool()> gone = nullptr);
 
+  // Ask's retrieval alone (embed, retrieve, rerank; no cache, packing or
+  // generation): the ranked candidates, for evaluation and tools.
+  absl::StatusOr<Retrieval> Retrieve(const AskRequest& request);
+
   AnswerCache* cache() { return cache_; }
 
  private:
-  struct Prepared;
+  // A checked request with its defaults applied.
+  struct Plan {
+    uint32_t top_k = 0, candidate_k = 0;
+    std::string tmpl;
+    RetrievalMode mode = RetrievalMode::kAuto;
+    embed::EmbeddingService* emb = nullptr;  // Dense and hybrid modes.
+  };
+  absl::StatusOr<Plan> MakePlan(const AskRequest& request);
+  absl::StatusOr<std::vector<float>> EmbedQuestion(const AskRequest& request, const Plan& plan,
+                                                   Timings* timings);
+  // Retrieves candidate_k candidates and reranks them when asked.
+  absl::StatusOr<std::vector<Source>> Search(const AskRequest& request, const Plan& plan,
+                                             const std::vector<float>& question_vector,
+                                             Timings* timings,
+                                             const std::function<bool()>& is_gone);
   absl::StatusOr<embed::EmbeddingService*> EmbedderFor(const storage::CollectionConfig& config);
 
   db::Engine* const engine_;

@@ -91,6 +91,12 @@ struct AskSummary {
   std::string model;
 };
 
+struct Retrieval {
+  std::vector<Source> candidates;             // Best first (reranked when asked); not numbered.
+  Timings timings;                            // embed, retrieve and rerank.
+  RetrievalMode mode = RetrievalMode::kAuto;  // The mode used.
+};
+
 // Where Ask's events go, in order: Sources once, Token any number of times,
 // Done once. Each returns false when the client is gone (Ask then stops).
 class AskSink {

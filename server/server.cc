@@ -12,26 +12,9 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
+#include "rag/service_embedder.h"
 
 namespace quiver::server {
-namespace {
-
-// The engine embeds text through the embedding service's batching worker.
-class ServiceEmbedder final : public db::TextEmbedder {
- public:
-  explicit ServiceEmbedder(embed::EmbeddingService* service) : service_(service) {}
-  size_t dimension() const override { return service_->embedder().dimension(); }
-  absl::StatusOr<std::vector<std::vector<float>>> Embed(
-      const std::vector<std::string>& texts) override {
-    ASSIGN_OR_RETURN(embed::EmbedResult r, service_->Embed(texts));
-    return std::move(r.vectors);
-  }
-
- private:
-  embed::EmbeddingService* service_;
-};
-
-}  // namespace
 
 absl::Status ServerOptions::Validate() const {
   if (listen.empty()) return absl::InvalidArgumentError("at least one listen address is needed");
@@ -48,7 +31,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   }
   db::EngineOptions engine_options = options.engine;
   if (s->embedding_->has_embedder()) {
-    s->text_embedder_ = std::make_unique<ServiceEmbedder>(s->embedding_.get());
+    s->text_embedder_ = std::make_unique<rag::ServiceEmbedder>(s->embedding_.get());
     engine_options.embedders[s->embedding_->embed_name()] = s->text_embedder_.get();
   }
   ASSIGN_OR_RETURN(s->engine_, db::Engine::Open(engine_options));
