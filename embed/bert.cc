@@ -145,6 +145,14 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::LoadOnBackend(const st
       const Json* type = mod.Find("type");
       const Json* path = mod.Find("path");
       if (type == nullptr || !type->is_string()) continue;
+      // Modules this encoder does not run (a Dense projection, say) would
+      // change every embedding: refuse them rather than answer wrongly.
+      const std::string& t = type->as_string();
+      if (!t.ends_with("Transformer") && !t.ends_with("Pooling") && !t.ends_with("Normalize")) {
+        return absl::InvalidArgumentError(
+            StrCat(dir, "/modules.json: module type \"", t,
+                   "\" is not supported (Transformer, Pooling and Normalize are)"));
+      }
       if (type->as_string().ends_with("Normalize")) m->normalize_ = true;
       if (type->as_string().ends_with("Pooling") && path != nullptr && path->is_string()) {
         ASSIGN_OR_RETURN(Json pc, ReadJson(dir + "/" + path->as_string() + "/config.json"));

@@ -256,6 +256,71 @@ absl::StatusOr<uint32_t> Pipeline::DeleteDocument(std::string_view collection, s
   return engine_->DeleteDocument(collection, ns, id);
 }
 
+// ---- Generate ----------------------------------------------------------------
+
+absl::Status Pipeline::Generate(
+    const llm::GenerationRequest& req, bool use_cache,
+    const std::function<bool(const llm::TokenEvent& event, bool cached)>& on_event,
+    std::function<bool()> gone) {
+  if (generator_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "no generative model is loaded (quiverd --llm-model=PATH)");
+  }
+  const bool cacheable = use_cache && cache_ != nullptr && cache_->options().max_entries > 0 &&
+                         (req.temperature == 0 || req.seed != 0);
+  uint64_t key = 0;
+  if (cacheable) {
+    ASSIGN_OR_RETURN(llm::GenerateParams params, generator_->Prepare(req));
+    std::string k =
+        StrCat("generate\x1f", generator_->name(), "\x1f", params.prompt, "\x1f",
+               params.add_bos.value_or(true), "\x1f", params.temperature, "\x1f", params.top_k,
+               "\x1f", params.top_p, "\x1f", params.repetition_penalty, "\x1f",
+               params.temperature == 0 ? 0 : req.seed, "\x1f", params.max_tokens);
+    for (const std::string& stop : params.stop) k += StrCat("\x1e", stop);
+    key = Fingerprint64(k);
+    if (auto hit = cache_->GetExact(key)) {
+      llm::TokenEvent e;
+      e.text = hit->answer;
+      e.done = true;
+      e.reason = hit->finish;
+      e.prompt_tokens = static_cast<int>(hit->prompt_tokens);
+      e.completion_tokens = static_cast<int>(hit->completion_tokens);
+      if (!on_event(e, true)) return Cancelled();
+      return absl::OkStatus();
+    }
+  }
+  auto is_gone = [&] { return gone != nullptr && gone(); };
+  ASSIGN_OR_RETURN(std::unique_ptr<llm::TokenStream> stream, generator_->Start(req, gone));
+  std::string text;
+  while (true) {
+    const llm::TokenEvent e = stream->Next();
+    if (e.done && e.reason == llm::FinishReason::kCancelled) {
+      if (is_gone()) return Cancelled();
+      return absl::UnavailableError("generation was stopped (server shutting down)");
+    }
+    text += e.text;
+    if (!on_event(e, false)) {
+      // The client went away: stop the work and read to the final event.
+      stream->Cancel();
+      while (!e.done && !stream->Next().done) {
+      }
+      return Cancelled();
+    }
+    if (!e.done) continue;
+    if (cacheable) {
+      CachedAnswer a;
+      a.question = req.prompt;
+      a.answer = std::move(text);
+      a.prompt_tokens = static_cast<uint32_t>(e.prompt_tokens);
+      a.completion_tokens = static_cast<uint32_t>(e.completion_tokens);
+      a.finish = e.reason;
+      a.model = generator_->name();
+      cache_->Put(key, "generate", 0, {}, std::move(a));
+    }
+    return absl::OkStatus();
+  }
+}
+
 // ---- Ask ---------------------------------------------------------------------
 
 absl::StatusOr<Pipeline::Plan> Pipeline::MakePlan(const AskRequest& req) {

@@ -68,6 +68,18 @@ class Pipeline {
   // returns false, work stops and CANCELLED comes back.
   absl::Status Ask(const AskRequest& request, AskSink* sink, std::function<bool()> gone = nullptr);
 
+  // Models.Generate: `request` through the generator, with the answer
+  // cache's exact layer when `use_cache` and the request is deterministic
+  // (temperature 0 or a fixed seed): one seen before gets its stored text
+  // as a single final event (`cached` true, no token id). `on_event` gets
+  // every event in order, the last with done set; when it returns false the
+  // generation stops and CANCELLED comes back. FAILED_PRECONDITION without
+  // a generator; the generator's errors.
+  absl::Status Generate(
+      const llm::GenerationRequest& request, bool use_cache,
+      const std::function<bool(const llm::TokenEvent& event, bool cached)>& on_event,
+      std::function<bool()> gone = nullptr);
+
   // Ask's retrieval alone (embed, retrieve, rerank; no cache, packing or
   // generation): the ranked candidates, for evaluation and tools.
   absl::StatusOr<Retrieval> Retrieve(const AskRequest& request);

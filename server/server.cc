@@ -50,7 +50,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   s->collections_ = std::make_unique<CollectionsService>(s->engine_.get());
   s->points_ = std::make_unique<PointsService>(s->engine_.get());
   s->search_ = std::make_unique<SearchService>(s->engine_.get());
-  s->models_ = std::make_unique<ModelsService>(s->embedding_.get(), s->generator_.get());
+  s->models_ =
+      std::make_unique<ModelsService>(s->embedding_.get(), s->generator_.get(), s->pipeline_.get());
   s->rag_ = std::make_unique<RagService>(s->pipeline_.get());
   s->admin_ = std::make_unique<AdminService>(s->engine_.get(), facts);
 

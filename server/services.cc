@@ -257,10 +257,6 @@ grpc::Status ModelsService::Rerank(grpc::ServerContext*, const v1::RerankRequest
 
 grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  if (generator_ == nullptr) {
-    return ToGrpcStatus(
-        absl::FailedPreconditionError("no generative model is loaded (quiverd --llm-model=PATH)"));
-  }
   const v1::SamplingParams& sp = req->sampling();
   llm::GenerationRequest g;
   g.model = req->model();
@@ -274,34 +270,26 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
   g.max_tokens = sp.max_tokens();
   g.stop.assign(sp.stop().begin(), sp.stop().end());
   // The scheduler asks before every step whether the client went away.
-  auto stream = generator_->Start(g, [ctx] { return ctx->IsCancelled(); });
-  if (!stream.ok()) return ToGrpcStatus(stream.status());
-  while (true) {
-    const llm::TokenEvent e = (*stream)->Next();
-    if (e.done && e.reason == llm::FinishReason::kCancelled) {
-      if (ctx->IsCancelled())
-        return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "generation was stopped (server shutting down)");
-    }
-    v1::GenerateResponse resp;
-    resp.set_text(e.text);
-    if (e.token >= 0) resp.add_token_ids(static_cast<uint32_t>(e.token));
-    if (e.done) {
-      resp.set_prompt_tokens(static_cast<uint32_t>(e.prompt_tokens));
-      resp.set_completion_tokens(static_cast<uint32_t>(e.completion_tokens));
-      resp.set_cached_prompt_tokens(static_cast<uint32_t>(e.cached_prompt_tokens));
-      resp.set_finish_reason(FinishToProto(e.reason));
-    }
-    if (!writer->Write(resp)) {
-      // The client went away: stop the work and read to the final event.
-      (*stream)->Cancel();
-      while (!e.done && !(*stream)->Next().done) {
-      }
-      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-    }
-    if (e.done) return grpc::Status::OK;
+  absl::Status s = pipeline_->Generate(
+      g, req->use_cache(),
+      [writer](const llm::TokenEvent& e, bool cached) {
+        v1::GenerateResponse resp;
+        resp.set_text(e.text);
+        if (e.token >= 0) resp.add_token_ids(static_cast<uint32_t>(e.token));
+        if (e.done) {
+          resp.set_prompt_tokens(static_cast<uint32_t>(e.prompt_tokens));
+          resp.set_completion_tokens(static_cast<uint32_t>(e.completion_tokens));
+          resp.set_cached_prompt_tokens(static_cast<uint32_t>(e.cached_prompt_tokens));
+          resp.set_finish_reason(FinishToProto(e.reason));
+          resp.set_cached(cached);
+        }
+        return writer->Write(resp);
+      },
+      [ctx] { return ctx->IsCancelled(); });
+  if (absl::IsCancelled(s) && ctx->IsCancelled()) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
   }
+  return ToGrpcStatus(s);
 }
 
 grpc::Status ModelsService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,

@@ -67,9 +67,11 @@ class SearchService final : public v1::Search::Service {
 // model this server has not loaded.
 class ModelsService final : public v1::Models::Service {
  public:
-  // `generator` may be null (no generative model); neither is owned.
-  ModelsService(embed::EmbeddingService* embedding, llm::Generator* generator)
-      : embedding_(embedding), generator_(generator) {}
+  // `generator` may be null (no generative model); none is owned.
+  // Generation goes through `pipeline` (and its answer cache).
+  ModelsService(embed::EmbeddingService* embedding, llm::Generator* generator,
+                rag::Pipeline* pipeline)
+      : embedding_(embedding), generator_(generator), pipeline_(pipeline) {}
   grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*) override;
   grpc::Status Rerank(grpc::ServerContext*, const v1::RerankRequest*, v1::RerankResponse*) override;
   grpc::Status Generate(grpc::ServerContext*, const v1::GenerateRequest*,
@@ -80,6 +82,7 @@ class ModelsService final : public v1::Models::Service {
  private:
   embed::EmbeddingService* embedding_;
   llm::Generator* generator_;
+  rag::Pipeline* pipeline_;
 };
 
 class RagService final : public v1::Rag::Service {

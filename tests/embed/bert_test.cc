@@ -242,6 +242,16 @@ TEST_F(BertTest, BadModelDirectoriesAreClearErrors) {
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss) << bad.status();
   EXPECT_FALSE(BertEncoder::Load(dir_.path() + "/nothing", backend_.get()).ok());
+  // A sentence-transformers module the encoder does not run.
+  Reference(batch, false, &model_dir);
+  std::ofstream(model_dir + "/modules.json")
+      << R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+             {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}])";
+  bad = BertEncoder::Load(model_dir, backend_.get());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+  EXPECT_NE(bad.status().message().find("Dense"), std::string::npos) << bad.status();
 }
 
 }  // namespace

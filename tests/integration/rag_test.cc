@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -16,6 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "quiver/v1/collections.grpc.pb.h"
+#include "quiver/v1/models.grpc.pb.h"
 #include "quiver/v1/points.grpc.pb.h"
 #include "quiver/v1/rag.grpc.pb.h"
 #include "tests/testing/quiverd_process.h"
@@ -332,6 +334,11 @@ TEST_F(RagTest, BadDocumentsAndQuestionsGetClearErrors) {
   EXPECT_EQ(r.status.error_code(), grpc::FAILED_PRECONDITION);
   EXPECT_THAT(r.status.error_message(), HasSubstr("reranker"));
   q = Question("kb", "where?");
+  q.set_llm_model("gpt-7");
+  r = Ask(q);
+  EXPECT_EQ(r.status.error_code(), grpc::NOT_FOUND);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("gpt-7"));
+  q = Question("kb", "where?");
   q.set_mode(v1::RETRIEVAL_MODE_TEXT);
   r = Ask(q);
   EXPECT_EQ(r.status.error_code(), grpc::FAILED_PRECONDITION);
@@ -440,7 +447,11 @@ TEST_F(RagTest, AskStreamsSourcesTokensAndASummaryAndCachesTheAnswer) {
   sampled.mutable_sampling()->set_temperature(1.0f);
   EXPECT_EQ(Ask(sampled).done->cache(), v1::CACHE_STATUS_BYPASS);
 
-  // The cache survives a restart...
+  // The cache survives a restart... (The stubs go first: quiverd's graceful
+  // shutdown waits seconds for connected idle clients to leave.)
+  collections_.reset();
+  points_.reset();
+  rag_.reset();
   server_->Stop(SIGTERM);
   StartServer(flags);
   AskResult after = Ask(q);
@@ -453,6 +464,78 @@ TEST_F(RagTest, AskStreamsSourcesTokensAndASummaryAndCachesTheAnswer) {
   QUIVER_ASSERT_GRPC_OK(changed.status);
   EXPECT_EQ(changed.done->cache(), v1::CACHE_STATUS_MISS);
   EXPECT_EQ(changed.answer, r.answer);  // Greedy, and the same sources rank first.
+}
+
+TEST_F(RagTest, GenerateUsesTheAnswerCacheWhenAsked) {
+  StartServer(ModelFlags(true));
+  auto models = v1::Models::NewStub(server_->NewChannel());
+  auto generate = [&](const v1::GenerateRequest& req, bool* cached) {
+    grpc::ClientContext ctx;
+    auto reader = models->Generate(&ctx, req);
+    v1::GenerateResponse resp;
+    std::string text;
+    *cached = false;
+    while (reader->Read(&resp)) {
+      text += resp.text();
+      *cached |= resp.cached();
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    return text;
+  };
+  v1::GenerateRequest req;
+  req.set_prompt("Once upon a time");
+  req.mutable_sampling()->set_max_tokens(30);
+  req.set_use_cache(true);
+  bool cached = true;
+  const std::string first = generate(req, &cached);
+  EXPECT_FALSE(cached);
+  EXPECT_FALSE(first.empty());
+  EXPECT_EQ(generate(req, &cached), first);
+  EXPECT_TRUE(cached);
+  // Not asked for, or sampled without a seed: generated afresh.
+  req.set_use_cache(false);
+  EXPECT_EQ(generate(req, &cached), first);
+  EXPECT_FALSE(cached);
+  req.set_use_cache(true);
+  req.mutable_sampling()->set_temperature(1.0f);
+  generate(req, &cached);
+  EXPECT_FALSE(cached);
+  generate(req, &cached);
+  EXPECT_FALSE(cached);
+  // A fixed seed makes a sampled answer cacheable.
+  req.mutable_sampling()->set_seed(42);
+  const std::string seeded = generate(req, &cached);
+  EXPECT_FALSE(cached);
+  EXPECT_EQ(generate(req, &cached), seeded);
+  EXPECT_TRUE(cached);
+}
+
+TEST_F(RagTest, AskStopsAtTheDeadline) {
+  StartServer(ModelFlags(true));
+  QUIVER_ASSERT_GRPC_OK(CreateCollection("kb", 24, 4, true));
+  IngestCorpus("kb");
+  v1::AskRequest q = Question("kb", "Which river flows through Seoul?");
+  q.set_top_k(1);
+  q.mutable_sampling()->set_max_tokens(300);
+  q.mutable_sampling()->set_temperature(1.0f);
+  q.mutable_sampling()->set_seed(3);
+  q.set_no_cache(true);
+  // Without a deadline this answer is long...
+  AskResult full = Ask(q);
+  QUIVER_ASSERT_GRPC_OK(full.status);
+  ASSERT_GT(full.done->completion_tokens(), 150u);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(15));  // ...cut.
+  auto reader = rag_->Ask(&ctx, q);
+  v1::AskResponse ev;
+  while (reader->Read(&ev)) {
+  }
+  const grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::DEADLINE_EXCEEDED) << s.error_message();
+  // ...and the server goes on serving.
+  AskResult r = Ask(q);
+  QUIVER_ASSERT_GRPC_OK(r.status);
+  EXPECT_EQ(r.answer, full.answer);
 }
 
 TEST_F(RagTest, AskTakesTemplatesHistoryAndTextOnlyRetrieval) {
