@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <queue>
 #include <regex>
 #include <sstream>
@@ -11,9 +12,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "common/coding.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "unicode/brkiter.h"
 #include "unicode/locid.h"
 #include "unicode/normalizer2.h"
 #include "unicode/regex.h"
@@ -233,6 +236,102 @@ class ReplaceNormalizer : public Normalizer {
   bool is_regex_ = false;
 };
 
+// SentencePiece's compiled normalisation rules ("Precompiled", as XLM-R,
+// mBART and Marian tokenizers carry them): precompiled_charsmap, base64 of
+// a little-endian u32 trie size in bytes, a darts-clone double-array trie
+// over UTF-8 bytes, then the replacement strings, each NUL-terminated; a
+// key's value is the offset of its replacement. Applied as Hugging Face's
+// tokenizers applies it: per extended grapheme cluster, a cluster shorter
+// than 6 bytes whose bytes start with a key is replaced whole by the
+// shortest such key's replacement; otherwise each character is replaced
+// when it is a key itself.
+class PrecompiledNormalizer : public Normalizer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Normalizer>> Make(const Json& j) {
+    std::string raw;
+    if (!absl::Base64Unescape(StringField(j, "precompiled_charsmap"), &raw)) {
+      return absl::InvalidArgumentError(
+          "tokenizer.json: Precompiled normalizer: precompiled_charsmap is not base64");
+    }
+    auto n = std::make_unique<PrecompiledNormalizer>();
+    std::string_view in(raw);
+    uint32_t trie_bytes = 0;
+    if (!GetFixed32(&in, &trie_bytes) || trie_bytes % 4 != 0 || trie_bytes > in.size()) {
+      return absl::InvalidArgumentError(
+          "tokenizer.json: Precompiled normalizer: precompiled_charsmap is truncated");
+    }
+    n->units_.resize(trie_bytes / 4);
+    for (uint32_t& u : n->units_) (void)GetFixed32(&in, &u);
+    n->replacements_ = std::string(in);
+    if (n->units_.empty()) n->units_.push_back(0);
+    return std::unique_ptr<Normalizer>(std::move(n));
+  }
+
+  void Apply(U32* s) const override {
+    if (s->empty()) return;
+    const icu::UnicodeString u = ToIcu(*s);
+    UErrorCode err = U_ZERO_ERROR;
+    std::unique_ptr<icu::BreakIterator> graphemes(
+        icu::BreakIterator::createCharacterInstance(icu::Locale::getRoot(), err));
+    if (U_FAILURE(err)) return;
+    graphemes->setText(u);
+    U32 out;
+    out.reserve(s->size());
+    size_t at = 0;  // In code points.
+    for (int32_t b = graphemes->first(), e = graphemes->next(); e != icu::BreakIterator::DONE;
+         b = e, e = graphemes->next()) {
+      const size_t count = static_cast<size_t>(u.countChar32(b, e - b));
+      const U32 cluster = s->substr(at, count);
+      at += count;
+      const std::string bytes = Encode(cluster);
+      if (bytes.size() < 6) {
+        if (const char* r = Shortest(bytes)) {
+          out += Decode(r);
+          continue;
+        }
+      }
+      for (char32_t c : cluster) {
+        const std::string one = Encode(U32(1, c));
+        if (const char* r = Shortest(one)) {
+          out += Decode(r);
+        } else {
+          out.push_back(c);
+        }
+      }
+    }
+    *s = std::move(out);
+  }
+
+ private:
+  // darts-clone unit fields.
+  static bool HasLeaf(uint32_t u) { return (u >> 8) & 1; }
+  static uint32_t Value(uint32_t u) { return u & ((1u << 31) - 1); }
+  static uint32_t Label(uint32_t u) { return u & ((1u << 31) | 0xFF); }
+  static uint32_t Offset(uint32_t u) { return (u >> 10) << ((u & (1u << 9)) >> 6); }
+
+  // The replacement of the shortest key that `key` starts with; null when
+  // none.
+  const char* Shortest(const std::string& key) const {
+    size_t pos = Offset(units_[0]);
+    for (unsigned char c : key) {
+      if (c == 0) break;
+      pos ^= c;
+      if (pos >= units_.size() || Label(units_[pos]) != c) return nullptr;
+      const uint32_t unit = units_[pos];
+      pos ^= Offset(unit);
+      if (pos >= units_.size()) return nullptr;
+      if (HasLeaf(unit)) {
+        const uint32_t v = Value(units_[pos]);
+        return v < replacements_.size() ? replacements_.c_str() + v : nullptr;
+      }
+    }
+    return nullptr;
+  }
+
+  std::vector<uint32_t> units_;
+  std::string replacements_;
+};
+
 class SequenceNormalizer : public Normalizer {
  public:
   std::vector<std::unique_ptr<Normalizer>> steps;
@@ -269,6 +368,7 @@ absl::StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const Json& j) {
     }));
   }
   if (type == "Replace") return ReplaceNormalizer::Make(j);
+  if (type == "Precompiled") return PrecompiledNormalizer::Make(j);
   if (type == "Sequence") {
     auto seq = std::make_unique<SequenceNormalizer>();
     const Json* list = j.Find("normalizers");

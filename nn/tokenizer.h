@@ -5,7 +5,8 @@
 // Supported (an unsupported component is an INVALID_ARGUMENT naming it):
 //   normalizers:     BertNormalizer, Lowercase, NFC, NFD, NFKC, NFKD,
 //                    StripAccents, Strip, Replace (String; Regex through
-//                    std::regex, ECMAScript syntax), Prepend, Sequence
+//                    std::regex, ECMAScript syntax), Prepend, Precompiled
+//                    (SentencePiece's compiled rules), Sequence
 //   pre-tokenizers:  BertPreTokenizer, Whitespace, WhitespaceSplit,
 //                    Metaspace, Punctuation (isolated), Sequence
 //   pre-tokenizers (cont.): ByteLevel (GPT-2 split and byte alphabet),

@@ -2,6 +2,8 @@
 # Downloads recommended models for quiverd into ./models (or $1), checks
 # them, and prints the flags that serve them:
 #   embed/     BAAI/bge-small-en-v1.5                   English embeddings (BERT, 384-d)
+#   embed-multilingual/ intfloat/multilingual-e5-small  100 languages, Korean included
+#                                                       (BERT with XLM-R's SentencePiece tokenizer)
 #   rerank/    cross-encoder/ms-marco-MiniLM-L-6-v2     reranker (BERT cross-encoder)
 #   llm/       Qwen/Qwen2.5-0.5B-Instruct-GGUF, Q8_0    chat model (qwen2, GGUF Q8_0)
 # Each file is checked against the SHA-256 Hugging Face publishes for it (the
@@ -10,15 +12,11 @@
 # downloads only what is missing or damaged.
 #
 # Every model here is a format quiverd's tests cover: BERT encoders and
-# cross-encoders in Hugging Face directories (safetensors, tokenizer.json
-# WordPiece, sentence-transformers Pooling/Normalize), and GGUF Q8_0 files
-# of the qwen2 architecture with their chat template.
-#
-# Not included yet: a multilingual embedder for Korean. The small ones
-# (intfloat/multilingual-e5-small, paraphrase-multilingual-MiniLM-L12-v2,
-# BAAI/bge-m3) use XLM-R's SentencePiece tokenizer, whose tokenizer.json
-# needs the "Precompiled" normalizer, which quiverd does not read yet. Until
-# then, Korean text is best searched with BM25 (--text-analyzer=cjk).
+# cross-encoders in Hugging Face directories (safetensors; tokenizer.json
+# WordPiece, or Unigram with SentencePiece's Precompiled normalizer and
+# Metaspace; sentence-transformers Pooling/Normalize), and GGUF Q8_0 files
+# of the qwen2 architecture with their chat template. quiverd serves one
+# embedding model at a time: pick embed/ or embed-multilingual/.
 #
 #   scripts/fetch-models.sh [DIR]
 set -euo pipefail
@@ -79,6 +77,12 @@ for f in config.json model.safetensors tokenizer.json modules.json sentence_bert
   fetch "$embed" main "$f" "$dir/embed/$f"
 done
 
+multi=intfloat/multilingual-e5-small
+for f in config.json model.safetensors tokenizer.json modules.json sentence_bert_config.json \
+         1_Pooling/config.json; do
+  fetch "$multi" main "$f" "$dir/embed-multilingual/$f"
+done
+
 rerank=cross-encoder/ms-marco-MiniLM-L-6-v2
 for f in config.json model.safetensors tokenizer.json; do
   fetch "$rerank" main "$f" "$dir/rerank/$f"
@@ -94,7 +98,9 @@ Models are in $dir. Serve them with:
   quiverd --embed-model=$dir/embed --rerank-model=$dir/rerank \\
           --llm-model=$dir/llm/qwen2.5-0.5b-instruct-q8_0.gguf
 
-then, for example:
+or, for Korean and other languages, --embed-model=$dir/embed-multilingual
+(a collection then binds --embedding-model=embed-multilingual); then, for
+example:
 
   quiver collections create docs --embedding-model=embed --text-analyzer=english
   quiver ingest docs ./my-notes

@@ -3,6 +3,11 @@
 // BertPreTokenizer; WordPiece greedy longest match; Unigram Viterbi).
 #include "nn/tokenizer.h"
 
+#include <map>
+
+#include "absl/strings/escaping.h"
+#include "common/json.h"
+#include "common/strings.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
 
@@ -86,10 +91,103 @@ TEST(TokenizerJsonTest, UnsupportedPartsAreNamed) {
   auto j = ParseJson(R"({"model": {"type": "WordLevel", "vocab": {}}})");
   EXPECT_THAT(Tokenizer::FromJson(*j).status(), StatusIs(absl::StatusCode::kInvalidArgument));
   auto k = ParseJson(R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "a": 1}},
-                         "normalizer": {"type": "Precompiled"}})");
+                         "normalizer": {"type": "Nmt"}})");
   auto s = Tokenizer::FromJson(*k);
   EXPECT_THAT(s.status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_NE(s.status().message().find("Nmt"), std::string::npos);
+  // A Precompiled normalizer without its rules.
+  auto p = ParseJson(R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "a": 1}},
+                         "normalizer": {"type": "Precompiled", "precompiled_charsmap": "AQI="}})");
+  s = Tokenizer::FromJson(*p);
+  EXPECT_THAT(s.status(), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(s.status().message().find("Precompiled"), std::string::npos);
+}
+
+// ---- SentencePiece's Precompiled normalizer ----------------------------------
+
+// A darts-clone double array for `rules` (key bytes -> replacement), built
+// the simplest way: every node with children or a value gets a block of 256
+// units of its own, so a child's position is its block's base + its byte and
+// a node's value sits at its block's base. Returns precompiled_charsmap.
+std::string CharsMap(const std::vector<std::pair<std::string, std::string>>& rules) {
+  struct Node {
+    std::map<unsigned char, int> children;
+    int value = -1;
+  };
+  std::vector<Node> nodes(1);
+  std::string replacements;
+  for (const auto& [key, replacement] : rules) {
+    int n = 0;
+    for (unsigned char c : key) {
+      auto it = nodes[n].children.find(c);
+      if (it == nodes[n].children.end()) {
+        nodes.push_back({});
+        it = nodes[n].children.emplace(c, static_cast<int>(nodes.size()) - 1).first;
+      }
+      n = it->second;
+    }
+    nodes[n].value = static_cast<int>(replacements.size());
+    replacements += replacement;
+    replacements.push_back('\0');
+  }
+  std::vector<uint32_t> units(256 * (nodes.size() + 1), 0);
+  // Node i's block starts at 256 * (i + 1); the root's own unit is at 0.
+  auto base = [](int node) { return static_cast<uint32_t>(256 * (node + 1)); };
+  units[0] = (0 ^ base(0)) << 10;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].value >= 0) units[base(static_cast<int>(i))] = nodes[i].value | (1u << 31);
+    for (const auto& [c, child] : nodes[i].children) {
+      const uint32_t pos = base(static_cast<int>(i)) + c;
+      units[pos] = c | (nodes[child].value >= 0 ? 1u << 8 : 0) | ((pos ^ base(child)) << 10);
+    }
+  }
+  std::string raw;
+  const uint32_t size = static_cast<uint32_t>(units.size() * 4);
+  raw.append(reinterpret_cast<const char*>(&size), 4);
+  raw.append(reinterpret_cast<const char*>(units.data()), units.size() * 4);
+  raw += replacements;
+  std::string out;
+  absl::Base64Escape(raw, &out);
+  return out;
+}
+
+std::unique_ptr<Tokenizer> PrecompiledTokenizer(const std::string& charsmap) {
+  const std::string json = StrCat(R"({
+    "normalizer": {"type": "Sequence", "normalizers": [
+      {"type": "Precompiled", "precompiled_charsmap": ")",
+                                  charsmap, R"("},
+      {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]},
+    "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always"},
+    "model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0], ["\u2581", -2],
+      ["\u2581fine", -1], ["\u2581x", -1], ["f", -5], ["i", -5], ["n", -5], ["e", -5],
+      ["x", -5], ["\u0301", -5], ["\u0302", -5], ["\u0303", -5], ["a", -5]]}})");
+  auto j = ParseJson(json);
+  EXPECT_TRUE(j.ok()) << j.status();
+  auto t = Tokenizer::FromJson(*j);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *std::move(t) : nullptr;
+}
+
+TEST(PrecompiledTest, RulesApplyPerGraphemeClusterAsHuggingFaceDoes) {
+  const std::string rules = CharsMap({{"\uFB01", "fi"},         // The ligature.
+                                      {"a", "x"},               // A plain letter.
+                                      {"\u200D", " "},          // Zero-width joiner.
+                                      {"\u00E9", "e\u0301"}});  // Precomposed e-acute.
+  auto t = PrecompiledTokenizer(rules);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(Tok(*t, "\uFB01ne"), (Tokens{"\u2581fine"}));
+  EXPECT_EQ(Tok(*t, "a"), (Tokens{"\u2581x"}));
+  // A cluster under 6 bytes that starts with a key is replaced whole (the
+  // combining mark goes with it): "a" + U+0301 is 3 bytes.
+  EXPECT_EQ(Tok(*t, "a\u0301"), (Tokens{"\u2581x"}));
+  // From 6 bytes on, character by character: "a" + three marks is 7 bytes.
+  EXPECT_EQ(Tok(*t, "a\u0301\u0302\u0303"), (Tokens{"\u2581x", "\u0301", "\u0302", "\u0303"}));
+  // Replacements then meet the Replace step: the joiner's space joins the
+  // others and runs collapse.
+  EXPECT_EQ(Tok(*t, "a \u200D fine"), (Tokens{"\u2581x", "\u2581fine"}));
+  // No rule: unchanged.
+  EXPECT_EQ(Tok(*t, "fine"), (Tokens{"\u2581fine"}));
+  EXPECT_EQ(Tok(*t, "\u00E9"), (Tokens{"\u2581", "e", "\u0301"}));
 }
 
 // ---- Byte-level BPE (GPT-2 / Llama 3 / Qwen2 style) ----------------------------
