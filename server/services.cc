@@ -529,6 +529,8 @@ grpc::Status AdminService::ServerInfo(grpc::ServerContext*, const v1::ServerInfo
   l->set_max_fetch_ids(o.limits.max_fetch_ids);
   l->set_max_list_limit(o.limits.max_list_limit);
   l->set_max_embed_inputs(static_cast<uint32_t>(facts_.max_embed_inputs));
+  l->set_max_document_bytes(o.limits.max_document_bytes);
+  l->set_max_document_chunks(o.limits.max_document_chunks);
   return grpc::Status::OK;
 }
 

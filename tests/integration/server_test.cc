@@ -373,6 +373,8 @@ TEST_F(ServerTest, ServerInfoReportsLimitsAndKernels) {
   EXPECT_EQ(info.limits().max_fetch_ids(), 1000u);
   EXPECT_EQ(info.limits().max_list_limit(), 10000u);
   EXPECT_EQ(info.limits().max_embed_inputs(), 2048u);
+  EXPECT_EQ(info.limits().max_document_bytes(), 4u << 20);
+  EXPECT_EQ(info.limits().max_document_chunks(), 4096u);
   EXPECT_EQ(info.sync_policy(), "batch");
   EXPECT_FALSE(info.cpu_kernels().empty());
 }
@@ -427,9 +429,9 @@ TEST(ServerConfigTest, ConfigFileSetsFlagsAndTheCommandLineWins) {
                         << "max-top-k = 5\n"
                         << "max_batch_records = \"7\"\n";
   testing::QuiverdProcess server(
-      dir.path() + "/data",
-      {"--config=" + config, "--max_batch_records=9", "--max-sparse-entries=3",
-       "--max_list_limit=4", "--embed-max-inputs=5"});
+      dir.path() + "/data", {"--config=" + config, "--max_batch_records=9",
+                             "--max-sparse-entries=3", "--max_list_limit=4", "--embed-max-inputs=5",
+                             "--max-document-bytes=1000", "--max_document_chunks=6"});
   QUIVER_ASSERT_OK(server.Start());
   auto admin = v1::Admin::NewStub(server.NewChannel());
   v1::ServerInfoResponse info;
@@ -441,6 +443,8 @@ TEST(ServerConfigTest, ConfigFileSetsFlagsAndTheCommandLineWins) {
   EXPECT_EQ(info.limits().max_sparse_entries(), 3u);
   EXPECT_EQ(info.limits().max_list_limit(), 4u);
   EXPECT_EQ(info.limits().max_embed_inputs(), 5u);
+  EXPECT_EQ(info.limits().max_document_bytes(), 1000u);
+  EXPECT_EQ(info.limits().max_document_chunks(), 6u);
 }
 
 TEST(ServerConfigTest, BadSettingsRefuseToStart) {
