@@ -369,6 +369,28 @@ TEST_F(RagTest, WithoutAGeneratorAskSendsTheSourcesThenSaysWhy) {
   for (const v1::AskSource& s : r.sources->sources()) {
     EXPECT_EQ(s.document_id().substr(0, 3), "ko/");
   }
+  // Namespaces keep documents apart.
+  v1::UpsertDocumentRequest up;
+  up.set_collection("kb");
+  up.set_namespace_("team-b");
+  up.mutable_document()->set_id("b/rivers");
+  up.mutable_document()->set_text("The Thames flows through London.");
+  v1::UpsertDocumentResponse upr;
+  {
+    grpc::ClientContext ctx;
+    QUIVER_ASSERT_GRPC_OK(rag_->UpsertDocument(&ctx, up, &upr));
+  }
+  v1::AskRequest nsq = Question("kb", "Which river flows through London?");
+  nsq.set_namespace_("team-b");
+  AskResult in_b = Ask(nsq);
+  ASSERT_NE(in_b.sources, nullptr);
+  ASSERT_EQ(in_b.sources->sources_size(), 1);
+  EXPECT_EQ(in_b.sources->sources(0).document_id(), "b/rivers");
+  AskResult in_default = Ask(Question("kb", "Which river flows through London?"));
+  ASSERT_NE(in_default.sources, nullptr);
+  for (const v1::AskSource& s : in_default.sources->sources()) {
+    EXPECT_NE(s.document_id(), "b/rivers");
+  }
   bool han = false;
   for (const v1::AskSource& s : r.sources->sources()) {
     han |= s.text().find("한강") != std::string::npos;
