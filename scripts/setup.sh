@@ -2,8 +2,10 @@
 # Installs the Debian packages Quiver needs for one purpose:
 #   scripts/setup.sh server   build and run quiverd and the quiver CLI (default)
 #   scripts/setup.sh test     + GoogleTest/GoogleMock, python3-torch (the
-#                             reference outputs some tests compare against) and
-#                             clang-format (the lint gate)
+#                             reference outputs some tests compare against),
+#                             clang-format (the lint gate), Node.js and npm
+#                             (the official OpenAI client the compatibility
+#                             tests drive; scripts/test.sh installs it)
 #   scripts/setup.sh bench    + the benchmark peers (hnswlib, faiss, Xapian, torch)
 # Idempotent: packages already present are skipped; apt-get update runs once
 # only when something is missing.
@@ -13,9 +15,12 @@ profile=${1:-server}
 server=(
   build-essential cmake pkg-config git
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  librocksdb-dev libabsl-dev libopenblas-dev libicu-dev
+  librocksdb-dev libabsl-dev libopenblas-dev libicu-dev libcpp-httplib-dev
 )
-test=(libgtest-dev libgmock-dev googletest python3-torch clang-format)
+test=(libgtest-dev libgmock-dev googletest python3-torch clang-format nodejs)
+# npm: Debian's package, unless a Node.js from elsewhere (NodeSource) already
+# brings its own (Debian's npm would conflict with it).
+if ! command -v npm >/dev/null 2>&1; then test+=(npm); fi
 bench=(libhnswlib-dev libfaiss-dev libxapian-dev)
 case "$profile" in
   server) packages=("${server[@]}") ;;

@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh test
 # The lint gate first (seconds): formatting and include order.
 scripts/lint.sh
+# The real clients the compatibility tests drive, from the npm registry,
+# pinned; kept in the build directory (skipped when already there).
+clients="${QUIVER_BUILD_DIR:-build}/npm-clients"
+if [[ ! -f "$clients/node_modules/openai/package.json" ]]; then
+  mkdir -p "$clients"
+  npm install --prefix "$clients" --no-audit --no-fund --silent openai@7.60.0 ||
+    echo "test: npm install failed; the client compatibility tests will skip" >&2
+fi
 # Benchmarks whose peers are installed (scripts/setup.sh bench) build too;
 # the others are skipped by CMake.
 scripts/build.sh -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON -DQUIVER_WERROR=ON

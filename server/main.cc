@@ -94,6 +94,11 @@ ABSL_FLAG(uint32_t, max_fetch_ids, 1000, "Ids per Fetch or Delete request");
 ABSL_FLAG(uint32_t, max_sparse_entries, 2048, "Non-zero entries of a sparse vector");
 ABSL_FLAG(uint32_t, max_list_limit, 10000, "Largest ListIds page");
 ABSL_FLAG(uint32_t, embed_max_inputs, 2048, "Texts per Embed request and documents per Rerank");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
+          "HTTP address (OpenAI-compatible /v1, /healthz, /readyz); empty disables HTTP");
+ABSL_FLAG(int, http_threads, 256,
+          "HTTP connections served at once (each keep-alive connection holds one)");
+ABSL_FLAG(int, http_timeout_s, 60, "HTTP read and write timeout per operation, seconds");
 ABSL_FLAG(uint32_t, max_document_bytes, 4 << 20,
           "Largest document text in bytes (Rag.UpsertDocument)");
 ABSL_FLAG(uint32_t, max_document_chunks, 4096, "Most chunks one document may be cut into");
@@ -240,6 +245,11 @@ int main(int argc, char** argv) {
   lim.max_list_limit = absl::GetFlag(FLAGS_max_list_limit);
   lim.max_document_bytes = absl::GetFlag(FLAGS_max_document_bytes);
   lim.max_document_chunks = absl::GetFlag(FLAGS_max_document_chunks);
+  options.http.listen = absl::GetFlag(FLAGS_http_listen);
+  options.http.threads = absl::GetFlag(FLAGS_http_threads);
+  options.http.read_timeout_s = options.http.write_timeout_s =
+      std::max(1, absl::GetFlag(FLAGS_http_timeout_s));
+  options.http.max_body_bytes = lim.max_message_bytes;
   options.answer_cache.max_entries = absl::GetFlag(FLAGS_answer_cache_entries);
   options.answer_cache.max_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_answer_cache_mb)) << 20;
   options.answer_cache.ttl_seconds = absl::GetFlag(FLAGS_answer_cache_ttl_s);
@@ -299,11 +309,16 @@ int main(int argc, char** argv) {
   if (!port_file.empty()) {
     // Write then rename, so a reader never sees a partial file.
     const std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << (*server)->bound_ports()[0] << "\n";
+    std::ofstream(tmp) << (*server)->bound_ports()[0] << "\n" << (*server)->http_port() << "\n";
     std::rename(tmp.c_str(), port_file.c_str());
   }
   Log(LogLevel::kInfo, "serving",
-      {{"grpc", absl::StrJoin(bound, ",")}, {"kernels", quiver::ann::BestKernels().name}});
+      {{"grpc", absl::StrJoin(bound, ",")},
+       {"http", options.http.listen.empty()
+                    ? std::string("off")
+                    : quiver::StrCat(options.http.listen.substr(0, options.http.listen.rfind(':')),
+                                     ":", (*server)->http_port())},
+       {"kernels", quiver::ann::BestKernels().name}});
 
   std::thread signal_waiter([&] {
     char c = 0;

@@ -84,6 +84,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       return absl::UnavailableError(StrCat("cannot listen on ", options.listen[i]));
     }
   }
+  if (!options.http.listen.empty()) {
+    HttpBackends backends;
+    backends.engine = s->engine_.get();
+    backends.embedding = s->embedding_.get();
+    backends.generator = s->generator_.get();
+    backends.pipeline = s->pipeline_.get();
+    ASSIGN_OR_RETURN(s->http_, HttpServer::Start(options.http, backends));
+  }
   return s;
 }
 
@@ -96,6 +104,7 @@ void Server::Shutdown(absl::Duration grace) {
   std::call_once(shutdown_once_, [&] {
     if (grpc_ == nullptr) return;
     Log(LogLevel::kInfo, "shutting down", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
+    if (http_ != nullptr) http_->Shutdown();
     grpc_->GetHealthCheckService()->Shutdown();
     grpc_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   });

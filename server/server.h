@@ -15,6 +15,7 @@
 #include "llm/generator.h"
 #include "rag/answer_cache.h"
 #include "rag/pipeline.h"
+#include "server/http.h"
 #include "server/services.h"
 
 namespace quiver::server {
@@ -29,6 +30,7 @@ struct ServerOptions {
   std::vector<std::string> listen = {"127.0.0.1:50051"};
   int rpc_threads = 16;  // Most concurrent RPC handlers. REQUIRES: >= 1.
   rag::AnswerCacheOptions answer_cache;
+  HttpOptions http;  // http.listen empty: no HTTP server.
   absl::Status Validate() const;
 };
 
@@ -40,6 +42,8 @@ class Server {
 
   // The port each listen address got, in order.
   const std::vector<int>& bound_ports() const { return ports_; }
+  // The HTTP server's port; 0 without one.
+  int http_port() const { return http_ != nullptr ? http_->port() : 0; }
   // Stops accepting calls, lets running ones finish until `deadline`, then
   // cancels the rest. Idempotent; thread-safe.
   void Shutdown(absl::Duration grace = absl::Seconds(10));
@@ -64,6 +68,7 @@ class Server {
   std::unique_ptr<RagService> rag_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<HttpServer> http_;
   std::vector<int> ports_;
   std::once_flag shutdown_once_;
 };

@@ -34,7 +34,7 @@ absl::Status QuiverdProcess::Start() {
   if (pid_ > 0) return absl::FailedPreconditionError("already running");
   std::remove(port_file_.c_str());
   std::vector<std::string> argv = {binary_, "--data_dir=" + data_dir_, "--listen=127.0.0.1:0",
-                                   "--port_file=" + port_file_};
+                                   "--http_listen=127.0.0.1:0", "--port_file=" + port_file_};
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
@@ -51,7 +51,10 @@ absl::Status QuiverdProcess::Start() {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(start_timeout_s_);
   while (std::chrono::steady_clock::now() < deadline) {
     std::ifstream in(port_file_);
-    if (in >> port_ && port_ > 0) return absl::OkStatus();
+    if (in >> port_ && port_ > 0) {
+      if (!(in >> http_port_)) http_port_ = 0;
+      return absl::OkStatus();
+    }
     int status;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;

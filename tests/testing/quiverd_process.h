@@ -32,6 +32,7 @@ class QuiverdProcess {
   int Stop(int signal);
   bool running() const { return pid_ > 0; }
   int port() const { return port_; }
+  int http_port() const { return http_port_; }  // 0 when HTTP is off.
   std::string address() const;
   std::shared_ptr<grpc::Channel> NewChannel() const;
   // The server's stderr (its log) so far.
@@ -45,6 +46,7 @@ class QuiverdProcess {
   std::string log_file_;
   pid_t pid_ = -1;
   int port_ = 0;
+  int http_port_ = 0;
   int start_timeout_s_ = 30;
 };
 

@@ -1,0 +1,212 @@
+// quiverd's HTTP front door: health, readiness and the OpenAI-compatible /v1
+// routes, through a plain HTTP client and through the official `openai` npm
+// client (tests/compat/openai_client.cjs) where Node.js and the package are
+// installed (scripts/test.sh installs it into <build>/npm-clients).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "common/json.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "tests/testing/quiverd_process.h"
+#include "tests/testing/test_util.h"
+
+namespace quiver {
+namespace {
+
+using ::testing::HasSubstr;
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fixtures_ = testing::FixturePath("model2vec-rs-fixtures");
+    llm_ = testing::FixturePath("stories260K");
+  }
+  void StartServer(std::vector<std::string> flags) {
+    server_ = std::make_unique<testing::QuiverdProcess>(dir_.path() + "/data", std::move(flags));
+    QUIVER_ASSERT_OK(server_->Start());
+    ASSERT_GT(server_->http_port(), 0);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->http_port());
+    client_->set_read_timeout(60, 0);
+  }
+  std::vector<std::string> ModelFlags() const {
+    return {"--embed-model=" + fixtures_ + "/test-model-float32", "--device=cpu",
+            "--llm-model=" + llm_ + "/stories260K.bin", "--llm-tokenizer=" + llm_ + "/tok512.bin"};
+  }
+  // POSTs `body`; returns the status and fills `out` with the parsed JSON.
+  int Post(const std::string& path, const std::string& body, Json* out) {
+    auto r = client_->Post(path, body, "application/json");
+    if (!r) {
+      ADD_FAILURE() << "POST " << path << " failed";
+      return 0;
+    }
+    auto j = ParseJson(r->body);
+    *out = j.ok() ? *j : Json(r->body);
+    return r->status;
+  }
+
+  std::string fixtures_, llm_;
+  testing::TempDir dir_;
+  std::unique_ptr<testing::QuiverdProcess> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(HttpTest, HealthReadinessAndErrorsWithoutModels) {
+  StartServer({});
+  auto health = client_->Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(health->get_header_value("Content-Type"), "application/json");
+  auto ready = client_->Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  EXPECT_THAT(ready->body, HasSubstr("\"ready\":true"));
+  Json j;
+  // OpenAI's error body, with the status that says what was wrong.
+  EXPECT_EQ(Post("/v1/embeddings", R"({"input": "x"})", &j), 400);
+  ASSERT_NE(j.Find("error"), nullptr);
+  EXPECT_THAT(j.Find("error")->Find("message")->as_string(), HasSubstr("--embed-model"));
+  EXPECT_EQ(j.Find("error")->Find("type")->as_string(), "invalid_request_error");
+  EXPECT_EQ(Post("/v1/chat/completions", R"({"messages": []})", &j), 400);
+  EXPECT_THAT(j.Find("error")->Find("message")->as_string(), HasSubstr("--llm-model"));
+  EXPECT_EQ(Post("/v1/embeddings", "{not json", &j), 400);
+  EXPECT_THAT(j.Find("error")->Find("message")->as_string(), HasSubstr("not valid JSON"));
+  auto missing = client_->Get("/v2/nothing");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_THAT(missing->body, HasSubstr("\"error\""));
+  auto models = client_->Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 200);
+  EXPECT_THAT(models->body, HasSubstr("\"data\":[]"));
+}
+
+TEST_F(HttpTest, OpenAiRoutesServeTheModels) {
+  if (fixtures_.empty() || llm_.empty()) {
+    GTEST_SKIP() << "fixtures model2vec-rs-fixtures and stories260K not found ($QUIVER_FIXTURES)";
+  }
+  StartServer(ModelFlags());
+  Json j;
+  ASSERT_EQ(Post("/v1/embeddings",
+                 R"({"model": "test-model-float32", "input": ["hello world", "cats"],
+                     "encoding_format": "float"})",
+                 &j),
+            200);
+  const Json::Array& data = j.Find("data")->as_array();
+  ASSERT_EQ(data.size(), 2u);
+  std::vector<float> first;
+  for (const Json& x : data[0].Find("embedding")->as_array()) {
+    first.push_back(static_cast<float>(x.as_number()));
+  }
+  ASSERT_FALSE(first.empty());
+  EXPECT_GT(j.Find("usage")->Find("prompt_tokens")->as_number(), 0);
+  // base64: little-endian float32 of the same vector.
+  ASSERT_EQ(Post("/v1/embeddings",
+                 R"({"model": "test-model-float32", "input": "hello world",
+                     "encoding_format": "base64"})",
+                 &j),
+            200);
+  std::string bytes;
+  ASSERT_TRUE(
+      absl::Base64Unescape(j.Find("data")->as_array()[0].Find("embedding")->as_string(), &bytes));
+  ASSERT_EQ(bytes.size(), first.size() * 4);
+  for (size_t i = 0; i < first.size(); ++i) {
+    uint32_t u = 0;
+    for (int b = 0; b < 4; ++b)
+      u |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i * 4 + b])) << (8 * b);
+    float f;
+    std::memcpy(&f, &u, 4);
+    EXPECT_EQ(f, first[i]);
+  }
+  EXPECT_EQ(Post("/v1/embeddings", R"({"model": "other", "input": "x"})", &j), 404);
+  EXPECT_EQ(Post("/v1/embeddings", R"({"input": [[1, 2]]})", &j), 400);
+
+  // Completions: the same greedy text streamed and whole.
+  ASSERT_EQ(Post("/v1/completions",
+                 R"({"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0})", &j),
+            200);
+  const std::string whole = j.Find("choices")->as_array()[0].Find("text")->as_string();
+  EXPECT_FALSE(whole.empty());
+  EXPECT_EQ(j.Find("usage")->Find("completion_tokens")->as_number(), 12);
+  EXPECT_EQ(j.Find("object")->as_string(), "text_completion");
+  auto sse = client_->Post("/v1/completions",
+                           R"({"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0,
+                               "stream": true, "stream_options": {"include_usage": true}})",
+                           "application/json");
+  ASSERT_TRUE(sse);
+  EXPECT_EQ(sse->status, 200);
+  EXPECT_THAT(sse->get_header_value("Content-Type"), HasSubstr("text/event-stream"));
+  std::string streamed;
+  bool usage = false, done = false;
+  size_t pos = 0;
+  while ((pos = sse->body.find("data: ", pos)) != std::string::npos) {
+    const size_t end = sse->body.find("\n\n", pos);
+    const std::string payload = sse->body.substr(pos + 6, end - pos - 6);
+    pos = end;
+    if (payload == "[DONE]") {
+      done = true;
+      continue;
+    }
+    auto chunk = ParseJson(payload);
+    ASSERT_TRUE(chunk.ok()) << payload;
+    if (chunk->Find("usage") != nullptr) usage = true;
+    for (const Json& c : chunk->Find("choices")->as_array()) {
+      streamed += c.Find("text")->as_string();
+    }
+  }
+  EXPECT_EQ(streamed, whole);
+  EXPECT_TRUE(usage);
+  EXPECT_TRUE(done);
+  // Rerank without a reranker: a clear 400.
+  EXPECT_EQ(Post("/v1/rerank", R"({"query": "q", "documents": ["a"]})", &j), 400);
+  EXPECT_THAT(j.Find("error")->Find("message")->as_string(), HasSubstr("rerank"));
+}
+
+int NodeMajor() {
+  FILE* p = popen("node --version 2>/dev/null", "r");
+  if (p == nullptr) return 0;
+  char buf[64] = {0};
+  const bool read = fgets(buf, sizeof(buf), p) != nullptr;
+  pclose(p);
+  return read && buf[0] == 'v' ? std::atoi(buf + 1) : 0;
+}
+
+TEST_F(HttpTest, TheOfficialOpenAiClientWorksUnchanged) {
+  if (fixtures_.empty() || llm_.empty()) {
+    GTEST_SKIP() << "fixtures model2vec-rs-fixtures and stories260K not found ($QUIVER_FIXTURES)";
+  }
+  const std::string clients = QUIVER_BINARY_DIR "/npm-clients/node_modules";
+  if (!std::ifstream(clients + "/openai/package.json")) {
+    GTEST_SKIP() << "the openai npm client is not installed in " << clients
+                 << " (scripts/test.sh installs it)";
+  }
+  const int node = NodeMajor();
+  if (node < 20) {
+    GTEST_SKIP() << "openai@7.60.0 needs Node.js 20 or later; this machine has "
+                 << (node == 0 ? std::string("none") : "v" + std::to_string(node));
+  }
+  StartServer(ModelFlags());
+  const std::string cmd =
+      "NODE_PATH='" + clients +
+      "' node " QUIVER_SOURCE_DIR "/tests/compat/openai_client.cjs http://127.0.0.1:" +
+      std::to_string(server_->http_port()) + "/v1 test-model-float32 stories260K 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_THAT(out, HasSubstr("ok aborting a stream")) << out;
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("FAILED"))) << out;
+}
+
+}  // namespace
+}  // namespace quiver
