@@ -1,11 +1,13 @@
 // The official `openai` npm client against quiverd's /v1 routes, used as a
 // user would: only baseURL and an API key change.
 //   node openai_client.cjs BASE_URL EMBED_MODEL LLM_MODEL
+//   node openai_client.cjs chat BASE_URL CHAT_MODEL     (a model with a chat template)
 // Prints "ok <check>" per passing check; exits 1 at the first failure.
 const assert = require('node:assert/strict');
 const OpenAI = require('openai');
 
-const [baseURL, embedModel, llmModel] = process.argv.slice(2);
+const chatMode = process.argv[2] === 'chat';
+const [baseURL, embedModel, llmModel] = process.argv.slice(chatMode ? 3 : 2);
 const client = new OpenAI({ apiKey: 'test-key', baseURL, maxRetries: 0 });
 
 async function check(name, fn) {
@@ -18,7 +20,53 @@ async function check(name, fn) {
   }
 }
 
+async function chatChecks(model) {
+  const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'the and then' }];
+  let whole;
+  await check('chat.completions', async () => {
+    const r = await client.chat.completions.create({ model, messages, max_tokens: 8,
+                                                     temperature: 0 });
+    assert.equal(r.object, 'chat.completion');
+    assert.equal(r.choices[0].message.role, 'assistant');
+    whole = r.choices[0].message.content;
+    assert.equal(typeof whole, 'string');
+    assert.ok(['stop', 'length'].includes(r.choices[0].finish_reason));
+    assert.ok(r.usage.prompt_tokens > 0);
+    assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+  });
+  await check('chat.completions stream', async () => {
+    const stream = await client.chat.completions.create({
+      model, messages, max_tokens: 8, temperature: 0, stream: true,
+      stream_options: { include_usage: true } });
+    let text = '', role = null, usage = null, chunks = 0;
+    for await (const chunk of stream) {
+      ++chunks;
+      assert.equal(chunk.object, 'chat.completion.chunk');
+      if (chunk.usage) usage = chunk.usage;
+      for (const c of chunk.choices) {
+        if (c.delta.role) role = c.delta.role;
+        if (c.delta.content) text += c.delta.content;
+      }
+    }
+    assert.equal(role, 'assistant');
+    assert.equal(text, whole);
+    assert.ok(usage && usage.completion_tokens > 0);
+  });
+  await check('chat.completions max_completion_tokens and content parts', async () => {
+    const r = await client.chat.completions.create({
+      model, max_completion_tokens: 3, temperature: 0,
+      messages: [{ role: 'developer', content: 'Be brief.' },
+                 { role: 'user', content: [{ type: 'text', text: 'the and ' },
+                                           { type: 'text', text: 'then' }] }] });
+    assert.ok(r.usage.completion_tokens <= 3);
+  });
+}
+
 (async () => {
+  if (chatMode) {
+    await chatChecks(llmModel);
+    return;
+  }
   await check('models.list', async () => {
     const ids = [];
     for await (const m of client.models.list()) ids.push(m.id);

@@ -2,6 +2,8 @@
 // routes, through a plain HTTP client and through the official `openai` npm
 // client (tests/compat/openai_client.cjs) where Node.js and the package are
 // installed (scripts/test.sh installs it into <build>/npm-clients).
+#include <signal.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -168,6 +170,21 @@ TEST_F(HttpTest, OpenAiRoutesServeTheModels) {
   EXPECT_THAT(j.Find("error")->Find("message")->as_string(), HasSubstr("rerank"));
 }
 
+// Runs tests/compat/openai_client.cjs with `args`; returns its output.
+std::string RunNode(const std::string& args, const std::string& node_path, int* status) {
+  const std::string cmd = "NODE_PATH='" + node_path +
+                          "' node " QUIVER_SOURCE_DIR "/tests/compat/openai_client.cjs " + args +
+                          " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  *status = pclose(p);
+  return out;
+}
+
 int NodeMajor() {
   FILE* p = popen("node --version 2>/dev/null", "r");
   if (p == nullptr) return 0;
@@ -192,19 +209,31 @@ TEST_F(HttpTest, TheOfficialOpenAiClientWorksUnchanged) {
                  << (node == 0 ? std::string("none") : "v" + std::to_string(node));
   }
   StartServer(ModelFlags());
-  const std::string cmd =
-      "NODE_PATH='" + clients +
-      "' node " QUIVER_SOURCE_DIR "/tests/compat/openai_client.cjs http://127.0.0.1:" +
-      std::to_string(server_->http_port()) + "/v1 test-model-float32 stories260K 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
+  int status = -1;
+  std::string out = RunNode("http://127.0.0.1:" + std::to_string(server_->http_port()) +
+                                "/v1 test-model-float32 stories260K",
+                            clients, &status);
   EXPECT_EQ(status, 0) << out;
   EXPECT_THAT(out, HasSubstr("ok aborting a stream")) << out;
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("FAILED"))) << out;
+
+  // Chat completions, with a model that has a chat template: a random
+  // Qwen2-style model with ChatML (tests/llm/hf_reference.py).
+  if (!testing::HaveTorch()) {
+    GTEST_SKIP() << testing::kNoTorch << ": no chat model for the chat checks";
+  }
+  const std::string model = dir_.path() + "/qwen";
+  std::ofstream(dir_.path() + "/ids.json") << "[1]";
+  const std::string make = std::string(testing::kPython) +
+                           " " QUIVER_SOURCE_DIR "/tests/llm/hf_reference.py " + model + " qwen2 " +
+                           dir_.path() + "/ids.json";
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  server_->Stop(SIGTERM);
+  StartServer({"--llm-model=" + model, "--llm_max_context=256", "--device=cpu"});
+  out = RunNode("chat http://127.0.0.1:" + std::to_string(server_->http_port()) + "/v1 qwen",
+                clients, &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_THAT(out, HasSubstr("ok chat.completions stream")) << out;
   EXPECT_THAT(out, ::testing::Not(HasSubstr("FAILED"))) << out;
 }
 
