@@ -36,6 +36,7 @@ Global options:
   --addr       server address (default $QUIVER_ADDR or 127.0.0.1:50051)
   --json       print responses as JSON instead of tables
   --timeout    seconds to wait for each call (default 30)
+  --api-key    the server's API key (default $QUIVER_API_KEY)
 
 Commands:
   health                                   server health
@@ -90,6 +91,7 @@ Commands:
 )";
 
 const std::set<std::string> kKnownOptions = {"addr",
+                                             "api-key",
                                              "json",
                                              "timeout",
                                              "help",
@@ -177,6 +179,10 @@ class Cli {
     if (!timeout.ok()) return Usage(std::string(timeout.status().message()));
     timeout_ = absl::Seconds(*timeout);
     json_ = args_.Has("json");
+    api_key_ = args_.Get("api-key");
+    if (const char* env = std::getenv("QUIVER_API_KEY"); api_key_.empty() && env != nullptr) {
+      api_key_ = env;
+    }
     grpc::ChannelArguments ch_args;
     ch_args.SetMaxReceiveMessageSize(256 << 20);
     ch_args.SetMaxSendMessageSize(256 << 20);
@@ -217,6 +223,7 @@ class Cli {
 
   void Context(grpc::ClientContext* ctx) const {
     ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    if (!api_key_.empty()) ctx->AddMetadata("api-key", api_key_);
   }
 
   static int Failed(const grpc::Status& s) {
@@ -525,6 +532,7 @@ class Cli {
     o.parallel = static_cast<int>(*parallel);
     o.resume = args_.Has("resume");
     o.rpc_timeout = std::max(timeout_, absl::Seconds(60));
+    o.api_key = api_key_;
     const std::string progress = args_.Get("progress", "auto");
     if (progress == "always")
       o.progress = ImportOptions::Progress::kAlways;
@@ -713,6 +721,7 @@ class Cli {
     while (first.size() > 1 && first.back() == '/') first.pop_back();
     o.state_path = StrCat(first, ".quiver-ingest-", o.collection);
     o.rpc_timeout = std::max(timeout_, absl::Seconds(300));
+    o.api_key = api_key_;
     const std::string progress = args_.Get("progress", "auto");
     if (progress == "always")
       o.progress = IngestOptions::Progress::kAlways;
@@ -1067,6 +1076,7 @@ class Cli {
   std::shared_ptr<grpc::Channel> channel_;
   absl::Duration timeout_;
   bool json_ = false;
+  std::string api_key_;
 };
 
 }  // namespace

@@ -187,6 +187,7 @@ class Importer {
         return;
       }
       grpc::ClientContext ctx;
+      if (!o_.api_key.empty()) ctx.AddMetadata("api-key", o_.api_key);
       ctx.set_deadline(absl::ToChronoTime(absl::Now() + o_.rpc_timeout));
       v1::UpsertResponse resp;
       grpc::Status s = stub_->Upsert(&ctx, b->request, &resp);

@@ -22,6 +22,7 @@ struct ImportOptions {
   bool resume = false;      // Continue from path + ".quiver-import" if present.
   enum class Progress { kAuto, kAlways, kNever } progress = Progress::kAuto;
   absl::Duration rpc_timeout = absl::Seconds(60);
+  std::string api_key;  // Sent as metadata api-key when set.
 };
 
 struct ImportResult {

@@ -205,6 +205,7 @@ class Ingester {
       v1::UpsertDocumentResponse resp;
       if (s.ok()) {
         grpc::ClientContext ctx;
+        if (!o_.api_key.empty()) ctx.AddMetadata("api-key", o_.api_key);
         ctx.set_deadline(absl::ToChronoTime(absl::Now() + o_.rpc_timeout));
         grpc::Status g = stub_->UpsertDocument(&ctx, req, &resp);
         if (!g.ok()) {

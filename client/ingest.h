@@ -28,6 +28,7 @@ struct IngestOptions {
   std::string state_path;
   enum class Progress { kAuto, kAlways, kNever } progress = Progress::kAuto;
   absl::Duration rpc_timeout = absl::Seconds(300);
+  std::string api_key;  // Sent as metadata api-key when set.
 };
 
 struct IngestResult {

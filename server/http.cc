@@ -281,6 +281,23 @@ void HttpServer::Routes() {
     }
   });
 
+  // Every route but health and readiness needs a key when keys are set; an
+  // unauthenticated request learns nothing, not even whether its route
+  // exists. (All routes so far read; writes will pass write = true.)
+  svr.set_pre_routing_handler([b](const httplib::Request& req, httplib::Response& res) {
+    if (b.api_keys == nullptr || !b.api_keys->enabled() || req.path == "/healthz" ||
+        req.path == "/readyz") {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    const std::string api_key = req.get_header_value("Api-Key");
+    const std::string authorization = req.get_header_value("Authorization");
+    absl::Status s =
+        b.api_keys->Authorize(ApiKeys::PresentedKey(api_key, authorization), /*write=*/false);
+    if (s.ok()) return httplib::Server::HandlerResponse::Unhandled;
+    SendError(res, s);
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200, Json(Json::Object{{"status", Json("ok")}}));
   });

@@ -16,6 +16,7 @@
 #include "embed/service.h"
 #include "llm/generator.h"
 #include "rag/pipeline.h"
+#include "server/auth.h"
 
 namespace httplib {
 class Server;
@@ -40,6 +41,7 @@ struct HttpBackends {
   embed::EmbeddingService* embedding = nullptr;
   llm::Generator* generator = nullptr;
   rag::Pipeline* pipeline = nullptr;
+  const ApiKeys* api_keys = nullptr;  // Null or empty: no key needed.
 };
 
 class HttpServer {

@@ -99,6 +99,11 @@ ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
 ABSL_FLAG(int, http_threads, 256,
           "HTTP connections served at once (each keep-alive connection holds one)");
 ABSL_FLAG(int, http_timeout_s, 60, "HTTP read and write timeout per operation, seconds");
+ABSL_FLAG(std::string, api_key, "",
+          "API keys with read-write access, comma-separated; none (and no --api_key_file): no "
+          "key needed");
+ABSL_FLAG(std::string, api_key_file, "",
+          "File of API keys, one per line: KEY [read-only|rw]; '#' starts a comment");
 ABSL_FLAG(uint32_t, max_document_bytes, 4 << 20,
           "Largest document text in bytes (Rag.UpsertDocument)");
 ABSL_FLAG(uint32_t, max_document_chunks, 4096, "Most chunks one document may be cut into");
@@ -245,6 +250,14 @@ int main(int argc, char** argv) {
   lim.max_list_limit = absl::GetFlag(FLAGS_max_list_limit);
   lim.max_document_bytes = absl::GetFlag(FLAGS_max_document_bytes);
   lim.max_document_chunks = absl::GetFlag(FLAGS_max_document_chunks);
+  {
+    const std::string keys = absl::GetFlag(FLAGS_api_key);
+    for (const std::string& k :
+         std::vector<std::string>(absl::StrSplit(keys, ',', absl::SkipWhitespace()))) {
+      options.api_keys.emplace_back(k);
+    }
+    options.api_key_file = absl::GetFlag(FLAGS_api_key_file);
+  }
   options.http.listen = absl::GetFlag(FLAGS_http_listen);
   options.http.threads = absl::GetFlag(FLAGS_http_threads);
   options.http.read_timeout_s = options.http.write_timeout_s =

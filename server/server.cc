@@ -54,6 +54,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       std::make_unique<ModelsService>(s->embedding_.get(), s->generator_.get(), s->pipeline_.get());
   s->rag_ = std::make_unique<RagService>(s->pipeline_.get());
   s->admin_ = std::make_unique<AdminService>(s->engine_.get(), facts);
+  ASSIGN_OR_RETURN(s->api_keys_, ApiKeys::Load(options.api_keys, options.api_key_file));
+  for (Guarded* g :
+       std::initializer_list<Guarded*>{s->collections_.get(), s->points_.get(), s->search_.get(),
+                                       s->models_.get(), s->rag_.get(), s->admin_.get()}) {
+    g->set_api_keys(&s->api_keys_);
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -90,6 +96,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     backends.embedding = s->embedding_.get();
     backends.generator = s->generator_.get();
     backends.pipeline = s->pipeline_.get();
+    backends.api_keys = &s->api_keys_;
     ASSIGN_OR_RETURN(s->http_, HttpServer::Start(options.http, backends));
   }
   return s;

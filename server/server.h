@@ -31,6 +31,10 @@ struct ServerOptions {
   int rpc_threads = 16;  // Most concurrent RPC handlers. REQUIRES: >= 1.
   rag::AnswerCacheOptions answer_cache;
   HttpOptions http;  // http.listen empty: no HTTP server.
+  // API keys (server/auth.h): read-write keys, and a file of keys with their
+  // access. None: every request is allowed.
+  std::vector<std::string> api_keys;
+  std::string api_key_file;
   absl::Status Validate() const;
 };
 
@@ -67,6 +71,7 @@ class Server {
   std::unique_ptr<ModelsService> models_;
   std::unique_ptr<RagService> rag_;
   std::unique_ptr<AdminService> admin_;
+  ApiKeys api_keys_;
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<HttpServer> http_;
   std::vector<int> ports_;

@@ -11,11 +11,24 @@
 
 namespace quiver::server {
 
+grpc::Status Guarded::Guard(grpc::ServerContext* ctx, bool write) const {
+  if (keys_ == nullptr || !keys_->enabled()) return grpc::Status::OK;
+  const auto& md = ctx->client_metadata();
+  auto value = [&md](const char* key) {
+    auto it = md.find(key);
+    return it == md.end() ? std::string_view()
+                          : std::string_view(it->second.data(), it->second.size());
+  };
+  return ToGrpcStatus(
+      keys_->Authorize(ApiKeys::PresentedKey(value("api-key"), value("authorization")), write));
+}
+
 // ---- Collections ----------------------------------------------------------
 
-grpc::Status CollectionsService::Create(grpc::ServerContext*,
+grpc::Status CollectionsService::Create(grpc::ServerContext* ctx,
                                         const v1::CreateCollectionRequest* req,
                                         v1::CreateCollectionResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   auto config = ConfigFromProto(req->config());
   if (!config.ok()) return ToGrpcStatus(config.status());
   auto info = engine_->CreateCollection(*config);
@@ -24,32 +37,36 @@ grpc::Status CollectionsService::Create(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status CollectionsService::Get(grpc::ServerContext*, const v1::GetCollectionRequest* req,
+grpc::Status CollectionsService::Get(grpc::ServerContext* ctx, const v1::GetCollectionRequest* req,
                                      v1::GetCollectionResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   auto info = engine_->GetCollection(req->name());
   if (!info.ok()) return ToGrpcStatus(info.status());
   CollectionInfoToProto(*info, resp->mutable_collection());
   return grpc::Status::OK;
 }
 
-grpc::Status CollectionsService::List(grpc::ServerContext*, const v1::ListCollectionsRequest*,
+grpc::Status CollectionsService::List(grpc::ServerContext* ctx, const v1::ListCollectionsRequest*,
                                       v1::ListCollectionsResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   for (const db::CollectionInfo& info : engine_->ListCollections()) {
     CollectionInfoToProto(info, resp->add_collections());
   }
   return grpc::Status::OK;
 }
 
-grpc::Status CollectionsService::Delete(grpc::ServerContext*,
+grpc::Status CollectionsService::Delete(grpc::ServerContext* ctx,
                                         const v1::DeleteCollectionRequest* req,
                                         v1::DeleteCollectionResponse*) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   return ToGrpcStatus(engine_->DropCollection(req->name()));
 }
 
 // ---- Points ---------------------------------------------------------------
 
-grpc::Status PointsService::Upsert(grpc::ServerContext*, const v1::UpsertRequest* req,
+grpc::Status PointsService::Upsert(grpc::ServerContext* ctx, const v1::UpsertRequest* req,
                                    v1::UpsertResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   std::vector<storage::Record> records;
   records.reserve(req->records_size());
   for (const v1::Record& r : req->records()) {
@@ -63,8 +80,9 @@ grpc::Status PointsService::Upsert(grpc::ServerContext*, const v1::UpsertRequest
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::Fetch(grpc::ServerContext*, const v1::FetchRequest* req,
+grpc::Status PointsService::Fetch(grpc::ServerContext* ctx, const v1::FetchRequest* req,
                                   v1::FetchResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   std::vector<std::string> ids(req->ids().begin(), req->ids().end());
   auto result = engine_->Fetch(req->collection(), req->namespace_(), ids);
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -74,8 +92,9 @@ grpc::Status PointsService::Fetch(grpc::ServerContext*, const v1::FetchRequest* 
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::Update(grpc::ServerContext*, const v1::UpdateRequest* req,
+grpc::Status PointsService::Update(grpc::ServerContext* ctx, const v1::UpdateRequest* req,
                                    v1::UpdateResponse*) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   db::UpdateSpec spec;
   spec.id = req->id();
   if (req->values_size() > 0) spec.values.emplace(req->values().begin(), req->values().end());
@@ -89,8 +108,9 @@ grpc::Status PointsService::Update(grpc::ServerContext*, const v1::UpdateRequest
   return ToGrpcStatus(engine_->Update(req->collection(), req->namespace_(), std::move(spec)));
 }
 
-grpc::Status PointsService::Delete(grpc::ServerContext*, const v1::DeleteRequest* req,
+grpc::Status PointsService::Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* req,
                                    v1::DeleteResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   absl::StatusOr<uint64_t> n;
   switch (req->target_case()) {
     case v1::DeleteRequest::kIds: {
@@ -117,8 +137,9 @@ grpc::Status PointsService::Delete(grpc::ServerContext*, const v1::DeleteRequest
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::ListIds(grpc::ServerContext*, const v1::ListIdsRequest* req,
+grpc::Status PointsService::ListIds(grpc::ServerContext* ctx, const v1::ListIdsRequest* req,
                                     v1::ListIdsResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   auto result = engine_->ListIds(req->collection(), req->namespace_(), req->prefix(), req->limit(),
                                  req->pagination_token());
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -127,8 +148,10 @@ grpc::Status PointsService::ListIds(grpc::ServerContext*, const v1::ListIdsReque
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::DescribeStats(grpc::ServerContext*, const v1::DescribeStatsRequest* req,
+grpc::Status PointsService::DescribeStats(grpc::ServerContext* ctx,
+                                          const v1::DescribeStatsRequest* req,
                                           v1::DescribeStatsResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   std::optional<Json> filter;
   if (req->has_filter()) filter = StructToJson(req->filter());
   auto stats = engine_->DescribeStats(req->collection(), filter);
@@ -145,9 +168,10 @@ grpc::Status PointsService::DescribeStats(grpc::ServerContext*, const v1::Descri
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::ListNamespaces(grpc::ServerContext*,
+grpc::Status PointsService::ListNamespaces(grpc::ServerContext* ctx,
                                            const v1::ListNamespacesRequest* req,
                                            v1::ListNamespacesResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   auto names = engine_->ListNamespaces(req->collection());
   if (!names.ok()) return ToGrpcStatus(names.status());
   for (const std::string& n : *names) resp->add_namespaces(n);
@@ -156,8 +180,9 @@ grpc::Status PointsService::ListNamespaces(grpc::ServerContext*,
 
 // ---- Search ---------------------------------------------------------------
 
-grpc::Status SearchService::Query(grpc::ServerContext*, const v1::QueryRequest* req,
+grpc::Status SearchService::Query(grpc::ServerContext* ctx, const v1::QueryRequest* req,
                                   v1::QueryResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   db::QueryRequest q;
   if (req->has_sparse_vector()) q.sparse = SparseFromProto(req->sparse_vector());
   if (req->has_hybrid()) {
@@ -226,8 +251,9 @@ v1::FinishReason FinishToProto(llm::FinishReason r) {
 
 }  // namespace
 
-grpc::Status ModelsService::Embed(grpc::ServerContext*, const v1::EmbedRequest* req,
+grpc::Status ModelsService::Embed(grpc::ServerContext* ctx, const v1::EmbedRequest* req,
                                   v1::EmbedResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   std::vector<std::string> inputs(req->inputs().begin(), req->inputs().end());
   auto result = embedding_->Embed(inputs, req->normalize(), req->model());
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -240,8 +266,9 @@ grpc::Status ModelsService::Embed(grpc::ServerContext*, const v1::EmbedRequest* 
   return grpc::Status::OK;
 }
 
-grpc::Status ModelsService::Rerank(grpc::ServerContext*, const v1::RerankRequest* req,
+grpc::Status ModelsService::Rerank(grpc::ServerContext* ctx, const v1::RerankRequest* req,
                                    v1::RerankResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   std::vector<std::string> docs(req->documents().begin(), req->documents().end());
   auto ranked = embedding_->Rerank(req->query(), docs, req->top_n(), req->model());
   if (!ranked.ok()) return ToGrpcStatus(ranked.status());
@@ -257,6 +284,7 @@ grpc::Status ModelsService::Rerank(grpc::ServerContext*, const v1::RerankRequest
 
 grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   const v1::SamplingParams& sp = req->sampling();
   llm::GenerationRequest g;
   g.model = req->model();
@@ -292,8 +320,9 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
   return ToGrpcStatus(s);
 }
 
-grpc::Status ModelsService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+grpc::Status ModelsService::ListModels(grpc::ServerContext* ctx, const v1::ListModelsRequest*,
                                        v1::ListModelsResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   if (embedding_->has_embedder()) {
     const embed::EmbeddingModel& e = embedding_->embedder();
     v1::ModelInfo* m = resp->add_models();
@@ -407,8 +436,10 @@ class GrpcAskSink final : public rag::AskSink {
 
 }  // namespace
 
-grpc::Status RagService::UpsertDocument(grpc::ServerContext*, const v1::UpsertDocumentRequest* req,
+grpc::Status RagService::UpsertDocument(grpc::ServerContext* ctx,
+                                        const v1::UpsertDocumentRequest* req,
                                         v1::UpsertDocumentResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   rag::DocumentInput doc;
   doc.id = req->document().id();
   doc.text = req->document().text();
@@ -425,16 +456,19 @@ grpc::Status RagService::UpsertDocument(grpc::ServerContext*, const v1::UpsertDo
   return grpc::Status::OK;
 }
 
-grpc::Status RagService::GetDocument(grpc::ServerContext*, const v1::GetDocumentRequest* req,
+grpc::Status RagService::GetDocument(grpc::ServerContext* ctx, const v1::GetDocumentRequest* req,
                                      v1::GetDocumentResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   auto d = pipeline_->GetDocument(req->collection(), req->namespace_(), req->id());
   if (!d.ok()) return ToGrpcStatus(d.status());
   DocumentToProto(*d, resp->mutable_document());
   return grpc::Status::OK;
 }
 
-grpc::Status RagService::ListDocuments(grpc::ServerContext*, const v1::ListDocumentsRequest* req,
+grpc::Status RagService::ListDocuments(grpc::ServerContext* ctx,
+                                       const v1::ListDocumentsRequest* req,
                                        v1::ListDocumentsResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   auto r = pipeline_->ListDocuments(req->collection(), req->namespace_(), req->prefix(),
                                     req->limit(), req->pagination_token());
   if (!r.ok()) return ToGrpcStatus(r.status());
@@ -443,8 +477,10 @@ grpc::Status RagService::ListDocuments(grpc::ServerContext*, const v1::ListDocum
   return grpc::Status::OK;
 }
 
-grpc::Status RagService::DeleteDocument(grpc::ServerContext*, const v1::DeleteDocumentRequest* req,
+grpc::Status RagService::DeleteDocument(grpc::ServerContext* ctx,
+                                        const v1::DeleteDocumentRequest* req,
                                         v1::DeleteDocumentResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   auto n = pipeline_->DeleteDocument(req->collection(), req->namespace_(), req->id());
   if (!n.ok()) return ToGrpcStatus(n.status());
   resp->set_deleted_chunk_count(*n);
@@ -453,6 +489,7 @@ grpc::Status RagService::DeleteDocument(grpc::ServerContext*, const v1::DeleteDo
 
 grpc::Status RagService::Ask(grpc::ServerContext* ctx, const v1::AskRequest* req,
                              grpc::ServerWriter<v1::AskResponse>* writer) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   rag::AskRequest r;
   r.collection = req->collection();
   r.ns = req->namespace_();
@@ -505,8 +542,9 @@ grpc::Status AdminService::Health(grpc::ServerContext*, const v1::HealthRequest*
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::ServerInfo(grpc::ServerContext*, const v1::ServerInfoRequest*,
+grpc::Status AdminService::ServerInfo(grpc::ServerContext* ctx, const v1::ServerInfoRequest*,
                                       v1::ServerInfoResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   const db::EngineOptions& o = engine_->options();
   resp->set_version(facts_.version);
   resp->set_data_dir(o.store.path);
@@ -534,8 +572,9 @@ grpc::Status AdminService::ServerInfo(grpc::ServerContext*, const v1::ServerInfo
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::Snapshot(grpc::ServerContext*, const v1::SnapshotRequest* req,
+grpc::Status AdminService::Snapshot(grpc::ServerContext* ctx, const v1::SnapshotRequest* req,
                                     v1::SnapshotResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   const uint64_t count = engine_->total_record_count();
   auto path = engine_->Snapshot(req->name());
   if (!path.ok()) return ToGrpcStatus(path.status());

@@ -16,10 +16,24 @@
 #include "quiver/v1/rag.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 #include "rag/pipeline.h"
+#include "server/auth.h"
 
 namespace quiver::server {
 
-class CollectionsService final : public v1::Collections::Service {
+// The API-key check every RPC makes before anything else (Admin.Health
+// excepted): UNAUTHENTICATED / PERMISSION_DENIED as ApiKeys::Authorize says.
+class Guarded {
+ public:
+  void set_api_keys(const ApiKeys* keys) { keys_ = keys; }
+
+ protected:
+  grpc::Status Guard(grpc::ServerContext* ctx, bool write) const;
+
+ private:
+  const ApiKeys* keys_ = nullptr;
+};
+
+class CollectionsService final : public v1::Collections::Service, public Guarded {
  public:
   explicit CollectionsService(db::Engine* engine) : engine_(engine) {}
   grpc::Status Create(grpc::ServerContext*, const v1::CreateCollectionRequest*,
@@ -35,7 +49,7 @@ class CollectionsService final : public v1::Collections::Service {
   db::Engine* engine_;
 };
 
-class PointsService final : public v1::Points::Service {
+class PointsService final : public v1::Points::Service, public Guarded {
  public:
   explicit PointsService(db::Engine* engine) : engine_(engine) {}
   grpc::Status Upsert(grpc::ServerContext*, const v1::UpsertRequest*, v1::UpsertResponse*) override;
@@ -53,7 +67,7 @@ class PointsService final : public v1::Points::Service {
   db::Engine* engine_;
 };
 
-class SearchService final : public v1::Search::Service {
+class SearchService final : public v1::Search::Service, public Guarded {
  public:
   explicit SearchService(db::Engine* engine) : engine_(engine) {}
   grpc::Status Query(grpc::ServerContext*, const v1::QueryRequest*, v1::QueryResponse*) override;
@@ -65,7 +79,7 @@ class SearchService final : public v1::Search::Service {
 // Embedding, reranking and generation through the shared models layer
 // (embed::EmbeddingService, llm::Generator); FAILED_PRECONDITION for a
 // model this server has not loaded.
-class ModelsService final : public v1::Models::Service {
+class ModelsService final : public v1::Models::Service, public Guarded {
  public:
   // `generator` may be null (no generative model); none is owned.
   // Generation goes through `pipeline` (and its answer cache).
@@ -85,7 +99,7 @@ class ModelsService final : public v1::Models::Service {
   rag::Pipeline* pipeline_;
 };
 
-class RagService final : public v1::Rag::Service {
+class RagService final : public v1::Rag::Service, public Guarded {
  public:
   explicit RagService(rag::Pipeline* pipeline) : pipeline_(pipeline) {}
   grpc::Status UpsertDocument(grpc::ServerContext*, const v1::UpsertDocumentRequest*,
@@ -112,7 +126,7 @@ struct ServerFacts {
   absl::Time started;
 };
 
-class AdminService final : public v1::Admin::Service {
+class AdminService final : public v1::Admin::Service, public Guarded {
  public:
   AdminService(db::Engine* engine, ServerFacts facts) : engine_(engine), facts_(std::move(facts)) {}
   grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
