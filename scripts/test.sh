@@ -11,9 +11,11 @@ scripts/lint.sh
 # The real clients the compatibility tests drive, from the npm registry,
 # pinned; kept in the build directory (skipped when already there).
 clients="${QUIVER_BUILD_DIR:-build}/npm-clients"
-if [[ ! -f "$clients/node_modules/openai/package.json" ]]; then
+if [[ ! -f "$clients/node_modules/openai/package.json" ||
+      ! -f "$clients/node_modules/@pinecone-database/pinecone/package.json" ]]; then
   mkdir -p "$clients"
-  npm install --prefix "$clients" --no-audit --no-fund --silent openai@7.60.0 ||
+  npm install --prefix "$clients" --no-audit --no-fund --silent openai@7.60.0 \
+      @pinecone-database/pinecone@8.2.0 ||
     echo "test: npm install failed; the client compatibility tests will skip" >&2
 fi
 # Benchmarks whose peers are installed (scripts/setup.sh bench) build too;

@@ -14,112 +14,21 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "httplib.h"
+#include "server/http_internal.h"
+#include "server/pinecone.h"
 
 namespace quiver::server {
 namespace {
 
-int HttpStatus(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kOk:
-      return 200;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange:
-      return 400;
-    case absl::StatusCode::kUnauthenticated:
-      return 401;
-    case absl::StatusCode::kPermissionDenied:
-      return 403;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kAborted:
-      return 409;
-    case absl::StatusCode::kResourceExhausted:
-      return 429;
-    case absl::StatusCode::kCancelled:
-      return 499;
-    case absl::StatusCode::kUnimplemented:
-      return 501;
-    case absl::StatusCode::kUnavailable:
-      return 503;
-    case absl::StatusCode::kDeadlineExceeded:
-      return 504;
-    default:
-      return 500;
-  }
-}
-
-// OpenAI's error body: {"error": {"message", "type", "param", "code"}}.
-Json ErrorBody(const absl::Status& s) {
-  const int status = HttpStatus(s.code());
-  std::string type = "invalid_request_error";
-  if (status == 401) type = "authentication_error";
-  if (status == 403) type = "permission_error";
-  if (status == 404) type = "not_found_error";
-  if (status == 429) type = "rate_limit_error";
-  if (status >= 500) type = "server_error";
-  Json::Object e;
-  e["message"] = std::string(s.message());
-  e["type"] = type;
-  e["param"] = nullptr;
-  e["code"] = std::string(absl::StatusCodeToString(s.code()));
-  Json::Object body;
-  body["error"] = Json(std::move(e));
-  return Json(std::move(body));
-}
-
-void SendJson(httplib::Response& res, int status, const Json& body) {
-  res.status = status;
-  res.set_content(body.Dump(), "application/json");
-}
-
-void SendError(httplib::Response& res, const absl::Status& s) {
-  SendJson(res, HttpStatus(s.code()), ErrorBody(s));
-}
-
-absl::StatusOr<Json> Body(const httplib::Request& req) {
-  auto j = ParseJson(req.body);
-  if (!j.ok()) {
-    return absl::InvalidArgumentError(
-        StrCat("the request body is not valid JSON: ", j.status().message()));
-  }
-  if (!j->is_object()) return absl::InvalidArgumentError("the request body must be a JSON object");
-  return *std::move(j);
-}
-
-// Optional fields of a JSON object, type-checked.
-absl::Status OptString(const Json& j, std::string_view key, std::string* out) {
-  const Json* v = j.Find(key);
-  if (v == nullptr || v->is_null()) return absl::OkStatus();
-  if (!v->is_string()) return absl::InvalidArgumentError(StrCat("'", key, "' must be a string"));
-  *out = v->as_string();
-  return absl::OkStatus();
-}
-absl::Status OptNumber(const Json& j, std::string_view key, double* out) {
-  const Json* v = j.Find(key);
-  if (v == nullptr || v->is_null()) return absl::OkStatus();
-  if (!v->is_number()) return absl::InvalidArgumentError(StrCat("'", key, "' must be a number"));
-  *out = v->as_number();
-  return absl::OkStatus();
-}
-absl::Status OptBool(const Json& j, std::string_view key, bool* out) {
-  const Json* v = j.Find(key);
-  if (v == nullptr || v->is_null()) return absl::OkStatus();
-  if (!v->is_bool()) return absl::InvalidArgumentError(StrCat("'", key, "' must be true or false"));
-  *out = v->as_bool();
-  return absl::OkStatus();
-}
-absl::Status OptCount(const Json& j, std::string_view key, uint32_t* out) {
-  double d = -1;
-  RETURN_IF_ERROR(OptNumber(j, key, &d));
-  if (d == -1) return absl::OkStatus();
-  if (d < 0 || d > 1e9 || d != std::floor(d)) {
-    return absl::InvalidArgumentError(StrCat("'", key, "' must be a non-negative integer"));
-  }
-  *out = static_cast<uint32_t>(d);
-  return absl::OkStatus();
-}
+using http_internal::Body;
+using http_internal::ErrorBody;
+using http_internal::HttpStatus;
+using http_internal::OptBool;
+using http_internal::OptCount;
+using http_internal::OptNumber;
+using http_internal::OptString;
+using http_internal::SendError;
+using http_internal::SendJson;
 
 int64_t NowSeconds() { return absl::ToUnixSeconds(absl::Now()); }
 
@@ -283,7 +192,7 @@ void HttpServer::Routes() {
 
   // Every route but health and readiness needs a key when keys are set; an
   // unauthenticated request learns nothing, not even whether its route
-  // exists. (All routes so far read; writes will pass write = true.)
+  // exists. Read-only keys may not use the Pinecone routes that write.
   svr.set_pre_routing_handler([b](const httplib::Request& req, httplib::Response& res) {
     if (b.api_keys == nullptr || !b.api_keys->enabled() || req.path == "/healthz" ||
         req.path == "/readyz") {
@@ -291,8 +200,8 @@ void HttpServer::Routes() {
     }
     const std::string api_key = req.get_header_value("Api-Key");
     const std::string authorization = req.get_header_value("Authorization");
-    absl::Status s =
-        b.api_keys->Authorize(ApiKeys::PresentedKey(api_key, authorization), /*write=*/false);
+    absl::Status s = b.api_keys->Authorize(ApiKeys::PresentedKey(api_key, authorization),
+                                           IsPineconeWrite(req.method, req.path));
     if (s.ok()) return httplib::Server::HandlerResponse::Unhandled;
     SendError(res, s);
     return httplib::Server::HandlerResponse::Handled;
@@ -626,6 +535,8 @@ void HttpServer::Routes() {
       }
     });
   };
+  RegisterPineconeRoutes(&svr, b);
+
   svr.Post("/v1/chat/completions", [generate](const httplib::Request& req, httplib::Response& res) {
     generate(req, res, true);
   });

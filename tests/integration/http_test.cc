@@ -237,5 +237,33 @@ TEST_F(HttpTest, TheOfficialOpenAiClientWorksUnchanged) {
   EXPECT_THAT(out, ::testing::Not(HasSubstr("FAILED"))) << out;
 }
 
+TEST_F(HttpTest, TheOfficialPineconeClientWorksUnchanged) {
+  const std::string clients = QUIVER_BINARY_DIR "/npm-clients/node_modules";
+  if (!std::ifstream(clients + "/@pinecone-database/pinecone/package.json")) {
+    GTEST_SKIP() << "the Pinecone npm client is not installed in " << clients
+                 << " (scripts/test.sh installs it)";
+  }
+  const int node = NodeMajor();
+  if (node < 20) {
+    GTEST_SKIP() << "@pinecone-database/pinecone@8.2.0 needs Node.js 20 or later; this machine has "
+                 << (node == 0 ? std::string("none") : "v" + std::to_string(node));
+  }
+  // With an API key required, as a deployment would run.
+  StartServer({"--api_key=pinecone-test-key"});
+  const std::string cmd = "NODE_PATH='" + clients +
+                          "' node " QUIVER_SOURCE_DIR
+                          "/tests/compat/pinecone_client.cjs http://127.0.0.1:" +
+                          std::to_string(server_->http_port()) + " pinecone-test-key 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  EXPECT_EQ(pclose(p), 0) << out;
+  EXPECT_THAT(out, HasSubstr("ok deleteIndex")) << out;
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("FAILED"))) << out;
+}
+
 }  // namespace
 }  // namespace quiver
