@@ -330,6 +330,9 @@ void HttpServer::Routes() {
   });
 
   auto rerank = [b](const httplib::Request& req, httplib::Response& res) {
+    if (req.path == "/rerank" && req.has_header("X-Pinecone-Api-Version")) {
+      return PineconeRerank(b, req, res);
+    }
     auto body = Body(req);
     if (!body.ok()) return SendError(res, body.status());
     std::string model, query;

@@ -171,7 +171,98 @@ bool IsPineconeWrite(std::string_view method, std::string_view path) {
          path.ends_with("/vectors/update") || path.ends_with("/vectors/delete");
 }
 
+void PineconeRerank(const HttpBackends& b, const httplib::Request& req, httplib::Response& res) {
+  auto body = Body(req);
+  if (!body.ok()) return ControlError(res, body.status());
+  std::string model, query;
+  uint32_t top_n = 0;
+  bool return_documents = true;
+  absl::Status s = OptString(*body, "model", &model);
+  if (s.ok()) s = OptString(*body, "query", &query);
+  if (s.ok()) s = OptCount(*body, "top_n", &top_n);
+  if (s.ok()) s = OptBool(*body, "return_documents", &return_documents);
+  if (!s.ok()) return ControlError(res, s);
+  std::string field = "text";
+  if (const Json* rf = body->Find("rank_fields"); rf != nullptr && !rf->is_null()) {
+    if (!rf->is_array() || rf->as_array().size() != 1 || !rf->as_array()[0].is_string()) {
+      return ControlError(res, absl::InvalidArgumentError("rank_fields must name one field"));
+    }
+    field = rf->as_array()[0].as_string();
+  }
+  const Json* docs = body->Find("documents");
+  if (docs == nullptr || !docs->is_array()) {
+    return ControlError(res, absl::InvalidArgumentError("documents must be a list"));
+  }
+  std::vector<std::string> texts;
+  for (size_t i = 0; i < docs->as_array().size(); ++i) {
+    const Json& d = docs->as_array()[i];
+    if (d.is_string()) {
+      texts.push_back(d.as_string());
+    } else if (const Json* t = d.Find(field); t != nullptr && t->is_string()) {
+      texts.push_back(t->as_string());
+    } else {
+      return ControlError(res, absl::InvalidArgumentError(StrCat(
+                                   "documents[", i, "] has no string field \"", field, "\"")));
+    }
+  }
+  auto ranked = b.embedding->Rerank(query, texts, top_n, model);
+  if (!ranked.ok()) return ControlError(res, ranked.status());
+  Json::Array data;
+  for (const embed::RankedDocument& r : *ranked) {
+    Json::Object o;
+    o["index"] = Json(static_cast<int64_t>(r.index));
+    o["score"] = Json(static_cast<double>(r.score));
+    if (return_documents) {
+      const Json& d = docs->as_array()[r.index];
+      o["document"] = d.is_string() ? Json(Json::Object{{"text", d}}) : d;
+    }
+    data.push_back(Json(std::move(o)));
+  }
+  Json::Object out;
+  out["model"] = b.embedding->rerank_name();
+  out["data"] = Json(std::move(data));
+  out["usage"] = Json(Json::Object{{"rerank_units", Json(static_cast<int64_t>(1))}});
+  SendJson(res, 200, Json(std::move(out)));
+}
+
 void RegisterPineconeRoutes(httplib::Server* svr, const HttpBackends& b) {
+  // ---- Inference ---------------------------------------------------------------
+  svr->Post("/embed", [b](const httplib::Request& req, httplib::Response& res) {
+    auto body = Body(req);
+    if (!body.ok()) return ControlError(res, body.status());
+    std::string model;
+    if (absl::Status s = OptString(*body, "model", &model); !s.ok()) return ControlError(res, s);
+    const Json* inputs = body->Find("inputs");
+    if (inputs == nullptr || !inputs->is_array()) {
+      return ControlError(res, absl::InvalidArgumentError("inputs must be a list of {text}"));
+    }
+    std::vector<std::string> texts;
+    for (const Json& in : inputs->as_array()) {
+      const Json* t = in.is_string() ? &in : in.Find("text");
+      if (t == nullptr || !t->is_string()) {
+        return ControlError(res, absl::InvalidArgumentError("each input needs a string text"));
+      }
+      texts.push_back(t->as_string());
+    }
+    auto r = b.embedding->Embed(texts, /*normalize=*/true, model);
+    if (!r.ok()) return ControlError(res, r.status());
+    Json::Array data;
+    int64_t tokens = 0;
+    for (size_t i = 0; i < r->vectors.size(); ++i) {
+      Json::Object e;
+      e["values"] = FloatsJson(r->vectors[i]);
+      e["vector_type"] = "dense";
+      data.push_back(Json(std::move(e)));
+      tokens += r->token_counts[i];
+    }
+    Json::Object out;
+    out["model"] = b.embedding->embed_name();
+    out["vector_type"] = "dense";
+    out["data"] = Json(std::move(data));
+    out["usage"] = Json(Json::Object{{"total_tokens", Json(tokens)}});
+    SendJson(res, 200, Json(std::move(out)));
+  });
+
   // ---- Control plane -------------------------------------------------------
   svr->Post("/indexes", [b](const httplib::Request& req, httplib::Response& res) {
     auto body = Body(req);

@@ -12,11 +12,20 @@
 
 namespace httplib {
 class Server;
-}
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace quiver::server {
 
 void RegisterPineconeRoutes(httplib::Server* server, const HttpBackends& backends);
+
+// POST /rerank in Pinecone's shape ({model, query, documents, top_n,
+// return_documents, rank_fields} -> {model, data: [{index, score,
+// document}], usage}); the route serves it when the request carries
+// X-Pinecone-Api-Version, the Jina/Cohere shape otherwise.
+void PineconeRerank(const HttpBackends& backends, const httplib::Request& req,
+                    httplib::Response& res);
 
 // True for the Pinecone routes that change data (for read-only keys).
 bool IsPineconeWrite(std::string_view method, std::string_view path);

@@ -1,11 +1,11 @@
 // The official Pinecone TypeScript client against quiverd, given only a
 // controller URL and an API key, as a user would point it.
-//   node pinecone_client.cjs CONTROLLER_URL API_KEY
+//   node pinecone_client.cjs CONTROLLER_URL API_KEY [EMBED_MODEL [RERANK_MODEL]]
 // Prints "ok <check>" per passing check; exits 1 at the first failure.
 const assert = require('node:assert/strict');
 const { Pinecone, Errors: errors } = require('@pinecone-database/pinecone');
 
-const [controllerHostUrl, apiKey] = process.argv.slice(2);
+const [controllerHostUrl, apiKey, embedModel, rerankModel] = process.argv.slice(2);
 const pc = new Pinecone({ apiKey, controllerHostUrl, maxRetries: 0 });
 
 async function check(name, fn) {
@@ -122,4 +122,30 @@ async function check(name, fn) {
     await pc.deleteIndex(name);
     await assert.rejects(pc.describeIndex(name), errors.PineconeNotFoundError);
   });
+  if (embedModel) {
+    await check('inference.embed', async () => {
+      const r = await pc.inference.embed({ model: embedModel, inputs: ['hello world', 'cats'],
+                                           parameters: { inputType: 'passage' } });
+      assert.equal(r.data.length, 2);
+      assert.equal(r.vectorType, 'dense');
+      const v = r.data[0].values;
+      const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+      assert.ok(Math.abs(norm - 1) < 1e-5, `norm ${norm}`);
+      assert.ok(r.usage.totalTokens > 0);
+    });
+  }
+  if (rerankModel) {
+    await check('inference.rerank', async () => {
+      const r = await pc.inference.rerank({
+        model: rerankModel, query: 'how do vaccines work', topN: 2, returnDocuments: true,
+        documents: [{ title: 'a', body: 'Vaccines train the immune system.' },
+                    { title: 'b', body: 'The stock market fell.' },
+                    { title: 'c', body: 'Rain is expected.' }],
+        rankFields: ['body'] });
+      assert.equal(r.data.length, 2);
+      assert.ok(r.data[0].score >= r.data[1].score);
+      assert.ok(r.data[0].document.title.length === 1);
+      assert.equal(r.usage.rerankUnits, 1);
+    });
+  }
 })();

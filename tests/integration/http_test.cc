@@ -248,12 +248,30 @@ TEST_F(HttpTest, TheOfficialPineconeClientWorksUnchanged) {
     GTEST_SKIP() << "@pinecone-database/pinecone@8.2.0 needs Node.js 20 or later; this machine has "
                  << (node == 0 ? std::string("none") : "v" + std::to_string(node));
   }
-  // With an API key required, as a deployment would run.
-  StartServer({"--api_key=pinecone-test-key"});
-  const std::string cmd = "NODE_PATH='" + clients +
-                          "' node " QUIVER_SOURCE_DIR
-                          "/tests/compat/pinecone_client.cjs http://127.0.0.1:" +
-                          std::to_string(server_->http_port()) + " pinecone-test-key 2>&1";
+  // With an API key required, as a deployment would run; with the fixture's
+  // embedder and (where PyTorch can make one) a cross-encoder for the
+  // inference routes.
+  std::vector<std::string> flags = {"--api_key=pinecone-test-key", "--device=cpu"};
+  std::string models;
+  if (!fixtures_.empty()) {
+    flags.push_back("--embed-model=" + fixtures_ + "/test-model-float32");
+    models = " test-model-float32";
+    if (testing::HaveTorch()) {
+      const std::string cross = dir_.path() + "/cross";
+      std::ofstream(dir_.path() + "/ids.json") << "[]";
+      const std::string make = testing::BertReferenceCommand(
+          cross, fixtures_ + "/test-model-float32/tokenizer.json", dir_.path() + "/ids.json",
+          /*cross=*/true);
+      ASSERT_EQ(std::system(make.c_str()), 0) << make;
+      flags.push_back("--rerank-model=" + cross);
+      models += " cross";
+    }
+  }
+  StartServer(flags);
+  const std::string cmd =
+      "NODE_PATH='" + clients +
+      "' node " QUIVER_SOURCE_DIR "/tests/compat/pinecone_client.cjs http://127.0.0.1:" +
+      std::to_string(server_->http_port()) + " pinecone-test-key" + models + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string out;
@@ -262,6 +280,9 @@ TEST_F(HttpTest, TheOfficialPineconeClientWorksUnchanged) {
   while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
   EXPECT_EQ(pclose(p), 0) << out;
   EXPECT_THAT(out, HasSubstr("ok deleteIndex")) << out;
+  if (models.find("cross") != std::string::npos) {
+    EXPECT_THAT(out, HasSubstr("ok inference.rerank")) << out;
+  }
   EXPECT_THAT(out, ::testing::Not(HasSubstr("FAILED"))) << out;
 }
 
