@@ -3,10 +3,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
@@ -37,6 +39,7 @@ Global options:
   --json       print responses as JSON instead of tables
   --timeout    seconds to wait for each call (default 30)
   --api-key    the server's API key (default $QUIVER_API_KEY)
+  --tls        connect with TLS (system roots); --ca-cert=FILE trusts FILE instead
 
 Commands:
   health                                   server health
@@ -92,6 +95,8 @@ Commands:
 
 const std::set<std::string> kKnownOptions = {"addr",
                                              "api-key",
+                                             "tls",
+                                             "ca-cert",
                                              "json",
                                              "timeout",
                                              "help",
@@ -150,8 +155,8 @@ const std::set<std::string> kKnownOptions = {"addr",
                                              "template"};
 
 const std::set<std::string> kBooleans = {
-    "json",  "resume",    "include-values", "include-metadata", "explain", "all", "help",
-    "exact", "normalize", "chat",           "rerank",           "no-cache"};
+    "json",  "resume",    "include-values", "include-metadata", "explain",  "all", "help",
+    "exact", "normalize", "chat",           "rerank",           "no-cache", "tls"};
 
 struct UsageError {
   std::string message;
@@ -186,7 +191,19 @@ class Cli {
     grpc::ChannelArguments ch_args;
     ch_args.SetMaxReceiveMessageSize(256 << 20);
     ch_args.SetMaxSendMessageSize(256 << 20);
-    channel_ = grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), ch_args);
+    std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+    if (args_.Has("tls") || args_.Has("ca-cert")) {
+      grpc::SslCredentialsOptions ssl;
+      if (args_.Has("ca-cert")) {
+        std::ifstream in(args_.Get("ca-cert"), std::ios::binary);
+        if (!in) return Usage(StrCat("cannot read --ca-cert ", args_.Get("ca-cert")));
+        std::stringstream ss;
+        ss << in.rdbuf();
+        ssl.pem_root_certs = ss.str();
+      }
+      creds = grpc::SslCredentials(ssl);
+    }
+    channel_ = grpc::CreateCustomChannel(addr, creds, ch_args);
 
     const std::string& cmd = pos[0];
     static const std::map<std::string, std::function<int(Cli*)>> kCommands = {

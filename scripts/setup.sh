@@ -17,7 +17,7 @@ server=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libopenblas-dev libicu-dev libcpp-httplib-dev
 )
-test=(libgtest-dev libgmock-dev googletest python3-torch clang-format nodejs)
+test=(libgtest-dev libgmock-dev googletest python3-torch clang-format nodejs openssl)
 # npm: Debian's package, unless a Node.js from elsewhere (NodeSource) already
 # brings its own (Debian's npm would conflict with it).
 if ! command -v npm >/dev/null 2>&1; then test+=(npm); fi

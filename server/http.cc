@@ -138,7 +138,19 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   std::unique_ptr<HttpServer> s(new HttpServer());
   s->options_ = options;
   s->backends_ = backends;
-  s->server_ = std::make_unique<httplib::Server>();
+  if (!options.tls_cert_file.empty()) {
+    auto tls = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(),
+                                                    options.tls_key_file.c_str());
+    if (!tls->is_valid()) {
+      return absl::InvalidArgumentError(StrCat("cannot load the TLS certificate ",
+                                               options.tls_cert_file, " and key ",
+                                               options.tls_key_file, " for HTTPS"));
+    }
+    s->server_ = std::move(tls);
+    s->backends_.tls = true;
+  } else {
+    s->server_ = std::make_unique<httplib::Server>();
+  }
   httplib::Server& svr = *s->server_;
   const int threads = std::max(1, options.threads);
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };

@@ -30,9 +30,10 @@ struct HttpOptions {
   // worker while it lasts (cpp-httplib's model).
   int threads = 256;
   size_t max_body_bytes = 64 << 20;
-  int read_timeout_s = 60;   // Per read of a request.
-  int write_timeout_s = 60;  // Per write of a response.
-  int keep_alive_s = 5;      // Idle keep-alive connections close after this.
+  int read_timeout_s = 60;                  // Per read of a request.
+  int write_timeout_s = 60;                 // Per write of a response.
+  int keep_alive_s = 5;                     // Idle keep-alive connections close after this.
+  std::string tls_cert_file, tls_key_file;  // PEM; both set: HTTPS.
 };
 
 // What the routes call; none is owned. generator may be null.
@@ -42,6 +43,7 @@ struct HttpBackends {
   llm::Generator* generator = nullptr;
   rag::Pipeline* pipeline = nullptr;
   const ApiKeys* api_keys = nullptr;  // Null or empty: no key needed.
+  bool tls = false;                   // Set by HttpServer::Start: links say https.
 };
 
 class HttpServer {

@@ -99,6 +99,8 @@ ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
 ABSL_FLAG(int, http_threads, 256,
           "HTTP connections served at once (each keep-alive connection holds one)");
 ABSL_FLAG(int, http_timeout_s, 60, "HTTP read and write timeout per operation, seconds");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate (chain) for TLS on gRPC and HTTP");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, api_key, "",
           "API keys with read-write access, comma-separated; none (and no --api_key_file): no "
           "key needed");
@@ -257,6 +259,8 @@ int main(int argc, char** argv) {
       options.api_keys.emplace_back(k);
     }
     options.api_key_file = absl::GetFlag(FLAGS_api_key_file);
+    options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+    options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   }
   options.http.listen = absl::GetFlag(FLAGS_http_listen);
   options.http.threads = absl::GetFlag(FLAGS_http_threads);

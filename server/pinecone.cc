@@ -88,7 +88,7 @@ Json IndexModel(const HttpBackends& b, const db::CollectionInfo& info, const std
   o["name"] = c.name;
   o["dimension"] = Json(static_cast<int64_t>(c.dimension));
   o["metric"] = PineconeMetric(c.metric);
-  o["host"] = StrCat("http://", host, "/indexes/", c.name);
+  o["host"] = StrCat(b.tls ? "https://" : "http://", host, "/indexes/", c.name);
   o["vector_type"] = "dense";
   const Json* dp = extras.Find("deletion_protection");
   o["deletion_protection"] = dp != nullptr ? *dp : Json("disabled");

@@ -1,6 +1,8 @@
 #include "server/server.h"
 
+#include <fstream>
 #include <mutex>
+#include <sstream>
 
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -11,6 +13,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "rag/service_embedder.h"
 
@@ -65,8 +68,27 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   s->ports_.assign(options.listen.size(), 0);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+      return absl::InvalidArgumentError("TLS needs both --tls_cert and --tls_key");
+    }
+    auto read = [](const std::string& path) -> absl::StatusOr<std::string> {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) return absl::NotFoundError(StrCat("cannot read ", path));
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return ss.str();
+    };
+    grpc::SslServerCredentialsOptions ssl;
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    ASSIGN_OR_RETURN(pair.private_key, read(options.tls_key_file));
+    ASSIGN_OR_RETURN(pair.cert_chain, read(options.tls_cert_file));
+    ssl.pem_key_cert_pairs.push_back(std::move(pair));
+    credentials = grpc::SslServerCredentials(ssl);
+  }
   for (size_t i = 0; i < options.listen.size(); ++i) {
-    builder.AddListeningPort(options.listen[i], grpc::InsecureServerCredentials(), &s->ports_[i]);
+    builder.AddListeningPort(options.listen[i], credentials, &s->ports_[i]);
   }
   const int max_msg = static_cast<int>(options.engine.limits.max_message_bytes);
   builder.SetMaxReceiveMessageSize(max_msg);
@@ -97,7 +119,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     backends.generator = s->generator_.get();
     backends.pipeline = s->pipeline_.get();
     backends.api_keys = &s->api_keys_;
-    ASSIGN_OR_RETURN(s->http_, HttpServer::Start(options.http, backends));
+    HttpOptions http = options.http;
+    http.tls_cert_file = options.tls_cert_file;
+    http.tls_key_file = options.tls_key_file;
+    ASSIGN_OR_RETURN(s->http_, HttpServer::Start(http, backends));
   }
   return s;
 }

@@ -35,6 +35,8 @@ struct ServerOptions {
   // access. None: every request is allowed.
   std::vector<std::string> api_keys;
   std::string api_key_file;
+  // TLS for both transports (PEM files); both empty: plaintext.
+  std::string tls_cert_file, tls_key_file;
   absl::Status Validate() const;
 };
 
