@@ -84,9 +84,11 @@ absl::StatusOr<std::vector<Source>> Collect(const std::vector<std::string>& path
         return absl::InvalidArgumentError(
             StrCat(arg, ": not a .txt, .md or .jsonl file (name a directory to search it)"));
       }
-      if (absl::Status s = AddFile(root, root.lexically_normal().generic_string(), &out); !s.ok()) {
-        return s;
-      }
+      // A file named directly: its path as given when relative, else its
+      // name (an absolute path says where it sits here, not what it is).
+      const std::string id = root.is_absolute() ? root.filename().generic_string()
+                                                : root.lexically_normal().generic_string();
+      if (absl::Status s = AddFile(root, id, &out); !s.ok()) return s;
     } else {
       return absl::NotFoundError(StrCat("no such file or directory: ", arg));
     }

@@ -20,7 +20,7 @@ struct IngestOptions {
   std::string ns;
   // Files (.txt, .text, .md, .markdown, .jsonl) and directories. A file's
   // document id is its path relative to the directory named (a file named
-  // directly: its path as given).
+  // directly: its path as given when relative, its name when absolute).
   std::vector<std::string> paths;
   int parallel = 4;     // Documents in flight.
   bool resume = false;  // Skip documents a previous run recorded as done.

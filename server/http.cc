@@ -181,8 +181,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
 HttpServer::~HttpServer() { Shutdown(); }
 
 void HttpServer::Shutdown() {
+  ask_workers_->Stop();  // Running answers end now rather than at their last token.
   if (server_ != nullptr) server_->stop();
   if (thread_.joinable()) thread_.join();
+  ask_workers_->StopAndWait();
 }
 
 void HttpServer::Routes() {
@@ -551,6 +553,7 @@ void HttpServer::Routes() {
     });
   };
   RegisterPineconeRoutes(&svr, b);
+  RegisterAskRoute(&svr, b, ask_workers_);
 
   svr.Post("/v1/chat/completions", [generate](const httplib::Request& req, httplib::Response& res) {
     generate(req, res, true);

@@ -6,8 +6,11 @@
 #ifndef QUIVER_SERVER_HTTP_H_
 #define QUIVER_SERVER_HTTP_H_
 
+#include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -46,6 +49,28 @@ struct HttpBackends {
   bool tls = false;                   // Set by HttpServer::Start: links say https.
 };
 
+// The threads answering POST /v1/rag/ask: Shutdown stops them (their
+// generations end as if the client had left) and waits for them, so none
+// outlives the pipeline.
+class AskWorkers {
+ public:
+  void Begin();
+  void End();
+  bool stopping() const { return stopping_.load(); }
+  void Stop() { stopping_ = true; }
+  void StopAndWait();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int running_ = 0;
+  std::atomic<bool> stopping_{false};
+};
+
+// POST /v1/rag/ask (server/http_ask.cc).
+void RegisterAskRoute(httplib::Server* server, const HttpBackends& backends,
+                      std::shared_ptr<AskWorkers> workers);
+
 class HttpServer {
  public:
   // Binds and starts serving on a thread of its own. UNAVAILABLE when the
@@ -61,6 +86,7 @@ class HttpServer {
   HttpServer() = default;
   void Routes();
   std::unique_ptr<httplib::Server> server_;
+  std::shared_ptr<AskWorkers> ask_workers_ = std::make_shared<AskWorkers>();
   HttpBackends backends_;
   HttpOptions options_;
   std::thread thread_;

@@ -185,6 +185,55 @@ std::string RunNode(const std::string& args, const std::string& node_path, int* 
   return out;
 }
 
+TEST_F(HttpTest, AskOverHttpStreamsSourcesTokensAndASummary) {
+  if (fixtures_.empty() || llm_.empty()) {
+    GTEST_SKIP() << "fixtures model2vec-rs-fixtures and stories260K not found ($QUIVER_FIXTURES)";
+  }
+  StartServer(ModelFlags());
+  // A collection and a document, through the CLI.
+  std::string out;
+  const std::string addr = "--addr=" + server_->address();
+  ASSERT_EQ(
+      testing::RunCli({addr, "collections", "create", "kb", "--embedding-model=test-model-float32"},
+                      &out),
+      0)
+      << out;
+  const std::string doc = dir_.path() + "/lily.txt";
+  std::ofstream(doc) << "Lily had a red ball. She played in the park every day.";
+  ASSERT_EQ(testing::RunCli({addr, "ingest", "kb", doc, "--progress=never"}, &out), 0) << out;
+
+  auto sse =
+      client_->Post("/v1/rag/ask",
+                    R"({"collection": "kb", "question": "What did Lily have?", "max_tokens": 12,
+          "stream": true})",
+                    "application/json");
+  ASSERT_TRUE(sse);
+  EXPECT_EQ(sse->status, 200);
+  EXPECT_THAT(sse->get_header_value("Content-Type"), HasSubstr("text/event-stream"));
+  const std::string& b = sse->body;
+  const size_t sources = b.find("event: sources\n");
+  const size_t token = b.find("event: token\n");
+  const size_t done = b.find("event: done\n");
+  ASSERT_NE(sources, std::string::npos) << b;
+  ASSERT_NE(token, std::string::npos) << b;
+  ASSERT_NE(done, std::string::npos) << b;
+  EXPECT_LT(sources, token);
+  EXPECT_LT(token, done);
+  EXPECT_THAT(b, HasSubstr("\"document_id\":\"lily.txt\""));
+  EXPECT_THAT(b, HasSubstr("\"completion_tokens\":12"));
+
+  Json j;
+  ASSERT_EQ(
+      Post("/v1/rag/ask",
+           R"({"collection": "kb", "question": "What did Lily have?", "max_tokens": 12})", &j),
+      200);
+  EXPECT_FALSE(j.Find("answer")->as_string().empty());
+  EXPECT_EQ(j.Find("sources")->as_array().size(), 1u);
+  EXPECT_EQ(j.Find("cache")->as_string(), "exact");  // The streamed answer was stored.
+  EXPECT_EQ(Post("/v1/rag/ask", R"({"collection": "nope", "question": "x"})", &j), 404);
+  EXPECT_EQ(Post("/v1/rag/ask", R"({"collection": "kb"})", &j), 400);
+}
+
 int NodeMajor() {
   FILE* p = popen("node --version 2>/dev/null", "r");
   if (p == nullptr) return 0;
