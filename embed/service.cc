@@ -62,6 +62,11 @@ absl::StatusOr<std::unique_ptr<EmbeddingService>> EmbeddingService::Load(
   return s;
 }
 
+size_t EmbeddingService::queued() const {
+  return (embed_worker_ != nullptr ? embed_worker_->queued() : 0) +
+         (rerank_worker_ != nullptr ? rerank_worker_->queued() : 0);
+}
+
 EmbeddingService::~EmbeddingService() {
   // Workers first: their threads call into the models.
   embed_worker_.reset();

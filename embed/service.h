@@ -56,6 +56,8 @@ class EmbeddingService {
   const EmbeddingModel& embedder() const { return *embedder_; }
   const RerankModel& reranker() const { return *reranker_; }
   const ServiceOptions& options() const { return options_; }
+  // Texts waiting in the embedding and rerank workers' queues.
+  size_t queued() const;
 
   // Embeds `texts` (at least one, at most max_inputs, each valid UTF-8 with
   // at least one token for BERT models); `normalize` scales each vector to

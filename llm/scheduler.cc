@@ -168,7 +168,11 @@ void TokenStream::Cancel() { handle_->Cancel(); }
 
 Scheduler::Stats Scheduler::stats() const {
   std::lock_guard<std::mutex> l(mu_);
-  return stats_;
+  Stats s = stats_;
+  s.generated_tokens = generated_tokens_.load(std::memory_order_relaxed);
+  s.queued = waiting_.size();
+  s.running = active_.size();
+  return s;
 }
 
 void Scheduler::Finish(Sequence& s, FinishReason reason) {
@@ -237,6 +241,7 @@ int Scheduler::SampleNext(Sequence& s, std::vector<float> logits) {
 void Scheduler::Emit(Sequence& s, int token) {
   const int prev = s.generated.empty() ? s.prompt.back() : s.generated.back();
   s.generated.push_back(token);
+  generated_tokens_.fetch_add(1, std::memory_order_relaxed);
   s.raw += tokenizer_->Decode(prev, token);
   s.pending += TakeCompleteUtf8(&s.raw);
   TokenEvent e;

@@ -112,6 +112,8 @@ class Scheduler {
   struct Stats {
     uint64_t steps = 0, rows = 0, max_active = 0;
     uint64_t prompt_tokens = 0, cached_prompt_tokens = 0;  // Of admitted requests.
+    uint64_t generated_tokens = 0;
+    size_t queued = 0, running = 0;  // Requests waiting and generating now.
   };
   Stats stats() const;
   const SchedulerOptions& options() const { return options_; }
@@ -136,6 +138,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Sequence>> active_;  // Scheduler thread only.
   bool stopping_ = false;
   Stats stats_;
+  std::atomic<uint64_t> generated_tokens_{0};
   std::thread thread_;
 };
 

@@ -30,6 +30,24 @@ using http_internal::OptString;
 using http_internal::SendError;
 using http_internal::SendJson;
 
+// When the request this thread serves began (set before routing).
+std::chrono::steady_clock::time_point& RequestStart() {
+  thread_local std::chrono::steady_clock::time_point start;
+  return start;
+}
+
+// The route a path matched, for metrics: names and ids become {name}/{id};
+// a path no route took is "unmatched".
+std::string RoutePattern(const std::string& path, int status) {
+  if (path.starts_with("/indexes/")) {
+    const size_t slash = path.find('/', 9);
+    return "/indexes/{name}" + (slash == std::string::npos ? std::string() : path.substr(slash));
+  }
+  if (path.starts_with("/v1/models/")) return "/v1/models/{id}";
+  if (status == 404 && path != "/v1/models") return "unmatched";
+  return path;
+}
+
 int64_t NowSeconds() { return absl::ToUnixSeconds(absl::Now()); }
 
 std::string NewId(std::string_view prefix) {
@@ -208,6 +226,7 @@ void HttpServer::Routes() {
   // unauthenticated request learns nothing, not even whether its route
   // exists. Read-only keys may not use the Pinecone routes that write.
   svr.set_pre_routing_handler([b](const httplib::Request& req, httplib::Response& res) {
+    RequestStart() = std::chrono::steady_clock::now();
     if (b.api_keys == nullptr || !b.api_keys->enabled() || req.path == "/healthz" ||
         req.path == "/readyz") {
       return httplib::Server::HandlerResponse::Unhandled;
@@ -219,6 +238,59 @@ void HttpServer::Routes() {
     if (s.ok()) return httplib::Server::HandlerResponse::Unhandled;
     SendError(res, s);
     return httplib::Server::HandlerResponse::Handled;
+  });
+
+  // Metrics and the access log: every request once answered, by route
+  // pattern (not by path, so names and ids do not multiply the series).
+  svr.set_logger([b](const httplib::Request& req, const httplib::Response& res) {
+    if (b.metrics == nullptr) return;
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - RequestStart()).count();
+    b.metrics->Record("http", StrCat(req.method, " ", RoutePattern(req.path, res.status)),
+                      StrCat(res.status), seconds, req.body.size(), res.body.size());
+  });
+
+  svr.Get("/metrics", [b](const httplib::Request&, httplib::Response& res) {
+    std::string out;
+    if (b.metrics != nullptr) b.metrics->AppendPrometheus(&out);
+    out += "# HELP quiver_collection_records Records per collection.\n";
+    out += "# TYPE quiver_collection_records gauge\n";
+    for (const db::CollectionInfo& c : b.engine->ListCollections()) {
+      StrAppend(&out, "quiver_collection_records{collection=\"",
+                PrometheusLabel(c.meta.config.name), "\"} ", c.record_count, "\n");
+    }
+    out += "# HELP quiver_embed_queue_depth Texts waiting for the embedding workers.\n";
+    out += "# TYPE quiver_embed_queue_depth gauge\n";
+    StrAppend(&out, "quiver_embed_queue_depth ", b.embedding->queued(), "\n");
+    if (b.generator != nullptr) {
+      const llm::Scheduler::Stats st = b.generator->scheduler().stats();
+      out += "# TYPE quiver_generate_queue_depth gauge\n";
+      StrAppend(&out, "quiver_generate_queue_depth ", st.queued, "\n");
+      out += "# TYPE quiver_generate_running gauge\n";
+      StrAppend(&out, "quiver_generate_running ", st.running, "\n");
+      out += "# TYPE quiver_generated_tokens_total counter\n";
+      StrAppend(&out, "quiver_generated_tokens_total ", st.generated_tokens, "\n");
+      out += "# TYPE quiver_prompt_tokens_total counter\n";
+      StrAppend(&out, "quiver_prompt_tokens_total ", st.prompt_tokens, "\n");
+      out += "# TYPE quiver_prompt_tokens_cached_total counter\n";
+      StrAppend(&out, "quiver_prompt_tokens_cached_total ", st.cached_prompt_tokens, "\n");
+      out += "# TYPE quiver_generate_steps_total counter\n";
+      StrAppend(&out, "quiver_generate_steps_total ", st.steps, "\n");
+      out += "# TYPE quiver_generate_rows_total counter\n";
+      StrAppend(&out, "quiver_generate_rows_total ", st.rows, "\n");
+    }
+    if (b.pipeline != nullptr && b.pipeline->cache() != nullptr) {
+      const rag::AnswerCache::Stats cs = b.pipeline->cache()->stats();
+      out += "# TYPE quiver_answer_cache_hits_total counter\n";
+      StrAppend(&out, "quiver_answer_cache_hits_total{layer=\"exact\"} ", cs.exact_hits, "\n");
+      StrAppend(&out, "quiver_answer_cache_hits_total{layer=\"semantic\"} ", cs.semantic_hits,
+                "\n");
+      out += "# TYPE quiver_answer_cache_entries gauge\n";
+      StrAppend(&out, "quiver_answer_cache_entries ", cs.entries, "\n");
+      out += "# TYPE quiver_answer_cache_bytes gauge\n";
+      StrAppend(&out, "quiver_answer_cache_bytes ", cs.bytes, "\n");
+    }
+    res.set_content(out, "text/plain; version=0.0.4");
   });
 
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {

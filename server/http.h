@@ -20,6 +20,7 @@
 #include "llm/generator.h"
 #include "rag/pipeline.h"
 #include "server/auth.h"
+#include "server/metrics.h"
 
 namespace httplib {
 class Server;
@@ -47,6 +48,7 @@ struct HttpBackends {
   rag::Pipeline* pipeline = nullptr;
   const ApiKeys* api_keys = nullptr;  // Null or empty: no key needed.
   bool tls = false;                   // Set by HttpServer::Start: links say https.
+  RequestMetrics* metrics = nullptr;  // Counts every request; may be null.
 };
 
 // The threads answering POST /v1/rag/ask: Shutdown stops them (their

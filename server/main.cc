@@ -99,6 +99,9 @@ ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
 ABSL_FLAG(int, http_threads, 256,
           "HTTP connections served at once (each keep-alive connection holds one)");
 ABSL_FLAG(int, http_timeout_s, 60, "HTTP read and write timeout per operation, seconds");
+ABSL_FLAG(std::string, access_log, "",
+          "Append one JSON line per request (gRPC and HTTP) to this file; empty: off");
+ABSL_FLAG(uint32_t, access_log_mb, 256, "Rotate the access log to <file>.1 past this size");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate (chain) for TLS on gRPC and HTTP");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, api_key, "",
@@ -260,6 +263,8 @@ int main(int argc, char** argv) {
     }
     options.api_key_file = absl::GetFlag(FLAGS_api_key_file);
     options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+    options.access_log = absl::GetFlag(FLAGS_access_log);
+    options.access_log_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_access_log_mb)) << 20;
     options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   }
   options.http.listen = absl::GetFlag(FLAGS_http_listen);

@@ -15,9 +15,65 @@
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "rag/service_embedder.h"
 
 namespace quiver::server {
+namespace {
+
+// Counts every RPC when its status goes out, by method and code.
+class MetricsInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  MetricsInterceptor(grpc::experimental::ServerRpcInfo* info, RequestMetrics* metrics)
+      : method_(info->method()), metrics_(metrics), start_(absl::Now()) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status s = methods->GetSendStatus();
+      static constexpr const char* kCodes[] = {"OK",
+                                               "CANCELLED",
+                                               "UNKNOWN",
+                                               "INVALID_ARGUMENT",
+                                               "DEADLINE_EXCEEDED",
+                                               "NOT_FOUND",
+                                               "ALREADY_EXISTS",
+                                               "PERMISSION_DENIED",
+                                               "RESOURCE_EXHAUSTED",
+                                               "FAILED_PRECONDITION",
+                                               "ABORTED",
+                                               "OUT_OF_RANGE",
+                                               "UNIMPLEMENTED",
+                                               "INTERNAL",
+                                               "UNAVAILABLE",
+                                               "DATA_LOSS",
+                                               "UNAUTHENTICATED"};
+      const int code = static_cast<int>(s.error_code());
+      metrics_->Record("grpc", method_, code >= 0 && code <= 16 ? kCodes[code] : "UNKNOWN",
+                       absl::ToDoubleSeconds(absl::Now() - start_), 0, 0);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string method_;
+  RequestMetrics* metrics_;
+  absl::Time start_;
+};
+
+class MetricsInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit MetricsInterceptorFactory(RequestMetrics* metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new MetricsInterceptor(info, metrics_);
+  }
+
+ private:
+  RequestMetrics* metrics_;
+};
+
+}  // namespace
 
 absl::Status ServerOptions::Validate() const {
   if (listen.empty()) return absl::InvalidArgumentError("at least one listen address is needed");
@@ -96,6 +152,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   grpc::ResourceQuota quota("quiverd");
   quota.SetMaxThreads(options.rpc_threads + 2);  // +2: gRPC's own polling threads.
   builder.SetResourceQuota(quota);
+  ASSIGN_OR_RETURN(s->metrics_, RequestMetrics::Open(options.access_log, options.access_log_bytes));
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
+  factories.push_back(std::make_unique<MetricsInterceptorFactory>(s->metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(factories));
   builder.RegisterService(s->collections_.get());
   builder.RegisterService(s->points_.get());
   builder.RegisterService(s->search_.get());
@@ -119,6 +179,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     backends.generator = s->generator_.get();
     backends.pipeline = s->pipeline_.get();
     backends.api_keys = &s->api_keys_;
+    backends.metrics = s->metrics_.get();
     HttpOptions http = options.http;
     http.tls_cert_file = options.tls_cert_file;
     http.tls_key_file = options.tls_key_file;

@@ -16,6 +16,7 @@
 #include "rag/answer_cache.h"
 #include "rag/pipeline.h"
 #include "server/http.h"
+#include "server/metrics.h"
 #include "server/services.h"
 
 namespace quiver::server {
@@ -35,6 +36,9 @@ struct ServerOptions {
   // access. None: every request is allowed.
   std::vector<std::string> api_keys;
   std::string api_key_file;
+  // One JSON line per request (empty: none), rotated at access_log_bytes.
+  std::string access_log;
+  size_t access_log_bytes = 256 << 20;
   // TLS for both transports (PEM files); both empty: plaintext.
   std::string tls_cert_file, tls_key_file;
   absl::Status Validate() const;
@@ -74,6 +78,7 @@ class Server {
   std::unique_ptr<RagService> rag_;
   std::unique_ptr<AdminService> admin_;
   ApiKeys api_keys_;
+  std::unique_ptr<RequestMetrics> metrics_;
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<HttpServer> http_;
   std::vector<int> ports_;

@@ -4,11 +4,13 @@
 // installed (scripts/test.sh installs it into <build>/npm-clients).
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -232,6 +234,73 @@ TEST_F(HttpTest, AskOverHttpStreamsSourcesTokensAndASummary) {
   EXPECT_EQ(j.Find("cache")->as_string(), "exact");  // The streamed answer was stored.
   EXPECT_EQ(Post("/v1/rag/ask", R"({"collection": "nope", "question": "x"})", &j), 404);
   EXPECT_EQ(Post("/v1/rag/ask", R"({"collection": "kb"})", &j), 400);
+}
+
+TEST_F(HttpTest, MetricsMoveWithTrafficAndTheAccessLogHasALinePerRequest) {
+  const std::string log = dir_.path() + "/access.log";
+  StartServer({"--access_log=" + log});
+  auto before = client_->Get("/metrics");
+  ASSERT_TRUE(before);
+  EXPECT_EQ(before->status, 200);
+  EXPECT_THAT(before->get_header_value("Content-Type"), HasSubstr("text/plain"));
+  // gRPC traffic and HTTP traffic, one failing.
+  std::string out;
+  ASSERT_EQ(testing::RunCli(
+                {"--addr=" + server_->address(), "collections", "create", "films", "--dimension=2"},
+                &out),
+            0)
+      << out;
+  EXPECT_EQ(testing::RunCli({"--addr=" + server_->address(), "collections", "get", "nope"}, &out),
+            1);
+  ASSERT_TRUE(client_->Get("/v1/models"));
+  ASSERT_TRUE(client_->Get("/indexes/films"));
+  // A request is counted right after its answer goes out, so the counts
+  // may trail the client by a moment: read until they are there.
+  const std::vector<std::string> want = {
+      "quiver_requests_total{transport=\"grpc\",route=\"/quiver.v1.Collections/Create\","
+      "status=\"OK\"} 1",
+      "quiver_requests_total{transport=\"http\",route=\"GET /indexes/{name}\",status=\"200\"} 1"};
+  std::string m;
+  for (int tries = 0; tries < 100; ++tries) {
+    auto after = client_->Get("/metrics");
+    ASSERT_TRUE(after);
+    m = after->body;
+    bool all = true;
+    for (const std::string& w : want) all &= m.find(w) != std::string::npos;
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_THAT(m, HasSubstr("quiver_requests_total{transport=\"grpc\",route=\"/"
+                           "quiver.v1.Collections/Create\",status=\"OK\"} 1"));
+  EXPECT_THAT(m, HasSubstr("quiver_requests_total{transport=\"grpc\",route=\"/"
+                           "quiver.v1.Collections/Get\",status=\"NOT_FOUND\"} 1"));
+  EXPECT_THAT(
+      m,
+      HasSubstr(
+          "quiver_requests_total{transport=\"http\",route=\"GET /v1/models\",status=\"200\"} 1"));
+  EXPECT_THAT(m, HasSubstr("route=\"GET /indexes/{name}\""));
+  EXPECT_THAT(m, HasSubstr("quiver_request_duration_seconds_bucket{transport=\"grpc\""));
+  EXPECT_THAT(m, HasSubstr("quiver_collection_records{collection=\"films\"} 0"));
+  EXPECT_THAT(m, HasSubstr("quiver_embed_queue_depth 0"));
+  // The access log: one JSON object per request so far (the first
+  // /metrics, two RPCs, two routes; the second /metrics is logged once
+  // answered).
+  std::string line;
+  int lines = 0;
+  std::ifstream in(log);
+  bool saw_grpc_error = false;
+  while (std::getline(in, line)) {
+    auto j = ParseJson(line);
+    ASSERT_TRUE(j.ok()) << line;
+    ++lines;
+    EXPECT_NE(j->Find("latency_ms"), nullptr);
+    if (j->Find("transport")->as_string() == "grpc" &&
+        j->Find("status")->as_string() == "NOT_FOUND") {
+      saw_grpc_error = true;
+    }
+  }
+  EXPECT_GE(lines, 5);
+  EXPECT_TRUE(saw_grpc_error);
 }
 
 int NodeMajor() {
