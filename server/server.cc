@@ -30,25 +30,8 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status s = methods->GetSendStatus();
-      static constexpr const char* kCodes[] = {"OK",
-                                               "CANCELLED",
-                                               "UNKNOWN",
-                                               "INVALID_ARGUMENT",
-                                               "DEADLINE_EXCEEDED",
-                                               "NOT_FOUND",
-                                               "ALREADY_EXISTS",
-                                               "PERMISSION_DENIED",
-                                               "RESOURCE_EXHAUSTED",
-                                               "FAILED_PRECONDITION",
-                                               "ABORTED",
-                                               "OUT_OF_RANGE",
-                                               "UNIMPLEMENTED",
-                                               "INTERNAL",
-                                               "UNAVAILABLE",
-                                               "DATA_LOSS",
-                                               "UNAUTHENTICATED"};
-      const int code = static_cast<int>(s.error_code());
-      metrics_->Record("grpc", method_, code >= 0 && code <= 16 ? kCodes[code] : "UNKNOWN",
+      metrics_->Record("grpc", method_,
+                       absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())),
                        absl::ToDoubleSeconds(absl::Now() - start_), 0, 0);
     }
     methods->Proceed();
