@@ -63,6 +63,28 @@ std::vector<CollectionInfo> Engine::ListCollections() {
   return out;
 }
 
+std::vector<CollectionUsage> Engine::Usage() {
+  std::vector<CollectionUsage> out;
+  for (const auto& c : AllCollections()) {
+    CollectionUsage u;
+    u.name = c->config().name;
+    {
+      absl::ReaderMutexLock l(&c->mu);
+      u.record_count = c->record_count();
+      for (const auto& [ns, state] : c->namespaces()) {
+        u.index_bytes += state->index->stored_count() * state->index->BytesPerVector();
+      }
+    }
+    u.stored_bytes = store_->ApproximateBytes(c->meta().id);
+    u.vectors_indexed = c->counters.vectors_indexed.load(std::memory_order_relaxed);
+    u.queries = c->counters.queries.load(std::memory_order_relaxed);
+    u.compactions = c->counters.compactions.load(std::memory_order_relaxed);
+    u.checkpoints = c->counters.checkpoints.load(std::memory_order_relaxed);
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
 absl::Status Engine::DropCollection(std::string_view name) {
   ASSIGN_OR_RETURN(auto c, Find(name));
   absl::MutexLock wl(&c->write_mu);

@@ -4,6 +4,7 @@
 #ifndef QUIVER_DB_COLLECTION_H_
 #define QUIVER_DB_COLLECTION_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -67,6 +68,15 @@ class Collection {
 
   absl::Mutex write_mu;
   absl::Mutex mu ABSL_ACQUIRED_AFTER(write_mu);
+
+  // Counters for /metrics, since start-up.
+  struct Counters {
+    std::atomic<uint64_t> vectors_indexed{0};  // Vectors put into an index.
+    std::atomic<uint64_t> queries{0};          // Queries received.
+    std::atomic<uint64_t> compactions{0};      // Vector index rebuilds.
+    std::atomic<uint64_t> checkpoints{0};      // Index and postings checkpoints.
+  };
+  mutable Counters counters;
 
   bool dropped ABSL_GUARDED_BY(write_mu) = false;
   uint64_t next_label ABSL_GUARDED_BY(write_mu) = 1;

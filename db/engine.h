@@ -122,6 +122,8 @@ class Engine {
   std::vector<std::string> damaged_collections() const;
   const EngineOptions& options() const { return options_; }
   uint64_t total_record_count();
+  // Size and activity of every collection.
+  std::vector<CollectionUsage> Usage();
 
  private:
   Engine(EngineOptions options, std::unique_ptr<storage::Store> store);

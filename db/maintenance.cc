@@ -43,6 +43,7 @@ void Engine::CatchUp() {
         }
       }
       state->index->UpsertBatch(labels, vectors.data(), &search_pool_);
+      c->counters.vectors_indexed.fetch_add(labels.size(), std::memory_order_relaxed);
       state->inserts_since_checkpoint += labels.size();
       bool done;
       {
@@ -77,6 +78,7 @@ void Engine::CheckpointPostings(Collection& c, std::string_view ns, NamespaceSta
     return;
   }
   state->postings_changes = 0;
+  c.counters.checkpoints.fetch_add(1, std::memory_order_relaxed);
   Log(LogLevel::kInfo, "postings checkpoint written",
       {{"collection", c.config().name},
        {"namespace", ns},
@@ -97,6 +99,7 @@ void Engine::MaintainIndex(Collection& c, std::string_view ns, NamespaceState* s
   if (index->NeedsCompaction()) {
     const absl::Time start = absl::Now();
     std::unique_ptr<ann::VectorIndex> fresh = index->Compact(&search_pool_);
+    c.counters.compactions.fetch_add(1, std::memory_order_relaxed);
     Log(LogLevel::kInfo, "vector index compacted",
         {{"collection", c.config().name},
          {"namespace", ns},
@@ -128,6 +131,7 @@ void Engine::CheckpointNamespace(Collection& c, std::string_view ns, NamespaceSt
     return;
   }
   state->inserts_since_checkpoint = 0;
+  c.counters.checkpoints.fetch_add(1, std::memory_order_relaxed);
   Log(LogLevel::kInfo, "index checkpoint written",
       {{"collection", c.config().name},
        {"namespace", ns},

@@ -46,6 +46,7 @@ double Engine::EstimateSelectivity(const NamespaceState& state, const storage::F
 
 absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const QueryRequest& req_in) {
   ASSIGN_OR_RETURN(auto c, Find(collection));
+  c->counters.queries.fetch_add(1, std::memory_order_relaxed);
   RETURN_IF_ERROR(ValidateNamespace(req_in.ns));
   const CollectionConfig& config = c->config();
   QueryRequest req = req_in;

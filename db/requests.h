@@ -23,6 +23,17 @@ struct CollectionInfo {
   uint32_t namespace_count = 0;
 };
 
+// A collection's size and activity, for /metrics.
+struct CollectionUsage {
+  std::string name;
+  uint64_t record_count = 0;
+  // The vector indexes' memory (vectors and graph, deleted nodes included).
+  uint64_t index_bytes = 0;
+  // What the store holds for it on disk (and in memtables), approximately.
+  uint64_t stored_bytes = 0;
+  uint64_t vectors_indexed = 0, queries = 0, compactions = 0, checkpoints = 0;
+};
+
 struct FetchResult {
   std::vector<storage::Record> records;  // In request order.
   std::vector<std::string> missing_ids;

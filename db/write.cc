@@ -99,6 +99,7 @@ void Engine::ApplyWrites(Collection& c, std::string_view ns, const std::vector<u
     absl::MutexLock l(&c.mu);
     state = c.GetOrCreate(ns);
   }
+  c.counters.vectors_indexed.fetch_add(records.size(), std::memory_order_relaxed);
   if (state->index->concurrent_writes()) {
     // Insert while readers search; they ignore labels the maps lack.
     const size_t dim = c.config().dimension;

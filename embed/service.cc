@@ -67,6 +67,14 @@ size_t EmbeddingService::queued() const {
          (rerank_worker_ != nullptr ? rerank_worker_->queued() : 0);
 }
 
+WorkerStats EmbeddingService::embed_stats() const {
+  return embed_worker_ != nullptr ? embed_worker_->stats() : WorkerStats{};
+}
+
+WorkerStats EmbeddingService::rerank_stats() const {
+  return rerank_worker_ != nullptr ? rerank_worker_->stats() : WorkerStats{};
+}
+
 EmbeddingService::~EmbeddingService() {
   // Workers first: their threads call into the models.
   embed_worker_.reset();

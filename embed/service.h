@@ -58,6 +58,10 @@ class EmbeddingService {
   const ServiceOptions& options() const { return options_; }
   // Texts waiting in the embedding and rerank workers' queues.
   size_t queued() const;
+  // Batches run so far by the embedding and rerank workers (zero when the
+  // model is not loaded).
+  WorkerStats embed_stats() const;
+  WorkerStats rerank_stats() const;
 
   // Embeds `texts` (at least one, at most max_inputs, each valid UTF-8 with
   // at least one token for BERT models); `normalize` scales each vector to

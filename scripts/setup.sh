@@ -5,7 +5,9 @@
 #                             reference outputs some tests compare against),
 #                             clang-format (the lint gate), Node.js and npm
 #                             (the official OpenAI client the compatibility
-#                             tests drive; scripts/test.sh installs it)
+#                             tests drive; scripts/test.sh installs it),
+#                             python3-grpcio and python3-protobuf (the Python
+#                             example client's test)
 #   scripts/setup.sh bench    + the benchmark peers (hnswlib, faiss, Xapian, torch)
 # Idempotent: packages already present are skipped; apt-get update runs once
 # only when something is missing.
@@ -17,7 +19,8 @@ server=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libopenblas-dev libicu-dev libcpp-httplib-dev
 )
-test=(libgtest-dev libgmock-dev googletest python3-torch clang-format nodejs openssl)
+test=(libgtest-dev libgmock-dev googletest python3-torch python3-grpcio python3-protobuf clang-format nodejs
+      openssl)
 # npm: Debian's package, unless a Node.js from elsewhere (NodeSource) already
 # brings its own (Debian's npm would conflict with it).
 if ! command -v npm >/dev/null 2>&1; then test+=(npm); fi

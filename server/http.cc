@@ -18,15 +18,23 @@
 #include "server/pinecone.h"
 
 namespace quiver::server {
+
+http_internal::GenerationNote& http_internal::RequestGeneration() {
+  thread_local GenerationNote note;
+  return note;
+}
+
 namespace {
 
 using http_internal::Body;
 using http_internal::ErrorBody;
+using http_internal::GenerationNote;
 using http_internal::HttpStatus;
 using http_internal::OptBool;
 using http_internal::OptCount;
 using http_internal::OptNumber;
 using http_internal::OptString;
+using http_internal::RequestGeneration;
 using http_internal::SendError;
 using http_internal::SendJson;
 
@@ -34,6 +42,18 @@ using http_internal::SendJson;
 std::chrono::steady_clock::time_point& RequestStart() {
   thread_local std::chrono::steady_clock::time_point start;
   return start;
+}
+
+// Keeps a generation's answer (with an audit log) and token counts for the
+// logs.
+void NoteGeneration(const llm::TokenEvent& e, bool audit) {
+  GenerationNote& note = RequestGeneration();
+  if (audit) note.answer += e.text;
+  if (e.done) {
+    note.usage = GenerationUsage{static_cast<uint64_t>(e.prompt_tokens),
+                                 static_cast<uint64_t>(e.completion_tokens),
+                                 static_cast<uint64_t>(e.cached_prompt_tokens)};
+  }
 }
 
 // The route a path matched, for metrics: names and ids become {name}/{id};
@@ -227,6 +247,7 @@ void HttpServer::Routes() {
   // exists. Read-only keys may not use the Pinecone routes that write.
   svr.set_pre_routing_handler([b](const httplib::Request& req, httplib::Response& res) {
     RequestStart() = std::chrono::steady_clock::now();
+    RequestGeneration() = GenerationNote{};
     if (b.api_keys == nullptr || !b.api_keys->enabled() || req.path == "/healthz" ||
         req.path == "/readyz") {
       return httplib::Server::HandlerResponse::Unhandled;
@@ -246,49 +267,24 @@ void HttpServer::Routes() {
     if (b.metrics == nullptr) return;
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - RequestStart()).count();
-    b.metrics->Record("http", StrCat(req.method, " ", RoutePattern(req.path, res.status)),
-                      StrCat(res.status), seconds, req.body.size(), res.body.size());
+    const std::string route = StrCat(req.method, " ", RoutePattern(req.path, res.status));
+    GenerationNote& note = RequestGeneration();
+    b.metrics->Record("http", route, StrCat(res.status), seconds, req.body.size(), res.body.size(),
+                      note.usage.has_value() ? &*note.usage : nullptr);
+    if (b.audit != nullptr && note.audit_request.has_value()) {
+      b.audit->Write("http", route, StrCat(res.status), *std::move(note.audit_request), note.answer,
+                     note.usage.value_or(GenerationUsage{}));
+    }
   });
 
   svr.Get("/metrics", [b](const httplib::Request&, httplib::Response& res) {
     std::string out;
     if (b.metrics != nullptr) b.metrics->AppendPrometheus(&out);
-    out += "# HELP quiver_collection_records Records per collection.\n";
-    out += "# TYPE quiver_collection_records gauge\n";
-    for (const db::CollectionInfo& c : b.engine->ListCollections()) {
-      StrAppend(&out, "quiver_collection_records{collection=\"",
-                PrometheusLabel(c.meta.config.name), "\"} ", c.record_count, "\n");
-    }
-    out += "# HELP quiver_embed_queue_depth Texts waiting for the embedding workers.\n";
-    out += "# TYPE quiver_embed_queue_depth gauge\n";
-    StrAppend(&out, "quiver_embed_queue_depth ", b.embedding->queued(), "\n");
-    if (b.generator != nullptr) {
-      const llm::Scheduler::Stats st = b.generator->scheduler().stats();
-      out += "# TYPE quiver_generate_queue_depth gauge\n";
-      StrAppend(&out, "quiver_generate_queue_depth ", st.queued, "\n");
-      out += "# TYPE quiver_generate_running gauge\n";
-      StrAppend(&out, "quiver_generate_running ", st.running, "\n");
-      out += "# TYPE quiver_generated_tokens_total counter\n";
-      StrAppend(&out, "quiver_generated_tokens_total ", st.generated_tokens, "\n");
-      out += "# TYPE quiver_prompt_tokens_total counter\n";
-      StrAppend(&out, "quiver_prompt_tokens_total ", st.prompt_tokens, "\n");
-      out += "# TYPE quiver_prompt_tokens_cached_total counter\n";
-      StrAppend(&out, "quiver_prompt_tokens_cached_total ", st.cached_prompt_tokens, "\n");
-      out += "# TYPE quiver_generate_steps_total counter\n";
-      StrAppend(&out, "quiver_generate_steps_total ", st.steps, "\n");
-      out += "# TYPE quiver_generate_rows_total counter\n";
-      StrAppend(&out, "quiver_generate_rows_total ", st.rows, "\n");
-    }
+    AppendCollectionMetrics(b.engine->Usage(), &out);
+    AppendEmbeddingMetrics(*b.embedding, &out);
+    if (b.generator != nullptr) AppendGeneratorMetrics(b.generator->scheduler().stats(), &out);
     if (b.pipeline != nullptr && b.pipeline->cache() != nullptr) {
-      const rag::AnswerCache::Stats cs = b.pipeline->cache()->stats();
-      out += "# TYPE quiver_answer_cache_hits_total counter\n";
-      StrAppend(&out, "quiver_answer_cache_hits_total{layer=\"exact\"} ", cs.exact_hits, "\n");
-      StrAppend(&out, "quiver_answer_cache_hits_total{layer=\"semantic\"} ", cs.semantic_hits,
-                "\n");
-      out += "# TYPE quiver_answer_cache_entries gauge\n";
-      StrAppend(&out, "quiver_answer_cache_entries ", cs.entries, "\n");
-      out += "# TYPE quiver_answer_cache_bytes gauge\n";
-      StrAppend(&out, "quiver_answer_cache_bytes ", cs.bytes, "\n");
+      AppendAnswerCacheMetrics(b.pipeline->cache()->stats(), &out);
     }
     res.set_content(out, "text/plain; version=0.0.4");
   });
@@ -500,6 +496,8 @@ void HttpServer::Routes() {
     // the answer; the client going away (a failed write) cancels it.
     auto started = b.generator->Start(g);
     if (!started.ok()) return SendError(res, started.status());
+    const bool audit = b.audit != nullptr;
+    if (audit) RequestGeneration().audit_request = AuditRequest(g);
     std::shared_ptr<llm::TokenStream> tokens = *std::move(started);
     const std::string id = NewId(chat ? "chatcmpl-" : "cmpl-");
     const int64_t created = NowSeconds();
@@ -544,6 +542,7 @@ void HttpServer::Routes() {
         }
         while (true) {
           const llm::TokenEvent e = tokens->Next();
+          NoteGeneration(e, audit);
           if (e.done && e.reason == llm::FinishReason::kCancelled) {
             send(ErrorBody(absl::UnavailableError("generation was stopped")));
             return false;
@@ -581,6 +580,7 @@ void HttpServer::Routes() {
       auto last_beat = std::chrono::steady_clock::now();
       while (true) {
         const llm::TokenEvent e = tokens->Next();
+        NoteGeneration(e, audit);
         if (e.done && e.reason == llm::FinishReason::kCancelled) {
           const std::string err =
               ErrorBody(absl::UnavailableError("generation was stopped")).Dump();

@@ -49,6 +49,7 @@ struct HttpBackends {
   const ApiKeys* api_keys = nullptr;  // Null or empty: no key needed.
   bool tls = false;                   // Set by HttpServer::Start: links say https.
   RequestMetrics* metrics = nullptr;  // Counts every request; may be null.
+  AuditLog* audit = nullptr;          // Prompts and answers; may be null.
 };
 
 // The threads answering POST /v1/rag/ask: Shutdown stops them (their

@@ -127,7 +127,17 @@ struct Events {
   bool finished = false;
   absl::Status status;
   std::atomic<bool> gone{false};
+  // For the logs, once finished.
+  std::string answer;
+  std::optional<GenerationUsage> usage;
 };
+
+// Hands a finished answer to the logs. REQUIRES: e.mu held.
+void NoteAnswer(const Events& e) {
+  http_internal::GenerationNote& note = http_internal::RequestGeneration();
+  note.usage = e.usage;
+  if (note.audit_request.has_value()) note.answer = e.answer;
+}
 
 class QueueSink final : public rag::AskSink {
  public:
@@ -188,14 +198,18 @@ void RegisterAskRoute(httplib::Server* svr, const HttpBackends& b,
       return SendError(res, absl::UnavailableError("the server is shutting down"));
     }
     workers->Begin();
+    if (b.audit != nullptr) http_internal::RequestGeneration().audit_request = AuditRequest(ask);
     std::thread worker([b, ask, events, workers] {
-      QueueSink sink(events);
+      QueueSink queue_sink(events);
+      RecordingAskSink sink(&queue_sink);
       absl::Status st = b.pipeline->Ask(
           ask, &sink, [events, workers] { return events->gone.load() || workers->stopping(); });
       {
         std::lock_guard<std::mutex> l(events->mu);
         events->finished = true;
         events->status = st;
+        events->answer = sink.answer();
+        events->usage = sink.usage();
       }
       events->cv.notify_all();
       workers->End();
@@ -216,6 +230,7 @@ void RegisterAskRoute(httplib::Server* svr, const HttpBackends& b,
           events->cv.wait(l, [&] { return !events->queue.empty() || events->finished; });
           if (events->queue.empty()) {
             const absl::Status st = events->status;
+            NoteAnswer(*events);
             l.unlock();
             if (!st.ok()) {
               const std::string err = StrCat("event: error\ndata: ", ErrorBody(st).Dump(), "\n\n");
@@ -230,6 +245,8 @@ void RegisterAskRoute(httplib::Server* svr, const HttpBackends& b,
           const std::string line = StrCat("event: ", name, "\ndata: ", payload.Dump(), "\n\n");
           if (!sink.write(line.data(), line.size())) {
             events->gone = true;  // The pipeline stops at its next check.
+            l.lock();
+            NoteAnswer(*events);  // What was made so far, if it has finished.
             return false;
           }
         }
@@ -239,6 +256,7 @@ void RegisterAskRoute(httplib::Server* svr, const HttpBackends& b,
     // One JSON answer, once Ask has finished.
     std::unique_lock<std::mutex> l(events->mu);
     events->cv.wait(l, [&] { return events->finished; });
+    NoteAnswer(*events);
     Json::Object out;
     std::string answer;
     for (auto& [name, payload] : events->queue) {

@@ -4,6 +4,7 @@
 #define QUIVER_SERVER_HTTP_INTERNAL_H_
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -12,8 +13,19 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "httplib.h"
+#include "server/metrics.h"
 
 namespace quiver::server::http_internal {
+
+// What the request being answered on this thread generated, for the access
+// and audit logs: routes fill it (their content providers run on the
+// request's thread), the logger reads it. Reset for every request.
+struct GenerationNote {
+  std::optional<GenerationUsage> usage;
+  std::optional<Json> audit_request;  // Set only when there is an audit log.
+  std::string answer;                 // Kept only when there is an audit log.
+};
+GenerationNote& RequestGeneration();
 
 inline int HttpStatus(absl::StatusCode code) {
   switch (code) {

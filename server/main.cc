@@ -102,6 +102,10 @@ ABSL_FLAG(int, http_timeout_s, 60, "HTTP read and write timeout per operation, s
 ABSL_FLAG(std::string, access_log, "",
           "Append one JSON line per request (gRPC and HTTP) to this file; empty: off");
 ABSL_FLAG(uint32_t, access_log_mb, 256, "Rotate the access log to <file>.1 past this size");
+ABSL_FLAG(std::string, audit_log, "",
+          "Append each generation request's prompt (or question) and answer, one JSON line per "
+          "request, to this file; empty: off. It holds user content: protect it");
+ABSL_FLAG(uint32_t, audit_log_mb, 256, "Rotate the audit log to <file>.1 past this size");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate (chain) for TLS on gRPC and HTTP");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, api_key, "",
@@ -265,6 +269,8 @@ int main(int argc, char** argv) {
     options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
     options.access_log = absl::GetFlag(FLAGS_access_log);
     options.access_log_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_access_log_mb)) << 20;
+    options.audit_log = absl::GetFlag(FLAGS_audit_log);
+    options.audit_log_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_audit_log_mb)) << 20;
     options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   }
   options.http.listen = absl::GetFlag(FLAGS_http_listen);

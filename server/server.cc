@@ -4,6 +4,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "ann/distance.h"
@@ -30,9 +31,24 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status s = methods->GetSendStatus();
-      metrics_->Record("grpc", method_,
-                       absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())),
-                       absl::ToDoubleSeconds(absl::Now() - start_), 0, 0);
+      // Generation RPCs leave their token counts in the trailers.
+      GenerationUsage usage;
+      bool has_usage = false;
+      if (const auto* trailers = methods->GetSendTrailingMetadata(); trailers != nullptr) {
+        for (const auto& [key, field] :
+             std::initializer_list<std::pair<const char*, uint64_t GenerationUsage::*>>{
+                 {kPromptTokensKey, &GenerationUsage::prompt_tokens},
+                 {kCompletionTokensKey, &GenerationUsage::completion_tokens},
+                 {kCachedPromptTokensKey, &GenerationUsage::cached_prompt_tokens}}) {
+          auto it = trailers->find(key);
+          if (it != trailers->end() && absl::SimpleAtoi(it->second, &(usage.*field))) {
+            has_usage = true;
+          }
+        }
+      }
+      metrics_->Record(
+          "grpc", method_, absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())),
+          absl::ToDoubleSeconds(absl::Now() - start_), 0, 0, has_usage ? &usage : nullptr);
     }
     methods->Proceed();
   }
@@ -102,6 +118,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                        s->models_.get(), s->rag_.get(), s->admin_.get()}) {
     g->set_api_keys(&s->api_keys_);
   }
+  if (!options.audit_log.empty()) {
+    ASSIGN_OR_RETURN(s->audit_, AuditLog::Open(options.audit_log, options.audit_log_bytes));
+    s->models_->set_audit(s->audit_.get());
+    s->rag_->set_audit(s->audit_.get());
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -163,6 +184,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     backends.pipeline = s->pipeline_.get();
     backends.api_keys = &s->api_keys_;
     backends.metrics = s->metrics_.get();
+    backends.audit = s->audit_.get();
     HttpOptions http = options.http;
     http.tls_cert_file = options.tls_cert_file;
     http.tls_key_file = options.tls_key_file;

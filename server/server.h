@@ -39,6 +39,10 @@ struct ServerOptions {
   // One JSON line per request (empty: none), rotated at access_log_bytes.
   std::string access_log;
   size_t access_log_bytes = 256 << 20;
+  // Prompts and answers of generation requests (empty: none), rotated at
+  // audit_log_bytes; see AuditLog.
+  std::string audit_log;
+  size_t audit_log_bytes = 256 << 20;
   // TLS for both transports (PEM files); both empty: plaintext.
   std::string tls_cert_file, tls_key_file;
   absl::Status Validate() const;
@@ -79,6 +83,7 @@ class Server {
   std::unique_ptr<AdminService> admin_;
   ApiKeys api_keys_;
   std::unique_ptr<RequestMetrics> metrics_;
+  std::unique_ptr<AuditLog> audit_;  // Null without --audit_log.
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<HttpServer> http_;
   std::vector<int> ports_;

@@ -282,6 +282,26 @@ grpc::Status ModelsService::Rerank(grpc::ServerContext* ctx, const v1::RerankReq
   return grpc::Status::OK;
 }
 
+namespace {
+
+// Leaves a generation's token counts in the trailers (for the access log
+// and for clients) and writes its audit line.
+void FinishGeneration(grpc::ServerContext* ctx, std::string_view route, const grpc::Status& status,
+                      AuditLog* audit, Json request, std::string_view answer,
+                      const std::optional<GenerationUsage>& usage) {
+  if (usage.has_value()) {
+    ctx->AddTrailingMetadata(kPromptTokensKey, StrCat(usage->prompt_tokens));
+    ctx->AddTrailingMetadata(kCompletionTokensKey, StrCat(usage->completion_tokens));
+    ctx->AddTrailingMetadata(kCachedPromptTokensKey, StrCat(usage->cached_prompt_tokens));
+  }
+  if (audit == nullptr) return;
+  audit->Write("grpc", route,
+               absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
+               std::move(request), answer, usage.value_or(GenerationUsage{}));
+}
+
+}  // namespace
+
 grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
@@ -298,9 +318,17 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
   g.max_tokens = sp.max_tokens();
   g.stop.assign(sp.stop().begin(), sp.stop().end());
   // The scheduler asks before every step whether the client went away.
+  std::string answer;
+  std::optional<GenerationUsage> usage;
   absl::Status s = pipeline_->Generate(
       g, req->use_cache(),
-      [writer](const llm::TokenEvent& e, bool cached) {
+      [&](const llm::TokenEvent& e, bool cached) {
+        if (audit_ != nullptr) answer += e.text;
+        if (e.done) {
+          usage = GenerationUsage{static_cast<uint64_t>(e.prompt_tokens),
+                                  static_cast<uint64_t>(e.completion_tokens),
+                                  static_cast<uint64_t>(e.cached_prompt_tokens)};
+        }
         v1::GenerateResponse resp;
         resp.set_text(e.text);
         if (e.token >= 0) resp.add_token_ids(static_cast<uint32_t>(e.token));
@@ -314,10 +342,12 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
         return writer->Write(resp);
       },
       [ctx] { return ctx->IsCancelled(); });
-  if (absl::IsCancelled(s) && ctx->IsCancelled()) {
-    return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
-  }
-  return ToGrpcStatus(s);
+  grpc::Status status = absl::IsCancelled(s) && ctx->IsCancelled()
+                            ? grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled")
+                            : ToGrpcStatus(s);
+  FinishGeneration(ctx, "/quiver.v1.Models/Generate", status, audit_, AuditRequest(g), answer,
+                   usage);
+  return status;
 }
 
 grpc::Status ModelsService::ListModels(grpc::ServerContext* ctx, const v1::ListModelsRequest*,
@@ -526,9 +556,13 @@ grpc::Status RagService::Ask(grpc::ServerContext* ctx, const v1::AskRequest* req
   r.context_tokens = req->context_tokens();
   r.no_cache = req->no_cache();
   r.cache_nondeterministic = req->cache_nondeterministic();
-  GrpcAskSink sink(writer);
+  GrpcAskSink grpc_sink(writer);
+  RecordingAskSink sink(&grpc_sink);
   absl::Status s = pipeline_->Ask(r, &sink, [ctx] { return ctx->IsCancelled(); });
-  return ToGrpcStatus(s);
+  grpc::Status status = ToGrpcStatus(s);
+  FinishGeneration(ctx, "/quiver.v1.Rag/Ask", status, audit_, AuditRequest(r), sink.answer(),
+                   sink.usage());
+  return status;
 }
 
 // ---- Admin ----------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "quiver/v1/search.grpc.pb.h"
 #include "rag/pipeline.h"
 #include "server/auth.h"
+#include "server/metrics.h"
 
 namespace quiver::server {
 
@@ -92,11 +93,13 @@ class ModelsService final : public v1::Models::Service, public Guarded {
                         grpc::ServerWriter<v1::GenerateResponse>*) override;
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
                           v1::ListModelsResponse*) override;
+  void set_audit(AuditLog* audit) { audit_ = audit; }
 
  private:
   embed::EmbeddingService* embedding_;
   llm::Generator* generator_;
   rag::Pipeline* pipeline_;
+  AuditLog* audit_ = nullptr;
 };
 
 class RagService final : public v1::Rag::Service, public Guarded {
@@ -112,9 +115,11 @@ class RagService final : public v1::Rag::Service, public Guarded {
                               v1::DeleteDocumentResponse*) override;
   grpc::Status Ask(grpc::ServerContext*, const v1::AskRequest*,
                    grpc::ServerWriter<v1::AskResponse>*) override;
+  void set_audit(AuditLog* audit) { audit_ = audit; }
 
  private:
   rag::Pipeline* pipeline_;
+  AuditLog* audit_ = nullptr;
 };
 
 struct ServerFacts {

@@ -578,6 +578,21 @@ absl::StatusOr<std::vector<std::string>> Store::ListIds(uint32_t collection_id, 
   return out;
 }
 
+uint64_t Store::ApproximateBytes(uint32_t collection_id) {
+  const std::string begin = CollectionPrefix(collection_id);
+  const std::string end = CollectionPrefix(collection_id + 1);
+  const rocksdb::Range range(begin, end);
+  rocksdb::SizeApproximationOptions options;
+  options.include_memtables = true;
+  options.include_files = true;
+  uint64_t total = 0;
+  for (rocksdb::ColumnFamilyHandle* cf : {records_, index_data_, documents_}) {
+    uint64_t size = 0;
+    if (db_->GetApproximateSizes(options, cf, &range, 1, &size).ok()) total += size;
+  }
+  return total;
+}
+
 absl::Status Store::WriteSnapshot(const std::string& dir) {
   rocksdb::Checkpoint* raw = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "snapshot"));

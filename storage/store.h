@@ -160,6 +160,9 @@ class Store {
   // must not exist. The copy opens as a normal data directory. (RocksDB calls
   // this a checkpoint; in Quiver a checkpoint is an index's saved state.)
   absl::Status WriteSnapshot(const std::string& dir);
+  // Approximate bytes the collection's records, documents and index data
+  // take on disk and in memtables.
+  uint64_t ApproximateBytes(uint32_t collection_id);
 
   const StoreOptions& options() const { return options_; }
 

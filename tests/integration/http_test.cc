@@ -25,6 +25,7 @@ namespace quiver {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class HttpTest : public ::testing::Test {
  protected:
@@ -254,6 +255,22 @@ TEST_F(HttpTest, MetricsMoveWithTrafficAndTheAccessLogHasALinePerRequest) {
             1);
   ASSERT_TRUE(client_->Get("/v1/models"));
   ASSERT_TRUE(client_->Get("/indexes/films"));
+  // Index activity per collection: two vectors in, one query.
+  const std::string records = dir_.path() + "/films.jsonl";
+  std::ofstream(records) << R"({"id": "a", "values": [1, 0]})"
+                         << "\n"
+                         << R"({"id": "b", "values": [0, 1]})"
+                         << "\n";
+  ASSERT_EQ(
+      testing::RunCli(
+          {"--addr=" + server_->address(), "import", "films", records, "--progress=never"}, &out),
+      0)
+      << out;
+  ASSERT_EQ(
+      testing::RunCli(
+          {"--addr=" + server_->address(), "query", "films", "--vector=[1, 0]", "--top-k=1"}, &out),
+      0)
+      << out;
   // A request is counted right after its answer goes out, so the counts
   // may trail the client by a moment: read until they are there.
   const std::vector<std::string> want = {
@@ -280,7 +297,14 @@ TEST_F(HttpTest, MetricsMoveWithTrafficAndTheAccessLogHasALinePerRequest) {
           "quiver_requests_total{transport=\"http\",route=\"GET /v1/models\",status=\"200\"} 1"));
   EXPECT_THAT(m, HasSubstr("route=\"GET /indexes/{name}\""));
   EXPECT_THAT(m, HasSubstr("quiver_request_duration_seconds_bucket{transport=\"grpc\""));
-  EXPECT_THAT(m, HasSubstr("quiver_collection_records{collection=\"films\"} 0"));
+  EXPECT_THAT(m, HasSubstr("quiver_collection_records{collection=\"films\"} 2"));
+  EXPECT_THAT(m, HasSubstr("quiver_index_inserts_total{collection=\"films\"} 2"));
+  EXPECT_THAT(m, HasSubstr("quiver_index_searches_total{collection=\"films\"} 1"));
+  EXPECT_THAT(m, HasSubstr("quiver_index_compactions_total{collection=\"films\"} 0"));
+  EXPECT_THAT(m, HasSubstr("quiver_collection_index_bytes{collection=\"films\"} "));
+  EXPECT_THAT(m, Not(HasSubstr("quiver_collection_index_bytes{collection=\"films\"} 0\n")));
+  EXPECT_THAT(m, Not(HasSubstr("quiver_collection_stored_bytes{collection=\"films\"} 0\n")));
+  EXPECT_THAT(m, HasSubstr("quiver_model_batches_total{worker=\"embed\"} 0"));
   EXPECT_THAT(m, HasSubstr("quiver_embed_queue_depth 0"));
   // The access log: one JSON object per request so far (the first
   // /metrics, two RPCs, two routes; the second /metrics is logged once
@@ -301,6 +325,121 @@ TEST_F(HttpTest, MetricsMoveWithTrafficAndTheAccessLogHasALinePerRequest) {
   }
   EXPECT_GE(lines, 5);
   EXPECT_TRUE(saw_grpc_error);
+}
+
+// The JSON lines of a log file.
+std::vector<Json> ReadJsonLines(const std::string& path) {
+  std::vector<Json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = ParseJson(line);
+    EXPECT_TRUE(j.ok()) << line;
+    if (j.ok()) out.push_back(*std::move(j));
+  }
+  return out;
+}
+
+TEST_F(HttpTest, GenerationTokenCountsReachTheAccessLogAndPromptsTheAuditLog) {
+  if (fixtures_.empty() || llm_.empty()) {
+    GTEST_SKIP() << "fixtures model2vec-rs-fixtures and stories260K not found ($QUIVER_FIXTURES)";
+  }
+  const std::string access = dir_.path() + "/access.log";
+  const std::string audit = dir_.path() + "/audit.log";
+  std::vector<std::string> flags = ModelFlags();
+  flags.push_back("--access_log=" + access);
+  flags.push_back("--audit_log=" + audit);
+  StartServer(flags);
+  Json j;
+  ASSERT_EQ(Post("/v1/completions",
+                 R"({"prompt": "Once upon a time", "max_tokens": 7, "temperature": 0})", &j),
+            200);
+  const std::string http_answer = j.Find("choices")->as_array()[0].Find("text")->as_string();
+  std::string out;
+  const std::string addr = "--addr=" + server_->address();
+  ASSERT_EQ(
+      testing::RunCli({addr, "collections", "create", "kb", "--embedding-model=test-model-float32"},
+                      &out),
+      0)
+      << out;
+  const std::string doc = dir_.path() + "/lily.txt";
+  std::ofstream(doc) << "Lily had a red ball. She played in the park every day.";
+  ASSERT_EQ(testing::RunCli({addr, "ingest", "kb", doc, "--progress=never"}, &out), 0) << out;
+  auto sse = client_->Post("/v1/rag/ask",
+                           R"({"collection": "kb", "question": "What did Lily have?",
+                               "max_tokens": 5, "stream": true})",
+                           "application/json");
+  ASSERT_TRUE(sse);
+  ASSERT_EQ(sse->status, 200);
+  ASSERT_EQ(
+      testing::RunCli(
+          {"--addr=" + server_->address(), "generate", "Lily and Tom", "--max-tokens=6"}, &out),
+      0)
+      << out;
+  ASSERT_TRUE(client_->Get("/v1/models"));
+  // Logged right after each answer went out: wait for the lines.
+  const std::vector<std::string> routes = {"POST /v1/completions", "POST /v1/rag/ask",
+                                           "/quiver.v1.Models/Generate", "GET /v1/models"};
+  std::vector<Json> lines;
+  auto find = [&](const std::string& route) -> const Json* {
+    for (const Json& l : lines) {
+      if (l.Find("route")->as_string() == route) return &l;
+    }
+    return nullptr;
+  };
+  for (int tries = 0; tries < 100; ++tries) {
+    lines = ReadJsonLines(access);
+    bool all = true;
+    for (const std::string& r : routes) all &= find(r) != nullptr;
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const Json* completions = find("POST /v1/completions");
+  const Json* ask = find("POST /v1/rag/ask");
+  const Json* grpc = find("/quiver.v1.Models/Generate");
+  const Json* models = find("GET /v1/models");
+  ASSERT_TRUE(completions && ask && grpc && models);
+  EXPECT_EQ(completions->Find("completion_tokens")->as_number(), 7);
+  EXPECT_GT(completions->Find("prompt_tokens")->as_number(), 0);
+  EXPECT_EQ(ask->Find("completion_tokens")->as_number(), 5);
+  EXPECT_EQ(grpc->Find("completion_tokens")->as_number(), 6);
+  EXPECT_GT(grpc->Find("prompt_tokens")->as_number(), 0);
+  EXPECT_EQ(models->Find("completion_tokens"), nullptr);  // Not a generation.
+
+  // The audit log: the three generations with what was asked and answered.
+  std::vector<Json> audited = ReadJsonLines(audit);
+  ASSERT_EQ(audited.size(), 3u);
+  bool saw_http = false, saw_ask = false, saw_grpc = false;
+  for (const Json& a : audited) {
+    const std::string route = a.Find("route")->as_string();
+    const Json& req = *a.Find("request");
+    if (route == "POST /v1/completions") {
+      saw_http = true;
+      EXPECT_EQ(req.Find("prompt")->as_string(), "Once upon a time");
+      EXPECT_EQ(a.Find("answer")->as_string(), http_answer);
+      EXPECT_EQ(a.Find("completion_tokens")->as_number(), 7);
+    } else if (route == "POST /v1/rag/ask") {
+      saw_ask = true;
+      EXPECT_EQ(req.Find("question")->as_string(), "What did Lily have?");
+      EXPECT_EQ(req.Find("collection")->as_string(), "kb");
+      EXPECT_FALSE(a.Find("answer")->as_string().empty());
+      std::string streamed;  // The answer's token events, joined.
+      for (size_t pos = 0;
+           (pos = sse->body.find("event: token\ndata: ", pos)) != std::string::npos;) {
+        pos += 19;
+        auto t = ParseJson(sse->body.substr(pos, sse->body.find("\n\n", pos) - pos));
+        ASSERT_TRUE(t.ok());
+        streamed += t->Find("text")->as_string();
+      }
+      EXPECT_EQ(a.Find("answer")->as_string(), streamed);
+    } else if (route == "/quiver.v1.Models/Generate") {
+      saw_grpc = true;
+      EXPECT_EQ(req.Find("prompt")->as_string(), "Lily and Tom");
+      EXPECT_THAT(out, HasSubstr(a.Find("answer")->as_string()));
+      EXPECT_EQ(a.Find("status")->as_string(), "OK");
+    }
+  }
+  EXPECT_TRUE(saw_http && saw_ask && saw_grpc);
 }
 
 int NodeMajor() {
