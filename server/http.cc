@@ -1,5 +1,7 @@
 #include "server/http.h"
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -190,12 +192,31 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     s->server_ = std::make_unique<httplib::Server>();
   }
   httplib::Server& svr = *s->server_;
+  // cpp-httplib listens with a backlog of 5; a burst of new connections
+  // (hundreds of clients opening pools at once) overflows it and the kernel
+  // drops or garbles some of them. Keep the listening socket, and listen
+  // again after bind with the system's maximum backlog (Linux updates the
+  // backlog of a socket that already listens).
+  auto listen_fd = std::make_shared<int>(-1);
+  svr.set_socket_options([listen_fd](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    *listen_fd = sock;
+  });
+  // Responses go out as headers then body: with Nagle's algorithm the body
+  // waits for the client's delayed ACK of the headers (~40 ms a request).
+  // Accepted sockets inherit TCP_NODELAY from the listening one.
+  svr.set_tcp_nodelay(true);
   const int threads = std::max(1, options.threads);
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   svr.set_payload_max_length(options.max_body_bytes);
   svr.set_read_timeout(options.read_timeout_s, 0);
   svr.set_write_timeout(options.write_timeout_s, 0);
   svr.set_keep_alive_timeout(options.keep_alive_s);
+  // cpp-httplib closes a connection after 5 requests by default; clients
+  // that keep connections open (every HTTP client pool) should not pay a
+  // reconnect every few requests.
+  svr.set_keep_alive_max_count(static_cast<size_t>(options.keep_alive_max_requests));
   s->Routes();
   const size_t colon = options.listen.rfind(':');
   if (colon == std::string::npos) {
@@ -212,6 +233,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     return absl::UnavailableError(
         StrCat("cannot listen for HTTP on ", options.listen, " (address in use or invalid?)"));
   }
+  if (*listen_fd >= 0) ::listen(*listen_fd, SOMAXCONN);
   s->thread_ = std::thread([srv = s->server_.get()] { srv->listen_after_bind(); });
   return s;
 }

@@ -37,6 +37,7 @@ struct HttpOptions {
   int read_timeout_s = 60;                  // Per read of a request.
   int write_timeout_s = 60;                 // Per write of a response.
   int keep_alive_s = 5;                     // Idle keep-alive connections close after this.
+  int keep_alive_max_requests = 100000;     // Requests per connection before it is closed.
   std::string tls_cert_file, tls_key_file;  // PEM; both set: HTTPS.
 };
 

@@ -2,7 +2,11 @@
 // routes, through a plain HTTP client and through the official `openai` npm
 // client (tests/compat/openai_client.cjs) where Node.js and the package are
 // installed (scripts/test.sh installs it into <build>/npm-clients).
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -325,6 +329,89 @@ TEST_F(HttpTest, MetricsMoveWithTrafficAndTheAccessLogHasALinePerRequest) {
   }
   EXPECT_GE(lines, 5);
   EXPECT_TRUE(saw_grpc_error);
+}
+
+// One keep-alive connection, raw: requests go out on the same socket, so a
+// server that closed it (or never answered) fails the caller.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{30, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~RawConnection() {
+    if (fd_ >= 0) close(fd_);
+  }
+  // Sends GET `path`; returns the status, or 0 when the connection failed.
+  int Get(const std::string& path) {
+    if (fd_ < 0) return 0;
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    if (send(fd_, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+      return 0;
+    }
+    // Headers, then Content-Length bytes of body.
+    std::string in;
+    char buf[4096];
+    size_t header_end;
+    while ((header_end = in.find("\r\n\r\n")) == std::string::npos) {
+      const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) return 0;
+      in.append(buf, static_cast<size_t>(n));
+    }
+    const size_t cl = in.find("Content-Length: ");
+    const size_t length =
+        cl == std::string::npos ? 0 : std::strtoul(in.c_str() + cl + 16, nullptr, 10);
+    while (in.size() < header_end + 4 + length) {
+      const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) return 0;
+      in.append(buf, static_cast<size_t>(n));
+    }
+    if (in.find("Connection: close") != std::string::npos) closed_by_server_ = true;
+    return in.starts_with("HTTP/1.1 ") ? std::atoi(in.c_str() + 9) : 0;
+  }
+  bool closed_by_server() const { return closed_by_server_; }
+
+ private:
+  int fd_ = -1;
+  bool closed_by_server_ = false;
+};
+
+TEST_F(HttpTest, ServesTwoHundredFiftySixKeepAliveConnectionsAtOnce) {
+  StartServer({});
+  // 256 connections, all open at once, each sending a request per round;
+  // every connection's round must be answered before the next begins, so a
+  // server holding fewer connections (or closing them) fails a round.
+  constexpr int kConnections = 256, kRounds = 8;
+  std::vector<std::unique_ptr<RawConnection>> conns;
+  for (int i = 0; i < kConnections; ++i) {
+    conns.push_back(std::make_unique<RawConnection>(server_->http_port()));
+  }
+  std::vector<int> ok(kConnections, 0);
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kConnections; ++i) {
+      threads.emplace_back([&, i] {
+        if (conns[i]->Get(i % 2 == 0 ? "/healthz" : "/v1/models") == 200) ++ok[i];
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  int all = 0, closed = 0;
+  for (int i = 0; i < kConnections; ++i) {
+    all += ok[i];
+    closed += conns[i]->closed_by_server() ? 1 : 0;
+  }
+  EXPECT_EQ(all, kConnections * kRounds);
+  EXPECT_EQ(closed, 0);
 }
 
 // The JSON lines of a log file.
