@@ -46,8 +46,10 @@ float NormalizeInPlace(std::span<float> v) {
   for (float x : v) sum += static_cast<double>(x) * x;
   const double norm = std::sqrt(sum);
   if (norm == 0) return 0;
-  const float inv = static_cast<float>(1.0 / norm);
-  for (float& x : v) x *= inv;
+  // In double: the reciprocal of a tiny norm (a vector of denormals, say
+  // 1e-45) overflows float to infinity and would turn every score NaN.
+  const double inv = 1.0 / norm;
+  for (float& x : v) x = static_cast<float>(x * inv);
   return static_cast<float>(norm);
 }
 

@@ -79,6 +79,24 @@ std::string StrCat(const Args&... args) {
   return out;
 }
 
+// The longest prefix of `s` of at most `max_bytes` that does not cut a UTF-8
+// sequence in two (bytes that are not UTF-8 are cut anywhere).
+inline std::string_view Utf8Prefix(std::string_view s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  size_t n = max_bytes;
+  // Back off continuation bytes (10xxxxxx), at most three.
+  for (int i = 0; i < 3 && n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80; ++i) --n;
+  return s.substr(0, n);
+}
+
+// `s` in double quotes, for messages that echo what a user sent: values
+// longer than `max_bytes` are cut (at a UTF-8 boundary) and followed by their
+// length, so an error about a 100 kB name stays a short message.
+inline std::string Quoted(std::string_view s, size_t max_bytes = 64) {
+  if (s.size() <= max_bytes) return StrCat("\"", s, "\"");
+  return StrCat("\"", Utf8Prefix(s, max_bytes), "...\" (", s.size(), " bytes)");
+}
+
 }  // namespace quiver
 
 #endif  // QUIVER_COMMON_STRINGS_H_

@@ -13,7 +13,7 @@ class Collection;
 namespace internal {
 
 // `s` in double quotes, for messages.
-std::string Quoted(std::string_view s);
+using ::quiver::Quoted;
 absl::Status NamespaceNotFound(const Collection& c, std::string_view ns);
 absl::Status CollectionGone(std::string_view name);
 

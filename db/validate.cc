@@ -36,8 +36,6 @@ absl::Status ValidateNamespace(std::string_view ns) {
 
 namespace internal {
 
-std::string Quoted(std::string_view s) { return StrCat("\"", s, "\""); }
-
 absl::Status NamespaceNotFound(const Collection& c, std::string_view ns) {
   return absl::NotFoundError(StrCat("namespace ", Quoted(ns), " does not exist in collection ",
                                     Quoted(c.config().name), " (it holds no records)"));
@@ -80,6 +78,10 @@ absl::Status ValidateSparse(const Limits& lim, std::string_view what, storage::S
     if (!std::isfinite(sp.values[i])) {
       return absl::InvalidArgumentError(StrCat(what, " has a non-finite value"));
     }
+    if (std::fabs(sp.values[i]) > storage::kMaxAbsValue) {
+      return absl::InvalidArgumentError(StrCat(what, " has value ", sp.values[i], " for index ",
+                                               sp.indices[i], "; values must be within +-1e15"));
+    }
   }
   return absl::OkStatus();
 }
@@ -95,6 +97,10 @@ absl::Status ValidateDense(const CollectionConfig& config, std::string_view what
     if (!std::isfinite(values[i])) {
       return absl::InvalidArgumentError(
           StrCat(what, " has a non-finite value (", values[i], ") at position ", i));
+    }
+    if (std::fabs(values[i]) > storage::kMaxAbsValue) {
+      return absl::InvalidArgumentError(StrCat(what, " has value ", values[i], " at position ", i,
+                                               "; values must be within +-1e15"));
     }
     all_zero = all_zero && values[i] == 0;
   }

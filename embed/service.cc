@@ -89,7 +89,7 @@ absl::StatusOr<EmbedResult> EmbeddingService::Embed(const std::vector<std::strin
   }
   if (!model.empty() && model != embed_name_) {
     return absl::NotFoundError(
-        StrCat("no embedding model \"", model, "\"; this server has \"", embed_name_, "\""));
+        StrCat("no embedding model ", Quoted(model), "; this server has ", Quoted(embed_name_)));
   }
   if (texts.empty()) return absl::InvalidArgumentError("embed needs at least one input");
   if (texts.size() > options_.max_inputs) {
@@ -124,7 +124,7 @@ absl::StatusOr<std::vector<RankedDocument>> EmbeddingService::Rerank(
   }
   if (!model.empty() && model != rerank_name_) {
     return absl::NotFoundError(
-        StrCat("no reranker \"", model, "\"; this server has \"", rerank_name_, "\""));
+        StrCat("no reranker ", Quoted(model), "; this server has ", Quoted(rerank_name_)));
   }
   if (query.empty() || documents.empty()) {
     return absl::InvalidArgumentError("rerank needs a query and at least one document");

@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> NewDecodeEngine(const LlamaModel* 
   if (device == "cuda" || device == "auto")
     return NewCudaEngine(model, kv_blocks, block_size, max_step_rows);
   return absl::InvalidArgumentError(
-      StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
+      StrCat("unknown device ", Quoted(device), "; use auto, cpu or cuda"));
 }
 
 #ifndef QUIVER_HAVE_CUDA_ENGINE

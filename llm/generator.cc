@@ -57,7 +57,7 @@ absl::StatusOr<RenderedChat> Generator::RenderChat(const std::vector<ChatMessage
 absl::StatusOr<GenerateParams> Generator::Prepare(const GenerationRequest& req) const {
   if (!req.model.empty() && req.model != name_) {
     return absl::NotFoundError(
-        StrCat("no generative model \"", req.model, "\"; this server has \"", name_, "\""));
+        StrCat("no generative model ", Quoted(req.model), "; this server has ", Quoted(name_)));
   }
   GenerateParams p;
   if (!req.messages.empty()) {

@@ -168,7 +168,7 @@ absl::StatusOr<MatmulPrecision> ParseMatmulPrecision(std::string_view name) {
   if (name == "float32") return MatmulPrecision::kFloat32;
   if (name == "tf32") return MatmulPrecision::kTf32;
   return absl::InvalidArgumentError(
-      StrCat("unknown matmul precision \"", name, "\"; use float32 or tf32"));
+      StrCat("unknown matmul precision ", Quoted(name), "; use float32 or tf32"));
 }
 
 std::string_view MatmulPrecisionName(MatmulPrecision precision) {
@@ -184,7 +184,7 @@ absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device,
         "this build has no CUDA backend (nvcc was not found at build time)");
   }
   return absl::InvalidArgumentError(
-      StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
+      StrCat("unknown device ", Quoted(device), "; use auto, cpu or cuda"));
 }
 #endif
 

@@ -287,7 +287,7 @@ absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device,
     return std::unique_ptr<Backend>(new CudaBackend(options.precision));
   }
   return absl::InvalidArgumentError(
-      StrCat("unknown device \"", device, "\"; use auto, cpu or cuda"));
+      StrCat("unknown device ", Quoted(device), "; use auto, cpu or cuda"));
 }
 
 }  // namespace quiver::nn

@@ -20,8 +20,6 @@ double MsSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-std::string Quoted(std::string_view s) { return StrCat("\"", s, "\""); }
-
 absl::Status Cancelled() { return absl::CancelledError("the client went away"); }
 
 bool IsReservedKey(std::string_view key) {

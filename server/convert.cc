@@ -9,7 +9,17 @@ namespace quiver::server {
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   // absl::StatusCode values are defined to match grpc::StatusCode one to one.
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  // A status message travels in one HTTP/2 header; past about 64 KB the
+  // transport sends nothing at all and the call hangs, so messages are cut
+  // (values they echo are already shortened by Quoted).
+  constexpr size_t kMaxMessageBytes = 4096;
+  std::string_view message(status.message().data(), status.message().size());
+  if (message.size() <= kMaxMessageBytes) {
+    return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(message));
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      StrCat(Utf8Prefix(message, kMaxMessageBytes), "... (message cut at ",
+                             kMaxMessageBytes, " of ", message.size(), " bytes)"));
 }
 
 storage::SparseVector SparseFromProto(const v1::SparseValues& proto) {
@@ -33,7 +43,7 @@ absl::StatusOr<storage::Record> RecordFromProto(const v1::Record& proto) {
     auto md = storage::MetadataFromJson(StructToJson(proto.metadata()));
     if (!md.ok()) {
       return absl::InvalidArgumentError(
-          StrCat("record \"", proto.id(), "\": ", md.status().message()));
+          StrCat("record ", Quoted(proto.id()), ": ", md.status().message()));
     }
     r.metadata = *std::move(md);
   }

@@ -258,7 +258,8 @@ void HttpServer::Routes() {
   svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 404) {
-      SendError(res, absl::NotFoundError(StrCat("no route ", req.method, " ", req.path)));
+      SendError(res,
+                absl::NotFoundError(StrCat("no route ", req.method, " ", Quoted(req.path, 256))));
     } else if (res.status == 413) {
       SendError(res, absl::InvalidArgumentError("the request body is too large"));
     }
@@ -360,7 +361,7 @@ void HttpServer::Routes() {
     for (const Json& m : models()) {
       if (m.Find("id")->as_string() == id) return SendJson(res, 200, m);
     }
-    SendError(res, absl::NotFoundError(StrCat("the model '", id, "' does not exist")));
+    SendError(res, absl::NotFoundError(StrCat("the model ", Quoted(id), " does not exist")));
   });
 
   svr.Post("/v1/embeddings", [b](const httplib::Request& req, httplib::Response& res) {

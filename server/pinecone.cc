@@ -55,7 +55,7 @@ absl::StatusOr<ann::Metric> PineconeMetricFromName(const std::string& name) {
   if (name == "euclidean") return ann::Metric::kL2;
   if (name == "dotproduct") return ann::Metric::kDot;
   return absl::InvalidArgumentError(
-      StrCat("metric \"", name, "\" is not one of cosine, euclidean, dotproduct"));
+      StrCat("metric ", Quoted(name), " is not one of cosine, euclidean, dotproduct"));
 }
 const char* PineconeMetric(ann::Metric m) {
   switch (m) {
@@ -202,7 +202,7 @@ void PineconeRerank(const HttpBackends& b, const httplib::Request& req, httplib:
       texts.push_back(t->as_string());
     } else {
       return ControlError(res, absl::InvalidArgumentError(StrCat(
-                                   "documents[", i, "] has no string field \"", field, "\"")));
+                                   "documents[", i, "] has no string field ", Quoted(field))));
     }
   }
   auto ranked = b.embedding->Rerank(query, texts, top_n, model);
@@ -322,8 +322,8 @@ void RegisterPineconeRoutes(httplib::Server* svr, const HttpBackends& b) {
     if (const Json* dp = extras.Find("deletion_protection");
         dp != nullptr && dp->is_string() && dp->as_string() == "enabled") {
       return ControlError(res, absl::PermissionDeniedError(
-                                   StrCat("deletion protection is enabled for index \"", name,
-                                          "\"; disable it (configure) before deleting")));
+                                   StrCat("deletion protection is enabled for index ", Quoted(name),
+                                          "; disable it (configure) before deleting")));
     }
     if (absl::Status s = b.engine->DropCollection(name); !s.ok()) return ControlError(res, s);
     (void)b.engine->side_store().DeleteSide(SideKey(info->meta.id));

@@ -19,12 +19,12 @@ absl::Status ValidateCollectionName(std::string_view name) {
   }
   if (!absl::ascii_isalnum(static_cast<unsigned char>(name[0]))) {
     return absl::InvalidArgumentError(
-        StrCat("collection name \"", name, "\" must start with a letter or digit"));
+        StrCat("collection name ", Quoted(name), " must start with a letter or digit"));
   }
   for (char c : name) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') {
-      return absl::InvalidArgumentError(
-          StrCat("collection name \"", name, "\" may contain only letters, digits, '_' and '-'"));
+      return absl::InvalidArgumentError(StrCat("collection name ", Quoted(name),
+                                               " may contain only letters, digits, '_' and '-'"));
     }
   }
   return absl::OkStatus();
@@ -33,7 +33,7 @@ absl::Status ValidateCollectionName(std::string_view name) {
 absl::Status CollectionConfig::Validate() const {
   if (absl::Status s = ValidateCollectionName(name); !s.ok()) return s;
   if (dimension < 1 || dimension > kMaxDimension) {
-    return absl::InvalidArgumentError(StrCat("collection \"", name, "\": dimension ", dimension,
+    return absl::InvalidArgumentError(StrCat("collection ", Quoted(name), ": dimension ", dimension,
                                              " is out of range 1..", kMaxDimension));
   }
   if (metric != ann::Metric::kCosine && metric != ann::Metric::kDot && metric != ann::Metric::kL2) {

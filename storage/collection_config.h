@@ -18,6 +18,9 @@ enum class IndexKind : uint8_t { kFlat = 1, kHnsw = 2 };
 inline constexpr size_t kMaxCollectionNameBytes = 64;
 // Dense vectors: 1..kMaxDimension values.
 inline constexpr uint32_t kMaxDimension = 20000;
+// The largest magnitude a dense or sparse vector value may have: with it no
+// dot product or squared distance of kMaxDimension values overflows float.
+inline constexpr float kMaxAbsValue = 1e15f;
 
 struct HnswParams {
   uint32_t m = 16;                 // REQUIRES: 2..128.

@@ -115,8 +115,8 @@ class FilterParser {
         ASSIGN_OR_RETURN(auto node, ParseLogical(key, value, depth));
         all->children.push_back(std::move(node));
       } else if (!key.empty() && key[0] == '$') {
-        return absl::InvalidArgumentError(StrCat("unknown top-level filter operator \"", key,
-                                                 "\"; expected $and, $or or a field name"));
+        return absl::InvalidArgumentError(StrCat("unknown top-level filter operator ", Quoted(key),
+                                                 "; expected $and, $or or a field name"));
       } else if (key.empty()) {
         return absl::InvalidArgumentError("filter field names must not be empty");
       } else {
@@ -162,7 +162,7 @@ class FilterParser {
       case Json::Type::kString:
         return Scalar(v.as_string());
       default:
-        return absl::InvalidArgumentError(StrCat("filter on \"", field, "\": ", op,
+        return absl::InvalidArgumentError(StrCat("filter on ", Quoted(field), ": ", op,
                                                  " takes a string, number or boolean, got ",
                                                  Json::TypeName(v.type())));
     }
@@ -180,7 +180,7 @@ class FilterParser {
       return absl::OkStatus();
     }
     if (value.as_object().empty()) {
-      return absl::InvalidArgumentError(StrCat("filter on \"", field, "\" has no operator"));
+      return absl::InvalidArgumentError(StrCat("filter on ", Quoted(field), " has no operator"));
     }
     for (const auto& [op, operand] : value.as_object()) {
       auto n = std::make_unique<Node>();
@@ -195,7 +195,7 @@ class FilterParser {
                   : op == "$lt"  ? Kind::kLt
                                  : Kind::kLte;
         if (!operand.is_number()) {
-          return absl::InvalidArgumentError(StrCat("filter on \"", field, "\": ", op,
+          return absl::InvalidArgumentError(StrCat("filter on ", Quoted(field), ": ", op,
                                                    " takes a number, got ",
                                                    Json::TypeName(operand.type())));
         }
@@ -204,7 +204,7 @@ class FilterParser {
         n->kind = op == "$in" ? Kind::kIn : Kind::kNin;
         if (!operand.is_array() || operand.as_array().empty()) {
           return absl::InvalidArgumentError(
-              StrCat("filter on \"", field, "\": ", op, " takes a non-empty list"));
+              StrCat("filter on ", Quoted(field), ": ", op, " takes a non-empty list"));
         }
         RETURN_IF_ERROR(Count(operand.as_array().size()));
         for (const Json& e : operand.as_array()) {
@@ -221,8 +221,8 @@ class FilterParser {
         n->exists = operand.as_bool();
       } else {
         return absl::InvalidArgumentError(
-            StrCat("filter on \"", field, "\": unknown operator \"", op,
-                   "\"; expected one of $eq $ne $gt $gte $lt $lte $in $nin $exists"));
+            StrCat("filter on ", Quoted(field), ": unknown operator ", Quoted(op),
+                   "; expected one of $eq $ne $gt $gte $lt $lte $in $nin $exists"));
       }
       parent->children.push_back(std::move(n));
     }

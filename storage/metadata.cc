@@ -25,7 +25,7 @@ absl::StatusOr<Metadata> MetadataFromJson(const Json& json) {
       case Json::Type::kNumber:
         if (!std::isfinite(value.as_number())) {
           return absl::InvalidArgumentError(
-              StrCat("metadata field \"", key, "\" is not a finite number"));
+              StrCat("metadata field ", Quoted(key), " is not a finite number"));
         }
         out.emplace(key, value.as_number());
         break;
@@ -37,7 +37,7 @@ absl::StatusOr<Metadata> MetadataFromJson(const Json& json) {
         for (const Json& e : value.as_array()) {
           if (!e.is_string()) {
             return absl::InvalidArgumentError(
-                StrCat("metadata field \"", key, "\" is a list holding a ",
+                StrCat("metadata field ", Quoted(key), " is a list holding a ",
                        Json::TypeName(e.type()), "; lists may hold strings only"));
           }
           list.push_back(e.as_string());
@@ -47,7 +47,7 @@ absl::StatusOr<Metadata> MetadataFromJson(const Json& json) {
       }
       case Json::Type::kNull:
         return absl::InvalidArgumentError(
-            StrCat("metadata field \"", key, "\" is null; omit the field instead"));
+            StrCat("metadata field ", Quoted(key), " is null; omit the field instead"));
       case Json::Type::kObject:
         return absl::InvalidArgumentError(StrCat(
             "metadata field \"", key,

@@ -90,7 +90,7 @@ absl::StatusOr<SyncPolicy> ParseSyncPolicy(std::string_view name) {
   if (name == "batch") return SyncPolicy::kBatch;
   if (name == "none") return SyncPolicy::kNone;
   return absl::InvalidArgumentError(
-      StrCat("unknown sync policy \"", name, "\"; expected always, batch or none"));
+      StrCat("unknown sync policy ", Quoted(name), "; expected always, batch or none"));
 }
 
 std::string_view SyncPolicyName(SyncPolicy policy) {
@@ -354,7 +354,7 @@ absl::StatusOr<CollectionMeta> Store::CreateCollection(const CollectionConfig& c
   std::string existing;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), catalog_, config.name, &existing);
   if (s.ok()) {
-    return absl::AlreadyExistsError(StrCat("collection \"", config.name, "\" already exists"));
+    return absl::AlreadyExistsError(StrCat("collection ", Quoted(config.name), " already exists"));
   }
   if (!s.IsNotFound()) return FromRocks(s, "reading the catalog");
   uint32_t next_id = 1;

@@ -61,7 +61,7 @@ absl::StatusOr<Analyzer> Analyzer::Named(std::string_view name) {
   if (name == "standard" || name == "cjk" || name.empty()) return Analyzer(AnalyzerOptions{});
   if (name == "english") return Analyzer(AnalyzerOptions{.english = true});
   return absl::InvalidArgumentError(
-      StrCat("unknown analyzer \"", name, "\"; expected standard, english or cjk"));
+      StrCat("unknown analyzer ", Quoted(name), "; expected standard, english or cjk"));
 }
 
 absl::StatusOr<std::vector<std::string>> Analyzer::Analyze(std::string_view text) const {

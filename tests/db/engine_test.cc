@@ -10,6 +10,8 @@
 #include <set>
 #include <thread>
 
+#include "common/strings.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/index_files.h"
 #include "tests/testing/test_util.h"
@@ -887,6 +889,126 @@ TEST(EmbeddingEngineTest, UpdatesReembedTheirTextField) {
   QUIVER_ASSERT_OK((*engine)->Update("e", "", text));
   EXPECT_EQ(values(), (std::vector<float>{4, 0}));
   EXPECT_EQ(model.embedded, 2u);
+}
+
+// Found from outside: a nonzero vector whose norm underflows float (1e-45
+// denormals) was accepted and normalised by a float reciprocal that
+// overflowed, so its score, and every score against a tiny query, was NaN.
+TEST(EngineValuesTest, TinyVectorsNeverGiveNanScores) {
+  TempDir dir;
+  auto engine = OpenEngine(dir.path() + "/data");
+  ASSERT_NE(engine, nullptr);
+  for (storage::IndexKind kind : {storage::IndexKind::kFlat, storage::IndexKind::kHnsw}) {
+    for (ann::Metric metric : {ann::Metric::kCosine, ann::Metric::kDot, ann::Metric::kL2}) {
+      storage::CollectionConfig c;
+      c.name = StrCat("c", static_cast<int>(kind), "_", static_cast<int>(metric));
+      c.dimension = 4;
+      c.metric = metric;
+      c.index = kind;
+      QUIVER_ASSERT_OK(engine->CreateCollection(c));
+      std::mt19937 rng(7);
+      std::normal_distribution<float> g;
+      std::vector<Record> recs;
+      for (int i = 0; i < 300; ++i)
+        recs.push_back(Rec(StrCat("r", i), {g(rng), g(rng), g(rng), g(rng)}));
+      recs.push_back(Rec("tiny", {1e-45f, 0, 0, 1e-45f}));
+      recs.push_back(Rec("tiny2", {0, 1e-44f, 0, 0}));
+      recs.push_back(Rec("small", {1e-30f, 1e-30f, 0, 0}));
+      QUIVER_ASSERT_OK(engine->Upsert(c.name, "", std::move(recs)));
+      std::vector<std::vector<float>> queries = {
+          {1, 0, 0, 0}, {1e-40f, 0, 0, 0}, {0, 1e-45f, 0, 0}, {0.3f, -0.2f, 0.9f, 0.1f}};
+      for (int i = 0; i < 50; ++i) queries.push_back({g(rng), g(rng), g(rng), g(rng)});
+      for (const auto& v : queries) {
+        QueryRequest q;
+        q.vector = v;
+        q.top_k = 303;
+        if (kind == storage::IndexKind::kHnsw) q.ef_search = 1000;
+        auto r = engine->Query(c.name, q);
+        ASSERT_TRUE(r.ok()) << r.status();
+        EXPECT_GT(r->matches.size(), 290u);
+        for (const Match& m : r->matches) {
+          ASSERT_TRUE(std::isfinite(m.score))
+              << c.name << ": " << m.id << " scored " << m.score << " for " << v[0];
+        }
+        if (metric == ann::Metric::kCosine) {
+          for (const Match& m : r->matches) {
+            if (m.id == "tiny" && v == std::vector<float>{1, 0, 0, 0}) {
+              EXPECT_NEAR(m.score, std::sqrt(0.5f), 1e-5);
+            }
+          }
+        }
+      }
+      // The record normalises like any other: it is its own nearest
+      // neighbour.
+      if (metric == ann::Metric::kCosine) {
+        QueryRequest q;
+        q.id = "tiny";
+        q.top_k = 1;
+        auto r = engine->Query(c.name, q);
+        ASSERT_TRUE(r.ok()) << r.status();
+        ASSERT_EQ(r->matches.size(), 1u);
+        EXPECT_NEAR(r->matches[0].score, 1.0f, 1e-5);
+      }
+    }
+  }
+}
+
+void ExpectOutOfRange(const absl::Status& s) {
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("within +-1e15"), absl::string_view::npos) << s;
+}
+
+// Values so large that a dot product or squared distance would overflow
+// float are refused, in records and in queries, dense and sparse.
+TEST(EngineValuesTest, HugeValuesAreRefused) {
+  TempDir dir;
+  auto engine = OpenEngine(dir.path() + "/data");
+  ASSERT_NE(engine, nullptr);
+  storage::CollectionConfig c;
+  c.name = "dots";
+  c.dimension = 2;
+  c.metric = ann::Metric::kDot;
+  QUIVER_ASSERT_OK(engine->CreateCollection(c));
+  ExpectOutOfRange(engine->Upsert("dots", "", {Rec("big", {3e20f, 1})}).status());
+  Record sparse = Rec("sp", {1, 1});
+  sparse.sparse.indices = {4};
+  sparse.sparse.values = {-2e16f};
+  ExpectOutOfRange(engine->Upsert("dots", "", {sparse}).status());
+  QUIVER_ASSERT_OK(engine->Upsert("dots", "", {Rec("edge", {1e15f, -1e15f})}));
+  QueryRequest q;
+  q.vector = {1e16f, 0};
+  q.top_k = 1;
+  ExpectOutOfRange(engine->Query("dots", q).status());
+  q.vector = {1e15f, 1e15f};
+  auto r = engine->Query("dots", q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->matches.size(), 1u);
+  EXPECT_TRUE(std::isfinite(r->matches[0].score));
+}
+
+// Errors echo what the user sent, shortened: a 100 kB collection name must
+// not make a 100 kB message (gRPC drops status messages past ~64 KB).
+TEST(EngineValuesTest, LongEchoedValuesAreShortened) {
+  TempDir dir;
+  auto engine = OpenEngine(dir.path() + "/data");
+  ASSERT_NE(engine, nullptr);
+  const std::string name(100000, 'n');
+  auto got = engine->GetCollection(name);
+  ASSERT_FALSE(got.ok());
+  EXPECT_LT(got.status().message().size(), 300u) << got.status().message().substr(0, 300);
+  EXPECT_THAT(std::string(got.status().message()), ::testing::HasSubstr("100000 bytes"));
+  storage::CollectionConfig c;
+  c.name = "docs";
+  c.dimension = 2;
+  QUIVER_ASSERT_OK(engine->CreateCollection(c));
+  QueryRequest q;
+  q.vector = {1, 0};
+  q.top_k = 1;
+  q.filter = *ParseJson(StrCat(R"({")", std::string(100000, 'f'), R"(": {"$bogus": 1}})"));
+  auto r = engine->Query("docs", q);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(r.status().message().size(), 300u);
 }
 
 }  // namespace
