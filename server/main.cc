@@ -46,7 +46,14 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Comma-separated gRPC listen addresses (host:port; port 0 picks a free one)");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound gRPC port is written here once the server accepts calls");
-ABSL_FLAG(int, threads, 16, "Most RPC handlers running at once");
+ABSL_FLAG(int, threads, 16,
+          "Workers running gRPC data calls (search, reads, writes, admin); waiting calls queue");
+ABSL_FLAG(int, model_threads, 256,
+          "Workers running gRPC calls that wait on a model (embed, rerank, generate, Ask, "
+          "documents, upserts that embed); keep it above --llm_max_seqs");
+ABSL_FLAG(uint32_t, max_queued_calls, 4096,
+          "gRPC calls that may wait for a worker, per queue (data, model); beyond it "
+          "RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, search_threads, 0, "Workers for parallel exact scans (0: one per CPU core)");
 ABSL_FLAG(std::string, sync, "batch",
           "When writes are fsync'ed: always (before the ack), batch (group commit every "
@@ -285,6 +292,8 @@ int main(int argc, char** argv) {
       static_cast<float>(absl::GetFlag(FLAGS_semantic_cache_threshold));
   options.listen = absl::StrSplit(absl::GetFlag(FLAGS_listen), ',', absl::SkipWhitespace());
   options.rpc_threads = absl::GetFlag(FLAGS_threads);
+  options.model_rpc_threads = absl::GetFlag(FLAGS_model_threads);
+  options.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
   options.embed.device = device;
   options.embed.precision = *precision;
   options.embed.embed_model_dir = absl::GetFlag(FLAGS_embed_model);

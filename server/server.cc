@@ -76,7 +76,9 @@ class MetricsInterceptorFactory final
 
 absl::Status ServerOptions::Validate() const {
   if (listen.empty()) return absl::InvalidArgumentError("at least one listen address is needed");
-  if (rpc_threads < 1) return absl::InvalidArgumentError("rpc threads must be >= 1");
+  if (rpc_threads < 1) return absl::InvalidArgumentError("--threads must be >= 1");
+  if (model_rpc_threads < 1) return absl::InvalidArgumentError("--model_threads must be >= 1");
+  if (max_queued_calls < 1) return absl::InvalidArgumentError("--max_queued_calls must be >= 1");
   return absl::OkStatus();
 }
 
@@ -153,19 +155,28 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   const int max_msg = static_cast<int>(options.engine.limits.max_message_bytes);
   builder.SetMaxReceiveMessageSize(max_msg);
   builder.SetMaxSendMessageSize(max_msg);
+  // Only gRPC's own synchronous services (reflection) take threads from this
+  // quota; ours are callback services whose calls wait in the CallQueues.
   grpc::ResourceQuota quota("quiverd");
-  quota.SetMaxThreads(options.rpc_threads + 2);  // +2: gRPC's own polling threads.
+  quota.SetMaxThreads(8);
   builder.SetResourceQuota(quota);
+  s->data_calls_ = std::make_unique<CallQueue>("data", static_cast<size_t>(options.rpc_threads),
+                                               options.max_queued_calls, "--max_queued_calls");
+  s->model_calls_ =
+      std::make_unique<CallQueue>("model", static_cast<size_t>(options.model_rpc_threads),
+                                  options.max_queued_calls, "--max_queued_calls");
+  const CallQueues queues{s->data_calls_.get(), s->model_calls_.get()};
+  s->grpc_services_.push_back(std::make_unique<GrpcCollections>(s->collections_.get(), queues));
+  s->grpc_services_.push_back(std::make_unique<GrpcPoints>(s->points_.get(), queues));
+  s->grpc_services_.push_back(std::make_unique<GrpcSearch>(s->search_.get(), queues));
+  s->grpc_services_.push_back(std::make_unique<GrpcModels>(s->models_.get(), queues));
+  s->grpc_services_.push_back(std::make_unique<GrpcRag>(s->rag_.get(), queues));
+  s->grpc_services_.push_back(std::make_unique<GrpcAdmin>(s->admin_.get(), queues));
   ASSIGN_OR_RETURN(s->metrics_, RequestMetrics::Open(options.access_log, options.access_log_bytes));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
   factories.push_back(std::make_unique<MetricsInterceptorFactory>(s->metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(factories));
-  builder.RegisterService(s->collections_.get());
-  builder.RegisterService(s->points_.get());
-  builder.RegisterService(s->search_.get());
-  builder.RegisterService(s->models_.get());
-  builder.RegisterService(s->rag_.get());
-  builder.RegisterService(s->admin_.get());
+  for (const auto& service : s->grpc_services_) builder.RegisterService(service.get());
   s->grpc_ = builder.BuildAndStart();
   if (s->grpc_ == nullptr) {
     return absl::UnavailableError(StrCat("cannot listen on ", absl::StrJoin(options.listen, ", "),

@@ -15,6 +15,8 @@
 #include "llm/generator.h"
 #include "rag/answer_cache.h"
 #include "rag/pipeline.h"
+#include "server/calls.h"
+#include "server/grpc_services.h"
 #include "server/http.h"
 #include "server/metrics.h"
 #include "server/services.h"
@@ -29,7 +31,15 @@ struct ServerOptions {
   llm::GeneratorOptions llm;  // llm.model.path empty: no generator.
   // host:port addresses; port 0 picks a free port (see bound_ports()).
   std::vector<std::string> listen = {"127.0.0.1:50051"};
-  int rpc_threads = 16;  // Most concurrent RPC handlers. REQUIRES: >= 1.
+  // gRPC calls wait in two bounded queues (server/calls.h), never holding a
+  // thread while they wait: data calls (search, reads, writes, admin) run on
+  // rpc_threads workers; calls that mostly wait on a model (embedding,
+  // reranking, generation, upserts that embed, documents, Ask) on
+  // model_rpc_threads, enough to keep continuous batching full. Past
+  // max_queued_calls waiting calls per queue: RESOURCE_EXHAUSTED.
+  int rpc_threads = 16;         // REQUIRES: >= 1.
+  int model_rpc_threads = 256;  // REQUIRES: >= 1.
+  size_t max_queued_calls = 4096;
   rag::AnswerCacheOptions answer_cache;
   HttpOptions http;  // http.listen empty: no HTTP server.
   // API keys (server/auth.h): read-write keys, and a file of keys with their
@@ -81,6 +91,8 @@ class Server {
   std::unique_ptr<ModelsService> models_;
   std::unique_ptr<RagService> rag_;
   std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<CallQueue> data_calls_, model_calls_;
+  std::vector<std::unique_ptr<grpc::Service>> grpc_services_;
   ApiKeys api_keys_;
   std::unique_ptr<RequestMetrics> metrics_;
   std::unique_ptr<AuditLog> audit_;  // Null without --audit_log.

@@ -11,7 +11,7 @@
 
 namespace quiver::server {
 
-grpc::Status Guarded::Guard(grpc::ServerContext* ctx, bool write) const {
+grpc::Status Guarded::Guard(grpc::CallbackServerContext* ctx, bool write) const {
   if (keys_ == nullptr || !keys_->enabled()) return grpc::Status::OK;
   const auto& md = ctx->client_metadata();
   auto value = [&md](const char* key) {
@@ -25,7 +25,7 @@ grpc::Status Guarded::Guard(grpc::ServerContext* ctx, bool write) const {
 
 // ---- Collections ----------------------------------------------------------
 
-grpc::Status CollectionsService::Create(grpc::ServerContext* ctx,
+grpc::Status CollectionsService::Create(grpc::CallbackServerContext* ctx,
                                         const v1::CreateCollectionRequest* req,
                                         v1::CreateCollectionResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
@@ -37,7 +37,8 @@ grpc::Status CollectionsService::Create(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status CollectionsService::Get(grpc::ServerContext* ctx, const v1::GetCollectionRequest* req,
+grpc::Status CollectionsService::Get(grpc::CallbackServerContext* ctx,
+                                     const v1::GetCollectionRequest* req,
                                      v1::GetCollectionResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   auto info = engine_->GetCollection(req->name());
@@ -46,7 +47,8 @@ grpc::Status CollectionsService::Get(grpc::ServerContext* ctx, const v1::GetColl
   return grpc::Status::OK;
 }
 
-grpc::Status CollectionsService::List(grpc::ServerContext* ctx, const v1::ListCollectionsRequest*,
+grpc::Status CollectionsService::List(grpc::CallbackServerContext* ctx,
+                                      const v1::ListCollectionsRequest*,
                                       v1::ListCollectionsResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   for (const db::CollectionInfo& info : engine_->ListCollections()) {
@@ -55,7 +57,7 @@ grpc::Status CollectionsService::List(grpc::ServerContext* ctx, const v1::ListCo
   return grpc::Status::OK;
 }
 
-grpc::Status CollectionsService::Delete(grpc::ServerContext* ctx,
+grpc::Status CollectionsService::Delete(grpc::CallbackServerContext* ctx,
                                         const v1::DeleteCollectionRequest* req,
                                         v1::DeleteCollectionResponse*) {
   if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
@@ -64,7 +66,7 @@ grpc::Status CollectionsService::Delete(grpc::ServerContext* ctx,
 
 // ---- Points ---------------------------------------------------------------
 
-grpc::Status PointsService::Upsert(grpc::ServerContext* ctx, const v1::UpsertRequest* req,
+grpc::Status PointsService::Upsert(grpc::CallbackServerContext* ctx, const v1::UpsertRequest* req,
                                    v1::UpsertResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   std::vector<storage::Record> records;
@@ -80,7 +82,7 @@ grpc::Status PointsService::Upsert(grpc::ServerContext* ctx, const v1::UpsertReq
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::Fetch(grpc::ServerContext* ctx, const v1::FetchRequest* req,
+grpc::Status PointsService::Fetch(grpc::CallbackServerContext* ctx, const v1::FetchRequest* req,
                                   v1::FetchResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   std::vector<std::string> ids(req->ids().begin(), req->ids().end());
@@ -92,7 +94,7 @@ grpc::Status PointsService::Fetch(grpc::ServerContext* ctx, const v1::FetchReque
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::Update(grpc::ServerContext* ctx, const v1::UpdateRequest* req,
+grpc::Status PointsService::Update(grpc::CallbackServerContext* ctx, const v1::UpdateRequest* req,
                                    v1::UpdateResponse*) {
   if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   db::UpdateSpec spec;
@@ -108,7 +110,7 @@ grpc::Status PointsService::Update(grpc::ServerContext* ctx, const v1::UpdateReq
   return ToGrpcStatus(engine_->Update(req->collection(), req->namespace_(), std::move(spec)));
 }
 
-grpc::Status PointsService::Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* req,
+grpc::Status PointsService::Delete(grpc::CallbackServerContext* ctx, const v1::DeleteRequest* req,
                                    v1::DeleteResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   absl::StatusOr<uint64_t> n;
@@ -137,7 +139,7 @@ grpc::Status PointsService::Delete(grpc::ServerContext* ctx, const v1::DeleteReq
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::ListIds(grpc::ServerContext* ctx, const v1::ListIdsRequest* req,
+grpc::Status PointsService::ListIds(grpc::CallbackServerContext* ctx, const v1::ListIdsRequest* req,
                                     v1::ListIdsResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   auto result = engine_->ListIds(req->collection(), req->namespace_(), req->prefix(), req->limit(),
@@ -148,7 +150,7 @@ grpc::Status PointsService::ListIds(grpc::ServerContext* ctx, const v1::ListIdsR
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::DescribeStats(grpc::ServerContext* ctx,
+grpc::Status PointsService::DescribeStats(grpc::CallbackServerContext* ctx,
                                           const v1::DescribeStatsRequest* req,
                                           v1::DescribeStatsResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
@@ -168,7 +170,7 @@ grpc::Status PointsService::DescribeStats(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status PointsService::ListNamespaces(grpc::ServerContext* ctx,
+grpc::Status PointsService::ListNamespaces(grpc::CallbackServerContext* ctx,
                                            const v1::ListNamespacesRequest* req,
                                            v1::ListNamespacesResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
@@ -180,7 +182,7 @@ grpc::Status PointsService::ListNamespaces(grpc::ServerContext* ctx,
 
 // ---- Search ---------------------------------------------------------------
 
-grpc::Status SearchService::Query(grpc::ServerContext* ctx, const v1::QueryRequest* req,
+grpc::Status SearchService::Query(grpc::CallbackServerContext* ctx, const v1::QueryRequest* req,
                                   v1::QueryResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   db::QueryRequest q;
@@ -251,7 +253,7 @@ v1::FinishReason FinishToProto(llm::FinishReason r) {
 
 }  // namespace
 
-grpc::Status ModelsService::Embed(grpc::ServerContext* ctx, const v1::EmbedRequest* req,
+grpc::Status ModelsService::Embed(grpc::CallbackServerContext* ctx, const v1::EmbedRequest* req,
                                   v1::EmbedResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   std::vector<std::string> inputs(req->inputs().begin(), req->inputs().end());
@@ -266,7 +268,7 @@ grpc::Status ModelsService::Embed(grpc::ServerContext* ctx, const v1::EmbedReque
   return grpc::Status::OK;
 }
 
-grpc::Status ModelsService::Rerank(grpc::ServerContext* ctx, const v1::RerankRequest* req,
+grpc::Status ModelsService::Rerank(grpc::CallbackServerContext* ctx, const v1::RerankRequest* req,
                                    v1::RerankResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   std::vector<std::string> docs(req->documents().begin(), req->documents().end());
@@ -286,9 +288,9 @@ namespace {
 
 // Leaves a generation's token counts in the trailers (for the access log
 // and for clients) and writes its audit line.
-void FinishGeneration(grpc::ServerContext* ctx, std::string_view route, const grpc::Status& status,
-                      AuditLog* audit, Json request, std::string_view answer,
-                      const std::optional<GenerationUsage>& usage) {
+void FinishGeneration(grpc::CallbackServerContext* ctx, std::string_view route,
+                      const grpc::Status& status, AuditLog* audit, Json request,
+                      std::string_view answer, const std::optional<GenerationUsage>& usage) {
   if (usage.has_value()) {
     ctx->AddTrailingMetadata(kPromptTokensKey, StrCat(usage->prompt_tokens));
     ctx->AddTrailingMetadata(kCompletionTokensKey, StrCat(usage->completion_tokens));
@@ -302,8 +304,9 @@ void FinishGeneration(grpc::ServerContext* ctx, std::string_view route, const gr
 
 }  // namespace
 
-grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
-                                     grpc::ServerWriter<v1::GenerateResponse>* writer) {
+grpc::Status ModelsService::Generate(grpc::CallbackServerContext* ctx,
+                                     const v1::GenerateRequest* req,
+                                     ResponseWriter<v1::GenerateResponse>* writer) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   const v1::SamplingParams& sp = req->sampling();
   llm::GenerationRequest g;
@@ -350,8 +353,8 @@ grpc::Status ModelsService::Generate(grpc::ServerContext* ctx, const v1::Generat
   return status;
 }
 
-grpc::Status ModelsService::ListModels(grpc::ServerContext* ctx, const v1::ListModelsRequest*,
-                                       v1::ListModelsResponse* resp) {
+grpc::Status ModelsService::ListModels(grpc::CallbackServerContext* ctx,
+                                       const v1::ListModelsRequest*, v1::ListModelsResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   if (embedding_->has_embedder()) {
     const embed::EmbeddingModel& e = embedding_->embedder();
@@ -395,7 +398,7 @@ void DocumentToProto(const storage::StoredDocument& d, v1::Document* proto) {
 // Ask's events onto the gRPC stream.
 class GrpcAskSink final : public rag::AskSink {
  public:
-  explicit GrpcAskSink(grpc::ServerWriter<v1::AskResponse>* writer) : writer_(writer) {}
+  explicit GrpcAskSink(ResponseWriter<v1::AskResponse>* writer) : writer_(writer) {}
   bool Sources(const std::vector<rag::Source>& sources) override {
     v1::AskResponse resp;
     v1::AskSources* out = resp.mutable_sources();
@@ -461,12 +464,12 @@ class GrpcAskSink final : public rag::AskSink {
   }
 
  private:
-  grpc::ServerWriter<v1::AskResponse>* writer_;
+  ResponseWriter<v1::AskResponse>* writer_;
 };
 
 }  // namespace
 
-grpc::Status RagService::UpsertDocument(grpc::ServerContext* ctx,
+grpc::Status RagService::UpsertDocument(grpc::CallbackServerContext* ctx,
                                         const v1::UpsertDocumentRequest* req,
                                         v1::UpsertDocumentResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
@@ -486,7 +489,8 @@ grpc::Status RagService::UpsertDocument(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status RagService::GetDocument(grpc::ServerContext* ctx, const v1::GetDocumentRequest* req,
+grpc::Status RagService::GetDocument(grpc::CallbackServerContext* ctx,
+                                     const v1::GetDocumentRequest* req,
                                      v1::GetDocumentResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   auto d = pipeline_->GetDocument(req->collection(), req->namespace_(), req->id());
@@ -495,7 +499,7 @@ grpc::Status RagService::GetDocument(grpc::ServerContext* ctx, const v1::GetDocu
   return grpc::Status::OK;
 }
 
-grpc::Status RagService::ListDocuments(grpc::ServerContext* ctx,
+grpc::Status RagService::ListDocuments(grpc::CallbackServerContext* ctx,
                                        const v1::ListDocumentsRequest* req,
                                        v1::ListDocumentsResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
@@ -507,7 +511,7 @@ grpc::Status RagService::ListDocuments(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status RagService::DeleteDocument(grpc::ServerContext* ctx,
+grpc::Status RagService::DeleteDocument(grpc::CallbackServerContext* ctx,
                                         const v1::DeleteDocumentRequest* req,
                                         v1::DeleteDocumentResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
@@ -517,8 +521,8 @@ grpc::Status RagService::DeleteDocument(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status RagService::Ask(grpc::ServerContext* ctx, const v1::AskRequest* req,
-                             grpc::ServerWriter<v1::AskResponse>* writer) {
+grpc::Status RagService::Ask(grpc::CallbackServerContext* ctx, const v1::AskRequest* req,
+                             ResponseWriter<v1::AskResponse>* writer) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   rag::AskRequest r;
   r.collection = req->collection();
@@ -567,7 +571,7 @@ grpc::Status RagService::Ask(grpc::ServerContext* ctx, const v1::AskRequest* req
 
 // ---- Admin ----------------------------------------------------------------
 
-grpc::Status AdminService::Health(grpc::ServerContext*, const v1::HealthRequest*,
+grpc::Status AdminService::Health(grpc::CallbackServerContext*, const v1::HealthRequest*,
                                   v1::HealthResponse* resp) {
   resp->set_serving(true);
   for (const std::string& name : engine_->damaged_collections()) {
@@ -576,8 +580,8 @@ grpc::Status AdminService::Health(grpc::ServerContext*, const v1::HealthRequest*
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::ServerInfo(grpc::ServerContext* ctx, const v1::ServerInfoRequest*,
-                                      v1::ServerInfoResponse* resp) {
+grpc::Status AdminService::ServerInfo(grpc::CallbackServerContext* ctx,
+                                      const v1::ServerInfoRequest*, v1::ServerInfoResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
   const db::EngineOptions& o = engine_->options();
   resp->set_version(facts_.version);
@@ -606,8 +610,8 @@ grpc::Status AdminService::ServerInfo(grpc::ServerContext* ctx, const v1::Server
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::Snapshot(grpc::ServerContext* ctx, const v1::SnapshotRequest* req,
-                                    v1::SnapshotResponse* resp) {
+grpc::Status AdminService::Snapshot(grpc::CallbackServerContext* ctx,
+                                    const v1::SnapshotRequest* req, v1::SnapshotResponse* resp) {
   if (grpc::Status denied = Guard(ctx, /*write=*/true); !denied.ok()) return denied;
   const uint64_t count = engine_->total_record_count();
   auto path = engine_->Snapshot(req->name());

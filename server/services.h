@@ -1,5 +1,6 @@
 // gRPC handlers: each converts proto -> domain, calls the db::Engine, converts
-// back, and maps the Status in one place (convert.h).
+// back, and maps the Status in one place (convert.h). They run on CallQueue
+// workers (calls.h); grpc_services.h binds them to the quiver.v1 services.
 #ifndef QUIVER_SERVER_SERVICES_H_
 #define QUIVER_SERVER_SERVICES_H_
 
@@ -17,6 +18,7 @@
 #include "quiver/v1/search.grpc.pb.h"
 #include "rag/pipeline.h"
 #include "server/auth.h"
+#include "server/calls.h"
 #include "server/metrics.h"
 
 namespace quiver::server {
@@ -28,50 +30,50 @@ class Guarded {
   void set_api_keys(const ApiKeys* keys) { keys_ = keys; }
 
  protected:
-  grpc::Status Guard(grpc::ServerContext* ctx, bool write) const;
+  grpc::Status Guard(grpc::CallbackServerContext* ctx, bool write) const;
 
  private:
   const ApiKeys* keys_ = nullptr;
 };
 
-class CollectionsService final : public v1::Collections::Service, public Guarded {
+class CollectionsService final : public Guarded {
  public:
   explicit CollectionsService(db::Engine* engine) : engine_(engine) {}
-  grpc::Status Create(grpc::ServerContext*, const v1::CreateCollectionRequest*,
-                      v1::CreateCollectionResponse*) override;
-  grpc::Status Get(grpc::ServerContext*, const v1::GetCollectionRequest*,
-                   v1::GetCollectionResponse*) override;
-  grpc::Status List(grpc::ServerContext*, const v1::ListCollectionsRequest*,
-                    v1::ListCollectionsResponse*) override;
-  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteCollectionRequest*,
-                      v1::DeleteCollectionResponse*) override;
+  grpc::Status Create(grpc::CallbackServerContext*, const v1::CreateCollectionRequest*,
+                      v1::CreateCollectionResponse*);
+  grpc::Status Get(grpc::CallbackServerContext*, const v1::GetCollectionRequest*,
+                   v1::GetCollectionResponse*);
+  grpc::Status List(grpc::CallbackServerContext*, const v1::ListCollectionsRequest*,
+                    v1::ListCollectionsResponse*);
+  grpc::Status Delete(grpc::CallbackServerContext*, const v1::DeleteCollectionRequest*,
+                      v1::DeleteCollectionResponse*);
 
  private:
   db::Engine* engine_;
 };
 
-class PointsService final : public v1::Points::Service, public Guarded {
+class PointsService final : public Guarded {
  public:
   explicit PointsService(db::Engine* engine) : engine_(engine) {}
-  grpc::Status Upsert(grpc::ServerContext*, const v1::UpsertRequest*, v1::UpsertResponse*) override;
-  grpc::Status Fetch(grpc::ServerContext*, const v1::FetchRequest*, v1::FetchResponse*) override;
-  grpc::Status Update(grpc::ServerContext*, const v1::UpdateRequest*, v1::UpdateResponse*) override;
-  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*, v1::DeleteResponse*) override;
-  grpc::Status ListIds(grpc::ServerContext*, const v1::ListIdsRequest*,
-                       v1::ListIdsResponse*) override;
-  grpc::Status DescribeStats(grpc::ServerContext*, const v1::DescribeStatsRequest*,
-                             v1::DescribeStatsResponse*) override;
-  grpc::Status ListNamespaces(grpc::ServerContext*, const v1::ListNamespacesRequest*,
-                              v1::ListNamespacesResponse*) override;
+  grpc::Status Upsert(grpc::CallbackServerContext*, const v1::UpsertRequest*, v1::UpsertResponse*);
+  grpc::Status Fetch(grpc::CallbackServerContext*, const v1::FetchRequest*, v1::FetchResponse*);
+  grpc::Status Update(grpc::CallbackServerContext*, const v1::UpdateRequest*, v1::UpdateResponse*);
+  grpc::Status Delete(grpc::CallbackServerContext*, const v1::DeleteRequest*, v1::DeleteResponse*);
+  grpc::Status ListIds(grpc::CallbackServerContext*, const v1::ListIdsRequest*,
+                       v1::ListIdsResponse*);
+  grpc::Status DescribeStats(grpc::CallbackServerContext*, const v1::DescribeStatsRequest*,
+                             v1::DescribeStatsResponse*);
+  grpc::Status ListNamespaces(grpc::CallbackServerContext*, const v1::ListNamespacesRequest*,
+                              v1::ListNamespacesResponse*);
 
  private:
   db::Engine* engine_;
 };
 
-class SearchService final : public v1::Search::Service, public Guarded {
+class SearchService final : public Guarded {
  public:
   explicit SearchService(db::Engine* engine) : engine_(engine) {}
-  grpc::Status Query(grpc::ServerContext*, const v1::QueryRequest*, v1::QueryResponse*) override;
+  grpc::Status Query(grpc::CallbackServerContext*, const v1::QueryRequest*, v1::QueryResponse*);
 
  private:
   db::Engine* engine_;
@@ -80,19 +82,19 @@ class SearchService final : public v1::Search::Service, public Guarded {
 // Embedding, reranking and generation through the shared models layer
 // (embed::EmbeddingService, llm::Generator); FAILED_PRECONDITION for a
 // model this server has not loaded.
-class ModelsService final : public v1::Models::Service, public Guarded {
+class ModelsService final : public Guarded {
  public:
   // `generator` may be null (no generative model); none is owned.
   // Generation goes through `pipeline` (and its answer cache).
   ModelsService(embed::EmbeddingService* embedding, llm::Generator* generator,
                 rag::Pipeline* pipeline)
       : embedding_(embedding), generator_(generator), pipeline_(pipeline) {}
-  grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*) override;
-  grpc::Status Rerank(grpc::ServerContext*, const v1::RerankRequest*, v1::RerankResponse*) override;
-  grpc::Status Generate(grpc::ServerContext*, const v1::GenerateRequest*,
-                        grpc::ServerWriter<v1::GenerateResponse>*) override;
-  grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
-                          v1::ListModelsResponse*) override;
+  grpc::Status Embed(grpc::CallbackServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*);
+  grpc::Status Rerank(grpc::CallbackServerContext*, const v1::RerankRequest*, v1::RerankResponse*);
+  grpc::Status Generate(grpc::CallbackServerContext*, const v1::GenerateRequest*,
+                        ResponseWriter<v1::GenerateResponse>*);
+  grpc::Status ListModels(grpc::CallbackServerContext*, const v1::ListModelsRequest*,
+                          v1::ListModelsResponse*);
   void set_audit(AuditLog* audit) { audit_ = audit; }
 
  private:
@@ -102,19 +104,19 @@ class ModelsService final : public v1::Models::Service, public Guarded {
   AuditLog* audit_ = nullptr;
 };
 
-class RagService final : public v1::Rag::Service, public Guarded {
+class RagService final : public Guarded {
  public:
   explicit RagService(rag::Pipeline* pipeline) : pipeline_(pipeline) {}
-  grpc::Status UpsertDocument(grpc::ServerContext*, const v1::UpsertDocumentRequest*,
-                              v1::UpsertDocumentResponse*) override;
-  grpc::Status GetDocument(grpc::ServerContext*, const v1::GetDocumentRequest*,
-                           v1::GetDocumentResponse*) override;
-  grpc::Status ListDocuments(grpc::ServerContext*, const v1::ListDocumentsRequest*,
-                             v1::ListDocumentsResponse*) override;
-  grpc::Status DeleteDocument(grpc::ServerContext*, const v1::DeleteDocumentRequest*,
-                              v1::DeleteDocumentResponse*) override;
-  grpc::Status Ask(grpc::ServerContext*, const v1::AskRequest*,
-                   grpc::ServerWriter<v1::AskResponse>*) override;
+  grpc::Status UpsertDocument(grpc::CallbackServerContext*, const v1::UpsertDocumentRequest*,
+                              v1::UpsertDocumentResponse*);
+  grpc::Status GetDocument(grpc::CallbackServerContext*, const v1::GetDocumentRequest*,
+                           v1::GetDocumentResponse*);
+  grpc::Status ListDocuments(grpc::CallbackServerContext*, const v1::ListDocumentsRequest*,
+                             v1::ListDocumentsResponse*);
+  grpc::Status DeleteDocument(grpc::CallbackServerContext*, const v1::DeleteDocumentRequest*,
+                              v1::DeleteDocumentResponse*);
+  grpc::Status Ask(grpc::CallbackServerContext*, const v1::AskRequest*,
+                   ResponseWriter<v1::AskResponse>*);
   void set_audit(AuditLog* audit) { audit_ = audit; }
 
  private:
@@ -131,14 +133,14 @@ struct ServerFacts {
   absl::Time started;
 };
 
-class AdminService final : public v1::Admin::Service, public Guarded {
+class AdminService final : public Guarded {
  public:
   AdminService(db::Engine* engine, ServerFacts facts) : engine_(engine), facts_(std::move(facts)) {}
-  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
-  grpc::Status ServerInfo(grpc::ServerContext*, const v1::ServerInfoRequest*,
-                          v1::ServerInfoResponse*) override;
-  grpc::Status Snapshot(grpc::ServerContext*, const v1::SnapshotRequest*,
-                        v1::SnapshotResponse*) override;
+  grpc::Status Health(grpc::CallbackServerContext*, const v1::HealthRequest*, v1::HealthResponse*);
+  grpc::Status ServerInfo(grpc::CallbackServerContext*, const v1::ServerInfoRequest*,
+                          v1::ServerInfoResponse*);
+  grpc::Status Snapshot(grpc::CallbackServerContext*, const v1::SnapshotRequest*,
+                        v1::SnapshotResponse*);
 
  private:
   db::Engine* engine_;
