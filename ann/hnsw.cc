@@ -322,6 +322,12 @@ std::vector<NodeId> HnswIndex::SelectNeighbours(const std::vector<Candidate>& ca
   return kept;
 }
 
+namespace {
+// Distances computed by graph walks on this thread (Search reports the
+// difference through SearchParams::distances).
+thread_local uint64_t t_distances = 0;
+}  // namespace
+
 NodeId HnswIndex::GreedyDescend(const float* q, NodeId start, int from_level, int to_level) const {
   NodeId cur = start;
   float cur_dist = Dist(q, Vector(cur));
@@ -334,6 +340,7 @@ NodeId HnswIndex::GreedyDescend(const float* q, NodeId start, int from_level, in
       for (uint32_t i = 0; i < count; ++i) {
         const NodeId n = links[1 + i].load(std::memory_order_acquire);
         const float d = Dist(q, Vector(n));
+        ++t_distances;
         if (d < cur_dist) {
           cur_dist = d;
           cur = n;
@@ -370,6 +377,7 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId 
   auto dist = [&](const float* v) { return l2 ? l2sq(q, v, dim) : -dot(q, v, dim); };
 
   const float d0 = dist(Vector(entry));
+  ++t_distances;
   visited.Visit(entry);
   candidates.push_back({d0, entry});
   float bound = std::numeric_limits<float>::infinity();
@@ -409,6 +417,7 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId 
     };
     if (fresh > 0) prefetch_rest(0);
     if (fresh > 1) prefetch_rest(1);
+    t_distances += fresh;
     for (uint32_t i = 0; i < fresh; ++i) {
       if (i + 2 < fresh) prefetch_rest(i + 2);
       const float d = dist(fresh_vecs[i]);
@@ -451,9 +460,13 @@ std::vector<Hit> HnswIndex::Search(std::span<const float> query, const SearchPar
   std::vector<float> q(query.begin(), query.end());
   if (options_.metric == Metric::kCosine) NormalizeInPlace(q);
   const size_t ef = std::max(params.ef != 0 ? params.ef : options_.ef_search, params.top_k);
+  const uint64_t distances_before = t_distances;
   const NodeId start =
       GreedyDescend(q.data(), static_cast<NodeId>(ep >> 8), static_cast<int>(ep & 0xff), 0);
-  return ToHits(SearchLayer(q.data(), start, ef, 0, true, params.filter), params.top_k);
+  std::vector<Hit> hits =
+      ToHits(SearchLayer(q.data(), start, ef, 0, true, params.filter), params.top_k);
+  if (params.distances != nullptr) *params.distances += t_distances - distances_before;
+  return hits;
 }
 
 std::vector<Hit> HnswIndex::SearchExact(std::span<const float> query,

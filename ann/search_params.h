@@ -29,6 +29,8 @@ struct SearchParams {
   size_t ef = 0;                        // HNSW beam width; 0: the index default.
   const LabelFilter* filter = nullptr;  // Null: every vector qualifies.
   ThreadPool* pool = nullptr;           // Exact scans may split across it.
+  // When set, a graph search adds the number of distances it computed.
+  uint64_t* distances = nullptr;
 };
 
 }  // namespace quiver::ann

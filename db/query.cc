@@ -215,6 +215,8 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
     params.ef = req.ef_search;
     params.filter = filter.MatchesAll() ? nullptr : &keep;
     params.pool = &search_pool_;
+    uint64_t distances = 0;
+    params.distances = &distances;
     const ann::VectorIndex& index = *state->index;
     out.exact =
         req.exact || !index.concurrent_writes() ||
@@ -239,7 +241,8 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
       params.filter = &known;
       run();
     }
-    out.scanned_count = out.exact ? index.size() : 0;
+    out.scanned_count = out.exact ? index.size() : distances;
+    if (state->catchup != nullptr) out.scanned_count += state->catchup->size();
   }
   return absl::OkStatus();
 }

@@ -462,6 +462,18 @@ TEST_F(HnswEngineTest, SearchesTheGraphAndReportsItsMemory) {
   EXPECT_FALSE(r->exact);
   EXPECT_EQ(r->matches[0].id, "r5");
   EXPECT_EQ(r->matches[0].score, 0);
+  // scanned_count: the distances the walk computed, a part of the 3,000;
+  // all of them for an exact scan.
+  EXPECT_GE(r->scanned_count, 64u);
+  EXPECT_LT(r->scanned_count, 3000u);
+  req.ef_search = 400;
+  auto wider = engine_->Query("h", req);
+  ASSERT_TRUE(wider.ok());
+  EXPECT_GT(wider->scanned_count, r->scanned_count);
+  req.exact = true;
+  auto exact = engine_->Query("h", req);
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ(exact->scanned_count, 3000u);
   auto stats = engine_->DescribeStats("h", std::nullopt);
   EXPECT_EQ(stats->index, storage::IndexKind::kHnsw);
   EXPECT_GT(stats->index_bytes_per_vector, kDim * sizeof(float));
