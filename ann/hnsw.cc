@@ -237,7 +237,7 @@ void HnswIndex::Link(NodeId id) {
   const int top = static_cast<int>(ep & 0xff);
   NodeId cur = GreedyDescend(q, static_cast<NodeId>(ep >> 8), top, level);
   for (int l = std::min(level, top); l >= 0; --l) {
-    auto found = SearchLayer(q, cur, options_.ef_construction, l, false, nullptr);
+    auto found = SearchLayer(q, cur, options_.ef_construction, l, false, nullptr, cur);
     cur = found.front().node;
     const auto chosen = SelectNeighbours(found, options_.m);
     if (link_hook_for_test_) link_hook_for_test_(LabelOf(id), l);
@@ -354,7 +354,8 @@ NodeId HnswIndex::GreedyDescend(const float* q, NodeId start, int from_level, in
 
 std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId entry, size_t ef,
                                                          int level, bool results_must_qualify,
-                                                         const LabelFilter* filter) const {
+                                                         const LabelFilter* filter,
+                                                         NodeId second_entry) const {
   VisitedSet& visited = ThreadVisited();
   visited.Reset(next_node_.load(std::memory_order_acquire));
   // Only pay for state and filter checks when something can be rejected.
@@ -387,6 +388,17 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId 
   }
   const Closer closer;
   const Farther farther;
+  if (second_entry != entry && visited.Visit(second_entry)) {
+    const float d = dist(Vector(second_entry));
+    ++t_distances;
+    candidates.push_back({d, second_entry});
+    std::push_heap(candidates.begin(), candidates.end(), closer);
+    if (qualifies(second_entry)) {
+      results.push_back({d, second_entry});
+      std::push_heap(results.begin(), results.end(), farther);
+      bound = results.front().dist;
+    }
+  }
   while (!candidates.empty()) {
     const Candidate c = candidates.front();
     if (c.dist > bound && results.size() >= ef) break;
@@ -463,8 +475,11 @@ std::vector<Hit> HnswIndex::Search(std::span<const float> query, const SearchPar
   const uint64_t distances_before = t_distances;
   const NodeId start =
       GreedyDescend(q.data(), static_cast<NodeId>(ep >> 8), static_cast<int>(ep & 0xff), 0);
+  // Seeded at the entry point as well: every live node is reachable from it
+  // (RepairReachability), so a beam as wide as the graph finds them all.
   std::vector<Hit> hits =
-      ToHits(SearchLayer(q.data(), start, ef, 0, true, params.filter), params.top_k);
+      ToHits(SearchLayer(q.data(), start, ef, 0, true, params.filter, static_cast<NodeId>(ep >> 8)),
+             params.top_k);
   if (params.distances != nullptr) *params.distances += t_distances - distances_before;
   return hits;
 }
@@ -559,6 +574,18 @@ void HnswIndex::UpsertBatch(std::span<const uint64_t> labels, const float* vecto
       Upsert(labels[i], std::span<const float>(vectors + i * dim, dim));
     }
   };
+  // After the inserts: repair reachability when enough have accumulated.
+  struct RepairAfter {
+    HnswIndex* index;
+    size_t n;
+    ~RepairAfter() {
+      const size_t since = index->inserted_since_repair_.fetch_add(n) + n;
+      const size_t size = index->size();
+      if (size < kRepairAlwaysBelow || since * kRepairFraction >= size) {
+        index->RepairReachability();
+      }
+    }
+  } repair_after{this, n};
   if (pool == nullptr || n < 256) {
     insert_range(0, n);
     return;
@@ -573,6 +600,101 @@ void HnswIndex::UpsertBatch(std::span<const uint64_t> labels, const float* vecto
     const size_t begin = head + c * kChunk;
     insert_range(begin, std::min(n, begin + kChunk));
   });
+}
+
+void HnswIndex::MarkReachable(NodeId from, std::vector<uint8_t>* reached) const {
+  std::vector<NodeId> stack = {from};
+  (*reached)[from] = 1;
+  while (!stack.empty()) {
+    const NodeId node = stack.back();
+    stack.pop_back();
+    const std::atomic<NodeId>* links = Links(node, 0);
+    const uint32_t count = links[0].load(std::memory_order_acquire);
+    for (uint32_t i = 0; i < count; ++i) {
+      const NodeId n = links[1 + i].load(std::memory_order_acquire);
+      if (n < reached->size() && !(*reached)[n]) {
+        (*reached)[n] = 1;
+        stack.push_back(n);
+      }
+    }
+  }
+}
+
+bool HnswIndex::AllLiveReachable() const {
+  const uint64_t ep = entry_.load(std::memory_order_acquire);
+  if (ep == kNoEntry) return true;
+  const NodeId n = next_node_.load(std::memory_order_acquire);
+  std::vector<uint8_t> reached(n, 0);
+  MarkReachable(static_cast<NodeId>(ep >> 8), &reached);
+  for (NodeId id = 0; id < n; ++id) {
+    if (!reached[id] && StateOf(id) == kLive) return false;
+  }
+  return true;
+}
+
+bool HnswIndex::LinkFromReachable(NodeId node, const std::vector<uint8_t>& reached) {
+  const uint64_t ep = entry_.load(std::memory_order_acquire);
+  const float* q = Vector(node);
+  // The nearest nodes to `node` a level-0 walk from the entry point finds:
+  // every one of them is reachable.
+  const size_t ef = std::max<size_t>(options_.ef_construction, 2 * options_.m);
+  std::vector<Candidate> found = SearchLayer(q, static_cast<NodeId>(ep >> 8), ef, 0, false, nullptr,
+                                             static_cast<NodeId>(ep >> 8));
+  NodeId full_nearest = node;
+  for (const Candidate& c : found) {
+    if (c.node == node || c.node >= reached.size() || !reached[c.node]) continue;
+    std::lock_guard<std::mutex> lock(LockOf(c.node));
+    std::atomic<NodeId>* links = Links(c.node, 0);
+    const uint32_t count = links[0].load(std::memory_order_relaxed);
+    if (count < MaxLinks(0)) {
+      links[1 + count].store(node, std::memory_order_release);
+      links[0].store(count + 1, std::memory_order_release);
+      return true;
+    }
+    if (full_nearest == node) full_nearest = c.node;
+  }
+  if (full_nearest == node) return false;
+  // Every candidate is full: the nearest gives up its farthest link (the
+  // next round finds that node again if this cut its only way in).
+  std::lock_guard<std::mutex> lock(LockOf(full_nearest));
+  std::atomic<NodeId>* links = Links(full_nearest, 0);
+  const uint32_t count = links[0].load(std::memory_order_relaxed);
+  const float* base = Vector(full_nearest);
+  uint32_t worst = 0;
+  float worst_dist = -std::numeric_limits<float>::infinity();
+  for (uint32_t i = 0; i < count; ++i) {
+    const float d = Dist(base, Vector(links[1 + i].load(std::memory_order_relaxed)));
+    if (d > worst_dist) {
+      worst_dist = d;
+      worst = i;
+    }
+  }
+  links[1 + worst].store(node, std::memory_order_release);
+  return true;
+}
+
+size_t HnswIndex::RepairReachability() {
+  std::unique_lock<std::mutex> one(repair_mu_, std::try_to_lock);
+  if (!one.owns_lock()) return 0;  // Another thread is repairing.
+  inserted_since_repair_.store(0, std::memory_order_relaxed);
+  size_t relinked = 0;
+  for (int round = 0; round < 8; ++round) {
+    const uint64_t ep = entry_.load(std::memory_order_acquire);
+    if (ep == kNoEntry) return relinked;
+    const NodeId n = next_node_.load(std::memory_order_acquire);
+    std::vector<uint8_t> reached(n, 0);
+    MarkReachable(static_cast<NodeId>(ep >> 8), &reached);
+    size_t missing = 0;
+    for (NodeId id = 0; id < n; ++id) {
+      if (reached[id] || StateOf(id) != kLive) continue;
+      ++missing;
+      if (!LinkFromReachable(id, reached)) continue;
+      ++relinked;
+      MarkReachable(id, &reached);  // And whatever it leads to.
+    }
+    if (missing == 0) break;
+  }
+  return relinked;
 }
 
 bool HnswIndex::NeedsCompaction() const {

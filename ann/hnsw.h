@@ -75,7 +75,22 @@ class HnswIndex final : public VectorIndex {
   // least kCompactMinNodes nodes exist and half of them are deleted.
   // REQUIRES: no concurrent Upsert or Remove.
   static constexpr size_t kCompactMinNodes = 1000;
+  // UpsertBatch repairs reachability when the nodes inserted since the last
+  // repair reach 1/kRepairFraction of the graph (or the graph is small), so
+  // its O(nodes) walk costs a few node visits per insert.
+  static constexpr size_t kRepairFraction = 8;
+  static constexpr size_t kRepairAlwaysBelow = 20000;
   bool NeedsCompaction() const override;
+  // Makes every live node reachable on level 0 from the entry point: the
+  // selection heuristic can leave a node with no way in (dot products on
+  // data with a dominant direction, concurrent inserts), and then no search
+  // finds it. Links each unreachable node from the nearest reachable node
+  // with room (else replaces that node's farthest link), repeating until
+  // none is left. Returns the nodes relinked. Safe with concurrent writes
+  // and searches; UpsertBatch and Load run it (see kRepairFraction).
+  size_t RepairReachability();
+  // Every live node reachable from the entry point on level 0.
+  bool AllLiveReachable() const;
   std::unique_ptr<VectorIndex> Compact(ThreadPool* pool) const override;
 
   // Checkpoint format: docs/hnsw_format.md. REQUIRES: no concurrent Upsert or
@@ -152,8 +167,11 @@ class HnswIndex final : public VectorIndex {
   NodeId GreedyDescend(const float* q, NodeId start, int from_level, int to_level) const;
   // Beam search on one level. With `results_must_qualify`, nodes that are
   // deleted or rejected by `filter` are traversed but not kept.
+  // A beam search of width ef on `level` from `entry` (and `second_entry`,
+  // when it differs).
   std::vector<Candidate> SearchLayer(const float* q, NodeId entry, size_t ef, int level,
-                                     bool results_must_qualify, const LabelFilter* filter) const;
+                                     bool results_must_qualify, const LabelFilter* filter,
+                                     NodeId second_entry) const;
   // The selection heuristic: keeps candidates closer to `base` than to every
   // neighbour kept before them. `candidates` sorted by distance ascending.
   std::vector<NodeId> SelectNeighbours(const std::vector<Candidate>& candidates,
@@ -162,6 +180,10 @@ class HnswIndex final : public VectorIndex {
   // Adds `add` to node's links at `level` (lock held), pruning by the
   // neighbour heuristic when they exceed MaxLinks(level).
   void MergeLinks(NodeId node, int level, std::span<const NodeId> add);
+  // Marks in `reached` every node reachable on level 0 from `from`.
+  void MarkReachable(NodeId from, std::vector<uint8_t>* reached) const;
+  // Links `node` from the reachable node nearest to it; false if none.
+  bool LinkFromReachable(NodeId node, const std::vector<uint8_t>& reached);
   std::vector<Hit> ToHits(std::vector<Candidate> found, size_t top_k) const;
 
   const HnswOptions options_;
@@ -175,6 +197,8 @@ class HnswIndex final : public VectorIndex {
   std::mutex segment_mu_;  // Serialises segment allocation.
   std::atomic<NodeId> next_node_{0};
   std::atomic<size_t> deleted_{0};
+  std::atomic<size_t> inserted_since_repair_{0};
+  std::mutex repair_mu_;  // One RepairReachability at a time.
 
   // Entry point: (node << 8 | level), or kNoEntry. Changed under entry_mu_,
   // which an insert above the top level holds throughout.

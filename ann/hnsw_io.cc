@@ -215,6 +215,9 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
     index->entry_.store(uint64_t{h.entry_node} << 8 | static_cast<uint64_t>(h.entry_level),
                         std::memory_order_release);
   }
+  // Checkpoints written before the repair existed may hold unreachable
+  // nodes.
+  index->RepairReachability();
   return index;
 }
 

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "ann/flat_index.h"
+#include "common/strings.h"
 #include "common/thread_pool.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
@@ -295,6 +296,76 @@ TEST(HnswTest, BatchUpsertLeavesEveryNodeReachable) {
   ASSERT_EQ(hits.size(), 1u);
   EXPECT_EQ(hits[0].label, kX);
 }
+
+// Found from outside: with one dominant dimension, dot products let the
+// selection heuristic prune every way into most nodes (35 of 250 found by a
+// search as wide as the graph), and random data lost a few too. Every live
+// node must be reachable, for every metric, so top_k = n with ef >= n
+// returns all n.
+struct ReachCase {
+  const char* name;
+  size_t n, dim;
+  bool dominant;  // First dimension 1..1000, the rest N(0, 1).
+};
+void PrintTo(const ReachCase& c, std::ostream* os) { *os << c.name; }
+
+class HnswReachabilityTest : public ::testing::TestWithParam<std::tuple<ReachCase, Metric, bool>> {
+};
+
+TEST_P(HnswReachabilityTest, TopKOfEveryNodeReturnsEveryNode) {
+  const auto& [c, metric, parallel] = GetParam();
+  std::mt19937 rng(42);
+  std::normal_distribution<float> g;
+  std::uniform_real_distribution<float> big(1, 1000);
+  std::vector<uint64_t> labels(c.n);
+  std::vector<float> flat(c.n * c.dim);
+  for (size_t i = 0; i < c.n; ++i) {
+    labels[i] = i;
+    for (size_t d = 0; d < c.dim; ++d) {
+      flat[i * c.dim + d] = c.dominant && d == 0 ? big(rng) : g(rng);
+    }
+  }
+  HnswIndex index(Options(c.dim, metric, 16, 200));
+  ThreadPool pool(4);
+  // In batches, as the engine inserts.
+  for (size_t start = 0; start < c.n; start += 100) {
+    const size_t end = std::min(c.n, start + 100);
+    index.UpsertBatch(std::span<const uint64_t>(labels.data() + start, end - start),
+                      flat.data() + start * c.dim, parallel ? &pool : nullptr);
+  }
+  EXPECT_TRUE(index.AllLiveReachable());
+  for (int q = 0; q < 5; ++q) {
+    std::vector<float> query(c.dim);
+    for (float& x : query) x = g(rng);
+    if (c.dominant) query[0] = big(rng);
+    const auto hits = index.Search(query, {.top_k = c.n, .ef = c.n});
+    EXPECT_EQ(hits.size(), c.n) << "query " << q;
+  }
+  // Deleting a third keeps the rest reachable; a save and load too.
+  for (size_t i = 0; i < c.n; i += 3) index.Remove(i);
+  index.RepairReachability();
+  EXPECT_TRUE(index.AllLiveReachable());
+  const size_t live = index.size();
+  std::stringstream buf;
+  QUIVER_ASSERT_OK(index.Save(buf));
+  auto loaded = HnswIndex::Load(buf);
+  QUIVER_ASSERT_OK(loaded.status());
+  EXPECT_TRUE((*loaded)->AllLiveReachable());
+  std::vector<float> query(c.dim, 1.0f);
+  EXPECT_EQ((*loaded)->Search(query, {.top_k = live, .ef = live}).size(), live);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AdversarialAndRandom, HnswReachabilityTest,
+    ::testing::Combine(::testing::Values(ReachCase{"dominant250x4", 250, 4, true},
+                                         ReachCase{"gaussian2000x8", 2000, 8, false},
+                                         ReachCase{"dominant3000x8", 3000, 8, true}),
+                       ::testing::Values(Metric::kL2, Metric::kCosine, Metric::kDot),
+                       ::testing::Bool()),
+    [](const auto& info) {
+      return StrCat(std::get<0>(info.param).name, "_", MetricName(std::get<1>(info.param)),
+                    std::get<2>(info.param) ? "_parallel" : "_serial");
+    });
 
 TEST(HnswTest, SaveAndLoadRoundTripExactly) {
   const size_t dim = 20, n = 2500;

@@ -154,6 +154,23 @@ TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
     }
   }
   EXPECT_GT(checked, 10);
+  // Every record is reachable: a search as wide as the collection returns
+  // all of them, as the exact scan does.
+  if (stats.total_record_count() <= 10000) {
+    const uint32_t all = static_cast<uint32_t>(stats.total_record_count());
+    v1::QueryRequest q;
+    q.set_collection("crash");
+    q.set_top_k(all);
+    q.set_ef_search(std::max(all, 1u));
+    for (int d = 0; d < kDim; ++d) q.add_vector(Value(0, 0, 0, d));
+    v1::QueryResponse walk, exact;
+    grpc::ClientContext c1, c2;
+    ASSERT_TRUE(search->Query(&c1, q, &walk).ok());
+    q.set_exact(true);
+    ASSERT_TRUE(search->Query(&c2, q, &exact).ok());
+    EXPECT_EQ(walk.matches_size(), exact.matches_size());
+    EXPECT_EQ(walk.matches_size(), static_cast<int>(all));
+  }
 
   // Text and sparse postings: loaded from their checkpoint plus the records
   // written after it, they find every acknowledged record.
