@@ -27,6 +27,7 @@
 #include "quiver/v1/points.grpc.pb.h"
 #include "quiver/v1/rag.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
+#include "storage/restore.h"
 
 namespace quiver::client {
 namespace {
@@ -90,7 +91,12 @@ Commands:
   list-ids COLLECTION [--prefix=P] [--limit=100] [--token=T] [--namespace=NS]
   stats COLLECTION [--filter=JSON]
   namespaces COLLECTION
-  snapshot [NAME]
+  snapshot [create] [NAME]                  writes <data_dir>/snapshots/NAME on the server
+  snapshot list                             the server's snapshots: name, time, size, path
+  snapshot restore SNAPSHOT --data-dir=DIR [--overwrite]
+      offline, with no server running on DIR: replaces DIR's contents with SNAPSHOT (a
+      path, or a name under DIR/snapshots); start quiverd on DIR afterwards
+      (quiverd --restore=SNAPSHOT does the same at start-up)
 )";
 
 const std::set<std::string> kKnownOptions = {"addr",
@@ -98,6 +104,8 @@ const std::set<std::string> kKnownOptions = {"addr",
                                              "tls",
                                              "ca-cert",
                                              "json",
+                                             "data-dir",
+                                             "overwrite",
                                              "timeout",
                                              "help",
                                              "dimension",
@@ -156,7 +164,7 @@ const std::set<std::string> kKnownOptions = {"addr",
 
 const std::set<std::string> kBooleans = {
     "json",  "resume",    "include-values", "include-metadata", "explain",  "all", "help",
-    "exact", "normalize", "chat",           "rerank",           "no-cache", "tls"};
+    "exact", "normalize", "chat",           "rerank",           "no-cache", "tls", "overwrite"};
 
 struct UsageError {
   std::string message;
@@ -1079,14 +1087,56 @@ class Cli {
   }
 
   int Snapshot() {
+    const auto& pos = args_.positional();
+    const std::string sub = pos.size() > 1 ? pos[1] : "";
+    if (sub == "list") return ListSnapshots();
+    if (sub == "restore") return RestoreSnapshot();
     v1::SnapshotRequest req;
-    if (args_.positional().size() > 1) req.set_name(args_.positional()[1]);
+    if (sub == "create") {
+      if (pos.size() > 2) req.set_name(pos[2]);
+    } else if (!sub.empty()) {
+      req.set_name(sub);
+    }
     auto stub = v1::Admin::NewStub(channel_);
     return Call<v1::Admin::Stub, v1::SnapshotRequest, v1::SnapshotResponse>(
         stub.get(), &v1::Admin::Stub::Snapshot, req, [&](const v1::SnapshotResponse& resp) {
           Print(StrCat("snapshot written to ", resp.path(), " (", resp.record_count(),
                        " records)\n"));
         });
+  }
+
+  int ListSnapshots() {
+    auto stub = v1::Admin::NewStub(channel_);
+    return Call<v1::Admin::Stub, v1::ListSnapshotsRequest, v1::ListSnapshotsResponse>(
+        stub.get(), &v1::Admin::Stub::ListSnapshots, v1::ListSnapshotsRequest(),
+        [&](const v1::ListSnapshotsResponse& resp) {
+          Table t({"NAME", "CREATED", "BYTES", "PATH"});
+          for (const v1::SnapshotInfo& s : resp.snapshots()) {
+            t.AddRow(
+                {s.name(),
+                 absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(s.created_unix_ms()),
+                                  absl::UTCTimeZone()),
+                 StrCat(s.bytes()), s.path()});
+          }
+          Print(t.Render());
+        });
+  }
+
+  // Offline: no server involved.
+  int RestoreSnapshot() {
+    std::string snapshot;
+    if (!Positional(2, "snapshot (a name or a path)", &snapshot)) return 2;
+    const std::string data_dir = args_.Get("data-dir");
+    if (data_dir.empty()) return Usage("snapshot restore needs --data-dir=DIR");
+    const std::string from = storage::ResolveSnapshot(snapshot, data_dir);
+    absl::Status s = storage::RestoreSnapshot(from, data_dir, args_.Has("overwrite"));
+    if (!s.ok()) {
+      std::fprintf(stderr, "quiver: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    Print(StrCat("restored ", from, " into ", data_dir, "; start quiverd --data_dir=", data_dir,
+                 "\n"));
+    return 0;
   }
 
   const Args& args_;

@@ -29,6 +29,10 @@ Engine::~Engine() {
   stopping_.store(true);
   if (catchup_thread_.joinable()) catchup_thread_.join();
   // Checkpoint what changed, so the next start loads instead of inserting.
+  CheckpointChanged();
+}
+
+void Engine::CheckpointChanged() {
   for (const auto& c : AllCollections()) {
     absl::MutexLock wl(&c->write_mu);
     if (c->dropped) continue;
@@ -39,7 +43,10 @@ Engine::~Engine() {
     }
     for (auto& [ns, state] : namespaces) {
       if (state->postings_changes > 0) CheckpointPostings(*c, ns, state);
-      if (state->index->checkpointed() && state->inserts_since_checkpoint > 0) {
+      // A namespace still catching up after a restart keeps its checkpoint:
+      // the records reconcile it on load.
+      if (state->index->checkpointed() && state->inserts_since_checkpoint > 0 &&
+          state->catchup == nullptr) {
         CheckpointNamespace(*c, ns, state);
       }
     }

@@ -116,8 +116,17 @@ class Engine {
   storage::Store& side_store() { return *store_; }
 
   // Point-in-time copy of the database under <data dir>/snapshots/<name>.
+  // Graphs that changed are checkpointed first, so a server restored from
+  // it (storage::RestoreSnapshot) loads them instead of rebuilding.
   // Returns the path.
   absl::StatusOr<std::string> Snapshot(std::string_view name);
+  struct SnapshotInfo {
+    std::string name, path;
+    int64_t created_unix_ms = 0;
+    uint64_t bytes = 0;
+  };
+  // The snapshots under <data dir>/snapshots, oldest first.
+  std::vector<SnapshotInfo> ListSnapshots() const;
 
   std::vector<std::string> damaged_collections() const;
   const EngineOptions& options() const { return options_; }
@@ -155,6 +164,8 @@ class Engine {
   // After writes: checkpoints postings and HNSW graphs that changed enough,
   // compacts graphs with many deleted nodes. REQUIRES: c.write_mu held.
   void MaintainIndex(Collection& c, std::string_view ns, NamespaceState* state);
+  // Checkpoints every index and postings list with unsaved changes.
+  void CheckpointChanged();
   void CheckpointNamespace(Collection& c, std::string_view ns, NamespaceState* state);
   static double EstimateSelectivity(const NamespaceState& state, const storage::Filter& filter);
   static std::vector<ann::Hit> MergeHits(std::vector<ann::Hit> a, const std::vector<ann::Hit>& b,

@@ -120,14 +120,16 @@ class GrpcRag final
 };
 
 class GrpcAdmin final
-    : public v1::Admin::WithRawCallbackMethod_Health<v1::Admin::WithRawCallbackMethod_ServerInfo<
-          v1::Admin::WithRawCallbackMethod_Snapshot<v1::Admin::Service>>> {
+    : public v1::Admin::WithRawCallbackMethod_Health<
+          v1::Admin::WithRawCallbackMethod_ServerInfo<v1::Admin::WithRawCallbackMethod_Snapshot<
+              v1::Admin::WithRawCallbackMethod_ListSnapshots<v1::Admin::Service>>>> {
  public:
   GrpcAdmin(AdminService* handler, CallQueues q) : handler_(handler), q_(q) {}
   // Health answers at once, however busy the queues are.
   QUIVER_RAW_UNARY(Health, HealthRequest, HealthResponse, nullptr)
   QUIVER_RAW_UNARY(ServerInfo, ServerInfoRequest, ServerInfoResponse, q_.data)
   QUIVER_RAW_UNARY(Snapshot, SnapshotRequest, SnapshotResponse, q_.data)
+  QUIVER_RAW_UNARY(ListSnapshots, ListSnapshotsRequest, ListSnapshotsResponse, q_.data)
 
  private:
   AdminService* handler_;

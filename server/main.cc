@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "server/server.h"
+#include "storage/restore.h"
 #include "storage/store.h"
 
 namespace {
@@ -42,6 +43,11 @@ extern "C" void OnShutdownSignal(int sig) {
 
 ABSL_FLAG(std::string, config, "", "Optional config file of `name = value` lines");
 ABSL_FLAG(std::string, data_dir, "./quiver-data", "RocksDB data directory");
+ABSL_FLAG(std::string, restore, "",
+          "Before starting, replace the data directory's contents with this snapshot (a name "
+          "under <data_dir>/snapshots, or a snapshot directory's path)");
+ABSL_FLAG(bool, restore_overwrite, false,
+          "Let --restore replace a data directory that already holds a database");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Comma-separated gRPC listen addresses (host:port; port 0 picks a free one)");
 ABSL_FLAG(std::string, port_file, "",
@@ -331,6 +337,17 @@ int main(int argc, char** argv) {
        {"data_dir", options.engine.store.path},
        {"sync", absl::GetFlag(FLAGS_sync)},
        {"device", device}});
+  if (const std::string restore = absl::GetFlag(FLAGS_restore); !restore.empty()) {
+    const std::string snapshot =
+        quiver::storage::ResolveSnapshot(restore, options.engine.store.path);
+    absl::Status s = quiver::storage::RestoreSnapshot(snapshot, options.engine.store.path,
+                                                      absl::GetFlag(FLAGS_restore_overwrite));
+    if (!s.ok()) {
+      Log(LogLevel::kError, "cannot restore the snapshot",
+          {{"snapshot", snapshot}, {"error", s.ToString()}});
+      return 1;
+    }
+  }
   auto server = quiver::server::Server::Start(options);
   if (!server.ok()) {
     Log(LogLevel::kError, "failed to start", {{"error", server.status().ToString()}});

@@ -621,4 +621,18 @@ grpc::Status AdminService::Snapshot(grpc::CallbackServerContext* ctx,
   return grpc::Status::OK;
 }
 
+grpc::Status AdminService::ListSnapshots(grpc::CallbackServerContext* ctx,
+                                         const v1::ListSnapshotsRequest*,
+                                         v1::ListSnapshotsResponse* resp) {
+  if (grpc::Status denied = Guard(ctx, /*write=*/false); !denied.ok()) return denied;
+  for (const db::Engine::SnapshotInfo& info : engine_->ListSnapshots()) {
+    v1::SnapshotInfo* out = resp->add_snapshots();
+    out->set_name(info.name);
+    out->set_path(info.path);
+    out->set_created_unix_ms(info.created_unix_ms);
+    out->set_bytes(info.bytes);
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace quiver::server

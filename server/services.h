@@ -141,6 +141,8 @@ class AdminService final : public Guarded {
                           v1::ServerInfoResponse*);
   grpc::Status Snapshot(grpc::CallbackServerContext*, const v1::SnapshotRequest*,
                         v1::SnapshotResponse*);
+  grpc::Status ListSnapshots(grpc::CallbackServerContext*, const v1::ListSnapshotsRequest*,
+                             v1::ListSnapshotsResponse*);
 
  private:
   db::Engine* engine_;

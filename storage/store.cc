@@ -15,6 +15,7 @@
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
+#include "storage/restore.h"
 
 namespace quiver::storage {
 namespace {
@@ -152,6 +153,7 @@ void RecordBatch::DeleteDocument(uint32_t collection_id, std::string_view ns, st
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   RETURN_IF_ERROR(options.Validate());
+  RETURN_IF_ERROR(CheckNoInterruptedRestore(options.path));
   std::error_code ec;
   std::filesystem::create_directories(options.path, ec);
   if (ec) {
