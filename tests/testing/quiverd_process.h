@@ -31,6 +31,7 @@ class QuiverdProcess {
   // status (see waitpid).
   int Stop(int signal);
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   int port() const { return port_; }
   int http_port() const { return http_port_; }  // 0 when HTTP is off.
   std::string address() const;
