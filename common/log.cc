@@ -3,16 +3,16 @@
 #include <atomic>
 #include <cstdio>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "common/strings.h"
 
 namespace quiver {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
-absl::Mutex g_write_mu;
+Mutex g_write_mu;
 
 const char* LevelName(LogLevel level) {
   switch (level) {
@@ -74,7 +74,7 @@ std::string FormatLogLine(LogLevel level, std::string_view msg,
 void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> fields) {
   if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
   const std::string line = FormatLogLine(level, msg, fields);
-  absl::MutexLock lock(&g_write_mu);
+  MutexLock lock(&g_write_mu);
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
 }

@@ -2,6 +2,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
@@ -29,7 +30,7 @@ absl::StatusOr<CollectionInfo> Engine::CreateCollection(const CollectionConfig& 
   }
   RETURN_IF_ERROR(config.Validate());
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (collections_.contains(config.name)) {
       return absl::AlreadyExistsError(
           StrCat("collection ", Quoted(config.name), " already exists"));
@@ -37,7 +38,7 @@ absl::StatusOr<CollectionInfo> Engine::CreateCollection(const CollectionConfig& 
   }
   ASSIGN_OR_RETURN(CollectionMeta meta,
                    store_->CreateCollection(config, absl::ToUnixMillis(absl::Now())));
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   collections_[config.name] = std::make_shared<Collection>(meta);
   Log(LogLevel::kInfo, "collection created",
       {{"collection", config.name},
@@ -48,7 +49,7 @@ absl::StatusOr<CollectionInfo> Engine::CreateCollection(const CollectionConfig& 
 
 absl::StatusOr<CollectionInfo> Engine::GetCollection(std::string_view name) {
   ASSIGN_OR_RETURN(auto c, Find(name));
-  absl::ReaderMutexLock l(&c->mu);
+  ReaderMutexLock l(&c->mu);
   return CollectionInfo{c->meta(), c->record_count(),
                         static_cast<uint32_t>(c->namespaces().size())};
 }
@@ -56,7 +57,7 @@ absl::StatusOr<CollectionInfo> Engine::GetCollection(std::string_view name) {
 std::vector<CollectionInfo> Engine::ListCollections() {
   std::vector<CollectionInfo> out;
   for (const auto& c : AllCollections()) {
-    absl::ReaderMutexLock l(&c->mu);
+    ReaderMutexLock l(&c->mu);
     out.push_back(CollectionInfo{c->meta(), c->record_count(),
                                  static_cast<uint32_t>(c->namespaces().size())});
   }
@@ -69,7 +70,7 @@ std::vector<CollectionUsage> Engine::Usage() {
     CollectionUsage u;
     u.name = c->config().name;
     {
-      absl::ReaderMutexLock l(&c->mu);
+      ReaderMutexLock l(&c->mu);
       u.record_count = c->record_count();
       for (const auto& [ns, state] : c->namespaces()) {
         u.index_bytes += state->index->stored_count() * state->index->BytesPerVector();
@@ -87,12 +88,12 @@ std::vector<CollectionUsage> Engine::Usage() {
 
 absl::Status Engine::DropCollection(std::string_view name) {
   ASSIGN_OR_RETURN(auto c, Find(name));
-  absl::MutexLock wl(&c->write_mu);
+  MutexLock wl(&c->write_mu);
   if (c->dropped) return CollectionGone(name);
   RETURN_IF_ERROR(store_->DropCollection(c->meta()));
   c->dropped = true;
   index_files_.RemoveCollection(c->meta().id);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   collections_.erase(std::string(name));
   Log(LogLevel::kInfo, "collection dropped", {{"collection", name}});
   return absl::OkStatus();

@@ -14,10 +14,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "ann/distance.h"
 #include "ann/flat_index.h"
 #include "ann/vector_index.h"
+#include "common/mutex.h"
 #include "common/strings.h"
 #include "storage/collection_config.h"
 #include "storage/record.h"
@@ -66,8 +66,8 @@ class Collection {
   const storage::CollectionMeta& meta() const { return meta_; }
   const storage::CollectionConfig& config() const { return meta_.config; }
 
-  absl::Mutex write_mu;
-  absl::Mutex mu ABSL_ACQUIRED_AFTER(write_mu);
+  Mutex write_mu;
+  Mutex mu ABSL_ACQUIRED_AFTER(write_mu);
 
   // Counters for /metrics, since start-up.
   struct Counters {

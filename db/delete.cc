@@ -1,6 +1,7 @@
 // Engine: deletes by ids, by filter and of whole namespaces.
 #include "absl/status/statusor.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
@@ -17,12 +18,12 @@ using internal::NamespaceNotFound;
 absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
                                              const storage::Filter* filter,
                                              const std::vector<std::string>* ids) {
-  absl::MutexLock wl(&c.write_mu);
+  MutexLock wl(&c.write_mu);
   if (c.dropped) return CollectionGone(c.config().name);
   std::vector<std::string> doomed;
   bool whole_namespace = false;
   {
-    absl::ReaderMutexLock l(&c.mu);
+    ReaderMutexLock l(&c.mu);
     const NamespaceState* state = c.FindNamespace(ns);
     if (state == nullptr) {
       if (ns.empty()) return 0;
@@ -50,7 +51,7 @@ absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
   }
   RETURN_IF_ERROR(store_->Write(&batch));
   {
-    absl::MutexLock l(&c.mu);
+    MutexLock l(&c.mu);
     if (whole_namespace) {
       c.ApplyDeleteNamespace(ns);
     } else {
@@ -64,7 +65,7 @@ absl::StatusOr<uint64_t> Engine::DeleteWhere(Collection& c, std::string_view ns,
 void Engine::AfterDeletes(Collection& c, std::string_view ns) {
   NamespaceState* left;
   {
-    absl::ReaderMutexLock l(&c.mu);
+    ReaderMutexLock l(&c.mu);
     left = c.FindNamespace(ns);
   }
   if (left == nullptr) {

@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/coding.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
@@ -81,7 +82,7 @@ absl::StatusOr<PutDocumentResult> Engine::PutDocument(std::string_view collectio
     RETURN_IF_ERROR(ValidateRecord(lim, c->config(), &chunk));
   }
 
-  absl::MutexLock wl(&c->write_mu);
+  MutexLock wl(&c->write_mu);
   if (c->dropped) return CollectionGone(collection);
   ASSIGN_OR_RETURN(std::optional<StoredDocument> old,
                    store_->GetDocument(c->meta().id, ns, doc.id));
@@ -116,7 +117,7 @@ absl::StatusOr<PutDocumentResult> Engine::PutDocument(std::string_view collectio
   ApplyWrites(*c, ns, labels, std::move(doc.chunks));
   if (!dropped_chunks.empty()) {
     {
-      absl::MutexLock l(&c->mu);
+      MutexLock l(&c->mu);
       for (const std::string& id : dropped_chunks) c->ApplyDelete(ns, id);
     }
     AfterDeletes(*c, ns);
@@ -172,7 +173,7 @@ absl::StatusOr<uint32_t> Engine::DeleteDocument(std::string_view collection, std
   ASSIGN_OR_RETURN(auto c, Find(collection));
   RETURN_IF_ERROR(ValidateNamespace(ns));
   RETURN_IF_ERROR(ValidateDocumentId(id));
-  absl::MutexLock wl(&c->write_mu);
+  MutexLock wl(&c->write_mu);
   if (c->dropped) return CollectionGone(collection);
   ASSIGN_OR_RETURN(std::optional<StoredDocument> doc, store_->GetDocument(c->meta().id, ns, id));
   if (!doc) {
@@ -188,7 +189,7 @@ absl::StatusOr<uint32_t> Engine::DeleteDocument(std::string_view collection, std
   batch.DeleteDocument(c->meta().id, ns, id);
   RETURN_IF_ERROR(store_->Write(&batch));
   {
-    absl::MutexLock l(&c->mu);
+    MutexLock l(&c->mu);
     for (const std::string& chunk : chunks) c->ApplyDelete(ns, chunk);
   }
   AfterDeletes(*c, ns);

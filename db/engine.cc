@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
@@ -34,11 +35,11 @@ Engine::~Engine() {
 
 void Engine::CheckpointChanged() {
   for (const auto& c : AllCollections()) {
-    absl::MutexLock wl(&c->write_mu);
+    MutexLock wl(&c->write_mu);
     if (c->dropped) continue;
     std::vector<std::pair<std::string, NamespaceState*>> namespaces;
     {
-      absl::ReaderMutexLock l(&c->mu);
+      ReaderMutexLock l(&c->mu);
       for (const auto& [ns, state] : c->namespaces()) namespaces.emplace_back(ns, state.get());
     }
     for (auto& [ns, state] : namespaces) {
@@ -73,7 +74,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
         {{"collection", meta.config.name}, {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
   }
   {
-    absl::MutexLock lock(&engine->mu_);
+    MutexLock lock(&engine->mu_);
     engine->damaged_ = std::move(damaged);
   }
   Engine* raw = engine.get();
@@ -82,7 +83,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
 }
 
 absl::StatusOr<std::shared_ptr<Collection>> Engine::Find(std::string_view name) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = collections_.find(name);
   if (it == collections_.end()) {
     for (const std::string& d : damaged_) {
@@ -98,14 +99,14 @@ absl::StatusOr<std::shared_ptr<Collection>> Engine::Find(std::string_view name) 
 }
 
 std::vector<std::shared_ptr<Collection>> Engine::AllCollections() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<std::shared_ptr<Collection>> all;
   for (const auto& [name, c] : collections_) all.push_back(c);
   return all;
 }
 
 std::vector<std::string> Engine::damaged_collections() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return damaged_;
 }
 

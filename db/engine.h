@@ -15,9 +15,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "ann/search_params.h"
 #include "common/json.h"
+#include "common/mutex.h"
 #include "common/thread_pool.h"
 #include "db/limits.h"
 #include "db/requests.h"
@@ -190,7 +190,7 @@ class Engine {
   std::atomic<bool> stopping_{false};
   std::thread catchup_thread_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, std::shared_ptr<Collection>, std::less<>> collections_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> damaged_ ABSL_GUARDED_BY(mu_);
 };

@@ -7,6 +7,7 @@
 #include "ann/flat_index.h"
 #include "ann/vector_index.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
@@ -30,8 +31,8 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
     std::vector<float> vectors;
   };
   std::map<std::string, Pending, std::less<>> pending;
-  absl::MutexLock wl(&c->write_mu);
-  absl::MutexLock l(&c->mu);
+  MutexLock wl(&c->write_mu);
+  MutexLock l(&c->mu);
   RETURN_IF_ERROR(store_->ScanCollection(
       meta.id, [&](std::string_view ns, StoredRecord stored) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         if (stored.record.values.size() != meta.config.dimension) {
@@ -60,8 +61,8 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
     // label) after the checkpoint. Records re-indexed during the scan were
     // counted as changes there.
     std::vector<uint64_t> stale;
-    auto find_stale = [&](uint64_t label) {
-      if (!state->entries.contains(label)) stale.push_back(label);
+    auto find_stale = [&stale, entries = &state->entries](uint64_t label) {
+      if (!entries->contains(label)) stale.push_back(label);
     };
     if (state->bm25 != nullptr) state->bm25->ForEachLabel(find_stale);
     state->sparse->ForEachLabel(find_stale);
@@ -83,8 +84,8 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
       // Checkpointed nodes whose records are gone were deleted after it.
       ann::VectorIndex* index = state->index.get();
       std::vector<uint64_t> stale;
-      index->ForEachLabel([&](uint64_t label) {
-        if (!state->entries.contains(label)) stale.push_back(label);
+      index->ForEachLabel([&stale, entries = &state->entries](uint64_t label) {
+        if (!entries->contains(label)) stale.push_back(label);
       });
       for (uint64_t label : stale) index->Remove(label);
       auto it = pending.find(ns);
@@ -109,7 +110,7 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
     }
   }
   c->next_label = next_label;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   collections_[meta.config.name] = std::move(c);
   return absl::OkStatus();
 }

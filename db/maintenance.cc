@@ -5,6 +5,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
@@ -20,14 +21,14 @@ void Engine::CatchUp() {
   for (const auto& c : AllCollections()) {
     if (c->config().index != storage::IndexKind::kHnsw) continue;
     while (!stopping_.load()) {
-      absl::MutexLock wl(&c->write_mu);
+      MutexLock wl(&c->write_mu);
       if (c->dropped) break;
       NamespaceState* state = nullptr;
       std::string ns;
       std::vector<uint64_t> labels;
       std::vector<float> vectors;
       {
-        absl::ReaderMutexLock l(&c->mu);
+        ReaderMutexLock l(&c->mu);
         for (const auto& [name, st] : c->namespaces()) {
           if (st->catchup != nullptr) {
             state = st.get();
@@ -47,7 +48,7 @@ void Engine::CatchUp() {
       state->inserts_since_checkpoint += labels.size();
       bool done;
       {
-        absl::MutexLock l(&c->mu);
+        MutexLock l(&c->mu);
         for (uint64_t label : labels) state->catchup->Remove(label);
         done = state->catchup->size() == 0;
         if (done) state->catchup.reset();
@@ -107,7 +108,7 @@ void Engine::MaintainIndex(Collection& c, std::string_view ns, NamespaceState* s
          {"dropped", index->stored_count() - index->size()},
          {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
     {
-      absl::MutexLock l(&c.mu);
+      MutexLock l(&c.mu);
       state->index = std::move(fresh);
     }
     state->inserts_since_checkpoint = std::max<uint64_t>(state->inserts_since_checkpoint, 1);

@@ -5,6 +5,7 @@
 #include "ann/vector_index.h"
 #include "common/coding.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
@@ -129,7 +130,7 @@ absl::StatusOr<QueryResult> Engine::Query(std::string_view collection, const Que
   out.exact = !dense;
   std::vector<RankedList> ranked;
   {
-    absl::ReaderMutexLock l(&c->mu);
+    ReaderMutexLock l(&c->mu);
     const NamespaceState* state = c->FindNamespace(req.ns);
     if (state == nullptr) {
       if (!req.ns.empty()) return NamespaceNotFound(*c, req.ns);

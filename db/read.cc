@@ -3,6 +3,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
@@ -25,7 +26,7 @@ absl::StatusOr<FetchResult> Engine::Fetch(std::string_view collection, std::stri
                                              options_.limits.max_fetch_ids));
   }
   {
-    absl::ReaderMutexLock l(&c->mu);
+    ReaderMutexLock l(&c->mu);
     if (!ns.empty() && c->FindNamespace(ns) == nullptr) return NamespaceNotFound(*c, ns);
   }
   FetchResult out;
@@ -58,7 +59,7 @@ absl::StatusOr<ListIdsResult> Engine::ListIds(std::string_view collection, std::
         "pagination token is malformed; pass one a response returned");
   }
   {
-    absl::ReaderMutexLock l(&c->mu);
+    ReaderMutexLock l(&c->mu);
     if (!ns.empty() && c->FindNamespace(ns) == nullptr) return NamespaceNotFound(*c, ns);
   }
   ASSIGN_OR_RETURN(std::vector<std::string> ids,
@@ -84,7 +85,7 @@ absl::StatusOr<StatsResult> Engine::DescribeStats(std::string_view collection,
   out.metric = c->config().metric;
   out.index = c->config().index;
   out.index_bytes_per_vector = NewIndex(c->config())->BytesPerVector();
-  absl::ReaderMutexLock l(&c->mu);
+  ReaderMutexLock l(&c->mu);
   for (const auto& [name, state] : c->namespaces()) {
     uint64_t count = 0;
     if (filter.MatchesAll()) {
@@ -101,7 +102,7 @@ absl::StatusOr<StatsResult> Engine::DescribeStats(std::string_view collection,
 
 absl::StatusOr<std::vector<std::string>> Engine::ListNamespaces(std::string_view collection) {
   ASSIGN_OR_RETURN(auto c, Find(collection));
-  absl::ReaderMutexLock l(&c->mu);
+  ReaderMutexLock l(&c->mu);
   std::vector<std::string> out;
   for (const auto& [name, state] : c->namespaces()) out.push_back(name);
   return out;

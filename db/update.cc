@@ -1,6 +1,7 @@
 // Engine: partial updates of one record (re-embedding changed text).
 #include "absl/status/statusor.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
@@ -57,11 +58,11 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
       }
     }
   }
-  absl::MutexLock wl(&c->write_mu);
+  MutexLock wl(&c->write_mu);
   if (c->dropped) return CollectionGone(collection);
   std::optional<uint64_t> internal;
   {
-    absl::ReaderMutexLock l(&c->mu);
+    ReaderMutexLock l(&c->mu);
     internal = c->LabelOf(ns, spec.id);
   }
   if (!internal) {
@@ -102,7 +103,7 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
   } else {
     NamespaceState* state;
     {
-      absl::MutexLock l(&c->mu);
+      MutexLock l(&c->mu);
       state = c->FindNamespace(ns);
       c->ApplyFields(state, *internal, std::move(r));
     }

@@ -4,6 +4,7 @@
 #include "absl/status/statusor.h"
 #include "common/coding.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "db/collection.h"
@@ -73,7 +74,7 @@ absl::StatusOr<size_t> Engine::Upsert(std::string_view collection, std::string_v
     }
   }
 
-  absl::MutexLock wl(&c->write_mu);
+  MutexLock wl(&c->write_mu);
   if (c->dropped) return CollectionGone(collection);
   // Every write of a vector gets a fresh label, so an index never sees a
   // label's vector change under a reader.
@@ -96,7 +97,7 @@ void Engine::ApplyWrites(Collection& c, std::string_view ns, const std::vector<u
                          std::vector<Record> records) {
   NamespaceState* state;
   {
-    absl::MutexLock l(&c.mu);
+    MutexLock l(&c.mu);
     state = c.GetOrCreate(ns);
   }
   c.counters.vectors_indexed.fetch_add(records.size(), std::memory_order_relaxed);
@@ -111,7 +112,7 @@ void Engine::ApplyWrites(Collection& c, std::string_view ns, const std::vector<u
     state->inserts_since_checkpoint += records.size();
   }
   {
-    absl::MutexLock l(&c.mu);
+    MutexLock l(&c.mu);
     for (size_t i = 0; i < records.size(); ++i) c.ApplyPut(state, labels[i], std::move(records[i]));
   }
   MaintainIndex(c, ns, state);

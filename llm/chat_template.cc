@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <ctime>
 #include <map>
@@ -629,12 +630,20 @@ class Parser {
       }
       case Token::Kind::kInt: {
         auto e = Make(Expr::K::kLiteral);
-        e->literal = Value::Int(std::stoll(tok.text));
+        int64_t v = 0;
+        const auto [end, ec] =
+            std::from_chars(tok.text.data(), tok.text.data() + tok.text.size(), v);
+        if (ec != std::errc() || end != tok.text.data() + tok.text.size()) {
+          return Error(StrCat("integer literal ", Quoted(tok.text), " is out of range"));
+        }
+        e->literal = Value::Int(v);
         return e;
       }
       case Token::Kind::kFloat: {
         auto e = Make(Expr::K::kLiteral);
-        e->literal = Value::Float(std::stod(tok.text));
+        // strtod, not stod: no exception for a literal past double's range
+        // (it becomes infinity, as in Python).
+        e->literal = Value::Float(std::strtod(tok.text.c_str(), nullptr));
         return e;
       }
       case Token::Kind::kName: {

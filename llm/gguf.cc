@@ -677,6 +677,12 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
     const double v = AsNumber(it->second.scalar);
     return std::isnan(v) ? fallback : v;
   };
+  // Shape numbers as int: out of int's range is -1, which the config's
+  // validation refuses (a bare cast of such a double is undefined).
+  auto count = [&](const std::string& k, double fallback) {
+    const double v = num(k, fallback);
+    return v >= -2147483648.0 && v <= 2147483647.0 ? static_cast<int>(v) : -1;
+  };
   const std::string arch = str("general.architecture");
   if (arch != "llama" && arch != "qwen2") {
     return absl::InvalidArgumentError(
@@ -684,12 +690,12 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
   }
   const std::string a = arch + ".";
   LlamaConfig c;
-  c.dim = static_cast<int>(num(a + "embedding_length", 0));
-  c.hidden_dim = static_cast<int>(num(a + "feed_forward_length", 0));
-  c.n_layers = static_cast<int>(num(a + "block_count", 0));
-  c.n_heads = static_cast<int>(num(a + "attention.head_count", 0));
-  c.n_kv_heads = static_cast<int>(num(a + "attention.head_count_kv", c.n_heads));
-  c.seq_len = static_cast<int>(num(a + "context_length", 2048));
+  c.dim = count(a + "embedding_length", 0);
+  c.hidden_dim = count(a + "feed_forward_length", 0);
+  c.n_layers = count(a + "block_count", 0);
+  c.n_heads = count(a + "attention.head_count", 0);
+  c.n_kv_heads = count(a + "attention.head_count_kv", c.n_heads);
+  c.seq_len = count(a + "context_length", 2048);
   c.rope_theta = static_cast<float>(num(a + "rope.freq_base", 10000.0));
   c.norm_eps = static_cast<float>(num(a + "attention.layer_norm_rms_epsilon", 1e-5));
   if (const std::string scaling = str(a + "rope.scaling.type");
@@ -721,10 +727,10 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path) {
     }
   }
   TokenizerInfo info;
-  info.bos_id = static_cast<int>(num("tokenizer.ggml.bos_token_id", -1));
+  info.bos_id = count("tokenizer.ggml.bos_token_id", -1);
   for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
                           "tokenizer.ggml.eom_token_id"}) {
-    const int id = static_cast<int>(num(key, -1));
+    const int id = count(key, -1);
     if (id >= 0) info.end_ids.push_back(id);
   }
   info.chat_template = str("tokenizer.chat_template");

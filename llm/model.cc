@@ -59,6 +59,19 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadLlama2c(const std::s
   const size_t head = c.head_size();
   LlamaWeights<std::vector<float>> w;
   const LlamaWeights<size_t> sizes = LlamaWeightSizes(c);
+  // The size the header implies, against the file's, before allocating it
+  // (a damaged header must not allocate gigabytes a short file cannot fill).
+  size_t floats = static_cast<size_t>(c.seq_len) * head;  // The two freq_cis tables.
+  for (size_t i = 0; i < 11; ++i) floats += sizes.group(i);
+  if (!c.shared_classifier) floats += sizes.classifier;
+  in.seekg(0, std::ios::end);
+  const auto file_bytes = static_cast<size_t>(in.tellg());
+  in.seekg(sizeof h, std::ios::beg);
+  if (!in || file_bytes < sizeof h + floats * sizeof(float)) {
+    return absl::DataLossError(StrCat(path, ": truncated weights (the header implies ",
+                                      sizeof h + floats * sizeof(float), " bytes, the file has ",
+                                      file_bytes, ")"));
+  }
   // File order: the groups from the embedding to the final norm.
   bool ok = true;
   for (size_t i = 0; i < 11 && ok; ++i) ok = ReadFloats(in, sizes.group(i), &w.group(i));

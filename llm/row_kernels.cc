@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <cmath>
 
+#ifdef QUIVER_X86_KERNELS
+#include <cpuid.h>
+#endif
+
 namespace quiver::llm {
 namespace portable {
 extern const internal::RowKernels kKernels;
@@ -29,12 +33,15 @@ std::vector<const RowKernels*> KernelForms() {
   __builtin_cpu_init();
   // AVX2 forms also use FMA (without it every std::fma becomes a libm call)
   // and F16C (float16 conversion).
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-      __builtin_cpu_supports("f16c")) {
+  // F16C by CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports
+  // does not know "f16c".
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) {
     forms.push_back(&avx2::kKernels);
   }
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-      __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+      __builtin_cpu_supports("fma") && f16c) {
     forms.push_back(&avx512::kKernels);
   }
 #endif

@@ -110,8 +110,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
       }
       continue;
     }
-    auto bad = [&](std::string_view why) {
-      return absl::DataLossError(StrCat(path, ": tensor \"", name, "\": ", why));
+    // (A copy: clang 14 cannot capture a structured binding.)
+    auto bad = [&, tensor = std::string_view(name)](std::string_view why) {
+      return absl::DataLossError(StrCat(path, ": tensor ", Quoted(tensor), ": ", why));
     };
     const Json* dtype = entry.Find("dtype");
     const Json* shape = entry.Find("shape");

@@ -6,6 +6,7 @@
 #include "absl/time/time.h"
 #include "common/coding.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 
@@ -136,7 +137,7 @@ absl::StatusOr<std::unique_ptr<AnswerCache>> AnswerCache::Open(const AnswerCache
   // Oldest first, so the newest end up most recently used.
   std::sort(loaded.begin(), loaded.end(),
             [](const Entry& a, const Entry& b) { return a.created_unix_ms < b.created_unix_ms; });
-  absl::MutexLock l(&cache->mu_);
+  MutexLock l(&cache->mu_);
   for (Entry& e : loaded) {
     if (cache->Expired(e)) {
       (void)store->DeleteSide(SideKey(e.key));
@@ -186,7 +187,7 @@ void AnswerCache::Insert(Entry e, bool persist) {
 }
 
 std::optional<CachedAnswer> AnswerCache::GetExact(uint64_t key) {
-  absl::MutexLock l(&mu_);
+  MutexLock l(&mu_);
   auto it = by_key_.find(key);
   if (it == by_key_.end()) return std::nullopt;
   if (Expired(*it->second)) {
@@ -201,7 +202,7 @@ std::optional<CachedAnswer> AnswerCache::GetExact(uint64_t key) {
 std::optional<CachedAnswer> AnswerCache::GetSemantic(std::string_view scope, uint64_t epoch,
                                                      const std::vector<float>& embedding) {
   if (options_.semantic_threshold > 1 || embedding.empty()) return std::nullopt;
-  absl::MutexLock l(&mu_);
+  MutexLock l(&mu_);
   Lru::iterator best = lru_.end();
   float best_sim = options_.semantic_threshold;
   for (auto it = lru_.begin(); it != lru_.end(); ++it) {
@@ -228,13 +229,13 @@ void AnswerCache::Put(uint64_t key, std::string scope, uint64_t epoch, std::vect
   e.created_unix_ms = NowMs();
   e.embedding = std::move(embedding);
   e.answer = std::move(answer);
-  absl::MutexLock l(&mu_);
+  MutexLock l(&mu_);
   ++stats_.misses;
   Insert(std::move(e), /*persist=*/true);
 }
 
 AnswerCache::Stats AnswerCache::stats() {
-  absl::MutexLock l(&mu_);
+  MutexLock l(&mu_);
   Stats s = stats_;
   s.entries = lru_.size();
   s.bytes = bytes_;

@@ -22,7 +22,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/mutex.h"
 #include "rag/types.h"
 #include "storage/store.h"
 
@@ -85,7 +85,7 @@ class AnswerCache {
 
   const AnswerCacheOptions options_;
   storage::Store* const store_;
-  absl::Mutex mu_;
+  Mutex mu_;
   Lru lru_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Lru::iterator> by_key_ ABSL_GUARDED_BY(mu_);
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;

@@ -7,7 +7,9 @@
 #                             (the official OpenAI client the compatibility
 #                             tests drive; scripts/test.sh installs it),
 #                             python3-grpcio and python3-protobuf (the Python
-#                             example client's test)
+#                             example client's test), clang and its sanitizer
+#                             runtimes (scripts/sanitize.sh: ASan, UBSan,
+#                             TSan, libFuzzer)
 #   scripts/setup.sh bench    + the benchmark peers (hnswlib, faiss, Xapian, torch)
 # Idempotent: packages already present are skipped; apt-get update runs once
 # only when something is missing.
@@ -19,7 +21,7 @@ server=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libopenblas-dev libicu-dev libcpp-httplib-dev
 )
-test=(libgtest-dev libgmock-dev googletest python3-torch python3-grpcio python3-protobuf clang-format nodejs
+test=(libgtest-dev libgmock-dev googletest python3-torch python3-grpcio python3-protobuf clang-format clang libclang-rt-14-dev nodejs
       openssl)
 # npm: Debian's package, unless a Node.js from elsewhere (NodeSource) already
 # brings its own (Debian's npm would conflict with it).

@@ -21,5 +21,11 @@ fi
 # Benchmarks whose peers are installed (scripts/setup.sh bench) build too;
 # the others are skipped by CMake.
 scripts/build.sh -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON -DQUIVER_WERROR=ON
+# The sanitizer gate (clang): unit suites under ASan + UBSan, every fuzzer
+# for 15 s, the concurrency tests under TSan. QUIVER_SANITIZE_GATE=0 skips it
+# (a quick local loop); CI runs it.
+if [[ "${QUIVER_SANITIZE_GATE:-1}" != 0 ]]; then
+  scripts/sanitize.sh "${QUIVER_FUZZ_SECONDS:-15}"
+fi
 cd "${QUIVER_BUILD_DIR:-build}"
 ctest --output-on-failure -j "${QUIVER_JOBS:-$(nproc)}" --timeout 600

@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "common/coding.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "rocksdb/cache.h"
@@ -206,9 +207,10 @@ Store::Store(StoreOptions options, std::unique_ptr<rocksdb::DB> db,
 
 Store::~Store() {
   {
-    absl::MutexLock lock(&sync_mu_);
+    std::lock_guard<std::mutex> lock(sync_mu_);
     stopping_ = true;
   }
+  sync_cv_.notify_all();
   if (syncer_.joinable()) syncer_.join();
   rocksdb::Status s = db_->SyncWAL();
   if (!s.ok()) Log(LogLevel::kError, "WAL sync at close failed", {{"error", s.ToString()}});
@@ -219,14 +221,14 @@ Store::~Store() {
 
 void Store::SyncLoop() {
   const absl::Duration interval = absl::Milliseconds(options_.batch_sync_interval_ms);
-  absl::MutexLock lock(&sync_mu_);
+  std::unique_lock<std::mutex> lock(sync_mu_);
   while (!stopping_) {
-    sync_mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval);
+    sync_cv_.wait_for(lock, absl::ToChronoMilliseconds(interval), [this] { return stopping_; });
     if (wal_dirty_.exchange(false)) {
-      sync_mu_.Unlock();
+      lock.unlock();
       rocksdb::Status s = db_->SyncWAL();
       if (!s.ok()) Log(LogLevel::kError, "WAL group sync failed", {{"error", s.ToString()}});
-      sync_mu_.Lock();
+      lock.lock();
     }
   }
 }
@@ -236,7 +238,7 @@ absl::Status Store::Write(RecordBatch* batch) {
     // Epochs are microsecond clock readings, kept increasing per
     // collection, so a value seen before a restart is never seen again
     // after a later write.
-    absl::MutexLock lock(&epoch_mu_);
+    MutexLock lock(&epoch_mu_);
     for (uint32_t id : batch->collections_) {
       ASSIGN_OR_RETURN(uint64_t last, LoadEpoch(id));
       const uint64_t next = std::max<uint64_t>(last + 1, NowMicros());
@@ -270,7 +272,7 @@ absl::StatusOr<uint64_t> Store::LoadEpoch(uint32_t collection_id) {
 }
 
 absl::StatusOr<uint64_t> Store::CollectionEpoch(uint32_t collection_id) {
-  absl::MutexLock lock(&epoch_mu_);
+  MutexLock lock(&epoch_mu_);
   return LoadEpoch(collection_id);
 }
 
@@ -352,7 +354,7 @@ absl::Status Store::ScanSide(
 absl::StatusOr<CollectionMeta> Store::CreateCollection(const CollectionConfig& config,
                                                        int64_t created_unix_ms) {
   RETURN_IF_ERROR(config.Validate());
-  absl::MutexLock lock(&catalog_mu_);
+  MutexLock lock(&catalog_mu_);
   std::string existing;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), catalog_, config.name, &existing);
   if (s.ok()) {
@@ -381,7 +383,7 @@ absl::StatusOr<CollectionMeta> Store::CreateCollection(const CollectionConfig& c
 }
 
 absl::Status Store::DropCollection(const CollectionMeta& meta) {
-  absl::MutexLock lock(&catalog_mu_);
+  MutexLock lock(&catalog_mu_);
   rocksdb::WriteBatch wb;
   wb.Delete(catalog_, meta.config.name);
   const std::string begin = CollectionPrefix(meta.id);

@@ -4,9 +4,11 @@
 #define QUIVER_STORAGE_STORE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,8 +19,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "common/kv.h"
+#include "common/mutex.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "storage/collection_config.h"
@@ -180,15 +182,16 @@ class Store {
   rocksdb::ColumnFamilyHandle* side_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 
-  absl::Mutex catalog_mu_;  // Serialises catalog changes (id allocation).
+  Mutex catalog_mu_;  // Serialises catalog changes (id allocation).
 
-  absl::Mutex epoch_mu_;
+  Mutex epoch_mu_;
   absl::flat_hash_map<uint32_t, uint64_t> epochs_ ABSL_GUARDED_BY(epoch_mu_);  // Loaded lazily.
   absl::StatusOr<uint64_t> LoadEpoch(uint32_t collection_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(epoch_mu_);
 
-  absl::Mutex sync_mu_;
-  bool stopping_ ABSL_GUARDED_BY(sync_mu_) = false;
+  std::mutex sync_mu_;  // With sync_cv_: wakes SyncLoop to stop.
+  std::condition_variable sync_cv_;
+  bool stopping_ = false;  // Guarded by sync_mu_.
   std::atomic<bool> wal_dirty_{false};
   std::thread syncer_;  // Runs for kBatch only.
 };

@@ -21,6 +21,18 @@ std::string Render(const std::string& source, const std::vector<ChatMessage>& me
   return out.ok() ? *out : "";
 }
 
+// Found by chat_template_fuzz: an integer literal past int64 threw
+// std::out_of_range through the parser and terminated the server.
+TEST(ChatTemplateTest, OutOfRangeLiteralsAreErrorsNotCrashes) {
+  auto t = ChatTemplate::Parse("{{ 99999999999999999999999999 }}");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(t.status().message().find("out of range"), absl::string_view::npos);
+  // A float literal past double's range is infinity, as in Python.
+  auto f = ChatTemplate::Parse("{{ " + std::string(400, '9') + ".5 }}");
+  ASSERT_TRUE(f.ok()) << f.status();
+}
+
 TEST(ChatTemplateTest, ChatMlWithDefaultSystem) {  // Qwen2-Instruct.
   const std::string t =
       R"({% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %})";

@@ -24,6 +24,23 @@ class StoriesTest : public StoriesModelTest {
   }
 };
 
+// Found by llama2c_fuzz: a damaged header asked for gigabytes before the
+// short file was noticed.
+TEST(Llama2cLoadTest, AHeaderLargerThanTheFileIsRefusedBeforeAllocating) {
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/bad.bin";
+  {
+    std::ofstream out(path, std::ios::binary);
+    const int32_t h[7] = {65536, 262144, 1024, 2, 2, 4194304, 8};
+    out.write(reinterpret_cast<const char*>(h), sizeof h);
+    out << "short";
+  }
+  auto m = LlamaModel::LoadLlama2c(path);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(m.status().message().find("truncated weights"), absl::string_view::npos);
+}
+
 TEST_F(StoriesTest, HeaderAndTokenizer) {
   const LlamaConfig& c = model_->config();
   EXPECT_EQ(c.dim, 64);

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The sanitizer gate (scripts/test.sh runs it; CI with it):
+#  1. clang with AddressSanitizer + UndefinedBehaviorSanitizer into
+#     build-sanitize: the unit suites run under them, then every libFuzzer
+#     target (tests/fuzz) for FUZZ_SECONDS each, two at a time (scripts/fuzz.sh);
+#  2. clang with ThreadSanitizer into build-tsan: the common, ann and db suites
+#     (the thread pool, concurrent HNSW inserts and searches, the engine's
+#     locks: common/mutex.h, which TSan sees, unlike Debian's Abseil mutex).
+# Any sanitizer report fails the step.
+#   scripts/sanitize.sh [FUZZ_SECONDS (default 15)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzz_seconds=${1:-15}
+jobs=${QUIVER_JOBS:-$(nproc)}
+unit=(common_test storage_test ann_test text_test db_test nn_test llm_test server_test)
+
+CC=clang CXX=clang++ cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DQUIVER_SANITIZE=address,undefined,fuzzer-no-link -DQUIVER_FUZZ=ON \
+    -DQUIVER_BUILD_BENCH=OFF -DQUIVER_ENABLE_CUDA=OFF -DQUIVER_WERROR=ON >/dev/null
+cmake --build build-sanitize -j "$jobs" --target fuzzers "${unit[@]}"
+export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+# Only the suites built above (the others are registered as *_NOT_BUILT).
+(cd build-sanitize && ctest -j "$jobs" --timeout 600 -E "_NOT_BUILT|Cuda|/cuda" \
+    --output-on-failure -Q) || {
+  (cd build-sanitize && ctest -j "$jobs" --timeout 600 -E "_NOT_BUILT|Cuda|/cuda" \
+      --rerun-failed --output-on-failure | tail -60)
+  echo "sanitize: a unit test failed under ASan + UBSan" >&2
+  exit 1
+}
+echo "sanitize: unit suites clean under ASan + UBSan"
+QUIVER_FUZZ_REBUILD=0 scripts/fuzz.sh "$fuzz_seconds"
+
+CC=clang CXX=clang++ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DQUIVER_SANITIZE=thread -DQUIVER_BUILD_BENCH=OFF -DQUIVER_ENABLE_CUDA=OFF \
+    -DQUIVER_WERROR=ON >/dev/null
+cmake --build build-tsan -j "$jobs" --target common_test ann_test db_test
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+(cd build-tsan && ctest -j "$jobs" --timeout 600 -Q --output-on-failure -E "_NOT_BUILT") || {
+  echo "sanitize: ThreadSanitizer found a race" >&2
+  exit 1
+}
+echo "sanitize: common, ann and db suites clean under TSan"
