@@ -3,7 +3,10 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "grpcpp/grpcpp.h"
@@ -240,6 +243,176 @@ TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
 INSTANTIATE_TEST_SUITE_P(SyncPoliciesAndIndexes, CrashTest,
                          ::testing::Combine(::testing::Values("batch", "always", "none"),
                                             ::testing::Values("flat", "hnsw")));
+
+// The kill -9 loop: writers upsert, update and delete records of their own,
+// logging every acknowledged operation; the server is killed at a random
+// moment, restarted, and checked against the log: every acknowledged write
+// present bit for bit (values and metadata), every acknowledged delete
+// absent, an operation in flight at the kill applied whole or not at all,
+// and a full-width graph search equal to the exact scan. Rounds:
+// QUIVER_CRASH_ROUNDS (default 3; the long mode is 20 or more).
+struct Version {
+  int version = -1;  // -1: absent (never written, or deleted).
+};
+float LoopValue(int key, int version, int d) {
+  return static_cast<float>(key % 97) + 0.001f * static_cast<float>(version) + 0.5f * d;
+}
+
+TEST(CrashLoopTest, AcknowledgedWritesSurviveRepeatedKill9) {
+  int rounds = 3;
+  if (const char* env = std::getenv("QUIVER_CRASH_ROUNDS")) rounds = std::max(1, std::atoi(env));
+  constexpr int kWriters = 3, kKeys = 150;
+  testing::TempDir dir;
+  // Acknowledged state per (writer, key), and the operation each writer had
+  // in flight when the server died (its key and the state it would leave).
+  std::vector<std::vector<Version>> acked(kWriters, std::vector<Version>(kKeys));
+  std::vector<std::pair<int, Version>> in_flight(kWriters, {-1, Version{}});
+  std::mt19937 seed_rng(2024);
+  uint64_t checked_total = 0;
+  for (int round = 0; round < rounds; ++round) {
+    testing::QuiverdProcess server(dir.path() + "/data",
+                                   {"--sync=batch", "--checkpoint_min_inserts=200"});
+    QUIVER_ASSERT_OK(server.Start());
+    auto channel = server.NewChannel();
+    if (round == 0) {
+      auto stub = v1::Collections::NewStub(channel);
+      v1::CreateCollectionRequest req;
+      req.mutable_config()->set_name("loop");
+      req.mutable_config()->set_dimension(kDim);
+      req.mutable_config()->set_metric(v1::METRIC_L2);
+      req.mutable_config()->mutable_index()->mutable_hnsw();
+      v1::CreateCollectionResponse resp;
+      grpc::ClientContext ctx;
+      ASSERT_TRUE(stub->Create(&ctx, req, &resp).ok());
+    }
+    // Check what the last kill left against the log.
+    auto points = v1::Points::NewStub(channel);
+    uint64_t live = 0;
+    for (int w = 0; w < kWriters; ++w) {
+      v1::FetchRequest f;
+      f.set_collection("loop");
+      for (int k = 0; k < kKeys; ++k) f.add_ids("w" + std::to_string(w) + "-k" + std::to_string(k));
+      v1::FetchResponse fr;
+      grpc::ClientContext ctx;
+      ASSERT_TRUE(points->Fetch(&ctx, f, &fr).ok());
+      std::map<std::string, const v1::Record*> found;
+      for (const v1::Record& r : fr.records()) found[r.id()] = &r;
+      for (int k = 0; k < kKeys; ++k) {
+        const std::string id = "w" + std::to_string(w) + "-k" + std::to_string(k);
+        auto it = found.find(id);
+        const int got =
+            it == found.end()
+                ? -1
+                : static_cast<int>(it->second->metadata().fields().at("v").number_value());
+        int want = acked[w][k].version;
+        if (in_flight[w].first == k && got == in_flight[w].second.version) {
+          want = got;  // The operation in flight landed: it was whole.
+          acked[w][k] = in_flight[w].second;
+        }
+        ASSERT_EQ(got, want) << "round " << round << ": " << id << " (acknowledged version "
+                             << acked[w][k].version << ")";
+        if (got >= 0) {
+          ++live;
+          ASSERT_EQ(it->second->values_size(), kDim);
+          for (int d = 0; d < kDim; ++d) {
+            ASSERT_EQ(it->second->values(d), LoopValue(k, got, d)) << id << " is torn";
+          }
+        }
+        ++checked_total;
+      }
+      in_flight[w] = {-1, Version{}};
+    }
+    // The index agrees with the store and with the exact scan.
+    auto search = v1::Search::NewStub(channel);
+    if (live > 0) {
+      v1::QueryRequest q;
+      q.set_collection("loop");
+      q.set_top_k(static_cast<uint32_t>(live));
+      q.set_ef_search(static_cast<uint32_t>(std::max<uint64_t>(live, 10)));
+      for (int d = 0; d < kDim; ++d) q.add_vector(0.5f * d);
+      v1::QueryResponse walk, exact;
+      grpc::ClientContext c1, c2;
+      ASSERT_TRUE(search->Query(&c1, q, &walk).ok());
+      q.set_exact(true);
+      ASSERT_TRUE(search->Query(&c2, q, &exact).ok());
+      ASSERT_EQ(walk.matches_size(), static_cast<int>(live)) << "round " << round;
+      ASSERT_EQ(exact.matches_size(), static_cast<int>(live)) << "round " << round;
+    }
+    if (round == rounds - 1) break;
+
+    // Write until a random moment, then kill -9.
+    std::atomic<bool> stop{false};
+    std::mutex mu;
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&, w, seed = seed_rng()] {
+        std::mt19937 rng(seed);
+        auto stub = v1::Points::NewStub(server.NewChannel());
+        while (!stop.load()) {
+          const int k = static_cast<int>(rng() % kKeys);
+          const int op = static_cast<int>(rng() % 10);  // 0-5 upsert, 6-7 update, 8-9 delete.
+          int current;
+          {
+            std::lock_guard<std::mutex> l(mu);
+            current = acked[w][k].version;
+          }
+          const std::string id = "w" + std::to_string(w) + "-k" + std::to_string(k);
+          Version next;
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+          grpc::Status s;
+          if (op <= 5 || (op <= 7 && current < 0)) {
+            next.version = current + 1 + static_cast<int>(rng() % 3);
+            v1::UpsertRequest req;
+            req.set_collection("loop");
+            v1::Record* r = req.add_records();
+            r->set_id(id);
+            for (int d = 0; d < kDim; ++d) r->add_values(LoopValue(k, next.version, d));
+            (*r->mutable_metadata()->mutable_fields())["v"].set_number_value(next.version);
+            {
+              std::lock_guard<std::mutex> l(mu);
+              in_flight[w] = {k, next};
+            }
+            v1::UpsertResponse resp;
+            s = stub->Upsert(&ctx, req, &resp);
+          } else if (op <= 7) {
+            next.version = current + 1;
+            v1::UpdateRequest req;
+            req.set_collection("loop");
+            req.set_id(id);
+            for (int d = 0; d < kDim; ++d) req.add_values(LoopValue(k, next.version, d));
+            (*req.mutable_set_metadata()->mutable_fields())["v"].set_number_value(next.version);
+            {
+              std::lock_guard<std::mutex> l(mu);
+              in_flight[w] = {k, next};
+            }
+            v1::UpdateResponse resp;
+            s = stub->Update(&ctx, req, &resp);
+          } else {
+            v1::DeleteRequest req;
+            req.set_collection("loop");
+            req.mutable_ids()->add_ids(id);
+            {
+              std::lock_guard<std::mutex> l(mu);
+              in_flight[w] = {k, next};  // version -1: absent.
+            }
+            v1::DeleteResponse resp;
+            s = stub->Delete(&ctx, req, &resp);
+          }
+          if (!s.ok()) return;  // The server died: the operation stays in flight.
+          std::lock_guard<std::mutex> l(mu);
+          acked[w][k] = next;
+          in_flight[w] = {-1, Version{}};
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(150 + seed_rng() % 400));
+    server.Stop(SIGKILL);
+    stop = true;
+    for (auto& t : writers) t.join();
+  }
+  EXPECT_GT(checked_total, static_cast<uint64_t>(kWriters * kKeys));
+}
 
 }  // namespace
 }  // namespace quiver
