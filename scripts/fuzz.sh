@@ -14,7 +14,7 @@ build=${QUIVER_SANITIZE_DIR:-build-sanitize}
 if [[ ! -x "$build/tests/fuzz/json_fuzz" || "${QUIVER_FUZZ_REBUILD:-1}" == 1 ]]; then
   CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DQUIVER_SANITIZE=address,undefined,fuzzer-no-link -DQUIVER_FUZZ=ON \
-      -DQUIVER_BUILD_BENCH=OFF -DQUIVER_ENABLE_CUDA=OFF -DQUIVER_WERROR=ON >/dev/null
+      -DQUIVER_BUILD_BENCH=OFF -DQUIVER_ENABLE_CUDA=OFF -DQUIVER_WERROR=OFF >/dev/null
   cmake --build "$build" -j "${QUIVER_JOBS:-$(nproc)}" --target fuzzers
 fi
 targets=("$@")

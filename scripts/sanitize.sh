@@ -6,17 +6,19 @@
 #  2. clang with ThreadSanitizer into build-tsan: the common, ann and db suites
 #     (the thread pool, concurrent HNSW inserts and searches, the engine's
 #     locks: common/mutex.h, which TSan sees, unlike Debian's Abseil mutex).
-# Any sanitizer report fails the step.
-#   scripts/sanitize.sh [FUZZ_SECONDS (default 15)]
+# Any sanitizer report fails the step. Warnings are the gcc build's gate
+# (scripts/test.sh builds with -Werror); here clang's optimisation remarks
+# (-Wpass-failed on OpenMP simd loops) must not stop the build.
+#   scripts/sanitize.sh [FUZZ_SECONDS (default 10)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fuzz_seconds=${1:-15}
+fuzz_seconds=${1:-10}
 jobs=${QUIVER_JOBS:-$(nproc)}
 unit=(common_test storage_test ann_test text_test db_test nn_test llm_test server_test)
 
 CC=clang CXX=clang++ cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DQUIVER_SANITIZE=address,undefined,fuzzer-no-link -DQUIVER_FUZZ=ON \
-    -DQUIVER_BUILD_BENCH=OFF -DQUIVER_ENABLE_CUDA=OFF -DQUIVER_WERROR=ON >/dev/null
+    -DQUIVER_BUILD_BENCH=OFF -DQUIVER_ENABLE_CUDA=OFF -DQUIVER_WERROR=OFF >/dev/null
 cmake --build build-sanitize -j "$jobs" --target fuzzers "${unit[@]}"
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -33,7 +35,7 @@ QUIVER_FUZZ_REBUILD=0 scripts/fuzz.sh "$fuzz_seconds"
 
 CC=clang CXX=clang++ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DQUIVER_SANITIZE=thread -DQUIVER_BUILD_BENCH=OFF -DQUIVER_ENABLE_CUDA=OFF \
-    -DQUIVER_WERROR=ON >/dev/null
+    -DQUIVER_WERROR=OFF >/dev/null
 cmake --build build-tsan -j "$jobs" --target common_test ann_test db_test
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 (cd build-tsan && ctest -j "$jobs" --timeout 600 -Q --output-on-failure -E "_NOT_BUILT") || {

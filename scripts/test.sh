@@ -22,10 +22,10 @@ fi
 # the others are skipped by CMake.
 scripts/build.sh -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON -DQUIVER_WERROR=ON
 # The sanitizer gate (clang): unit suites under ASan + UBSan, every fuzzer
-# for 15 s, the concurrency tests under TSan. QUIVER_SANITIZE_GATE=0 skips it
+# for 10 s, the common, ann and db suites under TSan. QUIVER_SANITIZE_GATE=0 skips it
 # (a quick local loop); CI runs it.
 if [[ "${QUIVER_SANITIZE_GATE:-1}" != 0 ]]; then
-  scripts/sanitize.sh "${QUIVER_FUZZ_SECONDS:-15}"
+  scripts/sanitize.sh "${QUIVER_FUZZ_SECONDS:-10}"
 fi
 cd "${QUIVER_BUILD_DIR:-build}"
 ctest --output-on-failure -j "${QUIVER_JOBS:-$(nproc)}" --timeout 600
