@@ -644,11 +644,8 @@ bool HnswIndex::LinkFromReachable(NodeId node, const std::vector<uint8_t>& reach
   for (const Candidate& c : found) {
     if (c.node == node || c.node >= reached.size() || !reached[c.node]) continue;
     std::lock_guard<std::mutex> lock(LockOf(c.node));
-    std::atomic<NodeId>* links = Links(c.node, 0);
-    const uint32_t count = links[0].load(std::memory_order_relaxed);
-    if (count < MaxLinks(0)) {
-      links[1 + count].store(node, std::memory_order_release);
-      links[0].store(count + 1, std::memory_order_release);
+    if (Links(c.node, 0)[0].load(std::memory_order_relaxed) < MaxLinks(0)) {
+      MergeLinks(c.node, 0, {&node, 1});  // Room: appended, nothing pruned.
       return true;
     }
     if (full_nearest == node) full_nearest = c.node;

@@ -165,10 +165,9 @@ class HnswIndex final : public VectorIndex {
   NodeId NewNode(uint64_t label, std::span<const float> vector);
   void Link(NodeId id);
   NodeId GreedyDescend(const float* q, NodeId start, int from_level, int to_level) const;
-  // Beam search on one level. With `results_must_qualify`, nodes that are
-  // deleted or rejected by `filter` are traversed but not kept.
-  // A beam search of width ef on `level` from `entry` (and `second_entry`,
-  // when it differs).
+  // Beam search of width ef on one level from `entry` (and `second_entry`,
+  // when it differs). With `results_must_qualify`, nodes that are deleted or
+  // rejected by `filter` are traversed but not kept.
   std::vector<Candidate> SearchLayer(const float* q, NodeId entry, size_t ef, int level,
                                      bool results_must_qualify, const LabelFilter* filter,
                                      NodeId second_entry) const;

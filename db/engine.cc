@@ -44,10 +44,7 @@ void Engine::CheckpointChanged() {
     }
     for (auto& [ns, state] : namespaces) {
       if (state->postings_changes > 0) CheckpointPostings(*c, ns, state);
-      // A namespace still catching up after a restart keeps its checkpoint:
-      // the records reconcile it on load.
-      if (state->index->checkpointed() && state->inserts_since_checkpoint > 0 &&
-          state->catchup == nullptr) {
+      if (state->index->checkpointed() && state->inserts_since_checkpoint > 0) {
         CheckpointNamespace(*c, ns, state);
       }
     }

@@ -96,6 +96,18 @@ template <class Request, class Response>
 using StreamHandler = std::function<grpc::Status(grpc::CallbackServerContext*, const Request*,
                                                  ResponseWriter<Response>*)>;
 
+namespace calls_internal {
+
+// What a worker does first with a queued call: drop it if its client went
+// away (or its deadline passed) while it waited, else parse its request.
+inline grpc::Status Begin(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer& raw,
+                          google::protobuf::Message* request) {
+  if (ctx->IsCancelled()) return GoneWhileQueued();
+  return ParseRequest(raw, request);
+}
+
+}  // namespace calls_internal
+
 // A unary call: queued on `queue` (null: run at once on gRPC's thread, for
 // trivial handlers such as health checks).
 template <class Request, class Response>
@@ -105,9 +117,8 @@ grpc::ServerUnaryReactor* RunUnary(CallQueue* queue, grpc::CallbackServerContext
                                    UnaryHandler<Request, Response> handler) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto work = [ctx, reactor, raw_request, raw_response, handler = std::move(handler)] {
-    if (ctx->IsCancelled()) return reactor->Finish(GoneWhileQueued());
     Request request;
-    if (grpc::Status s = ParseRequest(*raw_request, &request); !s.ok()) {
+    if (grpc::Status s = calls_internal::Begin(ctx, *raw_request, &request); !s.ok()) {
       return reactor->Finish(s);
     }
     Response response;
@@ -172,9 +183,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* RunStream(CallQueue* queue,
                                                       StreamHandler<Request, Response> handler) {
   auto* reactor = new calls_internal::StreamReactor<Response>();
   auto work = [ctx, reactor, raw_request, handler = std::move(handler)] {
-    if (ctx->IsCancelled()) return reactor->Finish(GoneWhileQueued());
     Request request;
-    if (grpc::Status s = ParseRequest(*raw_request, &request); !s.ok()) {
+    if (grpc::Status s = calls_internal::Begin(ctx, *raw_request, &request); !s.ok()) {
       return reactor->Finish(s);
     }
     reactor->Finish(handler(ctx, &request, reactor));

@@ -37,30 +37,43 @@ struct CallQueues {
   CallQueue* model = nullptr;
 };
 
-class GrpcCollections final
-    : public v1::Collections::WithRawCallbackMethod_Create<
-          v1::Collections::WithRawCallbackMethod_Get<v1::Collections::WithRawCallbackMethod_List<
-              v1::Collections::WithRawCallbackMethod_Delete<v1::Collections::Service>>>> {
+// A generated service (all methods raw callback) bound to its handler and
+// the queues.
+template <class RawService, class Handler>
+class Bound : public RawService {
  public:
-  GrpcCollections(CollectionsService* handler, CallQueues q) : handler_(handler), q_(q) {}
+  Bound(Handler* handler, CallQueues q) : handler_(handler), q_(q) {}
+
+ protected:
+  Handler* const handler_;
+  const CallQueues q_;
+};
+
+class GrpcCollections final
+    : public Bound<
+          v1::Collections::WithRawCallbackMethod_Create<v1::Collections::WithRawCallbackMethod_Get<
+              v1::Collections::WithRawCallbackMethod_List<
+                  v1::Collections::WithRawCallbackMethod_Delete<v1::Collections::Service>>>>,
+          CollectionsService> {
+ public:
+  using Bound::Bound;
   QUIVER_RAW_UNARY(Create, CreateCollectionRequest, CreateCollectionResponse, q_.data)
   QUIVER_RAW_UNARY(Get, GetCollectionRequest, GetCollectionResponse, q_.data)
   QUIVER_RAW_UNARY(List, ListCollectionsRequest, ListCollectionsResponse, q_.data)
   QUIVER_RAW_UNARY(Delete, DeleteCollectionRequest, DeleteCollectionResponse, q_.data)
-
- private:
-  CollectionsService* handler_;
-  CallQueues q_;
 };
 
 class GrpcPoints final
-    : public v1::Points::WithRawCallbackMethod_Upsert<
-          v1::Points::WithRawCallbackMethod_Fetch<v1::Points::WithRawCallbackMethod_Update<
-              v1::Points::WithRawCallbackMethod_Delete<v1::Points::WithRawCallbackMethod_ListIds<
-                  v1::Points::WithRawCallbackMethod_DescribeStats<
-                      v1::Points::WithRawCallbackMethod_ListNamespaces<v1::Points::Service>>>>>>> {
+    : public Bound<
+          v1::Points::WithRawCallbackMethod_Upsert<v1::Points::WithRawCallbackMethod_Fetch<
+              v1::Points::WithRawCallbackMethod_Update<v1::Points::WithRawCallbackMethod_Delete<
+                  v1::Points::WithRawCallbackMethod_ListIds<
+                      v1::Points::WithRawCallbackMethod_DescribeStats<
+                          v1::Points::WithRawCallbackMethod_ListNamespaces<
+                              v1::Points::Service>>>>>>>,
+          PointsService> {
  public:
-  GrpcPoints(PointsService* handler, CallQueues q) : handler_(handler), q_(q) {}
+  using Bound::Bound;
   // Upserts may embed text through the collection's model.
   QUIVER_RAW_UNARY(Upsert, UpsertRequest, UpsertResponse, q_.model)
   QUIVER_RAW_UNARY(Fetch, FetchRequest, FetchResponse, q_.data)
@@ -69,71 +82,57 @@ class GrpcPoints final
   QUIVER_RAW_UNARY(ListIds, ListIdsRequest, ListIdsResponse, q_.data)
   QUIVER_RAW_UNARY(DescribeStats, DescribeStatsRequest, DescribeStatsResponse, q_.data)
   QUIVER_RAW_UNARY(ListNamespaces, ListNamespacesRequest, ListNamespacesResponse, q_.data)
-
- private:
-  PointsService* handler_;
-  CallQueues q_;
 };
 
-class GrpcSearch final : public v1::Search::WithRawCallbackMethod_Query<v1::Search::Service> {
+class GrpcSearch final
+    : public Bound<v1::Search::WithRawCallbackMethod_Query<v1::Search::Service>, SearchService> {
  public:
-  GrpcSearch(SearchService* handler, CallQueues q) : handler_(handler), q_(q) {}
+  using Bound::Bound;
   QUIVER_RAW_UNARY(Query, QueryRequest, QueryResponse, q_.data)
-
- private:
-  SearchService* handler_;
-  CallQueues q_;
 };
 
 class GrpcModels final
-    : public v1::Models::WithRawCallbackMethod_Embed<
-          v1::Models::WithRawCallbackMethod_Rerank<v1::Models::WithRawCallbackMethod_Generate<
-              v1::Models::WithRawCallbackMethod_ListModels<v1::Models::Service>>>> {
+    : public Bound<v1::Models::WithRawCallbackMethod_Embed<v1::Models::WithRawCallbackMethod_Rerank<
+                       v1::Models::WithRawCallbackMethod_Generate<
+                           v1::Models::WithRawCallbackMethod_ListModels<v1::Models::Service>>>>,
+                   ModelsService> {
  public:
-  GrpcModels(ModelsService* handler, CallQueues q) : handler_(handler), q_(q) {}
+  using Bound::Bound;
   QUIVER_RAW_UNARY(Embed, EmbedRequest, EmbedResponse, q_.model)
   QUIVER_RAW_UNARY(Rerank, RerankRequest, RerankResponse, q_.model)
   QUIVER_RAW_STREAM(Generate, GenerateRequest, GenerateResponse, q_.model)
   QUIVER_RAW_UNARY(ListModels, ListModelsRequest, ListModelsResponse, q_.data)
-
- private:
-  ModelsService* handler_;
-  CallQueues q_;
 };
 
 class GrpcRag final
-    : public v1::Rag::WithRawCallbackMethod_UpsertDocument<
-          v1::Rag::WithRawCallbackMethod_GetDocument<v1::Rag::WithRawCallbackMethod_ListDocuments<
-              v1::Rag::WithRawCallbackMethod_DeleteDocument<
-                  v1::Rag::WithRawCallbackMethod_Ask<v1::Rag::Service>>>>> {
+    : public Bound<
+          v1::Rag::WithRawCallbackMethod_UpsertDocument<v1::Rag::WithRawCallbackMethod_GetDocument<
+              v1::Rag::WithRawCallbackMethod_ListDocuments<
+                  v1::Rag::WithRawCallbackMethod_DeleteDocument<
+                      v1::Rag::WithRawCallbackMethod_Ask<v1::Rag::Service>>>>>,
+          RagService> {
  public:
-  GrpcRag(RagService* handler, CallQueues q) : handler_(handler), q_(q) {}
+  using Bound::Bound;
   QUIVER_RAW_UNARY(UpsertDocument, UpsertDocumentRequest, UpsertDocumentResponse, q_.model)
   QUIVER_RAW_UNARY(GetDocument, GetDocumentRequest, GetDocumentResponse, q_.data)
   QUIVER_RAW_UNARY(ListDocuments, ListDocumentsRequest, ListDocumentsResponse, q_.data)
   QUIVER_RAW_UNARY(DeleteDocument, DeleteDocumentRequest, DeleteDocumentResponse, q_.data)
   QUIVER_RAW_STREAM(Ask, AskRequest, AskResponse, q_.model)
-
- private:
-  RagService* handler_;
-  CallQueues q_;
 };
 
 class GrpcAdmin final
-    : public v1::Admin::WithRawCallbackMethod_Health<
-          v1::Admin::WithRawCallbackMethod_ServerInfo<v1::Admin::WithRawCallbackMethod_Snapshot<
-              v1::Admin::WithRawCallbackMethod_ListSnapshots<v1::Admin::Service>>>> {
+    : public Bound<
+          v1::Admin::WithRawCallbackMethod_Health<
+              v1::Admin::WithRawCallbackMethod_ServerInfo<v1::Admin::WithRawCallbackMethod_Snapshot<
+                  v1::Admin::WithRawCallbackMethod_ListSnapshots<v1::Admin::Service>>>>,
+          AdminService> {
  public:
-  GrpcAdmin(AdminService* handler, CallQueues q) : handler_(handler), q_(q) {}
+  using Bound::Bound;
   // Health answers at once, however busy the queues are.
   QUIVER_RAW_UNARY(Health, HealthRequest, HealthResponse, nullptr)
   QUIVER_RAW_UNARY(ServerInfo, ServerInfoRequest, ServerInfoResponse, q_.data)
   QUIVER_RAW_UNARY(Snapshot, SnapshotRequest, SnapshotResponse, q_.data)
   QUIVER_RAW_UNARY(ListSnapshots, ListSnapshotsRequest, ListSnapshotsResponse, q_.data)
-
- private:
-  AdminService* handler_;
-  CallQueues q_;
 };
 
 #undef QUIVER_RAW_UNARY

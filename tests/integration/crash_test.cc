@@ -161,18 +161,12 @@ TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
   // all of them, as the exact scan does.
   if (stats.total_record_count() <= 10000) {
     const uint32_t all = static_cast<uint32_t>(stats.total_record_count());
-    v1::QueryRequest q;
-    q.set_collection("crash");
-    q.set_top_k(all);
-    q.set_ef_search(std::max(all, 1u));
-    for (int d = 0; d < kDim; ++d) q.add_vector(Value(0, 0, 0, d));
-    v1::QueryResponse walk, exact;
-    grpc::ClientContext c1, c2;
-    ASSERT_TRUE(search->Query(&c1, q, &walk).ok());
-    q.set_exact(true);
-    ASSERT_TRUE(search->Query(&c2, q, &exact).ok());
-    EXPECT_EQ(walk.matches_size(), exact.matches_size());
-    EXPECT_EQ(walk.matches_size(), static_cast<int>(all));
+    std::vector<float> v;
+    for (int d = 0; d < kDim; ++d) v.push_back(Value(0, 0, 0, d));
+    const auto [walk, exact] =
+        testing::WalkAndExactIds(search.get(), "crash", v, std::max(all, 1u));
+    EXPECT_EQ(walk.size(), exact.size());
+    EXPECT_EQ(walk.size(), all);
   }
 
   // Text and sparse postings: loaded from their checkpoint plus the records
@@ -325,18 +319,12 @@ TEST(CrashLoopTest, AcknowledgedWritesSurviveRepeatedKill9) {
     // The index agrees with the store and with the exact scan.
     auto search = v1::Search::NewStub(channel);
     if (live > 0) {
-      v1::QueryRequest q;
-      q.set_collection("loop");
-      q.set_top_k(static_cast<uint32_t>(live));
-      q.set_ef_search(static_cast<uint32_t>(std::max<uint64_t>(live, 10)));
-      for (int d = 0; d < kDim; ++d) q.add_vector(0.5f * d);
-      v1::QueryResponse walk, exact;
-      grpc::ClientContext c1, c2;
-      ASSERT_TRUE(search->Query(&c1, q, &walk).ok());
-      q.set_exact(true);
-      ASSERT_TRUE(search->Query(&c2, q, &exact).ok());
-      ASSERT_EQ(walk.matches_size(), static_cast<int>(live)) << "round " << round;
-      ASSERT_EQ(exact.matches_size(), static_cast<int>(live)) << "round " << round;
+      std::vector<float> v;
+      for (int d = 0; d < kDim; ++d) v.push_back(0.5f * d);
+      const auto [walk, exact] = testing::WalkAndExactIds(
+          search.get(), "loop", v, static_cast<uint32_t>(std::max<uint64_t>(live, 10)));
+      ASSERT_EQ(walk.size(), live) << "round " << round;
+      ASSERT_EQ(exact.size(), live) << "round " << round;
     }
     if (round == rounds - 1) break;
 

@@ -252,25 +252,12 @@ TEST(SnapshotTest, RestoredSnapshotEqualsTheSourceAtTheSnapshotPoint) {
   // exact scan does, and records find themselves.
   const uint32_t all = static_cast<uint32_t>(stats.total_record_count());
   ASSERT_LE(all, 10000u);
-  v1::QueryRequest q;
-  q.set_collection("snap");
-  q.set_top_k(all);
-  q.set_ef_search(all);
-  for (int d = 0; d < kDim; ++d) q.add_vector(Value(5, d));
-  v1::QueryResponse walk, exact;
-  {
-    grpc::ClientContext c1, c2;
-    ASSERT_TRUE(rsearch->Query(&c1, q, &walk).ok());
-    q.set_exact(true);
-    ASSERT_TRUE(rsearch->Query(&c2, q, &exact).ok());
-  }
-  ASSERT_EQ(walk.matches_size(), exact.matches_size());
-  std::set<std::string> walk_ids, exact_ids;
-  for (int i = 0; i < walk.matches_size(); ++i) {
-    walk_ids.insert(walk.matches(i).id());
-    exact_ids.insert(exact.matches(i).id());
-  }
-  EXPECT_EQ(walk_ids, exact_ids);
+  std::vector<float> v;
+  for (int d = 0; d < kDim; ++d) v.push_back(Value(5, d));
+  const auto [walk, exact] = testing::WalkAndExactIds(rsearch.get(), "snap", v, all);
+  ASSERT_EQ(walk.size(), exact.size());
+  EXPECT_EQ(std::set<std::string>(walk.begin(), walk.end()),
+            std::set<std::string>(exact.begin(), exact.end()));
   for (int i = 1; i < kBase; i += 97) {
     if (i % 7 == 0) continue;
     v1::QueryRequest self;

@@ -128,4 +128,25 @@ std::string GenerateText(v1::Models::Stub* models, const v1::GenerateRequest& re
   return text;
 }
 
+std::pair<std::vector<std::string>, std::vector<std::string>> WalkAndExactIds(
+    v1::Search::Stub* search, const std::string& collection, const std::vector<float>& vector,
+    uint32_t n) {
+  std::pair<std::vector<std::string>, std::vector<std::string>> ids;
+  for (bool exact : {false, true}) {
+    v1::QueryRequest q;
+    q.set_collection(collection);
+    q.set_top_k(n);
+    q.set_ef_search(n);
+    q.set_exact(exact);
+    for (float x : vector) q.add_vector(x);
+    v1::QueryResponse resp;
+    grpc::ClientContext ctx;
+    const grpc::Status status = search->Query(&ctx, q, &resp);
+    if (!status.ok()) ADD_FAILURE() << "Query: " << status.error_message();
+    auto& out = exact ? ids.second : ids.first;
+    for (const v1::ScoredRecord& m : resp.matches()) out.push_back(m.id());
+  }
+  return ids;
+}
+
 }  // namespace quiver::testing

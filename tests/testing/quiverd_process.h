@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "grpcpp/channel.h"
 #include "quiver/v1/models.grpc.pb.h"
+#include "quiver/v1/search.grpc.pb.h"
 
 namespace quiver::testing {
 
@@ -54,6 +55,14 @@ class QuiverdProcess {
 // The text a Models.Generate call streams for `req`, read to its end; a
 // failed call is a test failure.
 std::string GenerateText(v1::Models::Stub* models, const v1::GenerateRequest& req);
+
+// The ids a Query for `vector` in `collection` returns with top_k =
+// ef_search = n: as a graph walk (first) and as an exact scan (second). A
+// walk as wide as the collection must find what the scan finds. A failed
+// call is a test failure.
+std::pair<std::vector<std::string>, std::vector<std::string>> WalkAndExactIds(
+    v1::Search::Stub* search, const std::string& collection, const std::vector<float>& vector,
+    uint32_t n);
 
 // Runs the quiver CLI with `args`; returns its exit code and fills
 // `output` with stdout (and stderr, when `stderr_too`).
