@@ -429,7 +429,26 @@ class Cli {
     t.AddRow({"max_top_k", StrCat(resp.limits().max_top_k())});
     t.AddRow({"max_metadata_bytes", StrCat(resp.limits().max_metadata_bytes())});
     t.AddRow({"max_message_bytes", StrCat(resp.limits().max_message_bytes())});
+    const v1::MemoryBudget& m = resp.memory();
+    t.AddRow({"memory_budget",
+              m.budget_bytes() > 0 ? Megabytes(m.budget_bytes()) : std::string("no limit")});
+    t.AddRow({"memory_used", Megabytes(m.used().total_bytes())});
+    for (const auto& [part, bytes] :
+         std::map<std::string, uint64_t>(m.used().parts().begin(), m.used().parts().end())) {
+      auto limit = m.part_limit_bytes().find(part);
+      t.AddRow({"memory_used." + part,
+                StrCat(Megabytes(bytes), limit == m.part_limit_bytes().end()
+                                             ? std::string()
+                                             : StrCat(" of ", Megabytes(limit->second)))});
+    }
+    t.AddRow({"memory_resident", Megabytes(m.resident_bytes())});
     Print(t.Render());
+  }
+
+  static std::string Megabytes(uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.1f MB", static_cast<double>(bytes) / (1 << 20));
+    return buf;
   }
 
   static std::string MetricName(v1::Metric m) {
@@ -1063,11 +1082,19 @@ class Cli {
           if (resp.catching_up_count() > 0) {
             Print(StrCat("catching up after restart: ", resp.catching_up_count(), " records\n"));
           }
-          Table t({"NAMESPACE", "RECORDS"});
-          std::map<std::string, uint64_t> sorted;
-          for (const auto& [name, ns] : resp.namespaces()) sorted[name] = ns.record_count();
-          for (const auto& [name, count] : sorted) {
-            t.AddRow({name.empty() ? "\"\"" : name, StrCat(count)});
+          std::string parts;
+          for (const auto& [part, bytes] : std::map<std::string, uint64_t>(
+                   resp.memory().parts().begin(), resp.memory().parts().end())) {
+            StrAppend(&parts, parts.empty() ? "" : ", ", part, " ", Megabytes(bytes));
+          }
+          Print(StrCat("memory: ", Megabytes(resp.memory().total_bytes()),
+                       parts.empty() ? "" : StrCat(" (", parts, ")"), "\n"));
+          Table t({"NAMESPACE", "RECORDS", "MEMORY"});
+          std::map<std::string, const v1::NamespaceStats*> sorted;
+          for (const auto& [name, ns] : resp.namespaces()) sorted[name] = &ns;
+          for (const auto& [name, ns] : sorted) {
+            t.AddRow({name.empty() ? "\"\"" : name, StrCat(ns->record_count()),
+                      Megabytes(ns->memory_bytes())});
           }
           Print(t.Render());
         });

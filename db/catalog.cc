@@ -75,6 +75,7 @@ std::vector<CollectionUsage> Engine::Usage() {
       for (const auto& [ns, state] : c->namespaces()) {
         u.index_bytes += state->index->stored_count() * state->index->BytesPerVector();
       }
+      u.memory = c->Memory();
     }
     u.stored_bytes = store_->ApproximateBytes(c->meta().id);
     u.vectors_indexed = c->counters.vectors_indexed.load(std::memory_order_relaxed);
@@ -93,6 +94,8 @@ absl::Status Engine::DropCollection(std::string_view name) {
   RETURN_IF_ERROR(store_->DropCollection(c->meta()));
   c->dropped = true;
   index_files_.RemoveCollection(c->meta().id);
+  budget_->Release(c->charged);
+  c->charged = {};
   MutexLock lock(&mu_);
   collections_.erase(std::string(name));
   Log(LogLevel::kInfo, "collection dropped", {{"collection", name}});

@@ -20,7 +20,33 @@ std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& conf
   return std::make_unique<ann::FlatIndex>(config.dimension, config.metric);
 }
 
-Collection::Collection(storage::CollectionMeta meta) : meta_(std::move(meta)) {
+uint64_t EntryBytes(std::string_view id, const storage::Metadata& metadata) {
+  // label_of: a slot (key string, label, control byte) and the key's heap
+  // bytes; entries: a slot (label, Entry, control byte), the id again, the
+  // metadata.
+  const uint64_t heap = id.size() < 16 ? 0 : id.size() + 1;
+  return sizeof(std::string) + sizeof(uint64_t) + 1 + heap + sizeof(uint64_t) +
+         sizeof(NamespaceState::Entry) + 1 + heap + storage::MetadataMemoryBytes(metadata);
+}
+
+MemoryAmounts NamespaceState::Memory() const {
+  MemoryAmounts m{};
+  auto add_index = [&m](const ann::VectorIndex& index) {
+    const uint64_t vector = index.dimension() * sizeof(float);
+    const uint64_t per = index.BytesPerVector();
+    At(m, MemoryPart::kVectors) += index.stored_count() * vector;
+    At(m, MemoryPart::kGraph) += index.stored_count() * (per > vector ? per - vector : 0);
+  };
+  add_index(*index);
+  if (catchup != nullptr) add_index(*catchup);
+  At(m, MemoryPart::kPostings) =
+      (bm25 != nullptr ? bm25->MemoryBytes() : 0) + sparse->MemoryBytes();
+  At(m, MemoryPart::kMetadata) = metadata_bytes;
+  return m;
+}
+
+Collection::Collection(storage::CollectionMeta meta)
+    : meta_(std::move(meta)), bytes_per_vector_(NewIndex(meta_.config)->BytesPerVector()) {
   if (meta_.config.text.enabled) {
     auto a = text::Analyzer::Named(meta_.config.text.analyzer);
     // The catalog only holds validated configs.
@@ -81,26 +107,64 @@ NamespaceState* Collection::GetOrCreate(std::string_view ns) {
   return it->second.get();
 }
 
+MemoryAmounts Collection::MemoryOfWrite(const storage::Record& record) const {
+  MemoryAmounts m{};
+  const uint64_t vector = config().dimension * sizeof(float);
+  At(m, MemoryPart::kVectors) = vector;
+  At(m, MemoryPart::kGraph) = bytes_per_vector_ > vector ? bytes_per_vector_ - vector : 0;
+  // A posting per distinct term (at most one per 4 bytes of text, with its
+  // document's term id) and per sparse entry, and a document's slot.
+  const uint64_t text = analyzer_ ? TextOf(record).size() : 0;
+  At(m, MemoryPart::kPostings) =
+      text / 4 * 20 + record.sparse.indices.size() * 20 + (text > 0 ? 128 : 0);
+  At(m, MemoryPart::kMetadata) = EntryBytes(record.id, record.metadata);
+  return m;
+}
+
+MemoryAmounts Collection::Memory() const {
+  MemoryAmounts m{};
+  for (const auto& [name, state] : namespaces_) {
+    const MemoryAmounts ns = state->Memory();
+    for (size_t i = 0; i < kMemoryParts; ++i) m[i] += ns[i];
+  }
+  return m;
+}
+
 void Collection::ApplyPut(NamespaceState* state, uint64_t label, storage::Record record) {
   auto [it, inserted] = state->label_of.try_emplace(record.id, label);
   if (!inserted && it->second != label) {
     state->index->Remove(it->second);
     if (state->catchup != nullptr) state->catchup->Remove(it->second);
     UnindexPostings(state, it->second);
-    state->entries.erase(it->second);
+    ForgetEntry(state, it->second);
     it->second = label;
   }
   if (!state->index->concurrent_writes()) state->index->Upsert(label, record.values);
   IndexText(state, label, record);
   IndexSparse(state, label, record);
+  ForgetEntry(state, label);
+  state->metadata_bytes += EntryBytes(record.id, record.metadata);
   state->entries[label] = NamespaceState::Entry{std::move(record.id), std::move(record.metadata)};
+}
+
+void Collection::ForgetEntry(NamespaceState* state, uint64_t label) {
+  auto it = state->entries.find(label);
+  if (it == state->entries.end()) return;
+  state->metadata_bytes -=
+      std::min(state->metadata_bytes, EntryBytes(it->second.id, it->second.metadata));
+  state->entries.erase(it);
 }
 
 void Collection::ApplyFields(NamespaceState* state, uint64_t label, storage::Record record) {
   IndexText(state, label, record);
   IndexSparse(state, label, record);
   auto it = state->entries.find(label);
-  if (it != state->entries.end()) it->second.metadata = std::move(record.metadata);
+  if (it != state->entries.end()) {
+    state->metadata_bytes -=
+        std::min(state->metadata_bytes, EntryBytes(it->second.id, it->second.metadata));
+    state->metadata_bytes += EntryBytes(it->second.id, record.metadata);
+    it->second.metadata = std::move(record.metadata);
+  }
 }
 
 void Collection::ApplyDelete(std::string_view ns, std::string_view id) {
@@ -112,7 +176,7 @@ void Collection::ApplyDelete(std::string_view ns, std::string_view id) {
   state.index->Remove(idit->second);
   if (state.catchup != nullptr) state.catchup->Remove(idit->second);
   UnindexPostings(&state, idit->second);
-  state.entries.erase(idit->second);
+  ForgetEntry(&state, idit->second);
   state.label_of.erase(idit);
   if (state.entries.empty()) namespaces_.erase(it);
 }

@@ -17,6 +17,7 @@
 #include "ann/distance.h"
 #include "ann/flat_index.h"
 #include "ann/vector_index.h"
+#include "common/memory_budget.h"
 #include "common/mutex.h"
 #include "common/strings.h"
 #include "storage/collection_config.h"
@@ -49,7 +50,17 @@ struct NamespaceState {
   absl::flat_hash_map<uint64_t, Entry> entries;  // Internal id -> record facts.
   // Vectors inserted since the index was last checkpointed (HNSW only).
   uint64_t inserts_since_checkpoint = 0;
+  // Memory of label_of and entries (ids and metadata), kept as they change.
+  uint64_t metadata_bytes = 0;
+  // Set while a compaction waits for memory (logged once).
+  bool compaction_deferred = false;
+
+  // What the namespace holds in memory, by part (MemoryBudget).
+  MemoryAmounts Memory() const;
 };
+
+// Memory one id-map entry holds: the id in both maps and the metadata.
+uint64_t EntryBytes(std::string_view id, const storage::Metadata& metadata);
 
 // An empty index of the collection's kind.
 std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& config);
@@ -79,6 +90,9 @@ class Collection {
   mutable Counters counters;
 
   bool dropped ABSL_GUARDED_BY(write_mu) = false;
+  // What the collection's namespaces held in memory when last counted in
+  // the engine's budget (Engine::Recharge).
+  MemoryAmounts charged ABSL_GUARDED_BY(write_mu){};
   uint64_t next_label ABSL_GUARDED_BY(write_mu) = 1;
 
   // The namespace's state, created (empty) when missing.
@@ -110,6 +124,13 @@ class Collection {
     return namespaces_;
   }
   uint64_t record_count() const ABSL_SHARED_LOCKS_REQUIRED(mu);
+  // What every namespace holds in memory, by part.
+  MemoryAmounts Memory() const ABSL_SHARED_LOCKS_REQUIRED(mu);
+  // Index memory per vector stored (vector and index overhead).
+  size_t bytes_per_vector() const { return bytes_per_vector_; }
+  // Memory `record` will take once written (vector, graph, postings, id
+  // and metadata), approximately: what a write reserves in the budget.
+  MemoryAmounts MemoryOfWrite(const storage::Record& record) const;
 
  private:
   // (Re-)index the record's text and sparse vector; a label already indexed
@@ -119,10 +140,13 @@ class Collection {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void IndexSparse(NamespaceState* state, uint64_t label, const storage::Record& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Erases the label's entry (if any) and its share of metadata_bytes.
+  static void ForgetEntry(NamespaceState* state, uint64_t label);
   // Removes a label from the postings indexes.
   static void UnindexPostings(NamespaceState* state, uint64_t label);
 
   const storage::CollectionMeta meta_;
+  size_t bytes_per_vector_ = 0;
   std::optional<text::Analyzer> analyzer_;  // Set when text is enabled.
   std::map<std::string, std::unique_ptr<NamespaceState>, std::less<>> namespaces_
       ABSL_GUARDED_BY(mu);

@@ -77,6 +77,7 @@ void Engine::AfterDeletes(Collection& c, std::string_view ns) {
   } else {
     MaintainIndex(c, ns, left);
   }
+  Recharge(c);
 }
 
 absl::StatusOr<uint64_t> Engine::DeleteIds(std::string_view collection, std::string_view ns,

@@ -84,6 +84,10 @@ absl::StatusOr<PutDocumentResult> Engine::PutDocument(std::string_view collectio
 
   MutexLock wl(&c->write_mu);
   if (c->dropped) return CollectionGone(collection);
+  ASSIGN_OR_RETURN(MemoryReservation room,
+                   ReserveWrite(*c, doc.chunks,
+                                StrCat("writing the ", doc.chunks.size(), " chunks of document ",
+                                       Quoted(doc.id), " into collection ", Quoted(collection))));
   ASSIGN_OR_RETURN(std::optional<StoredDocument> old,
                    store_->GetDocument(c->meta().id, ns, doc.id));
   PutDocumentResult result;

@@ -24,7 +24,9 @@ Engine::Engine(EngineOptions options, std::unique_ptr<storage::Store> store)
     : options_(std::move(options)),
       store_(std::move(store)),
       index_files_(options_.store.path),
-      search_pool_(std::max<size_t>(1, options_.search_threads)) {}
+      search_pool_(std::max<size_t>(1, options_.search_threads)),
+      own_budget_(options_.memory_budget == nullptr ? std::make_unique<MemoryBudget>() : nullptr),
+      budget_(options_.memory_budget != nullptr ? options_.memory_budget : own_budget_.get()) {}
 
 Engine::~Engine() {
   stopping_.store(true);
@@ -56,15 +58,26 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
   if (options.search_threads < 1) return absl::InvalidArgumentError("search threads must be >= 1");
   ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> store, storage::Store::Open(options.store));
   std::unique_ptr<Engine> engine(new Engine(options, std::move(store)));
-  std::vector<std::string> damaged;
-  ASSIGN_OR_RETURN(std::vector<CollectionMeta> metas, engine->store_->LoadCatalog(&damaged));
+  std::vector<std::string> unreadable;
+  ASSIGN_OR_RETURN(std::vector<CollectionMeta> metas, engine->store_->LoadCatalog(&unreadable));
+  std::map<std::string, absl::Status, std::less<>> damaged;
+  for (const std::string& name : unreadable) {
+    damaged[name] = absl::UnavailableError(
+        StrCat("collection ", Quoted(name), " failed to load at start-up; see the server log"));
+  }
   for (const CollectionMeta& meta : metas) {
     const absl::Time start = absl::Now();
     absl::Status s = engine->LoadCollection(meta);
     if (!s.ok()) {
       Log(LogLevel::kError, "collection failed to load; not served",
           {{"collection", meta.config.name}, {"error", s.ToString()}});
-      damaged.push_back(meta.config.name);
+      // Memory that ran out is said as it is; anything else is in the log.
+      damaged[meta.config.name] =
+          absl::IsResourceExhausted(s)
+              ? absl::ResourceExhaustedError(StrCat("collection ", Quoted(meta.config.name),
+                                                    " was not loaded at start-up: ", s.message()))
+              : absl::UnavailableError(StrCat("collection ", Quoted(meta.config.name),
+                                              " failed to load at start-up; see the server log"));
       continue;
     }
     Log(LogLevel::kInfo, "collection loaded",
@@ -83,12 +96,7 @@ absl::StatusOr<std::shared_ptr<Collection>> Engine::Find(std::string_view name) 
   MutexLock lock(&mu_);
   auto it = collections_.find(name);
   if (it == collections_.end()) {
-    for (const std::string& d : damaged_) {
-      if (d == name) {
-        return absl::UnavailableError(
-            StrCat("collection ", Quoted(name), " failed to load at start-up; see the server log"));
-      }
-    }
+    if (auto d = damaged_.find(name); d != damaged_.end()) return d->second;
     if (name.empty()) return absl::InvalidArgumentError("collection name must not be empty");
     return CollectionGone(name);
   }
@@ -104,7 +112,9 @@ std::vector<std::shared_ptr<Collection>> Engine::AllCollections() {
 
 std::vector<std::string> Engine::damaged_collections() const {
   MutexLock lock(&mu_);
-  return damaged_;
+  std::vector<std::string> names;
+  for (const auto& [name, status] : damaged_) names.push_back(name);
+  return names;
 }
 
 uint64_t Engine::total_record_count() {

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "ann/search_params.h"
 #include "common/json.h"
+#include "common/memory_budget.h"
 #include "common/mutex.h"
 #include "common/thread_pool.h"
 #include "db/limits.h"
@@ -43,6 +45,11 @@ struct EngineOptions {
   uint64_t checkpoint_min_inserts = 50000;
   // Embedding models by name, for collections bound to one; not owned.
   std::map<std::string, TextEmbedder*, std::less<>> embedders;
+  // The server's memory budget, which the collections' vectors, graphs,
+  // postings and metadata count against: a write or load that would not
+  // fit is refused with RESOURCE_EXHAUSTED. Not owned; null: the engine
+  // counts in a budget of its own with no limit.
+  MemoryBudget* memory_budget = nullptr;
 };
 
 // Query planning for filtered search on an HNSW collection: the filter is
@@ -129,6 +136,7 @@ class Engine {
   std::vector<SnapshotInfo> ListSnapshots() const;
 
   std::vector<std::string> damaged_collections() const;
+  MemoryBudget& memory_budget() { return *budget_; }
   const EngineOptions& options() const { return options_; }
   uint64_t total_record_count();
   // Size and activity of every collection.
@@ -178,6 +186,14 @@ class Engine {
   // Adds values and metadata from the store to matches when asked for.
   absl::StatusOr<QueryResult> FillMatches(const Collection& c, const QueryRequest& req,
                                           std::vector<Match> matches, QueryResult out);
+  // Counts what the collection holds now in the budget (in place of what
+  // it held when last counted). REQUIRES: c.write_mu held.
+  void Recharge(Collection& c);
+  // Reserves the memory `records` will take once written to `c`;
+  // RESOURCE_EXHAUSTED saying what is full when they do not fit.
+  absl::StatusOr<MemoryReservation> ReserveWrite(const Collection& c,
+                                                 std::span<const storage::Record> records,
+                                                 std::string_view what);
   // Moves records written after a checkpoint into their HNSW graphs, a
   // chunk at a time, until done or stopping_.
   void CatchUp();
@@ -186,13 +202,16 @@ class Engine {
   std::unique_ptr<storage::Store> store_;
   const storage::IndexFiles index_files_;
   ThreadPool search_pool_;
+  std::unique_ptr<MemoryBudget> own_budget_;  // Without options_.memory_budget.
+  MemoryBudget* budget_;
 
   std::atomic<bool> stopping_{false};
   std::thread catchup_thread_;
 
   mutable Mutex mu_;
   std::map<std::string, std::shared_ptr<Collection>, std::less<>> collections_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> damaged_ ABSL_GUARDED_BY(mu_);
+  // Collections that failed to load, with why (see Find).
+  std::map<std::string, absl::Status, std::less<>> damaged_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace quiver::db

@@ -33,8 +33,22 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
   std::map<std::string, Pending, std::less<>> pending;
   MutexLock wl(&c->write_mu);
   MutexLock l(&c->mu);
+  // What the collection holds so far must fit in the memory budget: checked
+  // every kCheckEvery records, so a collection too big for it stops loading
+  // within one step of the limit instead of exhausting memory.
+  constexpr uint64_t kCheckEvery = 4096;
+  uint64_t scanned = 0;
+  const std::string loading = StrCat("loading collection ", Quoted(meta.config.name));
+  auto check_fits = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    MemoryAmounts held = c->Memory();
+    for (const auto& [ns, p] : pending) {
+      At(held, MemoryPart::kVectors) += p.vectors.size() * sizeof(float);
+    }
+    return budget_->CheckFits(held, loading);
+  };
   RETURN_IF_ERROR(store_->ScanCollection(
       meta.id, [&](std::string_view ns, StoredRecord stored) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        if (++scanned % kCheckEvery == 0) RETURN_IF_ERROR(check_fits());
         if (stored.record.values.size() != meta.config.dimension) {
           return absl::DataLossError(
               StrCat("record ", Quoted(stored.record.id), " has the wrong dimension"));
@@ -110,6 +124,10 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
     }
   }
   c->next_label = next_label;
+  pending.clear();  // Copied into the catch-up indexes.
+  RETURN_IF_ERROR(check_fits());
+  c->charged = c->Memory();
+  budget_->Add(c->charged);
   MutexLock lock(&mu_);
   collections_[meta.config.name] = std::move(c);
   return absl::OkStatus();

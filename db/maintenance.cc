@@ -14,6 +14,8 @@
 
 namespace quiver::db {
 
+using internal::Quoted;
+
 void Engine::CatchUp() {
   // Vectors per step: the collection's writers wait for one step (about a
   // second at 1M x 128-d on two cores).
@@ -58,6 +60,7 @@ void Engine::CatchUp() {
             {{"collection", c->config().name}, {"namespace", ns}});
         MaintainIndex(*c, ns, state);
       }
+      Recharge(*c);
     }
   }
 }
@@ -97,7 +100,27 @@ void Engine::MaintainIndex(Collection& c, std::string_view ns, NamespaceState* s
   ann::VectorIndex* index = state->index.get();
   if (!index->checkpointed()) return;
   // The index's own rule says when deleted entries are worth a rebuild.
-  if (index->NeedsCompaction()) {
+  // The rebuilt graph exists next to the old one until it replaces it, so
+  // a compaction needs room for the live part; without it, it waits.
+  auto room_to_compact = [&]() -> absl::StatusOr<MemoryReservation> {
+    MemoryAmounts copy{};
+    const uint64_t vector = index->dimension() * sizeof(float);
+    const uint64_t per = index->BytesPerVector();
+    At(copy, MemoryPart::kVectors) = index->size() * vector;
+    At(copy, MemoryPart::kGraph) = index->size() * (per > vector ? per - vector : 0);
+    auto room = budget_->Reserve(copy, StrCat("compacting the graph of namespace ", Quoted(ns),
+                                              " of collection ", Quoted(c.config().name)));
+    if (!room.ok() && !state->compaction_deferred) {
+      Log(LogLevel::kWarning, "compaction waits for memory",
+          {{"collection", c.config().name},
+           {"namespace", ns},
+           {"error", room.status().ToString()}});
+    }
+    state->compaction_deferred = !room.ok();
+    return room;
+  };
+  absl::StatusOr<MemoryReservation> room;  // Held while compacting.
+  if (index->NeedsCompaction() && (room = room_to_compact()).ok()) {
     const absl::Time start = absl::Now();
     std::unique_ptr<ann::VectorIndex> fresh = index->Compact(&search_pool_);
     c.counters.compactions.fetch_add(1, std::memory_order_relaxed);

@@ -84,8 +84,9 @@ absl::StatusOr<StatsResult> Engine::DescribeStats(std::string_view collection,
   out.dimension = c->config().dimension;
   out.metric = c->config().metric;
   out.index = c->config().index;
-  out.index_bytes_per_vector = NewIndex(c->config())->BytesPerVector();
+  out.index_bytes_per_vector = c->bytes_per_vector();
   ReaderMutexLock l(&c->mu);
+  out.memory = c->Memory();
   for (const auto& [name, state] : c->namespaces()) {
     uint64_t count = 0;
     if (filter.MatchesAll()) {
@@ -94,6 +95,7 @@ absl::StatusOr<StatsResult> Engine::DescribeStats(std::string_view collection,
       for (const auto& [internal, entry] : state->entries) count += filter.Matches(entry.metadata);
     }
     out.namespaces[name].record_count = count;
+    out.namespaces[name].memory_bytes = Sum(state->Memory());
     out.total_record_count += count;
     if (state->catchup != nullptr) out.catching_up_count += state->catchup->size();
   }

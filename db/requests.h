@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/memory_budget.h"
 #include "storage/collection_config.h"
 #include "storage/document.h"
 #include "storage/record.h"
@@ -31,6 +32,8 @@ struct CollectionUsage {
   uint64_t index_bytes = 0;
   // What the store holds for it on disk (and in memtables), approximately.
   uint64_t stored_bytes = 0;
+  // What it holds in memory, by part (vectors, graph, postings, metadata).
+  MemoryAmounts memory{};
   uint64_t vectors_indexed = 0, queries = 0, compactions = 0, checkpoints = 0;
 };
 
@@ -55,6 +58,7 @@ struct ListIdsResult {
 
 struct NamespaceStatsResult {
   uint64_t record_count = 0;
+  uint64_t memory_bytes = 0;  // What the namespace holds in memory.
 };
 struct StatsResult {
   uint32_t dimension = 0;
@@ -66,6 +70,8 @@ struct StatsResult {
   // Records an HNSW graph does not hold yet after a restart (answered by an
   // exact scan meanwhile); 0 once caught up.
   uint64_t catching_up_count = 0;
+  // What the collection holds in memory, by part.
+  MemoryAmounts memory{};
 };
 
 // How Query fuses several ranked lists (hybrid search).

@@ -92,6 +92,10 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
     }
   }
   RETURN_IF_ERROR(ValidateRecord(options_.limits, c->config(), &r));
+  ASSIGN_OR_RETURN(MemoryReservation room,
+                   ReserveWrite(*c, {&r, 1},
+                                StrCat("updating record ", Quoted(spec.id), " in collection ",
+                                       Quoted(collection))));
   if (new_vector) stored->label = c->next_label++;
   storage::RecordBatch batch = store_->NewBatch();
   batch.Put(c->meta().id, ns, *stored);
@@ -108,6 +112,7 @@ absl::Status Engine::Update(std::string_view collection, std::string_view ns, Up
       c->ApplyFields(state, *internal, std::move(r));
     }
     MaintainIndex(*c, ns, state);
+    Recharge(*c);
   }
   return absl::OkStatus();
 }

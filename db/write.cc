@@ -54,6 +54,27 @@ absl::Status Engine::EmbedMissingVectors(const Collection& c, std::vector<Record
   return absl::OkStatus();
 }
 
+void Engine::Recharge(Collection& c) {
+  MemoryAmounts now;
+  {
+    ReaderMutexLock l(&c.mu);
+    now = c.Memory();
+  }
+  budget_->Adjust(c.charged, now);
+  c.charged = now;
+}
+
+absl::StatusOr<MemoryReservation> Engine::ReserveWrite(const Collection& c,
+                                                       std::span<const Record> records,
+                                                       std::string_view what) {
+  MemoryAmounts need{};
+  for (const Record& r : records) {
+    const MemoryAmounts one = c.MemoryOfWrite(r);
+    for (size_t i = 0; i < kMemoryParts; ++i) need[i] += one[i];
+  }
+  return budget_->Reserve(need, what);
+}
+
 absl::StatusOr<size_t> Engine::Upsert(std::string_view collection, std::string_view ns,
                                       std::vector<Record> records) {
   ASSIGN_OR_RETURN(auto c, Find(collection));
@@ -76,6 +97,11 @@ absl::StatusOr<size_t> Engine::Upsert(std::string_view collection, std::string_v
 
   MutexLock wl(&c->write_mu);
   if (c->dropped) return CollectionGone(collection);
+  // Held until the write is counted in full (ApplyWrites).
+  ASSIGN_OR_RETURN(MemoryReservation room,
+                   ReserveWrite(*c, records,
+                                StrCat("upserting ", records.size(), " records into collection ",
+                                       Quoted(collection))));
   // Every write of a vector gets a fresh label, so an index never sees a
   // label's vector change under a reader.
   std::vector<uint64_t> labels(records.size());
@@ -116,6 +142,7 @@ void Engine::ApplyWrites(Collection& c, std::string_view ns, const std::vector<u
     for (size_t i = 0; i < records.size(); ++i) c.ApplyPut(state, labels[i], std::move(records[i]));
   }
   MaintainIndex(c, ns, state);
+  Recharge(c);
 }
 
 }  // namespace quiver::db

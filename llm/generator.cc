@@ -22,6 +22,10 @@ absl::StatusOr<std::unique_ptr<Generator>> Generator::Load(const GeneratorOption
                       options.scheduler.block_size, MaxStepRows(options.scheduler)));
   g->scheduler_ =
       std::make_unique<Scheduler>(std::move(engine), g->loaded_.tokenizer.get(), options.scheduler);
+  if (g->scheduler_->device() == "cpu") {
+    g->host_kv_cache_bytes_ = KvCacheBlocks(model->config(), options.scheduler) *
+                              KvBlockBytes(model->config(), options.scheduler.block_size);
+  }
   const std::string& source = g->loaded_.tokenizer->info().chat_template;
   if (source.empty()) {
     g->chat_template_error_ = absl::InvalidArgumentError(

@@ -62,6 +62,10 @@ class Generator {
   const Tokenizer& tokenizer() const { return *loaded_.tokenizer; }
   const LlamaConfig& config() const { return scheduler_->config(); }
   Scheduler& scheduler() { return *scheduler_; }
+  // Host memory of its weights (kept on the host when decoding on a GPU
+  // too) and of its KV cache (0 when the cache lives on the GPU).
+  size_t weight_bytes() const { return loaded_.model->weight_bytes(); }
+  size_t host_kv_cache_bytes() const { return host_kv_cache_bytes_; }
   bool has_chat_template() const { return chat_template_ != nullptr; }
 
   // The model's chat template applied to `messages`. INVALID_ARGUMENT when
@@ -82,6 +86,7 @@ class Generator {
   LoadedModel loaded_;
   std::string name_;
   std::unique_ptr<Scheduler> scheduler_;
+  size_t host_kv_cache_bytes_ = 0;
   std::unique_ptr<ChatTemplate> chat_template_;
   absl::Status chat_template_error_;  // Why there is none.
 };

@@ -115,6 +115,16 @@ absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionCo
   return c;
 }
 
+void MemoryToProto(const MemoryAmounts& memory, v1::MemoryUsage* proto) {
+  proto->set_total_bytes(Sum(memory));
+  for (size_t i = 0; i < kMemoryParts; ++i) {
+    if (memory[i] > 0) {
+      (*proto->mutable_parts())[std::string(MemoryPartName(static_cast<MemoryPart>(i)))] =
+          memory[i];
+    }
+  }
+}
+
 void CollectionInfoToProto(const db::CollectionInfo& info, v1::CollectionInfo* proto) {
   const storage::CollectionConfig& c = info.meta.config;
   v1::CollectionConfig* pc = proto->mutable_config();

@@ -27,6 +27,7 @@ void SparseToProto(const storage::SparseVector& sparse, v1::SparseValues* proto)
 // INVALID_ARGUMENT for unknown enum values (the settings themselves are
 // checked by CollectionConfig::Validate when the collection is created).
 absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionConfig& proto);
+void MemoryToProto(const MemoryAmounts& memory, v1::MemoryUsage* proto);
 void CollectionInfoToProto(const db::CollectionInfo& info, v1::CollectionInfo* proto);
 
 }  // namespace quiver::server

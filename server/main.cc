@@ -27,6 +27,7 @@
 #include "absl/strings/strip.h"
 #include "ann/distance.h"
 #include "common/log.h"
+#include "common/memory_budget.h"
 #include "common/strings.h"
 #include "server/server.h"
 #include "storage/restore.h"
@@ -66,6 +67,14 @@ ABSL_FLAG(std::string, sync, "batch",
           "--sync_interval_ms; the WAL is written before the ack), none");
 ABSL_FLAG(int, sync_interval_ms, 20, "Group-commit interval for --sync=batch");
 ABSL_FLAG(int, block_cache_mb, 256, "RocksDB block cache size");
+ABSL_FLAG(int, memtable_mb, 64, "RocksDB memtables of all column families together (MiB, >= 4)");
+ABSL_FLAG(int64_t, memory_budget_mb, 0,
+          "Memory the server may hold (MiB): vectors, graphs, postings, metadata, models, KV "
+          "cache, caches; a write or load past it is RESOURCE_EXHAUSTED. 0: 80% of the memory "
+          "this process may use (its cgroup's limit, else the machine's); -1: no limit");
+ABSL_FLAG(std::string, memory_part_budget_mb, "",
+          "Limits of single parts within the budget (MiB), e.g. vectors=4096,postings=512; parts: "
+          "vectors, graph, postings, metadata, models, kv_cache, caches");
 ABSL_FLAG(uint64_t, checkpoint_min_inserts, 50000,
           "HNSW checkpoint after max(this, a quarter of the namespace) inserted vectors");
 ABSL_FLAG(std::string, device, "auto", "Compute device for models: auto, cpu or cuda");
@@ -256,6 +265,25 @@ int main(int argc, char** argv) {
   options.engine.store.batch_sync_interval_ms = absl::GetFlag(FLAGS_sync_interval_ms);
   options.engine.store.block_cache_bytes =
       static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_block_cache_mb))) << 20;
+  options.engine.store.memtable_bytes =
+      static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_memtable_mb))) << 20;
+  {
+    const int64_t mb = absl::GetFlag(FLAGS_memory_budget_mb);
+    if (mb < -1) {
+      std::fprintf(stderr, "quiverd: --memory_budget_mb must be -1 (no limit), 0 (auto) or MiB\n");
+      return 2;
+    }
+    options.memory_budget_bytes = mb > 0    ? static_cast<uint64_t>(mb) << 20
+                                  : mb == 0 ? quiver::AvailableMemoryBytes() / 5 * 4
+                                            : 0;
+    auto parts = quiver::ParseMemoryPartLimits(absl::GetFlag(FLAGS_memory_part_budget_mb));
+    if (!parts.ok()) {
+      std::fprintf(stderr, "quiverd: --memory_part_budget_mb: %s\n",
+                   std::string(parts.status().message()).c_str());
+      return 2;
+    }
+    options.memory_part_limits = *parts;
+  }
   int search_threads = absl::GetFlag(FLAGS_search_threads);
   if (search_threads <= 0) search_threads = std::max(1u, std::thread::hardware_concurrency());
   options.engine.search_threads = static_cast<size_t>(search_threads);

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -72,6 +74,34 @@ class MetricsInterceptorFactory final
   RequestMetrics* metrics_;
 };
 
+// Bytes of the weight files at a model path: the file itself, or in a
+// directory its *.safetensors files (else *.bin and *.gguf ones). What a
+// model will take at least, checked against the budget before loading.
+uint64_t WeightFileBytes(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (path.empty()) return 0;
+  if (!fs::is_directory(path, ec)) {
+    const uintmax_t size = fs::file_size(path, ec);
+    return ec ? 0 : size;
+  }
+  uint64_t safetensors = 0, other = 0;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const std::string ext = entry.path().extension().string();
+    const uintmax_t size = entry.is_regular_file(ec) ? entry.file_size(ec) : 0;
+    if (ec) continue;
+    if (ext == ".safetensors") safetensors += size;
+    if (ext == ".bin" || ext == ".gguf") other += size;
+  }
+  return safetensors > 0 ? safetensors : other;
+}
+
+MemoryAmounts Amount(MemoryPart part, uint64_t bytes) {
+  MemoryAmounts a{};
+  At(a, part) = bytes;
+  return a;
+}
+
 }  // namespace
 
 absl::Status ServerOptions::Validate() const {
@@ -85,11 +115,53 @@ absl::Status ServerOptions::Validate() const {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<Server> s(new Server());
+  s->memory_ =
+      std::make_unique<MemoryBudget>(options.memory_budget_bytes, options.memory_part_limits);
+  MemoryBudget& memory = *s->memory_;
+  // Held for good: caches at their bounds, then each model as loaded (its
+  // weight files checked first, so one too big for the budget is refused
+  // before it is read).
+  auto hold = [&memory](const MemoryAmounts& bytes, std::string_view what) -> absl::Status {
+    ASSIGN_OR_RETURN(MemoryReservation held, memory.Reserve(bytes, what));
+    held.Keep();
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(
+      hold(Amount(MemoryPart::kCaches, options.engine.store.block_cache_bytes +
+                                           options.engine.store.memtable_bytes +
+                                           options.answer_cache.max_bytes),
+           "the store's block cache and memtables and the answer cache (--block_cache_mb, "
+           "--memtable_mb, --answer_cache_mb)"));
+  RETURN_IF_ERROR(memory.CheckFits(
+      Amount(MemoryPart::kModels, WeightFileBytes(options.embed.embed_model_dir) +
+                                      WeightFileBytes(options.embed.rerank_model_dir)),
+      "loading the embedding and rerank models"));
+  const uint64_t resident_before = ResidentBytes();
   ASSIGN_OR_RETURN(s->embedding_, embed::EmbeddingService::Load(options.embed));
+  if (s->embedding_->has_embedder() || s->embedding_->has_reranker()) {
+    // What loading them took (at least their files).
+    const uint64_t resident = ResidentBytes();
+    RETURN_IF_ERROR(
+        hold(Amount(MemoryPart::kModels,
+                    std::max<uint64_t>(resident > resident_before ? resident - resident_before : 0,
+                                       WeightFileBytes(options.embed.embed_model_dir) +
+                                           WeightFileBytes(options.embed.rerank_model_dir))),
+             "the embedding and rerank models"));
+  }
   if (!options.llm.model.path.empty()) {
+    // Its KV cache's size follows from the model's shape: counted once
+    // loaded, with the weights as they came out of the loader.
+    RETURN_IF_ERROR(
+        memory.CheckFits(Amount(MemoryPart::kModels, WeightFileBytes(options.llm.model.path)),
+                         "loading the language model"));
     ASSIGN_OR_RETURN(s->generator_, llm::Generator::Load(options.llm));
+    MemoryAmounts took = Amount(MemoryPart::kModels, s->generator_->weight_bytes());
+    At(took, MemoryPart::kKvCache) = s->generator_->host_kv_cache_bytes();
+    RETURN_IF_ERROR(hold(took, StrCat("the language model ", s->generator_->name(),
+                                      " (its KV cache: --llm_kv_cache_mb)")));
   }
   db::EngineOptions engine_options = options.engine;
+  engine_options.memory_budget = s->memory_.get();
   if (s->embedding_->has_embedder()) {
     s->text_embedder_ = std::make_unique<rag::ServiceEmbedder>(s->embedding_.get());
     engine_options.embedders[s->embedding_->embed_name()] = s->text_embedder_.get();

@@ -55,6 +55,12 @@ struct ServerOptions {
   size_t audit_log_bytes = 256 << 20;
   // TLS for both transports (PEM files); both empty: plaintext.
   std::string tls_cert_file, tls_key_file;
+  // The memory budget (common/memory_budget.h): what the server holds in
+  // memory counts against it, and a load or write that would pass it is
+  // refused with RESOURCE_EXHAUSTED. 0: no limit (usage is still
+  // reported). Per-part limits: 0 for a part bounded by the total only.
+  uint64_t memory_budget_bytes = 0;
+  MemoryAmounts memory_part_limits{};
   absl::Status Validate() const;
 };
 
@@ -74,10 +80,13 @@ class Server {
   // Blocks until Shutdown has completed.
   void Wait();
   db::Engine* engine() { return engine_.get(); }
+  const MemoryBudget& memory_budget() const { return *memory_; }
 
  private:
   Server() = default;
 
+  // Outlives everything that counts memory in it.
+  std::unique_ptr<MemoryBudget> memory_;
   // The models before the engine, which embeds through them.
   std::unique_ptr<embed::EmbeddingService> embedding_;
   std::unique_ptr<db::TextEmbedder> text_embedder_;  // Adapts embedding_ for the engine.

@@ -161,8 +161,11 @@ grpc::Status PointsService::DescribeStats(grpc::CallbackServerContext* ctx,
   resp->set_dimension(stats->dimension);
   resp->set_total_record_count(stats->total_record_count);
   for (const auto& [name, ns] : stats->namespaces) {
-    (*resp->mutable_namespaces())[name].set_record_count(ns.record_count);
+    v1::NamespaceStats& out = (*resp->mutable_namespaces())[name];
+    out.set_record_count(ns.record_count);
+    out.set_memory_bytes(ns.memory_bytes);
   }
+  MemoryToProto(stats->memory, resp->mutable_memory());
   resp->set_metric(std::string(ann::MetricName(stats->metric)));
   resp->set_index_type(std::string(storage::IndexKindName(stats->index)));
   resp->set_index_bytes_per_vector(stats->index_bytes_per_vector);
@@ -607,6 +610,17 @@ grpc::Status AdminService::ServerInfo(grpc::CallbackServerContext* ctx,
   l->set_max_embed_inputs(static_cast<uint32_t>(facts_.max_embed_inputs));
   l->set_max_document_bytes(o.limits.max_document_bytes);
   l->set_max_document_chunks(o.limits.max_document_chunks);
+  const MemoryBudget& budget = engine_->memory_budget();
+  v1::MemoryBudget* m = resp->mutable_memory();
+  m->set_budget_bytes(budget.total_limit());
+  for (size_t i = 0; i < kMemoryParts; ++i) {
+    if (budget.part_limits()[i] > 0) {
+      (*m->mutable_part_limit_bytes())[std::string(MemoryPartName(static_cast<MemoryPart>(i)))] =
+          budget.part_limits()[i];
+    }
+  }
+  MemoryToProto(budget.used(), m->mutable_used());
+  m->set_resident_bytes(ResidentBytes());
   return grpc::Status::OK;
 }
 

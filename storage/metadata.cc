@@ -75,6 +75,22 @@ Json MetadataToJson(const Metadata& metadata) {
   return Json(std::move(obj));
 }
 
+size_t MetadataMemoryBytes(const Metadata& metadata) {
+  // A std::map node: three pointers and a colour, the key and the value.
+  constexpr size_t kNode = 4 * sizeof(void*) + sizeof(std::string) + sizeof(MetadataValue);
+  size_t bytes = 0;
+  for (const auto& [key, value] : metadata) {
+    bytes += kNode + StringHeapBytes(key);
+    if (const auto* s = std::get_if<std::string>(&value)) {
+      bytes += StringHeapBytes(*s);
+    } else if (const auto* list = std::get_if<StringList>(&value)) {
+      bytes += list->size() * sizeof(std::string);
+      for (const std::string& item : *list) bytes += StringHeapBytes(item);
+    }
+  }
+  return bytes;
+}
+
 size_t MetadataJsonBytes(const Metadata& metadata) {
   return metadata.empty() ? 0 : MetadataToJson(metadata).Dump().size();
 }

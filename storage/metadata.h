@@ -26,6 +26,12 @@ Json MetadataToJson(const Metadata& metadata);
 
 // Size of the metadata as compact JSON, the unit the size limit is in.
 size_t MetadataJsonBytes(const Metadata& metadata);
+// Memory the metadata holds, approximately: map nodes and the heap bytes of
+// strings too long for their inline buffer.
+size_t MetadataMemoryBytes(const Metadata& metadata);
+// Heap bytes of a string beyond sizeof(std::string) (by its size: the same
+// for the same content, however it was built).
+inline size_t StringHeapBytes(const std::string& s) { return s.size() < 16 ? 0 : s.size() + 1; }
 
 // Binary encoding used inside stored records.
 void EncodeMetadata(const Metadata& metadata, std::string* dst);

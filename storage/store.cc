@@ -112,6 +112,9 @@ absl::Status StoreOptions::Validate() const {
   if (batch_sync_interval_ms < 1 || batch_sync_interval_ms > 10000) {
     return absl::InvalidArgumentError("batch sync interval must be in 1..10000 ms");
   }
+  if (memtable_bytes < (size_t{4} << 20)) {
+    return absl::InvalidArgumentError("memtables need at least 4 MiB (--memtable_mb)");
+  }
   return absl::OkStatus();
 }
 
@@ -166,6 +169,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   db_options.create_missing_column_families = true;
   db_options.IncreaseParallelism(2);
   db_options.keep_log_file_num = 5;
+  db_options.db_write_buffer_size = options.memtable_bytes;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   table.cache_index_and_filter_blocks = true;

@@ -49,6 +49,9 @@ struct StoreOptions {
   SyncPolicy sync = SyncPolicy::kBatch;  // Default: kBatch.
   int batch_sync_interval_ms = 20;       // Default 20. REQUIRES: 1..10000.
   size_t block_cache_bytes = 256 << 20;  // Default 256 MiB.
+  // Memtables of every column family together (RocksDB's
+  // db_write_buffer_size: past it the largest is flushed). Default 64 MiB.
+  size_t memtable_bytes = 64 << 20;
   absl::Status Validate() const;
 };
 

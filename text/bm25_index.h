@@ -58,6 +58,7 @@ class Bm25Index {
 
   size_t doc_count() const { return index_->doc_count(); }
   size_t term_count() const { return index_->term_count(); }
+  size_t MemoryBytes() const { return index_->MemoryBytes(); }
   uint64_t total_length() const { return index_->total_length(); }
   size_t doc_frequency(std::string_view term) const;
 

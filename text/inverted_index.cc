@@ -53,6 +53,7 @@ uint32_t InvertedIndex::InternTerm(std::string_view key) {
   }
   terms_[id].key = std::string(key);
   dictionary_.emplace(terms_[id].key, id);
+  term_bytes_ += key.size();
   return id;
 }
 
@@ -63,6 +64,7 @@ void InvertedIndex::AddPosting(uint32_t term, uint64_t label, float weight, uint
   t.min_doc_len = std::min(t.min_doc_len, doc_len);
   // Appends are the common case (labels only grow).
   if (t.docs.empty() || t.docs.back() < label) {
+    ++postings_;
     t.docs.push_back(label);
     t.weights.push_back(weight);
     t.lens.push_back(doc_len);
@@ -76,6 +78,7 @@ void InvertedIndex::AddPosting(uint32_t term, uint64_t label, float weight, uint
     --t.dead;
     return;
   }
+  ++postings_;
   t.docs.insert(pos, label);
   t.weights.insert(t.weights.begin() + i, weight);
   t.lens.insert(t.lens.begin() + i, doc_len);
@@ -90,6 +93,7 @@ void InvertedIndex::Compact(Term& t) {
     t.lens[out] = t.lens[i];
     ++out;
   }
+  postings_ -= t.docs.size() - out;
   t.docs.resize(out);
   t.weights.resize(out);
   t.lens.resize(out);
@@ -109,6 +113,7 @@ void InvertedIndex::Upsert(uint64_t label, std::span<const TermWeight> terms, Do
     AddPosting(id, label, tw.weight, info.length);
     d.terms.push_back(id);
   }
+  doc_terms_ += terms.size();
   total_length_ += info.length;
 }
 
@@ -121,6 +126,8 @@ bool InvertedIndex::Remove(uint64_t label) {
     t.weights[pos - t.docs.begin()] = kTombstone;
     ++t.dead;
     if (t.live() == 0) {
+      postings_ -= t.docs.size();
+      term_bytes_ -= t.key.size();
       dictionary_.erase(t.key);
       t = Term();
       free_terms_.push_back(id);
@@ -129,8 +136,28 @@ bool InvertedIndex::Remove(uint64_t label) {
     }
   }
   total_length_ -= it->second.info.length;
+  doc_terms_ -= it->second.terms.size();
   docs_.erase(it);
   return true;
+}
+
+size_t InvertedIndex::MemoryBytes() const {
+  // A posting: label, weight, length. A document: its hash map slot (key,
+  // Doc, control byte) and term ids. A term: its Term, key bytes and
+  // dictionary slot (key string, id, control byte).
+  return postings_ * (sizeof(uint64_t) + sizeof(float) + sizeof(uint32_t)) +
+         docs_.size() * (sizeof(uint64_t) + sizeof(Doc) + 1) + doc_terms_ * sizeof(uint32_t) +
+         terms_.size() * sizeof(Term) + term_bytes_ +
+         dictionary_.size() * (sizeof(std::string) + sizeof(uint32_t) + 1);
+}
+
+void InvertedIndex::Recount() {
+  postings_ = doc_terms_ = term_bytes_ = 0;
+  for (const Term& t : terms_) {
+    postings_ += t.docs.size();
+    term_bytes_ += t.key.size();
+  }
+  for (const auto& [label, d] : docs_) doc_terms_ += d.terms.size();
 }
 
 const InvertedIndex::DocInfo* InvertedIndex::FindDoc(uint64_t label) const {
@@ -336,6 +363,7 @@ absl::StatusOr<std::unique_ptr<InvertedIndex>> InvertedIndex::Load(bool integer_
   if (index->docs_.size() != want_docs || index->dictionary_.size() != want_terms) {
     return Damaged("document or term count does not match its header");
   }
+  index->Recount();
   return index;
 }
 

@@ -75,6 +75,9 @@ class InvertedIndex {
   size_t doc_count() const { return docs_.size(); }
   uint64_t total_length() const { return total_length_; }
   size_t term_count() const { return dictionary_.size(); }
+  // Memory the index holds, approximately (postings with their tombstones,
+  // documents, the dictionary; vector sizes, not capacities). O(1).
+  size_t MemoryBytes() const;
   // The term's id and statistics; false when no live document has it.
   bool FindTerm(std::string_view term, uint32_t* id, TermStats* stats) const;
 
@@ -127,6 +130,8 @@ class InvertedIndex {
   uint32_t InternTerm(std::string_view key);
   void AddPosting(uint32_t term, uint64_t label, float weight, uint32_t doc_len);
   void Compact(Term& t);
+  // Counts postings_, doc_terms_ and term_bytes_ from scratch (after Load).
+  void Recount();
 
   bool integer_weights_;
   std::vector<Term> terms_;  // By term id; a freed id has no key.
@@ -134,6 +139,9 @@ class InvertedIndex {
   absl::flat_hash_map<std::string, uint32_t, StringHash, StringEq> dictionary_;
   absl::flat_hash_map<uint64_t, Doc> docs_;
   uint64_t total_length_ = 0;
+  // For MemoryBytes: entries of every posting list (tombstones included),
+  // of every document's term list, and bytes of the terms' keys.
+  size_t postings_ = 0, doc_terms_ = 0, term_bytes_ = 0;
 };
 
 // ---- Search (templates, so the scorer inlines) ------------------------------

@@ -29,6 +29,7 @@ class SparseIndex {
     index_->ForEachLabel(fn);
   }
   size_t doc_count() const { return index_->doc_count(); }
+  size_t MemoryBytes() const { return index_->MemoryBytes(); }
 
   // The digest Upsert records for a vector.
   static uint64_t Fingerprint(std::span<const uint32_t> indices, std::span<const float> values);

@@ -527,5 +527,136 @@ TEST_F(ServingTest, FiveHundredConcurrentEmbedsAreAllAnswered) {
   }
 }
 
+// The memory budget: writes past it are refused with what is full, usage
+// is reported, a collection that no longer fits is not loaded (and says
+// why), and a server whose fixed parts do not fit refuses to start.
+TEST_F(ServingTest, AMemoryBudgetRefusesWritesSayingWhatIsFullAndReportsUsage) {
+  const std::vector<std::string> small_caches = {"--block_cache_mb=8", "--memtable_mb=8",
+                                                 "--answer_cache_mb=8"};
+  auto with = [&](std::string budget) {
+    std::vector<std::string> flags = small_caches;
+    flags.push_back("--memory_budget_mb=" + budget);
+    return flags;
+  };
+  Start(with("30"));  // 24 MB of caches, 6 MB for data.
+  CreateCollection("vecs", 128, /*hnsw=*/false);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> g;
+  int written = 0;
+  grpc::Status refused;
+  for (int batch = 0; batch < 100 && refused.ok(); ++batch) {
+    v1::UpsertRequest req;
+    req.set_collection("vecs");
+    for (int i = 0; i < 500; ++i) {
+      v1::Record* r = req.add_records();
+      r->set_id(StrCat("r", written + i));
+      for (int d = 0; d < 128; ++d) r->add_values(g(rng));
+    }
+    v1::UpsertResponse resp;
+    grpc::ClientContext ctx;
+    refused = points_->Upsert(&ctx, req, &resp);
+    if (refused.ok()) written += 500;
+  }
+  ASSERT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr("upserting 500 records into collection \"vecs\" needs"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("memory budget of 30.0 MB (--memory_budget_mb)"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("caches 24.0 MB"));
+  EXPECT_GE(written, 5000);
+
+  v1::ServerInfoResponse info;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(admin_->ServerInfo(&ctx, {}, &info).ok());
+  }
+  const v1::MemoryBudget& m = info.memory();
+  EXPECT_EQ(m.budget_bytes(), 30u << 20);
+  EXPECT_EQ(m.used().parts().at("caches"), 24u << 20);
+  EXPECT_EQ(m.used().parts().at("vectors"), static_cast<uint64_t>(written) * 128 * 4);
+  EXPECT_GT(m.used().parts().at("metadata"), 0u);
+  EXPECT_LE(m.used().total_bytes(), 30u << 20);
+  EXPECT_GT(m.resident_bytes(), 0u);
+  v1::DescribeStatsResponse stats;
+  {
+    v1::DescribeStatsRequest req;
+    req.set_collection("vecs");
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(points_->DescribeStats(&ctx, req, &stats).ok());
+  }
+  EXPECT_EQ(stats.total_record_count(), static_cast<uint64_t>(written));
+  EXPECT_EQ(stats.memory().total_bytes(), m.used().total_bytes() - (24u << 20));
+  EXPECT_EQ(stats.namespaces().at("").memory_bytes(), stats.memory().total_bytes());
+
+  // Restarted with less room than the collection takes: not loaded, and
+  // every call on it says why; the server serves the rest.
+  ASSERT_EQ(server_->Stop(SIGTERM), 0);
+  Start(with("27"));
+  {
+    v1::QueryRequest req;
+    req.set_collection("vecs");
+    req.set_top_k(1);
+    for (int d = 0; d < 128; ++d) req.add_vector(0.5f);
+    v1::QueryResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = search_->Query(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(s.error_message(), HasSubstr("collection \"vecs\" was not loaded at start-up: "
+                                             "loading collection \"vecs\" needs"));
+    v1::HealthResponse health;
+    grpc::ClientContext hctx;
+    ASSERT_TRUE(admin_->Health(&hctx, {}, &health).ok());
+    EXPECT_THAT(health.damaged_collections(), ::testing::ElementsAre("vecs"));
+  }
+  ASSERT_EQ(server_->Stop(SIGTERM), 0);
+  Start(with("64"));
+  {
+    v1::DescribeStatsRequest req;
+    req.set_collection("vecs");
+    v1::DescribeStatsResponse again;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(points_->DescribeStats(&ctx, req, &again).ok());
+    EXPECT_EQ(again.total_record_count(), static_cast<uint64_t>(written));
+  }
+  ASSERT_EQ(server_->Stop(SIGTERM), 0);
+
+  // Caches alone past the budget: quiverd does not start, and says so.
+  testing::QuiverdProcess tiny(dir_.path() + "/data", {"--memory_budget_mb=100"});
+  absl::Status start = tiny.Start();
+  EXPECT_FALSE(start.ok());
+  EXPECT_THAT(tiny.Log(), HasSubstr("the store's block cache and memtables and the answer cache"));
+  EXPECT_THAT(tiny.Log(), HasSubstr("memory budget of 100.0 MB"));
+}
+
+TEST_F(ServingTest, ALanguageModelPastTheMemoryBudgetIsRefusedAtStartUp) {
+  const std::string dir = testing::FixturePath("stories260K");
+  if (dir.empty()) GTEST_SKIP() << "fixture stories260K not found ($QUIVER_FIXTURES)";
+  const std::vector<std::string> model = {"--llm-model=" + dir + "/stories260K.bin",
+                                          "--llm-tokenizer=" + dir + "/tok512.bin",
+                                          "--block_cache_mb=8",
+                                          "--memtable_mb=8",
+                                          "--answer_cache_mb=8",
+                                          "--llm_kv_cache_mb=64"};
+  auto flags = model;
+  flags.push_back("--memory_budget_mb=26");  // 24 MB of caches: no room for the KV cache.
+  testing::QuiverdProcess refused(dir_.path() + "/data", flags);
+  EXPECT_FALSE(refused.Start().ok());
+  EXPECT_THAT(refused.Log(), HasSubstr("the language model stories260K"));
+  EXPECT_THAT(refused.Log(), HasSubstr("kv_cache "));
+  EXPECT_THAT(refused.Log(), HasSubstr("memory budget of 26.0 MB"));
+  flags.back() = "--memory_budget_mb=120";
+  Start(flags);
+  v1::ServerInfoResponse info;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(admin_->ServerInfo(&ctx, {}, &info).ok());
+  const auto& parts = info.memory().used().parts();
+  // The KV cache: up to --llm_kv_cache_mb, at most a full context per
+  // sequence (--llm_max_seqs).
+  EXPECT_GT(parts.at("kv_cache"), 2u << 20);
+  EXPECT_LE(parts.at("kv_cache"), 64u << 20);
+  // stories260K: about 260k parameters of float32.
+  EXPECT_GT(parts.at("models"), 900u << 10);
+  EXPECT_LT(parts.at("models"), 2u << 20);
+}
+
 }  // namespace
 }  // namespace quiver

@@ -1,5 +1,6 @@
 #include "text/bm25_index.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -157,6 +158,50 @@ TEST(Bm25IndexTest, SavedIndexLoadsWithTheSameStatisticsAndScores) {
   // The loaded index keeps working incrementally.
   (*loaded)->Upsert(7, {"w17", "w17"});
   EXPECT_EQ((*loaded)->Search({"w17"}, 1)[0].label, 7u);
+}
+
+TEST(Bm25IndexTest, MemoryFollowsTheIndexThroughUpdatesDeletesAndLoads) {
+  std::mt19937 rng(4);
+  Bm25Index index(Bm25Params{});
+  const size_t empty = index.MemoryBytes();
+  auto doc = [&rng] {
+    Terms d;
+    for (int k = 0; k < 5 + static_cast<int>(rng() % 30); ++k) {
+      d.push_back("term" + std::to_string(rng() % 700));
+    }
+    return d;
+  };
+  size_t last = empty;
+  for (uint64_t d = 1; d <= 6000; ++d) {
+    index.Upsert(d, doc(), d);
+    if (d % 1000 == 0) {
+      EXPECT_GT(index.MemoryBytes(), last);
+      last = index.MemoryBytes();
+    }
+  }
+  // At least a posting (label, weight, length) per distinct term per doc.
+  EXPECT_GT(index.MemoryBytes(), 6000u * 5 * 16);
+  // A loaded copy (no tombstones either) counts the same.
+  MemoryKv kv;
+  QUIVER_ASSERT_OK(index.Save(kv));
+  auto loaded = Bm25Index::Load(Bm25Params{}, kv.Scan());
+  QUIVER_ASSERT_OK(loaded.status());
+  EXPECT_EQ((*loaded)->MemoryBytes(), index.MemoryBytes());
+  // Re-indexing in place, deleting (tombstones, compactions, freed terms):
+  // once every document is gone only the freed term slots are left.
+  for (uint64_t d = 1; d <= 6000; d += 3) index.Upsert(d, doc(), d + 1);
+  const size_t peak = index.MemoryBytes();
+  std::vector<uint64_t> order(6000);
+  for (uint64_t d = 0; d < 6000; ++d) order[d] = d + 1;
+  std::shuffle(order.begin(), order.end(), rng);
+  for (size_t i = 0; i < order.size(); ++i) {
+    index.Remove(order[i]);
+    if (i == 3000) {
+      EXPECT_LT(index.MemoryBytes(), peak);
+    }
+  }
+  EXPECT_EQ(index.doc_count(), 0u);
+  EXPECT_LT(index.MemoryBytes(), 700u * 256) << "postings or documents still counted";
 }
 
 TEST(Bm25IndexTest, DamagedOrMissingSaveIsReported) {
