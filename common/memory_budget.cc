@@ -136,8 +136,8 @@ absl::StatusOr<MemoryAmounts> ParseMemoryPartLimits(std::string_view spec) {
     if (!part) {
       std::string names;
       for (std::string_view n : kPartNames) StrAppend(&names, names.empty() ? "" : ", ", n);
-      return absl::InvalidArgumentError(StrCat("memory part limit ", Quoted(item),
-                                               " is not PART=MB with PART one of ", names));
+      return absl::InvalidArgumentError(
+          StrCat("memory part limit ", Quoted(item), " is not PART=MB with PART one of ", names));
     }
     const std::string number(StripWhitespace(item.substr(eq + 1)));
     uint64_t mb = 0;
