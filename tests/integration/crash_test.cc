@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "quiver/v1/collections.grpc.pb.h"
 #include "quiver/v1/points.grpc.pb.h"
+#include "quiver/v1/rag.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 #include "tests/testing/quiverd_process.h"
 #include "tests/testing/test_util.h"
@@ -400,6 +401,182 @@ TEST(CrashLoopTest, AcknowledgedWritesSurviveRepeatedKill9) {
     for (auto& t : writers) t.join();
   }
   EXPECT_GT(checked_total, static_cast<uint64_t>(kWriters * kKeys));
+}
+
+// The kill -9 loop over document ingests (Rag.UpsertDocument embeds and
+// chunks on the server, then replaces the document's chunks in one write):
+// writers upsert and delete documents of varying length; after each restart
+// every document is at its acknowledged version (the one in flight: whole
+// before or whole after), its text bit for bit, exactly chunk_count chunk
+// records of that version exist (none left over from a longer earlier one),
+// each chunk's text is its slice of the document, and a full-width graph
+// walk equals the exact scan. Needs the model2vec fixture (the embedder).
+std::string DocText(int writer, int key, int version) {
+  std::string text;
+  const int sentences = 1 + (key + version) % 6;
+  for (int p = 0; p < sentences; ++p) {
+    text += "Writer " + std::to_string(writer) + " keeps document " + std::to_string(key) +
+            " at version " + std::to_string(version) + ", part " + std::to_string(p) +
+            " of a story about orchards and rivers. ";
+  }
+  return text;
+}
+
+TEST(CrashLoopTest, AcknowledgedDocumentsSurviveRepeatedKill9) {
+  const std::string models = testing::FixturePath("model2vec-rs-fixtures");
+  if (models.empty()) GTEST_SKIP() << "fixture model2vec-rs-fixtures not found ($QUIVER_FIXTURES)";
+  int rounds = 3;
+  if (const char* env = std::getenv("QUIVER_CRASH_ROUNDS")) rounds = std::max(1, std::atoi(env));
+  constexpr int kWriters = 2, kKeys = 40;
+  testing::TempDir dir;
+  std::vector<std::vector<Version>> acked(kWriters, std::vector<Version>(kKeys));
+  std::vector<std::pair<int, Version>> in_flight(kWriters, {-1, Version{}});
+  std::mt19937 seed_rng(77);
+  uint64_t checked_chunks = 0;
+  for (int round = 0; round < rounds; ++round) {
+    testing::QuiverdProcess server(
+        dir.path() + "/data", {"--sync=batch", "--checkpoint_min_inserts=100",
+                               "--embed-model=" + models + "/test-model-float32", "--device=cpu"});
+    QUIVER_ASSERT_OK(server.Start());
+    auto channel = server.NewChannel();
+    if (round == 0) {
+      auto stub = v1::Collections::NewStub(channel);
+      v1::CreateCollectionRequest req;
+      req.mutable_config()->set_name("docs");
+      auto* e = req.mutable_config()->mutable_embedding();
+      e->set_model("test-model-float32");
+      e->set_chunk_tokens(32);
+      e->set_overlap_tokens(8);
+      req.mutable_config()->mutable_index()->mutable_hnsw();
+      req.mutable_config()->mutable_text()->set_enabled(true);
+      v1::CreateCollectionResponse resp;
+      grpc::ClientContext ctx;
+      ASSERT_TRUE(stub->Create(&ctx, req, &resp).ok());
+    }
+    auto rag = v1::Rag::NewStub(channel);
+    auto points = v1::Points::NewStub(channel);
+    uint64_t live_chunks = 0;
+    std::vector<float> probe;
+    for (int w = 0; w < kWriters; ++w) {
+      for (int k = 0; k < kKeys; ++k) {
+        const std::string id = "w" + std::to_string(w) + "-d" + std::to_string(k);
+        v1::GetDocumentRequest g;
+        g.set_collection("docs");
+        g.set_id(id);
+        v1::GetDocumentResponse gr;
+        grpc::ClientContext gctx;
+        const grpc::Status s = rag->GetDocument(&gctx, g, &gr);
+        ASSERT_TRUE(s.ok() || s.error_code() == grpc::NOT_FOUND) << s.error_message();
+        const int got =
+            s.ok() ? static_cast<int>(gr.document().metadata().fields().at("v").number_value())
+                   : -1;
+        int want = acked[w][k].version;
+        if (in_flight[w].first == k && got == in_flight[w].second.version) {
+          want = got;  // The ingest in flight landed: it was whole.
+          acked[w][k] = in_flight[w].second;
+        }
+        ASSERT_EQ(got, want) << "round " << round << ": document " << id;
+        // Its chunks: exactly chunk_count of them, all of this version.
+        const uint32_t chunks = s.ok() ? gr.document().chunk_count() : 0;
+        v1::FetchRequest f;
+        f.set_collection("docs");
+        for (uint32_t c = 0; c < chunks + 8; ++c) f.add_ids(id + "#" + std::to_string(c));
+        v1::FetchResponse fr;
+        grpc::ClientContext fctx;
+        ASSERT_TRUE(points->Fetch(&fctx, f, &fr).ok());
+        ASSERT_EQ(static_cast<uint32_t>(fr.records_size()), chunks)
+            << "round " << round << ": document " << id << " at version " << got;
+        if (got < 0) continue;
+        const std::string& text = gr.document().text();
+        ASSERT_EQ(text, DocText(w, k, got)) << id << " is torn";
+        for (const v1::Record& r : fr.records()) {
+          const auto& m = r.metadata().fields();
+          ASSERT_EQ(static_cast<int>(m.at("v").number_value()), got) << r.id() << " is stale";
+          ASSERT_EQ(m.at("document_id").string_value(), id);
+          const auto begin = static_cast<size_t>(m.at("start_byte").number_value());
+          const auto end = static_cast<size_t>(m.at("end_byte").number_value());
+          ASSERT_LE(end, text.size());
+          ASSERT_EQ(r.text(), text.substr(begin, end - begin)) << r.id();
+          ASSERT_FALSE(r.values().empty());
+          if (probe.empty()) probe.assign(r.values().begin(), r.values().end());
+          ++checked_chunks;
+        }
+        live_chunks += chunks;
+      }
+      in_flight[w] = {-1, Version{}};
+    }
+    if (live_chunks > 0) {
+      auto search = v1::Search::NewStub(channel);
+      const auto [walk, exact] = testing::WalkAndExactIds(
+          search.get(), "docs", probe, static_cast<uint32_t>(std::max<uint64_t>(live_chunks, 10)));
+      ASSERT_EQ(walk.size(), live_chunks) << "round " << round;
+      ASSERT_EQ(exact.size(), live_chunks) << "round " << round;
+    }
+    if (round == rounds - 1) break;
+
+    std::atomic<bool> stop{false};
+    std::atomic<int> done_ops{0};
+    std::mutex mu;
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&, w, seed = seed_rng()] {
+        std::mt19937 rng(seed);
+        auto stub = v1::Rag::NewStub(server.NewChannel());
+        while (!stop.load()) {
+          const int k = static_cast<int>(rng() % kKeys);
+          const bool remove = rng() % 10 < 3;
+          int current;
+          {
+            std::lock_guard<std::mutex> l(mu);
+            current = acked[w][k].version;
+          }
+          const std::string id = "w" + std::to_string(w) + "-d" + std::to_string(k);
+          Version next;
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+          grpc::Status s;
+          if (!remove) {
+            next.version = current + 1 + static_cast<int>(rng() % 3);
+            v1::UpsertDocumentRequest req;
+            req.set_collection("docs");
+            req.mutable_document()->set_id(id);
+            req.mutable_document()->set_text(DocText(w, k, next.version));
+            (*req.mutable_document()->mutable_metadata()->mutable_fields())["v"].set_number_value(
+                next.version);
+            {
+              std::lock_guard<std::mutex> l(mu);
+              in_flight[w] = {k, next};
+            }
+            v1::UpsertDocumentResponse resp;
+            s = stub->UpsertDocument(&ctx, req, &resp);
+          } else {
+            v1::DeleteDocumentRequest req;
+            req.set_collection("docs");
+            req.set_id(id);
+            {
+              std::lock_guard<std::mutex> l(mu);
+              in_flight[w] = {k, next};
+            }
+            v1::DeleteDocumentResponse resp;
+            s = stub->DeleteDocument(&ctx, req, &resp);
+            if (s.error_code() == grpc::NOT_FOUND) s = grpc::Status::OK;  // Already absent.
+          }
+          if (!s.ok()) return;  // The server died: the operation stays in flight.
+          std::lock_guard<std::mutex> l(mu);
+          acked[w][k] = next;
+          in_flight[w] = {-1, Version{}};
+          done_ops.fetch_add(1);
+        }
+      });
+    }
+    // Kill once some ingests landed, at a random moment after that.
+    while (done_ops.load() < 20) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(seed_rng() % 300));
+    server.Stop(SIGKILL);
+    stop = true;
+    for (auto& t : writers) t.join();
+  }
+  EXPECT_GT(checked_chunks, 0u);
 }
 
 }  // namespace
