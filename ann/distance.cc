@@ -29,6 +29,7 @@ std::vector<const DistanceKernels*> SupportedKernels() {
     out.push_back(internal::kAvx2Kernels);
   }
   if (internal::kAvx512Kernels != nullptr && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     out.push_back(internal::kAvx512Kernels);
   }

@@ -29,6 +29,10 @@ struct DistanceKernels {
   const char* name;  // "scalar", "avx2", "avx512"
   float (*dot)(const float* a, const float* b, size_t n);
   float (*l2_squared)(const float* a, const float* b, size_t n);
+  // Scalar-quantised (SQ8) codes in [-127, 127]: exact integer sums. No
+  // overflow for n <= 32,768 (each term is at most 254^2 = 64,516).
+  int32_t (*dot_i8)(const int8_t* a, const int8_t* b, size_t n);
+  int32_t (*l2_squared_i8)(const int8_t* a, const int8_t* b, size_t n);
 };
 
 // The portable reference implementation.

@@ -36,8 +36,24 @@ float L2SquaredScalar(const float* a, const float* b, size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+int32_t DotI8Scalar(const int8_t* a, const int8_t* b, size_t n) {
+  int32_t s = 0;
+  for (size_t i = 0; i < n; ++i) s += int32_t{a[i]} * int32_t{b[i]};
+  return s;
+}
+
+int32_t L2SquaredI8Scalar(const int8_t* a, const int8_t* b, size_t n) {
+  int32_t s = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t d = int32_t{a[i]} - int32_t{b[i]};
+    s += d * d;
+  }
+  return s;
+}
+
 }  // namespace
 
-const DistanceKernels kScalarKernels = {"scalar", &DotScalar, &L2SquaredScalar};
+const DistanceKernels kScalarKernels = {"scalar", &DotScalar, &L2SquaredScalar, &DotI8Scalar,
+                                        &L2SquaredI8Scalar};
 
 }  // namespace quiver::ann::internal

@@ -1,5 +1,9 @@
 #include "ann/hnsw.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -73,6 +77,44 @@ struct Farther {
 
 }  // namespace
 
+namespace hnsw_internal {
+
+FullVectors::FullVectors(size_t bytes, const std::string& dir) : bytes_(bytes) {
+  if (!dir.empty()) {
+    // An unlinked file: nothing to clean up, even after kill -9.
+    int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      std::string path = dir + "/full-vectors-XXXXXX";
+      fd = ::mkstemp(path.data());
+      if (fd >= 0) ::unlink(path.c_str());
+    }
+    // The space is reserved up front: a write to a mapping the disk cannot
+    // back would be SIGBUS, not an error.
+    if (fd >= 0 && ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)) == 0) {
+      void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (p != MAP_FAILED) {
+        ::madvise(p, bytes, MADV_RANDOM);  // Rescoring reads a few vectors anywhere.
+        data_ = static_cast<float*>(p);
+        mapped_ = true;
+      }
+    }
+    if (fd >= 0) ::close(fd);
+    if (mapped_) return;
+  }
+  data_ = static_cast<float*>(std::aligned_alloc(kAlign, RoundUp(bytes)));
+  QUIVER_CHECK(data_ != nullptr);
+}
+
+FullVectors::~FullVectors() {
+  if (mapped_) {
+    ::munmap(data_, bytes_);
+  } else {
+    std::free(data_);
+  }
+}
+
+}  // namespace hnsw_internal
+
 absl::Status HnswOptions::Validate() const {
   if (dimension < 1) return absl::InvalidArgumentError("hnsw: dimension must be >= 1");
   if (m < 2 || m > 128)
@@ -83,6 +125,16 @@ absl::Status HnswOptions::Validate() const {
   if (ef_search < 1 || ef_search > 10000) {
     return absl::InvalidArgumentError("hnsw: ef_search must be in 1..10000");
   }
+  if (quantization != Quantization::kNone && quantization != Quantization::kSq8) {
+    return absl::InvalidArgumentError("hnsw: unknown quantization");
+  }
+  if (!(oversampling >= 1.0f && oversampling <= 100.0f)) {
+    return absl::InvalidArgumentError(
+        StrCat("hnsw: oversampling is ", oversampling, "; it must be in 1..100"));
+  }
+  if (quantization != Quantization::kNone && dimension > 32768) {
+    return absl::InvalidArgumentError("hnsw: quantized vectors have at most 32,768 dimensions");
+  }
   return absl::OkStatus();
 }
 
@@ -90,9 +142,12 @@ HnswIndex::HnswIndex(const HnswOptions& options, const DistanceKernels& kernels)
     : options_(options),
       kernels_(kernels),
       links0_bytes_(RoundUp((1 + 2 * size_t{options.m}) * sizeof(NodeId))),
-      vector_bytes_(RoundUp(options.dimension * sizeof(float))),
+      vector_bytes_(RoundUp(options.quantization == Quantization::kNone
+                                ? options.dimension * sizeof(float)
+                                : options.dimension)),
       block_bytes_(links0_bytes_ + vector_bytes_) {
   QUIVER_CHECK(options.Validate().ok());
+  QUIVER_CHECK(links0_bytes_ - (1 + 2 * size_t{options.m}) * sizeof(NodeId) >= sizeof(int32_t));
 }
 
 HnswIndex::~HnswIndex() {
@@ -130,6 +185,13 @@ void HnswIndex::EnsureSegment(NodeId id) {
   for (size_t i = 0; i < seg->capacity; ++i)
     seg->states[i].store(kUnready, std::memory_order_relaxed);
   seg->upper = std::make_unique<std::unique_ptr<std::atomic<NodeId>[]>[]>(seg->capacity);
+  if (quantized()) {
+    seg->full = std::make_unique<hnsw_internal::FullVectors>(
+        seg->capacity * options_.dimension * sizeof(float), options_.full_vectors_dir);
+    if (!options_.full_vectors_dir.empty() && !seg->full->mapped()) {
+      full_in_memory_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   segments_[k].store(seg.release(), std::memory_order_release);
 }
 
@@ -142,10 +204,61 @@ std::atomic<NodeId>* HnswIndex::Links(NodeId id, int level) const {
   return s.upper[off].get() + (level - 1) * (1 + size_t{options_.m});
 }
 
-const float* HnswIndex::Vector(NodeId id) const {
+const std::byte* HnswIndex::Code(NodeId id) const {
   size_t off;
   Segment& s = SegmentOf(id, &off);
-  return reinterpret_cast<const float*>(s.blocks.get() + off * block_bytes_ + links0_bytes_);
+  return s.blocks.get() + off * block_bytes_ + links0_bytes_;
+}
+
+const float* HnswIndex::Full(NodeId id) const {
+  size_t off;
+  Segment& s = SegmentOf(id, &off);
+  if (!quantized()) {
+    return reinterpret_cast<const float*>(s.blocks.get() + off * block_bytes_ + links0_bytes_);
+  }
+  return s.full->data() + off * options_.dimension;
+}
+
+Sq8Params HnswIndex::sq8_params() const {
+  if (!trained_.load(std::memory_order_acquire)) return {};
+  return sq8_;
+}
+
+void HnswIndex::EncodeInto(const float* v, std::byte* out, uint64_t* clamped) const {
+  if (!quantized()) {
+    std::memcpy(out, v, options_.dimension * sizeof(float));
+    return;
+  }
+  const int32_t sum = sq8_.Encode(v, options_.dimension, reinterpret_cast<int8_t*>(out), clamped);
+  std::memcpy(out + kSumOffset, &sum, sizeof(sum));
+}
+
+void HnswIndex::TrainOnce(const float* vectors, size_t n) {
+  if (!quantized() || n == 0 || trained_.load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> lock(train_mu_);
+  if (trained_.load(std::memory_order_relaxed)) return;
+  // Up to 1,024 vectors spread over the batch: enough values for the
+  // quantiles, a few milliseconds to sort.
+  const size_t dim = options_.dimension;
+  const size_t take = std::min<size_t>(n, 1024);
+  std::vector<float> values;
+  values.reserve(take * dim);
+  for (size_t i = 0; i < take; ++i) {
+    const float* v = vectors + (i * n / take) * dim;
+    const size_t at = values.size();
+    values.insert(values.end(), v, v + dim);
+    if (options_.metric == Metric::kCosine) NormalizeInPlace({values.data() + at, dim});
+  }
+  SetSq8Params(Sq8Params::Train(values));
+  trained_nodes_ = node_count();
+  trained_.store(true, std::memory_order_release);
+}
+
+void HnswIndex::SetSq8Params(const Sq8Params& p) {
+  sq8_ = p;
+  sq8_scale2_ = p.scale * p.scale;
+  sq8_cross_ = p.center * p.scale;
+  sq8_const_ = static_cast<float>(options_.dimension) * p.center * p.center;
 }
 
 uint64_t HnswIndex::LabelOf(NodeId id) const {
@@ -190,10 +303,17 @@ NodeId HnswIndex::NewNode(uint64_t label, std::span<const float> vector) {
   Segment& s = SegmentOf(id, &off);
   s.labels[off] = label;
   s.levels[off] = static_cast<uint8_t>(level);
-  float* dst = reinterpret_cast<float*>(s.blocks.get() + off * block_bytes_ + links0_bytes_);
+  std::byte* code = s.blocks.get() + off * block_bytes_ + links0_bytes_;
+  float* dst =
+      quantized() ? s.full->data() + off * options_.dimension : reinterpret_cast<float*>(code);
   std::memcpy(dst, vector.data(), options_.dimension * sizeof(float));
   if (options_.metric == Metric::kCosine)
     NormalizeInPlace(std::span<float>(dst, options_.dimension));
+  if (quantized()) {
+    uint64_t clamped = 0;
+    EncodeInto(dst, code, &clamped);
+    if (clamped != 0) clamped_.fetch_add(clamped, std::memory_order_relaxed);
+  }
   if (level > 0) {
     const size_t slots = static_cast<size_t>(level) * (1 + options_.m);
     s.upper[off] = std::make_unique<std::atomic<NodeId>[]>(slots);
@@ -204,6 +324,7 @@ NodeId HnswIndex::NewNode(uint64_t label, std::span<const float> vector) {
 
 void HnswIndex::Upsert(uint64_t label, std::span<const float> vector) {
   QUIVER_CHECK(vector.size() == options_.dimension);
+  TrainOnce(vector.data(), 1);
   const NodeId id = NewNode(label, vector);
   {
     std::lock_guard<std::mutex> lock(label_mu_);
@@ -220,7 +341,7 @@ void HnswIndex::Upsert(uint64_t label, std::span<const float> vector) {
 
 void HnswIndex::Link(NodeId id) {
   const int level = LevelOf(id);
-  const float* q = Vector(id);
+  const std::byte* q = Code(id);
   uint64_t ep = entry_.load(std::memory_order_acquire);
   // A node above the top level (or the first node) holds the entry lock
   // throughout, so the entry point moves only after it is fully linked.
@@ -286,15 +407,15 @@ void HnswIndex::MergeLinks(NodeId node, int level, std::span<const NodeId> add) 
     return;
   }
   // Full: keep the best max_links of the links and the rest of `add`.
-  const float* base = Vector(node);
+  const std::byte* base = Code(node);
   std::vector<Candidate> candidates;
   candidates.reserve(n + add.size() - next);
   for (uint32_t i = 0; i < n; ++i) {
     const NodeId l = links[1 + i].load(std::memory_order_relaxed);
-    candidates.push_back({Dist(base, Vector(l)), l});
+    candidates.push_back({Dist(base, Code(l)), l});
   }
   for (; next < add.size(); ++next) {
-    if (!linked(add[next])) candidates.push_back({Dist(base, Vector(add[next])), add[next]});
+    if (!linked(add[next])) candidates.push_back({Dist(base, Code(add[next])), add[next]});
   }
   std::sort(candidates.begin(), candidates.end(),
             [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });
@@ -309,10 +430,10 @@ std::vector<NodeId> HnswIndex::SelectNeighbours(const std::vector<Candidate>& ca
   kept.reserve(max_links);
   for (const Candidate& c : candidates) {
     if (kept.size() >= max_links) break;
-    const float* v = Vector(c.node);
+    const std::byte* v = Code(c.node);
     bool diverse = true;
     for (NodeId k : kept) {
-      if (Dist(v, Vector(k)) < c.dist) {
+      if (Dist(v, Code(k)) < c.dist) {
         diverse = false;
         break;
       }
@@ -328,9 +449,10 @@ namespace {
 thread_local uint64_t t_distances = 0;
 }  // namespace
 
-NodeId HnswIndex::GreedyDescend(const float* q, NodeId start, int from_level, int to_level) const {
+NodeId HnswIndex::GreedyDescend(const std::byte* q, NodeId start, int from_level,
+                                int to_level) const {
   NodeId cur = start;
-  float cur_dist = Dist(q, Vector(cur));
+  float cur_dist = Dist(q, Code(cur));
   for (int l = from_level; l > to_level; --l) {
     bool moved = true;
     while (moved) {
@@ -339,7 +461,7 @@ NodeId HnswIndex::GreedyDescend(const float* q, NodeId start, int from_level, in
       const uint32_t count = links[0].load(std::memory_order_acquire);
       for (uint32_t i = 0; i < count; ++i) {
         const NodeId n = links[1 + i].load(std::memory_order_acquire);
-        const float d = Dist(q, Vector(n));
+        const float d = Dist(q, Code(n));
         ++t_distances;
         if (d < cur_dist) {
           cur_dist = d;
@@ -352,8 +474,9 @@ NodeId HnswIndex::GreedyDescend(const float* q, NodeId start, int from_level, in
   return cur;
 }
 
-std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId entry, size_t ef,
-                                                         int level, bool results_must_qualify,
+std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const std::byte* q, NodeId entry,
+                                                         size_t ef, int level,
+                                                         bool results_must_qualify,
                                                          const LabelFilter* filter,
                                                          NodeId second_entry) const {
   VisitedSet& visited = ThreadVisited();
@@ -373,11 +496,17 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId 
   results.clear();
   const size_t dim = options_.dimension;
   const bool l2 = options_.metric == Metric::kL2;
+  const bool sq8 = quantized();
   const auto dot = kernels_.dot;
   const auto l2sq = kernels_.l2_squared;
-  auto dist = [&](const float* v) { return l2 ? l2sq(q, v, dim) : -dot(q, v, dim); };
+  const auto* qf = reinterpret_cast<const float*>(q);
+  auto dist = [&](const std::byte* v) {
+    if (sq8) return DistSq8(q, v);
+    const auto* vf = reinterpret_cast<const float*>(v);
+    return l2 ? l2sq(qf, vf, dim) : -dot(qf, vf, dim);
+  };
 
-  const float d0 = dist(Vector(entry));
+  const float d0 = dist(Code(entry));
   ++t_distances;
   visited.Visit(entry);
   candidates.push_back({d0, entry});
@@ -389,7 +518,7 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId 
   const Closer closer;
   const Farther farther;
   if (second_entry != entry && visited.Visit(second_entry)) {
-    const float d = dist(Vector(second_entry));
+    const float d = dist(Code(second_entry));
     ++t_distances;
     candidates.push_back({d, second_entry});
     std::push_heap(candidates.begin(), candidates.end(), closer);
@@ -407,12 +536,12 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const float* q, NodeId 
     const std::atomic<NodeId>* links = Links(c.node, level);
     const uint32_t count = links[0].load(std::memory_order_acquire);
     NodeId fresh_ids[256];
-    const float* fresh_vecs[256];
+    const std::byte* fresh_vecs[256];
     uint32_t fresh = 0;
     for (uint32_t i = 0; i < count; ++i) {
       const NodeId n = links[1 + i].load(std::memory_order_acquire);
       if (visited.Visit(n)) {
-        const float* v = Vector(n);
+        const std::byte* v = Code(n);
         // Fetch the vector early: the distance computation below stalls on
         // memory otherwise (~15% QPS on 128-d, measured by hnsw_bench).
         __builtin_prefetch(v);
@@ -471,15 +600,35 @@ std::vector<Hit> HnswIndex::Search(std::span<const float> query, const SearchPar
   if (ep == kNoEntry) return {};
   std::vector<float> q(query.begin(), query.end());
   if (options_.metric == Metric::kCosine) NormalizeInPlace(q);
-  const size_t ef = std::max(params.ef != 0 ? params.ef : options_.ef_search, params.top_k);
+  // Quantized: the walk keeps top_k * oversampling candidates by their
+  // codes' distances; the full vectors then decide.
+  const bool rescore = quantized() && options_.rescore;
+  const size_t keep =
+      rescore
+          ? std::max(params.top_k, static_cast<size_t>(std::ceil(static_cast<double>(params.top_k) *
+                                                                 options_.oversampling)))
+          : params.top_k;
+  const size_t ef = std::max(params.ef != 0 ? params.ef : options_.ef_search, keep);
+  // The walked form of the query (the entry point was published after the
+  // quantizer was trained).
+  thread_local std::vector<std::byte> buffer;
+  buffer.resize(kAlign + vector_bytes_);
+  std::byte* const walked = buffer.data() + kAlign;  // Room for the code sum before.
+  uint64_t ignored = 0;
+  EncodeInto(q.data(), walked, &ignored);
   const uint64_t distances_before = t_distances;
   const NodeId start =
-      GreedyDescend(q.data(), static_cast<NodeId>(ep >> 8), static_cast<int>(ep & 0xff), 0);
+      GreedyDescend(walked, static_cast<NodeId>(ep >> 8), static_cast<int>(ep & 0xff), 0);
   // Seeded at the entry point as well: every live node is reachable from it
   // (RepairReachability), so a beam as wide as the graph finds them all.
-  std::vector<Hit> hits =
-      ToHits(SearchLayer(q.data(), start, ef, 0, true, params.filter, static_cast<NodeId>(ep >> 8)),
-             params.top_k);
+  std::vector<Candidate> found =
+      SearchLayer(walked, start, ef, 0, true, params.filter, static_cast<NodeId>(ep >> 8));
+  if (rescore) {
+    if (found.size() > keep) found.resize(keep);  // Nearest first.
+    for (Candidate& c : found) c.dist = DistFull(q.data(), Full(c.node));
+    t_distances += found.size();
+  }
+  std::vector<Hit> hits = ToHits(std::move(found), params.top_k);
   if (params.distances != nullptr) *params.distances += t_distances - distances_before;
   return hits;
 }
@@ -495,7 +644,7 @@ std::vector<Hit> HnswIndex::SearchExact(std::span<const float> query,
       if (StateOf(id) != kLive) continue;
       const uint64_t label = LabelOf(id);
       if (params.filter != nullptr && !(*params.filter)(label)) continue;
-      top->Push(label, -Dist(q.data(), Vector(id)));
+      top->Push(label, -DistFull(q.data(), Full(id)));
     }
   };
   const size_t tasks =
@@ -562,13 +711,24 @@ size_t HnswIndex::BytesPerVector() const {
   // average 1/(m-1) of them, each (1 + m) uint32.
   const double upper = (1.0 + options_.m) * sizeof(NodeId) / (options_.m - 1.0);
   return block_bytes_ + sizeof(uint64_t) + 2 + sizeof(void*) + sizeof(uint64_t) + sizeof(NodeId) +
-         1 + static_cast<size_t>(upper + 0.5);
+         1 + static_cast<size_t>(upper + 0.5) + FullBytesInMemory();
+}
+
+size_t HnswIndex::VectorBytesPerVector() const { return vector_bytes_ + FullBytesInMemory(); }
+
+size_t HnswIndex::FullBytesInMemory() const {
+  if (!quantized()) return 0;  // The block holds the vector.
+  if (!options_.full_vectors_dir.empty() && full_in_memory_.load(std::memory_order_relaxed) == 0) {
+    return 0;  // Mapped from disk: page cache, not the process's memory.
+  }
+  return options_.dimension * sizeof(float);
 }
 
 void HnswIndex::UpsertBatch(std::span<const uint64_t> labels, const float* vectors,
                             ThreadPool* pool) {
   const size_t n = labels.size();
   const size_t dim = options_.dimension;
+  TrainOnce(vectors, n);  // From the whole batch, not its first vector.
   auto insert_range = [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
       Upsert(labels[i], std::span<const float>(vectors + i * dim, dim));
@@ -634,7 +794,7 @@ bool HnswIndex::AllLiveReachable() const {
 
 bool HnswIndex::LinkFromReachable(NodeId node, const std::vector<uint8_t>& reached) {
   const uint64_t ep = entry_.load(std::memory_order_acquire);
-  const float* q = Vector(node);
+  const std::byte* q = Code(node);
   // The nearest nodes to `node` a level-0 walk from the entry point finds:
   // every one of them is reachable.
   const size_t ef = std::max<size_t>(options_.ef_construction, 2 * options_.m);
@@ -656,11 +816,11 @@ bool HnswIndex::LinkFromReachable(NodeId node, const std::vector<uint8_t>& reach
   std::lock_guard<std::mutex> lock(LockOf(full_nearest));
   std::atomic<NodeId>* links = Links(full_nearest, 0);
   const uint32_t count = links[0].load(std::memory_order_relaxed);
-  const float* base = Vector(full_nearest);
+  const std::byte* base = Code(full_nearest);
   uint32_t worst = 0;
   float worst_dist = -std::numeric_limits<float>::infinity();
   for (uint32_t i = 0; i < count; ++i) {
-    const float d = Dist(base, Vector(links[1 + i].load(std::memory_order_relaxed)));
+    const float d = Dist(base, Code(links[1 + i].load(std::memory_order_relaxed)));
     if (d > worst_dist) {
       worst_dist = d;
       worst = i;
@@ -696,7 +856,15 @@ size_t HnswIndex::RepairReachability() {
 
 bool HnswIndex::NeedsCompaction() const {
   const size_t nodes = node_count();
-  return nodes >= kCompactMinNodes && deleted_count() * 2 >= nodes;
+  if (nodes >= kCompactMinNodes && deleted_count() * 2 >= nodes) return true;
+  // A quantizer trained on little data (a first single insert) or on data
+  // that has since drifted clamps values: retrain (Compact learns the range
+  // again from every full vector) once more than 0.1 % of the values coded
+  // were clamped and the graph has doubled since training, so the rebuilds'
+  // cost per insert stays constant.
+  if (!quantized() || !trained_.load(std::memory_order_acquire)) return false;
+  return nodes >= 2 * std::max<size_t>(trained_nodes_, 32) &&
+         clamped_values() * 1000 > uint64_t{nodes} * options_.dimension;
 }
 
 std::unique_ptr<VectorIndex> HnswIndex::Compact(ThreadPool* pool) const {
@@ -707,7 +875,7 @@ std::unique_ptr<VectorIndex> HnswIndex::Compact(ThreadPool* pool) const {
   for (NodeId id = 0; id < n; ++id) {
     if (StateOf(id) != kLive) continue;
     labels.push_back(LabelOf(id));
-    const float* v = Vector(id);
+    const float* v = Full(id);
     vectors.insert(vectors.end(), v, v + options_.dimension);
   }
   fresh->UpsertBatch(labels, vectors.data(), pool);

@@ -19,18 +19,22 @@
 
 #include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <iosfwd>
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "ann/distance.h"
+#include "ann/sq8.h"
 #include "ann/vector_index.h"
 
 namespace quiver::ann {
@@ -42,6 +46,19 @@ struct HnswOptions {
   uint32_t ef_construction = 200;  // Beam width while inserting. REQUIRES: 1..4096.
   uint32_t ef_search = 64;         // Default beam width for Search. REQUIRES: 1..10000.
   uint64_t seed = 0x9e3779b97f4a7c15;  // Level assignment is a hash of (seed, node).
+  // kSq8: the graph is built and walked on int8 codes (ann/sq8.h); the
+  // full-precision vectors are kept apart, read only to rescore.
+  Quantization quantization = Quantization::kNone;
+  // Quantized search: the walk keeps ceil(top_k * oversampling) candidates,
+  // which are rescored with the full vectors (rescore = false: the codes'
+  // scores are returned as they are). REQUIRES: 1..100.
+  float oversampling = 3.0f;
+  bool rescore = true;
+  // Quantized only: where the full vectors live. Empty: memory. Else a
+  // directory for unlinked, memory-mapped scratch files: the kernel keeps
+  // the pages it has room for and reads the rest from disk when rescoring.
+  // Not the durable copy (records and checkpoints are); gone at exit.
+  std::string full_vectors_dir;
   absl::Status Validate() const;
 };
 
@@ -99,7 +116,8 @@ class HnswIndex final : public VectorIndex {
   bool checkpointed() const override { return true; }
   absl::Status Save(std::ostream& out) const override;
   static absl::StatusOr<std::unique_ptr<HnswIndex>> Load(
-      std::istream& in, const DistanceKernels& kernels = BestKernels());
+      std::istream& in, const DistanceKernels& kernels = BestKernels(),
+      const std::string& full_vectors_dir = "");
 
   bool concurrent_writes() const override { return true; }
   size_t size() const override;  // Live nodes.
@@ -113,7 +131,18 @@ class HnswIndex final : public VectorIndex {
   size_t dimension() const override { return options_.dimension; }
   Metric metric() const override { return options_.metric; }
   size_t BytesPerVector() const override;
+  size_t VectorBytesPerVector() const override;
+  Quantization quantization() const override { return options_.quantization; }
   const HnswOptions& options() const { return options_; }
+  // Quantized indexes: the range learned (untrained until the first insert),
+  // and how many values fell outside it since.
+  Sq8Params sq8_params() const;
+  uint64_t clamped_values() const { return clamped_.load(std::memory_order_relaxed); }
+  // Quantized indexes whose full vectors were asked to live on disk but went
+  // to memory (the scratch file could not be made): 0 normally.
+  size_t full_vector_segments_in_memory() const {
+    return full_in_memory_.load(std::memory_order_relaxed);
+  }
 
   // Tests only: `hook(label, level)` runs on the inserting thread just before
   // a node's links at each level are written (after its search there), so a
@@ -146,16 +175,51 @@ class HnswIndex final : public VectorIndex {
   Segment* SegmentIfAllocated(NodeId id, size_t* offset) const;
   void EnsureSegment(NodeId id);
   std::atomic<NodeId>* Links(NodeId id, int level) const;  // [count, ids...]
-  const float* Vector(NodeId id) const;
+  // What the graph walks: the float vector, or (quantized) the codes and
+  // their sum. Distances between such blocks: Dist.
+  const std::byte* Code(NodeId id) const;
+  // The full-precision vector (normalised for cosine): the same memory as
+  // Code for an unquantized index.
+  const float* Full(NodeId id) const;
+  bool quantized() const { return options_.quantization != Quantization::kNone; }
+  // Writes the walked form of `v` (already normalised for cosine) to `out`
+  // (vector_bytes_, and the 4 bytes before it). REQUIRES: quantized indexes
+  // trained.
+  // Values clamped are added to *clamped.
+  void EncodeInto(const float* v, std::byte* out, uint64_t* clamped) const;
+  // Trains the quantizer from `n` vectors if no one did yet.
+  void TrainOnce(const float* vectors, size_t n);
+  void SetSq8Params(const Sq8Params& p);
+  // Full vectors' bytes per node held in process memory (not mapped).
+  size_t FullBytesInMemory() const;
+  float DistFull(const float* a, const float* b) const {
+    return options_.metric == Metric::kL2 ? kernels_.l2_squared(a, b, options_.dimension)
+                                          : -kernels_.dot(a, b, options_.dimension);
+  }
   uint64_t LabelOf(NodeId id) const;
   int LevelOf(NodeId id) const;
   NodeState StateOf(NodeId id) const;
   void SetState(NodeId id, NodeState s);
   std::mutex& LockOf(NodeId id) const { return link_locks_[id % kLockStripes]; }
 
-  float Dist(const float* a, const float* b) const {
-    return options_.metric == Metric::kL2 ? kernels_.l2_squared(a, b, options_.dimension)
-                                          : -kernels_.dot(a, b, options_.dimension);
+  float Dist(const std::byte* a, const std::byte* b) const {
+    if (!quantized()) {
+      return DistFull(reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b));
+    }
+    return DistSq8(a, b);
+  }
+  float DistSq8(const std::byte* a, const std::byte* b) const {
+    const auto* ca = reinterpret_cast<const int8_t*>(a);
+    const auto* cb = reinterpret_cast<const int8_t*>(b);
+    const size_t n = options_.dimension;
+    if (options_.metric == Metric::kL2) {
+      return sq8_scale2_ * static_cast<float>(kernels_.l2_squared_i8(ca, cb, n));
+    }
+    int32_t sa, sb;
+    std::memcpy(&sa, a + kSumOffset, sizeof(sa));
+    std::memcpy(&sb, b + kSumOffset, sizeof(sb));
+    return -(sq8_const_ + sq8_cross_ * static_cast<float>(sa + sb) +
+             sq8_scale2_ * static_cast<float>(kernels_.dot_i8(ca, cb, n)));
   }
   int RandomLevel(NodeId id) const;
   uint32_t MaxLinks(int level) const { return level == 0 ? 2 * options_.m : options_.m; }
@@ -164,11 +228,11 @@ class HnswIndex final : public VectorIndex {
   // published or linked.
   NodeId NewNode(uint64_t label, std::span<const float> vector);
   void Link(NodeId id);
-  NodeId GreedyDescend(const float* q, NodeId start, int from_level, int to_level) const;
+  NodeId GreedyDescend(const std::byte* q, NodeId start, int from_level, int to_level) const;
   // Beam search of width ef on one level from `entry` (and `second_entry`,
   // when it differs). With `results_must_qualify`, nodes that are deleted or
   // rejected by `filter` are traversed but not kept.
-  std::vector<Candidate> SearchLayer(const float* q, NodeId entry, size_t ef, int level,
+  std::vector<Candidate> SearchLayer(const std::byte* q, NodeId entry, size_t ef, int level,
                                      bool results_must_qualify, const LabelFilter* filter,
                                      NodeId second_entry) const;
   // The selection heuristic: keeps candidates closer to `base` than to every
@@ -189,8 +253,24 @@ class HnswIndex final : public VectorIndex {
   std::function<void(uint64_t, int)> link_hook_for_test_;  // SetLinkHookForTest.
   const DistanceKernels& kernels_;
   const size_t links0_bytes_;  // (1 + 2m) uint32, padded to 64 bytes.
-  const size_t vector_bytes_;  // dimension floats, padded to 64 bytes.
-  const size_t block_bytes_;   // links0_bytes_ + vector_bytes_: one node on level 0.
+  // dimension floats, or (quantized) dimension codes; padded to 64 bytes.
+  // A quantized node's code sum (int32) sits in the 4 bytes before its codes:
+  // the padding of its level-0 links, which hold an odd number of uint32 and
+  // so never fill a multiple of 64 bytes.
+  const size_t vector_bytes_;
+  static constexpr ptrdiff_t kSumOffset = -4;
+  const size_t block_bytes_;  // links0_bytes_ + vector_bytes_: one node on level 0.
+
+  // The quantizer: set once, before the first code is written, under
+  // train_mu_; trained_ is released after, and read (acquire) by whoever
+  // encodes. Entry-point publication orders it before any search.
+  std::mutex train_mu_;
+  std::atomic<bool> trained_{false};
+  Sq8Params sq8_;
+  float sq8_scale2_ = 0, sq8_cross_ = 0, sq8_const_ = 0;  // Dist terms (see sq8.h).
+  size_t trained_nodes_ = 0;                              // Nodes when trained.
+  std::atomic<uint64_t> clamped_{0};
+  std::atomic<size_t> full_in_memory_{0};
 
   std::array<std::atomic<Segment*>, kMaxSegments> segments_{};
   std::mutex segment_mu_;  // Serialises segment allocation.

@@ -1,4 +1,5 @@
 // HnswIndex checkpoints: Save and Load (format: docs/hnsw_format.md).
+#include <cmath>
 #include <cstring>
 #include <istream>
 #include <limits>
@@ -18,7 +19,10 @@ using NodeId = HnswIndex::NodeId;
 namespace {
 
 constexpr char kMagic[8] = {'Q', 'V', 'H', 'N', 'S', 'W', '\r', '\n'};
-constexpr uint32_t kFormatVersion = 1;
+// Version 2 added quantization (the last 24 bytes of the header); version 1
+// files (72-byte header, unquantized) still load.
+constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kV1HeaderBytes = 72;
 
 struct FileHeader {
   char magic[8];
@@ -34,10 +38,16 @@ struct FileHeader {
   uint32_t body_crc;    // CRC-32C of everything after the header.
   uint64_t seed;
   uint64_t node_count;
-  uint32_t header_crc;  // CRC-32C of this header with header_crc = 0.
-  uint32_t reserved;
+  uint32_t header_crc;    // CRC-32C of this header with header_crc = 0.
+  uint32_t quantization;  // Version 1: reserved, 0.
+  // Version 2 from here.
+  float oversampling;
+  uint32_t rescore;
+  float sq8_center;  // sq8_scale 0: not trained.
+  float sq8_scale;
+  uint64_t clamped_values;
 };
-static_assert(sizeof(FileHeader) == 72, "checkpoint header is 72 bytes");
+static_assert(sizeof(FileHeader) == 96, "checkpoint header is 96 bytes");
 
 // Writes through a CRC; the body is streamed, never held whole in memory.
 class CrcWriter {
@@ -91,6 +101,13 @@ absl::Status HnswIndex::Save(std::ostream& out) const {
   h.ef_construction = options_.ef_construction;
   h.ef_search = options_.ef_search;
   h.seed = options_.seed;
+  h.quantization = static_cast<uint32_t>(options_.quantization);
+  h.oversampling = options_.oversampling;
+  h.rescore = options_.rescore ? 1 : 0;
+  const Sq8Params sq8 = sq8_params();
+  h.sq8_center = sq8.center;
+  h.sq8_scale = sq8.scale;
+  h.clamped_values = clamped_values();
   const uint64_t ep = entry_.load(std::memory_order_acquire);
   h.entry_node = ep == kNoEntry ? 0 : static_cast<uint32_t>(ep >> 8);
   h.entry_level = ep == kNoEntry ? -1 : static_cast<int32_t>(ep & 0xff);
@@ -106,7 +123,7 @@ absl::Status HnswIndex::Save(std::ostream& out) const {
     w.Put<uint64_t>(LabelOf(id));
     w.Put<uint8_t>(static_cast<uint8_t>(LevelOf(id)));
     w.Put<uint8_t>(state);
-    w.Write(Vector(id), options_.dimension * sizeof(float));
+    w.Write(Full(id), options_.dimension * sizeof(float));
     for (int l = 0; l <= LevelOf(id); ++l) {
       const std::atomic<NodeId>* links = Links(id, l);
       const uint32_t count = links[0].load(std::memory_order_acquire);
@@ -129,22 +146,38 @@ absl::Status HnswIndex::Save(std::ostream& out) const {
 }
 
 absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
-                                                           const DistanceKernels& kernels) {
-  FileHeader h;
-  if (!in.read(reinterpret_cast<char*>(&h), sizeof(h))) {
+                                                           const DistanceKernels& kernels,
+                                                           const std::string& full_vectors_dir) {
+  FileHeader h{};
+  char* const raw = reinterpret_cast<char*>(&h);
+  if (!in.read(raw, kV1HeaderBytes)) {
     return absl::DataLossError("HNSW checkpoint is shorter than its header");
   }
   if (std::memcmp(h.magic, kMagic, sizeof(kMagic)) != 0) {
     return absl::DataLossError("not an HNSW checkpoint (bad magic)");
   }
+  if (h.version > kFormatVersion) {
+    return absl::FailedPreconditionError(StrCat("HNSW checkpoint has format version ", h.version,
+                                                "; this server reads versions 1 to ",
+                                                kFormatVersion));
+  }
+  const size_t header_bytes = h.version == 1 ? kV1HeaderBytes : sizeof(FileHeader);
+  if (h.header_bytes != header_bytes) {
+    return absl::DataLossError("HNSW checkpoint header is damaged (wrong size)");
+  }
+  if (header_bytes > kV1HeaderBytes &&
+      !in.read(raw + kV1HeaderBytes, static_cast<std::streamsize>(header_bytes - kV1HeaderBytes))) {
+    return absl::DataLossError("HNSW checkpoint is shorter than its header");
+  }
   const uint32_t stored_crc = h.header_crc;
   h.header_crc = 0;
-  if (Crc32c(std::string_view(reinterpret_cast<const char*>(&h), sizeof(h))) != stored_crc) {
+  if (Crc32c(std::string_view(raw, header_bytes)) != stored_crc) {
     return absl::DataLossError("HNSW checkpoint header is damaged (checksum mismatch)");
   }
-  if (h.version != kFormatVersion || h.header_bytes != sizeof(FileHeader)) {
-    return absl::FailedPreconditionError(StrCat("HNSW checkpoint has format version ", h.version,
-                                                "; this server reads version ", kFormatVersion));
+  if (h.version == 1) {  // Unquantized; the defaults for the rest.
+    h.quantization = 0;
+    h.oversampling = HnswOptions().oversampling;
+    h.rescore = 1;
   }
   HnswOptions o;
   o.dimension = h.dimension;
@@ -153,10 +186,24 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
   o.ef_construction = h.ef_construction;
   o.ef_search = h.ef_search;
   o.seed = h.seed;
-  if (h.metric > 2 || !o.Validate().ok() || h.node_count >= std::numeric_limits<NodeId>::max()) {
+  o.quantization = static_cast<Quantization>(h.quantization);
+  o.oversampling = h.oversampling;
+  o.rescore = h.rescore != 0;
+  o.full_vectors_dir = full_vectors_dir;
+  if (h.metric > 2 || h.quantization > 1 || !o.Validate().ok() ||
+      h.node_count >= std::numeric_limits<NodeId>::max() || !(h.sq8_scale >= 0) ||
+      !std::isfinite(h.sq8_scale) || !std::isfinite(h.sq8_center)) {
     return absl::DataLossError("HNSW checkpoint header holds impossible parameters");
   }
   auto index = std::make_unique<HnswIndex>(o, kernels);
+  if (index->quantized() && h.sq8_scale > 0) {
+    index->SetSq8Params({h.sq8_center, h.sq8_scale});
+    index->trained_nodes_ = h.node_count;
+    index->clamped_.store(h.clamped_values, std::memory_order_relaxed);
+    index->trained_.store(true, std::memory_order_release);
+  } else if (index->quantized() && h.node_count > 0) {
+    return absl::DataLossError("HNSW checkpoint of a quantized graph has no quantizer");
+  }
   CrcReader r(in);
   auto truncated = [] { return absl::DataLossError("HNSW checkpoint is truncated"); };
   const uint64_t n = h.node_count;
@@ -177,8 +224,16 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
     Segment& s = index->SegmentOf(id, &off);
     s.labels[off] = label;
     s.levels[off] = level;
-    std::memcpy(s.blocks.get() + off * index->block_bytes_ + index->links0_bytes_, vec.data(),
-                vec.size() * sizeof(float));
+    std::byte* code = s.blocks.get() + off * index->block_bytes_ + index->links0_bytes_;
+    if (index->quantized()) {
+      // The codes are the full vector's under the saved range: the graph
+      // walks exactly what it was built on.
+      std::memcpy(s.full->data() + off * o.dimension, vec.data(), vec.size() * sizeof(float));
+      uint64_t clamped = 0;
+      index->EncodeInto(vec.data(), code, &clamped);
+    } else {
+      std::memcpy(code, vec.data(), vec.size() * sizeof(float));
+    }
     if (level > 0) {
       const size_t slots = static_cast<size_t>(level) * (1 + o.m);
       s.upper[off] = std::make_unique<std::atomic<NodeId>[]>(slots);

@@ -23,9 +23,11 @@ std::unique_ptr<VectorIndex> VectorIndex::Compact(ThreadPool* /*pool*/) const {
   return nullptr;
 }
 
-absl::StatusOr<std::unique_ptr<VectorIndex>> LoadIndexCheckpoint(std::istream& in) {
+absl::StatusOr<std::unique_ptr<VectorIndex>> LoadIndexCheckpoint(
+    std::istream& in, const std::string& full_vectors_dir) {
   // HNSW is the only kind with a checkpoint format (docs/hnsw_format.md).
-  ASSIGN_OR_RETURN(std::unique_ptr<HnswIndex> index, HnswIndex::Load(in));
+  ASSIGN_OR_RETURN(std::unique_ptr<HnswIndex> index,
+                   HnswIndex::Load(in, BestKernels(), full_vectors_dir));
   return std::unique_ptr<VectorIndex>(std::move(index));
 }
 

@@ -11,11 +11,13 @@
 #include <iosfwd>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "ann/distance.h"
 #include "ann/search_params.h"
+#include "ann/sq8.h"
 #include "common/thread_pool.h"
 
 namespace quiver::ann {
@@ -57,6 +59,11 @@ class VectorIndex {
   virtual Metric metric() const = 0;
   // Memory per live vector: the vector plus index overhead.
   virtual size_t BytesPerVector() const = 0;
+  // The part of BytesPerVector that holds the vector itself (quantized
+  // codes, and full vectors where they are in memory); the rest is the graph.
+  virtual size_t VectorBytesPerVector() const { return dimension() * sizeof(float); }
+  // How the vectors searched are stored (quantized HNSW: kSq8).
+  virtual Quantization quantization() const { return Quantization::kNone; }
 
   // ---- Checkpoints ----
   // Whether the index is worth saving to a checkpoint file rather than
@@ -86,7 +93,10 @@ class VectorIndex {
 
 // Reads a checkpoint written by VectorIndex::Save. DATA_LOSS for a damaged or
 // truncated file, FAILED_PRECONDITION for a newer format version.
-absl::StatusOr<std::unique_ptr<VectorIndex>> LoadIndexCheckpoint(std::istream& in);
+// `full_vectors_dir`: where a quantized index keeps its full vectors (see
+// HnswOptions; a property of this machine, not of the checkpoint).
+absl::StatusOr<std::unique_ptr<VectorIndex>> LoadIndexCheckpoint(
+    std::istream& in, const std::string& full_vectors_dir = "");
 
 }  // namespace quiver::ann
 

@@ -46,7 +46,9 @@ Commands:
   health                                   server health
   info                                     version, limits, settings
   collections create NAME (--dimension=N | --embedding-model=MODEL) [--metric=cosine|dot|l2]
-                     [--index=flat|hnsw [--m=16 --ef-construction=200 --ef-search=64]]
+                     [--index=flat|hnsw [--m=16 --ef-construction=200 --ef-search=64]
+                       [--quantization=none|sq8 [--oversampling=3] [--no-rescore]
+                        [--full-vectors-on-disk]]]
                      [--text-analyzer=standard|english|cjk]   (enables BM25 text search)
                      [--chunk-tokens=256 --overlap-tokens=32]  (documents, with a model)
   collections list
@@ -134,6 +136,10 @@ const std::set<std::string> kKnownOptions = {"addr",
                                              "m",
                                              "ef-construction",
                                              "ef-search",
+                                             "quantization",
+                                             "oversampling",
+                                             "no-rescore",
+                                             "full-vectors-on-disk",
                                              "text-analyzer",
                                              "sparse",
                                              "fusion",
@@ -467,8 +473,12 @@ class Cli {
   void PrintCollections(const std::vector<const v1::CollectionInfo*>& infos) const {
     Table t({"NAME", "DIMENSION", "METRIC", "INDEX", "RECORDS", "NAMESPACES"});
     for (const v1::CollectionInfo* c : infos) {
+      const auto& index = c->config().index();
       t.AddRow({c->config().name(), StrCat(c->config().dimension()),
-                MetricName(c->config().metric()), c->config().index().has_hnsw() ? "hnsw" : "flat",
+                MetricName(c->config().metric()),
+                !index.has_hnsw()                                     ? "flat"
+                : index.hnsw().quantization() == v1::QUANTIZATION_SQ8 ? "hnsw+sq8"
+                                                                      : "hnsw",
                 StrCat(c->record_count()), StrCat(c->namespace_count())});
     }
     Print(t.Render());
@@ -536,10 +546,33 @@ class Cli {
         h->set_m(static_cast<uint32_t>(*m));
         h->set_ef_construction(static_cast<uint32_t>(*efc));
         h->set_ef_search(static_cast<uint32_t>(*efs));
+        const std::string quantization = args_.Get("quantization", "none");
+        if (quantization == "sq8") {
+          h->set_quantization(v1::QUANTIZATION_SQ8);
+        } else if (quantization != "none") {
+          return Usage("--quantization must be none or sq8");
+        }
+        if (args_.Has("oversampling")) {
+          const std::string v = args_.Get("oversampling");
+          char* end = nullptr;
+          const float f = std::strtof(v.c_str(), &end);
+          if (v.empty() || *end != '\0' || !(f >= 1 && f <= 100)) {
+            return Usage("--oversampling must be a number in 1..100");
+          }
+          h->set_oversampling(f);
+        }
+        if (args_.Has("no-rescore")) h->set_rescore(false);
+        if (args_.Has("full-vectors-on-disk")) h->set_full_vectors_on_disk(true);
       } else if (index == "flat") {
         c->mutable_index()->mutable_flat();
       } else {
         return Usage("--index must be flat or hnsw");
+      }
+      if (index != "hnsw" && (args_.Has("quantization") || args_.Has("oversampling") ||
+                              args_.Has("no-rescore") || args_.Has("full-vectors-on-disk"))) {
+        return Usage(
+            "--quantization, --oversampling, --no-rescore and --full-vectors-on-disk "
+            "need --index=hnsw");
       }
       return Call<v1::Collections::Stub, v1::CreateCollectionRequest, v1::CreateCollectionResponse>(
           stub.get(), &v1::Collections::Stub::Create, req, print_one);

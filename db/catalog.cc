@@ -39,7 +39,7 @@ absl::StatusOr<CollectionInfo> Engine::CreateCollection(const CollectionConfig& 
   ASSIGN_OR_RETURN(CollectionMeta meta,
                    store_->CreateCollection(config, absl::ToUnixMillis(absl::Now())));
   MutexLock lock(&mu_);
-  collections_[config.name] = std::make_shared<Collection>(meta);
+  collections_[config.name] = std::make_shared<Collection>(meta, ScratchDir());
   Log(LogLevel::kInfo, "collection created",
       {{"collection", config.name},
        {"dimension", config.dimension},

@@ -7,7 +7,8 @@
 
 namespace quiver::db {
 
-std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& config) {
+std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& config,
+                                           const std::string& scratch_dir) {
   if (config.index == storage::IndexKind::kHnsw) {
     ann::HnswOptions o;
     o.dimension = config.dimension;
@@ -15,6 +16,10 @@ std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& conf
     o.m = config.hnsw.m;
     o.ef_construction = config.hnsw.ef_construction;
     o.ef_search = config.hnsw.ef_search;
+    o.quantization = config.hnsw.quantization;
+    o.oversampling = config.hnsw.oversampling;
+    o.rescore = config.hnsw.rescore;
+    if (config.hnsw.full_vectors_on_disk) o.full_vectors_dir = scratch_dir;
     return std::make_unique<ann::HnswIndex>(o);
   }
   return std::make_unique<ann::FlatIndex>(config.dimension, config.metric);
@@ -29,24 +34,31 @@ uint64_t EntryBytes(std::string_view id, const storage::Metadata& metadata) {
          sizeof(NamespaceState::Entry) + 1 + heap + storage::MetadataMemoryBytes(metadata);
 }
 
-MemoryAmounts NamespaceState::Memory() const {
+MemoryAmounts IndexMemory(const ann::VectorIndex& index, uint64_t vectors) {
   MemoryAmounts m{};
-  auto add_index = [&m](const ann::VectorIndex& index) {
-    const uint64_t vector = index.dimension() * sizeof(float);
-    const uint64_t per = index.BytesPerVector();
-    At(m, MemoryPart::kVectors) += index.stored_count() * vector;
-    At(m, MemoryPart::kGraph) += index.stored_count() * (per > vector ? per - vector : 0);
-  };
-  add_index(*index);
-  if (catchup != nullptr) add_index(*catchup);
+  const uint64_t vector = index.VectorBytesPerVector();
+  const uint64_t per = index.BytesPerVector();
+  At(m, MemoryPart::kVectors) = vectors * vector;
+  At(m, MemoryPart::kGraph) = vectors * (per > vector ? per - vector : 0);
+  return m;
+}
+
+MemoryAmounts NamespaceState::Memory() const {
+  MemoryAmounts m = IndexMemory(*index, index->stored_count());
+  if (catchup != nullptr) {
+    const MemoryAmounts c = IndexMemory(*catchup, catchup->stored_count());
+    for (size_t i = 0; i < m.size(); ++i) m[i] += c[i];
+  }
   At(m, MemoryPart::kPostings) =
       (bm25 != nullptr ? bm25->MemoryBytes() : 0) + sparse->MemoryBytes();
   At(m, MemoryPart::kMetadata) = metadata_bytes;
   return m;
 }
 
-Collection::Collection(storage::CollectionMeta meta)
-    : meta_(std::move(meta)), bytes_per_vector_(NewIndex(meta_.config)->BytesPerVector()) {
+Collection::Collection(storage::CollectionMeta meta, std::string scratch_dir)
+    : meta_(std::move(meta)),
+      scratch_dir_(std::move(scratch_dir)),
+      write_memory_(IndexMemory(*NewIndex(meta_.config, scratch_dir_), 1)) {
   if (meta_.config.text.enabled) {
     auto a = text::Analyzer::Named(meta_.config.text.analyzer);
     // The catalog only holds validated configs.
@@ -96,7 +108,7 @@ NamespaceState* Collection::GetOrCreate(std::string_view ns) {
   auto it = namespaces_.find(ns);
   if (it == namespaces_.end()) {
     auto state = std::make_unique<NamespaceState>();
-    state->index = NewIndex(config());
+    state->index = NewIndex(config(), scratch_dir_);
     state->sparse = std::make_unique<text::SparseIndex>();
     if (analyzer_) {
       state->bm25 = std::make_unique<text::Bm25Index>(
@@ -108,10 +120,7 @@ NamespaceState* Collection::GetOrCreate(std::string_view ns) {
 }
 
 MemoryAmounts Collection::MemoryOfWrite(const storage::Record& record) const {
-  MemoryAmounts m{};
-  const uint64_t vector = config().dimension * sizeof(float);
-  At(m, MemoryPart::kVectors) = vector;
-  At(m, MemoryPart::kGraph) = bytes_per_vector_ > vector ? bytes_per_vector_ - vector : 0;
+  MemoryAmounts m = write_memory_;
   // A posting per distinct term (at most one per 4 bytes of text, with its
   // document's term id) and per sparse entry, and a document's slot.
   const uint64_t text = analyzer_ ? TextOf(record).size() : 0;

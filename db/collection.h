@@ -62,8 +62,13 @@ struct NamespaceState {
 // Memory one id-map entry holds: the id in both maps and the metadata.
 uint64_t EntryBytes(std::string_view id, const storage::Metadata& metadata);
 
-// An empty index of the collection's kind.
-std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& config);
+// An empty index of the collection's kind; a quantized one with its full
+// vectors on disk maps its scratch files in `scratch_dir`.
+std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& config,
+                                           const std::string& scratch_dir);
+// What `vectors` vectors of `index`'s kind hold in memory: the vectors (or
+// their codes) and the graph.
+MemoryAmounts IndexMemory(const ann::VectorIndex& index, uint64_t vectors);
 
 // Locking: writers hold write_mu for the whole write (store, then memory) so
 // writes to one collection apply in order, and take mu exclusively only to
@@ -72,7 +77,9 @@ std::unique_ptr<ann::VectorIndex> NewIndex(const storage::CollectionConfig& conf
 // labels the maps do not know yet. Readers take mu shared.
 class Collection {
  public:
-  explicit Collection(storage::CollectionMeta meta);
+  // scratch_dir: for the scratch files of quantized indexes whose full
+  // vectors live on disk.
+  Collection(storage::CollectionMeta meta, std::string scratch_dir);
 
   const storage::CollectionMeta& meta() const { return meta_; }
   const storage::CollectionConfig& config() const { return meta_.config; }
@@ -127,7 +134,10 @@ class Collection {
   // What every namespace holds in memory, by part.
   MemoryAmounts Memory() const ABSL_SHARED_LOCKS_REQUIRED(mu);
   // Index memory per vector stored (vector and index overhead).
-  size_t bytes_per_vector() const { return bytes_per_vector_; }
+  size_t bytes_per_vector() const {
+    return At(write_memory_, MemoryPart::kVectors) + At(write_memory_, MemoryPart::kGraph);
+  }
+  const std::string& scratch_dir() const { return scratch_dir_; }
   // Memory `record` will take once written (vector, graph, postings, id
   // and metadata), approximately: what a write reserves in the budget.
   MemoryAmounts MemoryOfWrite(const storage::Record& record) const;
@@ -146,7 +156,8 @@ class Collection {
   static void UnindexPostings(NamespaceState* state, uint64_t label);
 
   const storage::CollectionMeta meta_;
-  size_t bytes_per_vector_ = 0;
+  std::string scratch_dir_;
+  MemoryAmounts write_memory_{};            // One vector's (IndexMemory).
   std::optional<text::Analyzer> analyzer_;  // Set when text is enabled.
   std::map<std::string, std::unique_ptr<NamespaceState>, std::less<>> namespaces_
       ABSL_GUARDED_BY(mu);

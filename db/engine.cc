@@ -3,6 +3,7 @@
 #include "db/engine.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <thread>
 
 #include "absl/status/statusor.h"
@@ -58,6 +59,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
   if (options.search_threads < 1) return absl::InvalidArgumentError("search threads must be >= 1");
   ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> store, storage::Store::Open(options.store));
   std::unique_ptr<Engine> engine(new Engine(options, std::move(store)));
+  {
+    // Scratch files of quantized indexes (full vectors on disk) are unlinked
+    // when made; a crash between making and unlinking can leave one.
+    std::error_code ec;
+    std::filesystem::remove_all(engine->ScratchDir(), ec);
+    std::filesystem::create_directories(engine->ScratchDir(), ec);
+    if (ec) {
+      Log(LogLevel::kWarning, "cannot make the scratch directory; full vectors stay in memory",
+          {{"path", engine->ScratchDir()}, {"error", ec.message()}});
+    }
+  }
   std::vector<std::string> unreadable;
   ASSIGN_OR_RETURN(std::vector<CollectionMeta> metas, engine->store_->LoadCatalog(&unreadable));
   std::map<std::string, absl::Status, std::less<>> damaged;

@@ -138,6 +138,8 @@ class Engine {
   std::vector<std::string> damaged_collections() const;
   MemoryBudget& memory_budget() { return *budget_; }
   const EngineOptions& options() const { return options_; }
+  // <data dir>/scratch: memory-mapped scratch files (never the truth).
+  std::string ScratchDir() const { return options_.store.path + "/scratch"; }
   uint64_t total_record_count();
   // Size and activity of every collection.
   std::vector<CollectionUsage> Usage();

@@ -21,7 +21,7 @@ using storage::CollectionMeta;
 using storage::StoredRecord;
 
 absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
-  auto c = std::make_shared<Collection>(meta);
+  auto c = std::make_shared<Collection>(meta, ScratchDir());
   const bool hnsw = meta.config.index == storage::IndexKind::kHnsw;
   uint64_t next_label = 1;
   // Vectors written after the last checkpoint, per namespace, to insert in
@@ -136,9 +136,13 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
 void Engine::LoadCheckpoint(const CollectionMeta& meta, std::string_view ns, NamespaceState* state,
                             uint64_t* next_label) {
   absl::Status s = index_files_.Read(meta.id, ns, [&](std::istream& in) -> absl::Status {
-    ASSIGN_OR_RETURN(std::unique_ptr<ann::VectorIndex> index, ann::LoadIndexCheckpoint(in));
-    if (index->dimension() != meta.config.dimension || index->metric() != meta.config.metric) {
-      return absl::DataLossError("checkpoint does not match the collection's dimension or metric");
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<ann::VectorIndex> index,
+        ann::LoadIndexCheckpoint(in, meta.config.hnsw.full_vectors_on_disk ? ScratchDir() : ""));
+    if (index->dimension() != meta.config.dimension || index->metric() != meta.config.metric ||
+        index->quantization() != meta.config.hnsw.quantization) {
+      return absl::DataLossError(
+          "checkpoint does not match the collection's dimension, metric or quantization");
     }
     *next_label = std::max(*next_label, index->LabelWatermark());
     state->index = std::move(index);

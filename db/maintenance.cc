@@ -103,11 +103,7 @@ void Engine::MaintainIndex(Collection& c, std::string_view ns, NamespaceState* s
   // The rebuilt graph exists next to the old one until it replaces it, so
   // a compaction needs room for the live part; without it, it waits.
   auto room_to_compact = [&]() -> absl::StatusOr<MemoryReservation> {
-    MemoryAmounts copy{};
-    const uint64_t vector = index->dimension() * sizeof(float);
-    const uint64_t per = index->BytesPerVector();
-    At(copy, MemoryPart::kVectors) = index->size() * vector;
-    At(copy, MemoryPart::kGraph) = index->size() * (per > vector ? per - vector : 0);
+    const MemoryAmounts copy = IndexMemory(*index, index->size());
     auto room = budget_->Reserve(copy, StrCat("compacting the graph of namespace ", Quoted(ns),
                                               " of collection ", Quoted(c.config().name)));
     if (!room.ok() && !state->compaction_deferred) {

@@ -87,6 +87,21 @@ absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionCo
     if (h.m() != 0) c.hnsw.m = h.m();
     if (h.ef_construction() != 0) c.hnsw.ef_construction = h.ef_construction();
     if (h.ef_search() != 0) c.hnsw.ef_search = h.ef_search();
+    switch (h.quantization()) {
+      case v1::QUANTIZATION_UNSPECIFIED:
+      case v1::QUANTIZATION_NONE:
+        c.hnsw.quantization = ann::Quantization::kNone;
+        break;
+      case v1::QUANTIZATION_SQ8:
+        c.hnsw.quantization = ann::Quantization::kSq8;
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            StrCat("unknown quantization ", static_cast<int>(h.quantization())));
+    }
+    if (h.oversampling() != 0) c.hnsw.oversampling = h.oversampling();
+    if (h.has_rescore()) c.hnsw.rescore = h.rescore();
+    c.hnsw.full_vectors_on_disk = h.full_vectors_on_disk();
   } else {
     c.index = storage::IndexKind::kFlat;
   }
@@ -146,6 +161,11 @@ void CollectionInfoToProto(const db::CollectionInfo& info, v1::CollectionInfo* p
     h->set_m(c.hnsw.m);
     h->set_ef_construction(c.hnsw.ef_construction);
     h->set_ef_search(c.hnsw.ef_search);
+    h->set_quantization(c.hnsw.quantization == ann::Quantization::kSq8 ? v1::QUANTIZATION_SQ8
+                                                                       : v1::QUANTIZATION_NONE);
+    h->set_oversampling(c.hnsw.oversampling);
+    h->set_rescore(c.hnsw.rescore);
+    h->set_full_vectors_on_disk(c.hnsw.full_vectors_on_disk);
   } else {
     pc->mutable_index()->mutable_flat();
   }

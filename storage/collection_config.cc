@@ -51,6 +51,21 @@ absl::Status CollectionConfig::Validate() const {
       return absl::InvalidArgumentError(
           StrCat("hnsw.ef_search is ", hnsw.ef_search, "; it must be in 1..10000"));
     }
+    if (hnsw.quantization != ann::Quantization::kNone &&
+        hnsw.quantization != ann::Quantization::kSq8) {
+      return absl::InvalidArgumentError("hnsw.quantization must be none or sq8");
+    }
+    if (!(hnsw.oversampling >= 1 && hnsw.oversampling <= 100)) {
+      return absl::InvalidArgumentError(
+          StrCat("hnsw.oversampling is ", hnsw.oversampling, "; it must be in 1..100"));
+    }
+    if (hnsw.full_vectors_on_disk && hnsw.quantization == ann::Quantization::kNone) {
+      return absl::InvalidArgumentError(
+          "hnsw.full_vectors_on_disk needs a quantization: an unquantized graph walks the full "
+          "vectors");
+    }
+  } else if (hnsw.quantization != ann::Quantization::kNone) {
+    return absl::InvalidArgumentError("quantization needs the hnsw index");
   }
   if (text.enabled) {
     if (!(text.bm25_k1 >= 0 && std::isfinite(text.bm25_k1))) {
@@ -106,6 +121,11 @@ std::string EncodeCollectionMeta(const CollectionMeta& meta) {
   // decode with the defaults.
   PutVarint64(&out, c.chunking.chunk_tokens);
   PutVarint64(&out, c.chunking.overlap_tokens);
+  // Added later still (quantization).
+  out.push_back(static_cast<char>(c.hnsw.quantization));
+  PutFloat(&out, c.hnsw.oversampling);
+  out.push_back(
+      static_cast<char>((c.hnsw.rescore ? 1 : 0) | (c.hnsw.full_vectors_on_disk ? 2 : 0)));
   return out;
 }
 
@@ -144,10 +164,22 @@ absl::StatusOr<CollectionMeta> DecodeCollectionMeta(std::string_view in) {
   }
   if (!in.empty()) {
     uint64_t chunk, overlap;
-    if (!GetVarint64(&in, &chunk) || !GetVarint64(&in, &overlap) || !in.empty()) {
+    if (!GetVarint64(&in, &chunk) || !GetVarint64(&in, &overlap)) {
       return corrupt("chunking settings");
     }
     c.chunking = {static_cast<uint32_t>(chunk), static_cast<uint32_t>(overlap)};
+  }
+  if (!in.empty()) {
+    if (in.size() < 1 + 4 + 1) return corrupt("quantization settings");
+    c.hnsw.quantization = static_cast<ann::Quantization>(in[0]);
+    in.remove_prefix(1);
+    if (!GetFloat(&in, &c.hnsw.oversampling) || in.size() != 1) {
+      return corrupt("quantization settings");
+    }
+    const auto flags = static_cast<uint8_t>(in[0]);
+    if (flags > 3) return corrupt("quantization settings");
+    c.hnsw.rescore = (flags & 1) != 0;
+    c.hnsw.full_vectors_on_disk = (flags & 2) != 0;
   }
   c.text.analyzer = std::string(analyzer);
   c.text.text_field = std::string(field);

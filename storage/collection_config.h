@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "ann/distance.h"
+#include "ann/sq8.h"
 
 namespace quiver::storage {
 
@@ -26,6 +27,14 @@ struct HnswParams {
   uint32_t m = 16;                 // REQUIRES: 2..128.
   uint32_t ef_construction = 200;  // REQUIRES: >= 1, <= 4096.
   uint32_t ef_search = 64;         // REQUIRES: >= 1, <= 10000.
+  // What the graph walks (ann::HnswOptions): float vectors, or SQ8 codes
+  // with the best ceil(top_k * oversampling) rescored by the full vectors.
+  ann::Quantization quantization = ann::Quantization::kNone;
+  float oversampling = 3.0f;  // REQUIRES: 1..100.
+  bool rescore = true;
+  // Quantized only: the full vectors in memory-mapped scratch files (the
+  // kernel pages them in when rescoring) rather than in process memory.
+  bool full_vectors_on_disk = false;
 };
 
 struct TextParams {

@@ -309,11 +309,11 @@ struct ReachCase {
 };
 void PrintTo(const ReachCase& c, std::ostream* os) { *os << c.name; }
 
-class HnswReachabilityTest : public ::testing::TestWithParam<std::tuple<ReachCase, Metric, bool>> {
-};
+class HnswReachabilityTest
+    : public ::testing::TestWithParam<std::tuple<ReachCase, Metric, bool, Quantization>> {};
 
 TEST_P(HnswReachabilityTest, TopKOfEveryNodeReturnsEveryNode) {
-  const auto& [c, metric, parallel] = GetParam();
+  const auto& [c, metric, parallel, quantization] = GetParam();
   std::mt19937 rng(42);
   std::normal_distribution<float> g;
   std::uniform_real_distribution<float> big(1, 1000);
@@ -325,7 +325,9 @@ TEST_P(HnswReachabilityTest, TopKOfEveryNodeReturnsEveryNode) {
       flat[i * c.dim + d] = c.dominant && d == 0 ? big(rng) : g(rng);
     }
   }
-  HnswIndex index(Options(c.dim, metric, 16, 200));
+  HnswOptions options = Options(c.dim, metric, 16, 200);
+  options.quantization = quantization;
+  HnswIndex index(options);
   ThreadPool pool(4);
   // In batches, as the engine inserts.
   for (size_t start = 0; start < c.n; start += 100) {
@@ -361,10 +363,12 @@ INSTANTIATE_TEST_SUITE_P(
                                          ReachCase{"gaussian2000x8", 2000, 8, false},
                                          ReachCase{"dominant3000x8", 3000, 8, true}),
                        ::testing::Values(Metric::kL2, Metric::kCosine, Metric::kDot),
-                       ::testing::Bool()),
+                       ::testing::Bool(),
+                       ::testing::Values(Quantization::kNone, Quantization::kSq8)),
     [](const auto& info) {
       return StrCat(std::get<0>(info.param).name, "_", MetricName(std::get<1>(info.param)),
-                    std::get<2>(info.param) ? "_parallel" : "_serial");
+                    std::get<2>(info.param) ? "_parallel" : "_serial", "_",
+                    QuantizationName(std::get<3>(info.param)));
     });
 
 TEST(HnswTest, SaveAndLoadRoundTripExactly) {
