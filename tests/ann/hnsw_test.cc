@@ -11,30 +11,13 @@
 #include "common/strings.h"
 #include "common/thread_pool.h"
 #include "gtest/gtest.h"
+#include "tests/ann/ann_test_util.h"
 #include "tests/testing/test_util.h"
 
 namespace quiver::ann {
 namespace {
 
 using ::quiver::testing::StatusIs;
-
-// Clustered data: 50 Gaussian centres with unit spread around them.
-std::vector<std::vector<float>> Clustered(size_t n, size_t dim, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> g;
-  std::vector<std::vector<float>> centres(50, std::vector<float>(dim));
-  std::mt19937 crng(1234);
-  for (auto& c : centres) {
-    for (auto& x : c) x = 4 * g(crng);
-  }
-  std::uniform_int_distribution<size_t> pick(0, centres.size() - 1);
-  std::vector<std::vector<float>> out(n, std::vector<float>(dim));
-  for (auto& v : out) {
-    const auto& c = centres[pick(rng)];
-    for (size_t d = 0; d < dim; ++d) v[d] = c[d] + g(rng);
-  }
-  return out;
-}
 
 HnswOptions Options(size_t dim, Metric metric, uint32_t m = 16, uint32_t efc = 100) {
   HnswOptions o;
@@ -44,22 +27,6 @@ HnswOptions Options(size_t dim, Metric metric, uint32_t m = 16, uint32_t efc = 1
   o.ef_construction = efc;
   o.ef_search = 64;
   return o;
-}
-
-double Recall(const VectorIndex& approx, const VectorIndex& exact,
-              const std::vector<std::vector<float>>& queries, size_t k, size_t ef,
-              const LabelFilter* filter = nullptr) {
-  size_t found = 0, total = 0;
-  for (const auto& q : queries) {
-    auto want = exact.SearchExact(q, {.top_k = k, .filter = filter});
-    std::set<uint64_t> truth;
-    for (const Hit& h : want) truth.insert(h.label);
-    for (const Hit& h : approx.Search(q, {.top_k = k, .ef = ef, .filter = filter})) {
-      found += truth.count(h.label);
-    }
-    total += want.size();
-  }
-  return total == 0 ? 1.0 : static_cast<double>(found) / total;
 }
 
 TEST(HnswTest, OptionsAreValidated) {

@@ -18,6 +18,7 @@
 #include "common/strings.h"
 #include "common/thread_pool.h"
 #include "gtest/gtest.h"
+#include "tests/ann/ann_test_util.h"
 #include "tests/testing/test_util.h"
 
 namespace quiver::ann {
@@ -91,22 +92,6 @@ TEST(Sq8ParamsTest, EncodesWithinHalfAStepAndCountsClamping) {
   EXPECT_THAT(ParseQuantization("pq"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-std::vector<std::vector<float>> Clustered(size_t n, size_t dim, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> g;
-  std::vector<std::vector<float>> centres(40, std::vector<float>(dim));
-  std::mt19937 crng(99);
-  for (auto& c : centres) {
-    for (auto& x : c) x = 3 * g(crng);
-  }
-  std::vector<std::vector<float>> out(n, std::vector<float>(dim));
-  for (auto& v : out) {
-    const auto& c = centres[rng() % centres.size()];
-    for (size_t d = 0; d < dim; ++d) v[d] = c[d] + g(rng);
-  }
-  return out;
-}
-
 HnswOptions Sq8Options(size_t dim, Metric metric) {
   HnswOptions o;
   o.dimension = dim;
@@ -126,25 +111,13 @@ void Fill(HnswIndex* index, const std::vector<std::vector<float>>& base, ThreadP
   index->UpsertBatch(labels, flat.data(), pool);
 }
 
-double Recall(const HnswIndex& index, const FlatIndex& exact,
-              const std::vector<std::vector<float>>& queries, size_t k, size_t ef) {
-  size_t found = 0, total = 0;
-  for (const auto& q : queries) {
-    std::set<uint64_t> truth;
-    for (const Hit& h : exact.Search(q, {.top_k = k})) truth.insert(h.label);
-    for (const Hit& h : index.Search(q, {.top_k = k, .ef = ef})) found += truth.count(h.label);
-    total += truth.size();
-  }
-  return static_cast<double>(found) / static_cast<double>(total);
-}
-
 class Sq8RecallTest : public ::testing::TestWithParam<Metric> {};
 
 TEST_P(Sq8RecallTest, RescoredSearchMatchesFloatRecallWithExactScores) {
   const Metric metric = GetParam();
   const size_t dim = 64, n = 5000;
-  auto base = Clustered(n, dim, 1);
-  const auto queries = Clustered(100, dim, 2);
+  auto base = Clustered(n, dim, 1, 40, 3);
+  const auto queries = Clustered(100, dim, 2, 40, 3);
   ThreadPool pool(2);
   FlatIndex exact(dim, metric);
   for (size_t i = 0; i < n; ++i) exact.Upsert(i, base[i]);
@@ -186,7 +159,7 @@ INSTANTIATE_TEST_SUITE_P(Metrics, Sq8RecallTest,
 
 TEST(Sq8HnswTest, CheckpointsKeepTheRangeAndTheResults) {
   const size_t dim = 24, n = 3000;
-  const auto base = Clustered(n, dim, 4);
+  const auto base = Clustered(n, dim, 4, 40, 3);
   HnswIndex index(Sq8Options(dim, Metric::kL2));
   Fill(&index, base, nullptr);
   for (size_t i = 0; i < n; i += 7) index.Remove(i);
@@ -200,7 +173,7 @@ TEST(Sq8HnswTest, CheckpointsKeepTheRangeAndTheResults) {
   EXPECT_EQ((*loaded)->sq8_params().center, index.sq8_params().center);
   EXPECT_EQ((*loaded)->sq8_params().scale, index.sq8_params().scale);
   EXPECT_EQ((*loaded)->size(), index.size());
-  for (const auto& q : Clustered(20, dim, 5)) {
+  for (const auto& q : Clustered(20, dim, 5, 40, 3)) {
     const auto a = index.Search(q, {.top_k = 10});
     const auto b = (*loaded)->Search(q, {.top_k = 10});
     ASSERT_EQ(a.size(), b.size());
@@ -220,7 +193,7 @@ TEST(Sq8HnswTest, CheckpointsKeepTheRangeAndTheResults) {
 // A version 1 checkpoint (72-byte header, before quantization) still loads.
 TEST(Sq8HnswTest, VersionOneCheckpointsStillLoad) {
   const size_t dim = 8, n = 300;
-  const auto base = Clustered(n, dim, 6);
+  const auto base = Clustered(n, dim, 6, 40, 3);
   HnswOptions o = Sq8Options(dim, Metric::kCosine);
   o.quantization = Quantization::kNone;
   HnswIndex index(o);
@@ -254,7 +227,7 @@ TEST(Sq8HnswTest, ARangeLearnedFromTooLittleDataIsRelearnedByCompaction) {
   std::vector<float> first(dim, 0.0f);
   first[0] = 0.1f;
   index.Upsert(0, first);
-  auto base = Clustered(3000, dim, 8);
+  auto base = Clustered(3000, dim, 8, 40, 3);
   for (auto& v : base) {
     for (float& x : v) x *= 10;
   }
@@ -271,7 +244,7 @@ TEST(Sq8HnswTest, ARangeLearnedFromTooLittleDataIsRelearnedByCompaction) {
   FlatIndex exact(dim, Metric::kL2);
   exact.Upsert(0, first);
   for (size_t i = 0; i < base.size(); ++i) exact.Upsert(i + 1, base[i]);
-  auto queries = Clustered(50, dim, 9);
+  auto queries = Clustered(50, dim, 9, 40, 3);
   for (auto& v : queries) {
     for (float& x : v) x *= 10;
   }
@@ -281,7 +254,7 @@ TEST(Sq8HnswTest, ARangeLearnedFromTooLittleDataIsRelearnedByCompaction) {
 TEST(Sq8HnswTest, FullVectorsOnDiskAreMappedAndSearchTheSame) {
   testing::TempDir dir;
   const size_t dim = 32, n = 2000;
-  const auto base = Clustered(n, dim, 10);
+  const auto base = Clustered(n, dim, 10, 40, 3);
   HnswIndex memory(Sq8Options(dim, Metric::kCosine));
   HnswOptions o = Sq8Options(dim, Metric::kCosine);
   o.full_vectors_dir = dir.path();
@@ -291,7 +264,7 @@ TEST(Sq8HnswTest, FullVectorsOnDiskAreMappedAndSearchTheSame) {
   EXPECT_EQ(disk.full_vector_segments_in_memory(), 0u);
   EXPECT_EQ(disk.VectorBytesPerVector(), 64u);  // Codes only; the rest is page cache.
   EXPECT_EQ(disk.BytesPerVector() + dim * sizeof(float), memory.BytesPerVector());
-  for (const auto& q : Clustered(20, dim, 11)) {
+  for (const auto& q : Clustered(20, dim, 11, 40, 3)) {
     const auto a = memory.Search(q, {.top_k = 10});
     const auto b = disk.Search(q, {.top_k = 10});
     ASSERT_EQ(a.size(), b.size());

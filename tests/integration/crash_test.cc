@@ -246,8 +246,51 @@ INSTANTIATE_TEST_SUITE_P(SyncPoliciesAndIndexes, CrashTest,
 // absent, an operation in flight at the kill applied whole or not at all,
 // and a full-width graph search equal to the exact scan. Rounds:
 // QUIVER_CRASH_ROUNDS (default 3; the long mode is 20 or more).
-struct Version {
-  int version = -1;  // -1: absent (never written, or deleted).
+// Writer w's key k: "w<w><kind><k>".
+std::string LoopId(int w, const char* kind, int k) {
+  return "w" + std::to_string(w) + kind + std::to_string(k);
+}
+
+// What the writers of a kill -9 loop had acknowledged, per (writer, key),
+// and the one operation each had in flight when the server died. Versions:
+// -1 is absent (never written, or deleted). Thread-safe.
+class AckLog {
+ public:
+  AckLog(int writers, int keys)
+      : acked_(writers, std::vector<int>(keys, -1)), in_flight_(writers, {-1, -1}) {}
+  int Acked(int w, int k) {
+    std::lock_guard<std::mutex> l(mu_);
+    return acked_[w][k];
+  }
+  // Writer w sends an operation that leaves key k at `version`.
+  void Begin(int w, int k, int version) {
+    std::lock_guard<std::mutex> l(mu_);
+    in_flight_[w] = {k, version};
+  }
+  // ... and the server acknowledged it.
+  void Acknowledge(int w) {
+    std::lock_guard<std::mutex> l(mu_);
+    acked_[w][in_flight_[w].first] = in_flight_[w].second;
+    in_flight_[w] = {-1, -1};
+  }
+  // After a restart: the version key k must be at, given the one found. The
+  // acknowledged one, or the operation in flight if it landed (whole), which
+  // then counts as acknowledged.
+  int Expected(int w, int k, int found) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (in_flight_[w].first == k && in_flight_[w].second == found) acked_[w][k] = found;
+    return acked_[w][k];
+  }
+  // Once every key is checked: nothing is in flight any more.
+  void Settle() {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& f : in_flight_) f = {-1, -1};
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::vector<int>> acked_;
+  std::vector<std::pair<int, int>> in_flight_;  // (key, version); key -1: none.
 };
 float LoopValue(int key, int version, int d) {
   return static_cast<float>(key % 97) + 0.001f * static_cast<float>(version) + 0.5f * d;
@@ -258,10 +301,7 @@ TEST(CrashLoopTest, AcknowledgedWritesSurviveRepeatedKill9) {
   if (const char* env = std::getenv("QUIVER_CRASH_ROUNDS")) rounds = std::max(1, std::atoi(env));
   constexpr int kWriters = 3, kKeys = 150;
   testing::TempDir dir;
-  // Acknowledged state per (writer, key), and the operation each writer had
-  // in flight when the server died (its key and the state it would leave).
-  std::vector<std::vector<Version>> acked(kWriters, std::vector<Version>(kKeys));
-  std::vector<std::pair<int, Version>> in_flight(kWriters, {-1, Version{}});
+  AckLog log(kWriters, kKeys);
   std::mt19937 seed_rng(2024);
   uint64_t checked_total = 0;
   for (int round = 0; round < rounds; ++round) {
@@ -286,26 +326,22 @@ TEST(CrashLoopTest, AcknowledgedWritesSurviveRepeatedKill9) {
     for (int w = 0; w < kWriters; ++w) {
       v1::FetchRequest f;
       f.set_collection("loop");
-      for (int k = 0; k < kKeys; ++k) f.add_ids("w" + std::to_string(w) + "-k" + std::to_string(k));
+      for (int k = 0; k < kKeys; ++k) f.add_ids(LoopId(w, "-k", k));
       v1::FetchResponse fr;
       grpc::ClientContext ctx;
       ASSERT_TRUE(points->Fetch(&ctx, f, &fr).ok());
       std::map<std::string, const v1::Record*> found;
       for (const v1::Record& r : fr.records()) found[r.id()] = &r;
       for (int k = 0; k < kKeys; ++k) {
-        const std::string id = "w" + std::to_string(w) + "-k" + std::to_string(k);
+        const std::string id = LoopId(w, "-k", k);
         auto it = found.find(id);
         const int got =
             it == found.end()
                 ? -1
                 : static_cast<int>(it->second->metadata().fields().at("v").number_value());
-        int want = acked[w][k].version;
-        if (in_flight[w].first == k && got == in_flight[w].second.version) {
-          want = got;  // The operation in flight landed: it was whole.
-          acked[w][k] = in_flight[w].second;
-        }
-        ASSERT_EQ(got, want) << "round " << round << ": " << id << " (acknowledged version "
-                             << acked[w][k].version << ")";
+        const int want = log.Expected(w, k, got);
+        ASSERT_EQ(got, want) << "round " << round << ": " << id << " (acknowledged version " << want
+                             << ")";
         if (got >= 0) {
           ++live;
           ASSERT_EQ(it->second->values_size(), kDim);
@@ -315,8 +351,8 @@ TEST(CrashLoopTest, AcknowledgedWritesSurviveRepeatedKill9) {
         }
         ++checked_total;
       }
-      in_flight[w] = {-1, Version{}};
     }
+    log.Settle();
     // The index agrees with the store and with the exact scan.
     auto search = v1::Search::NewStub(channel);
     if (live > 0) {
@@ -331,7 +367,6 @@ TEST(CrashLoopTest, AcknowledgedWritesSurviveRepeatedKill9) {
 
     // Write until a random moment, then kill -9.
     std::atomic<bool> stop{false};
-    std::mutex mu;
     std::vector<std::thread> writers;
     for (int w = 0; w < kWriters; ++w) {
       writers.emplace_back([&, w, seed = seed_rng()] {
@@ -340,58 +375,43 @@ TEST(CrashLoopTest, AcknowledgedWritesSurviveRepeatedKill9) {
         while (!stop.load()) {
           const int k = static_cast<int>(rng() % kKeys);
           const int op = static_cast<int>(rng() % 10);  // 0-5 upsert, 6-7 update, 8-9 delete.
-          int current;
-          {
-            std::lock_guard<std::mutex> l(mu);
-            current = acked[w][k].version;
-          }
-          const std::string id = "w" + std::to_string(w) + "-k" + std::to_string(k);
-          Version next;
+          const int current = log.Acked(w, k);
+          const std::string id = LoopId(w, "-k", k);
+          int next = -1;
           grpc::ClientContext ctx;
           ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
           grpc::Status s;
           if (op <= 5 || (op <= 7 && current < 0)) {
-            next.version = current + 1 + static_cast<int>(rng() % 3);
+            next = current + 1 + static_cast<int>(rng() % 3);
             v1::UpsertRequest req;
             req.set_collection("loop");
             v1::Record* r = req.add_records();
             r->set_id(id);
-            for (int d = 0; d < kDim; ++d) r->add_values(LoopValue(k, next.version, d));
-            (*r->mutable_metadata()->mutable_fields())["v"].set_number_value(next.version);
-            {
-              std::lock_guard<std::mutex> l(mu);
-              in_flight[w] = {k, next};
-            }
+            for (int d = 0; d < kDim; ++d) r->add_values(LoopValue(k, next, d));
+            (*r->mutable_metadata()->mutable_fields())["v"].set_number_value(next);
+            log.Begin(w, k, next);
             v1::UpsertResponse resp;
             s = stub->Upsert(&ctx, req, &resp);
           } else if (op <= 7) {
-            next.version = current + 1;
+            next = current + 1;
             v1::UpdateRequest req;
             req.set_collection("loop");
             req.set_id(id);
-            for (int d = 0; d < kDim; ++d) req.add_values(LoopValue(k, next.version, d));
-            (*req.mutable_set_metadata()->mutable_fields())["v"].set_number_value(next.version);
-            {
-              std::lock_guard<std::mutex> l(mu);
-              in_flight[w] = {k, next};
-            }
+            for (int d = 0; d < kDim; ++d) req.add_values(LoopValue(k, next, d));
+            (*req.mutable_set_metadata()->mutable_fields())["v"].set_number_value(next);
+            log.Begin(w, k, next);
             v1::UpdateResponse resp;
             s = stub->Update(&ctx, req, &resp);
           } else {
             v1::DeleteRequest req;
             req.set_collection("loop");
             req.mutable_ids()->add_ids(id);
-            {
-              std::lock_guard<std::mutex> l(mu);
-              in_flight[w] = {k, next};  // version -1: absent.
-            }
+            log.Begin(w, k, next);  // -1: absent.
             v1::DeleteResponse resp;
             s = stub->Delete(&ctx, req, &resp);
           }
           if (!s.ok()) return;  // The server died: the operation stays in flight.
-          std::lock_guard<std::mutex> l(mu);
-          acked[w][k] = next;
-          in_flight[w] = {-1, Version{}};
+          log.Acknowledge(w);
         }
       });
     }
@@ -429,8 +449,7 @@ TEST(CrashLoopTest, AcknowledgedDocumentsSurviveRepeatedKill9) {
   if (const char* env = std::getenv("QUIVER_CRASH_ROUNDS")) rounds = std::max(1, std::atoi(env));
   constexpr int kWriters = 2, kKeys = 40;
   testing::TempDir dir;
-  std::vector<std::vector<Version>> acked(kWriters, std::vector<Version>(kKeys));
-  std::vector<std::pair<int, Version>> in_flight(kWriters, {-1, Version{}});
+  AckLog log(kWriters, kKeys);
   std::mt19937 seed_rng(77);
   uint64_t checked_chunks = 0;
   for (int round = 0; round < rounds; ++round) {
@@ -459,7 +478,7 @@ TEST(CrashLoopTest, AcknowledgedDocumentsSurviveRepeatedKill9) {
     std::vector<float> probe;
     for (int w = 0; w < kWriters; ++w) {
       for (int k = 0; k < kKeys; ++k) {
-        const std::string id = "w" + std::to_string(w) + "-d" + std::to_string(k);
+        const std::string id = LoopId(w, "-d", k);
         v1::GetDocumentRequest g;
         g.set_collection("docs");
         g.set_id(id);
@@ -470,12 +489,7 @@ TEST(CrashLoopTest, AcknowledgedDocumentsSurviveRepeatedKill9) {
         const int got =
             s.ok() ? static_cast<int>(gr.document().metadata().fields().at("v").number_value())
                    : -1;
-        int want = acked[w][k].version;
-        if (in_flight[w].first == k && got == in_flight[w].second.version) {
-          want = got;  // The ingest in flight landed: it was whole.
-          acked[w][k] = in_flight[w].second;
-        }
-        ASSERT_EQ(got, want) << "round " << round << ": document " << id;
+        ASSERT_EQ(got, log.Expected(w, k, got)) << "round " << round << ": document " << id;
         // Its chunks: exactly chunk_count of them, all of this version.
         const uint32_t chunks = s.ok() ? gr.document().chunk_count() : 0;
         v1::FetchRequest f;
@@ -503,8 +517,8 @@ TEST(CrashLoopTest, AcknowledgedDocumentsSurviveRepeatedKill9) {
         }
         live_chunks += chunks;
       }
-      in_flight[w] = {-1, Version{}};
     }
+    log.Settle();
     if (live_chunks > 0) {
       auto search = v1::Search::NewStub(channel);
       const auto [walk, exact] = testing::WalkAndExactIds(
@@ -516,7 +530,6 @@ TEST(CrashLoopTest, AcknowledgedDocumentsSurviveRepeatedKill9) {
 
     std::atomic<bool> stop{false};
     std::atomic<int> done_ops{0};
-    std::mutex mu;
     std::vector<std::thread> writers;
     for (int w = 0; w < kWriters; ++w) {
       writers.emplace_back([&, w, seed = seed_rng()] {
@@ -525,46 +538,34 @@ TEST(CrashLoopTest, AcknowledgedDocumentsSurviveRepeatedKill9) {
         while (!stop.load()) {
           const int k = static_cast<int>(rng() % kKeys);
           const bool remove = rng() % 10 < 3;
-          int current;
-          {
-            std::lock_guard<std::mutex> l(mu);
-            current = acked[w][k].version;
-          }
-          const std::string id = "w" + std::to_string(w) + "-d" + std::to_string(k);
-          Version next;
+          const int current = log.Acked(w, k);
+          const std::string id = LoopId(w, "-d", k);
+          int next = -1;
           grpc::ClientContext ctx;
           ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
           grpc::Status s;
           if (!remove) {
-            next.version = current + 1 + static_cast<int>(rng() % 3);
+            next = current + 1 + static_cast<int>(rng() % 3);
             v1::UpsertDocumentRequest req;
             req.set_collection("docs");
             req.mutable_document()->set_id(id);
-            req.mutable_document()->set_text(DocText(w, k, next.version));
+            req.mutable_document()->set_text(DocText(w, k, next));
             (*req.mutable_document()->mutable_metadata()->mutable_fields())["v"].set_number_value(
-                next.version);
-            {
-              std::lock_guard<std::mutex> l(mu);
-              in_flight[w] = {k, next};
-            }
+                next);
+            log.Begin(w, k, next);
             v1::UpsertDocumentResponse resp;
             s = stub->UpsertDocument(&ctx, req, &resp);
           } else {
             v1::DeleteDocumentRequest req;
             req.set_collection("docs");
             req.set_id(id);
-            {
-              std::lock_guard<std::mutex> l(mu);
-              in_flight[w] = {k, next};
-            }
+            log.Begin(w, k, next);
             v1::DeleteDocumentResponse resp;
             s = stub->DeleteDocument(&ctx, req, &resp);
             if (s.error_code() == grpc::NOT_FOUND) s = grpc::Status::OK;  // Already absent.
           }
           if (!s.ok()) return;  // The server died: the operation stays in flight.
-          std::lock_guard<std::mutex> l(mu);
-          acked[w][k] = next;
-          in_flight[w] = {-1, Version{}};
+          log.Acknowledge(w);
           done_ops.fetch_add(1);
         }
       });
