@@ -12,6 +12,10 @@
 // or the new id in each slot, never a torn or unpublished node. Node storage
 // grows in segments that never move. Save and Compact need writers stopped.
 //
+// Quantization (HnswOptions::quantization, ann/sq8.h): the graph is built and
+// walked on int8 codes; the best candidates are rescored with the full
+// vectors, kept apart.
+//
 // Deletion marks a node; it keeps routing searches but is never returned.
 // Compact() rebuilds a graph of the live nodes to reclaim memory and recall.
 #ifndef QUIVER_ANN_HNSW_H_
@@ -88,8 +92,11 @@ class HnswIndex final : public VectorIndex {
   void UpsertBatch(std::span<const uint64_t> labels, const float* vectors,
                    ThreadPool* pool) override;
 
-  // A new index with only the live nodes, built with `pool`. Wanted once at
-  // least kCompactMinNodes nodes exist and half of them are deleted.
+  // A new index with only the live nodes, built with `pool` (a quantized one
+  // learns its range again from their full vectors). Wanted once at least
+  // kCompactMinNodes nodes exist and half of them are deleted, or (quantized)
+  // once more than 0.1 % of the values coded were clamped and the graph has
+  // doubled since its range was learned.
   // REQUIRES: no concurrent Upsert or Remove.
   static constexpr size_t kCompactMinNodes = 1000;
   // UpsertBatch repairs reachability when the nodes inserted since the last

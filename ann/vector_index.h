@@ -84,7 +84,8 @@ class VectorIndex {
   // True once deleted entries cost enough memory and recall that the index
   // should be rebuilt (HNSW: at least 1000 nodes, half of them deleted; each
   // rebuild follows as many deletions as it keeps nodes, so its cost per
-  // deletion is constant). Never for an index that deletes in place.
+  // deletion is constant), or (quantized HNSW) its value range should be
+  // learned again. Never for an index that deletes in place.
   virtual bool NeedsCompaction() const { return false; }
   // A new index of the live entries only, built with `pool`.
   // REQUIRES: NeedsCompaction(); no concurrent writes.

@@ -96,5 +96,47 @@ TEST(CollectionConfigTest, CatalogEntryRoundTripsAndRejectsDamage) {
               StatusIs(absl::StatusCode::kDataLoss));
 }
 
+TEST(CollectionConfigTest, QuantizationRoundTripsAndOlderEntriesDecodeWithoutIt) {
+  CollectionMeta meta;
+  meta.id = 3;
+  meta.config.name = "q";
+  meta.config.dimension = 768;
+  meta.config.index = IndexKind::kHnsw;
+  meta.config.hnsw.quantization = ann::Quantization::kSq8;
+  meta.config.hnsw.oversampling = 4.5f;
+  meta.config.hnsw.rescore = false;
+  meta.config.hnsw.full_vectors_on_disk = true;
+  const std::string enc = EncodeCollectionMeta(meta);
+  auto back = DecodeCollectionMeta(enc);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->config.hnsw.quantization, ann::Quantization::kSq8);
+  EXPECT_EQ(back->config.hnsw.oversampling, 4.5f);
+  EXPECT_FALSE(back->config.hnsw.rescore);
+  EXPECT_TRUE(back->config.hnsw.full_vectors_on_disk);
+  // An entry written before quantization existed ends 6 bytes earlier.
+  meta.config.hnsw = HnswParams{};
+  const std::string plain = EncodeCollectionMeta(meta);
+  auto old = DecodeCollectionMeta(plain.substr(0, plain.size() - 6));
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->config.hnsw.quantization, ann::Quantization::kNone);
+  EXPECT_TRUE(old->config.hnsw.rescore);
+  std::string bad_flags = enc;
+  bad_flags.back() = 9;
+  EXPECT_THAT(DecodeCollectionMeta(bad_flags), StatusIs(absl::StatusCode::kDataLoss));
+
+  CollectionConfig c = meta.config;
+  c.hnsw.quantization = ann::Quantization::kSq8;
+  EXPECT_TRUE(c.Validate().ok());
+  c.hnsw.oversampling = 0.5f;
+  EXPECT_THAT(c.Validate(), StatusIs(absl::StatusCode::kInvalidArgument));
+  c.hnsw.oversampling = 3;
+  c.index = IndexKind::kFlat;
+  EXPECT_THAT(c.Validate(), StatusIs(absl::StatusCode::kInvalidArgument));
+  c.index = IndexKind::kHnsw;
+  c.hnsw.quantization = ann::Quantization::kNone;
+  c.hnsw.full_vectors_on_disk = true;
+  EXPECT_THAT(c.Validate(), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 }  // namespace
 }  // namespace quiver::storage
