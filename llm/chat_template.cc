@@ -251,6 +251,9 @@ bool Equal(const Value& a, const Value& b) {
   }
 }
 
+constexpr uint64_t kMaxRepeatBytes = 16 << 20;  // "x" * n
+constexpr int64_t kMaxRangeItems = 100000;
+
 absl::Status Error(std::string_view what) {
   return absl::InvalidArgumentError(StrCat("chat template: ", what));
 }
@@ -907,6 +910,64 @@ absl::StatusOr<Value> CallMethod(const Value& self, const std::string& name, con
   return Error(StrCat("unsupported method ", name, "()"));
 }
 
+// Python's integers are unbounded; ours are int64, so a result beyond it is an error rather
+// than undefined behaviour (as is a result that cannot be represented, like INT64_MIN // -1).
+absl::StatusOr<Value> IntArith(std::string_view op, const Value& a, const Value& b) {
+  const int64_t x = a.kind == Value::Kind::kBool ? a.b : a.i;
+  const int64_t y = b.kind == Value::Kind::kBool ? b.b : b.i;
+  const auto overflow = [&] {
+    return Error(StrCat("integer result of ", x, " ", op, " ", y, " is out of range"));
+  };
+  int64_t r = 0;
+  if (op == "+") {
+    if (__builtin_add_overflow(x, y, &r)) return overflow();
+    return Value::Int(r);
+  }
+  if (op == "-") {
+    if (__builtin_sub_overflow(x, y, &r)) return overflow();
+    return Value::Int(r);
+  }
+  if (op == "*") {
+    if (__builtin_mul_overflow(x, y, &r)) return overflow();
+    return Value::Int(r);
+  }
+  if (op == "**") {
+    if (y < 0) return Value::Float(std::pow(static_cast<double>(x), static_cast<double>(y)));
+    r = 1;
+    int64_t base = x;
+    for (int64_t e = y; e > 0; e >>= 1) {  // Square and multiply, every step checked.
+      if ((e & 1) != 0 && __builtin_mul_overflow(r, base, &r)) return overflow();
+      if (e > 1 && __builtin_mul_overflow(base, base, &base)) return overflow();
+    }
+    return Value::Int(r);
+  }
+  if (y == 0) return Error("division by zero");
+  if (op == "/") return Value::Float(static_cast<double>(x) / static_cast<double>(y));
+  if (y == -1) {  // x // -1 and x % -1, without INT64_MIN's overflow.
+    if (op == "%") return Value::Int(0);
+    if (op == "//") {
+      if (x == INT64_MIN) return overflow();
+      return Value::Int(-x);
+    }
+  }
+  if (op == "//") return Value::Int(x / y - ((x % y != 0 && ((x < 0) != (y < 0))) ? 1 : 0));
+  if (op == "%") {
+    const int64_t m = x % y;
+    return Value::Int(m != 0 && ((m < 0) != (y < 0)) ? m + y : m);  // Python's sign.
+  }
+  return Error(StrCat("unsupported operator ", op));
+}
+
+// The integer a number holds; an error for NaN, infinities and values beyond int64.
+absl::StatusOr<int64_t> ToInt(const Value& v, std::string_view what) {
+  if (v.kind == Value::Kind::kInt) return v.i;
+  if (v.kind == Value::Kind::kBool) return static_cast<int64_t>(v.b);
+  const double d = v.number();
+  if (!(d >= -0x1p63 && d < 0x1p63))
+    return Error(StrCat(what, " ", d, " is not an integer in range"));
+  return static_cast<int64_t>(d);
+}
+
 absl::StatusOr<Value> Binary(const std::string& op, const Value& a, const Value& b, bool negate) {
   if (op == "==") return Value::Bool(Equal(a, b));
   if (op == "!=") return Value::Bool(!Equal(a, b));
@@ -948,6 +1009,9 @@ absl::StatusOr<Value> Binary(const std::string& op, const Value& a, const Value&
     }
   }
   if (op == "*" && a.kind == Value::Kind::kString && b.kind == Value::Kind::kInt) {
+    if (b.i > 0 && a.s.size() > kMaxRepeatBytes / static_cast<uint64_t>(b.i)) {
+      return Error(StrCat("string repetition would exceed ", kMaxRepeatBytes, " bytes"));
+    }
     std::string out;
     for (int64_t k = 0; k < b.i; ++k) out += a.s;
     return Value::Str(out);
@@ -955,33 +1019,16 @@ absl::StatusOr<Value> Binary(const std::string& op, const Value& a, const Value&
   if (!a.is_number() || !b.is_number()) {
     return Error(StrCat("unsupported operands for ", op, ": ", Repr(a), " and ", Repr(b)));
   }
-  const bool ints = a.kind != Value::Kind::kFloat && b.kind != Value::Kind::kFloat;
+  if (a.kind != Value::Kind::kFloat && b.kind != Value::Kind::kFloat) return IntArith(op, a, b);
   const double x = a.number(), y = b.number();
-  if (op == "+")
-    return ints ? Value::Int(static_cast<int64_t>(x) + static_cast<int64_t>(y))
-                : Value::Float(x + y);
-  if (op == "-")
-    return ints ? Value::Int(static_cast<int64_t>(x) - static_cast<int64_t>(y))
-                : Value::Float(x - y);
-  if (op == "*")
-    return ints ? Value::Int(static_cast<int64_t>(x) * static_cast<int64_t>(y))
-                : Value::Float(x * y);
-  if (op == "**")
-    return ints && y >= 0 ? Value::Int(static_cast<int64_t>(std::pow(x, y)))
-                          : Value::Float(std::pow(x, y));
+  if (op == "+") return Value::Float(x + y);
+  if (op == "-") return Value::Float(x - y);
+  if (op == "*") return Value::Float(x * y);
+  if (op == "**") return Value::Float(std::pow(x, y));
   if (y == 0) return Error("division by zero");
   if (op == "/") return Value::Float(x / y);
-  if (op == "//")
-    return ints ? Value::Int(static_cast<int64_t>(std::floor(x / y)))
-                : Value::Float(std::floor(x / y));
-  if (op == "%") {
-    if (ints) {
-      const int64_t m = static_cast<int64_t>(x) % static_cast<int64_t>(y);
-      return Value::Int(m != 0 && ((m < 0) != (y < 0)) ? m + static_cast<int64_t>(y)
-                                                       : m);  // Python's sign.
-    }
-    return Value::Float(x - y * std::floor(x / y));
-  }
+  if (op == "//") return Value::Float(std::floor(x / y));
+  if (op == "%") return Value::Float(x - y * std::floor(x / y));
   return Error(StrCat("unsupported operator ", op));
 }
 
@@ -1020,7 +1067,10 @@ absl::StatusOr<Value> Filter(const std::string& name, const Value& v, const List
     return Value::Str(ReplaceAll(Text(v), Text(args[0]), Text(args[1])));
   }
   if (name == "int") {
-    if (v.is_number()) return Value::Int(static_cast<int64_t>(v.number()));
+    if (v.is_number()) {
+      ASSIGN_OR_RETURN(int64_t i, ToInt(v, "int() of"));
+      return Value::Int(i);
+    }
     char* end = nullptr;
     const std::string s = Text(v);
     const long long i = std::strtoll(s.c_str(), &end, 10);
@@ -1059,7 +1109,7 @@ absl::StatusOr<bool> Test(const std::string& name, const Value& v, const List& a
         args[0].i == 0) {
       return Error("'divisibleby' needs integers");
     }
-    return v.i % args[0].i == 0;
+    return args[0].i == -1 || v.i % args[0].i == 0;  // INT64_MIN % -1 is undefined in C++.
   }
   if (name == "eq" || name == "equalto" || name == "sameas")
     return !args.empty() && Equal(v, args[0]);
@@ -1155,15 +1205,28 @@ absl::StatusOr<Value> Expr::Eval(Context& ctx) const {
       }
       if (callee.name == "range") {
         int64_t lo = 0, hi = 0, step = 1;
-        if (values.size() == 1) hi = static_cast<int64_t>(values[0].number());
-        if (values.size() >= 2) {
-          lo = static_cast<int64_t>(values[0].number());
-          hi = static_cast<int64_t>(values[1].number());
+        if (values.empty() || values.size() > 3) return Error("range() takes 1 to 3 arguments");
+        for (const Value& v : values) {
+          if (!v.is_number()) return Error("range() needs numbers");
         }
-        if (values.size() == 3) step = static_cast<int64_t>(values[2].number());
-        if (step == 0 || (hi - lo) / step > 100000) return Error("bad range()");
+        if (values.size() == 1) {
+          ASSIGN_OR_RETURN(hi, ToInt(values[0], "range() bound"));
+        } else {
+          ASSIGN_OR_RETURN(lo, ToInt(values[0], "range() bound"));
+          ASSIGN_OR_RETURN(hi, ToInt(values[1], "range() bound"));
+        }
+        if (values.size() == 3) {
+          ASSIGN_OR_RETURN(step, ToInt(values[2], "range() step"));
+        }
+        if (step == 0) return Error("range() step must not be zero");
+        const __int128 span = static_cast<__int128>(hi) - lo;  // No int64 overflow here.
+        if (span / step > kMaxRangeItems) {
+          return Error(StrCat("range() would have more than ", kMaxRangeItems, " items"));
+        }
         List out;
-        for (int64_t x = lo; step > 0 ? x < hi : x > hi; x += step) out.push_back(Value::Int(x));
+        for (__int128 x = lo; step > 0 ? x < hi : x > hi; x += step) {
+          out.push_back(Value::Int(static_cast<int64_t>(x)));
+        }
         return Value::MakeList(std::move(out));
       }
       if (callee.name == "strftime_now") {
@@ -1190,7 +1253,10 @@ absl::StatusOr<Value> Expr::Eval(Context& ctx) const {
     }
     case K::kNeg: {
       ASSIGN_OR_RETURN(Value v, args[0]->Eval(ctx));
-      if (v.kind == Value::Kind::kInt) return Value::Int(-v.i);
+      if (v.kind == Value::Kind::kInt) {
+        if (v.i == INT64_MIN) return Error("integer result of -(-2**63) is out of range");
+        return Value::Int(-v.i);
+      }
       if (v.kind == Value::Kind::kFloat) return Value::Float(-v.f);
       return Error("unary minus needs a number");
     }

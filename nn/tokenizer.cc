@@ -117,6 +117,25 @@ std::string StringField(const Json& j, std::string_view key, std::string fallbac
   return v != nullptr && v->is_string() ? v->as_string() : fallback;
 }
 
+constexpr int64_t kMaxTokenId = (1 << 26) - 1;
+
+// A whole number in [lo, hi]; anything else (a string, 1.5, 8.9e30, NaN) is an error naming
+// what it was meant to be, never a conversion out of range.
+absl::StatusOr<int32_t> IntValue(const Json& v, std::string_view what, int64_t lo, int64_t hi) {
+  if (!v.is_number() || !(v.as_number() >= static_cast<double>(lo)) ||
+      !(v.as_number() <= static_cast<double>(hi)) || v.as_number() != std::floor(v.as_number())) {
+    return absl::InvalidArgumentError(
+        StrCat("tokenizer.json: ", what, " must be a whole number in [", lo, ", ", hi, "]"));
+  }
+  return static_cast<int32_t>(v.as_number());
+}
+absl::StatusOr<int32_t> IntField(const Json& j, std::string_view key, int64_t lo, int64_t hi,
+                                 int32_t fallback) {
+  const Json* v = j.Find(key);
+  if (v == nullptr || v->is_null()) return fallback;
+  return IntValue(*v, key, lo, hi);
+}
+
 // ---- Normalizers ------------------------------------------------------------
 
 class Normalizer {
@@ -693,10 +712,7 @@ class Model {
   // A {"token": id} vocabulary object (WordPiece, BPE).
   absl::Status AddVocab(const Json& object) {
     for (const auto& [token, id] : object.as_object()) {
-      if (!id.is_number() || id.as_number() < 0 || id.as_number() >= (1 << 26)) {
-        return absl::InvalidArgumentError("tokenizer.json: bad vocab id");
-      }
-      const int32_t i = static_cast<int32_t>(id.as_number());
+      ASSIGN_OR_RETURN(const int32_t i, IntValue(id, "vocab id", 0, kMaxTokenId));
       vocab[token] = i;
       if (static_cast<size_t>(i) >= id_to_token.size()) id_to_token.resize(i + 1);
       id_to_token[i] = token;
@@ -717,9 +733,8 @@ class WordPiece : public Model {
     }
     RETURN_IF_ERROR(m->AddVocab(*vocab));
     m->prefix_ = StringField(j, "continuing_subword_prefix", "##");
-    const Json* max_chars = j.Find("max_input_chars_per_word");
-    if (max_chars != nullptr && max_chars->is_number())
-      m->max_chars_ = static_cast<size_t>(max_chars->as_number());
+    ASSIGN_OR_RETURN(m->max_chars_, IntField(j, "max_input_chars_per_word", 0, INT32_MAX,
+                                             static_cast<int32_t>(m->max_chars_)));
     const std::string unk = StringField(j, "unk_token", "[UNK]");
     auto it = m->vocab.find(unk);
     if (it == m->vocab.end()) {
@@ -788,8 +803,8 @@ class Unigram : public Model {
       min_score = std::min(min_score, m->scores_.back());
       m->max_len_ = std::max(m->max_len_, Decode(piece).size());
     }
-    const Json* unk = j.Find("unk_id");
-    m->unk_ = unk != nullptr && unk->is_number() ? static_cast<int32_t>(unk->as_number()) : -1;
+    ASSIGN_OR_RETURN(m->unk_,
+                     IntField(j, "unk_id", 0, static_cast<int64_t>(m->id_to_token.size()) - 1, -1));
     if (BoolField(j, "byte_fallback", false)) {
       return absl::InvalidArgumentError("tokenizer.json: Unigram byte_fallback is not supported");
     }
@@ -1040,10 +1055,8 @@ absl::StatusOr<std::vector<DecodeStep>> MakeDecoder(const Json& j) {
   } else if (type == "Strip") {
     d.kind = K::kStrip;
     d.from = StringField(j, "content", " ");
-    const Json* start = j.Find("start");
-    const Json* stop = j.Find("stop");
-    d.start = start != nullptr && start->is_number() ? static_cast<int>(start->as_number()) : 0;
-    d.stop = stop != nullptr && stop->is_number() ? static_cast<int>(stop->as_number()) : 0;
+    ASSIGN_OR_RETURN(d.start, IntField(j, "start", 0, INT32_MAX, 0));
+    ASSIGN_OR_RETURN(d.stop, IntField(j, "stop", 0, INT32_MAX, 0));
   } else if (type == "WordPiece") {
     d.kind = K::kWordPiece;
     d.from = StringField(j, "prefix", "##");
@@ -1291,15 +1304,15 @@ absl::StatusOr<std::vector<TemplateItem>> ParseTemplate(const Json& list, const 
     TemplateItem t;
     if (const Json* s = item.Find("SpecialToken"); s != nullptr) {
       const std::string id = StringField(*s, "id");
-      const Json* type = s->Find("type_id");
-      t.type_id =
-          type != nullptr && type->is_number() ? static_cast<int32_t>(type->as_number()) : 0;
+      ASSIGN_OR_RETURN(t.type_id, IntField(*s, "type_id", 0, INT32_MAX, 0));
       const Json* entry = specials.is_object() ? specials.Find(id) : nullptr;
       const Json* ids = entry != nullptr ? entry->Find("ids") : nullptr;
       const Json* tokens = entry != nullptr ? entry->Find("tokens") : nullptr;
       if (ids != nullptr && ids->is_array()) {
-        for (const Json& i : ids->as_array())
-          t.special.push_back(static_cast<int32_t>(i.as_number()));
+        for (const Json& i : ids->as_array()) {
+          ASSIGN_OR_RETURN(const int32_t special, IntValue(i, "special token id", 0, kMaxTokenId));
+          t.special.push_back(special);
+        }
         for (size_t k = 0; k < t.special.size(); ++k) {
           const bool named = tokens != nullptr && tokens->is_array() &&
                              k < tokens->as_array().size() && tokens->as_array()[k].is_string();
@@ -1313,9 +1326,7 @@ absl::StatusOr<std::vector<TemplateItem>> ParseTemplate(const Json& list, const 
       }
     } else if (const Json* s = item.Find("Sequence"); s != nullptr) {
       t.sequence = StringField(*s, "id", "A") == "B" ? 1 : 0;
-      const Json* type = s->Find("type_id");
-      t.type_id =
-          type != nullptr && type->is_number() ? static_cast<int32_t>(type->as_number()) : 0;
+      ASSIGN_OR_RETURN(t.type_id, IntField(*s, "type_id", 0, INT32_MAX, 0));
     } else {
       return absl::InvalidArgumentError("tokenizer.json: bad template item");
     }
@@ -1395,8 +1406,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j) {
           cls->as_array().size() != 2 || sep->as_array().size() != 2) {
         return Unsupported("post-processor", *pp);
       }
-      const int32_t c = static_cast<int32_t>(cls->as_array()[1].as_number());
-      const int32_t s = static_cast<int32_t>(sep->as_array()[1].as_number());
+      ASSIGN_OR_RETURN(const int32_t c, IntValue(cls->as_array()[1], "cls id", 0, kMaxTokenId));
+      ASSIGN_OR_RETURN(const int32_t s, IntValue(sep->as_array()[1], "sep id", 0, kMaxTokenId));
       const std::vector<std::string> cn = {
           cls->as_array()[0].is_string() ? cls->as_array()[0].as_string() : ""};
       const std::vector<std::string> sn = {
@@ -1416,8 +1427,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const Json& j) {
     for (const Json& a : added->as_array()) {
       const Json* id = a.Find("id");
       const std::string content = StringField(a, "content");
-      if (id == nullptr || !id->is_number() || content.empty()) continue;
-      const int32_t i = static_cast<int32_t>(id->as_number());
+      if (id == nullptr || content.empty()) continue;
+      ASSIGN_OR_RETURN(const int32_t i, IntValue(*id, "added token id", 0, kMaxTokenId));
       impl->added.emplace_back(content, i);
       impl->added_by_id[i] = content;
       if (BoolField(a, "special", false)) impl->special.insert(i);

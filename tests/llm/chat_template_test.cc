@@ -33,6 +33,30 @@ TEST(ChatTemplateTest, OutOfRangeLiteralsAreErrorsNotCrashes) {
   ASSERT_TRUE(f.ok()) << f.status();
 }
 
+// Found by the long chat_template_fuzz run (UBSan): `444444444**44` converted a
+// double far past int64 to an integer. Integer arithmetic is now checked: exact
+// inside int64, an error naming the operation outside it, as Python's results
+// would not fit our integers.
+TEST(ChatTemplateTest, IntegerArithmeticIsExactOrAnError) {
+  EXPECT_EQ(Render("{{ 3 ** 4 }} {{ 2 ** 62 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 % -3 }}", {}),
+            "81 4611686018427387904 -4 2 -2");
+  EXPECT_EQ(Render("{{ 9007199254740993 + 0 }}", {}), "9007199254740993");  // Not via double.
+  EXPECT_EQ(Render("{{ 2 ** -1 }} {{ 7 / 2 }}", {}), "0.5 3.5");
+  for (const char* overflow :
+       {"{{ 444444444**44 }}", "{{ 9223372036854775807 + 1 }}", "{{ 3037000500 * 3037000500 }}",
+        "{{ -9223372036854775807 - 2 }}", "{{ (-9223372036854775807 - 1) // -1 }}",
+        "{{ -(-9223372036854775807 - 1) }}", "{{ (10.0 ** 300) | int }}",
+        "{{ range(10.0 ** 300) }}", "{{ range(-9223372036854775807, 9223372036854775807) }}",
+        "{{ 'ab' * 100000000 }}"}) {
+    auto t = ChatTemplate::Parse(overflow);
+    ASSERT_TRUE(t.ok()) << overflow << ": " << t.status();
+    auto out = (*t)->Render({{}, false, "", ""});
+    EXPECT_THAT(out.status(), StatusIs(absl::StatusCode::kInvalidArgument)) << overflow;
+  }
+  EXPECT_EQ(Render("{{ (-9223372036854775807 - 1) % -1 }} {{ range(3, 0, -1) | join(',') }}", {}),
+            "0 3,2,1");
+}
+
 TEST(ChatTemplateTest, ChatMlWithDefaultSystem) {  // Qwen2-Instruct.
   const std::string t =
       R"({% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %})";

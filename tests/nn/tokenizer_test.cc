@@ -308,6 +308,36 @@ TEST(BpeTest, ByteLevelRoundTrip) {
   }
 }
 
+// Found by the long tokenizer_json_fuzz run (UBSan): an added token id of 8.9e30
+// was converted to int32. Every id and count read from the file is now checked.
+TEST(TokenizerJsonTest, NumbersOutOfRangeAreRefused) {
+  const std::string base = R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "a": 1}})";
+  for (
+      const char* extra :
+      {R"(, "added_tokens": [{"id": 8.9e30, "content": "x"}]})",
+       R"(, "added_tokens": [{"id": -1, "content": "x"}]})",
+       R"(, "added_tokens": [{"id": 1.5, "content": "x"}]})",
+       R"(, "added_tokens": [{"id": "1", "content": "x"}]})",
+       R"(, "post_processor": {"type": "BertProcessing", "cls": ["[CLS]", 1e40], "sep": ["[SEP]", 1]}})",
+       R"(, "post_processor": {"type": "BertProcessing", "cls": ["[CLS]", "0"], "sep": ["[SEP]", 1]}})",
+       R"(, "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "x", "type_id": 0}}],
+              "special_tokens": {"x": {"id": "x", "ids": [1e20], "tokens": ["x"]}}}})",
+       R"(, "post_processor": {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": -4e30}}]}})",
+       R"(, "decoder": {"type": "Strip", "content": " ", "start": 1e19, "stop": 0}})"}) {
+    auto j = ParseJson(base + std::string(extra));
+    QUIVER_ASSERT_OK(j.status());
+    EXPECT_THAT(Tokenizer::FromJson(*j).status(), StatusIs(absl::StatusCode::kInvalidArgument))
+        << extra;
+  }
+  auto wp = ParseJson(
+      R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}, "max_input_chars_per_word": 1e99}})");
+  EXPECT_THAT(Tokenizer::FromJson(*wp).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  auto uni = ParseJson(R"({"model": {"type": "Unigram", "vocab": [["a", -1.0]], "unk_id": 5}})");
+  EXPECT_THAT(Tokenizer::FromJson(*uni).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  auto ok = ParseJson(base + R"(, "added_tokens": [{"id": 7, "content": "xyz"}]})");
+  QUIVER_ASSERT_OK(Tokenizer::FromJson(*ok).status());
+}
+
 TEST(BpeTest, SentencePieceStyleByteFallback) {
   // TinyLlama's tokenizer.json shape: "▁" prepended and spaces replaced by
   // the normalizer, no pre-tokenizer, BPE with byte fallback; the decoder
