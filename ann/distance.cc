@@ -25,12 +25,13 @@ std::vector<const DistanceKernels*> SupportedKernels() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   if (internal::kAvx2Kernels != nullptr && __builtin_cpu_supports("avx2") &&
-      __builtin_cpu_supports("fma")) {
+      __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt")) {
     out.push_back(internal::kAvx2Kernels);
   }
   if (internal::kAvx512Kernels != nullptr && __builtin_cpu_supports("avx512f") &&
       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("popcnt")) {
     out.push_back(internal::kAvx512Kernels);
   }
 #endif

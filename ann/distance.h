@@ -33,6 +33,9 @@ struct DistanceKernels {
   // overflow for n <= 32,768 (each term is at most 254^2 = 64,516).
   int32_t (*dot_i8)(const int8_t* a, const int8_t* b, size_t n);
   int32_t (*l2_squared_i8)(const int8_t* a, const int8_t* b, size_t n);
+  // Binary codes (one bit per dimension, packed in 64-bit words): the
+  // number of bits that differ.
+  uint32_t (*hamming)(const uint64_t* a, const uint64_t* b, size_t words);
 };
 
 // The portable reference implementation.

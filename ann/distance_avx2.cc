@@ -4,6 +4,8 @@
 #if defined(QUIVER_X86_KERNELS)
 #include <immintrin.h>
 
+#include "ann/hamming_popcnt.h"
+
 namespace quiver::ann::internal {
 namespace {
 
@@ -103,7 +105,8 @@ int32_t L2SquaredI8Avx2(const int8_t* a, const int8_t* b, size_t n) {
   return s;
 }
 
-const DistanceKernels kAvx2 = {"avx2", &DotAvx2, &L2SquaredAvx2, &DotI8Avx2, &L2SquaredI8Avx2};
+const DistanceKernels kAvx2 = {"avx2",     &DotAvx2,         &L2SquaredAvx2,
+                               &DotI8Avx2, &L2SquaredI8Avx2, &HammingPopcnt};
 
 }  // namespace
 

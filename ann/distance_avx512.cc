@@ -5,6 +5,8 @@
 #if defined(QUIVER_X86_KERNELS)
 #include <immintrin.h>
 
+#include "ann/hamming_popcnt.h"
+
 namespace quiver::ann::internal {
 namespace {
 
@@ -79,8 +81,8 @@ int32_t L2SquaredI8Avx512(const int8_t* a, const int8_t* b, size_t n) {
   return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
-const DistanceKernels kAvx512 = {"avx512", &DotAvx512, &L2SquaredAvx512, &DotI8Avx512,
-                                 &L2SquaredI8Avx512};
+const DistanceKernels kAvx512 = {"avx512",     &DotAvx512,         &L2SquaredAvx512,
+                                 &DotI8Avx512, &L2SquaredI8Avx512, &HammingPopcnt};
 
 }  // namespace
 

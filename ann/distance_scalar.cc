@@ -51,9 +51,23 @@ int32_t L2SquaredI8Scalar(const int8_t* a, const int8_t* b, size_t n) {
   return s;
 }
 
+// Bit counting without the popcnt instruction (the baseline x86-64 target
+// lacks it): the classic SWAR sum, the reference the others are tested on.
+uint32_t HammingScalar(const uint64_t* a, const uint64_t* b, size_t words) {
+  uint32_t s = 0;
+  for (size_t i = 0; i < words; ++i) {
+    uint64_t x = a[i] ^ b[i];
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    s += static_cast<uint32_t>((x * 0x0101010101010101ull) >> 56);
+  }
+  return s;
+}
+
 }  // namespace
 
-const DistanceKernels kScalarKernels = {"scalar", &DotScalar, &L2SquaredScalar, &DotI8Scalar,
-                                        &L2SquaredI8Scalar};
+const DistanceKernels kScalarKernels = {"scalar",     &DotScalar,         &L2SquaredScalar,
+                                        &DotI8Scalar, &L2SquaredI8Scalar, &HammingScalar};
 
 }  // namespace quiver::ann::internal

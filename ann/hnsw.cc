@@ -125,7 +125,8 @@ absl::Status HnswOptions::Validate() const {
   if (ef_search < 1 || ef_search > 10000) {
     return absl::InvalidArgumentError("hnsw: ef_search must be in 1..10000");
   }
-  if (quantization != Quantization::kNone && quantization != Quantization::kSq8) {
+  if (quantization != Quantization::kNone && quantization != Quantization::kSq8 &&
+      quantization != Quantization::kBinary) {
     return absl::InvalidArgumentError("hnsw: unknown quantization");
   }
   if (!(oversampling >= 1.0f && oversampling <= 100.0f)) {
@@ -142,9 +143,10 @@ HnswIndex::HnswIndex(const HnswOptions& options, const DistanceKernels& kernels)
     : options_(options),
       kernels_(kernels),
       links0_bytes_(RoundUp((1 + 2 * size_t{options.m}) * sizeof(NodeId))),
-      vector_bytes_(RoundUp(options.quantization == Quantization::kNone
-                                ? options.dimension * sizeof(float)
-                                : options.dimension)),
+      vector_bytes_(RoundUp(options.quantization == Quantization::kNone ? options.dimension * 4
+                            : options.quantization == Quantization::kSq8
+                                ? options.dimension
+                                : (options.dimension + 63) / 64 * sizeof(uint64_t))),
       block_bytes_(links0_bytes_ + vector_bytes_) {
   QUIVER_CHECK(options.Validate().ok());
   QUIVER_CHECK(links0_bytes_ - (1 + 2 * size_t{options.m}) * sizeof(NodeId) >= sizeof(int32_t));
@@ -219,6 +221,11 @@ const float* HnswIndex::Full(NodeId id) const {
   return s.full->data() + off * options_.dimension;
 }
 
+std::vector<float> HnswIndex::binary_thresholds() const {
+  if (sq8() || !trained_.load(std::memory_order_acquire)) return {};
+  return binary_threshold_;
+}
+
 Sq8Params HnswIndex::sq8_params() const {
   if (!trained_.load(std::memory_order_acquire)) return {};
   return sq8_;
@@ -227,6 +234,10 @@ Sq8Params HnswIndex::sq8_params() const {
 void HnswIndex::EncodeInto(const float* v, std::byte* out, uint64_t* clamped) const {
   if (!quantized()) {
     std::memcpy(out, v, options_.dimension * sizeof(float));
+    return;
+  }
+  if (!sq8()) {
+    EncodeBinary(v, binary_threshold_.data(), options_.dimension, reinterpret_cast<uint64_t*>(out));
     return;
   }
   const int32_t sum = sq8_.Encode(v, options_.dimension, reinterpret_cast<int8_t*>(out), clamped);
@@ -249,8 +260,18 @@ void HnswIndex::TrainOnce(const float* vectors, size_t n) {
     values.insert(values.end(), v, v + dim);
     if (options_.metric == Metric::kCosine) NormalizeInPlace({values.data() + at, dim});
   }
-  SetSq8Params(Sq8Params::Train(values));
+  if (sq8()) {
+    SetSq8Params(Sq8Params::Train(values));
+  } else {  // Binary: each dimension's mean splits its values.
+    std::vector<double> sum(dim, 0.0);
+    for (size_t i = 0; i < take; ++i) {
+      for (size_t d = 0; d < dim; ++d) sum[d] += values[i * dim + d];
+    }
+    binary_threshold_.resize(dim);
+    for (size_t d = 0; d < dim; ++d) binary_threshold_[d] = static_cast<float>(sum[d] / take);
+  }
   trained_nodes_ = node_count();
+  trained_sample_ = take;
   trained_.store(true, std::memory_order_release);
 }
 
@@ -341,7 +362,7 @@ void HnswIndex::Upsert(uint64_t label, std::span<const float> vector) {
 
 void HnswIndex::Link(NodeId id) {
   const int level = LevelOf(id);
-  const std::byte* q = Code(id);
+  const std::byte* q = BuildVec(id);
   uint64_t ep = entry_.load(std::memory_order_acquire);
   // A node above the top level (or the first node) holds the entry lock
   // throughout, so the entry point moves only after it is fully linked.
@@ -356,9 +377,9 @@ void HnswIndex::Link(NodeId id) {
     if (level <= static_cast<int>(ep & 0xff)) top_lock.unlock();  // Raised meanwhile.
   }
   const int top = static_cast<int>(ep & 0xff);
-  NodeId cur = GreedyDescend(q, static_cast<NodeId>(ep >> 8), top, level);
+  NodeId cur = GreedyDescend(q, static_cast<NodeId>(ep >> 8), top, level, true);
   for (int l = std::min(level, top); l >= 0; --l) {
-    auto found = SearchLayer(q, cur, options_.ef_construction, l, false, nullptr, cur);
+    auto found = SearchLayer(q, cur, options_.ef_construction, l, false, nullptr, cur, true);
     cur = found.front().node;
     const auto chosen = SelectNeighbours(found, options_.m);
     if (link_hook_for_test_) link_hook_for_test_(LabelOf(id), l);
@@ -407,15 +428,17 @@ void HnswIndex::MergeLinks(NodeId node, int level, std::span<const NodeId> add) 
     return;
   }
   // Full: keep the best max_links of the links and the rest of `add`.
-  const std::byte* base = Code(node);
+  const std::byte* base = BuildVec(node);
   std::vector<Candidate> candidates;
   candidates.reserve(n + add.size() - next);
   for (uint32_t i = 0; i < n; ++i) {
     const NodeId l = links[1 + i].load(std::memory_order_relaxed);
-    candidates.push_back({Dist(base, Code(l)), l});
+    candidates.push_back({BuildDist(base, BuildVec(l)), l});
   }
   for (; next < add.size(); ++next) {
-    if (!linked(add[next])) candidates.push_back({Dist(base, Code(add[next])), add[next]});
+    if (!linked(add[next])) {
+      candidates.push_back({BuildDist(base, BuildVec(add[next])), add[next]});
+    }
   }
   std::sort(candidates.begin(), candidates.end(),
             [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });
@@ -430,10 +453,10 @@ std::vector<NodeId> HnswIndex::SelectNeighbours(const std::vector<Candidate>& ca
   kept.reserve(max_links);
   for (const Candidate& c : candidates) {
     if (kept.size() >= max_links) break;
-    const std::byte* v = Code(c.node);
+    const std::byte* v = BuildVec(c.node);
     bool diverse = true;
     for (NodeId k : kept) {
-      if (Dist(v, Code(k)) < c.dist) {
+      if (BuildDist(v, BuildVec(k)) < c.dist) {
         diverse = false;
         break;
       }
@@ -449,10 +472,11 @@ namespace {
 thread_local uint64_t t_distances = 0;
 }  // namespace
 
-NodeId HnswIndex::GreedyDescend(const std::byte* q, NodeId start, int from_level,
-                                int to_level) const {
+NodeId HnswIndex::GreedyDescend(const std::byte* q, NodeId start, int from_level, int to_level,
+                                bool build) const {
+  auto dist = [&](NodeId n) { return build ? BuildDist(q, BuildVec(n)) : Dist(q, Code(n)); };
   NodeId cur = start;
-  float cur_dist = Dist(q, Code(cur));
+  float cur_dist = dist(cur);
   for (int l = from_level; l > to_level; --l) {
     bool moved = true;
     while (moved) {
@@ -461,7 +485,7 @@ NodeId HnswIndex::GreedyDescend(const std::byte* q, NodeId start, int from_level
       const uint32_t count = links[0].load(std::memory_order_acquire);
       for (uint32_t i = 0; i < count; ++i) {
         const NodeId n = links[1 + i].load(std::memory_order_acquire);
-        const float d = Dist(q, Code(n));
+        const float d = dist(n);
         ++t_distances;
         if (d < cur_dist) {
           cur_dist = d;
@@ -478,7 +502,7 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const std::byte* q, Nod
                                                          size_t ef, int level,
                                                          bool results_must_qualify,
                                                          const LabelFilter* filter,
-                                                         NodeId second_entry) const {
+                                                         NodeId second_entry, bool build) const {
   VisitedSet& visited = ThreadVisited();
   visited.Reset(next_node_.load(std::memory_order_acquire));
   // Only pay for state and filter checks when something can be rejected.
@@ -496,17 +520,26 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const std::byte* q, Nod
   results.clear();
   const size_t dim = options_.dimension;
   const bool l2 = options_.metric == Metric::kL2;
-  const bool sq8 = quantized();
+  // What is compared: float vectors (unquantized, or a binary graph being
+  // built), SQ8 codes or binary codes.
+  const bool on_full = !quantized() || (build && build_on_full());
+  const bool codes_sq8 = !on_full && sq8();
   const auto dot = kernels_.dot;
   const auto l2sq = kernels_.l2_squared;
   const auto* qf = reinterpret_cast<const float*>(q);
   auto dist = [&](const std::byte* v) {
-    if (sq8) return DistSq8(q, v);
-    const auto* vf = reinterpret_cast<const float*>(v);
-    return l2 ? l2sq(qf, vf, dim) : -dot(qf, vf, dim);
+    if (on_full) {
+      const auto* vf = reinterpret_cast<const float*>(v);
+      return l2 ? l2sq(qf, vf, dim) : -dot(qf, vf, dim);
+    }
+    return codes_sq8 ? DistSq8(q, v) : DistBinary(q, v);
   };
+  auto vec = [&](NodeId n) {
+    return on_full ? reinterpret_cast<const std::byte*>(Full(n)) : Code(n);
+  };
+  const size_t vec_bytes = on_full ? dim * sizeof(float) : vector_bytes_;
 
-  const float d0 = dist(Code(entry));
+  const float d0 = dist(vec(entry));
   ++t_distances;
   visited.Visit(entry);
   candidates.push_back({d0, entry});
@@ -518,7 +551,7 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const std::byte* q, Nod
   const Closer closer;
   const Farther farther;
   if (second_entry != entry && visited.Visit(second_entry)) {
-    const float d = dist(Code(second_entry));
+    const float d = dist(vec(second_entry));
     ++t_distances;
     candidates.push_back({d, second_entry});
     std::push_heap(candidates.begin(), candidates.end(), closer);
@@ -541,7 +574,7 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const std::byte* q, Nod
     for (uint32_t i = 0; i < count; ++i) {
       const NodeId n = links[1 + i].load(std::memory_order_acquire);
       if (visited.Visit(n)) {
-        const std::byte* v = Code(n);
+        const std::byte* v = vec(n);
         // Fetch the vector early: the distance computation below stalls on
         // memory otherwise (~15% QPS on 128-d, measured by hnsw_bench).
         __builtin_prefetch(v);
@@ -554,7 +587,7 @@ std::vector<HnswIndex::Candidate> HnswIndex::SearchLayer(const std::byte* q, Nod
     // too late to hide memory latency.
     auto prefetch_rest = [&](uint32_t k) {
       const char* p = reinterpret_cast<const char*>(fresh_vecs[k]);
-      for (size_t line = 64; line < vector_bytes_; line += 64) __builtin_prefetch(p + line);
+      for (size_t line = 64; line < vec_bytes; line += 64) __builtin_prefetch(p + line);
     };
     if (fresh > 0) prefetch_rest(0);
     if (fresh > 1) prefetch_rest(1);
@@ -618,11 +651,11 @@ std::vector<Hit> HnswIndex::Search(std::span<const float> query, const SearchPar
   EncodeInto(q.data(), walked, &ignored);
   const uint64_t distances_before = t_distances;
   const NodeId start =
-      GreedyDescend(walked, static_cast<NodeId>(ep >> 8), static_cast<int>(ep & 0xff), 0);
+      GreedyDescend(walked, static_cast<NodeId>(ep >> 8), static_cast<int>(ep & 0xff), 0, false);
   // Seeded at the entry point as well: every live node is reachable from it
   // (RepairReachability), so a beam as wide as the graph finds them all.
   std::vector<Candidate> found =
-      SearchLayer(walked, start, ef, 0, true, params.filter, static_cast<NodeId>(ep >> 8));
+      SearchLayer(walked, start, ef, 0, true, params.filter, static_cast<NodeId>(ep >> 8), false);
   if (rescore) {
     if (found.size() > keep) found.resize(keep);  // Nearest first.
     for (Candidate& c : found) c.dist = DistFull(q.data(), Full(c.node));
@@ -794,12 +827,12 @@ bool HnswIndex::AllLiveReachable() const {
 
 bool HnswIndex::LinkFromReachable(NodeId node, const std::vector<uint8_t>& reached) {
   const uint64_t ep = entry_.load(std::memory_order_acquire);
-  const std::byte* q = Code(node);
+  const std::byte* q = BuildVec(node);
   // The nearest nodes to `node` a level-0 walk from the entry point finds:
   // every one of them is reachable.
   const size_t ef = std::max<size_t>(options_.ef_construction, 2 * options_.m);
   std::vector<Candidate> found = SearchLayer(q, static_cast<NodeId>(ep >> 8), ef, 0, false, nullptr,
-                                             static_cast<NodeId>(ep >> 8));
+                                             static_cast<NodeId>(ep >> 8), true);
   NodeId full_nearest = node;
   for (const Candidate& c : found) {
     if (c.node == node || c.node >= reached.size() || !reached[c.node]) continue;
@@ -816,11 +849,11 @@ bool HnswIndex::LinkFromReachable(NodeId node, const std::vector<uint8_t>& reach
   std::lock_guard<std::mutex> lock(LockOf(full_nearest));
   std::atomic<NodeId>* links = Links(full_nearest, 0);
   const uint32_t count = links[0].load(std::memory_order_relaxed);
-  const std::byte* base = Code(full_nearest);
+  const std::byte* base = BuildVec(full_nearest);
   uint32_t worst = 0;
   float worst_dist = -std::numeric_limits<float>::infinity();
   for (uint32_t i = 0; i < count; ++i) {
-    const float d = Dist(base, Code(links[1 + i].load(std::memory_order_relaxed)));
+    const float d = BuildDist(base, BuildVec(links[1 + i].load(std::memory_order_relaxed)));
     if (d > worst_dist) {
       worst_dist = d;
       worst = i;
@@ -863,6 +896,12 @@ bool HnswIndex::NeedsCompaction() const {
   // were clamped and the graph has doubled since training, so the rebuilds'
   // cost per insert stays constant.
   if (!quantized() || !trained_.load(std::memory_order_acquire)) return false;
+  // Binary thresholds learned from a small first batch: relearned from the
+  // whole graph once it is four times that batch (a few rebuilds at most).
+  if (!sq8()) {
+    return trained_sample_ < kBinaryFullSample &&
+           nodes >= 4 * std::max<size_t>(trained_sample_, 32);
+  }
   return nodes >= 2 * std::max<size_t>(trained_nodes_, 32) &&
          clamped_values() * 1000 > uint64_t{nodes} * options_.dimension;
 }

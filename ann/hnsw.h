@@ -12,9 +12,11 @@
 // or the new id in each slot, never a torn or unpublished node. Node storage
 // grows in segments that never move. Save and Compact need writers stopped.
 //
-// Quantization (HnswOptions::quantization, ann/sq8.h): the graph is built and
-// walked on int8 codes; the best candidates are rescored with the full
-// vectors, kept apart.
+// Quantization (HnswOptions::quantization, ann/sq8.h): SQ8 builds and walks
+// the graph on int8 codes; binary builds it with the full vectors and walks
+// it on sign bits (Hamming distance: too coarse to choose neighbours well).
+// Either way the best candidates are rescored with the full vectors, kept
+// apart.
 //
 // Deletion marks a node; it keeps routing searches but is never returned.
 // Compact() rebuilds a graph of the live nodes to reclaim memory and recall.
@@ -50,8 +52,9 @@ struct HnswOptions {
   uint32_t ef_construction = 200;  // Beam width while inserting. REQUIRES: 1..4096.
   uint32_t ef_search = 64;         // Default beam width for Search. REQUIRES: 1..10000.
   uint64_t seed = 0x9e3779b97f4a7c15;  // Level assignment is a hash of (seed, node).
-  // kSq8: the graph is built and walked on int8 codes (ann/sq8.h); the
-  // full-precision vectors are kept apart, read only to rescore.
+  // kSq8: the graph is built and walked on int8 codes (ann/sq8.h); kBinary:
+  // walked on sign bits. The full-precision vectors are kept apart, read to
+  // rescore (and, binary, to build).
   Quantization quantization = Quantization::kNone;
   // Quantized search: the walk keeps ceil(top_k * oversampling) candidates,
   // which are rescored with the full vectors (rescore = false: the codes'
@@ -144,6 +147,12 @@ class HnswIndex final : public VectorIndex {
   // Quantized indexes: the range learned (untrained until the first insert),
   // and how many values fell outside it since.
   Sq8Params sq8_params() const;
+  // Binary indexes: the per-dimension thresholds (means) learned from the
+  // first batch (empty until the first insert), and that batch's sample size.
+  std::vector<float> binary_thresholds() const;
+  // Binary thresholds learned from fewer vectors than this are relearned
+  // (by Compact) once the graph is four times the sample.
+  static constexpr size_t kBinaryFullSample = 1024;
   uint64_t clamped_values() const { return clamped_.load(std::memory_order_relaxed); }
   // Quantized indexes whose full vectors were asked to live on disk but went
   // to memory (the scratch file could not be made): 0 normally.
@@ -189,6 +198,17 @@ class HnswIndex final : public VectorIndex {
   // Code for an unquantized index.
   const float* Full(NodeId id) const;
   bool quantized() const { return options_.quantization != Quantization::kNone; }
+  bool sq8() const { return options_.quantization == Quantization::kSq8; }
+  // Binary graphs are built with the full vectors, walked on the bits.
+  bool build_on_full() const { return options_.quantization == Quantization::kBinary; }
+  const std::byte* BuildVec(NodeId id) const {
+    return build_on_full() ? reinterpret_cast<const std::byte*>(Full(id)) : Code(id);
+  }
+  float BuildDist(const std::byte* a, const std::byte* b) const {
+    return build_on_full()
+               ? DistFull(reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b))
+               : Dist(a, b);
+  }
   // Writes the walked form of `v` (already normalised for cosine) to `out`
   // (vector_bytes_, and the 4 bytes before it). REQUIRES: quantized indexes
   // trained.
@@ -213,7 +233,12 @@ class HnswIndex final : public VectorIndex {
     if (!quantized()) {
       return DistFull(reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b));
     }
-    return DistSq8(a, b);
+    return sq8() ? DistSq8(a, b) : DistBinary(a, b);
+  }
+  float DistBinary(const std::byte* a, const std::byte* b) const {
+    return static_cast<float>(kernels_.hamming(reinterpret_cast<const uint64_t*>(a),
+                                               reinterpret_cast<const uint64_t*>(b),
+                                               (options_.dimension + 63) / 64));
   }
   float DistSq8(const std::byte* a, const std::byte* b) const {
     const auto* ca = reinterpret_cast<const int8_t*>(a);
@@ -235,13 +260,16 @@ class HnswIndex final : public VectorIndex {
   // published or linked.
   NodeId NewNode(uint64_t label, std::span<const float> vector);
   void Link(NodeId id);
-  NodeId GreedyDescend(const std::byte* q, NodeId start, int from_level, int to_level) const;
+  // build: `q` and the nodes are compared in the form the graph is built in
+  // (BuildVec); else in the form searches walk (Code).
+  NodeId GreedyDescend(const std::byte* q, NodeId start, int from_level, int to_level,
+                       bool build) const;
   // Beam search of width ef on one level from `entry` (and `second_entry`,
   // when it differs). With `results_must_qualify`, nodes that are deleted or
   // rejected by `filter` are traversed but not kept.
   std::vector<Candidate> SearchLayer(const std::byte* q, NodeId entry, size_t ef, int level,
                                      bool results_must_qualify, const LabelFilter* filter,
-                                     NodeId second_entry) const;
+                                     NodeId second_entry, bool build) const;
   // The selection heuristic: keeps candidates closer to `base` than to every
   // neighbour kept before them. `candidates` sorted by distance ascending.
   std::vector<NodeId> SelectNeighbours(const std::vector<Candidate>& candidates,
@@ -276,6 +304,8 @@ class HnswIndex final : public VectorIndex {
   Sq8Params sq8_;
   float sq8_scale2_ = 0, sq8_cross_ = 0, sq8_const_ = 0;  // Dist terms (see sq8.h).
   size_t trained_nodes_ = 0;                              // Nodes when trained.
+  std::vector<float> binary_threshold_;                   // Binary: per dimension.
+  size_t trained_sample_ = 0;                             // Vectors trained on.
   std::atomic<uint64_t> clamped_{0};
   std::atomic<size_t> full_in_memory_{0};
 

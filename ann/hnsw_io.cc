@@ -116,6 +116,12 @@ absl::Status HnswIndex::Save(std::ostream& out) const {
   const std::streampos start = out.tellp();
   out.write(reinterpret_cast<const char*>(&h), sizeof(h));
   CrcWriter w(out);
+  if (build_on_full()) {  // Binary: the thresholds lead the body.
+    const bool trained = trained_.load(std::memory_order_acquire);
+    w.Put<uint64_t>(trained ? trained_sample_ : 0);
+    const std::vector<float> zeros(options_.dimension, 0.0f);
+    w.Write(trained ? binary_threshold_.data() : zeros.data(), options_.dimension * sizeof(float));
+  }
   std::vector<NodeId> ids;
   for (NodeId id = 0; id < h.node_count; ++id) {
     const NodeState state = StateOf(id);
@@ -190,24 +196,39 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
   o.oversampling = h.oversampling;
   o.rescore = h.rescore != 0;
   o.full_vectors_dir = full_vectors_dir;
-  if (h.metric > 2 || h.quantization > 1 || !o.Validate().ok() ||
+  if (h.metric > 2 || h.quantization > 2 || !o.Validate().ok() ||
       h.node_count >= std::numeric_limits<NodeId>::max() || !(h.sq8_scale >= 0) ||
       !std::isfinite(h.sq8_scale) || !std::isfinite(h.sq8_center)) {
     return absl::DataLossError("HNSW checkpoint header holds impossible parameters");
   }
   auto index = std::make_unique<HnswIndex>(o, kernels);
-  if (index->quantized() && h.sq8_scale > 0) {
+  if (index->sq8() && h.sq8_scale > 0) {
     index->SetSq8Params({h.sq8_center, h.sq8_scale});
     index->trained_nodes_ = h.node_count;
     index->clamped_.store(h.clamped_values, std::memory_order_relaxed);
     index->trained_.store(true, std::memory_order_release);
-  } else if (index->quantized() && h.node_count > 0) {
+  } else if (index->sq8() && h.node_count > 0) {
     return absl::DataLossError("HNSW checkpoint of a quantized graph has no quantizer");
   }
   CrcReader r(in);
   auto truncated = [] { return absl::DataLossError("HNSW checkpoint is truncated"); };
   const uint64_t n = h.node_count;
   std::vector<float> vec(o.dimension);
+  if (index->build_on_full()) {
+    uint64_t sample = 0;
+    if (!r.Get(&sample) || !r.Read(vec.data(), vec.size() * sizeof(float))) return truncated();
+    for (float t : vec) {
+      if (!std::isfinite(t)) return absl::DataLossError("HNSW checkpoint thresholds are damaged");
+    }
+    if (sample > 0) {
+      index->binary_threshold_ = vec;
+      index->trained_sample_ = static_cast<size_t>(std::min<uint64_t>(sample, 1u << 30));
+      index->trained_nodes_ = h.node_count;
+      index->trained_.store(true, std::memory_order_release);
+    } else if (n > 0) {
+      return absl::DataLossError("HNSW checkpoint of a quantized graph has no quantizer");
+    }
+  }
   for (uint64_t i = 0; i < n; ++i) {
     const NodeId id = static_cast<NodeId>(i);
     uint64_t label;

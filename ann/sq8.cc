@@ -14,6 +14,8 @@ std::string_view QuantizationName(Quantization q) {
       return "none";
     case Quantization::kSq8:
       return "sq8";
+    case Quantization::kBinary:
+      return "binary";
   }
   return "unknown";
 }
@@ -21,8 +23,18 @@ std::string_view QuantizationName(Quantization q) {
 absl::StatusOr<Quantization> ParseQuantization(std::string_view name) {
   if (name.empty() || name == "none") return Quantization::kNone;
   if (name == "sq8") return Quantization::kSq8;
+  if (name == "binary") return Quantization::kBinary;
   return absl::InvalidArgumentError(
-      StrCat("unknown quantization ", Quoted(name), "; expected none or sq8"));
+      StrCat("unknown quantization ", Quoted(name), "; expected none, sq8 or binary"));
+}
+
+void EncodeBinary(const float* x, const float* threshold, size_t dim, uint64_t* words) {
+  for (size_t w = 0; w < (dim + 63) / 64; ++w) {
+    uint64_t bits = 0;
+    const size_t end = std::min(dim, (w + 1) * 64);
+    for (size_t d = w * 64; d < end; ++d) bits |= uint64_t{x[d] > threshold[d]} << (d - w * 64);
+    words[w] = bits;
+  }
 }
 
 Sq8Params Sq8Params::Train(std::span<const float> values) {

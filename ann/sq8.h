@@ -22,9 +22,12 @@ namespace quiver::ann {
 
 // How an index stores the vectors its graph walks. Persisted in checkpoints
 // and the collection catalog: never renumber.
-enum class Quantization : uint8_t { kNone = 0, kSq8 = 1 };
+// kBinary: one bit per dimension (is the value above that dimension's mean,
+// learned from the data), compared by Hamming distance; nothing to clamp.
+// The graph is built with the full vectors and only walked on the bits.
+enum class Quantization : uint8_t { kNone = 0, kSq8 = 1, kBinary = 2 };
 
-std::string_view QuantizationName(Quantization q);  // "none", "sq8"
+std::string_view QuantizationName(Quantization q);  // "none", "sq8", "binary"
 absl::StatusOr<Quantization> ParseQuantization(std::string_view name);
 
 struct Sq8Params {
@@ -40,6 +43,10 @@ struct Sq8Params {
   // The value a code stands for.
   float Decode(int8_t code) const { return center + scale * static_cast<float>(code); }
 };
+
+// Binary codes: bit d of word d / 64 is set when x[d] > threshold[d]; the
+// bits past dim are 0. REQUIRES: words has (dim + 63) / 64 elements.
+void EncodeBinary(const float* x, const float* threshold, size_t dim, uint64_t* words);
 
 }  // namespace quiver::ann
 

@@ -6,16 +6,21 @@
 //                          [--centres=10 --spread=1]
 //   build/bench/hnsw_bench --base=B.fvecs --query=Q.fvecs --gt=G.ivecs --metric=l2|angular
 //   common flags: --m=16 --efc=200 --nq=1000 --build_threads=1
+//   --quant=sq8: also our SQ8 index (--oversampling=3) beside faiss IndexHNSWSQ
+//                and IndexScalarQuantizer (QT_8bit; --skip_flat_sq8 skips the scan)
+//   --query_threads=2: our throughput with that many querying threads vs one
 //
 // Prints per library: build seconds, then per ef: recall@10 and
 // single-thread queries/s; then our QPS ratio to each peer at recall@10
 // 0.90 / 0.95 / 0.99 (each library's QPS at the smallest swept ef reaching
 // the target; linear interpolation between sweep points).
 #include <faiss/IndexHNSW.h>
+#include <faiss/IndexScalarQuantizer.h>
 #include <hnswlib/hnswlib.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -25,6 +30,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ann/flat_index.h"
@@ -114,6 +120,7 @@ struct SweepPoint {
 struct Result {
   std::string lib;
   double build_s = 0;
+  double bytes_per_vector = 0;  // What the index holds in memory per vector.
   std::vector<SweepPoint> sweep;
 };
 
@@ -141,6 +148,31 @@ SweepPoint Measure(const Dataset& d, size_t ef, const SearchFn& search) {
   return {ef, static_cast<double>(found) / (10.0 * d.nq()), rates[1]};
 }
 
+// Queries per second of `threads` threads searching at once (median of 3 passes).
+double Throughput(const Dataset& d, size_t ef, int threads, const SearchFn& search) {
+  std::vector<double> rates;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::atomic<size_t> done{0};
+    const auto t = Clock::now();
+    std::vector<std::thread> workers;
+    for (int w = 0; w < threads; ++w) {
+      workers.emplace_back([&, w] {
+        std::vector<int> out(10);
+        size_t q = static_cast<size_t>(w) * 7919;
+        while (Since(t) < 0.5) {
+          for (int b = 0; b < 16; ++b, ++q)
+            search(&d.queries[(q % d.nq()) * d.dim], ef, out.data());
+          done += 16;
+        }
+      });
+    }
+    for (auto& w : workers) w.join();
+    rates.push_back(static_cast<double>(done) / Since(t));
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[1];
+}
+
 double QpsAtRecall(const Result& r, double target) {
   for (size_t i = 0; i < r.sweep.size(); ++i) {
     if (r.sweep[i].recall >= target) {
@@ -163,13 +195,30 @@ void RunDataset(const Dataset& d) {
       d.name.c_str(), d.n(), d.nq(), d.dim, d.angular ? "angular" : "l2", m, efc, threads);
   std::vector<Result> results;
 
-  {  // Ours.
-    Result r{"quiver"};
+  // Ours, with each quantization asked for (--quant=none,sq8; "none" always runs).
+  std::vector<std::string> quants = {"none"};
+  for (size_t p = 0, q; p < Flag("quant", "").size(); p = q + 1) {
+    q = Flag("quant", "").find(',', p);
+    if (q == std::string::npos) q = Flag("quant", "").size();
+    const std::string name = Flag("quant", "").substr(p, q - p);
+    if (name != "none" && !name.empty()) quants.push_back(name);
+  }
+  for (const std::string& quant : quants) {
     quiver::ann::HnswOptions o;
     o.dimension = d.dim;
     o.metric = d.angular ? quiver::ann::Metric::kCosine : quiver::ann::Metric::kL2;
     o.m = static_cast<uint32_t>(m);
     o.ef_construction = static_cast<uint32_t>(efc);
+    if (quant != "none") {
+      auto q = quiver::ann::ParseQuantization(quant);
+      if (!q.ok()) {
+        std::fprintf(stderr, "--quant: %s\n", std::string(q.status().message()).c_str());
+        std::exit(2);
+      }
+      o.quantization = *q;
+      o.oversampling = std::stof(Flag("oversampling", "3"));
+    }
+    Result r{quant == "none" ? "quiver" : "quiver-" + quant};
     quiver::ann::HnswIndex index(o);
     std::vector<uint64_t> labels(d.n());
     for (size_t i = 0; i < d.n(); ++i) labels[i] = i;
@@ -181,14 +230,29 @@ void RunDataset(const Dataset& d) {
       index.UpsertBatch(labels, d.base.data(), nullptr);
     }
     r.build_s = Since(t);
-    for (size_t ef : efs) {
-      r.sweep.push_back(Measure(d, ef, [&](const float* q, size_t e, int* out) {
-        auto hits = index.Search(std::span<const float>(q, d.dim), {.top_k = 10, .ef = e});
-        for (size_t i = 0; i < 10; ++i)
-          out[i] = i < hits.size() ? static_cast<int>(hits[i].label) : -1;
-      }));
+    r.bytes_per_vector = static_cast<double>(index.BytesPerVector());
+    const auto search = [&](const float* q, size_t e, int* out) {
+      auto hits = index.Search(std::span<const float>(q, d.dim), {.top_k = 10, .ef = e});
+      for (size_t i = 0; i < 10; ++i)
+        out[i] = i < hits.size() ? static_cast<int>(hits[i].label) : -1;
+    };
+    for (size_t ef : efs) r.sweep.push_back(Measure(d, ef, search));
+    if (quant == "none" && IntFlag("query_threads", 1) > 1) {
+      // Throughput of several querying threads vs one, at the smallest ef reaching 0.95.
+      size_t ef = efs.back();
+      for (const SweepPoint& p : r.sweep) {
+        if (p.recall >= 0.95) {
+          ef = p.ef;
+          break;
+        }
+      }
+      const int qt = static_cast<int>(IntFlag("query_threads", 1));
+      const double one = Throughput(d, ef, 1, search);
+      const double many = Throughput(d, ef, qt, search);
+      std::printf(
+          "quiver query scaling at ef=%zu: 1 thread %.0f qps, %d threads %.0f qps = %.2fx\n", ef,
+          one, qt, many, many / one);
     }
-    std::printf("quiver: %zu bytes/vector\n", index.BytesPerVector());
     results.push_back(std::move(r));
   }
   {  // hnswlib.
@@ -213,6 +277,9 @@ void RunDataset(const Dataset& d) {
       for (size_t i = 0; i < d.n(); ++i) index.addPoint(&d.base[i * d.dim], i);
     }
     r.build_s = Since(t);
+    r.bytes_per_vector = static_cast<double>(index.size_data_per_element_) +
+                         static_cast<double>(index.size_links_per_element_) * 1.0 / m +
+                         sizeof(void*);  // Level 0 block, upper levels (1/m of nodes), pointer.
     for (size_t ef : efs) {
       r.sweep.push_back(Measure(d, ef, [&](const float* q, size_t e, int* out) {
         index.setEf(e);
@@ -228,49 +295,97 @@ void RunDataset(const Dataset& d) {
     }
     results.push_back(std::move(r));
   }
-  {  // faiss.
-    Result r{"faiss"};
+  const auto faiss_hnsw = [&](const std::string& lib, faiss::IndexHNSW* index) {
+    Result r{lib};
     omp_set_num_threads(threads);
-    faiss::IndexHNSWFlat index(static_cast<int>(d.dim), static_cast<int>(m),
-                               d.angular ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2);
-    index.hnsw.efConstruction = static_cast<int>(efc);
+    index->hnsw.efConstruction = static_cast<int>(efc);
     const auto t = Clock::now();
-    index.add(static_cast<faiss::Index::idx_t>(d.n()), d.base.data());
+    if (!index->is_trained) index->train(static_cast<faiss::Index::idx_t>(d.n()), d.base.data());
+    index->add(static_cast<faiss::Index::idx_t>(d.n()), d.base.data());
     r.build_s = Since(t);
+    r.bytes_per_vector =
+        static_cast<double>(index->storage->sa_code_size()) +
+        static_cast<double>(index->hnsw.neighbors.size() * sizeof(faiss::HNSW::storage_idx_t) +
+                            index->hnsw.offsets.size() * sizeof(size_t) +
+                            index->hnsw.levels.size() * sizeof(int)) /
+            static_cast<double>(d.n());
     omp_set_num_threads(1);
     std::vector<float> dist(10);
     std::vector<faiss::Index::idx_t> labels(10);
     for (size_t ef : efs) {
       r.sweep.push_back(Measure(d, ef, [&](const float* q, size_t e, int* out) {
-        index.hnsw.efSearch = static_cast<int>(e);
-        index.search(1, q, 10, dist.data(), labels.data());
+        index->hnsw.efSearch = static_cast<int>(e);
+        index->search(1, q, 10, dist.data(), labels.data());
         for (int k = 0; k < 10; ++k) out[k] = static_cast<int>(labels[k]);
       }));
     }
     results.push_back(std::move(r));
+  };
+  const faiss::MetricType faiss_metric = d.angular ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
+  {
+    faiss::IndexHNSWFlat index(static_cast<int>(d.dim), static_cast<int>(m), faiss_metric);
+    faiss_hnsw("faiss", &index);
+  }
+  if (Flag("quant", "").find("sq8") != std::string::npos) {
+    // faiss's SQ8: a range per dimension (QT_8bit), distances on decoded floats, no rescoring.
+    faiss::IndexHNSWSQ index(static_cast<int>(d.dim), faiss::ScalarQuantizer::QT_8bit,
+                             static_cast<int>(m), faiss_metric);
+    faiss_hnsw("faiss-sq8", &index);
+    if (!IntFlag("skip_flat_sq8", 0)) {  // The exhaustive scan of the same codes: one point.
+      Result r{"faiss-flat-sq8"};
+      faiss::IndexScalarQuantizer flat(static_cast<int>(d.dim), faiss::ScalarQuantizer::QT_8bit,
+                                       faiss_metric);
+      omp_set_num_threads(threads);
+      const auto t = Clock::now();
+      flat.train(static_cast<faiss::Index::idx_t>(d.n()), d.base.data());
+      flat.add(static_cast<faiss::Index::idx_t>(d.n()), d.base.data());
+      r.build_s = Since(t);
+      r.bytes_per_vector = static_cast<double>(flat.code_size);
+      omp_set_num_threads(1);
+      std::vector<float> dist(10);
+      std::vector<faiss::Index::idx_t> labels(10);
+      r.sweep.push_back(Measure(d, 0, [&](const float* q, size_t, int* out) {
+        flat.search(1, q, 10, dist.data(), labels.data());
+        for (int k = 0; k < 10; ++k) out[k] = static_cast<int>(labels[k]);
+      }));
+      results.push_back(std::move(r));
+    }
   }
 
   for (const Result& r : results) {
-    std::printf("%-8s build %.2f s\n", r.lib.c_str(), r.build_s);
+    std::printf("%-14s build %.2f s, %.0f bytes/vector\n", r.lib.c_str(), r.build_s,
+                r.bytes_per_vector);
     for (const SweepPoint& p : r.sweep) {
-      std::printf("  %-8s ef=%-4zu recall@10=%.4f  qps=%.0f\n", r.lib.c_str(), p.ef, p.recall,
+      std::printf("  %-14s ef=%-4zu recall@10=%.4f  qps=%.0f\n", r.lib.c_str(), p.ef, p.recall,
                   p.qps);
     }
   }
-  std::printf("%s summary (single-thread QPS at recall@10; ratio = quiver / peer)\n",
-              d.name.c_str());
-  std::printf("  %-7s %10s %10s %10s %9s %9s\n", "recall", "quiver", "hnswlib", "faiss", "vs hnsw",
-              "vs faiss");
-  for (double target : {0.90, 0.95, 0.99}) {
-    const double ours = QpsAtRecall(results[0], target);
-    const double hl = QpsAtRecall(results[1], target);
-    const double fa = QpsAtRecall(results[2], target);
-    std::printf("  %-7.2f %10.0f %10.0f %10.0f %8.2fx %8.2fx\n", target, ours, hl, fa,
-                hl > 0 ? ours / hl : 0, fa > 0 ? ours / fa : 0);
+  const Result* hnswlib = nullptr;
+  const Result* faiss_flat = nullptr;
+  for (const Result& r : results) {
+    if (r.lib == "hnswlib") hnswlib = &r;
+    if (r.lib == "faiss") faiss_flat = &r;
+  }
+  std::printf(
+      "%s summary (single-thread QPS at recall@10; ratios: this row / hnswlib float32, "
+      "/ faiss float32)\n",
+      d.name.c_str());
+  std::printf("  %-14s %7s %10s %9s %9s %9s %10s\n", "library", "recall", "qps", "vs hnsw",
+              "vs faiss", "build s", "bytes/vec");
+  for (const Result& r : results) {
+    for (double target : {0.90, 0.95, 0.99}) {
+      double qps = QpsAtRecall(r, target);
+      if (r.sweep.size() == 1) {  // An exhaustive scan: its one point, if it reaches the target.
+        qps = r.sweep[0].recall >= target ? r.sweep[0].qps : 0;
+      }
+      const double hl = QpsAtRecall(*hnswlib, target), fa = QpsAtRecall(*faiss_flat, target);
+      std::printf("  %-14s %7.2f %10.0f %8.2fx %8.2fx %9.2f %10.0f\n", r.lib.c_str(), target, qps,
+                  hl > 0 ? qps / hl : 0, fa > 0 ? qps / fa : 0, r.build_s, r.bytes_per_vector);
+    }
   }
   std::printf("  build: quiver %.2f s, hnswlib %.2f s (ratio %.2f), faiss %.2f s (ratio %.2f)\n",
-              results[0].build_s, results[1].build_s, results[1].build_s / results[0].build_s,
-              results[2].build_s, results[2].build_s / results[0].build_s);
+              results[0].build_s, hnswlib->build_s, hnswlib->build_s / results[0].build_s,
+              faiss_flat->build_s, faiss_flat->build_s / results[0].build_s);
 }
 
 }  // namespace

@@ -47,7 +47,7 @@ Commands:
   info                                     version, limits, settings
   collections create NAME (--dimension=N | --embedding-model=MODEL) [--metric=cosine|dot|l2]
                      [--index=flat|hnsw [--m=16 --ef-construction=200 --ef-search=64]
-                       [--quantization=none|sq8 [--oversampling=3] [--no-rescore]
+                       [--quantization=none|sq8|binary [--oversampling=3] [--no-rescore]
                         [--full-vectors-on-disk]]]
                      [--text-analyzer=standard|english|cjk]   (enables BM25 text search)
                      [--chunk-tokens=256 --overlap-tokens=32]  (documents, with a model)
@@ -476,9 +476,10 @@ class Cli {
       const auto& index = c->config().index();
       t.AddRow({c->config().name(), StrCat(c->config().dimension()),
                 MetricName(c->config().metric()),
-                !index.has_hnsw()                                     ? "flat"
-                : index.hnsw().quantization() == v1::QUANTIZATION_SQ8 ? "hnsw+sq8"
-                                                                      : "hnsw",
+                !index.has_hnsw()                                        ? "flat"
+                : index.hnsw().quantization() == v1::QUANTIZATION_SQ8    ? "hnsw+sq8"
+                : index.hnsw().quantization() == v1::QUANTIZATION_BINARY ? "hnsw+binary"
+                                                                         : "hnsw",
                 StrCat(c->record_count()), StrCat(c->namespace_count())});
     }
     Print(t.Render());
@@ -549,8 +550,10 @@ class Cli {
         const std::string quantization = args_.Get("quantization", "none");
         if (quantization == "sq8") {
           h->set_quantization(v1::QUANTIZATION_SQ8);
+        } else if (quantization == "binary") {
+          h->set_quantization(v1::QUANTIZATION_BINARY);
         } else if (quantization != "none") {
-          return Usage("--quantization must be none or sq8");
+          return Usage("--quantization must be none, sq8 or binary");
         }
         if (args_.Has("oversampling")) {
           const std::string v = args_.Get("oversampling");

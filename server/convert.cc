@@ -95,6 +95,9 @@ absl::StatusOr<storage::CollectionConfig> ConfigFromProto(const v1::CollectionCo
       case v1::QUANTIZATION_SQ8:
         c.hnsw.quantization = ann::Quantization::kSq8;
         break;
+      case v1::QUANTIZATION_BINARY:
+        c.hnsw.quantization = ann::Quantization::kBinary;
+        break;
       default:
         return absl::InvalidArgumentError(
             StrCat("unknown quantization ", static_cast<int>(h.quantization())));
@@ -162,7 +165,9 @@ void CollectionInfoToProto(const db::CollectionInfo& info, v1::CollectionInfo* p
     h->set_ef_construction(c.hnsw.ef_construction);
     h->set_ef_search(c.hnsw.ef_search);
     h->set_quantization(c.hnsw.quantization == ann::Quantization::kSq8 ? v1::QUANTIZATION_SQ8
-                                                                       : v1::QUANTIZATION_NONE);
+                        : c.hnsw.quantization == ann::Quantization::kBinary
+                            ? v1::QUANTIZATION_BINARY
+                            : v1::QUANTIZATION_NONE);
     h->set_oversampling(c.hnsw.oversampling);
     h->set_rescore(c.hnsw.rescore);
     h->set_full_vectors_on_disk(c.hnsw.full_vectors_on_disk);

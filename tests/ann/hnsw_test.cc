@@ -331,7 +331,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          ReachCase{"dominant3000x8", 3000, 8, true}),
                        ::testing::Values(Metric::kL2, Metric::kCosine, Metric::kDot),
                        ::testing::Bool(),
-                       ::testing::Values(Quantization::kNone, Quantization::kSq8)),
+                       ::testing::Values(Quantization::kNone, Quantization::kSq8,
+                                         Quantization::kBinary)),
     [](const auto& info) {
       return StrCat(std::get<0>(info.param).name, "_", MetricName(std::get<1>(info.param)),
                     std::get<2>(info.param) ? "_parallel" : "_serial", "_",
