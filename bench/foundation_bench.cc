@@ -3,23 +3,32 @@
 // IndexFlat on the same data in the same run.
 //
 //   build/bench/foundation_bench [--n=100000] [--dim=128] [--queries=200]
+//       [--index=flat|hnsw [--quantization=none|sq8|binary]]
+//       [--import=cli|grpc]   (the CLI from a JSONL file, or 4 gRPC streams of
+//                              prebuilt 500-record Upserts: the server's own rate)
+//       [--skip_inprocess=1]  (only the server part)
+//
+// Then Query RPC throughput from 1 and 2 concurrent clients (own channels).
 //
 // Data: clustered Gaussian vectors (100 centres, unit spread), not uniform
 // noise, fixed seed.
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ann/flat_index.h"
 #include "bench/bench_flags.h"
 #include "grpcpp/grpcpp.h"
 #include "quiver/v1/collections.grpc.pb.h"
+#include "quiver/v1/points.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 #include "tests/testing/quiverd_process.h"
 #include "tests/testing/test_util.h"
@@ -65,15 +74,21 @@ int main(int argc, char** argv) {
   const size_t dim = Flag(argc, argv, "dim", 128);
   const size_t nq = Flag(argc, argv, "queries", 200);
   const size_t k = 10;
-  std::printf("foundation_bench: n=%zu dim=%zu queries=%zu top_k=%zu kernels=%s\n", n, dim, nq, k,
-              quiver::ann::BestKernels().name);
+  const std::string index = Flag(argc, argv, "index", std::string("flat"));
+  const std::string quantization = Flag(argc, argv, "quantization", std::string("none"));
+  const std::string import = Flag(argc, argv, "import", std::string("cli"));
+  std::printf(
+      "foundation_bench: n=%zu dim=%zu queries=%zu top_k=%zu index=%s quantization=%s "
+      "import=%s kernels=%s threads=%u\n",
+      n, dim, nq, k, index.c_str(), quantization.c_str(), import.c_str(),
+      quiver::ann::BestKernels().name, std::thread::hardware_concurrency());
   const std::vector<float> base = Clustered(n, dim, 1);
   const std::vector<float> queries = Clustered(nq, dim, 2);
 
   // ---- 1. End to end: CLI import and Query RPC latency --------------------
   quiver::testing::TempDir dir;
   const std::string jsonl = dir.path() + "/base.jsonl";
-  {
+  if (import == "cli") {
     std::ofstream out(jsonl);
     char buf[32];
     for (size_t i = 0; i < n; ++i) {
@@ -97,21 +112,66 @@ int main(int argc, char** argv) {
     req.mutable_config()->set_name("bench");
     req.mutable_config()->set_dimension(static_cast<uint32_t>(dim));
     req.mutable_config()->set_metric(quiver::v1::METRIC_COSINE);
+    if (index == "hnsw") {
+      auto* h = req.mutable_config()->mutable_index()->mutable_hnsw();
+      if (quantization == "sq8") h->set_quantization(quiver::v1::QUANTIZATION_SQ8);
+      if (quantization == "binary") h->set_quantization(quiver::v1::QUANTIZATION_BINARY);
+    }
     quiver::v1::CreateCollectionResponse resp;
     grpc::ClientContext ctx;
     if (!stub->Create(&ctx, req, &resp).ok()) return 1;
   }
-  std::string out;
-  const auto t0 = Clock::now();
-  const int rc = quiver::testing::RunCli(
-      {"--addr=" + server.address(), "import", "bench", jsonl, "--progress=never"}, &out);
-  const double import_s = Seconds(t0, Clock::now());
-  if (rc != 0) {
-    std::fprintf(stderr, "import failed: %s\n", out.c_str());
-    return 1;
+  if (import == "cli") {
+    std::string out;
+    const auto t0 = Clock::now();
+    const int rc = quiver::testing::RunCli(
+        {"--addr=" + server.address(), "import", "bench", jsonl, "--progress=never"}, &out);
+    const double import_s = Seconds(t0, Clock::now());
+    if (rc != 0) {
+      std::fprintf(stderr, "import failed: %s\n", out.c_str());
+      return 1;
+    }
+    std::printf("\n[server] CLI import of %zu x %zu-d: %.2f s wall, %.0f vectors/s\n  cli: %s", n,
+                dim, import_s, n / import_s, out.c_str());
+  } else {
+    // Requests built first, so the figure is the server's, not the client's.
+    constexpr size_t kBatch = 500;
+    std::vector<quiver::v1::UpsertRequest> batches((n + kBatch - 1) / kBatch);
+    for (size_t b = 0; b < batches.size(); ++b) {
+      batches[b].set_collection("bench");
+      for (size_t i = b * kBatch; i < std::min(n, (b + 1) * kBatch); ++i) {
+        quiver::v1::Record* r = batches[b].add_records();
+        r->set_id("v" + std::to_string(i));
+        r->mutable_values()->Add(base.begin() + i * dim, base.begin() + (i + 1) * dim);
+        (*r->mutable_metadata()->mutable_fields())["bucket"].set_number_value(
+            static_cast<double>(i % 100));
+      }
+    }
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    const auto t0 = Clock::now();
+    std::vector<std::thread> streams;
+    for (int s = 0; s < 4; ++s) {
+      streams.emplace_back([&] {
+        auto points = quiver::v1::Points::NewStub(server.NewChannel());
+        for (size_t b; (b = next.fetch_add(1)) < batches.size();) {
+          quiver::v1::UpsertResponse resp;
+          grpc::ClientContext ctx;
+          if (!points->Upsert(&ctx, batches[b], &resp).ok()) failed = true;
+        }
+      });
+    }
+    for (auto& t : streams) t.join();
+    const double import_s = Seconds(t0, Clock::now());
+    if (failed) {
+      std::fprintf(stderr, "import failed\n");
+      return 1;
+    }
+    std::printf(
+        "\n[server] gRPC import of %zu x %zu-d (4 streams x 500-record Upserts): %.2f s wall, "
+        "%.0f vectors/s\n",
+        n, dim, import_s, n / import_s);
   }
-  std::printf("\n[server] CLI import of %zu x %zu-d: %.2f s wall, %.0f vectors/s\n  cli: %s", n,
-              dim, import_s, n / import_s, out.c_str());
 
   auto search = quiver::v1::Search::NewStub(channel);
   auto run_queries = [&](const char* label, bool filtered) {
@@ -125,18 +185,54 @@ int main(int argc, char** argv) {
       quiver::v1::QueryResponse resp;
       grpc::ClientContext ctx;
       const auto a = Clock::now();
-      if (!search->Query(&ctx, req, &resp).ok() || resp.matches_size() != static_cast<int>(k)) {
-        std::fprintf(stderr, "query failed\n");
+      const grpc::Status st = search->Query(&ctx, req, &resp);
+      if (!st.ok() || resp.matches_size() != static_cast<int>(k)) {
+        std::fprintf(stderr, "query failed: %s (%d matches)\n", st.error_message().c_str(),
+                     resp.matches_size());
         std::exit(1);
       }
       lat.push_back(Seconds(a, Clock::now()) * 1e3);
     }
-    std::printf(
-        "[server] exact Query RPC %-22s median %.2f ms  p99 %.2f ms  (%.0f QPS, 1 client)\n", label,
-        Percentile(lat, 0.5), Percentile(lat, 0.99), 1e3 / Percentile(lat, 0.5));
+    std::printf("[server] %s Query RPC %-22s median %.2f ms  p99 %.2f ms  (%.0f QPS, 1 client)\n",
+                index.c_str(), label, Percentile(lat, 0.5), Percentile(lat, 0.99),
+                1e3 / Percentile(lat, 0.5));
   };
   run_queries("(no filter)", false);
   run_queries("(filter keeps 1%)", true);
+  // Throughput of concurrent clients, each on its own channel (connection).
+  auto throughput = [&](int clients) {
+    std::vector<double> rates;
+    for (int rep = 0; rep < 3; ++rep) {
+      std::atomic<size_t> done{0};
+      const auto t = Clock::now();
+      std::vector<std::thread> workers;
+      for (int c = 0; c < clients; ++c) {
+        workers.emplace_back([&, c] {
+          auto stub = quiver::v1::Search::NewStub(server.NewChannel());
+          for (size_t q = static_cast<size_t>(c) * 37; Seconds(t, Clock::now()) < 1.5; ++q) {
+            quiver::v1::QueryRequest req;
+            req.set_collection("bench");
+            req.set_top_k(k);
+            req.mutable_vector()->Add(queries.begin() + (q % nq) * dim,
+                                      queries.begin() + (q % nq + 1) * dim);
+            quiver::v1::QueryResponse resp;
+            grpc::ClientContext ctx;
+            if (stub->Query(&ctx, req, &resp).ok()) done.fetch_add(1);
+          }
+        });
+      }
+      for (auto& w : workers) w.join();
+      rates.push_back(static_cast<double>(done) / Seconds(t, Clock::now()));
+    }
+    return Percentile(rates, 0.5);
+  };
+  const double one = throughput(1), two = throughput(2);
+  std::printf("[server] %s Query RPC throughput: 1 client %.0f QPS, 2 clients %.0f QPS = %.2fx\n",
+              index.c_str(), one, two, two / one);
+  if (Flag(argc, argv, "skip_inprocess", 0L) != 0) {
+    server.Stop(15);
+    return 0;
+  }
   server.Stop(15);
 
   // ---- 2. In process: our exact scan vs faiss IndexFlat -------------------

@@ -4,10 +4,13 @@
 //   build/bench/hnsw_bench --data=glove50            (the GloVe fixture, angular and l2)
 //   build/bench/hnsw_bench --data=clustered --n=100000 --dim=128 [--metric=l2]
 //                          [--centres=10 --spread=1]
+//   build/bench/hnsw_bench --data=embedding --n=100000 --dim=768 [--latent=64 --centres=100]
 //   build/bench/hnsw_bench --base=B.fvecs --query=Q.fvecs --gt=G.ivecs --metric=l2|angular
-//   common flags: --m=16 --efc=200 --nq=1000 --build_threads=1
-//   --quant=sq8: also our SQ8 index (--oversampling=3) beside faiss IndexHNSWSQ
-//                and IndexScalarQuantizer (QT_8bit; --skip_flat_sq8 skips the scan)
+//   common flags: --m=16 --efc=200 --nq=1000 --build_threads=1 [--peer_build_threads=N]
+//   --quant=sq8,binary:4: also our quantized indexes (name[:oversampling], default
+//                --oversampling=3; --no_rescore=1); with sq8, faiss IndexHNSWSQ and
+//                IndexScalarQuantizer (QT_8bit; --skip_flat_sq8=1 skips the scan)
+//   --skip_faiss=1: hnswlib as the only peer
 //   --query_threads=2: our throughput with that many querying threads vs one
 //
 // Prints per library: build seconds, then per ef: recall@10 and
@@ -189,10 +192,14 @@ double QpsAtRecall(const Result& r, double target) {
 void RunDataset(const Dataset& d) {
   const size_t m = IntFlag("m", 16), efc = IntFlag("efc", 200);
   const int threads = static_cast<int>(IntFlag("build_threads", 1));
+  // The peers' build threads (default the same): --peer_build_threads=1 sets
+  // our parallel build against their single-threaded one.
+  const int peer_threads = static_cast<int>(IntFlag("peer_build_threads", threads));
   const std::vector<size_t> efs = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
   std::printf(
       "\n=== %s: n=%zu nq=%zu dim=%zu metric=%s m=%zu ef_construction=%zu build_threads=%d\n",
       d.name.c_str(), d.n(), d.nq(), d.dim, d.angular ? "angular" : "l2", m, efc, threads);
+  if (peer_threads != threads) std::printf("peers' build_threads=%d\n", peer_threads);
   std::vector<Result> results;
 
   // Ours, with each quantization asked for (--quant=none,sq8; "none" always runs).
@@ -210,13 +217,17 @@ void RunDataset(const Dataset& d) {
     o.m = static_cast<uint32_t>(m);
     o.ef_construction = static_cast<uint32_t>(efc);
     if (quant != "none") {
-      auto q = quiver::ann::ParseQuantization(quant);
+      // "binary:4": that quantization at that oversampling (else --oversampling).
+      const size_t colon = quant.find(':');
+      auto q = quiver::ann::ParseQuantization(quant.substr(0, colon));
       if (!q.ok()) {
         std::fprintf(stderr, "--quant: %s\n", std::string(q.status().message()).c_str());
         std::exit(2);
       }
       o.quantization = *q;
-      o.oversampling = std::stof(Flag("oversampling", "3"));
+      o.oversampling = std::stof(colon == std::string::npos ? Flag("oversampling", "3")
+                                                            : quant.substr(colon + 1));
+      o.rescore = IntFlag("no_rescore", 0) == 0;
     }
     Result r{quant == "none" ? "quiver" : "quiver-" + quant};
     quiver::ann::HnswIndex index(o);
@@ -265,8 +276,8 @@ void RunDataset(const Dataset& d) {
     }
     hnswlib::HierarchicalNSW<float> index(space.get(), d.n(), m, efc, 100);
     const auto t = Clock::now();
-    if (threads > 1) {
-      quiver::ThreadPool pool(threads - 1);
+    if (peer_threads > 1) {
+      quiver::ThreadPool pool(peer_threads - 1);
       index.addPoint(d.base.data(), 0);
       pool.ParallelFor((d.n() + 63) / 64, [&](size_t c) {
         for (size_t i = std::max<size_t>(1, c * 64); i < std::min(d.n(), (c + 1) * 64); ++i) {
@@ -297,7 +308,7 @@ void RunDataset(const Dataset& d) {
   }
   const auto faiss_hnsw = [&](const std::string& lib, faiss::IndexHNSW* index) {
     Result r{lib};
-    omp_set_num_threads(threads);
+    omp_set_num_threads(peer_threads);
     index->hnsw.efConstruction = static_cast<int>(efc);
     const auto t = Clock::now();
     if (!index->is_trained) index->train(static_cast<faiss::Index::idx_t>(d.n()), d.base.data());
@@ -322,11 +333,12 @@ void RunDataset(const Dataset& d) {
     results.push_back(std::move(r));
   };
   const faiss::MetricType faiss_metric = d.angular ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
-  {
+  const bool faiss = IntFlag("skip_faiss", 0) == 0;
+  if (faiss) {
     faiss::IndexHNSWFlat index(static_cast<int>(d.dim), static_cast<int>(m), faiss_metric);
     faiss_hnsw("faiss", &index);
   }
-  if (Flag("quant", "").find("sq8") != std::string::npos) {
+  if (faiss && Flag("quant", "").find("sq8") != std::string::npos) {
     // faiss's SQ8: a range per dimension (QT_8bit), distances on decoded floats, no rescoring.
     faiss::IndexHNSWSQ index(static_cast<int>(d.dim), faiss::ScalarQuantizer::QT_8bit,
                              static_cast<int>(m), faiss_metric);
@@ -335,7 +347,7 @@ void RunDataset(const Dataset& d) {
       Result r{"faiss-flat-sq8"};
       faiss::IndexScalarQuantizer flat(static_cast<int>(d.dim), faiss::ScalarQuantizer::QT_8bit,
                                        faiss_metric);
-      omp_set_num_threads(threads);
+      omp_set_num_threads(peer_threads);
       const auto t = Clock::now();
       flat.train(static_cast<faiss::Index::idx_t>(d.n()), d.base.data());
       flat.add(static_cast<faiss::Index::idx_t>(d.n()), d.base.data());
@@ -378,14 +390,19 @@ void RunDataset(const Dataset& d) {
       if (r.sweep.size() == 1) {  // An exhaustive scan: its one point, if it reaches the target.
         qps = r.sweep[0].recall >= target ? r.sweep[0].qps : 0;
       }
-      const double hl = QpsAtRecall(*hnswlib, target), fa = QpsAtRecall(*faiss_flat, target);
+      const double hl = QpsAtRecall(*hnswlib, target);
+      const double fa = faiss_flat != nullptr ? QpsAtRecall(*faiss_flat, target) : 0;
       std::printf("  %-14s %7.2f %10.0f %8.2fx %8.2fx %9.2f %10.0f\n", r.lib.c_str(), target, qps,
                   hl > 0 ? qps / hl : 0, fa > 0 ? qps / fa : 0, r.build_s, r.bytes_per_vector);
     }
   }
-  std::printf("  build: quiver %.2f s, hnswlib %.2f s (ratio %.2f), faiss %.2f s (ratio %.2f)\n",
-              results[0].build_s, hnswlib->build_s, hnswlib->build_s / results[0].build_s,
-              faiss_flat->build_s, faiss_flat->build_s / results[0].build_s);
+  std::printf("  build: quiver %.2f s, hnswlib %.2f s (ratio %.2f)", results[0].build_s,
+              hnswlib->build_s, hnswlib->build_s / results[0].build_s);
+  if (faiss_flat != nullptr) {
+    std::printf(", faiss %.2f s (ratio %.2f)", faiss_flat->build_s,
+                faiss_flat->build_s / results[0].build_s);
+  }
+  std::printf("\n");
 }
 
 }  // namespace
@@ -435,6 +452,35 @@ int main(int argc, char** argv) {
              std::to_string(centres) + "-s" + Flag("spread", "1");
     d.base = Clustered(n, d.dim, 1, centres, spread);
     d.queries = Clustered(IntFlag("nq", 1000), d.dim, 2, centres, spread);
+  } else if (data == "embedding") {
+    // Embedding-like: clusters in a low-dimensional latent space (--latent=64)
+    // mapped linearly to --dim, plus a little isotropic noise, compared by
+    // angle. Real embeddings vary along few directions; isotropic Gaussian
+    // clusters in 768-d (--data=clustered) are a worst case for any code.
+    const size_t n = IntFlag("n", 100000), latent = IntFlag("latent", 64);
+    d.dim = IntFlag("dim", 768);
+    d.angular = true;
+    d.name = "embedding-" + std::to_string(n) + "x" + std::to_string(d.dim) + "-latent" +
+             std::to_string(latent);
+    std::mt19937 mrng(11);
+    std::normal_distribution<float> g;
+    std::vector<float> map(latent * d.dim);
+    for (float& x : map) x = g(mrng) / std::sqrt(static_cast<float>(latent));
+    auto embed = [&](size_t count, uint32_t seed) {
+      const std::vector<float> z = Clustered(count, latent, seed, IntFlag("centres", 100), 0.5f);
+      std::mt19937 nrng(seed + 100);
+      std::vector<float> out(count * d.dim);
+      for (size_t i = 0; i < count; ++i) {
+        for (size_t k = 0; k < d.dim; ++k) {
+          float v = 0.05f * g(nrng);
+          for (size_t l = 0; l < latent; ++l) v += z[i * latent + l] * map[l * d.dim + k];
+          out[i * d.dim + k] = v;
+        }
+      }
+      return out;
+    };
+    d.base = embed(n, 1);
+    d.queries = embed(IntFlag("nq", 1000), 2);
   } else {
     d.name = Flag("base", "");
     auto base = quiver::testing::ReadFvecs(Flag("base", ""));
