@@ -4,17 +4,22 @@
 // (fixture) and a generated random-weight Llama of about 110M parameters (dim 768, 12 layers, 12
 // heads, hidden 2048, vocab 32000), written as a llama2.c checkpoint + tokenizer.bin and loaded
 // from them. Prints the memory-bandwidth bound for single-stream decode: bytes of weights read per
-// token / measured read bandwidth (the GPU's copy bandwidth with --device=cuda).
+// token / measured read bandwidth (decode-pattern reads on every core; the GPU's copy bandwidth
+// with --device=cuda), and runs bench/ref_decoder.c, a plain C decoder, on the same checkpoints.
 //
 // Also times the first token of prompts sharing a --prefix_tokens head with
 // and without the prefix cache (random-110M with a 2,048-token context).
 //
 //   build/bench/generate_bench [--device=cpu|cuda] [--tokens=32] [--streams=1,4,16,64]
 //                              [--quantized=q8_0,q4_0,q4_k,q6_k,f16] [--prefix_tokens=1000]
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -44,20 +49,64 @@ double Seconds(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Read bandwidth of a buffer much larger than the caches, GB/s.
-double ReadBandwidth() {
-  std::vector<float> buf(64 << 20, 1.0f);  // 256 MiB.
+// Read bandwidth as decode reads: every thread of the OpenMP team dots
+// 768-float weight rows of a buffer far larger than the caches with a small
+// vector that stays in cache (the matrix-vector product of a decode step),
+// eight accumulators per row so no add chain limits it. Best of 5 passes,
+// GB/s of weights read.
+double DecodeReadBandwidth(std::vector<float>* buf) {
+  constexpr size_t kRow = 768;
+  std::vector<float> x(kRow, 0.5f);
+  const size_t rows = buf->size() / kRow;
+  std::vector<float> out(rows);
   double best = 0;
   for (int r = 0; r < 5; ++r) {
     const auto t0 = Clock::now();
-    float s = 0;
-#pragma omp parallel for simd reduction(+ : s)
-    for (size_t i = 0; i < buf.size(); ++i) s += buf[i];
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < rows; ++i) {
+      const float* w = buf->data() + i * kRow;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (size_t k = 0; k < kRow; k += 8) {
+#pragma omp simd
+        for (int j = 0; j < 8; ++j) acc[j] += w[k + j] * x[k + j];
+      }
+      out[i] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    }
     const double t = Seconds(t0);
-    if (s < 0) std::printf("impossible\n");
-    best = std::max(best, buf.size() * 4 / t / 1e9);
+    if (out[rows / 2] < 0) std::printf("impossible\n");
+    best = std::max(best, static_cast<double>(rows * kRow * sizeof(float)) / t / 1e9);
   }
   return best;
+}
+
+// STREAM's triad, a[i] = b[i] + s c[i], for comparison: bytes moved (two
+// reads and a write; the write's read-for-ownership not counted, as STREAM
+// does not).
+double TriadBandwidth(std::vector<float>* buf) {
+  const size_t n = buf->size() / 3;
+  float *a = buf->data(), *b = a + n, *c = b + n;
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; ++i) a[i] = b[i] + 0.5f * c[i];
+    best = std::max(best, static_cast<double>(n * 3 * sizeof(float)) / Seconds(t0) / 1e9);
+  }
+  return best;
+}
+
+// The bound's bandwidth: the decode-pattern read on every core (printed
+// beside STREAM's triad). The earlier probe summed one float chain per
+// thread and under-read what the machine gives (34 GB/s where a plain C
+// decoder reads 46).
+double ReadBandwidth() {
+  std::vector<float> buf(96 << 20, 1.0f);  // 384 MiB: past any L3 here.
+  const double decode = DecodeReadBandwidth(&buf);
+  const double triad = TriadBandwidth(&buf);
+  std::printf(
+      "generate_bench: decode-pattern read %.1f GB/s, STREAM triad %.1f GB/s (%d threads)\n",
+      decode, triad, omp_get_max_threads());
+  return decode;
 }
 
 // Runs `n` generations at once; returns (wall seconds, tokens, seconds to
@@ -101,9 +150,10 @@ RunResult RunStreams(Scheduler& s, int n, const std::string& prompt, int max_tok
   return {Seconds(t0), ttft, tokens};
 }
 
-void Bench(const char* name, const quiver::llm::LlamaModel& model,
-           const quiver::llm::Llama2cTokenizer& tok, int max_tokens,
-           const std::vector<int>& streams, double bandwidth, const std::string& device) {
+// Returns the single-stream decode rate, tokens/s.
+double Bench(const char* name, const quiver::llm::LlamaModel& model,
+             const quiver::llm::Llama2cTokenizer& tok, int max_tokens,
+             const std::vector<int>& streams, double bandwidth, const std::string& device) {
   const auto& c = model.config();
   const double params =
       static_cast<double>(c.vocab_size) * c.dim * (c.shared_classifier ? 1 : 2) +
@@ -119,7 +169,7 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
                                              o.block_size, quiver::llm::MaxStepRows(o));
   if (!engine.ok()) {
     std::printf("%s: %s\n", name, engine.status().ToString().c_str());
-    return;
+    return 0;
   }
   Scheduler s(*std::move(engine), &tok, o);
   std::printf("%s: %.1fM parameters, %.0f MB of weights read per decode step\n", name, params / 1e6,
@@ -164,6 +214,40 @@ void Bench(const char* name, const quiver::llm::LlamaModel& model,
               static_cast<unsigned long long>(st.steps),
               st.steps ? double(st.rows) / st.steps : 0.0,
               static_cast<unsigned long long>(st.max_active));
+  return single;
+}
+
+// The plain C peer (bench/ref_decoder.c, built like llama2.c's run.c) on the
+// same checkpoint file, decoding the same positions (the prompt's tokens,
+// then max_tokens greedy ones) with all threads and with one. Prints its
+// rate and ours over it.
+void RunPeer(const std::string& checkpoint, const std::vector<int>& prompt, int max_tokens,
+             double ours) {
+  std::error_code ec;
+  const std::string dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  if (ec) return;
+  double best = 0;
+  for (const char* threads : {"", "OMP_NUM_THREADS=1 "}) {
+    std::ostringstream cmd;
+    cmd << threads << dir << "/ref_decoder " << checkpoint << " " << max_tokens;
+    for (size_t i = 1; i < prompt.size(); ++i) cmd << " " << prompt[i];  // No BOS.
+    FILE* pipe = popen(cmd.str().c_str(), "r");
+    if (pipe == nullptr) return;
+    std::string out;
+    char buf[4096];
+    while (size_t n = std::fread(buf, 1, sizeof(buf), pipe)) out.append(buf, n);
+    pclose(pipe);
+    const size_t at = out.find(" s = ");
+    if (at == std::string::npos) {
+      std::printf("  peer: ref_decoder failed: %s\n", out.c_str());
+      return;
+    }
+    const double rate = std::atof(out.c_str() + at + 5);
+    best = std::max(best, rate);
+    std::printf("  peer: plain C decoder (ref_decoder, %s): %.1f tokens/s\n",
+                threads[0] ? "1 thread" : "all threads", rate);
+  }
+  std::printf("  quiver single stream / plain C decoder (its better run) = %.2fx\n", ours / best);
 }
 
 // Time to first token for prompts that share a long head (a system prompt,
@@ -246,7 +330,13 @@ int main(int argc, char** argv) {
   if (!dir.empty()) {
     auto m = quiver::llm::LlamaModel::LoadLlama2c(dir + "/stories260K.bin");
     auto t = quiver::llm::Llama2cTokenizer::Load(dir + "/tok512.bin", 512);
-    if (m.ok() && t.ok()) Bench("stories260K", **m, **t, tokens, streams, bw, device);
+    if (m.ok() && t.ok()) {
+      const double ours = Bench("stories260K", **m, **t, tokens, streams, bw, device);
+      if (device == "cpu") {
+        RunPeer(dir + "/stories260K.bin", (*t)->Encode("Once upon a time", true, false), tokens,
+                ours);
+      }
+    }
   }
   // A random ~110M-parameter Llama (weights N(0, 0.02), norms 1, the
   // classifier tied to the embedding).
@@ -281,7 +371,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto& tok = *loaded_tok;
-  Bench("random-110M", **model, *tok, tokens, streams, bw, device);
+  const double ours = Bench("random-110M", **model, *tok, tokens, streams, bw, device);
+  if (device == "cpu") RunPeer(bin, tok->Encode("Once upon a time", true, false), tokens, ours);
   {
     // The same weights with a 2,048-token context, for a 1,000-token head.
     quiver::llm::LlamaConfig long_c = c;
