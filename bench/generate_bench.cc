@@ -12,6 +12,7 @@
 //
 //   build/bench/generate_bench [--device=cpu|cuda] [--tokens=32] [--streams=1,4,16,64]
 //                              [--quantized=q8_0,q4_0,q4_k,q6_k,f16] [--prefix_tokens=1000]
+//                              [--only_stories=1]
 #include <omp.h>
 
 #include <algorithm>
@@ -338,6 +339,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  if (Flag(argc, argv, "only_stories", "0") != "0") return 0;  // --only_stories=1: quick runs.
   // A random ~110M-parameter Llama (weights N(0, 0.02), norms 1, the
   // classifier tied to the embedding).
   quiver::llm::LlamaConfig c;
