@@ -125,8 +125,7 @@ absl::Status HnswOptions::Validate() const {
   if (ef_search < 1 || ef_search > 10000) {
     return absl::InvalidArgumentError("hnsw: ef_search must be in 1..10000");
   }
-  if (quantization != Quantization::kNone && quantization != Quantization::kSq8 &&
-      quantization != Quantization::kBinary) {
+  if (!KnownQuantization(quantization)) {
     return absl::InvalidArgumentError("hnsw: unknown quantization");
   }
   if (!(oversampling >= 1.0f && oversampling <= 100.0f)) {
@@ -143,7 +142,8 @@ HnswIndex::HnswIndex(const HnswOptions& options, const DistanceKernels& kernels)
     : options_(options),
       kernels_(kernels),
       links0_bytes_(RoundUp((1 + 2 * size_t{options.m}) * sizeof(NodeId))),
-      vector_bytes_(RoundUp(options.quantization == Quantization::kNone ? options.dimension * 4
+      vector_bytes_(RoundUp(options.quantization == Quantization::kNone
+                                ? options.dimension * sizeof(float)
                             : options.quantization == Quantization::kSq8
                                 ? options.dimension
                                 : (options.dimension + 63) / 64 * sizeof(uint64_t))),
@@ -658,13 +658,6 @@ std::vector<Hit> HnswIndex::Search(std::span<const float> query, const SearchPar
       SearchLayer(walked, start, ef, 0, true, params.filter, static_cast<NodeId>(ep >> 8), false);
   if (rescore) {
     if (found.size() > keep) found.resize(keep);  // Nearest first.
-    // The full vectors live apart from the graph and are cold: request them
-    // all before the first distance, so their misses overlap.
-    const size_t full_bytes = options_.dimension * sizeof(float);
-    for (const Candidate& c : found) {
-      const char* p = reinterpret_cast<const char*>(Full(c.node));
-      for (size_t line = 0; line < full_bytes; line += 64) __builtin_prefetch(p + line);
-    }
     for (Candidate& c : found) c.dist = DistFull(q.data(), Full(c.node));
     t_distances += found.size();
   }

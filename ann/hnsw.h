@@ -148,7 +148,7 @@ class HnswIndex final : public VectorIndex {
   // and how many values fell outside it since.
   Sq8Params sq8_params() const;
   // Binary indexes: the per-dimension thresholds (means) learned from the
-  // first batch (empty until the first insert), and that batch's sample size.
+  // first batch (empty until the first insert).
   std::vector<float> binary_thresholds() const;
   // Binary thresholds learned from fewer vectors than this are relearned
   // (by Compact) once the graph is four times the sample.
@@ -210,8 +210,8 @@ class HnswIndex final : public VectorIndex {
                : Dist(a, b);
   }
   // Writes the walked form of `v` (already normalised for cosine) to `out`
-  // (vector_bytes_, and the 4 bytes before it). REQUIRES: quantized indexes
-  // trained.
+  // (vector_bytes_, and for SQ8 the code sum in the 4 bytes before it).
+  // REQUIRES: quantized indexes trained.
   // Values clamped are added to *clamped.
   void EncodeInto(const float* v, std::byte* out, uint64_t* clamped) const;
   // Trains the quantizer from `n` vectors if no one did yet.

@@ -196,9 +196,10 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
   o.oversampling = h.oversampling;
   o.rescore = h.rescore != 0;
   o.full_vectors_dir = full_vectors_dir;
-  if (h.metric > 2 || h.quantization > 2 || !o.Validate().ok() ||
-      h.node_count >= std::numeric_limits<NodeId>::max() || !(h.sq8_scale >= 0) ||
-      !std::isfinite(h.sq8_scale) || !std::isfinite(h.sq8_center)) {
+  // The raw field: a value past uint8 must not wrap into a known kind.
+  if (h.metric > 2 || h.quantization > static_cast<uint32_t>(Quantization::kBinary) ||
+      !o.Validate().ok() || h.node_count >= std::numeric_limits<NodeId>::max() ||
+      !(h.sq8_scale >= 0) || !std::isfinite(h.sq8_scale) || !std::isfinite(h.sq8_center)) {
     return absl::DataLossError("HNSW checkpoint header holds impossible parameters");
   }
   auto index = std::make_unique<HnswIndex>(o, kernels);

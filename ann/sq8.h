@@ -1,3 +1,5 @@
+// Quantized vector codes: the Quantization kinds, SQ8 and binary codes.
+//
 // Scalar quantisation to 8 bits (SQ8): every value x of a vector becomes a
 // code c in [-127, 127] with x ~= center + scale * c, one (center, scale)
 // per index, learned from the data (the 0.05 % and 99.95 % quantiles of the
@@ -28,6 +30,8 @@ namespace quiver::ann {
 enum class Quantization : uint8_t { kNone = 0, kSq8 = 1, kBinary = 2 };
 
 std::string_view QuantizationName(Quantization q);  // "none", "sq8", "binary"
+// One of the values above (checkpoints and the catalog hold it as a number).
+inline bool KnownQuantization(Quantization q) { return q <= Quantization::kBinary; }
 absl::StatusOr<Quantization> ParseQuantization(std::string_view name);
 
 struct Sq8Params {

@@ -228,6 +228,23 @@ size_t LlamaModel::weight_bytes() const {
 
 namespace {
 
+// Runs body(i) for i in [0, n): on the OpenMP team when `parallel`, else on
+// this thread without entering libgomp. An `if` clause alone still enters it
+// on every call, and stories260K's steps spent more there than in their
+// products (one stream 6.4-7.9k -> 12-13.5k tokens/s).
+template <bool kDynamic, typename Index, typename Body>
+void ForEachIndex(bool parallel, Index n, const Body& body) {
+  if (!parallel) {
+    for (Index i = 0; i < n; ++i) body(i);
+  } else if constexpr (kDynamic) {
+#pragma omp parallel for schedule(dynamic)
+    for (Index i = 0; i < n; ++i) body(i);
+  } else {
+#pragma omp parallel for schedule(static)
+    for (Index i = 0; i < n; ++i) body(i);
+  }
+}
+
 // out = W[d][n] X[rows][n] for each product of a group sharing X: each
 // weight row is read from memory once for all rows. Rows before
 // `prompt_from` (generated tokens, short prompts): blocks of four weight
@@ -255,9 +272,6 @@ void PromptMatMul(std::initializer_list<MatMul> group, const float* x, int n, in
   }
   const int count = static_cast<int>(panels.size()), m_rows = rows - first_row;
   const int64_t work = static_cast<int64_t>(count) * kPanelWidth * n * m_rows;
-  // An if clause alone still enters libgomp on every call (stories260K's
-  // steps spent more there than in their products: 6.4-7.9k -> 12-13.5k
-  // tokens/s one stream): small steps branch around the parallel loop.
   auto body_pi = [&](int pi) __attribute__((always_inline)) {
     const MatMul& m = *panels[pi].first;
     const int i0 = panels[pi].second, width = std::min(kPanelWidth, m.d - i0);
@@ -276,12 +290,7 @@ void PromptMatMul(std::initializer_list<MatMul> group, const float* x, int n, in
     PanelProduct(panel.data(), n, x + static_cast<size_t>(first_row) * n, n, m_rows,
                  m.out + static_cast<size_t>(first_row) * m.d + i0, m.d, width);
   };
-  if (work > (1 << 18)) {
-#pragma omp parallel for schedule(dynamic)
-    for (int pi = 0; pi < count; ++pi) body_pi(pi);
-  } else {
-    for (int pi = 0; pi < count; ++pi) body_pi(pi);
-  }
+  ForEachIndex<true>(work > (1 << 18), count, body_pi);
 }
 
 void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int all_rows,
@@ -296,7 +305,6 @@ void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int
     work += static_cast<int64_t>(n) * m.d * rows;
   }
   const int count = static_cast<int>(quads.size());
-  // Small steps bypass libgomp (see PromptMatMul).
   auto body_qi = [&](int qi) __attribute__((always_inline)) {
     const MatMul& m = *quads[qi].first;
     const int i0 = quads[qi].second, d = m.d;
@@ -373,12 +381,7 @@ void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int
       }
     }
   };
-  if (work > (1 << 18)) {
-#pragma omp parallel for schedule(static)
-    for (int qi = 0; qi < count; ++qi) body_qi(qi);
-  } else {
-    for (int qi = 0; qi < count; ++qi) body_qi(qi);
-  }
+  ForEachIndex<false>(work > (1 << 18), count, body_qi);
 }
 
 }  // namespace
@@ -470,7 +473,6 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
       cache->StoreKey((*rows_in[r].blocks)[pos / bs], l, pos % bs, kr);
       std::copy_n(&v[static_cast<size_t>(r) * kv_dim], kv_dim, value_at(rows_in[r], l, pos));
     }
-    // Small steps bypass libgomp (see PromptMatMul).
     auto body_r = [&](int r) {
       const StepRow& row = rows_in[r];
       const int n_blocks = row.pos / bs + 1;
@@ -494,12 +496,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
         }
       }
     };
-    if (rows > 1) {
-#pragma omp parallel for schedule(dynamic)
-      for (int r = 0; r < rows; ++r) body_r(r);
-    } else {
-      for (int r = 0; r < rows; ++r) body_r(r);
-    }
+    ForEachIndex<true>(rows > 1, rows, body_r);
     BatchMatMul({{xb2.data(), &wo_, static_cast<size_t>(l) * dim * dim, dim}}, xb.data(), dim, rows,
                 prompt_from);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb2[i];
@@ -513,18 +510,12 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
     // SwiGLU, element by element (threads split the rows' elements; each
     // value is computed as alone).
     const int64_t hb_size = static_cast<int64_t>(hb.size());
-    // Small steps bypass libgomp (see PromptMatMul).
     auto body_i = [&](int64_t i) {
       float val = hb[i];
       val *= (1.0f / (1.0f + std::exp(-val)));
       hb[i] = val * hb2[i];
     };
-    if (hb_size >= 16384) {
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < hb_size; ++i) body_i(i);
-    } else {
-      for (int64_t i = 0; i < hb_size; ++i) body_i(i);
-    }
+    ForEachIndex<false>(hb_size >= 16384, hb_size, body_i);
     BatchMatMul({{xb.data(), &w2_, static_cast<size_t>(l) * dim * hidden, dim}}, hb.data(), hidden,
                 rows, prompt_from);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb[i];

@@ -51,9 +51,7 @@ absl::Status CollectionConfig::Validate() const {
       return absl::InvalidArgumentError(
           StrCat("hnsw.ef_search is ", hnsw.ef_search, "; it must be in 1..10000"));
     }
-    if (hnsw.quantization != ann::Quantization::kNone &&
-        hnsw.quantization != ann::Quantization::kSq8 &&
-        hnsw.quantization != ann::Quantization::kBinary) {
+    if (!ann::KnownQuantization(hnsw.quantization)) {
       return absl::InvalidArgumentError("hnsw.quantization must be none, sq8 or binary");
     }
     if (!(hnsw.oversampling >= 1 && hnsw.oversampling <= 100)) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ann/vector_index.h"
+#include "common/thread_pool.h"
 
 namespace quiver::ann {
 
@@ -29,6 +30,18 @@ inline std::vector<std::vector<float>> Clustered(size_t n, size_t dim, uint32_t 
     for (size_t d = 0; d < dim; ++d) v[d] = c[d] + g(rng);
   }
   return out;
+}
+
+// Inserts base[from..] in one batch (with `pool`), labelled by position.
+inline void Fill(VectorIndex* index, const std::vector<std::vector<float>>& base, ThreadPool* pool,
+                 size_t from = 0) {
+  std::vector<uint64_t> labels;
+  std::vector<float> flat;
+  for (size_t i = from; i < base.size(); ++i) {
+    labels.push_back(i);
+    flat.insert(flat.end(), base[i].begin(), base[i].end());
+  }
+  index->UpsertBatch(labels, flat.data(), pool);
 }
 
 // Share of the exact top k (by `exact`'s scan) that `approx` returns.

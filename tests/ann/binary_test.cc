@@ -69,16 +69,6 @@ std::vector<std::vector<float>> EmbeddingLike(size_t n, size_t dim, uint32_t see
   return Clustered(n, dim, seed, 40, 0.7f);
 }
 
-void Fill(HnswIndex* index, const std::vector<std::vector<float>>& base, ThreadPool* pool) {
-  std::vector<uint64_t> labels;
-  std::vector<float> flat;
-  for (size_t i = 0; i < base.size(); ++i) {
-    labels.push_back(i);
-    flat.insert(flat.end(), base[i].begin(), base[i].end());
-  }
-  index->UpsertBatch(labels, flat.data(), pool);
-}
-
 class BinaryRecallTest : public ::testing::TestWithParam<Metric> {};
 
 TEST_P(BinaryRecallTest, RecallGrowsWithOversamplingAndScoresAreExact) {
@@ -168,17 +158,14 @@ TEST(BinaryHnswTest, CheckpointsAndDiskResidentVectorsSearchTheSame) {
 // compaction once the graph is four times larger.
 TEST(BinaryHnswTest, ThresholdsAreTheDataMeansAndAreRelearned) {
   const size_t dim = 128, n = 3000;
-  auto base = EmbeddingLike(n, dim, 7);
-  for (auto& v : base) {
-    for (float& x : v) x += 10.0f;
-  }
-  const auto queries = [&] {
-    auto q = EmbeddingLike(50, dim, 8);
-    for (auto& v : q) {
-      for (float& x : v) x += 10.0f;
+  const auto shifted = [&](size_t count, uint32_t seed) {
+    auto v = EmbeddingLike(count, dim, seed);
+    for (auto& row : v) {
+      for (float& x : row) x += 10.0f;
     }
-    return q;
-  }();
+    return v;
+  };
+  const auto base = shifted(n, 7), queries = shifted(50, 8);
   FlatIndex exact(dim, Metric::kL2);
   for (size_t i = 0; i < n; ++i) exact.Upsert(i, base[i]);
   HnswIndex batch(BinaryOptions(dim, Metric::kL2, 8));
@@ -192,13 +179,7 @@ TEST(BinaryHnswTest, ThresholdsAreTheDataMeansAndAreRelearned) {
   HnswIndex single(BinaryOptions(dim, Metric::kL2, 8));
   single.Upsert(0, base[0]);  // Thresholds from one vector.
   EXPECT_EQ(single.binary_thresholds(), base[0]);
-  std::vector<uint64_t> labels;
-  std::vector<float> flat;
-  for (size_t i = 1; i < n; ++i) {
-    labels.push_back(i);
-    flat.insert(flat.end(), base[i].begin(), base[i].end());
-  }
-  single.UpsertBatch(labels, flat.data(), nullptr);
+  Fill(&single, base, nullptr, /*from=*/1);
   ASSERT_TRUE(single.NeedsCompaction());
   auto relearned = single.Compact(nullptr);
   EXPECT_FALSE(relearned->NeedsCompaction());

@@ -105,13 +105,7 @@ TEST(HnswTest, GloveFixtureReaches099Recall) {
     auto truth = testing::ReadIvecs(dir + "/" + file);
     HnswIndex index(Options(50, metric, 16, 200));
     ThreadPool pool(2);
-    std::vector<uint64_t> labels(base.size());
-    std::vector<float> flat;
-    for (size_t i = 0; i < base.size(); ++i) {
-      labels[i] = i;
-      flat.insert(flat.end(), base[i].begin(), base[i].end());
-    }
-    index.UpsertBatch(labels, flat.data(), &pool);
+    Fill(&index, base, &pool);
     for (auto [ef, floor] : {std::pair{size_t{64}, 0.90}, std::pair{size_t{400}, 0.99}}) {
       size_t found = 0;
       for (size_t q = 0; q < queries.size(); ++q) {
@@ -385,15 +379,9 @@ TEST(HnswTest, SaveAndLoadRoundTripExactly) {
 TEST(HnswTest, BulkBuildMatchesSerialQuality) {
   const size_t dim = 32, n = 6000;
   auto base = Clustered(n, dim, 12);
-  std::vector<uint64_t> labels(n);
-  std::vector<float> flat_vectors;
-  for (size_t i = 0; i < n; ++i) {
-    labels[i] = i;
-    flat_vectors.insert(flat_vectors.end(), base[i].begin(), base[i].end());
-  }
   ThreadPool pool(3);
   HnswIndex index(Options(dim, Metric::kL2));
-  index.UpsertBatch(labels, flat_vectors.data(), &pool);
+  Fill(&index, base, &pool);
   EXPECT_EQ(index.size(), n);
   FlatIndex flat(dim, Metric::kL2);
   for (size_t i = 0; i < n; ++i) flat.Upsert(i, base[i]);

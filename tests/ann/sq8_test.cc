@@ -101,16 +101,6 @@ HnswOptions Sq8Options(size_t dim, Metric metric) {
   return o;
 }
 
-void Fill(HnswIndex* index, const std::vector<std::vector<float>>& base, ThreadPool* pool) {
-  std::vector<uint64_t> labels;
-  std::vector<float> flat;
-  for (size_t i = 0; i < base.size(); ++i) {
-    labels.push_back(i);
-    flat.insert(flat.end(), base[i].begin(), base[i].end());
-  }
-  index->UpsertBatch(labels, flat.data(), pool);
-}
-
 class Sq8RecallTest : public ::testing::TestWithParam<Metric> {};
 
 TEST_P(Sq8RecallTest, RescoredSearchMatchesFloatRecallWithExactScores) {
