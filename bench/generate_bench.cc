@@ -12,7 +12,11 @@
 //
 //   build/bench/generate_bench [--device=cpu|cuda] [--tokens=32] [--streams=1,4,16,64]
 //                              [--quantized=q8_0,q4_0,q4_k,q6_k,f16] [--prefix_tokens=1000]
-//                              [--only_stories=1]
+//                              [--only_stories=1] [--int8_dots=0]
+//
+// Q8_0 and Q4_0 run twice on the CPU: float32 activations, then int8
+// (--llm_int8_dots; --int8_dots=0 skips it), with the difference between
+// the two paths' logits and greedy tokens.
 #include <omp.h>
 
 #include <algorithm>
@@ -34,6 +38,7 @@
 #include "llm/gguf.h"
 #include "llm/llama2c.h"
 #include "llm/scheduler.h"
+#include "tests/testing/llm_paths.h"
 #include "tests/testing/random_llama.h"
 #include "tests/testing/test_util.h"
 
@@ -386,6 +391,7 @@ int main(int argc, char** argv) {
   // The same model as GGUF files, kept quantized in memory
   // (--quantized=q8_0,q4_0 by default; empty skips them).
   std::stringstream quantized(Flag(argc, argv, "quantized", "q8_0,q4_0"));
+  const bool int8_dots = Flag(argc, argv, "int8_dots", "1") == "1";
   for (std::string q; std::getline(quantized, q, ',');) {
     const auto type = q == "q4_0"   ? quiver::llm::GgufType::kQ4_0
                       : q == "q4_k" ? quiver::llm::GgufType::kQ4_K
@@ -403,6 +409,16 @@ int main(int argc, char** argv) {
     }
     const std::string name = "random-110M-" + q;
     Bench(name.c_str(), *loaded->model, *tok, tokens, streams, bw, device);
+    if (device == "cpu" && int8_dots && (q == "q8_0" || q == "q4_0")) {
+      // Once more with int8 activations (--llm_int8_dots), after the
+      // difference from the float32 path.
+      const auto d = quiver::testing::CompareInt8Dots(*loaded->model, 200);
+      std::printf(
+          "%s-int8: int8 dots vs float32 path: max logit error %.4f of the largest logit, "
+          "greedy tokens agree for %zu of 200 steps\n",
+          q.c_str(), d.max_error, d.greedy_agree);
+      Bench((name + "-int8").c_str(), *loaded->model, *tok, tokens, streams, bw, device);
+    }
   }
   return 0;
 }

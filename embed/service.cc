@@ -29,8 +29,13 @@ absl::StatusOr<std::unique_ptr<EmbeddingService>> EmbeddingService::Load(
   s->options_ = options;
   ASSIGN_OR_RETURN(s->backend_, nn::NewBackend(options.device, {options.precision}));
   const std::string precision(nn::MatmulPrecisionName(s->backend_->precision()));
+  // One token through each model at load: the CPU backend packs the
+  // weights for its kernels at their first use, so that happens here (in
+  // the memory counted for the models, not in the first request).
+  const std::vector<nn::Encoding> warm_up = {{{0}, {0}, {}}};
   if (!options.embed_model_dir.empty()) {
     ASSIGN_OR_RETURN(s->embedder_, LoadEmbeddingModel(options.embed_model_dir, s->backend_.get()));
+    RETURN_IF_ERROR(s->embedder_->EmbedBatch(warm_up).status());
     s->embed_name_ = std::string(LastPathComponent(options.embed_model_dir));
     EmbeddingModel* m = s->embedder_.get();
     s->embed_worker_ = std::make_unique<BatchingWorker>(
@@ -45,6 +50,7 @@ absl::StatusOr<std::unique_ptr<EmbeddingService>> EmbeddingService::Load(
   }
   if (!options.rerank_model_dir.empty()) {
     ASSIGN_OR_RETURN(s->reranker_, LoadRerankModel(options.rerank_model_dir, s->backend_.get()));
+    RETURN_IF_ERROR(s->reranker_->ScoreBatch(warm_up).status());
     s->rerank_name_ = std::string(LastPathComponent(options.rerank_model_dir));
     RerankModel* m = s->reranker_.get();
     s->rerank_worker_ = std::make_unique<BatchingWorker>(

@@ -123,6 +123,9 @@ void DotQ8Avx512Rows(const int8_t* q, const float* scales, const float* b, int n
     const __m512 b0 = _mm512_loadu_ps(b + j), b1 = _mm512_loadu_ps(b + j + 16);
     for (int r = 0; r < R; ++r) {
       const int8_t* qr = q + static_cast<size_t>(r) * n + j;
+      // The same line two calls ahead (rows are consecutive): one core
+      // pulls only ~13 GB/s from memory through short rows unaided.
+      if (j % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(qr + 2 * R * n), _MM_HINT_T0);
       const __m512 d = _mm512_set1_ps(scales[static_cast<size_t>(r) * (n / 32) + j / 32]);
       const __m512 w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
                                              reinterpret_cast<const __m128i*>(qr)))));
@@ -148,9 +151,11 @@ void DotQ4Avx512Rows(const uint8_t* packed, const float* scales, const float* b,
   for (int j = 0; j + 32 <= n; j += 32) {
     const __m512 b0 = _mm512_loadu_ps(b + j), b1 = _mm512_loadu_ps(b + j + 16);
     for (int r = 0; r < R; ++r) {
+      const uint8_t* row = packed + static_cast<size_t>(r) * (n / 2) + j / 2;
+      if (j % 128 == 0) _mm_prefetch(reinterpret_cast<const char*>(row + R * n), _MM_HINT_T0);
       const __m512 d = _mm512_set1_ps(scales[static_cast<size_t>(r) * (n / 32) + j / 32]);
-      const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(
-          reinterpret_cast<const __m128i*>(packed + static_cast<size_t>(r) * (n / 2) + j / 2)));
+      const __m512i bytes =
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row)));
       const __m512 w0 = _mm512_mul_ps(
           d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(bytes, low), eight)));
       const __m512 w1 = _mm512_mul_ps(

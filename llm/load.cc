@@ -25,6 +25,7 @@ absl::StatusOr<LoadedModel> LoadModel(const LoadOptions& options) {
     ASSIGN_OR_RETURN(out.tokenizer, Llama2cTokenizer::Load(tok, out.model->config().vocab_size));
   }
   if (options.max_context > 0) out.model->LimitContext(options.max_context);
+  out.model->SetInt8Dots(options.int8_dots);
   return out;
 }
 

@@ -33,6 +33,9 @@ struct LoadOptions {
   std::string tokenizer_path;
   // > 0: caps the model's context (and so the KV cache a sequence may need).
   int max_context = 0;
+  // Q8_0 / Q4_0 weights multiply int8 activations on the CPU
+  // (LlamaModel::SetInt8Dots): faster, not the float32 copy's numerics.
+  bool int8_dots = false;
 };
 
 // The format's loader's errors: NOT_FOUND for a missing file, DATA_LOSS for a

@@ -6,6 +6,7 @@
 
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "llm/internal/int8_dots.h"
 #include "llm/internal/row_kernels.h"
 
 namespace quiver::llm {
@@ -294,10 +295,28 @@ void PromptMatMul(std::initializer_list<MatMul> group, const float* x, int n, in
 }
 
 void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int all_rows,
-                 int prompt_from) {
+                 int prompt_from, bool int8_dots) {
   if (prompt_from < all_rows) PromptMatMul(group, x, n, prompt_from, all_rows);
   const int rows = prompt_from;
   if (rows == 0) return;
+  // Integer dots (LlamaModel::SetInt8Dots) for Q8_0 / Q4_0 weights: each
+  // row's activation quantized once for the whole group.
+  bool any_int8 = false;
+  for (const MatMul& m : group) any_int8 |= int8_dots && m.w->has_int8_dots() && n % 32 == 0;
+  // This thread's buffers, named by references: the team's threads must
+  // read these, not their own (empty) thread_local copies.
+  thread_local std::vector<Q8Activation> thread_activations;
+  thread_local std::vector<const Q8Activation*> thread_acts;
+  std::vector<Q8Activation>& activations = thread_activations;
+  std::vector<const Q8Activation*>& acts = thread_acts;
+  if (any_int8) {
+    if (activations.size() < static_cast<size_t>(rows)) activations.resize(rows);
+    acts.resize(rows);
+    for (int r = 0; r < rows; ++r) {
+      QuantizeActivation(x + static_cast<size_t>(r) * n, n, &activations[r]);
+      acts[r] = &activations[r];
+    }
+  }
   std::vector<std::pair<const MatMul*, int>> quads;  // (product, first weight row)
   int64_t work = 0;
   for (const MatMul& m : group) {
@@ -311,6 +330,19 @@ void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int
     float* out = m.out;
     const int block_rows = std::min(4, d - i0);
     const size_t first = m.offset + static_cast<size_t>(i0) * n;
+    if (any_int8 && m.w->has_int8_dots()) {
+      for (int a0 = 0; a0 < rows; a0 += 4) {
+        const int count = std::min(4, rows - a0);
+        float o[16];
+        m.w->Int8DotRows(first, n, block_rows, acts.data() + a0, count, o);
+        for (int k = 0; k < block_rows; ++k) {
+          for (int a = 0; a < count; ++a) {
+            out[static_cast<size_t>(a0 + a) * d + i0 + k] = o[k * count + a];
+          }
+        }
+      }
+      return;
+    }
     if (rows < 4 && m.w->type() != WeightTensor::Type::kF32) {
       // Few sequences: read quantized rows straight into the dot products,
       // four rows at a time.
@@ -445,7 +477,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
     BatchMatMul({{q.data(), &wq_, static_cast<size_t>(l) * dim * dim, dim},
                  {k.data(), &wk_, static_cast<size_t>(l) * dim * kv_dim, kv_dim},
                  {v.data(), &wv_, static_cast<size_t>(l) * dim * kv_dim, kv_dim}},
-                xb.data(), dim, rows, prompt_from);
+                xb.data(), dim, rows, prompt_from, int8_dots_);
     for (int r = 0; r < rows; ++r) {
       const int pos = rows_in[r].pos;
       float* qr = &q[static_cast<size_t>(r) * dim];
@@ -498,7 +530,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
     };
     ForEachIndex<true>(rows > 1, rows, body_r);
     BatchMatMul({{xb2.data(), &wo_, static_cast<size_t>(l) * dim * dim, dim}}, xb.data(), dim, rows,
-                prompt_from);
+                prompt_from, int8_dots_);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb2[i];
     for (int r = 0; r < rows; ++r) {
       RmsNorm(&xb[static_cast<size_t>(r) * dim], &x[static_cast<size_t>(r) * dim],
@@ -506,7 +538,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
     }
     BatchMatMul({{hb.data(), &w1_, static_cast<size_t>(l) * dim * hidden, hidden},
                  {hb2.data(), &w3_, static_cast<size_t>(l) * dim * hidden, hidden}},
-                xb.data(), dim, rows, prompt_from);
+                xb.data(), dim, rows, prompt_from, int8_dots_);
     // SwiGLU, element by element (threads split the rows' elements; each
     // value is computed as alone).
     const int64_t hb_size = static_cast<int64_t>(hb.size());
@@ -517,7 +549,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
     };
     ForEachIndex<false>(hb_size >= 16384, hb_size, body_i);
     BatchMatMul({{xb.data(), &w2_, static_cast<size_t>(l) * dim * hidden, dim}}, hb.data(), hidden,
-                rows, prompt_from);
+                rows, prompt_from, int8_dots_);
     for (size_t i = 0; i < x.size(); ++i) x[i] += xb[i];
   }
   // The classifier only for rows whose logits are wanted (a prompt's rows
@@ -535,7 +567,7 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
   const int n_wanted = static_cast<int>(wanted.size());
   std::span<float> logits = take(buffers.logits, static_cast<size_t>(n_wanted) * c.vocab_size);
   BatchMatMul({{logits.data(), &classifier_, 0, c.vocab_size}}, xb.data(), dim, n_wanted,
-              wanted_before_prompt);
+              wanted_before_prompt, int8_dots_);
   std::vector<std::vector<float>> out(rows);
   for (int i = 0; i < n_wanted; ++i) {
     out[order[wanted[i]]].assign(logits.begin() + static_cast<size_t>(i) * c.vocab_size,

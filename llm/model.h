@@ -120,6 +120,15 @@ class LlamaModel {
   // Caps the context length (sequences longer than `n` are refused), for
   // models whose native context needs more KV cache than a server has.
   void LimitContext(int n) { config_.seq_len = std::max(1, std::min(config_.seq_len, n)); }
+  // Q8_0 and Q4_0 matrices multiply generated tokens' rows with int8
+  // activations (internal/int8_dots.h: VNNI / AVX2 integer dots) instead
+  // of their exact float32 values (not faster than the float path on the
+  // development VM yet: bench/README.md). Other stored types, long prompts' rows and the
+  // CUDA engine are unaffected. Changes the numerics (the model no longer
+  // gives the float32 copy's tokens); a row's result still does not
+  // depend on its batch. Set before the model is shared.
+  void SetInt8Dots(bool on) { int8_dots_ = on; }
+  bool int8_dots() const { return int8_dots_; }
   // The RoPE frequency of each rotated pair (head_size / 2), scaling applied.
   const std::vector<float>& rope_inv_freq() const { return inv_freq_; }
   // A batched step over rows of many sequences (several rows of one
@@ -138,6 +147,7 @@ class LlamaModel {
   WeightTensor embedding_, wq_, wk_, wv_, wo_, w1_, w2_, w3_, classifier_;
   std::vector<float> rms_att_, rms_ffn_, rms_final_;
   std::vector<float> bq_, bk_, bv_;  // Empty without attention biases.
+  bool int8_dots_ = false;
   std::vector<float> inv_freq_;
   void InitRope();
 };

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "llm/internal/int8_dots.h"
 #include "llm/internal/row_kernels.h"
 #include "nn/half.h"
 
@@ -286,6 +287,17 @@ void WeightTensor::DotRows4(size_t offset, const float* x, int n, float* out) co
       break;
   }
   for (int k = 0; k < 4; ++k) out[k] = DotRow(offset + static_cast<size_t>(k) * n, x, n);
+}
+
+void WeightTensor::Int8DotRows(size_t offset, int n, int rows, const Q8Activation* const* acts,
+                               int count, float* out) const {
+  if (type_ == Type::kQ8_0) {
+    Int8DotKernels().q8(q8_->data() + offset, scales_->data() + offset / 32, n, rows, acts, count,
+                        out);
+  } else {
+    Int8DotKernels().q4(q4_->data() + offset / 2, scales_->data() + offset / 32, n, rows, acts,
+                        count, out);
+  }
 }
 
 void WeightTensor::Read(size_t offset, size_t n, float* out) const {

@@ -15,6 +15,10 @@
 
 namespace quiver::llm {
 
+namespace internal {
+struct Q8Activation;
+}
+
 // A weight matrix group kept as its file stores it: float32, float16,
 // bfloat16, Q8_0 (blocks of 32 int8 values sharing one float scale) or
 // Q4_0 (blocks of 32 4-bit values sharing one float scale), row-major
@@ -62,6 +66,12 @@ class WeightTensor {
   float DotRow(size_t offset, const float* x, int n) const;
   // DotRow for the four rows at offset, offset + n, ... into out[0..3].
   void DotRows4(size_t offset, const float* x, int n, float* out) const;
+  // Q8_0 and Q4_0 tensors also multiply with int8 activations
+  // (internal/int8_dots.h): `rows` (1..4) rows of n values from `offset`
+  // times `count` (1..4) activations, out[r * count + a].
+  bool has_int8_dots() const { return type_ == Type::kQ8_0 || type_ == Type::kQ4_0; }
+  void Int8DotRows(size_t offset, int n, int rows, const internal::Q8Activation* const* acts,
+                   int count, float* out) const;
   // The float32 values (empty unless type() is kF32).
   std::span<const float> floats() const { return *f32_; }
   // For the kernels: a pointer into float32 data, or nullptr.

@@ -43,14 +43,19 @@ struct Tensor {
 //   kTf32: on CUDA, tensor cores with the inputs rounded to TF32 (10-bit
 //     mantissa) and float32 accumulation: several times float32's GEMM
 //     throughput on Ampere and later GPUs, at about 1e-3 relative error in
-//     the products. The CPU backend computes float32 whatever is asked.
-enum class MatmulPrecision { kFloat32, kTf32 };
-// "float32" or "tf32"; INVALID_ARGUMENT otherwise.
+//     the products. The CPU backend computes float32 for it.
+//   kBf16: on the CPU, Linear layers with inputs and weights rounded to
+//     bfloat16 (8-bit mantissa), exact products, float32 sums (AVX512_BF16
+//     vdpbf16ps: twice float32's FMA rate; nn/gemm.h); attention stays
+//     float32. The CUDA backend computes float32 for it.
+enum class MatmulPrecision { kFloat32, kTf32, kBf16 };
+// "float32", "tf32" or "bf16"; INVALID_ARGUMENT otherwise.
 absl::StatusOr<MatmulPrecision> ParseMatmulPrecision(std::string_view name);
 std::string_view MatmulPrecisionName(MatmulPrecision precision);
 
 struct BackendOptions {
-  // Default: kFloat32. Honoured by the CUDA backend (see MatmulPrecision).
+  // Default: kFloat32. kTf32 is honoured by the CUDA backend, kBf16 by the
+  // CPU one (see MatmulPrecision).
   MatmulPrecision precision = MatmulPrecision::kFloat32;
 };
 
@@ -73,6 +78,8 @@ class Backend {
   virtual std::vector<float> Download(const Tensor& t) = 0;
 
   // y[m, n] = x[m, k] * w[n, k]^T (+ bias[n]): a PyTorch Linear layer.
+  // w is a weight: unchanged after its first use here (the CPU backend
+  // keeps a packed copy of it for its kernels).
   virtual void Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* y) = 0;
   // out[i, :] = table[ids[i], :]; out must have ids.size() rows.
   virtual void Gather(const Tensor& table, std::span<const int32_t> ids, Tensor* out) = 0;
@@ -92,7 +99,7 @@ class Backend {
 };
 
 // The CPU backend (always available).
-std::unique_ptr<Backend> NewCpuBackend();
+std::unique_ptr<Backend> NewCpuBackend(MatmulPrecision precision = MatmulPrecision::kFloat32);
 // "cpu", "cuda" or "auto" (CUDA when built and a GPU is visible, else CPU).
 // UNAVAILABLE for "cuda" without a usable GPU; INVALID_ARGUMENT for another
 // device name.

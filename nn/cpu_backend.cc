@@ -1,35 +1,117 @@
-// CpuBackend: OpenBLAS sgemm for Linear and attention scores, OpenMP over
-// rows for the element-wise work.
+// CpuBackend: Linear through nn/gemm.h (our AVX-512 kernels, float32 or
+// bfloat16, else OpenBLAS), attention through OpenBLAS sgemm a block of
+// query rows at a time, OpenMP over rows for the element-wise work.
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <utility>
 
 #include "common/strings.h"
 #include "nn/backend.h"
+#include "nn/gemm.h"
 
 namespace quiver::nn {
+#ifdef QUIVER_X86_GEMM
+namespace avx512 {
+void Gelu(float* x, int64_t n);
+void LayerNormRow(float* v, int64_t d, const float* g, const float* b, float eps);
+bool AttentionBlock(const float* q, int64_t ldq, const float* k, const float* v, int64_t ldkv,
+                    int64_t rows, int64_t len, int64_t hd, float scale, float* out, int64_t ldo,
+                    std::vector<float>* scratch);
+}  // namespace avx512
+constexpr bool kX86 = true;
+#else
+namespace avx512 {
+inline void Gelu(float*, int64_t) {}
+inline void LayerNormRow(float*, int64_t, const float*, const float*, float) {}
+inline bool AttentionBlock(const float*, int64_t, const float*, const float*, int64_t, int64_t,
+                           int64_t, int64_t, float, float*, int64_t, std::vector<float>*) {
+  return false;
+}
+}  // namespace avx512
+constexpr bool kX86 = false;
+#endif
+
 namespace {
+
+// Storage of released buffers, for the next tensors of (about) the same
+// size: an encoder's forward pass allocates its activations anew each
+// time, and fresh pages cost a fault and a clearing each (a quarter of a
+// batch's time on a VM). Holds at most kMaxBytes.
+class BufferPool {
+ public:
+  static constexpr size_t kMaxBytes = size_t{256} << 20;
+
+  // Storage for n floats (uninitialised): a free one of n to n * 5/4
+  // floats, else new.
+  std::pair<std::unique_ptr<float[]>, size_t> Take(size_t n) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.lower_bound(n);
+      if (it != free_.end() && it->first <= n + n / 4) {
+        std::pair<std::unique_ptr<float[]>, size_t> out(std::move(it->second), it->first);
+        bytes_ -= it->first * sizeof(float);
+        free_.erase(it);
+        return out;
+      }
+    }
+    return {std::unique_ptr<float[]>(new float[std::max<size_t>(n, 1)]), n};
+  }
+  void Give(std::unique_ptr<float[]> data, size_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (bytes_ + n * sizeof(float) > kMaxBytes) return;  // Freed.
+    bytes_ += n * sizeof(float);
+    free_.emplace(n, std::move(data));
+  }
+
+ private:
+  std::mutex mu_;
+  std::multimap<size_t, std::unique_ptr<float[]>> free_;  // By capacity in floats.
+  size_t bytes_ = 0;
+};
 
 class HostBuffer : public Buffer {
  public:
-  explicit HostBuffer(size_t n) : data_(n) {}
-  float* data() override { return data_.data(); }
+  HostBuffer(size_t n, std::shared_ptr<BufferPool> pool) : pool_(std::move(pool)) {
+    std::tie(data_, capacity_) = pool_->Take(n);
+  }
+  ~HostBuffer() override { pool_->Give(std::move(data_), capacity_); }
+  float* data() override { return data_.get(); }
+
+  // The buffer as an n x k weight packed for Gemm, made at the first call
+  // (weights do not change after their first use).
+  const PackedWeights& Packed(int64_t n, int64_t k, bool bf16) {
+    std::call_once(packed_once_, [&] { packed_ = PackWeights(data_.get(), n, k, bf16); });
+    return packed_;
+  }
 
  private:
-  std::vector<float> data_;
+  std::shared_ptr<BufferPool> pool_;
+  std::unique_ptr<float[]> data_;
+  size_t capacity_ = 0;
+  std::once_flag packed_once_;
+  PackedWeights packed_;
 };
 
 class CpuBackend : public Backend {
  public:
-  CpuBackend() { openblas_set_num_threads(1); }
+  explicit CpuBackend(MatmulPrecision precision)
+      : precision_(precision == MatmulPrecision::kBf16 ? precision : MatmulPrecision::kFloat32) {
+    openblas_set_num_threads(1);
+  }
   std::string_view name() const override { return "cpu"; }
+  MatmulPrecision precision() const override { return precision_; }
 
   Tensor Alloc(std::vector<int64_t> shape) override {
     Tensor t{std::move(shape), nullptr};
-    t.buffer = std::make_shared<HostBuffer>(static_cast<size_t>(t.numel()));
+    t.buffer = std::make_shared<HostBuffer>(static_cast<size_t>(t.numel()), pool_);
     return t;
   }
   Tensor Upload(std::span<const float> host, std::vector<int64_t> shape) override {
@@ -43,25 +125,13 @@ class CpuBackend : public Backend {
 
   void Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* y) override {
     const int64_t m = x.rows(), k = x.cols(), n = w.rows();
-    float* out = y->data();
-    // One thread pool: OpenBLAS runs single-threaded inside our OpenMP
-    // threads, each taking a band of rows (two pools on the same cores
-    // would spin against each other).
-#pragma omp parallel
-    {
-      const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-      const int64_t band = (m + threads - 1) / threads;
-      const int64_t r0 = std::min(m, t * band), r1 = std::min(m, r0 + band);
-      if (r1 > r0) {
-        if (bias != nullptr) {
-          for (int64_t i = r0; i < r1; ++i)
-            std::memcpy(out + i * n, bias->data(), n * sizeof(float));
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r1 - r0),
-                    static_cast<int>(n), static_cast<int>(k), 1.0f, x.data() + r0 * k,
-                    static_cast<int>(k), w.data(), static_cast<int>(k),
-                    bias != nullptr ? 1.0f : 0.0f, out + r0 * n, static_cast<int>(n));
-      }
+    auto* host = static_cast<HostBuffer*>(w.buffer.get());
+    const PackedWeights& packed = host->Packed(n, k, precision_ == MatmulPrecision::kBf16);
+    if (packed.n == n && packed.k == k) {
+      Gemm(x.data(), packed, bias != nullptr ? bias->data() : nullptr, m, y->data());
+    } else {  // The same buffer viewed in another shape: packed for this call only.
+      Gemm(x.data(), PackWeights(w.data(), n, k, precision_ == MatmulPrecision::kBf16),
+           bias != nullptr ? bias->data() : nullptr, m, y->data());
     }
   }
 
@@ -94,6 +164,10 @@ class CpuBackend : public Backend {
 #pragma omp parallel for if (rows > 16)
     for (int64_t r = 0; r < rows; ++r) {
       float* v = x->data() + r * d;
+      if (avx512_) {
+        avx512::LayerNormRow(v, d, g, b, eps);
+        continue;
+      }
       double mean = 0, var = 0;
       for (int64_t j = 0; j < d; ++j) mean += v[j];
       mean /= d;
@@ -105,52 +179,79 @@ class CpuBackend : public Backend {
     }
   }
   void Gelu(Tensor* x) override {
+    if (avx512_) {  // 16-wide erf (libmvec), in chunks over the threads.
+      constexpr int64_t kChunk = 16384;
+      float* a = x->data();
+      const int64_t n = x->numel(), chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for if (n > 65536)
+      for (int64_t c = 0; c < chunks; ++c) {
+        avx512::Gelu(a + c * kChunk, std::min(kChunk, n - c * kChunk));
+      }
+      return;
+    }
     Map(x, [](float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f)); });
   }
   void Tanh(Tensor* x) override {
     Map(x, [](float v) { return std::tanh(v); });
   }
 
+  // A block of query rows at a time: scores for 64 rows x the real keys,
+  // softmax, times V, so memory grows with the sequence, not its square
+  // (a 8,192-token input holds 2 MB of scores per thread, not 256 MB).
   void Attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch, int64_t seq,
                  int64_t heads, std::span<const int32_t> lengths, Tensor* out) override {
+    constexpr int64_t kQueryBlock = 64;
     const int64_t width = q.cols();
     const int64_t hd = width / heads;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const int64_t blocks = (seq + kQueryBlock - 1) / kQueryBlock;
 #pragma omp parallel
     {
-      std::vector<float> scores(static_cast<size_t>(seq * seq));
-#pragma omp for collapse(2) schedule(dynamic)
+      std::vector<float> scores(static_cast<size_t>(std::min(seq, kQueryBlock) * seq)), scratch;
+#pragma omp for collapse(3) schedule(dynamic)
       for (int64_t b = 0; b < batch; ++b) {
         for (int64_t h = 0; h < heads; ++h) {
-          const int64_t len = lengths[b];
-          const float* qb = q.data() + b * seq * width + h * hd;
-          const float* kb = k.data() + b * seq * width + h * hd;
-          const float* vb = v.data() + b * seq * width + h * hd;
-          float* ob = out->data() + b * seq * width + h * hd;
-          // scores[i, j] = q_i . k_j * scale, for the real keys j < len.
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(seq),
-                      static_cast<int>(len), static_cast<int>(hd), scale, qb,
-                      static_cast<int>(width), kb, static_cast<int>(width), 0.0f, scores.data(),
-                      static_cast<int>(len));
-          for (int64_t i = 0; i < seq; ++i) {
-            float* row = scores.data() + i * len;
-            float mx = -INFINITY;
-            for (int64_t j = 0; j < len; ++j) mx = std::max(mx, row[j]);
-            float sum = 0;
-            for (int64_t j = 0; j < len; ++j) sum += (row[j] = std::exp(row[j] - mx));
-            const float inv = 1.0f / sum;
-            for (int64_t j = 0; j < len; ++j) row[j] *= inv;
+          for (int64_t qb = 0; qb < blocks; ++qb) {
+            const int64_t len = lengths[b];
+            const int64_t q0 = qb * kQueryBlock, rows = std::min(kQueryBlock, seq - q0);
+            const float* qs = q.data() + (b * seq + q0) * width + h * hd;
+            const float* kb = k.data() + b * seq * width + h * hd;
+            const float* vb = v.data() + b * seq * width + h * hd;
+            float* ob = out->data() + (b * seq + q0) * width + h * hd;
+            if (avx512_ && avx512::AttentionBlock(qs, width, kb, vb, width, rows, len, hd, scale,
+                                                  ob, width, &scratch)) {
+              continue;
+            }
+            // scores[i, j] = q_i . k_j * scale, for the real keys j < len.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+                        static_cast<int>(len), static_cast<int>(hd), scale, qs,
+                        static_cast<int>(width), kb, static_cast<int>(width), 0.0f, scores.data(),
+                        static_cast<int>(len));
+            for (int64_t i = 0; i < rows; ++i) {
+              float* row = scores.data() + i * len;
+              float mx = -INFINITY;
+              for (int64_t j = 0; j < len; ++j) mx = std::max(mx, row[j]);
+              float sum = 0;
+              for (int64_t j = 0; j < len; ++j) sum += (row[j] = std::exp(row[j] - mx));
+              const float inv = 1.0f / sum;
+              for (int64_t j = 0; j < len; ++j) row[j] *= inv;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+                        static_cast<int>(hd), static_cast<int>(len), 1.0f, scores.data(),
+                        static_cast<int>(len), vb, static_cast<int>(width), 0.0f, ob,
+                        static_cast<int>(width));
           }
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(seq),
-                      static_cast<int>(hd), static_cast<int>(len), 1.0f, scores.data(),
-                      static_cast<int>(len), vb, static_cast<int>(width), 0.0f, ob,
-                      static_cast<int>(width));
         }
       }
     }
   }
 
  private:
+  const MatmulPrecision precision_;
+  const bool avx512_ = kX86 && HasAvx512Kernels();
+  // Buffers may outlive the backend (tensors held by callers): shared.
+  std::shared_ptr<BufferPool> pool_ = std::make_shared<BufferPool>();
+
   template <typename F>
   static void Map(Tensor* x, F f) {
     float* a = x->data();
@@ -162,23 +263,34 @@ class CpuBackend : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> NewCpuBackend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> NewCpuBackend(MatmulPrecision precision) {
+  return std::make_unique<CpuBackend>(precision);
+}
 
 absl::StatusOr<MatmulPrecision> ParseMatmulPrecision(std::string_view name) {
   if (name == "float32") return MatmulPrecision::kFloat32;
   if (name == "tf32") return MatmulPrecision::kTf32;
+  if (name == "bf16") return MatmulPrecision::kBf16;
   return absl::InvalidArgumentError(
-      StrCat("unknown matmul precision ", Quoted(name), "; use float32 or tf32"));
+      StrCat("unknown matmul precision ", Quoted(name), "; use float32, tf32 or bf16"));
 }
 
 std::string_view MatmulPrecisionName(MatmulPrecision precision) {
-  return precision == MatmulPrecision::kTf32 ? "tf32" : "float32";
+  switch (precision) {
+    case MatmulPrecision::kTf32:
+      return "tf32";
+    case MatmulPrecision::kBf16:
+      return "bf16";
+    case MatmulPrecision::kFloat32:
+      break;
+  }
+  return "float32";
 }
 
 #ifndef QUIVER_HAVE_CUDA_BACKEND
 absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device,
-                                                    const BackendOptions&) {
-  if (device == "cpu" || device == "auto") return NewCpuBackend();
+                                                    const BackendOptions& options) {
+  if (device == "cpu" || device == "auto") return NewCpuBackend(options.precision);
   if (device == "cuda") {
     return absl::UnavailableError(
         "this build has no CUDA backend (nvcc was not found at build time)");

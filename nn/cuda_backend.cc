@@ -275,16 +275,19 @@ bool GpuVisible() {
 
 absl::StatusOr<std::unique_ptr<Backend>> NewBackend(std::string_view device,
                                                     const BackendOptions& options) {
-  if (device == "cpu") return NewCpuBackend();
+  // bfloat16 is the CPU's reduced precision: float32 on the GPU.
+  const MatmulPrecision gpu_precision =
+      options.precision == MatmulPrecision::kBf16 ? MatmulPrecision::kFloat32 : options.precision;
+  if (device == "cpu") return NewCpuBackend(options.precision);
   if (device == "auto") {
-    if (GpuVisible()) return std::unique_ptr<Backend>(new CudaBackend(options.precision));
-    return NewCpuBackend();
+    if (GpuVisible()) return std::unique_ptr<Backend>(new CudaBackend(gpu_precision));
+    return NewCpuBackend(options.precision);
   }
   if (device == "cuda") {
     if (!GpuVisible()) {
       return absl::UnavailableError("--device=cuda: no CUDA GPU is visible to this process");
     }
-    return std::unique_ptr<Backend>(new CudaBackend(options.precision));
+    return std::unique_ptr<Backend>(new CudaBackend(gpu_precision));
   }
   return absl::InvalidArgumentError(
       StrCat("unknown device ", Quoted(device), "; use auto, cpu or cuda"));

@@ -10,6 +10,8 @@ float HalfToFloat(uint16_t h);
 // Rounds to nearest even; overflow gives infinity.
 uint16_t FloatToHalf(float f);
 float Bf16ToFloat(uint16_t h);
+// Rounds to nearest even (as vcvtneps2bf16); NaN stays a (quiet) NaN.
+uint16_t FloatToBf16(float f);
 
 }  // namespace quiver::nn
 

@@ -80,8 +80,9 @@ ABSL_FLAG(uint64_t, checkpoint_min_inserts, 50000,
 ABSL_FLAG(std::string, device, "auto", "Compute device for models: auto, cpu or cuda");
 ABSL_FLAG(
     std::string, embed_precision, "float32",
-    "Matrix products of the embedding and rerank models on CUDA: float32, or tf32 (tensor cores, "
-    "about 1e-3 relative error); the CPU always computes float32");
+    "Matrix products of the embedding and rerank models: float32; tf32 on CUDA (tensor cores, "
+    "about 1e-3 relative error); bf16 on the CPU (bfloat16 inputs, float32 sums: AVX512_BF16 "
+    "dot products, cosine >= 0.999 to float32). Each device computes float32 for the other's");
 ABSL_FLAG(std::string, embed_model, "",
           "Embedding model directory (Hugging Face BERT-family or model2vec); its name is the "
           "directory's last component");
@@ -98,6 +99,10 @@ ABSL_FLAG(bool, llm_prefix_cache, true,
 ABSL_FLAG(int, llm_kv_cache_mb, 1024,
           "KV cache for generation (MiB; at least one full context); requests wait for room");
 ABSL_FLAG(int, llm_max_batch_tokens, 512, "Tokens per generation step (prefill chunks share it)");
+ABSL_FLAG(bool, llm_int8_dots, false,
+          "Q8_0 / Q4_0 weights multiply activations quantized to int8 on the CPU (VNNI or AVX2 "
+          "integer dot products, as llama.cpp does): not the float32 numerics (about 1.5% of the "
+          "largest logit; figures in bench/README.md)");
 ABSL_FLAG(int, llm_max_context, 0,
           "Longest sequence (prompt + generated) in tokens; 0: the model's own context length");
 ABSL_FLAG(uint32_t, embed_max_batch_tokens, 16384, "Padded tokens per model forward pass");
@@ -340,6 +345,7 @@ int main(int argc, char** argv) {
   options.llm.model.path = absl::GetFlag(FLAGS_llm_model);
   options.llm.model.tokenizer_path = absl::GetFlag(FLAGS_llm_tokenizer);
   options.llm.model.max_context = std::max(0, absl::GetFlag(FLAGS_llm_max_context));
+  options.llm.model.int8_dots = absl::GetFlag(FLAGS_llm_int8_dots);
   options.llm.scheduler.max_seqs = std::max(1, absl::GetFlag(FLAGS_llm_max_seqs));
   options.llm.scheduler.prefix_cache = absl::GetFlag(FLAGS_llm_prefix_cache);
   options.llm.scheduler.max_batch_tokens = std::max(1, absl::GetFlag(FLAGS_llm_max_batch_tokens));

@@ -176,6 +176,40 @@ TEST_F(BertTest, EncoderOnCudaWithTf32StaysClose) {
   }
 }
 
+// bfloat16 Linear layers on the CPU (--embed_precision=bf16): each pooled
+// embedding within cosine similarity 0.999 of PyTorch's float32 one, and
+// not float32 in disguise.
+TEST_F(BertTest, EncoderInBf16OnTheCpuStaysClose) {
+  auto cpu = nn::NewBackend("cpu", {nn::MatmulPrecision::kBf16});
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  ASSERT_EQ((*cpu)->precision(), nn::MatmulPrecision::kBf16);
+  const std::vector<std::string> texts = {"Hello, world!",
+                                          "Vector databases index embeddings quickly.",
+                                          "안녕하세요 세계", "Café naïve résumé", "a"};
+  Json want;
+  auto enc = EncoderAndReference(texts, cpu->get(), &want);
+  ASSERT_NE(enc, nullptr);
+  auto pooled = enc->Embed(texts);
+  ASSERT_TRUE(pooled.ok()) << pooled.status();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const auto& ref = want.Find("pooled")->as_array()[i].as_array();
+    ASSERT_EQ(ref.size(), (*pooled)[i].size());
+    double dot = 0, a2 = 0, b2 = 0;
+    for (size_t j = 0; j < ref.size(); ++j) {
+      const double a = (*pooled)[i][j], b = ref[j].as_number();
+      dot += a * b;
+      a2 += a * a;
+      b2 += b * b;
+    }
+    const double cosine = dot / std::sqrt(a2 * b2);
+    const double err = MaxDiff((*pooled)[i], want.Find("pooled")->as_array()[i]);
+    std::printf("bf16 pooled: cosine to float32 %.6f, max error %.2e (%s)\n", cosine, err,
+                texts[i].c_str());
+    EXPECT_GE(cosine, 0.999) << texts[i];
+    EXPECT_GT(err, 1e-6) << texts[i] << ": identical to float32, so bfloat16 was not used";
+  }
+}
+
 #ifdef QUIVER_CUDA_EMULATION
 // The GPU running out of memory fails the request, not the process, and
 // the next request succeeds (the emulated device's memory lowered).

@@ -98,9 +98,10 @@ TEST_P(BackendTest, Norms) {
   ExpectNear(be_->Download(t), ln, 1e-4);
 }
 
+// Sequences longer than the CPU's 64-row query blocks, masked keys.
 TEST_P(BackendTest, MaskedMultiHeadAttention) {
-  const int64_t batch = 3, seq = 9, heads = 4, hd = 8, width = heads * hd;
-  const std::vector<int32_t> lengths = {9, 4, 1};
+  const int64_t batch = 3, seq = 150, heads = 4, hd = 8, width = heads * hd;
+  const std::vector<int32_t> lengths = {150, 70, 1};
   auto q = Random(batch * seq * width, 8), k = Random(batch * seq * width, 9),
        v = Random(batch * seq * width, 10);
   std::vector<float> want(q.size(), 0.0f);
@@ -183,15 +184,20 @@ TEST(NewBackendTest, DeviceNames) {
 TEST(NewBackendTest, MatmulPrecisions) {
   EXPECT_EQ(*ParseMatmulPrecision("float32"), MatmulPrecision::kFloat32);
   EXPECT_EQ(*ParseMatmulPrecision("tf32"), MatmulPrecision::kTf32);
+  EXPECT_EQ(*ParseMatmulPrecision("bf16"), MatmulPrecision::kBf16);
   EXPECT_EQ(ParseMatmulPrecision("fp16").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(MatmulPrecisionName(MatmulPrecision::kTf32), "tf32");
-  const BackendOptions tf32{MatmulPrecision::kTf32};
-  // The CPU computes float32 whatever is asked, and says so.
+  EXPECT_EQ(MatmulPrecisionName(MatmulPrecision::kBf16), "bf16");
+  const BackendOptions tf32{MatmulPrecision::kTf32}, bf16{MatmulPrecision::kBf16};
+  // Each device computes its own reduced precision and float32 for the
+  // other's, and says which.
   EXPECT_EQ((*NewBackend("cpu", tf32))->precision(), MatmulPrecision::kFloat32);
+  EXPECT_EQ((*NewBackend("cpu", bf16))->precision(), MatmulPrecision::kBf16);
   EXPECT_EQ((*NewBackend("cpu"))->precision(), MatmulPrecision::kFloat32);
   auto cuda = NewBackend("cuda", tf32);
   if (cuda.ok()) {
     EXPECT_EQ((*cuda)->precision(), MatmulPrecision::kTf32);
+    EXPECT_EQ((*NewBackend("cuda", bf16))->precision(), MatmulPrecision::kFloat32);
   }
 }
 
