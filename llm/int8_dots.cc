@@ -28,6 +28,18 @@ extern const internal::Int8Dots kInt8Dots;
 
 namespace quiver::llm::internal {
 
+float QuantizeBlockPortable(const float* x, int8_t* q) {
+  float amax = 0.0f;
+  for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float d = amax / 127.0f, inv = std::isfinite(d) && d != 0.0f ? 1.0f / d : 0.0f;
+  for (int j = 0; j < 32; ++j) {
+    float v = std::nearbyint(x[j] * inv);  // To nearest, ties to even: as vcvtps2dq.
+    v = std::isnan(v) ? 0.0f : std::clamp(v, -127.0f, 127.0f);
+    q[j] = static_cast<int8_t>(v);
+  }
+  return std::isfinite(amax) ? d : amax;
+}
+
 void QuantizeActivation(const float* x, int n, Q8Activation* out) {
   const int blocks = n / 32;
   out->n = n;
@@ -36,20 +48,10 @@ void QuantizeActivation(const float* x, int n, Q8Activation* out) {
   out->scale_lanes.resize(static_cast<size_t>(blocks) * 8);
   out->minus128_sums.resize(n / 4);
   out->minus8_sums.resize(n / 4);
+  const auto quantize_block = Int8DotKernels().quantize_block;
   for (int b = 0; b < blocks; ++b) {
-    const float* xb = x + static_cast<size_t>(b) * 32;
-    float amax = 0.0f;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    // A NaN or infinite block keeps its scale (the dots give NaN) and
-    // zero values.
-    const float d = amax / 127.0f, inv = std::isfinite(d) && d != 0.0f ? 1.0f / d : 0.0f;
     int8_t* q = out->q.data() + static_cast<size_t>(b) * 32;
-    for (int j = 0; j < 32; ++j) {
-      float v = std::nearbyint(xb[j] * inv);  // To nearest, ties to even: as vcvtps2dq.
-      v = std::isnan(v) ? 0.0f : std::clamp(v, -127.0f, 127.0f);
-      q[j] = static_cast<int8_t>(v);
-    }
-    out->scale[b] = std::isfinite(amax) ? d : amax;
+    out->scale[b] = quantize_block(x + static_cast<size_t>(b) * 32, q);
     std::fill_n(out->scale_lanes.data() + static_cast<size_t>(b) * 8, 8, out->scale[b]);
     for (int i = 0; i < 8; ++i) {
       const int s = q[4 * i] + q[4 * i + 1] + q[4 * i + 2] + q[4 * i + 3];
@@ -104,6 +106,7 @@ void DotsPortable(const W* w, const float* scales, int n, int rows, const Q8Acti
 
 const Int8Dots kPortable = {
     .name = "portable",
+    .quantize_block = QuantizeBlockPortable,
     .q8 = DotsPortable<false, int8_t>,
     .q4 = DotsPortable<true, uint8_t>,
 };
@@ -145,6 +148,26 @@ absl::Status VerifyInt8Dots() {
   std::mt19937 rng(20261206);
   std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
   const Int8Dots& portable = internal::PortableInt8Dots();
+  // Quantization: random blocks, exact ties (x / scale = k + 0.5), zero,
+  // huge, infinite and NaN blocks.
+  for (const Int8Dots* form : internal::Int8DotForms()) {
+    for (int t = 0; t < 64; ++t) {
+      float x[32];
+      for (float& v : x) v = uni(rng) * (t % 7 == 0 ? 1e30f : 1.0f);
+      if (t % 5 == 1) {
+        for (int j = 0; j < 32; ++j) x[j] = (j % 3 == 0 ? 127.0f : (j - 16) + 0.5f);
+      }
+      if (t == 2) std::fill_n(x, 32, 0.0f);
+      if (t == 3) x[7] = INFINITY;
+      if (t == 4) x[9] = std::nanf("");
+      int8_t want[32], got[32];
+      const float ws = portable.quantize_block(x, want), gs = form->quantize_block(x, got);
+      if (std::memcmp(want, got, 32) != 0 || std::memcmp(&ws, &gs, sizeof ws) != 0) {
+        return absl::InternalError(std::string(form->name) +
+                                   " activation quantization differs from the portable one");
+      }
+    }
+  }
   for (int blocks : {1, 2, 3, 5, 24, 33, 64}) {
     const int n = blocks * 32;
     // Four activations: random, one with a zero block and a huge value,

@@ -82,6 +82,7 @@ void Q8(const int8_t* w, const float* scales, int n, int rows, const Q8Activatio
 
 extern const internal::Int8Dots kInt8Dots = {
     .name = "avx2",
+    .quantize_block = internal::QuantizeBlockPortable,
     .q8 = Q8,
     .q4 = DotsAvx2<true>,
 };

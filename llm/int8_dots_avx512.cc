@@ -120,6 +120,31 @@ void Dots(const uint8_t* w, const float* scales, int n, const Q8Activation* cons
   }
 }
 
+// QuantizeBlockPortable's values, 16 lanes at a time (vcvtps2dq rounds to
+// nearest even as nearbyint does; blocks with NaN or infinity take the
+// portable routine).
+float QuantizeBlock(const float* x, int8_t* q) {
+  const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+  const __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
+  const __m512 inf = _mm512_set1_ps(__builtin_inff());
+  // Not below infinity: infinite or NaN.
+  if ((_mm512_cmp_ps_mask(a0, inf, _CMP_NLT_UQ) | _mm512_cmp_ps_mask(a1, inf, _CMP_NLT_UQ)) != 0) {
+    return internal::QuantizeBlockPortable(x, q);
+  }
+  const __m512 a = _mm512_max_ps(a0, a1);
+  const float amax = _mm512_reduce_max_ps(a);
+  const float d = amax / 127.0f, inv = d != 0.0f ? 1.0f / d : 0.0f;
+  const __m512 s = _mm512_set1_ps(inv);
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  const __m512i i0 =
+      _mm512_min_epi32(hi, _mm512_max_epi32(lo, _mm512_cvtps_epi32(_mm512_mul_ps(v0, s))));
+  const __m512i i1 =
+      _mm512_min_epi32(hi, _mm512_max_epi32(lo, _mm512_cvtps_epi32(_mm512_mul_ps(v1, s))));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtepi32_epi8(i0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtepi32_epi8(i1));
+  return d;
+}
+
 template <bool kQ4>
 void DotsAvx512(const uint8_t* w, const float* scales, int n, int rows,
                 const Q8Activation* const* acts, int count, float* out) {
@@ -141,6 +166,7 @@ void Q8(const int8_t* w, const float* scales, int n, int rows, const Q8Activatio
 
 extern const internal::Int8Dots kInt8Dots = {
     .name = "avx512vnni",
+    .quantize_block = QuantizeBlock,
     .q8 = Q8,
     .q4 = DotsAvx512<true>,
 };

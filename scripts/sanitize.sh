@@ -17,8 +17,12 @@ jobs=${QUIVER_JOBS:-$(nproc)}
 unit=(common_test storage_test ann_test text_test db_test nn_test llm_test server_test)
 # -O1 with line tables only: the usual sanitizer build, a third quicker to
 # compile than -O2 -g (the CI budget), with file:line in every report.
+# Unity builds (CMake joins each target's sources, 8 at a time): these trees
+# only gate, and the shared headers parsed once per batch build the TSan
+# tree in 1m44 instead of 2m32 here. Files whose file-local names collide
+# are marked SKIP_UNITY_BUILD_INCLUSION in their CMakeLists.txt.
 flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only"
-       "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only")
+       "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" -DCMAKE_UNITY_BUILD=ON)
 
 CC=clang CXX=clang++ cmake -S . -B build-sanitize "${flags[@]}" \
     -DQUIVER_SANITIZE=address,undefined,fuzzer-no-link -DQUIVER_FUZZ=ON \

@@ -43,8 +43,12 @@ struct Q8Activation {
   AlignedVector<int32_t> minus128_sums, minus8_sums;
 };
 
-// Quantizes x[0..n) into `out` (one routine for every form, so every form
-// reads the same activation). REQUIRES: n % 32 == 0.
+// Quantizes x[0..n) into `out`: per block, scale = max |x| / 127 and
+// q = x / scale rounded to nearest even (NaN values quantize to 0; a block
+// holding an infinity gets an infinite scale and zero values, so dots with
+// it are NaN); through
+// the chosen form's quantize_block, which all give the same values.
+// REQUIRES: n % 32 == 0.
 void QuantizeActivation(const float* x, int n, Q8Activation* out);
 
 // One instruction set's forms. A call multiplies `rows` (1..4) consecutive
@@ -55,6 +59,9 @@ void QuantizeActivation(const float* x, int n, Q8Activation* out);
 // nibble - 8).
 struct Int8Dots {
   const char* name;  // "portable", "avx2" or "avx512vnni".
+  // One 32-value block of an activation into q[0..32); returns its scale
+  // (QuantizeActivation's rules; every form gives the same values).
+  float (*quantize_block)(const float* x, int8_t* q);
   void (*q8)(const int8_t* w, const float* scales, int n, int rows, const Q8Activation* const* acts,
              int count, float* out);
   void (*q4)(const uint8_t* w, const float* scales, int n, int rows,
@@ -64,6 +71,9 @@ struct Int8Dots {
 // The portable forms, every form this CPU runs (portable first), and the
 // best of them, chosen once.
 const Int8Dots& PortableInt8Dots();
+// The portable quantize_block (the AVX2 form uses it; the AVX-512 one for
+// blocks holding NaN or infinity).
+float QuantizeBlockPortable(const float* x, int8_t* q);
 std::vector<const Int8Dots*> Int8DotForms();
 const Int8Dots& SelectInt8Dots();
 inline const Int8Dots& Int8DotKernels() {
