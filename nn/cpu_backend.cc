@@ -1,6 +1,8 @@
 // CpuBackend: Linear through nn/gemm.h (our AVX-512 kernels, float32 or
-// bfloat16, else OpenBLAS), attention through OpenBLAS sgemm a block of
-// query rows at a time, OpenMP over rows for the element-wise work.
+// bfloat16, else OpenBLAS), attention a block of query rows at a time
+// (through the same AVX-512 kernels when the head size is a multiple of 32,
+// else OpenBLAS sgemm), OpenMP over rows for the element-wise work
+// (elementwise_avx512.cc on AVX-512 CPUs).
 #include <cblas.h>
 #include <omp.h>
 
