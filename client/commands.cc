@@ -1116,7 +1116,8 @@ class Cli {
                        "\nindex bytes per vector: ", resp.index_bytes_per_vector(),
                        "\ntotal records: ", resp.total_record_count(), "\n"));
           if (resp.catching_up_count() > 0) {
-            Print(StrCat("catching up after restart: ", resp.catching_up_count(), " records\n"));
+            Print(StrCat("not in the graph yet (indexing in the background; found by exact scan): ",
+                         resp.catching_up_count(), " records\n"));
           }
           std::string parts;
           for (const auto& [part, bytes] : std::map<std::string, uint64_t>(

@@ -28,6 +28,13 @@ class ABSL_LOCKABLE Mutex {
     --writers_waiting_;
     writer_ = true;
   }
+  // Takes the lock only if nobody holds it (readers included); true if taken.
+  bool TryLock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (writer_ || readers_ > 0) return false;
+    writer_ = true;
+    return true;
+  }
   void Unlock() ABSL_UNLOCK_FUNCTION() {
     {
       std::lock_guard<std::mutex> l(mu_);

@@ -46,8 +46,11 @@ MemoryAmounts IndexMemory(const ann::VectorIndex& index, uint64_t vectors) {
 MemoryAmounts NamespaceState::Memory() const {
   MemoryAmounts m = IndexMemory(*index, index->stored_count());
   if (catchup != nullptr) {
+    // The backlog's copy, and what its vectors will take in the graph: the
+    // budget admitted them at that cost.
     const MemoryAmounts c = IndexMemory(*catchup, catchup->stored_count());
-    for (size_t i = 0; i < m.size(); ++i) m[i] += c[i];
+    const MemoryAmounts g = IndexMemory(*index, catchup->size());
+    for (size_t i = 0; i < m.size(); ++i) m[i] += c[i] + g[i];
   }
   At(m, MemoryPart::kPostings) =
       (bm25 != nullptr ? bm25->MemoryBytes() : 0) + sparse->MemoryBytes();

@@ -34,9 +34,11 @@ struct NamespaceState {
     storage::Metadata metadata;
   };
   std::unique_ptr<ann::VectorIndex> index;  // Keyed by label.
-  // After a restart: records written after the HNSW checkpoint that the graph
-  // does not hold yet. Searched exactly (and merged) until a background task
-  // has moved them all into the graph; then null.
+  // The HNSW backlog: vectors acknowledged but not in the graph yet (bulk
+  // upserts, EngineOptions::index_backlog; after a restart, records written
+  // after the checkpoint). Searched exactly (and merged with the graph's
+  // answer) until the engine's indexer has moved them all into the graph;
+  // then null.
   std::unique_ptr<ann::FlatIndex> catchup;
   // BM25 over each record's text (collections with text enabled) and the
   // records' sparse vectors. Saved in the store (postings checkpoints); at
@@ -48,8 +50,9 @@ struct NamespaceState {
   uint64_t postings_changes = 0;
   absl::flat_hash_map<std::string, uint64_t, StringHash, StringEq> label_of;  // id -> label.
   absl::flat_hash_map<uint64_t, Entry> entries;  // Internal id -> record facts.
-  // Vectors inserted since the index was last checkpointed (HNSW only).
-  uint64_t inserts_since_checkpoint = 0;
+  // Vectors inserted since the index was last checkpointed (HNSW only;
+  // writers and the indexer both count).
+  std::atomic<uint64_t> inserts_since_checkpoint{0};
   // Memory of label_of and entries (ids and metadata), kept as they change.
   uint64_t metadata_bytes = 0;
   // Set while a compaction waits for memory (logged once).
@@ -72,9 +75,12 @@ MemoryAmounts IndexMemory(const ann::VectorIndex& index, uint64_t vectors);
 
 // Locking: writers hold write_mu for the whole write (store, then memory) so
 // writes to one collection apply in order, and take mu exclusively only to
-// change the maps (and a flat index). HNSW indexes take inserts while
-// readers search, so a writer inserts vectors before taking mu; readers skip
-// labels the maps do not know yet. Readers take mu shared.
+// change the maps (and a flat index or a backlog). HNSW indexes take inserts
+// while readers search, so a writer inserts vectors before taking mu;
+// readers skip labels the maps do not know yet. Readers take mu shared.
+// The engine's indexer moves backlogs into graphs holding index_mu (not
+// write_mu, so writers go on meanwhile); whatever needs a graph without
+// concurrent inserts (checkpoints, compaction) holds write_mu and index_mu.
 class Collection {
  public:
   // scratch_dir: for the scratch files of quantized indexes whose full
@@ -85,7 +91,8 @@ class Collection {
   const storage::CollectionConfig& config() const { return meta_.config; }
 
   Mutex write_mu;
-  Mutex mu ABSL_ACQUIRED_AFTER(write_mu);
+  Mutex index_mu ABSL_ACQUIRED_AFTER(write_mu);
+  Mutex mu ABSL_ACQUIRED_AFTER(write_mu, index_mu);
 
   // Counters for /metrics, since start-up.
   struct Counters {
@@ -105,8 +112,8 @@ class Collection {
   // The namespace's state, created (empty) when missing.
   NamespaceState* GetOrCreate(std::string_view ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Records `record` under `label`, replacing (and un-indexing) the label the
-  // id had before. The vector must already be in a concurrent index; a flat
-  // index gets it here.
+  // id had before. The vector must already be in a concurrent index or its
+  // backlog; a flat index gets it here.
   void ApplyPut(NamespaceState* state, uint64_t label, storage::Record record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Replaces the metadata and text of an existing record whose vector is
@@ -126,7 +133,9 @@ class Collection {
   NamespaceState* FindNamespace(std::string_view ns) const ABSL_SHARED_LOCKS_REQUIRED(mu);
   std::optional<uint64_t> LabelOf(std::string_view ns, std::string_view id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu);
-  const std::map<std::string, std::unique_ptr<NamespaceState>, std::less<>>& namespaces() const
+  // Shared so that the indexer can finish a step on a namespace deleted
+  // meanwhile (its work is then dropped).
+  const std::map<std::string, std::shared_ptr<NamespaceState>, std::less<>>& namespaces() const
       ABSL_SHARED_LOCKS_REQUIRED(mu) {
     return namespaces_;
   }
@@ -159,7 +168,7 @@ class Collection {
   std::string scratch_dir_;
   MemoryAmounts write_memory_{};            // One vector's (IndexMemory).
   std::optional<text::Analyzer> analyzer_;  // Set when text is enabled.
-  std::map<std::string, std::unique_ptr<NamespaceState>, std::less<>> namespaces_
+  std::map<std::string, std::shared_ptr<NamespaceState>, std::less<>> namespaces_
       ABSL_GUARDED_BY(mu);
 };
 

@@ -31,7 +31,10 @@ Engine::Engine(EngineOptions options, std::unique_ptr<storage::Store> store)
 
 Engine::~Engine() {
   stopping_.store(true);
-  if (catchup_thread_.joinable()) catchup_thread_.join();
+  WakeIndexer();
+  // What is left of the backlogs is in the records: the next start finds
+  // it missing from the checkpointed graphs and indexes it again.
+  if (indexer_thread_.joinable()) indexer_thread_.join();
   // Checkpoint what changed, so the next start loads instead of inserting.
   CheckpointChanged();
 }
@@ -48,6 +51,7 @@ void Engine::CheckpointChanged() {
     for (auto& [ns, state] : namespaces) {
       if (state->postings_changes > 0) CheckpointPostings(*c, ns, state);
       if (state->index->checkpointed() && state->inserts_since_checkpoint > 0) {
+        MutexLock il(&c->index_mu);  // No inserts from the indexer meanwhile.
         CheckpointNamespace(*c, ns, state);
       }
     }
@@ -100,7 +104,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     engine->damaged_ = std::move(damaged);
   }
   Engine* raw = engine.get();
-  engine->catchup_thread_ = std::thread([raw] { raw->CatchUp(); });
+  engine->indexer_thread_ = std::thread([raw] { raw->IndexBacklogs(); });
   return engine;
 }
 

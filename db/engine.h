@@ -5,9 +5,11 @@
 #define QUIVER_DB_ENGINE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -43,6 +45,15 @@ struct EngineOptions {
   // An HNSW namespace is checkpointed once max(this, a quarter of its size)
   // vectors were inserted since the last checkpoint, and at shutdown.
   uint64_t checkpoint_min_inserts = 50000;
+  // Most vectors per HNSW namespace that may be acknowledged before they
+  // are in the graph. An upsert of at least kBacklogMinBatch vectors (or
+  // any while a backlog exists) is stored, made searchable by an exact scan
+  // of the backlog and acknowledged; the engine's indexer then moves the
+  // backlog into the graph with every search thread, while writes go on.
+  // Past this many, a writer inserts its vectors into the graph itself
+  // before acknowledging (so imports slow to the graph's pace instead of
+  // growing the backlog). 0: every write is in the graph when acknowledged.
+  uint64_t index_backlog = 1000000;
   // Embedding models by name, for collections bound to one; not owned.
   std::map<std::string, TextEmbedder*, std::less<>> embedders;
   // The server's memory budget, which the collections' vectors, graphs,
@@ -61,6 +72,13 @@ struct EngineOptions {
 // testing every record's metadata and reads recall down.
 inline constexpr size_t kSelectivitySample = 2048;
 inline constexpr double kExactScanSelectivity = 0.01;
+
+// Upserts of fewer vectors go into an HNSW graph before they are
+// acknowledged unless a backlog exists (EngineOptions::index_backlog): a
+// few inserts cost little, and the graph stays current for small writers.
+inline constexpr size_t kBacklogMinBatch = 64;
+// Vectors the indexer moves from a backlog into a graph per step.
+inline constexpr size_t kBacklogChunk = 2000;
 
 class Engine {
  public:
@@ -121,6 +139,15 @@ class Engine {
   // The store's side table, for layers above that keep state durably (the
   // answer cache); see storage::Store::PutSide.
   storage::Store& side_store() { return *store_; }
+
+  // Blocks until every vector acknowledged before the call is in its HNSW
+  // graph (no backlog is left) and the graphs are maintained (checkpoints
+  // due are written), or the engine stops, or indexing is paused.
+  void WaitForIndexing();
+  // Stops (true) or resumes the background indexer: while paused, bulk
+  // upserts stay in their backlogs (still searchable by exact scan) up to
+  // EngineOptions::index_backlog, and WaitForIndexing returns at once.
+  void PauseIndexing(bool paused);
 
   // Point-in-time copy of the database under <data dir>/snapshots/<name>.
   // Graphs that changed are checkpointed first, so a server restored from
@@ -193,12 +220,40 @@ class Engine {
   void Recharge(Collection& c);
   // Reserves the memory `records` will take once written to `c`;
   // RESOURCE_EXHAUSTED saying what is full when they do not fit.
-  absl::StatusOr<MemoryReservation> ReserveWrite(const Collection& c,
+  // When they do not fit while `c` has a backlog, indexes it first (the
+  // backlog's copy of its vectors is freed). REQUIRES: c.write_mu held.
+  absl::StatusOr<MemoryReservation> ReserveWrite(Collection& c,
                                                  std::span<const storage::Record> records,
                                                  std::string_view what);
-  // Moves records written after a checkpoint into their HNSW graphs, a
-  // chunk at a time, until done or stopping_.
-  void CatchUp();
+  // Whether a write of `n` vectors of `dimension` to `state` goes to its
+  // backlog. REQUIRES: c.mu held (shared is enough).
+  bool ToBacklog(const NamespaceState& state, size_t n, size_t dimension) const;
+  // The indexer thread: moves backlogs into their HNSW graphs, a chunk at
+  // a time and collection by collection, until stopping_; sleeps while no
+  // backlog exists.
+  void IndexBacklogs();
+  // Moves one chunk of a backlog of `c` into its graph; false when `c`
+  // has none.
+  bool IndexSomeBacklog(Collection& c);
+  // Moves every backlog of `c` into its graphs now; true when there was
+  // one. For writers the budget refuses while a backlog's second copy of
+  // its vectors holds the room. REQUIRES: c.write_mu held.
+  bool DrainBacklogs(Collection& c);
+  struct BacklogStep {
+    std::shared_ptr<NamespaceState> state;
+    std::string ns;
+    bool caught_up = false;  // The backlog is gone.
+  };
+  // Inserts up to kBacklogChunk vectors of the first backlog of `c` into
+  // its graph under c.index_mu; nullopt when `c` has no backlog.
+  std::optional<BacklogStep> IndexBacklogChunk(Collection& c);
+  // Logs a finished backlog and maintains the graph after a step, unless
+  // the namespace went meanwhile. REQUIRES: c.write_mu held.
+  void FinishBacklogStep(Collection& c, const BacklogStep& step);
+  void WakeIndexer();
+  // Checkpoints or compacts the namespace's graph when due.
+  // REQUIRES: c.write_mu and c.index_mu held.
+  void MaintainGraph(Collection& c, std::string_view ns, NamespaceState* state);
 
   const EngineOptions options_;
   std::unique_ptr<storage::Store> store_;
@@ -208,7 +263,16 @@ class Engine {
   MemoryBudget* budget_;
 
   std::atomic<bool> stopping_{false};
-  std::thread catchup_thread_;
+  std::atomic<bool> indexing_paused_{false};
+  // Wakes the indexer: bumped after a write to a backlog (and at stop).
+  std::mutex indexer_mu_;
+  std::condition_variable indexer_wake_;
+  uint64_t indexer_signal_ = 0;  // Guarded by indexer_mu_.
+  // The signal the indexer last went idle at (found no backlog after
+  // reading it); all ones before it first does. Guarded by indexer_mu_.
+  uint64_t indexer_idle_at_ = ~uint64_t{0};
+  std::condition_variable indexer_idle_;
+  std::thread indexer_thread_;
 
   mutable Mutex mu_;
   std::map<std::string, std::shared_ptr<Collection>, std::less<>> collections_ ABSL_GUARDED_BY(mu_);

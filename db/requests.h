@@ -67,8 +67,9 @@ struct StatsResult {
   ann::Metric metric = ann::Metric::kCosine;
   storage::IndexKind index = storage::IndexKind::kFlat;
   uint64_t index_bytes_per_vector = 0;
-  // Records an HNSW graph does not hold yet after a restart (answered by an
-  // exact scan meanwhile); 0 once caught up.
+  // Records acknowledged but not in their HNSW graph yet (the backlogs of
+  // bulk upserts, or records written after the checkpoint at a restart);
+  // an exact scan answers for them meanwhile. 0 once all are indexed.
   uint64_t catching_up_count = 0;
   // What the collection holds in memory, by part.
   MemoryAmounts memory{};

@@ -64,7 +64,7 @@ void Engine::Recharge(Collection& c) {
   c.charged = now;
 }
 
-absl::StatusOr<MemoryReservation> Engine::ReserveWrite(const Collection& c,
+absl::StatusOr<MemoryReservation> Engine::ReserveWrite(Collection& c,
                                                        std::span<const Record> records,
                                                        std::string_view what) {
   MemoryAmounts need{};
@@ -72,6 +72,10 @@ absl::StatusOr<MemoryReservation> Engine::ReserveWrite(const Collection& c,
     const MemoryAmounts one = c.MemoryOfWrite(r);
     for (size_t i = 0; i < kMemoryParts; ++i) need[i] += one[i];
   }
+  absl::StatusOr<MemoryReservation> room = budget_->Reserve(need, what);
+  // A backlog holds a second copy of its vectors until they are in the
+  // graph: room the write may have once it is indexed.
+  if (room.ok() || !DrainBacklogs(c)) return room;
   return budget_->Reserve(need, what);
 }
 
@@ -122,14 +126,15 @@ absl::StatusOr<size_t> Engine::Upsert(std::string_view collection, std::string_v
 void Engine::ApplyWrites(Collection& c, std::string_view ns, const std::vector<uint64_t>& labels,
                          std::vector<Record> records) {
   NamespaceState* state;
+  bool to_backlog;
   {
     MutexLock l(&c.mu);
     state = c.GetOrCreate(ns);
+    to_backlog = ToBacklog(*state, records.size(), c.config().dimension);
   }
-  c.counters.vectors_indexed.fetch_add(records.size(), std::memory_order_relaxed);
-  if (state->index->concurrent_writes()) {
+  const size_t dim = c.config().dimension;
+  if (state->index->concurrent_writes() && !to_backlog) {
     // Insert while readers search; they ignore labels the maps lack.
-    const size_t dim = c.config().dimension;
     std::vector<float> vectors(records.size() * dim);
     for (size_t i = 0; i < records.size(); ++i) {
       std::copy(records[i].values.begin(), records[i].values.end(), vectors.begin() + i * dim);
@@ -137,10 +142,20 @@ void Engine::ApplyWrites(Collection& c, std::string_view ns, const std::vector<u
     state->index->UpsertBatch(labels, vectors.data(), &search_pool_);
     state->inserts_since_checkpoint += records.size();
   }
+  if (!to_backlog) c.counters.vectors_indexed.fetch_add(records.size(), std::memory_order_relaxed);
   {
     MutexLock l(&c.mu);
+    if (to_backlog) {
+      if (state->catchup == nullptr) {
+        state->catchup = std::make_unique<ann::FlatIndex>(dim, c.config().metric);
+      }
+      for (size_t i = 0; i < records.size(); ++i) {
+        state->catchup->Upsert(labels[i], records[i].values);
+      }
+    }
     for (size_t i = 0; i < records.size(); ++i) c.ApplyPut(state, labels[i], std::move(records[i]));
   }
+  if (to_backlog) WakeIndexer();
   MaintainIndex(c, ns, state);
   Recharge(c);
 }

@@ -77,6 +77,11 @@ ABSL_FLAG(std::string, memory_part_budget_mb, "",
           "vectors, graph, postings, metadata, models, kv_cache, caches");
 ABSL_FLAG(uint64_t, checkpoint_min_inserts, 50000,
           "HNSW checkpoint after max(this, a quarter of the namespace) inserted vectors");
+ABSL_FLAG(uint64_t, index_backlog, 1000000,
+          "Vectors per HNSW namespace that may be acknowledged before they are in the graph: "
+          "upserts of 64 or more vectors are stored, searchable by exact scan at once and indexed "
+          "in the background with every search thread; past this many, writers index their own "
+          "vectors before acknowledging. 0: every write is in the graph when acknowledged");
 ABSL_FLAG(std::string, device, "auto", "Compute device for models: auto, cpu or cuda");
 ABSL_FLAG(
     std::string, embed_precision, "float32",
@@ -293,6 +298,7 @@ int main(int argc, char** argv) {
   if (search_threads <= 0) search_threads = std::max(1u, std::thread::hardware_concurrency());
   options.engine.search_threads = static_cast<size_t>(search_threads);
   options.engine.checkpoint_min_inserts = absl::GetFlag(FLAGS_checkpoint_min_inserts);
+  options.engine.index_backlog = absl::GetFlag(FLAGS_index_backlog);
   quiver::db::Limits& lim = options.engine.limits;
   lim.max_batch_records = absl::GetFlag(FLAGS_max_batch_records);
   lim.max_top_k = absl::GetFlag(FLAGS_max_top_k);

@@ -32,10 +32,12 @@ Record Rec(const std::string& id, std::vector<float> v, const char* md = nullptr
 }
 
 // Opens an engine on `path` (a test failure when it cannot).
-std::unique_ptr<Engine> OpenEngine(const std::string& path, uint64_t checkpoint_min = 50000) {
+std::unique_ptr<Engine> OpenEngine(const std::string& path, uint64_t checkpoint_min = 50000,
+                                   uint64_t index_backlog = EngineOptions().index_backlog) {
   EngineOptions o;
   o.store.path = path;
   o.checkpoint_min_inserts = checkpoint_min;
+  o.index_backlog = index_backlog;
   auto e = Engine::Open(o);
   EXPECT_TRUE(e.ok()) << e.status();
   return e.ok() ? *std::move(e) : nullptr;
@@ -390,7 +392,7 @@ class HnswEngineTest : public ::testing::Test {
   static constexpr size_t kDim = 16;
   void Open(uint64_t checkpoint_min = 500) {
     engine_.reset();
-    engine_ = OpenEngine(dir_.path() + "/data", checkpoint_min);
+    engine_ = OpenEngine(dir_.path() + "/data", checkpoint_min, backlog_);
     ASSERT_NE(engine_, nullptr);
   }
   void SetUp() override {
@@ -404,12 +406,14 @@ class HnswEngineTest : public ::testing::Test {
     c.hnsw.ef_construction = 100;
     QUIVER_ASSERT_OK(engine_->CreateCollection(c));
   }
-  // Upserts ids [begin, end) with vectors from `seed`; metadata {"g": id % 100}.
-  void Put(int begin, int end, uint32_t seed) {
+  // Upserts ids [begin, end) with vectors from `seed`, `batch_size` per
+  // request; metadata {"g": id % 100}. Then waits for the background
+  // indexer unless `wait` is false (the batches go to the backlog).
+  void Put(int begin, int end, uint32_t seed, bool wait = true, int batch_size = 500) {
     std::mt19937 rng(seed);
-    for (int start = begin; start < end; start += 500) {
+    for (int start = begin; start < end; start += batch_size) {
       std::vector<storage::Record> batch;
-      for (int i = start; i < std::min(end, start + 500); ++i) {
+      for (int i = start; i < std::min(end, start + batch_size); ++i) {
         storage::Record r;
         r.id = "r" + std::to_string(i);
         r.values = RandomVector(&rng, kDim);
@@ -420,6 +424,29 @@ class HnswEngineTest : public ::testing::Test {
       }
       ASSERT_TRUE(engine_->Upsert("h", "", std::move(batch)).ok());
     }
+    if (wait) engine_->WaitForIndexing();
+  }
+  uint64_t Backlog() { return engine_->DescribeStats("h", std::nullopt)->catching_up_count; }
+  // How many ids in [begin, end) (every step-th, except `gone`) are not the
+  // top answer for their own vector at distance 0; no deleted id (in
+  // `gone`) may be answered at all. The backlog's part is exact; the
+  // graph's is approximate, so callers allow a few misses.
+  int Misses(int begin, int end, int step, const std::set<std::string>& gone = {}) {
+    int misses = 0;
+    for (int i = begin; i < end; i += step) {
+      const std::string id = "r" + std::to_string(i);
+      QueryRequest q;
+      q.vector = vectors_[id];
+      q.top_k = 3;
+      q.ef_search = 200;
+      auto r = engine_->Query("h", q);
+      EXPECT_TRUE(r.ok()) << r.status();
+      if (!r.ok() || r->matches.empty()) return -1;
+      for (const Match& m : r->matches) EXPECT_FALSE(gone.contains(m.id)) << m.id << " is deleted";
+      if (gone.contains(id)) continue;
+      misses += r->matches[0].id != id || r->matches[0].score != 0;
+    }
+    return misses;
   }
   // Recall@10 of the HNSW answer (beam width `ef`) against the exact one.
   // Random 16-d Gaussian data is harder than real embeddings; ef 128 keeps
@@ -447,6 +474,7 @@ class HnswEngineTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  uint64_t backlog_ = EngineOptions().index_backlog;
   std::unique_ptr<Engine> engine_;
   std::map<std::string, std::vector<float>> vectors_;
 };
@@ -593,6 +621,239 @@ TEST_F(HnswEngineTest, AfterACrashLaterRecordsAreSearchableAtOnceAndCaughtUpInTh
   EXPECT_EQ(stats->total_record_count, 5000u);
   engine_ = *std::move(crashed);
   EXPECT_GE(Recall(30), 0.95);
+}
+
+TEST_F(HnswEngineTest, BulkUpsertsAreSearchableAtOnceAndIndexedInTheBackground) {
+  Put(0, 1000, 20);  // A graph first.
+  engine_->PauseIndexing(true);
+  Put(1000, 4000, 21, /*wait=*/false);
+  // Acknowledged, not in the graph: the backlog's exact scan answers for
+  // them meanwhile (every one of them), merged with the graph's answer.
+  EXPECT_EQ(Backlog(), 3000u);
+  EXPECT_EQ(Misses(1000, 4000, 1), 0);
+  EXPECT_LE(Misses(0, 1000, 7), 2);
+  QueryRequest scan;
+  scan.vector = vectors_["r7"];
+  scan.top_k = 1;
+  EXPECT_GE(engine_->Query("h", scan)->scanned_count, 3000u);
+  engine_->PauseIndexing(false);
+  engine_->WaitForIndexing();
+  EXPECT_EQ(Backlog(), 0u);
+  EXPECT_EQ(engine_->GetCollection("h")->record_count, 4000u);
+  EXPECT_GE(Recall(30), 0.95);
+  // Answered by the graph walk alone now, not a scan of everything.
+  QueryRequest q;
+  q.vector = vectors_["r7"];
+  q.top_k = 1;
+  auto r = engine_->Query("h", q);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->matches[0].id, "r7");
+  EXPECT_LT(r->scanned_count, 4000u);
+  // The indexer checkpointed the graph as it grew (threshold 500).
+  EXPECT_TRUE(std::filesystem::exists(storage::IndexFiles(dir_.path() + "/data").Path(1, "")));
+}
+
+TEST_F(HnswEngineTest, ABacklogAnswersExactlyWhileTheIndexerWorks) {
+  // Big enough that the indexer is still at work when the queries run
+  // (the ids it has not reached are found by the exact scan, every time).
+  Put(0, 6000, 22, /*wait=*/false);
+  const uint64_t backlog = Backlog();
+  int exact_hits = 0;
+  for (int i = 0; i < 6000; i += 101) {
+    QueryRequest q;
+    q.vector = vectors_["r" + std::to_string(i)];
+    q.top_k = 1;
+    auto r = engine_->Query("h", q);
+    ASSERT_TRUE(r.ok());
+    exact_hits += r->matches[0].id == "r" + std::to_string(i) && r->matches[0].score == 0;
+  }
+  EXPECT_GE(exact_hits, 59);  // Of 60: one graph miss tolerated.
+  engine_->WaitForIndexing();
+  EXPECT_EQ(Backlog(), 0u);
+  // Not a timing assertion: whatever the indexer had reached, the counts add up.
+  EXPECT_LE(backlog, 6000u);
+}
+
+TEST_F(HnswEngineTest, OverwritesAndDeletesDuringTheBacklogWin) {
+  // Some of the records are in the graph, some in the backlog, some on
+  // their way between (the indexer runs during the overwrites and deletes).
+  Put(0, 2000, 23, /*wait=*/false);
+  engine_->PauseIndexing(true);
+  Put(2000, 4000, 123, /*wait=*/false);
+  engine_->PauseIndexing(false);
+  Put(0, 300, 24, /*wait=*/false);  // New vectors for r0..r299.
+  std::vector<std::string> doomed;
+  std::set<std::string> gone;
+  for (int i = 300; i < 600; ++i) {
+    doomed.push_back("r" + std::to_string(i));
+    gone.insert(doomed.back());
+  }
+  ASSERT_EQ(*engine_->DeleteIds("h", "", doomed), 300u);
+  EXPECT_LE(Misses(0, 4000, 13, gone), 3);
+  engine_->WaitForIndexing();
+  EXPECT_EQ(Backlog(), 0u);
+  EXPECT_EQ(engine_->GetCollection("h")->record_count, 3700u);
+  EXPECT_LE(Misses(0, 4000, 13, gone), 3);
+  // After a restart (shutdown checkpoint of the graph), the same.
+  Open();
+  engine_->WaitForIndexing();
+  EXPECT_EQ(engine_->GetCollection("h")->record_count, 3700u);
+  EXPECT_LE(Misses(0, 4000, 13, gone), 3);
+  EXPECT_GE(Recall(30), 0.95);
+}
+
+TEST_F(HnswEngineTest, TheBacklogLimitMakesWritersIndexTheirOwnVectors) {
+  backlog_ = 1000;
+  Open();
+  engine_->PauseIndexing(true);
+  for (int start = 0; start < 5000; start += 500) {
+    Put(start, start + 500, 25 + start, /*wait=*/false);
+    // Two batches fill the backlog; the writers index the rest themselves.
+    EXPECT_EQ(Backlog(), start == 0 ? 500u : 1000u);
+  }
+  EXPECT_LE(Misses(0, 5000, 41), 2);
+  engine_->PauseIndexing(false);
+  engine_->WaitForIndexing();
+  EXPECT_EQ(Backlog(), 0u);
+  EXPECT_GE(Recall(30), 0.95);
+}
+
+TEST_F(HnswEngineTest, WithoutABacklogEveryWriteIsInTheGraphWhenAcknowledged) {
+  backlog_ = 0;
+  Open();
+  for (int start = 0; start < 3000; start += 500) {
+    Put(start, start + 500, 26 + start, /*wait=*/false);
+    EXPECT_EQ(Backlog(), 0u);
+  }
+  EXPECT_GE(Recall(30), 0.95);
+  // Small upserts go straight into the graph with the default limit too.
+  backlog_ = EngineOptions().index_backlog;
+  Open();
+  Put(3000, 3000 + kBacklogMinBatch - 1, 27, /*wait=*/false, /*batch_size=*/kBacklogMinBatch - 1);
+  EXPECT_EQ(Backlog(), 0u);
+  Put(4000, 4000 + kBacklogMinBatch, 28, /*wait=*/false, /*batch_size=*/kBacklogMinBatch);
+  EXPECT_LE(Misses(3000, 3000 + kBacklogMinBatch - 1, 1), 1);
+  EXPECT_LE(Misses(4000, 4000 + kBacklogMinBatch, 1), 1);
+}
+
+TEST_F(HnswEngineTest, ACrashDuringTheBacklogLosesNothing) {
+  Open(/*checkpoint_min=*/1000000);  // Only the shutdown checkpoint.
+  Put(0, 1000, 29);
+  engine_.reset();  // Checkpoint: 1000 nodes.
+  Open(/*checkpoint_min=*/1000000);
+  engine_->PauseIndexing(true);
+  Put(1000, 6000, 30, /*wait=*/false);
+  ASSERT_EQ(Backlog(), 5000u);
+  // Crash: the data directory as it is, mid-backlog.
+  const std::string copy = dir_.path() + "/copy";
+  std::filesystem::copy(dir_.path() + "/data", copy, std::filesystem::copy_options::recursive);
+  engine_.reset();
+  engine_ = OpenEngine(copy, 1000000);
+  ASSERT_NE(engine_, nullptr);
+  EXPECT_EQ(engine_->GetCollection("h")->record_count, 6000u);
+  EXPECT_LE(Misses(0, 6000, 59), 2);
+  engine_->WaitForIndexing();
+  EXPECT_EQ(Backlog(), 0u);
+  EXPECT_LE(Misses(0, 6000, 59), 2);
+  EXPECT_GE(Recall(30), 0.95);
+}
+
+TEST_F(HnswEngineTest, SnapshotsAndDeletedNamespacesDuringTheBacklog) {
+  engine_->PauseIndexing(true);
+  Put(0, 3000, 31, /*wait=*/false);
+  // A second namespace whose records all go while its backlog is indexed.
+  std::mt19937 rng(32);
+  std::vector<storage::Record> other;
+  for (int i = 0; i < 2000; ++i)
+    other.push_back(Rec("o" + std::to_string(i), RandomVector(&rng, kDim)));
+  const std::vector<float> o5 = other[5].values;
+  for (size_t i = 0; i < other.size(); i += 500) {
+    std::vector<storage::Record> part(other.begin() + i, other.begin() + i + 500);
+    QUIVER_ASSERT_OK(engine_->Upsert("h", "other", std::move(part)).status());
+  }
+  ASSERT_EQ(*engine_->DeleteAll("h", "other"), 2000u);
+  auto path = engine_->Snapshot("mid-backlog");
+  QUIVER_ASSERT_OK(path.status());
+  EXPECT_EQ(Backlog(), 3000u);
+  engine_->PauseIndexing(false);
+  // The namespace comes back with new records while the old backlog may
+  // still be in the indexer's hands.
+  ASSERT_TRUE(engine_->Upsert("h", "other", {Rec("fresh", o5)}).ok());
+  engine_->WaitForIndexing();
+  EXPECT_EQ(Backlog(), 0u);
+  QueryRequest q;
+  q.vector = o5;
+  q.ns = "other";
+  q.top_k = 5;
+  auto r = engine_->Query("h", q);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->matches.size(), 1u);
+  EXPECT_EQ(r->matches[0].id, "fresh");
+  EXPECT_LE(Misses(0, 3000, 29), 2);
+  // The snapshot holds every acknowledged record of the default namespace.
+  engine_ = OpenEngine(*path);
+  ASSERT_NE(engine_, nullptr);
+  EXPECT_EQ(engine_->GetCollection("h")->record_count, 3000u);
+  EXPECT_LE(Misses(0, 3000, 29), 2);
+  engine_->WaitForIndexing();
+  EXPECT_EQ(Backlog(), 0u);
+}
+
+TEST_F(HnswEngineTest, WritersDeletersReadersAndTheIndexerTogether) {
+  constexpr int kN = 3000;
+  std::mt19937 rng(33);
+  std::vector<std::vector<float>> v(kN);
+  for (auto& x : v) x = RandomVector(&rng, kDim);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int start = 0; start < kN; start += 100) {
+      std::vector<storage::Record> batch;
+      for (int i = start; i < start + 100; ++i) batch.push_back(Rec("w" + std::to_string(i), v[i]));
+      EXPECT_TRUE(engine_->Upsert("h", "", std::move(batch)).ok());
+    }
+  });
+  std::thread deleter([&] {
+    // Deletes every tenth id once it exists (it may not yet: then later).
+    for (int i = 0; i < kN; i += 10) {
+      for (int tries = 0; tries < 2000; ++tries) {
+        auto n = engine_->DeleteIds("h", "", {"w" + std::to_string(i)});
+        ASSERT_TRUE(n.ok());
+        if (*n == 1) break;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    }
+  });
+  std::thread reader([&] {
+    while (!done.load()) {
+      QueryRequest q;
+      q.vector = v[std::uniform_int_distribution<int>(0, kN - 1)(rng)];
+      q.top_k = 5;
+      EXPECT_TRUE(engine_->Query("h", q).ok());
+    }
+  });
+  writer.join();
+  deleter.join();
+  done.store(true);
+  reader.join();
+  engine_->WaitForIndexing();
+  EXPECT_EQ(Backlog(), 0u);
+  EXPECT_EQ(engine_->GetCollection("h")->record_count, kN - kN / 10);
+  int misses = 0;
+  for (int i = 0; i < kN; i += 7) {
+    QueryRequest q;
+    q.vector = v[i];
+    q.top_k = 1;
+    q.ef_search = 200;
+    auto r = engine_->Query("h", q);
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->matches.size(), 1u);
+    if (i % 10 == 0) {
+      EXPECT_NE(r->matches[0].id, "w" + std::to_string(i)) << "deleted record answered";
+    } else {
+      misses += r->matches[0].id != "w" + std::to_string(i);
+    }
+  }
+  EXPECT_LE(misses, 3);
 }
 
 // A snapshot carries the HNSW checkpoint (so a restore loads the graph),

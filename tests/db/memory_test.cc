@@ -1,6 +1,7 @@
 // The engine's memory accounting: what collections hold counts in the
 // server's MemoryBudget, writes and loads past it are refused whole, and the
 // incremental counts agree with counting from scratch.
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,11 +23,13 @@ using ::testing::HasSubstr;
 constexpr uint64_t kMiB = 1 << 20;
 constexpr uint32_t kDim = 64;
 
-std::unique_ptr<Engine> Open(const std::string& path, MemoryBudget* budget) {
+std::unique_ptr<Engine> Open(const std::string& path, MemoryBudget* budget,
+                             uint64_t index_backlog = EngineOptions{}.index_backlog) {
   EngineOptions o;
   o.store.path = path;
   o.memory_budget = budget;
   o.checkpoint_min_inserts = 100000;
+  o.index_backlog = index_backlog;
   auto e = Engine::Open(o);
   EXPECT_TRUE(e.ok()) << e.status();
   return e.ok() ? *std::move(e) : nullptr;
@@ -167,6 +170,7 @@ TEST(EngineMemoryTest, CountsAgreeWithCountingFromScratchAfterRestart) {
       QUIVER_ASSERT_OK(engine->DeleteIds(name, "", ids).status());
       QUIVER_ASSERT_OK(engine->DeleteAll(name, "odd").status());
     }
+    engine->WaitForIndexing();  // Counts settle once the backlog is in the graph.
     before = budget.used();
     flat_bytes = CollectionBytes(*engine, "flat");
     flat_before = engine->DescribeStats("flat", std::nullopt)->memory;
@@ -206,6 +210,7 @@ TEST(EngineMemoryTest, ACollectionTooBigForTheBudgetIsNotLoadedAndSaysWhy) {
     for (int b = 0; b < 20; ++b) {
       QUIVER_ASSERT_OK(engine->Upsert("big", "", Records("b", b * 1000, 1000, rng)).status());
     }
+    engine->WaitForIndexing();
     big = CollectionBytes(*engine, "big");
     small = CollectionBytes(*engine, "a_small");
     EXPECT_EQ(Sum(engine->memory_budget().used()), big + small);
@@ -232,6 +237,51 @@ TEST(EngineMemoryTest, ACollectionTooBigForTheBudgetIsNotLoadedAndSaysWhy) {
   EXPECT_TRUE(engine->damaged_collections().empty());
 }
 
+TEST(EngineMemoryTest, TheIndexBacklogNeverCrowdsOutWrites) {
+  // Bulk upserts wait in a backlog, a second copy of their vectors, until
+  // the graph holds them. Under a budget it takes at most half of the room
+  // left, and a write that does not fit while a backlog exists indexes the
+  // backlog first: with the background indexer stopped, a budget admits as
+  // many records as with no backlog at all.
+  auto fill = [](const std::string& path, uint64_t index_backlog, uint64_t* backlog_bytes) {
+    std::mt19937 rng(6);
+    MemoryBudget budget(4 * kMiB);
+    auto engine = Open(path, &budget, index_backlog);
+    EXPECT_NE(engine, nullptr);
+    if (engine == nullptr) return 0;
+    engine->PauseIndexing(true);
+    EXPECT_TRUE(engine->CreateCollection(Config("graph", storage::IndexKind::kHnsw)).ok());
+    int accepted = 0;
+    for (int b = 0;; ++b) {
+      auto written = engine->Upsert("graph", "", Records("g", b * 100, 100, rng));
+      if (!written.ok()) {
+        EXPECT_EQ(written.status().code(), absl::StatusCode::kResourceExhausted);
+        break;
+      }
+      accepted += 100;
+      auto stats = engine->DescribeStats("graph", std::nullopt);
+      *backlog_bytes =
+          std::max<uint64_t>(*backlog_bytes, stats->catching_up_count * kDim * sizeof(float));
+    }
+    // The backlog was counted at its cost in the graph too: indexed, it
+    // still fits.
+    engine->PauseIndexing(false);
+    engine->WaitForIndexing();
+    EXPECT_LE(Sum(budget.used()), budget.total_limit());
+    EXPECT_EQ(engine->DescribeStats("graph", std::nullopt)->total_record_count,
+              static_cast<uint64_t>(accepted));
+    return accepted;
+  };
+  TempDir dir;
+  uint64_t backlog_bytes = 0, none = 0;
+  const int with_backlog = fill(dir.path() + "/backlog", 1000000, &backlog_bytes);
+  const int without = fill(dir.path() + "/sync", 0, &none);
+  EXPECT_GT(backlog_bytes, 0u) << "the budget left room for a backlog at first";
+  EXPECT_LE(backlog_bytes, 4 * kMiB / 2);
+  EXPECT_EQ(none, 0u);
+  EXPECT_GE(with_backlog, without - 100);  // A batch apart at most.
+}
+
 TEST(EngineMemoryTest, CompactionWaitsForRoomAndRunsOnceThereIsSome) {
   TempDir dir;
   std::mt19937 rng(5);
@@ -243,6 +293,7 @@ TEST(EngineMemoryTest, CompactionWaitsForRoomAndRunsOnceThereIsSome) {
   for (int b = 0; b < 4; ++b) {
     QUIVER_ASSERT_OK(engine->Upsert("graph", "", Records("g", b * 500, 500, rng)).status());
   }
+  engine->WaitForIndexing();  // The graph holds them all (no backlog).
   // Fill what is left, so the rebuilt graph would not fit next to the old.
   for (int i = 0;; i += 50) {
     if (!engine->Upsert("filler", "", Records("f", i, 50, rng)).ok()) break;

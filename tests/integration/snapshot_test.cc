@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -241,9 +242,14 @@ TEST(SnapshotTest, RestoredSnapshotEqualsTheSourceAtTheSnapshotPoint) {
   v1::DescribeStatsRequest sr;
   sr.set_collection("snap");
   v1::DescribeStatsResponse stats;
-  {
+  // Records the snapshot's graph lacks (written during it, or still in the
+  // source's backlog) are indexed in the background: wait for it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
     grpc::ClientContext ctx;
     ASSERT_TRUE(rpoints->DescribeStats(&ctx, sr, &stats).ok());
+    if (stats.catching_up_count() == 0 || std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_GE(stats.total_record_count(), expected_min);
   EXPECT_LE(stats.total_record_count(), expected_max);
