@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
   }
   // Default: the server's own (--index_backlog=0 measures synchronous indexing).
   std::vector<std::string> server_flags;
-  if (const long backlog = Flag(argc, argv, "index_backlog", -1L); backlog >= 0) {
+  const long backlog = Flag(argc, argv, "index_backlog", -1L);
+  if (backlog >= 0) {
     server_flags.push_back("--index_backlog=" + std::to_string(backlog));
   }
   quiver::testing::QuiverdProcess server(dir.path() + "/data", server_flags);
@@ -202,7 +203,10 @@ int main(int argc, char** argv) {
     const double waited = Seconds(t0, Clock::now());
     std::printf(
         "[server] indexed in the graph %.2f s after the import's last acknowledgement (%s)\n",
-        waited, index == "hnsw" ? "HNSW backlog" : "no backlog for this index");
+        waited,
+        index != "hnsw" ? "flat: no backlog"
+        : backlog == 0  ? "--index_backlog=0: none"
+                        : "HNSW backlog");
     const double total = Seconds(import_started, Clock::now());
     std::printf("[server] import to fully indexed: %.2f s, %.0f vectors/s\n", total, n / total);
   }

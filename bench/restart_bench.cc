@@ -54,8 +54,8 @@ double TimeToFirstQuery(quiver::testing::QuiverdProcess* server, size_t dim,
   return Since(t);
 }
 
-// Seconds from `start` until every record is in the graph again (the
-// background catch-up after a restart has finished).
+// Seconds from `start` until every record is in the graph (the backlog of
+// an import or of the catch-up after a restart is indexed).
 double TimeToGraphComplete(quiver::testing::QuiverdProcess* server, Clock::time_point start) {
   auto points = quiver::v1::Points::NewStub(server->NewChannel());
   while (true) {
@@ -119,7 +119,12 @@ int main(int argc, char** argv) {
   for (auto& t : clients) t.join();
   const double import_s = Since(t_import);
   std::printf("restart_bench: n=%zu dim=%zu hnsw m=16 ef_construction=200\n", n, dim);
-  std::printf("import through gRPC (2 clients): %.1f s, %.0f vectors/s\n", import_s, n / import_s);
+  std::printf("import through gRPC (2 clients): %.1f s, %.0f vectors/s acknowledged\n", import_s,
+              n / import_s);
+  // Bulk upserts are acknowledged from the HNSW backlog: the restarts below
+  // start from a complete graph, as the periodic checkpoints saw it.
+  const double indexed = TimeToGraphComplete(&server, t_import);
+  std::printf("  every record in the graph after %.1f s, %.0f vectors/s\n", indexed, n / indexed);
 
   // kill -9 right after the import: periodic checkpoint + replay of the rest.
   // "searchable": the server answers (records not yet in the graph are

@@ -245,7 +245,7 @@ TEST(EngineMemoryTest, TheIndexBacklogNeverCrowdsOutWrites) {
   // many records as with no backlog at all.
   auto fill = [](const std::string& path, uint64_t index_backlog, uint64_t* backlog_bytes) {
     std::mt19937 rng(6);
-    MemoryBudget budget(4 * kMiB);
+    MemoryBudget budget(2 * kMiB);
     auto engine = Open(path, &budget, index_backlog);
     EXPECT_NE(engine, nullptr);
     if (engine == nullptr) return 0;
@@ -277,7 +277,7 @@ TEST(EngineMemoryTest, TheIndexBacklogNeverCrowdsOutWrites) {
   const int with_backlog = fill(dir.path() + "/backlog", 1000000, &backlog_bytes);
   const int without = fill(dir.path() + "/sync", 0, &none);
   EXPECT_GT(backlog_bytes, 0u) << "the budget left room for a backlog at first";
-  EXPECT_LE(backlog_bytes, 4 * kMiB / 2);
+  EXPECT_LE(backlog_bytes, 2 * kMiB / 2);
   EXPECT_EQ(none, 0u);
   EXPECT_GE(with_backlog, without - 100);  // A batch apart at most.
 }
