@@ -22,7 +22,6 @@ namespace quiver {
 namespace {
 
 constexpr int kDim = 8;
-constexpr int kBatch = 40;
 
 std::string Id(int writer, int batch, int i) {
   return "w" + std::to_string(writer) + "-b" + std::to_string(batch) + "-r" + std::to_string(i);
@@ -36,15 +35,17 @@ float Value(int writer, int batch, int i, int d) {
 std::string Word(int writer, int batch, int i) {
   return "w" + std::to_string(writer) + "x" + std::to_string(batch) + "x" + std::to_string(i);
 }
-// A sparse dimension unique to each record.
+// A sparse dimension unique to each record (i < 100).
 uint32_t Dim(int writer, int batch, int i) { return writer * 1000000 + batch * 100 + i; }
 
-// (sync policy, index kind)
-class CrashTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
+// (sync policy, index kind, records per upsert: 40 puts HNSW writes in the
+// graph before they are acknowledged, 100 through the backlog)
+class CrashTest : public ::testing::TestWithParam<std::tuple<std::string, std::string, int>> {};
 
 TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
   testing::TempDir dir;
-  const auto& [sync, index] = GetParam();
+  const auto& [sync, index, batch] = GetParam();
+  const int batch_size = batch;  // For the writers' lambdas.
   // Small checkpoint interval: HNSW checkpoints happen during the stream.
   testing::QuiverdProcess server(dir.path() + "/data",
                                  {"--sync=" + sync, "--checkpoint_min_inserts=300"});
@@ -82,7 +83,7 @@ TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
       for (int b = 0; !stop.load(); ++b) {
         v1::UpsertRequest req;
         req.set_collection("crash");
-        for (int i = 0; i < kBatch; ++i) {
+        for (int i = 0; i < batch_size; ++i) {
           v1::Record* r = req.add_records();
           r->set_id(Id(w, b, i));
           for (int d = 0; d < kDim; ++d) r->add_values(Value(w, b, i, d));
@@ -118,23 +119,23 @@ TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
     for (int b = 0; b < attempted[w]; ++b) {
       v1::FetchRequest f;
       f.set_collection("crash");
-      for (int i = 0; i < kBatch; ++i) f.add_ids(Id(w, b, i));
+      for (int i = 0; i < batch_size; ++i) f.add_ids(Id(w, b, i));
       v1::FetchResponse fr;
       grpc::ClientContext ctx;
       ASSERT_TRUE(points->Fetch(&ctx, f, &fr).ok());
       if (acked_set.contains(b)) {
-        ASSERT_EQ(fr.records_size(), kBatch) << "acknowledged batch " << b << " of writer " << w
-                                             << " lost " << fr.missing_ids_size() << " records";
+        ASSERT_EQ(fr.records_size(), batch_size) << "acknowledged batch " << b << " of writer " << w
+                                                 << " lost " << fr.missing_ids_size() << " records";
         for (const v1::Record& r : fr.records()) {
           ASSERT_EQ(r.values_size(), kDim);
         }
         EXPECT_FLOAT_EQ(fr.records(3).values(2), Value(w, b, 3, 2));
-        expected_min += kBatch;
-        expected_max += kBatch;
+        expected_min += batch_size;
+        expected_max += batch_size;
       } else {
-        EXPECT_TRUE(fr.records_size() == 0 || fr.records_size() == kBatch)
+        EXPECT_TRUE(fr.records_size() == 0 || fr.records_size() == batch_size)
             << "batch " << b << " of writer " << w << " landed partially: " << fr.records_size();
-        expected_max += kBatch;
+        expected_max += batch_size;
       }
     }
   }
@@ -250,12 +251,20 @@ TEST_P(CrashTest, AcknowledgedWritesSurviveKill9) {
 
 INSTANTIATE_TEST_SUITE_P(SyncPoliciesAndIndexes, CrashTest,
                          ::testing::Combine(::testing::Values("batch", "always", "none"),
-                                            ::testing::Values("flat", "hnsw")));
+                                            ::testing::Values("flat", "hnsw"),
+                                            ::testing::Values(40)));
 // Quantized graphs (their codes are rebuilt from the checkpoint's full
 // vectors and thresholds; binary's full vectors live in scratch files).
 INSTANTIATE_TEST_SUITE_P(Quantized, CrashTest,
                          ::testing::Combine(::testing::Values("batch"),
-                                            ::testing::Values("hnsw-sq8", "hnsw-binary-disk")));
+                                            ::testing::Values("hnsw-sq8", "hnsw-binary-disk"),
+                                            ::testing::Values(40)));
+// Bulk upserts: acknowledged from the HNSW backlog, killed while the indexer
+// moves it into the graph.
+INSTANTIATE_TEST_SUITE_P(Backlog, CrashTest,
+                         ::testing::Combine(::testing::Values("batch", "always"),
+                                            ::testing::Values("hnsw", "hnsw-sq8"),
+                                            ::testing::Values(100)));
 
 // The kill -9 loop: writers upsert, update and delete records of their own,
 // logging every acknowledged operation; the server is killed at a random
