@@ -217,23 +217,24 @@ int main(int argc, char** argv) {
     // DescribeStats reports nothing left to index.
     auto points = quiver::v1::Points::NewStub(channel);
     const auto t0 = Clock::now();
-    auto backlog_now = [&]() -> uint64_t {
-      quiver::v1::DescribeStatsRequest req;
-      req.set_collection("bench");
-      quiver::v1::DescribeStatsResponse resp;
-      grpc::ClientContext ctx;
-      if (!points->DescribeStats(&ctx, req, &resp).ok()) std::exit(1);
-      return resp.catching_up_count();
-    };
     // What a client sees meanwhile (queries scan the backlog exactly while
     // the indexer takes the cores); the indexing time below includes them.
-    if (const uint64_t pending = backlog_now(); pending > 0) {
+    quiver::v1::DescribeStatsRequest req;
+    req.set_collection("bench");
+    quiver::v1::DescribeStatsResponse stats;
+    grpc::ClientContext ctx;
+    if (!points->DescribeStats(&ctx, req, &stats).ok()) return 1;
+    if (stats.catching_up_count() > 0) {
       char label[64];
       std::snprintf(label, sizeof(label), "(indexing, %llu left)",
-                    static_cast<unsigned long long>(pending));
+                    static_cast<unsigned long long>(stats.catching_up_count()));
       run_queries(label, false);
     }
-    while (backlog_now() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (auto s = quiver::testing::WaitUntilIndexed(points.get(), "bench", absl::InfiniteDuration());
+        !s.ok()) {
+      std::fprintf(stderr, "%s\n", s.status().ToString().c_str());
+      return 1;
+    }
     const double waited = Seconds(t0, Clock::now());
     std::printf(
         "[server] indexed in the graph %.2f s after the import's last acknowledgement (%s)\n",

@@ -58,16 +58,12 @@ double TimeToFirstQuery(quiver::testing::QuiverdProcess* server, size_t dim,
 // an import or of the catch-up after a restart is indexed).
 double TimeToGraphComplete(quiver::testing::QuiverdProcess* server, Clock::time_point start) {
   auto points = quiver::v1::Points::NewStub(server->NewChannel());
-  while (true) {
-    quiver::v1::DescribeStatsRequest req;
-    req.set_collection("big");
-    quiver::v1::DescribeStatsResponse resp;
-    grpc::ClientContext ctx;
-    if (points->DescribeStats(&ctx, req, &resp).ok() && resp.catching_up_count() == 0) {
-      return Since(start);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (auto s = quiver::testing::WaitUntilIndexed(points.get(), "big", absl::InfiniteDuration());
+      !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.status().ToString().c_str());
+    std::exit(1);
   }
+  return Since(start);
 }
 
 }  // namespace

@@ -58,6 +58,12 @@ MemoryAmounts NamespaceState::Memory() const {
   return m;
 }
 
+void NamespaceState::AddToBacklog(uint64_t label, std::span<const float> vector) {
+  if (catchup == nullptr)
+    catchup = std::make_unique<ann::FlatIndex>(vector.size(), index->metric());
+  catchup->Upsert(label, vector);
+}
+
 Collection::Collection(storage::CollectionMeta meta, std::string scratch_dir)
     : meta_(std::move(meta)),
       scratch_dir_(std::move(scratch_dir)),

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -60,6 +61,9 @@ struct NamespaceState {
 
   // What the namespace holds in memory, by part (MemoryBudget).
   MemoryAmounts Memory() const;
+  // Adds `vector` under `label` to the backlog, created (an exact index with
+  // the graph's metric) when there is none.
+  void AddToBacklog(uint64_t label, std::span<const float> vector);
 };
 
 // Memory one id-map entry holds: the id in both maps and the metadata.

@@ -225,9 +225,9 @@ class Engine {
   absl::StatusOr<MemoryReservation> ReserveWrite(Collection& c,
                                                  std::span<const storage::Record> records,
                                                  std::string_view what);
-  // Whether a write of `n` vectors of `dimension` to `state` goes to its
-  // backlog. REQUIRES: c.mu held (shared is enough).
-  bool ToBacklog(const NamespaceState& state, size_t n, size_t dimension) const;
+  // Whether a write of `n` vectors to `state` goes to its backlog.
+  // REQUIRES: c.mu held (shared is enough).
+  bool ToBacklog(const NamespaceState& state, size_t n) const;
   // The indexer thread: moves backlogs into their HNSW graphs, a chunk at
   // a time and collection by collection, until stopping_; sleeps while no
   // backlog exists.

@@ -104,16 +104,12 @@ absl::Status Engine::LoadCollection(const CollectionMeta& meta) {
       for (uint64_t label : stale) index->Remove(label);
       auto it = pending.find(ns);
       const size_t later = it == pending.end() ? 0 : it->second.labels.size();
-      if (later > 0) {
-        // Searchable at once by exact scan; moved into the graph in the
-        // background (CatchUp).
-        state->catchup =
-            std::make_unique<ann::FlatIndex>(meta.config.dimension, meta.config.metric);
-        const size_t dim = meta.config.dimension;
-        for (size_t i = 0; i < later; ++i) {
-          state->catchup->Upsert(it->second.labels[i],
-                                 std::span<const float>(&it->second.vectors[i * dim], dim));
-        }
+      // Searchable at once by exact scan; moved into the graph by the
+      // engine's indexer.
+      const size_t dim = meta.config.dimension;
+      for (size_t i = 0; i < later; ++i) {
+        state->AddToBacklog(it->second.labels[i],
+                            std::span<const float>(&it->second.vectors[i * dim], dim));
       }
       Log(LogLevel::kInfo, "hnsw index ready",
           {{"collection", meta.config.name},

@@ -142,7 +142,7 @@ bool Engine::DrainBacklogs(Collection& c) {
   return drained;
 }
 
-bool Engine::ToBacklog(const NamespaceState& state, size_t n, size_t dimension) const {
+bool Engine::ToBacklog(const NamespaceState& state, size_t n) const {
   if (!state.index->concurrent_writes() || options_.index_backlog == 0) return false;
   const size_t backlog = state.catchup != nullptr ? state.catchup->size() : 0;
   if ((n < kBacklogMinBatch && backlog == 0) || backlog + n > options_.index_backlog) return false;
@@ -151,7 +151,7 @@ bool Engine::ToBacklog(const NamespaceState& state, size_t n, size_t dimension) 
   // never crowds out the writes that follow: those would be refused although
   // indexing frees the room.
   MemoryAmounts copy{};
-  At(copy, MemoryPart::kVectors) = 2 * (backlog + n) * dimension * sizeof(float);
+  At(copy, MemoryPart::kVectors) = 2 * (backlog + n) * state.index->dimension() * sizeof(float);
   return budget_->CheckFits(copy, "the index backlog").ok();
 }
 

@@ -130,11 +130,11 @@ void Engine::ApplyWrites(Collection& c, std::string_view ns, const std::vector<u
   {
     MutexLock l(&c.mu);
     state = c.GetOrCreate(ns);
-    to_backlog = ToBacklog(*state, records.size(), c.config().dimension);
+    to_backlog = ToBacklog(*state, records.size());
   }
-  const size_t dim = c.config().dimension;
   if (state->index->concurrent_writes() && !to_backlog) {
     // Insert while readers search; they ignore labels the maps lack.
+    const size_t dim = c.config().dimension;
     std::vector<float> vectors(records.size() * dim);
     for (size_t i = 0; i < records.size(); ++i) {
       std::copy(records[i].values.begin(), records[i].values.end(), vectors.begin() + i * dim);
@@ -146,12 +146,7 @@ void Engine::ApplyWrites(Collection& c, std::string_view ns, const std::vector<u
   {
     MutexLock l(&c.mu);
     if (to_backlog) {
-      if (state->catchup == nullptr) {
-        state->catchup = std::make_unique<ann::FlatIndex>(dim, c.config().metric);
-      }
-      for (size_t i = 0; i < records.size(); ++i) {
-        state->catchup->Upsert(labels[i], records[i].values);
-      }
+      for (size_t i = 0; i < records.size(); ++i) state->AddToBacklog(labels[i], records[i].values);
     }
     for (size_t i = 0; i < records.size(); ++i) c.ApplyPut(state, labels[i], std::move(records[i]));
   }

@@ -427,6 +427,16 @@ class HnswEngineTest : public ::testing::Test {
     if (wait) engine_->WaitForIndexing();
   }
   uint64_t Backlog() { return engine_->DescribeStats("h", std::nullopt)->catching_up_count; }
+  // The `top_k` nearest records to `v` in the default namespace (beam width
+  // `ef`, 0: the collection's).
+  absl::StatusOr<QueryResult> Nearest(const std::vector<float>& v, uint32_t top_k = 1,
+                                      uint32_t ef = 0) {
+    QueryRequest q;
+    q.vector = v;
+    q.top_k = top_k;
+    q.ef_search = ef;
+    return engine_->Query("h", q);
+  }
   // How many ids in [begin, end) (every step-th, except `gone`) are not the
   // top answer for their own vector at distance 0; no deleted id (in
   // `gone`) may be answered at all. The backlog's part is exact; the
@@ -435,11 +445,7 @@ class HnswEngineTest : public ::testing::Test {
     int misses = 0;
     for (int i = begin; i < end; i += step) {
       const std::string id = "r" + std::to_string(i);
-      QueryRequest q;
-      q.vector = vectors_[id];
-      q.top_k = 3;
-      q.ef_search = 200;
-      auto r = engine_->Query("h", q);
+      auto r = Nearest(vectors_[id], 3, 200);
       EXPECT_TRUE(r.ok()) << r.status();
       if (!r.ok() || r->matches.empty()) return -1;
       for (const Match& m : r->matches) EXPECT_FALSE(gone.contains(m.id)) << m.id << " is deleted";
@@ -632,20 +638,14 @@ TEST_F(HnswEngineTest, BulkUpsertsAreSearchableAtOnceAndIndexedInTheBackground) 
   EXPECT_EQ(Backlog(), 3000u);
   EXPECT_EQ(Misses(1000, 4000, 1), 0);
   EXPECT_LE(Misses(0, 1000, 7), 2);
-  QueryRequest scan;
-  scan.vector = vectors_["r7"];
-  scan.top_k = 1;
-  EXPECT_GE(engine_->Query("h", scan)->scanned_count, 3000u);
+  EXPECT_GE(Nearest(vectors_["r7"])->scanned_count, 3000u);
   engine_->PauseIndexing(false);
   engine_->WaitForIndexing();
   EXPECT_EQ(Backlog(), 0u);
   EXPECT_EQ(engine_->GetCollection("h")->record_count, 4000u);
   EXPECT_GE(Recall(30), 0.95);
   // Answered by the graph walk alone now, not a scan of everything.
-  QueryRequest q;
-  q.vector = vectors_["r7"];
-  q.top_k = 1;
-  auto r = engine_->Query("h", q);
+  auto r = Nearest(vectors_["r7"]);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->matches[0].id, "r7");
   EXPECT_LT(r->scanned_count, 4000u);
@@ -660,10 +660,7 @@ TEST_F(HnswEngineTest, ABacklogAnswersExactlyWhileTheIndexerWorks) {
   const uint64_t backlog = Backlog();
   int exact_hits = 0;
   for (int i = 0; i < 6000; i += 101) {
-    QueryRequest q;
-    q.vector = vectors_["r" + std::to_string(i)];
-    q.top_k = 1;
-    auto r = engine_->Query("h", q);
+    auto r = Nearest(vectors_["r" + std::to_string(i)]);
     ASSERT_TRUE(r.ok());
     exact_hits += r->matches[0].id == "r" + std::to_string(i) && r->matches[0].score == 0;
   }
@@ -825,10 +822,7 @@ TEST_F(HnswEngineTest, WritersDeletersReadersAndTheIndexerTogether) {
   });
   std::thread reader([&] {
     while (!done.load()) {
-      QueryRequest q;
-      q.vector = v[std::uniform_int_distribution<int>(0, kN - 1)(rng)];
-      q.top_k = 5;
-      EXPECT_TRUE(engine_->Query("h", q).ok());
+      EXPECT_TRUE(Nearest(v[std::uniform_int_distribution<int>(0, kN - 1)(rng)], 5).ok());
     }
   });
   writer.join();
@@ -840,11 +834,7 @@ TEST_F(HnswEngineTest, WritersDeletersReadersAndTheIndexerTogether) {
   EXPECT_EQ(engine_->GetCollection("h")->record_count, kN - kN / 10);
   int misses = 0;
   for (int i = 0; i < kN; i += 7) {
-    QueryRequest q;
-    q.vector = v[i];
-    q.top_k = 1;
-    q.ef_search = 200;
-    auto r = engine_->Query("h", q);
+    auto r = Nearest(v[i], 1, 200);
     ASSERT_TRUE(r.ok());
     ASSERT_EQ(r->matches.size(), 1u);
     if (i % 10 == 0) {

@@ -3,11 +3,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include <chrono>
 #include <fstream>
 #include <map>
 #include <random>
-#include <thread>
 
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -70,23 +68,6 @@ class ServerTest : public ::testing::Test {
     v1::UpsertResponse resp;
     grpc::ClientContext ctx;
     return points_->Upsert(&ctx, req, &resp);
-  }
-
-  // Until DescribeStats says the collection's HNSW backlog is indexed (bulk
-  // upserts are acknowledged before they are in the graph).
-  void WaitForIndexing(const std::string& collection) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    for (;;) {
-      v1::DescribeStatsRequest req;
-      req.set_collection(collection);
-      v1::DescribeStatsResponse stats;
-      grpc::ClientContext ctx;
-      ASSERT_TRUE(points_->DescribeStats(&ctx, req, &stats).ok());
-      if (stats.catching_up_count() == 0) return;
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline)
-          << collection << ": " << stats.catching_up_count() << " still to index";
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
   }
 
   grpc::Status Query(v1::QueryRequest req, v1::QueryResponse* resp) {
@@ -479,7 +460,9 @@ TEST_F(ServerTest, QuantizedCollectionsSearchLikeFloatAndReportTheirMemory) {
   auto measure = [&] {
     std::mt19937 qrng(5);  // The same queries every time.
     // The graphs, not the exact scan of a backlog, answer.
-    for (const auto& [name, quantization] : kinds) WaitForIndexing(name);
+    for (const auto& [name, quantization] : kinds) {
+      QUIVER_ASSERT_OK(testing::WaitUntilIndexed(points_.get(), name).status());
+    }
     for (const auto& [name, quantization] : kinds) {
       int found = 0, total = 0;
       for (int q = 0; q < 50; ++q) {

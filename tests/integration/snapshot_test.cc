@@ -239,18 +239,11 @@ TEST(SnapshotTest, RestoredSnapshotEqualsTheSourceAtTheSnapshotPoint) {
       }
     }
   }
-  v1::DescribeStatsRequest sr;
-  sr.set_collection("snap");
-  v1::DescribeStatsResponse stats;
   // Records the snapshot's graph lacks (written during it, or still in the
   // source's backlog) are indexed in the background: wait for it.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  for (;;) {
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(rpoints->DescribeStats(&ctx, sr, &stats).ok());
-    if (stats.catching_up_count() == 0 || std::chrono::steady_clock::now() > deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  auto indexed = testing::WaitUntilIndexed(rpoints.get(), "snap", absl::Seconds(60));
+  QUIVER_ASSERT_OK(indexed.status());
+  const v1::DescribeStatsResponse& stats = *indexed;
   EXPECT_GE(stats.total_record_count(), expected_min);
   EXPECT_LE(stats.total_record_count(), expected_max);
   EXPECT_EQ(stats.catching_up_count(), 0u);
@@ -297,6 +290,8 @@ TEST(SnapshotTest, RestoredSnapshotEqualsTheSourceAtTheSnapshotPoint) {
   QUIVER_ASSERT_OK(from_cli.Start());
   {
     auto p = v1::Points::NewStub(from_cli.NewChannel());
+    v1::DescribeStatsRequest sr;
+    sr.set_collection("snap");
     v1::DescribeStatsResponse st;
     grpc::ClientContext ctx;
     ASSERT_TRUE(p->DescribeStats(&ctx, sr, &st).ok());

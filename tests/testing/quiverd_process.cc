@@ -128,6 +128,29 @@ std::string GenerateText(v1::Models::Stub* models, const v1::GenerateRequest& re
   return text;
 }
 
+absl::StatusOr<v1::DescribeStatsResponse> WaitUntilIndexed(v1::Points::Stub* points,
+                                                           const std::string& collection,
+                                                           absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  v1::DescribeStatsRequest req;
+  req.set_collection(collection);
+  for (;;) {
+    v1::DescribeStatsResponse stats;
+    grpc::ClientContext ctx;
+    const grpc::Status s = points->DescribeStats(&ctx, req, &stats);
+    if (!s.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                          StrCat("DescribeStats(", collection, "): ", s.error_message()));
+    }
+    if (stats.catching_up_count() == 0) return stats;
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(
+          StrCat(collection, ": ", stats.catching_up_count(), " records still to index"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 std::pair<std::vector<std::string>, std::vector<std::string>> WalkAndExactIds(
     v1::Search::Stub* search, const std::string& collection, const std::vector<float>& vector,
     uint32_t n) {

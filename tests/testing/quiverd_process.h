@@ -10,8 +10,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "quiver/v1/models.grpc.pb.h"
+#include "quiver/v1/points.grpc.pb.h"
 #include "quiver/v1/search.grpc.pb.h"
 
 namespace quiver::testing {
@@ -63,6 +66,14 @@ std::string GenerateText(v1::Models::Stub* models, const v1::GenerateRequest& re
 std::pair<std::vector<std::string>, std::vector<std::string>> WalkAndExactIds(
     v1::Search::Stub* search, const std::string& collection, const std::vector<float>& vector,
     uint32_t n);
+
+// Polls DescribeStats of `collection` until no record waits for its HNSW
+// graph (catching_up_count 0: bulk upserts' backlogs and restart catch-up
+// indexed) and returns those stats; DEADLINE_EXCEEDED with the count left
+// after `timeout`, or the call's error.
+absl::StatusOr<v1::DescribeStatsResponse> WaitUntilIndexed(
+    v1::Points::Stub* points, const std::string& collection,
+    absl::Duration timeout = absl::Seconds(120));
 
 // Runs the quiver CLI with `args`; returns its exit code and fills
 // `output` with stdout (and stderr, when `stderr_too`).
