@@ -8,6 +8,7 @@
 #include "common/strings.h"
 #include "llm/internal/int8_dots.h"
 #include "llm/internal/row_kernels.h"
+#include "llm/internal/step_team.h"
 
 namespace quiver::llm {
 
@@ -229,23 +230,6 @@ size_t LlamaModel::weight_bytes() const {
 
 namespace {
 
-// Runs body(i) for i in [0, n): on the OpenMP team when `parallel`, else on
-// this thread without entering libgomp. An `if` clause alone still enters it
-// on every call, and stories260K's steps spent more there than in their
-// products (one stream 6.4-7.9k -> 12-13.5k tokens/s).
-template <bool kDynamic, typename Index, typename Body>
-void ForEachIndex(bool parallel, Index n, const Body& body) {
-  if (!parallel) {
-    for (Index i = 0; i < n; ++i) body(i);
-  } else if constexpr (kDynamic) {
-#pragma omp parallel for schedule(dynamic)
-    for (Index i = 0; i < n; ++i) body(i);
-  } else {
-#pragma omp parallel for schedule(static)
-    for (Index i = 0; i < n; ++i) body(i);
-  }
-}
-
 // out = W[d][n] X[rows][n] for each product of a group sharing X: each
 // weight row is read from memory once for all rows. Rows before
 // `prompt_from` (generated tokens, short prompts): blocks of four weight
@@ -256,9 +240,7 @@ void ForEachIndex(bool parallel, Index n, const Body& body) {
 // weight rows, transposed (and converted to float32) once per step, times
 // all of them (PanelProduct). Either way a row's result never depends on
 // the batch. The products of a group (q, k and v; gate and up) share one
-// parallel region: a region's start and end cost tens of microseconds when
-// OpenMP throttles its spinning, as it does once a process has more than
-// one thread team.
+// parallel loop.
 struct MatMul {
   float* out;
   const WeightTensor* w;

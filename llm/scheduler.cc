@@ -6,6 +6,7 @@
 
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "llm/internal/step_team.h"
 #include "llm/sampler.h"
 
 namespace quiver::llm {
@@ -356,11 +357,10 @@ void Scheduler::Loop() {
         if (owners[r].second + 1 >= static_cast<int>(owners[r].first->prompt.size()))
           sampling.push_back(r);
       }
-#pragma omp parallel for schedule(dynamic) if (sampling.size() > 1)
-      for (size_t k = 0; k < sampling.size(); ++k) {
+      internal::ForEachIndex<true>(sampling.size() > 1, sampling.size(), [&](size_t k) {
         const size_t r = sampling[k];
         sampled[r] = SampleNext(*owners[r].first, std::move(logits[r]));
-      }
+      });
       for (size_t r = 0; r < rows.size(); ++r) {
         Sequence& s = *owners[r].first;
         const int pos = owners[r].second;
