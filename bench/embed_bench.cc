@@ -22,17 +22,14 @@
 #include <vector>
 
 #include "bench/bench_flags.h"
+#include "bench/bench_stats.h"
 #include "embed/bert.h"
 #include "tests/testing/test_util.h"
 
 namespace {
 
 using quiver::bench::Flag;
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using quiver::bench::Median;
 
 }  // namespace
 

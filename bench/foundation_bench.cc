@@ -27,6 +27,7 @@
 
 #include "ann/flat_index.h"
 #include "bench/bench_flags.h"
+#include "bench/bench_stats.h"
 #include "grpcpp/grpcpp.h"
 #include "quiver/v1/collections.grpc.pb.h"
 #include "quiver/v1/points.grpc.pb.h"
@@ -42,16 +43,12 @@
 namespace {
 
 using quiver::bench::Flag;
+using quiver::bench::Percentile;
 
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
 }
 
 std::vector<float> Clustered(size_t n, size_t dim, uint32_t seed) {

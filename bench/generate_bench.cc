@@ -12,7 +12,10 @@
 //
 //   build/bench/generate_bench [--device=cpu|cuda] [--tokens=32] [--streams=1,4,16,64]
 //                              [--quantized=q8_0,q4_0,q4_k,q6_k,f16] [--prefix_tokens=1000]
-//                              [--only_stories=1] [--int8_dots=0]
+//                              [--only_stories=1] [--int8_dots=0] [--runs=5]
+//
+// Single-stream rates, ours and the plain C decoder's, are medians of
+// --runs generations.
 //
 // Q8_0 and Q4_0 run twice on the CPU: float32 activations, then int8
 // (--llm_int8_dots; --int8_dots=0 skips it), with the difference between
@@ -33,6 +36,7 @@
 #include <vector>
 
 #include "bench/bench_flags.h"
+#include "bench/bench_stats.h"
 #include "llm/cuda_engine.h"
 #include "llm/engine.h"
 #include "llm/gguf.h"
@@ -45,6 +49,7 @@
 namespace {
 
 using quiver::bench::Flag;
+using quiver::bench::Median;
 
 using Clock = std::chrono::steady_clock;
 using quiver::llm::GenerateParams;
@@ -159,7 +164,8 @@ RunResult RunStreams(Scheduler& s, int n, const std::string& prompt, int max_tok
 // Returns the single-stream decode rate, tokens/s.
 double Bench(const char* name, const quiver::llm::LlamaModel& model,
              const quiver::llm::Llama2cTokenizer& tok, int max_tokens,
-             const std::vector<int>& streams, double bandwidth, const std::string& device) {
+             const std::vector<int>& streams, double bandwidth, const std::string& device,
+             int runs) {
   const auto& c = model.config();
   const double params =
       static_cast<double>(c.vocab_size) * c.dim * (c.shared_classifier ? 1 : 2) +
@@ -196,14 +202,24 @@ double Bench(const char* name, const quiver::llm::LlamaModel& model,
   RunResult pre = RunStreams(s, 1, long_prompt, 1);
   std::printf("  prefill: %d tokens in %.1f ms = %.0f tokens/s (time to first token %.1f ms)\n",
               prompt_tokens, pre.seconds * 1e3, prompt_tokens / pre.seconds, pre.ttft * 1e3);
-  RunResult one = RunStreams(s, 1, "Once upon a time", max_tokens);
-  const double single =
-      one.tokens / (one.seconds - one.ttft + 1e-9) * (one.tokens - 1) / std::max(1L, one.tokens);
+  // One stream's decode rate: the median of `runs` generations (one is a
+  // few milliseconds for stories260K, and this machine's neighbours come
+  // and go).
+  std::vector<double> rates, ttfts;
+  for (int run = 0; run < runs; ++run) {
+    RunResult one = RunStreams(s, 1, "Once upon a time", max_tokens);
+    rates.push_back(one.tokens / (one.seconds - one.ttft + 1e-9) * (one.tokens - 1) /
+                    std::max(1L, one.tokens));
+    ttfts.push_back(one.ttft);
+  }
+  const double single = Median(rates);
   const double bound = bandwidth * 1e9 / step_bytes;
   std::printf(
-      "  single stream: %.1f tokens/s decode, first token after %.1f ms; bandwidth bound "
-      "%.1f tokens/s (%.1f GB/s / %.0f MB) -> %.2fx of the bound\n",
-      single, one.ttft * 1e3, bound, bandwidth, step_bytes / 1e6, single / bound);
+      "  single stream: %.1f tokens/s decode (median of %d; %.1f-%.1f), first token after %.1f "
+      "ms; bandwidth bound %.1f tokens/s (%.1f GB/s / %.0f MB) -> %.2fx of the bound\n",
+      single, runs, *std::min_element(rates.begin(), rates.end()),
+      *std::max_element(rates.begin(), rates.end()), Median(ttfts) * 1e3, bound, bandwidth,
+      step_bytes / 1e6, single / bound);
   std::printf("  streams below: prompt \"Once upon a time\" (%zu tokens), %d new tokens each\n",
               tok.Encode("Once upon a time", true, false).size(), max_tokens);
   double base = 0;
@@ -228,7 +244,7 @@ double Bench(const char* name, const quiver::llm::LlamaModel& model,
 // then max_tokens greedy ones) with all threads and with one. Prints its
 // rate and ours over it.
 void RunPeer(const std::string& checkpoint, const std::vector<int>& prompt, int max_tokens,
-             double ours) {
+             double ours, int runs) {
   std::error_code ec;
   const std::string dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
   if (ec) return;
@@ -237,21 +253,28 @@ void RunPeer(const std::string& checkpoint, const std::vector<int>& prompt, int 
     std::ostringstream cmd;
     cmd << threads << dir << "/ref_decoder " << checkpoint << " " << max_tokens;
     for (size_t i = 1; i < prompt.size(); ++i) cmd << " " << prompt[i];  // No BOS.
-    FILE* pipe = popen(cmd.str().c_str(), "r");
-    if (pipe == nullptr) return;
-    std::string out;
-    char buf[4096];
-    while (size_t n = std::fread(buf, 1, sizeof(buf), pipe)) out.append(buf, n);
-    pclose(pipe);
-    const size_t at = out.find(" s = ");
-    if (at == std::string::npos) {
-      std::printf("  peer: ref_decoder failed: %s\n", out.c_str());
-      return;
+    std::vector<double> rates;
+    for (int run = 0; run < runs; ++run) {
+      FILE* pipe = popen(cmd.str().c_str(), "r");
+      if (pipe == nullptr) return;
+      std::string out;
+      char buf[4096];
+      while (size_t n = std::fread(buf, 1, sizeof(buf), pipe)) out.append(buf, n);
+      pclose(pipe);
+      const size_t at = out.find(" s = ");
+      if (at == std::string::npos) {
+        std::printf("  peer: ref_decoder failed: %s\n", out.c_str());
+        return;
+      }
+      rates.push_back(std::atof(out.c_str() + at + 5));
     }
-    const double rate = std::atof(out.c_str() + at + 5);
+    const double rate = Median(rates);
     best = std::max(best, rate);
-    std::printf("  peer: plain C decoder (ref_decoder, %s): %.1f tokens/s\n",
-                threads[0] ? "1 thread" : "all threads", rate);
+    std::printf(
+        "  peer: plain C decoder (ref_decoder, %s): %.1f tokens/s (median of %d; %.1f-%.1f)\n",
+        threads[0] ? "1 thread" : "all threads", rate, runs,
+        *std::min_element(rates.begin(), rates.end()),
+        *std::max_element(rates.begin(), rates.end()));
   }
   std::printf("  quiver single stream / plain C decoder (its better run) = %.2fx\n", ours / best);
 }
@@ -307,6 +330,7 @@ void BenchPrefixReuse(const quiver::llm::LlamaModel& model,
 
 int main(int argc, char** argv) {
   const int tokens = std::stoi(Flag(argc, argv, "tokens", "32"));
+  const int runs = std::max(1, std::stoi(Flag(argc, argv, "runs", "5")));
   std::vector<int> streams;
   std::stringstream ss(Flag(argc, argv, "streams", "1,4,16,64"));
   for (std::string t; std::getline(ss, t, ',');) streams.push_back(std::stoi(t));
@@ -337,10 +361,10 @@ int main(int argc, char** argv) {
     auto m = quiver::llm::LlamaModel::LoadLlama2c(dir + "/stories260K.bin");
     auto t = quiver::llm::Llama2cTokenizer::Load(dir + "/tok512.bin", 512);
     if (m.ok() && t.ok()) {
-      const double ours = Bench("stories260K", **m, **t, tokens, streams, bw, device);
+      const double ours = Bench("stories260K", **m, **t, tokens, streams, bw, device, runs);
       if (device == "cpu") {
         RunPeer(dir + "/stories260K.bin", (*t)->Encode("Once upon a time", true, false), tokens,
-                ours);
+                ours, runs);
       }
     }
   }
@@ -378,8 +402,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto& tok = *loaded_tok;
-  const double ours = Bench("random-110M", **model, *tok, tokens, streams, bw, device);
-  if (device == "cpu") RunPeer(bin, tok->Encode("Once upon a time", true, false), tokens, ours);
+  const double ours = Bench("random-110M", **model, *tok, tokens, streams, bw, device, runs);
+  if (device == "cpu") {
+    RunPeer(bin, tok->Encode("Once upon a time", true, false), tokens, ours, runs);
+  }
   {
     // The same weights with a 2,048-token context, for a 1,000-token head.
     quiver::llm::LlamaConfig long_c = c;
@@ -408,7 +434,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     const std::string name = "random-110M-" + q;
-    Bench(name.c_str(), *loaded->model, *tok, tokens, streams, bw, device);
+    Bench(name.c_str(), *loaded->model, *tok, tokens, streams, bw, device, runs);
     if (device == "cpu" && int8_dots && (q == "q8_0" || q == "q4_0")) {
       // Once more with int8 activations (--llm_int8_dots), after the
       // difference from the float32 path.
@@ -417,7 +443,7 @@ int main(int argc, char** argv) {
           "%s-int8: int8 dots vs float32 path: max logit error %.4f of the largest logit, "
           "greedy tokens agree for %zu of 200 steps\n",
           q.c_str(), d.max_error, d.greedy_agree);
-      Bench((name + "-int8").c_str(), *loaded->model, *tok, tokens, streams, bw, device);
+      Bench((name + "-int8").c_str(), *loaded->model, *tok, tokens, streams, bw, device, runs);
     }
   }
   return 0;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "bench/bench_flags.h"
+#include "bench/bench_stats.h"
 #include "grpcpp/grpcpp.h"
 #include "httplib.h"
 #include "quiver/v1/collections.grpc.pb.h"
@@ -30,6 +31,7 @@
 namespace {
 
 using quiver::bench::Flag;
+using quiver::bench::Percentile;
 using Clock = std::chrono::steady_clock;
 
 struct Result {
@@ -37,12 +39,6 @@ struct Result {
   uint64_t ok = 0;
   std::map<std::string, uint64_t> errors;  // By status.
 };
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
-}
 
 // Runs `clients` threads calling `one(client, query_index)` until `seconds`
 // pass; `one` returns "" on success or an error name.

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "bench/bench_flags.h"
+#include "bench/bench_stats.h"
 #include "grpcpp/grpcpp.h"
 #include "httplib.h"
 #include "quiver/v1/collections.grpc.pb.h"
@@ -35,6 +36,7 @@
 namespace {
 
 using quiver::bench::Flag;
+using quiver::bench::Percentile;
 using Clock = std::chrono::steady_clock;
 namespace v1 = quiver::v1;
 
@@ -44,12 +46,6 @@ constexpr const char* kKindNames[kKinds] = {"upsert", "dense",    "hybrid",
 
 const char* kWords[] = {"river", "stone", "light",  "garden", "winter", "market", "signal",
                         "paper", "ocean", "forest", "engine", "silver", "window", "harbor"};
-
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
 
 long RssKb(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
