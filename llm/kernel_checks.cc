@@ -74,6 +74,17 @@ absl::Status VerifyFloatKernels(const RowKernels& form) {
       return absl::InternalError(
           StrCat(form.name, " Dot4x4 differs from the portable kernel for n = ", n));
     }
+    // Four rows times one vector: each equal to Dot's, on both forms.
+    float rows4[4], rows4_ref[4];
+    portable.dot_rows4(w.data(), x4[0], n, rows4_ref);
+    form.dot_rows4(w.data(), x4[0], n, rows4);
+    for (int k = 0; k < 4; ++k) {
+      const float want = portable.dot(w.data() + static_cast<size_t>(k) * n, x4[0], n);
+      if (std::memcmp(&want, &rows4_ref[k], sizeof want) != 0 ||
+          std::memcmp(&want, &rows4[k], sizeof want) != 0) {
+        return absl::InternalError(StrCat(form.name, " DotRows4 differs from Dot for n = ", n));
+      }
+    }
     // Dot, Dot4 and the attention scores against the portable forms.
     float dot4[4], dot4_ref[4];
     form.dot4(w.data(), x4[0], x4[1], x4[2], x4[3], n, dot4);

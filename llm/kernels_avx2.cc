@@ -61,6 +61,43 @@ void Dot4x4Avx2(const float* w, int n, const float* const* x, float* out, const 
   }
 }
 
+// DotRows4 for AVX2 + FMA: four rows' 16-lane sums (two registers each),
+// then their lanes added four rows at a time in Dot's order (0..15) after a
+// 4 x 4 transpose per group of four lanes; each row's tail as Dot's.
+void DotRows4Avx2(const float* w, const float* x, int n, float* out) {
+  const size_t stride = static_cast<size_t>(n);
+  __m256 lo[4], hi[4];  // Row k's lanes 0-7 and 8-15.
+  for (int k = 0; k < 4; ++k) lo[k] = hi[k] = _mm256_setzero_ps();
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+    for (int k = 0; k < 4; ++k) {
+      lo[k] = _mm256_fmadd_ps(_mm256_loadu_ps(w + k * stride + j), x0, lo[k]);
+      hi[k] = _mm256_fmadd_ps(_mm256_loadu_ps(w + k * stride + j + 8), x1, hi[k]);
+    }
+  }
+  __m128 sum = _mm_setzero_ps();  // Row k's running sum in element k.
+  auto add_group = [&sum](__m128 r0, __m128 r1, __m128 r2, __m128 r3) {
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_i: lane i of the group, rows 0-3.
+    sum = _mm_add_ps(_mm_add_ps(_mm_add_ps(_mm_add_ps(sum, r0), r1), r2), r3);
+  };
+  add_group(_mm256_castps256_ps128(lo[0]), _mm256_castps256_ps128(lo[1]),
+            _mm256_castps256_ps128(lo[2]), _mm256_castps256_ps128(lo[3]));
+  add_group(_mm256_extractf128_ps(lo[0], 1), _mm256_extractf128_ps(lo[1], 1),
+            _mm256_extractf128_ps(lo[2], 1), _mm256_extractf128_ps(lo[3], 1));
+  add_group(_mm256_castps256_ps128(hi[0]), _mm256_castps256_ps128(hi[1]),
+            _mm256_castps256_ps128(hi[2]), _mm256_castps256_ps128(hi[3]));
+  add_group(_mm256_extractf128_ps(hi[0], 1), _mm256_extractf128_ps(hi[1], 1),
+            _mm256_extractf128_ps(hi[2], 1), _mm256_extractf128_ps(hi[3], 1));
+  alignas(16) float sums[4];
+  _mm_store_ps(sums, sum);
+  for (int k = 0; k < 4; ++k) {
+    float tail = 0.0f;
+    for (int t = j; t < n; ++t) tail = std::fma(w[k * stride + t], x[t], tail);
+    out[k] = sums[k] + tail;
+  }
+}
+
 float DotQ8Avx2(const int8_t* q, const float* scales, const float* b, int n) {
   __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();  // Lanes 0-7, 8-15.
   for (int j = 0; j + 16 <= n; j += 16) {
@@ -138,6 +175,7 @@ void DequantizeF16Avx2(const uint16_t* h, size_t n, float* out) {
 extern const internal::RowKernels kKernels = {
     .name = "avx2",
     .dot = Dot,
+    .dot_rows4 = DotRows4Avx2,
     .dot4 = Dot4,
     .dot4x4 = Dot4x4Avx2,
     .block_scores = BlockScores,

@@ -113,6 +113,41 @@ void Dot4x4Avx512(const float* w, int n, const float* const* x, float* out, cons
   _mm512_storeu_ps(out, _mm512_add_ps(sum, _mm512_load_ps(t)));
 }
 
+// DotRows4 with AVX-512: four rows' 16-lane sums, then their lanes added
+// four rows at a time in Dot's order (0..15), a 4 x 4 transpose per group
+// of four lanes; each row's tail as Dot's.
+void DotRows4Avx512(const float* w, const float* x, int n, float* out) {
+  const size_t stride = static_cast<size_t>(n);
+  __m512 a[4];
+  for (__m512& v : a) v = _mm512_setzero_ps();
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 y = _mm512_loadu_ps(x + j);
+    for (int k = 0; k < 4; ++k)
+      a[k] = _mm512_fmadd_ps(_mm512_loadu_ps(w + k * stride + j), y, a[k]);
+  }
+  __m128 sum = _mm_setzero_ps();  // Row k's running sum in element k.
+  auto add_group = [&sum](__m128 r0, __m128 r1, __m128 r2, __m128 r3) {
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_i: lane i of the group, rows 0-3.
+    sum = _mm_add_ps(_mm_add_ps(_mm_add_ps(_mm_add_ps(sum, r0), r1), r2), r3);
+  };
+  add_group(_mm512_castps512_ps128(a[0]), _mm512_castps512_ps128(a[1]),
+            _mm512_castps512_ps128(a[2]), _mm512_castps512_ps128(a[3]));
+  add_group(_mm512_extractf32x4_ps(a[0], 1), _mm512_extractf32x4_ps(a[1], 1),
+            _mm512_extractf32x4_ps(a[2], 1), _mm512_extractf32x4_ps(a[3], 1));
+  add_group(_mm512_extractf32x4_ps(a[0], 2), _mm512_extractf32x4_ps(a[1], 2),
+            _mm512_extractf32x4_ps(a[2], 2), _mm512_extractf32x4_ps(a[3], 2));
+  add_group(_mm512_extractf32x4_ps(a[0], 3), _mm512_extractf32x4_ps(a[1], 3),
+            _mm512_extractf32x4_ps(a[2], 3), _mm512_extractf32x4_ps(a[3], 3));
+  alignas(16) float sums[4];
+  _mm_store_ps(sums, sum);
+  for (int k = 0; k < 4; ++k) {
+    float tail = 0.0f;
+    for (int t = j; t < n; ++t) tail = std::fma(w[k * stride + t], x[t], tail);
+    out[k] = sums[k] + tail;
+  }
+}
+
 // R rows at once (row r at q + r * n, its scales at scales + r * n / 32):
 // R independent accumulation chains, each row's in Dot's order.
 template <int R>
@@ -325,6 +360,7 @@ float DotKAvx512(WeightTensor::Type type, const uint8_t* blocks, const float* x,
 extern const internal::RowKernels kKernels = {
     .name = "avx512",
     .dot = Dot,
+    .dot_rows4 = DotRows4Avx512,
     .dot4 = Dot4,
     .dot4x4 = Dot4x4Avx512,
     .block_scores = BlockScores,

@@ -18,6 +18,7 @@ namespace {
 extern const internal::RowKernels kKernels = {
     .name = "portable",
     .dot = Dot,
+    .dot_rows4 = DotRows4Generic,
     .dot4 = Dot4,
     .dot4x4 = Dot4x4Generic,
     .block_scores = BlockScores,

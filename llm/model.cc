@@ -234,9 +234,9 @@ namespace {
 // weight row is read from memory once for all rows. Rows before
 // `prompt_from` (generated tokens, short prompts): blocks of four weight
 // rows x four sequences (Dot4x4); leftover sequences take Dot4 (one row x
-// four) or Dot, and one or two sequences of a quantized model take the
-// fused kernels, four weight rows at a time; every dot product is summed in
-// Dot's lane order. Rows from `prompt_from` on (long prompts): panels of 32
+// four) or Dot, and one to three sequences take four weight rows at a time
+// into each (DotRows4, or a quantized type's fused kernels); every dot
+// product is summed in Dot's lane order. Rows from `prompt_from` on (long prompts): panels of 32
 // weight rows, transposed (and converted to float32) once per step, times
 // all of them (PanelProduct). Either way a row's result never depends on
 // the batch. The products of a group (q, k and v; gate and up) share one
@@ -325,9 +325,11 @@ void BatchMatMul(std::initializer_list<MatMul> group, const float* x, int n, int
       }
       return;
     }
-    if (rows < 4 && m.w->type() != WeightTensor::Type::kF32) {
-      // Few sequences: read quantized rows straight into the dot products,
-      // four rows at a time.
+    if (rows < 4 && (block_rows == 4 || m.w->type() != WeightTensor::Type::kF32)) {
+      // Few sequences: four weight rows at a time into each sequence's dot
+      // products (quantized rows read straight into them; float32 rows'
+      // lane sums added four rows at once: stories260K's 64-value rows
+      // spent most of each dot there).
       if (block_rows == 4) {
         for (int rr = 0; rr < rows; ++rr) {
           float o[4];

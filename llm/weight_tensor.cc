@@ -279,6 +279,7 @@ void WeightTensor::DotRows4(size_t offset, const float* x, int n, float* out) co
     case Type::kQ4_0:
       return DotQ4x4(q4_->data() + offset / 2, scales_->data() + offset / 32, x, n, out);
     case Type::kF32:
+      return ::quiver::llm::internal::DotRows4(f32_data() + offset, x, n, out);
     case Type::kF16:
     case Type::kBF16:
     case Type::kQ4_K:

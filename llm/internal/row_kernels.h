@@ -39,6 +39,11 @@ struct RowKernels {
   const char* name;  // "portable", "avx2" or "avx512".
   // a . b over n values.
   float (*dot)(const float* a, const float* b, int n);
+  // out[k] = w_k . x for four consecutive rows (stride n) and one vector,
+  // each equal to dot's: one stream's float32 products, where a 64-value
+  // row's dot spent most of its time adding its 16 lanes one after another
+  // (the x86 forms add the four rows' lanes side by side).
+  void (*dot_rows4)(const float* w, const float* x, int n, float* out);
   // out[r] = w . x_r for four vectors.
   void (*dot4)(const float* w, const float* x0, const float* x1, const float* x2, const float* x3,
                int n, float* out);
@@ -94,6 +99,9 @@ inline const RowKernels& Kernels() {
 
 // The chosen form's kernels by name (what the model code calls).
 inline float Dot(const float* a, const float* b, int n) { return Kernels().dot(a, b, n); }
+inline void DotRows4(const float* w, const float* x, int n, float* out) {
+  Kernels().dot_rows4(w, x, n, out);
+}
 inline void Dot4(const float* w, const float* x0, const float* x1, const float* x2, const float* x3,
                  int n, float* out) {
   Kernels().dot4(w, x0, x1, x2, x3, n, out);
