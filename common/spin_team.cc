@@ -53,12 +53,14 @@ uint32_t SpinTeam::AwaitGeneration(uint32_t seen) {
 
 void SpinTeam::RunShare(int participant) {
   if (schedule_ == Schedule::kDynamic) {
-    for (int64_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n_;) thunk_(body_, i);
+    for (int64_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n_;) {
+      thunk_(body_, i, i + 1);
+    }
     return;
   }
   const int64_t parts = size();
   const int64_t begin = n_ * participant / parts, end = n_ * (participant + 1) / parts;
-  for (int64_t i = begin; i < end; ++i) thunk_(body_, i);
+  if (begin < end) thunk_(body_, begin, end);
 }
 
 void SpinTeam::WorkerLoop(int participant) {
@@ -74,7 +76,7 @@ void SpinTeam::WorkerLoop(int participant) {
 bool SpinTeam::Run(int64_t n, Schedule schedule, Thunk thunk, const void* body) {
   if (busy_.exchange(true, std::memory_order_acquire)) return false;
   if (workers_.empty() || n <= 1) {
-    for (int64_t i = 0; i < n; ++i) thunk(body, i);
+    if (n > 0) thunk(body, 0, n);
     busy_.store(false, std::memory_order_release);
     return true;
   }

@@ -45,12 +45,20 @@ class SpinTeam {
   // when the team is busy. body must not throw.
   template <typename Body>
   bool ParallelFor(int64_t n, Schedule schedule, const Body& body) {
+    // A participant's indices go through one call, which loops over them
+    // with the body inlined (an elementwise body then vectorises).
     return Run(
-        n, schedule, [](const void* b, int64_t i) { (*static_cast<const Body*>(b))(i); }, &body);
+        n, schedule,
+        [](const void* b, int64_t begin, int64_t end) {
+          const Body& f = *static_cast<const Body*>(b);
+          for (int64_t i = begin; i < end; ++i) f(i);
+        },
+        &body);
   }
 
  private:
-  using Thunk = void (*)(const void* body, int64_t i);
+  // Runs body(i) for i in [begin, end).
+  using Thunk = void (*)(const void* body, int64_t begin, int64_t end);
 
   bool Run(int64_t n, Schedule schedule, Thunk thunk, const void* body);
   void RunShare(int participant);
