@@ -8,8 +8,10 @@
 //                              prebuilt 500-record Upserts: the server's own rate)
 //       [--index_backlog=N]   (quiverd's flag; 0: every write in the graph when acked)
 //       [--skip_inprocess=1]  (only the server part)
+//       [--filter_efs=128,256] (the 1% filter's queries again at those beam widths)
 //
-// Then Query RPC throughput from 1 and 2 concurrent clients (own channels).
+// Filtered queries also report recall@k against the exact answer. Then
+// Query RPC throughput from 1 and 2 concurrent clients (own channels).
 //
 // Data: clustered Gaussian vectors (100 centres, unit spread), not uniform
 // noise, fixed seed.
@@ -21,6 +23,8 @@
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -181,13 +185,18 @@ int main(int argc, char** argv) {
   }
 
   auto search = quiver::v1::Search::NewStub(channel);
-  auto run_queries = [&](const char* label, bool filtered) {
-    std::vector<double> lat;
-    size_t exact = 0;
+  // Filtered queries are also asked with exact = true (timed apart): the
+  // planner's answer's recall@k against the exact one, and what the exact
+  // scan costs. `ef` 0: the collection's beam width.
+  std::vector<std::set<std::string>> truth;  // Per query, the filtered exact answer.
+  auto run_queries = [&](const char* label, bool filtered, uint32_t ef = 0) {
+    std::vector<double> lat, exact_lat;
+    size_t exact = 0, found = 0;
     for (size_t q = 0; q < nq; ++q) {
       quiver::v1::QueryRequest req;
       req.set_collection("bench");
       req.set_top_k(k);
+      req.set_ef_search(ef);
       req.mutable_vector()->Add(queries.begin() + q * dim, queries.begin() + (q + 1) * dim);
       if (filtered) (*req.mutable_filter()->mutable_fields())["bucket"].set_number_value(7);
       quiver::v1::QueryResponse resp;
@@ -201,12 +210,32 @@ int main(int argc, char** argv) {
       }
       lat.push_back(Seconds(a, Clock::now()) * 1e3);
       exact += resp.exact();
+      if (!filtered) continue;
+      if (truth.size() <= q) {
+        req.set_exact(true);
+        quiver::v1::QueryResponse answer;
+        grpc::ClientContext truth_ctx;
+        const auto b = Clock::now();
+        if (!search->Query(&truth_ctx, req, &answer).ok()) std::exit(1);
+        exact_lat.push_back(Seconds(b, Clock::now()) * 1e3);
+        truth.emplace_back();
+        for (const auto& m : answer.matches()) truth.back().insert(m.id());
+      }
+      for (const auto& m : resp.matches()) found += truth[q].count(m.id());
     }
     std::printf(
         "[server] %s Query RPC %-22s median %.2f ms  p99 %.2f ms  (%.0f QPS, 1 client; "
         "%zu of %zu by exact scan)\n",
         index.c_str(), label, Percentile(lat, 0.5), Percentile(lat, 0.99),
         1e3 / Percentile(lat, 0.5), exact, nq);
+    if (filtered) {
+      std::printf("[server] %s   recall@%zu vs the exact answer %.4f", index.c_str(), k,
+                  static_cast<double>(found) / static_cast<double>(nq * k));
+      if (!exact_lat.empty()) {
+        std::printf("; the exact scan (exact = true) median %.2f ms", Percentile(exact_lat, 0.5));
+      }
+      std::printf("\n");
+    }
   };
   {
     // Imports are acknowledged before HNSW holds them (the backlog, searched
@@ -245,6 +274,13 @@ int main(int argc, char** argv) {
 
   run_queries("(no filter)", false);
   run_queries("(filter keeps 1%)", true);
+  // --filter_efs=64,256: the filtered query again at those beam widths.
+  std::stringstream efs(Flag(argc, argv, "filter_efs", std::string()));
+  for (std::string e; std::getline(efs, e, ',');) {
+    char label[64];
+    std::snprintf(label, sizeof(label), "(filter 1%%, ef %s)", e.c_str());
+    run_queries(label, true, static_cast<uint32_t>(std::stoul(e)));
+  }
   // Throughput of concurrent clients, each on its own channel (connection).
   auto throughput = [&](int clients) {
     std::vector<double> rates;
