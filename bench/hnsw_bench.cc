@@ -12,6 +12,8 @@
 //                IndexScalarQuantizer (QT_8bit; --skip_flat_sq8=1 skips the scan)
 //   --skip_faiss=1: hnswlib as the only peer
 //   --query_threads=2: our throughput with that many querying threads vs one
+//   --filter_percents=0.5,1,5: our filtered search (label % 10000 < 100 p keeps
+//                p%) at each ef: recall@10 against the exact filtered answer, qps
 //
 // Prints per library: build seconds, then per ef: recall@10 and
 // single-thread queries/s; then our QPS ratio to each peer at recall@10
@@ -263,6 +265,45 @@ void RunDataset(const Dataset& d) {
       std::printf(
           "quiver query scaling at ef=%zu: 1 thread %.0f qps, %d threads %.0f qps = %.2fx\n", ef,
           one, qt, many, many / one);
+    }
+    if (quant == "none" && !Flag("filter_percents", "").empty()) {
+      // Filtered search (label % 100 < p keeps p%) at each ef: recall@10
+      // against the exact filtered answer, single-thread queries/s.
+      quiver::ann::FlatIndex flat(d.dim, o.metric);
+      for (size_t i = 0; i < d.n(); ++i) {
+        flat.Upsert(i, std::span<const float>(&d.base[i * d.dim], d.dim));
+      }
+      const std::string percents = Flag("filter_percents", "");
+      for (size_t p0 = 0, p1; p0 < percents.size(); p0 = p1 + 1) {
+        p1 = percents.find(',', p0);
+        if (p1 == std::string::npos) p1 = percents.size();
+        const double keep = std::stod(percents.substr(p0, p1 - p0));
+        const quiver::ann::LabelFilter filter = [keep](uint64_t label) {
+          return static_cast<double>(label % 10000) < keep * 100;
+        };
+        std::vector<std::set<uint64_t>> truth(d.nq());
+        for (size_t q = 0; q < d.nq(); ++q) {
+          for (const auto& h : flat.Search(std::span<const float>(&d.queries[q * d.dim], d.dim),
+                                           {.top_k = 10, .filter = &filter})) {
+            truth[q].insert(h.label);
+          }
+        }
+        for (size_t ef : {32, 64, 128, 256, 512}) {
+          size_t found = 0, want = 0;
+          const auto t0 = Clock::now();
+          for (size_t q = 0; q < d.nq(); ++q) {
+            for (const auto& h : index.Search(std::span<const float>(&d.queries[q * d.dim], d.dim),
+                                              {.top_k = 10, .ef = ef, .filter = &filter})) {
+              found += truth[q].count(h.label);
+            }
+            want += truth[q].size();
+          }
+          const double secs = Since(t0);
+          std::printf("quiver filter keeps %.2f%%: ef %4zu recall@10 %.4f  %8.0f qps\n", keep, ef,
+                      static_cast<double>(found) / static_cast<double>(std::max<size_t>(want, 1)),
+                      static_cast<double>(d.nq()) / secs);
+        }
+      }
     }
     results.push_back(std::move(r));
   }
