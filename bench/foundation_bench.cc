@@ -8,7 +8,8 @@
 //                              prebuilt 500-record Upserts: the server's own rate)
 //       [--index_backlog=N]   (quiverd's flag; 0: every write in the graph when acked)
 //       [--skip_inprocess=1]  (only the server part)
-//       [--filter_efs=128,256] (the 1% filter's queries again at those beam widths)
+//       [--filter_percent=1]  (the filtered queries keep that share of records)
+//       [--filter_efs=128,256] (the filtered queries again at those beam widths)
 //
 // Filtered queries also report recall@k against the exact answer. Then
 // Query RPC throughput from 1 and 2 concurrent clients (own channels).
@@ -81,6 +82,9 @@ int main(int argc, char** argv) {
   const size_t n = Flag(argc, argv, "n", 100000);
   const size_t dim = Flag(argc, argv, "dim", 128);
   const size_t nq = Flag(argc, argv, "queries", 200);
+  // Records carry bucket = i % 100; the filter keeps bucket 7 (1%), or
+  // bucket < p for --filter_percent=p.
+  const long filter_percent = Flag(argc, argv, "filter_percent", 1L);
   const size_t k = 10;
   const std::string index = Flag(argc, argv, "index", std::string("flat"));
   const std::string quantization = Flag(argc, argv, "quantization", std::string("none"));
@@ -205,7 +209,14 @@ int main(int argc, char** argv) {
       req.set_top_k(k);
       req.set_ef_search(ef);
       req.mutable_vector()->Add(queries.begin() + q * dim, queries.begin() + (q + 1) * dim);
-      if (filtered) (*req.mutable_filter()->mutable_fields())["bucket"].set_number_value(7);
+      if (filtered && filter_percent == 1) {
+        (*req.mutable_filter()->mutable_fields())["bucket"].set_number_value(7);
+      } else if (filtered) {
+        (*(*req.mutable_filter()->mutable_fields())["bucket"]
+              .mutable_struct_value()
+              ->mutable_fields())["$lt"]
+            .set_number_value(filter_percent);
+      }
       quiver::v1::QueryResponse resp;
       grpc::ClientContext ctx;
       const auto a = Clock::now();
@@ -280,12 +291,14 @@ int main(int argc, char** argv) {
   }
 
   run_queries("(no filter)", false);
-  run_queries("(filter keeps 1%)", true);
+  char filter_label[64];
+  std::snprintf(filter_label, sizeof(filter_label), "(filter keeps %ld%%)", filter_percent);
+  run_queries(filter_label, true);
   // --filter_efs=64,256: the filtered query again at those beam widths.
   std::stringstream efs(Flag(argc, argv, "filter_efs", std::string()));
   for (std::string e; std::getline(efs, e, ',');) {
     char label[64];
-    std::snprintf(label, sizeof(label), "(filter 1%%, ef %s)", e.c_str());
+    std::snprintf(label, sizeof(label), "(filter %ld%%, ef %s)", filter_percent, e.c_str());
     run_queries(label, true, static_cast<uint32_t>(std::stoul(e)));
   }
   // Throughput of concurrent clients, each on its own channel (connection).
