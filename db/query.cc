@@ -219,9 +219,11 @@ absl::Status Engine::SearchVectors(const Collection& c, const NamespaceState& st
     uint64_t distances = 0;
     params.distances = &distances;
     const ann::VectorIndex& index = *state->index;
-    out.exact =
-        req.exact || !index.concurrent_writes() ||
-        (!filter.MatchesAll() && EstimateSelectivity(*state, filter) < kExactScanSelectivity);
+    const size_t ef =
+        std::max<size_t>(req.ef_search != 0 ? req.ef_search : c.config().hnsw.ef_search, top_k);
+    out.exact = req.exact || !index.concurrent_writes() ||
+                (!filter.MatchesAll() &&
+                 EstimateSelectivity(*state, filter) < ExactScanBelow(state->entries.size(), ef));
     auto run = [&] {
       hits = out.exact ? index.SearchExact(query, params) : index.Search(query, params);
       if (state->catchup != nullptr) {

@@ -537,6 +537,30 @@ TEST_F(HnswEngineTest, PlannerUsesTheGraphForBroadFiltersAndExactScanForSelectiv
   EXPECT_EQ(Recall(20, R"({"k": {"$lt": 5}})"), 1.0);   // 0.5%: exact.
 }
 
+// The walk costs about kWalkNodeCost * ef / share records' worth of the
+// exact scan: a 1% filter on 20,000 records with a beam of 2 walks (about
+// 200 expanded nodes), where a fixed 1% threshold scanned half the time
+// (the 2,048-record sample puts it on either side).
+TEST_F(HnswEngineTest, ThePlannerWalksWhenTheWalkCostsLessThanTheScan) {
+  EXPECT_DOUBLE_EQ(ExactScanBelow(1'000'000, 64), kWalkNodeCost * 64 / 1'000'000);
+  EXPECT_DOUBLE_EQ(ExactScanBelow(10'000'000, 64), 0.001);  // The floor.
+  EXPECT_DOUBLE_EQ(ExactScanBelow(100'000, 64), 0.01);      // The ceiling.
+  EXPECT_DOUBLE_EQ(ExactScanBelow(0, 64), 0.01);
+  Put(0, 20000, 5);
+  QueryRequest req;
+  std::mt19937 rng(6);
+  req.vector = RandomVector(&rng, kDim);
+  req.top_k = 2;
+  req.ef_search = 2;
+  req.filter = *ParseJson(R"({"g": 0})");  // 1%.
+  auto r = engine_->Query("h", req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->exact);
+  ASSERT_EQ(r->matches.size(), 2u);
+  for (const Match& m : r->matches) EXPECT_EQ(std::stoi(m.id.substr(1)) % 100, 0) << m.id;
+  EXPECT_LT(r->scanned_count, 20000u);
+}
+
 TEST_F(HnswEngineTest, RestartLoadsTheCheckpointAndReplaysLaterWrites) {
   Put(0, 2000, 4);  // Crosses the checkpoint threshold.
   const std::string ckpt = storage::IndexFiles(dir_.path() + "/data").Path(1, "");
