@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "llm/internal/lane_sums_x86.h"
 #include "llm/internal/row_kernels.h"
 #include "nn/half.h"
 
@@ -67,18 +68,16 @@ void Dot4x4Avx2(const float* w, int n, const float* const* x, float* out, const 
 __attribute__((always_inline)) inline void SumLanesRows4(const __m256* lo, const __m256* hi,
                                                          float* sums) {
   __m128 sum = _mm_setzero_ps();  // Row k's running sum in element k.
-  auto add_group = [&sum](__m128 r0, __m128 r1, __m128 r2, __m128 r3) {
-    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_i: lane i of the group, rows 0-3.
-    sum = _mm_add_ps(_mm_add_ps(_mm_add_ps(_mm_add_ps(sum, r0), r1), r2), r3);
-  };
-  add_group(_mm256_castps256_ps128(lo[0]), _mm256_castps256_ps128(lo[1]),
-            _mm256_castps256_ps128(lo[2]), _mm256_castps256_ps128(lo[3]));
-  add_group(_mm256_extractf128_ps(lo[0], 1), _mm256_extractf128_ps(lo[1], 1),
-            _mm256_extractf128_ps(lo[2], 1), _mm256_extractf128_ps(lo[3], 1));
-  add_group(_mm256_castps256_ps128(hi[0]), _mm256_castps256_ps128(hi[1]),
-            _mm256_castps256_ps128(hi[2]), _mm256_castps256_ps128(hi[3]));
-  add_group(_mm256_extractf128_ps(hi[0], 1), _mm256_extractf128_ps(hi[1], 1),
-            _mm256_extractf128_ps(hi[2], 1), _mm256_extractf128_ps(hi[3], 1));
+  sum = internal::AddLaneGroup4(sum, _mm256_castps256_ps128(lo[0]), _mm256_castps256_ps128(lo[1]),
+                                _mm256_castps256_ps128(lo[2]), _mm256_castps256_ps128(lo[3]));
+  sum =
+      internal::AddLaneGroup4(sum, _mm256_extractf128_ps(lo[0], 1), _mm256_extractf128_ps(lo[1], 1),
+                              _mm256_extractf128_ps(lo[2], 1), _mm256_extractf128_ps(lo[3], 1));
+  sum = internal::AddLaneGroup4(sum, _mm256_castps256_ps128(hi[0]), _mm256_castps256_ps128(hi[1]),
+                                _mm256_castps256_ps128(hi[2]), _mm256_castps256_ps128(hi[3]));
+  sum =
+      internal::AddLaneGroup4(sum, _mm256_extractf128_ps(hi[0], 1), _mm256_extractf128_ps(hi[1], 1),
+                              _mm256_extractf128_ps(hi[2], 1), _mm256_extractf128_ps(hi[3], 1));
   _mm_storeu_ps(sums, sum);
 }
 
@@ -98,11 +97,7 @@ void DotRows4Avx2(const float* w, const float* x, int n, float* out) {
   }
   float sums[4];
   SumLanesRows4(lo, hi, sums);
-  for (int k = 0; k < 4; ++k) {
-    float tail = 0.0f;
-    for (int t = j; t < n; ++t) tail = std::fma(w[k * stride + t], x[t], tail);
-    out[k] = sums[k] + tail;
-  }
+  internal::AddRowTails4(w, stride, x, j, n, sums, out);
 }
 
 // Values j..j+15 of a Q8_0 row (block j / 32) as float32: the scale times

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "llm/internal/lane_sums_x86.h"
 #include "llm/internal/row_kernels.h"
 #include "nn/half.h"
 
@@ -127,25 +128,20 @@ void DotRows4Avx512(const float* w, const float* x, int n, float* out) {
       a[k] = _mm512_fmadd_ps(_mm512_loadu_ps(w + k * stride + j), y, a[k]);
   }
   __m128 sum = _mm_setzero_ps();  // Row k's running sum in element k.
-  auto add_group = [&sum](__m128 r0, __m128 r1, __m128 r2, __m128 r3) {
-    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_i: lane i of the group, rows 0-3.
-    sum = _mm_add_ps(_mm_add_ps(_mm_add_ps(_mm_add_ps(sum, r0), r1), r2), r3);
-  };
-  add_group(_mm512_castps512_ps128(a[0]), _mm512_castps512_ps128(a[1]),
-            _mm512_castps512_ps128(a[2]), _mm512_castps512_ps128(a[3]));
-  add_group(_mm512_extractf32x4_ps(a[0], 1), _mm512_extractf32x4_ps(a[1], 1),
-            _mm512_extractf32x4_ps(a[2], 1), _mm512_extractf32x4_ps(a[3], 1));
-  add_group(_mm512_extractf32x4_ps(a[0], 2), _mm512_extractf32x4_ps(a[1], 2),
-            _mm512_extractf32x4_ps(a[2], 2), _mm512_extractf32x4_ps(a[3], 2));
-  add_group(_mm512_extractf32x4_ps(a[0], 3), _mm512_extractf32x4_ps(a[1], 3),
-            _mm512_extractf32x4_ps(a[2], 3), _mm512_extractf32x4_ps(a[3], 3));
+  sum = internal::AddLaneGroup4(sum, _mm512_castps512_ps128(a[0]), _mm512_castps512_ps128(a[1]),
+                                _mm512_castps512_ps128(a[2]), _mm512_castps512_ps128(a[3]));
+  sum =
+      internal::AddLaneGroup4(sum, _mm512_extractf32x4_ps(a[0], 1), _mm512_extractf32x4_ps(a[1], 1),
+                              _mm512_extractf32x4_ps(a[2], 1), _mm512_extractf32x4_ps(a[3], 1));
+  sum =
+      internal::AddLaneGroup4(sum, _mm512_extractf32x4_ps(a[0], 2), _mm512_extractf32x4_ps(a[1], 2),
+                              _mm512_extractf32x4_ps(a[2], 2), _mm512_extractf32x4_ps(a[3], 2));
+  sum =
+      internal::AddLaneGroup4(sum, _mm512_extractf32x4_ps(a[0], 3), _mm512_extractf32x4_ps(a[1], 3),
+                              _mm512_extractf32x4_ps(a[2], 3), _mm512_extractf32x4_ps(a[3], 3));
   alignas(16) float sums[4];
   _mm_store_ps(sums, sum);
-  for (int k = 0; k < 4; ++k) {
-    float tail = 0.0f;
-    for (int t = j; t < n; ++t) tail = std::fma(w[k * stride + t], x[t], tail);
-    out[k] = sums[k] + tail;
-  }
+  internal::AddRowTails4(w, stride, x, j, n, sums, out);
 }
 
 // R rows at once (row r at q + r * n, its scales at scales + r * n / 32):
