@@ -214,7 +214,9 @@ absl::Status VerifyQuantKernels(const RowKernels& form) {
     for (WeightTensor::Type type :
          {WeightTensor::Type::kQ4_K, WeightTensor::Type::kQ5_K, WeightTensor::Type::kQ6_K}) {
       const size_t bytes = WeightTensor::KBlockBytes(type);
-      std::vector<uint8_t> blocks(bytes * (n / 256));
+      // Four rows (the four-row kernel's input); the single-row checks
+      // read the first.
+      std::vector<uint8_t> blocks(4 * bytes * (n / 256));
       for (uint8_t& v : blocks) v = static_cast<uint8_t>(next());
       for (size_t b = 0; b < blocks.size() / bytes; ++b) {
         uint8_t* blk = &blocks[b * bytes];
@@ -238,6 +240,16 @@ absl::Status VerifyQuantKernels(const RowKernels& form) {
         return absl::InternalError(StrCat(form.name, " K-quant kernels (type ",
                                           static_cast<int>(type),
                                           ") differ from the portable ones for n = ", n));
+      }
+      float got4[4];
+      form.dot_k_rows4(type, blocks.data(), x.data(), n, got4);
+      for (int k = 0; k < 4; ++k) {
+        const float want = portable.dot_k(type, blocks.data() + k * bytes * (n / 256), x.data(), n);
+        if (std::memcmp(&got4[k], &want, sizeof want) != 0) {
+          return absl::InternalError(
+              StrCat(form.name, " four-row K-quant kernel (type ", static_cast<int>(type),
+                     ") differs from the single-row one for n = ", n, ", row ", k));
+        }
       }
     }
   }

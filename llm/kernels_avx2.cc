@@ -245,6 +245,7 @@ extern const internal::RowKernels kKernels = {
     .dot_f16 = DotHalfAvx2<false>,
     .dot_bf16 = DotHalfAvx2<true>,
     .dot_k = DotKPortable,  // Bound by decoding: the generic form, vectorised.
+    .dot_k_rows4 = DotKRows4<DotKPortable>,
     .dequantize_f16 = DequantizeF16Avx2,
     .dequantize_bf16 = DequantizeBF16,
     .dequantize_q8 = DequantizeQ8,

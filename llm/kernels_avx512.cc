@@ -231,97 +231,166 @@ void DequantizeF16Avx512(const uint16_t* h, size_t n, float* out) {
   for (; i < n; ++i) out[i] = HalfToFloat(h[i]);
 }
 
+// How many calls ahead the K-quant row kernels prefetch their rows (rows
+// are consecutive, so the next calls read the rows right after these).
+constexpr int kKAhead = 2;
+
+// Prefetches super-block `b` of the rows kKAhead calls of R rows ahead:
+// every line its `bytes` touch.
+template <int R>
+__attribute__((always_inline)) inline void PrefetchKBlock(const uint8_t* blk, size_t row_bytes,
+                                                          size_t bytes) {
+  const char* p = reinterpret_cast<const char*>(blk + kKAhead * R * row_bytes);
+  for (size_t at = 0; at < bytes; at += 64) _mm_prefetch(p + at, _MM_HINT_T0);
+  _mm_prefetch(p + bytes - 1, _MM_HINT_T0);
+}
+
+// KScaleMin's eight sub-block scales and mins of a Q4_K / Q5_K
+// super-block (its 12 scale bytes at s), times d and dmin: the same float
+// products, the 6-bit fields pulled out of 32-bit words at once (decoding
+// them one at a time took more time than the super-block's dots).
+__attribute__((always_inline)) inline void KScalesMins8(const uint8_t* s, float d, float dmin,
+                                                        float* dsc, float* dmn) {
+  uint32_t w0, w1, w2;  // Bytes 0-3, 4-7, 8-11.
+  std::memcpy(&w0, s, 4);
+  std::memcpy(&w1, s + 4, 4);
+  std::memcpy(&w2, s + 8, 4);
+  // j < 4: scale s[j] & 63, min s[j + 4] & 63; j >= 4: scale the low
+  // nibble of s[j + 4] and the top two bits of s[j - 4] above it, min the
+  // high nibble of s[j + 4] and the top two bits of s[j].
+  const uint64_t sc =
+      uint64_t{w0 & 0x3F3F3F3Fu} | uint64_t{(w2 & 0x0F0F0F0Fu) | ((w0 >> 2) & 0x30303030u)} << 32;
+  const uint64_t m = uint64_t{w1 & 0x3F3F3F3Fu} |
+                     uint64_t{((w2 >> 4) & 0x0F0F0F0Fu) | ((w1 >> 2) & 0x30303030u)} << 32;
+  const auto widen = [](uint64_t bytes) {
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(bytes))));
+  };
+  _mm256_storeu_ps(dsc, _mm256_mul_ps(_mm256_set1_ps(d), widen(sc)));
+  _mm256_storeu_ps(dmn, _mm256_mul_ps(_mm256_set1_ps(dmin), widen(m)));
+}
+
 // Dot with Q4_K / Q5_K super-blocks without a float32 copy: each group of
 // 64 values is two runs of 32 (low nibbles, then high nibbles, of the same
 // 32 bytes; Q5_K adds a fifth bit from `high`), converted 16 at a time to
 // exactly DequantizeQ45K's values and accumulated in Dot's lanes and order.
-template <bool kFive>
-float DotQ45KAvx512(const uint8_t* blocks, const float* x, int n) {
+// R consecutive rows at once (row r's super-blocks right after row r - 1's):
+// R independent accumulation chains, interleaved a group of 64 values at a
+// time; one row's chain was what a single stream of a K-quant model waited
+// on.
+template <bool kFive, int R>
+void DotQ45KAvx512Rows(const uint8_t* blocks, const float* x, int n, float* out) {
   constexpr size_t kBytes = kFive ? 176 : 144;
+  const size_t row_bytes = static_cast<size_t>(n / 256) * kBytes;
   const __m512i low4 = _mm512_set1_epi32(0xF), one = _mm512_set1_epi32(1);
-  __m512 acc = _mm512_setzero_ps();
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int b = 0; b < n / 256; ++b) {
-    const uint8_t* blk = blocks + b * kBytes;
-    const float d = HalfAt(blk), dmin = HalfAt(blk + 2);
-    const uint8_t* scales = blk + 4;
-    const uint8_t* high = blk + 16;
-    const uint8_t* q = blk + 16 + (kFive ? 32 : 0);
     const float* xb = x + 256 * b;
+    // Each row's eight sub-block scales and mins, as DequantizeQ45K forms
+    // them (d * scale, dmin * min), decoded once per super-block.
+    float dsc[R][8], dmn[R][8];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
+      PrefetchKBlock<R>(blk, row_bytes, kBytes);
+      KScalesMins8(blk + 4, HalfAt(blk), HalfAt(blk + 2), dsc[r], dmn[r]);
+    }
     for (int g = 0; g < 4; ++g) {
-      uint8_t sc, m;
-      KScaleMin(2 * g, scales, &sc, &m);
-      const __m512 d1 = _mm512_set1_ps(d * sc), m1 = _mm512_set1_ps(dmin * m);
-      KScaleMin(2 * g + 1, scales, &sc, &m);
-      const __m512 d2 = _mm512_set1_ps(d * sc), m2 = _mm512_set1_ps(dmin * m);
-      __m512i lo[2], hi[2];
-      for (int k = 0; k < 2; ++k) {
-        const __m512i v =
-            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * k)));
-        lo[k] = _mm512_and_si512(v, low4);
-        hi[k] = _mm512_srli_epi32(v, 4);
-        if (kFive) {
-          const __m512i hb = _mm512_cvtepu8_epi32(
-              _mm_loadu_si128(reinterpret_cast<const __m128i*>(high + 16 * k)));
-          lo[k] = _mm512_or_si512(
-              lo[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g), one), 4));
-          hi[k] = _mm512_or_si512(
-              hi[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g + 1), one), 4));
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
+        const uint8_t* high = blk + 16;
+        const uint8_t* q = blk + 16 + (kFive ? 32 : 0) + 32 * g;
+        const __m512 d1 = _mm512_set1_ps(dsc[r][2 * g]), m1 = _mm512_set1_ps(dmn[r][2 * g]);
+        const __m512 d2 = _mm512_set1_ps(dsc[r][2 * g + 1]), m2 = _mm512_set1_ps(dmn[r][2 * g + 1]);
+        __m512i lo[2], hi[2];
+        for (int k = 0; k < 2; ++k) {
+          const __m512i v =
+              _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * k)));
+          lo[k] = _mm512_and_si512(v, low4);
+          hi[k] = _mm512_srli_epi32(v, 4);
+          if (kFive) {
+            const __m512i hb = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(high + 16 * k)));
+            lo[k] = _mm512_or_si512(
+                lo[k], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g), one), 4));
+            hi[k] = _mm512_or_si512(
+                hi[k],
+                _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2 * g + 1), one), 4));
+          }
+        }
+        // Values 64g + 0..15, 16..31 (low nibbles), 32..47, 48..63 (high).
+        for (int k = 0; k < 2; ++k) {
+          const __m512 w = _mm512_fmsub_ps(d1, _mm512_cvtepi32_ps(lo[k]), m1);
+          acc[r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 64 * g + 16 * k), acc[r]);
+        }
+        for (int k = 0; k < 2; ++k) {
+          const __m512 w = _mm512_fmsub_ps(d2, _mm512_cvtepi32_ps(hi[k]), m2);
+          acc[r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 64 * g + 32 + 16 * k), acc[r]);
         }
       }
-      // Values 64g + 0..15, 16..31 (low nibbles), 32..47, 48..63 (high).
-      for (int k = 0; k < 2; ++k) {
-        const __m512 w = _mm512_fmsub_ps(d1, _mm512_cvtepi32_ps(lo[k]), m1);
-        acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 64 * g + 16 * k), acc);
-      }
-      for (int k = 0; k < 2; ++k) {
-        const __m512 w = _mm512_fmsub_ps(d2, _mm512_cvtepi32_ps(hi[k]), m2);
-        acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 64 * g + 32 + 16 * k), acc);
-      }
-      q += 32;
     }
   }
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, acc);
-  return SumLanes(lanes) + 0.0f;  // Dot's (empty) tail.
+  for (int r = 0; r < R; ++r) {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, acc[r]);
+    out[r] = SumLanes(lanes) + 0.0f;  // Dot's (empty) tail.
+  }
 }
 
 // The same for Q6_K: per 128 values, four runs of 32 whose 6-bit values
-// come from `ql` nibbles and `qh` bit pairs, minus 32, times d * scale.
-float DotQ6KAvx512(const uint8_t* blocks, const float* x, int n) {
+// come from `ql` nibbles and `qh` bit pairs, minus 32, times d * scale; R
+// rows interleaved a run of 32 values at a time.
+template <int R>
+void DotQ6KAvx512Rows(const uint8_t* blocks, const float* x, int n, float* out) {
+  constexpr size_t kBytes = 210;
+  const size_t row_bytes = static_cast<size_t>(n / 256) * kBytes;
   const __m512i low4 = _mm512_set1_epi32(0xF), three = _mm512_set1_epi32(3),
                 bias = _mm512_set1_epi32(32);
-  __m512 acc = _mm512_setzero_ps();
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int b = 0; b < n / 256; ++b) {
-    const uint8_t* blk = blocks + b * 210;
-    const uint8_t* ql = blk;
-    const uint8_t* qh = blk + 128;
-    const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
-    const float d = HalfAt(blk + 208);
     const float* xb = x + 256 * b;
+    // Each row's sixteen run scales times d (the same float products),
+    // decoded once per super-block.
+    float dsc[R][16];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
+      PrefetchKBlock<R>(blk, row_bytes, kBytes);
+      const __m512i sc =
+          _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)));
+      _mm512_storeu_ps(dsc[r],
+                       _mm512_mul_ps(_mm512_set1_ps(HalfAt(blk + 208)), _mm512_cvtepi32_ps(sc)));
+    }
     for (int half = 0; half < 2; ++half) {
-      for (int r = 0; r < 4; ++r) {
-        for (int k = 0; k < 2; ++k) {  // Values 32r + 16k .. + 15 of this half.
-          const int l = 16 * k;
-          const __m512i lbits = _mm512_cvtepu8_epi32(
-              _mm_loadu_si128(reinterpret_cast<const __m128i*>(ql + l + (r % 2 == 1 ? 32 : 0))));
-          const __m512i hbits =
-              _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + l)));
-          const __m512i nib = r < 2 ? _mm512_and_si512(lbits, low4) : _mm512_srli_epi32(lbits, 4);
-          const __m512i top = _mm512_and_si512(_mm512_srli_epi32(hbits, 2 * r), three);
-          const __m512i q = _mm512_sub_epi32(_mm512_or_si512(nib, _mm512_slli_epi32(top, 4)), bias);
-          const __m512 scale = _mm512_set1_ps(d * static_cast<float>(sc[2 * r + k]));
-          const __m512 w = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(q));
-          acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 128 * half + 32 * r + l), acc);
+      for (int run = 0; run < 4; ++run) {
+        for (int r = 0; r < R; ++r) {
+          const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
+          const uint8_t* ql = blk + 64 * half;
+          const uint8_t* qh = blk + 128 + 32 * half;
+          for (int k = 0; k < 2; ++k) {  // Values 32 run + 16k .. + 15 of this half.
+            const int l = 16 * k;
+            const __m512i lbits = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                reinterpret_cast<const __m128i*>(ql + l + (run % 2 == 1 ? 32 : 0))));
+            const __m512i hbits =
+                _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + l)));
+            const __m512i nib =
+                run < 2 ? _mm512_and_si512(lbits, low4) : _mm512_srli_epi32(lbits, 4);
+            const __m512i top = _mm512_and_si512(_mm512_srli_epi32(hbits, 2 * run), three);
+            const __m512i q =
+                _mm512_sub_epi32(_mm512_or_si512(nib, _mm512_slli_epi32(top, 4)), bias);
+            const __m512 scale = _mm512_set1_ps(dsc[r][8 * half + 2 * run + k]);
+            const __m512 w = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(q));
+            acc[r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb + 128 * half + 32 * run + l), acc[r]);
+          }
         }
       }
-      ql += 64;
-      qh += 32;
-      sc += 8;
     }
   }
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, acc);
-  return SumLanes(lanes) + 0.0f;
+  for (int r = 0; r < R; ++r) {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, acc[r]);
+    out[r] = SumLanes(lanes) + 0.0f;
+  }
 }
 
 float DotQ8Avx512(const int8_t* q, const float* scales, const float* b, int n) {
@@ -336,17 +405,27 @@ float DotQ4Avx512(const uint8_t* packed, const float* scales, const float* b, in
   return out;
 }
 
-float DotKAvx512(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n) {
+template <int R>
+void DotKAvx512Rows(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n,
+                    float* out) {
   switch (type) {
     case WeightTensor::Type::kQ4_K:
-      return DotQ45KAvx512<false>(blocks, x, n);
+      return DotQ45KAvx512Rows<false, R>(blocks, x, n, out);
     case WeightTensor::Type::kQ5_K:
-      return DotQ45KAvx512<true>(blocks, x, n);
+      return DotQ45KAvx512Rows<true, R>(blocks, x, n, out);
     case WeightTensor::Type::kQ6_K:
-      return DotQ6KAvx512(blocks, x, n);
+      return DotQ6KAvx512Rows<R>(blocks, x, n, out);
     default:
-      return DotKPortable(type, blocks, x, n);
+      for (int r = 0; r < R; ++r) {
+        out[r] = DotKPortable(type, blocks + r * (n / 256) * WeightTensor::KBlockBytes(type), x, n);
+      }
   }
+}
+
+float DotKAvx512(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n) {
+  float out;
+  DotKAvx512Rows<1>(type, blocks, x, n, &out);
+  return out;
 }
 
 #pragma GCC diagnostic pop
@@ -369,6 +448,7 @@ extern const internal::RowKernels kKernels = {
     .dot_f16 = DotHalfAvx512<false>,
     .dot_bf16 = DotHalfAvx512<true>,
     .dot_k = DotKAvx512,
+    .dot_k_rows4 = DotKAvx512Rows<4>,
     .dequantize_f16 = DequantizeF16Avx512,
     .dequantize_bf16 = DequantizeBF16,
     .dequantize_q8 = DequantizeQ8,

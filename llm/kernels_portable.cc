@@ -31,6 +31,7 @@ extern const internal::RowKernels kKernels = {
     .dot_f16 = DotHalfPortable<false>,
     .dot_bf16 = DotHalfPortable<true>,
     .dot_k = DotKPortable,
+    .dot_k_rows4 = DotKRows4<DotKPortable>,
     .dequantize_f16 = DequantizeF16Portable,
     .dequantize_bf16 = DequantizeBF16,
     .dequantize_q8 = DequantizeQ8,

@@ -280,11 +280,12 @@ void WeightTensor::DotRows4(size_t offset, const float* x, int n, float* out) co
       return DotQ4x4(q4_->data() + offset / 2, scales_->data() + offset / 32, x, n, out);
     case Type::kF32:
       return ::quiver::llm::internal::DotRows4(f32_data() + offset, x, n, out);
-    case Type::kF16:
-    case Type::kBF16:
     case Type::kQ4_K:
     case Type::kQ5_K:
     case Type::kQ6_K:
+      return DotKx4(type_, q4_->data() + offset / 256 * KBlockBytes(type_), x, n, out);
+    case Type::kF16:
+    case Type::kBF16:
       break;
   }
   for (int k = 0; k < 4; ++k) out[k] = DotRow(offset + static_cast<size_t>(k) * n, x, n);

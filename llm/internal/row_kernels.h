@@ -78,6 +78,11 @@ struct RowKernels {
   float (*dot_bf16)(const uint16_t* h, const float* x, int n);
   // `blocks`: the row's K-quant super-blocks of `type` (n % 256 == 0).
   float (*dot_k)(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n);
+  // Four consecutive rows (row k's super-blocks right after row k - 1's):
+  // out[k] as dot_k gives it (AVX-512: four interleaved accumulation
+  // chains, and the rows two calls ahead prefetched).
+  void (*dot_k_rows4)(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n,
+                      float* out);
   // Stored values to float32 (the exact values the dots above use).
   void (*dequantize_f16)(const uint16_t* h, size_t n, float* out);
   void (*dequantize_bf16)(const uint16_t* h, size_t n, float* out);
@@ -126,6 +131,10 @@ inline float DotBF16(const uint16_t* h, const float* x, int n) {
 }
 inline float DotK(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n) {
   return Kernels().dot_k(type, blocks, x, n);
+}
+inline void DotKx4(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n,
+                   float* out) {
+  Kernels().dot_k_rows4(type, blocks, x, n, out);
 }
 inline void DotQ8x4(const int8_t* q, const float* scales, const float* x, int n, float* out) {
   Kernels().dot_q8x4(q, scales, x, n, out);

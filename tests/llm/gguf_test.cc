@@ -3,6 +3,7 @@
 #include "llm/gguf.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "llm/internal/row_kernels.h"
 #include "llm/llama2c.h"
+#include "nn/half.h"
 #include "tests/llm/stories_fixture.h"
 #include "tests/testing/random_llama.h"
 #include "tests/testing/test_util.h"
@@ -212,6 +214,55 @@ TEST(KQuantTest, GgufRoundTripKeepsSuperBlocks) {
   // Finer scales: K-quants beat the 32-value blocks of the same width.
   EXPECT_LT(errors[GgufType::kQ4_K], errors[GgufType::kQ4_0]);
   EXPECT_LT(errors[GgufType::kQ6_K], errors[GgufType::kQ4_K]);
+}
+
+// One stream of a K-quant model dots four weight rows at a time
+// (WeightTensor::DotRows4, interleaved chains on AVX-512): each row equal
+// to its own DotRow and to Dot on its float32 values, bit for bit, for
+// every K-quant type and in a Q4_K / Q6_K mixed tensor.
+TEST(KQuantTest, FourRowsAtOnceEqualOneAtATime) {
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+  const int cols = 768;  // Three super-blocks per row.
+  const size_t rows = 12;
+  std::vector<float> x(cols);
+  for (float& v : x) v = ud(rng);
+  auto random_kquant = [&](WeightTensor::Type type) {
+    const size_t bytes = WeightTensor::KBlockBytes(type);
+    std::vector<uint8_t> blocks(rows * cols / 256 * bytes);
+    for (uint8_t& v : blocks) v = static_cast<uint8_t>(rng());
+    for (size_t b = 0; b < blocks.size() / bytes; ++b) {  // Small finite d (and dmin).
+      const uint16_t d = quiver::nn::FloatToHalf(0.002f + 0.01f * std::fabs(ud(rng)));
+      std::memcpy(&blocks[b * bytes + (type == WeightTensor::Type::kQ6_K ? 208 : 0)], &d, 2);
+      if (type != WeightTensor::Type::kQ6_K) std::memcpy(&blocks[b * bytes + 2], &d, 2);
+    }
+    auto t = WeightTensor::KQuant(type, blocks);
+    EXPECT_TRUE(t.ok());
+    return *std::move(t);
+  };
+  const WeightTensor q4k = random_kquant(WeightTensor::Type::kQ4_K);
+  const WeightTensor q5k = random_kquant(WeightTensor::Type::kQ5_K);
+  const WeightTensor q6k = random_kquant(WeightTensor::Type::kQ6_K);
+  const WeightTensor mixed = WeightTensor::Concat({q4k, q6k});
+  for (const WeightTensor* t : {&q4k, &q5k, &q6k, &mixed}) {
+    std::vector<float> values(t->size());
+    t->Read(0, values.size(), values.data());
+    for (size_t first = 0; first + 4 <= t->size() / cols; first += 4) {
+      float four[4];
+      t->DotRows4(first * cols, x.data(), cols, four);
+      for (size_t k = 0; k < 4; ++k) {
+        const size_t at = (first + k) * cols;
+        SCOPED_TRACE("type " + std::to_string(static_cast<int>(t->type())) + " row " +
+                     std::to_string(first + k));
+        EXPECT_EQ(std::bit_cast<uint32_t>(four[k]),
+                  std::bit_cast<uint32_t>(t->DotRow(at, x.data(), cols)));
+        const WeightTensor row =
+            WeightTensor::F32(std::vector<float>(values.begin() + at, values.begin() + at + cols));
+        EXPECT_EQ(std::bit_cast<uint32_t>(four[k]),
+                  std::bit_cast<uint32_t>(row.DotRow(0, x.data(), cols)));
+      }
+    }
+  }
 }
 
 // Layers of one kind in different types (Q4_K_M files keep some layers'
