@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "llm/internal/kquant_x86.h"
 #include "llm/internal/lane_sums_x86.h"
 #include "llm/internal/row_kernels.h"
 #include "nn/half.h"
@@ -79,6 +80,25 @@ __attribute__((always_inline)) inline void SumLanesRows4(const __m256* lo, const
       internal::AddLaneGroup4(sum, _mm256_extractf128_ps(hi[0], 1), _mm256_extractf128_ps(hi[1], 1),
                               _mm256_extractf128_ps(hi[2], 1), _mm256_extractf128_ps(hi[3], 1));
   _mm_storeu_ps(sums, sum);
+}
+
+// Row r's 16 lanes (lo: 0-7, hi: 8-15) added in Dot's order, plus Dot's
+// (empty) tail: four rows side by side, one row alone.
+template <int R>
+__attribute__((always_inline)) inline void SumKRows(const __m256* lo, const __m256* hi,
+                                                    float* out) {
+  if constexpr (R == 4) {
+    float sums[4];
+    SumLanesRows4(lo, hi, sums);
+    for (int k = 0; k < 4; ++k) out[k] = sums[k] + 0.0f;
+  } else {
+    for (int r = 0; r < R; ++r) {
+      alignas(32) float lanes[16];
+      _mm256_store_ps(lanes, lo[r]);
+      _mm256_store_ps(lanes + 8, hi[r]);
+      out[r] = SumLanes(lanes) + 0.0f;
+    }
+  }
 }
 
 // DotRows4 for AVX2 + FMA: four rows' 16-lane sums (two registers each),
@@ -195,6 +215,128 @@ void DotQ4Avx2Rows4(const uint8_t* packed, const float* scales, const float* b, 
   DotQuantAvx2Rows4<Q4Row>(packed, scales, b, n, out);
 }
 
+// K-quant rows for AVX2 + FMA, R rows at once (row r's super-blocks right
+// after row r - 1's): each value converted to exactly DequantizeK's (one
+// fused multiply-subtract for Q4_K / Q5_K, one multiply for Q6_K) and
+// accumulated in Dot's lanes and order, lanes 0-7 and 8-15 in two
+// registers per row; the rows interleaved 64 (Q6_K 32) values at a time,
+// their lane sums added side by side. The scales of a super-block are
+// decoded once (kquant_x86.h). Bit for bit the portable kernel; one core of
+// a Zen 5, four rows in cache: Q4_K 4.2 -> 12.9 G values/s, Q6_K 3.6 -> 7.2
+// against the generic form (vectorised by the compiler, decoding the scales
+// per group, one chain per row).
+template <bool kFive, int R>
+void DotQ45KAvx2Rows(const uint8_t* blocks, const float* x, int n, float* out) {
+  constexpr size_t kBytes = kFive ? 176 : 144;
+  const size_t row_bytes = static_cast<size_t>(n / 256) * kBytes;
+  const __m256i low4 = _mm256_set1_epi32(0xF), one = _mm256_set1_epi32(1);
+  __m256 lo[R], hi[R];  // Row r's lanes 0-7 and 8-15.
+  for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
+  for (int b = 0; b < n / 256; ++b) {
+    const float* xb = x + 256 * b;
+    float dsc[R][8], dmn[R][8];
+    internal::Q45KBlockStart<R, kBytes>(blocks, row_bytes, b, dsc, dmn);
+    for (int g = 0; g < 4; ++g) {
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
+        const uint8_t* high = blk + 16;
+        const uint8_t* q = blk + 16 + (kFive ? 32 : 0) + 32 * g;
+        const __m256 d1 = _mm256_set1_ps(dsc[r][2 * g]), m1 = _mm256_set1_ps(dmn[r][2 * g]);
+        const __m256 d2 = _mm256_set1_ps(dsc[r][2 * g + 1]), m2 = _mm256_set1_ps(dmn[r][2 * g + 1]);
+        // w[half][k][h]: values 64g + 32 half + 16k + 8h .. + 7 (half 0: the
+        // low nibbles, sub-block 2g; 1: the high nibbles, sub-block 2g + 1).
+        __m256 w[2][2][2];
+        for (int k = 0; k < 2; ++k) {
+          for (int h = 0; h < 2; ++h) {
+            const int at = 16 * k + 8 * h;
+            const __m256i v =
+                _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + at)));
+            __m256i vlo = _mm256_and_si256(v, low4), vhi = _mm256_srli_epi32(v, 4);
+            if constexpr (kFive) {
+              const __m256i hb = _mm256_cvtepu8_epi32(
+                  _mm_loadl_epi64(reinterpret_cast<const __m128i*>(high + at)));
+              vlo = _mm256_or_si256(
+                  vlo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2 * g), one), 4));
+              vhi = _mm256_or_si256(
+                  vhi,
+                  _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2 * g + 1), one), 4));
+            }
+            w[0][k][h] = _mm256_fmsub_ps(d1, _mm256_cvtepi32_ps(vlo), m1);
+            w[1][k][h] = _mm256_fmsub_ps(d2, _mm256_cvtepi32_ps(vhi), m2);
+          }
+        }
+        // In value order within each lane: low nibbles' runs, then high.
+        for (int half = 0; half < 2; ++half) {
+          for (int k = 0; k < 2; ++k) {
+            const float* xv = xb + 64 * g + 32 * half + 16 * k;
+            lo[r] = _mm256_fmadd_ps(w[half][k][0], _mm256_loadu_ps(xv), lo[r]);
+            hi[r] = _mm256_fmadd_ps(w[half][k][1], _mm256_loadu_ps(xv + 8), hi[r]);
+          }
+        }
+      }
+    }
+  }
+  SumKRows<R>(lo, hi, out);
+}
+
+template <int R>
+void DotQ6KAvx2Rows(const uint8_t* blocks, const float* x, int n, float* out) {
+  constexpr size_t kBytes = 210;
+  const size_t row_bytes = static_cast<size_t>(n / 256) * kBytes;
+  const __m256i low4 = _mm256_set1_epi32(0xF), three = _mm256_set1_epi32(3),
+                bias = _mm256_set1_epi32(32);
+  __m256 lo[R], hi[R];
+  for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
+  for (int b = 0; b < n / 256; ++b) {
+    const float* xb = x + 256 * b;
+    float dsc[R][16];
+    internal::Q6KBlockStart<R>(blocks, row_bytes, b, dsc);
+    for (int half = 0; half < 2; ++half) {
+      for (int run = 0; run < 4; ++run) {
+        for (int r = 0; r < R; ++r) {
+          const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
+          const uint8_t* ql = blk + 64 * half + (run % 2 == 1 ? 32 : 0);
+          const uint8_t* qh = blk + 128 + 32 * half;
+          for (int k = 0; k < 2; ++k) {  // Values 32 run + 16k .. + 15 of this half.
+            const __m256 scale = _mm256_set1_ps(dsc[r][8 * half + 2 * run + k]);
+            __m256 w[2];
+            for (int h = 0; h < 2; ++h) {
+              const int l = 16 * k + 8 * h;
+              const __m256i lbits =
+                  _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ql + l)));
+              const __m256i hbits =
+                  _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qh + l)));
+              const __m256i nib =
+                  run < 2 ? _mm256_and_si256(lbits, low4) : _mm256_srli_epi32(lbits, 4);
+              const __m256i top = _mm256_and_si256(_mm256_srli_epi32(hbits, 2 * run), three);
+              const __m256i q =
+                  _mm256_sub_epi32(_mm256_or_si256(nib, _mm256_slli_epi32(top, 4)), bias);
+              w[h] = _mm256_mul_ps(scale, _mm256_cvtepi32_ps(q));
+            }
+            const float* xv = xb + 128 * half + 32 * run + 16 * k;
+            lo[r] = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(xv), lo[r]);
+            hi[r] = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xv + 8), hi[r]);
+          }
+        }
+      }
+    }
+  }
+  SumKRows<R>(lo, hi, out);
+}
+
+template <int R>
+void DotKAvx2Rows(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n,
+                  float* out) {
+  internal::DispatchKRows<R, DotQ45KAvx2Rows<false, R>, DotQ45KAvx2Rows<true, R>, DotQ6KAvx2Rows<R>,
+                          DotKPortable>(type, blocks, x, n, out);
+}
+
+float DotKAvx2(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n) {
+  float out;
+  DotKAvx2Rows<1>(type, blocks, x, n, &out);
+  return out;
+}
+
 template <bool kBf16>
 __attribute__((always_inline)) inline __m256 HalfsToFloats8(const uint16_t* p) {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
@@ -244,8 +386,8 @@ extern const internal::RowKernels kKernels = {
     .dot_q4x4 = DotQ4Avx2Rows4,
     .dot_f16 = DotHalfAvx2<false>,
     .dot_bf16 = DotHalfAvx2<true>,
-    .dot_k = DotKPortable,  // Bound by decoding: the generic form, vectorised.
-    .dot_k_rows4 = DotKRows4<DotKPortable>,
+    .dot_k = DotKAvx2,
+    .dot_k_rows4 = DotKAvx2Rows<4>,
     .dequantize_f16 = DequantizeF16Avx2,
     .dequantize_bf16 = DequantizeBF16,
     .dequantize_q8 = DequantizeQ8,

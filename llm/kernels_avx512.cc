@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "llm/internal/kquant_x86.h"
 #include "llm/internal/lane_sums_x86.h"
 #include "llm/internal/row_kernels.h"
 #include "nn/half.h"
@@ -234,45 +235,6 @@ void DequantizeF16Avx512(const uint16_t* h, size_t n, float* out) {
   for (; i < n; ++i) out[i] = HalfToFloat(h[i]);
 }
 
-// How many calls ahead the K-quant row kernels prefetch their rows (rows
-// are consecutive, so the next calls read the rows right after these).
-constexpr int kKAhead = 2;
-
-// Prefetches super-block `b` of the rows kKAhead calls of R rows ahead:
-// every line its `bytes` touch.
-template <int R>
-__attribute__((always_inline)) inline void PrefetchKBlock(const uint8_t* blk, size_t row_bytes,
-                                                          size_t bytes) {
-  const char* p = reinterpret_cast<const char*>(blk + kKAhead * R * row_bytes);
-  for (size_t at = 0; at < bytes; at += 64) _mm_prefetch(p + at, _MM_HINT_T0);
-  _mm_prefetch(p + bytes - 1, _MM_HINT_T0);
-}
-
-// KScaleMin's eight sub-block scales and mins of a Q4_K / Q5_K
-// super-block (its 12 scale bytes at s), times d and dmin: the same float
-// products, the 6-bit fields pulled out of 32-bit words at once (decoding
-// them one at a time took more time than the super-block's dots).
-__attribute__((always_inline)) inline void KScalesMins8(const uint8_t* s, float d, float dmin,
-                                                        float* dsc, float* dmn) {
-  uint32_t w0, w1, w2;  // Bytes 0-3, 4-7, 8-11.
-  std::memcpy(&w0, s, 4);
-  std::memcpy(&w1, s + 4, 4);
-  std::memcpy(&w2, s + 8, 4);
-  // j < 4: scale s[j] & 63, min s[j + 4] & 63; j >= 4: scale the low
-  // nibble of s[j + 4] and the top two bits of s[j - 4] above it, min the
-  // high nibble of s[j + 4] and the top two bits of s[j].
-  const uint64_t sc =
-      uint64_t{w0 & 0x3F3F3F3Fu} | uint64_t{(w2 & 0x0F0F0F0Fu) | ((w0 >> 2) & 0x30303030u)} << 32;
-  const uint64_t m = uint64_t{w1 & 0x3F3F3F3Fu} |
-                     uint64_t{((w2 >> 4) & 0x0F0F0F0Fu) | ((w1 >> 2) & 0x30303030u)} << 32;
-  const auto widen = [](uint64_t bytes) {
-    return _mm256_cvtepi32_ps(
-        _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(bytes))));
-  };
-  _mm256_storeu_ps(dsc, _mm256_mul_ps(_mm256_set1_ps(d), widen(sc)));
-  _mm256_storeu_ps(dmn, _mm256_mul_ps(_mm256_set1_ps(dmin), widen(m)));
-}
-
 // Dot with Q4_K / Q5_K super-blocks without a float32 copy: each group of
 // 64 values is two runs of 32 (low nibbles, then high nibbles, of the same
 // 32 bytes; Q5_K adds a fifth bit from `high`), converted 16 at a time to
@@ -295,11 +257,7 @@ void DotQ45KAvx512Rows(const uint8_t* blocks, const float* x, int n, float* out)
     // Each row's eight sub-block scales and mins, as DequantizeQ45K forms
     // them (d * scale, dmin * min), decoded once per super-block.
     float dsc[R][8], dmn[R][8];
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
-      PrefetchKBlock<R>(blk, row_bytes, kBytes);
-      KScalesMins8(blk + 4, HalfAt(blk), HalfAt(blk + 2), dsc[r], dmn[r]);
-    }
+    internal::Q45KBlockStart<R, kBytes>(blocks, row_bytes, b, dsc, dmn);
     for (int g = 0; g < 4; ++g) {
       for (int r = 0; r < R; ++r) {
         const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
@@ -366,14 +324,7 @@ void DotQ6KAvx512Rows(const uint8_t* blocks, const float* x, int n, float* out) 
     // Each row's sixteen run scales times d (the same float products),
     // decoded once per super-block.
     float dsc[R][16];
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* blk = blocks + r * row_bytes + b * kBytes;
-      PrefetchKBlock<R>(blk, row_bytes, kBytes);
-      const __m512i sc =
-          _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)));
-      _mm512_storeu_ps(dsc[r],
-                       _mm512_mul_ps(_mm512_set1_ps(HalfAt(blk + 208)), _mm512_cvtepi32_ps(sc)));
-    }
+    internal::Q6KBlockStart<R>(blocks, row_bytes, b, dsc);
     for (int half = 0; half < 2; ++half) {
       for (int run = 0; run < 4; ++run) {
         for (int r = 0; r < R; ++r) {
@@ -421,18 +372,8 @@ float DotQ4Avx512(const uint8_t* packed, const float* scales, const float* b, in
 template <int R>
 void DotKAvx512Rows(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n,
                     float* out) {
-  switch (type) {
-    case WeightTensor::Type::kQ4_K:
-      return DotQ45KAvx512Rows<false, R>(blocks, x, n, out);
-    case WeightTensor::Type::kQ5_K:
-      return DotQ45KAvx512Rows<true, R>(blocks, x, n, out);
-    case WeightTensor::Type::kQ6_K:
-      return DotQ6KAvx512Rows<R>(blocks, x, n, out);
-    default:
-      for (int r = 0; r < R; ++r) {
-        out[r] = DotKPortable(type, blocks + r * (n / 256) * WeightTensor::KBlockBytes(type), x, n);
-      }
-  }
+  internal::DispatchKRows<R, DotQ45KAvx512Rows<false, R>, DotQ45KAvx512Rows<true, R>,
+                          DotQ6KAvx512Rows<R>, DotKPortable>(type, blocks, x, n, out);
 }
 
 float DotKAvx512(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n) {
