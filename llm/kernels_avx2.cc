@@ -83,10 +83,11 @@ __attribute__((always_inline)) inline void SumLanesRows4(const __m256* lo, const
 }
 
 // Row r's 16 lanes (lo: 0-7, hi: 8-15) added in Dot's order, plus Dot's
-// (empty) tail: four rows side by side, one row alone.
+// (empty) tail, for the stored-type kernels: four rows side by side, one
+// row alone.
 template <int R>
-__attribute__((always_inline)) inline void SumKRows(const __m256* lo, const __m256* hi,
-                                                    float* out) {
+__attribute__((always_inline)) inline void SumRowLanes(const __m256* lo, const __m256* hi,
+                                                       float* out) {
   if constexpr (R == 4) {
     float sums[4];
     SumLanesRows4(lo, hi, sums);
@@ -166,10 +167,9 @@ float DotQuantAvx2(const uint8_t* row, const float* scales, const float* b, int 
     lo = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + j), lo);
     hi = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + j + 8), hi);
   }
-  alignas(32) float lanes[16];
-  _mm256_store_ps(lanes, lo);
-  _mm256_store_ps(lanes + 8, hi);
-  return SumLanes(lanes) + 0.0f;
+  float out;
+  SumRowLanes<1>(&lo, &hi, &out);
+  return out;
 }
 
 // Four consecutive rows: four independent accumulation chains, the lane
@@ -197,9 +197,7 @@ void DotQuantAvx2Rows4(const uint8_t* rows, const float* scales, const float* b,
       hi[k] = _mm256_fmadd_ps(w1, x1, hi[k]);
     }
   }
-  float sums[4];
-  SumLanesRows4(lo, hi, sums);
-  for (int k = 0; k < 4; ++k) out[k] = sums[k] + 0.0f;
+  SumRowLanes<4>(lo, hi, out);
 }
 
 float DotQ8Avx2(const int8_t* q, const float* scales, const float* b, int n) {
@@ -276,7 +274,7 @@ void DotQ45KAvx2Rows(const uint8_t* blocks, const float* x, int n, float* out) {
       }
     }
   }
-  SumKRows<R>(lo, hi, out);
+  SumRowLanes<R>(lo, hi, out);
 }
 
 template <int R>
@@ -321,7 +319,7 @@ void DotQ6KAvx2Rows(const uint8_t* blocks, const float* x, int n, float* out) {
       }
     }
   }
-  SumKRows<R>(lo, hi, out);
+  SumRowLanes<R>(lo, hi, out);
 }
 
 template <int R>

@@ -403,51 +403,58 @@ float DotQ4Avx512(const uint8_t* packed, const float* scales, const float* b, in
 // bit): batched steps convert each 4-row block of a K-quant matrix once for
 // all their sequences, and the generic form, decoding scales per group,
 // took 28% of a 16-stream Q4_K step.
-void DequantizeKAvx512(WeightTensor::Type type, const uint8_t* blocks, size_t count, float* out) {
-  const bool five = type == WeightTensor::Type::kQ5_K;
-  if (type != WeightTensor::Type::kQ4_K && !five && type != WeightTensor::Type::kQ6_K) {
-    return DequantizeK(type, blocks, count, out);
-  }
-  const size_t bytes = WeightTensor::KBlockBytes(type);
+template <bool kFive>
+void DequantizeQ45KAvx512(const uint8_t* blocks, size_t count, float* out) {
+  constexpr size_t kBytes = kFive ? 176 : 144;
   for (size_t b = 0; b < count; ++b, out += 256) {
-    const uint8_t* blk = blocks + b * bytes;
-    if (type == WeightTensor::Type::kQ6_K) {
-      float dsc[16];
-      internal::Q6KScales16(blk + 192, HalfAt(blk + 208), dsc);
-      for (int half = 0; half < 2; ++half) {
-        const uint8_t* ql = blk + 64 * half;
-        const uint8_t* qh = blk + 128 + 32 * half;
-        for (int run = 0; run < 4; ++run) {
-          for (int k = 0; k < 2; ++k) {
-            const int l = 16 * k;
-            const __m512i q = Q6KInts16(ql, qh, run, k);
-            _mm512_storeu_ps(
-                out + 128 * half + 32 * run + l,
-                _mm512_mul_ps(_mm512_set1_ps(dsc[8 * half + 2 * run + k]), _mm512_cvtepi32_ps(q)));
-          }
-        }
-      }
-      continue;
-    }
+    const uint8_t* blk = blocks + b * kBytes;
     float dsc[8], dmn[8];
     internal::KScalesMins8(blk + 4, HalfAt(blk), HalfAt(blk + 2), dsc, dmn);
     const uint8_t* high = blk + 16;
-    const uint8_t* q = blk + 16 + (five ? 32 : 0);
+    const uint8_t* q = blk + 16 + (kFive ? 32 : 0);
     for (int g = 0; g < 4; ++g, q += 32) {
       const Q45KTables t =
-          five ? MakeQ45KTables<true>(dsc[2 * g], dmn[2 * g], dsc[2 * g + 1], dmn[2 * g + 1])
-               : MakeQ45KTables<false>(dsc[2 * g], dmn[2 * g], dsc[2 * g + 1], dmn[2 * g + 1]);
+          MakeQ45KTables<kFive>(dsc[2 * g], dmn[2 * g], dsc[2 * g + 1], dmn[2 * g + 1]);
       for (int k = 0; k < 2; ++k) {
         __m512 wlo, whi;
-        if (five) {
-          Q45KValues16<true>(q, high, g, k, t, &wlo, &whi);
-        } else {
-          Q45KValues16<false>(q, high, g, k, t, &wlo, &whi);
-        }
+        Q45KValues16<kFive>(q, high, g, k, t, &wlo, &whi);
         _mm512_storeu_ps(out + 64 * g + 16 * k, wlo);
         _mm512_storeu_ps(out + 64 * g + 32 + 16 * k, whi);
       }
     }
+  }
+}
+
+void DequantizeQ6KAvx512(const uint8_t* blocks, size_t count, float* out) {
+  for (size_t b = 0; b < count; ++b, out += 256) {
+    const uint8_t* blk = blocks + b * 210;
+    float dsc[16];
+    internal::Q6KScales16(blk + 192, HalfAt(blk + 208), dsc);
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = blk + 64 * half;
+      const uint8_t* qh = blk + 128 + 32 * half;
+      for (int run = 0; run < 4; ++run) {
+        for (int k = 0; k < 2; ++k) {
+          const __m512i q = Q6KInts16(ql, qh, run, k);
+          _mm512_storeu_ps(
+              out + 128 * half + 32 * run + 16 * k,
+              _mm512_mul_ps(_mm512_set1_ps(dsc[8 * half + 2 * run + k]), _mm512_cvtepi32_ps(q)));
+        }
+      }
+    }
+  }
+}
+
+void DequantizeKAvx512(WeightTensor::Type type, const uint8_t* blocks, size_t count, float* out) {
+  switch (type) {
+    case WeightTensor::Type::kQ4_K:
+      return DequantizeQ45KAvx512<false>(blocks, count, out);
+    case WeightTensor::Type::kQ5_K:
+      return DequantizeQ45KAvx512<true>(blocks, count, out);
+    case WeightTensor::Type::kQ6_K:
+      return DequantizeQ6KAvx512(blocks, count, out);
+    default:
+      return DequantizeK(type, blocks, count, out);
   }
 }
 
