@@ -79,8 +79,8 @@ struct RowKernels {
   // `blocks`: the row's K-quant super-blocks of `type` (n % 256 == 0).
   float (*dot_k)(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n);
   // Four consecutive rows (row k's super-blocks right after row k - 1's):
-  // out[k] as dot_k gives it (AVX-512: four interleaved accumulation
-  // chains, and the rows two calls ahead prefetched).
+  // out[k] as dot_k gives it (AVX2 and AVX-512: four interleaved
+  // accumulation chains, and the rows two calls ahead prefetched).
   void (*dot_k_rows4)(WeightTensor::Type type, const uint8_t* blocks, const float* x, int n,
                       float* out);
   // Stored values to float32 (the exact values the dots above use).
