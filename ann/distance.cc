@@ -33,6 +33,9 @@ std::vector<const DistanceKernels*> SupportedKernels() {
       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
       __builtin_cpu_supports("popcnt")) {
     out.push_back(internal::kAvx512Kernels);
+    if (internal::kAvx512VnniKernels != nullptr && __builtin_cpu_supports("avx512vnni")) {
+      out.push_back(internal::kAvx512VnniKernels);
+    }
   }
 #endif
   return out;

@@ -26,13 +26,13 @@ std::string_view MetricName(Metric m);
 // One instruction set's kernels. Pointers are never null; inputs need no
 // alignment; n may be any size including 0.
 struct DistanceKernels {
-  const char* name;  // "scalar", "avx2", "avx512"
+  const char* name;  // "scalar", "avx2", "avx512", "avx512vnni"
   float (*dot)(const float* a, const float* b, size_t n);
   float (*l2_squared)(const float* a, const float* b, size_t n);
-  // Scalar-quantised (SQ8) codes in [-127, 127]: exact integer sums. No
-  // overflow for n <= 32,768 (each term is at most 254^2 = 64,516).
-  int32_t (*dot_i8)(const int8_t* a, const int8_t* b, size_t n);
-  int32_t (*l2_squared_i8)(const int8_t* a, const int8_t* b, size_t n);
+  // Scalar-quantised (SQ8): stored codes (0..255) times query codes
+  // (-127..127), the exact integer sum of products. No overflow for
+  // n <= 32,768 (each term is at most 255 x 127 = 32,385).
+  int32_t (*dot_u8i8)(const uint8_t* a, const int8_t* b, size_t n);
   // Binary codes (one bit per dimension, packed in 64-bit words): the
   // number of bits that differ.
   uint32_t (*hamming)(const uint64_t* a, const uint64_t* b, size_t words);

@@ -63,50 +63,29 @@ inline int32_t HorizontalSumI32(__m256i v) {
   return _mm_cvtsi128_si32(lo);
 }
 
-// int8 codes widened to int16, multiplied and pair-summed by vpmaddwd.
-int32_t DotI8Avx2(const int8_t* a, const int8_t* b, size_t n) {
+// Codes widened to int16 (unsigned and signed), multiplied and pair-summed by
+// vpmaddwd: exact (vpmaddubsw would saturate 255 x 127 pairs).
+inline __m256i LoadU8AsI16(const uint8_t* p) {
+  return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline __m256i LoadI8AsI16(const int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+int32_t DotU8I8Avx2(const uint8_t* a, const int8_t* b, size_t n) {
   __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    const __m256i a0 =
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
-    const __m256i b0 =
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i)));
-    const __m256i a1 =
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i + 16)));
-    const __m256i b1 =
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i + 16)));
-    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, b0));
-    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, b1));
+    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(LoadU8AsI16(a + i), LoadI8AsI16(b + i)));
+    acc1 =
+        _mm256_add_epi32(acc1, _mm256_madd_epi16(LoadU8AsI16(a + i + 16), LoadI8AsI16(b + i + 16)));
   }
   int32_t s = HorizontalSumI32(_mm256_add_epi32(acc0, acc1));
   for (; i < n; ++i) s += int32_t{a[i]} * int32_t{b[i]};
   return s;
 }
 
-int32_t L2SquaredI8Avx2(const int8_t* a, const int8_t* b, size_t n) {
-  __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m256i d0 = _mm256_sub_epi16(
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i))),
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i))));
-    const __m256i d1 = _mm256_sub_epi16(
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i + 16))),
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i + 16))));
-    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(d0, d0));
-    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(d1, d1));
-  }
-  int32_t s = HorizontalSumI32(_mm256_add_epi32(acc0, acc1));
-  for (; i < n; ++i) {
-    const int32_t d = int32_t{a[i]} - int32_t{b[i]};
-    s += d * d;
-  }
-  return s;
-}
-
-const DistanceKernels kAvx2 = {"avx2",     &DotAvx2,         &L2SquaredAvx2,
-                               &DotI8Avx2, &L2SquaredI8Avx2, &HammingPopcnt};
+const DistanceKernels kAvx2 = {"avx2", &DotAvx2, &L2SquaredAvx2, &DotU8I8Avx2, &HammingPopcnt};
 
 }  // namespace
 

@@ -42,55 +42,67 @@ float L2SquaredAvx512(const float* a, const float* b, size_t n) {
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-// int8 codes widened to int16 (32 per register), multiplied and pair-summed
-// by vpmaddwd; the tail is a masked load of the last < 32 codes.
+// Codes widened to int16 (32 per register), multiplied and pair-summed by
+// vpmaddwd; the tail is a masked load of the last < 32 codes.
+inline __mmask32 Mask32(size_t left) {
+  return left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << left) - 1);
+}
+inline __m512i LoadU8AsI16(const uint8_t* p, size_t left) {
+  return _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(Mask32(left), p));
+}
 inline __m512i LoadI8AsI16(const int8_t* p, size_t left) {
-  const __mmask32 m = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << left) - 1);
-  return _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, p));
+  return _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(Mask32(left), p));
 }
 
-int32_t DotI8Avx512(const int8_t* a, const int8_t* b, size_t n) {
+int32_t DotU8I8Avx512(const uint8_t* a, const int8_t* b, size_t n) {
   __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
   size_t i = 0;
   for (; i + 64 <= n; i += 64) {
     acc0 =
-        _mm512_add_epi32(acc0, _mm512_madd_epi16(LoadI8AsI16(a + i, 32), LoadI8AsI16(b + i, 32)));
+        _mm512_add_epi32(acc0, _mm512_madd_epi16(LoadU8AsI16(a + i, 32), LoadI8AsI16(b + i, 32)));
     acc1 = _mm512_add_epi32(
-        acc1, _mm512_madd_epi16(LoadI8AsI16(a + i + 32, 32), LoadI8AsI16(b + i + 32, 32)));
+        acc1, _mm512_madd_epi16(LoadU8AsI16(a + i + 32, 32), LoadI8AsI16(b + i + 32, 32)));
   }
   for (; i < n; i += 32) {
     acc0 = _mm512_add_epi32(
-        acc0, _mm512_madd_epi16(LoadI8AsI16(a + i, n - i), LoadI8AsI16(b + i, n - i)));
+        acc0, _mm512_madd_epi16(LoadU8AsI16(a + i, n - i), LoadI8AsI16(b + i, n - i)));
   }
   return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
-int32_t L2SquaredI8Avx512(const int8_t* a, const int8_t* b, size_t n) {
+// AVX512-VNNI: vpdpbusd multiplies 64 unsigned by 64 signed bytes and adds
+// each group of four products to a 32-bit lane, exactly (no saturation).
+__attribute__((target("avx512vnni"))) int32_t DotU8I8Vnni(const uint8_t* a, const int8_t* b,
+                                                          size_t n) {
   __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
   size_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    const __m512i d0 = _mm512_sub_epi16(LoadI8AsI16(a + i, 32), LoadI8AsI16(b + i, 32));
-    const __m512i d1 = _mm512_sub_epi16(LoadI8AsI16(a + i + 32, 32), LoadI8AsI16(b + i + 32, 32));
-    acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(d0, d0));
-    acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(d1, d1));
+  for (; i + 128 <= n; i += 128) {
+    acc0 = _mm512_dpbusd_epi32(acc0, _mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
+    acc1 =
+        _mm512_dpbusd_epi32(acc1, _mm512_loadu_si512(a + i + 64), _mm512_loadu_si512(b + i + 64));
   }
-  for (; i < n; i += 32) {
-    const __m512i d = _mm512_sub_epi16(LoadI8AsI16(a + i, n - i), LoadI8AsI16(b + i, n - i));
-    acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(d, d));
+  for (; i < n; i += 64) {
+    const __mmask64 m = n - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (n - i)) - 1;
+    acc0 = _mm512_dpbusd_epi32(acc0, _mm512_maskz_loadu_epi8(m, a + i),
+                               _mm512_maskz_loadu_epi8(m, b + i));
   }
   return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
-const DistanceKernels kAvx512 = {"avx512",     &DotAvx512,         &L2SquaredAvx512,
-                                 &DotI8Avx512, &L2SquaredI8Avx512, &HammingPopcnt};
+const DistanceKernels kAvx512 = {"avx512", &DotAvx512, &L2SquaredAvx512, &DotU8I8Avx512,
+                                 &HammingPopcnt};
+const DistanceKernels kAvx512Vnni = {"avx512vnni", &DotAvx512, &L2SquaredAvx512, &DotU8I8Vnni,
+                                     &HammingPopcnt};
 
 }  // namespace
 
 const DistanceKernels* const kAvx512Kernels = &kAvx512;
+const DistanceKernels* const kAvx512VnniKernels = &kAvx512Vnni;
 
 }  // namespace quiver::ann::internal
 #else
 namespace quiver::ann::internal {
 const DistanceKernels* const kAvx512Kernels = nullptr;
-}
+const DistanceKernels* const kAvx512VnniKernels = nullptr;
+}  // namespace quiver::ann::internal
 #endif

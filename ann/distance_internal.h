@@ -10,6 +10,8 @@ extern const DistanceKernels kScalarKernels;
 // Null where the compiler could not build that instruction set.
 extern const DistanceKernels* const kAvx2Kernels;
 extern const DistanceKernels* const kAvx512Kernels;
+// kAvx512Kernels with AVX512-VNNI's SQ8 dot product.
+extern const DistanceKernels* const kAvx512VnniKernels;
 
 }  // namespace quiver::ann::internal
 

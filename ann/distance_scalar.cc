@@ -36,18 +36,9 @@ float L2SquaredScalar(const float* a, const float* b, size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-int32_t DotI8Scalar(const int8_t* a, const int8_t* b, size_t n) {
+int32_t DotU8I8Scalar(const uint8_t* a, const int8_t* b, size_t n) {
   int32_t s = 0;
   for (size_t i = 0; i < n; ++i) s += int32_t{a[i]} * int32_t{b[i]};
-  return s;
-}
-
-int32_t L2SquaredI8Scalar(const int8_t* a, const int8_t* b, size_t n) {
-  int32_t s = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const int32_t d = int32_t{a[i]} - int32_t{b[i]};
-    s += d * d;
-  }
   return s;
 }
 
@@ -67,7 +58,7 @@ uint32_t HammingScalar(const uint64_t* a, const uint64_t* b, size_t words) {
 
 }  // namespace
 
-const DistanceKernels kScalarKernels = {"scalar",     &DotScalar,         &L2SquaredScalar,
-                                        &DotI8Scalar, &L2SquaredI8Scalar, &HammingScalar};
+const DistanceKernels kScalarKernels = {"scalar", &DotScalar, &L2SquaredScalar, &DotU8I8Scalar,
+                                        &HammingScalar};
 
 }  // namespace quiver::ann::internal

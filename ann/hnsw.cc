@@ -240,18 +240,45 @@ void HnswIndex::EncodeInto(const float* v, std::byte* out, uint64_t* clamped) co
     EncodeBinary(v, binary_threshold_.data(), options_.dimension, reinterpret_cast<uint64_t*>(out));
     return;
   }
-  const int32_t sum = sq8_.Encode(v, options_.dimension, reinterpret_cast<int8_t*>(out), clamped);
-  std::memcpy(out + kSumOffset, &sum, sizeof(sum));
+  const float norm2 = sq8_.Encode(v, reinterpret_cast<uint8_t*>(out), clamped);
+  std::memcpy(out + kNormOffset, &norm2, sizeof(norm2));
+}
+
+void HnswIndex::EncodeQueryInto(const float* q, std::byte* out) const {
+  if (!sq8()) {
+    uint64_t ignored = 0;
+    EncodeInto(q, out, &ignored);
+    return;
+  }
+  const Sq8Query t = sq8_.EncodeQuery(q, reinterpret_cast<int8_t*>(out));
+  std::memcpy(out - sizeof(t), &t, sizeof(t));
+}
+
+size_t HnswIndex::ProbeBytes() const { return sq8() ? kAlign + vector_bytes_ : 0; }
+
+const std::byte* HnswIndex::BuildProbe(NodeId id, bool from_full, std::byte* room) const {
+  if (!sq8()) return BuildVec(id);
+  std::byte* const out = room + kAlign;  // Room for the Sq8Query before.
+  auto* codes = reinterpret_cast<int8_t*>(out);
+  const Sq8Query t =
+      from_full ? sq8_.EncodeQuery(Full(id), codes)
+                : sq8_.EncodeQueryFromCodes(reinterpret_cast<const uint8_t*>(Code(id)), codes);
+  std::memcpy(out - sizeof(t), &t, sizeof(t));
+  return out;
 }
 
 void HnswIndex::TrainOnce(const float* vectors, size_t n) {
   if (!quantized() || n == 0 || trained_.load(std::memory_order_acquire)) return;
   std::lock_guard<std::mutex> lock(train_mu_);
   if (trained_.load(std::memory_order_relaxed)) return;
-  // Up to 1,024 vectors spread over the batch: enough values for the
-  // quantiles, a few milliseconds to sort.
+  // Binary: up to 1,024 vectors spread over the batch. SQ8 learns a range
+  // per dimension and clamps each one's extreme 0.01 %: up to 8,192 vectors
+  // (0.02 % of values beyond such a range are expected, under the 0.1 %
+  // that asks for retraining), fewer where they exceed 4M values (16 MB),
+  // a few milliseconds to sort.
   const size_t dim = options_.dimension;
-  const size_t take = std::min<size_t>(n, 1024);
+  const size_t take =
+      std::min<size_t>(n, sq8() ? std::clamp<size_t>((size_t{4} << 20) / dim, 256, 8192) : 1024);
   std::vector<float> values;
   values.reserve(take * dim);
   for (size_t i = 0; i < take; ++i) {
@@ -261,7 +288,7 @@ void HnswIndex::TrainOnce(const float* vectors, size_t n) {
     if (options_.metric == Metric::kCosine) NormalizeInPlace({values.data() + at, dim});
   }
   if (sq8()) {
-    SetSq8Params(Sq8Params::Train(values));
+    sq8_ = Sq8Params::Train(values.data(), take, dim);
   } else {  // Binary: each dimension's mean splits its values.
     std::vector<double> sum(dim, 0.0);
     for (size_t i = 0; i < take; ++i) {
@@ -273,13 +300,6 @@ void HnswIndex::TrainOnce(const float* vectors, size_t n) {
   trained_nodes_ = node_count();
   trained_sample_ = take;
   trained_.store(true, std::memory_order_release);
-}
-
-void HnswIndex::SetSq8Params(const Sq8Params& p) {
-  sq8_ = p;
-  sq8_scale2_ = p.scale * p.scale;
-  sq8_cross_ = p.center * p.scale;
-  sq8_const_ = static_cast<float>(options_.dimension) * p.center * p.center;
 }
 
 uint64_t HnswIndex::LabelOf(NodeId id) const {
@@ -362,7 +382,8 @@ void HnswIndex::Upsert(uint64_t label, std::span<const float> vector) {
 
 void HnswIndex::Link(NodeId id) {
   const int level = LevelOf(id);
-  const std::byte* q = BuildVec(id);
+  thread_local std::vector<std::byte> probe;  // One per call site: they nest.
+  const std::byte* q = BuildProbe(id, true, ProbeRoom(&probe));
   uint64_t ep = entry_.load(std::memory_order_acquire);
   // A node above the top level (or the first node) holds the entry lock
   // throughout, so the entry point moves only after it is fully linked.
@@ -428,7 +449,8 @@ void HnswIndex::MergeLinks(NodeId node, int level, std::span<const NodeId> add) 
     return;
   }
   // Full: keep the best max_links of the links and the rest of `add`.
-  const std::byte* base = BuildVec(node);
+  thread_local std::vector<std::byte> probe;
+  const std::byte* base = BuildProbe(node, false, ProbeRoom(&probe));
   std::vector<Candidate> candidates;
   candidates.reserve(n + add.size() - next);
   for (uint32_t i = 0; i < n; ++i) {
@@ -451,17 +473,25 @@ std::vector<NodeId> HnswIndex::SelectNeighbours(const std::vector<Candidate>& ca
                                                 size_t max_links) const {
   std::vector<NodeId> kept;
   kept.reserve(max_links);
+  // Each kept node is compared with the candidates after it in its probe
+  // form (BuildProbe), made once: max_links of them, not one per candidate.
+  thread_local std::vector<std::byte> probes;
+  thread_local std::vector<const std::byte*> kept_probes;
+  probes.resize(max_links * ProbeBytes());
+  kept_probes.clear();
   for (const Candidate& c : candidates) {
     if (kept.size() >= max_links) break;
     const std::byte* v = BuildVec(c.node);
     bool diverse = true;
-    for (NodeId k : kept) {
-      if (BuildDist(v, BuildVec(k)) < c.dist) {
+    for (const std::byte* k : kept_probes) {
+      if (BuildDist(k, v) < c.dist) {
         diverse = false;
         break;
       }
     }
-    if (diverse) kept.push_back(c.node);
+    if (!diverse) continue;
+    kept_probes.push_back(BuildProbe(c.node, false, probes.data() + kept.size() * ProbeBytes()));
+    kept.push_back(c.node);
   }
   return kept;
 }
@@ -646,9 +676,8 @@ std::vector<Hit> HnswIndex::Search(std::span<const float> query, const SearchPar
   // quantizer was trained).
   thread_local std::vector<std::byte> buffer;
   buffer.resize(kAlign + vector_bytes_);
-  std::byte* const walked = buffer.data() + kAlign;  // Room for the code sum before.
-  uint64_t ignored = 0;
-  EncodeInto(q.data(), walked, &ignored);
+  std::byte* const walked = buffer.data() + kAlign;  // Room for the Sq8Query before.
+  EncodeQueryInto(q.data(), walked);
   const uint64_t distances_before = t_distances;
   const NodeId start =
       GreedyDescend(walked, static_cast<NodeId>(ep >> 8), static_cast<int>(ep & 0xff), 0, false);
@@ -829,7 +858,8 @@ bool HnswIndex::AllLiveReachable() const {
 
 bool HnswIndex::LinkFromReachable(NodeId node, const std::vector<uint8_t>& reached) {
   const uint64_t ep = entry_.load(std::memory_order_acquire);
-  const std::byte* q = BuildVec(node);
+  thread_local std::vector<std::byte> probe;
+  const std::byte* q = BuildProbe(node, false, ProbeRoom(&probe));
   // The nearest nodes to `node` a level-0 walk from the entry point finds:
   // every one of them is reachable.
   const size_t ef = std::max<size_t>(options_.ef_construction, 2 * options_.m);
@@ -851,7 +881,8 @@ bool HnswIndex::LinkFromReachable(NodeId node, const std::vector<uint8_t>& reach
   std::lock_guard<std::mutex> lock(LockOf(full_nearest));
   std::atomic<NodeId>* links = Links(full_nearest, 0);
   const uint32_t count = links[0].load(std::memory_order_relaxed);
-  const std::byte* base = BuildVec(full_nearest);
+  thread_local std::vector<std::byte> base_probe;
+  const std::byte* base = BuildProbe(full_nearest, false, ProbeRoom(&base_probe));
   uint32_t worst = 0;
   float worst_dist = -std::numeric_limits<float>::infinity();
   for (uint32_t i = 0; i < count; ++i) {

@@ -13,8 +13,9 @@
 // grows in segments that never move. Save and Compact need writers stopped.
 //
 // Quantization (HnswOptions::quantization, ann/sq8.h): SQ8 builds and walks
-// the graph on int8 codes; binary builds it with the full vectors and walks
-// it on sign bits (Hamming distance: too coarse to choose neighbours well).
+// the graph on int8 codes (one node or query coded as a query against the
+// others' codes); binary builds it with the full vectors and walks it on
+// sign bits (Hamming distance: too coarse to choose neighbours well).
 // Either way the best candidates are rescored with the full vectors, kept
 // apart.
 //
@@ -201,22 +202,37 @@ class HnswIndex final : public VectorIndex {
   bool sq8() const { return options_.quantization == Quantization::kSq8; }
   // Binary graphs are built with the full vectors, walked on the bits.
   bool build_on_full() const { return options_.quantization == Quantization::kBinary; }
+  // What the graph is built on: the second argument of BuildDist.
   const std::byte* BuildVec(NodeId id) const {
     return build_on_full() ? reinterpret_cast<const std::byte*>(Full(id)) : Code(id);
   }
-  float BuildDist(const std::byte* a, const std::byte* b) const {
-    return build_on_full()
-               ? DistFull(reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b))
-               : Dist(a, b);
+  // The first argument of BuildDist for node `id`: BuildVec, or (SQ8) its
+  // query form, written to `room` (ProbeBytes()), made from its full vector
+  // (`from_full`) or from its codes (no full vector read: they may be on
+  // disk).
+  const std::byte* BuildProbe(NodeId id, bool from_full, std::byte* room) const;
+  size_t ProbeBytes() const;
+  std::byte* ProbeRoom(std::vector<std::byte>* buffer) const {  // Sized to ProbeBytes().
+    buffer->resize(ProbeBytes());
+    return buffer->data();
   }
-  // Writes the walked form of `v` (already normalised for cosine) to `out`
-  // (vector_bytes_, and for SQ8 the code sum in the 4 bytes before it).
+  float BuildDist(const std::byte* probe, const std::byte* b) const {
+    return build_on_full()
+               ? DistFull(reinterpret_cast<const float*>(probe), reinterpret_cast<const float*>(b))
+               : Dist(probe, b);
+  }
+  // Writes the walked form of node vector `v` (already normalised for
+  // cosine) to `out` (vector_bytes_, and for SQ8 the squared norm of what
+  // the codes stand for in the 4 bytes before it).
   // REQUIRES: quantized indexes trained.
   // Values clamped are added to *clamped.
   void EncodeInto(const float* v, std::byte* out, uint64_t* clamped) const;
+  // Writes the form a search compares with the nodes' (EncodeInto) to
+  // `out`: the same for float and binary vectors; for SQ8 query codes, with
+  // their Sq8Query in the sizeof(Sq8Query) bytes before `out`.
+  void EncodeQueryInto(const float* q, std::byte* out) const;
   // Trains the quantizer from `n` vectors if no one did yet.
   void TrainOnce(const float* vectors, size_t n);
-  void SetSq8Params(const Sq8Params& p);
   // Full vectors' bytes per node held in process memory (not mapped).
   size_t FullBytesInMemory() const;
   float DistFull(const float* a, const float* b) const {
@@ -229,6 +245,7 @@ class HnswIndex final : public VectorIndex {
   void SetState(NodeId id, NodeState s);
   std::mutex& LockOf(NodeId id) const { return link_locks_[id % kLockStripes]; }
 
+  // a: a query's form (EncodeQueryInto, BuildProbe), b: a node's (Code).
   float Dist(const std::byte* a, const std::byte* b) const {
     if (!quantized()) {
       return DistFull(reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b));
@@ -240,18 +257,18 @@ class HnswIndex final : public VectorIndex {
                                                reinterpret_cast<const uint64_t*>(b),
                                                (options_.dimension + 63) / 64));
   }
-  float DistSq8(const std::byte* a, const std::byte* b) const {
-    const auto* ca = reinterpret_cast<const int8_t*>(a);
-    const auto* cb = reinterpret_cast<const int8_t*>(b);
-    const size_t n = options_.dimension;
-    if (options_.metric == Metric::kL2) {
-      return sq8_scale2_ * static_cast<float>(kernels_.l2_squared_i8(ca, cb, n));
-    }
-    int32_t sa, sb;
-    std::memcpy(&sa, a + kSumOffset, sizeof(sa));
-    std::memcpy(&sb, b + kSumOffset, sizeof(sb));
-    return -(sq8_const_ + sq8_cross_ * static_cast<float>(sa + sb) +
-             sq8_scale2_ * static_cast<float>(kernels_.dot_i8(ca, cb, n)));
+  // q: a query's codes with its Sq8Query before them; code: a node's.
+  float DistSq8(const std::byte* q, const std::byte* code) const {
+    Sq8Query t;
+    std::memcpy(&t, q - sizeof(Sq8Query), sizeof(t));
+    const float dot =
+        t.offset + t.step * static_cast<float>(kernels_.dot_u8i8(
+                                reinterpret_cast<const uint8_t*>(code),
+                                reinterpret_cast<const int8_t*>(q), options_.dimension));
+    if (options_.metric != Metric::kL2) return -dot;
+    float norm2;
+    std::memcpy(&norm2, code + kNormOffset, sizeof(norm2));
+    return t.norm2 - 2 * dot + norm2;
   }
   int RandomLevel(NodeId id) const;
   uint32_t MaxLinks(int level) const { return level == 0 ? 2 * options_.m : options_.m; }
@@ -289,11 +306,11 @@ class HnswIndex final : public VectorIndex {
   const DistanceKernels& kernels_;
   const size_t links0_bytes_;  // (1 + 2m) uint32, padded to 64 bytes.
   // dimension floats, or (quantized) dimension codes; padded to 64 bytes.
-  // A quantized node's code sum (int32) sits in the 4 bytes before its codes:
+  // An SQ8 node's squared norm (float32) sits in the 4 bytes before its codes:
   // the padding of its level-0 links, which hold an odd number of uint32 and
   // so never fill a multiple of 64 bytes.
   const size_t vector_bytes_;
-  static constexpr ptrdiff_t kSumOffset = -4;
+  static constexpr ptrdiff_t kNormOffset = -4;
   const size_t block_bytes_;  // links0_bytes_ + vector_bytes_: one node on level 0.
 
   // The quantizer: set once, before the first code is written, under
@@ -302,10 +319,9 @@ class HnswIndex final : public VectorIndex {
   std::mutex train_mu_;
   std::atomic<bool> trained_{false};
   Sq8Params sq8_;
-  float sq8_scale2_ = 0, sq8_cross_ = 0, sq8_const_ = 0;  // Dist terms (see sq8.h).
-  size_t trained_nodes_ = 0;                              // Nodes when trained.
-  std::vector<float> binary_threshold_;                   // Binary: per dimension.
-  size_t trained_sample_ = 0;                             // Vectors trained on.
+  size_t trained_nodes_ = 0;             // Nodes when trained.
+  std::vector<float> binary_threshold_;  // Binary: per dimension.
+  size_t trained_sample_ = 0;            // Vectors trained on.
   std::atomic<uint64_t> clamped_{0};
   std::atomic<size_t> full_in_memory_{0};
 

@@ -19,9 +19,10 @@ using NodeId = HnswIndex::NodeId;
 namespace {
 
 constexpr char kMagic[8] = {'Q', 'V', 'H', 'N', 'S', 'W', '\r', '\n'};
-// Version 2 added quantization (the last 24 bytes of the header); version 1
-// files (72-byte header, unquantized) still load.
-constexpr uint32_t kFormatVersion = 2;
+// Version 2 added quantization (the last 24 bytes of the header); version 3
+// moved SQ8's range from the header (one per index) to the body (one per
+// dimension). Versions 1 (72-byte header, unquantized) and 2 still load.
+constexpr uint32_t kFormatVersion = 3;
 constexpr uint32_t kV1HeaderBytes = 72;
 
 struct FileHeader {
@@ -43,8 +44,8 @@ struct FileHeader {
   // Version 2 from here.
   float oversampling;
   uint32_t rescore;
-  float sq8_center;  // sq8_scale 0: not trained.
-  float sq8_scale;
+  float sq8_center;  // Version 2 SQ8: the range; sq8_scale 0: not trained.
+  float sq8_scale;   // Version 3: 0, 0.
   uint64_t clamped_values;
 };
 static_assert(sizeof(FileHeader) == 96, "checkpoint header is 96 bytes");
@@ -104,9 +105,6 @@ absl::Status HnswIndex::Save(std::ostream& out) const {
   h.quantization = static_cast<uint32_t>(options_.quantization);
   h.oversampling = options_.oversampling;
   h.rescore = options_.rescore ? 1 : 0;
-  const Sq8Params sq8 = sq8_params();
-  h.sq8_center = sq8.center;
-  h.sq8_scale = sq8.scale;
   h.clamped_values = clamped_values();
   const uint64_t ep = entry_.load(std::memory_order_acquire);
   h.entry_node = ep == kNoEntry ? 0 : static_cast<uint32_t>(ep >> 8);
@@ -116,11 +114,18 @@ absl::Status HnswIndex::Save(std::ostream& out) const {
   const std::streampos start = out.tellp();
   out.write(reinterpret_cast<const char*>(&h), sizeof(h));
   CrcWriter w(out);
-  if (build_on_full()) {  // Binary: the thresholds lead the body.
+  // A quantizer leads the body: binary thresholds, or SQ8 centers and scales.
+  if (quantized()) {
     const bool trained = trained_.load(std::memory_order_acquire);
     w.Put<uint64_t>(trained ? trained_sample_ : 0);
     const std::vector<float> zeros(options_.dimension, 0.0f);
-    w.Write(trained ? binary_threshold_.data() : zeros.data(), options_.dimension * sizeof(float));
+    const size_t bytes = options_.dimension * sizeof(float);
+    if (!sq8()) {
+      w.Write(trained ? binary_threshold_.data() : zeros.data(), bytes);
+    } else {
+      w.Write(trained ? sq8_.center.data() : zeros.data(), bytes);
+      w.Write(trained ? sq8_.scale.data() : zeros.data(), bytes);
+    }
   }
   std::vector<NodeId> ids;
   for (NodeId id = 0; id < h.node_count; ++id) {
@@ -203,31 +208,51 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
     return absl::DataLossError("HNSW checkpoint header holds impossible parameters");
   }
   auto index = std::make_unique<HnswIndex>(o, kernels);
-  if (index->sq8() && h.sq8_scale > 0) {
-    index->SetSq8Params({h.sq8_center, h.sq8_scale});
-    index->trained_nodes_ = h.node_count;
-    index->clamped_.store(h.clamped_values, std::memory_order_relaxed);
-    index->trained_.store(true, std::memory_order_release);
-  } else if (index->sq8() && h.node_count > 0) {
-    return absl::DataLossError("HNSW checkpoint of a quantized graph has no quantizer");
-  }
   CrcReader r(in);
   auto truncated = [] { return absl::DataLossError("HNSW checkpoint is truncated"); };
   const uint64_t n = h.node_count;
   std::vector<float> vec(o.dimension);
-  if (index->build_on_full()) {
+  auto no_quantizer = [] {
+    return absl::DataLossError("HNSW checkpoint of a quantized graph has no quantizer");
+  };
+  // The quantizer: trained from `sample` vectors (0: not yet).
+  auto trained = [&](uint64_t sample) {
+    index->trained_sample_ = static_cast<size_t>(std::min<uint64_t>(sample, 1u << 30));
+    index->trained_nodes_ = h.node_count;
+    index->clamped_.store(h.clamped_values, std::memory_order_relaxed);
+    index->trained_.store(true, std::memory_order_release);
+  };
+  if (index->sq8() && h.version <= 2) {  // One range in the header.
+    if (h.sq8_scale > 0) {
+      index->sq8_ = Sq8Params::Uniform(h.sq8_center, h.sq8_scale, o.dimension);
+      trained(1);
+    } else if (n > 0) {
+      return no_quantizer();
+    }
+  } else if (index->quantized()) {
     uint64_t sample = 0;
     if (!r.Get(&sample) || !r.Read(vec.data(), vec.size() * sizeof(float))) return truncated();
-    for (float t : vec) {
-      if (!std::isfinite(t)) return absl::DataLossError("HNSW checkpoint thresholds are damaged");
+    std::vector<float> scale;
+    if (index->sq8()) {
+      scale.resize(o.dimension);
+      if (!r.Read(scale.data(), scale.size() * sizeof(float))) return truncated();
     }
-    if (sample > 0) {
+    for (size_t d = 0; d < o.dimension; ++d) {
+      if (!std::isfinite(vec[d]) || (index->sq8() && sample > 0 && !(scale[d] > 0)) ||
+          !std::isfinite(index->sq8() ? scale[d] : 0.0f)) {
+        return absl::DataLossError("HNSW checkpoint quantizer is damaged");
+      }
+    }
+    if (sample == 0) {
+      if (n > 0) return no_quantizer();
+    } else if (index->sq8()) {
+      index->sq8_.center = std::move(vec);
+      index->sq8_.scale = std::move(scale);
+      vec.resize(o.dimension);
+      trained(sample);
+    } else {
       index->binary_threshold_ = vec;
-      index->trained_sample_ = static_cast<size_t>(std::min<uint64_t>(sample, 1u << 30));
-      index->trained_nodes_ = h.node_count;
-      index->trained_.store(true, std::memory_order_release);
-    } else if (n > 0) {
-      return absl::DataLossError("HNSW checkpoint of a quantized graph has no quantizer");
+      trained(sample);
     }
   }
   for (uint64_t i = 0; i < n; ++i) {

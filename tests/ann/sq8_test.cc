@@ -28,68 +28,156 @@ using ::quiver::testing::StatusIs;
 
 TEST(Sq8KernelTest, EveryKernelEqualsTheReferenceExactly) {
   std::mt19937 rng(3);
-  std::uniform_int_distribution<int> u(-127, 127);
-  std::vector<int8_t> a(400), b(400);
-  for (auto& x : a) x = static_cast<int8_t>(u(rng));
+  std::uniform_int_distribution<int> u(-127, 127), s(0, 255);
+  std::vector<uint8_t> a(400);
+  std::vector<int8_t> b(400);
+  for (auto& x : a) x = static_cast<uint8_t>(s(rng));
   for (auto& x : b) x = static_cast<int8_t>(u(rng));
   for (const DistanceKernels* k : SupportedKernels()) {
+    // Lengths past two 128-byte VNNI steps, every tail, unaligned starts.
     for (size_t n = 0; n <= 300; ++n) {
       for (size_t off : {0, 1, 7}) {
-        const int8_t* pa = a.data() + off;
+        const uint8_t* pa = a.data() + off;
         const int8_t* pb = b.data() + (off * 3) % 5;
-        int64_t dot = 0, l2 = 0;
-        for (size_t i = 0; i < n; ++i) {
-          dot += int64_t{pa[i]} * pb[i];
-          l2 += (int64_t{pa[i]} - pb[i]) * (int64_t{pa[i]} - pb[i]);
-        }
-        ASSERT_EQ(k->dot_i8(pa, pb, n), dot) << k->name << " n=" << n << " off=" << off;
-        ASSERT_EQ(k->l2_squared_i8(pa, pb, n), l2) << k->name << " n=" << n << " off=" << off;
+        int64_t dot = 0;
+        for (size_t i = 0; i < n; ++i) dot += int64_t{pa[i]} * pb[i];
+        ASSERT_EQ(k->dot_u8i8(pa, pb, n), dot) << k->name << " n=" << n << " off=" << off;
       }
     }
     // The extremes at the largest dimension a quantized index takes.
-    std::vector<int8_t> hi(32768, 127), lo(32768, -127);
-    EXPECT_EQ(k->l2_squared_i8(hi.data(), lo.data(), hi.size()), 32768 * 254 * 254) << k->name;
-    EXPECT_EQ(k->dot_i8(hi.data(), lo.data(), hi.size()), -32768 * 127 * 127) << k->name;
+    std::vector<uint8_t> hi(32768, 255);
+    std::vector<int8_t> lo(32768, -127), top(32768, 127);
+    EXPECT_EQ(k->dot_u8i8(hi.data(), lo.data(), hi.size()), -32768 * 255 * 127) << k->name;
+    EXPECT_EQ(k->dot_u8i8(hi.data(), top.data(), hi.size()), 32768 * 255 * 127) << k->name;
   }
+#if defined(__x86_64__)
+  // A CPU with AVX512-VNNI searches with vpdpbusd.
+  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma")) {
+    EXPECT_STREQ(BestKernels().name, "avx512vnni");
+  }
+#endif
 }
 
-TEST(Sq8ParamsTest, EncodesWithinHalfAStepAndCountsClamping) {
+TEST(Sq8ParamsTest, EachDimensionGetsItsOwnRangeAndClampsItsTails) {
+  // Four dimensions of very different spread; the last one constant.
   std::mt19937 rng(5);
-  std::normal_distribution<float> g(2.0f, 3.0f);
-  std::vector<float> values(20000);
-  for (float& v : values) v = g(rng);
-  const Sq8Params p = Sq8Params::Train(values);
-  ASSERT_TRUE(p.trained());
-  EXPECT_NEAR(p.center, 2.0f, 0.5f);
-  std::vector<int8_t> codes(values.size());
-  uint64_t clamped = 0;
-  const int32_t sum = p.Encode(values.data(), values.size(), codes.data(), &clamped);
-  int64_t want_sum = 0;
-  size_t outside = 0;
-  for (size_t i = 0; i < values.size(); ++i) {
-    want_sum += codes[i];
-    if (std::abs(values[i] - p.center) > 127.5f * p.scale) {
-      ++outside;
-      EXPECT_EQ(std::abs(codes[i]), 127);
-    } else {
-      EXPECT_LE(std::abs(p.Decode(codes[i]) - values[i]), p.scale * 0.5f + 1e-5f) << values[i];
-    }
+  std::normal_distribution<float> g0(2.0f, 3.0f), g1(-50.0f, 0.01f), g2(0.0f, 100.0f);
+  const size_t dim = 4, count = 30000;
+  std::vector<float> values(count * dim);
+  for (size_t i = 0; i < count; ++i) {
+    values[i * dim] = g0(rng);
+    values[i * dim + 1] = g1(rng);
+    values[i * dim + 2] = g2(rng);
+    values[i * dim + 3] = 7.5f;
   }
-  EXPECT_EQ(sum, want_sum);
-  EXPECT_EQ(clamped, outside);
-  EXPECT_GT(outside, 0u);  // The 0.05 % tails.
-  EXPECT_LT(outside, values.size() / 500);
+  const Sq8Params p = Sq8Params::Train(values.data(), count, dim);
+  ASSERT_TRUE(p.trained());
+  ASSERT_EQ(p.dimension(), dim);
+  EXPECT_NEAR(p.center[0], 2.0f, 0.5f);
+  EXPECT_NEAR(p.center[1], -50.0f, 0.01f);
+  EXPECT_NEAR(p.center[2], 0.0f, 20.0f);
+  EXPECT_FLOAT_EQ(p.center[3], 7.5f);
+  // The narrow dimension's step is its own: 4 sigma / 127 or so, not the
+  // wide one's.
+  EXPECT_LT(p.scale[1], 0.01f * 10 / 127);
+  EXPECT_GT(p.scale[2], 100.0f * 3 / 127);
+  EXPECT_GT(p.scale[2], p.scale[1] * 1000);
+  std::vector<uint8_t> codes(dim);
+  uint64_t clamped = 0;
+  std::vector<size_t> outside(dim, 0);
+  for (size_t i = 0; i < count; ++i) {
+    const float* x = &values[i * dim];
+    const uint64_t before = clamped;
+    const float norm2 = p.Encode(x, codes.data(), &clamped);
+    double want_norm2 = 0;
+    size_t out = 0;
+    for (size_t d = 0; d < dim; ++d) {
+      want_norm2 += double{p.Decode(d, codes[d])} * p.Decode(d, codes[d]);
+      if (std::abs(x[d] - p.center[d]) > 127.5f * p.scale[d]) {
+        ++out;
+        ++outside[d];
+        EXPECT_TRUE(codes[d] == 1 || codes[d] == 255) << int{codes[d]};
+      } else {
+        EXPECT_LE(std::abs(p.Decode(d, codes[d]) - x[d]),
+                  p.scale[d] * 0.5f + 1e-5f * std::abs(x[d]))
+            << "dimension " << d << " value " << x[d];
+      }
+    }
+    EXPECT_EQ(clamped - before, out);
+    EXPECT_NEAR(norm2, want_norm2, 1e-5 * want_norm2);
+  }
+  // 0.01 % of each side of the three varying dimensions (3 of 30,000 each),
+  // nothing of the constant one.
+  for (size_t d = 0; d < 3; ++d) {
+    EXPECT_GT(outside[d], 0u) << d;
+    EXPECT_LE(outside[d], 8u) << d;
+  }
+  EXPECT_EQ(outside[3], 0u);
 
-  // Every value the same: one code, nothing clamped, no division by zero.
-  std::vector<float> same(100, 7.5f);
-  const Sq8Params q = Sq8Params::Train(same);
+  // A range from one vector: nothing clamped for that vector, no division
+  // by zero.
+  const Sq8Params one = Sq8Params::Train(values.data(), 1, dim);
   clamped = 0;
-  q.Encode(same.data(), same.size(), codes.data(), &clamped);
+  one.Encode(values.data(), codes.data(), &clamped);
   EXPECT_EQ(clamped, 0u);
-  EXPECT_FLOAT_EQ(q.Decode(codes[0]), 7.5f);
+  for (size_t d = 0; d < dim; ++d) EXPECT_FLOAT_EQ(one.Decode(d, codes[d]), values[d]) << d;
+  const Sq8Params uniform = Sq8Params::Uniform(1.0f, 0.5f, 3);
+  EXPECT_EQ(uniform.center, std::vector<float>(3, 1.0f));
+  EXPECT_EQ(uniform.scale, std::vector<float>(3, 0.5f));
   EXPECT_EQ(ParseQuantization("sq8").value(), Quantization::kSq8);
   EXPECT_EQ(ParseQuantization("").value(), Quantization::kNone);
   EXPECT_THAT(ParseQuantization("pq"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// A query's codes give q . x for any coded x within the rounding of one
+// step per query; a node's query form made from its codes is the query
+// form of the vector they stand for.
+TEST(Sq8ParamsTest, QueryCodesGiveDotProductsWithinTheirRounding) {
+  std::mt19937 rng(7);
+  const size_t dim = 96, count = 2000;
+  std::vector<float> values(count * dim);
+  for (size_t i = 0; i < count; ++i) {
+    for (size_t d = 0; d < dim; ++d) {
+      values[i * dim + d] = std::normal_distribution<float>(0.1f * d, 0.05f + 0.02f * d)(rng);
+    }
+  }
+  const Sq8Params p = Sq8Params::Train(values.data(), count, dim);
+  std::vector<int8_t> q_codes(dim), from_codes(dim);
+  std::vector<uint8_t> x_codes(dim);
+  uint64_t clamped = 0;
+  for (size_t trial = 0; trial < 200; ++trial) {
+    const float* q = &values[(trial * 7) % count * dim];
+    const float* x = &values[(trial * 13 + 1) % count * dim];
+    const Sq8Query t = p.EncodeQuery(q, q_codes.data());
+    p.Encode(x, x_codes.data(), &clamped);
+    double want = 0, norm2 = 0, slack = 0;
+    int64_t sum = 0;
+    for (size_t d = 0; d < dim; ++d) {
+      want += double{q[d]} * p.Decode(d, x_codes[d]);
+      norm2 += double{q[d]} * q[d];
+      sum += int64_t{q_codes[d]} * x_codes[d];
+      slack += 0.5 * t.step * std::abs(int{x_codes[d]} - 128);  // Half a step per term.
+    }
+    const double got = t.offset + double{t.step} * static_cast<double>(sum);
+    EXPECT_NEAR(got, want, slack + 1e-4 * std::abs(want)) << trial;
+    EXPECT_NEAR(t.norm2, norm2, 1e-5 * norm2);
+    // From codes: exactly the query form of the decoded vector.
+    std::vector<float> decoded(dim);
+    for (size_t d = 0; d < dim; ++d) decoded[d] = p.Decode(d, x_codes[d]);
+    const Sq8Query a = p.EncodeQueryFromCodes(x_codes.data(), from_codes.data());
+    const Sq8Query b = p.EncodeQuery(decoded.data(), q_codes.data());
+    EXPECT_EQ(from_codes, q_codes);
+    EXPECT_EQ(a.step, b.step);
+    EXPECT_EQ(a.offset, b.offset);
+    EXPECT_EQ(a.norm2, b.norm2);
+  }
+  // A zero query: no step, every code 0, no division by zero.
+  const std::vector<float> zero(dim, 0.0f);
+  const Sq8Query z = p.EncodeQuery(zero.data(), q_codes.data());
+  EXPECT_EQ(z.step, 0.0f);
+  EXPECT_EQ(z.norm2, 0.0f);
+  EXPECT_EQ(q_codes, std::vector<int8_t>(dim, 0));
 }
 
 HnswOptions Sq8Options(size_t dim, Metric metric) {
@@ -208,6 +296,59 @@ TEST(Sq8HnswTest, VersionOneCheckpointsStillLoad) {
   EXPECT_EQ((*loaded)->Search(base[17], {.top_k = 1})[0].label, 17u);
 }
 
+// A version 2 checkpoint of an SQ8 graph held one range for the index in
+// its header: it loads as that range in every dimension.
+TEST(Sq8HnswTest, VersionTwoCheckpointsLoadWithTheirOneRange) {
+  const size_t dim = 16, n = 2000;
+  const auto base = Clustered(n, dim, 12, 40, 3);
+  HnswIndex index(Sq8Options(dim, Metric::kL2));
+  Fill(&index, base, nullptr);
+  std::stringstream buf;
+  QUIVER_ASSERT_OK(index.Save(buf));
+  const std::string v3 = buf.str();
+  // Version 2: the same header with version 2 and the range at 80, and a
+  // body without the quantizer that leads version 3's (u64 sample, then
+  // centers and scales).
+  float lo = base[0][0], hi = base[0][0];
+  for (const auto& v : base) {
+    for (float x : v) {
+      lo = std::min(lo, x);
+      hi = std::max(hi, x);
+    }
+  }
+  const float center = (lo + hi) / 2, scale = (hi - lo) / 2 / 127;
+  std::string body = v3.substr(96 + 8 + 2 * dim * sizeof(float));
+  std::string v2 = v3.substr(0, 96) + body;
+  const uint32_t version = 2, zero = 0;
+  const uint32_t body_crc = Crc32c(body);
+  std::memcpy(v2.data() + 8, &version, 4);
+  std::memcpy(v2.data() + 44, &body_crc, 4);
+  std::memcpy(v2.data() + 80, &center, 4);
+  std::memcpy(v2.data() + 84, &scale, 4);
+  std::memcpy(v2.data() + 64, &zero, 4);
+  const uint32_t crc = Crc32c(std::string_view(v2.data(), 96));
+  std::memcpy(v2.data() + 64, &crc, 4);
+  std::istringstream in(v2);
+  auto loaded = HnswIndex::Load(in);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->sq8_params().center, std::vector<float>(dim, center));
+  EXPECT_EQ((*loaded)->sq8_params().scale, std::vector<float>(dim, scale));
+  EXPECT_EQ((*loaded)->size(), n);
+  FlatIndex exact(dim, Metric::kL2);
+  for (size_t i = 0; i < n; ++i) exact.Upsert(i, base[i]);
+  EXPECT_GE(Recall(**loaded, exact, Clustered(50, dim, 13, 40, 3), 10, 64), 0.95);
+  // Saved again, it is version 3 with the same range per dimension.
+  std::stringstream again;
+  QUIVER_ASSERT_OK((*loaded)->Save(again));
+  uint32_t saved_version;
+  std::memcpy(&saved_version, again.str().data() + 8, 4);
+  EXPECT_EQ(saved_version, 3u);
+  std::istringstream again_in(again.str());
+  auto reloaded = HnswIndex::Load(again_in);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_EQ((*reloaded)->sq8_params().scale, std::vector<float>(dim, scale));
+}
+
 // Trained on the first vector alone, then fed data with ten times its
 // spread: the clamping is seen, compaction retrains on everything, and the
 // rebuilt graph finds the neighbours again.
@@ -228,7 +369,9 @@ TEST(Sq8HnswTest, ARangeLearnedFromTooLittleDataIsRelearnedByCompaction) {
   auto compacted = index.Compact(&pool);
   auto* fresh = dynamic_cast<HnswIndex*>(compacted.get());
   ASSERT_NE(fresh, nullptr);
-  EXPECT_GT(fresh->sq8_params().scale, index.sq8_params().scale * 10);
+  for (size_t d = 0; d < dim; ++d) {
+    EXPECT_GT(fresh->sq8_params().scale[d], index.sq8_params().scale[d] * 10) << d;
+  }
   EXPECT_LT(fresh->clamped_values(), base.size() * dim / 1000);
   EXPECT_FALSE(fresh->NeedsCompaction());
   FlatIndex exact(dim, Metric::kL2);
