@@ -33,6 +33,11 @@ struct DistanceKernels {
   // (-127..127), the exact integer sum of products. No overflow for
   // n <= 32,768 (each term is at most 255 x 127 = 32,385).
   int32_t (*dot_u8i8)(const uint8_t* a, const int8_t* b, size_t n);
+  // Two nodes' stored SQ8 codes, decoded with a range per dimension (value =
+  // center + scale (code - 128)): their dot product and squared distance.
+  float (*sq8_dot)(const uint8_t* a, const uint8_t* b, const float* center, const float* scale,
+                   size_t n);
+  float (*sq8_l2_squared)(const uint8_t* a, const uint8_t* b, const float* scale, size_t n);
   // Binary codes (one bit per dimension, packed in 64-bit words): the
   // number of bits that differ.
   uint32_t (*hamming)(const uint64_t* a, const uint64_t* b, size_t words);

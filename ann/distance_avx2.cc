@@ -85,7 +85,52 @@ int32_t DotU8I8Avx2(const uint8_t* a, const int8_t* b, size_t n) {
   return s;
 }
 
-const DistanceKernels kAvx2 = {"avx2", &DotAvx2, &L2SquaredAvx2, &DotU8I8Avx2, &HammingPopcnt};
+// Eight stored codes widened to int32 lanes.
+inline __m256i LoadU8AsI32(const uint8_t* p) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+
+float Sq8DotAvx2(const uint8_t* a, const uint8_t* b, const float* center, const float* scale,
+                 size_t n) {
+  const __m256i bias = _mm256_set1_epi32(128);
+  __m256 acc = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 c = _mm256_loadu_ps(center + i), s = _mm256_loadu_ps(scale + i);
+    const __m256 x =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(LoadU8AsI32(a + i), bias)), s, c);
+    const __m256 y =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(LoadU8AsI32(b + i), bias)), s, c);
+    acc = _mm256_fmadd_ps(x, y, acc);
+  }
+  float sum = HorizontalSum(acc);
+  for (; i < n; ++i) {
+    const float x = center[i] + scale[i] * static_cast<float>(int{a[i]} - 128);
+    const float y = center[i] + scale[i] * static_cast<float>(int{b[i]} - 128);
+    sum += x * y;
+  }
+  return sum;
+}
+
+float Sq8L2SquaredAvx2(const uint8_t* a, const uint8_t* b, const float* scale, size_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 d =
+        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(LoadU8AsI32(a + i), LoadU8AsI32(b + i))),
+                      _mm256_loadu_ps(scale + i));
+    acc = _mm256_fmadd_ps(d, d, acc);
+  }
+  float sum = HorizontalSum(acc);
+  for (; i < n; ++i) {
+    const float d = scale[i] * static_cast<float>(int{a[i]} - int{b[i]});
+    sum += d * d;
+  }
+  return sum;
+}
+
+const DistanceKernels kAvx2 = {"avx2",      &DotAvx2,          &L2SquaredAvx2, &DotU8I8Avx2,
+                               &Sq8DotAvx2, &Sq8L2SquaredAvx2, &HammingPopcnt};
 
 }  // namespace
 

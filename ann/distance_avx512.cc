@@ -89,9 +89,58 @@ __attribute__((target("avx512vnni"))) int32_t DotU8I8Vnni(const uint8_t* a, cons
   return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
-const DistanceKernels kAvx512 = {"avx512", &DotAvx512, &L2SquaredAvx512, &DotU8I8Avx512,
+// Sixteen stored codes (fewer at the tail, masked) widened to int32 lanes.
+inline __m512i LoadU8AsI32(const uint8_t* p, __mmask16 m) {
+  return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p));
+}
+inline __mmask16 Mask16(size_t left) {
+  return left >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+float Sq8DotAvx512(const uint8_t* a, const uint8_t* b, const float* center, const float* scale,
+                   size_t n) {
+  const __m512i bias = _mm512_set1_epi32(128);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  auto step = [&](size_t i, __mmask16 m, __m512 acc) {
+    const __m512 c = _mm512_maskz_loadu_ps(m, center + i), s = _mm512_maskz_loadu_ps(m, scale + i);
+    // Masked-off lanes: codes 0 and scale 0, so x = y = 0.
+    const __m512 x =
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(LoadU8AsI32(a + i, m), bias)), s, c);
+    const __m512 y =
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(LoadU8AsI32(b + i, m), bias)), s, c);
+    return _mm512_fmadd_ps(x, y, acc);
+  };
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = step(i, 0xFFFF, acc0);
+    acc1 = step(i + 16, 0xFFFF, acc1);
+  }
+  for (; i < n; i += 16) acc0 = step(i, Mask16(n - i), acc0);
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+float Sq8L2SquaredAvx512(const uint8_t* a, const uint8_t* b, const float* scale, size_t n) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  auto step = [&](size_t i, __mmask16 m, __m512 acc) {
+    const __m512 d = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_sub_epi32(LoadU8AsI32(a + i, m), LoadU8AsI32(b + i, m))),
+        _mm512_maskz_loadu_ps(m, scale + i));
+    return _mm512_fmadd_ps(d, d, acc);
+  };
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = step(i, 0xFFFF, acc0);
+    acc1 = step(i + 16, 0xFFFF, acc1);
+  }
+  for (; i < n; i += 16) acc0 = step(i, Mask16(n - i), acc0);
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+const DistanceKernels kAvx512 = {"avx512",       &DotAvx512,    &L2SquaredAvx512,
+                                 &DotU8I8Avx512, &Sq8DotAvx512, &Sq8L2SquaredAvx512,
                                  &HammingPopcnt};
-const DistanceKernels kAvx512Vnni = {"avx512vnni", &DotAvx512, &L2SquaredAvx512, &DotU8I8Vnni,
+const DistanceKernels kAvx512Vnni = {"avx512vnni",  &DotAvx512,    &L2SquaredAvx512,
+                                     &DotU8I8Vnni,  &Sq8DotAvx512, &Sq8L2SquaredAvx512,
                                      &HammingPopcnt};
 
 }  // namespace

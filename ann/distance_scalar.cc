@@ -36,6 +36,26 @@ float L2SquaredScalar(const float* a, const float* b, size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+float Sq8DotScalar(const uint8_t* a, const uint8_t* b, const float* center, const float* scale,
+                   size_t n) {
+  float s = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float x = center[i] + scale[i] * static_cast<float>(int{a[i]} - 128);
+    const float y = center[i] + scale[i] * static_cast<float>(int{b[i]} - 128);
+    s += x * y;
+  }
+  return s;
+}
+
+float Sq8L2SquaredScalar(const uint8_t* a, const uint8_t* b, const float* scale, size_t n) {
+  float s = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float d = scale[i] * static_cast<float>(int{a[i]} - int{b[i]});
+    s += d * d;
+  }
+  return s;
+}
+
 int32_t DotU8I8Scalar(const uint8_t* a, const int8_t* b, size_t n) {
   int32_t s = 0;
   for (size_t i = 0; i < n; ++i) s += int32_t{a[i]} * int32_t{b[i]};
@@ -58,7 +78,8 @@ uint32_t HammingScalar(const uint64_t* a, const uint64_t* b, size_t words) {
 
 }  // namespace
 
-const DistanceKernels kScalarKernels = {"scalar", &DotScalar, &L2SquaredScalar, &DotU8I8Scalar,
+const DistanceKernels kScalarKernels = {"scalar",       &DotScalar,    &L2SquaredScalar,
+                                        &DotU8I8Scalar, &Sq8DotScalar, &Sq8L2SquaredScalar,
                                         &HammingScalar};
 
 }  // namespace quiver::ann::internal

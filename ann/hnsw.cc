@@ -449,17 +449,16 @@ void HnswIndex::MergeLinks(NodeId node, int level, std::span<const NodeId> add) 
     return;
   }
   // Full: keep the best max_links of the links and the rest of `add`.
-  thread_local std::vector<std::byte> probe;
-  const std::byte* base = BuildProbe(node, false, ProbeRoom(&probe));
+  const std::byte* base = BuildVec(node);
   std::vector<Candidate> candidates;
   candidates.reserve(n + add.size() - next);
   for (uint32_t i = 0; i < n; ++i) {
     const NodeId l = links[1 + i].load(std::memory_order_relaxed);
-    candidates.push_back({BuildDist(base, BuildVec(l)), l});
+    candidates.push_back({NodeDist(base, BuildVec(l)), l});
   }
   for (; next < add.size(); ++next) {
     if (!linked(add[next])) {
-      candidates.push_back({BuildDist(base, BuildVec(add[next])), add[next]});
+      candidates.push_back({NodeDist(base, BuildVec(add[next])), add[next]});
     }
   }
   std::sort(candidates.begin(), candidates.end(),
@@ -473,25 +472,17 @@ std::vector<NodeId> HnswIndex::SelectNeighbours(const std::vector<Candidate>& ca
                                                 size_t max_links) const {
   std::vector<NodeId> kept;
   kept.reserve(max_links);
-  // Each kept node is compared with the candidates after it in its probe
-  // form (BuildProbe), made once: max_links of them, not one per candidate.
-  thread_local std::vector<std::byte> probes;
-  thread_local std::vector<const std::byte*> kept_probes;
-  probes.resize(max_links * ProbeBytes());
-  kept_probes.clear();
   for (const Candidate& c : candidates) {
     if (kept.size() >= max_links) break;
     const std::byte* v = BuildVec(c.node);
     bool diverse = true;
-    for (const std::byte* k : kept_probes) {
-      if (BuildDist(k, v) < c.dist) {
+    for (NodeId k : kept) {
+      if (NodeDist(v, BuildVec(k)) < c.dist) {
         diverse = false;
         break;
       }
     }
-    if (!diverse) continue;
-    kept_probes.push_back(BuildProbe(c.node, false, probes.data() + kept.size() * ProbeBytes()));
-    kept.push_back(c.node);
+    if (diverse) kept.push_back(c.node);
   }
   return kept;
 }
@@ -881,12 +872,11 @@ bool HnswIndex::LinkFromReachable(NodeId node, const std::vector<uint8_t>& reach
   std::lock_guard<std::mutex> lock(LockOf(full_nearest));
   std::atomic<NodeId>* links = Links(full_nearest, 0);
   const uint32_t count = links[0].load(std::memory_order_relaxed);
-  thread_local std::vector<std::byte> base_probe;
-  const std::byte* base = BuildProbe(full_nearest, false, ProbeRoom(&base_probe));
+  const std::byte* base = BuildVec(full_nearest);
   uint32_t worst = 0;
   float worst_dist = -std::numeric_limits<float>::infinity();
   for (uint32_t i = 0; i < count; ++i) {
-    const float d = BuildDist(base, BuildVec(links[1 + i].load(std::memory_order_relaxed)));
+    const float d = NodeDist(base, BuildVec(links[1 + i].load(std::memory_order_relaxed)));
     if (d > worst_dist) {
       worst_dist = d;
       worst = i;

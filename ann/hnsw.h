@@ -13,8 +13,9 @@
 // grows in segments that never move. Save and Compact need writers stopped.
 //
 // Quantization (HnswOptions::quantization, ann/sq8.h): SQ8 builds and walks
-// the graph on int8 codes (one node or query coded as a query against the
-// others' codes); binary builds it with the full vectors and walks it on
+// the graph on int8 codes (a query, or a node being linked, is coded as a
+// query against the nodes' codes; two nodes compare their decoded codes);
+// binary builds it with the full vectors and walks it on
 // sign bits (Hamming distance: too coarse to choose neighbours well).
 // Either way the best candidates are rescored with the full vectors, kept
 // apart.
@@ -202,14 +203,28 @@ class HnswIndex final : public VectorIndex {
   bool sq8() const { return options_.quantization == Quantization::kSq8; }
   // Binary graphs are built with the full vectors, walked on the bits.
   bool build_on_full() const { return options_.quantization == Quantization::kBinary; }
-  // What the graph is built on: the second argument of BuildDist.
+  // What the graph is built on: nodes are compared with NodeDist, and with a
+  // node being linked (BuildProbe) by BuildDist.
   const std::byte* BuildVec(NodeId id) const {
     return build_on_full() ? reinterpret_cast<const std::byte*>(Full(id)) : Code(id);
   }
-  // The first argument of BuildDist for node `id`: BuildVec, or (SQ8) its
-  // query form, written to `room` (ProbeBytes()), made from its full vector
-  // (`from_full`) or from its codes (no full vector read: they may be on
-  // disk).
+  // The distance between two nodes' BuildVec: float vectors, or (SQ8) both
+  // nodes' codes decoded with the per-dimension ranges.
+  float NodeDist(const std::byte* a, const std::byte* b) const {
+    if (!sq8()) {
+      return DistFull(reinterpret_cast<const float*>(a), reinterpret_cast<const float*>(b));
+    }
+    const auto* ca = reinterpret_cast<const uint8_t*>(a);
+    const auto* cb = reinterpret_cast<const uint8_t*>(b);
+    return options_.metric == Metric::kL2
+               ? kernels_.sq8_l2_squared(ca, cb, sq8_.scale.data(), options_.dimension)
+               : -kernels_.sq8_dot(ca, cb, sq8_.center.data(), sq8_.scale.data(),
+                                   options_.dimension);
+  }
+  // The first argument of BuildDist for node `id` (a beam search from it):
+  // BuildVec, or (SQ8) its query form, written to `room` (ProbeBytes()),
+  // made from its full vector (`from_full`) or from its codes (no full
+  // vector read: they may be on disk).
   const std::byte* BuildProbe(NodeId id, bool from_full, std::byte* room) const;
   size_t ProbeBytes() const;
   std::byte* ProbeRoom(std::vector<std::byte>* buffer) const {  // Sized to ProbeBytes().

@@ -13,7 +13,9 @@
 // so a distance is one unsigned-by-signed byte dot product
 // (DistanceKernels::dot_u8i8: AVX512-VNNI's vpdpbusd) whatever the ranges;
 // a node stores its bytes and the squared norm of the vector they stand
-// for, a query its codes and Sq8Query.
+// for, a query its codes and Sq8Query. Two nodes (choosing neighbours while
+// the graph is built) are compared on their decoded bytes
+// (DistanceKernels::sq8_dot / sq8_l2_squared).
 // Per-dimension ranges matter where dimensions differ in spread (GloVe's
 // angular neighbours: recall@10 of the codes alone 0.94 -> 0.98). Values
 // outside the trained range are clamped (and counted: the index retrains

@@ -50,6 +50,32 @@ TEST(Sq8KernelTest, EveryKernelEqualsTheReferenceExactly) {
     EXPECT_EQ(k->dot_u8i8(hi.data(), lo.data(), hi.size()), -32768 * 255 * 127) << k->name;
     EXPECT_EQ(k->dot_u8i8(hi.data(), top.data(), hi.size()), 32768 * 255 * 127) << k->name;
   }
+  // Node-to-node distances on decoded codes: every kernel against a double
+  // reference, to float rounding.
+  std::vector<float> center(300), scale(300);
+  for (size_t d = 0; d < center.size(); ++d) {
+    center[d] = 0.01f * static_cast<float>(d) - 1.0f;
+    scale[d] = 0.001f + 0.0001f * static_cast<float>(d % 17);
+  }
+  for (const DistanceKernels* k : SupportedKernels()) {
+    for (size_t n : {0, 1, 15, 16, 17, 50, 128, 300}) {
+      double dot = 0, l2 = 0, mag = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const double x = center[i] + double{scale[i]} * (int{a[i]} - 128);
+        const double y = center[i] + double{scale[i]} * (int{a[(i * 7 + 3) % 300]} - 128);
+        dot += x * y;
+        mag += std::abs(x * y);
+        l2 += (x - y) * (x - y);
+      }
+      std::vector<uint8_t> b2(n);
+      for (size_t i = 0; i < n; ++i) b2[i] = a[(i * 7 + 3) % 300];
+      EXPECT_NEAR(k->sq8_dot(a.data(), b2.data(), center.data(), scale.data(), n), dot,
+                  1e-5 * mag + 1e-6)
+          << k->name << " n=" << n;
+      EXPECT_NEAR(k->sq8_l2_squared(a.data(), b2.data(), scale.data(), n), l2, 1e-5 * l2 + 1e-9)
+          << k->name << " n=" << n;
+    }
+  }
 #if defined(__x86_64__)
   // A CPU with AVX512-VNNI searches with vpdpbusd.
   if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
