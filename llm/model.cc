@@ -506,9 +506,17 @@ std::vector<std::vector<float>> LlamaModel::ForwardBatch(const std::vector<StepR
         Softmax(att.data(), row.pos + 1);
         float* out = &xb[static_cast<size_t>(r) * dim + h * head_size];
         std::fill(out, out + head_size, 0.0f);
-        for (int t = 0; t <= row.pos; ++t) {
-          const float* vt = value_at(row, l, t) + kvh;
-          for (int i = 0; i < head_size; ++i) out[i] += att[t] * vt[i];
+        // Block by block: a block's values are consecutive (no block-table
+        // lookup and division per position); the same sums in the same
+        // order as position by position.
+        for (int b = 0; b < n_blocks; ++b) {
+          const float* vb = cache->Value((*row.blocks)[b], l, 0) + kvh;
+          const int t0 = b * bs, t_end = std::min(row.pos + 1, t0 + bs);
+          for (int t = t0; t < t_end; ++t) {
+            const float* vt = vb + static_cast<size_t>(t - t0) * kv_dim;
+            const float a = att[t];
+            for (int i = 0; i < head_size; ++i) out[i] += a * vt[i];
+          }
         }
       }
     };
