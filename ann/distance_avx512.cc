@@ -10,36 +10,37 @@
 namespace quiver::ann::internal {
 namespace {
 
-float DotAvx512(const float* a, const float* b, size_t n) {
+inline __mmask16 Mask16(size_t left) {
+  return left >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+// The float kernels' common loop: step(i, mask, acc) adds values i .. i + 15
+// (those the mask keeps) to acc; two accumulators, 32 values a round, then
+// masked steps of 16, so any n needs no scalar loop.
+template <typename Step>
+inline float SumBy16(size_t n, Step step) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    acc0 = step(i, __mmask16(0xFFFF), acc0);
+    acc1 = step(i + 16, __mmask16(0xFFFF), acc1);
   }
-  for (; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
-    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc0);
-  }
+  for (; i < n; i += 16) acc0 = step(i, Mask16(n - i), acc0);
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+float DotAvx512(const float* a, const float* b, size_t n) {
+  return SumBy16(n, [&](size_t i, __mmask16 m, __m512 acc) {
+    return _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+  });
+}
+
 float L2SquaredAvx512(const float* a, const float* b, size_t n) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-    const __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
-    acc0 = _mm512_fmadd_ps(d0, d0, acc0);
-    acc1 = _mm512_fmadd_ps(d1, d1, acc1);
-  }
-  for (; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+  return SumBy16(n, [&](size_t i, __mmask16 m, __m512 acc) {
     const __m512 d =
         _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
-    acc0 = _mm512_fmadd_ps(d, d, acc0);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    return _mm512_fmadd_ps(d, d, acc);
+  });
 }
 
 // Codes widened to int16 (32 per register), multiplied and pair-summed by
@@ -93,15 +94,11 @@ __attribute__((target("avx512vnni"))) int32_t DotU8I8Vnni(const uint8_t* a, cons
 inline __m512i LoadU8AsI32(const uint8_t* p, __mmask16 m) {
   return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p));
 }
-inline __mmask16 Mask16(size_t left) {
-  return left >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
-}
 
 float Sq8DotAvx512(const uint8_t* a, const uint8_t* b, const float* center, const float* scale,
                    size_t n) {
   const __m512i bias = _mm512_set1_epi32(128);
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  auto step = [&](size_t i, __mmask16 m, __m512 acc) {
+  return SumBy16(n, [&](size_t i, __mmask16 m, __m512 acc) {
     const __m512 c = _mm512_maskz_loadu_ps(m, center + i), s = _mm512_maskz_loadu_ps(m, scale + i);
     // Masked-off lanes: codes 0 and scale 0, so x = y = 0.
     const __m512 x =
@@ -109,31 +106,16 @@ float Sq8DotAvx512(const uint8_t* a, const uint8_t* b, const float* center, cons
     const __m512 y =
         _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(LoadU8AsI32(b + i, m), bias)), s, c);
     return _mm512_fmadd_ps(x, y, acc);
-  };
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    acc0 = step(i, 0xFFFF, acc0);
-    acc1 = step(i + 16, 0xFFFF, acc1);
-  }
-  for (; i < n; i += 16) acc0 = step(i, Mask16(n - i), acc0);
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  });
 }
 
 float Sq8L2SquaredAvx512(const uint8_t* a, const uint8_t* b, const float* scale, size_t n) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  auto step = [&](size_t i, __mmask16 m, __m512 acc) {
+  return SumBy16(n, [&](size_t i, __mmask16 m, __m512 acc) {
     const __m512 d = _mm512_mul_ps(
         _mm512_cvtepi32_ps(_mm512_sub_epi32(LoadU8AsI32(a + i, m), LoadU8AsI32(b + i, m))),
         _mm512_maskz_loadu_ps(m, scale + i));
     return _mm512_fmadd_ps(d, d, acc);
-  };
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    acc0 = step(i, 0xFFFF, acc0);
-    acc1 = step(i + 16, 0xFFFF, acc1);
-  }
-  for (; i < n; i += 16) acc0 = step(i, Mask16(n - i), acc0);
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  });
 }
 
 const DistanceKernels kAvx512 = {"avx512",       &DotAvx512,    &L2SquaredAvx512,

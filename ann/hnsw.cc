@@ -254,15 +254,21 @@ void HnswIndex::EncodeQueryInto(const float* q, std::byte* out) const {
   std::memcpy(out - sizeof(t), &t, sizeof(t));
 }
 
-size_t HnswIndex::ProbeBytes() const { return sq8() ? kAlign + vector_bytes_ : 0; }
+std::byte* HnswIndex::QueryRoom(std::vector<std::byte>* buffer) const {
+  buffer->resize(kAlign + vector_bytes_);
+  return buffer->data() + kAlign;  // Room for the Sq8Query before.
+}
 
-const std::byte* HnswIndex::BuildProbe(NodeId id, bool from_full, std::byte* room) const {
+const std::byte* HnswIndex::BuildProbe(NodeId id, bool from_full,
+                                       std::vector<std::byte>* buffer) const {
   if (!sq8()) return BuildVec(id);
-  std::byte* const out = room + kAlign;  // Room for the Sq8Query before.
-  auto* codes = reinterpret_cast<int8_t*>(out);
-  const Sq8Query t =
-      from_full ? sq8_.EncodeQuery(Full(id), codes)
-                : sq8_.EncodeQueryFromCodes(reinterpret_cast<const uint8_t*>(Code(id)), codes);
+  std::byte* const out = QueryRoom(buffer);
+  if (from_full) {
+    EncodeQueryInto(Full(id), out);
+    return out;
+  }
+  const Sq8Query t = sq8_.EncodeQueryFromCodes(reinterpret_cast<const uint8_t*>(Code(id)),
+                                               reinterpret_cast<int8_t*>(out));
   std::memcpy(out - sizeof(t), &t, sizeof(t));
   return out;
 }
@@ -383,7 +389,7 @@ void HnswIndex::Upsert(uint64_t label, std::span<const float> vector) {
 void HnswIndex::Link(NodeId id) {
   const int level = LevelOf(id);
   thread_local std::vector<std::byte> probe;  // One per call site: they nest.
-  const std::byte* q = BuildProbe(id, true, ProbeRoom(&probe));
+  const std::byte* q = BuildProbe(id, true, &probe);
   uint64_t ep = entry_.load(std::memory_order_acquire);
   // A node above the top level (or the first node) holds the entry lock
   // throughout, so the entry point moves only after it is fully linked.
@@ -666,8 +672,7 @@ std::vector<Hit> HnswIndex::Search(std::span<const float> query, const SearchPar
   // The walked form of the query (the entry point was published after the
   // quantizer was trained).
   thread_local std::vector<std::byte> buffer;
-  buffer.resize(kAlign + vector_bytes_);
-  std::byte* const walked = buffer.data() + kAlign;  // Room for the Sq8Query before.
+  std::byte* const walked = QueryRoom(&buffer);
   EncodeQueryInto(q.data(), walked);
   const uint64_t distances_before = t_distances;
   const NodeId start =
@@ -850,7 +855,7 @@ bool HnswIndex::AllLiveReachable() const {
 bool HnswIndex::LinkFromReachable(NodeId node, const std::vector<uint8_t>& reached) {
   const uint64_t ep = entry_.load(std::memory_order_acquire);
   thread_local std::vector<std::byte> probe;
-  const std::byte* q = BuildProbe(node, false, ProbeRoom(&probe));
+  const std::byte* q = BuildProbe(node, false, &probe);
   // The nearest nodes to `node` a level-0 walk from the entry point finds:
   // every one of them is reachable.
   const size_t ef = std::max<size_t>(options_.ef_construction, 2 * options_.m);

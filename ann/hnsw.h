@@ -222,15 +222,13 @@ class HnswIndex final : public VectorIndex {
                                    options_.dimension);
   }
   // The first argument of BuildDist for node `id` (a beam search from it):
-  // BuildVec, or (SQ8) its query form, written to `room` (ProbeBytes()),
-  // made from its full vector (`from_full`) or from its codes (no full
-  // vector read: they may be on disk).
-  const std::byte* BuildProbe(NodeId id, bool from_full, std::byte* room) const;
-  size_t ProbeBytes() const;
-  std::byte* ProbeRoom(std::vector<std::byte>* buffer) const {  // Sized to ProbeBytes().
-    buffer->resize(ProbeBytes());
-    return buffer->data();
-  }
+  // BuildVec, or (SQ8) its query form, written to QueryRoom(buffer), made
+  // from its full vector (`from_full`) or from its codes (no full vector
+  // read: they may be on disk).
+  const std::byte* BuildProbe(NodeId id, bool from_full, std::vector<std::byte>* buffer) const;
+  // Sizes `buffer` for a query form (vector_bytes_ with room for an
+  // Sq8Query before) and returns where EncodeQueryInto writes it.
+  std::byte* QueryRoom(std::vector<std::byte>* buffer) const;
   float BuildDist(const std::byte* probe, const std::byte* b) const {
     return build_on_full()
                ? DistFull(reinterpret_cast<const float*>(probe), reinterpret_cast<const float*>(b))

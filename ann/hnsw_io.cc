@@ -1,4 +1,5 @@
 // HnswIndex checkpoints: Save and Load (format: docs/hnsw_format.md).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <istream>
@@ -230,28 +231,27 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Load(std::istream& in,
       return no_quantizer();
     }
   } else if (index->quantized()) {
+    // Binary thresholds, or SQ8 centers followed by scales.
     uint64_t sample = 0;
-    if (!r.Get(&sample) || !r.Read(vec.data(), vec.size() * sizeof(float))) return truncated();
-    std::vector<float> scale;
-    if (index->sq8()) {
-      scale.resize(o.dimension);
-      if (!r.Read(scale.data(), scale.size() * sizeof(float))) return truncated();
+    std::vector<float> first(o.dimension), scale(index->sq8() ? o.dimension : 0);
+    if (!r.Get(&sample) || !r.Read(first.data(), first.size() * sizeof(float)) ||
+        !r.Read(scale.data(), scale.size() * sizeof(float))) {
+      return truncated();
     }
-    for (size_t d = 0; d < o.dimension; ++d) {
-      if (!std::isfinite(vec[d]) || (index->sq8() && sample > 0 && !(scale[d] > 0)) ||
-          !std::isfinite(index->sq8() ? scale[d] : 0.0f)) {
-        return absl::DataLossError("HNSW checkpoint quantizer is damaged");
-      }
+    auto bad_scale = [&](float s) { return !std::isfinite(s) || (sample > 0 && !(s > 0)); };
+    if (std::any_of(first.begin(), first.end(), [](float v) { return !std::isfinite(v); }) ||
+        std::any_of(scale.begin(), scale.end(), bad_scale)) {
+      return absl::DataLossError("HNSW checkpoint quantizer is damaged");
     }
     if (sample == 0) {
       if (n > 0) return no_quantizer();
-    } else if (index->sq8()) {
-      index->sq8_.center = std::move(vec);
-      index->sq8_.scale = std::move(scale);
-      vec.resize(o.dimension);
-      trained(sample);
     } else {
-      index->binary_threshold_ = vec;
+      if (index->sq8()) {
+        index->sq8_.center = std::move(first);
+        index->sq8_.scale = std::move(scale);
+      } else {
+        index->binary_threshold_ = std::move(first);
+      }
       trained(sample);
     }
   }

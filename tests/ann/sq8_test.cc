@@ -294,6 +294,19 @@ TEST(Sq8HnswTest, CheckpointsKeepTheRangeAndTheResults) {
   }
 }
 
+// Overwrites the 4 bytes at `at` of a checkpoint.
+template <typename T>
+void PutAt(std::string* file, size_t at, T value) {
+  static_assert(sizeof(T) == 4);
+  std::memcpy(file->data() + at, &value, 4);
+}
+
+// Recomputes the CRC of a header of `header_bytes` (the field at offset 64).
+void SealHeader(std::string* file, size_t header_bytes) {
+  PutAt(file, 64, uint32_t{0});
+  PutAt(file, 64, Crc32c(std::string_view(file->data(), header_bytes)));
+}
+
 // A version 1 checkpoint (72-byte header, before quantization) still loads.
 TEST(Sq8HnswTest, VersionOneCheckpointsStillLoad) {
   const size_t dim = 8, n = 300;
@@ -307,13 +320,10 @@ TEST(Sq8HnswTest, VersionOneCheckpointsStillLoad) {
   std::string v2 = buf.str();
   // Rewrite the header as version 1 wrote it: 72 bytes, version 1.
   std::string v1 = v2.substr(0, 72) + v2.substr(96);
-  const uint32_t version = 1, header_bytes = 72, zero = 0;
-  std::memcpy(v1.data() + 8, &version, 4);
-  std::memcpy(v1.data() + 12, &header_bytes, 4);
-  std::memcpy(v1.data() + 64, &zero, 4);
-  std::memcpy(v1.data() + 68, &zero, 4);
-  const uint32_t crc = Crc32c(std::string_view(v1.data(), 72));
-  std::memcpy(v1.data() + 64, &crc, 4);
+  PutAt(&v1, 8, uint32_t{1});    // Version.
+  PutAt(&v1, 12, uint32_t{72});  // Header bytes.
+  PutAt(&v1, 68, uint32_t{0});   // Reserved in version 1.
+  SealHeader(&v1, 72);
   std::istringstream in(v1);
   auto loaded = HnswIndex::Load(in);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
@@ -345,15 +355,11 @@ TEST(Sq8HnswTest, VersionTwoCheckpointsLoadWithTheirOneRange) {
   const float center = (lo + hi) / 2, scale = (hi - lo) / 2 / 127;
   std::string body = v3.substr(96 + 8 + 2 * dim * sizeof(float));
   std::string v2 = v3.substr(0, 96) + body;
-  const uint32_t version = 2, zero = 0;
-  const uint32_t body_crc = Crc32c(body);
-  std::memcpy(v2.data() + 8, &version, 4);
-  std::memcpy(v2.data() + 44, &body_crc, 4);
-  std::memcpy(v2.data() + 80, &center, 4);
-  std::memcpy(v2.data() + 84, &scale, 4);
-  std::memcpy(v2.data() + 64, &zero, 4);
-  const uint32_t crc = Crc32c(std::string_view(v2.data(), 96));
-  std::memcpy(v2.data() + 64, &crc, 4);
+  PutAt(&v2, 8, uint32_t{2});  // Version.
+  PutAt(&v2, 44, Crc32c(body));
+  PutAt(&v2, 80, center);
+  PutAt(&v2, 84, scale);
+  SealHeader(&v2, 96);
   std::istringstream in(v2);
   auto loaded = HnswIndex::Load(in);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
